@@ -1,0 +1,108 @@
+"""Where every input and output lives under the data directory.
+
+::
+
+    data/
+      raw/videos/<video_id>.<ext>     input videos (the file stem is the partition key)
+      raw/masks/<video_id>.npz        provided per-frame product masks (optional)
+      raw/alignment_score.csv         scene metadata (real schema)
+      raw/keywords.csv                product keyword per video (real schema)
+      artifacts/<asset>/<video_id>/   per-video outputs of each asset
+      artifacts/<asset>/_global/      outputs of unpartitioned assets
+      models/                         local model directories (tiny backbone, LPIPS AlexNet, ...)
+      inbox/ab_results/               A/B exports waiting for ingestion (done/ and rejected/ beside)
+      warehouse.duckdb                every table a researcher queries
+      dagster_home/                   the Dagster instance the demo and the UI share
+
+Every path built from a video id goes through :func:`validate_video_id`, so no id can point
+outside the data directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from align_core.ids import validate_video_id
+from align_core.video_io import VIDEO_SUFFIXES
+
+GLOBAL_KEY = "_global"
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    # -- raw inputs ----------------------------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.raw_dir / "videos"
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.raw_dir / "masks"
+
+    @property
+    def alignment_csv(self) -> Path:
+        return self.raw_dir / "alignment_score.csv"
+
+    @property
+    def keywords_csv(self) -> Path:
+        return self.raw_dir / "keywords.csv"
+
+    def video_path(self, video_id: str) -> Path:
+        """The input file for ``video_id`` (any supported container suffix)."""
+        video_id = validate_video_id(video_id)
+        for suffix in sorted(VIDEO_SUFFIXES):
+            candidate = self.videos_dir / f"{video_id}{suffix}"
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(f"no video file for id {video_id!r} in {self.videos_dir}")
+
+    def provided_mask_path(self, video_id: str) -> Path:
+        return self.masks_dir / f"{validate_video_id(video_id)}.npz"
+
+    # -- outputs -------------------------------------------------------------------------------
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    def artifact_dir(self, asset: str, video_id: str = GLOBAL_KEY) -> Path:
+        """``artifacts/<asset>/<video_id>/`` (created on demand by the writer, not here)."""
+        if video_id != GLOBAL_KEY:
+            video_id = validate_video_id(video_id)
+        if not asset.isidentifier():
+            raise ValueError(f"asset name {asset!r} is not an identifier")
+        return self.artifacts_dir / asset / video_id
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def ab_inbox_dir(self) -> Path:
+        return self.root / "inbox" / "ab_results"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster_home"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def ensure(self) -> DataLayout:
+        for directory in (self.videos_dir, self.masks_dir, self.artifacts_dir, self.models_dir, self.ab_inbox_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        return self

@@ -1,0 +1,61 @@
+"""Profiles and the data directory: one switch each, read from the environment by default.
+
+``ALIGN_PROFILE`` picks ``demo`` (CPU, no downloads, tiny models, provided masks, weight-free
+scorer, salience editor) or ``research`` (GPU, SD 1.5, CLIPSeg, LLaVA from local paths,
+ControlNet editor). ``ALIGN_DATA_DIR`` moves every input and output (default ``./data``).
+Dagster resources carry the same two fields, so the UI can override them per run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Profile = Literal["demo", "research"]
+PROFILES: tuple[str, ...] = ("demo", "research")
+
+DEFAULT_DATA_DIR = "data"
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("ALIGN_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
+
+
+def profile_from_env() -> Profile:
+    profile = os.environ.get("ALIGN_PROFILE", "demo").strip().lower()
+    if profile not in PROFILES:
+        raise ValueError(f"ALIGN_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+    return profile  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    """Which implementation each pluggable stage uses under a profile."""
+
+    patch_scorer: str
+    segmenter: str
+    editor: str
+    backbone: str
+    device: str
+
+
+PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
+    "demo": ProfileDefaults(
+        patch_scorer="feature_richness", segmenter="provided", editor="salience", backbone="tiny", device="cpu"
+    ),
+    "research": ProfileDefaults(
+        patch_scorer="llava", segmenter="clipseg", editor="controlnet", backbone="pretrained", device="cuda"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    data_dir: Path = field(default_factory=data_dir_from_env)
+    profile: Profile = field(default_factory=profile_from_env)
+
+    @property
+    def defaults(self) -> ProfileDefaults:
+        return PROFILE_DEFAULTS[self.profile]
