@@ -1,0 +1,1 @@
+"""Editing: turn a variant plan into edited frames (keyframe editors + temporal propagation)."""
