@@ -1,0 +1,19 @@
+"""The one ``Definitions`` object: every asset, check, sensor, schedule, job and resource."""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_assets_from_modules
+
+from align_assets import sensors
+from align_assets.assets import catalog
+from align_assets.resources import default_resources
+
+stage_modules = [catalog]
+
+all_assets = load_assets_from_modules(stage_modules)
+
+defs = Definitions(
+    assets=all_assets,
+    sensors=[sensors.new_video_sensor],
+    resources=default_resources(),
+)

@@ -1,0 +1,66 @@
+"""Warehouse tables collected from per-video Parquet artifacts.
+
+Per-video assets never write the warehouse; they write ``artifacts/<asset>/<video_id>/<file>``
+atomically. A table asset then rebuilds its DuckDB table from every video's file in one
+``CREATE OR REPLACE TABLE ... AS SELECT * FROM read_parquet(glob)``. So:
+
+- re-running a partition replaces that video's rows on the next collect, never duplicates them;
+- parallel partition runs cannot lose rows (they do not share a writer);
+- the table write itself is one transaction under the warehouse writer lock.
+"""
+
+
+from dagster import AssetExecutionContext, AssetKey, AutomationCondition, MaterializeResult, MetadataValue, asset
+from dagster_duckdb import DuckDBResource
+
+from align_assets.metadata import table_markdown
+from align_assets.resources import PlatformResource
+from align_core.warehouse import warehouse_lock
+
+
+def collect_parquet_table(
+    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str
+) -> tuple[int, int, object]:
+    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview)."""
+    files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
+    with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
+        if not files:
+            con.execute(f'DROP TABLE IF EXISTS "{table}"')
+            return 0, 0, None
+        con.execute("BEGIN TRANSACTION")
+        con.execute(
+            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
+            [[str(f) for f in files]],
+        )
+        con.execute("COMMIT")
+        rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
+    return int(rows), len(files), preview
+
+
+def collect_table_asset(
+    *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str
+):
+    """Build an unpartitioned asset that collects one Parquet file per video into a table."""
+
+    @asset(
+        name=name,
+        deps=[AssetKey(source_asset)],
+        group_name=group_name,
+        description=description,
+        automation_condition=AutomationCondition.eager(),
+        kinds={"duckdb"},
+    )
+    def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+        rows, videos, preview = collect_parquet_table(warehouse, platform, name, source_asset, file_name, order_by)
+        metadata = {
+            "dagster/row_count": rows,
+            "videos": videos,
+            "table": MetadataValue.text(f"{warehouse.database}::{name}"),
+            "query": MetadataValue.md(f"```sql\nSELECT * FROM {name} LIMIT 10;\n```"),
+        }
+        if preview is not None:
+            metadata["preview"] = table_markdown(preview)
+        return MaterializeResult(metadata=metadata)
+
+    return _table

@@ -1,0 +1,65 @@
+"""Bring video files into the data directory under valid ids (one id = one partition)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from align_core.atomic import atomic_path
+from align_core.ids import InvalidVideoIdError, validate_video_id, video_id_from_filename
+from align_core.layout import DataLayout
+from align_core.video_io import is_video_file
+
+
+@dataclass(frozen=True)
+class RegisteredVideo:
+    video_id: str
+    path: Path
+    source: Path
+    copied: bool
+
+
+def videos_in_folder(folder: str | Path) -> list[Path]:
+    """Video files directly inside ``folder`` (other files are ignored), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a directory")
+    return sorted(p for p in folder.iterdir() if is_video_file(p))
+
+
+def video_ids_in_inbox(layout: DataLayout) -> tuple[list[str], list[str]]:
+    """(valid ids, messages about skipped files) for the videos in ``raw/videos``."""
+    ids, skipped = [], []
+    if not layout.videos_dir.is_dir():
+        return ids, skipped
+    for path in layout.videos_dir.iterdir():
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if not is_video_file(path):
+            skipped.append(f"{path.name}: not a video file (suffix {path.suffix or 'none'})")
+            continue
+        try:
+            ids.append(validate_video_id(path.stem, where=f"file {path.name}"))
+        except InvalidVideoIdError as exc:
+            skipped.append(str(exc))
+    return sorted(set(ids)), skipped
+
+
+def import_videos(folder: str | Path, layout: DataLayout) -> list[RegisteredVideo]:
+    """Copy every video in ``folder`` into ``raw/videos/<id><suffix>`` (atomic, idempotent).
+
+    Ids come from file stems with unsafe characters replaced; an unchanged file already in
+    place is not copied again.
+    """
+    layout.videos_dir.mkdir(parents=True, exist_ok=True)
+    registered = []
+    for source in videos_in_folder(folder):
+        video_id = video_id_from_filename(source.stem)
+        target = layout.videos_dir / f"{video_id}{source.suffix.lower()}"
+        same = target.exists() and target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes()
+        if not same:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
+        registered.append(RegisteredVideo(video_id, target, source, copied=not same))
+    return registered
