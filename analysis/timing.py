@@ -1,0 +1,117 @@
+"""When attention lands: early vs middle vs late contrasts, and dose-response on alignment.
+
+Timing contrasts compare the boost variants with each other directly (log-rate differences,
+e.g. ``log CTR_early - log CTR_late``) using the same per-video influence values as the lift
+table, so their covariance across arms (the same videos run every arm) is accounted for. A
+joint Wald test asks whether the three timings differ at all.
+
+Dose-response regresses each video-variant's log lift over its own baseline on the achieved
+alignment change recorded by the manipulation check (weighted by inverse binomial variance,
+clustered by video): if moving attention onto the product causes clicks, lift should grow
+with the achieved change, whichever variant produced it.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+
+from analysis.lift import BASELINE, METRICS, ratio_influence
+
+TIMING_VARIANTS: tuple[str, ...] = ("early_boost", "middle_boost", "late_boost")
+# The window whose alignment change is the dose of each variant (manipulation_check.window).
+VARIANT_WINDOW: dict[str, str] = {
+    "early_boost": "early", "middle_boost": "middle", "late_boost": "late",
+    "full_boost": "full", "reduction": "middle", "placebo": "full",
+}
+
+
+def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05) -> pd.DataFrame:
+    """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint')."""
+    present = [v for v in TIMING_VARIANTS if v in set(cells["variant"])]
+    if len(present) < 2:
+        return pd.DataFrame()
+    num, den = METRICS[metric]
+    inf = ratio_influence(cells, num, den)
+    g = inf.n_clusters
+    crit = stats.t.ppf(1 - alpha / 2, g - 1)
+    cols = list(inf.rates.index)
+    rows = []
+    for a, b in combinations(present, 2):
+        c = np.zeros(len(cols))
+        c[cols.index(a)], c[cols.index(b)] = 1.0, -1.0
+        est = float(np.log(inf.rates[a] / inf.rates[b]))
+        se = float(np.sqrt(inf.covariance(c[None, :])[0, 0]))
+        rows.append({"metric": metric, "contrast": f"{a} vs {b}", "log_ratio": est, "log_se": se,
+                     "ratio": np.exp(est), "ratio_ci_low": np.exp(est - crit * se),
+                     "ratio_ci_high": np.exp(est + crit * se),
+                     "statistic": est / se, "df": g - 1, "p_value": float(2 * stats.t.sf(abs(est / se), g - 1))})
+    # joint: all present timings equal (k-1 contrasts against the first)
+    contrasts = np.zeros((len(present) - 1, len(cols)))
+    for i, v in enumerate(present[1:]):
+        contrasts[i, cols.index(present[0])], contrasts[i, cols.index(v)] = 1.0, -1.0
+    est = contrasts @ np.log(inf.rates.to_numpy())
+    cov = inf.covariance(contrasts)
+    wald = float(est @ np.linalg.solve(cov, est))
+    rows.append({"metric": metric, "contrast": "joint: " + " = ".join(present), "log_ratio": np.nan,
+                 "log_se": np.nan, "ratio": np.nan, "ratio_ci_low": np.nan, "ratio_ci_high": np.nan,
+                 "statistic": wald, "df": len(present) - 1, "p_value": float(stats.chi2.sf(wald, len(present) - 1))})
+    return pd.DataFrame(rows)
+
+
+def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity: float = 0.5) -> pd.DataFrame:
+    """Each video's log rate ratio of every variant over its own baseline, with its variance.
+
+    The variance is the binomial (Katz log risk-ratio) form ``1/y_t - 1/x_t + 1/y_b - 1/x_b``;
+    ``continuity`` is added to counts so a video with zero clicks in one arm stays finite.
+    """
+    num, den = METRICS[metric]
+    base = cells[cells["variant"] == BASELINE][["video_id", num, den]].rename(columns={num: "y_b", den: "x_b"})
+    arms = cells[cells["variant"] != BASELINE][["video_id", "variant", "industry", num, den]].rename(
+        columns={num: "y_t", den: "x_t"})
+    out = arms.merge(base, on="video_id")
+    out = out[(out["x_t"] > 0) & (out["x_b"] > 0)]
+    yt, xt = out["y_t"] + continuity, out["x_t"] + continuity
+    yb, xb = out["y_b"] + continuity, out["x_b"] + continuity
+    out["log_lift"] = np.log((yt / xt) / (yb / xb))
+    out["var"] = 1 / yt - 1 / xt + 1 / yb - 1 / xb
+    return out
+
+
+def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str = "ctr",
+                  alpha: float = 0.05) -> pd.DataFrame:
+    """WLS of per-video log lift on achieved alignment change, clustered by video.
+
+    Each (video, variant) takes the achieved_delta of the variant's own window
+    (:data:`VARIANT_WINDOW`); when that window is missing but the pair has exactly one row,
+    that row is used. Returns one row (slope, SE, CI, p, n) or an empty frame when the
+    manipulation check is absent or too thin.
+    """
+    if deltas is None or deltas.empty:
+        return pd.DataFrame()
+    d = deltas.copy()
+    d["wanted"] = d["variant"].map(VARIANT_WINDOW)
+    own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
+    counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
+    single = d[counts == 1]
+    chosen = pd.concat([own, single]).drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
+    data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
+    data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
+    if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:
+        return pd.DataFrame()
+    data["w"] = 1.0 / data["var"]
+    groups = pd.factorize(data["video_id"])[0]
+    res = smf.wls("log_lift ~ achieved_delta", data=data, weights=data["w"]).fit(
+        cov_type="cluster", cov_kwds={"groups": groups})
+    ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+    return pd.DataFrame([{
+        "metric": metric, "model": "wls log_lift ~ achieved_delta, cluster=video",
+        "slope": float(res.params["achieved_delta"]), "slope_se": float(res.bse["achieved_delta"]),
+        "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
+        "p_value": float(res.pvalues["achieved_delta"]), "intercept": float(res.params["Intercept"]),
+        "n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique()),
+    }])
