@@ -1,0 +1,42 @@
+# Two commands do all set-up on a fresh machine with Python 3.11:
+#   make demo   - create the environment, build the demo corpus, materialize the whole graph
+#   make test   - create the environment, install the browser/Postgres test programs, run pytest
+# `make ui` opens the Dagster UI on the demo's instance (127.0.0.1 only).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= data
+export ALIGN_DATA_DIR ?= $(abspath $(DATA))
+export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
+
+.PHONY: demo test ui bench clean-data
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch==2.13.0 resolves to the local CPU wheel; never let pip pick another torch.
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# lpips ships the real LPIPS linear weights; its only hard dependency is torchvision,
+	# which has no CPU build for torch 2.13 and breaks transformers/diffusers imports.
+	$(BIN)/pip install --quiet --no-deps lpips==0.1.4
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR)
+
+test: $(STAMP)
+	bash .ci/install-system-deps.sh
+	$(BIN)/pytest
+
+ui: $(STAMP)
+	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR) --ui-only
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean-data:
+	rm -rf $(DATA)

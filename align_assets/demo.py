@@ -1,0 +1,206 @@
+"""``make demo``: build the demo corpus and materialize the whole asset graph over every partition.
+
+Runs go into a persistent Dagster instance under ``<data>/dagster_home`` so that the UI
+(``make ui``) shows every run, materialization and check afterwards. The graph is executed in
+waves: all partitioned assets whose upstream is done (one run per video, so a bad video fails
+alone), then the unpartitioned assets that became ready (the checkpoint, warehouse tables,
+the report), and so on until nothing is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from align_core.layout import DataLayout
+
+INSTANCE_YAML = """\
+# Written by `make demo`. Telemetry off; runs launch in-process or as local subprocesses.
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
+def prepare_instance(dagster_home: Path) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+
+
+def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool) -> list[str]:
+    from align_core.demo_corpus import generate_demo_corpus
+    from align_core.registry import video_ids_in_inbox
+
+    keywords_source = shared_data / "keywords.csv" if shared_data and (shared_data / "keywords.csv").exists() else None
+    generate_demo_corpus(
+        layout,
+        n_videos=n_videos,
+        seed=seed,
+        keywords_source=keywords_source,
+        include_real_clips=include_real and shared_data is not None,
+        real_clips_dir=shared_data / "videos" if shared_data else None,
+    )
+    ids, skipped = video_ids_in_inbox(layout)
+    for message in skipped:
+        print(f"  ignored: {message}")
+    return ids
+
+
+#: Keep the demo's console readable: Dagster's per-event DEBUG lines go to the instance (UI) only.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _is_partitioned(graph, key) -> bool:
+    return graph.get(key).partitions_def is not None
+
+
+def materialize_everything(partition_keys: list[str], *, log=print) -> dict[str, list[str]]:
+    """Materialize every asset of ``defs`` over ``partition_keys`` in dependency waves."""
+    from dagster import DagsterInstance, materialize
+
+    from align_assets.definitions import all_assets, defs
+    from align_assets.partitions import VIDEO_PARTITIONS_NAME
+
+    instance = DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
+    new = [key for key in partition_keys if key not in known]
+    if new:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, new)
+
+    graph = defs.resolve_asset_graph()
+    remaining = set(graph.materializable_asset_keys)
+    done: set = set()
+    failures: dict[str, list[str]] = {}
+    resources = dict(defs.resources)
+    while remaining:
+        ready = {k for k in remaining if set(graph.get(k).parent_keys) & remaining == set()}
+        # Chains of partitioned assets run together per video: take partitioned assets whose
+        # unfinished ancestors are themselves partitioned and ready in this wave.
+        wave_partitioned = _closure_partitioned(graph, remaining)
+        if wave_partitioned:
+            names = sorted(k.to_user_string() for k in wave_partitioned)
+            log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos")
+            for key in partition_keys:
+                started = time.perf_counter()
+                result = materialize(
+                    all_assets, selection=list(wave_partitioned), partition_key=key, instance=instance,
+                    resources=resources, raise_on_error=False, tags={"align/launched_by": "make demo"},
+                    run_config=QUIET_RUN_CONFIG,
+                )
+                status = "ok" if result.success else "FAILED"
+                log(f"   {key:<40} {status:>6}  {time.perf_counter() - started:6.1f} s")
+                if not result.success:
+                    failures.setdefault(key, []).append(_failure_message(result))
+            remaining -= wave_partitioned
+            done |= wave_partitioned
+            continue
+        unpartitioned = {k for k in ready if not _is_partitioned(graph, k)}
+        if not unpartitioned:
+            raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
+        names = sorted(k.to_user_string() for k in unpartitioned)
+        log(f"== assets {', '.join(names)}")
+        started = time.perf_counter()
+        result = materialize(
+            all_assets, selection=list(unpartitioned), instance=instance, resources=resources,
+            raise_on_error=False, tags={"align/launched_by": "make demo"}, run_config=QUIET_RUN_CONFIG,
+        )
+        log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+        if not result.success:
+            failures.setdefault("(unpartitioned)", []).append(_failure_message(result))
+        remaining -= unpartitioned
+        done |= unpartitioned
+    return failures
+
+
+def _closure_partitioned(graph, remaining: set) -> set:
+    """Partitioned assets whose remaining ancestors are all partitioned (runnable per video now)."""
+    selected: set = set()
+    changed = True
+    while changed:
+        changed = False
+        for key in remaining - selected:
+            if not _is_partitioned(graph, key):
+                continue
+            parents = set(graph.get(key).parent_keys) & remaining
+            if parents <= selected:
+                selected.add(key)
+                changed = True
+    return selected
+
+
+def _failure_message(result) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            message = error.message.strip() if error else "unknown error"
+            return f"{event.step_key}: {message.splitlines()[0] if message else message}"
+    return "run failed (see the Dagster UI for details)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    parser.add_argument("--videos", type=int, default=6, help="number of procedurally rendered demo ads")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
+    parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")
+    parser.add_argument("--ui-only", action="store_true", help="only prepare the instance for `dagster dev`")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    layout = DataLayout(Path(args.data_dir)).ensure()
+    os.environ["ALIGN_DATA_DIR"] = str(layout.root)
+    os.environ.setdefault("ALIGN_PROFILE", "demo")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_instance(layout.dagster_home)
+    if args.ui_only:
+        return 0
+    repo_root = Path(__file__).resolve().parents[1]
+    shared = Path(args.shared_data) if args.shared_data else repo_root.parent / "shared" / "data"
+    shared_data = shared.resolve() if shared.is_dir() else None
+    if shared_data is None:
+        print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
+
+    print(f"Building the demo corpus in {layout.raw_dir} ...")
+    ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    print(f"  {len(ids)} videos: {', '.join(ids)}")
+    failures = materialize_everything(ids)
+
+    elapsed = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(f"Done in {elapsed:.0f} s (peak memory {peak_mb:.0f} MB).")
+    print(f"  DuckDB warehouse : {layout.warehouse_path}")
+    print(f"  artifacts        : {layout.artifacts_dir}")
+    variants_dir = layout.artifacts_dir / "variant_videos"
+    if variants_dir.exists():
+        print(f"  variant videos   : {variants_dir}/<video_id>/*.mp4")
+    reports = layout.reports_dir
+    if reports.exists():
+        print(f"  analysis report  : {reports}/report.html")
+    print("  query it         : .venv/bin/python -c \"import duckdb; print(duckdb.connect("
+          f"'{layout.warehouse_path}', read_only=True).sql('SELECT * FROM videos'))\"")
+    print(f"  open the UI      : make ui   (DAGSTER_HOME={layout.dagster_home}, http://127.0.0.1:3000)")
+    if failures:
+        print("\nSome partitions failed (the others materialized):")
+        for key, messages in failures.items():
+            for message in messages:
+                print(f"  {key}: {message}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
