@@ -270,8 +270,9 @@ def validate_export(
             for (exp, var), count in arms[arms > 1].items():
                 errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
             totals = frame.loc[ok].drop_duplicates(["experiment_id", "variant"]).groupby("experiment_id")["planned_share"].sum()
-            for exp, total in totals[(totals - 1).abs() > 1e-6].items():
-                errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f}, not 1")
+            # a file may restate only some arms, so its shares may sum to less than 1, never more
+            for exp, total in totals[totals > 1 + 1e-6].items():
+                errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
 
     for column in COUNT_COLUMNS:
         frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
@@ -564,9 +565,8 @@ def planted_truth(videos: pd.DataFrame, effects: SimulationEffects) -> dict[str,
     return truth
 
 
-def simulate_ab_export(
+def simulate_ab_rows(
     videos: pd.DataFrame,
-    path: str | os.PathLike[str],
     effects: SimulationEffects | None = None,
     seed: int = 0,
     days: int = 7,
@@ -576,18 +576,16 @@ def simulate_ab_export(
     start_date: _dt.date = _dt.date(2026, 11, 1),
     achieved_delta: pd.DataFrame | None = None,
     variants: Sequence[str] = VARIANTS,
-) -> Path:
-    """Write an export in the ingestion format (CSV or Parquet by suffix) with planted effects.
+) -> pd.DataFrame:
+    """Export rows (the ingestion format) with planted effects, as a DataFrame.
 
     ``videos`` has ``video_id`` (string) and ``industry``. ``impressions_per_arm`` is the
     expected impressions per video x variant x day at equal allocation (Poisson, split over
     ``segments`` multinomially); clicks and conversions are binomial given the probabilities
     described on :class:`SimulationEffects`. ``achieved_delta`` (video_id, variant,
-    achieved_delta) feeds the dose term. The true values are :func:`planted_truth`. The file
-    is written atomically under a hidden name so an inbox scan never sees half a file.
+    achieved_delta) feeds the dose term. The true values are :func:`planted_truth`.
     """
     effects = effects or SimulationEffects()
-    path = Path(path)
     rng = np.random.default_rng(seed)
     vids = videos["video_id"].astype(str).map(lambda v: validate_video_id(v, where="simulate_ab_export videos")).to_numpy()
     industry = videos["industry"].fillna("unknown").astype(str).to_numpy() if "industry" in videos else np.full(len(vids), "unknown")
@@ -645,7 +643,32 @@ def simulate_ab_export(
             "watch_time_s_sumsq": wsq.ravel(),
             "planned_share": shares[variant],
         }))
-    out = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def simulate_ab_export(
+    videos: pd.DataFrame,
+    path: str | os.PathLike[str],
+    effects: SimulationEffects | None = None,
+    seed: int = 0,
+    days: int = 7,
+    segments: Sequence[str] = DEFAULT_SEGMENTS,
+    impressions_per_arm: int = 3000,
+    experiment_id: str = "demo-exp-1",
+    start_date: _dt.date = _dt.date(2026, 11, 1),
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[str] = VARIANTS,
+) -> Path:
+    """Write :func:`simulate_ab_rows` as an export (CSV or Parquet by suffix) for the inbox.
+
+    The effects it carries are documented on :class:`SimulationEffects`; their true values
+    are :func:`planted_truth` ``(videos, effects)``. The file is written under a hidden
+    temporary name and renamed into place, so an inbox scan never sees half a file.
+    """
+    path = Path(path)
+    out = simulate_ab_rows(videos, effects, seed=seed, days=days, segments=segments,
+                           impressions_per_arm=impressions_per_arm, experiment_id=experiment_id,
+                           start_date=start_date, achieved_delta=achieved_delta, variants=variants)
     with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
         if path.suffix.lower() == ".parquet":
             out.to_parquet(tmp, index=False)
