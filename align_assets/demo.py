@@ -140,13 +140,23 @@ def _closure_partitioned(graph, remaining: set) -> set:
     return selected
 
 
-def _failure_message(result) -> str:
+def failure_messages(result) -> list[str]:
+    """The user-facing error of each failed step (the root cause, not Dagster's wrapper)."""
+    messages = []
     for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data is not None:
-            error = event.step_failure_data.error
-            message = error.message.strip() if error else "unknown error"
-            return f"{event.step_key}: {message.splitlines()[0] if message else message}"
-    return "run failed (see the Dagster UI for details)"
+        if event.event_type_value != "STEP_FAILURE" or event.step_failure_data is None:
+            continue
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        text = error.message.strip() if error is not None else "unknown error"
+        messages.append(f"{event.step_key}: {text}")
+    return messages
+
+
+def _failure_message(result) -> str:
+    messages = failure_messages(result)
+    return messages[0].splitlines()[0] if messages else "run failed (see the Dagster UI for details)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,126 @@
+"""Dagster: in-process materialization of the catalog assets, checks, tables and the sensor."""
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from dagster import DagsterInstance, build_sensor_context, materialize
+
+from align_assets.assets.catalog import scenes, video_catalog, videos
+from align_assets.demo import failure_messages
+from align_assets.partitions import VIDEO_PARTITIONS_NAME
+from align_assets.resources import default_resources
+from align_assets.sensors import new_video_sensor
+from align_core.ingest import ALIGNMENT_COLUMNS
+from align_core.layout import DataLayout
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, shared_data: Path) -> DataLayout:
+    layout = DataLayout(tmp_path / "data").ensure()
+    shutil.copyfile(shared_data / "videos" / "help.mkv", layout.videos_dir / "real-help.mkv")
+    shutil.copyfile(
+        shared_data / "videos" / "fruit-and-vegetable-detection.mp4", layout.videos_dir / "7228023352396972034.mp4"
+    )
+    layout.keywords_csv.write_text("_id,keyword_list[0]\n7228023352396972034,fresh fruit\nreal-help,shop now\n")
+    header = ",".join(ALIGNMENT_COLUMNS)
+    layout.alignment_csv.write_text(
+        f"{header}\n"
+        "7228023352396972034,1,0.30,0.0,3.0,0.012,0.03,12,1,0.6,0.4,120.5,Food & Beverage\n"
+        "7228023352396972034,2,0.45,3.0,6.06,0.015,0.02,14,1,0.5,0.3,110.0,Food & Beverage\n"
+    )
+    return layout
+
+
+def run_catalog(layout: DataLayout, instance: DagsterInstance, key: str):
+    return materialize(
+        [video_catalog, videos, scenes],
+        selection=[video_catalog],
+        partition_key=key,
+        instance=instance,
+        resources=default_resources(data_dir=layout.root),
+        raise_on_error=False,
+    )
+
+
+def test_catalog_materializes_and_tables_collect(data_dir: DataLayout) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["7228023352396972034", "real-help"])
+        for key in ("7228023352396972034", "real-help"):
+            result = run_catalog(data_dir, instance, key)
+            assert result.success
+            checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+            assert checks == {"scene_schema": True, "value_ranges": True, "scene_frame_consistency": True}
+        materialization = result.asset_materializations_for_node("video_catalog")[0]
+        assert materialization.metadata["frame_count"].value == 58
+        assert "call_to_action" in materialization.metadata["keyword_verdict"].value
+        assert "data:image/png;base64," in materialization.metadata["thumbnail"].value
+        for _ in range(2):  # collecting twice is idempotent
+            tables = materialize(
+                [video_catalog, videos, scenes], selection=[videos, scenes], instance=instance,
+                resources=default_resources(data_dir=data_dir.root),
+            )
+            assert tables.success
+    con = duckdb.connect(str(data_dir.warehouse_path), read_only=True)
+    rows = con.execute("SELECT video_id, industry, scene_source, n_scenes FROM videos ORDER BY video_id").fetchall()
+    assert rows == [("7228023352396972034", "Food & Beverage", "given", 2), ("real-help", None, "detected", 1)]
+    assert con.execute("SELECT count(*) FROM scenes").fetchone()[0] == 3
+    ranges = con.execute(
+        "SELECT start_frame, end_frame FROM scenes WHERE video_id = '7228023352396972034' ORDER BY scene_number"
+    ).fetchall()
+    assert ranges == [(0, 50), (50, 101)]  # 3.0 s at 16.667 fps
+
+
+def test_bad_video_fails_alone(data_dir: DataLayout) -> None:
+    (data_dir.videos_dir / "broken-upload.mp4").write_bytes(b"")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["broken-upload", "real-help"])
+        bad = run_catalog(data_dir, instance, "broken-upload")
+        assert not bad.success
+        (message,) = failure_messages(bad)
+        assert "broken-upload.mp4" in message and "empty (0 bytes)" in message
+        assert run_catalog(data_dir, instance, "real-help").success
+
+
+def test_bad_csv_row_fails_only_its_video(data_dir: DataLayout) -> None:
+    with data_dir.alignment_csv.open("a") as handle:
+        handle.write("real-help,1,1.7,0.0,1.0,0.01,0.02,1,1,0.5,0.4,120,Beauty\n")
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["7228023352396972034", "real-help"])
+        bad = run_catalog(data_dir, instance, "real-help")
+        assert not bad.success
+        (message,) = failure_messages(bad)
+        assert "line 4" in message and "attention_proportion" in message
+        assert run_catalog(data_dir, instance, "7228023352396972034").success
+
+
+def test_overlapping_scenes_fail_with_lines(data_dir: DataLayout) -> None:
+    text = data_dir.alignment_csv.read_text().replace(",2,0.45,3.0,", ",2,0.45,2.0,")
+    data_dir.alignment_csv.write_text(text)
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["7228023352396972034"])
+        result = run_catalog(data_dir, instance, "7228023352396972034")
+        (message,) = failure_messages(result)
+        assert "overlap by 1.000 s" in message and "lines 2, 3" in message
+
+
+def test_sensor_registers_new_videos_and_ignores_other_files(data_dir: DataLayout) -> None:
+    (data_dir.videos_dir / "notes.txt").write_text("not a video")
+    (data_dir.videos_dir / "bad id.mp4").write_bytes(b"x")
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(instance=instance, resources=default_resources(data_dir=data_dir.root))
+        result = new_video_sensor(context)
+        added = result.dynamic_partitions_requests[0].partition_keys
+        assert sorted(added) == ["7228023352396972034", "real-help"]
+        assert sorted(r.partition_key for r in result.run_requests) == sorted(added)
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, list(added))
+        again = new_video_sensor(build_sensor_context(instance=instance, resources=default_resources(data_dir=data_dir.root)))
+        assert "no new videos" in again.skip_message
+
+
+def test_definitions_load() -> None:
+    from align_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert {"video_catalog", "videos", "scenes"} <= {k.to_user_string() for k in graph.materializable_asset_keys}
