@@ -87,7 +87,7 @@ def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05
 
 
 def cochran_q(industry_table: pd.DataFrame) -> pd.DataFrame:
-    """Cochran's Q, its p-value, I^2 and tau^2 of per-industry log lifts, per variant and metric."""
+    """Cochran's Q, its p-value, I^2 and DerSimonian-Laird tau^2 of per-industry log lifts, per variant."""
     rows = []
     if industry_table.empty:
         return pd.DataFrame(rows)
@@ -95,8 +95,9 @@ def cochran_q(industry_table: pd.DataFrame) -> pd.DataFrame:
         part = part[np.isfinite(part["log_ratio"]) & (part["log_se"] > 0)]
         if len(part) < 2:
             continue
-        res = combine_effects(part["log_ratio"].to_numpy(), part["log_se"].to_numpy() ** 2,
-                              row_names=list(part["industry"]))
+        with np.errstate(invalid="ignore"):  # statsmodels' HKSJ scale is 0/0 when Q == 0
+            res = combine_effects(part["log_ratio"].to_numpy(), part["log_se"].to_numpy() ** 2,
+                                  row_names=list(part["industry"]), method_re="dl")
         q, df = float(res.q), int(res.df_resid)
         rows.append({"metric": metric, "variant": variant, "k_industries": len(part),
                      "cochran_q": q, "df": df, "p_value": float(stats.chi2.sf(q, df)),
