@@ -1,0 +1,343 @@
+"""Render every variant of one video: keyframe edits, flow propagation, H.264 with the source's audio.
+
+One pass over the source: frames are decoded once and streamed in keyframe segments (at most
+``stride + 1`` frames held), flow is computed once per segment and shared by all variants, and a
+keyframe edit is computed once per distinct request (early_boost and full_boost ask for the same
+edit on an early keyframe; every out-of-window keyframe is the baseline's identity edit), so
+variants that share work do not redo it. Outputs, written into a temporary directory swapped in
+whole (``atomic_directory``):
+
+- ``<variant>.mp4``: H.264 at the source's resolution and exact frame rate, source audio kept;
+- ``comparison.mp4``: the original and all variants tiled in a labelled grid (4 columns), audio kept;
+- ``contact_sheet.png``: a few frames per variant (rows) with labels;
+- ``manifest.json``: lineage (input hashes, config, seed, editor and flow lineage, keyframes,
+  share of frames edited at a keyframe, per-variant output hashes and edit magnitudes).
+
+Allowed regions (the pixels a variant may change; the rest is copied from the original): boosts
+and reductions may change the whole frame, since they work by muting or enriching the
+background AND adjusting the product; the baseline goes through the identity path over the whole
+frame; the placebo may change only pixels outside the product mask dilated by
+``placebo_margin`` (a fraction of the frame's shorter side).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from align_core.atomic import atomic_directory
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
+from align_core.variants import VariantPlan, VariantPlans
+from align_core.video_io import VideoWriter, file_sha256, iter_frames, probe_video
+
+
+@dataclass(frozen=True)
+class StrengthMap:
+    """Editor strength needed for a relative alignment change, per kind.
+
+    Tables give the achieved ``log(a'/a)`` at a few strengths (monotone); the strength for a
+    target is interpolated. The default tables are a documented prior (strength 1 doubles or
+    halves the product's share); :func:`align_core.manipulation.calibrate_strength_map` replaces
+    them with values measured on the video's keyframes with the checking attention function.
+    """
+
+    boost_strengths: tuple[float, ...] = (0.0, 1.0)
+    boost_log_ratio: tuple[float, ...] = (0.0, math.log(2.0))
+    reduce_strengths: tuple[float, ...] = (0.0, 1.0)
+    reduce_log_ratio: tuple[float, ...] = (0.0, math.log(0.5))
+    source: str = "default prior: strength 1 doubles (boost) or halves (reduce) the product's share"
+
+    def strength_for(self, kind: str, original: float, target: float) -> float:
+        """Strength in [0, 1] expected to move alignment from ``original`` to ``target``."""
+        if kind == "identity" or original <= 1e-9 or target <= 0 or abs(target - original) < 1e-12:
+            return 0.0
+        need = math.log(target / original)
+        if kind == "boost":
+            strengths, ratios = np.asarray(self.boost_strengths), np.asarray(self.boost_log_ratio)
+        elif kind == "reduce":
+            strengths, ratios = np.asarray(self.reduce_strengths), -np.asarray(self.reduce_log_ratio)
+            need = -need
+        else:
+            raise ValueError(f"no strength mapping for kind {kind!r}")
+        ratios = np.maximum.accumulate(ratios)  # enforce monotone for interpolation
+        if need <= 0:
+            return 0.0
+        if need >= ratios[-1]:
+            return 1.0
+        return float(np.clip(np.interp(need, ratios, strengths), 0.0, 1.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RenderResult:
+    output_dir: Path
+    variant_paths: dict[str, Path]
+    comparison_path: Path
+    contact_sheet_path: Path
+    manifest_path: Path
+    keyframes: tuple[int, ...]
+    keyframe_share: float
+    edit_calls: int
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.ndarray:
+    """Pixels a variant of ``kind`` may change at a frame with product ``mask`` (see module docs)."""
+    if kind != "placebo":
+        return np.ones(mask.shape, dtype=bool)
+    forbidden = mask.astype(np.uint8)
+    if placebo_margin_px > 0:
+        size = 2 * placebo_margin_px + 1
+        forbidden = cv2.dilate(forbidden, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    return forbidden == 0
+
+
+def array_sha256(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    flat = array.reshape(-1) if array.size else array
+    step = max(1, (64 << 20) // max(1, array.itemsize))
+    for start in range(0, flat.size, step):
+        digest.update(flat[start : start + step].tobytes())
+    return digest.hexdigest()
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    out = image.copy()
+    scale = max(0.35, min(out.shape[1], out.shape[0]) / 400)
+    thickness = 1 if scale < 0.8 else 2
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(out, (0, 0), (tw + 6, th + base + 6), (0, 0, 0), thickness=-1)
+    cv2.putText(out, text, (3, th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out
+
+
+def _grid(tiles: Sequence[np.ndarray], columns: int) -> np.ndarray:
+    rows = math.ceil(len(tiles) / columns)
+    height, width = tiles[0].shape[:2]
+    canvas = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        canvas[r * height : (r + 1) * height, c * width : (c + 1) * width] = tile
+    return canvas
+
+
+def _even_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+def render_variants(
+    video_path: str | os.PathLike[str],
+    plans: VariantPlans,
+    masks: np.ndarray,
+    attention: np.ndarray,
+    editor: KeyframeEditor,
+    output_dir: str | os.PathLike[str],
+    keyframe_stride: int = 8,
+    seed: int = 0,
+    strength_map: StrengthMap | None = None,
+    placebo_margin: float = 0.02,
+    propagator: FlowPropagator | None = None,
+    contact_frames: int = 5,
+    comparison_scale: float = 0.5,
+    extra_lineage: Mapping[str, Any] | None = None,
+) -> RenderResult:
+    """Edit, propagate and write every planned variant of ``video_path`` into ``output_dir``.
+
+    ``masks`` is bool ``(T, H, W)`` and ``attention`` float32 ``(T, H, W)`` (anything indexable by
+    frame, e.g. a memmap). The source is decoded once; see the module docstring for outputs.
+    """
+    started = time.perf_counter()
+    video_path = Path(video_path)
+    probe = probe_video(video_path)
+    count, height, width = probe.frame_count, probe.height, probe.width
+    if plans.frame_count != count:
+        raise ValueError(f"video {video_path}: plan {plans.video_id} has {plans.frame_count} frames, the file has {count}")
+    if tuple(masks.shape) != (count, height, width) or tuple(attention.shape) != (count, height, width):
+        raise ValueError(
+            f"video {video_path}: masks {tuple(masks.shape)} / attention {tuple(attention.shape)} "
+            f"must be ({count}, {height}, {width})"
+        )
+    strength_map = strength_map or StrengthMap()
+    propagator = propagator or FlowPropagator()
+    margin_px = int(round(placebo_margin * min(height, width)))
+    variant_plans: dict[str, VariantPlan] = dict(plans.plans)
+    names = list(variant_plans)
+    keyframes = keyframe_indices(plans.scene_ranges, keyframe_stride)
+    contact_at = sorted(set(np.linspace(0, count - 1, num=max(1, contact_frames)).round().astype(int).tolist()))
+    thumb_w, thumb_h = _even_size(width, height, min(1.0, 180 / max(width, height)))
+    tile_w, tile_h = _even_size(width, height, comparison_scale)
+    stats: dict[str, dict[str, list[float] | list[str]]] = {n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names}
+    thumbs: dict[str, list[np.ndarray]] = {n: [] for n in ["original", *names]}
+    timings = {"edit_s": 0.0, "flow_s": 0.0, "propagate_s": 0.0, "encode_s": 0.0}
+    edit_calls = 0
+    # keyframe index -> {request key -> edited frame}; only the current segment's two keys are kept.
+    edit_cache: dict[int, dict[tuple[Any, ...], np.ndarray]] = {}
+
+    def request_for(name: str, index: int, frame: np.ndarray) -> tuple[tuple[Any, ...], KeyframeEditRequest]:
+        plan = variant_plans[name]
+        kind = plan.kind_at(index)
+        original = float(plans.original_alignment[index])
+        target = float(plan.frame_target[index])
+        if kind == "placebo":
+            strength = strength_map.strength_for("boost", original, min(1.0, plan.spec.factor * original))
+        else:
+            strength = strength_map.strength_for(kind, original, target)
+        strength = round(strength, 4)
+        if strength == 0.0 and kind != "identity":
+            kind = "identity"
+        mask = np.asarray(masks[index], dtype=bool)
+        key = (kind, strength)
+        request = KeyframeEditRequest(
+            frame=frame,
+            mask=mask,
+            attention=np.asarray(attention[index], dtype=np.float32),
+            target_control=plan.control(index, mask, attention[index]),
+            original_alignment=original,
+            target_alignment=target,
+            allowed=allowed_region(kind, mask, margin_px),
+            kind=kind,  # type: ignore[arg-type]
+            strength=strength,
+            seed=seed,
+        )
+        return key, request
+
+    def edited_key(name: str, index: int, frame: np.ndarray, record: bool) -> tuple[tuple[Any, ...], np.ndarray]:
+        nonlocal edit_calls
+        key, request = request_for(name, index, frame)
+        per_key = edit_cache.setdefault(index, {})
+        if key not in per_key:
+            t0 = time.perf_counter()
+            edited = np.asarray(editor.edit(request))
+            timings["edit_s"] += time.perf_counter() - t0
+            if edited.shape != frame.shape or edited.dtype != np.uint8:
+                raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
+            per_key[key] = np.where(request.allowed[..., None], edited, frame)
+            edit_calls += 1
+        if record:  # each keyframe starts exactly one segment: count it there
+            stats[name]["strength"].append(request.strength)
+            stats[name]["kind"].append(request.kind)
+            stats[name]["mean_abs_change"].append(float(np.abs(per_key[key].astype(np.int16) - frame).mean()))
+        return key, per_key[key]
+
+    with atomic_directory(output_dir) as tmp, contextlib.ExitStack() as stack:
+        writers = {
+            name: stack.enter_context(VideoWriter(tmp / f"{name}.mp4", probe.fps_fraction, audio_source=video_path))
+            for name in names
+        }
+        comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path))
+        for segment in iter_segments(iter_frames(video_path), plans.scene_ranges, keyframe_stride):
+            t0 = time.perf_counter()
+            warps = propagator.plan_segment(segment)
+            timings["flow_s"] += time.perf_counter() - t0
+            produced: dict[tuple[Any, ...], list[np.ndarray]] = {}
+            outputs: dict[str, list[np.ndarray]] = {}
+            for name in names:
+                key_prev, edit_prev = edited_key(name, segment.start, segment.frames[0], True)
+                key_next, edit_next = (None, None)
+                if segment.next_frame is not None:
+                    key_next, edit_next = edited_key(name, segment.stop, segment.next_frame, False)
+                shared = (key_prev, key_next)
+                if shared not in produced:
+                    kind = "placebo" if "placebo" in (key_prev[0], key_next[0] if key_next else None) else "whole"
+
+                    def allowed(index: int, _kind: str = kind) -> np.ndarray | None:
+                        return None if _kind != "placebo" else allowed_region("placebo", np.asarray(masks[index], bool), margin_px)
+
+                    t0 = time.perf_counter()
+                    produced[shared] = propagate_segment(propagator, segment, warps, edit_prev, edit_next, allowed)
+                    timings["propagate_s"] += time.perf_counter() - t0
+                outputs[name] = produced[shared]
+            for index in list(edit_cache):
+                if index < segment.stop:
+                    del edit_cache[index]
+            t0 = time.perf_counter()
+            for offset, original in enumerate(segment.frames):
+                frame_index = segment.start + offset
+                tiles = [_label(cv2.resize(original, (tile_w, tile_h), interpolation=cv2.INTER_AREA), "original")]
+                for name in names:
+                    writers[name].write(outputs[name][offset])
+                    tiles.append(_label(cv2.resize(outputs[name][offset], (tile_w, tile_h), interpolation=cv2.INTER_AREA), name))
+                comparison.write(_grid(tiles, columns=4))
+                if frame_index in contact_at:
+                    thumbs["original"].append(cv2.resize(original, (thumb_w, thumb_h), interpolation=cv2.INTER_AREA))
+                    for name in names:
+                        thumbs[name].append(cv2.resize(outputs[name][offset], (thumb_w, thumb_h), interpolation=cv2.INTER_AREA))
+            timings["encode_s"] += time.perf_counter() - t0
+        stack.close()  # finish every mp4 (and its audio) before hashing
+        sheet_rows = []
+        for row_name, row in thumbs.items():
+            labelled = [_label(t, f"{row_name} f{contact_at[i]}") for i, t in enumerate(row)]
+            sheet_rows.append(np.concatenate(labelled, axis=1))
+        sheet_path = tmp / "contact_sheet.png"
+        if not cv2.imwrite(str(sheet_path), cv2.cvtColor(np.concatenate(sheet_rows, axis=0), cv2.COLOR_RGB2BGR)):
+            raise OSError(f"video {video_path}: could not write contact sheet {sheet_path}")
+        timings["total_s"] = time.perf_counter() - started
+        manifest = {
+            "video_id": plans.video_id,
+            "source": {"path": str(video_path), **{k: getattr(probe, k) for k in ("sha256", "fps", "fps_fraction", "frame_count", "width", "height", "has_audio", "audio_codec")}},
+            "inputs": {"masks_sha256": array_sha256(np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(np.asarray(attention, dtype=np.float32))},
+            "config": {
+                "keyframe_stride": keyframe_stride,
+                "keyframe_placement": "every scene's first frame and every stride-th frame after it in the scene",
+                "placebo_margin": placebo_margin,
+                "placebo_margin_px": margin_px,
+                "variants": [variant_plans[n].spec.to_dict() for n in names],
+                "scene_ranges": [list(r) for r in plans.scene_ranges],
+                "strength_map": strength_map.to_dict(),
+                "allowed_regions": {"identity": "whole frame", "boost": "whole frame", "reduce": "whole frame", "placebo": "outside the dilated mask"},
+            },
+            "seed": seed,
+            "editor": editor.lineage(),
+            "propagation": propagator.lineage(),
+            "keyframes": [int(k) for k in keyframes],
+            "keyframe_share": len(keyframes) / count,
+            "edit_calls": edit_calls,
+            "edit_calls_without_sharing": len(keyframes) * len(names),
+            "variants": {
+                name: {
+                    "file": f"{name}.mp4",
+                    "sha256": file_sha256(tmp / f"{name}.mp4"),
+                    "kind": variant_plans[name].spec.kind,
+                    "frames_written": writers[name].frames_written,
+                    "audio_packets_written": writers[name].audio_packets_written,
+                    "keyframe_kinds": {k: stats[name]["kind"].count(k) for k in sorted(set(stats[name]["kind"]))},
+                    "keyframe_mean_strength": float(np.mean(stats[name]["strength"])) if stats[name]["strength"] else 0.0,
+                    "keyframe_mean_abs_change": float(np.mean(stats[name]["mean_abs_change"])) if stats[name]["mean_abs_change"] else 0.0,
+                }
+                for name in names
+            },
+            "comparison": {"file": "comparison.mp4", "sha256": file_sha256(tmp / "comparison.mp4"), "columns": 4, "tiles": ["original", *names]},
+            "contact_sheet": {"file": "contact_sheet.png", "sha256": file_sha256(sheet_path), "frames": contact_at},
+            "timings_s": timings,
+            "extra": dict(extra_lineage or {}),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+    out = Path(output_dir)
+    return RenderResult(
+        output_dir=out,
+        variant_paths={name: out / f"{name}.mp4" for name in names},
+        comparison_path=out / "comparison.mp4",
+        contact_sheet_path=out / "contact_sheet.png",
+        manifest_path=out / "manifest.json",
+        keyframes=tuple(int(k) for k in keyframes),
+        keyframe_share=len(keyframes) / count,
+        edit_calls=edit_calls,
+        timings=timings,
+        manifest=manifest,
+    )
