@@ -1,0 +1,299 @@
+"""Weight-free patch scorers and the scorer registry.
+
+``feature_richness`` is a proxy, not a model of meaning: it measures how much visual structure a
+patch holds (edges, spectral-residual surprise, colour contrast, thin high-contrast strokes as
+text overlays have, skin-coloured regions as faces have) and adds an explicit centre-bias prior,
+because real viewers look at the centre of a screen whatever it shows. Its weights were set once
+for all images on the shared NUS fixation images (see ``bench/bench_saliency.py``), never per
+image. ``spectral_residual`` is the plain Hou & Zhang baseline as a scorer. ``provided`` reads
+heatmaps computed elsewhere (eye tracking, an external model) and rates each patch by the mean
+of that heatmap over the patch, so they go through the same meaning-map procedure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from align_core.attention.base import PatchScorer, check_frame, disk_means_at, minmax, spectral_residual
+
+
+@dataclass(frozen=True)
+class FeatureWeights:
+    """Mix of per-pixel cues (each scaled to [0, 1] per frame) and of the centre prior.
+
+    ``centre`` is the weight of a Gaussian centre prior (sigma ``centre_sigma_frac`` of the
+    frame width and height, like :func:`align_core.saliency_metrics.centre_bias_map`) against
+    the min-max normalised content score of each patch: ``(1 - centre) * content + centre *
+    prior``. The defaults were chosen on the ten NUS scene images from a coarse grid (round
+    values only, one setting for all images): colour contrast and skin chroma are down-weighted
+    because on natural scenes they fire on sky and sand; text and skin stay in because ad frames
+    carry overlays and faces. The centre weight matters most (0.5 to 0.9 all beat the baseline).
+    """
+
+    edges: float = 1.0
+    spectral: float = 1.0
+    colour: float = 0.25
+    text: float = 1.0
+    skin: float = 0.25
+    centre: float = 0.7
+    centre_sigma_frac: float = 0.3
+
+
+def _robust_unit(values: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Scale so the ``percentile`` value maps to 1 and clip: one bright pixel cannot flatten the rest."""
+    top = float(np.percentile(values, percentile))
+    if top <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip(values / top, 0.0, 1.0).astype(np.float32)
+
+
+def feature_maps(frame: np.ndarray) -> dict[str, np.ndarray]:
+    """The per-pixel cues of ``feature_richness``, each ``float32 (H, W)`` in [0, 1].
+
+    Scales are relative to the frame size so the same content gives the same cues at any
+    resolution.
+    """
+    frame = check_frame(frame)
+    height, width = frame.shape[:2]
+    unit = max(height, width) / 512.0
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    grey_smooth = cv2.GaussianBlur(grey, (0, 0), sigmaX=max(0.5, unit))
+    gx = cv2.Sobel(grey_smooth, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey_smooth, cv2.CV_32F, 0, 1, ksize=3)
+    edges = _robust_unit(np.sqrt(gx * gx + gy * gy))
+
+    lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab = cv2.GaussianBlur(lab, (0, 0), sigmaX=max(0.5, 2.0 * unit))
+    colour = _robust_unit(np.linalg.norm(lab - lab.reshape(-1, 3).mean(axis=0), axis=2))
+
+    # Text overlays are thin strokes much brighter or darker than their surround: the sum of the
+    # white and black top-hats at a stroke-sized structuring element, dense where letters are.
+    size = max(3, int(round(7 * unit)) | 1)
+    element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    grey8 = (grey * 255).astype(np.uint8)
+    strokes = cv2.morphologyEx(grey8, cv2.MORPH_TOPHAT, element).astype(np.float32) + cv2.morphologyEx(
+        grey8, cv2.MORPH_BLACKHAT, element
+    ).astype(np.float32)
+    text = _robust_unit(np.where(strokes > 40.0, strokes, 0.0))
+
+    # Skin chroma (Chai & Ngan 1999 YCrCb box): a cheap face-and-hands cue, also fires on sand
+    # and wood, hence its small default weight.
+    ycrcb = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb)
+    cr, cb = ycrcb[..., 1], ycrcb[..., 2]
+    skin = ((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).astype(np.float32)
+    skin = cv2.GaussianBlur(skin, (0, 0), sigmaX=max(0.5, 2.0 * unit))
+
+    return {
+        "edges": edges,
+        "spectral": spectral_residual(frame),
+        "colour": colour,
+        "text": text,
+        "skin": skin,
+    }
+
+
+def centre_prior_at(centres: np.ndarray, height: int, width: int, sigma_frac: float) -> np.ndarray:
+    """Gaussian centre prior (peak 1) evaluated at ``(x, y)`` centres."""
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+    dx = (centres[:, 0] - (width - 1) / 2.0) / (sigma_frac * width)
+    dy = (centres[:, 1] - (height - 1) / 2.0) / (sigma_frac * height)
+    return np.exp(-0.5 * (dx * dx + dy * dy))
+
+
+class FeatureRichnessScorer:
+    """Weight-free proxy scorer: local visual richness plus a centre-bias prior (deterministic).
+
+    The per-pixel cue mix is averaged over each disk by one convolution per scale; the cues of
+    the last frame are cached, so scoring the 3- and 7-degree grids of one frame computes them
+    once.
+    """
+
+    name = "feature_richness"
+    version = 1
+
+    def __init__(self, weights: FeatureWeights | None = None, **overrides: float) -> None:
+        base = weights or FeatureWeights()
+        self.weights = FeatureWeights(**{**base.__dict__, **overrides})
+        if not 0.0 <= self.weights.centre <= 1.0:
+            raise ValueError(f"feature_richness centre weight must be in [0, 1], got {self.weights.centre}")
+        self._cache_key: bytes | None = None
+        self._cache_value: np.ndarray | None = None
+
+    @property
+    def scorer_id(self) -> str:
+        w = self.weights
+        return (
+            f"feature_richness-v{self.version}(edges={w.edges:g},spectral={w.spectral:g},colour={w.colour:g},"
+            f"text={w.text:g},skin={w.skin:g},centre={w.centre:g},sigma={w.centre_sigma_frac:g})"
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "scorer": self.name,
+            "scorer_id": self.scorer_id,
+            "weights": "none (weight-free image statistics)",
+            "trained": False,
+            "what_it_is": "proxy for attention: edge/texture density, spectral residual, colour contrast, "
+            "text-like strokes, skin-colour cue, plus a Gaussian centre-bias prior; not a semantic model",
+            "feature_weights": dict(self.weights.__dict__),
+        }
+
+    def content_map(self, frame: np.ndarray) -> np.ndarray:
+        """Weighted per-pixel cue mix (``float32``), cached for the last frame."""
+        frame = check_frame(frame)
+        key = hashlib.blake2b(frame.tobytes(), digest_size=16, person=str(frame.shape).encode()[:16]).digest()
+        if key != self._cache_key or self._cache_value is None:
+            cues = feature_maps(frame)
+            w = self.weights
+            mix = (
+                w.edges * cues["edges"]
+                + w.spectral * cues["spectral"]
+                + w.colour * cues["colour"]
+                + w.text * cues["text"]
+                + w.skin * cues["skin"]
+            )
+            self._cache_key, self._cache_value = key, mix.astype(np.float32)
+        return self._cache_value
+
+    def score_patches(
+        self, frame: np.ndarray, centres: np.ndarray, radius_px: float, *, frame_index: int | None = None
+    ) -> np.ndarray:
+        frame = check_frame(frame)
+        height, width = frame.shape[:2]
+        content = disk_means_at(self.content_map(frame), centres, radius_px)
+        span = content.max() - content.min()
+        content = (content - content.min()) / span if span > 0 else np.zeros_like(content)
+        prior = centre_prior_at(centres, height, width, self.weights.centre_sigma_frac)
+        return (1.0 - self.weights.centre) * content + self.weights.centre * prior
+
+
+class SpectralResidualScorer:
+    """Plain spectral-residual saliency (Hou & Zhang 2007) averaged over each patch; a baseline."""
+
+    name = "spectral_residual"
+    scorer_id = "spectral_residual-v1"
+
+    def metadata(self) -> dict[str, Any]:
+        return {"scorer": self.name, "scorer_id": self.scorer_id, "weights": "none", "trained": False,
+                "what_it_is": "spectral-residual saliency baseline, no centre prior"}
+
+    def score_patches(
+        self, frame: np.ndarray, centres: np.ndarray, radius_px: float, *, frame_index: int | None = None
+    ) -> np.ndarray:
+        return disk_means_at(spectral_residual(frame), centres, radius_px)
+
+
+class ProvidedMapScorer:
+    """Heatmaps from files: a directory of per-frame maps or one ``.npz`` stack.
+
+    A directory holds one map per frame named by its frame index, ``<index>.png`` or
+    ``<index>.npy`` (any zero padding, e.g. ``000012.png``); a stack is an ``.npz`` whose array
+    ``maps`` (or its only array) is ``[T, H, W]``. Maps are resized to the frame bilinearly and
+    each patch is rated by the heatmap's mean over the patch, so eye-tracking or an external
+    model's maps go through the same procedure as any other scorer.
+    """
+
+    name = "provided"
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        self.source = Path(source)
+        self._stack: np.ndarray | None = None
+        self._files: dict[int, Path] = {}
+        if self.source.is_dir():
+            for path in self.source.iterdir():
+                if path.suffix.lower() in (".png", ".npy") and path.stem.isdigit():
+                    index = int(path.stem)
+                    if index in self._files:
+                        raise ValueError(f"provided maps {self.source}: two files for frame {index}")
+                    self._files[index] = path
+            if not self._files:
+                raise ValueError(f"provided maps {self.source}: no <frame index>.png or .npy files")
+        elif self.source.is_file() and self.source.suffix.lower() == ".npz":
+            with np.load(self.source, allow_pickle=False) as data:
+                names = list(data.keys())
+                key = "maps" if "maps" in names else (names[0] if len(names) == 1 else None)
+                if key is None:
+                    raise ValueError(f"provided maps {self.source}: npz needs an array named 'maps', has {names}")
+                stack = np.asarray(data[key], dtype=np.float32)
+            if stack.ndim != 3:
+                raise ValueError(f"provided maps {self.source}: stack must be [T, H, W], got {stack.shape}")
+            self._stack = stack
+        else:
+            raise ValueError(f"provided maps {self.source}: not a directory or an .npz file")
+
+    @property
+    def scorer_id(self) -> str:
+        return f"provided({self.source.name})"
+
+    def metadata(self) -> dict[str, Any]:
+        count = len(self._stack) if self._stack is not None else len(self._files)
+        return {"scorer": self.name, "scorer_id": self.scorer_id, "source": str(self.source),
+                "frames_available": int(count), "weights": "external heatmaps"}
+
+    def frame_map(self, frame_index: int) -> np.ndarray:
+        """The provided heatmap of one frame as ``float32``, unresized."""
+        if self._stack is not None:
+            if not 0 <= frame_index < len(self._stack):
+                raise ValueError(f"provided maps {self.source}: no map for frame {frame_index} (stack has {len(self._stack)})")
+            heat = self._stack[frame_index]
+        else:
+            path = self._files.get(frame_index)
+            if path is None:
+                raise ValueError(f"provided maps {self.source}: no map file for frame {frame_index}")
+            if path.suffix.lower() == ".npy":
+                heat = np.load(path, allow_pickle=False)
+            else:
+                heat = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                if heat is None:
+                    raise ValueError(f"provided map {path}: cannot be decoded as an image")
+                if heat.ndim == 3:
+                    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2GRAY)
+            heat = np.asarray(heat, dtype=np.float32)
+            if heat.ndim != 2:
+                raise ValueError(f"provided map {path}: must be a 2-D heatmap, got shape {heat.shape}")
+        if not np.all(np.isfinite(heat)):
+            raise ValueError(f"provided maps {self.source}: map of frame {frame_index} has non-finite values")
+        return heat
+
+    def score_patches(
+        self, frame: np.ndarray, centres: np.ndarray, radius_px: float, *, frame_index: int | None = None
+    ) -> np.ndarray:
+        if frame_index is None:
+            raise ValueError(f"provided maps {self.source}: the scorer needs the frame index of each frame")
+        frame = check_frame(frame)
+        height, width = frame.shape[:2]
+        heat = self.frame_map(frame_index)
+        if heat.shape != (height, width):
+            heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+        return disk_means_at(heat, centres, radius_px)
+
+
+def _make_llava(**kwargs: Any) -> PatchScorer:
+    from align_core.attention.llava import LlavaPatchScorer
+
+    return LlavaPatchScorer(**kwargs)
+
+
+SCORERS: dict[str, Callable[..., PatchScorer]] = {
+    "feature_richness": FeatureRichnessScorer,
+    "spectral_residual": lambda **kwargs: SpectralResidualScorer(**kwargs),
+    "provided": ProvidedMapScorer,
+    "llava": _make_llava,
+}
+
+
+def make_patch_scorer(name: str, **kwargs: Any) -> PatchScorer:
+    """Build a registered scorer: ``feature_richness`` (default, weight-free), ``spectral_residual``,
+    ``provided`` (``source=`` a directory or npz) or ``llava`` (``model_path=`` a local directory)."""
+    factory = SCORERS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown patch scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
+    return factory(**kwargs)
