@@ -104,7 +104,10 @@ def test_baseline_is_the_original_through_the_pipeline_and_placebo_spares_the_pr
     boost = read_frames(result.variant_paths["full_boost"]).astype(int)
     assert np.abs(baseline - decoded).mean() < 4.0  # only the H.264 re-encode (crf 18, yuv420p) of fine noise
     inside = masks
-    assert np.abs(placebo[inside] - baseline[inside]).mean() < 1.0  # product pixels unchanged
+    # Product pixels: the placebo differs from the source there only by re-encoding, like the baseline
+    # (the pre-encode frames are exact copies; see test_propagation and test_salience_editor).
+    codec_noise = np.abs(baseline[inside] - decoded[inside]).mean()
+    assert np.abs(placebo[inside] - decoded[inside]).mean() < codec_noise + 1.0
     assert np.abs(placebo[~inside] - baseline[~inside]).mean() > 2.0  # the background was edited
     assert np.abs(boost[~inside] - baseline[~inside]).mean() > 5.0
 
