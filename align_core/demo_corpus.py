@@ -55,13 +55,15 @@ Real clips (``include_real_clips=True``) are copied byte for byte (never re-enco
 known. They have no audio track.
 
 Re-running with the same arguments rewrites byte-identical CSVs, masks and JSON, each replaced
-atomically; videos and masks that an earlier demo corpus wrote into the same directory and that
+atomically, and renders identical frames (the mp4 bytes can still differ slightly between runs,
+because multithreaded libx264 encoding in ``video_io.VideoWriter`` is not bit-exact); videos and masks that an earlier demo corpus wrote into the same directory and that
 the new one does not contain are removed (only ids listed in the earlier ``demo_corpus.json``).
 """
 
 from __future__ import annotations
 
 import colorsys
+import copy
 import csv
 import io
 import json
@@ -172,7 +174,9 @@ ATTENTION_PROXY: dict[str, Any] = {
 }
 
 AUDIO_RATE = 22050
-_MIN_SCENE_S = 0.75
+#: Shortest scene: 1.25 s is 15 frames at 12 fps, PySceneDetect's default ``min_scene_len``,
+#: so its content detector can find every cut of a video that has no scene rows.
+_MIN_SCENE_S = 1.25
 _BACKGROUND_KINDS = ("gradient", "stripes", "noise", "clutter", "tiles")
 _PRESENCES = ("full", "full", "full", "enter", "exit", "absent")
 _FONT = cv2.FONT_HERSHEY_DUPLEX
@@ -255,7 +259,7 @@ class DemoCorpus:
     contrast_mean: float
     contrast_sd: float
     json_path: Path
-    relation: dict[str, Any] = field(default_factory=lambda: PLANTED_RELATION)
+    relation: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PLANTED_RELATION))
 
     @property
     def video_ids(self) -> list[str]:
@@ -369,8 +373,9 @@ def _check_arguments(n_videos: int, width: int, height: int, fps: float, no_rows
     low, high = duration_range_s
     if not 0 < low <= high:
         raise ValueError(f"duration_range_s={duration_range_s} must satisfy 0 < low <= high")
-    if low * fps < 3 * math.ceil(_MIN_SCENE_S * fps):
-        raise ValueError(f"duration_range_s low {low} s is too short for 3 scenes of at least {_MIN_SCENE_S} s")
+    if round(high * fps) < 3 * math.ceil(_MIN_SCENE_S * fps):
+        raise ValueError(f"duration_range_s={duration_range_s}: {high} s is too short for 3 scenes of at least "
+                         f"{_MIN_SCENE_S} s each")
 
 
 @dataclass(frozen=True)
@@ -457,11 +462,12 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def _scene_bounds(rng: np.random.Generator, fps: float, duration_range_s: tuple[float, float]) -> list[int]:
-    n_scenes = int(rng.integers(3, 6))
+    """Frame boundaries ``[0, f_1, ..., T]`` of 3-5 scenes, none shorter than ``_MIN_SCENE_S``."""
     min_len = math.ceil(_MIN_SCENE_S * fps)
-    low = max(int(round(duration_range_s[0] * fps)), n_scenes * min_len)
+    low = max(int(round(duration_range_s[0] * fps)), 3 * min_len)
     high = max(low, int(round(duration_range_s[1] * fps)))
     n_frames = int(rng.integers(low, high + 1))
+    n_scenes = int(rng.integers(3, min(5, n_frames // min_len) + 1))
     spare = n_frames - n_scenes * min_len
     shares = rng.dirichlet(np.full(n_scenes, 2.0)) * spare
     lengths = np.full(n_scenes, min_len) + np.floor(shares).astype(int)

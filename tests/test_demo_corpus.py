@@ -84,20 +84,22 @@ def test_videos_round_trip_with_sound_and_masks_where_the_product_is(corpus: Dem
         some_empty |= bool((areas == 0).any())
         assert (areas > 0).any(), f"{video.video_id}: product never visible"
 
-        checked = 0
+        checked, same_colour = 0, 0
         for index, frame in enumerate(iter_frames(video.path)):
             mask = masks[index].astype(np.uint8)
             inner = cv2.erode(mask, np.ones((7, 7), np.uint8)) > 0  # away from chroma-subsampled edges
-            if inner.sum() < 300:
+            on_border = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+            if inner.sum() < 300 or on_border:  # only whole products: a part has another mean colour
                 continue
             ring = (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0) & ~(cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0)
             inside = frame[inner].astype(float).mean(axis=0)
             outside = frame[ring].astype(float).mean(axis=0)
-            # The product looks the same in every scene (its own colours) and unlike what surrounds it.
-            assert np.abs(inside - np.array(video.product_mean_rgb)).max() < 12, (video.video_id, index, inside)
+            # Unlike what surrounds it, and (unless a price tag hides part of it) the product's own colours
+            # in every scene, whatever the background.
             assert np.abs(inside - outside).sum() > 30, (video.video_id, index, inside, outside)
+            same_colour += int(np.abs(inside - np.array(video.product_mean_rgb)).max() < 12)
             checked += 1
-        assert checked >= 10
+        assert checked >= 10 and same_colour >= 0.6 * checked, (video.video_id, checked, same_colour)
 
         # attention_proportion is exactly the documented centre-bias share of the mask.
         weights = centre_bias_weights(512, 288)
@@ -176,6 +178,17 @@ def test_scene_cuts_are_hard(corpus: DemoCorpus) -> None:
             previous = current
         assert len(at_cut) == len(cuts)
         assert min(at_cut) > 3 * max(within), (video.video_id, at_cut, max(within))
+
+
+def test_pyscenedetect_content_detector_finds_every_cut(corpus: DemoCorpus) -> None:
+    """The video without scene rows must be recoverable by the catalog's default cut detector."""
+    scenedetect = pytest.importorskip("scenedetect")
+    for video in corpus.videos:
+        manager = scenedetect.SceneManager()
+        manager.add_detector(scenedetect.ContentDetector())
+        manager.detect_scenes(scenedetect.open_video(str(video.path)))
+        found = [start.get_frames() for start, _ in manager.get_scene_list()]
+        assert found == [scene.start_frame for scene in video.scenes], video.video_id
 
 
 def test_real_clips_are_copied_unchanged_without_masks(corpus: DemoCorpus, shared_data: Path) -> None:
