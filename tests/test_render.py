@@ -24,7 +24,7 @@ def synthetic_ad(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     for scene, (start, stop) in enumerate(SCENES):
         base = cv2.resize(rng.random((HEIGHT // 8, (WIDTH + 40) // 8, 3)).astype(np.float32), (WIDTH + 40, HEIGHT), interpolation=cv2.INTER_CUBIC)
-        fine = cv2.GaussianBlur(rng.random((HEIGHT, WIDTH + 40, 3)).astype(np.float32), (0, 0), 0.8)
+        fine = cv2.GaussianBlur(rng.random((HEIGHT, WIDTH + 40, 3)).astype(np.float32), (0, 0), 1.6)
         texture = np.clip(255 * (0.55 * base + 0.45 * fine), 0, 255)
         colour = np.array([[230, 120, 30], [40, 90, 230]][scene], np.float32)
         for t in range(stop - start):
@@ -84,7 +84,8 @@ def test_manifest_records_lineage(rendered) -> None:
     manifest = json.loads(result.manifest_path.read_text())
     assert manifest["source"]["sha256"] == probe_video(source).sha256
     assert manifest["seed"] == 7 and manifest["editor"]["editor"] == "salience"
-    assert manifest["keyframes"] == [0, 4, 8, 10, 14, 18, 22]
+    # Scenes [0,10) [10,24); windows start at frames 8 and 16 (thirds of 24 frames by centre time).
+    assert manifest["keyframes"] == [0, 4, 8, 10, 14, 16, 20]
     assert manifest["keyframe_share"] == pytest.approx(7 / 24)
     assert manifest["edit_calls"] < manifest["edit_calls_without_sharing"]  # shared edits are not redone
     assert set(manifest["variants"]) == set(plans.plans)

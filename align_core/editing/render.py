@@ -1,6 +1,8 @@
 """Render every variant of one video: keyframe edits, flow propagation, H.264 with the source's audio.
 
-One pass over the source: frames are decoded once and streamed in keyframe segments (at most
+Keyframes are the first frame of every scene, the first frame of every timing window inside a
+scene (where a timing variant's edit switches), and every ``stride``-th frame after those; flow
+propagation never crosses a cut or a window boundary. One pass over the source: frames are decoded once and streamed in keyframe segments (at most
 ``stride + 1`` frames held), flow is computed once per segment and shared by all variants, and a
 keyframe edit is computed once per distinct request (early_boost and full_boost ask for the same
 edit on an early keyframe; every out-of-window keyframe is the baseline's identity edit), so
@@ -107,6 +109,25 @@ def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.nd
     return forbidden == 0
 
 
+def propagation_ranges(plans: VariantPlans) -> tuple[tuple[int, int], ...]:
+    """Scenes split where the timing window changes: the units keyframes and propagation stay inside.
+
+    A timing variant's edit switches on at its window's first frame; with a keyframe there and no
+    propagation across the boundary, the switch happens exactly where the plan puts it instead of
+    fading in and out over a keyframe interval on both sides.
+    """
+    windows = plans.frame_windows
+    ranges: list[tuple[int, int]] = []
+    for start, stop in plans.scene_ranges:
+        current = start
+        for index in range(start + 1, stop):
+            if windows[index] != windows[index - 1]:
+                ranges.append((current, index))
+                current = index
+        ranges.append((current, stop))
+    return tuple(ranges)
+
+
 def array_sha256(array: np.ndarray) -> str:
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
@@ -178,7 +199,8 @@ def render_variants(
     margin_px = int(round(placebo_margin * min(height, width)))
     variant_plans: dict[str, VariantPlan] = dict(plans.plans)
     names = list(variant_plans)
-    keyframes = keyframe_indices(plans.scene_ranges, keyframe_stride)
+    units = propagation_ranges(plans)
+    keyframes = keyframe_indices(units, keyframe_stride)
     contact_at = sorted(set(np.linspace(0, count - 1, num=max(1, contact_frames)).round().astype(int).tolist()))
     thumb_w, thumb_h = _even_size(width, height, min(1.0, 180 / max(width, height)))
     tile_w, tile_h = _even_size(width, height, comparison_scale)
@@ -241,7 +263,7 @@ def render_variants(
             for name in names
         }
         comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path))
-        for segment in iter_segments(iter_frames(video_path), plans.scene_ranges, keyframe_stride):
+        for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
             t0 = time.perf_counter()
             warps = propagator.plan_segment(segment)
             timings["flow_s"] += time.perf_counter() - t0
@@ -294,7 +316,8 @@ def render_variants(
             "inputs": {"masks_sha256": array_sha256(np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(np.asarray(attention, dtype=np.float32))},
             "config": {
                 "keyframe_stride": keyframe_stride,
-                "keyframe_placement": "every scene's first frame and every stride-th frame after it in the scene",
+                "keyframe_placement": "first frame of every scene and of every timing window within it, then every stride-th frame",
+                "propagation_ranges": [list(r) for r in units],
                 "placebo_margin": placebo_margin,
                 "placebo_margin_px": margin_px,
                 "variants": [variant_plans[n].spec.to_dict() for n in names],

@@ -1,0 +1,294 @@
+"""The manipulation check: did each variant move the product's share of attention as planned?
+
+The same attention function and the same masks are run on the original and on every variant's
+decoded frames; achieved alignment ``a_t = sum(A_t M_t) / sum(A_t)`` is averaged per window
+(early / middle / late thirds by centre time, and ``all``) and compared with the plan.
+
+Rules (thresholds in :class:`CheckThresholds`):
+
+- where the plan changes alignment (``|target_delta| > eps``), the achieved change must have the
+  intended sign and reach ``min_share`` of the planned size, measured against the baseline
+  VARIANT (same pipeline, same re-encoding and editing artefacts, zero control change). The
+  change against the original is always reported; it is required too only with
+  ``require_vs_original`` because re-encoding alone moves a texture-sensitive scorer by about
+  0.02 (measured on the synthetic test ad), which the baseline exists to absorb;
+- where a boost/reduction plans no change (outside its window), it must stay within
+  ``off_window_tolerance`` of the baseline variant (timing variants differ only in timing);
+- baseline must stay within ``tolerance`` of the original (this bounds the codec drift above);
+  placebo within ``tolerance`` of the baseline variant (DESIGN.md's placebo contract), and of
+  the original too with ``require_vs_original``.
+
+``attention_fn`` is whatever scorer the caller trusts (the platform passes its real scorer; tests
+pass a weight-free map); the check is only as good as that scorer, and its name is recorded.
+:func:`calibrate_strength_map` uses the same function, once per video, to measure how much
+alignment an editor's strengths actually move on that video's keyframes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.render import StrengthMap
+from align_core.variants import TIME_WINDOWS, VariantPlans
+from align_core.video_io import iter_frames
+
+AttentionFn = Callable[[np.ndarray], np.ndarray]
+
+
+def alignment(attention: np.ndarray, mask: np.ndarray) -> float:
+    """a = sum(A M) / sum(A); 0 for an all-zero attention map."""
+    attention = np.asarray(attention, dtype=np.float64)
+    total = float(attention.sum())
+    return float((attention * np.asarray(mask, dtype=bool)).sum() / total) if total > 0 else 0.0
+
+
+def measure_alignment(
+    frames: Iterable[np.ndarray], masks: np.ndarray, attention_fn: AttentionFn, every: int = 1
+) -> np.ndarray:
+    """Achieved alignment per frame (NaN on frames skipped by ``every``)."""
+    values: list[float] = []
+    for index, frame in enumerate(frames):
+        if index >= len(masks):
+            raise ValueError(f"more frames than masks ({len(masks)})")
+        if index % every:
+            values.append(float("nan"))
+            continue
+        attention = np.asarray(attention_fn(frame), dtype=np.float32)
+        if attention.shape != frame.shape[:2]:
+            raise ValueError(f"attention_fn returned {attention.shape} for a frame of {frame.shape[:2]}")
+        values.append(alignment(attention, masks[index]))
+    if len(values) != len(masks):
+        raise ValueError(f"{len(values)} frames but {len(masks)} masks")
+    return np.asarray(values, dtype=np.float64)
+
+
+def measure_video_alignment(
+    path: str | os.PathLike[str], masks: np.ndarray, attention_fn: AttentionFn, every: int = 1
+) -> np.ndarray:
+    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it)."""
+    try:
+        return measure_alignment(iter_frames(path), masks, attention_fn, every)
+    except ValueError as exc:
+        raise ValueError(f"video {Path(path)}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class CheckThresholds:
+    min_share: float = 0.25  # achieved change >= this share of the planned change, with its sign
+    tolerance: float = 0.03  # baseline/placebo: max |mean alignment difference| (absolute)
+    off_window_tolerance: float = 0.05  # boosts/reductions outside their window vs baseline
+    eps: float = 1e-6  # a planned change smaller than this counts as no change
+    require_vs_original: bool = False  # also require the share/tolerance against the original
+
+
+@dataclass
+class ManipulationReport:
+    table: pd.DataFrame  # one row per (variant, window)
+    verdicts: pd.DataFrame  # one row per variant
+    thresholds: CheckThresholds
+    attention_fn_name: str
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdicts["passed"].all())
+
+    def verdict(self, variant: str) -> bool:
+        return bool(self.verdicts.set_index("variant").loc[variant, "passed"])
+
+
+def _fn_name(fn: Callable[..., object]) -> str:
+    return getattr(fn, "name", None) or getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def manipulation_check(
+    plans: VariantPlans,
+    achieved: Mapping[str, np.ndarray],
+    original_achieved: np.ndarray,
+    thresholds: CheckThresholds = CheckThresholds(),
+    attention_fn_name: str = "unspecified",
+) -> ManipulationReport:
+    """Compare achieved alignment (per variant, per frame; NaN = not measured) with the plan.
+
+    ``original_achieved`` is the original video measured with the same attention function; the
+    plan's own ``original_alignment`` should come from that scorer too (target deltas are the
+    plan's).
+    """
+    baseline = plans.baseline_name()
+    if baseline not in achieved:
+        raise KeyError(f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured")
+    count = plans.frame_count
+    windows = np.asarray(plans.frame_windows)
+    original_achieved = np.asarray(original_achieved, dtype=np.float64)
+    if original_achieved.shape != (count,):
+        raise ValueError(f"video {plans.video_id}: original alignment has shape {original_achieved.shape}, expected ({count},)")
+    base_curve = np.asarray(achieved[baseline], dtype=np.float64)
+    rows = []
+    for name, curve in achieved.items():
+        plan = plans[name]
+        curve = np.asarray(curve, dtype=np.float64)
+        if curve.shape != (count,):
+            raise ValueError(f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)")
+        for window in (*TIME_WINDOWS, "all"):
+            in_window = np.ones(count, bool) if window == "all" else windows == window
+            measured = in_window & np.isfinite(curve) & np.isfinite(original_achieved) & np.isfinite(base_curve)
+            if not measured.any():
+                continue
+            original = float(original_achieved[measured].mean())
+            base = float(base_curve[measured].mean())
+            value = float(curve[measured].mean())
+            target = float(plan.frame_target[measured].mean())
+            target_delta = float((plan.frame_target[measured] - plans.original_alignment[measured]).mean())
+            delta_base = value - base
+            delta_original = value - original
+            share = delta_base / target_delta if abs(target_delta) > thresholds.eps else float("nan")
+            share_original = delta_original / target_delta if abs(target_delta) > thresholds.eps else float("nan")
+            kind = plan.spec.kind
+            if abs(target_delta) > thresholds.eps:
+                passed = share >= thresholds.min_share
+                if thresholds.require_vs_original:
+                    passed = passed and share_original >= thresholds.min_share
+                reason = (
+                    f"achieved {share:.0%} of the planned change vs baseline ({share_original:.0%} vs original); "
+                    f"need >= {thresholds.min_share:.0%} with the planned sign"
+                )
+            elif kind == "identity":
+                passed = abs(delta_original) <= thresholds.tolerance
+                reason = f"|change vs original| = {abs(delta_original):.3f} (tolerance {thresholds.tolerance})"
+            elif kind == "placebo":
+                passed = abs(delta_base) <= thresholds.tolerance
+                if thresholds.require_vs_original:
+                    passed = passed and abs(delta_original) <= thresholds.tolerance
+                reason = (
+                    f"|change vs baseline| = {abs(delta_base):.3f}, vs original = {abs(delta_original):.3f} "
+                    f"(tolerance {thresholds.tolerance})"
+                )
+            else:
+                passed = abs(delta_base) <= thresholds.off_window_tolerance
+                reason = f"outside its window: |change vs baseline| = {abs(delta_base):.3f} (tolerance {thresholds.off_window_tolerance})"
+            rows.append(
+                {
+                    "video_id": plans.video_id,
+                    "variant": name,
+                    "kind": kind,
+                    "window": window,
+                    "frames_measured": int(measured.sum()),
+                    "original_alignment": original,
+                    "planned_original_alignment": float(plans.original_alignment[measured].mean()),
+                    "baseline_alignment": base,
+                    "target_alignment": target,
+                    "achieved_alignment": value,
+                    "target_delta": target_delta,
+                    "achieved_delta": delta_base,
+                    "achieved_delta_vs_original": delta_original,
+                    "share_achieved": share,
+                    "share_achieved_vs_original": share_original,
+                    "passed": bool(passed),
+                    "reason": ("ok: " if passed else "FAILED: ") + reason,
+                }
+            )
+    table = pd.DataFrame(rows)
+    table["video_id"] = table["video_id"].astype("string")
+    verdicts = []
+    for name, group in table.groupby("variant", sort=False):
+        failing = group[~group["passed"]]
+        verdicts.append(
+            {
+                "video_id": plans.video_id,
+                "variant": name,
+                "passed": failing.empty,
+                "reason": "all windows passed" if failing.empty else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
+            }
+        )
+    verdict_table = pd.DataFrame(verdicts)
+    verdict_table["video_id"] = verdict_table["video_id"].astype("string")
+    return ManipulationReport(table, verdict_table, thresholds, attention_fn_name)
+
+
+def check_rendered_variants(
+    plans: VariantPlans,
+    original_path: str | os.PathLike[str],
+    variant_paths: Mapping[str, str | os.PathLike[str]],
+    masks: np.ndarray,
+    attention_fn: AttentionFn,
+    thresholds: CheckThresholds = CheckThresholds(),
+    every: int = 1,
+) -> ManipulationReport:
+    """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
+    original = measure_video_alignment(original_path, masks, attention_fn, every)
+    achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
+    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn))
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    kind: str
+    strength: float
+    mean_log_ratio: float
+    keyframes: int
+
+
+def calibrate_strength_map(
+    editor: KeyframeEditor,
+    frames: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    attention_fn: AttentionFn,
+    strengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    seed: int = 0,
+    min_alignment: float = 1e-3,
+) -> tuple[StrengthMap, list[CalibrationPoint]]:
+    """Measure ``log(a'/a)`` at a few strengths on sample keyframes; return the inverse mapping.
+
+    One-shot and per video: edit each sample frame (boost and reduce) at each strength, score it
+    with ``attention_fn``, and average the log ratio of alignment over frames whose product is
+    present. The renderer then picks, per keyframe, the strength whose measured effect reaches
+    the target (strength 1 where even full strength falls short).
+    """
+    usable = []
+    for frame, mask in zip(frames, masks):
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            continue
+        base = alignment(attention_fn(frame), mask)
+        if base >= min_alignment:
+            usable.append((frame, mask, base))
+    if not usable:
+        raise ValueError("calibration needs at least one frame with a visible product and non-zero alignment")
+    points: list[CalibrationPoint] = []
+    tables: dict[str, list[float]] = {"boost": [0.0], "reduce": [0.0]}
+    for kind in ("boost", "reduce"):
+        for strength in sorted(strengths):
+            ratios = []
+            for frame, mask, base in usable:
+                attention = np.asarray(attention_fn(frame), dtype=np.float32)
+                request = KeyframeEditRequest(
+                    frame=frame, mask=mask, attention=attention,
+                    target_control=np.stack([mask.astype(np.float32), attention * mask]),
+                    original_alignment=base, target_alignment=base, allowed=np.ones(mask.shape, bool),
+                    kind=kind, strength=float(strength), seed=seed,  # type: ignore[arg-type]
+                )
+                edited = editor.edit(request)
+                ratios.append(math.log(max(alignment(attention_fn(edited), mask), 1e-6) / base))
+            mean = float(np.mean(ratios))
+            points.append(CalibrationPoint(kind, float(strength), mean, len(usable)))
+            tables[kind].append(mean)
+    ordered = (0.0, *sorted(float(s) for s in strengths))
+    strength_map = StrengthMap(
+        boost_strengths=ordered,
+        boost_log_ratio=tuple(tables["boost"]),
+        reduce_strengths=ordered,
+        reduce_log_ratio=tuple(tables["reduce"]),
+        source=f"calibrated on {len(usable)} keyframes with {_fn_name(attention_fn)} ({getattr(editor, 'name', 'editor')})",
+    )
+    return strength_map, points
+
+
+def calibration_table(points: Sequence[CalibrationPoint]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(p) for p in points])
