@@ -1,0 +1,1 @@
+"""Tests that need system programs (chromium, postgresql) and start real servers."""

@@ -1,0 +1,197 @@
+"""Fixtures for the system tests: the programs they need and a real Dagster webserver.
+
+A missing program skips its tests with the command that installs it, except under ``CI=true``,
+where a missing program fails the test: CI must prove these tests every time
+(``.ci/install-system-deps.sh`` installs both programs).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .servers import LOOPBACK, ServerProcess, free_port, graphql, http_ok, start_server, wait_until
+from .ui_api import VIDEO_ID, launch_catalog_run, wait_for_run
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+INSTALL_HINT = "run .ci/install-system-deps.sh as root, or: apt-get install -y {package}"
+
+#: dagster.yaml for the webserver's instance: no telemetry, no "join the community" pop-up
+#: (it would cover the screenshots), runs launch immediately as subprocesses (no daemon needed).
+WEBSERVER_INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+#: The one real video every system test catalogues (``help.mkv``: a person signing, 640x480, 58 frames).
+VIDEO_FRAMES = 58
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def missing_program(program: str, package: str) -> None:
+    """Skip (laptop) or fail (CI=true) because ``program`` is not installed."""
+    message = f"{program} not found: {INSTALL_HINT.format(package=package)}"
+    if in_ci():
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Debian's headless-capable chromium (or a Chrome/Chromium found on PATH)."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    missing_program("chromium", "chromium")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def postgres_bin() -> Path:
+    """The directory holding ``initdb``, ``postgres`` and ``pg_ctl`` (newest installed version)."""
+    candidates = sorted(
+        (Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
+    )
+    on_path = shutil.which("initdb")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    for directory in reversed(candidates):
+        if all((directory / tool).exists() for tool in ("initdb", "postgres", "pg_ctl")):
+            return directory
+    missing_program("postgresql (initdb/postgres/pg_ctl)", "postgresql")
+    raise AssertionError("unreachable")
+
+
+def make_data_dir(root: Path, shared_data: Path) -> Path:
+    """A data directory holding one real video as ``raw/videos/real-help.mkv``."""
+    videos = root / "raw" / "videos"
+    videos.mkdir(parents=True)
+    shutil.copyfile(shared_data / "videos" / "help.mkv", videos / f"{VIDEO_ID}.mkv")
+    return root
+
+
+@dataclass
+class Webserver:
+    """A running ``dagster-webserver`` over the repo's workspace.yaml."""
+
+    process: ServerProcess
+    host: str
+    port: int
+    data_dir: Path
+    dagster_home: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.url}/graphql"
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        return graphql(self.graphql_url, query, variables)
+
+    def log_tail(self) -> str:
+        return self.process.log_tail()
+
+
+def _location_loaded(server: Webserver) -> bool:
+    try:
+        data = server.graphql(
+            "{ workspaceOrError { __typename ... on Workspace { locationEntries { name"
+            " locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        )
+    except (OSError, RuntimeError):
+        return False
+    entries = data["workspaceOrError"].get("locationEntries") or []
+    states = [entry["locationOrLoadError"] for entry in entries]
+    errors = [state["message"] for state in states if state and state["__typename"] == "PythonError"]
+    if errors:
+        raise RuntimeError(f"code location failed to load: {errors[0][:3000]}")
+    return bool(states) and all(state and state["__typename"] == "RepositoryLocation" for state in states)
+
+
+@pytest.fixture(scope="session")
+def dagster_webserver(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Webserver]:
+    """A real ``dagster-webserver`` on 127.0.0.1:<free port>, shared by the webserver and browser tests.
+
+    Its instance (sqlite, under a temp DAGSTER_HOME) knows the ``real-help`` partition; its data
+    directory holds the real ``help.mkv``. Stopped by PID (whole process group) at the end.
+    """
+    from dagster import DagsterInstance
+
+    root = tmp_path_factory.mktemp("webserver")
+    data_dir = make_data_dir(root / "data", shared_data)
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    (dagster_home / "dagster.yaml").write_text(WEBSERVER_INSTANCE_YAML)
+
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("videos", [VIDEO_ID])
+
+    executable = VENV_BIN / "dagster-webserver"
+    if not executable.exists():
+        pytest.fail(f"{executable} missing: install the project (dagster-webserver is a pinned dependency)")
+    port = free_port()
+    env = {
+        **os.environ,
+        "ALIGN_DATA_DIR": str(data_dir),
+        "DAGSTER_HOME": str(dagster_home),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    process = start_server(
+        "dagster-webserver",
+        [str(executable), "-w", str(REPO_ROOT / "workspace.yaml"), "-h", LOOPBACK, "-p", str(port)],
+        log_path=root / "webserver.log",
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    server = Webserver(process=process, host=LOOPBACK, port=port, data_dir=data_dir, dagster_home=dagster_home)
+    try:
+        wait_until(lambda: http_ok(f"{server.url}/server_info"), timeout=90, alive=process.alive,
+                   what="dagster-webserver /server_info", on_fail=process.log_tail)
+        wait_until(lambda: _location_loaded(server), timeout=90, interval=0.5, alive=process.alive,
+                   what="code location align_assets.definitions loaded", on_fail=process.log_tail)
+        yield server
+    finally:
+        process.stop(timeout=20)
+
+
+@dataclass(frozen=True)
+class CatalogRun:
+    run_id: str
+    run: dict
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def catalog_run(dagster_webserver: Webserver) -> CatalogRun:
+    """``video_catalog`` for ``real-help`` launched through GraphQL and waited for (once per session).
+
+    Shared so the browser tests see a materialized asset (metadata, checks) in the UI.
+    """
+    import time
+
+    started = time.monotonic()
+    run_id = launch_catalog_run(dagster_webserver)
+    run = wait_for_run(dagster_webserver, run_id)
+    return CatalogRun(run_id=run_id, run=run, seconds=time.monotonic() - started)
