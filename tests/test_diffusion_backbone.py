@@ -18,7 +18,7 @@ from align_core.diffusion.backbone import (
 from align_core.diffusion.lpips_alex import LPIPS, LPIPS_CHANNELS, AlexNetFeatures
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """Tiny 64 px models gain nothing from intra-op threads and lose a lot on a shared 2-core box."""
     previous = torch.get_num_threads()

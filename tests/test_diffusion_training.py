@@ -32,7 +32,7 @@ def _sample(video: str, k: int, size: int = 64) -> ControlSample:
     return ControlSample(frame.astype(np.uint8), np.stack([mask, attention * mask]), "red bottle", video)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """Tiny 64 px models gain nothing from intra-op threads and lose a lot on a shared 2-core box."""
     previous = torch.get_num_threads()
