@@ -1,0 +1,241 @@
+"""Variant quality: temporal consistency, fidelity where a variant must not change, LPIPS.
+
+Definitions (all on RGB uint8 frames, values on the 0-255 scale):
+
+- Warping error: for consecutive frames t, t+1 of the same scene (never across a cut), flow
+  ``F_{t->t+1}`` is computed once on the ORIGINAL video (OpenCV DIS on grayscale) with a
+  forward-backward occlusion check; for a video X the error is the mean over trusted pixels and
+  channels of ``|X_{t+1}(x + F(x)) - X_t(x)|``, averaged over pairs. It is reported for the
+  edited video, for the original, and their difference: an edit that flickers or swims raises
+  the edited error above the original's own.
+- PSNR / SSIM against the original: on the whole frame, on the pixels the variant was NOT
+  allowed to change (``protected``; empty, hence NaN, for variants allowed everywhere), inside
+  the product mask and outside it. SSIM is the standard Gaussian-window SSIM (Wang et al. 2004:
+  11x11 window, sigma 1.5, K1 0.01, K2 0.03, L 255) on BT.601 luma, averaged over the region.
+- LPIPS: through an optional ``lpips_fn(original, edited) -> float`` on every ``lpips_every``-th
+  frame, with ``lpips_backbone_state`` recorded beside it (e.g. whether the AlexNet backbone had
+  its pretrained weights), so a number from an untrained backbone is never passed off as LPIPS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from align_core.editing.propagation import FlowPropagator
+from align_core.editing.render import allowed_region
+from align_core.variants import VariantPlans
+from align_core.video_io import iter_frames, probe_video
+
+LpipsFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _luma(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame, dtype=np.float64)
+    return frame if frame.ndim == 2 else frame @ np.array([0.299, 0.587, 0.114])
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0,
+             k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Per-pixel SSIM of two images (RGB images are compared on luma), Gaussian 11x11 window."""
+    x, y = _luma(a), _luma(b)
+    if x.shape != y.shape:
+        raise ValueError(f"SSIM needs equal shapes, got {x.shape} and {y.shape}")
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+
+    def smooth(image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (11, 11), sigma, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = smooth(x), smooth(y)
+    var_x = smooth(x * x) - mu_x**2
+    var_y = smooth(y * y) - mu_y**2
+    cov = smooth(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
+    """Mean SSIM over ``region`` (bool (H, W); whole image when None); NaN for an empty region."""
+    values = ssim_map(a, b)
+    if region is None:
+        return float(values.mean())
+    region = np.asarray(region, dtype=bool)
+    return float(values[region].mean()) if region.any() else float("nan")
+
+
+def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None, data_range: float = 255.0) -> float:
+    """PSNR in dB over ``region`` (all channels); inf when identical, NaN for an empty region."""
+    diff = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2
+    if region is not None:
+        region = np.asarray(region, dtype=bool)
+        if not region.any():
+            return float("nan")
+        diff = diff[region]
+    mse = float(diff.mean())
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
+@dataclass
+class VariantQuality:
+    video_id: str
+    variant: str
+    kind: str
+    frames: int
+    warping_error_edited: float
+    warping_error_original: float
+    warping_error_delta: float
+    psnr_full: float
+    ssim_full: float
+    psnr_protected: float
+    ssim_protected: float
+    protected_share: float
+    psnr_product: float
+    psnr_background: float
+    lpips: float | None
+    lpips_frames: int
+    lpips_backbone_state: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class _Accumulator:
+    """Running means of per-frame metrics for one variant (finite values only for PSNR)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, value: float) -> None:
+        if np.isnan(value):
+            return
+        if np.isinf(value):
+            value = 100.0  # identical pixels: cap PSNR at 100 dB so means stay finite
+        self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def mean(self, name: str) -> float:
+        return self.sums[name] / self.counts[name] if self.counts.get(name) else float("nan")
+
+
+def warp_error(frame_t: np.ndarray, frame_next: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray) -> float:
+    """Mean |frame_next warped to t - frame_t| over trusted pixels (0-255 scale)."""
+    warped = cv2.remap(frame_next.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    diff = np.abs(warped - frame_t.astype(np.float32)).mean(axis=-1)
+    return float(diff[valid > 0].mean()) if (valid > 0).any() else float("nan")
+
+
+def evaluate_variants(
+    original_path: str | os.PathLike[str],
+    variant_paths: Mapping[str, str | os.PathLike[str]],
+    plans: VariantPlans,
+    masks: np.ndarray,
+    placebo_margin: float = 0.02,
+    lpips_fn: LpipsFn | None = None,
+    lpips_backbone_state: str | None = None,
+    lpips_every: int = 10,
+    propagator: FlowPropagator | None = None,
+) -> pd.DataFrame:
+    """One row of :class:`VariantQuality` per variant; every video is decoded once, in lockstep.
+
+    Flow is computed once per frame pair on the original and shared by every variant.
+    """
+    original_path = Path(original_path)
+    probe = probe_video(original_path)
+    count = probe.frame_count
+    if lpips_fn is not None and not lpips_backbone_state:
+        raise ValueError("lpips_fn given without lpips_backbone_state: say which backbone weights produced the numbers")
+    names = list(variant_paths)
+    for name in names:
+        if name not in plans.plans:
+            raise KeyError(f"video {plans.video_id}: variant {name!r} has a file but no plan")
+        other = probe_video(variant_paths[name])
+        if (other.frame_count, other.width, other.height) != (count, probe.width, probe.height):
+            raise ValueError(
+                f"variant {name} ({variant_paths[name]}): {other.frame_count} frames {other.width}x{other.height}, "
+                f"original {original_path} has {count} frames {probe.width}x{probe.height}"
+            )
+    propagator = propagator or FlowPropagator()
+    margin_px = int(round(placebo_margin * min(probe.height, probe.width)))
+    scene_start = {int(s) for s, _ in plans.scene_ranges}
+    acc = {name: _Accumulator() for name in ["original", *names]}
+    kinds = {name: plans[name].spec.kind for name in names}
+    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n]) for n in names]
+    previous: list[np.ndarray] | None = None
+    protected_pixels = {n: 0 for n in names}
+    for index, current in enumerate(zip(*streams)):
+        mask = np.asarray(masks[index], dtype=bool)
+        original = current[0]
+        if previous is not None and index not in scene_start:
+            forward = propagator.flow(previous[0], original)
+            backward = propagator.flow(original, previous[0])
+            valid = propagator.consistent(forward, backward)
+            ys, xs = np.mgrid[0 : original.shape[0], 0 : original.shape[1]].astype(np.float32)
+            map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
+            acc["original"].add("warp", warp_error(previous[0], original, map_x, map_y, valid))
+            for i, name in enumerate(names, start=1):
+                acc[name].add("warp", warp_error(previous[i], current[i], map_x, map_y, valid))
+        for i, name in enumerate(names, start=1):
+            edited = current[i]
+            protected = ~allowed_region(kinds[name], mask, margin_px)
+            protected_pixels[name] += int(protected.sum())
+            a = acc[name]
+            a.add("psnr_full", psnr(original, edited))
+            a.add("ssim_full", ssim(original, edited))
+            a.add("psnr_protected", psnr(original, edited, protected))
+            a.add("ssim_protected", ssim(original, edited, protected))
+            a.add("psnr_product", psnr(original, edited, mask))
+            a.add("psnr_background", psnr(original, edited, ~mask))
+            if lpips_fn is not None and index % lpips_every == 0:
+                a.add("lpips", float(lpips_fn(original, edited)))
+        previous = list(current)
+    if previous is None:
+        raise ValueError(f"video {original_path}: no frames decoded")
+    rows = []
+    original_warp = acc["original"].mean("warp")
+    for name in names:
+        a = acc[name]
+        rows.append(
+            VariantQuality(
+                video_id=plans.video_id,
+                variant=name,
+                kind=kinds[name],
+                frames=count,
+                warping_error_edited=a.mean("warp"),
+                warping_error_original=original_warp,
+                warping_error_delta=a.mean("warp") - original_warp,
+                psnr_full=a.mean("psnr_full"),
+                ssim_full=a.mean("ssim_full"),
+                psnr_protected=a.mean("psnr_protected"),
+                ssim_protected=a.mean("ssim_protected"),
+                protected_share=protected_pixels[name] / float(count * probe.height * probe.width),
+                psnr_product=a.mean("psnr_product"),
+                psnr_background=a.mean("psnr_background"),
+                lpips=a.mean("lpips") if lpips_fn is not None else None,
+                lpips_frames=a.counts.get("lpips", 0),
+                lpips_backbone_state=lpips_backbone_state if lpips_fn is not None else None,
+            ).to_dict()
+        )
+    table = pd.DataFrame(rows)
+    table["video_id"] = table["video_id"].astype("string")
+    return table
+
+
+def sequence_warping_error(frames: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None = None,
+                           propagator: FlowPropagator | None = None) -> float:
+    """Warping error of ``frames`` with flow from ``reference`` (default: the frames themselves); one scene."""
+    propagator = propagator or FlowPropagator()
+    reference = frames if reference is None else reference
+    errors = []
+    for t in range(len(frames) - 1):
+        forward = propagator.flow(reference[t], reference[t + 1])
+        backward = propagator.flow(reference[t + 1], reference[t])
+        valid = propagator.consistent(forward, backward)
+        ys, xs = np.mgrid[0 : frames[t].shape[0], 0 : frames[t].shape[1]].astype(np.float32)
+        errors.append(warp_error(frames[t], frames[t + 1], xs + forward[..., 0], ys + forward[..., 1], valid))
+    return float(np.nanmean(errors)) if errors else float("nan")

@@ -1,0 +1,91 @@
+"""Quality metrics: SSIM against the formula by hand, PSNR, warping error, per-variant table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from test_propagation import textured_pan
+
+from align_core.editing.propagation import FlowPropagator
+from align_core.quality import psnr, sequence_warping_error, ssim, ssim_map
+
+
+def test_ssim_of_two_constant_images_matches_the_formula() -> None:
+    a = np.full((20, 20), 100.0)
+    b = np.full((20, 20), 150.0)
+    c1 = (0.01 * 255) ** 2
+    expected = (2 * 100 * 150 + c1) / (100**2 + 150**2 + c1)  # variances and covariance are 0
+    assert ssim(a, b) == pytest.approx(expected, rel=1e-9)
+    assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_ssim_at_one_pixel_matches_a_direct_gaussian_window_sum() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (21, 21)).astype(np.float64)
+    y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255)
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    px, py = x[5:16, 5:16], y[5:16, 5:16]  # the window centred on pixel (10, 10)
+    mx, my = (w * px).sum(), (w * py).sum()
+    vx, vy = (w * px * px).sum() - mx**2, (w * py * py).sum() - my**2
+    cov = (w * px * py).sum() - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    expected = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert ssim_map(x, y)[10, 10] == pytest.approx(expected, rel=1e-6)
+
+
+def test_psnr_by_hand_and_regions() -> None:
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = 10  # MSE over the 48 values = 3*100/48
+    assert psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (300 / 48)))
+    region = np.zeros((4, 4), bool)
+    region[2:, 2:] = True
+    assert psnr(a, b, region) == math.inf
+    assert math.isnan(psnr(a, b, np.zeros((4, 4), bool)))
+
+
+def test_warping_error_is_small_on_a_pan_and_catches_flicker() -> None:
+    frames = textured_pan(6, 96, 128)
+    propagator = FlowPropagator()
+    own = sequence_warping_error(list(frames), propagator=propagator)
+    flicker = frames.astype(np.int16)
+    flicker[1::2] += 12
+    flickering = sequence_warping_error(list(np.clip(flicker, 0, 255).astype(np.uint8)), list(frames), propagator=propagator)
+    assert own < 1.0
+    assert flickering > own + 8
+
+
+def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
+    from test_render import FPS, SCENES, box_attention, synthetic_ad, write_source
+
+    from align_core.editing.render import render_variants
+    from align_core.editing.salience import SalienceEditor
+    from align_core.quality import evaluate_variants
+    from align_core.variants import plan_variants
+
+    frames, masks = synthetic_ad(seed=2)
+    source = write_source(tmp_path / "ad_3.mp4", frames)
+    attention = box_attention(frames, masks)
+    plans = plan_variants("ad_3", (attention * masks).sum(axis=(1, 2)) / attention.sum(axis=(1, 2)), FPS, SCENES)
+    result = render_variants(source, plans, masks, attention, SalienceEditor(), tmp_path / "out", keyframe_stride=4)
+
+    def mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.abs(a.astype(float) - b).mean() / 255)
+
+    table = evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference,
+                              lpips_backbone_state="test stand-in: mean absolute difference, not LPIPS", lpips_every=6)
+    rows = table.set_index("variant")
+    assert set(rows.index) == set(plans.plans)
+    assert rows.loc["placebo", "protected_share"] > masks.mean()  # the dilated mask
+    assert rows.loc["placebo", "psnr_protected"] > 30 and rows.loc["placebo", "ssim_protected"] > 0.9
+    assert math.isnan(rows.loc["full_boost", "psnr_protected"])  # allowed everywhere: nothing protected
+    assert rows.loc["baseline", "psnr_full"] > rows.loc["full_boost", "psnr_full"]
+    # Edits must not make the video swim: warping error close to the original's own.
+    # (the reduction sharpens the background, so its own texture adds ~3 levels of error.)
+    assert (rows["warping_error_delta"].abs() < 5.0).all(), rows["warping_error_delta"]
+    assert rows.loc["baseline", "lpips_frames"] == 4 and rows.loc["baseline", "lpips_backbone_state"].startswith("test stand-in")
+    with pytest.raises(ValueError, match="backbone"):
+        evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference)
