@@ -533,7 +533,7 @@ class SimulationEffects:
     watch_sd_s: float = 6.0
     video_sd_logit: float = 0.35
     video_sd_watch: float = 0.25
-    lift_sd: float = 0.03
+    lift_sd: float = 0.06
     ctr_dose_slope: float = 0.0
     planned_shares: Mapping[str, float] | None = None
     served_share_bias: Mapping[str, float] = field(default_factory=dict)

@@ -40,48 +40,54 @@ class RatioInfluence:
     rates: pd.Series  # index: variant
     totals_num: pd.Series
     totals_den: pd.Series
-    influence: pd.DataFrame  # index: video_id, columns: variant (absolute-rate influence)
+    influence: np.ndarray  # videos x variants (absolute-rate influence), columns in rates.index order
     n_clusters: int
 
-    def variance(self, weights: pd.Series, log_scale: bool = False) -> float:
-        """Cluster-robust variance of ``sum_v w_v R_v`` (or of ``sum_v w_v log R_v``)."""
-        scale = 1.0 / self.rates if log_scale else pd.Series(1.0, index=self.rates.index)
-        w = (weights * scale).reindex(self.influence.columns).fillna(0.0).to_numpy()
-        contrib = self.influence.to_numpy() @ w
-        g = self.n_clusters
-        return float(g / (g - 1) * np.sum(contrib**2)) if g > 1 else float("nan")
-
     def covariance(self, contrasts: np.ndarray, log_scale: bool = True) -> np.ndarray:
-        """Cluster-robust covariance of several contrasts (rows of ``contrasts``, columns = variants)."""
-        scale = (1.0 / self.rates.to_numpy()) if log_scale else np.ones(len(self.rates))
-        inf = self.influence[self.rates.index].to_numpy() * scale
-        contrib = inf @ contrasts.T
+        """Cluster-robust covariance of contrasts of (log) rates; rows of ``contrasts`` weight variants."""
+        inf = self.influence / self.rates.to_numpy() if log_scale else self.influence
+        contrib = inf @ np.atleast_2d(contrasts).T
         g = self.n_clusters
+        if g < 2:
+            return np.full((contrib.shape[1], contrib.shape[1]), np.nan)
         return g / (g - 1) * contrib.T @ contrib
+
+    def variance(self, weights: dict[str, float], log_scale: bool = False) -> float:
+        """Cluster-robust variance of ``sum_v w_v R_v`` (or of ``sum_v w_v log R_v``)."""
+        c = np.array([weights.get(v, 0.0) for v in self.rates.index])
+        return float(self.covariance(c, log_scale=log_scale)[0, 0])
 
 
 def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str) -> RatioInfluence:
     """Rates and per-video influence values from cell sums (one row per video x variant)."""
-    num = cells.pivot_table(index="video_id", columns="variant", values=numerator, aggfunc="sum", fill_value=0.0)
-    den = cells.pivot_table(index="video_id", columns="variant", values=denominator, aggfunc="sum", fill_value=0.0)
-    num = num.reindex(columns=den.columns, fill_value=0.0).astype(float)
-    den = den.astype(float)
+    vid_codes, vids = pd.factorize(cells["video_id"])
+    var_codes, variants = pd.factorize(cells["variant"], sort=True)
+    shape = (len(vids), len(variants))
+    num = np.zeros(shape)
+    den = np.zeros(shape)
+    np.add.at(num, (vid_codes, var_codes), cells[numerator].to_numpy(dtype=float))
+    np.add.at(den, (vid_codes, var_codes), cells[denominator].to_numpy(dtype=float))
     tot_num, tot_den = num.sum(axis=0), den.sum(axis=0)
-    rates = tot_num / tot_den.replace(0.0, np.nan)
-    influence = (num - den * rates) / tot_den.replace(0.0, np.nan)
-    return RatioInfluence(rates=rates, totals_num=tot_num, totals_den=tot_den,
-                          influence=influence.fillna(0.0), n_clusters=int(len(den.index)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.where(tot_den > 0, tot_num / tot_den, np.nan)
+        influence = np.nan_to_num((num - den * rates) / tot_den)
+    index = pd.Index(variants, name="variant")
+    return RatioInfluence(rates=pd.Series(rates, index=index), totals_num=pd.Series(tot_num, index=index),
+                          totals_den=pd.Series(tot_den, index=index), influence=influence,
+                          n_clusters=int(len(vids)))
 
 
-def _iid_test(metric: str, cells: pd.DataFrame, variant: str) -> tuple[float, float, float]:
-    """Unclustered test statistic, p-value and variance of the absolute lift (for the design effect)."""
+def _iid_test(metric: str, totals: pd.DataFrame, variant: str) -> tuple[float, float, float]:
+    """Unclustered test statistic, p-value and variance of the absolute lift (for the design effect).
+
+    ``totals`` holds the metric's sums per variant (index: variant).
+    """
     num, den = METRICS[metric]
-    t = cells[cells["variant"] == variant]
-    b = cells[cells["variant"] == BASELINE]
+    t, b = totals.loc[variant], totals.loc[BASELINE]
     if metric in ("ctr", "cvr"):
-        count = np.array([t[num].sum(), b[num].sum()], dtype=float)
-        nobs = np.array([t[den].sum(), b[den].sum()], dtype=float)
-        if nobs.min() <= 0 or count.sum() <= 0:
+        count = np.array([t[num], b[num]], dtype=float)
+        nobs = np.array([t[den], b[den]], dtype=float)
+        if nobs.min() <= 0 or count.sum() <= 0 or count.sum() >= nobs.sum():
             return float("nan"), float("nan"), float("nan")
         z, p = proportions_ztest(count, nobs)
         p1, p0 = count / nobs
@@ -90,9 +96,7 @@ def _iid_test(metric: str, cells: pd.DataFrame, variant: str) -> tuple[float, fl
     # watch time: Welch z from sums and sums of squares per impression
     out = []
     for part in (t, b):
-        n = float(part["impressions"].sum())
-        s = float(part["watch_time_s_sum"].sum())
-        ss = float(part["watch_time_s_sumsq"].sum())
+        n, s, ss = float(part["impressions"]), float(part["watch_time_s_sum"]), float(part["watch_time_s_sumsq"])
         if n < 2:
             return float("nan"), float("nan"), float("nan")
         out.append((s / n, max((ss - s * s / n) / (n - 1), 0.0) / n))
@@ -118,6 +122,8 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
     variants = [v for v in (variants or sorted(present)) if v != BASELINE and v in present]
+    sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]
+    totals = cells.groupby("variant")[sums].sum()
     for metric in metrics:
         num, den = METRICS[metric]
         inf = ratio_influence(cells, num, den)
@@ -126,7 +132,7 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
         rb = inf.rates[BASELINE]
         for variant in variants:
             rt = inf.rates[variant]
-            w = pd.Series({variant: 1.0, BASELINE: -1.0})
+            w = {variant: 1.0, BASELINE: -1.0}
             var_abs = inf.variance(w)
             var_log = inf.variance(w, log_scale=True) if rt > 0 and rb > 0 else float("nan")
             abs_lift = rt - rb
@@ -135,7 +141,7 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
             log_se = np.sqrt(var_log)
             rel = rt / rb - 1 if rb > 0 else float("nan")
             p = 2 * stats.t.sf(abs(log_ratio / log_se), g - 1) if log_se > 0 else float("nan")
-            iid_z, iid_p, iid_var = _iid_test(metric, cells, variant)
+            iid_z, iid_p, iid_var = _iid_test(metric, totals, variant)
             rows.append({
                 "metric": metric, "variant": variant,
                 "baseline_rate": rb, "variant_rate": rt,

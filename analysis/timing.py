@@ -45,7 +45,7 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
         c = np.zeros(len(cols))
         c[cols.index(a)], c[cols.index(b)] = 1.0, -1.0
         est = float(np.log(inf.rates[a] / inf.rates[b]))
-        se = float(np.sqrt(inf.covariance(c[None, :])[0, 0]))
+        se = float(np.sqrt(inf.covariance(c)[0, 0]))
         rows.append({"metric": metric, "contrast": f"{a} vs {b}", "log_ratio": est, "log_se": se,
                      "ratio": np.exp(est), "ratio_ci_low": np.exp(est - crit * se),
                      "ratio_ci_high": np.exp(est + crit * se),
