@@ -195,3 +195,89 @@ def catalog_run(dagster_webserver: Webserver) -> CatalogRun:
     run_id = launch_catalog_run(dagster_webserver)
     run = wait_for_run(dagster_webserver, run_id)
     return CatalogRun(run_id=run_id, run=run, seconds=time.monotonic() - started)
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth, superuser ``postgres``)."""
+
+    process: ServerProcess
+    host: str
+    port: int
+    user: str
+    bin_dir: Path
+    data_dir: Path
+
+    def connect(self, dbname: str = "postgres"):
+        import psycopg2
+
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname=dbname, connect_timeout=5)
+
+
+def _as_postgres_user() -> list[str]:
+    """initdb and postgres refuse to run as root: run them as the ``postgres`` system user."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if runuser is None:
+        pytest.fail("running as root without runuser: cannot start postgres as the postgres user")
+    return [runuser, "-u", "postgres", "--"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_bin: Path) -> Iterator[Postgres]:
+    """initdb + postgres in a temp dir, loopback only, on a free port; stopped with pg_ctl and by PID."""
+    import pwd
+    import subprocess
+    import tempfile
+
+    # Not under pytest's basetemp: that is mode 0700 for root, and postgres must reach its data dir.
+    root = Path(tempfile.mkdtemp(prefix="align-pg-"))
+    as_user = _as_postgres_user()
+    if as_user:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.fail("no 'postgres' system user (Debian's postgresql package creates it)")
+        os.chown(root, account.pw_uid, account.pw_gid)
+    data_dir = root / "pgdata"
+    init = subprocess.run(
+        [*as_user, str(postgres_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+         "-E", "UTF8", "--no-sync", "--no-instructions"],
+        capture_output=True, text=True, timeout=180,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"initdb failed ({init.returncode}):\n{init.stdout[-2000:]}\n{init.stderr[-2000:]}")
+    port = free_port()
+    process = start_server(
+        "postgres",
+        [*as_user, str(postgres_bin / "postgres"), "-D", str(data_dir), "-k", str(root),
+         "-h", LOOPBACK, "-p", str(port),
+         # A test database: durability is not the point, speed on 2 shared cores is.
+         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        log_path=root / "postgres.log",
+    )
+    server = Postgres(process=process, host=LOOPBACK, port=port, user="postgres", bin_dir=postgres_bin,
+                      data_dir=data_dir)
+
+    def accepting() -> bool:
+        try:
+            server.connect().close()
+            return True
+        except Exception:  # noqa: BLE001 - psycopg2.OperationalError until the server is up
+            return False
+
+    try:
+        wait_until(accepting, timeout=60, alive=process.alive, what="postgres accepting connections",
+                   on_fail=process.log_tail)
+        yield server
+    finally:
+        try:
+            subprocess.run([*as_user, str(postgres_bin / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate",
+                            "-w", "-t", "20"], capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        process.stop(timeout=10)  # whatever pg_ctl left behind: the whole process group, by PID
+        shutil.rmtree(root, ignore_errors=True)
