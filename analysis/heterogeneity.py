@@ -47,16 +47,18 @@ def interaction_wald(result: Any) -> dict[str, float]:
     restriction = np.zeros((len(block), len(names)))
     for row, col in enumerate(block):
         restriction[row, col] = 1.0
-    test = result.wald_test(restriction, scalar=True, use_f=False)
     kwds = getattr(result, "cov_kwds", None)
     n_groups = len(np.unique(kwds["groups"])) if isinstance(kwds, dict) and "groups" in kwds else None
+    # a cluster-robust covariance has rank <= clusters - 1: with fewer clusters than
+    # restrictions the joint test is not defined, so none is reported
+    if n_groups is not None and n_groups - 1 < len(block):
+        return {"wald_chi2": float("nan"), "df": int(len(block)), "p_value": float("nan"), "rank_ok": False}
+    test = result.wald_test(restriction, scalar=True, use_f=False)
     return {
         "wald_chi2": float(np.squeeze(test.statistic)),
         "df": int(len(block)),
         "p_value": float(np.squeeze(test.pvalue)),
-        # a cluster-robust covariance has rank <= clusters - 1: with fewer clusters than
-        # restrictions the joint test is not defined
-        "rank_ok": bool(n_groups is None or n_groups - 1 >= len(block)),
+        "rank_ok": True,
     }
 
 
@@ -130,7 +132,7 @@ def heterogeneity_tables(cells: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.D
                               "statistic": wald["wald_chi2"], "df": wald["df"], "p_value": wald["p_value"],
                               "i2": np.nan, "tau2": np.nan,
                               "note": "cluster-robust by video" + ("" if wald["rank_ok"] else
-                                                                  "; fewer videos than restrictions: not valid")})
+                                                                  "; fewer videos than restrictions: no joint test")})
             except (ValueError, np.linalg.LinAlgError) as exc:
                 tests.append({"metric": metric, "test": "glm_interaction_wald", "variant": "all",
                               "statistic": np.nan, "df": 0, "p_value": np.nan, "i2": np.nan, "tau2": np.nan,

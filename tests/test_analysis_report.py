@@ -1,0 +1,153 @@
+"""End to end: simulate -> ingest -> build_report / align-report; planted effects recovered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from align_core.ab_results import VARIANTS, SimulationEffects, ingest_export, planted_truth, simulate_ab_export
+from analysis.cli import main
+from analysis.report import TABLES, build_report
+from analysis.timing import VARIANT_WINDOW
+
+INDUSTRIES = ("beauty", "food", "tech")
+EFFECTS = SimulationEffects(industry_modifier={"beauty": 1.8, "tech": 0.4}, ctr_dose_slope=0.5)
+
+
+def _videos(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"video_id": [f"72280233523969{i:05d}" for i in range(n)],
+                         "industry": [INDUSTRIES[i % 3] for i in range(n)]})
+
+
+def _seed_warehouse(db: Path, videos: pd.DataFrame, deltas: pd.DataFrame | None = None) -> None:
+    con = duckdb.connect(str(db))
+    con.register("v", videos)
+    con.execute("CREATE TABLE videos AS SELECT video_id, industry FROM v")
+    if deltas is not None:
+        con.register("d", deltas)
+        con.execute("CREATE TABLE manipulation_check AS SELECT * FROM d")
+        rng = np.random.default_rng(1)
+        scenes = pd.DataFrame({"video_id": np.repeat(videos["video_id"], 3).to_numpy(),
+                               "industry": np.repeat(videos["industry"], 3).to_numpy(),
+                               "attention_proportion": rng.uniform(0, 1, 3 * len(videos)),
+                               "contrast": rng.normal(0, 1, 3 * len(videos)),
+                               "brightness": rng.normal(0, 1, 3 * len(videos))})
+        scenes["ctr_mean"] = 0.02 + 0.01 * scenes["attention_proportion"] + rng.normal(0, 0.003, len(scenes))
+        scenes["cvr_mean"] = 0.05 + rng.normal(0, 0.01, len(scenes))
+        con.register("s", scenes)
+        con.execute("CREATE TABLE scenes AS SELECT * FROM s")
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataFrame]:
+    """A demo-sized experiment: 60 videos x 7 variants x 7 days x 4 segments (~8.8M impressions)."""
+    root = tmp_path_factory.mktemp("demo")
+    db, inbox = root / "warehouse.duckdb", root / "inbox"
+    videos = _videos(60)
+    rng = np.random.default_rng(3)
+    deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(0.0, 0.4)) for v in videos["video_id"]
+                           for var in VARIANTS[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
+    _seed_warehouse(db, videos, deltas)
+    export = simulate_ab_export(videos, inbox / "demo.csv", EFFECTS, seed=11, achieved_delta=deltas)
+    assert ingest_export(export, db).ok
+    out = root / "report"
+    assert main(["--database", str(db), "--out", str(out)]) == 0
+    return db, out, videos
+
+
+def _read(db: Path, table: str) -> pd.DataFrame:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(f"SELECT * FROM {table}").df()
+    finally:
+        con.close()
+
+
+def test_planted_effects_recovered(demo: tuple[Path, Path, pd.DataFrame]) -> None:
+    db, _, videos = demo
+    lift = _read(db, "analysis_lift")
+    # The dose term multiplies each arm's CTR by exp(0.5 * delta), delta ~ U(0, 0.4) independent of
+    # the variant: its mean factor E[exp(0.5 delta)] scales every pooled CTR ratio.
+    dose_factor = (np.exp(0.5 * 0.4) - 1) / (0.5 * 0.4)
+    truth = planted_truth(videos, EFFECTS)
+    covered95, covered999, total = 0, 0, 0
+    for metric, key in (("ctr", "ctr"), ("cvr", "cvr"), ("watch_time", "watch")):
+        for row in lift[lift["metric"] == metric].itertuples():
+            true = truth[key][row.variant]
+            if metric == "ctr":
+                true = (1 + true) * dose_factor - 1
+            crit = stats.t.ppf(1 - 0.0005, row.n_videos - 1)
+            lo, hi = np.exp(row.log_ratio - crit * row.log_se) - 1, np.exp(row.log_ratio + crit * row.log_se) - 1
+            covered95 += row.rel_ci_low <= true <= row.rel_ci_high
+            covered999 += lo <= true <= hi
+            total += 1
+    print(f"planted effects inside 95% CIs: {covered95}/{total}; inside 99.9% CIs: {covered999}/{total}")
+    assert total == 18 and covered999 == total and covered95 >= 15
+
+    timing = _read(db, "analysis_timing")
+    early_late = timing[(timing["metric"] == "ctr") & (timing["contrast"] == "early_boost vs late_boost")].iloc[0]
+    assert early_late["ratio_ci_low"] > 1.0  # early beats late, as planted (12% vs 3%)
+
+    dose = _read(db, "analysis_dose_response")
+    ctr_dose = dose[dose["metric"] == "ctr"].iloc[0]
+    assert ctr_dose["ci_low"] < 0.5 < ctr_dose["ci_high"]
+
+    het = _read(db, "analysis_heterogeneity")
+    wald = het[(het["test"] == "glm_interaction_wald") & (het["metric"] == "ctr")].iloc[0]
+    assert wald["p_value"] < 0.01  # industry modifiers 1.8 / 1.0 / 0.4 are detected
+    ind = het[(het["kind"] == "industry_lift") & (het["metric"] == "ctr") & (het["variant"] == "full_boost")]
+    for row in ind.itertuples():
+        true = (1 + truth["ctr_by_industry"][row.industry]["full_boost"]) * dose_factor - 1
+        crit = stats.t.ppf(1 - 0.0005, row.n_videos - 1)
+        assert np.exp(row.log_ratio - crit * row.log_se) - 1 <= true <= np.exp(row.log_ratio + crit * row.log_se) - 1
+
+    guard = _read(db, "analysis_guardrails")
+    srm = guard[guard["check"] == "sample_ratio_mismatch"].iloc[0]
+    assert not srm["flagged"]
+
+
+def test_report_outputs_and_idempotent(demo: tuple[Path, Path, pd.DataFrame]) -> None:
+    db, out, _ = demo
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # lift forest, industry forest, timing
+    assert "Observational scene model" in page
+    before = {t: _read(db, t) for t in TABLES}
+    assert all(len(before[t]) for t in TABLES)
+    report = build_report(db, out)
+    assert report.headline_markdown.startswith("**demo-exp-1**")
+    assert "| full_boost |" in report.headline_markdown
+    assert (out / "headline.md").read_text().strip() == report.headline_markdown.strip()
+    for table in TABLES:
+        pd.testing.assert_frame_equal(before[table], _read(db, table))
+
+
+def test_srm_flagged_when_delivery_is_skewed(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    videos = _videos(12)
+    _seed_warehouse(db, videos)
+    effects = SimulationEffects(served_share_bias={"early_boost": 0.9})
+    export = simulate_ab_export(videos, tmp_path / "inbox" / "skew.parquet", effects, seed=2, days=2,
+                                segments=["all"], impressions_per_arm=5000)
+    assert ingest_export(export, db).ok
+    report = build_report(db, tmp_path / "out")
+    srm = report.tables["analysis_guardrails"]
+    assert bool(srm[srm["check"] == "sample_ratio_mismatch"]["flagged"].iat[0])
+    assert "SRM FLAGGED" in report.headline_markdown
+    assert "early_boost" in srm["detail"].iat[0]
+
+
+def test_report_without_results_and_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "w.duckdb"
+    _seed_warehouse(db, _videos(3))
+    report = build_report(db, tmp_path / "out")
+    assert "no A/B results" in " ".join(report.notes)
+    assert report.headline_markdown == "_No A/B results to report._"
+    assert (tmp_path / "out" / "report.html").exists()
+    assert main(["--database", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
