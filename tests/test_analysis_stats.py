@@ -124,7 +124,7 @@ def test_cochran_q_and_i2_by_hand() -> None:
 
 def test_interaction_glm_and_wald_by_hand() -> None:
     videos = _videos(60, ("beauty", "food", "tech"))
-    effects = SimulationEffects(industry_modifier={"beauty": 2.0, "tech": 0.25})
+    effects = SimulationEffects(industry_modifier={"beauty": 2.0, "tech": 0.25}, lift_sd=0.03)
     rows = simulate_ab_rows(videos, effects, seed=5, days=1, segments=["all"],
                             variants=["baseline", "early_boost", "late_boost"])
     cells = _cells(rows, dict(zip(videos["video_id"], videos["industry"])))
