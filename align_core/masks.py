@@ -1,0 +1,427 @@
+"""Keyword masks M_t in {0, 1}: where the product named by the keyword is, frame by frame.
+
+A pluggable :class:`KeywordSegmenter` turns a batch of RGB frames and a keyword into per-pixel
+probabilities; :func:`segment_video` streams a video through it in batches and thresholds the
+probabilities at a fixed, documented value.
+
+Why a fixed threshold and no per-frame normalisation: a product that is not in the frame must
+give an EMPTY mask. Rescaling each frame's probabilities to [0, 1] (or thresholding at a
+per-frame quantile) would always "find" something, and the alignment a_t = sum(A M) / sum(A)
+would then measure attention on noise.
+
+Segmenters:
+
+``clipseg``
+    ``CLIPSegForImageSegmentation`` (e.g. ``CIDAS/clipseg-rd64-refined``) loaded with
+    ``from_pretrained`` from a local directory or a hub id already in the local cache (offline:
+    ``local_files_only=True`` by default). The keyword is embedded once per call and repeated
+    over the batch, so one forward pass covers a batch of frames. Sigmoid probabilities are
+    upsampled bilinearly from the model's square output back to the frame size (this also undoes
+    the processor's squash of a 9:16 frame to a square).
+``provided``
+    Per-frame masks shipped with the corpus (``raw/masks/<video_id>.npz``, written by
+    :func:`align_core.arrays.save_mask_stack`), checked against the video's frame count and size
+    and returned as 0/1 probabilities. The stack stays bit-packed in memory and is unpacked one
+    batch at a time.
+
+Threshold: :data:`DEFAULT_THRESHOLD` = 0.5, i.e. a pixel is in the mask when the model's logit is
+positive. CLIPSeg's decoder is trained with a per-pixel binary cross-entropy against binary
+masks, so 0.5 is the decision boundary of its own objective and needs no data-set-specific
+tuning; it is deliberately not lowered to catch faint responses because a false product region
+inflates alignment. ``KeywordMasks.max_probability`` records each frame's peak probability so a
+researcher can calibrate a different value on annotated frames and pass it in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from align_core.arrays import pack_masks, save_npz_atomic, unpack_masks
+from align_core.video_io import VideoProbe, file_sha256, iter_frames, probe_video
+
+#: Probability above which a pixel belongs to the keyword mask (see module docstring).
+DEFAULT_THRESHOLD = 0.5
+
+#: Frames per segmenter call: bounds memory to one batch of frames plus the boolean output.
+DEFAULT_BATCH_SIZE = 8
+
+
+@runtime_checkable
+class KeywordSegmenter(Protocol):
+    """Turns frames and a keyword into per-pixel probabilities that the keyword's object is there.
+
+    ``segment`` receives ``frames`` uint8 ``(B, H, W, 3)`` RGB and the index ``start`` of
+    ``frames[0]`` in the video (segmenters that read stored masks need it; models ignore it) and
+    returns float32 ``(B, H, W)`` probabilities in [0, 1], never normalised per frame.
+    ``prepare`` is called once per video before the first batch, so a segmenter can check that
+    it fits the video. ``lineage`` says which weights or files produced the masks.
+    """
+
+    name: str
+
+    def prepare(self, probe: VideoProbe) -> None: ...
+
+    def segment(self, frames: np.ndarray, keyword: str, *, start: int = 0) -> np.ndarray: ...
+
+    def lineage(self) -> dict[str, Any]: ...
+
+
+_REGISTRY: dict[str, Callable[..., KeywordSegmenter]] = {}
+
+
+def register_segmenter(name: str) -> Callable[[Callable[..., KeywordSegmenter]], Callable[..., KeywordSegmenter]]:
+    """Register a segmenter factory under ``name`` so configs can select it by string."""
+
+    def decorator(factory: Callable[..., KeywordSegmenter]) -> Callable[..., KeywordSegmenter]:
+        if name in _REGISTRY:
+            raise ValueError(f"segmenter {name!r} is already registered")
+        _REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def available_segmenters() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_segmenter(name: str, **kwargs: Any) -> KeywordSegmenter:
+    """Build the segmenter registered as ``name`` (``clipseg``, ``provided``) with ``kwargs``."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(available_segmenters())}") from None
+    return factory(**kwargs)
+
+
+def _check_frames(frames: np.ndarray, who: str) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"{who}: expected RGB uint8 frames (B, H, W, 3), got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def _weights_digest(directory: Path) -> dict[str, str]:
+    """sha256 of each weight file in a local model directory (what 'which weights' means)."""
+    digests = {}
+    for pattern in ("*.safetensors", "*.bin"):
+        for path in sorted(directory.glob(pattern)):
+            digests[path.name] = file_sha256(path)
+    return digests
+
+
+@register_segmenter("clipseg")
+class ClipSegSegmenter:
+    """CLIPSeg text-prompted segmentation, batched over frames.
+
+    ``model`` is a local diffusers-style directory or a hub id; with ``local_files_only`` (the
+    default) nothing is downloaded, so a missing model fails at construction with its name.
+    """
+
+    name = "clipseg"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        local_files_only: bool = True,
+        torch_dtype: str = "float32",
+    ):
+        import torch
+        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+        self.model_ref = str(model)
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, torch_dtype)
+        try:
+            self.processor = CLIPSegProcessor.from_pretrained(self.model_ref, local_files_only=local_files_only)
+            self.model = CLIPSegForImageSegmentation.from_pretrained(
+                self.model_ref, local_files_only=local_files_only, dtype=self.dtype
+            )
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"CLIPSeg model {self.model_ref!r} cannot be loaded ({exc})") from exc
+        self.model.to(self.device).eval()
+        self._embeddings: dict[str, Any] = {}
+        self._lineage: dict[str, Any] | None = None
+
+    def prepare(self, probe: VideoProbe) -> None:
+        """Any video fits: frames are resized by the processor and probabilities upsampled back."""
+
+    def _keyword_embedding(self, keyword: str) -> Any:
+        import torch
+
+        if keyword not in self._embeddings:
+            text = self.processor.tokenizer([keyword], padding=True, return_tensors="pt")
+            with torch.inference_mode():
+                embedding = self.model.get_conditional_embeddings(
+                    batch_size=1,
+                    input_ids=text["input_ids"].to(self.device),
+                    attention_mask=text["attention_mask"].to(self.device),
+                )
+            self._embeddings[keyword] = embedding
+        return self._embeddings[keyword]
+
+    def segment(self, frames: np.ndarray, keyword: str, *, start: int = 0) -> np.ndarray:
+        """Sigmoid probabilities ``(B, H, W)`` at frame size; one forward pass for the batch."""
+        import torch
+        import torch.nn.functional as F
+
+        frames = _check_frames(frames, f"clipseg {self.model_ref}")
+        batch, height, width = frames.shape[:3]
+        pixels = self.processor.image_processor(images=list(frames), return_tensors="pt")["pixel_values"]
+        conditional = self._keyword_embedding(keyword).expand(batch, -1)
+        with torch.inference_mode():
+            logits = self.model(
+                pixel_values=pixels.to(self.device, self.dtype), conditional_embeddings=conditional
+            ).logits
+            logits = logits.reshape(batch, 1, *logits.shape[-2:]).float()
+            probs = F.interpolate(torch.sigmoid(logits), size=(height, width), mode="bilinear", align_corners=False)
+            probs = probs[:, 0].clamp(0.0, 1.0).cpu().numpy()
+        return probs.astype(np.float32, copy=False)
+
+    def lineage(self) -> dict[str, Any]:
+        """Model reference, resolved commit (hub) or weight-file hashes (local dir), and config size."""
+        if self._lineage is None:
+            config = self.model.config
+            local = Path(self.model_ref)
+            self._lineage = {
+                "segmenter": self.name,
+                "model": self.model_ref,
+                "commit": getattr(config, "_commit_hash", None),
+                "weights_sha256": _weights_digest(local) if local.is_dir() else None,
+                "vision_hidden_size": int(config.vision_config.hidden_size),
+                "vision_layers": int(config.vision_config.num_hidden_layers),
+                "reduce_dim": int(config.reduce_dim),
+                "image_size": int(config.vision_config.image_size),
+            }
+        return dict(self._lineage)
+
+
+@register_segmenter("provided")
+class ProvidedMaskSegmenter:
+    """Masks shipped with the corpus: one bit-packed stack per video, validated against the video.
+
+    The stack is kept bit-packed (1/8 byte per pixel) and each batch is unpacked on demand.
+    """
+
+    name = "provided"
+
+    def __init__(self, mask_path: str | os.PathLike[str]):
+        self.mask_path = Path(mask_path)
+        if not self.mask_path.is_file():
+            raise FileNotFoundError(f"provided mask file {self.mask_path} does not exist")
+        try:
+            with np.load(self.mask_path, allow_pickle=False) as data:
+                self._bits = np.asarray(data["bits"], dtype=np.uint8)
+                self.shape = tuple(int(v) for v in data["shape"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"mask file {self.mask_path}: cannot be read as a packed mask stack ({exc})") from exc
+        if len(self.shape) != 3 or min(self.shape) <= 0:
+            raise ValueError(f"mask file {self.mask_path}: stack shape {self.shape} is not (T, H, W)")
+        if self._bits.size * 8 < int(np.prod(self.shape)):
+            raise ValueError(
+                f"mask file {self.mask_path}: holds {self._bits.size * 8} bits, shape {self.shape} needs "
+                f"{int(np.prod(self.shape))} (truncated file?)"
+            )
+        self._sha256: str | None = None
+
+    def prepare(self, probe: VideoProbe) -> None:
+        """Fail early, naming both files and shapes, when the stack does not match the video."""
+        expected = (probe.frame_count, probe.height, probe.width)
+        if self.shape != expected:
+            raise ValueError(
+                f"mask file {self.mask_path} has shape (T, H, W) = {self.shape} but video {probe.path} "
+                f"has {expected} ({probe.frame_count} frames of {probe.width}x{probe.height})"
+            )
+
+    def segment(self, frames: np.ndarray, keyword: str, *, start: int = 0) -> np.ndarray:
+        """The stored masks for frames ``[start, start + B)`` as 0/1 float32 probabilities."""
+        frames = _check_frames(frames, f"provided masks {self.mask_path}")
+        count, height, width = self.shape
+        batch = frames.shape[0]
+        if frames.shape[1:3] != (height, width):
+            raise ValueError(
+                f"mask file {self.mask_path}: masks are {width}x{height}, frames are {frames.shape[2]}x{frames.shape[1]}"
+            )
+        if start < 0 or start + batch > count:
+            raise ValueError(
+                f"mask file {self.mask_path}: holds {count} frames, asked for frames [{start}, {start + batch})"
+            )
+        per_frame = height * width
+        first_bit, last_bit = start * per_frame, (start + batch) * per_frame
+        chunk = self._bits[first_bit // 8 : (last_bit + 7) // 8]
+        bits = np.unpackbits(chunk, count=last_bit - (first_bit // 8) * 8)[first_bit % 8 :]
+        return bits.reshape(batch, height, width).astype(np.float32)
+
+    def lineage(self) -> dict[str, Any]:
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.mask_path)
+        return {"segmenter": self.name, "mask_file": str(self.mask_path), "mask_sha256": self._sha256}
+
+
+@dataclass
+class KeywordMasks:
+    """Thresholded masks of one video for one keyword, with what produced them.
+
+    ``coverage`` is the per-frame fraction of pixels in the mask; ``max_probability`` is each
+    frame's peak probability (for calibrating the threshold; 0 for skipped videos).
+    ``skipped_reason`` is set (and every mask empty) when the keyword was screened out.
+    """
+
+    masks: np.ndarray  # bool (T, H, W)
+    threshold: float
+    segmenter_id: str
+    keyword: str
+    coverage: np.ndarray  # float64 (T,)
+    max_probability: np.ndarray  # float32 (T,)
+    skipped_reason: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.masks.shape[0])
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON-able record for asset metadata."""
+        return {
+            "keyword": self.keyword,
+            "segmenter_id": self.segmenter_id,
+            "threshold": self.threshold,
+            "frames": self.frame_count,
+            "height": int(self.masks.shape[1]),
+            "width": int(self.masks.shape[2]),
+            "frames_with_product": int((self.coverage > 0).sum()),
+            "mean_coverage": float(self.coverage.mean()) if self.frame_count else 0.0,
+            "skipped_reason": self.skipped_reason,
+            "lineage": self.lineage,
+        }
+
+
+def save_keyword_masks(path: str | os.PathLike[str], result: KeywordMasks) -> Path:
+    """Write masks bit-packed plus their metadata (JSON) in one compressed npz, atomically."""
+    meta = {k: v for k, v in result.summary().items()}
+    return save_npz_atomic(
+        path,
+        **pack_masks(result.masks),
+        max_probability=np.asarray(result.max_probability, dtype=np.float32),
+        meta=np.asarray(json.dumps(meta, sort_keys=True)),
+    )
+
+
+def load_keyword_masks(path: str | os.PathLike[str]) -> KeywordMasks:
+    """Read what :func:`save_keyword_masks` wrote."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            masks = unpack_masks(data["bits"], data["shape"])
+            max_probability = np.asarray(data["max_probability"], dtype=np.float32)
+            meta = json.loads(str(data["meta"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"keyword mask file {path}: cannot be read ({exc})") from exc
+    return KeywordMasks(
+        masks=masks,
+        threshold=float(meta["threshold"]),
+        segmenter_id=meta["segmenter_id"],
+        keyword=meta["keyword"],
+        coverage=masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
+        max_probability=max_probability,
+        skipped_reason=meta["skipped_reason"],
+        lineage=meta["lineage"],
+    )
+
+
+def segmenter_id(segmenter: KeywordSegmenter) -> str:
+    """Short stable id: the segmenter's name plus a hash of its lineage."""
+    lineage = json.dumps(segmenter.lineage(), sort_keys=True, default=str)
+    return f"{segmenter.name}:{hashlib.sha256(lineage.encode()).hexdigest()[:12]}"
+
+
+def segment_video(
+    video_path: str | os.PathLike[str],
+    keyword: str,
+    segmenter: KeywordSegmenter | None,
+    threshold: float = DEFAULT_THRESHOLD,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    screened_reason: str | None = None,
+    probe: VideoProbe | None = None,
+) -> KeywordMasks:
+    """Masks for every frame of ``video_path``: probabilities > ``threshold``, streamed in batches.
+
+    A screened keyword (``screened_reason`` set by the keyword screen) returns all-empty masks
+    with ``skipped_reason`` and never calls the segmenter (which may then be None). Memory is one
+    batch of frames plus the boolean output.
+    """
+    video_path = Path(video_path)
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold {threshold} must be in [0, 1): masks are probabilities > threshold")
+    if batch_size < 1:
+        raise ValueError(f"batch_size {batch_size} must be >= 1")
+    probe = probe or probe_video(video_path)
+    shape = (probe.frame_count, probe.height, probe.width)
+    masks = np.zeros(shape, dtype=bool)
+    max_probability = np.zeros(probe.frame_count, dtype=np.float32)
+    if screened_reason is not None:
+        return KeywordMasks(
+            masks=masks,
+            threshold=threshold,
+            segmenter_id="screened",
+            keyword=keyword,
+            coverage=np.zeros(probe.frame_count),
+            max_probability=max_probability,
+            skipped_reason=screened_reason,
+            lineage={"segmenter": None, "skipped_reason": screened_reason},
+        )
+    if segmenter is None:
+        raise ValueError(f"video {video_path}: keyword {keyword!r} was not screened out, so a segmenter is needed")
+    segmenter.prepare(probe)
+
+    def run(batch: list[np.ndarray], start: int) -> None:
+        frames = np.stack(batch)
+        probs = np.asarray(segmenter.segment(frames, keyword, start=start))
+        if probs.shape != frames.shape[:3]:
+            raise ValueError(
+                f"video {video_path}: segmenter {segmenter.name} returned {probs.shape} for frames {frames.shape[:3]}"
+            )
+        if not np.isfinite(probs).all() or probs.min() < 0.0 or probs.max() > 1.0:
+            raise ValueError(
+                f"video {video_path}: segmenter {segmenter.name} returned values outside [0, 1] "
+                f"for frames [{start}, {start + len(batch)})"
+            )
+        masks[start : start + len(batch)] = probs > threshold
+        max_probability[start : start + len(batch)] = probs.reshape(len(batch), -1).max(axis=1)
+
+    batch: list[np.ndarray] = []
+    start = 0
+    decoded = 0
+    for frame in iter_frames(video_path):
+        if decoded >= probe.frame_count:
+            raise ValueError(f"video {video_path}: decodes more frames than the {probe.frame_count} probed")
+        batch.append(frame)
+        decoded += 1
+        if len(batch) == batch_size:
+            run(batch, start)
+            start += len(batch)
+            batch = []
+    if batch:
+        run(batch, start)
+    if decoded != probe.frame_count:
+        raise ValueError(f"video {video_path}: decoded {decoded} frames, probe counted {probe.frame_count}")
+    return KeywordMasks(
+        masks=masks,
+        threshold=threshold,
+        segmenter_id=segmenter_id(segmenter),
+        keyword=keyword,
+        coverage=masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
+        max_probability=max_probability,
+        lineage=segmenter.lineage(),
+    )
