@@ -80,7 +80,7 @@ def test_server_html_names_no_asset(dagster_webserver: Webserver) -> None:
 
 
 def test_asset_graph_and_asset_page_render(
-    dagster_webserver: Webserver, catalog_run: CatalogRun, chromium_path: Path, tmp_path: Path
+    chromium_path: Path, dagster_webserver: Webserver, catalog_run: CatalogRun, tmp_path: Path
 ) -> None:
     base = dagster_webserver.url
     graph = _screenshot(chromium_path, f"{base}/asset-groups", tmp_path / "asset-graph.png", tmp_path / "profile-graph")
@@ -91,7 +91,7 @@ def test_asset_graph_and_asset_page_render(
 
 
 def test_asset_page_dom_names_the_asset(
-    dagster_webserver: Webserver, catalog_run: CatalogRun, chromium_path: Path, tmp_path: Path
+    chromium_path: Path, dagster_webserver: Webserver, catalog_run: CatalogRun, tmp_path: Path
 ) -> None:
     result = _chromium(chromium_path, tmp_path / "profile-dom", "--dump-dom", f"{dagster_webserver.url}/assets/video_catalog")
     dom = result.stdout.decode(errors="replace")
