@@ -1,0 +1,372 @@
+"""Control tensors C_t = [M_t, S_t] and the attention-product alignment they define.
+
+Definitions (one video, frames t = 0..T-1, pixels p):
+
+* ``A_t`` attention in [0, 1], ``M_t`` keyword mask in {0, 1}.
+* ``S_t = A_t * M_t``: attention on the product. Never re-normalised per frame, so values stay
+  comparable across frames and videos.
+* alignment ``a_t = sum_p(A_t M_t) / sum_p(A_t)``: the share of the frame's attention that lands
+  on the product. A frame with no attention at all (``sum A_t == 0``) has ``a_t = 0``: no
+  attention means none on the product, and the frame carries no weight in scene alignment.
+* scene alignment, primary (``attention_weighted``): ``sum_{t in scene} sum_p(A_t M_t) /
+  sum_{t in scene} sum_p(A_t)``, the share of the scene's pooled attention on the product, the
+  same quantity as a frame's but for the scene (and the one comparable to the given
+  ``attention_proportion``). Secondary (``frame_mean``): the plain mean of ``a_t``.
+
+Storage (:func:`save_control_tensors`): masks bit-packed (lossless). Attention is stored with a
+maximum absolute error of 1/510 (half a uint8 step), in a near-lossless predictive code built
+for smooth, keyframe-carried maps:
+
+1. a frame whose map is within 1/510 of the previous stored frame's reconstruction re-uses it
+   (maps carried between keyframes cost nothing);
+2. each other frame is predicted by bilinearly upsampling a least-squares low-resolution fit
+   (1/4 of the size, 10-bit, stored as second differences), and the residual is rounded to
+   whole uint8 steps: ``A_hat = P + r / 255`` with ``r = round(255 (A - P))``, so
+   ``|A_hat - A| <= 1/510`` whatever ``P`` is. For smooth maps ``r`` is almost all zeros;
+3. everything is deflated by ``np.savez_compressed``.
+
+Variant control (:func:`retarget_alignment`, :func:`scale_saliency`): see their docstrings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from align_core.arrays import save_npz_atomic
+
+FORMAT = "control-tensors-v1"
+#: Maximum absolute error of stored attention (half a uint8 step).
+ATTENTION_MAX_ERROR = 1.0 / 510.0
+_LOWRES_FACTOR = 4
+_LOWRES_LEVELS = 1023  # 10-bit low-resolution predictor
+SCENE_METHODS = ("attention_weighted", "frame_mean")
+
+
+@dataclass
+class ControlTensors:
+    """Masks and attention of one video; the control and alignment are derived from them."""
+
+    masks: np.ndarray  # bool (T, H, W)
+    attention: np.ndarray  # float32 (T, H, W) in [0, 1]
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks).astype(bool, copy=False)
+        self.attention = np.asarray(self.attention, dtype=np.float32)
+        if self.masks.ndim != 3 or self.masks.shape != self.attention.shape:
+            raise ValueError(
+                f"control tensors need masks and attention of one (T, H, W) shape, got masks "
+                f"{self.masks.shape} and attention {self.attention.shape}"
+            )
+        if self.attention.size and (
+            not np.isfinite(self.attention).all() or self.attention.min() < 0.0 or self.attention.max() > 1.0
+        ):
+            raise ValueError(
+                f"attention must be finite and in [0, 1], got range [{np.nanmin(self.attention)}, {np.nanmax(self.attention)}]"
+            )
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def saliency(self) -> np.ndarray:
+        """S_t = A_t * M_t for every frame, float32, not re-normalised."""
+        return self.attention * self.masks
+
+    def control(self, t: int) -> np.ndarray:
+        """The ControlNet conditioning of frame ``t``: float32 ``(2, H, W)`` = [M_t, S_t]."""
+        mask = self.masks[t].astype(np.float32)
+        return np.stack([mask, self.attention[t] * mask])
+
+    def attention_mass_per_frame(self) -> np.ndarray:
+        """sum_p A_t (float64, one value per frame)."""
+        return self.attention.reshape(self.frame_count, -1).sum(axis=1, dtype=np.float64)
+
+    def product_attention_per_frame(self) -> np.ndarray:
+        """sum_p A_t M_t (float64), the numerator of a_t."""
+        flat_a = self.attention.reshape(self.frame_count, -1)
+        flat_m = self.masks.reshape(self.frame_count, -1)
+        return np.array([flat_a[t][flat_m[t]].sum(dtype=np.float64) for t in range(self.frame_count)])
+
+    def alignment_per_frame(self) -> np.ndarray:
+        """a_t = sum(A_t M_t) / sum(A_t), 0 where a frame has no attention (float64 ``(T,)``)."""
+        return _ratio(self.product_attention_per_frame(), self.attention_mass_per_frame())
+
+    def coverage_per_frame(self) -> np.ndarray:
+        """Fraction of each frame's pixels inside the mask (float64 ``(T,)``)."""
+        return self.masks.reshape(self.frame_count, -1).mean(axis=1, dtype=np.float64)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.shape(numerator), dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=np.asarray(denominator) > 0)
+    return out
+
+
+def _check_ranges(ranges: list[tuple[int, int]], frame_count: int) -> None:
+    for start, end in ranges:
+        if not 0 <= start < end <= frame_count:
+            raise ValueError(f"scene frame range [{start}, {end}) is empty or outside frames [0, {frame_count})")
+
+
+def scene_alignment(
+    alignment_per_frame: np.ndarray,
+    scene_frame_ranges: list[tuple[int, int]],
+    method: str = "attention_weighted",
+    attention_mass: np.ndarray | None = None,
+) -> np.ndarray:
+    """Alignment of each scene ``[start, end)`` (start inclusive, end exclusive), float64.
+
+    ``attention_weighted`` (primary; needs ``attention_mass`` = sum_p A_t per frame) is
+    sum(a_t m_t) / sum(m_t) = pooled sum(A M) / pooled sum(A) over the scene, 0 for a scene with
+    no attention. ``frame_mean`` is the plain mean of a_t over the scene's frames.
+    """
+    alignment = np.asarray(alignment_per_frame, dtype=np.float64)
+    _check_ranges(scene_frame_ranges, alignment.shape[0])
+    if method == "frame_mean":
+        return np.array([alignment[s:e].mean() for s, e in scene_frame_ranges], dtype=np.float64)
+    if method != "attention_weighted":
+        raise ValueError(f"scene alignment method {method!r} is not one of {', '.join(SCENE_METHODS)}")
+    if attention_mass is None:
+        raise ValueError("attention_weighted scene alignment needs attention_mass (sum of A_t per frame)")
+    mass = np.asarray(attention_mass, dtype=np.float64)
+    if mass.shape != alignment.shape:
+        raise ValueError(f"attention_mass has shape {mass.shape}, alignment {alignment.shape}")
+    numerator = np.array([(alignment[s:e] * mass[s:e]).sum() for s, e in scene_frame_ranges])
+    denominator = np.array([mass[s:e].sum() for s, e in scene_frame_ranges])
+    return _ratio(numerator, denominator)
+
+
+def alignment_tables(
+    video_id: str, control: ControlTensors, fps: float, scenes: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-frame and per-scene alignment tables for the warehouse.
+
+    ``scenes`` has ``scene_number``, ``start_frame``, ``end_frame`` (exclusive) and optionally
+    the given ``attention_proportion``. Frames outside every scene get scene_number <NA>;
+    overlapping scenes are an error (a frame must belong to one scene).
+    """
+    if fps <= 0:
+        raise ValueError(f"video {video_id}: fps {fps} must be positive")
+    missing = {"scene_number", "start_frame", "end_frame"} - set(scenes.columns)
+    if missing:
+        raise ValueError(f"video {video_id}: scenes table lacks columns {sorted(missing)}")
+    count = control.frame_count
+    ordered = scenes.sort_values("start_frame").reset_index(drop=True)
+    ranges = [(int(s), int(e)) for s, e in zip(ordered["start_frame"], ordered["end_frame"])]
+    try:
+        _check_ranges(ranges, count)
+    except ValueError as exc:
+        raise ValueError(f"video {video_id}: {exc}") from None
+    for (s0, e0), (s1, _), n0, n1 in zip(ranges, ranges[1:], ordered["scene_number"], ordered["scene_number"][1:]):
+        if s1 < e0:
+            raise ValueError(f"video {video_id}: scenes {n0} [{s0}, {e0}) and {n1} overlap from frame {s1}")
+
+    product = control.product_attention_per_frame()
+    mass = control.attention_mass_per_frame()
+    alignment = _ratio(product, mass)
+    scene_of_frame = pd.array([pd.NA] * count, dtype="Int64")
+    for number, (s, e) in zip(ordered["scene_number"], ranges):
+        scene_of_frame[s:e] = int(number)
+    frames_df = pd.DataFrame(
+        {
+            "video_id": pd.Series([str(video_id)] * count, dtype=object),
+            "frame": np.arange(count, dtype=np.int64),
+            "time_s": (np.arange(count, dtype=np.float64) + 0.5) / float(fps),
+            "scene_number": scene_of_frame,
+            "alignment": alignment,
+            "attention_mass": mass,
+            "mask_coverage": control.coverage_per_frame(),
+        }
+    )
+    given = (
+        pd.to_numeric(ordered["attention_proportion"], errors="coerce").to_numpy(dtype=np.float64)
+        if "attention_proportion" in ordered.columns
+        else np.full(len(ordered), np.nan)
+    )
+    scenes_df = pd.DataFrame(
+        {
+            "video_id": pd.Series([str(video_id)] * len(ordered), dtype=object),
+            "scene_number": ordered["scene_number"].astype("int64").to_numpy(),
+            "start_frame": np.array([s for s, _ in ranges], dtype=np.int64),
+            "end_frame": np.array([e for _, e in ranges], dtype=np.int64),
+            "alignment": scene_alignment(alignment, ranges, "attention_weighted", attention_mass=mass),
+            "mean_frame_alignment": scene_alignment(alignment, ranges, "frame_mean"),
+            "attention_proportion_given": given,
+        }
+    )
+    return frames_df, scenes_df
+
+
+def given_vs_computed_correlation(scenes_df: pd.DataFrame) -> float | None:
+    """Pearson r between given ``attention_proportion`` and computed scene ``alignment``.
+
+    Uses scenes where both are finite; None with fewer than 3 such scenes or when either side
+    is constant (r undefined).
+    """
+    given = pd.to_numeric(scenes_df["attention_proportion_given"], errors="coerce").to_numpy(dtype=np.float64)
+    computed = scenes_df["alignment"].to_numpy(dtype=np.float64)
+    both = np.isfinite(given) & np.isfinite(computed)
+    if both.sum() < 3:
+        return None
+    x, y = given[both], computed[both]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# -- storage -------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _upsample_matrix(size: int, low: int) -> np.ndarray:
+    """(size, low) bilinear interpolation matrix, half-pixel centres (align_corners=False)."""
+    src = np.clip((np.arange(size) + 0.5) * low / size - 0.5, 0, low - 1)
+    left = np.floor(src).astype(np.int64)
+    right = np.minimum(left + 1, low - 1)
+    weight = src - left
+    matrix = np.zeros((size, low))
+    matrix[np.arange(size), left] += 1 - weight
+    matrix[np.arange(size), right] += weight
+    return matrix
+
+
+@lru_cache(maxsize=8)
+def _fit_matrix(size: int, low: int) -> np.ndarray:
+    return np.linalg.pinv(_upsample_matrix(size, low))
+
+
+def _second_difference(x: np.ndarray) -> np.ndarray:
+    return np.diff(np.diff(x, axis=-2, prepend=0), axis=-1, prepend=0)
+
+
+def _encode_attention(attention: np.ndarray) -> dict[str, np.ndarray]:
+    count, height, width = attention.shape
+    low_h, low_w = max(1, -(-height // _LOWRES_FACTOR)), max(1, -(-width // _LOWRES_FACTOR))
+    up_h, up_w = _upsample_matrix(height, low_h), _upsample_matrix(width, low_w)
+    fit_h, fit_w = _fit_matrix(height, low_h), _fit_matrix(width, low_w)
+    source = np.zeros(count, dtype=np.int32)
+    lowres: list[np.ndarray] = []
+    residuals: list[np.ndarray] = []
+    previous: np.ndarray | None = None
+    for t in range(count):
+        frame = attention[t].astype(np.float64)
+        if previous is not None and np.abs(frame - previous).max() <= ATTENTION_MAX_ERROR:
+            source[t] = len(lowres) - 1
+            continue
+        low = np.round(fit_h @ frame @ fit_w.T * _LOWRES_LEVELS).astype(np.int64)
+        prediction = up_h @ (low / _LOWRES_LEVELS) @ up_w.T
+        residual = np.round((frame - prediction) * 255.0).astype(np.int64)
+        previous = np.clip(prediction + residual / 255.0, 0.0, 1.0)
+        lowres.append(_second_difference(low))
+        residuals.append(residual)
+        source[t] = len(lowres) - 1
+    low_stack = np.stack(lowres) if lowres else np.zeros((0, low_h, low_w), dtype=np.int64)
+    res_stack = np.stack(residuals) if residuals else np.zeros((0, height, width), dtype=np.int64)
+    res_dtype = np.int8 if res_stack.size == 0 or np.abs(res_stack).max() <= 127 else np.int16
+    low_dtype = np.int16 if low_stack.size == 0 or np.abs(low_stack).max() < 2**15 else np.int32
+    return {
+        "attention_source": source,
+        "attention_lowres_d2": low_stack.astype(low_dtype),
+        "attention_residual": res_stack.astype(res_dtype),
+    }
+
+
+def _decode_attention(source: np.ndarray, lowres_d2: np.ndarray, residual: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    count, height, width = shape
+    low_h, low_w = lowres_d2.shape[1:]
+    up_h, up_w = _upsample_matrix(height, low_h), _upsample_matrix(width, low_w)
+    frames = np.empty((len(lowres_d2), height, width), dtype=np.float32)
+    for i in range(len(lowres_d2)):
+        low = np.cumsum(np.cumsum(lowres_d2[i].astype(np.int64), axis=0), axis=1)
+        prediction = up_h @ (low / _LOWRES_LEVELS) @ up_w.T
+        frames[i] = np.clip(prediction + residual[i] / 255.0, 0.0, 1.0)
+    if count and (source.shape != (count,) or source.min() < 0 or source.max() >= len(frames)):
+        raise ValueError(f"attention frame index does not fit {len(frames)} stored frames")
+    return frames[source] if count else np.zeros(shape, dtype=np.float32)
+
+
+def save_control_tensors(path: str | os.PathLike[str], control: ControlTensors) -> Path:
+    """Write masks (exact, bit-packed) and attention (max error 1/510) compressed, atomically."""
+    count = control.frame_count
+    arrays = _encode_attention(control.attention)
+    return save_npz_atomic(
+        path,
+        format=np.asarray(FORMAT),
+        shape=np.asarray(control.masks.shape, dtype=np.int64),
+        mask_bits=np.packbits(control.masks.reshape(count, -1), axis=1),
+        **arrays,
+    )
+
+
+def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
+    """Read what :func:`save_control_tensors` wrote; errors name the file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["format"]) != FORMAT:
+                raise ValueError(f"format {str(data['format'])!r}, expected {FORMAT!r}")
+            shape = tuple(int(v) for v in data["shape"])
+            count, height, width = shape
+            masks = np.unpackbits(data["mask_bits"], axis=1, count=height * width).reshape(shape).astype(bool)
+            attention = _decode_attention(
+                data["attention_source"], data["attention_lowres_d2"], data["attention_residual"], shape
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"control tensor file {path}: cannot be read ({exc})") from exc
+    return ControlTensors(masks=masks, attention=attention)
+
+
+# -- variant control -----------------------------------------------------------------------------
+
+
+def retarget_alignment(control: ControlTensors, target_alignment: np.ndarray) -> ControlTensors:
+    """Attention maps whose alignment is ``target_alignment`` (per frame), same masks.
+
+    Per frame, attention inside the mask is scaled by alpha and outside by beta with
+    alpha / beta = a* (1 - a) / (a (1 - a*)), which makes
+    a' = alpha I / (alpha I + beta O) = a* exactly (I, O = attention mass inside / outside).
+    The pair is chosen to keep the frame's total attention mass (alpha = a*/a,
+    beta = (1 - a*)/(1 - a)); if that would push a pixel above 1, both are divided by the same
+    factor, which keeps the ratio and so the alignment (clipping pixels instead would flatten
+    the product's peak and miss the target). Unreachable targets leave the frame unchanged:
+    raising a frame with no attention on the product (a = 0), or lowering one with all its
+    attention there (a = 1). Compare the result's ``alignment_per_frame()`` with the target.
+    """
+    target = np.asarray(target_alignment, dtype=np.float64)
+    if target.shape != (control.frame_count,):
+        raise ValueError(f"target alignment has shape {target.shape}, video has {control.frame_count} frames")
+    if not np.isfinite(target).all() or target.min() < 0 or target.max() > 1:
+        raise ValueError("target alignment must be finite and in [0, 1]")
+    current = control.alignment_per_frame()
+    attention = control.attention.copy()
+    for t in range(control.frame_count):
+        a, goal = current[t], target[t]
+        if abs(goal - a) < 1e-12 or a <= 0.0 or a >= 1.0:
+            continue
+        alpha, beta = goal / a, (1.0 - goal) / (1.0 - a)
+        frame, mask = control.attention[t], control.masks[t]
+        peak = max(alpha * float(frame[mask].max(initial=0.0)), beta * float(frame[~mask].max(initial=0.0)))
+        if peak > 1.0:
+            alpha, beta = alpha / peak, beta / peak
+        attention[t] = np.where(mask, frame * np.float32(alpha), frame * np.float32(beta)).clip(0.0, 1.0)
+    return ControlTensors(masks=control.masks, attention=attention)
+
+
+def scale_saliency(control: ControlTensors, factors_per_frame: np.ndarray) -> ControlTensors:
+    """Scale the product's share of attention by k_t: target a'_t = clip(k_t a_t, 0, 1).
+
+    The target saliency is S'_t = alpha_t S_t (alpha_t = k_t unless a pixel would exceed 1; see
+    :func:`retarget_alignment`), and a'_t = clip(k_t a_t) holds exactly whenever it is reachable,
+    which is what the variant plans' target curves specify (e.g. boost 1.5 in a timing window).
+    """
+    factors = np.asarray(factors_per_frame, dtype=np.float64)
+    if factors.shape != (control.frame_count,) or not np.isfinite(factors).all() or factors.min() < 0:
+        raise ValueError(f"factors must be {control.frame_count} finite non-negative values, got shape {factors.shape}")
+    return retarget_alignment(control, np.clip(factors * control.alignment_per_frame(), 0.0, 1.0))
