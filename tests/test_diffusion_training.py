@@ -164,3 +164,16 @@ def test_resume_ends_with_the_same_weights_and_checkpoints_are_pickle_free(
     assert any("tiny random" in w for w in state["lineage"]["warnings"])
     model = load_controlnet(resumed.checkpoint_dir)
     assert model.config.conditioning_channels == 2
+
+
+def test_validation_is_repeatable_and_accumulation_runs(backbone: Backbone, data: TrainingSet) -> None:
+    from align_core.diffusion.train import ControlNetTrainer
+
+    cfg = _config(batch_size=1, gradient_accumulation_steps=2, use_ema=False, warmup_steps=0)
+    trainer = ControlNetTrainer(backbone, build_controlnet(backbone), cfg, LPIPS())
+    first, second = trainer.validate(data), trainer.validate(data)
+    assert {k: v for k, v in first.items()} == {k: v for k, v in second.items()}
+    record = trainer.train_step(data)
+    assert trainer.step == 1 and record["grad_norm"] > 0 and np.isfinite(record["loss"])
+    assert trainer.order_pos == 2  # two micro-batches of one sample each
+    assert trainer.validate(data)["loss"] != first["loss"]

@@ -23,7 +23,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from align_core.atomic import atomic_directory
 
-BackboneKind = Literal["pretrained", "tiny"]
+BackboneKind = Literal["pretrained", "tiny", "random"]
+"""pretrained: real SD weights; tiny: small random saved directory; random: full-size random (benchmarks)."""
 
 CONTROL_CHANNELS = 2
 """C_t = [M_t, S_t]: product mask and attention inside the mask."""
@@ -256,6 +257,8 @@ def load_backbone(
     ``local_files_only`` is set when the path is a local directory or the hub is offline, so a
     missing model fails fast instead of downloading. The returned backbone is frozen.
     """
+    if kind not in ("pretrained", "tiny"):
+        raise ValueError(f"load_backbone loads 'pretrained' or 'tiny' directories, not {kind!r}")
     source = str(path_or_id)
     local = Path(source).is_dir()
     kwargs: dict[str, Any] = {"local_files_only": local or _is_offline()}
@@ -301,7 +304,9 @@ def conditioning_channels_for(backbone: Backbone) -> tuple[int, ...]:
     The control image arrives at pixel resolution; the embedding must reach latent resolution.
     """
     n_down = int(math.log2(backbone.vae_scale_factor))
-    base = TINY_CONDITIONING_CHANNELS if backbone.kind == "tiny" else SD_CONDITIONING_CHANNELS
+    # Width, not provenance, decides: a full-size random model (benchmarks) gets SD's embedding.
+    full_size = backbone.unet.config.block_out_channels[0] >= 320
+    base = SD_CONDITIONING_CHANNELS if full_size else TINY_CONDITIONING_CHANNELS
     if len(base) - 1 != n_down:
         raise ValueError(f"conditioning embedding {base} downsamples {2 ** (len(base) - 1)}x, VAE {backbone.vae_scale_factor}x")
     return base

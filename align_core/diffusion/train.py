@@ -103,7 +103,11 @@ class TrainResult:
 
 
 class ControlNetTrainer:
-    """One ControlNet, its optimiser state and its RNG; ``train_step`` is one optimiser step."""
+    """One ControlNet, its optimiser state and its RNG; ``train_step`` is one optimiser step.
+
+    The backbone is frozen and moved in place to the device (cast to the AMP dtype on CUDA:
+    frozen weights need no fp32 master copy); the ControlNet trains in fp32.
+    """
 
     def __init__(self, backbone: Backbone, controlnet: ControlNetModel, config: TrainConfig, lpips: LPIPS) -> None:
         self.backbone = backbone
@@ -304,8 +308,8 @@ def _lineage(backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: 
     import diffusers
 
     warnings = []
-    if backbone.kind == "tiny":
-        warnings.append("backbone is a tiny random-initialised model: the ControlNet is a plumbing test, not an editor")
+    if backbone.kind != "pretrained":
+        warnings.append(f"backbone is a {backbone.kind} random-initialised model: the ControlNet is a plumbing test, not an editor")
     if not lpips.pretrained:
         warnings.append(lpips.backbone_state)
     return {

@@ -61,13 +61,15 @@ class ControlNetEditor:
         device: str = "cpu",
         prompt: str = "",
         conditioning_scale: float = 1.0,
+        dtype: torch.dtype | None = None,
     ) -> None:
         """``controlnet`` is a checkpoint/export directory or a loaded model.
 
         ``resolution``: None works at the frame's size (rounded down to the VAE factor); an int
         is the longer side (aspect kept); a tuple is (height, width). ``prompt`` is the product
         keyword prompt (the request does not carry it); ``guidance_scale`` > 1 enables
-        classifier-free guidance against the empty prompt.
+        classifier-free guidance against the empty prompt. ``dtype`` defaults to float32 on
+        CPU and float16 on CUDA; backbone and ControlNet are moved/cast to it in place.
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
@@ -86,8 +88,9 @@ class ControlNetEditor:
             self.checkpoint_sha256 = sha256_file(controlnet_weights_path(controlnet))
         if self.controlnet.config.conditioning_channels != 2:
             raise ValueError("the ControlNet must take the 2-channel control C_t = [M_t, S_t]")
-        self.backbone = backbone.freeze().to(self.device)
-        move_module(self.controlnet, self.device)
+        self.dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)
+        self.backbone = backbone.freeze().to(self.device, self.dtype)
+        move_module(self.controlnet, self.device, self.dtype)
         self.controlnet.requires_grad_(False)
         self.controlnet.eval()
         self.steps = int(steps)
@@ -119,7 +122,7 @@ class ControlNetEditor:
 
     def _text(self, prompt: str) -> torch.Tensor:
         if prompt not in self._text_cache:
-            self._text_cache[prompt] = self.backbone.encode_prompts([prompt]).float()
+            self._text_cache[prompt] = self.backbone.encode_prompts([prompt]).to(self.dtype)
         return self._text_cache[prompt]
 
     def _predict(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
@@ -161,11 +164,12 @@ class ControlNetEditor:
         f = self.backbone.vae_scale_factor
         device = self.device
 
-        pixels = torch.from_numpy(resize_frame(frame, h, w)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0).to(device)
-        control = torch.from_numpy(resize_control(np.asarray(request.target_control, np.float32), h, w))[None].to(device)
+        dtype = self.dtype
+        pixels = torch.from_numpy(resize_frame(frame, h, w)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0).to(device, dtype)
+        control = torch.from_numpy(resize_control(np.asarray(request.target_control, np.float32), h, w))[None].to(device, dtype)
         allowed_work = cv2.resize(allowed.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
         # A latent cell may change if any of its pixels may: the final pixel copy restores the rest.
-        latent_mask = F.max_pool2d(torch.from_numpy(allowed_work.astype(np.float32))[None, None], f).to(device)
+        latent_mask = F.max_pool2d(torch.from_numpy(allowed_work.astype(np.float32))[None, None], f).to(device, dtype)
 
         vae = self.backbone.vae
         clean = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
@@ -175,7 +179,7 @@ class ControlNetEditor:
         timesteps = scheduler.timesteps[self.steps - n_denoise :]
 
         generator = torch.Generator("cpu").manual_seed(int(request.seed))
-        noise = torch.randn(clean.shape, generator=generator).to(device)
+        noise = torch.randn(clean.shape, generator=generator).to(device, dtype)
         latents = clean
         if len(timesteps):
             latents = scheduler.add_noise(clean, noise, timesteps[:1])
@@ -212,6 +216,8 @@ class ControlNetEditor:
             "guidance_scale": self.guidance_scale,
             "scheduler": self.scheduler_name,
             "conditioning_scale": self.conditioning_scale,
+            "dtype": str(self.dtype),
+            "device": str(self.device),
             "resolution": self.resolution,
             "prompt": self.prompt,
             "latent_blending": "outside allowed (max-pooled to latent cells) latents replaced each step by the original's, noised with the same noise",
