@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from align_core.atomic import atomic_write_text  # noqa: E402
 from align_core.warehouse import read_connection, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
+from analysis._blas import single_threaded_blas  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import lift_table  # noqa: E402
@@ -62,6 +63,12 @@ def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05,
 
     Returns ``(tables, cells_by_experiment, notes)``.
     """
+    with single_threaded_blas():
+        return _compute_tables(database, alpha, experiment_id)
+
+
+def _compute_tables(database: str | os.PathLike[str], alpha: float,
+                    experiment_id: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     notes: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     cells_by_exp: dict[str, pd.DataFrame] = {}
