@@ -8,6 +8,7 @@ correlated, and a frame-level split would leak the validation set into training.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,10 @@ def resize_frame(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def resize_control(control: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize C_t: the mask by nearest neighbour (it stays binary), S_t by area averaging."""
+    """Resize C_t: the mask by nearest neighbour (it stays binary), S_t by area averaging.
+
+    S_t is re-multiplied by the resized mask so S = A*M still holds at the new size.
+    """
     if control.shape[1:] == (height, width):
         return control.astype(np.float32)
     mask = cv2.resize(control[0].astype(np.float32), (width, height), interpolation=cv2.INTER_NEAREST)
@@ -146,6 +150,11 @@ def build_training_set(
         chunk = pixels[start : start + batch_size].to(device=device, dtype=dtype)
         latents.append(vae.encode(chunk).latent_dist.mean.float().cpu() * vae.config.scaling_factor)
     prompts = [s.prompt for s in samples]
+    digest = hashlib.sha256()
+    for frame, control, sample in zip(frames, controls, samples):
+        digest.update(frame.tobytes())
+        digest.update(control.tobytes())
+        digest.update(f"{sample.video_id}\0{sample.prompt}\0".encode())
     embeddings: dict[str, torch.Tensor] = {}
     if encode_prompts is not None:
         unique = sorted(set(prompts) | {""})
@@ -160,5 +169,10 @@ def build_training_set(
         resolution=(height, width),
         prompt_drop_probability=prompt_drop_probability,
         prompt_embeddings=embeddings,
-        info={"n_samples": len(samples), "n_videos": len(set(s.video_id for s in samples)), "latents": "vae posterior mean"},
+        info={
+            "n_samples": len(samples),
+            "n_videos": len({s.video_id for s in samples}),
+            "latents": "vae posterior mean",
+            "content_sha256": digest.hexdigest(),
+        },
     )
