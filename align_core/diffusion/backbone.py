@@ -231,11 +231,19 @@ def _is_offline() -> bool:
 
 
 def _weights_digest(path: Path) -> str | None:
-    """sha256 over the safetensors weight files of a local diffusers directory (sorted)."""
+    """sha256 over the safetensors weights of the loaded components (vae, unet, text_encoder).
+
+    Other files in an SD directory (safety checker, fp16 variants) are not loaded, so not hashed.
+    """
     if not path.is_dir():
         return None
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*.safetensors"))
+    files = sorted(
+        p
+        for sub in ("text_encoder", "unet", "vae")
+        for p in (path / sub).glob("*.safetensors")
+        if ".fp16." not in p.name
+    )
     if not files:
         return None
     for p in files:
