@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.atomic import atomic_path, atomic_write_text
-from align_core.ids import InvalidVideoIdError, validate_video_id
+from align_core.ids import VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.warehouse import table_exists, write_connection
 
 VARIANTS: tuple[str, ...] = (
@@ -55,6 +55,7 @@ EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FLOATY_ID = re.compile(r"^[+-]?\d+\.\d*$")
+_SCIENTIFIC_ID = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")  # as align_core.ids rejects
 _MAX_ERRORS_LISTED = 1000
 
 AB_RESULTS_DDL = """
@@ -202,20 +203,21 @@ def validate_export(
 
     # ids: strings, not floats or scientific notation, safe as path parts
     for column in ("experiment_id", "video_id"):
-        values = frame[column].to_numpy()
-        for idx, value in enumerate(values):
+        # vectorised fast path: only ids failing the pattern go through the per-row messages
+        suspect = (~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
+                   | frame[column].str.match(_SCIENTIFIC_ID).to_numpy())
+        for idx in np.flatnonzero(suspect):
+            value = frame[column].iat[idx]
+            one = np.zeros(len(frame), dtype=bool)
+            one[idx] = True
             if _FLOATY_ID.match(value):
-                flag_one = np.zeros(len(frame), dtype=bool)
-                flag_one[idx] = True
-                flag(flag_one, f"{column} {value!r} looks like a number that went through a float "
+                flag(one, f"{column} {value!r} looks like a number that went through a float "
                      "parser (ids must be exact digit strings; 19-digit ids overflow float64)")
                 continue
             try:
                 validate_video_id(value)
             except InvalidVideoIdError as exc:
-                flag_one = np.zeros(len(frame), dtype=bool)
-                flag_one[idx] = True
-                flag(flag_one, f"{column}: {exc}")
+                flag(one, f"{column}: {exc}")
     if known_videos is not None:
         unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~bad
         flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")

@@ -25,6 +25,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
+from align_core.ab_results import VARIANTS
+
 BASELINE = "baseline"
 METRICS: dict[str, tuple[str, str]] = {
     "ctr": ("clicks", "impressions"),
@@ -121,7 +123,9 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
     present = set(cells["variant"])
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
-    variants = [v for v in (variants or sorted(present)) if v != BASELINE and v in present]
+    canonical = {v: i for i, v in enumerate(VARIANTS)}
+    order = sorted(present, key=lambda v: (canonical.get(v, len(canonical)), v))
+    variants = [v for v in (variants or order) if v != BASELINE and v in present]
     sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]
     totals = cells.groupby("variant")[sums].sum()
     for metric in metrics:

@@ -30,7 +30,7 @@ from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import lift_table  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
-from analysis.timing import dose_response, timing_contrasts, video_variant_log_lifts  # noqa: E402
+from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
     "analysis_lift", "analysis_heterogeneity", "analysis_timing", "analysis_dose_response",
@@ -217,8 +217,7 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax2 = axes[0][1]
         ctr_dose = dose[dose["metric"] == "ctr"]
         pts = video_variant_log_lifts(cells, "ctr")
-        d = deltas.drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
-        pts = pts.merge(d, on=["video_id", "variant"])
+        pts = pts.merge(select_doses(deltas), on=["video_id", "variant"])
         ax2.scatter(pts["achieved_delta"], pts["log_lift"], s=8, alpha=0.4)
         if not ctr_dose.empty:
             xs = np.linspace(pts["achieved_delta"].min(), pts["achieved_delta"].max(), 20)

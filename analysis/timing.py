@@ -82,6 +82,16 @@ def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity
     return out
 
 
+def select_doses(deltas: pd.DataFrame) -> pd.DataFrame:
+    """One achieved_delta per (video, variant): its own window's, else the only row there is."""
+    d = deltas.copy()
+    d["wanted"] = d["variant"].map(VARIANT_WINDOW)
+    own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
+    counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
+    single = d[counts == 1]
+    return pd.concat([own, single]).drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
+
+
 def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str = "ctr",
                   alpha: float = 0.05) -> pd.DataFrame:
     """WLS of per-video log lift on achieved alignment change, clustered by video.
@@ -93,12 +103,7 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
     """
     if deltas is None or deltas.empty:
         return pd.DataFrame()
-    d = deltas.copy()
-    d["wanted"] = d["variant"].map(VARIANT_WINDOW)
-    own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
-    counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
-    single = d[counts == 1]
-    chosen = pd.concat([own, single]).drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
+    chosen = select_doses(deltas)
     data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
     data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
     if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:
