@@ -5,10 +5,10 @@ from __future__ import annotations
 from dagster import Definitions, load_assets_from_modules
 
 from align_assets import sensors
-from align_assets.assets import attention, catalog, masks
+from align_assets.assets import attention, catalog, control, masks
 from align_assets.resources import default_resources
 
-stage_modules = [catalog, attention, masks]
+stage_modules = [catalog, attention, masks, control]
 
 all_assets = load_assets_from_modules(stage_modules)
 

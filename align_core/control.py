@@ -40,7 +40,7 @@ import pandas as pd
 
 from align_core.arrays import save_npz_atomic
 
-FORMAT = "control-tensors-v1"
+FORMAT = "control-tensors-v2"  # v2: frames between anchors stored as interpolation weights
 #: Maximum absolute error of stored attention (half a uint8 step).
 ATTENTION_MAX_ERROR = 1.0 / 510.0
 _LOWRES_FACTOR = 4
@@ -246,50 +246,121 @@ def _second_difference(x: np.ndarray) -> np.ndarray:
     return np.diff(np.diff(x, axis=-2, prepend=0), axis=-1, prepend=0)
 
 
+_MAX_SEGMENT = 64  # longest run of frames stored as interpolation weights between two anchors
+
+
+class _AttentionEncoder:
+    """Stores anchor frames (low-res fit + residual) and expresses other frames as weights.
+
+    Attention maps are carried between keyframes by holding or by linear interpolation, so
+    most frames lie on the line between two stored frames. A frame is stored as ``(source,
+    next, weight)`` when ``(1 - w) * decoded[source] + w * decoded[next]`` is within
+    :data:`ATTENTION_MAX_ERROR` of it everywhere (checked against the decoded anchors, so the
+    bound holds for what is read back); a held map is the special case ``w = 0``.
+    """
+
+    def __init__(self, height: int, width: int):
+        low_h, low_w = max(1, -(-height // _LOWRES_FACTOR)), max(1, -(-width // _LOWRES_FACTOR))
+        self.low_shape = (low_h, low_w)
+        self.up_h, self.up_w = _upsample_matrix(height, low_h), _upsample_matrix(width, low_w)
+        self.fit_h, self.fit_w = _fit_matrix(height, low_h), _fit_matrix(width, low_w)
+        self.lowres: list[np.ndarray] = []
+        self.residuals: list[np.ndarray] = []
+        self.decoded: list[np.ndarray] = []
+
+    def store(self, frame: np.ndarray) -> int:
+        frame = frame.astype(np.float64)
+        low = np.round(self.fit_h @ frame @ self.fit_w.T * _LOWRES_LEVELS).astype(np.int64)
+        prediction = self.up_h @ (low / _LOWRES_LEVELS) @ self.up_w.T
+        residual = np.round((frame - prediction) * 255.0).astype(np.int64)
+        self.lowres.append(_second_difference(low))
+        self.residuals.append(residual)
+        self.decoded.append(np.clip(prediction + residual / 255.0, 0.0, 1.0))
+        return len(self.decoded) - 1
+
+
+def _on_line(start: np.ndarray, end: np.ndarray, frames: np.ndarray, weights: np.ndarray) -> bool:
+    for frame, w in zip(frames, weights):
+        if np.abs((1.0 - w) * start + w * end - frame).max() > ATTENTION_MAX_ERROR:
+            return False
+    return True
+
+
 def _encode_attention(attention: np.ndarray) -> dict[str, np.ndarray]:
     count, height, width = attention.shape
-    low_h, low_w = max(1, -(-height // _LOWRES_FACTOR)), max(1, -(-width // _LOWRES_FACTOR))
-    up_h, up_w = _upsample_matrix(height, low_h), _upsample_matrix(width, low_w)
-    fit_h, fit_w = _fit_matrix(height, low_h), _fit_matrix(width, low_w)
+    encoder = _AttentionEncoder(height, width)
     source = np.zeros(count, dtype=np.int32)
-    lowres: list[np.ndarray] = []
-    residuals: list[np.ndarray] = []
-    previous: np.ndarray | None = None
-    for t in range(count):
-        frame = attention[t].astype(np.float64)
-        if previous is not None and np.abs(frame - previous).max() <= ATTENTION_MAX_ERROR:
-            source[t] = len(lowres) - 1
-            continue
-        low = np.round(fit_h @ frame @ fit_w.T * _LOWRES_LEVELS).astype(np.int64)
-        prediction = up_h @ (low / _LOWRES_LEVELS) @ up_w.T
-        residual = np.round((frame - prediction) * 255.0).astype(np.int64)
-        previous = np.clip(prediction + residual / 255.0, 0.0, 1.0)
-        lowres.append(_second_difference(low))
-        residuals.append(residual)
-        source[t] = len(lowres) - 1
-    low_stack = np.stack(lowres) if lowres else np.zeros((0, low_h, low_w), dtype=np.int64)
-    res_stack = np.stack(residuals) if residuals else np.zeros((0, height, width), dtype=np.int64)
+    following = np.full(count, -1, dtype=np.int32)
+    weight = np.zeros(count, dtype=np.float32)
+    if count:
+        anchor = 0
+        source[0] = encoder.store(attention[0])
+        while anchor < count - 1:
+            start = encoder.decoded[source[anchor]]
+            # Longest reach such that every frame between lies on the line to the original end frame.
+            end = anchor + 1
+            for candidate in range(anchor + 2, min(count, anchor + _MAX_SEGMENT + 1)):
+                inner = np.arange(anchor + 1, candidate)
+                w = (inner - anchor) / (candidate - anchor)
+                if not _on_line(start, attention[candidate].astype(np.float64), attention[inner], w):
+                    break
+                end = candidate
+            if np.abs(attention[end] - start).max() <= ATTENTION_MAX_ERROR:
+                end_index = int(source[anchor])  # a held map: reuse the anchor, store nothing
+            else:
+                end_index = encoder.store(attention[end])
+            source[end] = end_index
+            inner = np.arange(anchor + 1, end)
+            w = (inner - anchor) / max(1, end - anchor)
+            if _on_line(start, encoder.decoded[end_index], attention[inner], w):
+                source[inner], following[inner], weight[inner] = source[anchor], end_index, w
+            else:  # quantisation of the end anchor broke the bound: store those frames whole
+                for t in inner:
+                    source[t] = encoder.store(attention[t])
+            anchor = end
+    low_h, low_w = encoder.low_shape
+    low_stack = np.stack(encoder.lowres) if encoder.lowres else np.zeros((0, low_h, low_w), dtype=np.int64)
+    res_stack = np.stack(encoder.residuals) if encoder.residuals else np.zeros((0, height, width), dtype=np.int64)
     res_dtype = np.int8 if res_stack.size == 0 or np.abs(res_stack).max() <= 127 else np.int16
     low_dtype = np.int16 if low_stack.size == 0 or np.abs(low_stack).max() < 2**15 else np.int32
     return {
         "attention_source": source,
+        "attention_next": following,
+        "attention_weight": weight,
         "attention_lowres_d2": low_stack.astype(low_dtype),
         "attention_residual": res_stack.astype(res_dtype),
     }
 
 
-def _decode_attention(source: np.ndarray, lowres_d2: np.ndarray, residual: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def _decode_attention(
+    source: np.ndarray,
+    following: np.ndarray,
+    weight: np.ndarray,
+    lowres_d2: np.ndarray,
+    residual: np.ndarray,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
     count, height, width = shape
     low_h, low_w = lowres_d2.shape[1:]
     up_h, up_w = _upsample_matrix(height, low_h), _upsample_matrix(width, low_w)
-    frames = np.empty((len(lowres_d2), height, width), dtype=np.float32)
+    stored = np.empty((len(lowres_d2), height, width), dtype=np.float32)
     for i in range(len(lowres_d2)):
         low = np.cumsum(np.cumsum(lowres_d2[i].astype(np.int64), axis=0), axis=1)
         prediction = up_h @ (low / _LOWRES_LEVELS) @ up_w.T
-        frames[i] = np.clip(prediction + residual[i] / 255.0, 0.0, 1.0)
-    if count and (source.shape != (count,) or source.min() < 0 or source.max() >= len(frames)):
-        raise ValueError(f"attention frame index does not fit {len(frames)} stored frames")
-    return frames[source] if count else np.zeros(shape, dtype=np.float32)
+        stored[i] = np.clip(prediction + residual[i] / 255.0, 0.0, 1.0)
+    if not count:
+        return np.zeros(shape, dtype=np.float32)
+    for name, index in (("frame", source), ("next-frame", following[following >= 0])):
+        if index.size and (index.min() < 0 or index.max() >= len(stored)):
+            raise ValueError(f"attention {name} index does not fit {len(stored)} stored frames")
+    if source.shape != (count,) or following.shape != (count,) or weight.shape != (count,):
+        raise ValueError(f"attention index arrays do not have {count} entries")
+    frames = stored[source]
+    blend = following >= 0
+    if blend.any():
+        w = weight[blend][:, None, None]
+        frames[blend] = (1.0 - w) * stored[source[blend]] + w * stored[following[blend]]
+    return frames
 
 
 def save_control_tensors(path: str | os.PathLike[str], control: ControlTensors) -> Path:
@@ -316,7 +387,8 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
             count, height, width = shape
             masks = np.unpackbits(data["mask_bits"], axis=1, count=height * width).reshape(shape).astype(bool)
             attention = _decode_attention(
-                data["attention_source"], data["attention_lowres_d2"], data["attention_residual"], shape
+                data["attention_source"], data["attention_next"], data["attention_weight"],
+                data["attention_lowres_d2"], data["attention_residual"], shape,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"control tensor file {path}: cannot be read ({exc})") from exc

@@ -30,4 +30,5 @@ def _small_torch_threads() -> None:
         import torch
     except ImportError:  # analysis-only environments
         return
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # Tiny test models gain nothing from threads and lose a lot when cores are shared.
+    torch.set_num_threads(1)

@@ -180,3 +180,28 @@ def test_retarget_leaves_unreachable_frames_unchanged() -> None:
     result = retarget_alignment(control, np.array([0.3, 0.5]))
     np.testing.assert_array_equal(result.attention, attention)
     np.testing.assert_array_equal(result.alignment_per_frame(), [0.0, 1.0])
+
+
+def test_linearly_carried_maps_store_as_weights(tmp_path):
+    """Maps interpolated between keyframes (the attention stage's carry) cost almost nothing."""
+    from align_core.control import ATTENTION_MAX_ERROR, ControlTensors, load_control_tensors, save_control_tensors
+
+    height, width, stride, count = 128, 72, 6, 61
+    yy, xx = np.mgrid[0:height, 0:width]
+    keys = {}
+    for k in range(0, count, stride):
+        cy, cx = 30 + k, 20 + k / 2
+        keys[k] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 15.0**2)).astype(np.float32)
+    frames = np.empty((count, height, width), np.float32)
+    for t in range(count):
+        k0 = (t // stride) * stride
+        k1 = min(k0 + stride, max(keys))
+        w = 0.0 if k1 == k0 else (t - k0) / (k1 - k0)
+        frames[t] = (1 - w) * keys[k0] + w * keys[k1]
+    control = ControlTensors(masks=np.zeros_like(frames, dtype=bool), attention=frames)
+    path = save_control_tensors(tmp_path / "c.npz", control)
+    back = load_control_tensors(path)
+    assert np.abs(back.attention - frames).max() <= ATTENTION_MAX_ERROR + 1e-6
+    with np.load(path) as data:
+        stored = len(data["attention_residual"])
+    assert stored <= len(keys) + 1  # only the keyframes are stored whole
