@@ -522,7 +522,8 @@ class SimulationEffects:
     * m_k + eta)`` with a lognormal video effect ``w_j`` of mean 1 and per-impression sd
     ``watch_sd_s``. Because ``u_j``, ``w_j`` and ``eta`` are independent of the variant, the
     population (ratio-of-expectations) relative lift of variant ``v`` in industry ``k`` is
-    exactly ``lift[v] * m_k`` (without a dose term); :func:`planted_truth` returns these values.
+    exactly ``lift[v] * m_k`` (without a dose term); :func:`planted_truth` returns the pooled
+    and per-industry values, dose term included.
     """
 
     ctr_lift: Mapping[str, float] = field(default_factory=_default_ctr)
@@ -542,25 +543,42 @@ class SimulationEffects:
     cost_per_mille: float = 6.0
 
 
-def planted_truth(videos: pd.DataFrame, effects: SimulationEffects) -> dict[str, Any]:
-    """The true effects of a simulation, for validating the analysis against them.
+def planted_truth(videos: pd.DataFrame, effects: SimulationEffects,
+                  achieved_delta: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The true effects of a simulation, keyed like the analysis (ctr, cvr, watch_time).
 
-    Pooled lifts average ``lift[v] * m_k`` over industries weighted by their number of videos
-    (every video gets the same expected traffic and, in expectation, the same base rates);
-    for CVR the weights are clicks, which for a homogeneous lift leaves it unchanged.
+    Every video gets the same expected traffic per arm and, in expectation, the same base
+    rates, so the pooled (ratio-of-expectations) relative lift of variant ``v`` is, over
+    videos ``j``, ``mean(a_j) - 1`` for CTR with ``a_j = (1 + ctr_lift[v] m_j) exp(slope
+    delta_vj)``; ``mean(a_j b_j) / mean(a_j) - 1`` for CVR (conversions per click weight by
+    clicks) with ``b_j = 1 + cvr_lift[v] m_j``; and ``mean(1 + watch_lift[v] m_j) - 1`` for
+    watch time. Pass the same ``achieved_delta`` given to the simulator when it planted a dose
+    term. ``*_by_industry`` restricts the means to one industry's videos.
     """
-    industries = videos["industry"].fillna("unknown").astype(str)
-    counts = industries.value_counts()
-    weights = {k: counts[k] / counts.sum() for k in counts.index}
-    mean_mod = sum(weights[k] * effects.industry_modifier.get(k, 1.0) for k in weights)
-    truth: dict[str, Any] = {"ctr": {}, "cvr": {}, "watch": {}, "ctr_by_industry": {}, "cvr_by_industry": {}}
-    for metric, lifts in (("ctr", effects.ctr_lift), ("cvr", effects.cvr_lift), ("watch", effects.watch_lift)):
-        truth[metric] = {v: float(lifts.get(v, 0.0) * mean_mod) for v in VARIANTS if v != "baseline"}
-    for metric, lifts in (("ctr", effects.ctr_lift), ("cvr", effects.cvr_lift)):
-        truth[f"{metric}_by_industry"] = {
-            k: {v: float(lifts.get(v, 0.0) * effects.industry_modifier.get(k, 1.0)) for v in VARIANTS if v != "baseline"}
-            for k in weights
-        }
+    industries = videos["industry"].fillna("unknown").astype(str).to_numpy()
+    vids = videos["video_id"].astype(str).to_numpy()
+    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industries])
+    lookup: dict[tuple[str, str], float] = {}
+    if achieved_delta is not None:
+        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
+            lookup[(str(vid), str(var))] = float(d)
+
+    def lifts(mask: np.ndarray) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {"ctr": {}, "cvr": {}, "watch_time": {}}
+        base_dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, "baseline"), 0.0) for v in vids[mask]]))
+        for variant in VARIANTS[1:]:
+            dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, variant), 0.0) for v in vids[mask]]))
+            a = (1 + effects.ctr_lift.get(variant, 0.0) * mod[mask]) * dose
+            b = 1 + effects.cvr_lift.get(variant, 0.0) * mod[mask]
+            out["ctr"][variant] = float(a.mean() / base_dose.mean() - 1)
+            out["cvr"][variant] = float((a * b).mean() / a.mean() - 1)
+            out["watch_time"][variant] = float((1 + effects.watch_lift.get(variant, 0.0) * mod[mask]).mean() - 1)
+        return out
+
+    truth: dict[str, Any] = lifts(np.ones(len(vids), dtype=bool))
+    per_industry = {k: lifts(industries == k) for k in sorted(set(industries))}
+    truth["ctr_by_industry"] = {k: v["ctr"] for k, v in per_industry.items()}
+    truth["cvr_by_industry"] = {k: v["cvr"] for k, v in per_industry.items()}
     truth["ctr_dose_slope_log"] = float(effects.ctr_dose_slope)
     truth["base_ctr"] = effects.base_ctr
     truth["base_cvr"] = effects.base_cvr
@@ -679,6 +697,6 @@ def simulate_ab_export(
     return path
 
 
-def truth_json(videos: pd.DataFrame, effects: SimulationEffects) -> str:
+def truth_json(videos: pd.DataFrame, effects: SimulationEffects, achieved_delta: pd.DataFrame | None = None) -> str:
     """:func:`planted_truth` as JSON (for run metadata)."""
-    return json.dumps(planted_truth(videos, effects), indent=2, sort_keys=True)
+    return json.dumps(planted_truth(videos, effects, achieved_delta), indent=2, sort_keys=True)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -233,6 +234,13 @@ def test_simulator_writes_the_export_format(inbox: Path) -> None:
     # two of three videos are jewelry (modifier 2), one fitness (1): pooled = lift * 5/3
     assert truth["ctr"]["early_boost"] == pytest.approx(0.12 * 5 / 3)
     assert truth["ctr_by_industry"]["fitness"]["early_boost"] == pytest.approx(0.12)
+    # CVR is per click: (1 + l m)(1 + c m) averaged, over (1 + l m) averaged
+    a, b = np.array([1.24, 1.24, 1.12]), np.array([1.10, 1.10, 1.05])
+    assert truth["cvr"]["early_boost"] == pytest.approx((a * b).mean() / a.mean() - 1)
+    assert set(truth) >= {"ctr", "cvr", "watch_time"}
+    dose = pd.DataFrame({"video_id": [LONG_ID], "variant": ["placebo"], "achieved_delta": [0.3]})
+    with_dose = planted_truth(VIDEOS, SimulationEffects(ctr_dose_slope=0.5), dose)
+    assert with_dose["ctr"]["placebo"] == pytest.approx((np.exp(0.15) + 2) / 3 - 1)
 
 
 def test_register_experiment_validates_shares(tmp_path: Path) -> None:
