@@ -5,15 +5,15 @@ from __future__ import annotations
 from dagster import Definitions, load_assets_from_modules
 
 from align_assets import sensors
-from align_assets.assets import attention, catalog, control, masks
+from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, variants
 from align_assets.resources import default_resources
 
-stage_modules = [catalog, attention, masks, control]
+stage_modules = [catalog, attention, masks, control, checkpoint, variants, experiments]
 
 all_assets = load_assets_from_modules(stage_modules)
 
 defs = Definitions(
     assets=all_assets,
-    sensors=[sensors.new_video_sensor],
+    sensors=[sensors.new_video_sensor, experiments.ab_export_sensor],
     resources=default_resources(),
 )

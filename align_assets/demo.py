@@ -66,14 +66,26 @@ def _is_partitioned(graph, key) -> bool:
     return graph.get(key).partitions_def is not None
 
 
-def materialize_everything(partition_keys: list[str], *, log=print) -> dict[str, list[str]]:
-    """Materialize every asset of ``defs`` over ``partition_keys`` in dependency waves."""
+def materialize_everything(
+    partition_keys: list[str],
+    *,
+    instance=None,
+    resources: dict | None = None,
+    op_config: dict[str, dict] | None = None,
+    log=print,
+) -> dict[str, list[str]]:
+    """Materialize every asset of ``defs`` over ``partition_keys`` in dependency waves.
+
+    ``op_config`` maps an asset name to its config (e.g. fewer training steps in tests); each
+    wave's run gets the entries of the assets it runs.
+    """
     from dagster import DagsterInstance, materialize
 
     from align_assets.definitions import all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
-    instance = DagsterInstance.get()
+    instance = instance or DagsterInstance.get()
+    op_config = op_config or {}
     known = set(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
     new = [key for key in partition_keys if key not in known]
     if new:
@@ -81,60 +93,58 @@ def materialize_everything(partition_keys: list[str], *, log=print) -> dict[str,
 
     graph = defs.resolve_asset_graph()
     remaining = set(graph.materializable_asset_keys)
-    done: set = set()
     failures: dict[str, list[str]] = {}
-    resources = dict(defs.resources)
+    resources = resources or dict(defs.resources)
+
+    def wave_config(wave: set) -> dict:
+        names = {key.to_user_string() for key in wave}
+        ops = {name: {"config": config} for name, config in op_config.items() if name in names}
+        return {**QUIET_RUN_CONFIG, "ops": ops} if ops else QUIET_RUN_CONFIG
+
     while remaining:
-        ready = {k for k in remaining if set(graph.get(k).parent_keys) & remaining == set()}
-        # Chains of partitioned assets run together per video: take partitioned assets whose
-        # unfinished ancestors are themselves partitioned and ready in this wave.
-        wave_partitioned = _closure_partitioned(graph, remaining)
-        if wave_partitioned:
-            names = sorted(k.to_user_string() for k in wave_partitioned)
+        # Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
+        # ancestors are all in the wave; per-video waves run once per video.
+        wave = _closure(graph, remaining, partitioned=True)
+        if wave:
+            names = sorted(k.to_user_string() for k in wave)
             log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos")
             for key in partition_keys:
                 started = time.perf_counter()
                 result = materialize(
-                    all_assets, selection=list(wave_partitioned), partition_key=key, instance=instance,
+                    all_assets, selection=list(wave), partition_key=key, instance=instance,
                     resources=resources, raise_on_error=False, tags={"align/launched_by": "make demo"},
-                    run_config=QUIET_RUN_CONFIG,
+                    run_config=wave_config(wave),
                 )
-                status = "ok" if result.success else "FAILED"
-                log(f"   {key:<40} {status:>6}  {time.perf_counter() - started:6.1f} s")
+                log(f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
                 if not result.success:
                     failures.setdefault(key, []).append(_failure_message(result))
-            remaining -= wave_partitioned
-            done |= wave_partitioned
-            continue
-        unpartitioned = {k for k in ready if not _is_partitioned(graph, k)}
-        if not unpartitioned:
-            raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
-        names = sorted(k.to_user_string() for k in unpartitioned)
-        log(f"== assets {', '.join(names)}")
-        started = time.perf_counter()
-        result = materialize(
-            all_assets, selection=list(unpartitioned), instance=instance, resources=resources,
-            raise_on_error=False, tags={"align/launched_by": "make demo"}, run_config=QUIET_RUN_CONFIG,
-        )
-        log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
-        if not result.success:
-            failures.setdefault("(unpartitioned)", []).append(_failure_message(result))
-        remaining -= unpartitioned
-        done |= unpartitioned
+        else:
+            wave = _closure(graph, remaining, partitioned=False)
+            if not wave:
+                raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
+            log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
+            started = time.perf_counter()
+            result = materialize(
+                all_assets, selection=list(wave), instance=instance, resources=resources,
+                raise_on_error=False, tags={"align/launched_by": "make demo"}, run_config=wave_config(wave),
+            )
+            log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+            if not result.success:
+                failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
+        remaining -= wave
     return failures
 
 
-def _closure_partitioned(graph, remaining: set) -> set:
-    """Partitioned assets whose remaining ancestors are all partitioned (runnable per video now)."""
+def _closure(graph, remaining: set, *, partitioned: bool) -> set:
+    """Assets of one kind whose remaining ancestors are all of that kind (runnable together now)."""
     selected: set = set()
     changed = True
     while changed:
         changed = False
         for key in remaining - selected:
-            if not _is_partitioned(graph, key):
+            if _is_partitioned(graph, key) != partitioned:
                 continue
-            parents = set(graph.get(key).parent_keys) & remaining
-            if parents <= selected:
+            if set(graph.get(key).parent_keys) & remaining <= selected:
                 selected.add(key)
                 changed = True
     return selected

@@ -39,9 +39,16 @@ def collect_parquet_table(
 
 
 def collect_table_asset(
-    *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str
+    *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str,
+    table: str | None = None,
 ):
-    """Build an unpartitioned asset that collects one Parquet file per video into a table."""
+    """Build an unpartitioned asset that collects one Parquet file per video into a table.
+
+    ``table`` names the DuckDB table when it must differ from the asset key (the per-video
+    ``variant_quality`` asset feeds the ``variant_quality`` table, collected by
+    ``variant_quality_table``).
+    """
+    table = table or name
 
     @asset(
         name=name,
@@ -52,12 +59,12 @@ def collect_table_asset(
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        rows, videos, preview = collect_parquet_table(warehouse, platform, name, source_asset, file_name, order_by)
+        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,
-            "table": MetadataValue.text(f"{warehouse.database}::{name}"),
-            "query": MetadataValue.md(f"```sql\nSELECT * FROM {name} LIMIT 10;\n```"),
+            "table": MetadataValue.text(f"{warehouse.database}::{table}"),
+            "query": MetadataValue.md(f"```sql\nSELECT * FROM {table} LIMIT 10;\n```"),
         }
         if preview is not None:
             metadata["preview"] = table_markdown(preview)

@@ -332,3 +332,27 @@ def plan_variants(
         scene_alignment=scene_alignment,
         plans=plans,
     )
+
+
+def load_variant_plans(path: str | os.PathLike[str]) -> VariantPlans:
+    """Read plans written by :meth:`VariantPlans.to_json`.
+
+    Plans are a pure function of (alignment, fps, scenes, specs), so they are rebuilt from the
+    stored inputs and checked value for value against the stored targets; a file edited by hand
+    or written by another version fails loudly instead of silently changing the experiment.
+    """
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text())
+        frames = pd.DataFrame(payload["frames"])
+        specs = [VariantSpec.from_dict(entry) for entry in payload["variants"]]
+        first = specs[0].name
+        original = frames[frames["variant"] == first].sort_values("frame")["original_alignment"].to_numpy(dtype=np.float64)
+        plans = plan_variants(payload["video_id"], original, payload["fps"], payload["scene_ranges"], specs)
+    except (OSError, KeyError, ValueError, IndexError) as exc:
+        raise ValueError(f"variant plan file {path}: cannot be read ({exc})") from exc
+    stored = frames.sort_values(["variant", "frame"])["target_alignment"].to_numpy(dtype=np.float64)
+    rebuilt = plans.frame_table().sort_values(["variant", "frame"])["target_alignment"].to_numpy(dtype=np.float64)
+    if stored.shape != rebuilt.shape or not np.allclose(stored, rebuilt, atol=1e-9):
+        raise ValueError(f"variant plan file {path}: stored targets differ from the plan its inputs give")
+    return plans
