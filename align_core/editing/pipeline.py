@@ -1,0 +1,129 @@
+"""Calibrate, render and check one video: the sequence the ``variant_videos`` and ``variant_quality``
+assets run, as plain functions so a bench or a notebook runs exactly the same thing.
+
+- :func:`calibrate_and_render`: pick calibration keyframes (model-free editors only), measure the
+  editor's strength map with the checking attention function, render every variant.
+- :func:`calibrate_render_check`: the above, then :func:`~align_core.manipulation.check_rendered_variants`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from align_core.editing.base import KeyframeEditor
+from align_core.editing.render import RenderResult, StrengthMap, render_variants
+from align_core.manipulation import (
+    AttentionFn,
+    CalibrationPoint,
+    CheckThresholds,
+    ManipulationReport,
+    calibrate_strength_map,
+    check_rendered_variants,
+)
+from align_core.variants import VariantPlans
+from align_core.video_io import read_frame
+
+
+@dataclass
+class PipelineResult:
+    render: RenderResult
+    strength_map: StrengthMap | None
+    calibration: list[CalibrationPoint] = field(default_factory=list)
+    report: ManipulationReport | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def calibration_picks(masks: np.ndarray, count: int) -> np.ndarray:
+    """``count`` frame indices spread evenly over the frames whose product is visible."""
+    masks = np.asarray(masks)
+    with_product = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
+    if with_product.size == 0 or count <= 0:
+        return np.zeros(0, dtype=int)
+    return with_product[np.linspace(0, len(with_product) - 1, min(count, len(with_product))).round().astype(int)]
+
+
+def calibrate_for_video(
+    editor: KeyframeEditor,
+    video_path: str | os.PathLike[str],
+    masks: np.ndarray,
+    attention_fn: AttentionFn,
+    calibration_frames: int = 6,
+    seed: int = 0,
+) -> tuple[StrengthMap, list[CalibrationPoint]]:
+    """The editor's strength map measured on ``calibration_frames`` keyframes of the video."""
+    picks = calibration_picks(masks, calibration_frames)
+    frames = [read_frame(video_path, int(t)) for t in picks]
+    return calibrate_strength_map(editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed)
+
+
+def calibrate_and_render(
+    video_path: str | os.PathLike[str],
+    plans: VariantPlans,
+    masks: np.ndarray,
+    attention: np.ndarray,
+    editor: KeyframeEditor,
+    output_dir: str | os.PathLike[str],
+    attention_fn: AttentionFn | None,
+    *,
+    calibration_frames: int = 6,
+    keyframe_stride: int = 8,
+    seed: int = 0,
+    extra_lineage: Mapping[str, Any] | None = None,
+) -> PipelineResult:
+    """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render."""
+    import time
+
+    from align_core.editing.salience import SalienceEditor
+
+    timings: dict[str, float] = {}
+    strength_map, calibration = None, []
+    t0 = time.perf_counter()
+    if attention_fn is not None and isinstance(editor, SalienceEditor):
+        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed)
+    timings["calibrate_s"] = time.perf_counter() - t0
+    lineage = dict(extra_lineage or {})
+    lineage.setdefault("calibration", [vars(point) for point in calibration])
+    t0 = time.perf_counter()
+    result = render_variants(
+        video_path, plans, masks, attention, editor, output_dir,
+        keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
+    )
+    timings["render_s"] = time.perf_counter() - t0
+    return PipelineResult(result, strength_map, calibration, None, timings)
+
+
+def calibrate_render_check(
+    video_path: str | os.PathLike[str],
+    plans: VariantPlans,
+    masks: np.ndarray,
+    attention: np.ndarray,
+    editor: KeyframeEditor,
+    output_dir: str | os.PathLike[str],
+    attention_fn: AttentionFn,
+    *,
+    calibration_frames: int = 6,
+    keyframe_stride: int = 8,
+    seed: int = 0,
+    thresholds: CheckThresholds = CheckThresholds(),
+    measure_every: int = 2,
+    extra_lineage: Mapping[str, Any] | None = None,
+) -> PipelineResult:
+    """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
+    import time
+
+    out = calibrate_and_render(
+        video_path, plans, masks, attention, editor, output_dir, attention_fn,
+        calibration_frames=calibration_frames, keyframe_stride=keyframe_stride, seed=seed, extra_lineage=extra_lineage,
+    )
+    t0 = time.perf_counter()
+    out.report = check_rendered_variants(
+        plans, Path(video_path), out.render.variant_paths, masks, attention_fn, thresholds, every=measure_every
+    )
+    out.timings["check_s"] = time.perf_counter() - t0
+    return out
