@@ -50,12 +50,18 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
                      "ratio": np.exp(est), "ratio_ci_low": np.exp(est - crit * se),
                      "ratio_ci_high": np.exp(est + crit * se),
                      "statistic": est / se, "df": g - 1, "p_value": float(2 * stats.t.sf(abs(est / se), g - 1))})
-    # joint: all present timings equal (k-1 contrasts against the first)
+    # joint: all present timings equal (k-1 contrasts against the first). A cluster-robust
+    # covariance of k-1 contrasts has rank at most (clusters - 1): with too few videos the joint
+    # test is not estimable and is left out rather than inverted.
+    if g - 1 < len(present) - 1:
+        return pd.DataFrame(rows)
     contrasts = np.zeros((len(present) - 1, len(cols)))
     for i, v in enumerate(present[1:]):
         contrasts[i, cols.index(present[0])], contrasts[i, cols.index(v)] = 1.0, -1.0
     est = contrasts @ np.log(inf.rates.to_numpy())
     cov = inf.covariance(contrasts)
+    if np.linalg.matrix_rank(cov) < len(est):
+        return pd.DataFrame(rows)
     wald = float(est @ np.linalg.solve(cov, est))
     rows.append({"metric": metric, "contrast": "joint: " + " = ".join(present), "log_ratio": np.nan,
                  "log_se": np.nan, "ratio": np.nan, "ratio_ci_low": np.nan, "ratio_ci_high": np.nan,

@@ -211,3 +211,19 @@ def test_power_and_mde() -> None:
     assert design_effect(1001, 0.002) == pytest.approx(3.0)
     table = planning_table(p0, 200_000, 100, 0.001)
     assert table["mde_relative"].iat[1] > table["mde_relative"].iat[0]
+
+
+def test_timing_joint_test_left_out_with_too_few_videos() -> None:
+    """Two videos cannot support two timing contrasts: pairwise rows only, no singular inversion."""
+    import pandas as pd
+
+    from analysis.timing import timing_contrasts
+
+    rows = []
+    lifts = {"v1": (1.0, 1.2, 1.1, 1.05), "v2": (1.0, 1.3, 1.0, 1.15)}
+    for video, base in (("v1", 0.02), ("v2", 0.03)):
+        for variant, lift in zip(("baseline", "early_boost", "middle_boost", "late_boost"), lifts[video]):
+            rows.append({"video_id": video, "variant": variant, "industry": "Beauty", "impressions": 10_000,
+                         "clicks": int(10_000 * base * lift), "conversions": 20, "watch_time_s_sum": 8e4, "watch_time_s_sumsq": 9e5})
+    table = timing_contrasts(pd.DataFrame(rows), "ctr")
+    assert len(table) == 3 and not table["contrast"].str.startswith("joint").any()
