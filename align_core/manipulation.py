@@ -247,8 +247,8 @@ def calibrate_strength_map(
     """Measure ``log(a'/a)`` at a few strengths on sample keyframes; return the inverse mapping.
 
     One-shot and per video: edit each sample frame (boost and reduce) at each strength, score it
-    with ``attention_fn``, and average the log ratio of alignment over frames whose product is
-    present. The renderer then picks, per keyframe, the strength whose measured effect reaches
+    with ``attention_fn``, and record ``log(sum a' / sum a)`` over frames whose product is present
+    (``mean_log_ratio``: the log ratio of the MEAN alignment, which is what the check compares). The renderer then picks, per keyframe, the strength whose measured effect reaches
     the target (strength 1 where even full strength falls short).
     """
     usable = []
@@ -256,18 +256,18 @@ def calibrate_strength_map(
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             continue
-        base = alignment(attention_fn(frame), mask)
+        attention = np.asarray(attention_fn(frame), dtype=np.float32)
+        base = alignment(attention, mask)
         if base >= min_alignment:
-            usable.append((frame, mask, base))
+            usable.append((frame, mask, base, attention))
     if not usable:
         raise ValueError("calibration needs at least one frame with a visible product and non-zero alignment")
     points: list[CalibrationPoint] = []
     tables: dict[str, list[float]] = {"boost": [0.0], "reduce": [0.0]}
     for kind in ("boost", "reduce"):
         for strength in sorted(strengths):
-            ratios = []
-            for frame, mask, base in usable:
-                attention = np.asarray(attention_fn(frame), dtype=np.float32)
+            edited_alignment = []
+            for frame, mask, base, attention in usable:
                 request = KeyframeEditRequest(
                     frame=frame, mask=mask, attention=attention,
                     target_control=np.stack([mask.astype(np.float32), attention * mask]),
@@ -275,8 +275,11 @@ def calibrate_strength_map(
                     kind=kind, strength=float(strength), seed=seed,  # type: ignore[arg-type]
                 )
                 edited = editor.edit(request)
-                ratios.append(math.log(max(alignment(attention_fn(edited), mask), 1e-6) / base))
-            mean = float(np.mean(ratios))
+                edited_alignment.append(alignment(attention_fn(edited), mask))
+            # The check compares MEAN alignment per window, so frames weigh by their alignment:
+            # log(sum a' / sum a), not the mean of per-frame log ratios (which a nearly-absent
+            # product, whose tiny share moves by large ratios, would dominate).
+            mean = math.log(max(float(np.sum(edited_alignment)), 1e-9) / float(sum(item[2] for item in usable)))
             points.append(CalibrationPoint(kind, float(strength), mean, len(usable)))
             tables[kind].append(mean)
     ordered = (0.0, *sorted(float(s) for s in strengths))

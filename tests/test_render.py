@@ -84,9 +84,9 @@ def test_manifest_records_lineage(rendered) -> None:
     manifest = json.loads(result.manifest_path.read_text())
     assert manifest["source"]["sha256"] == probe_video(source).sha256
     assert manifest["seed"] == 7 and manifest["editor"]["editor"] == "salience"
-    # Scenes [0,10) [10,24); windows start at frames 8 and 16 (thirds of 24 frames by centre time).
-    assert manifest["keyframes"] == [0, 4, 8, 10, 14, 16, 20]
-    assert manifest["keyframe_share"] == pytest.approx(7 / 24)
+    # The salience editor is cheap and deterministic: every frame is edited with its own mask.
+    assert manifest["config"]["edit_every_frame"] is True and manifest["config"]["keyframe_stride_requested"] == 4
+    assert manifest["keyframes"] == list(range(24)) and manifest["keyframe_share"] == 1.0
     assert manifest["edit_calls"] < manifest["edit_calls_without_sharing"]  # shared edits are not redone
     assert set(manifest["variants"]) == set(plans.plans)
     for name, entry in manifest["variants"].items():
@@ -111,6 +111,39 @@ def test_baseline_is_the_original_through_the_pipeline_and_placebo_spares_the_pr
     assert np.abs(placebo[inside] - decoded[inside]).mean() < codec_noise + 1.0
     assert np.abs(placebo[~inside] - baseline[~inside]).mean() > 2.0  # the background was edited
     assert np.abs(boost[~inside] - baseline[~inside]).mean() > 5.0
+
+
+def test_keyframes_and_flow_propagation_when_not_editing_every_frame(rendered, tmp_path) -> None:
+    source, _frames, masks, plans, _result = rendered
+    attention = box_attention(_frames, masks)
+    result = render_variants(source, plans, masks, attention, SalienceEditor(), tmp_path / "keyed", keyframe_stride=4, seed=7,
+                             strength_map=StrengthMap(), edit_every_frame=False)
+    manifest = result.manifest
+    # Scenes [0,10) [10,24); windows start at frames 8 and 16 (thirds of 24 frames by centre time).
+    assert manifest["keyframes"] == [0, 4, 8, 10, 14, 16, 20]
+    assert manifest["keyframe_share"] == pytest.approx(7 / 24)
+    assert manifest["config"]["edit_every_frame"] is False
+    assert manifest["edit_calls"] < manifest["edit_calls_without_sharing"]
+
+
+def test_every_frame_edit_is_the_editor_output_on_that_frame(rendered) -> None:
+    """Non-keyframes carry the full edit (flow propagation lost most of a blur residual on the demo)."""
+    source, _frames, masks, plans, result = rendered
+    decoded = read_frames(source)
+    boosted = read_frames(result.variant_paths["full_boost"]).astype(int)
+    baseline = read_frames(result.variant_paths["baseline"]).astype(int)
+    strength = StrengthMap().strength_for("boost", 1.0 / 3.0, 0.5)
+    editor = SalienceEditor()
+    from align_core.editing.base import KeyframeEditRequest
+
+    for t in (2, 13, 22):
+        direct = editor.edit(KeyframeEditRequest(
+            frame=decoded[t], mask=masks[t], attention=np.zeros(masks[t].shape, np.float32),
+            target_control=np.zeros((2, *masks[t].shape), np.float32), original_alignment=0.0, target_alignment=0.0,
+            allowed=np.ones(masks[t].shape, bool), kind="boost", strength=round(strength, 4), seed=7,
+        )).astype(int)
+        codec = np.abs(baseline[t] - decoded[t].astype(int)).mean()
+        assert np.abs(boosted[t] - direct).mean() < codec + 2.0, t
 
 
 def test_mismatched_inputs_name_the_video(rendered, tmp_path) -> None:
