@@ -127,3 +127,29 @@ def test_check_rules_on_hand_made_curves() -> None:
     assert "outside its window" in late["reason"]
     row = report.table[(report.table["variant"] == "early_boost") & (report.table["window"] == "early")].iloc[0]
     assert row["target_delta"] == pytest.approx(0.175) and row["share_achieved"] == pytest.approx(0.05 / 0.175)
+
+
+def test_calibration_weighs_frames_by_alignment() -> None:
+    """log(sum a' / sum a): a nearly absent product's large ratio must not dominate the effect."""
+    frames = [np.full((8, 8, 3), value, np.uint8) for value in (10, 20)]
+    product = np.zeros((8, 8), bool)
+    product[:, 4:] = True
+    shares = {10: 0.5, 20: 0.01, 11: 0.4, 21: 0.001}  # the marker editor adds 1 to every pixel
+
+    def attention_fn(frame: np.ndarray) -> np.ndarray:
+        share = shares[int(frame[0, 0, 0])]
+        return np.where(product, share, 1.0 - share).astype(np.float32)  # mass on the product = share
+
+    class Marker:
+        name = "marker"
+
+        def edit(self, request: KeyframeEditRequest) -> np.ndarray:
+            return request.frame + np.uint8(1)
+
+        def lineage(self) -> dict[str, Any]:
+            return {"editor": self.name}
+
+    _map, points = calibrate_strength_map(Marker(), frames, [product, product], attention_fn, strengths=(1.0,))
+    reduce = next(p for p in points if p.kind == "reduce")
+    assert reduce.mean_log_ratio == pytest.approx(np.log((0.4 + 0.001) / (0.5 + 0.01)), abs=1e-6)
+    # the mean of per-frame log ratios would have been log(0.8)/2 + log(0.1)/2 = -1.26

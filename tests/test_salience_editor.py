@@ -134,3 +134,20 @@ def test_deterministic_fast_and_validates_input() -> None:
     bad = KeyframeEditRequest(**{**req.__dict__, "mask": mask[:10]})
     with pytest.raises(ValueError, match="mask"):
         editor.edit(bad)
+
+
+def test_reduce_camouflages_the_product_into_its_surroundings() -> None:
+    frame, mask = synthetic_frame()
+    editor = SalienceEditor()
+    edited = editor.edit(request(frame, mask, "reduce", 1.0)).astype(np.float32)
+    original = frame.astype(np.float32)
+    near = (~mask) & (cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
+    gap_before = np.abs(original[mask].mean(axis=0) - original[near].mean(axis=0)).sum()
+    gap_after = np.abs(edited[mask].mean(axis=0) - edited[near].mean(axis=0)).sum()
+    assert gap_after < 0.5 * gap_before  # the product's colour moved towards the background around it
+    core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+
+    def fine_detail(image: np.ndarray) -> float:
+        return float(np.abs(cv2.Laplacian(image, cv2.CV_32F))[core].mean())
+
+    assert fine_detail(edited) < 0.5 * fine_detail(original)  # its fine texture faded
