@@ -110,3 +110,55 @@ def test_rerun_is_idempotent(pipeline) -> None:
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     after = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in before}
     assert after == before
+
+
+def test_schedules_and_backfill_selection(pipeline) -> None:
+    from dagster import build_schedule_context
+
+    from align_assets.backfill import main as backfill_main
+    from align_assets.backfill import select_partitions
+    from align_assets.schedules import nightly_catch_up
+
+    layout, corpus, instance, _ = pipeline
+    import datetime as dt
+
+    tick = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.timezone.utc)
+    skipped = nightly_catch_up(build_schedule_context(instance=instance, scheduled_execution_time=tick))
+    assert "have checked variants" in skipped.skip_message
+    instance.add_dynamic_partitions("videos", ["late-arrival"])
+    try:
+        requests = nightly_catch_up(build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        assert [(r.partition_key, r.run_key) for r in requests] == [("late-arrival", "catch-up-20261125-late-arrival")]
+    finally:
+        instance.delete_dynamic_partition("videos", "late-arrival")
+    assert "late-arrival" not in instance.get_dynamic_partitions("videos")
+
+    industries = {v.industry for v in corpus.videos}
+    one = sorted(industries)[0]
+    expected = sorted(v.video_id for v in corpus.videos if v.industry == one)
+    assert select_partitions(layout, industries=[one.upper()]) == expected
+    assert select_partitions(layout, added_since=__import__("datetime").date(2000, 1, 1)) == sorted(corpus.video_ids)
+    assert select_partitions(layout, added_until=__import__("datetime").date(2000, 1, 1)) == []
+    assert backfill_main(["--data-dir", str(layout.root), "--industry", one, "--print-keys"]) == 0
+
+
+def test_new_checkpoint_makes_variant_videos_stale(pipeline) -> None:
+    from dagster import materialize
+    from dagster._core.definitions.data_version import StaleStatus
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from align_assets.definitions import all_assets
+
+    layout, corpus, instance, _ = pipeline
+    edited = next(v.video_id for v in corpus.videos if v.keyword_kind == "product")
+    status = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), edited)
+    assert status == StaleStatus.FRESH
+    retrain = {**FAST["controlnet_checkpoint"], "steps": 6}
+    result = materialize(
+        all_assets, selection=["controlnet_checkpoint"], instance=instance,
+        resources=default_resources(data_dir=layout.root, profile="demo"),
+        run_config={"ops": {"controlnet_checkpoint": {"config": retrain}}},
+    )
+    assert result.success
+    status = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), edited)
+    assert status == StaleStatus.STALE

@@ -7,6 +7,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    DataVersion,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -55,7 +56,9 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
         pd.DataFrame([catalog.video_row()]).to_parquet(tmp, index=False)
 
     probe, scenes = catalog.probe, catalog.scenes
+    # The video file's hash is the data version: a replaced file makes everything downstream stale.
     yield MaterializeResult(
+        data_version=DataVersion(probe.sha256),
         metadata={
             "thumbnail": png_markdown(paths["thumbnail"], alt=f"first frame of each scene of {video_id}"),
             "scenes": table_markdown(scenes[["scene_number", "start_time", "end_time", "start_frame", "end_frame",

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from align_assets.assets.control import CONTROL_FILE
@@ -95,12 +95,12 @@ def controlnet_checkpoint(
     samples = []
     used = []
     for video_id in videos:
-        catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-        if not catalog.keyword.segmentable:
-            continue
         control_path = layout.artifact_dir("control_tensors", video_id) / CONTROL_FILE
         if not control_path.exists():
             context.log.warning(f"{video_id}: no control tensors yet, left out of training")
+            continue
+        catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+        if not catalog.keyword.segmentable:
             continue
         control = load_control_tensors(control_path)
         found = samples_from_video(
@@ -164,7 +164,9 @@ def controlnet_checkpoint(
     atomic_write_text(base / CURRENT_FILE, json.dumps(current, indent=2))
     last = history[-1] if history else {}
     validation = result.validation[-1] if result.validation else {}
+    # The weights' hash is the data version: variant videos made with other weights show as stale.
     return MaterializeResult(
+        data_version=DataVersion(result.weights_sha256),
         metadata={
             "steps": result.steps,
             "final_loss": float(last.get("loss", float("nan"))),
