@@ -22,6 +22,8 @@ INSTANCE_YAML = """\
 # Written by `make demo`. Telemetry off; runs launch in-process or as local subprocesses.
 telemetry:
   enabled: false
+nux:
+  enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator

@@ -17,6 +17,8 @@ from align_core.video_io import probe_video
 FAST = {
     "controlnet_checkpoint": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "validate_every": 2, "warmup_steps": 1},
     "variant_quality": {"measure_every": 4, "lpips_every": 24},
+    # The demo's salience editor edits every frame; here the keyframe + DIS-flow path runs through Dagster.
+    "variant_videos": {"propagation": "keyframes", "keyframe_stride": 6},
 }
 
 
@@ -76,6 +78,7 @@ def test_variant_videos_are_playable_with_audio(pipeline) -> None:
     assert (out / "contact_sheet.png").stat().st_size > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["source"]["sha256"] == source.sha256 and set(manifest["variants"]) == set(names)
+    assert manifest["config"]["edit_every_frame"] is False and 0 < manifest["keyframe_share"] < 0.5
 
 
 def test_screened_video_is_skipped_with_reason(pipeline) -> None:

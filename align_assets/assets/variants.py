@@ -33,12 +33,11 @@ from align_core.atomic import atomic_path, atomic_write_text
 from align_core.attention import AttentionConfig, attention_map, load_attention_maps
 from align_core.catalog import load_catalog
 from align_core.control import load_control_tensors
-from align_core.editing.render import render_variants
+from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
-from align_core.manipulation import CheckThresholds, calibrate_strength_map, check_rendered_variants
+from align_core.manipulation import CheckThresholds, check_rendered_variants
 from align_core.quality import evaluate_variants
 from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
-from align_core.video_io import read_frame
 from align_core.visuals import curves_plot
 
 PLANS_FILE = "plans.json"
@@ -55,6 +54,11 @@ class VariantPlanSettings(Config):
 class VariantVideoSettings(Config):
     editor: str | None = Field(default=None, description="salience | controlnet (default: the profile's)")
     keyframe_stride: int = Field(default=8, description="edit every k-th frame (and each scene/window start), propagate between")
+    propagation: str = Field(
+        default="auto",
+        description="auto (the editor decides: the salience filter edits every frame, ControlNet edits keyframes) | "
+        "keyframes (edit keyframes, carry edits by DIS optical flow) | every_frame",
+    )
     seed: int = Field(default=0, description="per-video editing seed (variants differ only in their control)")
     calibration_frames: int = Field(default=6, description="keyframes used to calibrate the salience editor's strength")
     controlnet_steps: int = Field(default=20)
@@ -187,31 +191,26 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     plans = load_variant_plans(layout.artifact_dir("variant_plans", video_id) / PLANS_FILE)
     control = load_control_tensors(layout.artifact_dir("control_tensors", video_id) / CONTROL_FILE)
     editor = _build_editor(platform, config, catalog.keyword.keyword)
-    strength_map, calibration = None, []
-    if isinstance(editor, SalienceEditor):
-        attention_fn = _attention_fn(platform)
-        with_product = np.flatnonzero(control.masks.reshape(control.frame_count, -1).any(axis=1))
-        picks = with_product[np.linspace(0, len(with_product) - 1, min(config.calibration_frames, len(with_product))).round().astype(int)]
-        frames = [read_frame(catalog.probe.path, int(t)) for t in picks]
-        strength_map, calibration = calibrate_strength_map(editor, frames, [control.masks[t] for t in picks], attention_fn, seed=config.seed)
+    modes = {"auto": None, "keyframes": False, "every_frame": True}
+    if config.propagation not in modes:
+        raise ValueError(f"propagation {config.propagation!r} is not one of {sorted(modes)}")
     attention_maps = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / ATTENTION_FILE)
-    checkpoint = None
     current_path = layout.artifact_dir("controlnet_checkpoint") / CURRENT_FILE
-    if current_path.exists():
-        checkpoint = json.loads(current_path.read_text())
+    checkpoint = json.loads(current_path.read_text()) if current_path.exists() else None
     started = time.perf_counter()
-    out_dir = layout.artifact_dir("variant_videos", video_id)
-    result = render_variants(
-        catalog.probe.path, plans, control.masks, control.attention, editor, out_dir,
-        keyframe_stride=config.keyframe_stride, seed=config.seed, strength_map=strength_map,
+    outcome = calibrate_and_render(
+        catalog.probe.path, plans, control.masks, control.attention, editor,
+        layout.artifact_dir("variant_videos", video_id), _attention_fn(platform),
+        calibration_frames=config.calibration_frames, keyframe_stride=config.keyframe_stride, seed=config.seed,
+        edit_every_frame=modes[config.propagation],
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_maps.scorer_id,
             "controlnet_checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else None,
             "controlnet_checkpoint_used": editor.name == "controlnet",
-            "calibration": [vars(point) for point in calibration],
         },
     )
+    result = outcome.render
     seconds = time.perf_counter() - started
     lineage = editor.lineage()
     rows = pd.DataFrame(
@@ -237,7 +236,9 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
             "variant_videos": MetadataValue.json({name: str(path) for name, path in result.variant_paths.items()}),
             "editor": editor.name,
             "editor_lineage": MetadataValue.json(lineage),
-            "keyframe_share": round(result.keyframe_share, 3),
+            "keyframe_share": MetadataValue.float(round(result.keyframe_share, 3)),
+            "propagation": MetadataValue.text(result.manifest["config"]["keyframe_placement"]),
+            "calibration": MetadataValue.json([vars(point) for point in outcome.calibration]),
             "variant_frames_per_second": round(frames_edited / seconds, 1),
             "timings_s": MetadataValue.json({k: round(v, 2) for k, v in result.timings.items()}),
             "manifest": MetadataValue.path(str(result.manifest_path)),

@@ -75,8 +75,13 @@ def calibrate_and_render(
     keyframe_stride: int = 8,
     seed: int = 0,
     extra_lineage: Mapping[str, Any] | None = None,
+    edit_every_frame: bool | None = None,
 ) -> PipelineResult:
-    """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render."""
+    """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
+
+    ``edit_every_frame`` None follows the editor (see :func:`render_variants`); False forces
+    keyframe edits carried by optical flow.
+    """
     import time
 
     from align_core.editing.salience import SalienceEditor
@@ -93,6 +98,7 @@ def calibrate_and_render(
     result = render_variants(
         video_path, plans, masks, attention, editor, output_dir,
         keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
+        edit_every_frame=edit_every_frame,
     )
     timings["render_s"] = time.perf_counter() - t0
     return PipelineResult(result, strength_map, calibration, None, timings)
