@@ -159,7 +159,9 @@ def failure_messages(result) -> list[str]:
         if event.event_type_value != "STEP_FAILURE" or event.step_failure_data is None:
             continue
         error = event.step_failure_data.error
-        while error is not None and error.cause is not None:
+        # Skip Dagster's own wrappers only: the first user error carries the message that names
+        # the file and the reason; its causes are library details (e.g. PyAV's bare error).
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
             error = error.cause
         text = error.message.strip() if error is not None else "unknown error"
         messages.append(f"{event.step_key}: {text}")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from align_core.atomic import atomic_path, atomic_write_text
 from align_core.ids import VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
-from align_core.warehouse import table_exists, write_connection
+from align_core.warehouse import read_connection, table_exists, write_connection
 
 VARIANTS: tuple[str, ...] = (
     "baseline",
@@ -323,17 +323,13 @@ def _move_aside(path: Path, folder: Path, sha: str) -> Path:
 
 
 def _known_videos_from_warehouse(database: Path) -> set[str] | None:
-    import duckdb
-
     if not database.exists():
         return None
-    con = duckdb.connect(str(database), read_only=True)
-    try:
+    # read_connection retries while another process holds DuckDB's file lock.
+    with read_connection(database) as con:
         if not table_exists(con, "videos"):
             return None
         return {str(v) for (v,) in con.execute("SELECT CAST(video_id AS VARCHAR) FROM videos").fetchall()}
-    finally:
-        con.close()
 
 
 def ingest_export(

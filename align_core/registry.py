@@ -50,11 +50,24 @@ def import_videos(folder: str | Path, layout: DataLayout) -> list[RegisteredVide
     """Copy every video in ``folder`` into ``raw/videos/<id><suffix>`` (atomic, idempotent).
 
     Ids come from file stems with unsafe characters replaced; an unchanged file already in
-    place is not copied again.
+    place is not copied again, a changed one replaces it (an updated upload). Two files that
+    would share an id are refused, naming both, before anything is copied.
     """
     layout.videos_dir.mkdir(parents=True, exist_ok=True)
+    sources = videos_in_folder(folder)
+    claimed: dict[str, Path] = {}
+    for source in sources:
+        video_id = video_id_from_filename(source.stem)
+        if video_id in claimed:
+            raise ValueError(
+                f"{claimed[video_id].name} and {source.name} in {folder} both become video id {video_id!r}; rename one"
+            )
+        claimed[video_id] = source
+        others = [p for p in layout.videos_dir.glob(f"{video_id}.*") if p.suffix.lower() != source.suffix.lower() and not p.name.startswith(".")]
+        if others:
+            raise ValueError(f"{source.name} would become video id {video_id!r}, which {others[0]} already holds; rename it")
     registered = []
-    for source in videos_in_folder(folder):
+    for source in sources:
         video_id = video_id_from_filename(source.stem)
         target = layout.videos_dir / f"{video_id}{source.suffix.lower()}"
         same = target.exists() and target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes()

@@ -118,6 +118,10 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
             raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
         if frame_count == 0:
             raise VideoError(path, "contains no video frames")
+        declared = int(stream.frames or 0)
+        if declared > frame_count:
+            # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
+            raise VideoError(path, f"is truncated: its header declares {declared} frames, only {frame_count} can be read")
         probe = VideoProbe(
             path=str(path),
             width=int(width),
@@ -216,7 +220,7 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._container = av.open(str(tmp), mode="w", format="mp4")
+        self._container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
         if self.audio_source is not None:
             self._audio = _AudioRemux(self.audio_source, self._container)
         elif self.audio_pcm is not None:
@@ -275,7 +279,7 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, 1) / self.fps
         stream.codec_context.time_base = stream.time_base
-        stream.options = {"crf": str(self.crf), "preset": self.preset, "movflags": "+faststart"}
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
         self._stream = stream
 
     def _flush(self) -> None:

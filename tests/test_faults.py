@@ -14,12 +14,10 @@ case    fault                                       expected outcome
 a       random bytes saved as ``.mp4``;             ``video_catalog`` fails for that partition only, naming the
         first third of a real mp4                   file and "not a readable video container"; a demo video
                                                     partition materializes in the same instance.
-a'      first third of a *faststart* mp4            should fail as truncated (XFAIL, strict: ``probe_video``
-        (moov atom before the media data)           counts the packets that survive and reports 31 of 101
-                                                    frames as a good video; see the bug note in the test).
-a''     the same corrupt file, as ``make demo``     should print the platform's VideoError (XFAIL, strict:
-        reports it (``failure_messages``)           ``failure_messages`` walks to the deepest cause, PyAV's
-                                                    bare "Invalid data found", and drops the reason).
+a'      first third of a *faststart* mp4            fails as truncated: the header declares 101 frames, only
+        (moov atom before the media data)           31 can be read (found by this suite, fixed in probe_video).
+a''     the same corrupt file, as ``make demo``     prints the platform's VideoError with the reason, not
+        reports it (``failure_messages``)           PyAV's bare "Invalid data found" (fixed in failure_messages).
 b       good video catalogued, then replaced by     the re-run fails naming the file; ``catalog.json``,
         garbage and re-run                          ``video.parquet``, ``scenes.parquet`` and the thumbnail are
                                                     byte-identical, no temp file is left, and the re-collected
@@ -43,9 +41,8 @@ f       partition keys ``../../etc``, ``a/b``;      ``DataLayout`` raises ``Inva
                                                     ignored (``..mp4`` is a hidden dotfile: ignored silently,
                                                     like atomic temp files); ``import_videos`` maps unsafe
                                                     stems to safe ids.
-f'      ``bad id.mp4`` and ``bad-id.mp4`` imported  should get distinct ids or fail naming both files (XFAIL,
-        together                                    strict: both map to ``bad-id`` and the second silently
-                                                    overwrites the first).
+f'      ``bad id.mp4`` and ``bad-id.mp4`` imported  refused before anything is copied, naming both files
+        together                                    (both would map to ``bad-id``; found by this suite, fixed).
 g       training killed after its step-2            (exact resume of ``train_controlnet`` is proven in
         checkpoint                                  ``tests/test_diffusion_training.py::test_resume_ends_with_the
                                                     _same_weights...``.) Here through the ASSET: a re-run reuses
@@ -223,11 +220,6 @@ def _faststart_copy(source: Path, target: Path) -> Path:
     return target
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG align_core/video_io.py probe_video: a truncated faststart mp4 (moov first) demuxes without "
-    "error up to the cut, so 31 of 101 frames are reported as a good video; compare with stream.frames",
-)
 def test_a_truncated_faststart_video_is_reported(tmp_path: Path, corpus, shared_data: Path) -> None:
     layout, ids = fresh_layout(tmp_path, corpus)
     whole = _faststart_copy(shared_data / "videos" / "fruit-and-vegetable-detection.mp4", tmp_path / "whole.mp4")
@@ -240,11 +232,6 @@ def test_a_truncated_faststart_video_is_reported(tmp_path: Path, corpus, shared_
         assert "cut-faststart.mp4" in only_message(result) and "truncated" in only_message(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG align_assets/demo.py failure_messages (its `while error.cause` loop) walks to the DEEPEST cause, so a "
-    "VideoError raised `from` PyAV's error is reported as PyAV's bare InvalidDataError without the reason",
-)
 def test_a_failure_messages_report_the_platform_error(tmp_path: Path, corpus) -> None:
     layout, _ = fresh_layout(tmp_path, corpus)
     (layout.videos_dir / "garbage-upload.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
@@ -457,11 +444,6 @@ def test_f_import_videos_maps_unsafe_stems_to_safe_ids(tmp_path: Path, shared_da
     assert not any(r.copied for r in import_videos(inbox, layout))  # idempotent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG align_core/registry.py import_videos: 'bad id.mp4' and 'bad-id.mp4' both map to id 'bad-id'; "
-    "the second silently overwrites the first (and they flip-flop on every re-import)",
-)
 def test_f_import_videos_never_merges_two_files_into_one_id(tmp_path: Path, shared_data: Path) -> None:
     inbox = tmp_path / "uploads"
     inbox.mkdir()

@@ -12,9 +12,9 @@ warehouse file at once, released together by a file gate:
 Afterwards every expected row is present exactly once; no collection ever saw a video twice;
 and running the whole thing again (same keys, same files) changes nothing.
 
-``test_ingest_waits_for_a_writer`` (XFAIL, strict) documents a bug: ``ingest_export`` reads the
-``videos`` table through a read-only connection opened without the writer lock or a retry, so
-an export ingested while any other process holds the warehouse fails with DuckDB's lock error.
+``test_ingest_waits_for_a_writer``: ``ingest_export`` reads the ``videos`` table while another
+process holds the warehouse; it waits and retries instead of failing with DuckDB's lock error
+(found by this suite; the read used to open a bare read-only connection).
 """
 
 from __future__ import annotations
@@ -271,11 +271,6 @@ print(report.status, report.rows, flush=True)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG align_core/ab_results.py _known_videos_from_warehouse: duckdb.connect(read_only=True) without the "
-    "writer lock or _connect_with_retry; while another process holds the warehouse it raises IOException",
-)
 def test_ingest_waits_for_a_writer(tmp_path: Path) -> None:
     import subprocess
     import sys
