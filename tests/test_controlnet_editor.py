@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from align_core.diffusion.backbone import Backbone, build_tiny_backbone, load_backbone
 from align_core.diffusion.checkpoint import sha256_file
@@ -16,15 +15,6 @@ from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.editing.controlnet_editor import ControlNetEditor
 
 pytestmark = pytest.mark.filterwarnings("ignore:random-alexnet")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny 64 px models gain nothing from intra-op threads and lose a lot on a shared 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _frame_and_control(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

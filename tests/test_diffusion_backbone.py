@@ -18,15 +18,6 @@ from align_core.diffusion.backbone import (
 from align_core.diffusion.lpips_alex import LPIPS, LPIPS_CHANNELS, AlexNetFeatures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny 64 px models gain nothing from intra-op threads and lose a lot on a shared 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_backbone(tmp_path_factory.mktemp("bb") / "tiny-sd", seed=0)

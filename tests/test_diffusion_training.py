@@ -32,15 +32,6 @@ def _sample(video: str, k: int, size: int = 64) -> ControlSample:
     return ControlSample(frame.astype(np.uint8), np.stack([mask, attention * mask]), "red bottle", video)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny 64 px models gain nothing from intra-op threads and lose a lot on a shared 2-core box."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
     path = build_tiny_backbone(tmp_path_factory.mktemp("bb") / "tiny-sd", seed=0)
