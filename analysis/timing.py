@@ -104,7 +104,8 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
 
     Each (video, variant) takes the achieved_delta of the variant's own window
     (:data:`VARIANT_WINDOW`); when that window is missing but the pair has exactly one row,
-    that row is used. Returns one row (slope, SE, CI, p, n) or an empty frame when the
+    that row is used. Returns the pooled slope and, when a variant's achieved change varies
+    across videos, the within-variant slope (variant fixed effects); an empty frame when the
     manipulation check is absent or too thin.
     """
     if deltas is None or deltas.empty:
@@ -116,13 +117,22 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
         return pd.DataFrame()
     data["w"] = 1.0 / data["var"]
     groups = pd.factorize(data["video_id"])[0]
-    res = smf.wls("log_lift ~ achieved_delta", data=data, weights=data["w"]).fit(
-        cov_type="cluster", cov_kwds={"groups": groups})
-    ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
-    return pd.DataFrame([{
-        "metric": metric, "model": "wls log_lift ~ achieved_delta, cluster=video",
-        "slope": float(res.params["achieved_delta"]), "slope_se": float(res.bse["achieved_delta"]),
-        "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
-        "p_value": float(res.pvalues["achieved_delta"]), "intercept": float(res.params["Intercept"]),
-        "n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique()),
-    }])
+    models = [("wls log_lift ~ achieved_delta, cluster=video", "log_lift ~ achieved_delta")]
+    # The pooled slope mixes the dose with each variant's own effect (boosts have both positive
+    # doses and positive lifts). Variant fixed effects keep only the variation of one variant's
+    # achieved change across videos: the dose-response a planted dose term is recovered by.
+    if data.groupby("variant")["achieved_delta"].nunique().max() >= 2 and data["variant"].nunique() >= 2:
+        models.append(("wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
+                       "log_lift ~ achieved_delta + C(variant)"))
+    rows = []
+    for label, formula in models:
+        res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+        rows.append({
+            "metric": metric, "model": label,
+            "slope": float(res.params["achieved_delta"]), "slope_se": float(res.bse["achieved_delta"]),
+            "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
+            "p_value": float(res.pvalues["achieved_delta"]), "intercept": float(res.params["Intercept"]),
+            "n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique()),
+        })
+    return pd.DataFrame(rows)

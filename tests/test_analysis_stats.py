@@ -227,3 +227,29 @@ def test_timing_joint_test_left_out_with_too_few_videos() -> None:
                          "clicks": int(10_000 * base * lift), "conversions": 20, "watch_time_s_sum": 8e4, "watch_time_s_sumsq": 9e5})
     table = timing_contrasts(pd.DataFrame(rows), "ctr")
     assert len(table) == 3 and not table["contrast"].str.startswith("joint").any()
+
+
+def test_within_variant_dose_slope_is_not_confounded_by_variant_effects() -> None:
+    """Doses that track the variant (boosts high, placebo ~0) confound the pooled slope only."""
+    import numpy as np
+    import pandas as pd
+
+    from align_core.ab_results import SimulationEffects, simulate_ab_rows
+    from analysis.timing import VARIANT_WINDOW, dose_response
+
+    rng = np.random.default_rng(5)
+    videos = pd.DataFrame({"video_id": [f"v{i:02d}" for i in range(40)], "industry": "Beauty"})
+    typical = {"early_boost": 0.15, "middle_boost": 0.12, "late_boost": 0.1, "full_boost": 0.14, "reduction": -0.1, "placebo": 0.0}
+    deltas = pd.DataFrame(
+        [(v, var, VARIANT_WINDOW[var], typical[var] + rng.normal(0, 0.05)) for v in videos["video_id"] for var in typical],
+        columns=["video_id", "variant", "window", "achieved_delta"],
+    )
+    effects = SimulationEffects(ctr_dose_slope=0.5, lift_sd=0.0)
+    rows = simulate_ab_rows(videos, effects, seed=2, days=7, impressions_per_arm=20_000, achieved_delta=deltas)
+    cells = rows.groupby(["video_id", "variant"], as_index=False)[["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]].sum()
+    cells["industry"] = "Beauty"
+    table = dose_response(cells, deltas, "ctr").set_index("model")
+    within = table[table.index.str.contains("within variant")].iloc[0]
+    pooled = table[~table.index.str.contains("within variant")].iloc[0]
+    assert within["ci_low"] < 0.5 < within["ci_high"]
+    assert pooled["slope"] > within["ci_high"]  # the variants' own lifts leak into the pooled slope

@@ -145,15 +145,26 @@ def analysis_report(context: AssetExecutionContext, platform: PlatformResource) 
     }
     truth_path = layout.artifact_dir("demo_ab_export") / TRUTH_FILE
     if truth_path.exists():
-        recovery = planted_vs_estimated(report.tables["analysis_lift"], json.loads(truth_path.read_text()))
+        recovery = planted_vs_estimated(
+            report.tables["analysis_lift"], json.loads(truth_path.read_text()), report.tables["analysis_dose_response"]
+        )
         metadata["planted_vs_estimated"] = table_markdown(recovery)
         metadata["planted_effects_recovered"] = MetadataValue.text(f"{int(recovery['covered'].sum())}/{len(recovery)} inside their 95% CI")
     return MaterializeResult(metadata=metadata)
 
 
-def planted_vs_estimated(lift: pd.DataFrame, truth: dict) -> pd.DataFrame:
-    """Each simulated relative lift beside its estimate and whether the CI covers it."""
+def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each simulated relative lift (and the within-variant CTR dose slope) beside its estimate and CI."""
     rows = []
+    slope = truth.get("ctr_dose_slope_log")
+    if dose is not None and len(dose) and slope:
+        within = dose[(dose["metric"] == "ctr") & dose["model"].str.contains("within variant")]
+        for _, row in within.iterrows():
+            rows.append({
+                "metric": "ctr dose slope (log lift per unit alignment change)", "variant": "all (within variant)",
+                "planted": slope, "estimate": row["slope"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "covered": bool(row["ci_low"] <= slope <= row["ci_high"]),
+            })
     for _, row in lift.iterrows():
         metric = str(row["metric"])
         planted = truth.get(metric, {}).get(str(row["variant"]))
