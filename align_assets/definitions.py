@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, load_assets_from_modules
+from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, load_assets_from_modules
 
 from align_assets import schedules, sensors
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, variants
@@ -12,9 +12,15 @@ stage_modules = [catalog, attention, masks, control, checkpoint, variants, exper
 
 all_assets = load_assets_from_modules(stage_modules)
 
+#: Evaluates the assets' automation conditions (eager: a new or updated upstream partition is
+#: carried downstream) whenever the daemon runs, e.g. under `dagster dev`.
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING
+)
+
 defs = Definitions(
     assets=all_assets,
-    sensors=[sensors.new_video_sensor, experiments.ab_export_sensor],
+    sensors=[sensors.new_video_sensor, experiments.ab_export_sensor, automation_sensor],
     schedules=[schedules.nightly_catch_up, schedules.daily_report],
     jobs=[schedules.per_video_pipeline, schedules.warehouse_refresh, schedules.report_refresh, schedules.train_controlnet_job],
     resources=default_resources(),

@@ -124,3 +124,37 @@ def test_definitions_load() -> None:
 
     graph = defs.resolve_asset_graph()
     assert {"video_catalog", "videos", "scenes"} <= {k.to_user_string() for k in graph.materializable_asset_keys}
+
+
+def test_a_catalogued_video_is_carried_downstream_by_automation(data_dir: DataLayout) -> None:
+    """Eager conditions request the next stages for a new partition once its catalog exists."""
+    from dagster import AssetKey, evaluate_automation_conditions
+
+    from align_assets.definitions import defs
+
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["real-help"])
+        first = evaluate_automation_conditions(defs=defs, instance=instance)
+        assert first.get_requested_partitions(AssetKey("attention_maps")) == set()  # catalog still missing
+        assert run_catalog(data_dir, instance, "real-help").success
+        second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        for stage in ("attention_maps", "keyword_masks"):
+            assert second.get_requested_partitions(AssetKey(stage)) == {"real-help"}
+        assert second.get_requested_partitions(AssetKey("controlnet_checkpoint")) == set()  # training is deliberate
+
+
+def test_align_import_registers_a_folder(tmp_path: Path, shared_data: Path, monkeypatch, capsys) -> None:
+    from align_assets.register import main
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    shutil.copyfile(shared_data / "videos" / "help.mkv", uploads / "Help Clip (final).mkv")
+    (uploads / "notes.txt").write_text("not a video")
+    layout = DataLayout(tmp_path / "data")
+    monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
+    assert main([str(uploads), "--data-dir", str(layout.root)]) == 0
+    assert main([str(uploads), "--data-dir", str(layout.root)]) == 0  # idempotent
+    assert "unchanged" in capsys.readouterr().out
+    with DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) == ["Help-Clip-final"]
+    assert (layout.videos_dir / "Help-Clip-final.mkv").read_bytes() == (uploads / "Help Clip (final).mkv").read_bytes()
