@@ -145,6 +145,30 @@ def test_schedules_and_backfill_selection(pipeline) -> None:
     assert backfill_main(["--data-dir", str(layout.root), "--industry", one, "--print-keys"]) == 0
 
 
+def test_controlnet_editor_runs_through_the_asset_on_the_trained_checkpoint(pipeline) -> None:
+    """The research editor path: variant_videos with editor=controlnet on the tiny checkpoint."""
+    from dagster import materialize
+
+    from align_assets.definitions import all_assets
+
+    layout, corpus, instance, _ = pipeline
+    edited = next(v.video_id for v in corpus.videos if v.keyword_kind == "product")
+    settings = {"editor": "controlnet", "controlnet_steps": 2, "controlnet_resolution": 64, "keyframe_stride": 24,
+                "propagation": "keyframes"}
+    result = materialize(
+        all_assets, selection=["variant_videos"], partition_key=edited, instance=instance,
+        resources=default_resources(data_dir=layout.root, profile="demo"),
+        run_config={"ops": {"variant_videos": {"config": settings}}},
+    )
+    assert result.success
+    current = json.loads((layout.artifact_dir("controlnet_checkpoint") / "current.json").read_text())
+    manifest = json.loads((layout.artifact_dir("variant_videos", edited) / "manifest.json").read_text())
+    assert manifest["editor"]["editor"] == "controlnet"
+    assert manifest["editor"]["checkpoint_sha256"] == current["weights_sha256"]
+    assert "NOT pretrained" in json.dumps(manifest["editor"])
+    assert probe_video(layout.artifact_dir("variant_videos", edited) / "full_boost.mp4").video_codec == "h264"
+
+
 def test_new_checkpoint_makes_variant_videos_stale(pipeline) -> None:
     from dagster import materialize
     from dagster._core.definitions.data_version import StaleStatus
