@@ -16,7 +16,6 @@ export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 resolves to the local CPU wheel; never let pip pick another torch.
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# lpips ships the real LPIPS linear weights; its only hard dependency is torchvision,
