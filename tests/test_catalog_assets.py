@@ -119,11 +119,23 @@ def test_sensor_registers_new_videos_and_ignores_other_files(data_dir: DataLayou
         assert "no new videos" in again.skip_message
 
 
-def test_definitions_load() -> None:
+def test_definitions_load(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
     from align_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
     assert {"video_catalog", "videos", "scenes"} <= {k.to_user_string() for k in graph.materializable_asset_keys}
+    repo = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ALIGN_DATA_DIR": str(tmp_path / "data")}
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "passed validation" in done.stdout + done.stderr
 
 
 def test_a_catalogued_video_is_carried_downstream_by_automation(data_dir: DataLayout) -> None:
