@@ -1,4 +1,4 @@
-"""The whole asset graph, in process, on a two-video demo corpus: every stage, every table."""
+"""The whole asset graph, in process, on a three-video demo corpus (two edited, one screened)."""
 
 import json
 from pathlib import Path
@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory, shared_data: Path):
     root = tmp_path_factory.mktemp("e2e")
     layout = DataLayout(root / "data").ensure()
     corpus = generate_demo_corpus(
-        layout, n_videos=2, seed=3, keywords_source=shared_data / "keywords.csv",
+        layout, n_videos=3, seed=3, keywords_source=shared_data / "keywords.csv",
         n_empty_keywords=1, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.5),
     )
     prepare_instance(layout.dagster_home)
@@ -50,16 +50,19 @@ def test_every_stage_materializes(pipeline) -> None:
 
 def test_warehouse_tables(pipeline) -> None:
     layout, corpus, _, _ = pipeline
-    edited = next(v.video_id for v in corpus.videos if v.keyword_kind == "product")
+    edited = sorted(v.video_id for v in corpus.videos if v.keyword_kind == "product")
+    assert len(edited) == 2
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     count = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
-    assert count("SELECT count(*) FROM videos") == 2
-    assert count("SELECT count(DISTINCT video_id) FROM frame_alignment") == 2
-    assert count(f"SELECT count(*) FROM variants WHERE video_id = '{edited}'") == 7
-    assert count("SELECT count(*) FROM variants") == 7  # the screened video is not edited
-    assert count("SELECT count(*) FROM variant_quality") == 7
+    assert count("SELECT count(*) FROM videos") == 3
+    assert count("SELECT count(DISTINCT video_id) FROM frame_alignment") == 3
+    assert count(f"SELECT count(*) FROM variants WHERE video_id = '{edited[0]}'") == 7
+    assert count("SELECT count(*) FROM variants") == 14  # the screened video is not edited
+    assert count("SELECT count(*) FROM variant_quality") == 14
     assert count("SELECT count(DISTINCT variant) FROM manipulation_check") == 7
     assert count("SELECT count(*) FROM ab_results") > 0
+    tested = [row[0] for row in con.execute("SELECT DISTINCT video_id FROM ab_results ORDER BY 1").fetchall()]
+    assert tested == edited  # only videos whose variants exist are in the experiment
     assert count("SELECT count(*) FROM analysis_lift") > 0
     assert con.execute("SELECT typeof(video_id) FROM videos LIMIT 1").fetchone()[0] == "VARCHAR"
 

@@ -33,7 +33,7 @@ TRUTH_FILE = "planted_truth.json"
 
 
 @asset(
-    deps=["videos", "manipulation_check"],
+    deps=["videos", "variants", "manipulation_check"],
     group_name="experiments",
     kinds={"python", "csv"},
 )
@@ -49,8 +49,15 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
         raise ValueError("demo_ab_export simulates results for the demo profile only; drop real exports in the inbox")
     layout = platform.layout
     with read_connection(warehouse.database) as con:
-        videos = con.execute("SELECT video_id, industry FROM videos ORDER BY video_id").df()
+        if not table_exists(con, "variants"):
+            raise ValueError("no variants table: materialize variant_videos and the variants table first")
+        # Only videos whose variants exist can be in an experiment (screened ones were never edited).
+        videos = con.execute(
+            "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
+        ).df()
         measured = achieved_deltas(con)
+    if videos.empty:
+        raise ValueError("no video has edited variants, so there is no experiment to simulate")
     videos["industry"] = videos["industry"].fillna("unknown")
     # The dose term uses each variant's achieved change in its own window: the same doses the
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
@@ -148,14 +155,19 @@ def analysis_report(context: AssetExecutionContext, platform: PlatformResource) 
         recovery = planted_vs_estimated(
             report.tables["analysis_lift"], json.loads(truth_path.read_text()), report.tables["analysis_dose_response"]
         )
-        metadata["planted_vs_estimated"] = table_markdown(recovery)
-        metadata["planted_effects_recovered"] = MetadataValue.text(f"{int(recovery['covered'].sum())}/{len(recovery)} inside their 95% CI")
+        if recovery.empty:
+            metadata["planted_effects_recovered"] = MetadataValue.text("no estimates to compare (too few videos for cluster-robust intervals)")
+        else:
+            metadata["planted_vs_estimated"] = table_markdown(recovery)
+            metadata["planted_effects_recovered"] = MetadataValue.text(
+                f"{int(recovery['covered'].sum())}/{len(recovery)} inside their 95% CI"
+            )
     return MaterializeResult(metadata=metadata)
 
 
 def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each simulated relative lift (and the within-variant CTR dose slope) beside its estimate and CI."""
-    rows = []
+    rows: list[dict] = []
     slope = truth.get("ctr_dose_slope_log")
     if dose is not None and len(dose) and slope:
         within = dose[(dose["metric"] == "ctr") & dose["model"].str.contains("within variant")]
@@ -175,4 +187,4 @@ def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | N
             "estimate": row["rel_lift"], "ci_low": row["rel_ci_low"], "ci_high": row["rel_ci_high"],
             "covered": bool(row["rel_ci_low"] <= planted <= row["rel_ci_high"]),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["metric", "variant", "planted", "estimate", "ci_low", "ci_high", "covered"])
