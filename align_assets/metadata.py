@@ -6,7 +6,6 @@ import base64
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
@@ -30,8 +29,3 @@ def table_markdown(frame: pd.DataFrame, *, max_rows: int = 30, floatfmt: str = "
     if len(frame) > max_rows:
         text += f"\n\n*... {len(frame) - max_rows} more rows*"
     return MetadataValue.md(text)
-
-
-def rgb_to_png_bytes(rgb: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return encoded.tobytes()

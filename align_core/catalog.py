@@ -22,6 +22,7 @@ from align_core.ingest import AlignmentScores, KeywordTable
 from align_core.keywords import KeywordVerdict, screen_keyword
 from align_core.scenes import SceneIssue, SceneMapping, detect_scenes, map_scenes_to_frames
 from align_core.video_io import VideoProbe, iter_frames, probe_video
+from align_core.visuals import save_png
 
 CATALOG_FILE = "catalog.json"
 SCENES_FILE = "scenes.parquet"
@@ -167,15 +168,6 @@ def scene_strip(video_path: str | Path, starts: list[int], height: int = 160) ->
     return np.concatenate(parts[:-1], axis=1)
 
 
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"could not encode PNG for {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-    return Path(path)
-
-
 def save_catalog(catalog: VideoCatalog, directory: str | Path) -> dict[str, Path]:
     """Write catalog.json, scenes.parquet and the scene thumbnail strip (each atomically)."""
     directory = Path(directory)
@@ -185,7 +177,7 @@ def save_catalog(catalog: VideoCatalog, directory: str | Path) -> dict[str, Path
     with atomic_path(scenes_path) as tmp:
         catalog.scenes.to_parquet(tmp, index=False)
     strip = scene_strip(catalog.probe.path, catalog.scene_start_frames)
-    thumb_path = write_png(directory / THUMBNAIL_FILE, strip)
+    thumb_path = save_png(directory / THUMBNAIL_FILE, strip)
     return {"catalog": json_path, "scenes": scenes_path, "thumbnail": thumb_path}
 
 
