@@ -66,6 +66,8 @@ class VariantVideoSettings(Config):
     controlnet_guidance: float = Field(default=1.0)
     controlnet_scheduler: str = Field(default="ddim")
     controlnet_resolution: int | None = Field(default=None, description="edit at this size (None: the checkpoint's training size x8)")
+    scorer: str | None = Field(default=None, description="attention scorer for calibration (default: the profile's)")
+    llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
 
 
 class VariantQualitySettings(Config):
@@ -73,6 +75,8 @@ class VariantQualitySettings(Config):
     tolerance: float = Field(default=0.03, description="baseline and placebo: max |mean alignment difference|")
     measure_every: int = Field(default=2, description="score every k-th frame of each variant for the check")
     lpips_every: int = Field(default=10)
+    scorer: str | None = Field(default=None, description="attention scorer that measures the variants (default: the profile's)")
+    llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
 
 
 def _skip_reason(layout, video_id: str) -> str | None:
@@ -134,8 +138,9 @@ def variant_plans(context: AssetExecutionContext, platform: PlatformResource, co
     )
 
 
-def _attention_fn(platform: PlatformResource):
-    scorer = build_scorer(AttentionSettings(), platform)
+def _attention_fn(platform: PlatformResource, settings: VariantVideoSettings | VariantQualitySettings):
+    """The attention map the check measures with: the same scorer and procedure as attention_maps."""
+    scorer = build_scorer(AttentionSettings(scorer=settings.scorer, llava_model_path=settings.llava_model_path), platform)
     procedure = AttentionConfig()
 
     def score(frame: np.ndarray) -> np.ndarray:
@@ -200,7 +205,7 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     started = time.perf_counter()
     outcome = calibrate_and_render(
         catalog.probe.path, plans, control.masks, control.attention, editor,
-        layout.artifact_dir("variant_videos", video_id), _attention_fn(platform),
+        layout.artifact_dir("variant_videos", video_id), _attention_fn(platform, config),
         calibration_frames=config.calibration_frames, keyframe_stride=config.keyframe_stride, seed=config.seed,
         edit_every_frame=modes[config.propagation],
         extra_lineage={
@@ -292,7 +297,7 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
         catalog.probe.path, variant_paths, plans, control.masks,
         lpips_fn=lpips_fn, lpips_backbone_state=lpips.backbone_state, lpips_every=config.lpips_every,
     )
-    attention_fn = _attention_fn(platform)
+    attention_fn = _attention_fn(platform, config)
     thresholds = CheckThresholds(min_share=config.min_share, tolerance=config.tolerance)
     report = check_rendered_variants(plans, catalog.probe.path, variant_paths, control.masks, attention_fn, thresholds, every=config.measure_every)
     table = report.table
