@@ -2,9 +2,10 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_manipulation.py [--data-dir /tmp/demo3] [--videos ID ...] [--keep DIR]
+    .venv/bin/python bench/bench_manipulation.py [--data-dir /tmp/demo5] [--videos ID ...] [--keep DIR]
 
-For each edited demo video (default: the four the demo edits) the bench runs what the
+For each edited demo video (default: every video of the data dir with
+``artifacts/variant_plans/<id>/plans.json``; skipped videos have none) the bench runs what the
 ``variant_videos`` and ``variant_quality`` assets run, through the same library function
 (:func:`align_core.editing.pipeline.calibrate_render_check`): the salience editor's strength map
 calibrated on ``calibration_frames`` (6) keyframes with ``attention_map(frame,
@@ -15,7 +16,9 @@ seed 0 into a temp directory, then ``check_rendered_variants`` with the default
 It reads the stored artifacts (catalog, control tensors, plans) from ``<data-dir>/artifacts`` and
 never writes there. Printed: one row per (video, variant) with the verdict, the achieved share of
 the planned change in each window that plans one (``e/m/l/all``), and for the baseline and placebo
-the largest |alignment change| over the windows (vs original / vs the baseline variant). Results
+the largest |alignment change| over the windows (vs original / vs the baseline variant). With
+``--ceiling`` each boost row is followed by the scorer's ceiling for it (:func:`boost_ceiling`).
+Results
 also go to ``bench/results/bench_manipulation.json``.
 """
 
@@ -38,15 +41,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from align_core.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
+from align_core.attention.scorers import FeatureRichnessScorer  # noqa: E402
 from align_core.catalog import load_catalog  # noqa: E402
 from align_core.control import load_control_tensors  # noqa: E402
 from align_core.editing.pipeline import calibrate_render_check  # noqa: E402
 from align_core.editing.salience import SalienceEditor  # noqa: E402
-from align_core.manipulation import CheckThresholds  # noqa: E402
+from align_core.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
 from align_core.variants import load_variant_plans  # noqa: E402
+from align_core.video_io import iter_frames  # noqa: E402
 
-DEMO_VIDEOS = ("7222520718999059196", "7262509546660466700", "7277568569024519353", "7289721380096957551")
 WINDOWS = ("early", "middle", "late", "all")
+
+
+def edited_videos(data_dir: Path) -> list[str]:
+    """Ids of the videos the demo edited: those whose variant plans were written."""
+    return sorted(p.parent.name for p in (data_dir / "artifacts" / "variant_plans").glob("*/plans.json"))
 
 
 def real_attention_fn():
@@ -59,6 +68,42 @@ def real_attention_fn():
 
     score.name = f"attention_map[{scorer.scorer_id}]"  # type: ignore[attr-defined]
     return score
+
+
+def boost_ceiling(video_path, plans, masks, every: int) -> dict[str, dict[str, float]]:
+    """The most any boost can achieve under ``feature_richness``, per boost variant and window.
+
+    Every pixel edit reaches the scorer only through its content map, so the best a boost can do
+    is a content map that is the product mask and zero elsewhere (all visual richness on the
+    product, none in the background; measured: uniform beats any peaked or rim-shaped content).
+    Scoring each frame with that content map (same patches, centre prior, smoothing, gamma and
+    normalisation) gives the ceiling; it is reported as the share of the planned change it would
+    reach against the original (what the baseline variant approximates). A window whose ceiling
+    is below ``min_share`` cannot pass with any edit that only moves image content.
+    """
+    scorer = FeatureRichnessScorer()
+    procedure = AttentionConfig()
+    mask_now: list[np.ndarray] = []
+    scorer.content_map = lambda frame: mask_now[0]  # type: ignore[method-assign]
+
+    def ceiling_fn(frame: np.ndarray) -> np.ndarray:
+        return attention_map(frame, scorer, procedure)
+
+    def frames_with_masks():
+        for index, frame in enumerate(iter_frames(video_path)):
+            mask_now[:] = [np.asarray(masks[min(index, len(masks) - 1)], dtype=np.float32)]
+            yield frame
+
+    ceiling = measure_alignment(frames_with_masks(), masks, ceiling_fn, every)
+    original = measure_alignment(iter_frames(video_path), masks, real_attention_fn(), every)
+    boosts = [name for name, plan in plans.plans.items() if plan.spec.kind == "boost"]
+    achieved = {plans.baseline_name(): original}
+    for name in boosts:  # the ceiling where the plan boosts, the original elsewhere (as the variant renders)
+        planned = np.abs(plans[name].frame_target - plans.original_alignment) > CheckThresholds().eps
+        achieved[name] = np.where(planned, ceiling, original)
+    table = manipulation_check(plans, achieved, original, CheckThresholds()).table
+    table = table[table["variant"].isin(boosts) & table["share_achieved"].notna()]
+    return {name: dict(zip(group["window"], group["share_achieved"].astype(float))) for name, group in table.groupby("variant")}
 
 
 def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args) -> dict:
@@ -76,6 +121,7 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
         thresholds=CheckThresholds(), measure_every=args.measure_every,
     )
     seconds = time.perf_counter() - started
+    ceiling = boost_ceiling(video_path, plans, control.masks, args.measure_every) if args.ceiling else {}
     table = result.report.table
     rows = []
     for name, verdict in result.report.verdicts.set_index("variant")["passed"].items():
@@ -89,6 +135,7 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
                 "shares": shares,
                 "max_abs_vs_original": float(group["achieved_delta_vs_original"].abs().max()),
                 "max_abs_vs_baseline": float(group["achieved_delta"].abs().max()),
+                "ceiling": ceiling.get(name, {}),
                 "failed": "; ".join(f"{w}: {r}" for w, r, p in zip(group.index, group["reason"], group["passed"]) if not p),
             }
         )
@@ -123,6 +170,10 @@ def print_report(results: list[dict]) -> None:
             f"check {res['timings'].get('check_s', 0):.1f}); edit {res['edit_ms_per_call']:.1f} ms/call"
         )
         print(f"{'':>19} calibration log(a'/a): {cal}")
+        for row in res["rows"]:
+            if row["ceiling"]:
+                cells = " ".join(f"{row['ceiling'][w]:>7.0%}" if w in row["ceiling"] else f"{'-':>7}" for w in WINDOWS)
+                print(f"{'':>19} {row['variant']:<13} {'ceiling':<7} {cells}")
     failed = [f"{r['video_id']}/{r['variant']}: {r['failed']}" for res in results for r in res["rows"] if not r["passed"]]
     print(f"\nvariants passed: {sum(r['passed'] for res in results for r in res['rows'])}/{sum(len(res['rows']) for res in results)}")
     for line in failed:
@@ -131,14 +182,19 @@ def print_report(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/demo3"))
-    parser.add_argument("--videos", nargs="*", default=list(DEMO_VIDEOS))
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/demo5"))
+    parser.add_argument("--videos", nargs="*", default=None, help="default: every edited video of the data dir")
     parser.add_argument("--keep", type=Path, default=None, help="render into this directory and keep it")
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--calibration-frames", type=int, default=6)
     parser.add_argument("--measure-every", type=int, default=2)
+    parser.add_argument("--ceiling", action="store_true", help="also report each boost's ceiling under feature_richness")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench_manipulation.json")
     args = parser.parse_args(argv)
+    if not args.videos:
+        args.videos = edited_videos(args.data_dir)
+        if not args.videos:
+            parser.error(f"no edited videos (artifacts/variant_plans/<id>/plans.json) under {args.data_dir}")
     import cv2
 
     cv2.setNumThreads(1)
