@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_manipulation.py [--data-dir /tmp/demo5] [--videos ID ...] [--keep DIR]
+    .venv/bin/python bench/bench_manipulation.py [--data-dir data] [--videos ID ...] [--keep DIR]
 
 For each edited demo video (default: every video of the data dir with
 ``artifacts/variant_plans/<id>/plans.json``; skipped videos have none) the bench runs what the
@@ -182,7 +182,7 @@ def print_report(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/demo5"))
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="a data dir after make demo")
     parser.add_argument("--videos", nargs="*", default=None, help="default: every edited video of the data dir")
     parser.add_argument("--keep", type=Path, default=None, help="render into this directory and keep it")
     parser.add_argument("--stride", type=int, default=8)
