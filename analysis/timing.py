@@ -121,12 +121,17 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
     # The pooled slope mixes the dose with each variant's own effect (boosts have both positive
     # doses and positive lifts). Variant fixed effects keep only the variation of one variant's
     # achieved change across videos: the dose-response a planted dose term is recovered by.
-    if data.groupby("variant")["achieved_delta"].nunique().max() >= 2 and data["variant"].nunique() >= 2:
+    # A cluster-robust covariance needs more clusters (videos) than parameters; with fewer the
+    # within-variant interval is falsely narrow (4 demo videos, 7 parameters), so it is left out.
+    n_params_within = data["variant"].nunique() + 1
+    if (data.groupby("variant")["achieved_delta"].nunique().max() >= 2 and data["variant"].nunique() >= 2
+            and data["video_id"].nunique() > n_params_within):
         models.append(("wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
                        "log_lift ~ achieved_delta + C(variant)"))
     rows = []
     for label, formula in models:
-        res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        # t intervals with (videos - 1) degrees of freedom, as for the lifts: few clusters.
+        res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
         ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
         rows.append({
             "metric": metric, "model": label,

@@ -253,3 +253,22 @@ def test_within_variant_dose_slope_is_not_confounded_by_variant_effects() -> Non
     pooled = table[~table.index.str.contains("within variant")].iloc[0]
     assert within["ci_low"] < 0.5 < within["ci_high"]
     assert pooled["slope"] > within["ci_high"]  # the variants' own lifts leak into the pooled slope
+
+
+def test_within_variant_dose_model_needs_more_videos_than_parameters() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from align_core.ab_results import SimulationEffects, simulate_ab_rows
+    from analysis.timing import VARIANT_WINDOW, dose_response
+
+    rng = np.random.default_rng(1)
+    videos = pd.DataFrame({"video_id": [f"v{i}" for i in range(4)], "industry": "Beauty"})
+    variants = ["early_boost", "middle_boost", "late_boost", "full_boost", "reduction", "placebo"]
+    deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(-0.1, 0.2)) for v in videos["video_id"] for var in variants],
+                          columns=["video_id", "variant", "window", "achieved_delta"])
+    rows = simulate_ab_rows(videos, SimulationEffects(ctr_dose_slope=0.5), seed=3, days=3, impressions_per_arm=5000, achieved_delta=deltas)
+    cells = rows.groupby(["video_id", "variant"], as_index=False)[["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]].sum()
+    cells["industry"] = "Beauty"
+    table = dose_response(cells, deltas, "ctr")
+    assert len(table) == 1 and "within variant" not in table["model"].iloc[0]  # 4 videos < 7 parameters
