@@ -170,3 +170,34 @@ def test_align_import_registers_a_folder(tmp_path: Path, shared_data: Path, monk
     with DagsterInstance.get() as instance:
         assert instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME) == ["Help-Clip-final"]
     assert (layout.videos_dir / "Help-Clip-final.mkv").read_bytes() == (uploads / "Help Clip (final).mkv").read_bytes()
+
+
+def test_cheap_stages_run_several_videos_per_run_with_their_own_metadata(data_dir: DataLayout) -> None:
+    """attention_maps and keyword_masks take multi-partition backfill runs; metadata stays per video."""
+    from dagster import AssetKey
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from align_assets.assets.attention import attention_maps
+    from align_assets.assets.masks import keyword_masks
+
+    keys = ["7228023352396972034", "real-help"]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, keys)
+        for key in keys:
+            assert run_catalog(data_dir, instance, key).success
+        result = materialize(
+            [video_catalog, attention_maps, keyword_masks], selection=[attention_maps, keyword_masks],
+            instance=instance, resources=default_resources(data_dir=data_dir.root),
+            tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[1]},
+        )
+        assert result.success
+        assert len({run.run_id for run in instance.get_runs()}) == 3  # two catalog runs + one for both videos
+        frames = {}
+        for record in instance.fetch_materializations(AssetKey("attention_maps"), limit=10).records:
+            frames[record.asset_materialization.partition] = record.asset_materialization.metadata["frames"].value
+        assert frames == {"7228023352396972034": 101, "real-help": 58}
+        reasons = {
+            r.asset_materialization.partition: r.asset_materialization.metadata["skipped_reason"].value
+            for r in instance.fetch_materializations(AssetKey("keyword_masks"), limit=10).records
+        }
+        assert "call_to_action" in reasons["real-help"] and "provided mask" in reasons["7228023352396972034"]

@@ -5,7 +5,7 @@ import time
 from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from align_assets.partitions import video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, video_partitions
 from align_assets.resources import PlatformResource
 from align_core.attention import AttentionConfig, compute_attention_maps, make_patch_scorer, save_attention_maps
 from align_core.catalog import load_catalog
@@ -42,34 +42,38 @@ def build_scorer(settings: AttentionSettings, platform: PlatformResource):
     deps=["video_catalog"],
     group_name="perception",
     automation_condition=AutomationCondition.eager(),
+    backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "numpy"},
 )
 def attention_maps(
     context: AssetExecutionContext, platform: PlatformResource, config: AttentionSettings
 ) -> MaterializeResult:
     """A_t in [0, 1]: keyframes scored by degree-sized patches, carried within scenes."""
-    video_id = context.partition_key
-    layout = platform.layout
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     scorer = build_scorer(config, platform)
     procedure = AttentionConfig(keyframe_stride=config.keyframe_stride, max_long_side=config.max_long_side)
+    for video_id in context.partition_keys:
+        context.add_asset_metadata(attention_for_video(platform, video_id, scorer, procedure), partition_key=video_id)
+    return MaterializeResult()
+
+
+def attention_for_video(platform: PlatformResource, video_id: str, scorer, procedure: AttentionConfig) -> dict:
+    layout = platform.layout
+    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     started = time.perf_counter()
     maps = compute_attention_maps(catalog.probe.path, catalog.scene_start_frames, scorer, procedure)
     seconds = time.perf_counter() - started
     path = save_attention_maps(layout.artifact_dir("attention_maps", video_id) / ATTENTION_FILE, maps)
     trained = maps.scorer_metadata.get("trained")
-    return MaterializeResult(
-        metadata={
-            "scorer_id": maps.scorer_id,
-            "scorer": MetadataValue.json(maps.scorer_metadata),
-            "weights": MetadataValue.text(
-                "none (weight-free proxy)" if trained is None else ("trained" if trained else "RANDOM tiny test model, not trained")
-            ),
-            "frames": maps.frame_count,
-            "keyframes": len(maps.keyframe_indices),
-            "frames_per_second": round(maps.frame_count / seconds, 1),
-            "bytes": path.stat().st_size,
-            "procedure": MetadataValue.json(maps.config),
-            "path": MetadataValue.path(str(path)),
-        }
-    )
+    return {
+        "scorer_id": maps.scorer_id,
+        "scorer": MetadataValue.json(maps.scorer_metadata),
+        "weights": MetadataValue.text(
+            "none (weight-free proxy)" if trained is None else ("trained" if trained else "RANDOM tiny test model, not trained")
+        ),
+        "frames": maps.frame_count,
+        "keyframes": len(maps.keyframe_indices),
+        "frames_per_second": round(maps.frame_count / seconds, 1),
+        "bytes": path.stat().st_size,
+        "procedure": MetadataValue.json(maps.config),
+        "path": MetadataValue.path(str(path)),
+    }

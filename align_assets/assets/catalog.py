@@ -14,7 +14,7 @@ from dagster import (
 )
 
 from align_assets.metadata import png_markdown, table_markdown
-from align_assets.partitions import video_partitions
+from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path
@@ -43,6 +43,7 @@ def _optional_inputs(platform: PlatformResource) -> tuple[AlignmentScores | None
     group_name="inputs",
     check_specs=CATALOG_CHECKS,
     kinds={"python", "video"},
+    backfill_policy=ONE_VIDEO_PER_RUN,
 )
 def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
     """Probe the video, map its scenes to frames (given or detected) and screen its keyword."""

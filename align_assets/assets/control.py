@@ -15,7 +15,7 @@ from dagster import (
 from align_assets.assets.attention import ATTENTION_FILE
 from align_assets.assets.masks import MASKS_FILE
 from align_assets.metadata import png_markdown
-from align_assets.partitions import video_partitions
+from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path
@@ -46,6 +46,7 @@ CONTROL_CHECKS = [
     check_specs=CONTROL_CHECKS,
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "numpy", "parquet"},
+    backfill_policy=ONE_VIDEO_PER_RUN,
 )
 def control_tensors(context: AssetExecutionContext, platform: PlatformResource):
     """C_t = [M_t, A_t * M_t] (never renormalised per frame) and a_t = sum(A M) / sum(A)."""

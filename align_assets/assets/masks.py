@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from align_assets.partitions import video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, video_partitions
 from align_assets.resources import PlatformResource
 from align_core.catalog import load_catalog
 from align_core.masks import DEFAULT_THRESHOLD, make_segmenter, save_keyword_masks, segment_video
@@ -25,11 +25,17 @@ class MaskSettings(Config):
     deps=["video_catalog"],
     group_name="perception",
     automation_condition=AutomationCondition.eager(),
+    backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "numpy"},
 )
 def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, config: MaskSettings) -> MaterializeResult:
     """Where the keyword's product is in each frame; screened keywords give empty masks with a reason."""
-    video_id = context.partition_key
+    for video_id in context.partition_keys:
+        context.add_asset_metadata(masks_for_video(platform, config, video_id), partition_key=video_id)
+    return MaterializeResult()
+
+
+def masks_for_video(platform: PlatformResource, config: MaskSettings, video_id: str) -> dict:
     layout = platform.layout
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     verdict = catalog.keyword
@@ -50,17 +56,15 @@ def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, co
     )
     path = save_keyword_masks(layout.artifact_dir("keyword_masks", video_id) / MASKS_FILE, result)
     summary = result.summary()
-    return MaterializeResult(
-        metadata={
-            "keyword": verdict.keyword or "(empty)",
-            "segmenter_id": result.segmenter_id,
-            "skipped_reason": MetadataValue.text(result.skipped_reason or "not skipped"),
-            "threshold": result.threshold,
-            "frames": result.frame_count,
-            "frames_with_product": summary["frames_with_product"],
-            "mean_coverage": round(summary["mean_coverage"], 4),
-            "lineage": MetadataValue.json(result.lineage),
-            "bytes": path.stat().st_size,
-            "path": MetadataValue.path(str(path)),
-        }
-    )
+    return {
+        "keyword": verdict.keyword or "(empty)",
+        "segmenter_id": result.segmenter_id,
+        "skipped_reason": MetadataValue.text(result.skipped_reason or "not skipped"),
+        "threshold": result.threshold,
+        "frames": result.frame_count,
+        "frames_with_product": summary["frames_with_product"],
+        "mean_coverage": round(summary["mean_coverage"], 4),
+        "lineage": MetadataValue.json(result.lineage),
+        "bytes": path.stat().st_size,
+        "path": MetadataValue.path(str(path)),
+    }

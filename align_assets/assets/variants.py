@@ -26,7 +26,7 @@ from align_assets.assets.attention import ATTENTION_FILE, AttentionSettings, bui
 from align_assets.assets.checkpoint import CURRENT_FILE, GPU_OP_TAGS
 from align_assets.assets.control import CONTROL_FILE
 from align_assets.metadata import png_markdown, table_markdown
-from align_assets.partitions import video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path, atomic_write_text
@@ -84,8 +84,12 @@ def _skip_reason(layout, video_id: str) -> str | None:
     return json.loads(marker.read_text())["reason"] if marker.exists() else None
 
 
+def _skipped_metadata(reason: str) -> dict:
+    return {"skipped": True, "reason": MetadataValue.text(reason)}
+
+
 def _skipped(reason: str) -> MaterializeResult:
-    return MaterializeResult(metadata={"skipped": True, "reason": MetadataValue.text(reason)})
+    return MaterializeResult(metadata=_skipped_metadata(reason))
 
 
 @asset(
@@ -93,11 +97,17 @@ def _skipped(reason: str) -> MaterializeResult:
     deps=["control_tensors", "video_catalog"],
     group_name="variants",
     automation_condition=AutomationCondition.eager(),
+    backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "json"},
 )
 def variant_plans(context: AssetExecutionContext, platform: PlatformResource, config: VariantPlanSettings) -> MaterializeResult:
     """Seven (configurable) target alignment curves per frame and scene, by the centre-time thirds rule."""
-    video_id = context.partition_key
+    for video_id in context.partition_keys:
+        context.add_asset_metadata(plans_for_video(platform, config, video_id), partition_key=video_id)
+    return MaterializeResult()
+
+
+def plans_for_video(platform: PlatformResource, config: VariantPlanSettings, video_id: str) -> dict:
     layout = platform.layout
     out_dir = layout.artifact_dir("variant_plans", video_id)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +122,7 @@ def variant_plans(context: AssetExecutionContext, platform: PlatformResource, co
     if reason:
         atomic_write_text(out_dir / SKIP_FILE, json.dumps({"video_id": video_id, "reason": reason}))
         (out_dir / PLANS_FILE).unlink(missing_ok=True)
-        return _skipped(reason)
+        return _skipped_metadata(reason)
     (out_dir / SKIP_FILE).unlink(missing_ok=True)
     specs = [VariantSpec.from_dict(entry) for entry in config.variants]
     plans = plan_variants(video_id, alignment, catalog.probe.fps, catalog.scene_ranges, specs)
@@ -127,15 +137,13 @@ def variant_plans(context: AssetExecutionContext, platform: PlatformResource, co
         boundaries=[catalog.probe.duration_s / 3, 2 * catalog.probe.duration_s / 3],
         styles={"baseline": "k-", "placebo": "k:"},
     )
-    return MaterializeResult(
-        metadata={
-            "skipped": False,
-            "variants": MetadataValue.json([spec.to_dict() for spec in specs]),
-            "targets": png_markdown(plot, alt="target curves"),
-            "scene_targets": table_markdown(scenes, max_rows=40),
-            "plan": MetadataValue.path(str(out_dir / PLANS_FILE)),
-        }
-    )
+    return {
+        "skipped": False,
+        "variants": MetadataValue.json([spec.to_dict() for spec in specs]),
+        "targets": png_markdown(plot, alt="target curves"),
+        "scene_targets": table_markdown(scenes, max_rows=40),
+        "plan": MetadataValue.path(str(out_dir / PLANS_FILE)),
+    }
 
 
 def _attention_fn(platform: PlatformResource, settings: VariantVideoSettings | VariantQualitySettings):
@@ -179,6 +187,7 @@ def _build_editor(platform: PlatformResource, settings: VariantVideoSettings, pr
     op_tags=GPU_OP_TAGS,
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "video"},
+    backfill_policy=ONE_VIDEO_PER_RUN,
 )
 def variant_videos(context: AssetExecutionContext, platform: PlatformResource, config: VariantVideoSettings) -> MaterializeResult:
     """Seven H.264 variants with the source's audio, a side-by-side video, a contact sheet, a manifest.
@@ -265,6 +274,7 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     ],
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "parquet"},
+    backfill_policy=ONE_VIDEO_PER_RUN,
 )
 def variant_quality(context: AssetExecutionContext, platform: PlatformResource, config: VariantQualitySettings):
     """Temporal consistency, fidelity outside the editable region, LPIPS, and the manipulation check."""
