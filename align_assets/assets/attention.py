@@ -5,7 +5,7 @@ import time
 from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from align_assets.partitions import CHEAP_BACKFILL, video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource
 from align_core.attention import AttentionConfig, compute_attention_maps, make_patch_scorer, save_attention_maps
 from align_core.catalog import load_catalog
@@ -51,9 +51,7 @@ def attention_maps(
     """A_t in [0, 1]: keyframes scored by degree-sized patches, carried within scenes."""
     scorer = build_scorer(config, platform)
     procedure = AttentionConfig(keyframe_stride=config.keyframe_stride, max_long_side=config.max_long_side)
-    for video_id in context.partition_keys:
-        context.add_asset_metadata(attention_for_video(platform, video_id, scorer, procedure), partition_key=video_id)
-    return MaterializeResult()
+    return materialize_each_video(context, lambda video_id: attention_for_video(platform, video_id, scorer, procedure))
 
 
 def attention_for_video(platform: PlatformResource, video_id: str, scorer, procedure: AttentionConfig) -> dict:

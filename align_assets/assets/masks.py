@@ -3,7 +3,7 @@
 from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from align_assets.partitions import CHEAP_BACKFILL, video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource
 from align_core.catalog import load_catalog
 from align_core.masks import DEFAULT_THRESHOLD, make_segmenter, save_keyword_masks, segment_video
@@ -30,9 +30,7 @@ class MaskSettings(Config):
 )
 def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, config: MaskSettings) -> MaterializeResult:
     """Where the keyword's product is in each frame; screened keywords give empty masks with a reason."""
-    for video_id in context.partition_keys:
-        context.add_asset_metadata(masks_for_video(platform, config, video_id), partition_key=video_id)
-    return MaterializeResult()
+    return materialize_each_video(context, lambda video_id: masks_for_video(platform, config, video_id))
 
 
 def masks_for_video(platform: PlatformResource, config: MaskSettings, video_id: str) -> dict:

@@ -26,7 +26,7 @@ from align_assets.assets.attention import ATTENTION_FILE, AttentionSettings, bui
 from align_assets.assets.checkpoint import CURRENT_FILE, GPU_OP_TAGS
 from align_assets.assets.control import CONTROL_FILE
 from align_assets.metadata import png_markdown, table_markdown
-from align_assets.partitions import CHEAP_BACKFILL, ONE_VIDEO_PER_RUN, video_partitions
+from align_assets.partitions import CHEAP_BACKFILL, ONE_VIDEO_PER_RUN, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path, atomic_write_text
@@ -102,9 +102,7 @@ def _skipped(reason: str) -> MaterializeResult:
 )
 def variant_plans(context: AssetExecutionContext, platform: PlatformResource, config: VariantPlanSettings) -> MaterializeResult:
     """Seven (configurable) target alignment curves per frame and scene, by the centre-time thirds rule."""
-    for video_id in context.partition_keys:
-        context.add_asset_metadata(plans_for_video(platform, config, video_id), partition_key=video_id)
-    return MaterializeResult()
+    return materialize_each_video(context, lambda video_id: plans_for_video(platform, config, video_id))
 
 
 def plans_for_video(platform: PlatformResource, config: VariantPlanSettings, video_id: str) -> dict:
