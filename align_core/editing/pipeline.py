@@ -76,11 +76,13 @@ def calibrate_and_render(
     seed: int = 0,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
+    protect: Any = None,
 ) -> PipelineResult:
     """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
 
     ``edit_every_frame`` None follows the editor (see :func:`render_variants`); False forces
-    keyframe edits carried by optical flow.
+    keyframe edits carried by optical flow. ``protect`` (per frame bool masks, e.g. a
+    :class:`~align_core.protect.ProtectedRegions`) is never edited in any variant.
     """
     import time
 
@@ -98,7 +100,7 @@ def calibrate_and_render(
     result = render_variants(
         video_path, plans, masks, attention, editor, output_dir,
         keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
-        edit_every_frame=edit_every_frame,
+        edit_every_frame=edit_every_frame, protect=protect,
     )
     timings["render_s"] = time.perf_counter() - t0
     return PipelineResult(result, strength_map, calibration, None, timings)
@@ -119,6 +121,7 @@ def calibrate_render_check(
     thresholds: CheckThresholds = CheckThresholds(),
     measure_every: int = 2,
     extra_lineage: Mapping[str, Any] | None = None,
+    protect: Any = None,
 ) -> PipelineResult:
     """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
     import time
@@ -126,6 +129,7 @@ def calibrate_render_check(
     out = calibrate_and_render(
         video_path, plans, masks, attention, editor, output_dir, attention_fn,
         calibration_frames=calibration_frames, keyframe_stride=keyframe_stride, seed=seed, extra_lineage=extra_lineage,
+        protect=protect,
     )
     t0 = time.perf_counter()
     out.report = check_rendered_variants(
