@@ -5,10 +5,10 @@ from __future__ import annotations
 from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, load_assets_from_modules
 
 from align_assets import schedules, sensors
-from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, variants
+from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
 from align_assets.resources import default_resources
 
-stage_modules = [catalog, attention, masks, control, checkpoint, variants, experiments]
+stage_modules = [catalog, attention, masks, control, checkpoint, protect, variants, experiments]
 
 all_assets = load_assets_from_modules(stage_modules)
 

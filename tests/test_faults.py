@@ -97,7 +97,7 @@ from align_core.video_io import probe_video, read_frames, write_video
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-video stages up to the plans, sped up for 144x256 demo clips (the procedure is unchanged).
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans"]
+PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
 FAST_OPS = {
     "attention_maps": {"config": {"keyframe_stride": 12, "max_long_side": 128}},
     "variant_videos": {"config": {"keyframe_stride": 8, "calibration_frames": 2}},

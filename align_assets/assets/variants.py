@@ -36,7 +36,9 @@ from align_core.control import load_control_tensors
 from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
 from align_core.manipulation import CheckThresholds, check_rendered_variants
+from align_core.protect import TextReader, load_protected_regions
 from align_core.quality import evaluate_variants
+from align_core.stimulus_checks import StimulusThresholds, check_stimuli, stimulus_card_html
 from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
 from align_core.visuals import curves_plot
 
@@ -77,6 +79,9 @@ class VariantQualitySettings(Config):
     lpips_every: int = Field(default=10)
     scorer: str | None = Field(default=None, description="attention scorer that measures the variants (default: the profile's)")
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
+    min_protected_psnr_db: float = Field(default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)")
+    max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
+    ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
 
 
 def _skip_reason(layout, video_id: str) -> str | None:
@@ -179,7 +184,7 @@ def _build_editor(platform: PlatformResource, settings: VariantVideoSettings, pr
 
 @asset(
     partitions_def=video_partitions,
-    deps=["variant_plans", "keyword_masks", "attention_maps", "controlnet_checkpoint"],
+    deps=["variant_plans", "keyword_masks", "attention_maps", "controlnet_checkpoint", "protected_regions"],
     group_name="variants",
     pool="gpu",
     op_tags=GPU_OP_TAGS,
@@ -191,7 +196,8 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     """Seven H.264 variants with the source's audio, a side-by-side video, a contact sheet, a manifest.
 
     Keyframes are edited (salience operations or ControlNet img2img) and carried to the other
-    frames by DIS optical flow within each scene; pixels a variant may not change are copied.
+    frames by DIS optical flow within each scene; pixels a variant may not change are copied,
+    protected regions (text overlays, user regions) from the source in every variant.
     """
     video_id = context.partition_key
     layout = platform.layout
@@ -209,12 +215,13 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     attention_maps = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / ATTENTION_FILE)
     current_path = layout.artifact_dir("controlnet_checkpoint") / CURRENT_FILE
     checkpoint = json.loads(current_path.read_text()) if current_path.exists() else None
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
     started = time.perf_counter()
     outcome = calibrate_and_render(
         catalog.probe.path, plans, control.masks, control.attention, editor,
         layout.artifact_dir("variant_videos", video_id), _attention_fn(platform, config),
         calibration_frames=config.calibration_frames, keyframe_stride=config.keyframe_stride, seed=config.seed,
-        edit_every_frame=modes[config.propagation],
+        edit_every_frame=modes[config.propagation], protect=protect,
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_maps.scorer_id,
@@ -255,20 +262,32 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
             "timings_s": MetadataValue.json({k: round(v, 2) for k, v in result.timings.items()}),
             "manifest": MetadataValue.path(str(result.manifest_path)),
             "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else "none",
+            "protected_share": MetadataValue.float(round(result.manifest["protect"]["protected_share"], 4)),
+            "faces": MetadataValue.text(protect.summary()["faces"]),
         }
     )
 
 
 @asset(
     partitions_def=video_partitions,
-    deps=["variant_videos"],
+    deps=["variant_videos", "protected_regions"],
     group_name="variants",
     check_specs=[
         AssetCheckSpec(
             "manipulation_passed", asset="variant_quality",
             description="Each variant moved the product's share of attention as planned (sign and share), "
             "baseline and placebo within tolerance.",
-        )
+        ),
+        AssetCheckSpec(
+            "protected_unchanged", asset="variant_quality",
+            description="Inside protected regions every variant equals baseline up to codec noise: PSNR vs baseline "
+            ">= min(40 dB, the codec's own PSNR there) - 3 dB, pooled and per frame.",
+        ),
+        AssetCheckSpec(
+            "information_preserved", asset="variant_quality",
+            description="Text recognised (PP-OCRv4) in protected regions of baseline frames is read identically in "
+            "every variant (mean character error rate <= 0.02).",
+        ),
     ],
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "parquet"},
@@ -282,10 +301,11 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     out_dir.mkdir(parents=True, exist_ok=True)
     reason = _skip_reason(layout, video_id)
     if reason:
-        for name in ("quality.parquet", "manipulation.parquet"):
+        for name in ("quality.parquet", "manipulation.parquet", "stimulus.parquet", "stimulus_card.html"):
             (out_dir / name).unlink(missing_ok=True)
         yield _skipped(reason)
-        yield AssetCheckResult(check_name="manipulation_passed", passed=True, metadata={"skipped": reason})
+        for check in ("manipulation_passed", "protected_unchanged", "information_preserved"):
+            yield AssetCheckResult(check_name=check, passed=True, metadata={"skipped": reason})
         return
     from align_core.diffusion import LPIPS
     import torch
@@ -312,11 +332,35 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet")):
         with atomic_path(out_dir / name) as tmp:
             frame.to_parquet(tmp, index=False)
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
+    stimulus = check_stimuli(
+        video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
+        TextReader(threads=1) if protect.text_keyframes() else None,
+        StimulusThresholds(min_psnr_db=config.min_protected_psnr_db, max_cer=config.max_cer, ocr_frames=config.ocr_frames),
+        protect.text_keyframes(),
+    )
+    stimulus_table = stimulus.table()
+    with atomic_path(out_dir / "stimulus.parquet") as tmp:
+        stimulus_table.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / "stimulus_ocr.parquet") as tmp:
+        stimulus.ocr.to_parquet(tmp, index=False)
+    budget_columns = [c for c in quality.columns if "budget" in c or "ciede" in c]
+    card = stimulus_card_html(
+        video_id, stimulus, table, scorer_name=report.attention_fn_name,
+        budget=quality[["variant", *budget_columns]] if budget_columns else None,
+        contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
+        notes={"faces": protect.summary()["faces"]},
+    )
+    atomic_write_text(out_dir / "stimulus_card.html", card)
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
     yield MaterializeResult(
         metadata={
             "skipped": False,
+            "stimulus_card": MetadataValue.md(card),
+            "stimulus_card_html": MetadataValue.path(str(out_dir / "stimulus_card.html")),
+            "protected_fidelity": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
+            "information_check": table_markdown(stimulus.information.drop(columns=["video_id"])),
             "quality": table_markdown(quality.drop(columns=["video_id"]), floatfmt=".3f"),
             "manipulation_check": table_markdown(table.drop(columns=["video_id"]), max_rows=40),
             "target_vs_achieved": png_markdown(_target_vs_achieved_plot(out_dir, table), alt="target vs achieved change"),
@@ -332,6 +376,22 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "failed_variants": MetadataValue.json(failed.to_dict(orient="records")),
             "thresholds": MetadataValue.json(vars(thresholds)),
             "measured_with": report.attention_fn_name,
+        },
+    )
+    yield AssetCheckResult(
+        check_name="protected_unchanged",
+        passed=stimulus.fidelity_passed,
+        metadata={
+            "per_variant": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
+            "thresholds": MetadataValue.json(vars(stimulus.thresholds)),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="information_preserved",
+        passed=stimulus.information_passed,
+        metadata={
+            "per_variant": table_markdown(stimulus.information.drop(columns=["video_id"])),
+            "faces": MetadataValue.text(protect.summary()["faces"]),
         },
     )
 
@@ -374,6 +434,15 @@ variant_quality_table = collect_table_asset(
     source_asset="variant_quality",
     file_name="quality.parquet",
     description="Per variant: warping error vs the original's, PSNR/SSIM by region, LPIPS (with its backbone state).",
+    group_name="warehouse",
+    order_by="video_id, variant",
+)
+
+stimulus_check = collect_table_asset(
+    name="stimulus_check",
+    source_asset="variant_quality",
+    file_name="stimulus.parquet",
+    description="Per variant: PSNR vs baseline inside protected regions (and the codec's own), OCR character error rate.",
     group_name="warehouse",
     order_by="video_id, variant",
 )
