@@ -132,7 +132,9 @@ class TextReader:
         small = frame if scale >= 1.0 else cv2.resize(
             frame, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
         )
-        result, _ = self._ocr(np.ascontiguousarray(small[..., ::-1]))  # the models expect BGR
+        # The models expect BGR. The 180-degree classifier is off: overlays are upright, and on the demo
+        # ads it flipped upright text (a "$15.99" tag read as "66'915", a caption read as "").
+        result, _ = self._ocr(np.ascontiguousarray(small[..., ::-1]), use_cls=False)
         out: list[TextDetection] = []
         for polygon, text, score in result or []:
             if float(score) < self.min_score or not str(text).strip():
@@ -161,7 +163,7 @@ class TextReader:
         crop = frame[max(0, y0 - pad) : y1 + pad, max(0, x0 - pad) : x1 + pad]
         if crop.size == 0:
             return ""
-        result, _ = self._ocr(np.ascontiguousarray(crop[..., ::-1]), use_det=False)
+        result, _ = self._ocr(np.ascontiguousarray(crop[..., ::-1]), use_det=False, use_cls=False)
         return " ".join(str(text) for text, _score in (result or []))
 
     def lineage(self) -> dict[str, Any]:
@@ -173,7 +175,7 @@ class TextReader:
             with path.open("rb") as handle:
                 files[path.name] = hashlib.file_digest(handle, "sha256").hexdigest()
         return {
-            "detector": "PP-OCRv4 det + rec (rapidocr-onnxruntime, onnxruntime CPU)",
+            "detector": "PP-OCRv4 det + rec (rapidocr-onnxruntime, onnxruntime CPU); angle classifier not used",
             "package": f"rapidocr-onnxruntime=={importlib_metadata.version('rapidocr-onnxruntime')}",
             "onnxruntime": importlib_metadata.version("onnxruntime"),
             "models": files,
