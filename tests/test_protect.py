@@ -204,3 +204,20 @@ def test_character_error_rate() -> None:
     assert character_error_rate("ONLY $15.99", "ONLY $15.99") == 0
     assert character_error_rate("ONLY $15.99", "ONLY S15.99") == pytest.approx(1 / 11)
     assert character_error_rate("", "") == 0 and character_error_rate("", "X") == 1
+
+
+def _contrast_attention(frame: np.ndarray) -> np.ndarray:
+    """A weight-free attention proxy that, like viewers, is drawn to edges and text: blurred gradient energy."""
+    luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    energy = cv2.GaussianBlur(np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0), cv2.Sobel(luma, cv2.CV_32F, 0, 1)), (0, 0), 6)
+    return energy / max(float(energy.max()), 1e-6)
+
+
+def test_calibration_measures_the_edit_with_protected_pixels_restored(rendered) -> None:
+    """A boost cannot mute protected text, so calibrated with protection it must expect less from each strength."""
+    from align_core.editing.pipeline import calibrate_for_video
+
+    source, _frames, masks, _plans, regions, _result, _without = rendered
+    free, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2)
+    kept, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2, protect=regions)
+    assert kept.boost_log_ratio[-1] < free.boost_log_ratio[-1] - 0.02, (kept.boost_log_ratio, free.boost_log_ratio)

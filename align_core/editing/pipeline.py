@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from align_core.editing.base import KeyframeEditor
-from align_core.editing.render import RenderResult, StrengthMap, render_variants
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.render import RenderResult, StrengthMap, guarded_protect, render_variants
 from align_core.manipulation import (
     AttentionFn,
     CalibrationPoint,
@@ -48,6 +48,31 @@ def calibration_picks(masks: np.ndarray, count: int) -> np.ndarray:
     return with_product[np.linspace(0, len(with_product) - 1, min(count, len(with_product))).round().astype(int)]
 
 
+class _ProtectedCalibrationEditor:
+    """The editor as the renderer applies it: protected pixels (guarded) copied back from the frame.
+
+    Calibration must measure the edit the viewer will see; with text protected, a boost that
+    used to grey the captions out moves the product's share far less (measured on a demo ad with
+    the default scorer: 0.32 -> 0.40 unprotected, 0.32 -> 0.35 protected). Frames are matched
+    by identity: the calibration passes the very arrays it was given.
+    """
+
+    def __init__(self, editor: KeyframeEditor, frames: list[np.ndarray], protects: list[np.ndarray | None]):
+        self.inner = editor
+        self.name = editor.name
+        self._protect = {id(frame): region for frame, region in zip(frames, protects)}
+
+    def edit(self, request: KeyframeEditRequest) -> np.ndarray:
+        region = self._protect.get(id(request.frame))
+        if region is not None:
+            request = replace(request, allowed=request.allowed & ~region, protect=region)
+        edited = np.asarray(self.inner.edit(request))
+        return edited if region is None else np.where(region[..., None], request.frame, edited)
+
+    def lineage(self) -> dict[str, Any]:
+        return self.inner.lineage()
+
+
 def calibrate_for_video(
     editor: KeyframeEditor,
     video_path: str | os.PathLike[str],
@@ -55,10 +80,18 @@ def calibrate_for_video(
     attention_fn: AttentionFn,
     calibration_frames: int = 6,
     seed: int = 0,
+    protect: Any = None,
+    protect_guard_px: int = 8,
 ) -> tuple[StrengthMap, list[CalibrationPoint]]:
-    """The editor's strength map measured on ``calibration_frames`` keyframes of the video."""
+    """The editor's strength map measured on ``calibration_frames`` keyframes of the video.
+
+    With ``protect`` the edits are measured with protected pixels restored, as rendered.
+    """
     picks = calibration_picks(masks, calibration_frames)
     frames = [read_frame(video_path, int(t)) for t in picks]
+    if protect is not None:
+        regions = [guarded_protect(np.asarray(protect[int(t)], bool), protect_guard_px) for t in picks]
+        editor = _ProtectedCalibrationEditor(editor, frames, regions)  # type: ignore[assignment]
     return calibrate_strength_map(editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed)
 
 
@@ -92,7 +125,7 @@ def calibrate_and_render(
     strength_map, calibration = None, []
     t0 = time.perf_counter()
     if attention_fn is not None and isinstance(editor, SalienceEditor):
-        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed)
+        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed, protect)
     timings["calibrate_s"] = time.perf_counter() - t0
     lineage = dict(extra_lineage or {})
     lineage.setdefault("calibration", [vars(point) for point in calibration])

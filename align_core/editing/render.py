@@ -125,6 +125,16 @@ def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.nd
     return forbidden == 0
 
 
+def guarded_protect(region: np.ndarray | None, guard_px: int) -> np.ndarray | None:
+    """``region`` dilated by ``guard_px`` (the pixels actually copied from the source); None if empty."""
+    if region is None or not region.any():
+        return None
+    if guard_px <= 0:
+        return region
+    kernel = np.ones((2 * guard_px + 1, 2 * guard_px + 1), np.uint8)
+    return cv2.dilate(region.astype(np.uint8), kernel) > 0
+
+
 def propagation_ranges(plans: VariantPlans) -> tuple[tuple[int, int], ...]:
     """Scenes split where the timing window changes: the units keyframes and propagation stay inside.
 
@@ -241,7 +251,6 @@ def render_variants(
     edit_cache: dict[int, dict[tuple[Any, ...], np.ndarray]] = {}
     protect_cache: dict[int, np.ndarray | None] = {}
     protected_pixels = 0
-    guard_kernel = np.ones((2 * protect_guard_px + 1, 2 * protect_guard_px + 1), np.uint8)
 
     def protect_at(index: int) -> np.ndarray | None:
         if protect is None:
@@ -253,9 +262,7 @@ def render_variants(
             region = np.asarray(protect[index], dtype=bool)
             if region.shape != (height, width):
                 raise ValueError(f"video {video_path}: protect mask of frame {index} is {region.shape}, expected ({height}, {width})")
-            if region.any() and protect_guard_px > 0:
-                region = cv2.dilate(region.astype(np.uint8), guard_kernel) > 0
-            protect_cache[index] = region if region.any() else None
+            protect_cache[index] = guarded_protect(region, protect_guard_px)
         return protect_cache[index]
 
     def request_for(name: str, index: int, frame: np.ndarray) -> tuple[tuple[Any, ...], KeyframeEditRequest]:
