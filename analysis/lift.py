@@ -284,3 +284,62 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
                 "note": "" if why is None else "not estimable: " + why,
             })
     return pd.DataFrame(rows)
+
+
+def arms_chi_square(cells: pd.DataFrame, metric: str = "ctr", cluster: str = "video_id", design: str = "paired",
+                    small_sample: bool | None = None) -> pd.DataFrame:
+    """Do the arms' rates differ at all? A test of k > 2 proportions, two ways.
+
+    ``pearson``: Pearson's chi-square on the arms x (events, non-events) table (k-1 df). It
+    treats impressions as independent, so with clustered data it over-rejects; it is shown as
+    the textbook reference. ``cluster``: the joint Wald test that every arm's rate equals the
+    baseline's, on the cluster-robust covariance (CR2 with a Hotelling-T^2 F below 30 clusters,
+    otherwise CR1 with chi-square(k-1)): the one to read.
+    """
+    num, den = METRICS[metric]
+    if metric not in ("ctr", "cvr"):
+        raise ValueError(f"{metric}: a test of proportions needs a count metric (ctr or cvr)")
+    totals = cells.groupby("variant")[[num, den]].sum()
+    totals = totals[totals[den] > 0]
+    rows: list[dict[str, object]] = []
+    base = {"metric": metric, "k_arms": len(totals), "statistic": np.nan, "df": np.nan, "df2": np.nan,
+            "p_value": np.nan, "method": "", "note": ""}
+    if len(totals) < 2 or totals[num].sum() == 0 or (totals[num] == totals[den]).all():
+        why = ("fewer than 2 arms with " + den if len(totals) < 2 else
+               f"no {num} in any arm" if totals[num].sum() == 0 else f"every {den[:-1]} had {num}")
+        return pd.DataFrame([{**base, "test": t, "note": "not estimable: " + why} for t in ("pearson", "cluster")])
+    table = np.column_stack([totals[num], totals[den] - totals[num]]).astype(float)
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    rows.append({**base, "test": "pearson", "statistic": float(chi2), "df": float(dof), "p_value": float(p),
+                 "method": "Pearson chi-square, arms x (events, non-events); ignores clustering"})
+    inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
+    cols = list(inf.rates.index)
+    others = [v for v in totals.index if v != BASELINE]
+    if BASELINE not in totals.index or not others:
+        rows.append({**base, "test": "cluster", "note": "not estimable: no baseline arm to compare against"})
+        return pd.DataFrame(rows)
+    cm = np.zeros((len(others), len(cols)))
+    for i, v in enumerate(others):
+        cm[i, cols.index(v)], cm[i, cols.index(BASELINE)] = 1.0, -1.0
+    est = cm @ inf.rates.to_numpy()
+    g = inf.n_clusters
+    use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
+    if use_cr2:
+        fit = rate_fit(cells, num, den, inf.rates.index, cluster)
+        test = fit.joint_test(cm)
+        if np.isfinite(test["p_value"]):
+            rows.append({**base, "test": "cluster", "statistic": test["f"], "df": test["df1"], "df2": test["df2"],
+                         "p_value": test["p_value"],
+                         "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})"})
+        else:
+            rows.append({**base, "test": "cluster", "note": f"not estimable: {g} clusters cannot support "
+                                                               f"{len(others)} joint restrictions"})
+        return pd.DataFrame(rows)
+    cov = inf.covariance(cm, log_scale=False)
+    if np.linalg.matrix_rank(cov) < len(others):
+        rows.append({**base, "test": "cluster", "note": "not estimable: singular cluster-robust covariance"})
+    else:
+        wald = float(est @ np.linalg.solve(cov, est))
+        rows.append({**base, "test": "cluster", "statistic": wald, "df": float(len(others)),
+                     "p_value": float(stats.chi2.sf(wald, len(others))), "method": f"{METHOD_CR1}; Wald chi-square"})
+    return pd.DataFrame(rows)

@@ -79,23 +79,30 @@ class ClusterFit:
                 "ci_low": est - crit * se, "ci_high": est + crit * se}
 
     def joint_test(self, contrasts: np.ndarray, values: np.ndarray | None = None) -> dict[str, float]:
-        """Wald test of ``C beta = values`` on the CR2 covariance, as a Hotelling-T^2 F on (q, G - q) df.
-
-        Returns nan statistics (never p = 0 from an inverted rank-deficient matrix) when the
-        clusters cannot support q restrictions.
-        """
+        """Wald test of ``C beta = values`` on the CR2 covariance, as a Hotelling-T^2 F on (q, G - q) df."""
         cm = np.atleast_2d(np.asarray(contrasts, dtype=float))
-        q = cm.shape[0]
-        g = self.n_clusters
         est = cm @ self.beta - (0.0 if values is None else np.asarray(values, dtype=float))
-        cov = cm @ self.vcov_cr2 @ cm.T
-        out = {"wald": float("nan"), "f": float("nan"), "df1": float(q), "df2": float(g - q), "p_value": float("nan")}
-        if g - q < 1 or np.linalg.matrix_rank(cov) < q:
-            return out
-        wald = float(est @ np.linalg.solve(cov, est))
-        f = wald * (g - q) / (q * (g - 1))
-        out.update(wald=wald, f=f, p_value=float(stats.f.sf(f, q, g - q)))
+        return hotelling_test(est, cm @ self.vcov_cr2 @ cm.T, self.n_clusters)
+
+
+def hotelling_test(estimate: np.ndarray, cov: np.ndarray, n_clusters: int) -> dict[str, float]:
+    """Joint Wald test of q estimates from G clusters: ``F = W (G - q) / (q (G - 1))`` on (q, G - q) df.
+
+    Returns nan statistics (never p = 0 from an inverted rank-deficient matrix) when the
+    clusters cannot support q restrictions or the covariance is singular or not finite.
+    """
+    est = np.atleast_1d(np.asarray(estimate, dtype=float))
+    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    q, g = len(est), n_clusters
+    out = {"wald": float("nan"), "f": float("nan"), "df1": float(q), "df2": float(g - q), "p_value": float("nan")}
+    if g - q < 1 or not (np.isfinite(est).all() and np.isfinite(cov).all()):
         return out
+    if np.linalg.matrix_rank(cov) < q:
+        return out
+    wald = float(est @ np.linalg.solve(cov, est))
+    f = wald * (g - q) / (q * (g - 1))
+    out.update(wald=wald, f=f, p_value=float(stats.f.sf(f, q, g - q)))
+    return out
 
 
 def cluster_wls(x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray | None = None) -> ClusterFit:
