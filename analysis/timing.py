@@ -190,15 +190,28 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
         models.append(("wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
                        "log_lift ~ achieved_delta + C(variant)"))
     rows = []
+    g = data["video_id"].nunique()
     for label, formula in models:
-        # t intervals with (videos - 1) degrees of freedom, as for the lifts: few clusters.
+        # few videos: CR2 + Satterthwaite df; otherwise CR1 with t(videos - 1), as for the lifts
         res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-        ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+        names = list(res.params.index)
+        c = np.zeros(len(names))
+        c[names.index("achieved_delta")] = 1.0
+        if g < SMALL_SAMPLE_CLUSTERS:
+            fit = cluster_wls(res.model.exog, res.model.endog, groups, data["w"].to_numpy())
+            est = fit.contrast(c, alpha)
+            slope, se, lo, hi, p = est["estimate"], est["se"], est["ci_low"], est["ci_high"], est["p_value"]
+            df, method = est["df"], METHOD_CR2
+            intercept = float(fit.beta[names.index("Intercept")])
+        else:
+            ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+            slope, se = float(res.params["achieved_delta"]), float(res.bse["achieved_delta"])
+            lo, hi, p = float(ci.iloc[0]), float(ci.iloc[1]), float(res.pvalues["achieved_delta"])
+            df, method = float(g - 1), METHOD_CR1
+            intercept = float(res.params["Intercept"])
         rows.append({
-            "metric": metric, "model": label,
-            "slope": float(res.params["achieved_delta"]), "slope_se": float(res.bse["achieved_delta"]),
-            "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
-            "p_value": float(res.pvalues["achieved_delta"]), "intercept": float(res.params["Intercept"]),
-            "n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique()),
+            "metric": metric, "model": label, "slope": slope, "slope_se": se, "ci_low": lo, "ci_high": hi,
+            "p_value": p, "df": df, "se_method": method, "intercept": intercept,
+            "n_video_variants": int(len(data)), "n_videos": int(g),
         })
     return pd.DataFrame(rows)
