@@ -83,6 +83,18 @@ def _p_matrix(v: np.ndarray, x: np.ndarray, tau2: float) -> np.ndarray:
     return np.diag(w) - wx @ np.linalg.solve(x.T @ wx, wx.T)
 
 
+def _trace_p(v: np.ndarray, x: np.ndarray, tau2: float, squared: bool = False) -> float:
+    """``tr(P)`` or ``tr(P P)`` from p x p products (no k x k matrix: k can be hundreds of videos)."""
+    w = 1.0 / (v + tau2)
+    m = np.linalg.inv(x.T @ (w[:, None] * x))
+    a2 = x.T @ ((w ** 2)[:, None] * x)
+    if not squared:
+        return float(w.sum() - np.trace(m @ a2))
+    a3 = x.T @ ((w ** 3)[:, None] * x)
+    ma2 = m @ a2
+    return float((w ** 2).sum() - 2 * np.trace(m @ a3) + np.trace(ma2 @ ma2))
+
+
 def generalised_q(y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float) -> float:
     """``sum w_i (y_i - x_i b)^2`` with ``w = 1 / (v + tau2)``; Cochran's Q at tau2 = 0."""
     beta, _, w = _wls(y, v, x, tau2)
@@ -93,8 +105,7 @@ def tau2_dl(y: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
     """DerSimonian-Laird moment estimator (with moderators: the Raudenbush 2009 generalisation)."""
     k, p = x.shape
     q = generalised_q(y, v, x, 0.0)
-    trace = float(np.trace(_p_matrix(v, x, 0.0)))
-    return max(0.0, (q - (k - p)) / trace)
+    return max(0.0, (q - (k - p)) / _trace_p(v, x, 0.0))
 
 
 def _reml_loglik(tau2: float, y: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
@@ -189,13 +200,12 @@ def random_effects(y: Sequence[float], v: Sequence[float], moderators: np.ndarra
 
     # heterogeneity: Q with fixed-effect weights; "typical" sampling variance s2 = (k - p) / tr(P)
     q = generalised_q(y, v, x, 0.0)
-    s2_typical = df_resid / float(np.trace(_p_matrix(v, x, 0.0)))
+    s2_typical = df_resid / _trace_p(v, x, 0.0)
     i2_of = lambda t: 100.0 * t / (t + s2_typical)  # noqa: E731
     h2_of = lambda t: (t + s2_typical) / s2_typical  # noqa: E731
     tau2_ci = _q_profile(y, v, x, alpha)
     if method == "REML":
-        pm = _p_matrix(v, x, tau2)
-        tau2_se = float(np.sqrt(2.0 / np.trace(pm @ pm)))
+        tau2_se = float(np.sqrt(2.0 / _trace_p(v, x, tau2, squared=True)))
     else:
         tau2_se = float("nan")
 
