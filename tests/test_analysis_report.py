@@ -160,11 +160,13 @@ def _few_video_warehouse(db: Path, n_per_industry: int = 2, seed: int = 0) -> pd
         vid, industry = f"a1b2c3d4e5f6a7b8c9d0e{i:03x}", INDUSTRIES[i % 3]
         videos.append((vid, industry))
         base = 0.02 * np.exp(rng.normal(0, 0.3))
+        reach = int(rng.integers(20_000, 80_000))  # the platform splits each video's reach evenly over arms
         for variant, lift in lifts.items():
-            imp = int(rng.integers(20_000, 80_000))
+            imp = int(rng.poisson(reach))
             clicks = int(rng.binomial(imp, min(base * (1 + lift), 1)))
+            watch = imp * 8.0 * (1 + lift / 4) * float(np.exp(rng.normal(0, 0.05)))
             rows.append((f"exp-{n_per_industry}", vid, variant, imp, clicks, int(rng.binomial(clicks, 0.05)),
-                         0.0, 8.0 * imp, 90.0 * imp))
+                         0.0, watch, 90.0 * imp))
             if variant != "baseline":
                 deltas.append((vid, variant, VARIANT_WINDOW[variant], float(rng.uniform(0, 0.4))))
     con = duckdb.connect(str(db))
@@ -205,6 +207,8 @@ def test_small_experiment_report_is_reviewable(tmp_path: Path) -> None:
     arms = report.tables["analysis_arms_test"]
     assert set(arms["test"]) == {"pearson", "cluster"}
     assert any("6 videos" in n for n in report.notes)
+    srm = report.tables["analysis_guardrails"]
+    assert not srm[srm["check"] == "sample_ratio_mismatch"]["flagged"].any()
 
 
 def test_cli_takes_the_design(tmp_path: Path) -> None:
