@@ -135,15 +135,23 @@ def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05
     from one cluster); below 30 videos the lifts use CR2 + Satterthwaite df (``lift_table``), so
     two or three videos give honest, wide intervals.
     """
-    frames = []
+    frames, skipped = [], []
     for industry, part in cells.groupby("industry"):
-        if part["video_id"].nunique() < min_videos or BASELINE not in set(part["variant"]):
+        n = part["video_id"].nunique()
+        if n < min_videos or BASELINE not in set(part["variant"]):
+            why = (f"{n} video(s) in this industry; a cluster-robust variance needs {min_videos}" if n < min_videos
+                   else "no baseline arm in this industry")
+            skipped.extend({"industry": industry, "metric": metric, "variant": v, "n_videos": n,
+                            "note": "not estimable: " + why}
+                           for v in sorted(set(part["variant"]) - {BASELINE}))
             continue
         table = lift_table(part, alpha=alpha, metrics=(metric,))
         table.insert(0, "industry", industry)
         frames.append(table)
     if not frames:
         return pd.DataFrame()
+    if skipped:  # only beside estimable industries: with none, the caller reports that once
+        frames.append(pd.DataFrame(skipped))
     out = pd.concat(frames, ignore_index=True)
     ok = out["p_value"].notna()
     out["p_holm"] = np.nan

@@ -117,3 +117,14 @@ def test_report_never_crashes_on_a_valid_export_with_zero_conversions(tmp_path: 
     assert "not estimable" in page
     timing = report.tables["analysis_timing"]
     assert timing[timing["metric"] == "cvr"]["note"].str.startswith("not estimable").all()
+
+
+def test_single_video_industry_gets_a_row_saying_why() -> None:
+    from analysis.heterogeneity import industry_lifts
+
+    cells = _cells(n_videos=5)  # beauty: v0, v2, v4; food: v1, v3
+    cells.loc[cells["video_id"] == "v4", "industry"] = "tech"
+    table = industry_lifts(cells, "ctr")
+    tech = table[table["industry"] == "tech"]
+    assert len(tech) == 3 and tech["note"].str.contains("1 video").all() and tech["p_value"].isna().all()
+    assert table[table["industry"] != "tech"]["p_holm"].notna().all()
