@@ -190,8 +190,14 @@ def _not_estimable(metric: str, inf: RatioInfluence, variant: str, num: str, den
             return f"{arm} has no {den}: {metric} undefined"
     if inf.totals_num[BASELINE] == 0 and inf.totals_num[variant] == 0:
         return f"no {num} in either arm ({inf.totals_den[BASELINE]:.0f} / {inf.totals_den[variant]:.0f} {den}): no lift to estimate"
-    if inf.clusters_in([BASELINE, variant]) < 2 or (inf.design == "unpaired" and inf.t_df([BASELINE, variant]) < 1):
+    if inf.clusters_in([BASELINE, variant]) < 2:
         return "fewer than 2 clusters per comparison: no cluster-robust variance"
+    if inf.design == "unpaired" and inf.cluster_arm is not None:
+        cols = list(inf.rates.index)
+        for arm in (BASELINE, variant):
+            n = int((inf.cluster_arm == cols.index(arm)).sum())
+            if n < 2:
+                return f"unpaired design: {arm} has {n} cluster(s); each arm needs 2 for a variance"
     return None
 
 
@@ -248,6 +254,8 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
                     res_log = fit.contrast(c_log, alpha)
                     log_se, df = res_log["se"], res_log["df"]
                 method = METHOD_CR2 if inf.design == "paired" else METHOD_CR2 + " (unpaired)"
+                if fit.full_leverage:
+                    method += "; a cluster carries an arm alone (leverage 1): CR2 uses a pseudo-inverse there"
             elif why is None:
                 w = {variant: 1.0, BASELINE: -1.0}
                 abs_se = float(np.sqrt(inf.variance(w)))

@@ -135,3 +135,10 @@ def test_small_samples_use_cr2_and_say_so(users: pd.DataFrame) -> None:
     many = lift_table(users, metrics=("ctr",), design="unpaired", cluster="user_id", small_sample=True).iloc[0]
     # with 100 users CR2 and the per-arm CR1 factor nearly agree (CR2 adjusts each user by its leverage)
     assert many["abs_se"] == pytest.approx(0.037496579, rel=0.02)
+
+
+def test_unpaired_arm_with_one_cluster_is_not_estimable(users: pd.DataFrame) -> None:
+    treated = users[users["variant"] == "early_boost"].head(1)
+    one = pd.concat([users[users["variant"] == "baseline"].head(10), treated])
+    row = lift_table(one, metrics=("ctr",), design="unpaired", cluster="user_id").iloc[0]
+    assert np.isnan(row["p_value"]) and "early_boost has 1 cluster" in row["note"]
