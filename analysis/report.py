@@ -74,13 +74,25 @@ def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experi
         return _compute_tables(database, alpha, experiment_id, design)
 
 
-def _video_lifts_with_doses(cells: pd.DataFrame, deltas: pd.DataFrame | None) -> pd.DataFrame:
-    """Per-video log lifts (CTR and CVR) joined to each variant's achieved alignment change."""
-    if deltas is None or deltas.empty:
-        return pd.DataFrame()
+MODERATORS: dict[str, str] = {
+    "achieved_delta": "achieved alignment change (manipulation check, the variant's own window)",
+    "mean_contrast": "video's mean scene contrast",
+}
+
+
+def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | None,
+                                 scenes: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-video log lifts (CTR and CVR) with the video-level moderators that are available."""
     frames = [video_variant_log_lifts(cells, m).assign(metric=m) for m in ("ctr", "cvr")]
     lifts = pd.concat(frames, ignore_index=True)
-    return lifts.merge(select_doses(deltas), on=["video_id", "variant"])
+    if lifts.empty:
+        return lifts
+    if deltas is not None and not deltas.empty:
+        lifts = lifts.merge(select_doses(deltas), on=["video_id", "variant"], how="left")
+    if scenes is not None and not scenes.empty and "contrast" in scenes:
+        contrast = scenes.groupby("video_id", as_index=False)["contrast"].mean().rename(columns={"contrast": "mean_contrast"})
+        lifts = lifts.merge(contrast, on="video_id", how="left")
+    return lifts
 
 
 def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_id: str | None,
@@ -120,11 +132,12 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         parts["analysis_arms_test"].append(_with_experiment(pd.concat(arms, ignore_index=True), exp))
         ind, tests = heterogeneity_tables(cells, alpha=alpha)
         meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
-        video_lifts = _video_lifts_with_doses(cells, deltas)
-        if not video_lifts.empty:
-            reg = moderator_regression(video_lifts, "achieved_delta", alpha=alpha)
-            if not reg.empty:
-                meta.append(reg.assign(analysis="meta-regression on achieved_delta (per-video lifts)"))
+        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes)
+        for moderator, label in MODERATORS.items():
+            if moderator in video_lifts and video_lifts[moderator].notna().any():
+                reg = moderator_regression(video_lifts, moderator, alpha=alpha)
+                if not reg.empty:
+                    meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
         meta = [m for m in meta if not m.empty]
         if meta:
             parts["analysis_meta"].append(_with_experiment(pd.concat(meta, ignore_index=True), exp))

@@ -116,6 +116,8 @@ def test_report_outputs_and_idempotent(demo: tuple[Path, Path, pd.DataFrame]) ->
     assert "Observational scene model" in page
     before = {t: _read(db, t) for t in TABLES}
     assert all(len(before[t]) for t in TABLES)
+    moderators = set(before["analysis_meta"]["term"].dropna())
+    assert {"intercept", "achieved_delta", "mean_contrast"} <= moderators  # pooled industries + two meta-regressions
     report = build_report(db, out)
     assert report.headline_markdown.startswith("**demo-exp-1**")
     assert "| full_boost |" in report.headline_markdown
@@ -200,7 +202,7 @@ def test_small_experiment_report_is_reviewable(tmp_path: Path) -> None:
     pooled = meta[meta["analysis"] == "industries pooled"]
     assert {"DL", "REML"} <= set(pooled["method"]) and (pooled["k"] == 3).all()
     assert (pooled["ci_low"] <= pooled["estimate"]).all() and pooled["i2"].between(0, 100).all()
-    assert (meta["analysis"].str.startswith("meta-regression")).any()
+    assert meta["analysis"].str.startswith("meta-regression of per-video lifts on achieved_delta").any()
     timing = report.tables["analysis_timing"]
     joint = timing[timing["contrast"].str.startswith("joint")]
     assert (joint["p_value"] > 1e-12).all() and joint["se_method"].str.contains("Hotelling F").all()
