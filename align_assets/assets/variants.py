@@ -70,6 +70,11 @@ class VariantVideoSettings(Config):
     controlnet_resolution: int | None = Field(default=None, description="edit at this size (None: the checkpoint's training size x8)")
     scorer: str | None = Field(default=None, description="attention scorer for calibration (default: the profile's)")
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
+    protect: bool = Field(
+        default=True,
+        description="copy protected regions (text overlays, user regions) from the source in every variant; "
+        "False only to reproduce unprotected stimuli for comparison (the stimulus checks then fail)",
+    )
 
 
 class VariantQualitySettings(Config):
@@ -216,12 +221,14 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     current_path = layout.artifact_dir("controlnet_checkpoint") / CURRENT_FILE
     checkpoint = json.loads(current_path.read_text()) if current_path.exists() else None
     protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
+    if not config.protect:
+        context.log.warning(f"video {video_id}: protect=False: text overlays and user regions may be edited in every variant")
     started = time.perf_counter()
     outcome = calibrate_and_render(
         catalog.probe.path, plans, control.masks, control.attention, editor,
         layout.artifact_dir("variant_videos", video_id), _attention_fn(platform, config),
         calibration_frames=config.calibration_frames, keyframe_stride=config.keyframe_stride, seed=config.seed,
-        edit_every_frame=modes[config.propagation], protect=protect,
+        edit_every_frame=modes[config.propagation], protect=protect if config.protect else None,
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_maps.scorer_id,
@@ -263,6 +270,7 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
             "manifest": MetadataValue.path(str(result.manifest_path)),
             "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else "none",
             "protected_share": MetadataValue.float(round(result.manifest["protect"]["protected_share"], 4)),
+            "protect": config.protect,
             "faces": MetadataValue.text(protect.summary()["faces"]),
         }
     )
