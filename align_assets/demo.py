@@ -48,14 +48,72 @@ def prepare_instance(dagster_home: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
+#: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
+DEMO_FILES = ".align-demo-files.json"
+
+
+def _raw_files(layout: DataLayout) -> list[Path]:
+    if not layout.raw_dir.is_dir():
+        return []
+    return sorted(
+        path for path in layout.raw_dir.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(layout.raw_dir).parts)
+    )
+
+
+def foreign_inputs(layout: DataLayout) -> list[str]:
+    """Input files in ``raw/`` that the demo did not write (or that changed since), which it must not overwrite.
+
+    The demo records what it wrote in ``raw/.align-demo-files.json``. A directory an earlier demo
+    made before that record existed is recognised by its ``demo_corpus.json``.
+    """
+    import hashlib
+    import json
+
+    record_path = layout.raw_dir / DEMO_FILES
+    files = _raw_files(layout)
+    if not record_path.exists():
+        if (layout.raw_dir / "demo_corpus.json").is_file():
+            return []  # an earlier demo's own directory
+        return [str(path.relative_to(layout.root)) for path in files]
+    recorded = json.loads(record_path.read_text())
+    foreign = []
+    for path in files:
+        relative = str(path.relative_to(layout.raw_dir))
+        if recorded.get(relative) != hashlib.file_digest(path.open("rb"), "sha256").hexdigest():
+            foreign.append(str(path.relative_to(layout.root)))
+    return foreign
+
+
+def record_demo_inputs(layout: DataLayout) -> None:
+    import hashlib
+    import json
+
+    from align_core.atomic import atomic_write_text
+
+    digests = {}
+    for path in _raw_files(layout):
+        with path.open("rb") as handle:
+            digests[str(path.relative_to(layout.raw_dir))] = hashlib.file_digest(handle, "sha256").hexdigest()
+    atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+
+
 def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool) -> list[str]:
     from align_core.demo_corpus import generate_demo_corpus
     from align_core.registry import video_ids_in_inbox
 
     keywords_source = shared_data / "keywords.csv" if shared_data and (shared_data / "keywords.csv").exists() else None
+    if n_videos < 1:
+        raise ValueError(f"--videos {n_videos}: the demo needs at least 1 video")
+    # The screened-keyword and detected-scene cases need videos of their own; a small demo keeps
+    # every video an editable product ad instead of failing.
+    screened = 1 if n_videos >= 3 else 0
     generate_demo_corpus(
         layout,
         n_videos=n_videos,
+        n_empty_keywords=screened,
+        n_cta_keywords=screened,
+        videos_without_scene_rows=1 if n_videos >= 2 else 0,
         seed=seed,
         keywords_source=keywords_source,
         include_real_clips=include_real and shared_data is not None,
@@ -312,7 +370,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    layout = DataLayout(Path(args.data_dir)).ensure()
+    layout = DataLayout(Path(args.data_dir))
+    foreign = foreign_inputs(layout)
+    if foreign and not args.ui_only:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        print(
+            f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
+            "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
+            "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
+            f"{layout.root}.", file=sys.stderr,
+        )
+        return 2
+    layout = layout.ensure()
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     os.environ.setdefault("ALIGN_PROFILE", "demo")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -326,7 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
 
     print(f"Building the demo corpus in {layout.raw_dir} ...")
-    ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    try:
+        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    except ValueError as exc:
+        print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
+        return 2
+    record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
     failures = run_command("align-demo", layout, ids)
 
