@@ -34,11 +34,6 @@ DEMO_DOSE_SLOPE = 0.5  # log CTR per unit of achieved alignment change
 TRUTH_FILE = "planted_truth.json"
 
 
-@asset(
-    deps=["videos", "variants", "manipulation_check"],
-    group_name="experiments",
-    kinds={"python", "csv"},
-)
 class DemoExportSettings(Config):
     include_ineligible: bool = Field(
         default=False,
@@ -48,7 +43,7 @@ class DemoExportSettings(Config):
 
 def _nothing_edited(layout) -> str:
     """Why there are no variants, and what to do (rather than a bare 'no variants table')."""
-    skipped = sorted((layout.artifacts_dir / "variant_plans").glob(f"*/{'skipped.json'}"))
+    skipped = sorted((layout.artifacts_dir / "variant_plans").glob("*/skipped.json"))
     if not skipped:
         return "no variants table: materialize variant_videos and the variants table first"
     reasons = "; ".join(f"{json.loads(path.read_text())['video_id']}: {json.loads(path.read_text())['reason']}" for path in skipped[:5])
@@ -57,6 +52,11 @@ def _nothing_edited(layout) -> str:
             "and variant_videos.")
 
 
+@asset(
+    deps=["videos", "variants", "manipulation_check"],
+    group_name="experiments",
+    kinds={"python", "csv"},
+)
 def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource,
                    config: DemoExportSettings) -> MaterializeResult:
     """Demo profile only: simulate the A/B test of the variants and drop its export in the inbox.
