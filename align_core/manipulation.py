@@ -78,9 +78,12 @@ def measure_alignment(
 def measure_video_alignment(
     path: str | os.PathLike[str], masks: np.ndarray, attention_fn: AttentionFn, every: int = 1
 ) -> np.ndarray:
-    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it)."""
+    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it).
+
+    A render of an odd-size source is read back at the masks' size (the writer pads to even).
+    """
     try:
-        return measure_alignment(iter_frames(path), masks, attention_fn, every)
+        return measure_alignment(iter_frames(path, crop_to=np.asarray(masks).shape[1:3]), masks, attention_fn, every)
     except ValueError as exc:
         raise ValueError(f"video {Path(path)}: {exc}") from exc
 

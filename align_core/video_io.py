@@ -23,6 +23,9 @@ import numpy as np
 
 from align_core.atomic import atomic_path
 
+#: Smallest picture side the platform edits (optical flow needs 12 px, attention patches more).
+MIN_SIDE = 16
+
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
 #: Audio codecs that an mp4 container takes as they are; anything else is re-encoded to AAC.
@@ -102,12 +105,17 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
         if not container.streams.video:
             raise VideoError(path, "has no video stream")
         stream = container.streams.video[0]
+        if container.format.name.endswith("_pipe") or container.format.name == "image2":
+            kind = container.format.name.removesuffix("_pipe").upper()
+            raise VideoError(path, f"is a {kind} image ({container.format.long_name}), not a video; only video files can be ads")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or float(rate) <= 0:
             raise VideoError(path, "has no usable frame rate")
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise VideoError(path, "has no picture size (corrupt header?)")
+        if min(width, height) < MIN_SIDE:
+            raise VideoError(path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
         audio = container.streams.audio[0] if container.streams.audio else None
         frame_count = 0
         try:
@@ -118,6 +126,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
             raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
         if frame_count == 0:
             raise VideoError(path, "contains no video frames")
+        if frame_count < 2:
+            raise VideoError(path, f"has a single {stream.codec_context.name} frame: a still image, not a video")
         declared = int(stream.frames or 0)
         if declared > frame_count:
             # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
@@ -144,10 +154,20 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
     return probe
 
 
+def even_size(height: int, width: int) -> tuple[int, int]:
+    """The size :class:`VideoWriter` writes a ``height x width`` picture at (yuv420p needs even sizes)."""
+    return height + height % 2, width + width % 2
+
+
 def iter_frames(
-    path: str | os.PathLike[str], start: int = 0, stop: int | None = None
+    path: str | os.PathLike[str], start: int = 0, stop: int | None = None, crop_to: tuple[int, int] | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length)."""
+    """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length).
+
+    ``crop_to=(height, width)`` reads a rendered video back at its source's size: a source of
+    odd size is written padded by one edge row/column (:class:`VideoWriter`), which this removes.
+    Any other size difference is an error.
+    """
     path = Path(path)
     container = _open_input(path)
     try:
@@ -159,7 +179,13 @@ def iter_frames(
                 if stop is not None and index >= stop:
                     break
                 if index >= start:
-                    yield frame.to_ndarray(format="rgb24")
+                    picture = frame.to_ndarray(format="rgb24")
+                    if crop_to is not None and picture.shape[:2] != tuple(crop_to):
+                        if picture.shape[:2] != even_size(*crop_to):
+                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
+                                             f"{crop_to[1]}x{crop_to[0]} (or that padded to even)")
+                        picture = picture[: crop_to[0], : crop_to[1]]
+                    yield picture
                 index += 1
         except av.FFmpegError as exc:
             raise VideoError(path, f"decoding failed at frame {index} ({exc})") from exc
