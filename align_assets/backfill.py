@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"align-backfill: {exc}", file=sys.stderr)
         return 2
     if args.print_keys:
+        for message in video_ids_in_inbox(layout)[1]:
+            print(f"align-backfill: ignored file: {message}", file=sys.stderr)
         print(",".join(keys))
         return 0
     if not keys:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for key, messages in failures.items():
         for message in messages:
-            print(f"{key}: {message}", file=sys.stderr)
+            print(f"{key}: " + message.replace("\n", "\n    "), file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -119,9 +119,7 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
         include_real_clips=include_real and shared_data is not None,
         real_clips_dir=shared_data / "videos" if shared_data else None,
     )
-    ids, skipped = video_ids_in_inbox(layout)
-    for message in skipped:
-        print(f"  ignored: {message}")
+    ids, _ = video_ids_in_inbox(layout)  # files it leaves out are listed by report_inputs
     return ids
 
 
@@ -306,6 +304,8 @@ def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    quiet_dagster_warnings()
+    report_inputs(name, layout)
     instance = DagsterInstance.get()
     try:
         for line in reclaim(instance, layout).lines():
@@ -355,8 +355,33 @@ def failure_messages(result) -> list[str]:
 
 
 def _failure_message(result) -> str:
+    """The first failed step's whole message: a CSV error's per-row list stays readable on the console."""
     messages = failure_messages(result)
-    return messages[0].splitlines()[0] if messages else "run failed (see the Dagster UI for details)"
+    return messages[0] if messages else "run failed (see the Dagster UI for details)"
+
+
+def quiet_dagster_warnings() -> None:
+    """Hide Dagster warnings a user of the command line cannot act on (beta flags, policy mixing)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `asset` is currently in beta")
+    warnings.filterwarnings("ignore", message=r"(?s).*materializes assets with varying BackfillPolicies")
+
+
+def report_inputs(name: str, layout: DataLayout) -> None:
+    """Print every input the run will not use, with its reason: CSV rows that belong to no video, odd files."""
+    from align_core.ingest import csv_problems, format_csv_problems
+    from align_core.registry import video_ids_in_inbox
+
+    _, skipped = video_ids_in_inbox(layout)
+    for message in skipped:
+        print(f"{name}: ignored file: {message}", file=sys.stderr)
+    problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
+    orphans = problems[problems["video_id"].isna()]
+    if len(orphans):
+        print(f"{name}: {len(orphans)} input CSV row(s) belong to no video and are left out:", file=sys.stderr)
+        for line in format_csv_problems(orphans):
+            print(f"  - {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nSome partitions failed (the others materialized):")
         for key, messages in failures.items():
             for message in messages:
-                print(f"  {key}: {message}")
+                print(f"  {key}: " + message.replace("\n", "\n    "))
         return 1
     return 0
 
