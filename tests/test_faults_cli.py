@@ -224,3 +224,25 @@ def test_lpips_weights_are_looked_up_under_the_data_directory(tmp_path: Path, mo
     found = alexnet_weights(PlatformResource(data_dir=str(data), profile="demo"))
     assert found == weights
     assert LPIPS(found).pretrained
+
+
+def test_a_moved_data_directory_still_finds_its_inputs(tmp_path: Path, shared_data: Path) -> None:
+    """Item 3: artifacts store paths relative to the data directory."""
+    layout = DataLayout(tmp_path / "before" / "data").ensure()
+    made = generate_demo_corpus(layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144,
+                                height=256, n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0,
+                                duration_range_s=(3.75, 4.0))
+    key = made.video_ids[0]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
+        assert materialize(all_assets, selection=[AssetKey("video_catalog")], partition_key=key, instance=instance,
+                           resources=default_resources(data_dir=layout.root, profile="demo"), run_config=QUIET).success
+        catalog_json = (layout.artifact_dir("video_catalog", key) / "catalog.json").read_text()
+        assert str(tmp_path) not in catalog_json
+        moved = DataLayout(tmp_path / "after" / "data")
+        moved.root.parent.mkdir()
+        shutil.move(layout.root, moved.root)
+        result = materialize(all_assets, selection=[AssetKey("keyword_masks")], partition_key=key, instance=instance,
+                             resources=default_resources(data_dir=moved.root, profile="demo"), run_config=QUIET,
+                             raise_on_error=False)
+        assert result.success, demo.failure_messages(result)

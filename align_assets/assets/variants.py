@@ -7,6 +7,7 @@ finish and the UI says why nothing was edited.
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -230,7 +231,8 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     rows = pd.DataFrame(
         [
             {
-                "video_id": video_id, "variant": name, "path": str(path),
+                # relative to the data directory, so a moved data directory stays valid
+                "video_id": video_id, "variant": name, "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
                 "sha256": result.manifest["variants"][name]["sha256"],
                 "editor": editor.name, "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
                 "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and editor.name == "controlnet" else None,
