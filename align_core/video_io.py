@@ -60,6 +60,7 @@ class VideoProbe:
     audio_channels: int | None
     size_bytes: int
     sha256: str
+    rotation: int = 0  # display rotation applied on reading (phone videos); width/height are as displayed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,16 +119,20 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
             raise VideoError(path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
         audio = container.streams.audio[0] if container.streams.audio else None
         frame_count = 0
+        stamps: list[int] = []
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     frame_count += 1
+                    if packet.pts is not None:
+                        stamps.append(int(packet.pts))
         except av.FFmpegError as exc:
             raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
         if frame_count == 0:
             raise VideoError(path, "contains no video frames")
         if frame_count < 2:
             raise VideoError(path, f"has a single {stream.codec_context.name} frame: a still image, not a video")
+        _check_constant_rate(path, stamps, stream.time_base)
         declared = int(stream.frames or 0)
         if declared > frame_count:
             # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
@@ -149,9 +154,54 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
             size_bytes=path.stat().st_size,
             sha256=file_sha256(path),
         )
-    # Decode the first frame so a file whose packets demux but whose pictures do not is caught here.
-    next(iter_frames(path, stop=1))
+    # Decode the first frame so a file whose packets demux but whose pictures do not is caught
+    # here; it also gives the size as displayed (after the rotation a phone recorded).
+    first, rotation = _first_frame(path)
+    if rotation:
+        probe = VideoProbe(**{**probe.to_dict(), "width": int(first.shape[1]), "height": int(first.shape[0]), "rotation": rotation})
     return probe
+
+
+def _first_frame(path: Path) -> tuple[np.ndarray, int]:
+    container = _open_input(path)
+    try:
+        frame = next(container.decode(container.streams.video[0]))
+        return _upright(frame), _rotation(frame)
+    except (av.FFmpegError, StopIteration) as exc:
+        raise VideoError(path, f"its first picture cannot be decoded ({exc})") from exc
+    finally:
+        container.close()
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """The display rotation (degrees counter-clockwise, a multiple of 90) the file asks for."""
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """RGB picture as a player shows it: the display-matrix rotation applied (FFmpeg's autorotate)."""
+    picture = frame.to_ndarray(format="rgb24")
+    quarter_turns = _rotation(frame) // 90
+    return np.ascontiguousarray(np.rot90(picture, k=quarter_turns)) if quarter_turns else picture
+
+
+def _check_constant_rate(path: Path, stamps: list[int], time_base) -> None:
+    """Refuse variable-frame-rate video: scenes map to frames by time at one fps (DESIGN contract)."""
+    if len(stamps) < 3 or time_base is None:
+        return
+    durations = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    durations = durations[durations > 0]
+    if len(durations) < 2:
+        return
+    typical = float(np.median(durations))
+    if durations.max() > 1.5 * typical or durations.min() < typical / 1.5:
+        ms = lambda ticks: 1000.0 * float(ticks * time_base)  # noqa: E731
+        raise VideoError(
+            path,
+            f"has a variable frame rate (frames last {ms(durations.min()):.1f} to {ms(durations.max()):.1f} ms); "
+            "scenes map to frames at one constant rate, so re-encode it at a constant rate first "
+            "(e.g. ffmpeg -i in.mp4 -fps_mode cfr -r 30 out.mp4)",
+        )
 
 
 def even_size(height: int, width: int) -> tuple[int, int]:
@@ -179,7 +229,7 @@ def iter_frames(
                 if stop is not None and index >= stop:
                     break
                 if index >= start:
-                    picture = frame.to_ndarray(format="rgb24")
+                    picture = _upright(frame)
                     if crop_to is not None and picture.shape[:2] != tuple(crop_to):
                         if picture.shape[:2] != even_size(*crop_to):
                             raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "

@@ -35,7 +35,7 @@ def write_with_pyav(path: Path, frames: np.ndarray, *, fps: Fraction = Fraction(
     stream.time_base = time_base or 1 / fps
     stream.options = options or {}
     if rotate is not None:
-        stream.metadata["rotate"] = str(rotate)
+        stream.set_display_rotation(rotate)
     audio = container.add_stream("aac", rate=16000) if audio_seconds else None
     if audio is not None:
         audio.layout = "mono"
@@ -107,3 +107,50 @@ def test_a_one_frame_video_is_a_still_image(tmp_path: Path) -> None:
     still = write_with_pyav(tmp_path / "still.mp4", frames[:1])
     with pytest.raises(VideoError, match="single h264 frame: a still image, not a video"):
         probe_video(still)
+
+
+# ---------------------------------------------------------------------------------------------
+# extra cases: audio longer than video, variable frame rate, rotation, B-frames, 10-bit
+# ---------------------------------------------------------------------------------------------
+
+
+def test_audio_longer_than_video_keeps_the_video_length(tmp_path: Path) -> None:
+    frames, _ = synthetic_ad()  # 24 frames at 12 fps: 2 s
+    source = write_with_pyav(tmp_path / "long-audio.mp4", frames, pix_fmt="yuv420p", audio_seconds=5.0)
+    probe = probe_video(source)
+    assert probe.frame_count == 24 and probe.duration_s == pytest.approx(2.0) and probe.has_audio
+    assert len(read_frames(source)) == 24
+
+
+def test_variable_frame_rate_is_refused_with_the_fix(tmp_path: Path) -> None:
+    frames, _ = synthetic_ad()
+    stamps = [int(i * 1000 / 12) if i < 12 else int(1000 + (i - 12) * 1000 / 4) for i in range(len(frames))]
+    source = write_with_pyav(tmp_path / "vfr.mp4", frames, pix_fmt="yuv420p", pts=stamps, time_base=Fraction(1, 1000),
+                             options={"bf": "0"})
+    with pytest.raises(VideoError, match=r"vfr.mp4: has a variable frame rate .*re-encode it at a constant rate"):
+        probe_video(source)
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_rotated_phone_video_is_read_upright(tmp_path: Path, rotation: int) -> None:
+    frames, _ = synthetic_ad()  # stored 96 wide x 160 high
+    source = write_with_pyav(tmp_path / "phone.mp4", frames, pix_fmt="yuv420p", rotate=rotation)
+    probe = probe_video(source)
+    assert (probe.width, probe.height, probe.rotation) == (160, 96, rotation)
+    decoded = read_frames(source)
+    assert decoded.shape[1:3] == (96, 160)
+    stored = read_frames(write_with_pyav(tmp_path / "flat.mp4", frames, pix_fmt="yuv420p"))
+    assert np.array_equal(decoded[0], np.rot90(stored[0], k=rotation // 90))
+
+
+@pytest.mark.parametrize(("pix_fmt", "options"), [("yuv420p", {"bf": "8", "b_strategy": "0"}), ("yuv420p10le", {})])
+def test_b_frames_and_10_bit_decode_in_order(tmp_path: Path, pix_fmt: str, options: dict) -> None:
+    frames, _ = synthetic_ad()
+    source = write_with_pyav(tmp_path / "stream.mp4", frames, pix_fmt=pix_fmt, options=options)
+    probe = probe_video(source)
+    assert probe.frame_count == len(frames) and probe.pix_fmt == pix_fmt
+    decoded = read_frames(source).astype(int)
+    assert decoded.dtype == int and decoded.shape == frames.shape
+    # presentation order, not decode order: each decoded frame is closest to its own source frame
+    errors = np.abs(decoded[:, None] - frames[None].astype(int)).mean(axis=(2, 3, 4))
+    assert (errors.argmin(axis=1) == np.arange(len(frames))).all()
