@@ -74,6 +74,7 @@ def _gpu_slots(layout: DataLayout) -> list:
         return instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
 
 
+@pytest.mark.slow
 def test_killed_run_is_reclaimed_and_the_next_run_finishes(planned) -> None:
     layout, key = planned
     out_dir = layout.artifacts_dir / "variant_videos"
@@ -116,6 +117,7 @@ HOLDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_blocked_cli_says_so_and_ctrl_c_stops_it(planned) -> None:
     layout, _ = planned
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
@@ -161,3 +163,23 @@ def test_reclaim_temporaries_spares_live_writers_and_rolls_back_a_half_swap(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "video-1"]
     with atomic_directory(tmp_path / "video-4") as tmp:
         assert f".tmp-{os.getpid()}-" in tmp.name
+
+
+def test_a_run_marked_cancelled_gives_its_slot_back(tmp_path: Path, monkeypatch) -> None:
+    """Marking a dead run cancelled (as in the UI) left its slot claimed; reclaiming frees it."""
+    from align_assets.recovery import reclaim_dead_runs
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
+    prepare_instance(layout.dagster_home)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()
+    holder.wait()
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        instance.report_run_canceled(run)
+        assert len(instance.event_log_storage.get_concurrency_info("gpu").claimed_slots) == 1
+        reclaimed = reclaim_dead_runs(instance)
+        assert reclaimed.freed_slots == {run.run_id: 1} and reclaimed.failed_runs == []
+        assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
