@@ -246,3 +246,15 @@ def test_a_moved_data_directory_still_finds_its_inputs(tmp_path: Path, shared_da
                              resources=default_resources(data_dir=moved.root, profile="demo"), run_config=QUIET,
                              raise_on_error=False)
         assert result.success, demo.failure_messages(result)
+
+
+def test_checkpoint_without_training_samples_says_what_to_do(tmp_path: Path) -> None:
+    layout = DataLayout(tmp_path / "data").ensure()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            all_assets, selection=[AssetKey("controlnet_checkpoint")], instance=instance, raise_on_error=False,
+            resources=default_resources(data_dir=layout.root, profile="demo"),
+            run_config={**QUIET, "ops": {"controlnet_checkpoint": {"config": {"training_videos": ["not-catalogued"]}}}},
+        )
+    (message,) = demo.failure_messages(result)
+    assert "no training samples" in message and "raw/keywords.csv" in message and "salience editor" in message
