@@ -140,7 +140,10 @@ def test_rotated_phone_video_is_read_upright(tmp_path: Path, rotation: int) -> N
     decoded = read_frames(source)
     assert decoded.shape[1:3] == (96, 160)
     stored = read_frames(write_with_pyav(tmp_path / "flat.mp4", frames, pix_fmt="yuv420p"))
-    assert np.array_equal(decoded[0], np.rot90(stored[0], k=rotation // 90))
+    # Two separate encodes differ by codec noise only; the wrong turn differs by the picture.
+    right = np.abs(decoded[0].astype(int) - np.rot90(stored[0], k=rotation // 90)).mean()
+    wrong = np.abs(decoded[0].astype(int) - np.rot90(stored[0], k=rotation // 90 + 2)).mean()
+    assert right < 3 and wrong > 10 * right
 
 
 @pytest.mark.parametrize(("pix_fmt", "options"), [("yuv420p", {"bf": "8", "b_strategy": "0"}), ("yuv420p10le", {})])
