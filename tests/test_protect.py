@@ -221,3 +221,21 @@ def test_calibration_measures_the_edit_with_protected_pixels_restored(rendered) 
     free, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2)
     kept, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2, protect=regions)
     assert kept.boost_log_ratio[-1] < free.boost_log_ratio[-1] - 0.02, (kept.boost_log_ratio, free.boost_log_ratio)
+
+
+def test_a_variant_that_changed_protected_content_is_not_eligible() -> None:
+    import pandas as pd
+
+    from align_assets.assets.variants import _with_stimulus
+    from align_core.eligibility import eligibility_table
+    from align_core.stimulus_checks import StimulusReport
+
+    verdicts = pd.DataFrame({"video_id": ["v"] * 3, "variant": ["baseline", "full_boost", "placebo"], "passed": [True, True, True],
+                             "status": ["passed"] * 3, "reason": ["ok"] * 3})
+    fidelity = pd.DataFrame({"video_id": ["v"] * 3, "variant": ["baseline", "full_boost", "placebo"], "passed": [True, False, True],
+                             "reason": ["ok", "FAILED: 12.0 dB", "ok"]})
+    information = fidelity.assign(passed=True, reason="ok")
+    merged = _with_stimulus(verdicts, StimulusReport(fidelity, pd.DataFrame(), information, StimulusThresholds()))
+    table = eligibility_table("v", merged, {}).set_index("variant")
+    assert bool(table.loc["placebo", "eligible"]) and not bool(table.loc["full_boost", "eligible"])
+    assert "protected regions changed" in table.loc["full_boost", "exclusion_reason"]

@@ -344,11 +344,6 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     thresholds = CheckThresholds(min_share=config.min_share, tolerance=config.tolerance)
     report = check_rendered_variants(plans, catalog.probe.path, variant_paths, control.masks, attention_fn, thresholds, every=config.measure_every)
     table = report.table
-    rendered = pd.read_parquet(layout.artifact_dir("variant_videos", video_id) / "variants.parquet")
-    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
-    for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet"), (eligibility, ELIGIBILITY_FILE)):
-        with atomic_path(out_dir / name) as tmp:
-            frame.to_parquet(tmp, index=False)
     protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
     stimulus = check_stimuli(
         video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
@@ -356,6 +351,11 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
         StimulusThresholds(min_psnr_db=config.min_protected_psnr_db, max_cer=config.max_cer, ocr_frames=config.ocr_frames),
         protect.text_keyframes(),
     )
+    rendered = pd.read_parquet(layout.artifact_dir("variant_videos", video_id) / "variants.parquet")
+    eligibility = eligibility_table(video_id, _with_stimulus(report.verdicts, stimulus), dict(zip(rendered["variant"], rendered["sha256"])))
+    for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet"), (eligibility, ELIGIBILITY_FILE)):
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_parquet(tmp, index=False)
     stimulus_table = stimulus.table()
     with atomic_path(out_dir / "stimulus.parquet") as tmp:
         stimulus_table.to_parquet(tmp, index=False)
@@ -417,6 +417,26 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "faces": MetadataValue.text(protect.summary()["faces"]),
         },
     )
+
+
+def _with_stimulus(verdicts: pd.DataFrame, stimulus) -> pd.DataFrame:
+    """Manipulation verdicts where a variant that changed protected content or lost text counts as failed.
+
+    Such a variant is not a valid stimulus whatever its alignment did, so it is kept out of the
+    experiment; its reason says which stimulus check failed.
+    """
+    out = verdicts.copy()
+    bad = {}
+    for table, what in ((stimulus.fidelity, "protected regions changed"), (stimulus.information, "protected text not read the same")):
+        for row in table[~table["passed"]].itertuples():
+            bad.setdefault(row.variant, []).append(f"{what} ({row.reason})")
+    for index, row in out.iterrows():
+        if row["variant"] in bad and row.get("status", "passed" if row["passed"] else "failed") == "passed":
+            out.loc[index, "passed"] = False
+            if "status" in out.columns:
+                out.loc[index, "status"] = "failed"
+            out.loc[index, "reason"] = "stimulus check failed: " + "; ".join(bad[row["variant"]])
+    return out
 
 
 def _target_vs_achieved_plot(out_dir, table: pd.DataFrame):
