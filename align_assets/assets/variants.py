@@ -352,7 +352,7 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
         protect.text_keyframes(),
     )
     rendered = pd.read_parquet(layout.artifact_dir("variant_videos", video_id) / "variants.parquet")
-    eligibility = eligibility_table(video_id, _with_stimulus(report.verdicts, stimulus), dict(zip(rendered["variant"], rendered["sha256"])))
+    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
     for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet"), (eligibility, ELIGIBILITY_FILE)):
         with atomic_path(out_dir / name) as tmp:
             frame.to_parquet(tmp, index=False)
@@ -417,26 +417,6 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "faces": MetadataValue.text(protect.summary()["faces"]),
         },
     )
-
-
-def _with_stimulus(verdicts: pd.DataFrame, stimulus) -> pd.DataFrame:
-    """Manipulation verdicts where a variant that changed protected content or lost text counts as failed.
-
-    Such a variant is not a valid stimulus whatever its alignment did, so it is kept out of the
-    experiment; its reason says which stimulus check failed.
-    """
-    out = verdicts.copy()
-    bad = {}
-    for table, what in ((stimulus.fidelity, "protected regions changed"), (stimulus.information, "protected text not read the same")):
-        for row in table[~table["passed"]].itertuples():
-            bad.setdefault(row.variant, []).append(f"{what} ({row.reason})")
-    for index, row in out.iterrows():
-        if row["variant"] in bad and row.get("status", "passed" if row["passed"] else "failed") == "passed":
-            out.loc[index, "passed"] = False
-            if "status" in out.columns:
-                out.loc[index, "status"] = "failed"
-            out.loc[index, "reason"] = "stimulus check failed: " + "; ".join(bad[row["variant"]])
-    return out
 
 
 def _target_vs_achieved_plot(out_dir, table: pd.DataFrame):
