@@ -83,7 +83,7 @@ def materialize_everything(
     """
     from dagster import DagsterInstance, materialize
 
-    from align_assets.definitions import all_assets, defs
+    from align_assets.definitions import all_asset_checks, all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
     instance = instance or DagsterInstance.get()
@@ -113,7 +113,7 @@ def materialize_everything(
             for key in partition_keys:
                 started = time.perf_counter()
                 result = materialize(
-                    all_assets, selection=list(wave), partition_key=key, instance=instance,
+                    [*all_assets, *all_asset_checks], selection=list(wave), partition_key=key, instance=instance,
                     resources=resources, raise_on_error=False, tags={"align/launched_by": "make demo"},
                     run_config=wave_config(wave),
                 )
@@ -127,7 +127,7 @@ def materialize_everything(
             log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
             started = time.perf_counter()
             result = materialize(
-                all_assets, selection=list(wave), instance=instance, resources=resources,
+                [*all_assets, *all_asset_checks], selection=list(wave), instance=instance, resources=resources,
                 raise_on_error=False, tags={"align/launched_by": "make demo"}, run_config=wave_config(wave),
             )
             log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
