@@ -851,7 +851,8 @@ class ClipSegWithAnnotations:
             if self._unannotated_frames[start + i]:
                 continue
             near = cv2.dilate((region[i] > 0.5).astype(np.uint8), kernel).astype(np.float32)
-            near = cv2.GaussianBlur(near, (0, 0), radius / 2.0) if radius > 1 else near
+            if radius > 1:  # 1 on the dilated product, a soft fall-off just outside it
+                near = np.maximum(near, cv2.GaussianBlur(near, (0, 0), radius / 2.0))
             out[i] = probs[i] * np.clip(near, 0.0, 1.0)
         return out
 
