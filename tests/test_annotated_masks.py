@@ -258,3 +258,48 @@ def test_check_lists_frames_of_a_mask_that_grows(ad, tmp_path: Path) -> None:
     diagnostics.loc[diagnostics["frame"].isin([5, 6]), "area_ratio"] = 3.0
     band = next(c for c in check_annotated_masks(diagnostics) if c.name == "annotated_area_band")
     assert not band.passed and band.failing_frames == [5, 6] and "5, 6" in band.detail
+
+
+def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tmp_path: Path) -> None:
+    """Through Dagster: the catalog says which mask inputs exist, keyword_masks uses them, four checks run."""
+    import shutil
+
+    from dagster import DagsterInstance, materialize
+
+    from align_assets.assets.catalog import video_catalog
+    from align_assets.assets.masks import (
+        annotated_appearance,
+        annotated_area_band,
+        annotated_box_iou,
+        annotated_flow_consistency,
+        keyword_masks,
+    )
+    from align_assets.partitions import VIDEO_PARTITIONS_NAME
+    from align_assets.resources import default_resources
+    from align_core.catalog import load_catalog
+
+    video, truth, ranges = ad
+    layout = DataLayout(tmp_path / "data").ensure()
+    shutil.copyfile(video, layout.videos_dir / "ad1.mp4")
+    layout.keywords_csv.write_text("_id,keyword_list[0]\nad1,perfume\n")
+    write_annotations(annotations_path(layout), [
+        AnnotationRow(0, "ad1", "box", None, 0, *_box(truth[0])),
+        AnnotationRow(0, "ad1", "box", None, SCENE, *_box(truth[SCENE])),
+    ])
+    checks = [annotated_area_band, annotated_flow_consistency, annotated_box_iou, annotated_appearance]
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["ad1"])
+        result = materialize([video_catalog, keyword_masks, *checks], partition_key="ad1", instance=instance,
+                             resources=default_resources(data_dir=layout.root, profile="demo"))
+        assert result.success
+        assert load_catalog(layout.artifact_dir("video_catalog", "ad1")).mask_source == "annotated"
+        meta = result.asset_materializations_for_node("keyword_masks")[0].metadata
+        assert meta["mask_source"].value == "annotated" and meta["segmenter_id"].value.startswith("annotated:")
+        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()
+                       if e.asset_key.to_user_string() == "keyword_masks"}
+        assert set(evaluations) == {"annotated_area_band", "annotated_flow_consistency", "annotated_box_iou",
+                                    "annotated_appearance"}
+        assert (layout.artifact_dir("keyword_masks", "ad1") / "annotated_diagnostics.parquet").exists()
+        scenes = load_catalog(layout.artifact_dir("video_catalog", "ad1")).scene_ranges
+        assert len(scenes) >= 2  # the cuts were detected: each annotated frame starts its own scene
+        assert all(evaluations.values()), evaluations
