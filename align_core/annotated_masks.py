@@ -309,6 +309,13 @@ class _Link:
     def __init__(self, propagator: FlowPropagator, settings: AnnotatedSettings):
         self.propagator = propagator
         self.settings = settings
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _xy(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._grid is None or self._grid[0].shape != (height, width):
+            ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+            self._grid = (xs, ys)
+        return self._grid
 
     def carry(self, previous: _Carry, source_rgb: np.ndarray, target_rgb: np.ndarray, models: Any) -> _Carry:
         """Bring ``previous`` (on ``source_rgb``'s frame) to ``target_rgb``'s frame."""
@@ -317,7 +324,7 @@ class _Link:
         to_source = self.propagator.flow(target_gray, source_gray)  # target -> source (backward mapping)
         to_target = self.propagator.flow(source_gray, target_gray)
         height, width = to_source.shape[:2]
-        xs, ys = self.propagator._xy((height, width))
+        xs, ys = self._xy(height, width)
         map_x, map_y = xs + to_source[..., 0], ys + to_source[..., 1]
         back = cv2.remap(to_target, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mismatch = ((to_source + back) ** 2).sum(axis=-1)
@@ -480,8 +487,6 @@ def annotated_video_masks(
     scene_ranges: Sequence[tuple[int, int]],
     annotations: dict[int, FrameAnnotation],
     settings: AnnotatedSettings | None = None,
-    *,
-    probe: VideoProbe | None = None,
 ) -> AnnotatedMasks:
     """Segment every annotated frame and carry the masks through their scenes (see module docstring)."""
     settings = settings or AnnotatedSettings()
@@ -780,7 +785,7 @@ class AnnotatedSegmenter:
                 "(make them with `align-annotate`)"
             )
         self._digest = annotations_digest(self.annotations)
-        self.result = annotated_video_masks(probe.path, self.scene_ranges, self.annotations, self.settings, probe=probe)
+        self.result = annotated_video_masks(probe.path, self.scene_ranges, self.annotations, self.settings)
 
     def segment(self, frames: np.ndarray, keyword: str, *, start: int = 0) -> np.ndarray:
         if self.result is None:

@@ -96,7 +96,7 @@ def _upscaled(video: Path, out: Path, frames: int, size: tuple[int, int]) -> flo
 
     probe = probe_video(video)
     with VideoWriter(out, probe.fps) as writer:
-        for index, frame in enumerate(iter_frames(video, 0, frames)):
+        for frame in iter_frames(video, 0, frames):
             writer.write(cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC))
     return size[0] / probe.width
 
