@@ -76,7 +76,7 @@ class AnnotatedSettings:
     context: float = 0.5
     click_radius: float = 0.04
     min_fg_share: float = 0.03
-    max_ring_similarity: float = 0.6
+    max_ring_similarity: float = 0.8
     fb_alpha: float = 0.01
     fb_beta: float = 0.5
     untrusted_decay: float = 0.5
@@ -584,10 +584,12 @@ def annotated_video_masks(
             p = np.clip(p, 0.0, 1.0).astype(np.float32)
             soft[index] = np.round(p * 255).astype(np.uint8)
             key_frame = start + (chosen.key if chosen is not None and local not in seeds_small else local)
+            around = [k for k in (max((k for k in keys if k <= local), default=None),
+                                  min((k for k in keys if k >= local), default=None)) if k is not None]
+            key_areas = [float((seeds_small[k] > 0.5).mean()) for k in around]
             rows.append(
                 _diagnostic_row(index, scene_index, local in seeds_small, p, colour_index(smalls[local]), seeds[key_frame],
-                                seeds_small[key_frame - start], err, untrusted, exited,
-                                exact.get(index), width, height, settings)
+                                err, untrusted, exited, key_areas, settings)
             )
     frames.close()
     diagnostics = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
@@ -595,7 +597,8 @@ def annotated_video_masks(
 
 
 DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
-    "frame", "scene_number", "source", "key_frame", "coverage", "key_coverage", "area_ratio", "fb_error",
+    "frame", "scene_number", "source", "key_frame", "coverage", "key_coverage", "key_coverage_min", "area_ratio",
+    "area_ratio_min", "fb_error",
     "untrusted_share", "touches_border", "exited", "appearance_product", "appearance_background", "box_iou",
     "empty_boxes",
 )
@@ -604,7 +607,7 @@ DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
 def _empty_rows(start: int, stop: int, scene_index: int, source: str) -> list[dict[str, Any]]:
     return [
         {"frame": i, "scene_number": scene_index + 1, "source": source, "key_frame": -1, "coverage": 0.0,
-         "key_coverage": 0.0, "area_ratio": np.nan, "fb_error": 0.0, "untrusted_share": 0.0,
+         "key_coverage": 0.0, "key_coverage_min": 0.0, "area_ratio": np.nan, "area_ratio_min": np.nan, "fb_error": 0.0, "untrusted_share": 0.0,
          "touches_border": False, "exited": False, "appearance_product": np.nan, "appearance_background": np.nan,
          "box_iou": np.nan, "empty_boxes": ""}
         for i in range(start, stop)
@@ -613,12 +616,12 @@ def _empty_rows(start: int, stop: int, scene_index: int, source: str) -> list[di
 
 def _diagnostic_row(
     index: int, scene_index: int, annotated: bool, p: np.ndarray, colour: np.ndarray, seed: Seed,
-    seed_small: np.ndarray, fb_error: float, untrusted: float, exited: bool, packed: np.ndarray | None,
-    width: int, height: int, settings: AnnotatedSettings,
+    fb_error: float, untrusted: float, exited: bool, key_areas: list[float], settings: AnnotatedSettings,
 ) -> dict[str, Any]:
+    """One frame's diagnostics; ``key_areas`` are the coverages of the annotated frames on either side."""
     on = p > 0.5
     coverage = float(on.mean())
-    key_coverage = float((seed_small > 0.5).mean())
+    key_coverage = max(key_areas)
     fg = bhattacharyya(_histogram(colour, on), seed.fg_hist) if on.sum() >= settings.min_appearance_pixels else np.nan
     bg = bhattacharyya(_histogram(colour, on), seed.ring_hist) if on.sum() >= settings.min_appearance_pixels else np.nan
     iou = np.nan
@@ -631,7 +634,9 @@ def _diagnostic_row(
         "key_frame": seed.frame,
         "coverage": coverage,
         "key_coverage": key_coverage,
+        "key_coverage_min": min(key_areas),
         "area_ratio": coverage / key_coverage if key_coverage > 0 else np.nan,
+        "area_ratio_min": coverage / min(key_areas) if min(key_areas) > 0 else np.nan,
         "fb_error": fb_error,
         "untrusted_share": untrusted,
         "touches_border": _touches_border(on),
@@ -677,12 +682,14 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
     d = diagnostics
     carried = d[d["source"] == "carried"]
     low, high = settings.area_band
-    ratio = carried["area_ratio"]
-    too_big = carried[ratio > high]
-    too_small = carried[(ratio < low) & ~carried["exited"] & ~carried["touches_border"]]
+    # Between two annotated frames the product may be any size between theirs (two products may
+    # even overlap in time): too big means above ``high`` x the larger one, too small below
+    # ``low`` x the smaller one (unless the product is leaving through the frame edge).
+    too_big = carried[carried["area_ratio"] > high]
+    too_small = carried[(carried["area_ratio_min"] < low) & ~carried["exited"] & ~carried["touches_border"]]
     area_bad = sorted(set(too_big["frame"]) | set(too_small["frame"]))
-    flow_bad_df = carried[(carried["coverage"] > 0) & ((carried["fb_error"] > settings.max_fb_error)
-                                                        | (carried["untrusted_share"] > settings.max_untrusted_share))]
+    shown = carried[carried["coverage"] > 0]  # an empty mask has no flow error to speak of
+    flow_bad_df = shown[(shown["fb_error"] > settings.max_fb_error) | (shown["untrusted_share"] > settings.max_untrusted_share)]
     annotated = d[d["source"].str.startswith("annotated")]
     iou_bad_df = annotated[annotated["box_iou"].notna() & (annotated["box_iou"] < settings.min_box_iou)]
     looked = carried[carried["appearance_product"].notna() & carried["appearance_background"].notna()]
@@ -697,8 +704,8 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
         ),
         MaskCheck(
             "annotated_flow_consistency", flow_bad_df.empty, [int(f) for f in flow_bad_df["frame"]],
-            f"max mean forward-backward error {carried['fb_error'].max() if len(carried) else 0:.2f} px (limit "
-            f"{settings.max_fb_error}), max untrusted share {carried['untrusted_share'].max() if len(carried) else 0:.2f} "
+            f"on frames with a mask: max mean forward-backward error {shown['fb_error'].max() if len(shown) else 0:.2f} px "
+            f"(limit {settings.max_fb_error}), max untrusted share {shown['untrusted_share'].max() if len(shown) else 0:.2f} "
             f"(limit {settings.max_untrusted_share})"
             + (f"; failing frames {_frames_text([int(f) for f in flow_bad_df['frame']])}" if len(flow_bad_df) else ""),
             CHECK_DESCRIPTIONS["annotated_flow_consistency"],
