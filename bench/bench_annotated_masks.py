@@ -3,8 +3,8 @@
 For every rendered demo ad, one box per scene is drawn around the true mask at the scene frame
 where the product is largest (what an annotator would pick), and the carried masks are compared
 with the exact masks on EVERY frame. The real clips use the demo's shipped boxes
-(``REAL_CLIP_ANNOTATIONS``; no truth, so no IoU, only the asset checks). The first demo ad is
-also upscaled to 1080x1920 (48 frames, boxes scaled) to time the real ad size. Each measurement
+(``REAL_CLIP_ANNOTATIONS``; no truth, so no IoU, only the asset checks). Every clip is
+also measured upscaled to 1080x1920 (its first 48 frames, boxes scaled) for the real ad size. Each measurement
 runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) is its own. Usage::
 
     .venv/bin/python -m bench.bench_annotated_masks [--videos 6] [--data-dir DIR] [--shared-data ../shared/data]
@@ -134,7 +134,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<28} {r['size']:>9} {r['frames']:>6} {r['annotated_frames']:>5} {iou_min:>8} {iou_mean:>8} "
                   f"{below:>5} {r['ms_per_frame']:>9.1f} {r['peak_rss_mb']:>8.0f}  {r['failed_checks'] or 'none'}", flush=True)
 
-        first = None
+        def at_real_size(name: str, spec: dict) -> None:
+            """The same clip's first 48 frames upscaled to 1080x1920 (the real ad size), boxes scaled."""
+            big = tmp / "big.mp4"
+            frames = min(48, spec["ranges"][-1][1])
+            scale_x = _upscaled(Path(spec["video"]), big, frames, (1080, 1920))
+            scale_y = 1920 / probe_video(spec["video"]).height
+            ranges = [(a, min(b, frames)) for a, b in spec["ranges"] if a < frames]
+            boxes = [(f, round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y))
+                     for f, x, y, w, h in spec["boxes"] if f < frames]
+            if not boxes:
+                return
+            big_spec = {**spec, "video": str(big), "ranges": ranges, "boxes": boxes, "scale": scale_x}
+            show(f"{name} @1080x1920", _child(big_spec))
+
         for entry in corpus["videos"]:
             truth_path = layout.root / entry["mask_path"]
             ranges = [(s["start_frame"], s["end_frame"]) for s in entry["scenes"]]
@@ -143,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             spec = {"video": str(layout.root / entry["path"]), "ranges": ranges, "boxes": boxes,
                     "truth": str(truth_path), "csv": str(tmp / "annotations.csv")}
-            first = first or (spec, entry)
-            show(f"demo {entry['video_id'][-6:]} {entry['product_kind']}", _child(spec))
+            name = f"demo {entry['video_id'][-6:]} {entry['product_kind']}"
+            show(name, _child(spec))
+            at_real_size(name, spec)
 
         shared = Path(args.shared_data) / "videos"
         for stem, annotations in REAL_CLIP_ANNOTATIONS.items():
@@ -155,19 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             ranges = detect_scenes(path, probe.fps, probe.frame_count).frame_ranges()
             spec = {"video": str(path), "ranges": ranges, "boxes": [a[:5] for a in annotations],
                     "csv": str(tmp / "annotations.csv")}
-            show(f"real {stem[:23]}", _child(spec))
-
-        if first is not None:
-            spec, entry = first
-            big = tmp / "big.mp4"
-            frames = 48
-            scale = _upscaled(Path(spec["video"]), big, frames, (1080, 1920))
-            ranges = [(a, min(b, frames)) for a, b in spec["ranges"] if a < frames]
-            boxes = [(f, round(x * scale), round(y * scale), round(w * scale), round(h * scale))
-                     for f, x, y, w, h in spec["boxes"] if f < frames]
-            big_spec = {"video": str(big), "ranges": ranges, "boxes": boxes, "truth": spec["truth"],
-                        "scale": scale, "csv": str(tmp / "annotations.csv")}
-            show(f"demo {entry['video_id'][-6:]} @1080x1920", _child(big_spec))
+            name = f"real {stem[:18]}"
+            show(name, _child(spec))
+            at_real_size(name, spec)
     return 0
 
 
