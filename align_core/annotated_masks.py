@@ -84,10 +84,13 @@ class AnnotatedSettings:
     refine_grow: int = 2
     max_photometric_error: float = 40.0
     refine_mode: str = "frozen"
-    # checks
+    # checks. The flow limits were set on the 3-ad demo corpus (seed 7) with one box per scene:
+    # on frames whose IoU with the truth was >= 0.8 the mean forward-backward error on the mask
+    # had median 0.4 px, p90 1.5, p99 11 (textureless products), and the untrusted share median
+    # 0.31, p90 0.73; every frame below 0.8 had an untrusted share of 1.0.
     area_band: tuple[float, float] = (0.5, 2.0)
-    max_fb_error: float = 1.5
-    max_untrusted_share: float = 0.5
+    max_fb_error: float = 15.0
+    max_untrusted_share: float = 0.9
     min_box_iou: float = 0.5
     min_appearance_pixels: int = 24
 
