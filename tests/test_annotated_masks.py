@@ -303,3 +303,48 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
         scenes = load_catalog(layout.artifact_dir("video_catalog", "ad1")).scene_ranges
         assert len(scenes) >= 2  # the cuts were detected: each annotated frame starts its own scene
         assert all(evaluations.values()), evaluations
+
+
+def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path: Path) -> None:
+    """The page's API without a browser (tests/system/test_annotation_page.py drives the page itself)."""
+    import json
+    import shutil
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from align_core.annotation_tool import AnnotationServer
+
+    video, truth, ranges = ad
+    layout = DataLayout(tmp_path / "data").ensure()
+    shutil.copyfile(video, layout.videos_dir / "ad1.mp4")
+    server = AnnotationServer(layout, ["ad1"], port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        listing = json.loads(urllib.request.urlopen(server.url + "api/videos", timeout=30).read())
+        assert [s["start"] for s in listing[0]["scenes"]] == [a for a, _ in ranges]  # the catalog's cut detection
+        png = urllib.request.urlopen(server.url + f"frame/ad1/{SCENE}.png", timeout=30).read()
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (H, W, 3)
+
+        def post(payload: dict) -> tuple[int, dict]:
+            request = urllib.request.Request(server.url + "api/annotations", data=json.dumps(payload).encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        status, answer = post({"ad1": [{"scene": 1, "x": 100, "y": 10, "w": 80, "h": 20}]})  # past the right edge
+        assert status == 400 and "not inside 144x256" in answer["error"]
+        assert not annotations_path(layout).exists()  # nothing half-written
+        status, answer = post({"ad1": [{"scene": 1, "x": 20, "y": 80, "w": 50, "h": 90, "label": "bottle"},
+                                       {"scene": 3, "absent": True}]})
+        assert status == 200 and answer["rows"] == 2
+        rows = read_annotations(annotations_path(layout)).rows_for("ad1")
+        assert [(r.kind, r.scene, r.x, r.label) for r in rows] == [("box", 1, 20.0, "bottle"), ("absent", 3, None, "")]
+        again = json.loads(urllib.request.urlopen(server.url + "api/videos", timeout=30).read())
+        assert again[0]["boxes"] == {"1": {"x": 20.0, "y": 80.0, "w": 50.0, "h": 90.0}, "3": {"absent": True}}
+    finally:
+        server.shutdown()
