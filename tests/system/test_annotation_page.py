@@ -7,12 +7,16 @@ the scene's canvas, move, release, then click Save, as a user would.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from align_core.annotations import read_annotations
@@ -109,6 +113,14 @@ def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path
                 assert time.monotonic() < deadline, "Save never answered"
                 time.sleep(0.2)
             assert tools.evaluate("document.body.dataset.saved") == "1"
+            shot = base64.b64decode(tools.call("Page.captureScreenshot", format="png")["data"])
+            (tmp_path / "annotate-page.png").write_bytes(shot)
+            image = cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None and float(image.std()) > 8.0, "the annotation page looks blank"
+            keep = os.environ.get("ALIGN_SCREENSHOT_DIR")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                (Path(keep) / "annotate-page.png").write_bytes(shot)
         finally:
             tools.close()
     finally:
