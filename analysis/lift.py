@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from align_core.ab_results import VARIANTS
+from align_core.variants import DEFAULT_VARIANTS, variant_names
 
 BASELINE = "baseline"
 METRICS: dict[str, tuple[str, str]] = {
@@ -123,7 +123,7 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
     present = set(cells["variant"])
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
-    canonical = {v: i for i, v in enumerate(VARIANTS)}
+    canonical = {v: i for i, v in enumerate(variant_names(DEFAULT_VARIANTS))}  # registry order
     order = sorted(present, key=lambda v: (canonical.get(v, len(canonical)), v))
     variants = [v for v in (variants or order) if v != BASELINE and v in present]
     sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]

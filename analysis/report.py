@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from align_core.atomic import atomic_write_text  # noqa: E402
+from align_core.experiment import registered_variants  # noqa: E402
+from align_core.variants import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
 from align_core.warehouse import read_connection, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
 from analysis._blas import single_threaded_blas  # noqa: E402
@@ -30,11 +32,12 @@ from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import lift_table  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
+from analysis.preregistration import deviations_table  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
     "analysis_lift", "analysis_heterogeneity", "analysis_timing", "analysis_dose_response",
-    "analysis_guardrails", "analysis_observational",
+    "analysis_guardrails", "analysis_observational", "analysis_plan_deviations",
 )
 
 
@@ -77,6 +80,7 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
         arms = queries.arm_totals(con)
         deltas = queries.achieved_deltas(con)
         scenes = queries.scene_rows(con)
+        registries = registered_variants(con)
     if experiment_id:
         arms = arms[arms["experiment_id"] == experiment_id]
     if cells_all.empty:
@@ -87,6 +91,14 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
     if not srm.empty:
         parts["analysis_guardrails"].append(srm.assign(metric="impressions", value=np.nan))
     for exp, cells in cells_all.groupby("experiment_id"):
+        # the experiment's variant registry (the default one when it was never registered)
+        registry = registries.get(str(exp), DEFAULT_VARIANTS)
+        control = control_name(registry)
+        if control != "baseline":  # the estimators name the control arm 'baseline'
+            cells = cells.assign(variant=cells["variant"].replace({control: "baseline"}))
+        order = [("baseline" if v == control else v) for v in variant_names(registry)]
+        order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
+        timed, windows = timing_variants(registry), dose_windows(registry)
         cells_by_exp[exp] = cells
         if "baseline" not in set(cells["variant"]):
             notes.append(f"experiment {exp}: no baseline arm, no lifts")
@@ -94,7 +106,7 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
         if cells["video_id"].nunique() < 2:
             notes.append(f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined")
             continue
-        lift = lift_table(cells, alpha=alpha)
+        lift = lift_table(cells, alpha=alpha, variants=order)
         parts["analysis_lift"].append(_with_experiment(lift, exp))
         ind, tests = heterogeneity_tables(cells, alpha=alpha)
         if not ind.empty:
@@ -104,8 +116,9 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
         het = pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True) if not (ind.empty and tests.empty) else pd.DataFrame()
         parts["analysis_heterogeneity"].append(_with_experiment(het, exp))
         for metric in ("ctr", "cvr"):
-            parts["analysis_timing"].append(_with_experiment(timing_contrasts(cells, metric, alpha), exp))
-            parts["analysis_dose_response"].append(_with_experiment(dose_response(cells, deltas, metric, alpha), exp))
+            parts["analysis_timing"].append(_with_experiment(timing_contrasts(cells, metric, alpha, timed), exp))
+            parts["analysis_dose_response"].append(
+                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp))
         # planning: the smallest CTR lift this experiment could detect, with its measured design effect
         ctr = lift[lift["metric"] == "ctr"]
         if not ctr.empty:
@@ -196,12 +209,14 @@ def plot_industry_forest(het: pd.DataFrame, metric: str = "ctr") -> str | None:
     return _png(fig)
 
 
-def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, deltas: pd.DataFrame | None) -> str:
-    """Lift by timing window (early/middle/late) and, when present, the dose-response fit."""
+def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, deltas: pd.DataFrame | None,
+                registry: tuple = DEFAULT_VARIANTS) -> str:
+    """Lift by timing window (the registry's timing arms, early to late) and the dose-response fit."""
     has_dose = not dose.empty and deltas is not None
     fig, axes = plt.subplots(1, 2 if has_dose else 1, figsize=(9 if has_dose else 4.5, 3.2), squeeze=False)
     ax = axes[0][0]
-    order = ["early_boost", "middle_boost", "late_boost"]
+    order = list(timing_variants(registry))
+    window_of = {s.name: s.window for s in registry}
     for offset, metric in ((-0.1, "ctr"), (0.1, "cvr")):
         part = lift[(lift["metric"] == metric) & lift["variant"].isin(order)].set_index("variant").reindex(order)
         x = np.arange(len(order)) + offset
@@ -209,7 +224,7 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax.errorbar(x, est, yerr=[est - part["rel_ci_low"].to_numpy() * 100, part["rel_ci_high"].to_numpy() * 100 - est],
                     fmt="o", capsize=3, label=_METRIC_LABEL[metric])
     ax.axhline(0, color="grey", lw=1, ls="--")
-    ax.set_xticks(range(len(order)), ["early", "middle", "late"])
+    ax.set_xticks(range(len(order)), [window_of[v] for v in order])
     ax.set_ylabel("relative lift vs baseline (%)")
     ax.set_title("Timing of the boost")
     ax.legend()
@@ -217,7 +232,7 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax2 = axes[0][1]
         ctr_dose = dose[dose["metric"] == "ctr"]
         pts = video_variant_log_lifts(cells, "ctr")
-        pts = pts.merge(select_doses(deltas), on=["video_id", "variant"])
+        pts = pts.merge(select_doses(deltas, dose_windows(registry)), on=["video_id", "variant"])
         ax2.scatter(pts["achieved_delta"], pts["log_lift"], s=8, alpha=0.4)
         if not ctr_dose.empty:
             xs = np.linspace(pts["achieved_delta"].min(), pts["achieved_delta"].max(), 20)
@@ -269,11 +284,27 @@ def _table_html(frame: pd.DataFrame, title: str) -> str:
                                                             classes="t", border=0)
 
 
+def preregistration_html(deviations: pd.DataFrame) -> str:
+    """Each experiment's plan hash (or its absence) and every deviation from the plan."""
+    if deviations is None or deviations.empty:
+        return "<h2>Pre-registration</h2><p><em>no experiments</em></p>"
+    out = ["<h2>Pre-registration</h2>"]
+    for exp, part in deviations.groupby("experiment_id", sort=True):
+        sha = part["plan_sha256"].iat[0]
+        cite = (f"analysis plan sha256 <code>{html.escape(str(sha))}</code> (<code>{html.escape(str(part['plan_file'].iat[0]))}</code>)"
+                if sha else "no pre-registered plan")
+        out.append(f"<p><b>{html.escape(str(exp))}</b>: {cite}. Deviations from the plan:</p><ul>"
+                   + "".join(f"<li>{html.escape(str(d))}</li>" for d in part["deviation"]) + "</ul>")
+    return "\n".join(out)
+
+
 def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.DataFrame],
-                deltas: pd.DataFrame | None, headline: str, notes: list[str]) -> str:
+                deltas: pd.DataFrame | None, headline: str, notes: list[str],
+                registries: dict[str, tuple] | None = None) -> str:
     """A self-contained HTML page: headline, per-experiment plots and every estimate table."""
     body = ["<h1>Attention-alignment A/B analysis</h1>"]
     body.append("<pre>" + html.escape(headline) + "</pre>")
+    body.append(preregistration_html(tables.get("analysis_plan_deviations", pd.DataFrame())))
     if notes:
         body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     lift_all, het_all = tables["analysis_lift"], tables["analysis_heterogeneity"]
@@ -289,7 +320,8 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
         if png:
             body.append(f'<img alt="industry forest plot" src="data:image/png;base64,{png}">')
         dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
-        body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas)}">')
+        registry = (registries or {}).get(str(exp), DEFAULT_VARIANTS)
+        body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas, registry)}">')
     titles = {
         "analysis_guardrails": "Guardrails (sample-ratio mismatch, minimum detectable effect)",
         "analysis_lift": "Lift vs baseline (cluster-robust by video; iid tests for comparison)",
@@ -312,10 +344,12 @@ def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike
     tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id)
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
+        registries = registered_variants(con)
+    tables["analysis_plan_deviations"] = deviations_table(database, cells_by_exp, alpha)
     if write_to_warehouse:
         write_tables(database, tables)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])
-    page = render_html(tables, cells_by_exp, deltas, headline, notes)
+    page = render_html(tables, cells_by_exp, deltas, headline, notes, registries)
     out = Path(output_dir)
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")

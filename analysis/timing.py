@@ -13,6 +13,7 @@ with the achieved change, whichever variant produced it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from itertools import combinations
 
 import numpy as np
@@ -20,19 +21,23 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
+from align_core.variants import DEFAULT_VARIANTS, dose_windows, timing_variants
 from analysis.lift import BASELINE, METRICS, ratio_influence
 
-TIMING_VARIANTS: tuple[str, ...] = ("early_boost", "middle_boost", "late_boost")
+# Derived from the variant registry (the defaults here; the report passes each experiment's).
+TIMING_VARIANTS: tuple[str, ...] = timing_variants(DEFAULT_VARIANTS)
 # The window whose alignment change is the dose of each variant (manipulation_check.window).
-VARIANT_WINDOW: dict[str, str] = {
-    "early_boost": "early", "middle_boost": "middle", "late_boost": "late",
-    "full_boost": "full", "reduction": "middle", "placebo": "full",
-}
+VARIANT_WINDOW: dict[str, str] = dose_windows(DEFAULT_VARIANTS)
 
 
-def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05) -> pd.DataFrame:
-    """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint')."""
-    present = [v for v in TIMING_VARIANTS if v in set(cells["variant"])]
+def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05,
+                     variants: Sequence[str] | None = None) -> pd.DataFrame:
+    """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
+
+    ``variants``: the registry's timing arms, early to late (:func:`timing_variants`).
+    """
+    order = TIMING_VARIANTS if variants is None else tuple(variants)
+    present = [v for v in order if v in set(cells["variant"])]
     if len(present) < 2:
         return pd.DataFrame()
     num, den = METRICS[metric]
@@ -88,10 +93,13 @@ def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity
     return out
 
 
-def select_doses(deltas: pd.DataFrame) -> pd.DataFrame:
-    """One achieved_delta per (video, variant): its own window's, else the only row there is."""
+def select_doses(deltas: pd.DataFrame, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One achieved_delta per (video, variant): its own window's, else the only row there is.
+
+    ``windows``: each arm's window from the registry (:func:`dose_windows`).
+    """
     d = deltas.copy()
-    d["wanted"] = d["variant"].map(VARIANT_WINDOW)
+    d["wanted"] = d["variant"].map(dict(VARIANT_WINDOW if windows is None else windows))
     own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
     counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
     single = d[counts == 1]
@@ -99,7 +107,7 @@ def select_doses(deltas: pd.DataFrame) -> pd.DataFrame:
 
 
 def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str = "ctr",
-                  alpha: float = 0.05) -> pd.DataFrame:
+                  alpha: float = 0.05, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
     """WLS of per-video log lift on achieved alignment change, clustered by video.
 
     Each (video, variant) takes the achieved_delta of the variant's own window
@@ -110,7 +118,7 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
     """
     if deltas is None or deltas.empty:
         return pd.DataFrame()
-    chosen = select_doses(deltas)
+    chosen = select_doses(deltas, windows)
     data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
     data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
     if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:

@@ -19,7 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import SimulationEffects, ingest_export, planted_truth, scan_inbox, simulate_ab_export
+from align_core.ab_results import ingest_export, scan_inbox
 from align_core.atomic import atomic_write_text
 from align_core.warehouse import read_connection, table_exists
 from analysis.queries import achieved_deltas
@@ -47,6 +47,7 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     """
     if platform.profile != "demo":
         raise ValueError("demo_ab_export simulates results for the demo profile only; drop real exports in the inbox")
+    from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
     layout = platform.layout
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
