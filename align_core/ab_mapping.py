@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.ab_results import AMOUNT_COLUMNS, COUNT_COLUMNS, KEY_COLUMNS, SUMSQ_COLUMN, VIEW_COLUMNS
-from align_core.ids import InvalidVideoIdError, validate_video_id
+from align_core.ids import SCIENTIFIC_ID, InvalidVideoIdError, validate_video_id
 
 AD_NAME_FORMAT = "<experiment_id>.<video_id>.<variant>"
 REQUIRED_FIELDS: tuple[str, ...] = ("ad_name", "date", "impressions", "clicks", "conversions", "spend", "avg_watch_time_s")
@@ -73,6 +73,9 @@ def decode_ad_name(text: str) -> tuple[str, str, str]:
     """``(experiment_id, video_id, variant)`` from an ad name, or :class:`AdNameError` saying why."""
     name = str(text).strip()
     parts = name.split(".")
+    if len(parts) == 4 and SCIENTIFIC_ID.match(".".join(parts[1:3])):
+        raise AdNameError(f"ad name {name!r}: video id {'.'.join(parts[1:3])!r} is in scientific notation; the "
+                          "original digits were lost when a spreadsheet or float parser touched the file")
     if len(parts) != 3:
         raise AdNameError(f"ad name {name!r} does not decode: expected {AD_NAME_FORMAT} "
                           f"(three parts separated by '.', got {len(parts)})")
@@ -80,9 +83,12 @@ def decode_ad_name(text: str) -> tuple[str, str, str]:
     out = []
     for label, part in zip(labels, parts):
         try:
-            out.append(validate_video_id(part, where=f"ad name {name!r}, {label}"))
-        except InvalidVideoIdError as exc:
-            raise AdNameError(str(exc)) from None
+            out.append(validate_video_id(part))
+        except InvalidVideoIdError:
+            why = ("is in scientific notation; the original digits were lost" if SCIENTIFIC_ID.match(part.strip())
+                   else "may hold only letters, digits, '-' and '_'")
+            raise AdNameError(f"ad name {name!r} does not decode as {AD_NAME_FORMAT}: "
+                              f"its {label} {part!r} {why}") from None
     return out[0], out[1], out[2]
 
 

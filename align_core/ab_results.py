@@ -294,7 +294,8 @@ def validate_export(
         with np.errstate(invalid="ignore"):
             flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
             if column in VIEW_COLUMNS:
-                flag(values != np.floor(values), lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+                flag(np.isfinite(values) & (values != np.floor(values)),
+                     lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
         numeric[column] = values
     imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
     with np.errstate(invalid="ignore"):
