@@ -279,3 +279,30 @@ def simulate_ab_export(
             out.to_csv(tmp, index=False)
     return path
 
+
+
+def simulate_uploaded_export(
+    videos: pd.DataFrame,
+    manifest: pd.DataFrame,
+    path: str | os.PathLike[str],
+    effects: SimulationEffects | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+    **kwargs: Any,
+) -> Path:
+    """An export of the ads an upload manifest lists (eligible variants only), written atomically.
+
+    Rows are simulated for every video x arm of the registry and kept only where the manifest
+    has that (video, variant): an ineligible variant was never uploaded, so it has no results.
+    ``kwargs`` go to :func:`simulate_ab_rows` (``experiment_id`` defaults to the manifest's).
+    """
+    path = Path(path)
+    if manifest.empty:
+        raise ValueError("the upload manifest lists no ads: no eligible variant to simulate results for")
+    kwargs.setdefault("experiment_id", str(manifest["experiment_id"].iat[0]))
+    tested = videos[videos["video_id"].astype(str).isin(set(manifest["video_id"].astype(str)))]
+    rows = simulate_ab_rows(tested, effects, variants=variants, **kwargs)
+    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"]))
+    rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"])]]
+    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
+        rows.to_csv(tmp, index=False)
+    return path

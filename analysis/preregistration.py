@@ -143,17 +143,22 @@ def register_plan(config: ExperimentConfig, database: str | os.PathLike[str], pl
     refused unless ``allow_after_results``; it then says so, and the report lists it as a deviation.
     """
     database = Path(database)
-    late = False
+    late, stored = False, {}
     if database.exists():
         with read_connection(database) as con:
             late = _results_exist(con, config.experiment_id)
+            stored = latest_plans(con)
+    plan = analysis_plan(config)
+    digest = plan_hash(plan)
+    if stored.get(config.experiment_id, ("",))[0] == digest:  # the same plan again: nothing changes
+        sha, plan, path = stored[config.experiment_id]
+        return RegisteredPlan(config.experiment_id, sha, Path(path), plan, bool(plan.get("registered_after_results")))
     if late and not allow_after_results:
         raise ValueError(f"experiment {config.experiment_id!r} already has results in {database}: a pre-registered "
                          "plan must come before them (allow_after_results=True files it as a deviation)")
-    plan = analysis_plan(config)
     if late:
         plan["registered_after_results"] = True
-    digest = plan_hash(plan)
+        digest = plan_hash(plan)
     path = Path(plans_dir) / f"{config.experiment_id}.{digest[:12]}.json"
     if not path.exists():
         atomic_write_text(path, json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n")

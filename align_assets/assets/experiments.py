@@ -1,5 +1,6 @@
 """A/B results in DuckDB (inbox exports, or the demo simulator) and the analysis report."""
 
+import datetime as _dt
 import json
 
 import pandas as pd
@@ -21,11 +22,16 @@ from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
 from align_core.ab_results import ingest_export, scan_inbox
 from align_core.atomic import atomic_write_text
+from align_core.experiment import ExperimentConfig
+from align_core.upload_manifest import build_upload_manifest
+from align_core.variants import DEFAULT_VARIANTS
 from align_core.warehouse import read_connection, table_exists
 from analysis.queries import achieved_deltas
+from analysis.preregistration import register_plan
 from analysis.report import build_report
 from analysis.timing import select_doses
 
+DEMO_EXPERIMENT_ID = "demo-exp-1"
 DEMO_EXPORT_NAME = "demo-exp-1.csv"
 DEMO_INDUSTRY_MODIFIERS = {"Beauty": 1.5, "Electronics": 0.5}
 DEMO_DOSE_SLOPE = 0.5  # log CTR per unit of achieved alignment change
@@ -47,7 +53,7 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     """
     if platform.profile != "demo":
         raise ValueError("demo_ab_export simulates results for the demo profile only; drop real exports in the inbox")
-    from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
+    from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
     layout = platform.layout
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
@@ -64,11 +70,19 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
     doses = select_doses(measured) if measured is not None and len(measured) else None
     effects = SimulationEffects(industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0)
-    path = simulate_ab_export(
-        videos, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, seed=11, days=7,
-        impressions_per_arm=4000, achieved_delta=doses,
+    # Before any result: the experiment's registry and its hashed analysis plan, then the upload
+    # manifest (eligible variants only); the simulated export covers exactly the uploaded ads.
+    config = ExperimentConfig(
+        DEMO_EXPERIMENT_ID, DEFAULT_VARIANTS, name="demo: timing of the product boost", planned_videos=len(videos),
+        planned_impressions_per_arm=4000.0 * 7 * len(videos), planned_days=7, start_date=_dt.date(2026, 11, 1),
     )
-    truth = planted_truth(videos, effects, achieved_delta=doses)
+    plan = register_plan(config, warehouse.database, layout.root / "experiments")
+    manifest = build_upload_manifest(warehouse.database, config.experiment_id, layout.root / "experiments", config.variants)
+    path = simulate_uploaded_export(
+        videos, manifest.rows, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, variants=config.variants,
+        seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses, start_date=config.start_date,
+    )
+    truth = planted_truth(videos, effects, achieved_delta=doses, variants=config.variants)
     truth_path = atomic_write_text(layout.artifact_dir("demo_ab_export") / TRUTH_FILE, json.dumps(truth, indent=2))
     return MaterializeResult(
         metadata={
@@ -76,6 +90,12 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
             "videos": len(videos),
             "planted_ctr_lift": MetadataValue.json(truth["ctr"]),
             "planted_truth": MetadataValue.path(str(truth_path)),
+            "analysis_plan_sha256": MetadataValue.text(plan.sha256),
+            "analysis_plan": MetadataValue.path(str(plan.path)),
+            "upload_manifest": MetadataValue.path(str(manifest.path)),
+            "ads_uploaded": len(manifest.rows),
+            "ads_excluded": MetadataValue.json(manifest.excluded.to_dict(orient="records")),
+            "manifest_notes": MetadataValue.md("\n".join(f"- {n}" for n in manifest.notes) or "none"),
             "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",
         }
     )
