@@ -257,7 +257,10 @@ def validate_export(
         arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
     else:
         arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
-    variant_ok = np.array([v in arms_of(e) for e, v in zip(frame["experiment_id"], frame["variant"])], dtype=bool)
+    variant_ok = np.zeros(len(frame), dtype=bool)
+    for exp in frame["experiment_id"].unique():
+        rows_of = (frame["experiment_id"] == exp).to_numpy()
+        variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
     flag(~variant_ok, lambda i: (f"unknown variant {frame['variant'].iat[i]!r} for experiment "
                                  f"{frame['experiment_id'].iat[i]!r}; its registry has "
                                  f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"))
@@ -345,7 +348,11 @@ def validate_export(
 
 
 def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
-    """Export files waiting in ``inbox_dir`` (not in done/ or rejected/), oldest name first.
+    """Export files waiting in ``inbox_dir`` (not in done/ or rejected/), by name.
+
+    Files in the inbox itself are in the results schema; files in a subfolder named after a
+    shipped mapping (``tiktok_split_test/``, ``meta_ads_manager/``, ``generic_long/``) are
+    read through that mapping (:func:`inbox_mapping`).
 
     Hidden files are skipped: writers (and the demo simulator) write to a hidden
     temporary name and rename it into place, so a half-written export is never picked up.
@@ -353,10 +360,20 @@ def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
     inbox = Path(inbox_dir)
     if not inbox.is_dir():
         return []
-    return sorted(
-        p for p in inbox.iterdir()
+    from align_core.ab_mapping import shipped_mappings
+
+    # platform exports wait in a subfolder named after their mapping (inbox/tiktok_split_test/...)
+    folders = [inbox] + [inbox / name for name in sorted(shipped_mappings()) if (inbox / name).is_dir()]
+    return [
+        p for folder in folders for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXPORT_SUFFIXES
-    )
+    ]
+
+
+def inbox_mapping(path: str | os.PathLike[str], inbox_dir: str | os.PathLike[str]) -> str | None:
+    """The mapping an inbox file needs: its subfolder's name, None for the results schema itself."""
+    parent = Path(path).parent
+    return parent.name if parent.resolve() != Path(inbox_dir).resolve() else None
 
 
 def _sha256(path: Path) -> str:

@@ -423,11 +423,22 @@ def _plan_keywords(rng: np.random.Generator, n: int, n_empty: int, n_cta: int,
     kinds = [kinds[i] for i in rng.permutation(n)]
     available = list(vocabulary.products)
     order = [available[i] for i in rng.permutation(len(available))]
+    # Product ads come in pairs per industry, so the demo's A/B experiment has at least two videos
+    # in each industry it compares (the heterogeneity section needs them).
+    by_industry: dict[str, list[tuple[str, str]]] = {}
+    for product_kind in order:
+        for keyword, industry in vocabulary.products[product_kind]:
+            by_industry.setdefault(industry, []).append((product_kind, keyword))
+    industry_order = [k for k in INDUSTRIES if k in by_industry]
+    industry_order = [industry_order[i] for i in rng.permutation(len(industry_order))]
     plans = []
+    product_count = 0
     for index, kind in enumerate(kinds):
         product_kind = order[index % len(order)]
         if kind == "product":
-            keyword, industry = vocabulary.products[product_kind][int(rng.integers(len(vocabulary.products[product_kind])))]
+            industry = industry_order[(product_count // 2) % len(industry_order)]
+            product_count += 1
+            product_kind, keyword = by_industry[industry][int(rng.integers(len(by_industry[industry])))]
         else:
             keyword = "" if kind == "empty" else vocabulary.ctas[int(rng.integers(len(vocabulary.ctas)))]
             industry = INDUSTRIES[int(rng.integers(len(INDUSTRIES)))]

@@ -18,7 +18,7 @@ import pytest
 
 from align_core.ab_import import main as import_main
 from align_core.ab_mapping import AdNameError, decode_ad_name, encode_ad_name, load_mapping, shipped_mappings
-from align_core.ab_results import ingest_export
+from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox
 from align_core.experiment import ExperimentConfig, register_experiment_config
 from align_core.ids import is_valid_video_id
 from align_core.variants import DEFAULT_VARIANTS
@@ -174,3 +174,15 @@ def test_cli_prints_a_per_row_list_and_lands_a_good_file(warehouse: Path, tmp_pa
     assert import_main([str(good), "--mapping", "tiktok_split_test", "--database", str(warehouse)]) == 0
     assert "18 rows" in capsys.readouterr().out
     assert len(_stored(warehouse)) == 18
+
+
+def test_inbox_subfolder_names_the_mapping(warehouse: Path, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox" / "ab_results"
+    (inbox / "meta_ads_manager").mkdir(parents=True)
+    (inbox / "unrelated").mkdir()
+    placed = Path(shutil.copy(FIXTURES / "meta_ads_manager.csv", inbox / "meta_ads_manager" / "week1.csv"))
+    shutil.copy(FIXTURES / "generic_long.csv", inbox / "unrelated" / "ignored.csv")
+    assert scan_inbox(inbox) == [placed]
+    assert inbox_mapping(placed, inbox) == "meta_ads_manager"
+    report = ingest_export(placed, warehouse, mapping=inbox_mapping(placed, inbox))
+    assert report.ok and report.moved_to == inbox / "meta_ads_manager" / "done" / "week1.csv"

@@ -201,3 +201,13 @@ def test_twelve_arm_experiment_end_to_end(tmp_path: Path) -> None:
     assert np.corrcoef(planted[ctr.index], ctr["rel_lift"])[0, 1] > 0.8
     het = result.tables["analysis_heterogeneity"]
     assert {"Beauty", "Fashion", "Electronics"} <= set(het.get("industry", pd.Series(dtype=str)).dropna())
+
+
+def test_demo_experiment_has_two_videos_in_each_of_three_industries(tmp_path: Path, shared_data: Path) -> None:
+    """The demo's default corpus (8 ads, one empty and one call-to-action keyword) edits six
+    product ads, paired by industry, so the A/B report's industry section has rows."""
+    corpus = generate_demo_corpus(tmp_path / "data", n_videos=8, seed=7, keywords_source=shared_data / "keywords.csv",
+                                  width=64, height=112, fps=6, duration_range_s=(4.0, 4.0))
+    edited = pd.Series([v.industry for v in corpus.videos if v.keyword_kind == "product"])
+    counts = edited.value_counts()
+    assert len(edited) == 6 and len(counts) >= 3 and (counts >= 2).all(), counts.to_dict()

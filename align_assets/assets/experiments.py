@@ -20,7 +20,7 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import ingest_export, scan_inbox
+from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox
 from align_core.atomic import atomic_write_text
 from align_core.experiment import ExperimentConfig
 from align_core.upload_manifest import build_upload_manifest
@@ -114,7 +114,8 @@ def ab_results(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     others still land. Re-ingesting a file replaces its rows with themselves.
     """
     layout = platform.layout
-    reports = [ingest_export(path, layout.warehouse_path) for path in scan_inbox(layout.ab_inbox_dir)]
+    reports = [ingest_export(path, layout.warehouse_path, mapping=inbox_mapping(path, layout.ab_inbox_dir))
+               for path in scan_inbox(layout.ab_inbox_dir)]
     for report in reports:
         if report.ok:
             context.log.info(f"ingested {report.source.name}: {report.rows} rows ({report.rows_replaced} replaced)")
@@ -145,7 +146,8 @@ def ab_results(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=["ab_results"],
-    description="Ingests A/B exports (CSV or Parquet) dropped into data/inbox/ab_results.",
+    description="Ingests A/B exports dropped into data/inbox/ab_results (results schema) or its "
+    "tiktok_split_test/, meta_ads_manager/, generic_long/ subfolders (platform exports through that mapping).",
 )
 def ab_export_sensor(context: SensorEvaluationContext, platform: PlatformResource):
     waiting = scan_inbox(platform.layout.ab_inbox_dir)
