@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from align_core.ab_mapping import AD_NAME_FORMAT, load_mapping, shipped_mappings
-from align_core.ab_results import IngestReport, ingest_export
+from align_core.ab_results import IngestReport, _known_videos_from_warehouse, ingest_export
 
 _ROW = re.compile(r"^(?P<file>[^:]+): row (?P<row>\d+) \(line (?P<line>\d+)\): (?P<what>.*)$")
 
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    if not args.no_catalog_check and _known_videos_from_warehouse(database) is None:
+        print(f"note: {database} has no videos table: video ids are not checked against the catalog, and "
+              "industries cannot be joined until it exists", file=sys.stderr)
     report = ingest_export(args.export, database, mapping=mapping, check_catalog=not args.no_catalog_check, move=False)
     if not report.ok:
         print(problem_list(report), file=sys.stderr)

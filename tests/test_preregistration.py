@@ -150,3 +150,19 @@ def test_upload_manifest_honours_eligibility_and_catches_changed_files(tmp_path:
     Path(manifest.rows["file"].iat[0]).write_bytes(b"not the rendered file")
     with pytest.raises(ValueError, match="changed since it was rendered"):
         build_upload_manifest(db, "exp-up", tmp_path / "out", THREE)
+
+
+def test_plan_cli_registers_and_prints_the_hash(tmp_path: Path, capsys) -> None:
+    from analysis.plan_cli import main
+
+    config = tmp_path / "exp.yaml"
+    config.write_text("experiment_id: cli-exp\nplanned_videos: 4\nplanned_impressions_per_arm: 80000\nplanned_days: 7\n")
+    assert main([str(config), "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    stored = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True).execute(
+        "SELECT sha256 FROM analysis_plans").fetchone()[0]
+    assert f"analysis plan sha256 {stored}" in out and "7 arms" in out and "MDE" in out
+    assert "no variants rendered yet" in out
+    config.write_text("experiment_id: cli-exp\nplanned_shares: {baseline: 0.9}\n")
+    assert main([str(config), "--data-dir", str(tmp_path / "data")]) == 1
+    assert "no planned share for" in capsys.readouterr().err
