@@ -30,6 +30,7 @@ Example (``experiment.yaml``)::
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,15 @@ CREATE TABLE IF NOT EXISTS experiment_variants (
     kind VARCHAR NOT NULL,
     role VARCHAR NOT NULL,
     PRIMARY KEY (experiment_id, variant)
+)
+"""
+CONFIGS_DDL = """
+CREATE TABLE IF NOT EXISTS experiment_configs (
+    experiment_id VARCHAR PRIMARY KEY,
+    design VARCHAR NOT NULL,
+    primary_metric VARCHAR NOT NULL,
+    alpha DOUBLE NOT NULL,
+    config_json VARCHAR NOT NULL
 )
 """
 
@@ -161,10 +171,12 @@ def load_experiment_config(path: str | os.PathLike[str]) -> ExperimentConfig:
 
 def ensure_registry_table(con: Any) -> None:
     con.execute(EXPERIMENT_VARIANTS_DDL)
+    con.execute(CONFIGS_DDL)
 
 
 def register_experiment_config(database: str | os.PathLike[str], config: ExperimentConfig) -> None:
-    """Record the experiment, its planned shares and its variant registry (replacing earlier ones)."""
+    """Record the experiment, its config (``experiment_configs``: design, primary metric, alpha and
+    the whole config as JSON), planned shares and variant registry, replacing earlier ones."""
     from align_core.ab_results import ensure_tables
 
     with write_connection(database) as con:
@@ -177,6 +189,9 @@ def register_experiment_config(database: str | os.PathLike[str], config: Experim
                    start_date = COALESCE(experiments.start_date, excluded.start_date)""",
                 [config.experiment_id, config.name, config.start_date],
             )
+            con.execute("INSERT OR REPLACE INTO experiment_configs VALUES (?, ?, ?, ?, ?)",
+                        [config.experiment_id, config.design, config.primary_metric, config.alpha,
+                         json.dumps(config.to_dict(), sort_keys=True, default=str)])
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [config.experiment_id])
             con.execute("DELETE FROM experiment_variants WHERE experiment_id = ?", [config.experiment_id])
             for position, spec in enumerate(config.variants):
@@ -201,6 +216,14 @@ def registered_variants(con: Any) -> dict[str, tuple[VariantSpec, ...]]:
     for exp, name, window, factor, kind, role in rows:
         out.setdefault(str(exp), []).append(VariantSpec(name, window, factor, kind, role))
     return {exp: tuple(specs) for exp, specs in out.items()}
+
+
+def registered_configs(con: Any) -> dict[str, ExperimentConfig]:
+    """Every registered experiment's whole config (design, metrics, plan inputs, arms)."""
+    if not table_exists(con, "experiment_configs"):
+        return {}
+    rows = con.execute("SELECT experiment_id, config_json FROM experiment_configs ORDER BY experiment_id").fetchall()
+    return {str(exp): ExperimentConfig.from_dict(json.loads(text)) for exp, text in rows}
 
 
 def variants_for(database: str | os.PathLike[str], experiment_id: str) -> tuple[VariantSpec, ...]:

@@ -186,3 +186,20 @@ def test_inbox_subfolder_names_the_mapping(warehouse: Path, tmp_path: Path) -> N
     assert inbox_mapping(placed, inbox) == "meta_ads_manager"
     report = ingest_export(placed, warehouse, mapping=inbox_mapping(placed, inbox))
     assert report.ok and report.moved_to == inbox / "meta_ads_manager" / "done" / "week1.csv"
+
+
+def test_native_export_hex_ids_pass_e_notation_row_named_alone(tmp_path: Path) -> None:
+    from align_demo.ab_simulator import simulate_ab_rows
+
+    rows = simulate_ab_rows(VIDEOS, seed=2, days=1, segments=("all",), impressions_per_arm=300, experiment_id="spring-ab")
+    good = tmp_path / "inbox" / "good.csv"
+    good.parent.mkdir(parents=True)
+    rows.to_csv(good, index=False)
+    db = tmp_path / "w.duckdb"
+    assert ingest_export(good, db, known_videos=set(VIDEOS["video_id"])).ok
+    bad_rows = rows.copy()
+    bad_rows.loc[0, "video_id"] = "7.2E+18"
+    bad = tmp_path / "inbox" / "bad.csv"
+    bad_rows.to_csv(bad, index=False)
+    report = ingest_export(bad, db, known_videos=set(VIDEOS["video_id"]))
+    assert len(report.errors) == 1 and "row 1 (line 2)" in report.errors[0] and "scientific notation" in report.errors[0]

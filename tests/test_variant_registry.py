@@ -19,7 +19,7 @@ from align_core.ab_results import ingest_export
 from align_core.demo_corpus import generate_demo_corpus
 from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
-from align_core.experiment import ExperimentConfig, load_experiment_config, register_experiment_config, variants_for
+from align_core.experiment import ExperimentConfig, load_experiment_config, variants_for
 from align_core.layout import DataLayout
 from align_core.masks import unpack_masks
 from align_core.variants import (
@@ -211,3 +211,14 @@ def test_demo_experiment_has_two_videos_in_each_of_three_industries(tmp_path: Pa
     edited = pd.Series([v.industry for v in corpus.videos if v.keyword_kind == "product"])
     counts = edited.value_counts()
     assert len(edited) == 6 and len(counts) >= 3 and (counts >= 2).all(), counts.to_dict()
+
+
+def test_registered_config_round_trips(tmp_path: Path) -> None:
+    from align_core.experiment import register_experiment_config, registered_configs
+
+    config = ExperimentConfig("exp-design", THREE, design="unpaired", planned_days=4, name="user-randomised")
+    register_experiment_config(tmp_path / "w.duckdb", config)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    stored = registered_configs(con)["exp-design"]
+    con.close()
+    assert stored == config and stored.design == "unpaired"
