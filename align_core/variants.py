@@ -185,8 +185,8 @@ def load_variant_config(source: str | os.PathLike[str] | Iterable[Mapping[str, A
             entries = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ValueError(f"variant config {path}: cannot be read ({exc})") from exc
-    if isinstance(entries, Mapping):
-        entries = entries.get("variants")
+    if isinstance(entries, Mapping):  # an experiment config: its arms, the defaults when it lists none
+        entries = entries.get("variants", DEFAULT_VARIANTS)
     if not isinstance(entries, Iterable) or isinstance(entries, (str, bytes)):
         raise ValueError(f"variant config {source!r}: expected a list of variants (or 'variants:' holding one)")
     return parse_variants(entries)

@@ -88,7 +88,10 @@ def test_lab_config_from_yaml(tmp_path: Path) -> None:
     )
     config = load_experiment_config(path)
     assert config.variant_names == ("baseline", "early_boost", "placebo") and config.control == "baseline"
-    assert load_variant_config(path) == THREE
+    assert load_variant_config(path) == THREE  # what variant_plans' variants_file reads
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("experiment_id: lab-default\n")
+    assert load_variant_config(defaults) == DEFAULT_VARIANTS
     path.write_text("experiment_id: x\nvariants: [{name: a, window: none, factor: 1, kind: identity, colour: red}]\n")
     with pytest.raises(ValueError, match="unknown key"):
         load_experiment_config(path)
