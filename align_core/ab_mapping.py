@@ -234,7 +234,8 @@ class ExportMapping:
                 flag(idx, f"column {found['ad_name']!r}: {exc}")
                 decoded.append(("", "", ""))
         out = pd.DataFrame(decoded, columns=["experiment_id", "video_id", "variant"])
-        out["date"] = [self._date(v) for v in raw[found["date"]].astype(str)]
+        dates = raw[found["date"]].astype(str)
+        out["date"] = dates.map({v: self._date(v) for v in dates.unique()}).to_numpy()
         if len(self.segment_columns) == 1:
             out["segment"] = raw[self.segment_columns[0]].astype(str).str.strip().to_numpy()
         elif self.segment_columns:
@@ -247,18 +248,27 @@ class ExportMapping:
             if f not in found:
                 continue
             column = found[f]
-            values = np.full(len(raw), np.nan)
-            for idx, text in enumerate(raw[column].astype(str)):
-                if bad[idx]:
-                    continue
-                value, problem = self._number(text, f)
+            # vectorised fast path; cells it cannot take (blank, clock times, bad text) go through
+            # _number one by one, which also words the per-row problem
+            text = raw[column].astype(str).str.strip()
+            cleaned = text.str.replace(self.thousands, "", regex=False) if self.thousands else text
+            if f == "spend":
+                cleaned = cleaned.str.lstrip("$€£¥")
+            values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float)
+            with np.errstate(invalid="ignore"):
+                fast = np.isfinite(values) & (values >= 0) & ~text.isin(self.missing_values).to_numpy()
+                if f not in ("spend", "avg_watch_time_s"):
+                    fast &= values == np.floor(values)
+            values = np.where(fast, values, np.nan)
+            for idx in np.flatnonzero(~fast & ~bad):
+                value, problem = self._number(text.iat[idx], f)
                 if problem:
                     flag(idx, f"column {column!r} ({f}): {problem}")
                 else:
                     values[idx] = value
             numbers[f] = values
         for f in COUNT_COLUMNS + ("spend",):
-            out[f] = [_text(v) for v in numbers[f]]
+            out[f] = _texts(numbers[f])
         per = numbers.get(self.watch_time_per) if self.watch_time_per == "video_plays" else numbers["impressions"]
         if per is None:  # no play count in this export: the average is over impressions
             per = numbers["impressions"]
@@ -268,10 +278,10 @@ class ExportMapping:
         for idx in np.flatnonzero(~bad & np.isnan(watch)):
             flag(idx, f"column {found['avg_watch_time_s']!r} (avg_watch_time_s) is empty while "
                       f"{int(np.nan_to_num(per[idx]))} plays were counted")
-        out["watch_time_s_sum"] = [_text(round(v, 6)) if np.isfinite(v) else "" for v in watch]
+        out["watch_time_s_sum"] = _texts(np.round(watch, 6))
         out[SUMSQ_COLUMN] = ""  # platforms report averages only
         for f in VIEW_COLUMNS:
-            out[f] = [_text(v) for v in numbers[f]] if f in numbers else ""
+            out[f] = _texts(numbers[f]) if f in numbers else ""
         keep = ~bad
         frame = out.loc[keep, list(KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS) + [SUMSQ_COLUMN, *VIEW_COLUMNS]]
         return MappedExport(frame.reset_index(drop=True), row_numbers[keep], errors, header_lines)
@@ -353,10 +363,16 @@ class ExportMapping:
         return value, None
 
 
-def _text(value: float) -> str:
-    if value is None or not np.isfinite(value):
-        return ""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def _texts(values: np.ndarray) -> np.ndarray:
+    """Numbers as exact text for validation: whole numbers without '.0', NaN as ''."""
+    values = np.asarray(values, dtype=float)
+    out = np.full(len(values), "", dtype=object)
+    finite = np.isfinite(values)
+    whole = finite & (values == np.floor(values))
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    other = finite & ~whole
+    out[other] = [repr(float(v)) for v in values[other]]
+    return out
 
 
 def shipped_mappings() -> dict[str, Path]:
