@@ -15,7 +15,6 @@ VIDEO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 #: and an exponent of at most three digits. Hex ids such as ``53e516736286023422000014`` (a
 #: MongoDB ObjectId) also read as digits-e-digits but have neither, so they pass.
 SCIENTIFIC_ID = re.compile(r"^[+-]?(\d+\.\d*[eE][+-]?\d{1,3}|\d+[eE][+-]\d{1,3})$")
-_SCIENTIFIC = SCIENTIFIC_ID
 
 
 class InvalidVideoIdError(ValueError):
@@ -34,7 +33,7 @@ def validate_video_id(video_id: object, *, where: str = "") -> str:
             "(ids must be read as text; 19-digit ids overflow float64)"
         )
     candidate = video_id.strip()
-    if _SCIENTIFIC.match(candidate):
+    if SCIENTIFIC_ID.match(candidate):
         raise InvalidVideoIdError(
             f"{prefix}video id {candidate!r} is in scientific notation; the original digits "
             "were lost when a spreadsheet or float parser touched the file"
