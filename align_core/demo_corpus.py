@@ -312,8 +312,10 @@ def generate_demo_corpus(
     plans = _plan_keywords(rng, n_videos, n_empty_keywords, n_cta_keywords, vocabulary)
     product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
     other_slots = [i for i in range(n_videos) if i not in product_slots]
-    no_rows = set(rng.permutation(product_slots).tolist()[:videos_without_scene_rows])
-    for slot in rng.permutation(other_slots).tolist():
+    # Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
+    # edited ads keep their industry pairs for the A/B experiment.
+    no_rows = set(rng.permutation(other_slots).tolist()[:videos_without_scene_rows])
+    for slot in rng.permutation(product_slots).tolist():
         if len(no_rows) < videos_without_scene_rows:
             no_rows.add(slot)
 

@@ -211,7 +211,9 @@ def test_demo_experiment_has_two_videos_in_each_of_three_industries(tmp_path: Pa
     product ads, paired by industry, so the A/B report's industry section has rows."""
     corpus = generate_demo_corpus(tmp_path / "data", n_videos=8, seed=7, keywords_source=shared_data / "keywords.csv",
                                   width=64, height=112, fps=6, duration_range_s=(4.0, 4.0))
-    edited = pd.Series([v.industry for v in corpus.videos if v.keyword_kind == "product"])
+    products = [v for v in corpus.videos if v.keyword_kind == "product"]
+    assert all(v.has_scene_rows for v in products)  # the industry reaches the catalog through the scene rows
+    edited = pd.Series([v.industry for v in products])
     counts = edited.value_counts()
     assert len(edited) == 6 and len(counts) >= 3 and (counts >= 2).all(), counts.to_dict()
 
