@@ -52,11 +52,15 @@ def build_upload_manifest(
     out_dir: str | os.PathLike[str],
     variants: Sequence[VariantSpec] | None = None,
     include_ineligible: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
 ) -> UploadManifest:
     """Write the experiment's upload manifest (CSV + ``upload_manifest`` rows) and return it.
 
     ``variants``: the experiment's registry (default: its registered arms, else the defaults).
+    ``data_root``: what relative ``variants.path`` values are relative to (default: the
+    warehouse's folder, the data directory); ``file`` keeps the path as the table records it.
     """
+    root = Path(data_root) if data_root is not None else Path(database).resolve().parent
     notes: list[str] = []
     with read_connection(database) as con:
         if not table_exists(con, "variants"):
@@ -94,7 +98,7 @@ def build_upload_manifest(
 
     rows = []
     for r in kept.sort_values(["video_id", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c).itertuples():
-        path = Path(r.path)
+        path = Path(r.path) if Path(r.path).is_absolute() else root / r.path
         if not path.is_file():
             raise FileNotFoundError(f"video {r.video_id} variant {r.variant}: file {path} is missing")
         digest = file_sha256(path)
@@ -104,7 +108,7 @@ def build_upload_manifest(
         probe = probe_video(path)
         rows.append({
             "experiment_id": experiment_id, "ad_name": encode_ad_name(experiment_id, r.video_id, r.variant),
-            "video_id": r.video_id, "variant": r.variant, "role": roles[r.variant], "file": str(path),
+            "video_id": r.video_id, "variant": r.variant, "role": roles[r.variant], "file": str(r.path),
             "sha256": digest, "bytes": probe.size_bytes, "duration_s": round(probe.duration_s, 3),
             "width": probe.width, "height": probe.height, "fps": round(probe.fps, 3), "video_codec": probe.video_codec,
         })

@@ -107,7 +107,8 @@ def _variants_table(tmp_path: Path, eligible: dict[tuple[str, str], bool] | None
         for j, spec in enumerate(THREE):
             frames[:] = 40 * i + 20 * j
             path = write_video(tmp_path / "variant_videos" / vid / f"{spec.name}.mp4", frames, 12)
-            row = {"video_id": vid, "variant": spec.name, "path": str(path), "sha256": file_sha256(path)}
+            # stored relative to the data directory (the warehouse's folder), as variant_videos records it
+            row = {"video_id": vid, "variant": spec.name, "path": str(path.relative_to(tmp_path)), "sha256": file_sha256(path)}
             if eligible is not None:
                 ok = eligible.get((vid, spec.name), True)
                 row["eligible"] = ok
@@ -129,7 +130,7 @@ def test_upload_manifest_without_eligibility_column(tmp_path: Path) -> None:
     for r in rows.itertuples():
         assert decode_ad_name(r.ad_name) == ("exp-up", r.video_id, r.variant)
         assert (r.width, r.height, r.duration_s) == (48, 64, 0.5)
-        assert r.sha256 == file_sha256(r.file)
+        assert r.sha256 == file_sha256(tmp_path / r.file)
     assert pd.read_csv(manifest.path, dtype=str)["ad_name"].tolist() == rows["ad_name"].tolist()
     stored = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM upload_manifest").fetchone()[0]
     assert stored == 6
@@ -147,7 +148,7 @@ def test_upload_manifest_honours_eligibility_and_catches_changed_files(tmp_path:
     assert "control arm (baseline) is not eligible" in reasons[(hexid, "placebo")]
     override = build_upload_manifest(db, "exp-up", tmp_path / "out", THREE, include_ineligible=True)
     assert len(override.rows) == 6 and any("explicit override" in n for n in override.notes)
-    Path(manifest.rows["file"].iat[0]).write_bytes(b"not the rendered file")
+    (tmp_path / manifest.rows["file"].iat[0]).write_bytes(b"not the rendered file")
     with pytest.raises(ValueError, match="changed since it was rendered"):
         build_upload_manifest(db, "exp-up", tmp_path / "out", THREE)
 
