@@ -328,8 +328,10 @@ def generate_demo_corpus(
     plans = _plan_keywords(rng, n_videos, n_empty_keywords, n_cta_keywords, vocabulary)
     product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
     other_slots = [i for i in range(n_videos) if i not in product_slots]
-    no_rows = set(rng.permutation(product_slots).tolist()[:videos_without_scene_rows])
-    for slot in rng.permutation(other_slots).tolist():
+    # Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
+    # edited ads keep their industry pairs for the A/B experiment.
+    no_rows = set(rng.permutation(other_slots).tolist()[:videos_without_scene_rows])
+    for slot in rng.permutation(product_slots).tolist():
         if len(no_rows) < videos_without_scene_rows:
             no_rows.add(slot)
 
@@ -440,11 +442,22 @@ def _plan_keywords(rng: np.random.Generator, n: int, n_empty: int, n_cta: int,
     kinds = [kinds[i] for i in rng.permutation(n)]
     available = list(vocabulary.products)
     order = [available[i] for i in rng.permutation(len(available))]
+    # Product ads come in pairs per industry, so the demo's A/B experiment has at least two videos
+    # in each industry it compares (the heterogeneity section needs them).
+    by_industry: dict[str, list[tuple[str, str]]] = {}
+    for product_kind in order:
+        for keyword, industry in vocabulary.products[product_kind]:
+            by_industry.setdefault(industry, []).append((product_kind, keyword))
+    industry_order = [k for k in INDUSTRIES if k in by_industry]
+    industry_order = [industry_order[i] for i in rng.permutation(len(industry_order))]
     plans = []
+    product_count = 0
     for index, kind in enumerate(kinds):
         product_kind = order[index % len(order)]
         if kind == "product":
-            keyword, industry = vocabulary.products[product_kind][int(rng.integers(len(vocabulary.products[product_kind])))]
+            industry = industry_order[(product_count // 2) % len(industry_order)]
+            product_count += 1
+            product_kind, keyword = by_industry[industry][int(rng.integers(len(by_industry[industry])))]
         else:
             keyword = "" if kind == "empty" else vocabulary.ctas[int(rng.integers(len(vocabulary.ctas)))]
             industry = INDUSTRIES[int(rng.integers(len(INDUSTRIES)))]

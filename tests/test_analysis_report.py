@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from align_core.ab_results import VARIANTS, SimulationEffects, ingest_export, planted_truth, simulate_ab_export
+from align_core.ab_results import ingest_export
+from align_core.variants import DEFAULT_VARIANTS, variant_names
+from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
 from analysis.cli import main
 from analysis.report import TABLES, build_report
 from analysis.timing import VARIANT_WINDOW
@@ -52,7 +54,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     videos = _videos(60)
     rng = np.random.default_rng(3)
     deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(0.0, 0.4)) for v in videos["video_id"]
-                           for var in VARIANTS[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
+                           for var in variant_names(DEFAULT_VARIANTS)[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
     _seed_warehouse(db, videos, deltas)
     export = simulate_ab_export(videos, inbox / "demo.csv", EFFECTS, seed=11, achieved_delta=deltas)
     assert ingest_export(export, db).ok
