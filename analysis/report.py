@@ -42,6 +42,7 @@ from analysis.timing import dose_response, select_doses, timing_contrasts, video
 TABLES: tuple[str, ...] = (
     "analysis_lift", "analysis_arms_test", "analysis_heterogeneity", "analysis_meta", "analysis_timing",
     "analysis_dose_response", "analysis_guardrails", "analysis_observational", "analysis_plan_deviations",
+    "analysis_excluded",
 )
 
 
@@ -65,17 +66,45 @@ def _with_experiment(frame: pd.DataFrame, experiment_id: str) -> pd.DataFrame:
 
 
 def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experiment_id: str | None = None,
-                   design: str = "paired") -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+                   design: str = "paired", include_ineligible: bool = False
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     """Every estimate table (and the per-experiment cell sums for plots), read-only.
 
     ``design`` (for experiments without a registered config; a registered experiment's config
     decides its own): "paired" (every video in every arm; the platform's own) or "unpaired" (each
-    video in one arm). Returns ``(tables, cells_by_experiment, notes)``.
+    video in one arm). Results of variants the ``variants`` table marks ineligible (checks not
+    passed) are left out unless ``include_ineligible`` (an explicit override); either way they are
+    listed with their reasons in ``analysis_excluded``. Returns ``(tables, cells_by_experiment, notes)``.
     """
     if design not in DESIGNS:
         raise ValueError(f"design {design!r}: expected one of {DESIGNS}")
     with single_threaded_blas():
-        return _compute_tables(database, alpha, experiment_id, design)
+        return _compute_tables(database, alpha, experiment_id, design, include_ineligible)
+
+
+def _apply_eligibility(cells: pd.DataFrame, eligibility: pd.DataFrame | None,
+                       include_ineligible: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells to analyse, the excluded-variants table). Variants the platform never rendered
+    (e.g. arms of an imported export) are not judged and stay in."""
+    if eligibility is None or eligibility.empty:
+        return cells, pd.DataFrame()
+    bad = eligibility[~eligibility["eligible"].astype(bool)]
+    if bad.empty:
+        return cells, pd.DataFrame()
+    served = cells.groupby(["video_id", "variant"], as_index=False)["impressions"].sum() if not cells.empty \
+        else pd.DataFrame(columns=["video_id", "variant", "impressions"])
+    listed = bad.merge(served, on=["video_id", "variant"], how="left")
+    listed["impressions"] = listed["impressions"].fillna(0).astype("int64")
+    in_results = listed["impressions"] > 0
+    listed["action"] = np.where(~in_results, "not in the A/B results",
+                                np.where(include_ineligible, "kept: include_ineligible override",
+                                         "results dropped from the analysis"))
+    excluded = listed[["video_id", "variant", "exclusion_reason", "impressions", "action"]]
+    if include_ineligible or cells.empty:
+        return cells, excluded
+    key = pd.MultiIndex.from_frame(cells[["video_id", "variant"]])
+    drop = key.isin(pd.MultiIndex.from_frame(bad[["video_id", "variant"]]))
+    return cells[~drop], excluded
 
 
 MODERATORS: dict[str, str] = {
@@ -100,7 +129,8 @@ def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | Non
 
 
 def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_id: str | None,
-                    default_design: str) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+                    default_design: str, include_ineligible: bool = False
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     notes: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     cells_by_exp: dict[str, pd.DataFrame] = {}
@@ -111,6 +141,14 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         scenes = queries.scene_rows(con)
         registries = registered_variants(con)
         configs = registered_configs(con)
+        eligibility = queries.variant_eligibility(con)
+    cells_all, excluded = _apply_eligibility(cells_all, eligibility, include_ineligible)
+    if not excluded.empty:
+        parts["analysis_excluded"].append(excluded)
+        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
+        if len(dropped):
+            notes.append(f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
+                         "(see 'Excluded variants'; align-report --include-ineligible keeps them)")
     if experiment_id:
         arms = arms[arms["experiment_id"] == experiment_id]
     if cells_all.empty:
@@ -403,6 +441,9 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     "analysis_dose_response": ("Dose-response on achieved alignment change",
                                "WLS of each video-variant's log lift on the achieved alignment change (inverse binomial "
                                "variance weights), clustered by video.", "se_method"),
+    "analysis_excluded": ("Excluded variants (did not pass their checks)",
+                          "From the variants table's eligible / exclusion_reason: only eligible variants enter the "
+                          "analysis unless the include_ineligible override is set.", None),
     "analysis_observational": ("Observational scene model (not causal)",
                                "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
                                "(CR1, normal reference).", None),
@@ -507,9 +548,11 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
 
 
 def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike[str], alpha: float = 0.05,
-                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired") -> Report:
+                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired",
+                 include_ineligible: bool = False) -> Report:
     """Compute every estimate, replace the ``analysis_*`` tables, write ``report.html`` and ``headline.md``."""
-    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design)
+    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design,
+                                                 include_ineligible=include_ineligible)
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
