@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python -m bench.bench_real_size                  # 15, 30 and 60 s at 1080x1920, 30 fps
-    .venv/bin/python -m bench.bench_real_size --quick          # 2 and 4 s at 540x960, 30 fps (everyday)
+    .venv/bin/python -m bench.bench_real_size --quick          # 1 and 2 s at 540x960, 30 fps (everyday)
     .venv/bin/python -m bench.bench_real_size --lengths 15 --stages corpus catalog attention masks control
     .venv/bin/python -m bench.bench_real_size --keep /tmp/real # keep the videos and artifacts
 
@@ -54,7 +54,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "quality": ("variants",), "manipulation": ("variants",),
 }
 FULL_LENGTHS = (15.0, 30.0, 60.0)
-QUICK_LENGTHS = (2.0, 4.0)
+QUICK_LENGTHS = (1.0, 2.0)
 FULL_SIZE = (1080, 1920)  # width, height
 QUICK_SIZE = (540, 960)
 FPS = 30
@@ -288,7 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=float, nargs="+", default=None, help="ad lengths in seconds (default 15 30 60)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
-    parser.add_argument("--quick", action="store_true", help="2 and 4 s ads at 540x960 (everyday use)")
+    parser.add_argument("--quick", action="store_true", help="1 and 2 s ads at 540x960 (everyday use)")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--keep", type=Path, default=None, help="keep the generated ads and artifacts here")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_real_size.json")
