@@ -68,14 +68,32 @@ def real_video_ids(path: Path, limit: int | None) -> list[str]:
     return ids[:limit] if limit else ids
 
 
-def automation_tick(count: int, ids: list[str], ticks: int = 2) -> dict[str, Any]:
-    """Register ``count`` partitions in a fresh instance and time automation ticks."""
-    from dagster import DagsterInstance, evaluate_automation_conditions
+def _definitions(before: bool):
+    """The platform's Definitions, or (``before``) every asset with its own eager condition as before the change."""
+    from dagster import Definitions, load_assets_from_modules
 
-    from align_assets.definitions import defs
+    from align_assets.definitions import defs, stage_modules
+    from align_assets.resources import default_resources
+
+    if not before:
+        return defs
+    return Definitions(assets=load_assets_from_modules(stage_modules), resources=default_resources())
+
+
+def automation_tick(count: int, ids: list[str], ticks: int = 2, before: bool = False, materialized: int = 100) -> dict[str, Any]:
+    """Register ``count`` partitions in a fresh instance and time automation ticks.
+
+    Times the ``automation`` sensor's evaluation (:func:`dagster.evaluate_automation_conditions`)
+    and, unless ``before``, the ``per_video_automation`` sensor's tick with nothing new, then
+    after ``materialized`` videos' catalogs were recorded (each must request its three children).
+    """
+    from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_automation_conditions
+
+    from align_assets.automation import evaluate_per_video_automation
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
-    row: dict[str, Any] = {"partitions": count}
+    defs = _definitions(before)
+    row: dict[str, Any] = {"partitions": count, "definitions": "before (eager on every asset)" if before else "now"}
     with tempfile.TemporaryDirectory(prefix="bench_partitions_") as home:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         with DagsterInstance.from_config(home) as instance:
@@ -90,6 +108,18 @@ def automation_tick(count: int, ids: list[str], ticks: int = 2) -> dict[str, Any
                 row[f"tick{tick + 1}_s"] = time.perf_counter() - started
                 row[f"tick{tick + 1}_requested"] = int(result.total_requested)
                 cursor = result.cursor
+            if not before:
+                graph = defs.resolve_asset_graph()
+                started = time.perf_counter()
+                _, video_cursor, counts = evaluate_per_video_automation(instance, graph, None)
+                row["per_video_idle_s"] = time.perf_counter() - started
+                for video_id in ids[:materialized]:
+                    instance.report_runless_asset_event(AssetMaterialization(AssetKey("video_catalog"), partition=video_id))
+                started = time.perf_counter()
+                requests, video_cursor, counts = evaluate_per_video_automation(instance, graph, video_cursor)
+                row["per_video_events_s"] = time.perf_counter() - started
+                row["per_video_events"] = counts["events"]
+                row["per_video_requested"] = counts["requested"]
     row["peak_mb"] = maxrss_mb()
     return row
 
@@ -150,6 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keywords", type=Path, default=SHARED_KEYWORDS, help="the real keywords.csv (ids)")
     parser.add_argument("--partitions", type=int, nargs="+", default=[10_000, 0], help="partition counts (0: every id)")
     parser.add_argument("--ticks", type=int, default=2)
+    parser.add_argument("--before", type=int, nargs="*", default=[], help="also time the previous definitions (eager on every asset) at these counts")
     parser.add_argument("--skip-automation", action="store_true")
     parser.add_argument("--warehouse-videos", type=int, nargs="*", default=[1_000, 5_000])
     parser.add_argument("--frames-per-video", type=int, default=900, help="frame rows per video (30 s at 30 fps)")
@@ -164,18 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_automation:
         ids = real_video_ids(args.keywords, None)
         rows = []
-        for count in args.partitions:
+        plan = [(count, True) for count in args.before] + [(count, False) for count in args.partitions]
+        for count, before in plan:
             count = len(ids) if count <= 0 else min(count, len(ids))
-            print(f"[bench] automation tick with {count:,} partitions ...", file=sys.stderr, flush=True)
-            rows.append(automation_tick(count, ids, args.ticks))
+            print(f"[bench] automation tick with {count:,} partitions ({'before' if before else 'now'}) ...", file=sys.stderr, flush=True)
+            rows.append(automation_tick(count, ids, args.ticks, before=before))
             print(f"[bench]   {rows[-1]}", file=sys.stderr, flush=True)
         payload["automation"] = rows
-        print(f"## Automation sensor tick (evaluate_automation_conditions), real ids from {args.keywords.name}\n")
-        print("| partitions | register s | tick 1 s (nothing materialized) | runs requested | tick 2 s (from cursor) | peak RSS MB |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        nan = float("nan")
+        print(f"## Automation ticks with the real ids from {args.keywords.name} registered as partitions\n")
+        print("| partitions | definitions | register s | automation tick 1 s | tick 2 s (cursor) | per_video_automation tick, idle s | "
+              "same, 100 new catalogs s (runs requested) | peak RSS MB |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
-            print(f"| {r['partitions']:,} | {r['register_s']:.1f} | {r['tick1_s']:.1f} | {r['tick1_requested']:,} | "
-                  f"{r.get('tick2_s', float('nan')):.1f} | {r['peak_mb']:.0f} |")
+            events = f"{r['per_video_events_s']:.2f} ({r['per_video_requested']})" if "per_video_events_s" in r else "-"
+            print(f"| {r['partitions']:,} | {r['definitions']} | {r['register_s']:.1f} | {r['tick1_s']:.1f} | {r.get('tick2_s', nan):.1f} | "
+                  f"{r.get('per_video_idle_s', nan):.2f} | {events} | {r['peak_mb']:.0f} |")
         print()
     if args.warehouse_videos:
         rows = []
