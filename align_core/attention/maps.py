@@ -370,7 +370,12 @@ def _encode_keyframes(quantised: np.ndarray) -> bytes:
     """Lossless code for ``uint8 [K, h, w]``: 2-D difference (the gradient predictor
     ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1."""
     residual = np.diff(np.diff(quantised.astype(np.int16), axis=1, prepend=0), axis=2, prepend=0)
-    return lzma.compress(np.mod(residual, 256).astype(np.uint8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    data = np.mod(residual, 256).astype(np.uint8).tobytes()
+    # Preset 9's 64 MiB dictionary makes the encoder allocate about 670 MB whatever the input;
+    # a dictionary as large as the input compresses the same and needs ~11x the input.
+    dict_size = int(min(64 << 20, max(1 << 16, len(data))))
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}]
+    return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
 
 
 def _decode_keyframes(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
