@@ -15,27 +15,24 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.warehouse import warehouse_lock
+from align_core.warehouse import rebuild_table_from_parquet, warehouse_lock
 
 
 def collect_parquet_table(
     warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str
 ) -> tuple[int, int, object]:
-    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview)."""
+    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview).
+
+    Past 2,000 videos the rebuild is incremental (only changed files are read, see
+    :func:`align_core.warehouse.rebuild_table_from_parquet`).
+    """
     files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
     with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
+        result = rebuild_table_from_parquet(warehouse.database, table, files, order_by, con=con)
         if not files:
-            con.execute(f'DROP TABLE IF EXISTS "{table}"')
             return 0, 0, None
-        con.execute("BEGIN TRANSACTION")
-        con.execute(
-            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
-            [[str(f) for f in files]],
-        )
-        con.execute("COMMIT")
-        rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
-    return int(rows), len(files), preview
+    return result.rows, len(files), preview
 
 
 def collect_table_asset(
