@@ -226,8 +226,16 @@ class KeyframeAttention:
             amap = np.clip(cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
         return amap
 
-    def frames(self) -> LazyFrames:
-        return LazyFrames((len(self), *self.frame_size), self.map, dtype=np.float32, cache_frames=2)
+    def frames(self) -> KeyframeAttentionFrames:
+        return KeyframeAttentionFrames(self)
+
+
+class KeyframeAttentionFrames(LazyFrames):
+    """A_t of every frame as a read-only ``(T, H, W)`` stack decoded on demand; ``source`` is what it decodes."""
+
+    def __init__(self, source: KeyframeAttention):
+        super().__init__((len(source), *source.frame_size), source.map, dtype=np.float32, cache_frames=2)
+        self.source = source
 
 
 def control_from_maps(maps: AttentionMaps, masks: MaskFrames | np.ndarray) -> ControlTensors:
@@ -244,10 +252,7 @@ def control_from_maps(maps: AttentionMaps, masks: MaskFrames | np.ndarray) -> Co
             f"attention maps {(maps.frame_count, *maps.frame_size)} and masks {tuple(masks.shape)} "
             f"differ in (frames, height, width){f' for {maps.video}' if maps.video else ''}"
         )
-    source = KeyframeAttention.from_maps(maps)
-    control = ControlTensors(masks=masks, attention=source.frames())
-    control.attention.source = source  # type: ignore[attr-defined]
-    return control
+    return ControlTensors(masks=masks, attention=KeyframeAttention.from_maps(maps).frames())
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -518,8 +523,8 @@ def save_control_tensors(path: str | os.PathLike[str], control: ControlTensors) 
     ad takes a few MB at most and about 100 MB of memory to write. Dense control: format v2,
     masks exact and attention within 1/510 (see the module docstring).
     """
-    source = getattr(control.attention, "source", None)
-    if isinstance(source, KeyframeAttention) and isinstance(control.masks, MaskFrames) and control.stats is not None:
+    if isinstance(control.attention, KeyframeAttentionFrames) and isinstance(control.masks, MaskFrames) and control.stats is not None:
+        source = control.attention.source
         from align_core.attention.maps import _encode_keyframes
 
         return save_npz_atomic(
@@ -568,9 +573,7 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
                 stats = {name: np.asarray(data[f"stat_{name}"], dtype=np.float64) for name in _STAT_NAMES}
                 if tuple(masks.shape) != shape or len(source) != shape[0]:
                     raise ValueError(f"masks {tuple(masks.shape)} / {len(source)} attention frames do not match shape {shape}")
-                attention = source.frames()
-                attention.source = source  # type: ignore[attr-defined]
-                return ControlTensors(masks=masks, attention=attention, stats=stats)
+                return ControlTensors(masks=masks, attention=source.frames(), stats=stats)
             if kind != FORMAT:
                 raise ValueError(f"format {kind!r}, expected {FORMAT!r} or {FORMAT_STREAMED!r}")
             shape = tuple(int(v) for v in data["shape"])
