@@ -211,7 +211,9 @@ class ClipSegSegmenter:
 class ProvidedMaskSegmenter:
     """Masks shipped with the corpus: one bit-packed stack per video, validated against the video.
 
-    The stack is kept bit-packed (1/8 byte per pixel) and each batch is unpacked on demand.
+    The stack is kept bit-packed (1/8 byte per pixel) and each batch is unpacked on demand. A
+    file written frame by frame (:meth:`~align_core.frames.MaskFrames.to_arrays` with prefix
+    ``mask``, as for long real-size ads) stays deflated per frame: memory does not grow with length.
     """
 
     name = "provided"
@@ -220,15 +222,21 @@ class ProvidedMaskSegmenter:
         self.mask_path = Path(mask_path)
         if not self.mask_path.is_file():
             raise FileNotFoundError(f"provided mask file {self.mask_path} does not exist")
+        self._frames: MaskFrames | None = None
         try:
             with np.load(self.mask_path, allow_pickle=False) as data:
-                self._bits = np.asarray(data["bits"], dtype=np.uint8)
-                self.shape = tuple(int(v) for v in data["shape"])
+                if "mask_offsets" in data:  # per-frame deflated (long, real-size ads): never a whole stack
+                    self._frames = MaskFrames.from_arrays(data, "mask")
+                    self.shape = tuple(int(v) for v in self._frames.shape)
+                    self._bits = np.zeros(0, dtype=np.uint8)
+                else:
+                    self._bits = np.asarray(data["bits"], dtype=np.uint8)
+                    self.shape = tuple(int(v) for v in data["shape"])
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"mask file {self.mask_path}: cannot be read as a packed mask stack ({exc})") from exc
         if len(self.shape) != 3 or min(self.shape) <= 0:
             raise ValueError(f"mask file {self.mask_path}: stack shape {self.shape} is not (T, H, W)")
-        if self._bits.size * 8 < int(np.prod(self.shape)):
+        if self._frames is None and self._bits.size * 8 < int(np.prod(self.shape)):
             raise ValueError(
                 f"mask file {self.mask_path}: holds {self._bits.size * 8} bits, shape {self.shape} needs "
                 f"{int(np.prod(self.shape))} (truncated file?)"
@@ -257,6 +265,8 @@ class ProvidedMaskSegmenter:
             raise ValueError(
                 f"mask file {self.mask_path}: holds {count} frames, asked for frames [{start}, {start + batch})"
             )
+        if self._frames is not None:
+            return self._frames[start : start + batch].astype(np.float32)
         per_frame = height * width
         first_bit, last_bit = start * per_frame, (start + batch) * per_frame
         chunk = self._bits[first_bit // 8 : (last_bit + 7) // 8]

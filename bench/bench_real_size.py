@@ -10,9 +10,9 @@ Usage::
 The ad is generated frame by frame (:func:`write_real_size_ad`): a panning textured background
 per scene (a cut every 5 s), moving distractor shapes, a product that moves, enters and leaves,
 caption text, and a mono AAC chord track, written with PyAV (libx264) as it is drawn. The
-product mask is packed into bits as each frame is drawn (1/8 byte per pixel), so generating a
-60 s ad holds one frame, one background canvas and the packed mask (about 470 MB at 60 s),
-never a stack of frames.
+product mask of each frame is bit-packed and deflated as it is drawn
+(:class:`~align_core.frames.MaskFrames`, the provided-mask file's per-frame layout), so
+generating a 60 s ad holds one frame and one background canvas, never a stack of frames.
 
 Each per-video stage then runs in its own child process through ``align_core`` exactly as
 :mod:`bench.run_all` runs it (catalog, attention, masks, control, plans, variants, quality,
@@ -101,13 +101,14 @@ def _audio(frames: int, fps: int, bounds: list[int]) -> np.ndarray:
 def write_real_size_ad(root: Path, seconds: float, width: int, height: int, fps: int = FPS, seed: int = 7) -> dict[str, Any]:
     """Write ``raw/videos/<id>.mp4`` (H.264 + AAC), ``raw/masks/<id>.npz`` and the two CSVs under ``root``.
 
-    Streams: one frame is drawn, its mask bits are packed into a preallocated buffer, the frame
-    is encoded, and it is dropped. Returns what was written (frames, scenes, bytes).
+    Streams: one frame is drawn, its mask is packed and deflated, the frame is encoded, and it is
+    dropped. Returns what was written (frames, scenes, bytes).
     """
     import cv2
 
     from align_core.arrays import save_npz_atomic
     from align_core.atomic import atomic_write_text
+    from align_core.frames import MaskFrames
     from align_core.layout import DataLayout
     from align_core.video_io import VideoWriter
 
@@ -115,10 +116,7 @@ def write_real_size_ad(root: Path, seconds: float, width: int, height: int, fps:
     rng = np.random.default_rng(seed)
     frames = int(round(seconds * fps))
     bounds = _scene_bounds(frames, fps)
-    pixels = height * width
-    if pixels % 8:
-        raise ValueError(f"{width}x{height}: the packed mask needs a pixel count divisible by 8")
-    bits = np.zeros(frames * pixels // 8, dtype=np.uint8)
+    masks = MaskFrames(height, width)
     coverage = np.zeros(frames)
     luma_mean = np.zeros(frames)
     luma_sd = np.zeros(frames)
@@ -164,16 +162,14 @@ def write_real_size_ad(root: Path, seconds: float, width: int, height: int, fps:
                 cv2.putText(frame, caption, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
                 cv2.putText(cover, caption, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(2 * scale)) + 2, cv2.LINE_AA)
                 product = (mask > 0) & (cover == 0)
-                bits[index * pixels // 8:(index + 1) * pixels // 8] = np.packbits(product.reshape(-1))
+                masks.append(product)
                 coverage[index] = product.mean()
                 luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
                 mean, sd = cv2.meanStdDev(luma)
                 luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
                 writer.write(frame)
     generate_s = time.perf_counter() - started
-    mask_path = save_npz_atomic(layout.provided_mask_path(VIDEO_ID), bits=bits,
-                                shape=np.asarray((frames, height, width), dtype=np.int64))
-    del bits
+    mask_path = save_npz_atomic(layout.provided_mask_path(VIDEO_ID), **masks.to_arrays("mask"))
     rows = []
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
         rows.append([VIDEO_ID, str(s + 1), f"{coverage[a:b].mean():.6f}", repr(a / fps), repr(b / fps),

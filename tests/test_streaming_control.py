@@ -130,3 +130,20 @@ def test_control_stage_memory_does_not_grow_with_length(tmp_path) -> None:
     assert peak_long < dense_long / 5, (peak_long, dense_long)
     # 4x the frames: the peak may grow by the per-frame bookkeeping (sums, compressed masks), not by frames.
     assert peak_long < 1.25 * peak_short + 512 * 1024, (peak_short, peak_long)
+
+
+def test_provided_masks_written_per_frame_are_segmented_without_a_dense_stack(tmp_path) -> None:
+    """A long ad's provided masks can be stored per frame; segment_video gives the same masks back."""
+    from align_core.arrays import save_npz_atomic
+    from align_core.masks import make_segmenter, segment_video
+    from align_core.video_io import write_video
+
+    frames = 9
+    masks = _masks(frames)
+    video = np.zeros((frames, *FRAME, 3), np.uint8)
+    path = write_video(tmp_path / "ad.mp4", video, 30)
+    mask_file = save_npz_atomic(tmp_path / "ad_masks.npz", **masks.to_arrays("mask"))
+    result = segment_video(path, "bottle", make_segmenter("provided", mask_path=mask_file), batch_size=4)
+    assert isinstance(result.masks, MaskFrames)
+    np.testing.assert_array_equal(np.asarray(result.masks), np.asarray(masks))
+    np.testing.assert_allclose(result.coverage, masks.coverage_per_frame())
