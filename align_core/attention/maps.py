@@ -339,22 +339,26 @@ def compute_attention_maps(
         raise ValueError(f"{video_path}: frame_limit {frame_limit} leaves no frame")
     starts = validate_scene_starts(scene_start_frames, total, str(video_path))
     wanted = set(keyframes_for_scenes(starts, total, config.keyframe_stride).tolist())
-    keyframe_maps: list[np.ndarray] = []
+    # One preallocated array (not a list stacked at the end, which held every map twice).
+    keyframe_maps = np.empty((len(wanted), *working_size(probe.height, probe.width, config.max_long_side)), dtype=np.float32)
     keyframe_indices: list[int] = []
     decoded = 0
     for index, frame in enumerate(iter_frames(video_path, 0, total)):
         decoded = index + 1
         if index in wanted:
-            keyframe_maps.append(analysis_map(frame, scorer, config, frame_index=index))
+            amap = analysis_map(frame, scorer, config, frame_index=index)
+            if amap.shape != keyframe_maps.shape[1:]:
+                raise VideoError(video_path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}")
+            keyframe_maps[len(keyframe_indices)] = amap
             keyframe_indices.append(index)
     if decoded != total:
         # Container frame counts can be estimates; the decoded frames are the truth.
         starts = validate_scene_starts(starts, decoded, str(video_path))
-    if not keyframe_maps:
+    if not keyframe_indices:
         raise VideoError(video_path, "no keyframe could be decoded")
     return AttentionMaps(
         frame_size=(probe.height, probe.width),
-        keyframe_maps=np.stack(keyframe_maps),
+        keyframe_maps=keyframe_maps[: len(keyframe_indices)],
         keyframe_indices=np.asarray(keyframe_indices, dtype=np.int64),
         scene_start_frames=starts,
         frame_count=decoded,
