@@ -200,7 +200,6 @@ class KeyframeAttention:
             raise ValueError(f"keyframe attention: keyframe index outside the {len(self.keyframes)} stored keyframes")
         if count and (not np.isfinite(self.weight).all() or self.weight.min() < 0 or self.weight.max() > 1):
             raise ValueError("keyframe attention: carry weights must be in [0, 1]")
-        self._scaled = self.keyframes.astype(np.float32) / np.float32(255.0)
 
     @classmethod
     def from_maps(cls, maps: AttentionMaps) -> KeyframeAttention:
@@ -215,9 +214,11 @@ class KeyframeAttention:
 
     def analysis_map(self, t: int) -> np.ndarray:
         k0, k1, w = int(self.k0[t]), int(self.k1[t]), float(self.weight[t])
+        key0 = self.keyframes[k0].astype(np.float32) / np.float32(255.0)  # as load_attention_maps scales them
         if w == 0.0:
-            return self._scaled[k0].copy()
-        return ((1.0 - w) * self._scaled[k0] + w * self._scaled[k1]).astype(np.float32)
+            return key0
+        key1 = self.keyframes[k1].astype(np.float32) / np.float32(255.0)
+        return ((1.0 - w) * key0 + w * key1).astype(np.float32)
 
     def map(self, t: int) -> np.ndarray:
         amap = self.analysis_map(t)

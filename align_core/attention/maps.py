@@ -375,9 +375,10 @@ def _encode_keyframes(quantised: np.ndarray) -> bytes:
     ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1."""
     residual = np.diff(np.diff(quantised.astype(np.int16), axis=1, prepend=0), axis=2, prepend=0)
     data = np.mod(residual, 256).astype(np.uint8).tobytes()
-    # Preset 9's 64 MiB dictionary makes the encoder allocate about 670 MB whatever the input;
-    # a dictionary as large as the input compresses the same and needs ~11x the input.
-    dict_size = int(min(64 << 20, max(1 << 16, len(data))))
+    # Preset 9's 64 MiB dictionary makes the encoder allocate about 670 MB whatever the input.
+    # The encoder needs ~11x its dictionary, so it is capped at 4 MiB (~45 MB, whatever the
+    # video's length); a smaller input gets a dictionary its own size (same output as preset 9).
+    dict_size = int(min(4 << 20, max(1 << 16, len(data))))
     filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}]
     return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
 
