@@ -372,15 +372,24 @@ def compute_attention_maps(
 
 def _encode_keyframes(quantised: np.ndarray) -> bytes:
     """Lossless code for ``uint8 [K, h, w]``: 2-D difference (the gradient predictor
-    ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1."""
-    residual = np.diff(np.diff(quantised.astype(np.int16), axis=1, prepend=0), axis=2, prepend=0)
-    data = np.mod(residual, 256).astype(np.uint8).tobytes()
+    ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1.
+
+    Streamed keyframe by keyframe (the difference is within each keyframe), so encoding holds
+    one keyframe's residual, not the whole video's.
+    """
+    total = int(np.prod(quantised.shape))
     # Preset 9's 64 MiB dictionary makes the encoder allocate about 670 MB whatever the input.
     # The encoder needs ~11x its dictionary, so it is capped at 4 MiB (~45 MB, whatever the
     # video's length); a smaller input gets a dictionary its own size (same output as preset 9).
-    dict_size = int(min(4 << 20, max(1 << 16, len(data))))
+    dict_size = int(min(4 << 20, max(1 << 16, total)))
     filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}]
-    return lzma.compress(data, format=lzma.FORMAT_XZ, filters=filters)
+    compressor = lzma.LZMACompressor(format=lzma.FORMAT_XZ, filters=filters)
+    parts = []
+    for key in quantised:
+        residual = np.diff(np.diff(key.astype(np.int16), axis=0, prepend=0), axis=1, prepend=0)
+        parts.append(compressor.compress(np.mod(residual, 256).astype(np.uint8).tobytes()))
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 def _decode_keyframes(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
