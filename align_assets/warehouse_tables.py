@@ -15,29 +15,46 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
+from align_core.eligibility import variants_select_sql
 from align_core.warehouse import rebuild_table_from_parquet, warehouse_lock
 
 
 def collect_parquet_table(
-    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str
+    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str,
+    eligibility: tuple[str, str] | None = None,
 ) -> tuple[int, int, object]:
     """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview).
 
-    Past 2,000 videos the rebuild is incremental (only changed files are read, see
+    ``eligibility`` = (asset, file): join each row's ``eligible``/``exclusion_reason`` from that
+    asset's per-video files (:mod:`align_core.eligibility`); such a joined table is rebuilt whole.
+    Other tables rebuild incrementally past 2,000 videos (only changed files are read, see
     :func:`align_core.warehouse.rebuild_table_from_parquet`).
     """
     files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
+    checked = sorted((platform.layout.artifacts_dir / eligibility[0]).glob(f"*/{eligibility[1]}")) if eligibility else []
     with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
-        result = rebuild_table_from_parquet(warehouse.database, table, files, order_by, con=con)
-        if not files:
-            return 0, 0, None
+        if not eligibility or not files:
+            result = rebuild_table_from_parquet(warehouse.database, table, files, order_by, con=con)
+            if not files:
+                return 0, 0, None
+            rows = result.rows
+        else:
+            con.execute("BEGIN TRANSACTION")
+            select = variants_select_sql("$files", "$checked" if checked else None)
+            con.execute(
+                f'CREATE OR REPLACE TABLE "{table}" AS {select} ORDER BY {order_by}',
+                {"files": [str(f) for f in files], **({"checked": [str(f) for f in checked]} if checked else {})},
+            )
+            con.execute("COMMIT")
+            rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
-    return result.rows, len(files), preview
+    return int(rows), len(files), preview
 
 
 def collect_table_asset(
     *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str,
     table: str | None = None,
+    eligibility: tuple[str, str] | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
@@ -49,14 +66,14 @@ def collect_table_asset(
 
     @asset(
         name=name,
-        deps=[AssetKey(source_asset)],
+        deps=[AssetKey(source_asset)] + ([AssetKey(eligibility[0])] if eligibility else []),
         group_name=group_name,
         description=description,
         automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by)
+        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by, eligibility)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,
