@@ -40,7 +40,7 @@ from align_core.editing.salience import SalienceEditor
 from align_core.eligibility import ELIGIBILITY_FILE, eligibility_table
 from align_core.manipulation import CheckThresholds, check_rendered_variants
 from align_core.quality import evaluate_variants
-from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
+from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_config, load_variant_plans, plan_variants
 from align_core.visuals import curves_plot
 
 PLANS_FILE = "plans.json"
@@ -50,7 +50,13 @@ SKIP_FILE = "skipped.json"
 class VariantPlanSettings(Config):
     variants: list[dict] = Field(
         default_factory=lambda: [spec.to_dict() for spec in DEFAULT_VARIANTS],
-        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo)",
+        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo), "
+        "role (control|treatment|placebo)",
+    )
+    variants_file: str | None = Field(
+        default=None,
+        description="an experiment config or variant list (YAML) to plan from instead of `variants`: the same file "
+        "align-ab-plan registers, so the rendered arms and the experiment's registry are one list",
     )
 
 
@@ -125,7 +131,8 @@ def plans_for_video(platform: PlatformResource, config: VariantPlanSettings, vid
         (out_dir / PLANS_FILE).unlink(missing_ok=True)
         return _skipped_metadata(reason)
     (out_dir / SKIP_FILE).unlink(missing_ok=True)
-    specs = [VariantSpec.from_dict(entry) for entry in config.variants]
+    specs = (load_variant_config(config.variants_file) if config.variants_file
+             else [VariantSpec.from_dict(entry) for entry in config.variants])
     plans = plan_variants(video_id, alignment, catalog.probe.fps, catalog.scene_ranges, specs)
     plans.to_json(out_dir / PLANS_FILE)
     scenes = plans.scene_table()
