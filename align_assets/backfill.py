@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not keys:
         print("align-backfill: no video matches the selection", file=sys.stderr)
         return 1
-    from align_assets.demo import materialize_everything, prepare_instance
+    from align_assets.runner import materialize_everything, prepare_instance
 
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     prepare_instance(layout.dagster_home)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from dagster import DagsterInstance
 
-    from align_assets.demo import prepare_instance
+    from align_assets.runner import prepare_instance
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
     prepare_instance(layout.dagster_home)

@@ -15,35 +15,16 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.warehouse import warehouse_lock
-
-
-def collect_parquet_table(
-    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str
-) -> tuple[int, int, object]:
-    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview)."""
-    files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
-    with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
-        if not files:
-            con.execute(f'DROP TABLE IF EXISTS "{table}"')
-            return 0, 0, None
-        con.execute("BEGIN TRANSACTION")
-        con.execute(
-            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
-            [[str(f) for f in files]],
-        )
-        con.execute("COMMIT")
-        rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-        preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
-    return int(rows), len(files), preview
+from align_core.warehouse import collect_parquet_table
 
 
 def collect_table_asset(
-    *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str,
+    *, name: str, source_asset: str, file_role: str, description: str, group_name: str, order_by: str,
     table: str | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
+    ``file_role`` names the file in ``align_core.layout.ARTIFACT_FILES[source_asset]``.
     ``table`` names the DuckDB table when it must differ from the asset key (the per-video
     ``variant_quality`` asset feeds the ``variant_quality`` table, collected by
     ``variant_quality_table``).
@@ -59,7 +40,8 @@ def collect_table_asset(
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by)
+        files = platform.layout.artifact_files(source_asset, file_role)
+        rows, videos, preview = collect_parquet_table(warehouse.database, table, files, order_by)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,

@@ -32,7 +32,7 @@ import pandas as pd
 
 from align_core.atomic import atomic_path, atomic_write_text
 from align_core.ids import VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
-from align_core.warehouse import read_connection, table_exists, write_connection
+from align_core.warehouse import read_connection, table_exists, transaction, write_connection
 
 VARIANTS: tuple[str, ...] = (
     "baseline",
@@ -385,40 +385,36 @@ def ingest_export(
         arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
 
     with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
         try:
-            ensure_tables(con)
-            con.register("_incoming_ab", rows)
-            replaced = con.execute(
-                "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
-            ).fetchone()[0]
-            con.execute(
-                "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
-                "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
-            )
-            columns = ", ".join(list(REQUIRED_COLUMNS) + ["source_file"])
-            con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
-            con.register("_incoming_exp", experiments)
-            # widen the experiment's date range; keep a name given earlier unless this file names it
-            con.execute(
-                """
-                INSERT INTO experiments (experiment_id, name, start_date, end_date)
-                SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
-                ON CONFLICT (experiment_id) DO UPDATE SET
-                    name = COALESCE(excluded.name, experiments.name),
-                    start_date = LEAST(experiments.start_date, excluded.start_date),
-                    end_date = GREATEST(experiments.end_date, excluded.end_date)
-                """
-            )
-            if arms is not None:
-                con.register("_incoming_arms", arms)
+            with transaction(con):
+                ensure_tables(con)
+                con.register("_incoming_ab", rows)
+                replaced = con.execute(
+                    "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
+                ).fetchone()[0]
                 con.execute(
-                    "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
+                    "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
+                    "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
                 )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+                columns = ", ".join(list(REQUIRED_COLUMNS) + ["source_file"])
+                con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
+                con.register("_incoming_exp", experiments)
+                # widen the experiment's date range; keep a name given earlier unless this file names it
+                con.execute(
+                    """
+                    INSERT INTO experiments (experiment_id, name, start_date, end_date)
+                    SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
+                    ON CONFLICT (experiment_id) DO UPDATE SET
+                        name = COALESCE(excluded.name, experiments.name),
+                        start_date = LEAST(experiments.start_date, excluded.start_date),
+                        end_date = GREATEST(experiments.end_date, excluded.end_date)
+                    """
+                )
+                if arms is not None:
+                    con.register("_incoming_arms", arms)
+                    con.execute(
+                        "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
+                    )
         finally:
             for view in ("_incoming_ab", "_incoming_exp", "_incoming_arms"):
                 try:
@@ -436,6 +432,17 @@ def ingest_export(
         impressions=int(rows["impressions"].sum()),
         sha256=sha,
     )
+
+
+def stored_ab_totals(database: str | os.PathLike[str]) -> tuple[int, int]:
+    """(rows, impressions) stored in ``ab_results`` (zeros before the first ingest)."""
+    if not Path(database).exists():
+        return 0, 0
+    with read_connection(database) as con:
+        if not table_exists(con, "ab_results"):
+            return 0, 0
+        rows, impressions = con.execute("SELECT count(*), coalesce(sum(impressions), 0) FROM ab_results").fetchone()
+    return int(rows), int(impressions)
 
 
 def register_experiment(
@@ -457,24 +464,18 @@ def register_experiment(
     unknown = sorted(set(planned_shares) - set(VARIANTS))
     if unknown:
         raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}")
-    with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            ensure_tables(con)
-            con.execute(
-                """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
-                   name = COALESCE(excluded.name, experiments.name),
-                   start_date = COALESCE(excluded.start_date, experiments.start_date),
-                   end_date = COALESCE(excluded.end_date, experiments.end_date)""",
-                [experiment_id, name, start_date, end_date],
-            )
-            con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
-            for variant, share in planned_shares.items():
-                con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with write_connection(database) as con, transaction(con):
+        ensure_tables(con)
+        con.execute(
+            """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
+               name = COALESCE(excluded.name, experiments.name),
+               start_date = COALESCE(excluded.start_date, experiments.start_date),
+               end_date = COALESCE(excluded.end_date, experiments.end_date)""",
+            [experiment_id, name, start_date, end_date],
+        )
+        con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
+        for variant, share in planned_shares.items():
+            con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
 
 
 # ---------------------------------------------------------------------------------------------

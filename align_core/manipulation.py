@@ -288,7 +288,7 @@ def calibrate_strength_map(
         boost_log_ratio=tuple(tables["boost"]),
         reduce_strengths=ordered,
         reduce_log_ratio=tuple(tables["reduce"]),
-        source=f"calibrated on {len(usable)} keyframes with {_fn_name(attention_fn)} ({getattr(editor, 'name', 'editor')})",
+        source=f"calibrated on {len(usable)} keyframes with {_fn_name(attention_fn)} ({editor.name})",
     )
     return strength_map, points
 

@@ -1,5 +1,11 @@
 """The DuckDB warehouse: one file, transactional and idempotent writes, one writer at a time.
 
+Everything that touches DuckDB goes through this module: connections (:func:`write_connection`,
+:func:`read_connection`), transactions (:func:`transaction`, the only place that spells BEGIN /
+COMMIT / ROLLBACK), keyed upserts (:func:`replace_rows`) and tables collected from per-video
+Parquet files (:func:`collect_parquet_table`). The Dagster layer configures it with the
+``DuckDBResource``'s ``database`` path, so overriding that resource redirects every table.
+
 DuckDB lets one process write a database file at a time. Partition runs of Dagster's
 multiprocess executor (and sensors ingesting A/B exports) therefore take an exclusive
 ``fcntl`` lock on ``<warehouse>.lock`` around every write; waiting on the lock serialises
@@ -88,6 +94,18 @@ def read_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBP
         con.close()
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one transaction: committed if it finishes, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _quote(identifier: str) -> str:
     if not identifier.replace("_", "").isalnum():
         raise ValueError(f"unsafe SQL identifier {identifier!r}")
@@ -114,17 +132,12 @@ def replace_rows(
     qtable = _quote(table)
     con.register("_incoming_rows", frame)
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(f"CREATE TABLE IF NOT EXISTS {qtable} AS SELECT * FROM _incoming_rows LIMIT 0")
             where = " AND ".join(f"{_quote(c)} = ?" for c in key) or "TRUE"
             con.execute(f"DELETE FROM {qtable} WHERE {where}", list(key.values()))
             columns = ", ".join(_quote(c) for c in frame.columns)
             con.execute(f"INSERT INTO {qtable} ({columns}) SELECT {columns} FROM _incoming_rows")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
     finally:
         con.unregister("_incoming_rows")
     return len(frame)
@@ -143,3 +156,26 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     return bool(row and row[0])
+
+
+def collect_parquet_table(
+    database: str | os.PathLike[str], table: str, files: list[Path], order_by: str
+) -> tuple[int, int, pd.DataFrame | None]:
+    """(Re)build ``table`` from ``files`` (one Parquet file per video) in one transaction under the writer lock.
+
+    Returns (rows, files, a 10-row preview); no files drops the table. Re-running replaces the
+    table whole, so a re-materialized video's rows replace its old ones and never duplicate.
+    """
+    qtable = _quote(table)
+    with write_connection(database) as con:
+        if not files:
+            con.execute(f"DROP TABLE IF EXISTS {qtable}")
+            return 0, 0, None
+        with transaction(con):
+            con.execute(
+                f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
+                [[str(f) for f in files]],
+            )
+        rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
+        preview = con.execute(f"SELECT * FROM {qtable} LIMIT 10").df()
+    return int(rows), len(files), preview

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from align_core.atomic import atomic_write_text  # noqa: E402
-from align_core.warehouse import read_connection, write_connection  # noqa: E402
+from align_core.warehouse import read_connection, transaction, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
 from analysis._blas import single_threaded_blas  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
@@ -130,20 +130,14 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
 
 def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFrame]) -> None:
     """Replace every ``analysis_*`` table in one transaction (an empty result drops the table)."""
-    with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for name, frame in tables.items():
-                if frame.empty:
-                    con.execute(f'DROP TABLE IF EXISTS "{name}"')
-                    continue
-                con.register("_analysis_rows", frame)
-                con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _analysis_rows')
-                con.unregister("_analysis_rows")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+    with write_connection(database) as con, transaction(con):
+        for name, frame in tables.items():
+            if frame.empty:
+                con.execute(f'DROP TABLE IF EXISTS "{name}"')
+                continue
+            con.register("_analysis_rows", frame)
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _analysis_rows')
+            con.unregister("_analysis_rows")
 
 
 # ---------------------------------------------------------------------------------------------

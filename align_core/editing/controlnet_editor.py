@@ -48,6 +48,8 @@ class ControlNetEditor:
     """Edits a keyframe with the trained ControlNet on its backbone (``KeyframeEditor``)."""
 
     name = "controlnet"
+    propagation = "keyframes"  # one diffusion edit per keyframe, carried between by optical flow
+    calibrates = False  # strength is the img2img noise level, set by config
 
     def __init__(
         self,

@@ -77,19 +77,17 @@ def calibrate_and_render(
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
 ) -> PipelineResult:
-    """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
+    """Calibrate (when ``attention_fn`` is given and the editor ``calibrates``) and render.
 
     ``edit_every_frame`` None follows the editor (see :func:`render_variants`); False forces
     keyframe edits carried by optical flow.
     """
     import time
 
-    from align_core.editing.salience import SalienceEditor
-
     timings: dict[str, float] = {}
     strength_map, calibration = None, []
     t0 = time.perf_counter()
-    if attention_fn is not None and isinstance(editor, SalienceEditor):
+    if attention_fn is not None and editor.calibrates:
         strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed)
     timings["calibrate_s"] = time.perf_counter() - t0
     lineage = dict(extra_lineage or {})

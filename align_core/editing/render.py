@@ -3,7 +3,7 @@
 Keyframes are the first frame of every scene, the first frame of every timing window inside a
 scene (where a timing variant's edit switches), and every ``stride``-th frame after those; flow
 propagation never crosses a cut or a window boundary. An editor that is a cheap deterministic
-function of (frame, mask, strength) (``edit_every_frame = True``, the salience editor) has EVERY
+function of (frame, mask, strength) (``propagation = "every_frame"``, the salience editor) has EVERY
 frame edited with its own mask instead: flow-propagated blur/sharpen residuals misregister by a
 pixel and lose most of their effect (on the demo, a reduction's propagated frames kept about a
 third of the keyframe's change in the product's texture and 8% of the planned alignment change).
@@ -188,7 +188,7 @@ def render_variants(
 
     ``masks`` is bool ``(T, H, W)`` and ``attention`` float32 ``(T, H, W)`` (anything indexable by
     frame, e.g. a memmap). The source is decoded once; see the module docstring for outputs.
-    ``edit_every_frame`` (default: the editor's ``edit_every_frame`` attribute, False if absent)
+    ``edit_every_frame`` (default: the editor's ``propagation`` is ``every_frame``)
     edits every frame with its own mask instead of propagating keyframe edits by flow.
     """
     started = time.perf_counter()
@@ -208,7 +208,7 @@ def render_variants(
     variant_plans: dict[str, VariantPlan] = dict(plans.plans)
     names = list(variant_plans)
     if edit_every_frame is None:
-        edit_every_frame = bool(getattr(editor, "edit_every_frame", False))
+        edit_every_frame = editor.propagation == "every_frame"
     requested_stride = keyframe_stride
     if edit_every_frame:
         keyframe_stride = 1
