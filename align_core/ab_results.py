@@ -16,7 +16,6 @@ No Dagster import here: the sensor and asset that wrap these functions live in `
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 import os
@@ -32,6 +31,7 @@ import pandas as pd
 
 from align_core.atomic import atomic_path, atomic_write_text
 from align_core.ids import VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
+from align_core.video_io import file_sha256
 from align_core.warehouse import read_connection, table_exists, transaction, write_connection
 
 VARIANTS: tuple[str, ...] = (
@@ -303,14 +303,6 @@ def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _move_aside(path: Path, folder: Path, sha: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
@@ -351,7 +343,7 @@ def ingest_export(
     path = Path(path)
     database = Path(database)
     inbox = path.parent
-    sha = _sha256(path)
+    sha = file_sha256(path)
     if known_videos is None and check_catalog:
         known_videos = _known_videos_from_warehouse(database)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +292,3 @@ def calibrate_strength_map(
     )
     return strength_map, points
 
-
-def calibration_table(points: Sequence[CalibrationPoint]) -> pd.DataFrame:
-    return pd.DataFrame([asdict(p) for p in points])

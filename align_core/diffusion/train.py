@@ -37,11 +37,11 @@ from align_core.diffusion.checkpoint import (
     load_state,
     prune_checkpoints,
     save_state,
-    sha256_file,
 )
 from align_core.diffusion.dataset import TrainingSet
 from align_core.diffusion.losses import LossWeights, controlnet_losses
 from align_core.diffusion.lpips_alex import LPIPS
+from align_core.video_io import file_sha256
 
 LOSS_KEYS = ("loss", "diff", "recon", "l1", "lpips", "bg")
 # Fields that may change between an interrupted run and its resumption without changing the
@@ -272,7 +272,7 @@ class ControlNetTrainer:
                 "config": self.config.to_json(),
                 "loss_history": self.loss_history,
                 "validation": self.validation,
-                "weights_sha256": sha256_file(tmp / "controlnet" / WEIGHTS_NAME),
+                "weights_sha256": file_sha256(tmp / "controlnet" / WEIGHTS_NAME),
                 "lineage": lineage,
             }
             (tmp / "training_state.json").write_text(json.dumps(state, indent=2))
@@ -365,7 +365,7 @@ def train_controlnet(
         while trainer.step < config.max_steps:
             if stop_after is not None and trainer.step >= stop_after:
                 latest = latest_checkpoint(checkpoints_dir)
-                sha = sha256_file(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
+                sha = file_sha256(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
                 return TrainResult(latest or checkpoints_dir, sha, trainer.loss_history, trainer.validation, lineage, completed=False, steps=trainer.step)
             record = trainer.train_step(train_set)
             bar.update(1)
@@ -392,7 +392,7 @@ def train_controlnet(
         finally:
             if trainer.ema is not None:
                 trainer.ema.restore(trainer.params)
-        sha = sha256_file(tmp / "controlnet" / WEIGHTS_NAME)
+        sha = file_sha256(tmp / "controlnet" / WEIGHTS_NAME)
         state = {
             "step": trainer.step,
             "weights": "ema" if trainer.ema is not None else "raw",
