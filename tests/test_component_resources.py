@@ -74,3 +74,24 @@ def test_swapping_the_scorer_resource_changes_the_maps_and_the_check_together(tm
     merged = before_check.merge(after_check, on=["variant", "window"], suffixes=("_before", "_after"))
     assert len(merged) == len(before_check) > 0
     assert not np.allclose(merged["achieved_delta_before"], merged["achieved_delta_after"], atol=1e-4)
+
+
+def test_overriding_the_warehouse_resource_redirects_ab_results_and_the_report(tmp_path) -> None:
+    """ab_results and analysis_report write where the ``warehouse`` resource points, like every table."""
+    import duckdb
+    from dagster_duckdb import DuckDBResource
+
+    from align_assets.assets.experiments import ab_results_asset, analysis_report
+    from align_core.ab_results import simulate_ab_export
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    videos = pd.DataFrame({"video_id": [f"v{k:02d}" for k in range(12)], "industry": ["Beauty", "Food", "Home"] * 4})
+    simulate_ab_export(videos, layout.ab_inbox_dir / "exp.csv", seed=3, days=3, impressions_per_arm=300)
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    resources = {**default_resources(data_dir=layout.root, profile="research"), "warehouse": DuckDBResource(database=str(elsewhere))}
+    result = materialize([ab_results_asset(), analysis_report], resources=resources)
+    assert result.success
+    assert not layout.warehouse_path.exists()
+    with duckdb.connect(str(elsewhere), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ab_results").fetchone()[0] > 0
+        assert con.execute("SELECT count(*) FROM analysis_lift").fetchone()[0] > 0
