@@ -33,7 +33,7 @@ GLOBAL_KEY = "_global"
 #: catalog's own ``catalog.json``, the renderer's ``<variant>.mp4`` / ``manifest.json``) keep
 #: their names inside the module that writes and reads them.
 ARTIFACT_FILES: dict[str, dict[str, str]] = {
-    "video_catalog": {"video_row": "video.parquet", "scenes": "scenes.parquet"},
+    "video_catalog": {"catalog": "catalog.json", "scenes": "scenes.parquet", "thumbnail": "scene_strip.png", "video_row": "video.parquet"},
     "attention_maps": {"maps": "attention.npz"},
     "keyword_masks": {"masks": "masks.npz"},
     "control_tensors": {
