@@ -46,6 +46,12 @@ def test_every_stage_materializes(pipeline) -> None:
 
     for key in defs.resolve_asset_graph().materializable_asset_keys:
         assert instance.get_latest_materialization_event(key) is not None, key.to_user_string()
+    # the demo profile's own check compared the report's estimates with the planted effects
+    from dagster import AssetCheckKey
+
+    planted = AssetCheckKey(AssetKey("analysis_report"), "planted_effects_recovered")
+    executions = instance.event_log_storage.get_asset_check_execution_history(planted, limit=1)
+    assert executions and executions[0].status.value in ("SUCCEEDED", "FAILED"), executions
 
 
 def test_warehouse_tables(pipeline) -> None:
