@@ -1,7 +1,10 @@
 """``make demo``: build the demo corpus and materialize the whole asset graph over every partition.
 
-The graph runs through :mod:`align_assets.runner` into the persistent instance under
-``<data>/dagster_home``, so the UI (``make ui``) shows every run afterwards.
+Runs go into a persistent Dagster instance under ``<data>/dagster_home`` so that the UI
+(``make ui``) shows every run, materialization and check afterwards. The graph is executed in
+waves: all partitioned assets whose upstream is done (one run per video, so a bad video fails
+alone), then the unpartitioned assets that became ready (the checkpoint, warehouse tables,
+the report), and so on until nothing is left.
 """
 
 from __future__ import annotations
@@ -13,8 +16,64 @@ import sys
 import time
 from pathlib import Path
 
-from align_assets.runner import failure_messages, materialize_everything, prepare_instance  # noqa: F401  (re-exported)
+from align_assets.runner import (  # noqa: F401  (re-exported for the tests and older imports)
+    failure_messages,
+    materialize_everything,
+    prepare_instance,
+    quiet_dagster_warnings,
+    report_inputs,
+    run_command,
+)
 from align_core.layout import DataLayout
+
+#: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
+DEMO_FILES = ".align-demo-files.json"
+
+
+def _raw_files(layout: DataLayout) -> list[Path]:
+    if not layout.raw_dir.is_dir():
+        return []
+    return sorted(
+        path for path in layout.raw_dir.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(layout.raw_dir).parts)
+    )
+
+
+def foreign_inputs(layout: DataLayout) -> list[str]:
+    """Input files in ``raw/`` that the demo did not write (or that changed since), which it must not overwrite.
+
+    The demo records what it wrote in ``raw/.align-demo-files.json``. A directory an earlier demo
+    made before that record existed is recognised by its ``demo_corpus.json``.
+    """
+    import hashlib
+    import json
+
+    record_path = layout.raw_dir / DEMO_FILES
+    files = _raw_files(layout)
+    if not record_path.exists():
+        if (layout.raw_dir / "demo_corpus.json").is_file():
+            return []  # an earlier demo's own directory
+        return [str(path.relative_to(layout.root)) for path in files]
+    recorded = json.loads(record_path.read_text())
+    foreign = []
+    for path in files:
+        relative = str(path.relative_to(layout.raw_dir))
+        if recorded.get(relative) != hashlib.file_digest(path.open("rb"), "sha256").hexdigest():
+            foreign.append(str(path.relative_to(layout.root)))
+    return foreign
+
+
+def record_demo_inputs(layout: DataLayout) -> None:
+    import hashlib
+    import json
+
+    from align_core.atomic import atomic_write_text
+
+    digests = {}
+    for path in _raw_files(layout):
+        with path.open("rb") as handle:
+            digests[str(path.relative_to(layout.raw_dir))] = hashlib.file_digest(handle, "sha256").hexdigest()
+    atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
 def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool) -> list[str]:
@@ -22,17 +81,23 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
     from align_demo.corpus import generate_demo_corpus
 
     keywords_source = shared_data / "keywords.csv" if shared_data and (shared_data / "keywords.csv").exists() else None
+    if n_videos < 1:
+        raise ValueError(f"--videos {n_videos}: the demo needs at least 1 video")
+    # The screened-keyword and detected-scene cases need videos of their own; a small demo keeps
+    # every video an editable product ad instead of failing.
+    screened = 1 if n_videos >= 3 else 0
     generate_demo_corpus(
         layout,
         n_videos=n_videos,
+        n_empty_keywords=screened,
+        n_cta_keywords=screened,
+        videos_without_scene_rows=1 if n_videos >= 2 else 0,
         seed=seed,
         keywords_source=keywords_source,
         include_real_clips=include_real and shared_data is not None,
         real_clips_dir=shared_data / "videos" if shared_data else None,
     )
-    ids, skipped = video_ids_in_inbox(layout)
-    for message in skipped:
-        print(f"  ignored: {message}")
+    ids, _ = video_ids_in_inbox(layout)  # files it leaves out are listed by report_inputs
     return ids
 
 
@@ -47,7 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    layout = DataLayout(Path(args.data_dir)).ensure()
+    layout = DataLayout(Path(args.data_dir))
+    foreign = foreign_inputs(layout)
+    if foreign and not args.ui_only:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        print(
+            f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
+            "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
+            "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
+            f"{layout.root}.", file=sys.stderr,
+        )
+        return 2
+    layout = layout.ensure()
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     os.environ.setdefault("ALIGN_PROFILE", "demo")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
 
     print(f"Building the demo corpus in {layout.raw_dir} ...")
-    ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    try:
+        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    except ValueError as exc:
+        print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
+        return 2
+    record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
-    failures = materialize_everything(ids)
+    failures = run_command("align-demo", layout, ids)
 
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -84,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nSome partitions failed (the others materialized):")
         for key, messages in failures.items():
             for message in messages:
-                print(f"  {key}: {message}")
+                print(f"  {key}: " + message.replace("\n", "\n    "))
         return 1
     return 0
+
 
 
 if __name__ == "__main__":

@@ -20,28 +20,31 @@ from align_core.warehouse import collect_parquet_table
 
 def collect_table_asset(
     *, name: str, source_asset: str, file_role: str, description: str, group_name: str, order_by: str,
-    table: str | None = None,
+    table: str | None = None, eligibility: tuple[str, str] | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
     ``file_role`` names the file in ``align_core.layout.ARTIFACT_FILES[source_asset]``.
     ``table`` names the DuckDB table when it must differ from the asset key (the per-video
     ``variant_quality`` asset feeds the ``variant_quality`` table, collected by
-    ``variant_quality_table``).
+    ``variant_quality_table``). ``eligibility`` = (asset, file role): join each row's
+    ``eligible`` / ``exclusion_reason`` from that asset's per-video verdicts.
     """
     table = table or name
 
     @asset(
         name=name,
-        deps=[AssetKey(source_asset)],
+        deps=[AssetKey(source_asset)] + ([AssetKey(eligibility[0])] if eligibility else []),
         group_name=group_name,
         description=description,
         automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        files = platform.layout.artifact_files(source_asset, file_role)
-        rows, videos, preview = collect_parquet_table(warehouse.database, table, files, order_by)
+        layout = platform.layout
+        files = layout.artifact_files(source_asset, file_role)
+        checked = layout.artifact_files(*eligibility) if eligibility else None
+        rows, videos, preview = collect_parquet_table(warehouse.database, table, files, order_by, checked)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,

@@ -43,7 +43,10 @@ ARTIFACT_FILES: dict[str, dict[str, str]] = {
     "controlnet_checkpoint": {"current": "current.json", "loss_curve": "loss_curve.png", "runs": "runs"},
     "variant_plans": {"plans": "plans.json", "skipped": "skipped.json", "scenes": "plan_scenes.parquet", "targets": "targets.png"},
     "variant_videos": {"rows": "variants.parquet"},
-    "variant_quality": {"quality": "quality.parquet", "manipulation": "manipulation.parquet", "plot": "target_vs_achieved.png"},
+    "variant_quality": {
+        "quality": "quality.parquet", "manipulation": "manipulation.parquet", "plot": "target_vs_achieved.png",
+        "eligibility": "eligibility.parquet",
+    },
     "demo_ab_export": {"truth": "planted_truth.json"},
 }
 

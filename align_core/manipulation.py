@@ -16,7 +16,12 @@ Rules (thresholds in :class:`CheckThresholds`):
   ``off_window_tolerance`` of the baseline variant (timing variants differ only in timing);
 - baseline must stay within ``tolerance`` of the original (this bounds the codec drift above);
   placebo within ``tolerance`` of the baseline variant (DESIGN.md's placebo contract), and of
-  the original too with ``require_vs_original``.
+  the original too with ``require_vs_original``;
+- a boost/reduction whose own window plans no change at all (no product frames there, or the
+  alignment already at its bound) cannot differ from baseline: it is ``not_manipulable``, never
+  passed, whatever it measures.
+
+Every row and verdict carries a ``status``: ``passed``, ``failed`` or ``not_manipulable``.
 
 ``attention_fn`` is whatever scorer the caller trusts (the platform passes its real scorer; tests
 pass a weight-free map); the check is only as good as that scorer, and its name is recorded.
@@ -73,9 +78,12 @@ def measure_alignment(
 def measure_video_alignment(
     path: str | os.PathLike[str], masks: np.ndarray, attention_fn: AttentionFn, every: int = 1
 ) -> np.ndarray:
-    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it)."""
+    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it).
+
+    A render of an odd-size source is read back at the masks' size (the writer pads to even).
+    """
     try:
-        return measure_alignment(iter_frames(path), masks, attention_fn, every)
+        return measure_alignment(iter_frames(path, crop_to=np.asarray(masks).shape[1:3]), masks, attention_fn, every)
     except ValueError as exc:
         raise ValueError(f"video {Path(path)}: {exc}") from exc
 
@@ -114,14 +122,19 @@ def manipulation_check(
     original_achieved: np.ndarray,
     thresholds: CheckThresholds = CheckThresholds(),
     attention_fn_name: str = "unspecified",
+    product_frames: np.ndarray | None = None,
 ) -> ManipulationReport:
     """Compare achieved alignment (per variant, per frame; NaN = not measured) with the plan.
 
     ``original_achieved`` is the original video measured with the same attention function; the
     plan's own ``original_alignment`` should come from that scorer too (target deltas are the
-    plan's).
+    plan's). ``product_frames`` (bool per frame: the product mask is non-empty) names why a
+    variant is not manipulable; by default frames with non-zero planned alignment.
     """
     baseline = plans.baseline_name()
+    if product_frames is None:
+        product_frames = np.asarray(plans.original_alignment) > 0
+    product_frames = np.asarray(product_frames, dtype=bool)
     if baseline not in achieved:
         raise KeyError(f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured")
     count = plans.frame_count
@@ -133,6 +146,7 @@ def manipulation_check(
     rows = []
     for name, curve in achieved.items():
         plan = plans[name]
+        not_manipulable = _not_manipulable(plan, plans, windows, product_frames, thresholds.eps)
         curve = np.asarray(curve, dtype=np.float64)
         if curve.shape != (count,):
             raise ValueError(f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)")
@@ -151,7 +165,10 @@ def manipulation_check(
             share = delta_base / target_delta if abs(target_delta) > thresholds.eps else float("nan")
             share_original = delta_original / target_delta if abs(target_delta) > thresholds.eps else float("nan")
             kind = plan.spec.kind
-            if abs(target_delta) > thresholds.eps:
+            if not_manipulable:
+                passed = False
+                reason = not_manipulable
+            elif abs(target_delta) > thresholds.eps:
                 passed = share >= thresholds.min_share
                 if thresholds.require_vs_original:
                     passed = passed and share_original >= thresholds.min_share
@@ -191,7 +208,8 @@ def manipulation_check(
                     "share_achieved": share,
                     "share_achieved_vs_original": share_original,
                     "passed": bool(passed),
-                    "reason": ("ok: " if passed else "FAILED: ") + reason,
+                    "status": "not_manipulable" if not_manipulable else ("passed" if passed else "failed"),
+                    "reason": reason if not_manipulable else ("ok: " if passed else "FAILED: ") + reason,
                 }
             )
     table = pd.DataFrame(rows)
@@ -199,17 +217,35 @@ def manipulation_check(
     verdicts = []
     for name, group in table.groupby("variant", sort=False):
         failing = group[~group["passed"]]
+        status = "passed" if failing.empty else ("not_manipulable" if (group["status"] == "not_manipulable").all() else "failed")
         verdicts.append(
             {
                 "video_id": plans.video_id,
                 "variant": name,
                 "passed": failing.empty,
-                "reason": "all windows passed" if failing.empty else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
+                "status": status,
+                "reason": "all windows passed" if failing.empty
+                else group["reason"].iloc[0] if status == "not_manipulable"
+                else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
             }
         )
     verdict_table = pd.DataFrame(verdicts)
     verdict_table["video_id"] = verdict_table["video_id"].astype("string")
     return ManipulationReport(table, verdict_table, thresholds, attention_fn_name)
+
+
+def _not_manipulable(plan, plans: VariantPlans, windows: np.ndarray, product_frames: np.ndarray, eps: float) -> str | None:
+    """Why a boost/reduction cannot differ from baseline (None when it can): its window plans no change."""
+    spec = plan.spec
+    if spec.kind not in ("boost", "reduce"):
+        return None
+    own = np.ones(len(windows), bool) if spec.window == "full" else windows == spec.window
+    planned = np.abs(np.asarray(plan.frame_target, dtype=np.float64)[own] - np.asarray(plans.original_alignment, dtype=np.float64)[own])
+    if own.any() and planned.max(initial=0.0) > eps:
+        return None
+    if not product_frames[own].any():
+        return f"not manipulable: no product frames in its {spec.window} window (it cannot differ from baseline)"
+    return f"not manipulable: its {spec.window} window plans no change (alignment already at its bound)"
 
 
 def check_rendered_variants(
@@ -224,7 +260,8 @@ def check_rendered_variants(
     """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
     original = measure_video_alignment(original_path, masks, attention_fn, every)
     achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
-    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn))
+    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,19 @@ def write_partition_rows(
         return replace_rows(con, table, frame, key)
 
 
+def replace_table(database: str | os.PathLike[str], table: str, frame: pd.DataFrame) -> int:
+    """Replace ``table`` with ``frame`` in one transaction under the writer lock; returns its rows."""
+    qtable = _quote(table)
+    with write_connection(database) as con:
+        con.register("_table_rows", frame)
+        try:
+            with transaction(con):
+                con.execute(f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM _table_rows")
+        finally:
+            con.unregister("_table_rows")
+    return len(frame)
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
@@ -159,23 +172,35 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def collect_parquet_table(
-    database: str | os.PathLike[str], table: str, files: list[Path], order_by: str
+    database: str | os.PathLike[str], table: str, files: list[Path], order_by: str,
+    eligibility_files: list[Path] | None = None,
 ) -> tuple[int, int, pd.DataFrame | None]:
     """(Re)build ``table`` from ``files`` (one Parquet file per video) in one transaction under the writer lock.
 
     Returns (rows, files, a 10-row preview); no files drops the table. Re-running replaces the
     table whole, so a re-materialized video's rows replace its old ones and never duplicate.
+    ``eligibility_files`` (not None): join each row's ``eligible`` / ``exclusion_reason`` from
+    those per-video verdict files (:mod:`align_core.eligibility`).
     """
+    from align_core.eligibility import variants_select_sql
+
     qtable = _quote(table)
     with write_connection(database) as con:
         if not files:
             con.execute(f"DROP TABLE IF EXISTS {qtable}")
             return 0, 0, None
         with transaction(con):
-            con.execute(
-                f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
-                [[str(f) for f in files]],
-            )
+            if eligibility_files is not None:
+                select = variants_select_sql("$files", "$checked" if eligibility_files else None)
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {qtable} AS {select} ORDER BY {order_by}",
+                    {"files": [str(f) for f in files], **({"checked": [str(f) for f in eligibility_files]} if eligibility_files else {})},
+                )
+            else:
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
+                    [[str(f) for f in files]],
+                )
         rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
         preview = con.execute(f"SELECT * FROM {qtable} LIMIT 10").df()
     return int(rows), len(files), preview

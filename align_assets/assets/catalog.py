@@ -8,12 +8,14 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import check_result, png_markdown, table_markdown
 from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
-from align_core.stages.catalog import catalog_checks, run_catalog
+from align_core.ingest import format_csv_problems
+from align_core.stages.catalog import catalog_checks, run_catalog, write_csv_problems
 
 CATALOG_CHECKS = [
     AssetCheckSpec("scene_schema", asset="video_catalog", description="Scene table has the warehouse columns and types."),
@@ -38,6 +40,7 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
     result = run_catalog(platform.layout, video_id)
     catalog, paths = result.catalog, result.paths
     probe, scenes = catalog.probe, catalog.scenes
+    orphans = result.orphan_problems  # rows whose id is invalid belong to no partition: every run shows them
     # The video file's hash is the data version: a replaced file makes everything downstream stale.
     yield MaterializeResult(
         data_version=DataVersion(probe.sha256),
@@ -59,10 +62,29 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
             "industry": catalog.industry or "(none)",
             "video_sha256": probe.sha256,
             "catalog_path": MetadataValue.path(str(paths["catalog"])),
+            "csv_problems_without_video": len(orphans),
+            "csv_problems_without_video_list": MetadataValue.md(
+                "\n".join(f"- {p}" for p in orphans[:30]) or "none"
+            ),
         }
     )
+    if orphans:
+        context.log.warning(f"{len(orphans)} input CSV row(s) belong to no video (see the csv_problems table): "
+                            + "; ".join(str(p) for p in orphans[:5]))
     for outcome in catalog_checks(catalog):
         yield check_result(outcome)
+
+
+@asset(name="csv_problems", group_name="warehouse", kinds={"duckdb"})
+def csv_problems_table(platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+    """Every problem in keywords.csv and alignment_score.csv (file, line, column, value, problem, video_id),
+    including rows that belong to no video (e.g. an id a spreadsheet turned into 7.22E+18)."""
+    problems = write_csv_problems(platform.layout, warehouse.database)
+    return MaterializeResult(metadata={
+        "dagster/row_count": len(problems),
+        "without_video": int(problems["video_id"].isna().sum()),
+        "problems": MetadataValue.md("\n".join(f"- {line}" for line in format_csv_problems(problems)) or "none"),
+    })
 
 
 videos = collect_table_asset(

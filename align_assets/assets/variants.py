@@ -9,6 +9,7 @@ editor that reads the trained checkpoint makes it depend on ``controlnet_checkpo
 
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AutomationCondition,
@@ -155,6 +156,8 @@ def variant_quality(
     report = result.report
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
+    eligibility = result.eligibility
+    only_unmanipulable = not failed.empty and (failed["status"] == "not_manipulable").all()
     yield MaterializeResult(
         metadata={
             "skipped": False,
@@ -169,8 +172,13 @@ def variant_quality(
     yield AssetCheckResult(
         check_name="manipulation_passed",
         passed=bool(report.passed),
+        # A variant that cannot differ from baseline is excluded, not a broken editor: warn.
+        severity=AssetCheckSeverity.WARN if only_unmanipulable else AssetCheckSeverity.ERROR,
         metadata={
             "failed_variants": MetadataValue.json(failed.to_dict(orient="records")),
+            "excluded_from_experiments": MetadataValue.json(
+                eligibility[~eligibility["eligible"]][["variant", "exclusion_reason"]].to_dict(orient="records")
+            ),
             "thresholds": MetadataValue.json(vars(result.thresholds)),
             "measured_with": report.attention_fn_name,
         },
@@ -181,7 +189,9 @@ variants_table = collect_table_asset(
     name="variants",
     source_asset="variant_videos",
     file_role="rows",
-    description="One row per edited variant video with its lineage (editor, checkpoint, seed, hashes).",
+    eligibility=("variant_quality", "eligibility"),
+    description="One row per edited variant video with its lineage (editor, checkpoint, seed, hashes) and whether "
+    "it may enter an experiment (eligible, exclusion_reason: only variants that passed their checks).",
     group_name="warehouse",
     order_by="video_id, variant",
 )

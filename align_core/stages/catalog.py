@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +18,8 @@ from align_core.stages import CheckOutcome
 class CatalogResult:
     catalog: VideoCatalog
     paths: dict[str, Path]
+    #: CSV problems whose row names no valid video id: they belong to no partition, so every catalog run shows them
+    orphan_problems: list = field(default_factory=list)
 
 
 def run_catalog(layout: DataLayout, video_id: str) -> CatalogResult:
@@ -29,7 +31,19 @@ def run_catalog(layout: DataLayout, video_id: str) -> CatalogResult:
     row_path = layout.artifact("video_catalog", "video_row", video_id)
     with atomic_path(row_path) as tmp:
         pd.DataFrame([catalog.video_row()]).to_parquet(tmp, index=False)
-    return CatalogResult(catalog, {**paths, "video_row": row_path})
+    orphans = [p for table in (alignment, keywords) if table is not None for p in table.problems if p.video_id is None]
+    return CatalogResult(catalog, {**paths, "video_row": row_path}, orphans)
+
+
+def write_csv_problems(layout: DataLayout, database: str | Path) -> pd.DataFrame:
+    """Every problem in keywords.csv and alignment_score.csv (file, line, column, value, problem, video_id)
+    as the ``csv_problems`` warehouse table, including rows that belong to no video."""
+    from align_core.ingest import csv_problems
+    from align_core.warehouse import replace_table
+
+    problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
+    replace_table(database, "csv_problems", problems)
+    return problems
 
 
 def catalog_checks(catalog: VideoCatalog) -> list[CheckOutcome]:

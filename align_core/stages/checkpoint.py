@@ -89,7 +89,12 @@ def training_samples(
             samples.extend(found)
             used.append(video_id)
     if not used:
-        raise ValueError(f"no training samples: none of {len(video_ids)} videos has a segmentable keyword with product masks")
+        raise ValueError(
+            f"no training samples: none of {len(video_ids)} videos has a segmentable keyword with product masks "
+            "(screened keywords and videos whose product never appears are left out; see variant_plans' "
+            "'reason'). Give the videos a visible product keyword in raw/keywords.csv, or, with the "
+            "salience editor (the demo profile's), skip this asset: variant_videos does not need it."
+        )
     return samples, used
 
 
@@ -104,11 +109,19 @@ def _backbone(layout: DataLayout, settings: CheckpointSettings) -> tuple[str, st
     return str(directory), "tiny"
 
 
-def alexnet_weights(layout: DataLayout) -> Path | None:
-    """The local torchvision AlexNet state dict for LPIPS (``models/alexnet/alexnet*``), if present."""
+def alexnet_weights(layout: DataLayout) -> Path:
+    """The AlexNet weights LPIPS loads: ``$ALIGN_ALEXNET_WEIGHTS``, else under the DATA directory's
+    ``models/alexnet`` (never relative to the working directory); when absent, the expected path,
+    which LPIPS then names in its "random-alexnet" flag."""
+    import os
+
+    from align_core.diffusion.lpips_alex import ALEXNET_ENV
+
+    if os.environ.get(ALEXNET_ENV):
+        return Path(os.environ[ALEXNET_ENV])
     directory = layout.models_dir / "alexnet"
     candidates = sorted(directory.glob("alexnet*.*")) if directory.is_dir() else []
-    return candidates[0] if candidates else None
+    return candidates[0] if candidates else directory / "alexnet-owt-7be5be79.pth"
 
 
 def run_checkpoint(

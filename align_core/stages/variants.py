@@ -175,7 +175,8 @@ def run_variant_videos(
     rows = pd.DataFrame(
         [
             {
-                "video_id": video_id, "variant": name, "path": str(path),
+                # relative to the data directory, so a moved data directory stays valid
+                "video_id": video_id, "variant": name, "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
                 "sha256": render.manifest["variants"][name]["sha256"],
                 "editor": built.name, "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
                 "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and uses_checkpoint else None,
@@ -201,6 +202,7 @@ class VariantQualityResult:
     report: Any = None  # align_core.manipulation.ManipulationReport
     thresholds: Any = None  # align_core.manipulation.CheckThresholds
     lpips_backbone_state: str = ""
+    eligibility: pd.DataFrame | None = None  # per variant: eligible, exclusion_reason (align_core.eligibility)
     paths: dict[str, Path] = field(default_factory=dict)
 
 
@@ -210,7 +212,7 @@ def lpips_frame_distance(alexnet_path: str | Path | None = None):
 
     from align_core.diffusion import LPIPS
 
-    lpips = LPIPS(alexnet_path)
+    lpips = LPIPS(alexnet_path)  # a missing file is named in its "random-alexnet" state
 
     def distance(a: np.ndarray, b: np.ndarray) -> float:
         to = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
@@ -228,8 +230,15 @@ def run_variant_quality(
     from align_core.manipulation import CheckThresholds, check_rendered_variants
     from align_core.quality import evaluate_variants
 
+    from align_core.eligibility import eligibility_table
+    from align_core.stages.checkpoint import alexnet_weights
+
     quality_path = layout.artifact("variant_quality", "quality", video_id)
     manipulation_path = layout.artifact("variant_quality", "manipulation", video_id)
+    eligibility_path = layout.artifact("variant_quality", "eligibility", video_id)
+    # A verdict stands only for the render it checked: drop the old one before checking again,
+    # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
+    eligibility_path.unlink(missing_ok=True)
     reason = skip_reason(layout, video_id)
     if reason:
         quality_path.unlink(missing_ok=True)
@@ -240,7 +249,7 @@ def run_variant_quality(
     plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
     control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
     variant_paths = variant_video_paths(layout, video_id, plans)
-    lpips_fn, lpips_state = lpips_frame_distance() if lpips else (None, "not computed")
+    lpips_fn, lpips_state = lpips_frame_distance(alexnet_weights(layout)) if lpips else (None, "not computed")
     quality = evaluate_variants(
         catalog.probe.path, variant_paths, plans, control.masks,
         lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
@@ -249,13 +258,15 @@ def run_variant_quality(
     report = check_rendered_variants(
         plans, catalog.probe.path, variant_paths, control.masks, measure, thresholds, every=settings.measure_every
     )
-    for table, path in ((quality, quality_path), (report.table, manipulation_path)):
+    rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
+    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
+    for table, path in ((quality, quality_path), (report.table, manipulation_path), (eligibility, eligibility_path)):
         with atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
     plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
     return VariantQualityResult(
-        None, quality, report, thresholds, lpips_state,
-        {"quality": quality_path, "manipulation": manipulation_path, "plot": plot},
+        None, quality, report, thresholds, lpips_state, eligibility,
+        {"quality": quality_path, "manipulation": manipulation_path, "eligibility": eligibility_path, "plot": plot},
     )
 
 
