@@ -8,7 +8,14 @@ profile adds the demo's assets (the simulated A/B export, ``align_demo.assets``)
 
 from __future__ import annotations
 
-from dagster import AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, Definitions, load_assets_from_modules
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+)
 
 from align_assets import schedules, sensors
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, variants
@@ -31,7 +38,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
         *load_assets_from_modules(stage_modules),
         variants.variant_videos_asset(needs_checkpoint=editor.choice(platform).needs_checkpoint),
     ]
-    checks: list = []
+    checks: list = list(load_asset_checks_from_modules(stage_modules))  # e.g. the annotated masks' partitioned checks
     ab_deps: tuple[str, ...] = ()
     if platform.profile == "demo":
         from align_demo.assets import AB_RESULTS_DEPS, demo_assets, demo_checks
@@ -51,4 +58,6 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
 
 
 defs = build_definitions()
-all_assets = [*defs.assets, *defs.asset_checks]
+all_assets = list(defs.assets)
+#: Checks defined apart from their asset (the annotated masks' partitioned checks, the demo's planted-effects check).
+all_asset_checks = list(defs.asset_checks)

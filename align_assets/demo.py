@@ -104,7 +104,8 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
-    parser.add_argument("--videos", type=int, default=6, help="number of procedurally rendered demo ads")
+    parser.add_argument("--videos", type=int, default=8,
+                        help="number of procedurally rendered demo ads (8: six edited, two in each of three industries)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
     parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")

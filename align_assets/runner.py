@@ -78,7 +78,7 @@ def materialize_everything(
 
     from align_assets.recovery import process_tags
 
-    from align_assets.definitions import all_assets, defs
+    from align_assets.definitions import all_asset_checks, all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
     instance = instance or DagsterInstance.get()
@@ -101,9 +101,9 @@ def materialize_everything(
         kwargs.update(selection=list(wave), instance=instance, resources=resources, raise_on_error=False,
                       tags=tags, run_config=wave_config(wave))
         if not watch:
-            return materialize(all_assets, **kwargs)
+            return materialize([*all_assets, *all_asset_checks], **kwargs)
         pools = set().union(*(graph.get(key).pools or set() for key in wave))
-        return run_watched(instance, lambda: materialize(all_assets, **kwargs), pools, log)
+        return run_watched(instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, log)
     failures: dict[str, list[str]] = {}
     resources = resources or dict(defs.resources)
 

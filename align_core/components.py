@@ -126,7 +126,11 @@ class ScorerChoice(_Choice):
 class SegmenterChoice(_Choice):
     """Which keyword segmenter makes the product masks, and its threshold."""
 
-    segmenter: str | None = Field(default=None, description="provided | clipseg (default: the profile's)")
+    segmenter: str | None = Field(
+        default=None,
+        description="provided | annotated | clipseg | clipseg+annotated (default: the profile's; 'provided' falls back "
+        "to annotations in raw/annotations.csv when a video has no provided mask file, 'clipseg' is constrained by them)",
+    )
     clipseg_model: str = Field(
         default="CIDAS/clipseg-rd64-refined", description="local directory or a hub id already in the local cache"
     )

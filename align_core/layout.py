@@ -35,7 +35,7 @@ GLOBAL_KEY = "_global"
 ARTIFACT_FILES: dict[str, dict[str, str]] = {
     "video_catalog": {"catalog": "catalog.json", "scenes": "scenes.parquet", "thumbnail": "scene_strip.png", "video_row": "video.parquet"},
     "attention_maps": {"maps": "attention.npz"},
-    "keyword_masks": {"masks": "masks.npz"},
+    "keyword_masks": {"masks": "masks.npz", "diagnostics": "annotated_diagnostics.parquet"},
     "control_tensors": {
         "control": "control.npz", "frames": "alignment_frames.parquet", "scenes": "alignment_scenes.parquet",
         "plot": "alignment.png", "overlays": "overlays.png",

@@ -82,7 +82,7 @@ def test_overriding_the_warehouse_resource_redirects_ab_results_and_the_report(t
     from dagster_duckdb import DuckDBResource
 
     from align_assets.assets.experiments import ab_results_asset, analysis_report
-    from align_core.ab_results import simulate_ab_export
+    from align_demo.ab_simulator import simulate_ab_export
 
     layout = DataLayout(tmp_path / "data").ensure()
     videos = pd.DataFrame({"video_id": [f"v{k:02d}" for k in range(12)], "industry": ["Beauty", "Food", "Home"] * 4})

@@ -84,7 +84,8 @@ from align_assets.demo import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
 from align_assets.sensors import new_video_sensor
-from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox, simulate_ab_rows
+from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox
+from align_demo.ab_simulator import simulate_ab_rows
 from align_core.arrays import save_mask_stack
 from align_core.atomic import atomic_directory, atomic_path
 from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus

@@ -54,6 +54,7 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
                 + "".join(f"\n\n- note: {note}" for note in catalog.keyword.notes)
             ),
             "scene_source": catalog.scene_source,
+            "mask_source": catalog.mask_source or "none (no provided masks, no annotations)",
             "resolution": f"{probe.width}x{probe.height}",
             "fps": probe.fps,
             "frame_count": probe.frame_count,

@@ -23,7 +23,7 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import ingest_export, scan_inbox, stored_ab_totals
+from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox, stored_ab_totals
 from analysis.report import build_report
 
 
@@ -44,7 +44,8 @@ def ab_results_asset(extra_deps: Sequence[str] = ()):
         A bad file is moved to ``rejected/`` with an errors file and changes nothing stored; the
         others still land. Re-ingesting a file replaces its rows with themselves.
         """
-        reports = [ingest_export(path, warehouse.database) for path in scan_inbox(platform.layout.ab_inbox_dir)]
+        inbox = platform.layout.ab_inbox_dir
+        reports = [ingest_export(path, warehouse.database, mapping=inbox_mapping(path, inbox)) for path in scan_inbox(inbox)]
         for report in reports:
             if report.ok:
                 context.log.info(f"ingested {report.source.name}: {report.rows} rows ({report.rows_replaced} replaced)")
@@ -76,7 +77,8 @@ def ab_results_asset(extra_deps: Sequence[str] = ()):
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=["ab_results"],
-    description="Ingests A/B exports (CSV or Parquet) dropped into data/inbox/ab_results.",
+    description="Ingests A/B exports dropped into data/inbox/ab_results (results schema) or its "
+    "tiktok_split_test/, meta_ads_manager/, generic_long/ subfolders (platform exports through that mapping).",
 )
 def ab_export_sensor(context: SensorEvaluationContext, platform: PlatformResource):
     waiting = scan_inbox(platform.layout.ab_inbox_dir)

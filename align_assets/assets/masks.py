@@ -1,9 +1,27 @@
-"""Per-video ``keyword_masks``: M_t from the ``segmenter`` resource, or empty with a reason."""
+"""Per-video ``keyword_masks``: M_t from the ``segmenter`` resource, or empty with a reason.
 
-from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, MetadataValue, asset
+Annotated masks (``annotated``, ``clipseg+annotated``) also write a per-frame diagnostics table
+that four partitioned asset checks read: area band, flow consistency, box IoU, appearance.
+"""
+
+import warnings
+
+import pandas as pd
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AutomationCondition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
 
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource, SegmenterResource
+from align_core.annotated_masks import CHECK_DESCRIPTIONS, check_annotated_masks
 from align_core.stages.masks import run_masks
 
 
@@ -22,8 +40,9 @@ def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, se
     def one(video_id: str) -> dict:
         stage = run_masks(platform.layout, video_id, choice, device=platform.defaults.device)
         result, summary = stage.result, stage.result.summary()
-        return {
+        metadata = {
             "keyword": stage.keyword.keyword or "(empty)",
+            "mask_source": stage.mask_source,
             "segmenter_id": result.segmenter_id,
             "skipped_reason": MetadataValue.text(result.skipped_reason or "not skipped"),
             "threshold": result.threshold,
@@ -34,5 +53,41 @@ def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, se
             "bytes": stage.path.stat().st_size,
             "path": MetadataValue.path(str(stage.path)),
         }
+        if stage.diagnostics is not None:
+            metadata["annotated_checks"] = MetadataValue.md(
+                "\n".join(f"- **{c.name}**: {'passed' if c.passed else 'FAILED'} ({c.detail})"
+                          for c in check_annotated_masks(stage.diagnostics))
+            )
+        return metadata
 
     return materialize_each_video(context, one)
+
+
+def _annotated_check(check_name: str):
+    @asset_check(
+        asset=keyword_masks, name=check_name, partitions_def=video_partitions,
+        description=CHECK_DESCRIPTIONS[check_name],
+    )
+    def _check(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
+        path = platform.layout.artifact("keyword_masks", "diagnostics", context.partition_key)
+        if not path.exists():
+            return AssetCheckResult(passed=True, metadata={"not_applicable": "masks were not made from annotations"})
+        outcome = next(c for c in check_annotated_masks(pd.read_parquet(path)) if c.name == check_name)
+        return AssetCheckResult(
+            passed=outcome.passed,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"detail": MetadataValue.text(outcome.detail),
+                      "failing_frames": MetadataValue.json(outcome.failing_frames)},
+        )
+
+    return _check
+
+
+with warnings.catch_warnings():
+    # Partitioned asset checks are a Dagster "preview" feature; it is what gives each video its
+    # own check results while keyword_masks keeps its multi-video backfill runs.
+    warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
+    annotated_area_band = _annotated_check("annotated_area_band")
+    annotated_flow_consistency = _annotated_check("annotated_flow_consistency")
+    annotated_box_iou = _annotated_check("annotated_box_iou")
+    annotated_appearance = _annotated_check("annotated_appearance")

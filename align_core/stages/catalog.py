@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from align_core.annotations import mask_inputs
 from align_core.atomic import atomic_path
 from align_core.catalog import SCENE_COLUMNS, VideoCatalog, build_catalog, save_catalog
 from align_core.ingest import read_alignment_scores, read_keywords
@@ -27,6 +28,7 @@ def run_catalog(layout: DataLayout, video_id: str) -> CatalogResult:
     alignment = read_alignment_scores(layout.alignment_csv) if layout.alignment_csv.exists() else None
     keywords = read_keywords(layout.keywords_csv) if layout.keywords_csv.exists() else None
     catalog = build_catalog(video_id, layout.video_path(video_id), alignment, keywords)
+    catalog.mask_source = mask_inputs(layout, video_id)
     paths = save_catalog(catalog, layout.artifact_dir("video_catalog", video_id))
     row_path = layout.artifact("video_catalog", "video_row", video_id)
     with atomic_path(row_path) as tmp:

@@ -24,7 +24,7 @@ from align_core.control import load_control_tensors
 from align_core.layout import DataLayout
 from align_core.stages.attention import AttentionMeasure
 from align_core.stages.checkpoint import read_checkpoint_pointer
-from align_core.variants import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_plans, plan_variants
+from align_core.variants import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_config, load_variant_plans, plan_variants
 from align_core.visuals import curves_plot
 
 # -- settings -------------------------------------------------------------------------------------
@@ -33,7 +33,13 @@ from align_core.visuals import curves_plot
 class VariantPlanSettings(BaseModel):
     variants: list[dict] = Field(
         default_factory=lambda: [spec.to_dict() for spec in DEFAULT_VARIANTS],
-        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo)",
+        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo), "
+        "role (control|treatment|placebo)",
+    )
+    variants_file: str | None = Field(
+        default=None,
+        description="an experiment config or variant list (YAML) to plan from instead of `variants`: the same file "
+        "align-ab-plan registers, so the rendered arms and the experiment's registry are one list",
     )
 
 
@@ -96,7 +102,8 @@ def run_plans(layout: DataLayout, video_id: str, settings: VariantPlanSettings) 
         plans_path.unlink(missing_ok=True)
         return PlansResult(reason)
     skip_path.unlink(missing_ok=True)
-    specs = [VariantSpec.from_dict(entry) for entry in settings.variants]
+    specs = (load_variant_config(settings.variants_file) if settings.variants_file
+             else [VariantSpec.from_dict(entry) for entry in settings.variants])
     plans = plan_variants(video_id, control.alignment_per_frame(), catalog.probe.fps, catalog.scene_ranges, specs)
     plans.to_json(plans_path)
     scenes = plans.scene_table()
