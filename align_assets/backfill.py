@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if not keys:
         print("align-backfill: no video matches the selection", file=sys.stderr)
         return 1
-    from align_assets.demo import prepare_instance, run_command
+    from align_assets.runner import prepare_instance, run_command
 
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     prepare_instance(layout.dagster_home)

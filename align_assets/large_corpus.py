@@ -131,16 +131,18 @@ def batched_asset(
 
 
 def _attention_video(platform: PlatformResource, video_id: str) -> Mapping[str, Any]:
-    from align_assets.assets.attention import AttentionSettings, attention_for_video, build_scorer
-    from align_core.attention import AttentionConfig
+    from align_assets.resources import ScorerResource
+    from align_core.stages.attention import AttentionSettings, run_attention
 
-    return attention_for_video(platform, video_id, build_scorer(AttentionSettings(), platform), AttentionConfig())
+    result = run_attention(platform.layout, video_id, ScorerResource().measure(platform), AttentionSettings())
+    return {"path": str(result.path), "seconds": round(result.seconds, 2)}
 
 
 def _plans_video(platform: PlatformResource, video_id: str) -> Mapping[str, Any]:
-    from align_assets.assets.variants import VariantPlanSettings, plans_for_video
+    from align_core.stages.variants import VariantPlanSettings, run_plans
 
-    return plans_for_video(platform, VariantPlanSettings(), video_id)
+    result = run_plans(platform.layout, video_id, VariantPlanSettings())
+    return {"skipped": result.skipped_reason or False}
 
 
 batched_attention_maps = batched_asset("attention_maps", ["video_catalog"], _attention_video, done_file="attention.npz")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import cv2
 import pandas as pd
-from dagster import MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
+
+from align_core.stages import CheckOutcome
 
 
 def png_markdown(path: str | Path, *, alt: str = "image", max_width: int = 640) -> MetadataValue:
@@ -29,3 +31,13 @@ def table_markdown(frame: pd.DataFrame, *, max_rows: int = 30, floatfmt: str = "
     if len(frame) > max_rows:
         text += f"\n\n*... {len(frame) - max_rows} more rows*"
     return MetadataValue.md(text)
+
+
+def check_result(outcome: CheckOutcome) -> AssetCheckResult:
+    """An ``align_core`` check verdict as a Dagster asset check result (warn-only failures as WARN)."""
+    return AssetCheckResult(
+        check_name=outcome.name,
+        passed=bool(outcome.passed),
+        severity=AssetCheckSeverity.WARN if outcome.warn_only else AssetCheckSeverity.ERROR,
+        metadata=outcome.metadata,
+    )

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"align-import: skipped {message}", file=sys.stderr)
     from dagster import DagsterInstance
 
-    from align_assets.demo import prepare_instance, quiet_dagster_warnings
+    from align_assets.runner import prepare_instance, quiet_dagster_warnings
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
     quiet_dagster_warnings()

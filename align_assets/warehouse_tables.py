@@ -15,52 +15,20 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.eligibility import variants_select_sql
-from align_core.warehouse import rebuild_table_from_parquet, warehouse_lock
-
-
-def collect_parquet_table(
-    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str,
-    eligibility: tuple[str, str] | None = None,
-) -> tuple[int, int, object]:
-    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview).
-
-    ``eligibility`` = (asset, file): join each row's ``eligible``/``exclusion_reason`` from that
-    asset's per-video files (:mod:`align_core.eligibility`); such a joined table is rebuilt whole.
-    Other tables rebuild incrementally past 2,000 videos (only changed files are read, see
-    :func:`align_core.warehouse.rebuild_table_from_parquet`).
-    """
-    files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
-    checked = sorted((platform.layout.artifacts_dir / eligibility[0]).glob(f"*/{eligibility[1]}")) if eligibility else []
-    with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
-        if not eligibility or not files:
-            result = rebuild_table_from_parquet(warehouse.database, table, files, order_by, con=con)
-            if not files:
-                return 0, 0, None
-            rows = result.rows
-        else:
-            con.execute("BEGIN TRANSACTION")
-            select = variants_select_sql("$files", "$checked" if checked else None)
-            con.execute(
-                f'CREATE OR REPLACE TABLE "{table}" AS {select} ORDER BY {order_by}',
-                {"files": [str(f) for f in files], **({"checked": [str(f) for f in checked]} if checked else {})},
-            )
-            con.execute("COMMIT")
-            rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-        preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
-    return int(rows), len(files), preview
+from align_core.warehouse import collect_parquet_table
 
 
 def collect_table_asset(
-    *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str,
-    table: str | None = None,
-    eligibility: tuple[str, str] | None = None,
+    *, name: str, source_asset: str, file_role: str, description: str, group_name: str, order_by: str,
+    table: str | None = None, eligibility: tuple[str, str] | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
+    ``file_role`` names the file in ``align_core.layout.ARTIFACT_FILES[source_asset]``.
     ``table`` names the DuckDB table when it must differ from the asset key (the per-video
     ``variant_quality`` asset feeds the ``variant_quality`` table, collected by
-    ``variant_quality_table``).
+    ``variant_quality_table``). ``eligibility`` = (asset, file role): join each row's
+    ``eligible`` / ``exclusion_reason`` from that asset's per-video verdicts.
     """
     table = table or name
 
@@ -73,7 +41,10 @@ def collect_table_asset(
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by, eligibility)
+        layout = platform.layout
+        files = layout.artifact_files(source_asset, file_role)
+        checked = layout.artifact_files(*eligibility) if eligibility else None
+        rows, videos, preview = collect_parquet_table(warehouse.database, table, files, order_by, checked)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,

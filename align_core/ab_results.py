@@ -21,7 +21,6 @@ No Dagster import here: the sensor and asset that wrap these functions live in `
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import math
 import os
 import re
@@ -38,7 +37,8 @@ from align_core.atomic import atomic_write_text
 from align_core.experiment import ensure_registry_table, registered_variants
 from align_core.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.variants import DEFAULT_VARIANTS, variant_names
-from align_core.warehouse import read_connection, table_exists, write_connection
+from align_core.video_io import file_sha256
+from align_core.warehouse import read_connection, table_exists, transaction, write_connection
 
 if TYPE_CHECKING:
     from align_core.ab_mapping import ExportMapping
@@ -376,14 +376,6 @@ def inbox_mapping(path: str | os.PathLike[str], inbox_dir: str | os.PathLike[str
     return parent.name if parent.resolve() != Path(inbox_dir).resolve() else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _move_aside(path: Path, folder: Path, sha: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / path.name
@@ -465,7 +457,7 @@ def ingest_export(
     path = Path(path)
     database = Path(database)
     inbox = path.parent
-    sha = _sha256(path)
+    sha = file_sha256(path)
     if known_videos is None and check_catalog:
         known_videos = _known_videos_from_warehouse(database)
     if known_variants is None:
@@ -500,40 +492,36 @@ def ingest_export(
         arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
 
     with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
         try:
-            ensure_tables(con)
-            con.register("_incoming_ab", rows)
-            replaced = con.execute(
-                "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
-            ).fetchone()[0]
-            con.execute(
-                "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
-                "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
-            )
-            columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
-            con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
-            con.register("_incoming_exp", experiments)
-            # widen the experiment's date range; keep a name given earlier unless this file names it
-            con.execute(
-                """
-                INSERT INTO experiments (experiment_id, name, start_date, end_date)
-                SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
-                ON CONFLICT (experiment_id) DO UPDATE SET
-                    name = COALESCE(excluded.name, experiments.name),
-                    start_date = LEAST(experiments.start_date, excluded.start_date),
-                    end_date = GREATEST(experiments.end_date, excluded.end_date)
-                """
-            )
-            if arms is not None:
-                con.register("_incoming_arms", arms)
+            with transaction(con):
+                ensure_tables(con)
+                con.register("_incoming_ab", rows)
+                replaced = con.execute(
+                    "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
+                ).fetchone()[0]
                 con.execute(
-                    "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
+                    "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
+                    "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
                 )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+                columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
+                con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
+                con.register("_incoming_exp", experiments)
+                # widen the experiment's date range; keep a name given earlier unless this file names it
+                con.execute(
+                    """
+                    INSERT INTO experiments (experiment_id, name, start_date, end_date)
+                    SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
+                    ON CONFLICT (experiment_id) DO UPDATE SET
+                        name = COALESCE(excluded.name, experiments.name),
+                        start_date = LEAST(experiments.start_date, excluded.start_date),
+                        end_date = GREATEST(experiments.end_date, excluded.end_date)
+                    """
+                )
+                if arms is not None:
+                    con.register("_incoming_arms", arms)
+                    con.execute(
+                        "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
+                    )
         finally:
             for view in ("_incoming_ab", "_incoming_exp", "_incoming_arms"):
                 try:
@@ -551,6 +539,17 @@ def ingest_export(
         impressions=int(rows["impressions"].sum()),
         sha256=sha,
     )
+
+
+def stored_ab_totals(database: str | os.PathLike[str]) -> tuple[int, int]:
+    """(rows, impressions) stored in ``ab_results`` (zeros before the first ingest)."""
+    if not Path(database).exists():
+        return 0, 0
+    with read_connection(database) as con:
+        if not table_exists(con, "ab_results"):
+            return 0, 0
+        rows, impressions = con.execute("SELECT count(*), coalesce(sum(impressions), 0) FROM ab_results").fetchone()
+    return int(rows), int(impressions)
 
 
 def register_experiment(
@@ -574,8 +573,7 @@ def register_experiment(
     if unknown:
         raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}; its registry has {', '.join(arms)}")
     with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             ensure_tables(con)
             con.execute(
                 """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
@@ -587,7 +585,3 @@ def register_experiment(
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
             for variant, share in planned_shares.items():
                 con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise

@@ -21,13 +21,14 @@ from align_core.atomic import atomic_path, atomic_write_text
 from align_core.ids import validate_video_id
 from align_core.ingest import AlignmentScores, KeywordTable
 from align_core.keywords import KeywordVerdict, screen_keyword
+from align_core.layout import ARTIFACT_FILES
 from align_core.scenes import SceneIssue, SceneMapping, detect_scenes, map_scenes_to_frames
 from align_core.video_io import VideoProbe, iter_frames, probe_video
 from align_core.visuals import save_png
 
-CATALOG_FILE = "catalog.json"
-SCENES_FILE = "scenes.parquet"
-THUMBNAIL_FILE = "scene_strip.png"
+CATALOG_FILE = ARTIFACT_FILES["video_catalog"]["catalog"]
+SCENES_FILE = ARTIFACT_FILES["video_catalog"]["scenes"]
+THUMBNAIL_FILE = ARTIFACT_FILES["video_catalog"]["thumbnail"]
 
 #: Column order of the warehouse ``scenes`` table.
 SCENE_COLUMNS: tuple[str, ...] = (

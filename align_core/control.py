@@ -35,8 +35,6 @@ for smooth, keyframe-carried maps:
    whole uint8 steps: ``A_hat = P + r / 255`` with ``r = round(255 (A - P))``, so
    ``|A_hat - A| <= 1/510`` whatever ``P`` is. For smooth maps ``r`` is almost all zeros;
 3. everything is deflated by ``np.savez_compressed``.
-
-Variant control (:func:`retarget_alignment`, :func:`scale_saliency`): see their docstrings.
 """
 
 from __future__ import annotations
@@ -589,52 +587,3 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
     except (OSError, KeyError, ValueError, EOFError, lzma.LZMAError) as exc:
         raise ValueError(f"control tensor file {path}: cannot be read ({exc})") from exc
     return ControlTensors(masks=masks, attention=attention)
-
-
-# -- variant control -----------------------------------------------------------------------------
-
-
-def retarget_alignment(control: ControlTensors, target_alignment: np.ndarray) -> ControlTensors:
-    """Attention maps whose alignment is ``target_alignment`` (per frame), same masks.
-
-    Per frame, attention inside the mask is scaled by alpha and outside by beta with
-    alpha / beta = a* (1 - a) / (a (1 - a*)), which makes
-    a' = alpha I / (alpha I + beta O) = a* exactly (I, O = attention mass inside / outside).
-    The pair is chosen to keep the frame's total attention mass (alpha = a*/a,
-    beta = (1 - a*)/(1 - a)); if that would push a pixel above 1, both are divided by the same
-    factor, which keeps the ratio and so the alignment (clipping pixels instead would flatten
-    the product's peak and miss the target). Unreachable targets leave the frame unchanged:
-    raising a frame with no attention on the product (a = 0), or lowering one with all its
-    attention there (a = 1). Compare the result's ``alignment_per_frame()`` with the target.
-    """
-    target = np.asarray(target_alignment, dtype=np.float64)
-    if target.shape != (control.frame_count,):
-        raise ValueError(f"target alignment has shape {target.shape}, video has {control.frame_count} frames")
-    if not np.isfinite(target).all() or target.min() < 0 or target.max() > 1:
-        raise ValueError("target alignment must be finite and in [0, 1]")
-    current = control.alignment_per_frame()
-    attention = np.array(control.attention, dtype=np.float32)  # dense: meant for short videos
-    for t in range(control.frame_count):
-        a, goal = current[t], target[t]
-        if abs(goal - a) < 1e-12 or a <= 0.0 or a >= 1.0:
-            continue
-        alpha, beta = goal / a, (1.0 - goal) / (1.0 - a)
-        frame, mask = control.attention[t], control.masks[t]
-        peak = max(alpha * float(frame[mask].max(initial=0.0)), beta * float(frame[~mask].max(initial=0.0)))
-        if peak > 1.0:
-            alpha, beta = alpha / peak, beta / peak
-        attention[t] = np.where(mask, frame * np.float32(alpha), frame * np.float32(beta)).clip(0.0, 1.0)
-    return ControlTensors(masks=control.masks, attention=attention)
-
-
-def scale_saliency(control: ControlTensors, factors_per_frame: np.ndarray) -> ControlTensors:
-    """Scale the product's share of attention by k_t: target a'_t = clip(k_t a_t, 0, 1).
-
-    The target saliency is S'_t = alpha_t S_t (alpha_t = k_t unless a pixel would exceed 1; see
-    :func:`retarget_alignment`), and a'_t = clip(k_t a_t) holds exactly whenever it is reachable,
-    which is what the variant plans' target curves specify (e.g. boost 1.5 in a timing window).
-    """
-    factors = np.asarray(factors_per_frame, dtype=np.float64)
-    if factors.shape != (control.frame_count,) or not np.isfinite(factors).all() or factors.min() < 0:
-        raise ValueError(f"factors must be {control.frame_count} finite non-negative values, got shape {factors.shape}")
-    return retarget_alignment(control, np.clip(factors * control.alignment_per_frame(), 0.0, 1.0))

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-ELIGIBILITY_FILE = "eligibility.parquet"
+from align_core.layout import ARTIFACT_FILES
+
+ELIGIBILITY_FILE = ARTIFACT_FILES["variant_quality"]["eligibility"]
 STATUSES = ("passed", "failed", "not_manipulable", "unreachable", "unchecked")
 UNCHECKED = "unchecked: variant_quality not run"
 STALE = "unchecked: variant_quality checked an earlier render of this variant"

@@ -39,7 +39,7 @@ from typing import Any
 
 from align_core.ids import validate_video_id
 from align_core.variants import DEFAULT_VARIANTS, VariantSpec, control_name, load_variant_config, parse_variants
-from align_core.warehouse import read_connection, table_exists, write_connection
+from align_core.warehouse import read_connection, table_exists, transaction, write_connection
 
 DESIGNS: tuple[str, ...] = ("paired", "unpaired")
 METRICS: tuple[str, ...] = ("ctr", "cvr", "watch_time")
@@ -180,8 +180,7 @@ def register_experiment_config(database: str | os.PathLike[str], config: Experim
     from align_core.ab_results import ensure_tables
 
     with write_connection(database) as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             ensure_tables(con)
             con.execute(
                 """INSERT INTO experiments VALUES (?, ?, ?, NULL) ON CONFLICT (experiment_id) DO UPDATE SET
@@ -199,10 +198,6 @@ def register_experiment_config(database: str | os.PathLike[str], config: Experim
                             [config.experiment_id, spec.name, float(config.planned_shares[spec.name])])
                 con.execute("INSERT INTO experiment_variants VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [config.experiment_id, spec.name, position, spec.window, spec.factor, spec.kind, spec.role])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
 
 
 def registered_variants(con: Any) -> dict[str, tuple[VariantSpec, ...]]:

@@ -30,6 +30,29 @@ from align_core.video_io import VIDEO_SUFFIXES
 
 GLOBAL_KEY = "_global"
 
+#: Every artifact file another stage, a table collector or the bench reads, by asset and role:
+#: the one place these names are spelled. Files a stage writes and only it reads back (the
+#: catalog's own ``catalog.json``, the renderer's ``<variant>.mp4`` / ``manifest.json``) keep
+#: their names inside the module that writes and reads them.
+ARTIFACT_FILES: dict[str, dict[str, str]] = {
+    "video_catalog": {"catalog": "catalog.json", "scenes": "scenes.parquet", "thumbnail": "scene_strip.png", "video_row": "video.parquet"},
+    "attention_maps": {"maps": "attention.npz"},
+    "keyword_masks": {"masks": "masks.npz", "diagnostics": "annotated_diagnostics.parquet"},
+    "control_tensors": {
+        "control": "control.npz", "frames": "alignment_frames.parquet", "scenes": "alignment_scenes.parquet",
+        "plot": "alignment.png", "overlays": "overlays.png",
+    },
+    "controlnet_checkpoint": {"current": "current.json", "loss_curve": "loss_curve.png", "runs": "runs"},
+    "variant_plans": {"plans": "plans.json", "skipped": "skipped.json", "scenes": "plan_scenes.parquet", "targets": "targets.png"},
+    "variant_videos": {"rows": "variants.parquet"},
+    "variant_quality": {
+        "quality": "quality.parquet", "manipulation": "manipulation.parquet", "plot": "target_vs_achieved.png",
+        "eligibility": "eligibility.parquet", "stimulus": "stimulus.parquet", "stimulus_ocr": "stimulus_ocr.parquet",
+        "stimulus_card": "stimulus_card.html",
+    },
+    "demo_ab_export": {"truth": "planted_truth.json"},
+}
+
 
 @dataclass(frozen=True)
 class DataLayout:
@@ -92,6 +115,25 @@ class DataLayout:
         if not asset.isidentifier():
             raise ValueError(f"asset name {asset!r} is not an identifier")
         return self.artifacts_dir / asset / video_id
+
+    def artifact(self, asset: str, role: str, video_id: str = GLOBAL_KEY) -> Path:
+        """The file that plays ``role`` in ``asset``'s output for ``video_id`` (see :data:`ARTIFACT_FILES`)."""
+        try:
+            name = ARTIFACT_FILES[asset][role]
+        except KeyError:
+            raise KeyError(f"no artifact {role!r} for asset {asset!r}; known: {ARTIFACT_FILES.get(asset, {})}") from None
+        return self.artifact_dir(asset, video_id) / name
+
+    def artifact_files(self, asset: str, role: str) -> list[Path]:
+        """Every video's ``role`` file of ``asset`` that exists now, sorted (what a table collector reads)."""
+        name = ARTIFACT_FILES[asset][role]
+        return sorted(p for p in (self.artifacts_dir / asset).glob(f"*/{name}") if p.parent.name != GLOBAL_KEY)
+
+    def variant_video(self, video_id: str, variant: str) -> Path:
+        """``artifacts/variant_videos/<video_id>/<variant>.mp4``, as the renderer names its outputs."""
+        if not variant.isidentifier():
+            raise ValueError(f"variant name {variant!r} is not an identifier")
+        return self.artifact_dir("variant_videos", video_id) / f"{variant}.mp4"
 
     @property
     def models_dir(self) -> Path:

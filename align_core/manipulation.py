@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -325,10 +325,7 @@ def calibrate_strength_map(
         boost_log_ratio=tuple(tables["boost"]),
         reduce_strengths=ordered,
         reduce_log_ratio=tuple(tables["reduce"]),
-        source=f"calibrated on {len(usable)} keyframes with {_fn_name(attention_fn)} ({getattr(editor, 'name', 'editor')})",
+        source=f"calibrated on {len(usable)} keyframes with {_fn_name(attention_fn)} ({editor.name})",
     )
     return strength_map, points
 
-
-def calibration_table(points: Sequence[CalibrationPoint]) -> pd.DataFrame:
-    return pd.DataFrame([asdict(p) for p in points])

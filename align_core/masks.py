@@ -43,14 +43,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from align_core.arrays import save_npz_atomic, unpack_masks
+from align_core.arrays import pack_masks, save_npz_atomic, unpack_masks
+from align_core.components import Registry
 from align_core.frames import MaskFrames
 from align_core.video_io import VideoProbe, file_sha256, iter_frames, probe_video
 
@@ -81,32 +81,19 @@ class KeywordSegmenter(Protocol):
     def lineage(self) -> dict[str, Any]: ...
 
 
-_REGISTRY: dict[str, Callable[..., KeywordSegmenter]] = {}
-
-
-def register_segmenter(name: str) -> Callable[[Callable[..., KeywordSegmenter]], Callable[..., KeywordSegmenter]]:
-    """Register a segmenter factory under ``name`` so configs can select it by string."""
-
-    def decorator(factory: Callable[..., KeywordSegmenter]) -> Callable[..., KeywordSegmenter]:
-        if name in _REGISTRY:
-            raise ValueError(f"segmenter {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
+#: Every keyword segmenter by name (one registry style for scorers, segmenters and editors).
+SEGMENTERS: Registry[KeywordSegmenter] = Registry("segmenter")
+#: ``@register_segmenter("name")`` registers a segmenter factory so configs can select it by string.
+register_segmenter = SEGMENTERS.register
 
 
 def available_segmenters() -> list[str]:
-    return sorted(_REGISTRY)
+    return SEGMENTERS.names()
 
 
 def make_segmenter(name: str, **kwargs: Any) -> KeywordSegmenter:
     """Build the segmenter registered as ``name`` (``clipseg``, ``provided``) with ``kwargs``."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown segmenter {name!r}; available: {', '.join(available_segmenters())}") from None
-    return factory(**kwargs)
+    return SEGMENTERS.build(name, **kwargs)
 
 
 def _check_frames(frames: np.ndarray, who: str) -> np.ndarray:
@@ -312,7 +299,7 @@ def resolve_mask_source(
     annotations when a video has none, so real clips get masks on a CPU; ``clipseg`` becomes
     ``clipseg+annotated`` when the video is annotated; ``annotated`` needs annotations.
     """
-    if requested not in _REGISTRY:
+    if requested not in SEGMENTERS:
         raise ValueError(f"unknown segmenter {requested!r}; available: {', '.join(available_segmenters())}")
     hint = "draw one box per scene with `align-annotate` (writes raw/annotations.csv)"
     if requested == "provided":

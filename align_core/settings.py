@@ -9,7 +9,7 @@ Dagster resources carry the same two fields, so the UI can override them per run
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -50,12 +50,3 @@ PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
     ),
 }
 
-
-@dataclass(frozen=True)
-class PlatformSettings:
-    data_dir: Path = field(default_factory=data_dir_from_env)
-    profile: Profile = field(default_factory=profile_from_env)
-
-    @property
-    def defaults(self) -> ProfileDefaults:
-        return PROFILE_DEFAULTS[self.profile]

@@ -1,5 +1,11 @@
 """The DuckDB warehouse: one file, transactional and idempotent writes, one writer at a time.
 
+Everything that touches DuckDB goes through this module: connections (:func:`write_connection`,
+:func:`read_connection`), transactions (:func:`transaction`, the only place that spells BEGIN /
+COMMIT / ROLLBACK), keyed upserts (:func:`replace_rows`) and tables collected from per-video
+Parquet files (:func:`collect_parquet_table`). The Dagster layer configures it with the
+``DuckDBResource``'s ``database`` path, so overriding that resource redirects every table.
+
 DuckDB lets one process write a database file at a time. Partition runs of Dagster's
 multiprocess executor (and sensors ingesting A/B exports) therefore take an exclusive
 ``fcntl`` lock on ``<warehouse>.lock`` around every write; waiting on the lock serialises
@@ -88,6 +94,18 @@ def read_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBP
         con.close()
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block in one transaction: committed if it finishes, rolled back if it raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _quote(identifier: str) -> str:
     if not identifier.replace("_", "").isalnum():
         raise ValueError(f"unsafe SQL identifier {identifier!r}")
@@ -114,17 +132,12 @@ def replace_rows(
     qtable = _quote(table)
     con.register("_incoming_rows", frame)
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(f"CREATE TABLE IF NOT EXISTS {qtable} AS SELECT * FROM _incoming_rows LIMIT 0")
             where = " AND ".join(f"{_quote(c)} = ?" for c in key) or "TRUE"
             con.execute(f"DELETE FROM {qtable} WHERE {where}", list(key.values()))
             columns = ", ".join(_quote(c) for c in frame.columns)
             con.execute(f"INSERT INTO {qtable} ({columns}) SELECT {columns} FROM _incoming_rows")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
     finally:
         con.unregister("_incoming_rows")
     return len(frame)
@@ -136,6 +149,19 @@ def write_partition_rows(
     """Open the warehouse under the writer lock and :func:`replace_rows` (the common case)."""
     with write_connection(database) as con:
         return replace_rows(con, table, frame, key)
+
+
+def replace_table(database: str | os.PathLike[str], table: str, frame: pd.DataFrame) -> int:
+    """Replace ``table`` with ``frame`` in one transaction under the writer lock; returns its rows."""
+    qtable = _quote(table)
+    with write_connection(database) as con:
+        con.register("_table_rows", frame)
+        try:
+            with transaction(con):
+                con.execute(f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM _table_rows")
+        finally:
+            con.unregister("_table_rows")
+    return len(frame)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -199,51 +225,51 @@ def rebuild_table_from_parquet(
     if incremental is None:
         incremental = len(files) >= INCREMENTAL_MIN_FILES
 
+    def full(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
+            [[str(f) for f in files]],
+        )
+
+    def record_state(con: duckdb.DuckDBPyConnection, state: pd.DataFrame) -> None:
+        con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
+        con.register("_file_state", state)
+        con.execute(f"INSERT INTO {_STATE_TABLE} SELECT ?, path, video_id, mtime_ns, size FROM _file_state", [table])
+        con.unregister("_file_state")
+
     def run(con: duckdb.DuckDBPyConnection) -> RebuildResult:
         state = _file_state(files)
         con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} (tbl VARCHAR, path VARCHAR, video_id VARCHAR, mtime_ns BIGINT, size BIGINT)")
         if not files:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(f"DROP TABLE IF EXISTS {qtable}")
-            con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
-            con.execute("COMMIT")
+            with transaction(con):
+                con.execute(f"DROP TABLE IF EXISTS {qtable}")
+                con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
             return RebuildResult(0, 0, 0, False)
         previous = con.execute(f"SELECT path, mtime_ns, size FROM {_STATE_TABLE} WHERE tbl = ?", [table]).df()
         use_incremental = incremental and table_exists(con, table) and len(previous) > 0
-        con.execute("BEGIN TRANSACTION")
-        try:
-            if use_incremental:
-                merged = state.merge(previous, on="path", how="left", suffixes=("", "_old"))
-                changed = merged[(merged["mtime_ns"] != merged["mtime_ns_old"]) | (merged["size"] != merged["size_old"])]
-                gone = previous[~previous["path"].isin(state["path"])]
-                stale_ids = sorted(set(changed["video_id"]) | {Path(p).parent.name for p in gone["path"]})
-                read = [str(p) for p in changed["path"]]
-                if stale_ids:
-                    con.register("_stale_ids", pd.DataFrame({"video_id": stale_ids}))
-                    con.execute(f"DELETE FROM {qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
-                    con.unregister("_stale_ids")
-                if read:
-                    try:
+        files_read = len(files)
+        if use_incremental:
+            merged = state.merge(previous, on="path", how="left", suffixes=("", "_old"))
+            changed = merged[(merged["mtime_ns"] != merged["mtime_ns_old"]) | (merged["size"] != merged["size_old"])]
+            gone = previous[~previous["path"].isin(state["path"])]
+            stale_ids = sorted(set(changed["video_id"]) | {Path(p).parent.name for p in gone["path"]})
+            read = [str(p) for p in changed["path"]]
+            try:
+                with transaction(con):
+                    if stale_ids:
+                        con.register("_stale_ids", pd.DataFrame({"video_id": stale_ids}))
+                        con.execute(f"DELETE FROM {qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
+                        con.unregister("_stale_ids")
+                    if read:
                         con.execute(f"INSERT INTO {qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read])
-                    except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
-                        con.execute("ROLLBACK")
-                        con.execute("BEGIN TRANSACTION")
-                        use_incremental = False
+                    record_state(con, state)
                 files_read = len(read)
-            if not use_incremental:
-                con.execute(
-                    f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
-                    [[str(f) for f in files]],
-                )
-                files_read = len(files)
-            con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
-            con.register("_file_state", state)
-            con.execute(f"INSERT INTO {_STATE_TABLE} SELECT ?, path, video_id, mtime_ns, size FROM _file_state", [table])
-            con.unregister("_file_state")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+            except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
+                use_incremental = False
+        if not use_incremental:
+            with transaction(con):
+                full(con)
+                record_state(con, state)
         rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
         return RebuildResult(int(rows), len(files), files_read, use_incremental)
 
@@ -251,3 +277,37 @@ def rebuild_table_from_parquet(
         return run(con)
     with write_connection(database) as connection:
         return run(connection)
+
+
+def collect_parquet_table(
+    database: str | os.PathLike[str], table: str, files: list[Path], order_by: str,
+    eligibility_files: list[Path] | None = None,
+) -> tuple[int, int, pd.DataFrame | None]:
+    """(Re)build ``table`` from ``files`` (one Parquet file per video) under the writer lock.
+
+    Returns (rows, files, a 10-row preview); no files drops the table. Re-running replaces the
+    video's rows, never duplicates them. Plain tables rebuild incrementally past
+    :data:`INCREMENTAL_MIN_FILES` videos (:func:`rebuild_table_from_parquet`).
+    ``eligibility_files`` (not None): join each row's ``eligible`` / ``exclusion_reason`` from
+    those per-video verdict files (:mod:`align_core.eligibility`); such a joined table is rebuilt
+    whole in one transaction.
+    """
+    from align_core.eligibility import variants_select_sql
+
+    qtable = _quote(table)
+    with write_connection(database) as con:
+        if eligibility_files is None or not files:
+            result = rebuild_table_from_parquet(database, table, files, order_by, con=con)
+            if not files:
+                return 0, 0, None
+            rows = result.rows
+        else:
+            select = variants_select_sql("$files", "$checked" if eligibility_files else None)
+            with transaction(con):
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {qtable} AS {select} ORDER BY {order_by}",
+                    {"files": [str(f) for f in files], **({"checked": [str(f) for f in eligibility_files]} if eligibility_files else {})},
+                )
+            rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
+        preview = con.execute(f"SELECT * FROM {qtable} LIMIT 10").df()
+    return int(rows), len(files), preview

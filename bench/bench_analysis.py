@@ -147,11 +147,11 @@ def run_naive(db: Path, sample_impressions: int) -> dict:
     offsets = np.arange(len(data)) - np.repeat(np.cumsum(reps) - reps, reps)
     data["click"] = (offsets < np.repeat(rows["clicks"].to_numpy(), reps)).astype(float)
     t_expand = time.perf_counter() - t0
-    from analysis._blas import single_threaded_blas
+    from threadpoolctl import threadpool_limits
 
     t0 = time.perf_counter()
     groups = pd.factorize(data["video_id"])[0]
-    with single_threaded_blas():  # same BLAS setting as the aggregated run: compare methods, not threads
+    with threadpool_limits(limits=1, user_api="blas"):  # same BLAS setting as the aggregated run: compare methods, not threads
         res = smf.glm("click ~ C(variant, Treatment('baseline')) * C(industry)", data=data,
                       family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
     t_fit = time.perf_counter() - t0

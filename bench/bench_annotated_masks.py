@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from align_core.arrays import load_mask_stack
-    from align_core.demo_corpus import REAL_CLIP_ANNOTATIONS, generate_demo_corpus
+    from align_demo.corpus import REAL_CLIP_ANNOTATIONS, generate_demo_corpus
     from align_core.layout import DataLayout
     from align_core.scenes import detect_scenes
     from align_core.video_io import probe_video

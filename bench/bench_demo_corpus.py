@@ -16,7 +16,7 @@ import sys
 _CHILD = r"""
 import json, resource, sys, tempfile, time
 from pathlib import Path
-from align_core.demo_corpus import generate_demo_corpus
+from align_demo.corpus import generate_demo_corpus
 n, width, height, low, high = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 with tempfile.TemporaryDirectory() as root:

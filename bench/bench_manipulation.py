@@ -8,8 +8,8 @@ For each edited demo video (default: every video of the data dir with
 ``artifacts/variant_plans/<id>/plans.json``; skipped videos have none) the bench runs what the
 ``variant_videos`` and ``variant_quality`` assets run, through the same library function
 (:func:`align_core.editing.pipeline.calibrate_render_check`): the salience editor's strength map
-calibrated on ``calibration_frames`` (6) keyframes with ``attention_map(frame,
-make_patch_scorer("feature_richness"), AttentionConfig())``, ``render_variants`` with stride 8 and
+calibrated on ``calibration_frames`` (6) keyframes with the demo profile's attention measure
+(``AttentionMeasure`` of the ``feature_richness`` scorer), ``render_variants`` with stride 8 and
 seed 0 into a temp directory, then ``check_rendered_variants`` with the default
 :class:`CheckThresholds` (min_share 0.25, tolerance 0.03) measuring every 2nd frame.
 
@@ -40,13 +40,16 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
+from align_core.attention import AttentionConfig, attention_map  # noqa: E402
 from align_core.attention.scorers import FeatureRichnessScorer  # noqa: E402
 from align_core.catalog import load_catalog  # noqa: E402
+from align_core.components import ScorerChoice  # noqa: E402
 from align_core.control import load_control_tensors  # noqa: E402
 from align_core.editing.pipeline import calibrate_render_check  # noqa: E402
 from align_core.editing.salience import SalienceEditor  # noqa: E402
+from align_core.layout import DataLayout  # noqa: E402
 from align_core.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
+from align_core.stages.attention import AttentionMeasure  # noqa: E402
 from align_core.variants import load_variant_plans  # noqa: E402
 from align_core.video_io import iter_frames  # noqa: E402
 
@@ -55,19 +58,12 @@ WINDOWS = ("early", "middle", "late", "all")
 
 def edited_videos(data_dir: Path) -> list[str]:
     """Ids of the videos the demo edited: those whose variant plans were written."""
-    return sorted(p.parent.name for p in (data_dir / "artifacts" / "variant_plans").glob("*/plans.json"))
+    return [p.parent.name for p in DataLayout(data_dir).artifact_files("variant_plans", "plans")]
 
 
-def real_attention_fn():
-    """The scorer the demo profile's assets use (``_attention_fn`` in align_assets/assets/variants.py)."""
-    scorer = make_patch_scorer("feature_richness")
-    procedure = AttentionConfig()
-
-    def score(frame: np.ndarray) -> np.ndarray:
-        return attention_map(frame, scorer, procedure)
-
-    score.name = f"attention_map[{scorer.scorer_id}]"  # type: ignore[attr-defined]
-    return score
+def real_attention_fn() -> AttentionMeasure:
+    """The demo profile's attention measure (the ``scorer`` resource's default): maps and check both use it."""
+    return AttentionMeasure.from_choice(ScorerChoice(scorer="feature_richness"))
 
 
 def boost_ceiling(video_path, plans, masks, every: int) -> dict[str, dict[str, float]]:
@@ -107,10 +103,10 @@ def boost_ceiling(video_path, plans, masks, every: int) -> dict[str, dict[str, f
 
 
 def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args) -> dict:
-    art = data_dir / "artifacts"
-    catalog = load_catalog(art / "video_catalog" / video_id)
-    plans = load_variant_plans(art / "variant_plans" / video_id / "plans.json")
-    control = load_control_tensors(art / "control_tensors" / video_id / "control.npz")
+    layout = DataLayout(data_dir)
+    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+    plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
+    control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
     video_path = catalog.probe.path
     if not Path(video_path).exists():  # the catalog may record another checkout's path
         video_path = next((data_dir / "raw" / "videos").glob(f"{video_id}.*"))

@@ -9,23 +9,21 @@ Usage::
     .venv/bin/python -m bench.run_all --keep /tmp/bench    # keep the intermediate files
 
 For each length ``L`` one demo video of exactly ``L`` seconds (288x512, 12 fps, the demo
-corpus's defaults) is generated, and every per-video stage runs on it through the library
-(``align_core``) directly, the way the Dagster assets call it:
+corpus's defaults) is generated, and every per-video stage runs on it through the same
+``align_core.stages`` function its Dagster asset calls, with the demo profile's components:
 
 ==============  ================================================================================
-corpus          ``generate_demo_corpus`` (one video, its audio, provided masks, the two CSVs)
-catalog         ``build_catalog`` + ``save_catalog`` (probe, scenes -> frames, keyword screen)
-attention       ``compute_attention_maps`` (``feature_richness`` scorer) + ``save_attention_maps``
-masks           ``segment_video`` (``provided`` segmenter) + ``save_keyword_masks``
-control         ``ControlTensors`` + ``save_control_tensors`` + ``alignment_tables``
-training        tiny backbone -> ``load_backbone`` -> ``build_controlnet`` -> samples from the
-                shortest video's frames + control -> ``build_training_set`` -> ``train_controlnet``
-                (once, not per length: its cost is per step, not per video second)
-variants        ``plan_variants`` + ``render_variants`` with the ``SalienceEditor`` (7 H.264 mp4s,
-                comparison mp4, contact sheet, manifest); rate = variant frames per second
-quality         ``evaluate_variants`` (temporal consistency, background fidelity; no LPIPS)
-manipulation    ``check_rendered_variants`` with ``attention_map(frame, feature_richness, config)``
-                measured on every frame of the original and the 7 variants
+corpus          ``align_demo.corpus.generate_demo_corpus`` (one video, its audio, provided masks, the CSVs)
+catalog         ``run_catalog`` (probe, scenes -> frames, keyword screen)
+attention       ``run_attention`` (``feature_richness`` scorer)
+masks           ``run_masks`` (``provided`` segmenter)
+control         ``run_control`` (tensors, alignment tables, plots)
+training        ``run_checkpoint`` on the shortest video (tiny backbone; once, not per length: its
+                cost is per step, not per video second)
+variants        ``run_plans`` + ``run_variant_videos`` with the ``salience`` editor (calibration, 7
+                H.264 mp4s, comparison mp4, contact sheet, manifest); rate = variant frames per second
+quality         ``run_variant_quality`` without LPIPS (temporal consistency, background fidelity, and
+                the manipulation check measured with the attention stage's scorer)
 analysis        ``simulate_ab_export`` for the benchmark's videos -> ``ingest_export`` into a fresh
                 DuckDB -> ``analysis.report.build_report`` (once)
 ==============  ================================================================================
@@ -59,7 +57,6 @@ import math
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,7 +68,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
-STAGES = ("corpus", "catalog", "attention", "masks", "control", "training", "variants", "quality", "manipulation", "analysis")
+STAGES = ("corpus", "catalog", "attention", "masks", "control", "training", "variants", "quality", "analysis")
 ONCE = ("training", "analysis")  # not per video length
 DEPENDS: dict[str, tuple[str, ...]] = {
     "corpus": (),
@@ -82,7 +79,6 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "training": ("control",),
     "variants": ("control",),
     "quality": ("variants",),
-    "manipulation": ("variants",),
     "analysis": ("catalog",),
 }
 DEFAULT_LENGTHS = (4.0, 10.0)
@@ -159,7 +155,7 @@ def _layout(root: Path):
 
 # -- stages (run in the child; each returns units, unit name, bytes and extras) -------------------
 def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.demo_corpus import generate_demo_corpus
+    from align_demo.corpus import generate_demo_corpus
     from align_core.layout import DataLayout
 
     clock.imported()
@@ -183,225 +179,153 @@ def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespa
     }
 
 
-def stage_catalog(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.catalog import build_catalog, save_catalog
-    from align_core.ingest import read_alignment_scores, read_keywords
+def _measure():
+    """The demo profile's attention measure (the scorer resource's default)."""
+    from align_core.components import ScorerChoice
+    from align_core.stages.attention import AttentionMeasure
 
+    return AttentionMeasure.from_choice(ScorerChoice(scorer="feature_richness"))
+
+
+def stage_catalog(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
+    from align_core.stages.catalog import run_catalog
+
+    _import_parquet()
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
-    catalog = build_catalog(video_id, layout.video_path(video_id), read_alignment_scores(layout.alignment_csv),
-                            read_keywords(layout.keywords_csv))
-    out = layout.artifact_dir("video_catalog", video_id)
-    save_catalog(catalog, out)
+    result = run_catalog(layout, video_id)
     seconds = clock.elapsed()
+    catalog = result.catalog
     frames = catalog.probe.frame_count
-    return {"seconds": seconds, "units": frames, "unit": "frames", "frames": frames, "bytes": tree_bytes(out),
+    return {"seconds": seconds, "units": frames, "unit": "frames", "frames": frames, "bytes": tree_bytes(*result.paths.values()),
             "extra": {"scenes": len(catalog.scenes), "scene_source": catalog.scene_source,
                       "keyword": catalog.keyword.keyword, "keyword_status": catalog.keyword.status}}
 
 
 def stage_attention(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.attention import AttentionConfig, compute_attention_maps, make_patch_scorer, save_attention_maps
-    from align_core.catalog import load_catalog
+    from align_core.stages.attention import AttentionSettings, run_attention
 
+    measure = _measure()
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    config = AttentionConfig()
-    maps = compute_attention_maps(catalog.probe.path, catalog.scene_start_frames, make_patch_scorer("feature_richness"), config)
-    path = save_attention_maps(layout.artifact_dir("attention_maps", video_id) / "attention.npz", maps)
+    settings = AttentionSettings()
+    result = run_attention(layout, video_id, measure, settings)
     seconds = clock.elapsed()
+    maps = result.maps
     keyframes = len(maps.keyframe_indices)
     return {"seconds": seconds, "units": maps.frame_count, "unit": "frames", "frames": maps.frame_count,
-            "bytes": path.stat().st_size,
+            "bytes": result.path.stat().st_size,
             "extra": {"keyframes_scored": keyframes, "s_per_keyframe": seconds / max(1, keyframes),
-                      "keyframe_stride": config.keyframe_stride}}
+                      "keyframe_stride": settings.keyframe_stride}}
 
 
 def stage_masks(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.catalog import load_catalog
-    from align_core.masks import make_segmenter, save_keyword_masks, segment_video
+    from align_core.components import SegmenterChoice
+    from align_core.stages.masks import run_masks
 
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    segmenter = make_segmenter("provided", mask_path=layout.provided_mask_path(video_id))
-    result = segment_video(catalog.probe.path, catalog.keyword.keyword, segmenter, probe=catalog.probe)
-    path = save_keyword_masks(layout.artifact_dir("keyword_masks", video_id) / "masks.npz", result)
+    stage = run_masks(layout, video_id, SegmenterChoice(segmenter="provided"))
     seconds = clock.elapsed()
+    result = stage.result
     return {"seconds": seconds, "units": result.frame_count, "unit": "frames", "frames": result.frame_count,
-            "bytes": path.stat().st_size,
+            "bytes": stage.path.stat().st_size,
             "extra": {"frames_with_product": int((result.coverage > 0).sum()),
                       "mean_coverage": float(result.coverage.mean()), "skipped_reason": result.skipped_reason}}
 
 
 def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.attention import load_attention_maps
-    from align_core.catalog import load_catalog
-    from align_core.control import alignment_tables, control_from_maps, save_control_tensors
-    from align_core.masks import load_keyword_masks
+    from align_core.stages.control import run_control
 
     _import_parquet()
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    attention = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / "attention.npz")
-    masks = load_keyword_masks(layout.artifact_dir("keyword_masks", video_id) / "masks.npz")
-    control = control_from_maps(attention, masks.masks)
-    out = layout.artifact_dir("control_tensors", video_id)
-    path = save_control_tensors(out / "control.npz", control)
-    frames_df, scenes_df = alignment_tables(video_id, control, catalog.probe.fps, catalog.scenes)
-    frames_df.to_parquet(out / "alignment_frames.parquet", index=False)
-    scenes_df.to_parquet(out / "alignment_scenes.parquet", index=False)
+    result = run_control(layout, video_id)
     seconds = clock.elapsed()
+    control = result.control
     t, h, w = control.masks.shape
-    return {"seconds": seconds, "units": t, "unit": "frames", "frames": t, "bytes": tree_bytes(out),
-            "extra": {"control_npz_bytes": path.stat().st_size,
+    return {"seconds": seconds, "units": t, "unit": "frames", "frames": t, "bytes": tree_bytes(*result.paths.values()),
+            "extra": {"control_npz_bytes": result.paths["control"].stat().st_size,
                       "float32_equivalent_bytes": 2 * t * h * w * 4,
                       "mean_alignment": float(control.alignment_per_frame().mean())}}
-
-
-def _load_for_variants(root: Path):
-    from align_core.catalog import load_catalog
-    from align_core.control import load_control_tensors
-    from align_core.variants import plan_variants
-
-    layout, video_id = _layout(root), _video_id(root)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    control = load_control_tensors(layout.artifact_dir("control_tensors", video_id) / "control.npz")
-    plans = plan_variants(video_id, control.alignment_per_frame(), catalog.probe.fps, catalog.scene_ranges)
-    return layout, video_id, catalog, control, plans
-
-
-def _variant_paths(layout, video_id: str, plans) -> dict[str, Path]:
-    out = layout.artifact_dir("variant_videos", video_id)
-    paths = {name: out / f"{name}.mp4" for name in plans.plans}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise FileNotFoundError(f"variants not rendered: {missing}")
-    return paths
 
 
 def stage_training(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     import warnings
 
-    import numpy as np
-
-    from align_core.catalog import load_catalog
-    from align_core.control import load_control_tensors
-    from align_core.diffusion import (
-        ControlSample, TrainConfig, build_controlnet, build_tiny_backbone, build_training_set, load_backbone,
-        train_controlnet,
-    )
-    from align_core.video_io import read_frames
+    from align_core.stages.checkpoint import CheckpointSettings, run_checkpoint
 
     warnings.filterwarnings("ignore", category=UserWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import align_core.diffusion  # noqa: F401  (imports timed apart from the work)
+
     _apply_threads(args.threads)
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    control = load_control_tensors(layout.artifact_dir("control_tensors", video_id) / "control.npz")
-    work = root / "training"
-    timings: dict[str, float] = {}
-
-    started = time.perf_counter()
-    backbone_dir = build_tiny_backbone(work / "tiny-sd", seed=0)
-    backbone = load_backbone(backbone_dir, kind="tiny")
-    controlnet = build_controlnet(backbone, seed=0)
-    timings["backbone_s"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    frames = read_frames(catalog.probe.path)
-    picks = np.linspace(0, len(frames) - 1, num=min(args.train_samples, len(frames))).round().astype(int)
-    keyword = catalog.keyword.keyword or "product"
-    samples = [ControlSample(frames[i], control.control(int(i)), keyword, video_id) for i in picks]
-    train_set = build_training_set(samples, args.train_resolution, backbone.vae, backbone.encode_prompts, batch_size=8)
-    timings["samples_s"] = time.perf_counter() - started
-
-    config = TrainConfig(
-        max_steps=args.train_steps, batch_size=2, learning_rate=1e-4, warmup_steps=0, checkpoint_every=0,
-        validate_every=0, mixed_precision="no", gradient_checkpointing=False, use_ema=False, device="cpu",
+    settings = CheckpointSettings(
+        steps=args.train_steps, batch_size=2, resolution=args.train_resolution, warmup_steps=0,
+        checkpoint_every=args.train_steps, validate_every=0, val_fraction=0.0, frame_stride=1,
+        max_frames_per_video=args.train_samples, cpu_threads=max(0, args.threads),
     )
-    started = time.perf_counter()
-    result = train_controlnet(backbone, train_set, None, config, work / "controlnet", resume=False, progress=False,
-                              controlnet=controlnet)
-    timings["train_s"] = time.perf_counter() - started
+    result = run_checkpoint(layout, [video_id], settings, log=lambda message: None)
     seconds = clock.elapsed()
-    steps = result.steps or args.train_steps
+    training = result.training
+    steps = training.steps or args.train_steps
     return {
-        "seconds": seconds, "units": steps, "unit": "steps", "frames": len(samples),
-        "bytes": tree_bytes(work / "controlnet"),
-        "extra": {**timings, "s_per_step": timings["train_s"] / max(1, steps), "samples": len(samples),
-                  "resolution": args.train_resolution, "batch_size": config.batch_size,
-                  "backbone_bytes": tree_bytes(backbone_dir),
-                  "last_loss": result.loss_history[-1]["loss"] if result.loss_history else None,
-                  "lpips_backbone": result.lineage.get("lpips_backbone") if isinstance(result.lineage, dict) else None},
+        "seconds": seconds, "units": steps, "unit": "steps", "frames": result.train_frames,
+        "bytes": tree_bytes(layout.artifact_dir("controlnet_checkpoint")),
+        "extra": {"s_per_step": seconds / max(1, steps), "samples": result.train_frames,
+                  "resolution": args.train_resolution, "batch_size": settings.batch_size,
+                  "backbone_bytes": tree_bytes(layout.models_dir / "tiny-sd"),
+                  "last_loss": training.loss_history[-1]["loss"] if training.loss_history else None,
+                  "lpips_backbone": result.current["lpips_backbone"]},
     }
 
 
 def stage_variants(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.catalog import load_catalog  # noqa: F401  (imports timed with the stage)
-    from align_core.editing.render import render_variants
-    from align_core.editing.salience import SalienceEditor
+    from align_core.components import EditorChoice
+    from align_core.stages.variants import VariantPlanSettings, VariantVideoSettings, run_plans, run_variant_videos
 
+    _import_parquet()
+    measure = _measure()
     clock.imported()
-    layout, video_id, catalog, control, plans = _load_for_variants(root)
-    out = layout.artifact_dir("variant_videos", video_id)
-    result = render_variants(catalog.probe.path, plans, control.masks, control.attention, SalienceEditor(), out)
+    layout, video_id = _layout(root), _video_id(root)
+    run_plans(layout, video_id, VariantPlanSettings())
+    result = run_variant_videos(layout, video_id, EditorChoice(editor="salience"), measure, VariantVideoSettings())
     seconds = clock.elapsed()
-    n_variants = len(result.variant_paths)
-    frames = plans.frame_count
+    if result.skipped_reason:
+        raise RuntimeError(f"benchmark video {video_id} was skipped for editing: {result.skipped_reason}")
+    render = result.outcome.render
+    n_variants = len(render.variant_paths)
+    frames = result.frames_edited // max(1, n_variants)
     return {
-        "seconds": seconds, "units": n_variants * frames, "unit": "variant frames", "frames": frames,
-        "bytes": tree_bytes(*result.variant_paths.values()),
-        "extra": {"variants": n_variants, "all_outputs_bytes": tree_bytes(out),
-                  "comparison_bytes": tree_bytes(result.comparison_path),
-                  "keyframe_share": result.keyframe_share, "edit_calls": result.edit_calls,
-                  "render_timings": result.timings},
+        "seconds": seconds, "units": result.frames_edited, "unit": "variant frames", "frames": frames,
+        "bytes": tree_bytes(*render.variant_paths.values()),
+        "extra": {"variants": n_variants, "all_outputs_bytes": tree_bytes(layout.artifact_dir("variant_videos", video_id)),
+                  "comparison_bytes": tree_bytes(render.comparison_path),
+                  "keyframe_share": render.keyframe_share, "edit_calls": render.edit_calls,
+                  "render_timings": render.timings, "pipeline_timings": result.outcome.timings},
     }
 
 
 def stage_quality(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.quality import evaluate_variants
+    from align_core.stages.variants import VariantQualitySettings, run_variant_quality
 
     _import_parquet()
+    measure = _measure()
     clock.imported()
-    layout, video_id, catalog, control, plans = _load_for_variants(root)
-    paths = _variant_paths(layout, video_id, plans)
-    table = evaluate_variants(catalog.probe.path, paths, plans, control.masks)
-    out = layout.artifact_dir("variant_quality", video_id)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out / "quality.parquet", index=False)
+    layout, video_id = _layout(root), _video_id(root)
+    settings = VariantQualitySettings(measure_every=args.check_every)
+    result = run_variant_quality(layout, video_id, measure, settings, lpips=False)
     seconds = clock.elapsed()
-    frames = plans.frame_count
-    return {"seconds": seconds, "units": len(paths) * frames, "unit": "variant frames", "frames": frames,
-            "bytes": tree_bytes(out), "extra": {"rows": len(table)}}
+    report = result.report
+    from align_core.catalog import load_catalog
 
-
-def stage_manipulation(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_core.attention import AttentionConfig, attention_map, make_patch_scorer
-    from align_core.manipulation import check_rendered_variants
-
-    _import_parquet()
-    clock.imported()
-    layout, video_id, catalog, control, plans = _load_for_variants(root)
-    paths = _variant_paths(layout, video_id, plans)
-    scorer, config = make_patch_scorer("feature_richness"), AttentionConfig()
-
-    def attention_fn(frame):
-        return attention_map(frame, scorer, config)
-
-    report = check_rendered_variants(plans, catalog.probe.path, paths, control.masks, attention_fn, every=args.check_every)
-    out = layout.artifact_dir("manipulation_check", video_id)
-    out.mkdir(parents=True, exist_ok=True)
-    report.table.to_parquet(out / "table.parquet", index=False)
-    report.verdicts.to_parquet(out / "verdicts.parquet", index=False)
-    seconds = clock.elapsed()
-    frames = plans.frame_count
-    measured = (len(paths) + 1) * math.ceil(frames / args.check_every)
-    return {"seconds": seconds, "units": measured, "unit": "maps", "frames": frames, "bytes": tree_bytes(out),
-            "extra": {"every": args.check_every, "passed": report.passed,
+    frames = load_catalog(layout.artifact_dir("video_catalog", video_id)).probe.frame_count
+    n_variants = int(report.verdicts.shape[0])
+    return {"seconds": seconds, "units": n_variants * frames, "unit": "variant frames", "frames": frames,
+            "bytes": tree_bytes(*result.paths.values()),
+            "extra": {"every": args.check_every, "passed": bool(report.passed), "rows": len(result.quality),
                       "verdicts": {str(r["variant"]): bool(r["passed"]) for _, r in report.verdicts.iterrows()}}}
 
 
@@ -470,13 +394,14 @@ def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namesp
     import align_core.attention  # noqa: F401
     import align_core.catalog  # noqa: F401
     import align_core.control  # noqa: F401
-    import align_core.demo_corpus  # noqa: F401
     import align_core.diffusion  # noqa: F401
     import align_core.editing.render  # noqa: F401
     import align_core.editing.salience  # noqa: F401
     import align_core.manipulation  # noqa: F401
     import align_core.masks  # noqa: F401
     import align_core.quality  # noqa: F401
+    import align_core.stages.variants  # noqa: F401
+    import align_demo.corpus  # noqa: F401
     import analysis.report  # noqa: F401
 
     clock.imported()
@@ -486,7 +411,7 @@ def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namesp
 STAGE_FUNCTIONS: dict[str, Callable[[Clock, Path, float, argparse.Namespace], dict[str, Any]]] = {
     "corpus": stage_corpus, "catalog": stage_catalog, "attention": stage_attention, "masks": stage_masks,
     "control": stage_control, "training": stage_training, "variants": stage_variants, "quality": stage_quality,
-    "manipulation": stage_manipulation, "analysis": stage_analysis, "imports": stage_imports,
+    "analysis": stage_analysis, "imports": stage_imports,
 }
 
 

@@ -15,9 +15,7 @@ from align_core.control import (
     alignment_tables,
     given_vs_computed_correlation,
     load_control_tensors,
-    retarget_alignment,
     save_control_tensors,
-    scale_saliency,
     scene_alignment,
 )
 
@@ -155,31 +153,6 @@ def test_unreadable_control_file_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b"junk")
     with pytest.raises(ValueError, match="broken.npz"):
         load_control_tensors(bad)
-
-
-def test_scale_saliency_reaches_clipped_target() -> None:
-    control = _smooth_stack(6, 24, 32)
-    a = control.alignment_per_frame()
-    k = np.array([1.5, 1.5, 0.5, 1.0, 3.0, 100.0])
-    scaled = scale_saliency(control, k)
-    np.testing.assert_allclose(scaled.alignment_per_frame(), np.clip(k * a, 0, 1), atol=1e-5)
-    assert scaled.attention.max() <= 1.0
-    np.testing.assert_array_equal(scaled.masks, control.masks)
-    # k = 1 leaves the frame as it was; S' stays proportional to S inside the mask
-    np.testing.assert_array_equal(scaled.attention[3], control.attention[3])
-    inside = control.masks[0] & (control.attention[0] > 0)
-    ratio = scaled.saliency[0][inside] / control.saliency[0][inside]
-    assert np.ptp(ratio) < 1e-4
-
-
-def test_retarget_leaves_unreachable_frames_unchanged() -> None:
-    attention = np.full((2, 4, 4), 0.5, np.float32)
-    masks = np.zeros((2, 4, 4), bool)
-    masks[1] = True  # a = 1 on frame 1; frame 0 has a = 0
-    control = ControlTensors(masks=masks, attention=attention)
-    result = retarget_alignment(control, np.array([0.3, 0.5]))
-    np.testing.assert_array_equal(result.attention, attention)
-    np.testing.assert_array_equal(result.alignment_per_frame(), [0.0, 1.0])
 
 
 def test_linearly_carried_maps_store_as_weights(tmp_path):

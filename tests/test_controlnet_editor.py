@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from align_core.diffusion.backbone import Backbone, build_tiny_backbone, load_backbone
-from align_core.diffusion.checkpoint import sha256_file
+from align_core.video_io import file_sha256
 from align_core.diffusion.dataset import ControlSample, build_training_set
 from align_core.diffusion.train import TrainConfig, train_controlnet
 from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
@@ -64,7 +64,7 @@ def test_editor_contract_locality_and_determinism(trained: tuple[Backbone, Path]
     assert not np.array_equal(other, out)
 
     lineage = editor.lineage()
-    assert lineage["checkpoint_sha256"] == sha256_file(checkpoint / "controlnet" / "diffusion_pytorch_model.safetensors")
+    assert lineage["checkpoint_sha256"] == file_sha256(checkpoint / "controlnet" / "diffusion_pytorch_model.safetensors")
     assert lineage["backbone_id"] == backbone.id and lineage["backbone"]["pretrained"] is False
     assert (lineage["steps"], lineage["strength"], lineage["scheduler"]) == (4, 0.5, "ddim")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from align_core.arrays import load_mask_stack
-from align_core.demo_corpus import (
+from align_demo.corpus import (
     ALIGNMENT_COLUMNS,
     CTA_KEYWORDS,
     INDUSTRIES,

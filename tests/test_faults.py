@@ -82,13 +82,13 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from align_assets.definitions import all_assets
 from align_assets.demo import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
-from align_assets.resources import default_resources
+from align_assets.resources import ScorerResource, default_resources
 from align_assets.sensors import new_video_sensor
 from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox
 from align_demo.ab_simulator import simulate_ab_rows
 from align_core.arrays import save_mask_stack
 from align_core.atomic import atomic_directory, atomic_path
-from align_core.demo_corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
+from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
 from align_core.ids import InvalidVideoIdError
 from align_core.layout import DataLayout
 from align_core.masks import load_keyword_masks
@@ -100,7 +100,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-video stages up to the plans, sped up for 144x256 demo clips (the procedure is unchanged).
 PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
 FAST_OPS = {
-    "attention_maps": {"config": {"keyframe_stride": 12, "max_long_side": 128}},
+    "attention_maps": {"config": {"keyframe_stride": 12}},
     "variant_videos": {"config": {"keyframe_stride": 8, "calibration_frames": 2}},
 }
 
@@ -112,7 +112,8 @@ def run(layout: DataLayout, instance: DagsterInstance, selection: list[str], key
     config = {**QUIET, "ops": {k: v for k, v in (ops or FAST_OPS).items() if k in wanted}}
     return materialize(
         all_assets, selection=[AssetKey(name) for name in selection], partition_key=key, instance=instance,
-        resources=default_resources(data_dir=layout.root, profile="demo"), raise_on_error=False, run_config=config,
+        resources=default_resources(data_dir=layout.root, profile="demo", scorer=ScorerResource(max_long_side=128)),
+        raise_on_error=False, run_config=config,
     )
 
 

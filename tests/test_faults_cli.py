@@ -67,7 +67,7 @@ from align_assets.definitions import all_assets  # noqa: E402
 from align_assets.partitions import VIDEO_PARTITIONS_NAME  # noqa: E402
 from align_assets.resources import default_resources  # noqa: E402
 from align_assets.sensors import new_video_sensor  # noqa: E402
-from align_core.demo_corpus import generate_demo_corpus  # noqa: E402
+from align_demo.corpus import generate_demo_corpus  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -196,7 +196,7 @@ def test_csv_row_problems_are_a_readable_list_on_the_console(tmp_path: Path, sha
 
 
 def test_nothing_edited_says_what_to_do(tmp_path: Path) -> None:
-    from align_assets.assets.experiments import _nothing_edited
+    from align_demo.assets import _nothing_edited  # the demo export explains an empty experiment
 
     layout = DataLayout(tmp_path / "data").ensure()
     skipped = layout.artifact_dir("variant_plans", "ad-1") / "skipped.json"
@@ -210,8 +210,7 @@ def test_nothing_edited_says_what_to_do(tmp_path: Path) -> None:
 def test_lpips_weights_are_looked_up_under_the_data_directory(tmp_path: Path, monkeypatch) -> None:
     import torch
 
-    from align_assets.assets.checkpoint import alexnet_weights
-    from align_assets.resources import PlatformResource
+    from align_core.stages.checkpoint import alexnet_weights
     from align_core.diffusion.lpips_alex import ALEXNET_ENV, LPIPS, AlexNetFeatures
 
     monkeypatch.delenv(ALEXNET_ENV, raising=False)
@@ -221,7 +220,7 @@ def test_lpips_weights_are_looked_up_under_the_data_directory(tmp_path: Path, mo
     # A state dict in torchvision's layout (random values: this checks where it is found, not quality).
     torch.save(AlexNetFeatures().state_dict(), weights)
     monkeypatch.chdir(tmp_path)  # the working directory has no data/models
-    found = alexnet_weights(PlatformResource(data_dir=str(data), profile="demo"))
+    found = alexnet_weights(DataLayout(data))
     assert found == weights
     assert LPIPS(found).pretrained
 

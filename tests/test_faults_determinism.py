@@ -16,8 +16,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from align_assets.definitions import all_assets
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
-from align_assets.resources import default_resources
-from align_core.demo_corpus import generate_demo_corpus
+from align_assets.resources import ScorerResource, default_resources
+from align_demo.corpus import generate_demo_corpus
 from align_core.layout import DataLayout
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -41,8 +41,8 @@ def clip(tmp_path_factory, shared_data: Path):
 
 def test_variant_videos_are_byte_identical_across_reruns(clip) -> None:
     layout, key = clip
-    resources = default_resources(data_dir=layout.root, profile="demo")
-    ops = {"attention_maps": {"config": {"keyframe_stride": 12, "max_long_side": 128}}}
+    resources = default_resources(data_dir=layout.root, profile="demo", scorer=ScorerResource(max_long_side=128))
+    ops = {"attention_maps": {"config": {"keyframe_stride": 12}}}
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
         assert materialize(all_assets, selection=[AssetKey(n) for n in PERCEPTION], partition_key=key, instance=instance,

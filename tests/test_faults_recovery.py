@@ -26,9 +26,9 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 from align_assets.definitions import all_assets
 from align_assets.demo import prepare_instance
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
-from align_assets.resources import default_resources
+from align_assets.resources import ScorerResource, default_resources
 from align_core.atomic import atomic_directory, reclaim_temporaries
-from align_core.demo_corpus import generate_demo_corpus
+from align_demo.corpus import generate_demo_corpus
 from align_core.layout import DataLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +61,8 @@ def planned(tmp_path: Path, shared_data: Path, monkeypatch):
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
         result = materialize(
             all_assets, selection=[AssetKey(name) for name in PERCEPTION], partition_key=key, instance=instance,
-            resources=default_resources(data_dir=layout.root, profile="demo"),
-            run_config={"ops": {"attention_maps": {"config": {"keyframe_stride": 12, "max_long_side": 128}}},
+            resources=default_resources(data_dir=layout.root, profile="demo", scorer=ScorerResource(max_long_side=128)),
+            run_config={"ops": {"attention_maps": {"config": {"keyframe_stride": 12}}},
                         "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
         assert result.success

@@ -30,6 +30,8 @@ class PassThroughEditor:
     """Broken on purpose: returns every keyframe unchanged (the original code's 'edits')."""
 
     name = "pass_through"
+    propagation = "keyframes"
+    calibrates = False
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         return request.frame.copy()
@@ -42,6 +44,8 @@ class BackwardsEditor:
     """Broken on purpose: answers a boost by enriching the background (a reduction)."""
 
     name = "backwards"
+    propagation = "keyframes"
+    calibrates = False
 
     def __init__(self) -> None:
         self._inner = SalienceEditor()
@@ -142,6 +146,8 @@ def test_calibration_weighs_frames_by_alignment() -> None:
 
     class Marker:
         name = "marker"
+        propagation = "keyframes"
+        calibrates = True
 
         def edit(self, request: KeyframeEditRequest) -> np.ndarray:
             return request.frame + np.uint8(1)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from align_assets.demo import materialize_everything, prepare_instance
 from align_assets.resources import default_resources
-from align_core.demo_corpus import generate_demo_corpus
+from align_demo.corpus import generate_demo_corpus
 from align_core.layout import DataLayout
 from align_core.video_io import probe_video
 
@@ -46,6 +46,12 @@ def test_every_stage_materializes(pipeline) -> None:
 
     for key in defs.resolve_asset_graph().materializable_asset_keys:
         assert instance.get_latest_materialization_event(key) is not None, key.to_user_string()
+    # the demo profile's own check compared the report's estimates with the planted effects
+    from dagster import AssetCheckKey
+
+    planted = AssetCheckKey(AssetKey("analysis_report"), "planted_effects_recovered")
+    executions = instance.event_log_storage.get_asset_check_execution_history(planted, limit=1)
+    assert executions and executions[0].status.value in ("SUCCEEDED", "FAILED"), executions
 
 
 def test_warehouse_tables(pipeline) -> None:
@@ -148,20 +154,28 @@ def test_schedules_and_backfill_selection(pipeline) -> None:
     assert backfill_main(["--data-dir", str(layout.root), "--industry", one, "--print-keys"]) == 0
 
 
+def _controlnet_resources(layout: DataLayout) -> dict:
+    """The demo resources with the research editor: ControlNet on the tiny trained checkpoint."""
+    from align_assets.resources import EditorResource
+
+    editor = EditorResource(editor="controlnet", controlnet_steps=2, controlnet_resolution=64)
+    return default_resources(data_dir=layout.root, profile="demo", editor=editor)
+
+
 def test_controlnet_editor_runs_through_the_asset_on_the_trained_checkpoint(pipeline) -> None:
-    """The research editor path: variant_videos with editor=controlnet on the tiny checkpoint."""
+    """The research editor path: the editor resource set to controlnet, on the tiny checkpoint."""
     from dagster import materialize
 
-    from align_assets.definitions import all_assets
+    from align_assets.definitions import build_definitions
 
     layout, corpus, instance, _ = pipeline
     edited = next(v.video_id for v in corpus.videos if v.keyword_kind == "product")
-    settings = {"editor": "controlnet", "controlnet_steps": 2, "controlnet_resolution": 64, "keyframe_stride": 24,
-                "propagation": "keyframes"}
+    resources = _controlnet_resources(layout)
+    defs = build_definitions(resources)
+    assert AssetKey("controlnet_checkpoint") in defs.resolve_asset_graph().get(AssetKey("variant_videos")).parent_keys
     result = materialize(
-        all_assets, selection=["variant_videos"], partition_key=edited, instance=instance,
-        resources=default_resources(data_dir=layout.root, profile="demo"),
-        run_config={"ops": {"variant_videos": {"config": settings}}},
+        list(defs.assets), selection=["variant_videos"], partition_key=edited, instance=instance, resources=resources,
+        run_config={"ops": {"variant_videos": {"config": {"keyframe_stride": 24, "propagation": "keyframes"}}}},
     )
     assert result.success
     current = json.loads((layout.artifact_dir("controlnet_checkpoint") / "current.json").read_text())
@@ -172,16 +186,18 @@ def test_controlnet_editor_runs_through_the_asset_on_the_trained_checkpoint(pipe
     assert probe_video(layout.artifact_dir("variant_videos", edited) / "full_boost.mp4").video_codec == "h264"
 
 
-def test_new_checkpoint_makes_variant_videos_stale(pipeline) -> None:
+def test_new_checkpoint_makes_variant_videos_stale_only_for_the_editor_that_uses_it(pipeline) -> None:
+    """Runs after the ControlNet-editor test above: its variant_videos were made with the checkpoint."""
     from dagster import materialize
     from dagster._core.definitions.data_version import StaleStatus
     from dagster._utils.test.data_versions import get_stale_status_resolver
 
-    from align_assets.definitions import all_assets
+    from align_assets.definitions import all_assets, build_definitions
 
     layout, corpus, instance, _ = pipeline
     edited = next(v.video_id for v in corpus.videos if v.keyword_kind == "product")
-    status = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), edited)
+    controlnet_assets = list(build_definitions(_controlnet_resources(layout)).assets)
+    status = get_stale_status_resolver(instance, controlnet_assets).get_status(AssetKey("variant_videos"), edited)
     assert status == StaleStatus.FRESH
     retrain = {**FAST["controlnet_checkpoint"], "steps": 6}
     result = materialize(
@@ -190,8 +206,13 @@ def test_new_checkpoint_makes_variant_videos_stale(pipeline) -> None:
         run_config={"ops": {"controlnet_checkpoint": {"config": retrain}}},
     )
     assert result.success
-    status = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), edited)
+    status = get_stale_status_resolver(instance, controlnet_assets).get_status(AssetKey("variant_videos"), edited)
     assert status == StaleStatus.STALE
+    # the demo's salience editor never reads the checkpoint, so a retrain leaves its videos (the
+    # other edited video, rendered by the pipeline with the salience editor) fresh
+    other = [v.video_id for v in corpus.videos if v.keyword_kind == "product" and v.video_id != edited][0]
+    salience = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), other)
+    assert salience == StaleStatus.FRESH
 
 
 def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from align_core.ab_results import ingest_export
-from align_core.demo_corpus import generate_demo_corpus
+from align_demo.corpus import generate_demo_corpus
 from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
 from align_core.experiment import ExperimentConfig, load_experiment_config, variants_for

@@ -64,7 +64,7 @@ def _write_video_parquet(root: Path, video_id: str, writer: int, round_: int) ->
     from align_core.atomic import atomic_path
     from align_core.layout import DataLayout
 
-    target = DataLayout(root).artifact_dir("video_catalog", video_id) / "video.parquet"
+    target = DataLayout(root).artifact("video_catalog", "video_row", video_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         _video_row(video_id, writer, round_).to_parquet(tmp, index=False)
@@ -94,19 +94,17 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
                     time.sleep(0.01)
             return {"kind": kind}
         if kind == "collect":
-            from dagster_duckdb import DuckDBResource
+            from align_core.layout import DataLayout
+            from align_core.warehouse import collect_parquet_table, write_connection
 
-            from align_assets.resources import PlatformResource
-            from align_assets.warehouse_tables import collect_parquet_table
-            from align_core.warehouse import write_connection
-
-            warehouse = DuckDBResource(database=str(database))
-            platform = PlatformResource(data_dir=str(root_p), profile="demo")
+            layout = DataLayout(root_p)
             _wait_for_go(gate_p, name)
             during, problems = 0, []
             while True:
                 finished = (gate_p / "writers-done").exists()  # read BEFORE collecting: last pass sees final files
-                rows, videos, _ = collect_parquet_table(warehouse, platform, "videos", "video_catalog", "video.parquet", "video_id")
+                rows, videos, _ = collect_parquet_table(
+                    database, "videos", layout.artifact_files("video_catalog", "video_row"), "video_id"
+                )
                 with write_connection(database) as con:  # under the lock, as a writer would see it
                     total, distinct = con.execute("SELECT count(*), count(DISTINCT video_id) FROM videos").fetchone()
                 if not (rows == videos == total == distinct == len(_video_ids())):
@@ -196,13 +194,11 @@ def warehouse(tmp_path_factory):
 
 
 def _collect_once(root: Path) -> None:
-    from dagster_duckdb import DuckDBResource
+    from align_core.layout import DataLayout
+    from align_core.warehouse import collect_parquet_table
 
-    from align_assets.resources import PlatformResource
-    from align_assets.warehouse_tables import collect_parquet_table
-
-    collect_parquet_table(DuckDBResource(database=str(root / "warehouse.duckdb")), PlatformResource(data_dir=str(root)),
-                          "videos", "video_catalog", "video.parquet", "video_id")
+    layout = DataLayout(root)
+    collect_parquet_table(layout.warehouse_path, "videos", layout.artifact_files("video_catalog", "video_row"), "video_id")
 
 
 def _snapshot(database: Path) -> dict[str, list[tuple]]:

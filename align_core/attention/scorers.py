@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 
 from align_core.attention.base import PatchScorer, check_frame, disk_means_at, minmax, spectral_residual
+from align_core.components import Registry
 
 
 @dataclass(frozen=True)
@@ -282,18 +282,15 @@ def _make_llava(**kwargs: Any) -> PatchScorer:
     return LlavaPatchScorer(**kwargs)
 
 
-SCORERS: dict[str, Callable[..., PatchScorer]] = {
-    "feature_richness": FeatureRichnessScorer,
-    "spectral_residual": lambda **kwargs: SpectralResidualScorer(**kwargs),
-    "provided": ProvidedMapScorer,
-    "llava": _make_llava,
-}
+#: Every patch scorer by name (one registry style for scorers, segmenters and editors).
+SCORERS: Registry[PatchScorer] = Registry("patch scorer")
+SCORERS.add("feature_richness", FeatureRichnessScorer)
+SCORERS.add("spectral_residual", lambda **kwargs: SpectralResidualScorer(**kwargs))
+SCORERS.add("provided", ProvidedMapScorer)
+SCORERS.add("llava", _make_llava)
 
 
 def make_patch_scorer(name: str, **kwargs: Any) -> PatchScorer:
     """Build a registered scorer: ``feature_richness`` (default, weight-free), ``spectral_residual``,
     ``provided`` (``source=`` a directory or npz) or ``llava`` (``model_path=`` a local directory)."""
-    factory = SCORERS.get(name)
-    if factory is None:
-        raise ValueError(f"unknown patch scorer {name!r}; known: {', '.join(sorted(SCORERS))}")
-    return factory(**kwargs)
+    return SCORERS.build(name, **kwargs)

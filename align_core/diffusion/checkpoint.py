@@ -8,7 +8,6 @@ JSON skeleton whose tensor leaves point into one safetensors file, so loading ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,15 +22,6 @@ from safetensors.torch import load_file, save_file
 CHECKPOINT_PREFIX = "step-"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:

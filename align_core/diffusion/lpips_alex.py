@@ -10,7 +10,6 @@ the values are then a fixed random-feature distance, NOT a perceptual one.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from align_core.video_io import file_sha256
 
 DEFAULT_ALEXNET_PATHS: tuple[str, ...] = (
     "data/models/alexnet/alexnet-owt-7be5be79.pth",
@@ -83,14 +84,6 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class LPIPS(nn.Module):
     """LPIPS distance between images in [-1, 1]; frozen; gradients flow to the inputs.
 
@@ -109,7 +102,7 @@ class LPIPS(nn.Module):
         linear = torch.load(str(linear_path), map_location="cpu", weights_only=True)
         for i, lin in enumerate(self.lins):
             lin.weight.data.copy_(linear[f"lin{i}.model.1.weight"])
-        self.linear_weights = f"lpips-v0.1-alex:{_sha256(linear_path)}"
+        self.linear_weights = f"lpips-v0.1-alex:{file_sha256(linear_path)}"
 
         candidates: list[Path] = []
         if alexnet_path is not None:
@@ -123,7 +116,7 @@ class LPIPS(nn.Module):
             state = _load_state_file(found)
             features = {k: v for k, v in state.items() if k.startswith("features.")}
             self.net.load_state_dict(features, strict=True)
-            self.backbone_state = f"pretrained-alexnet:{_sha256(found)}"
+            self.backbone_state = f"pretrained-alexnet:{file_sha256(found)}"
             self.pretrained = True
         else:
             where = ", ".join(str(p) for p in candidates)

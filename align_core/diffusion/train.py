@@ -1,16 +1,21 @@
 """Train the 2-channel ControlNet on a frozen Stable Diffusion backbone.
 
-AdamW with warm-up then cosine decay, gradient clipping, gradient accumulation, optional EMA,
-and (on CUDA only) mixed precision and gradient checkpointing. Validation uses fixed timesteps
-and fixed noise seeds, so validation losses of different checkpoints are comparable. Checkpoints
-are pickle-free (see :mod:`align_core.diffusion.checkpoint`) and carry every piece of state a
-resumed run needs to end bit-identical to an uninterrupted one on CPU: weights, optimizer, LR
-schedule, AMP scaler, EMA, the training generator and the data order.
+AdamW with warm-up then cosine decay, gradient clipping, optional EMA, and (on CUDA only)
+gradient checkpointing. Mixed precision, gradient accumulation, loss scaling and clipping run
+through ``accelerate``'s ``Accelerator`` (``prepare``, ``accumulate``, ``backward``,
+``clip_grad_norm_``, ``autocast``), as diffusers' own ControlNet training does. Validation uses
+fixed timesteps and fixed noise seeds, so validation losses of different checkpoints are comparable.
+
+Checkpoints are NOT written with ``Accelerator.save_state``: it pickles the optimizer, scheduler
+and RNG states (``torch.save``) and loads registered objects with ``weights_only=False``, so a
+tampered checkpoint could run code. They stay pickle-free (safetensors + JSON, see
+:mod:`align_core.diffusion.checkpoint`) and carry every piece of state a resumed run needs to end
+bit-identical to an uninterrupted one on CPU: weights, optimizer, LR schedule, the accelerator's
+loss scaler, EMA, the training generator and the data order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from accelerate import Accelerator
 from diffusers import ControlNetModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
@@ -37,11 +43,11 @@ from align_core.diffusion.checkpoint import (
     load_state,
     prune_checkpoints,
     save_state,
-    sha256_file,
 )
 from align_core.diffusion.dataset import TrainingSet
 from align_core.diffusion.losses import LossWeights, controlnet_losses
 from align_core.diffusion.lpips_alex import LPIPS
+from align_core.video_io import file_sha256
 
 LOSS_KEYS = ("loss", "diff", "recon", "l1", "lpips", "bg")
 # Fields that may change between an interrupted run and its resumption without changing the
@@ -106,7 +112,9 @@ class ControlNetTrainer:
     """One ControlNet, its optimiser state and its RNG; ``train_step`` is one optimiser step.
 
     The backbone is frozen and moved in place to the device (cast to the AMP dtype on CUDA:
-    frozen weights need no fp32 master copy); the ControlNet trains in fp32.
+    frozen weights need no fp32 master copy); the ControlNet trains in fp32 and is prepared with
+    its optimizer and schedule by the ``Accelerator``, which owns mixed precision (CUDA only),
+    gradient accumulation and the fp16 loss scaler.
     """
 
     def __init__(self, backbone: Backbone, controlnet: ControlNetModel, config: TrainConfig, lpips: LPIPS) -> None:
@@ -137,7 +145,15 @@ class ControlNetTrainer:
             eps=config.adam_epsilon,
         )
         self.lr_scheduler = get_cosine_schedule_with_warmup(self.optimizer, config.warmup_steps, config.max_steps)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision if self.amp_dtype is not None else "no",
+            gradient_accumulation_steps=max(1, config.gradient_accumulation_steps),
+            cpu=not on_cuda,
+            device_placement=False,  # placed above: the frozen backbone is not prepared
+        )
+        self.controlnet, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            controlnet, self.optimizer, self.lr_scheduler
+        )
         self.ema: EMAModel | None = None
         if config.use_ema:
             self.ema = EMAModel(self.params, decay=config.ema_decay, model_cls=ControlNetModel, model_config=controlnet.config)
@@ -166,13 +182,8 @@ class ControlNetTrainer:
             return data.embed(prompts).to(self.device)
         return self.backbone.encode_prompts(prompts).float()
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def _losses(self, data: TrainingSet, idx: list[int], prompts: list[str], noise: torch.Tensor, timesteps: torch.Tensor) -> dict[str, torch.Tensor]:
-        with self._autocast():
+        with self.accelerator.autocast():
             return controlnet_losses(
                 self.backbone,
                 self.controlnet,
@@ -188,7 +199,7 @@ class ControlNetTrainer:
 
     # --- optimisation -----------------------------------------------------------------------
     def train_step(self, data: TrainingSet) -> dict[str, float]:
-        """One optimiser step over ``gradient_accumulation_steps`` micro-batches."""
+        """One optimiser step over ``gradient_accumulation_steps`` micro-batches (``Accelerator.accumulate``)."""
         cfg = self.config
         started = time.perf_counter()
         sums = {k: 0.0 for k in LOSS_KEYS}
@@ -200,16 +211,18 @@ class ControlNetTrainer:
             prompts = data.draw_prompts(idx, self.generator)
             noise = torch.randn(data.latents[idx].shape, generator=self.generator)
             timesteps = torch.randint(0, num_timesteps, (len(idx),), generator=self.generator)
-            losses = self._losses(data, idx, prompts, noise, timesteps)
-            self.scaler.scale(losses["loss"] / accum).backward()
-            for k in LOSS_KEYS:
-                sums[k] += float(losses[k].detach()) / accum
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+            with self.accelerator.accumulate(self.controlnet):
+                losses = self._losses(data, idx, prompts, noise, timesteps)
+                self.accelerator.backward(losses["loss"])  # divided by the accumulation steps
+                for k in LOSS_KEYS:
+                    sums[k] += float(losses[k].detach()) / accum
+                if self.accelerator.sync_gradients:
+                    grad_norm = self.accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.lr_scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+        if not self.accelerator.sync_gradients:
+            raise RuntimeError(f"accumulation out of step: {accum} micro-batches did not end on an optimizer step")
         if self.ema is not None:
             self.ema.step(self.params)
         self.step += 1
@@ -255,7 +268,7 @@ class ControlNetTrainer:
             self.controlnet.save_pretrained(tmp / "controlnet", safe_serialization=True)
             save_state(tmp, "optimizer", self.optimizer.state_dict())
             save_state(tmp, "lr_scheduler", self.lr_scheduler.state_dict())
-            save_state(tmp, "scaler", self.scaler.state_dict())
+            save_state(tmp, "scaler", self._scaler_state())
             if self.ema is not None:
                 save_state(tmp, "ema", self.ema.state_dict())
             rng: dict[str, Any] = {
@@ -272,11 +285,15 @@ class ControlNetTrainer:
                 "config": self.config.to_json(),
                 "loss_history": self.loss_history,
                 "validation": self.validation,
-                "weights_sha256": sha256_file(tmp / "controlnet" / WEIGHTS_NAME),
+                "weights_sha256": file_sha256(tmp / "controlnet" / WEIGHTS_NAME),
                 "lineage": lineage,
             }
             (tmp / "training_state.json").write_text(json.dumps(state, indent=2))
         return target
+
+    def _scaler_state(self) -> dict[str, Any]:
+        """The accelerator's fp16 loss scaler state (empty when there is none: fp32 or bf16)."""
+        return self.accelerator.scaler.state_dict() if self.accelerator.scaler is not None else {}
 
     def load_checkpoint(self, checkpoint: Path) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; refuse a different configuration."""
@@ -289,7 +306,9 @@ class ControlNetTrainer:
         self.controlnet.load_state_dict(weights, strict=True)
         self.optimizer.load_state_dict(load_state(checkpoint, "optimizer"))
         self.lr_scheduler.load_state_dict(load_state(checkpoint, "lr_scheduler"))
-        self.scaler.load_state_dict(load_state(checkpoint, "scaler"))
+        scaler = load_state(checkpoint, "scaler")
+        if self.accelerator.scaler is not None and scaler:
+            self.accelerator.scaler.load_state_dict(scaler)
         if self.ema is not None:
             self.ema.load_state_dict(load_state(checkpoint, "ema", device=self.device))
         rng = load_state(checkpoint, "rng")
@@ -305,6 +324,7 @@ class ControlNetTrainer:
 
 
 def _lineage(backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: TrainingSet | None, config: TrainConfig) -> dict[str, Any]:
+    import accelerate
     import diffusers
 
     warnings = []
@@ -322,7 +342,8 @@ def _lineage(backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: 
         "val_set": None if val_set is None else {**val_set.info, "videos": sorted(set(val_set.video_ids))},
         "config": config.to_json(),
         "seed": config.seed,
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "python": platform.python_version()},
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__,
+                     "python": platform.python_version()},
         "warnings": warnings,
     }
 
@@ -365,7 +386,7 @@ def train_controlnet(
         while trainer.step < config.max_steps:
             if stop_after is not None and trainer.step >= stop_after:
                 latest = latest_checkpoint(checkpoints_dir)
-                sha = sha256_file(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
+                sha = file_sha256(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
                 return TrainResult(latest or checkpoints_dir, sha, trainer.loss_history, trainer.validation, lineage, completed=False, steps=trainer.step)
             record = trainer.train_step(train_set)
             bar.update(1)
@@ -392,7 +413,7 @@ def train_controlnet(
         finally:
             if trainer.ema is not None:
                 trainer.ema.restore(trainer.params)
-        sha = sha256_file(tmp / "controlnet" / WEIGHTS_NAME)
+        sha = file_sha256(tmp / "controlnet" / WEIGHTS_NAME)
         state = {
             "step": trainer.step,
             "weights": "ema" if trainer.ema is not None else "raw",

@@ -3,7 +3,9 @@
 An editor changes one keyframe so that the product's share of attention moves towards the
 variant's target. Temporal propagation (optical flow) carries keyframe edits to the frames
 between; editors never see those frames. Two implementations exist: ``salience`` (parametric
-image operations, no model) and ``controlnet`` (the trained checkpoint on its backbone).
+image operations, no model) and ``controlnet`` (the trained checkpoint on its backbone), both
+registered in :data:`EDITORS`; what a caller needs to know about an editor is in the protocol
+(``propagation``, ``calibrates``) or in its registry traits (``needs_checkpoint``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from align_core.components import Registry
+
 EditKind = Literal["identity", "boost", "reduce", "placebo"]
+Propagation = Literal["every_frame", "keyframes"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,18 @@ class KeyframeEditRequest:
 
 @runtime_checkable
 class KeyframeEditor(Protocol):
-    """Edits one keyframe; deterministic for a given request."""
+    """Edits one keyframe; deterministic for a given request.
+
+    ``propagation``: ``every_frame`` when an edit is a cheap pure function of (frame, mask,
+    strength), so the renderer edits every frame with its own mask; ``keyframes`` when edits
+    are costly (a diffusion model) and carried between keyframes by optical flow.
+    ``calibrates``: whether its strength is calibrated per video against the measuring
+    attention map before rendering (a model-free editor whose effect size is unknown a priori).
+    """
 
     name: str
+    propagation: Propagation
+    calibrates: bool
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Return the edited RGB uint8 ``(H, W, 3)`` frame."""
@@ -67,3 +81,26 @@ class KeyframeEditor(Protocol):
     def lineage(self) -> dict[str, Any]:
         """Which weights/checkpoint (with sha256) and settings produced the edits."""
         ...
+
+
+#: Every keyframe editor by name; trait ``needs_checkpoint``: built from the trained ControlNet.
+EDITORS: Registry[KeyframeEditor] = Registry("editor")
+
+
+def _salience_editor(**settings: Any) -> KeyframeEditor:
+    from align_core.editing.salience import SalienceEditor
+
+    return SalienceEditor(**settings)
+
+
+def _controlnet_editor(checkpoint: dict[str, Any], device: str = "cpu", **sampling: Any) -> KeyframeEditor:
+    """The ControlNet editor on the checkpoint ``controlnet_checkpoint`` recorded (its ``current.json``)."""
+    from align_core.diffusion import load_backbone
+    from align_core.editing.controlnet_editor import ControlNetEditor
+
+    backbone = load_backbone(checkpoint["backbone"], kind=checkpoint["backbone_kind"], device=device)
+    return ControlNetEditor(backbone, checkpoint["controlnet_dir"], device=device, **sampling)
+
+
+EDITORS.add("salience", _salience_editor)
+EDITORS.add("controlnet", _controlnet_editor, needs_checkpoint=True)

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, DDPMScheduler
 
 from align_core.diffusion.backbone import Backbone, move_module
-from align_core.diffusion.checkpoint import WEIGHTS_NAME, controlnet_weights_path, load_controlnet, sha256_file
+from align_core.diffusion.checkpoint import WEIGHTS_NAME, controlnet_weights_path, load_controlnet
 from align_core.diffusion.dataset import resize_control, resize_frame
 from align_core.editing.base import KeyframeEditRequest
+from align_core.video_io import file_sha256
 
 SchedulerName = Literal["ddim", "ddpm"]
 
@@ -48,6 +49,8 @@ class ControlNetEditor:
     """Edits a keyframe with the trained ControlNet on its backbone (``KeyframeEditor``)."""
 
     name = "controlnet"
+    propagation = "keyframes"  # one diffusion edit per keyframe, carried between by optical flow
+    calibrates = False  # strength is the img2img noise level, set by config
 
     def __init__(
         self,
@@ -85,7 +88,7 @@ class ControlNetEditor:
         else:
             self.controlnet = load_controlnet(controlnet)
             self.checkpoint_path = str(Path(controlnet).resolve())
-            self.checkpoint_sha256 = sha256_file(controlnet_weights_path(controlnet))
+            self.checkpoint_sha256 = file_sha256(controlnet_weights_path(controlnet))
         if self.controlnet.config.conditioning_channels != 2:
             raise ValueError("the ControlNet must take the 2-channel control C_t = [M_t, S_t]")
         self.dtype = dtype or (torch.float16 if self.device.type == "cuda" else torch.float32)

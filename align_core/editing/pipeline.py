@@ -114,7 +114,7 @@ def calibrate_and_render(
     edit_every_frame: bool | None = None,
     protect: Any = None,
 ) -> PipelineResult:
-    """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
+    """Calibrate (when ``attention_fn`` is given and the editor ``calibrates``) and render.
 
     ``edit_every_frame`` None follows the editor (see :func:`render_variants`); False forces
     keyframe edits carried by optical flow. ``protect`` (per frame bool masks, e.g. a
@@ -122,12 +122,10 @@ def calibrate_and_render(
     """
     import time
 
-    from align_core.editing.salience import SalienceEditor
-
     timings: dict[str, float] = {}
     strength_map, calibration = None, []
     t0 = time.perf_counter()
-    if attention_fn is not None and isinstance(editor, SalienceEditor):
+    if attention_fn is not None and editor.calibrates:
         strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed, protect)
     timings["calibrate_s"] = time.perf_counter() - t0
     lineage = dict(extra_lineage or {})

@@ -3,7 +3,7 @@
 Keyframes are the first frame of every scene, the first frame of every timing window inside a
 scene (where a timing variant's edit switches), and every ``stride``-th frame after those; flow
 propagation never crosses a cut or a window boundary. An editor that is a cheap deterministic
-function of (frame, mask, strength) (``edit_every_frame = True``, the salience editor) has EVERY
+function of (frame, mask, strength) (``propagation = "every_frame"``, the salience editor) has EVERY
 frame edited with its own mask instead: flow-propagated blur/sharpen residuals misregister by a
 pixel and lose most of their effect (on the demo, a reduction's propagated frames kept about a
 third of the keyframe's change in the product's texture and 8% of the planned alignment change).
@@ -221,7 +221,7 @@ def render_variants(
     ``protect`` (optional) is indexable by frame giving bool ``(H, W)``, True = never edit (a
     :class:`~align_core.protect.ProtectedRegions` or a ``(T, H, W)`` array); the copied region is
     dilated by ``protect_guard_px`` (see the module docstring).
-    ``edit_every_frame`` (default: the editor's ``edit_every_frame`` attribute, False if absent)
+    ``edit_every_frame`` (default: the editor's ``propagation`` is ``every_frame``)
     edits every frame with its own mask instead of propagating keyframe edits by flow.
     """
     started = time.perf_counter()
@@ -241,7 +241,7 @@ def render_variants(
     variant_plans: dict[str, VariantPlan] = dict(plans.plans)
     names = list(variant_plans)
     if edit_every_frame is None:
-        edit_every_frame = bool(getattr(editor, "edit_every_frame", False))
+        edit_every_frame = editor.propagation == "every_frame"
     requested_stride = keyframe_stride
     if edit_every_frame:
         keyframe_stride = 1

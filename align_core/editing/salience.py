@@ -114,7 +114,8 @@ class SalienceEditor:
     # A pure, cheap function of (frame, mask, strength): the renderer edits every frame with its own
     # mask instead of carrying keyframe edits by optical flow, which loses blur/sharpen residuals
     # wherever the flow is off by a pixel (measured: a reduction kept ~1/3 of its keyframe effect).
-    edit_every_frame = True
+    propagation = "every_frame"
+    calibrates = True  # its effect on the measuring scorer is measured per video before rendering
 
     def __init__(self, max_strength: float = 1.0, **settings: float):
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)

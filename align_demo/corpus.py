@@ -961,7 +961,7 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
     root = corpus.layout.root
     payload = {
         "description": "Procedural demo ads with exact product masks and a planted engagement relation "
-                       "(align_core.demo_corpus). Files: raw/videos/<id>.mp4, raw/masks/<id>.npz "
+                       "(align_demo.corpus). Files: raw/videos/<id>.mp4, raw/masks/<id>.npz "
                        "(bool T x H x W, product pixels not covered by overlays), raw/alignment_score.csv, "
                        "raw/keywords.csv.",
         "seed": corpus.seed,

@@ -1,0 +1,359 @@
+"""The variant stages: ``variant_plans``, ``variant_videos`` and ``variant_quality`` (with the manipulation check).
+
+Videos whose keyword was screened, or whose product never appears, are skipped for editing:
+:func:`run_plans` records the reason (``skipped.json``) and the later stages return it instead
+of working, so every stage still finishes and says why nothing was edited.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from align_core.atomic import atomic_path, atomic_write_text
+from align_core.catalog import load_catalog
+from align_core.components import EditorChoice
+from align_core.control import load_control_tensors
+from align_core.layout import DataLayout
+from align_core.stages.attention import AttentionMeasure
+from align_core.stages.checkpoint import read_checkpoint_pointer
+from align_core.variants import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_config, load_variant_plans, plan_variants
+from align_core.visuals import curves_plot
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+class VariantPlanSettings(BaseModel):
+    variants: list[dict] = Field(
+        default_factory=lambda: [spec.to_dict() for spec in DEFAULT_VARIANTS],
+        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo), "
+        "role (control|treatment|placebo)",
+    )
+    variants_file: str | None = Field(
+        default=None,
+        description="an experiment config or variant list (YAML) to plan from instead of `variants`: the same file "
+        "align-ab-plan registers, so the rendered arms and the experiment's registry are one list",
+    )
+
+
+class VariantVideoSettings(BaseModel):
+    """How variants are rendered (which editor renders them is the editor choice)."""
+
+    keyframe_stride: int = Field(default=8, description="edit every k-th frame (and each scene/window start), propagate between")
+    propagation: str = Field(
+        default="auto",
+        description="auto (the editor's own: the salience filter edits every frame, ControlNet edits keyframes) | "
+        "keyframes (edit keyframes, carry edits by DIS optical flow) | every_frame",
+    )
+    seed: int = Field(default=0, description="per-video editing seed (variants differ only in their control)")
+    calibration_frames: int = Field(default=6, description="keyframes used to calibrate an editor that calibrates")
+    protect: bool = Field(
+        default=True,
+        description="copy protected regions (text overlays, user regions) from the source in every variant; "
+        "False only to reproduce unprotected stimuli for comparison (the stimulus checks then fail)",
+    )
+
+
+class VariantQualitySettings(BaseModel):
+    min_share: float = Field(default=0.25, description="achieved change must reach this share of the planned change")
+    tolerance: float = Field(default=0.03, description="baseline and placebo: max |mean alignment difference|")
+    measure_every: int = Field(default=2, description="score every k-th frame of each variant for the check")
+    lpips_every: int = Field(default=10)
+    min_protected_psnr_db: float = Field(default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)")
+    max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
+    ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
+
+
+PROPAGATION_MODES: dict[str, bool | None] = {"auto": None, "keyframes": False, "every_frame": True}
+
+
+def skip_reason(layout: DataLayout, video_id: str) -> str | None:
+    """Why this video is not edited (recorded by :func:`run_plans`), or None."""
+    marker = layout.artifact("variant_plans", "skipped", video_id)
+    return json.loads(marker.read_text())["reason"] if marker.exists() else None
+
+
+# -- variant_plans --------------------------------------------------------------------------------
+
+
+@dataclass
+class PlansResult:
+    skipped_reason: str | None
+    specs: list[VariantSpec] = field(default_factory=list)
+    plans: VariantPlans | None = None
+    scenes: pd.DataFrame | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def run_plans(layout: DataLayout, video_id: str, settings: VariantPlanSettings) -> PlansResult:
+    """Target alignment curves per frame and scene for every configured variant, or the reason to skip."""
+    out_dir = layout.artifact_dir("variant_plans", video_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+    control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
+    reason = None
+    if not catalog.keyword.segmentable:
+        reason = f"keyword screened ({catalog.keyword.category}): {catalog.keyword.reason}"
+    elif not control.masks.any():
+        reason = "the product never appears (every keyword mask is empty): nothing to edit"
+    plans_path = layout.artifact("variant_plans", "plans", video_id)
+    skip_path = layout.artifact("variant_plans", "skipped", video_id)
+    if reason:
+        atomic_write_text(skip_path, json.dumps({"video_id": video_id, "reason": reason}))
+        plans_path.unlink(missing_ok=True)
+        return PlansResult(reason)
+    skip_path.unlink(missing_ok=True)
+    specs = (load_variant_config(settings.variants_file) if settings.variants_file
+             else [VariantSpec.from_dict(entry) for entry in settings.variants])
+    plans = plan_variants(video_id, control.alignment_per_frame(), catalog.probe.fps, catalog.scene_ranges, specs)
+    plans.to_json(plans_path)
+    scenes = plans.scene_table()
+    scenes_path = layout.artifact("variant_plans", "scenes", video_id)
+    with atomic_path(scenes_path) as tmp:
+        scenes.to_parquet(tmp, index=False)
+    times = (np.arange(plans.frame_count) + 0.5) / catalog.probe.fps
+    plot = curves_plot(
+        layout.artifact("variant_plans", "targets", video_id), times,
+        {name: plan.frame_target for name, plan in plans.plans.items()},
+        title=f"{video_id}: target alignment per variant", ylabel="alignment a_t",
+        boundaries=[catalog.probe.duration_s / 3, 2 * catalog.probe.duration_s / 3],
+        styles={"baseline": "k-", "placebo": "k:"},
+    )
+    return PlansResult(None, specs, plans, scenes, {"plans": plans_path, "scenes": scenes_path, "targets": plot})
+
+
+# -- variant_videos -------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantVideosResult:
+    skipped_reason: str | None
+    outcome: Any = None  # align_core.editing.pipeline.PipelineResult
+    editor_name: str = ""
+    editor_lineage: dict[str, Any] = field(default_factory=dict)
+    checkpoint: dict[str, Any] | None = None
+    rows: pd.DataFrame | None = None
+    frames_edited: int = 0
+    seconds: float = 0.0
+    protect: Any = None  # align_core.protect.ProtectedRegions (None when protection is switched off)
+
+
+def run_variant_videos(
+    layout: DataLayout, video_id: str, editor: EditorChoice, measure: AttentionMeasure, settings: VariantVideoSettings,
+    device: str = "cpu",
+) -> VariantVideosResult:
+    """Render every planned variant with the chosen editor (calibrated against ``measure`` when it calibrates).
+
+    ``editor`` must be resolved. Writes the variant mp4s, comparison, contact sheet and manifest
+    (the renderer's) and ``variants.parquet`` (one row per variant with its lineage).
+    """
+    from align_core.editing.pipeline import calibrate_and_render
+
+    rows_path = layout.artifact("variant_videos", "rows", video_id)
+    reason = skip_reason(layout, video_id)
+    if reason:
+        rows_path.unlink(missing_ok=True)
+        return VariantVideosResult(reason)
+    if settings.propagation not in PROPAGATION_MODES:
+        raise ValueError(f"propagation {settings.propagation!r} is not one of {sorted(PROPAGATION_MODES)}")
+    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+    plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
+    control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
+    checkpoint = read_checkpoint_pointer(layout)
+    uses_checkpoint = editor.needs_checkpoint
+    built = editor.build(prompt=catalog.keyword.keyword, device=device, checkpoint=checkpoint if uses_checkpoint else None)
+    from align_core.attention import load_attention_maps
+
+    from align_core.protect import load_protected_regions
+
+    attention_scorer = load_attention_maps(layout.artifact("attention_maps", "maps", video_id)).scorer_id
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id)) if settings.protect else None
+    started = time.perf_counter()
+    outcome = calibrate_and_render(
+        catalog.probe.path, plans, control.masks, control.attention, built,
+        layout.artifact_dir("variant_videos", video_id), measure,
+        calibration_frames=settings.calibration_frames, keyframe_stride=settings.keyframe_stride, seed=settings.seed,
+        edit_every_frame=PROPAGATION_MODES[settings.propagation], protect=protect,
+        extra_lineage={
+            "video_sha256": catalog.probe.sha256,
+            "attention_scorer": attention_scorer,
+            "controlnet_checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else None,
+            "controlnet_checkpoint_used": uses_checkpoint,
+        },
+    )
+    seconds = time.perf_counter() - started
+    render = outcome.render
+    lineage = built.lineage()
+    rows = pd.DataFrame(
+        [
+            {
+                # relative to the data directory, so a moved data directory stays valid
+                "video_id": video_id, "variant": name, "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
+                "sha256": render.manifest["variants"][name]["sha256"],
+                "editor": built.name, "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
+                "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and uses_checkpoint else None,
+                "seed": settings.seed, "keyframe_share": render.keyframe_share, "source_sha256": catalog.probe.sha256,
+            }
+            for name, path in render.variant_paths.items()
+        ]
+    )
+    with atomic_path(rows_path) as tmp:
+        rows.to_parquet(tmp, index=False)
+    return VariantVideosResult(
+        None, outcome, built.name, lineage, checkpoint, rows, plans.frame_count * len(render.variant_paths), seconds, protect
+    )
+
+
+# -- variant_quality ------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantQualityResult:
+    skipped_reason: str | None
+    quality: pd.DataFrame | None = None
+    report: Any = None  # align_core.manipulation.ManipulationReport
+    thresholds: Any = None  # align_core.manipulation.CheckThresholds
+    lpips_backbone_state: str = ""
+    eligibility: pd.DataFrame | None = None  # per variant: eligible, exclusion_reason (align_core.eligibility)
+    paths: dict[str, Path] = field(default_factory=dict)
+    stimulus: Any = None  # align_core.stimulus_checks.StimulusReport: protected PSNR and OCR per variant
+    stimulus_card: str = ""  # the per-video stimulus card (HTML)
+    faces: str = ""  # what the protected regions say about faces
+
+
+def lpips_frame_distance(alexnet_path: str | Path | None = None):
+    """(LPIPS(a, b) for two RGB uint8 frames, the LPIPS backbone's state): the quality stage's perceptual distance."""
+    import torch
+
+    from align_core.diffusion import LPIPS
+
+    lpips = LPIPS(alexnet_path)  # a missing file is named in its "random-alexnet" state
+
+    def distance(a: np.ndarray, b: np.ndarray) -> float:
+        to = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
+        with torch.no_grad():
+            return float(lpips(to(a), to(b)).item())
+
+    return distance, lpips.backbone_state
+
+
+def run_variant_quality(
+    layout: DataLayout, video_id: str, measure: AttentionMeasure, settings: VariantQualitySettings, *, lpips: bool = True
+) -> VariantQualityResult:
+    """Temporal consistency, fidelity outside the editable region, LPIPS, and the manipulation check
+    measured with ``measure`` (the attention stage's own scorer and procedure)."""
+    from align_core.manipulation import CheckThresholds, check_rendered_variants
+    from align_core.quality import evaluate_variants
+
+    from align_core.eligibility import eligibility_table
+    from align_core.stages.checkpoint import alexnet_weights
+
+    quality_path = layout.artifact("variant_quality", "quality", video_id)
+    manipulation_path = layout.artifact("variant_quality", "manipulation", video_id)
+    eligibility_path = layout.artifact("variant_quality", "eligibility", video_id)
+    # A verdict stands only for the render it checked: drop the old one before checking again,
+    # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
+    eligibility_path.unlink(missing_ok=True)
+    stimulus_paths = {role: layout.artifact("variant_quality", role, video_id) for role in ("stimulus", "stimulus_ocr", "stimulus_card")}
+    reason = skip_reason(layout, video_id)
+    if reason:
+        for path in (quality_path, manipulation_path, *stimulus_paths.values()):
+            path.unlink(missing_ok=True)
+        return VariantQualityResult(reason)
+    quality_path.parent.mkdir(parents=True, exist_ok=True)
+    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+    plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
+    control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
+    variant_paths = variant_video_paths(layout, video_id, plans)
+    lpips_fn, lpips_state = lpips_frame_distance(alexnet_weights(layout)) if lpips else (None, "not computed")
+    quality = evaluate_variants(
+        catalog.probe.path, variant_paths, plans, control.masks,
+        lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
+    )
+    thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
+    report = check_rendered_variants(
+        plans, catalog.probe.path, variant_paths, control.masks, measure, thresholds, every=settings.measure_every
+    )
+    rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
+    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
+    for table, path in ((quality, quality_path), (report.table, manipulation_path), (eligibility, eligibility_path)):
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
+    plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
+    stimulus, card, faces = _stimulus_checks(layout, video_id, catalog, variant_paths, plans, report, quality, settings, stimulus_paths)
+    return VariantQualityResult(
+        None, quality, report, thresholds, lpips_state, eligibility,
+        {"quality": quality_path, "manipulation": manipulation_path, "eligibility": eligibility_path, "plot": plot,
+         **stimulus_paths},
+        stimulus, card, faces,
+    )
+
+
+def _stimulus_checks(layout: DataLayout, video_id: str, catalog, variant_paths: dict[str, Path], plans: VariantPlans,
+                     report, quality: pd.DataFrame, settings: VariantQualitySettings, paths: dict[str, Path]):
+    """Protected pixels unchanged (PSNR vs baseline) and the same OCR text in every variant; writes the stimulus card."""
+    from align_core.protect import TextReader, load_protected_regions
+    from align_core.stimulus_checks import StimulusThresholds, check_stimuli, stimulus_card_html
+
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
+    stimulus = check_stimuli(
+        video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
+        TextReader(threads=1) if protect.text_keyframes() else None,
+        StimulusThresholds(min_psnr_db=settings.min_protected_psnr_db, max_cer=settings.max_cer, ocr_frames=settings.ocr_frames),
+        protect.text_keyframes(),
+    )
+    with atomic_path(paths["stimulus"]) as tmp:
+        stimulus.table().to_parquet(tmp, index=False)
+    with atomic_path(paths["stimulus_ocr"]) as tmp:
+        stimulus.ocr.to_parquet(tmp, index=False)
+    budget_columns = [c for c in quality.columns if "budget" in c or "ciede" in c]
+    faces = protect.summary()["faces"]
+    card = stimulus_card_html(
+        video_id, stimulus, report.table, scorer_name=report.attention_fn_name,
+        budget=quality[["variant", *budget_columns]] if budget_columns else None,
+        contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
+        notes={"faces": faces},
+    )
+    atomic_write_text(paths["stimulus_card"], card)
+    return stimulus, card, faces
+
+
+def variant_video_paths(layout: DataLayout, video_id: str, plans: VariantPlans) -> dict[str, Path]:
+    """Where :func:`run_variant_videos` put each planned variant's mp4."""
+    paths = {name: layout.variant_video(video_id, name) for name in plans.plans}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"video {video_id}: variants not rendered ({', '.join(missing)}): materialize variant_videos first")
+    return paths
+
+
+def target_vs_achieved_plot(path: Path, table: pd.DataFrame) -> Path:
+    """Planned vs achieved alignment change per variant and window (points on the diagonal hit the target)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=100)
+    for variant, rows in table.groupby("variant"):
+        ax.scatter(rows["target_delta"], rows["achieved_delta"], label=variant, s=28)
+    low = float(min(table["target_delta"].min(), table["achieved_delta"].min(), 0)) - 0.02
+    high = float(max(table["target_delta"].max(), table["achieved_delta"].max(), 0)) + 0.02
+    ax.plot([low, high], [low, high], "k:", linewidth=0.8)
+    ax.axhline(0, color="0.7", linewidth=0.6)
+    ax.axvline(0, color="0.7", linewidth=0.6)
+    ax.set_xlabel("planned change in alignment")
+    ax.set_ylabel("achieved change (measured)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

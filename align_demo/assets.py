@@ -1,0 +1,191 @@
+"""Demo-profile Dagster assets: the simulated A/B export and the check that the analysis recovers it.
+
+Only the demo profile's ``Definitions`` include these (``align_assets.definitions`` adds them
+when ``profile == "demo"``); the production graph never depends on them.
+"""
+
+import datetime as _dt
+import json
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from align_assets.metadata import table_markdown
+from align_assets.resources import PlatformResource
+from align_core.atomic import atomic_write_text
+from align_core.experiment import ExperimentConfig
+from align_core.upload_manifest import build_upload_manifest
+from align_core.variants import DEFAULT_VARIANTS
+from align_core.layout import DataLayout
+from align_core.warehouse import read_connection, table_exists
+from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
+from analysis.preregistration import register_plan
+from analysis.queries import achieved_deltas
+from analysis.timing import select_doses
+
+DEMO_EXPERIMENT_ID = "demo-exp-1"
+DEMO_EXPORT_NAME = "demo-exp-1.csv"
+DEMO_INDUSTRY_MODIFIERS = {"Beauty": 1.5, "Electronics": 0.5}
+DEMO_DOSE_SLOPE = 0.5  # log CTR per unit of achieved alignment change
+#: ``ab_results`` runs after the simulated export in the demo profile's graph.
+AB_RESULTS_DEPS = ("demo_ab_export",)
+
+
+class DemoExportSettings(Config):
+    include_ineligible: bool = Field(
+        default=False,
+        description="explicit override: also simulate variants that did not pass their checks (variants.eligible false)",
+    )
+
+
+def _nothing_edited(layout: DataLayout) -> str:
+    """Why there are no variants, and what to do (rather than a bare 'no variants table')."""
+    skipped = layout.artifact_files("variant_plans", "skipped")
+    if not skipped:
+        return "no variants table: materialize variant_videos and the variants table first"
+    reasons = "; ".join(f"{json.loads(path.read_text())['video_id']}: {json.loads(path.read_text())['reason']}" for path in skipped[:5])
+    return (f"no variant was rendered, so there is no experiment to simulate: {len(skipped)} video(s) were skipped for "
+            f"editing ({reasons}). Give them a visible product keyword in raw/keywords.csv and re-run variant_plans "
+            "and variant_videos.")
+
+
+@asset(
+    deps=["videos", "variants", "manipulation_check"],
+    group_name="experiments",
+    kinds={"python", "csv"},
+)
+def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource,
+                   config: DemoExportSettings) -> MaterializeResult:
+    """Simulate the A/B test of the variants and drop its export in the inbox (demo profile only).
+
+    The export has exactly the schema ad platforms deliver; its planted effects (per variant,
+    per industry, and a dose term on the achieved alignment change) are written beside it so the
+    report can be checked against the truth. Only eligible variants (passed their checks:
+    ``variants.eligible``) are in the experiment unless ``include_ineligible`` is set.
+    """
+    layout = platform.layout
+    with read_connection(warehouse.database) as con:
+        if not table_exists(con, "variants"):
+            raise ValueError(_nothing_edited(layout))
+        arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant").df()
+        # Only videos whose variants exist can be in an experiment (screened ones were never edited).
+        videos = con.execute(
+            "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
+        ).df()
+        measured = achieved_deltas(con)
+    if videos.empty:
+        raise ValueError(_nothing_edited(layout))
+    excluded = arms[~arms["eligible"].astype(bool)]
+    kept = arms if config.include_ineligible else arms[arms["eligible"].astype(bool)]
+    if kept.empty:
+        raise ValueError(
+            f"no variant passed its checks ({len(excluded)} excluded, e.g. {excluded['video_id'].iloc[0]}/"
+            f"{excluded['variant'].iloc[0]}: {excluded['exclusion_reason'].iloc[0]}); see the variants table's "
+            "exclusion_reason, or set include_ineligible to simulate them anyway"
+        )
+    videos["industry"] = videos["industry"].fillna("unknown")
+    # The dose term uses each variant's achieved change in its own window: the same doses the
+    # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
+    doses = select_doses(measured) if measured is not None and len(measured) else None
+    effects = SimulationEffects(industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0)
+    # Before any result: the experiment's registry and its hashed analysis plan, then the upload
+    # manifest (eligible variants only, unless include_ineligible); the simulated export covers
+    # exactly the uploaded ads.
+    experiment = ExperimentConfig(
+        DEMO_EXPERIMENT_ID, DEFAULT_VARIANTS, name="demo: timing of the product boost", planned_videos=len(videos),
+        planned_impressions_per_arm=4000.0 * 7 * len(videos), planned_days=7, start_date=_dt.date(2026, 11, 1),
+    )
+    plan = register_plan(experiment, warehouse.database, layout.root / "experiments")
+    manifest = build_upload_manifest(warehouse.database, experiment.experiment_id, layout.root / "experiments",
+                                     experiment.variants, include_ineligible=config.include_ineligible)
+    path = simulate_uploaded_export(
+        videos, manifest.rows, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, variants=experiment.variants,
+        seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses, start_date=experiment.start_date,
+    )
+    truth = planted_truth(videos, effects, achieved_delta=doses, variants=experiment.variants)
+    truth_path = atomic_write_text(layout.artifact("demo_ab_export", "truth"), json.dumps(truth, indent=2))
+    return MaterializeResult(
+        metadata={
+            "export": MetadataValue.path(str(path)),
+            "videos": len(videos),
+            "arms": len(manifest.rows),
+            "excluded_variants": table_markdown(manifest.excluded),
+            "include_ineligible": config.include_ineligible,
+            "planted_ctr_lift": MetadataValue.json(truth["ctr"]),
+            "planted_truth": MetadataValue.path(str(truth_path)),
+            "analysis_plan_sha256": MetadataValue.text(plan.sha256),
+            "analysis_plan": MetadataValue.path(str(plan.path)),
+            "upload_manifest": MetadataValue.path(str(manifest.path)),
+            "manifest_notes": MetadataValue.md("\n".join(f"- {n}" for n in manifest.notes) or "none"),
+            "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",
+        }
+    )
+
+
+@asset_check(
+    asset="analysis_report",
+    additional_deps=["demo_ab_export"],
+    description="Demo profile: every planted (simulated) effect lies inside its estimate's 95% CI.",
+)
+def planted_effects_recovered(platform: PlatformResource, warehouse: DuckDBResource) -> AssetCheckResult:
+    truth_path = platform.layout.artifact("demo_ab_export", "truth")
+    if not truth_path.exists():
+        return AssetCheckResult(passed=False, metadata={"reason": f"{truth_path} does not exist: materialize demo_ab_export"})
+    with read_connection(warehouse.database) as con:
+        lift = con.execute("SELECT * FROM analysis_lift").df() if table_exists(con, "analysis_lift") else pd.DataFrame()
+        dose = con.execute("SELECT * FROM analysis_dose_response").df() if table_exists(con, "analysis_dose_response") else None
+    recovery = planted_vs_estimated(lift, json.loads(truth_path.read_text()), dose)
+    if recovery.empty:
+        return AssetCheckResult(
+            passed=True, severity=AssetCheckSeverity.WARN,
+            metadata={"planted_effects_recovered": "no estimates to compare (too few videos for cluster-robust intervals)"},
+        )
+    covered = int(recovery["covered"].sum())
+    return AssetCheckResult(
+        passed=covered == len(recovery),
+        severity=AssetCheckSeverity.WARN,  # a 95% CI misses a true effect 1 time in 20
+        metadata={
+            "planted_effects_recovered": f"{covered}/{len(recovery)} inside their 95% CI",
+            "planted_vs_estimated": table_markdown(recovery),
+        },
+    )
+
+
+def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each simulated relative lift (and the within-variant CTR dose slope) beside its estimate and CI."""
+    rows: list[dict] = []
+    slope = truth.get("ctr_dose_slope_log")
+    if dose is not None and len(dose) and slope:
+        within = dose[(dose["metric"] == "ctr") & dose["model"].str.contains("within variant")]
+        for _, row in within.iterrows():
+            rows.append({
+                "metric": "ctr dose slope (log lift per unit alignment change)", "variant": "all (within variant)",
+                "planted": slope, "estimate": row["slope"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "covered": bool(row["ci_low"] <= slope <= row["ci_high"]),
+            })
+    for _, row in lift.iterrows():
+        metric = str(row["metric"])
+        planted = truth.get(metric, {}).get(str(row["variant"]))
+        if planted is None:
+            continue
+        rows.append({
+            "metric": metric, "variant": row["variant"], "planted": planted,
+            "estimate": row["rel_lift"], "ci_low": row["rel_ci_low"], "ci_high": row["rel_ci_high"],
+            "covered": bool(row["rel_ci_low"] <= planted <= row["rel_ci_high"]),
+        })
+    return pd.DataFrame(rows, columns=["metric", "variant", "planted", "estimate", "ci_low", "ci_high", "covered"])
+
+
+demo_assets = [demo_ab_export]
+demo_checks = [planted_effects_recovered]
