@@ -22,7 +22,7 @@ from align_core.layout import DataLayout
 from align_core.masks import SEGMENTERS
 from align_demo.corpus import generate_demo_corpus
 
-PER_VIDEO = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "variant_videos", "variant_quality"]
+PER_VIDEO = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "protected_regions", "variant_plans", "variant_videos", "variant_quality"]
 QUICK = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": {
     "attention_maps": {"config": {"keyframe_stride": 12}},
     "variant_videos": {"config": {"calibration_frames": 2}},
