@@ -35,6 +35,9 @@ class KeyframeEditRequest:
     strength: magnitude in [0, 1] derived from the target change (placebo gets the magnitude
         of the matched boost).
     seed: fixed per video, so variants differ only in their control.
+    protect: bool ``(H, W)`` or None, pixels no variant may edit (text, logos, faces); the
+        renderer composites the source there after editing, and the perceptual budget is
+        measured outside ``mask OR protect``.
     """
 
     frame: np.ndarray
@@ -47,6 +50,7 @@ class KeyframeEditRequest:
     kind: EditKind
     strength: float
     seed: int
+    protect: np.ndarray | None = None
 
 
 @runtime_checkable

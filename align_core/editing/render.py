@@ -114,6 +114,28 @@ def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.nd
     return forbidden == 0
 
 
+def edit_limits(reports: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per timing window: how often the editor's budget capped the strength, or the strength map ran out.
+
+    A window whose boost or reduction was limited this way and then misses its target is
+    ``unreachable`` (the manipulation check reads this), not a failed edit.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    edits = [r for r in reports if r.get("kind") in ("boost", "reduce", "placebo")]
+    for window in sorted({str(r["window"]) for r in edits}):
+        rows = [r for r in edits if r["window"] == window]
+        out[window] = {
+            "frames_edited": len(rows),
+            "frames_budget_capped": int(sum(bool(r["capped"]) for r in rows)),
+            "frames_at_max_strength": int(sum(bool(r.get("at_max_strength")) for r in rows)),
+            "mean_requested": float(np.mean([r["requested"] for r in rows])),
+            "mean_used": float(np.mean([r["used"] for r in rows])),
+            "min_ssim": float(min(r["ssim"] for r in rows)),
+            "max_delta_e": float(max(r["delta_e"] for r in rows)),
+        }
+    return out
+
+
 def propagation_ranges(plans: VariantPlans) -> tuple[tuple[int, int], ...]:
     """Scenes split where the timing window changes: the units keyframes and propagation stay inside.
 
@@ -183,6 +205,7 @@ def render_variants(
     comparison_scale: float = 0.5,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
+    protect: np.ndarray | None = None,
 ) -> RenderResult:
     """Edit, propagate and write every planned variant of ``video_path`` into ``output_dir``.
 
@@ -218,11 +241,14 @@ def render_variants(
     thumb_w, thumb_h = _even_size(width, height, min(1.0, 180 / max(width, height)))
     tile_w, tile_h = _even_size(width, height, comparison_scale)
     stats: dict[str, dict[str, list[float] | list[str]]] = {n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names}
+    # Per variant, the editor's own report per recorded keyframe (editors with edit_with_report).
+    edit_reports: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     thumbs: dict[str, list[np.ndarray]] = {n: [] for n in ["original", *names]}
     timings = {"edit_s": 0.0, "flow_s": 0.0, "propagate_s": 0.0, "encode_s": 0.0}
     edit_calls = 0
     # keyframe index -> {request key -> edited frame}; only the current segment's two keys are kept.
     edit_cache: dict[int, dict[tuple[Any, ...], np.ndarray]] = {}
+    report_cache: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}
 
     def request_for(name: str, index: int, frame: np.ndarray) -> tuple[tuple[Any, ...], KeyframeEditRequest]:
         plan = variant_plans[name]
@@ -249,6 +275,7 @@ def render_variants(
             kind=kind,  # type: ignore[arg-type]
             strength=strength,
             seed=seed,
+            protect=None if protect is None else np.asarray(protect[index], dtype=bool),
         )
         return key, request
 
@@ -256,9 +283,15 @@ def render_variants(
         nonlocal edit_calls
         key, request = request_for(name, index, frame)
         per_key = edit_cache.setdefault(index, {})
+        reports = report_cache.setdefault(index, {})
         if key not in per_key:
             t0 = time.perf_counter()
-            edited = np.asarray(editor.edit(request))
+            if hasattr(editor, "edit_with_report"):
+                edited, report = editor.edit_with_report(request)
+                reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+                edited = np.asarray(edited)
+            else:
+                edited = np.asarray(editor.edit(request))
             timings["edit_s"] += time.perf_counter() - t0
             if edited.shape != frame.shape or edited.dtype != np.uint8:
                 raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
@@ -268,6 +301,8 @@ def render_variants(
             stats[name]["strength"].append(request.strength)
             stats[name]["kind"].append(request.kind)
             stats[name]["mean_abs_change"].append(float(np.abs(per_key[key].astype(np.int16) - frame).mean()))
+            if key in reports:
+                edit_reports[name].append({**reports[key], "at_max_strength": bool(request.strength >= 1.0 and request.kind in ("boost", "reduce"))})
         return key, per_key[key]
 
     with atomic_directory(output_dir) as tmp, contextlib.ExitStack() as stack:
@@ -301,6 +336,7 @@ def render_variants(
             for index in list(edit_cache):
                 if index < segment.stop:
                     del edit_cache[index]
+                    report_cache.pop(index, None)
             t0 = time.perf_counter()
             for offset, original in enumerate(segment.frames):
                 frame_index = segment.start + offset
@@ -340,6 +376,7 @@ def render_variants(
                 "propagation_ranges": [list(r) for r in units],
                 "placebo_margin": placebo_margin,
                 "placebo_margin_px": margin_px,
+                "protect": "per-frame protect masks given (never edited)" if protect is not None else "none given",
                 "variants": [variant_plans[n].spec.to_dict() for n in names],
                 "scene_ranges": [list(r) for r in plans.scene_ranges],
                 "strength_map": strength_map.to_dict(),
@@ -362,6 +399,7 @@ def render_variants(
                     "keyframe_kinds": {k: stats[name]["kind"].count(k) for k in sorted(set(stats[name]["kind"]))},
                     "keyframe_mean_strength": float(np.mean(stats[name]["strength"])) if stats[name]["strength"] else 0.0,
                     "keyframe_mean_abs_change": float(np.mean(stats[name]["mean_abs_change"])) if stats[name]["mean_abs_change"] else 0.0,
+                    "edit_limits": edit_limits(edit_reports[name]),
                 }
                 for name in names
             },
