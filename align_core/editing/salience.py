@@ -22,8 +22,8 @@ feathered mask, never a generative change of content.
 Every edit is bounded by a perceptual budget outside ``product OR protect``
 (:mod:`align_core.perceptual_budget`: SSIM >= 0.90, mean CIEDE2000 <= 6 by default, checked here
 with a small ``budget_slack`` margin for codec noise): the requested strength is used when it
-fits, otherwise the largest strength that fits is found by bisection (the budget measures are
-monotone in strength) and the edit is rendered there, reported as capped, never bigger. The
+fits, otherwise the largest strength that fits is found by a bracketed monotone search (the budget measures grow
+with strength) and the edit is rendered there, reported as capped, never bigger. The
 editor reads no scorer internals: operations act on the whole mask and background uniformly,
 with no geometry placed for any scorer; how strong an edit must be is measured by calling the
 calibrating scorer as a black box (:func:`align_core.manipulation.calibrate_strength_map`).
@@ -262,7 +262,7 @@ class SalienceEditor:
     def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """(edited float frame, strength used, capped?, its budget measure) for a boost or reduce.
 
-        The requested strength if it fits; otherwise the largest that fits, by bisection.
+        The requested strength if it fits; otherwise the largest that fits, by a bracketed search.
         """
         key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
         if key in self._cache:
@@ -273,22 +273,38 @@ class SalienceEditor:
             self._cache.pop(next(iter(self._cache)))
         return result
 
+    def _budget_excess(self, figures: BudgetMeasure) -> float:
+        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units)."""
+        slack = self.settings.budget_slack
+        max_delta_e = self.budget.max_delta_e * (1.0 - slack)
+        max_dissimilarity = (1.0 - self.budget.min_ssim) * (1.0 - slack)
+        return max(figures.delta_e / max_delta_e, (1.0 - figures.ssim) / max_dissimilarity) - 1.0
+
     def _within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         image = frame.astype(np.float32) / np.float32(255.0)
         edited = self._render(image, kind, mask, strength)
         figures = self._measure(frame, edited, mask, protect)
-        if figures.within(self.budget, self.settings.budget_slack):
+        over = self._budget_excess(figures)
+        if over <= 0:
             return edited, strength, False, figures
-        low, high = 0.0, strength
+        # Monotone search for the largest strength within the budget: regula falsi on the excess
+        # (close to linear in strength), keeping a bracket [within, over]; every candidate tried
+        # is measured at full resolution, and only a candidate within the budget is ever returned.
+        low, low_excess = 0.0, -1.0
         best = (image.copy(), 0.0, self._measure(frame, image, mask, protect))
+        high, high_excess = strength, over
         for _ in range(self.settings.budget_steps):
-            middle = 0.5 * (low + high)
-            candidate = self._render(image, kind, mask, middle)
+            guess = low + (high - low) * (-low_excess) / (high_excess - low_excess)
+            guess = float(np.clip(guess, low + 0.05 * (high - low), high - 0.05 * (high - low)))
+            candidate = self._render(image, kind, mask, guess)
             cand_figures = self._measure(frame, candidate, mask, protect)
-            if cand_figures.within(self.budget, self.settings.budget_slack):
-                low, best = middle, (candidate, middle, cand_figures)
+            excess = self._budget_excess(cand_figures)
+            if excess <= 0:
+                low, low_excess, best = guess, excess, (candidate, guess, cand_figures)
+                if excess > -0.03:  # within 3 % of the budget: the largest strength, up to noise
+                    break
             else:
-                high = middle
+                high, high_excess = guess, excess
         return best[0], best[1], True, best[2]
 
     def placebo_shift(self, frame: np.ndarray, mask: np.ndarray, protect: np.ndarray, weight: np.ndarray,
