@@ -35,12 +35,15 @@ from align_core.catalog import load_catalog
 from align_core.control import load_control_tensors
 from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
-from align_core.manipulation import CheckThresholds, check_rendered_variants
+from align_core.attention.independent import SaliencyModelScorer, scorer_cards
+from align_core.editing.pipeline import edit_limits_from_manifest
+from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
 from align_core.quality import evaluate_variants
 from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
 from align_core.visuals import curves_plot
 
 PLANS_FILE = "plans.json"
+SCORERS_FILE = "manipulation_scorers.parquet"
 SKIP_FILE = "skipped.json"
 
 
@@ -68,6 +71,8 @@ class VariantVideoSettings(Config):
     controlnet_resolution: int | None = Field(default=None, description="edit at this size (None: the checkpoint's training size x8)")
     scorer: str | None = Field(default=None, description="attention scorer for calibration (default: the profile's)")
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
+    min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM outside product and protected regions")
+    max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 outside product and protected regions")
 
 
 class VariantQualitySettings(Config):
@@ -77,6 +82,12 @@ class VariantQualitySettings(Config):
     lpips_every: int = Field(default=10)
     scorer: str | None = Field(default=None, description="attention scorer that measures the variants (default: the profile's)")
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
+    independent_scorers: list[str] = Field(
+        default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
+        description="independent saliency models (align_core.attention.independent) whose majority must agree",
+    )
+    min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions")
+    max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions")
 
 
 def _skip_reason(layout, video_id: str) -> str | None:
@@ -159,7 +170,7 @@ def _attention_fn(platform: PlatformResource, settings: VariantVideoSettings | V
 def _build_editor(platform: PlatformResource, settings: VariantVideoSettings, prompt: str):
     name = settings.editor or platform.defaults.editor
     if name == "salience":
-        return SalienceEditor()
+        return SalienceEditor(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
     if name != "controlnet":
         raise ValueError(f"unknown editor {name!r}: use salience or controlnet")
     from align_core.diffusion import load_backbone
@@ -266,9 +277,14 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     check_specs=[
         AssetCheckSpec(
             "manipulation_passed", asset="variant_quality",
-            description="Each variant moved the product's share of attention as planned (sign and share), "
-            "baseline and placebo within tolerance.",
-        )
+            description="Each variant moved the product's share of attention as planned (sign and share) under the "
+            "calibrating scorer AND a majority of independent scorers; baseline and placebo within tolerance.",
+        ),
+        AssetCheckSpec(
+            "perceptual_budget", asset="variant_quality",
+            description="Every frame of every variant keeps SSIM and mean CIEDE2000 vs baseline outside product and "
+            "protected regions within the budget; the placebo matches the matched boost's magnitude.",
+        ),
     ],
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "parquet"},
@@ -282,10 +298,11 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     out_dir.mkdir(parents=True, exist_ok=True)
     reason = _skip_reason(layout, video_id)
     if reason:
-        for name in ("quality.parquet", "manipulation.parquet"):
+        for name in ("quality.parquet", "manipulation.parquet", SCORERS_FILE):
             (out_dir / name).unlink(missing_ok=True)
         yield _skipped(reason)
         yield AssetCheckResult(check_name="manipulation_passed", passed=True, metadata={"skipped": reason})
+        yield AssetCheckResult(check_name="perceptual_budget", passed=True, metadata={"skipped": reason})
         return
     from align_core.diffusion import LPIPS
     import torch
@@ -307,13 +324,23 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     )
     attention_fn = _attention_fn(platform, config)
     thresholds = CheckThresholds(min_share=config.min_share, tolerance=config.tolerance)
-    report = check_rendered_variants(plans, catalog.probe.path, variant_paths, control.masks, attention_fn, thresholds, every=config.measure_every)
+    verification = VerificationSettings(min_ssim=config.min_ssim, max_delta_e=config.max_delta_e)
+    independent = {name: SaliencyModelScorer(name) for name in config.independent_scorers}
+    manifest_path = layout.artifact_dir("variant_videos", video_id) / "manifest.json"
+    limits = edit_limits_from_manifest(json.loads(manifest_path.read_text())) if manifest_path.exists() else None
+    report = verify_variants(
+        plans, catalog.probe.path, variant_paths, control.masks, attention_fn, independent, thresholds, verification,
+        every=config.measure_every, limits=limits,
+    )
     table = report.table
-    for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet")):
+    for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet"), (report.scorer_table, SCORERS_FILE)):
         with atomic_path(out_dir / name) as tmp:
             frame.to_parquet(tmp, index=False)
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
+    budget = report.budget.drop(columns=["video_id"])
+    per_scorer = report.scorer_table.pivot_table(index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False)
+    per_scorer = per_scorer.rename(columns={report.attention_fn_name: "calibrating"})
     yield MaterializeResult(
         metadata={
             "skipped": False,
@@ -321,8 +348,12 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "manipulation_check": table_markdown(table.drop(columns=["video_id"]), max_rows=40),
             "target_vs_achieved": png_markdown(_target_vs_achieved_plot(out_dir, table), alt="target vs achieved change"),
             "verdicts": table_markdown(verdicts),
+            "achieved_change_by_scorer": table_markdown(per_scorer.reset_index(), max_rows=40, floatfmt=".4f"),
+            "perceptual_budget": table_markdown(budget, floatfmt=".3f"),
+            "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
             "lpips_backbone_state": lpips.backbone_state,
             "measured_with": report.attention_fn_name,
+            "independent_scorers": MetadataValue.json({name: fn.scorer_id for name, fn in independent.items()}),
         }
     )
     yield AssetCheckResult(
@@ -332,8 +363,36 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "failed_variants": MetadataValue.json(failed.to_dict(orient="records")),
             "thresholds": MetadataValue.json(vars(thresholds)),
             "measured_with": report.attention_fn_name,
+            "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"]))),
         },
     )
+    over = report.budget[~report.budget["budget_passed"]]
+    placebo = report.budget[report.budget["kind"] == "placebo"]
+    low, high = verification.placebo_magnitude_range
+    matched = placebo["placebo_magnitude_ratio"].between(low, high).all()
+    yield AssetCheckResult(
+        check_name="perceptual_budget",
+        passed=bool(over.empty and matched),
+        metadata={
+            "budget": MetadataValue.json({"min_ssim": config.min_ssim, "max_delta_e": config.max_delta_e}),
+            "worst_min_ssim": MetadataValue.float(float(report.budget["min_ssim"].min())),
+            "worst_max_delta_e": MetadataValue.float(float(report.budget["max_delta_e"].max())),
+            "variants_over_budget": MetadataValue.json(over["variant"].tolist()),
+            "placebo_magnitude_ratio": MetadataValue.json(placebo["placebo_magnitude_ratio"].round(3).tolist()),
+        },
+    )
+
+
+def _cards_table() -> pd.DataFrame:
+    """The scorers' validation cards (NUS Scene 151-300) as one table."""
+    cards = scorer_cards()
+    rows = [
+        {"scorer": name, "NSS": card["content_only"]["NSS"], "CC": card["content_only"]["CC"],
+         "NSS_with_centre": card["with_centre_prior"]["NSS"], "CC_with_centre": card["with_centre_prior"]["CC"],
+         "centre_weight": card["centre_weight"], "used_as": card["used_as"]}
+        for name, card in cards.get("scorers", {}).items()
+    ]
+    return pd.DataFrame(rows)
 
 
 def _target_vs_achieved_plot(out_dir, table: pd.DataFrame):
@@ -382,7 +441,17 @@ manipulation_check = collect_table_asset(
     name="manipulation_check",
     source_asset="variant_quality",
     file_name="manipulation.parquet",
-    description="Per variant and window: planned vs achieved alignment change and the verdict.",
+    description="Per variant and window: planned vs achieved alignment change under the calibrating scorer, the "
+    "independent scorers' vote, the perceptual budget figures, the status and the verdict.",
     group_name="warehouse",
     order_by="video_id, variant",
+)
+
+manipulation_by_scorer = collect_table_asset(
+    name="manipulation_by_scorer",
+    source_asset="variant_quality",
+    file_name=SCORERS_FILE,
+    description="Per variant, window and scorer (calibrating and independent): planned vs achieved change and agreement.",
+    group_name="warehouse",
+    order_by="video_id, variant, scorer",
 )
