@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         "with_centre_prior": evaluate(fr_maps["with_centre_prior"], validate, 0.0),
         "used_as": "calibrating scorer (attention maps, editor calibration)",
     }
+    # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
+    # to separate what the procedure costs from what the cues give.
+    sr_procedure = content_maps(validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)})["sr"]
+    procedure_reference = evaluate(sr_procedure, validate, 0.0)
     bias = [centre_bias_map(*fix.shape, sigma_frac=0.3) for _im, fix, _den in validate]
     baseline = evaluate(bias, validate, 0.0)
     print(f"{'scorer':18s} {'NSS':>7s} {'CC':>7s}  {'NSS+c':>7s} {'CC+c':>7s}  centre")
@@ -164,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:18s} {card['content_only']['NSS']:7.3f} {card['content_only']['CC']:7.3f}  "
               f"{card['with_centre_prior']['NSS']:7.3f} {card['with_centre_prior']['CC']:7.3f}  {card['centre_weight']:g}")
     print(f"{'centre bias 0.3':18s} {'':7s} {'':7s}  {baseline['NSS']:7.3f} {baseline['CC']:7.3f}")
+    print(f"{'SR via procedure':18s} {procedure_reference['NSS']:7.3f} {procedure_reference['CC']:7.3f}")
     beat = cards["feature_richness"]["content_only"]["NSS"] > cards["spectral_residual"]["content_only"]["NSS"]
     print(f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on NSS")
     if args.limit:
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": len(validate),
         "metrics": "NSS vs binary fixations; CC vs fixations blurred sigma 0.03 of the larger side; maps at <= 512 px",
         "centre_bias_baseline": baseline,
+        "spectral_residual_through_meaning_map_procedure": procedure_reference,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "bench/bench_scorer_cards.py",
         "scorers": cards,
