@@ -214,3 +214,35 @@ def test_majority_rule_on_hand_made_curves() -> None:
     agrees.index = table.index
     assert not agrees[("full_boost", "all")] and not agrees[("placebo", "all")]
     assert agrees[("baseline", "all")] and agrees[("early_boost", "late")]
+
+
+@pytest.mark.slow
+def test_the_budget_holds_on_every_frame_of_an_edited_demo_ad(tmp_path, shared_data) -> None:
+    """A demo-corpus ad (text overlays, distractors, a moving product) edited with the default editor."""
+    from align_core.demo_corpus import generate_demo_corpus
+    from align_core.layout import DataLayout
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    corpus = generate_demo_corpus(
+        layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144, height=256,
+        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.0),
+    )
+    video = corpus.videos[0]
+    with np.load(video.mask_path) as data:  # the corpus's packed ground-truth masks
+        shape = tuple(int(v) for v in data["shape"])
+        masks = np.unpackbits(data["bits"])[: int(np.prod(shape))].reshape(shape).astype(bool)
+    decoded = read_frames(video.path)
+    attention = np.stack([spectral_residual_attention(f) for f in decoded])
+    a = np.array([alignment(att, m) for att, m in zip(attention, masks)])
+    scenes = [(s.start_frame, s.end_frame) for s in video.scenes]
+    plans = plan_variants(video.video_id, a, video.fps, scenes)
+    keys = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))[::6]
+    strength_map, _ = calibrate_strength_map(SalienceEditor(), decoded[keys], masks[keys], calibrating)
+    result = render_variants(video.path, plans, masks, attention, SalienceEditor(), tmp_path / "out", strength_map=strength_map)
+    report = verify_variants(plans, video.path, result.variant_paths, masks, calibrating, INDEPENDENT, every=3,
+                             limits=edit_limits_from_manifest(result.manifest))
+    budget = report.budget.set_index("variant")
+    assert (budget["frames"] == len(masks)).all()
+    assert budget["budget_passed"].all(), budget.to_string()
+    assert (budget["min_ssim"] >= 0.90).all() and (budget["max_delta_e"] <= 6.0).all()
+    assert set(report.verdicts["status"]) <= {"passed", "unreachable"}, report.verdicts.to_string()
