@@ -107,9 +107,10 @@ def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str
     assert report.ssim == pytest.approx(figures.ssim, abs=1e-6) and report.delta_e == pytest.approx(figures.delta_e, abs=1e-4)
     if kind != "placebo":
         assert report.capped and 0 < report.used < 1.0  # this textured frame cannot take a full-strength edit
-        at_used = editor.edit(request(frame, mask, kind, report.used))
-        np.testing.assert_array_equal(at_used, edited)  # rendered exactly at the strength reported
-        bigger = editor._render(frame.astype(np.float32) / 255, kind, mask, min(1.0, report.used * 1.3))
+        image = frame.astype(np.float32) / 255
+        at_used = editor._render(image, kind, mask, 1.0, report.used)  # product at the request, background capped
+        np.testing.assert_array_equal(np.rint(at_used * 255).astype(np.uint8), edited)  # exactly the strength reported
+        bigger = editor._render(image, kind, mask, 1.0, min(1.0, report.used * 1.3))
         assert not measure(frame, np.rint(bigger * 255).astype(np.uint8), mask).within(PerceptualBudget(), 0.1)
     small, small_report = editor.edit_with_report(request(frame, mask, kind, 0.05))
     assert not small_report.capped and small_report.used == pytest.approx(0.05)

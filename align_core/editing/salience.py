@@ -22,8 +22,9 @@ feathered mask, never a generative change of content.
 Every edit is bounded by a perceptual budget outside ``product OR protect``
 (:mod:`align_core.perceptual_budget`: SSIM >= 0.90, mean CIEDE2000 <= 6 by default, checked here
 with a small ``budget_slack`` margin for codec noise): the requested strength is used when it
-fits, otherwise the largest strength that fits is found by a bracketed monotone search (the budget measures grow
-with strength) and the edit is rendered there, reported as capped, never bigger. The
+fits; otherwise the product keeps its requested (bounded) edit and the background's strength is
+the largest that fits, found by a bracketed monotone search (the budget measures grow with
+strength); the edit is rendered there, reported as capped, never bigger. The
 editor reads no scorer internals: operations act on the whole mask and background uniformly,
 with no geometry placed for any scorer; how strong an edit must be is measured by calling the
 calibrating scorer as a black box (:func:`align_core.manipulation.calibrate_strength_map`).
@@ -181,9 +182,14 @@ class SalienceEditor:
     def _detail(self, image: np.ndarray, sigma_frac: float) -> np.ndarray:
         return image - _blur(image, sigma_frac * self._scale(image.shape))
 
-    def boost_image(self, image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-        """Float [0,1] frame: product brighter, crisper, more colourful and warmer; background gently muted."""
+    def boost_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
+        """Float [0,1] frame: product brighter, crisper, more colourful and warmer; background gently muted.
+
+        ``background_strength`` (default ``strength``) scales the background operations alone: the
+        budget limits the background, the product's edits are bounded by their own magnitudes.
+        """
         s, cfg = strength, self.settings
+        b = s if background_strength is None else background_strength
         w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
         product = image * np.float32(2.0 ** (s * cfg.exposure_stops))
@@ -191,10 +197,10 @@ class SalienceEditor:
         product = product + s * cfg.product_sharpen * self._detail(image, cfg.sharpen_sigma)
         product = _saturate(product, 1.0 + s * cfg.product_saturation)
         product = product + np.array([s * cfg.warmth, 0.0, -s * cfg.warmth], np.float32)
-        background = _blur(image, s * cfg.background_defocus * self._scale(image.shape))
-        background = _saturate(background, 1.0 - s * cfg.background_desaturate)
+        background = _blur(image, b * cfg.background_defocus * self._scale(image.shape))
+        background = _saturate(background, 1.0 - b * cfg.background_desaturate)
         centre = _weighted_mean(_luma(background), w_bg)
-        background = centre + (1.0 - s * cfg.background_flatten) * (background - centre)
+        background = centre + (1.0 - b * cfg.background_flatten) * (background - centre)
         return w_prod[..., None] * product + w_bg[..., None] * background
 
     def background_fill(self, image: np.ndarray, w_bg: np.ndarray) -> np.ndarray:
@@ -213,9 +219,10 @@ class SalienceEditor:
         fill = np.where(den[..., None] > 1e-3, num / np.maximum(den, 1e-3)[..., None], fallback)
         return cv2.resize(fill.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
-    def reduce_image(self, image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+    def reduce_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
         """Float [0,1] frame: product muted and recoloured towards its surround; background gently enriched."""
         s, cfg = strength, self.settings
+        b = s if background_strength is None else background_strength
         w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
         product = _blur(image, s * cfg.reduce_defocus * self._scale(image.shape))
@@ -226,10 +233,10 @@ class SalienceEditor:
         product = _saturate(product, 1.0 - s * cfg.reduce_desaturate)
         centre = _weighted_mean(_luma(product), w_prod)
         product = centre + (1.0 - s * cfg.reduce_flatten) * (product - centre)
-        background = image + s * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma)
-        background = _saturate(background, 1.0 + s * cfg.background_saturate)
+        background = image + b * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma)
+        background = _saturate(background, 1.0 + b * cfg.background_saturate)
         centre_bg = _weighted_mean(_luma(image), w_bg)
-        background = centre_bg + (1.0 + s * cfg.background_contrast) * (background - centre_bg)
+        background = centre_bg + (1.0 + b * cfg.background_contrast) * (background - centre_bg)
         return w_prod[..., None] * product + w_bg[..., None] * background
 
     def placebo_direction(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -252,17 +259,19 @@ class SalienceEditor:
         return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
     # -- the budget --------------------------------------------------------------------------------
-    def _render(self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float) -> np.ndarray:
-        edited = self.boost_image(image, mask, strength) if kind == "boost" else self.reduce_image(image, mask, strength)
-        return np.clip(edited, 0.0, 1.0)
+    def _render(self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float, background: float | None = None) -> np.ndarray:
+        op = self.boost_image if kind == "boost" else self.reduce_image
+        return np.clip(op(image, mask, strength, background), 0.0, 1.0)
 
     def _measure(self, frame: np.ndarray, edited: np.ndarray, mask: np.ndarray, protect: np.ndarray) -> BudgetMeasure:
         return measure(frame, _to_uint8(edited), mask, protect)
 
     def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
-        """(edited float frame, strength used, capped?, its budget measure) for a boost or reduce.
+        """(edited float frame, background strength used, capped?, its budget measure) for a boost or reduce.
 
-        The requested strength if it fits; otherwise the largest that fits, by a bracketed search.
+        The requested strength if it fits; otherwise the product keeps the requested strength and
+        the background gets the largest that fits (bracketed search); if the product's edge alone
+        is over budget, both are scaled together.
         """
         key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
         if key in self._cache:
@@ -287,16 +296,31 @@ class SalienceEditor:
         over = self._budget_excess(figures)
         if over <= 0:
             return edited, strength, False, figures
+        # The budget covers the background: keep the product's edit at the requested strength and
+        # search the background's. Only if the product's own feathered edge already exceeds the
+        # budget are both scaled together.
+        product_only = self._render(image, kind, mask, strength, 0.0)
+        product_figures = self._measure(frame, product_only, mask, protect)
+        product_excess = self._budget_excess(product_figures)
+        joint = product_excess > 0
+
+        def render(background: float) -> np.ndarray:
+            return self._render(image, kind, mask, background) if joint else self._render(image, kind, mask, strength, background)
+
         # Monotone search for the largest strength within the budget: regula falsi on the excess
         # (close to linear in strength), keeping a bracket [within, over]; every candidate tried
         # is measured at full resolution, and only a candidate within the budget is ever returned.
-        low, low_excess = 0.0, -1.0
-        best = (image.copy(), 0.0, self._measure(frame, image, mask, protect))
+        if joint:
+            low, low_excess = 0.0, -1.0
+            best = (image.copy(), 0.0, self._measure(frame, image, mask, protect))
+        else:
+            low, low_excess = 0.0, product_excess
+            best = (product_only, 0.0, product_figures)
         high, high_excess = strength, over
         for _ in range(self.settings.budget_steps):
             guess = low + (high - low) * (-low_excess) / (high_excess - low_excess)
             guess = float(np.clip(guess, low + 0.05 * (high - low), high - 0.05 * (high - low)))
-            candidate = self._render(image, kind, mask, guess)
+            candidate = render(guess)
             cand_figures = self._measure(frame, candidate, mask, protect)
             excess = self._budget_excess(cand_figures)
             if excess <= 0:
@@ -352,7 +376,7 @@ class SalienceEditor:
             report = EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
         elif kind in ("boost", "reduce"):
             edited, used, capped, figures = self.within_budget(frame, kind, product_mask, protect, requested)
-            reason = (f"capped at strength {used:.3f} of {requested:.3f} by the budget" if capped else "within budget")
+            reason = (f"background capped at strength {used:.3f} of {requested:.3f} by the budget" if capped else "within budget")
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             _boost, used, capped, boost_figures = self.within_budget(frame, "boost", product_mask, protect, requested)
