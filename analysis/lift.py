@@ -10,9 +10,21 @@ log rates (relative lift ``log R_t - log R_b``, influence ``a_vj / R_v``) then h
 the variance correctly and credits the pairing. The numbers agree with statsmodels' WLS and
 Poisson-GLM fits with ``cov_type='cluster'`` (see tests), at a fraction of the cost.
 
-Intervals use Student's t with G-1 degrees of freedom (the usual small-cluster reference);
-relative-lift intervals are built on the log scale and mapped back, so they stay asymmetric
-and never cross -100 %.
+Two designs, chosen by ``design``:
+
+* ``paired`` (the platform's own: every video runs in every arm, the video is the cluster):
+  one ``G/(G-1)`` factor over all G clusters, t with G-1 df;
+* ``unpaired`` (randomised by user or impression: each cluster, named by ``cluster``, sits in
+  exactly one arm): each arm's clusters carry their own ``G_a/(G_a-1)`` factor, as in Deng et
+  al. (2018) and the deltatest package (one pooled factor is 0.56 % too small there), t with
+  ``G_t + G_b - 2`` df.
+
+With fewer than 30 clusters behind a contrast the CR1 factor is not enough: the lifts then come
+from the equivalent WLS of cell rates on arm indicators (weights = denominators) with the CR2
+covariance and Satterthwaite df (:mod:`analysis.small_sample`); the ``se_method`` column says
+which was used. Relative-lift intervals are built on the log scale and mapped back, so they stay
+asymmetric and never cross -100 %. A contrast that cannot be estimated (an arm without events,
+without denominator, or with a single cluster) gets a row whose ``note`` says why.
 """
 
 from __future__ import annotations
@@ -26,8 +38,10 @@ from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from align_core.ab_results import VARIANTS
+from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
 
 BASELINE = "baseline"
+DESIGNS = ("paired", "unpaired")
 METRICS: dict[str, tuple[str, str]] = {
     "ctr": ("clicks", "impressions"),
     "cvr": ("conversions", "clicks"),
@@ -37,38 +51,86 @@ METRICS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class RatioInfluence:
-    """Rates per variant and the per-video influence matrix of those rates."""
+    """Rates per variant and the per-cluster influence matrix of those rates."""
 
     rates: pd.Series  # index: variant
     totals_num: pd.Series
     totals_den: pd.Series
-    influence: np.ndarray  # videos x variants (absolute-rate influence), columns in rates.index order
+    influence: np.ndarray  # clusters x variants (absolute-rate influence), columns in rates.index order
     n_clusters: int
+    design: str = "paired"
+    cluster_arm: np.ndarray | None = None  # unpaired: the arm (column) each cluster sits in
+
+    def cluster_factors(self) -> np.ndarray:
+        """Small-sample factor per cluster: G/(G-1) (paired) or G_a/(G_a-1) of its arm (unpaired)."""
+        g = self.n_clusters
+        if self.design == "unpaired" and self.cluster_arm is not None:
+            per_arm = np.bincount(self.cluster_arm, minlength=len(self.rates)).astype(float)
+            g_a = per_arm[self.cluster_arm]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(g_a > 1, g_a / (g_a - 1), np.nan)
+        return np.full(g, g / (g - 1) if g > 1 else np.nan)
 
     def covariance(self, contrasts: np.ndarray, log_scale: bool = True) -> np.ndarray:
         """Cluster-robust covariance of contrasts of (log) rates; rows of ``contrasts`` weight variants."""
-        inf = self.influence / self.rates.to_numpy() if log_scale else self.influence
-        contrib = inf @ np.atleast_2d(contrasts).T
-        g = self.n_clusters
-        if g < 2:
+        c = np.atleast_2d(contrasts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inf = self.influence / self.rates.to_numpy() if log_scale else self.influence
+        used = np.flatnonzero(np.any(c != 0, axis=0))
+        contrib = inf[:, used] @ c[:, used].T
+        if self.n_clusters < 2:
             return np.full((contrib.shape[1], contrib.shape[1]), np.nan)
-        return g / (g - 1) * contrib.T @ contrib
+        f = self.cluster_factors()
+        if self.design == "unpaired":  # only clusters of the arms in the contrast count
+            keep = np.isin(self.cluster_arm, used)
+            contrib, f = contrib[keep], f[keep]
+        return contrib.T @ (f[:, None] * contrib)
 
     def variance(self, weights: dict[str, float], log_scale: bool = False) -> float:
         """Cluster-robust variance of ``sum_v w_v R_v`` (or of ``sum_v w_v log R_v``)."""
         c = np.array([weights.get(v, 0.0) for v in self.rates.index])
         return float(self.covariance(c, log_scale=log_scale)[0, 0])
 
+    def clusters_in(self, variants: Sequence[str]) -> int:
+        """Clusters behind a contrast of ``variants``: all (paired) or those in these arms (unpaired)."""
+        if self.design == "unpaired" and self.cluster_arm is not None:
+            cols = [list(self.rates.index).index(v) for v in variants]
+            return int(np.isin(self.cluster_arm, cols).sum())
+        return self.n_clusters
 
-def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str) -> RatioInfluence:
-    """Rates and per-video influence values from cell sums (one row per video x variant)."""
-    vid_codes, vids = pd.factorize(cells["video_id"])
+    def t_df(self, variants: Sequence[str]) -> float:
+        """Reference df of the CR1 path: G-1 (paired) or G_t + G_b - 2 (unpaired)."""
+        if self.design == "unpaired":
+            return float(self.clusters_in(variants) - len(variants))
+        return float(self.n_clusters - 1)
+
+
+def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str, cluster: str = "video_id",
+                    design: str = "paired") -> RatioInfluence:
+    """Rates and per-cluster influence values from cell sums (one row per cluster x variant).
+
+    ``design="unpaired"`` requires each cluster to sit in one arm and raises ``ValueError``
+    naming the clusters found in more than one.
+    """
+    if design not in DESIGNS:
+        raise ValueError(f"design {design!r}: expected one of {DESIGNS}")
+    vid_codes, vids = pd.factorize(cells[cluster])
     var_codes, variants = pd.factorize(cells["variant"], sort=True)
     shape = (len(vids), len(variants))
     num = np.zeros(shape)
     den = np.zeros(shape)
     np.add.at(num, (vid_codes, var_codes), cells[numerator].to_numpy(dtype=float))
     np.add.at(den, (vid_codes, var_codes), cells[denominator].to_numpy(dtype=float))
+    cluster_arm = None
+    if design == "unpaired":
+        seen = np.zeros(shape, dtype=bool)
+        seen[vid_codes, var_codes] = True
+        arms_per_cluster = seen.sum(axis=1)
+        if (arms_per_cluster > 1).any():
+            bad = [str(v) for v in vids[arms_per_cluster > 1][:5]]
+            raise ValueError(f"unpaired design: {cluster} {', '.join(bad)} appear(s) in more than one arm; "
+                             "a paired design (every cluster in every arm) needs design='paired'")
+        cluster_arm = seen.argmax(axis=1)
     tot_num, tot_den = num.sum(axis=0), den.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(tot_den > 0, tot_num / tot_den, np.nan)
@@ -76,7 +138,20 @@ def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str) -> Ra
     index = pd.Index(variants, name="variant")
     return RatioInfluence(rates=pd.Series(rates, index=index), totals_num=pd.Series(tot_num, index=index),
                           totals_den=pd.Series(tot_den, index=index), influence=influence,
-                          n_clusters=int(len(vids)))
+                          n_clusters=int(len(vids)), design=design, cluster_arm=cluster_arm)
+
+
+def rate_fit(cells: pd.DataFrame, numerator: str, denominator: str, variants: pd.Index,
+             cluster: str = "video_id") -> ClusterFit:
+    """WLS of cell rates on arm indicators (weights = denominators), clustered: the ratio estimator
+    as a regression, so that CR2 and Satterthwaite df apply. Coefficients are the arm rates in
+    ``variants`` order."""
+    data = cells[cells[denominator] > 0]
+    codes = pd.Categorical(data["variant"], categories=list(variants)).codes
+    x = np.zeros((len(data), len(variants)))
+    x[np.arange(len(data)), codes] = 1.0
+    den = data[denominator].to_numpy(dtype=float)
+    return cluster_wls(x, data[numerator].to_numpy(dtype=float) / den, data[cluster].to_numpy(), den)
 
 
 def _iid_test(metric: str, totals: pd.DataFrame, variant: str) -> tuple[float, float, float]:
@@ -108,16 +183,38 @@ def _iid_test(metric: str, totals: pd.DataFrame, variant: str) -> tuple[float, f
     return float(z), float(2 * stats.norm.sf(abs(z))), float(var)
 
 
+def _not_estimable(metric: str, inf: RatioInfluence, variant: str, num: str, den: str) -> str | None:
+    """Why a lift of ``variant`` over baseline cannot be estimated, or None."""
+    for arm in (BASELINE, variant):
+        if not inf.totals_den[arm] > 0:
+            return f"{arm} has no {den}: {metric} undefined"
+    if inf.totals_num[BASELINE] == 0 and inf.totals_num[variant] == 0:
+        return f"no {num} in either arm ({inf.totals_den[BASELINE]:.0f} / {inf.totals_den[variant]:.0f} {den}): no lift to estimate"
+    if inf.clusters_in([BASELINE, variant]) < 2:
+        return "fewer than 2 clusters per comparison: no cluster-robust variance"
+    if inf.design == "unpaired" and inf.cluster_arm is not None:
+        cols = list(inf.rates.index)
+        for arm in (BASELINE, variant):
+            n = int((inf.cluster_arm == cols.index(arm)).sum())
+            if n < 2:
+                return f"unpaired design: {arm} has {n} cluster(s); each arm needs 2 for a variance"
+    return None
+
+
 def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str] | None = None,
-               metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
+               metrics: Sequence[str] = tuple(METRICS), design: str = "paired", cluster: str = "video_id",
+               small_sample: bool | None = None) -> pd.DataFrame:
     """Absolute and relative lift of every variant over baseline for each metric.
 
-    ``cells`` holds one experiment's sums per video x variant (``queries.cell_totals``).
+    ``cells`` holds one experiment's sums per cluster x variant (``queries.cell_totals``: the
+    video is the cluster). ``design``: "paired" or "unpaired" (module docstring). ``small_sample``:
+    force (True) or forbid (False) CR2 + Satterthwaite df; by default it is used below 30 clusters.
     Columns: metric, variant, baseline_rate, variant_rate, abs_lift, abs_se, abs_ci_low,
-    abs_ci_high, rel_lift, rel_se, rel_ci_low, rel_ci_high, log_ratio, log_se, p_value
-    (cluster-robust, t with G-1 df), iid_z, iid_p_value (two-proportion z-test / Welch z that
-    ignore clustering), design_effect (cluster variance / iid variance), n_videos, and the
-    numerator/denominator totals of both arms.
+    abs_ci_high, rel_lift, rel_se, rel_ci_low, rel_ci_high, log_ratio, log_se, t_stat, df,
+    p_value (of the log ratio), se_method, design, iid_z, iid_p_value (two-proportion z-test /
+    Welch z that ignore clustering), design_effect (cluster variance / iid variance), n_videos
+    (clusters), the numerator/denominator totals of both arms and ``note`` (why a row has no
+    estimate).
     """
     rows = []
     present = set(cells["variant"])
@@ -130,22 +227,53 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
     totals = cells.groupby("variant")[sums].sum()
     for metric in metrics:
         num, den = METRICS[metric]
-        inf = ratio_influence(cells, num, den)
-        g = inf.n_clusters
-        crit = stats.t.ppf(1 - alpha / 2, g - 1) if g > 1 else float("nan")
+        inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
+        cols = list(inf.rates.index)
         rb = inf.rates[BASELINE]
+        fit: ClusterFit | None = None
         for variant in variants:
             rt = inf.rates[variant]
-            w = {variant: 1.0, BASELINE: -1.0}
-            var_abs = inf.variance(w)
-            var_log = inf.variance(w, log_scale=True) if rt > 0 and rb > 0 else float("nan")
+            pair = [BASELINE, variant]
+            g = inf.clusters_in(pair)
+            use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
+            why = _not_estimable(metric, inf, variant, num, den)
             abs_lift = rt - rb
-            abs_se = np.sqrt(var_abs)
-            log_ratio = np.log(rt / rb) if rt > 0 and rb > 0 else float("nan")
-            log_se = np.sqrt(var_log)
             rel = rt / rb - 1 if rb > 0 else float("nan")
-            p = 2 * stats.t.sf(abs(log_ratio / log_se), g - 1) if log_se > 0 else float("nan")
+            log_ratio = float(np.log(rt / rb)) if rt > 0 and rb > 0 else float("nan")
+            abs_se = log_se = df = float("nan")
+            if why is None and use_cr2:
+                if fit is None:
+                    fit = rate_fit(cells, num, den, inf.rates.index, cluster)
+                c = np.zeros(len(cols))
+                c[cols.index(variant)], c[cols.index(BASELINE)] = 1.0, -1.0
+                res = fit.contrast(c, alpha)
+                abs_se, df = res["se"], res["df"]
+                if np.isfinite(log_ratio):
+                    c_log = np.zeros(len(cols))
+                    c_log[cols.index(variant)], c_log[cols.index(BASELINE)] = 1.0 / rt, -1.0 / rb
+                    res_log = fit.contrast(c_log, alpha)
+                    log_se, df = res_log["se"], res_log["df"]
+                method = METHOD_CR2 if inf.design == "paired" else METHOD_CR2 + " (unpaired)"
+                if fit.full_leverage:
+                    method += "; a cluster carries an arm alone (leverage 1): CR2 uses a pseudo-inverse there"
+            elif why is None:
+                w = {variant: 1.0, BASELINE: -1.0}
+                abs_se = float(np.sqrt(inf.variance(w)))
+                log_se = float(np.sqrt(inf.variance(w, log_scale=True))) if np.isfinite(log_ratio) else float("nan")
+                df = inf.t_df(pair)
+                method = METHOD_CR1 if inf.design == "paired" else "CR1 per arm (G_a/(G_a-1)) + t(G_t+G_b-2)"
+            else:
+                method = ""
+            if why is None and np.isfinite(log_ratio) and not log_se > 0:
+                why = "the log ratio has zero variance across clusters: no test"
+            if why is None and not np.isfinite(log_ratio):
+                zero = BASELINE if not rb > 0 else variant
+                why = f"{zero} has 0 {num}: relative lift and its test undefined (absolute lift shown)"
+            crit = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) and df > 0 else float("nan")
+            t_stat = log_ratio / log_se if np.isfinite(log_ratio) and log_se > 0 else float("nan")
+            p = float(2 * stats.t.sf(abs(t_stat), df)) if np.isfinite(t_stat) and np.isfinite(df) else float("nan")
             iid_z, iid_p, iid_var = _iid_test(metric, totals, variant)
+            var_abs = abs_se ** 2
             rows.append({
                 "metric": metric, "variant": variant,
                 "baseline_rate": rb, "variant_rate": rt,
@@ -154,11 +282,72 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
                 "rel_lift": rel, "rel_se": (1 + rel) * log_se,
                 "rel_ci_low": np.exp(log_ratio - crit * log_se) - 1,
                 "rel_ci_high": np.exp(log_ratio + crit * log_se) - 1,
-                "log_ratio": log_ratio, "log_se": log_se, "p_value": p,
+                "log_ratio": log_ratio, "log_se": log_se, "t_stat": t_stat, "df": df, "p_value": p,
+                "se_method": method, "design": inf.design,
                 "iid_z": iid_z, "iid_p_value": iid_p,
                 "design_effect": var_abs / iid_var if iid_var and iid_var > 0 else float("nan"),
                 "n_videos": g,
                 "baseline_num": inf.totals_num[BASELINE], "baseline_den": inf.totals_den[BASELINE],
                 "variant_num": inf.totals_num[variant], "variant_den": inf.totals_den[variant],
+                "note": "" if why is None else "not estimable: " + why,
             })
+    return pd.DataFrame(rows)
+
+
+def arms_chi_square(cells: pd.DataFrame, metric: str = "ctr", cluster: str = "video_id", design: str = "paired",
+                    small_sample: bool | None = None) -> pd.DataFrame:
+    """Do the arms' rates differ at all? A test of k > 2 proportions, two ways.
+
+    ``pearson``: Pearson's chi-square on the arms x (events, non-events) table (k-1 df). It
+    treats impressions as independent, so with clustered data it over-rejects; it is shown as
+    the textbook reference. ``cluster``: the joint Wald test that every arm's rate equals the
+    baseline's, on the cluster-robust covariance (CR2 with a Hotelling-T^2 F below 30 clusters,
+    otherwise CR1 with chi-square(k-1)): the one to read.
+    """
+    num, den = METRICS[metric]
+    if metric not in ("ctr", "cvr"):
+        raise ValueError(f"{metric}: a test of proportions needs a count metric (ctr or cvr)")
+    totals = cells.groupby("variant")[[num, den]].sum()
+    totals = totals[totals[den] > 0]
+    rows: list[dict[str, object]] = []
+    base = {"metric": metric, "k_arms": len(totals), "statistic": np.nan, "df": np.nan, "df2": np.nan,
+            "p_value": np.nan, "method": "", "note": ""}
+    if len(totals) < 2 or totals[num].sum() == 0 or (totals[num] == totals[den]).all():
+        why = ("fewer than 2 arms with " + den if len(totals) < 2 else
+               f"no {num} in any arm" if totals[num].sum() == 0 else f"every {den[:-1]} had {num}")
+        return pd.DataFrame([{**base, "test": t, "note": "not estimable: " + why} for t in ("pearson", "cluster")])
+    table = np.column_stack([totals[num], totals[den] - totals[num]]).astype(float)
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    rows.append({**base, "test": "pearson", "statistic": float(chi2), "df": float(dof), "p_value": float(p),
+                 "method": "Pearson chi-square, arms x (events, non-events); ignores clustering"})
+    inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
+    cols = list(inf.rates.index)
+    others = [v for v in totals.index if v != BASELINE]
+    if BASELINE not in totals.index or not others:
+        rows.append({**base, "test": "cluster", "note": "not estimable: no baseline arm to compare against"})
+        return pd.DataFrame(rows)
+    cm = np.zeros((len(others), len(cols)))
+    for i, v in enumerate(others):
+        cm[i, cols.index(v)], cm[i, cols.index(BASELINE)] = 1.0, -1.0
+    est = cm @ inf.rates.to_numpy()
+    g = inf.n_clusters
+    use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
+    if use_cr2:
+        fit = rate_fit(cells, num, den, inf.rates.index, cluster)
+        test = fit.joint_test(cm)
+        if np.isfinite(test["p_value"]):
+            rows.append({**base, "test": "cluster", "statistic": test["f"], "df": test["df1"], "df2": test["df2"],
+                         "p_value": test["p_value"],
+                         "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})"})
+        else:
+            rows.append({**base, "test": "cluster", "note": f"not estimable: {g} clusters cannot support "
+                                                               f"{len(others)} joint restrictions"})
+        return pd.DataFrame(rows)
+    cov = inf.covariance(cm, log_scale=False)
+    if np.linalg.matrix_rank(cov) < len(others):
+        rows.append({**base, "test": "cluster", "note": "not estimable: singular cluster-robust covariance"})
+    else:
+        wald = float(est @ np.linalg.solve(cov, est))
+        rows.append({**base, "test": "cluster", "statistic": wald, "df": float(len(others)),
+                     "p_value": float(stats.chi2.sf(wald, len(others))), "method": f"{METHOD_CR1}; Wald chi-square"})
     return pd.DataFrame(rows)

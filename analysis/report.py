@@ -3,7 +3,9 @@
 ``build_report`` reads sufficient statistics from the warehouse (read-only), computes every
 estimate per experiment, replaces the ``analysis_*`` tables in one transaction under the
 writer lock (re-running replaces, never appends), and writes a self-contained HTML file
-(plots embedded as base64 PNG) so a researcher can open it without a server.
+(plots embedded as base64 PNG) so a researcher can open it without a server. Every table on the
+page says which model and which small-sample correction produced it; rows that cannot be
+estimated say why in their ``note`` instead of showing a number.
 """
 
 from __future__ import annotations
@@ -26,15 +28,17 @@ from align_core.atomic import atomic_write_text  # noqa: E402
 from align_core.warehouse import read_connection, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
 from analysis._blas import single_threaded_blas  # noqa: E402
+from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
-from analysis.lift import lift_table  # noqa: E402
+from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
+from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
-    "analysis_lift", "analysis_heterogeneity", "analysis_timing", "analysis_dose_response",
-    "analysis_guardrails", "analysis_observational",
+    "analysis_lift", "analysis_arms_test", "analysis_heterogeneity", "analysis_meta", "analysis_timing",
+    "analysis_dose_response", "analysis_guardrails", "analysis_observational",
 )
 
 
@@ -57,18 +61,42 @@ def _with_experiment(frame: pd.DataFrame, experiment_id: str) -> pd.DataFrame:
     return frame
 
 
-def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05,
-                   experiment_id: str | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experiment_id: str | None = None,
+                   design: str = "paired") -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     """Every estimate table (and the per-experiment cell sums for plots), read-only.
 
-    Returns ``(tables, cells_by_experiment, notes)``.
+    ``design``: "paired" (every video in every arm; the platform's own) or "unpaired" (each
+    video in one arm). Returns ``(tables, cells_by_experiment, notes)``.
     """
+    if design not in DESIGNS:
+        raise ValueError(f"design {design!r}: expected one of {DESIGNS}")
     with single_threaded_blas():
-        return _compute_tables(database, alpha, experiment_id)
+        return _compute_tables(database, alpha, experiment_id, design)
 
 
-def _compute_tables(database: str | os.PathLike[str], alpha: float,
-                    experiment_id: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+MODERATORS: dict[str, str] = {
+    "achieved_delta": "achieved alignment change (manipulation check, the variant's own window)",
+    "mean_contrast": "video's mean scene contrast",
+}
+
+
+def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | None,
+                                 scenes: pd.DataFrame | None) -> pd.DataFrame:
+    """Per-video log lifts (CTR and CVR) with the video-level moderators that are available."""
+    frames = [video_variant_log_lifts(cells, m).assign(metric=m) for m in ("ctr", "cvr")]
+    lifts = pd.concat(frames, ignore_index=True)
+    if lifts.empty:
+        return lifts
+    if deltas is not None and not deltas.empty:
+        lifts = lifts.merge(select_doses(deltas), on=["video_id", "variant"], how="left")
+    if scenes is not None and not scenes.empty and "contrast" in scenes:
+        contrast = scenes.groupby("video_id", as_index=False)["contrast"].mean().rename(columns={"contrast": "mean_contrast"})
+        lifts = lifts.merge(contrast, on="video_id", how="left")
+    return lifts
+
+
+def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_id: str | None,
+                    design: str) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     notes: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     cells_by_exp: dict[str, pd.DataFrame] = {}
@@ -94,9 +122,29 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float,
         if cells["video_id"].nunique() < 2:
             notes.append(f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined")
             continue
-        lift = lift_table(cells, alpha=alpha)
+        g = cells["video_id"].nunique()
+        if g < SMALL_SAMPLE_CLUSTERS:
+            notes.append(f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
+                         f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square")
+        lift = lift_table(cells, alpha=alpha, design=design)
         parts["analysis_lift"].append(_with_experiment(lift, exp))
+        arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
+        parts["analysis_arms_test"].append(_with_experiment(pd.concat(arms, ignore_index=True), exp))
         ind, tests = heterogeneity_tables(cells, alpha=alpha)
+        meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
+        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes)
+        for moderator, label in MODERATORS.items():
+            if moderator in video_lifts and video_lifts[moderator].notna().any():
+                reg = moderator_regression(video_lifts, moderator, alpha=alpha)
+                if not reg.empty:
+                    meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
+        meta = [m for m in meta if not m.empty]
+        if meta:
+            parts["analysis_meta"].append(_with_experiment(pd.concat(meta, ignore_index=True), exp))
+        if ind.empty and cells["industry"].nunique() > 0:
+            per = cells.groupby("industry")["video_id"].nunique()
+            notes.append(f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
+                         "no per-industry lifts")
         if not ind.empty:
             ind = ind.assign(kind="industry_lift")
         if not tests.empty:
@@ -254,29 +302,140 @@ def headline_markdown(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
                         cells.append("")
                     continue
                 r = row.iloc[0]
-                cells.append(f"{r.rel_lift:+.1%} [{r.rel_ci_low:+.1%}, {r.rel_ci_high:+.1%}]")
+                cells.append(f"{_pct(r.rel_lift)} [{_pct(r.rel_ci_low)}, {_pct(r.rel_ci_high)}]")
                 if metric != "watch_time":
-                    cells.append(f"{r.p_value:.3g}")
+                    cells.append(f"{r.p_value:.3g}" if np.isfinite(r.p_value) else "n/a")
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+        methods = sorted({m for m in part.get("se_method", pd.Series(dtype=str)) if isinstance(m, str) and m})
+        lines.append(f"\n_Ratio-of-sums lift, clustered by video; correction: {'; '.join(methods) or 'none'}._")
         lines.append("")
     return "\n".join(lines)
 
 
-def _table_html(frame: pd.DataFrame, title: str) -> str:
+def _pct(v: float) -> str:
+    return f"{v:+.1%}" if np.isfinite(v) else "n/a"
+
+
+def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
+    """The headline as real HTML tables (one per experiment) with the model and correction used."""
+    if lift.empty:
+        return "<p><em>No A/B results to report.</em></p>"
+    out = []
+    for exp, part in lift.groupby("experiment_id"):
+        srm = guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")] \
+            if not guardrails.empty else pd.DataFrame()
+        flagged = not srm.empty and bool(srm["flagged"].iat[0])
+        srm_text = (f"SRM FLAGGED (p={srm['p_value'].iat[0]:.2g}): lifts not trustworthy" if flagged
+                    else "no sample-ratio mismatch")
+        methods = sorted({m for m in part.get("se_method", pd.Series(dtype=str)) if isinstance(m, str) and m})
+        design = part["design"].iat[0] if "design" in part else "paired"
+        head = ("<tr><th>variant</th><th>CTR lift [95% CI]</th><th>p</th><th>CVR lift [95% CI]</th><th>p</th>"
+                "<th>watch-time lift [95% CI]</th><th>note</th></tr>")
+        body = []
+        for variant in part["variant"].unique():
+            cells = [f"<td>{html.escape(str(variant))}</td>"]
+            notes = []
+            for metric in ("ctr", "cvr", "watch_time"):
+                row = part[(part["variant"] == variant) & (part["metric"] == metric)]
+                if row.empty:
+                    cells.append("<td>n/a</td>" + ("<td></td>" if metric != "watch_time" else ""))
+                    continue
+                r = row.iloc[0]
+                cells.append(f"<td>{_pct(r.rel_lift)} [{_pct(r.rel_ci_low)}, {_pct(r.rel_ci_high)}]</td>")
+                if metric != "watch_time":
+                    cells.append(f"<td>{r.p_value:.3g}</td>" if np.isfinite(r.p_value) else "<td>n/a</td>")
+                note = getattr(r, "note", "")
+                if isinstance(note, str) and note:
+                    notes.append(f"{_METRIC_LABEL[metric]}: {note}")
+            cells.append(f"<td>{html.escape('; '.join(notes))}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        out.append(f"<h3>{html.escape(str(exp))}</h3>"
+                   f"<p>{int(part['n_videos'].max())} videos, {html.escape(str(design))} design; {html.escape(srm_text)}</p>"
+                   f"<table class='t headline'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+                   "<p class='model'>Model: ratio-of-sums rate per arm, relative lift = rate ratio - 1 with the "
+                   "interval built on the log scale (delta method), clustered by video; p of the log ratio. "
+                   f"Correction: {html.escape('; '.join(methods) or 'none (not estimable)')}.</p>")
+    return "\n".join(out)
+
+
+# what produced each table: the model, then the correction (a column with the correction actually
+# used per row is listed under it)
+TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
+    "analysis_guardrails": ("Guardrails (sample-ratio mismatch, minimum detectable effect)",
+                            "Pearson chi-square goodness of fit of served impressions vs planned shares (alarm at p < 0.001); "
+                            "MDE: two-sample power for proportions at the measured design effect.", None),
+    "analysis_lift": ("Lift vs baseline", "Ratio-of-sums estimator, delta-method (cluster influence) variance by video; "
+                      "iid two-proportion z / Welch z for comparison only.", "se_method"),
+    "analysis_arms_test": ("Do the arms differ at all? (test of k proportions)",
+                           "Pearson chi-square on arms x (events, non-events) (ignores clustering), and the joint "
+                           "cluster-robust Wald test of every arm = baseline.", "method"),
+    "analysis_heterogeneity": ("Heterogeneity by industry",
+                               "Per-industry lifts (as in the lift table) with Holm / Benjamini-Hochberg adjusted p; "
+                               "Cochran's Q of the per-industry log lifts; binomial GLM variant x industry interaction, "
+                               "cluster-robust by video.", "se_method"),
+    "analysis_meta": ("Meta-analysis: industries pooled, and meta-regression on a video-level moderator",
+                      "Random-effects inverse-variance pooling of per-industry log lifts (tau^2 by DL and REML; z test, "
+                      "and Knapp-Hartung t with k-1 df for few industries), Q, I^2 with Q-profile CI, prediction "
+                      "interval; meta-regression of per-video log lifts on achieved alignment change (REML, Knapp-Hartung).",
+                      None),
+    "analysis_timing": ("Timing contrasts (ratios of rates between timing variants)",
+                        "Log-rate differences between timing arms from the same videos (paired), delta method; joint "
+                        "equality test across timings.", "se_method"),
+    "analysis_dose_response": ("Dose-response on achieved alignment change",
+                               "WLS of each video-variant's log lift on the achieved alignment change (inverse binomial "
+                               "variance weights), clustered by video.", "se_method"),
+    "analysis_observational": ("Observational scene model (not causal)",
+                               "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
+                               "(CR1, normal reference).", None),
+}
+
+
+def _table_html(frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None) -> str:
+    head = f"<h3>{html.escape(title)}</h3>"
+    if model:
+        used = ""
+        if method_column and not frame.empty and method_column in frame:
+            methods = sorted({m for m in frame[method_column] if isinstance(m, str) and m})
+            if methods:
+                used = " Corrections used: " + "; ".join(html.escape(m) for m in methods) + "."
+        head += f"<p class='model'>Model: {html.escape(model)}{used}</p>"
     if frame.empty:
-        return f"<h3>{html.escape(title)}</h3><p><em>no rows</em></p>"
-    return f"<h3>{html.escape(title)}</h3>" + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="",
-                                                            classes="t", border=0)
+        return head + "<p><em>no rows</em></p>"
+    return head + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
+
+
+def _small_sample_notes(lift: pd.DataFrame) -> str:
+    """What the page did about few clusters, said once, near the top."""
+    items = [
+        f"Below {SMALL_SAMPLE_CLUSTERS} videos (clusters) every interval and test uses the CR2 (Bell-McCaffrey) "
+        "cluster-robust covariance with Satterthwaite degrees of freedom (column df), and joint tests use the "
+        "Hotelling-T^2 F approximation on (q, G - q) df: a handful of videos gives wide intervals and never p = 0.",
+        "At or above that, the delta-method covariance with the G/(G-1) factor (paired design) or each arm's "
+        "G_a/(G_a-1) (unpaired design) and t(G-1) is used.",
+        "Industry pooling with few industries: read the REML + Knapp-Hartung rows (t with k-1 df).",
+        "A row whose estimate cannot be computed (no events, separation, a saturated model, too few clusters) "
+        "says why in its note column.",
+    ]
+    if not lift.empty and "n_videos" in lift:
+        for exp, part in lift.groupby("experiment_id"):
+            items.append(f"{exp}: {int(part['n_videos'].max())} videos; corrections used: "
+                         + "; ".join(sorted({m for m in part['se_method'] if isinstance(m, str) and m})))
+    return "<h2>Small-sample notes</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
 def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.DataFrame],
                 deltas: pd.DataFrame | None, headline: str, notes: list[str]) -> str:
-    """A self-contained HTML page: headline, per-experiment plots and every estimate table."""
-    body = ["<h1>Attention-alignment A/B analysis</h1>"]
-    body.append("<pre>" + html.escape(headline) + "</pre>")
+    """A self-contained HTML page: headline table, notes, per-experiment plots and every estimate table.
+
+    ``headline`` is HTML (``headline_html``); markdown text is escaped into a block for callers
+    of the old API.
+    """
+    body = ["<h1>Attention-alignment A/B analysis</h1>", "<h2>Headline</h2>"]
+    body.append(headline if headline.lstrip().startswith("<") else "<pre>" + html.escape(headline) + "</pre>")
     if notes:
         body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     lift_all, het_all = tables["analysis_lift"], tables["analysis_heterogeneity"]
+    body.append(_small_sample_notes(lift_all))
     dose_all = tables["analysis_dose_response"]
     for exp, cells in cells_by_exp.items():
         lift = lift_all[lift_all["experiment_id"] == exp] if not lift_all.empty else pd.DataFrame()
@@ -290,32 +449,37 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
             body.append(f'<img alt="industry forest plot" src="data:image/png;base64,{png}">')
         dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
         body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas)}">')
-    titles = {
-        "analysis_guardrails": "Guardrails (sample-ratio mismatch, minimum detectable effect)",
-        "analysis_lift": "Lift vs baseline (cluster-robust by video; iid tests for comparison)",
-        "analysis_heterogeneity": "Heterogeneity by industry (Holm / BH adjusted; Cochran's Q; GLM interaction Wald)",
-        "analysis_timing": "Timing contrasts (ratios of rates between timing variants)",
-        "analysis_dose_response": "Dose-response on achieved alignment change",
-        "analysis_observational": "Observational scene model (not causal)",
-    }
-    for name, title in titles.items():
-        body.append(_table_html(tables[name], title))
+    for name, (title, model, method_column) in TABLE_INFO.items():
+        frame = tables.get(name, pd.DataFrame())
+        if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
+            body.append(_table_html(frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all"),
+                                    "Heterogeneity by industry: lift per industry", model, method_column))
+            body.append(_table_html(frame[frame["kind"] == "test"].dropna(axis=1, how="all"),
+                                    "Heterogeneity by industry: tests", model, "note"))
+            continue
+        if name == "analysis_meta" and not frame.empty and "analysis" in frame:
+            for label, part in frame.groupby("analysis", sort=False):
+                body.append(_table_html(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
+            continue
+        body.append(_table_html(frame, title, model, method_column))
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
-             "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}")
+             "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}"
+             "p.model{font-size:12px;color:#444}table.headline{font-size:14px}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>A/B analysis</title><style>{style}</style></head><body>" \
            + "\n".join(body) + "</body></html>"
 
 
 def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike[str], alpha: float = 0.05,
-                 experiment_id: str | None = None, write_to_warehouse: bool = True) -> Report:
-    """Compute every estimate, replace the ``analysis_*`` tables, write ``report.html``."""
-    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id)
+                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired") -> Report:
+    """Compute every estimate, replace the ``analysis_*`` tables, write ``report.html`` and ``headline.md``."""
+    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design)
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
     if write_to_warehouse:
         write_tables(database, tables)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])
-    page = render_html(tables, cells_by_exp, deltas, headline, notes)
+    page = render_html(tables, cells_by_exp, deltas, headline_html(tables["analysis_lift"], tables["analysis_guardrails"]),
+                       notes)
     out = Path(output_dir)
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")

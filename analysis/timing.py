@@ -3,7 +3,8 @@
 Timing contrasts compare the boost variants with each other directly (log-rate differences,
 e.g. ``log CTR_early - log CTR_late``) using the same per-video influence values as the lift
 table, so their covariance across arms (the same videos run every arm) is accounted for. A
-joint Wald test asks whether the three timings differ at all.
+joint test asks whether the three timings differ at all; below 30 videos it is a Hotelling-T^2
+F on the CR2 covariance (the demo's four videos once gave a chi-square Wald of 6655, p = 0).
 
 Dose-response regresses each video-variant's log lift over its own baseline on the achieved
 alignment change recorded by the manipulation check (weighted by inverse binomial variance,
@@ -20,7 +21,8 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from analysis.lift import BASELINE, METRICS, ratio_influence
+from analysis.lift import BASELINE, METRICS, rate_fit, ratio_influence
+from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, cluster_wls, hotelling_test
 
 TIMING_VARIANTS: tuple[str, ...] = ("early_boost", "middle_boost", "late_boost")
 # The window whose alignment change is the dose of each variant (manipulation_check.window).
@@ -30,42 +32,102 @@ VARIANT_WINDOW: dict[str, str] = {
 }
 
 
-def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05) -> pd.DataFrame:
-    """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint')."""
-    present = [v for v in TIMING_VARIANTS if v in set(cells["variant"])]
+def _contrast_row(metric: str, label: str, est: float, se: float, df: float, alpha: float, method: str,
+                  note: str = "") -> dict[str, object]:
+    ok = np.isfinite(est) and np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0
+    crit = stats.t.ppf(1 - alpha / 2, df) if ok else float("nan")
+    stat = est / se if ok else float("nan")
+    return {"metric": metric, "contrast": label, "log_ratio": est, "log_se": se if ok else float("nan"),
+            "ratio": np.exp(est) if np.isfinite(est) else float("nan"),
+            "ratio_ci_low": np.exp(est - crit * se) if ok else float("nan"),
+            "ratio_ci_high": np.exp(est + crit * se) if ok else float("nan"),
+            "statistic": stat, "df": df, "p_value": float(2 * stats.t.sf(abs(stat), df)) if ok else float("nan"),
+            "se_method": method if ok else "", "note": note}
+
+
+def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05,
+                     timing_variants: tuple[str, ...] = TIMING_VARIANTS, small_sample: bool | None = None) -> pd.DataFrame:
+    """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
+
+    Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
+    Hotelling-T^2 F on (k-1, G-k+1) df; otherwise CR1 with t(G-1) and a chi-square Wald. A
+    contrast whose rate is zero (no clicks or conversions in an arm) or whose videos cannot
+    support it gets a row that says why instead of a number.
+    """
+    present = [v for v in timing_variants if v in set(cells["variant"])]
     if len(present) < 2:
         return pd.DataFrame()
     num, den = METRICS[metric]
     inf = ratio_influence(cells, num, den)
     g = inf.n_clusters
-    crit = stats.t.ppf(1 - alpha / 2, g - 1)
+    use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
+    fit = rate_fit(cells, num, den, inf.rates.index) if use_cr2 and g >= 2 else None
+    method = METHOD_CR2 if use_cr2 else METHOD_CR1
     cols = list(inf.rates.index)
+    rates = inf.rates
     rows = []
+
+    def gradient(pairs: list[tuple[str, str]]) -> np.ndarray:
+        c = np.zeros((len(pairs), len(cols)))
+        for i, (a, b) in enumerate(pairs):
+            c[i, cols.index(a)], c[i, cols.index(b)] = 1.0 / rates[a], -1.0 / rates[b]
+        return c
+
     for a, b in combinations(present, 2):
-        c = np.zeros(len(cols))
-        c[cols.index(a)], c[cols.index(b)] = 1.0, -1.0
-        est = float(np.log(inf.rates[a] / inf.rates[b]))
-        se = float(np.sqrt(inf.covariance(c)[0, 0]))
-        rows.append({"metric": metric, "contrast": f"{a} vs {b}", "log_ratio": est, "log_se": se,
-                     "ratio": np.exp(est), "ratio_ci_low": np.exp(est - crit * se),
-                     "ratio_ci_high": np.exp(est + crit * se),
-                     "statistic": est / se, "df": g - 1, "p_value": float(2 * stats.t.sf(abs(est / se), g - 1))})
-    # joint: all present timings equal (k-1 contrasts against the first). A cluster-robust
-    # covariance of k-1 contrasts has rank at most (clusters - 1): with too few videos the joint
-    # test is not estimable and is left out rather than inverted.
-    if g - 1 < len(present) - 1:
-        return pd.DataFrame(rows)
-    contrasts = np.zeros((len(present) - 1, len(cols)))
-    for i, v in enumerate(present[1:]):
-        contrasts[i, cols.index(present[0])], contrasts[i, cols.index(v)] = 1.0, -1.0
-    est = contrasts @ np.log(inf.rates.to_numpy())
-    cov = inf.covariance(contrasts)
-    if np.linalg.matrix_rank(cov) < len(est):
-        return pd.DataFrame(rows)
-    wald = float(est @ np.linalg.solve(cov, est))
-    rows.append({"metric": metric, "contrast": "joint: " + " = ".join(present), "log_ratio": np.nan,
-                 "log_se": np.nan, "ratio": np.nan, "ratio_ci_low": np.nan, "ratio_ci_high": np.nan,
-                 "statistic": wald, "df": len(present) - 1, "p_value": float(stats.chi2.sf(wald, len(present) - 1))})
+        label = f"{a} vs {b}"
+        zero = [v for v in (a, b) if not rates[v] > 0]
+        if zero:
+            rows.append(_contrast_row(metric, label, float("nan"), float("nan"), float("nan"), alpha, method,
+                                      f"not estimable: {', '.join(zero)} has 0 {num} in {inf.totals_den[zero[0]]:.0f} {den}"))
+            continue
+        if g < 2:
+            rows.append(_contrast_row(metric, label, float("nan"), float("nan"), float("nan"), alpha, method,
+                                      "not estimable: fewer than 2 videos"))
+            continue
+        est = float(np.log(rates[a] / rates[b]))
+        if fit is not None:
+            res = fit.contrast(gradient([(a, b)])[0], alpha)
+            se, df = res["se"], res["df"]
+        else:
+            c = np.zeros(len(cols))
+            c[cols.index(a)], c[cols.index(b)] = 1.0, -1.0
+            se, df = float(np.sqrt(inf.covariance(c)[0, 0])), float(g - 1)
+        note = "" if se > 0 else "not estimable: the ratio does not vary across videos"
+        rows.append(_contrast_row(metric, label, est, se, df, alpha, method, note))
+
+    # joint: all present timings equal (k-1 contrasts against the first)
+    label = "joint: " + " = ".join(present)
+    q = len(present) - 1
+    joint = {"metric": metric, "contrast": label, "log_ratio": np.nan, "log_se": np.nan, "ratio": np.nan,
+             "ratio_ci_low": np.nan, "ratio_ci_high": np.nan, "statistic": np.nan, "df": float(q), "p_value": np.nan,
+             "se_method": "", "note": ""}
+    if any(not rates[v] > 0 for v in present):
+        joint["note"] = f"not estimable: a timing arm has 0 {num}"
+    elif g - 1 < q:
+        joint["note"] = f"not estimable: {g} videos cannot support {q} joint restrictions"
+    else:
+        est = np.array([np.log(rates[present[0]] / rates[v]) for v in present[1:]])
+        pairs = [(present[0], v) for v in present[1:]]
+        if fit is not None:
+            cm = gradient(pairs)
+            test = hotelling_test(est, cm @ fit.vcov_cr2 @ cm.T, g)
+            if np.isfinite(test["p_value"]):
+                joint.update(statistic=test["f"], df=test["df1"], p_value=test["p_value"],
+                             se_method=f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})")
+            else:
+                joint["note"] = "not estimable: singular CR2 covariance of the timing contrasts"
+        else:
+            cm = np.zeros((q, len(cols)))
+            for i, v in enumerate(present[1:]):
+                cm[i, cols.index(present[0])], cm[i, cols.index(v)] = 1.0, -1.0
+            cov = inf.covariance(cm)
+            if np.isfinite(cov).all() and np.linalg.matrix_rank(cov) == q:
+                wald = float(est @ np.linalg.solve(cov, est))
+                joint.update(statistic=wald, p_value=float(stats.chi2.sf(wald, q)),
+                             se_method=f"{METHOD_CR1}; Wald chi-square({q})")
+            else:
+                joint["note"] = "not estimable: singular covariance of the timing contrasts"
+    rows.append(joint)
     return pd.DataFrame(rows)
 
 
@@ -129,15 +191,28 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
         models.append(("wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
                        "log_lift ~ achieved_delta + C(variant)"))
     rows = []
+    g = data["video_id"].nunique()
     for label, formula in models:
-        # t intervals with (videos - 1) degrees of freedom, as for the lifts: few clusters.
+        # few videos: CR2 + Satterthwaite df; otherwise CR1 with t(videos - 1), as for the lifts
         res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
-        ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+        names = list(res.params.index)
+        c = np.zeros(len(names))
+        c[names.index("achieved_delta")] = 1.0
+        if g < SMALL_SAMPLE_CLUSTERS:
+            fit = cluster_wls(res.model.exog, res.model.endog, groups, data["w"].to_numpy())
+            est = fit.contrast(c, alpha)
+            slope, se, lo, hi, p = est["estimate"], est["se"], est["ci_low"], est["ci_high"], est["p_value"]
+            df, method = est["df"], METHOD_CR2
+            intercept = float(fit.beta[names.index("Intercept")])
+        else:
+            ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+            slope, se = float(res.params["achieved_delta"]), float(res.bse["achieved_delta"])
+            lo, hi, p = float(ci.iloc[0]), float(ci.iloc[1]), float(res.pvalues["achieved_delta"])
+            df, method = float(g - 1), METHOD_CR1
+            intercept = float(res.params["Intercept"])
         rows.append({
-            "metric": metric, "model": label,
-            "slope": float(res.params["achieved_delta"]), "slope_se": float(res.bse["achieved_delta"]),
-            "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1]),
-            "p_value": float(res.pvalues["achieved_delta"]), "intercept": float(res.params["Intercept"]),
-            "n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique()),
+            "metric": metric, "model": label, "slope": slope, "slope_se": se, "ci_low": lo, "ci_high": hi,
+            "p_value": p, "df": df, "se_method": method, "intercept": intercept,
+            "n_video_variants": int(len(data)), "n_videos": int(g),
         })
     return pd.DataFrame(rows)

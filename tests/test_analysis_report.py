@@ -116,6 +116,8 @@ def test_report_outputs_and_idempotent(demo: tuple[Path, Path, pd.DataFrame]) ->
     assert "Observational scene model" in page
     before = {t: _read(db, t) for t in TABLES}
     assert all(len(before[t]) for t in TABLES)
+    moderators = set(before["analysis_meta"]["term"].dropna())
+    assert {"intercept", "achieved_delta", "mean_contrast"} <= moderators  # pooled industries + two meta-regressions
     report = build_report(db, out)
     assert report.headline_markdown.startswith("**demo-exp-1**")
     assert "| full_boost |" in report.headline_markdown
@@ -148,3 +150,72 @@ def test_report_without_results_and_missing_database(tmp_path: Path, capsys: pyt
     assert (tmp_path / "out" / "report.html").exists()
     assert main(["--database", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _few_video_warehouse(db: Path, n_per_industry: int = 2, seed: int = 0) -> pd.DataFrame:
+    """A small real-shaped experiment: 2 videos in each of 3 industries, 7 arms, binomial counts."""
+    rng = np.random.default_rng(seed)
+    lifts = {"baseline": 0.0, "early_boost": 0.12, "middle_boost": 0.07, "late_boost": 0.03,
+             "full_boost": 0.15, "reduction": -0.06, "placebo": 0.0}
+    rows, videos, deltas = [], [], []
+    for i in range(3 * n_per_industry):
+        vid, industry = f"a1b2c3d4e5f6a7b8c9d0e{i:03x}", INDUSTRIES[i % 3]
+        videos.append((vid, industry))
+        base = 0.02 * np.exp(rng.normal(0, 0.3))
+        reach = int(rng.integers(20_000, 80_000))  # the platform splits each video's reach evenly over arms
+        for variant, lift in lifts.items():
+            imp = int(rng.poisson(reach))
+            clicks = int(rng.binomial(imp, min(base * (1 + lift), 1)))
+            watch = imp * 8.0 * (1 + lift / 4) * float(np.exp(rng.normal(0, 0.05)))
+            rows.append((f"exp-{n_per_industry}", vid, variant, imp, clicks, int(rng.binomial(clicks, 0.05)),
+                         0.0, watch, 90.0 * imp))
+            if variant != "baseline":
+                deltas.append((vid, variant, VARIANT_WINDOW[variant], float(rng.uniform(0, 0.4))))
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE ab_results (experiment_id VARCHAR, video_id VARCHAR, variant VARCHAR, impressions BIGINT, "
+                "clicks BIGINT, conversions BIGINT, spend DOUBLE, watch_time_s_sum DOUBLE, watch_time_s_sumsq DOUBLE)")
+    con.executemany("INSERT INTO ab_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute("CREATE TABLE videos (video_id VARCHAR, industry VARCHAR)")
+    con.executemany("INSERT INTO videos VALUES (?, ?)", videos)
+    con.execute('CREATE TABLE manipulation_check (video_id VARCHAR, variant VARCHAR, "window" VARCHAR, achieved_delta DOUBLE)')
+    con.executemany("INSERT INTO manipulation_check VALUES (?, ?, ?, ?)", deltas)
+    con.close()
+    return pd.DataFrame(videos, columns=["video_id", "industry"])
+
+
+def test_small_experiment_report_is_reviewable(tmp_path: Path) -> None:
+    """6 videos, 2 per industry: HTML headline table, model + correction per table, industry rows,
+    meta-analysis rows, small-sample notes, and no joint test with p = 0."""
+    db = tmp_path / "w.duckdb"
+    _few_video_warehouse(db)
+    report = build_report(db, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<table class='t headline'>" in page and "<pre>" not in page
+    assert page.count("<p class='model'>Model:") >= len(TABLES)
+    assert "Small-sample notes" in page and "CR2 (Bell-McCaffrey)" in page
+    lift = report.tables["analysis_lift"]
+    assert (lift["se_method"].str.startswith("CR2")).all() and (lift["df"] < 6).all()
+    het = report.tables["analysis_heterogeneity"]
+    industry = het[het["kind"] == "industry_lift"]
+    assert set(industry["industry"]) == set(INDUSTRIES) and (industry["n_videos"] == 2).all()
+    meta = report.tables["analysis_meta"]
+    pooled = meta[meta["analysis"] == "industries pooled"]
+    assert {"DL", "REML"} <= set(pooled["method"]) and (pooled["k"] == 3).all()
+    assert (pooled["ci_low"] <= pooled["estimate"]).all() and pooled["i2"].between(0, 100).all()
+    assert meta["analysis"].str.startswith("meta-regression of per-video lifts on achieved_delta").any()
+    timing = report.tables["analysis_timing"]
+    joint = timing[timing["contrast"].str.startswith("joint")]
+    assert (joint["p_value"] > 1e-12).all() and joint["se_method"].str.contains("Hotelling F").all()
+    arms = report.tables["analysis_arms_test"]
+    assert set(arms["test"]) == {"pearson", "cluster"}
+    assert any("6 videos" in n for n in report.notes)
+    srm = report.tables["analysis_guardrails"]
+    assert not srm[srm["check"] == "sample_ratio_mismatch"]["flagged"].any()
+
+
+def test_cli_takes_the_design(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    _few_video_warehouse(db)
+    assert main(["--database", str(db), "--out", str(tmp_path / "o"), "--design", "paired"]) == 0
+    with pytest.raises(ValueError, match="more than one arm"):
+        build_report(db, tmp_path / "o2", design="unpaired")  # every video ran in every arm: not unpaired

@@ -214,7 +214,7 @@ def test_power_and_mde() -> None:
 
 
 def test_timing_joint_test_left_out_with_too_few_videos() -> None:
-    """Two videos cannot support two timing contrasts: pairwise rows only, no singular inversion."""
+    """Two videos cannot support two timing contrasts: the joint row says so, no singular inversion."""
     import pandas as pd
 
     from analysis.timing import timing_contrasts
@@ -226,7 +226,9 @@ def test_timing_joint_test_left_out_with_too_few_videos() -> None:
             rows.append({"video_id": video, "variant": variant, "industry": "Beauty", "impressions": 10_000,
                          "clicks": int(10_000 * base * lift), "conversions": 20, "watch_time_s_sum": 8e4, "watch_time_s_sumsq": 9e5})
     table = timing_contrasts(pd.DataFrame(rows), "ctr")
-    assert len(table) == 3 and not table["contrast"].str.startswith("joint").any()
+    joint = table[table["contrast"].str.startswith("joint")]
+    assert len(table) == 4 and len(joint) == 1
+    assert np.isnan(joint["p_value"].iat[0]) and "2 videos cannot support 2" in joint["note"].iat[0]
 
 
 def test_within_variant_dose_slope_is_not_confounded_by_variant_effects() -> None:
