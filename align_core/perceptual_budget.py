@@ -12,7 +12,10 @@ measures, both computed only over the pixels outside ``product OR protect``:
   just-noticeable difference side by side, 6 a clearly visible but gentle grade).
 
 Both are vectorised numpy/OpenCV; :func:`ciede2000` reproduces Sharma et al.'s published test
-pairs to 1e-4 (``tests/test_perceptual_budget.py``). The same measure gives the placebo its
+pairs to 1e-4 (``tests/test_perceptual_budget.py``). Like Wang's reference ``ssim.m``, frames are
+first averaged down by an integer factor ``max(1, round(min(H, W) / 256))`` (1 for the 288x512
+demo, 4 for 1080x1920): SSIM's 11-pixel window then covers the same visual angle at any size, and a
+real-size ad costs what a small one does. The same measure gives the placebo its
 matched magnitude (mean CIEDE2000 outside the region equal to the matched boost's).
 """
 
@@ -174,10 +177,17 @@ def outside_region(product: np.ndarray | None, protect: np.ndarray | None, shape
     return ~excluded
 
 
+def downsample_factor(shape: tuple[int, ...]) -> int:
+    """Wang et al.'s SSIM downsampling factor for a frame of ``shape``: ``max(1, round(min(H, W) / 256))``."""
+    return max(1, int(round(min(shape[0], shape[1]) / 256)))
+
+
 def measure(
     baseline: np.ndarray, edited: np.ndarray, product: np.ndarray | None = None, protect: np.ndarray | None = None
 ) -> BudgetMeasure:
     """SSIM and mean CIEDE2000 of ``edited`` against ``baseline`` outside ``product OR protect``.
+
+    ``pixels`` counts the measured pixels after the :func:`downsample_factor` averaging.
 
     A frame whose every pixel is product or protected has nothing to measure: SSIM 1, CIEDE2000 0.
     """
@@ -186,6 +196,14 @@ def measure(
     if baseline.shape != edited.shape:
         raise ValueError(f"perceptual budget: baseline {baseline.shape} and edited {edited.shape} differ")
     region = outside_region(product, protect, baseline.shape[:2])
+    factor = downsample_factor(baseline.shape)
+    if factor > 1:
+        height, width = baseline.shape[0] // factor, baseline.shape[1] // factor
+        crop = (slice(0, height * factor), slice(0, width * factor))
+        baseline = cv2.resize(baseline[crop], (width, height), interpolation=cv2.INTER_AREA)
+        edited = cv2.resize(edited[crop], (width, height), interpolation=cv2.INTER_AREA)
+        # a block counts only when all its pixels are outside product and protected regions
+        region = cv2.resize(region[crop].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
     pixels = int(region.sum())
     if pixels == 0:
         return BudgetMeasure(1.0, 0.0, 0)
