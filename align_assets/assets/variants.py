@@ -375,10 +375,12 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
         passed=bool(over.empty and matched),
         metadata={
             "budget": MetadataValue.json({"min_ssim": config.min_ssim, "max_delta_e": config.max_delta_e}),
-            "worst_min_ssim": MetadataValue.float(float(report.budget["min_ssim"].min())),
-            "worst_max_delta_e": MetadataValue.float(float(report.budget["max_delta_e"].max())),
+            "worst_min_ssim": MetadataValue.float(float(report.budget["min_ssim"].min()) if len(report.budget) else 1.0),
+            "worst_max_delta_e": MetadataValue.float(float(report.budget["max_delta_e"].max()) if len(report.budget) else 0.0),
             "variants_over_budget": MetadataValue.json(over["variant"].tolist()),
-            "placebo_magnitude_ratio": MetadataValue.json(placebo["placebo_magnitude_ratio"].round(3).tolist()),
+            "placebo_magnitude_ratio": MetadataValue.json(
+                [round(float(x), 3) if np.isfinite(x) else None for x in placebo["placebo_magnitude_ratio"]]
+            ),
         },
     )
 
