@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--added-since", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--added-until", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--print-keys", action="store_true", help="print the partition keys and stop")
+    parser.add_argument(
+        "--asset", action="append", dest="assets", metavar="NAME",
+        help="materialize only this asset (repeatable; its upstream must be materialized already)",
+    )
     args = parser.parse_args(argv)
     layout = DataLayout(Path(args.data_dir))
     try:
@@ -69,19 +73,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"align-backfill: {exc}", file=sys.stderr)
         return 2
     if args.print_keys:
+        for message in video_ids_in_inbox(layout)[1]:
+            print(f"align-backfill: ignored file: {message}", file=sys.stderr)
         print(",".join(keys))
         return 0
     if not keys:
         print("align-backfill: no video matches the selection", file=sys.stderr)
         return 1
-    from align_assets.demo import materialize_everything, prepare_instance
+    from align_assets.demo import prepare_instance, run_command
 
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     prepare_instance(layout.dagster_home)
-    failures = materialize_everything(keys)
+    try:
+        failures = run_command("align-backfill", layout, keys, assets=args.assets)
+    except ValueError as exc:
+        print(f"align-backfill: {exc}", file=sys.stderr)
+        return 2
     for key, messages in failures.items():
         for message in messages:
-            print(f"{key}: {message}", file=sys.stderr)
+            print(f"{key}: " + message.replace("\n", "\n    "), file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +32,11 @@ run_coordinator:
 concurrency:
   pools:
     default_limit: 1
+# Under `dagster dev` the daemon notices run workers that died and frees the pool slots of
+# runs that ended; the command-line runners do the same before they launch (align_assets.recovery).
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 30
 """
 
 
@@ -41,22 +48,78 @@ def prepare_instance(dagster_home: Path) -> None:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
 
 
+#: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
+DEMO_FILES = ".align-demo-files.json"
+
+
+def _raw_files(layout: DataLayout) -> list[Path]:
+    if not layout.raw_dir.is_dir():
+        return []
+    return sorted(
+        path for path in layout.raw_dir.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(layout.raw_dir).parts)
+    )
+
+
+def foreign_inputs(layout: DataLayout) -> list[str]:
+    """Input files in ``raw/`` that the demo did not write (or that changed since), which it must not overwrite.
+
+    The demo records what it wrote in ``raw/.align-demo-files.json``. A directory an earlier demo
+    made before that record existed is recognised by its ``demo_corpus.json``.
+    """
+    import hashlib
+    import json
+
+    record_path = layout.raw_dir / DEMO_FILES
+    files = _raw_files(layout)
+    if not record_path.exists():
+        if (layout.raw_dir / "demo_corpus.json").is_file():
+            return []  # an earlier demo's own directory
+        return [str(path.relative_to(layout.root)) for path in files]
+    recorded = json.loads(record_path.read_text())
+    foreign = []
+    for path in files:
+        relative = str(path.relative_to(layout.raw_dir))
+        if recorded.get(relative) != hashlib.file_digest(path.open("rb"), "sha256").hexdigest():
+            foreign.append(str(path.relative_to(layout.root)))
+    return foreign
+
+
+def record_demo_inputs(layout: DataLayout) -> None:
+    import hashlib
+    import json
+
+    from align_core.atomic import atomic_write_text
+
+    digests = {}
+    for path in _raw_files(layout):
+        with path.open("rb") as handle:
+            digests[str(path.relative_to(layout.raw_dir))] = hashlib.file_digest(handle, "sha256").hexdigest()
+    atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+
+
 def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool) -> list[str]:
     from align_core.demo_corpus import generate_demo_corpus
     from align_core.registry import video_ids_in_inbox
 
     keywords_source = shared_data / "keywords.csv" if shared_data and (shared_data / "keywords.csv").exists() else None
+    if n_videos < 1:
+        raise ValueError(f"--videos {n_videos}: the demo needs at least 1 video")
+    # The screened-keyword and detected-scene cases need videos of their own; a small demo keeps
+    # every video an editable product ad instead of failing.
+    screened = 1 if n_videos >= 3 else 0
     generate_demo_corpus(
         layout,
         n_videos=n_videos,
+        n_empty_keywords=screened,
+        n_cta_keywords=screened,
+        videos_without_scene_rows=1 if n_videos >= 2 else 0,
         seed=seed,
         keywords_source=keywords_source,
         include_real_clips=include_real and shared_data is not None,
         real_clips_dir=shared_data / "videos" if shared_data else None,
     )
-    ids, skipped = video_ids_in_inbox(layout)
-    for message in skipped:
-        print(f"  ignored: {message}")
+    ids, _ = video_ids_in_inbox(layout)  # files it leaves out are listed by report_inputs
     return ids
 
 
@@ -75,13 +138,21 @@ def materialize_everything(
     resources: dict | None = None,
     op_config: dict[str, dict] | None = None,
     log=print,
+    watch: bool = False,
+    assets: list[str] | None = None,
 ) -> dict[str, list[str]]:
     """Materialize every asset of ``defs`` over ``partition_keys`` in dependency waves.
 
     ``op_config`` maps an asset name to its config (e.g. fewer training steps in tests); each
-    wave's run gets the entries of the assets it runs.
+    wave's run gets the entries of the assets it runs. ``assets`` limits the graph to those
+    asset names (their upstream must exist already). With ``watch`` (the command-line runners)
+    each run executes on a worker thread while this thread waits for pool slots, prints steps
+    that are blocked on a pool, and stays interruptible by Ctrl-C (Dagster's in-process executor
+    swallows SIGINT while a step waits for a slot).
     """
     from dagster import DagsterInstance, materialize
+
+    from align_assets.recovery import process_tags
 
     from align_assets.definitions import all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
@@ -95,6 +166,20 @@ def materialize_everything(
 
     graph = defs.resolve_asset_graph()
     remaining = set(graph.materializable_asset_keys)
+    if assets is not None:
+        unknown = sorted(set(assets) - {key.to_user_string() for key in remaining})
+        if unknown:
+            raise ValueError(f"unknown asset(s) {', '.join(unknown)}")
+        remaining = {key for key in remaining if key.to_user_string() in assets}
+    tags = {"align/launched_by": "make demo", **process_tags()}
+
+    def launch(wave: set, **kwargs):
+        kwargs.update(selection=list(wave), instance=instance, resources=resources, raise_on_error=False,
+                      tags=tags, run_config=wave_config(wave))
+        if not watch:
+            return materialize(all_assets, **kwargs)
+        pools = set().union(*(graph.get(key).pools or set() for key in wave))
+        return run_watched(instance, lambda: materialize(all_assets, **kwargs), pools, log)
     failures: dict[str, list[str]] = {}
     resources = resources or dict(defs.resources)
 
@@ -112,11 +197,7 @@ def materialize_everything(
             log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos")
             for key in partition_keys:
                 started = time.perf_counter()
-                result = materialize(
-                    all_assets, selection=list(wave), partition_key=key, instance=instance,
-                    resources=resources, raise_on_error=False, tags={"align/launched_by": "make demo"},
-                    run_config=wave_config(wave),
-                )
+                result = launch(wave, partition_key=key)
                 log(f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
                 if not result.success:
                     failures.setdefault(key, []).append(_failure_message(result))
@@ -126,14 +207,119 @@ def materialize_everything(
                 raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
             log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
             started = time.perf_counter()
-            result = materialize(
-                all_assets, selection=list(wave), instance=instance, resources=resources,
-                raise_on_error=False, tags={"align/launched_by": "make demo"}, run_config=wave_config(wave),
-            )
+            result = launch(wave)
             log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
             if not result.success:
                 failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
         remaining -= wave
+    return failures
+
+
+def _our_running_runs(instance) -> set[str]:
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from align_assets.recovery import process_tags
+
+    mine = RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED], tags=process_tags())
+    return {run.run_id for run in instance.get_runs(filters=mine)}
+
+
+def _wait_for_pools(instance, pools: set[str], log, poll_s: float = 1.0) -> None:
+    """Wait here (interruptibly, saying why) until every pool the next run needs has a free slot."""
+    from align_assets.recovery import blocked_steps, free_slots, reclaim_dead_runs
+
+    announced = False
+    while True:
+        full = [pool for pool in sorted(pools) if free_slots(instance, pool) == 0]
+        if not full:
+            return
+        for line in reclaim_dead_runs(instance).lines():
+            log(f"   reclaimed: {line}")
+        if not announced and all(free_slots(instance, pool) == 0 for pool in full):
+            for pool in full:
+                holders = [b for b in blocked_steps(instance) if b.pool == pool]
+                info = instance.event_log_storage.get_concurrency_info(pool)
+                who = ", ".join(f"run {slot.run_id[:8]} ({slot.step_key})" for slot in info.claimed_slots)
+                log(f"   waiting for a slot in pool '{pool}' (limit {info.slot_count}), held by {who}"
+                    f"{f'; {len(holders)} step(s) queued' if holders else ''}. Ctrl-C stops.")
+            announced = True
+        time.sleep(poll_s)
+
+
+def run_watched(instance, run, pools: set[str], log, poll_s: float = 1.0):
+    """Call ``run()`` (one Dagster run) on a worker thread; this thread reports blocked steps and takes Ctrl-C.
+
+    Dagster captures SIGINT/SIGTERM only on the main thread; on a worker thread it leaves them to
+    this one, so a KeyboardInterrupt reaches :func:`interrupt_runs` in the command's ``main``.
+    """
+    from align_assets.recovery import blocked_steps
+
+    _wait_for_pools(instance, pools, log, poll_s)
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["result"] = run()
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="align-run", daemon=True)
+    worker.start()
+    announced: set[tuple[str, str]] = set()
+    while worker.is_alive():
+        worker.join(poll_s)
+        if not worker.is_alive():
+            break
+        for blocked in blocked_steps(instance, _our_running_runs(instance)):
+            if (blocked.run_id, blocked.step_key) not in announced:
+                announced.add((blocked.run_id, blocked.step_key))
+                log(f"   waiting: {blocked.message()}. Ctrl-C stops.")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def interrupt_runs(instance, why: str) -> list[str]:
+    """Mark this process's running runs cancelled and free their pool slots (after Ctrl-C / SIGTERM)."""
+    cancelled = []
+    for run_id in sorted(_our_running_runs(instance)):
+        run = instance.get_run_by_id(run_id)
+        instance.report_run_canceled(run, message=why)
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+        cancelled.append(run_id)
+    return cancelled
+
+
+def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None) -> dict[str, list[str]]:
+    """What the command-line runners share: reclaim what killed runs left, run the waves, stop cleanly on Ctrl-C.
+
+    Returns the failures by partition; on Ctrl-C or SIGTERM it cancels this process's runs,
+    frees their slots and exits with status 130.
+    """
+    from dagster import DagsterInstance
+
+    from align_assets.recovery import reclaim
+
+    def on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    quiet_dagster_warnings()
+    report_inputs(name, layout)
+    instance = DagsterInstance.get()
+    try:
+        for line in reclaim(instance, layout).lines():
+            print(f"{name}: reclaimed: {line}", flush=True)
+        failures = materialize_everything(keys, instance=instance, watch=True, assets=assets)
+    except KeyboardInterrupt:
+        cancelled = interrupt_runs(instance, f"{name} was interrupted (Ctrl-C or SIGTERM)")
+        print(f"\n{name}: interrupted; cancelled {len(cancelled)} run(s) and freed their pool slots"
+              f"{': ' + ', '.join(cancelled) if cancelled else ''}. Finished outputs are kept; "
+              "temporary files are removed on the next start.", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)  # the run's worker thread may be inside a C extension: do not wait for it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return failures
 
 
@@ -169,8 +355,33 @@ def failure_messages(result) -> list[str]:
 
 
 def _failure_message(result) -> str:
+    """The first failed step's whole message: a CSV error's per-row list stays readable on the console."""
     messages = failure_messages(result)
-    return messages[0].splitlines()[0] if messages else "run failed (see the Dagster UI for details)"
+    return messages[0] if messages else "run failed (see the Dagster UI for details)"
+
+
+def quiet_dagster_warnings() -> None:
+    """Hide Dagster warnings a user of the command line cannot act on (beta flags, policy mixing)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `asset` is currently in beta")
+    warnings.filterwarnings("ignore", message=r"(?s).*materializes assets with varying BackfillPolicies")
+
+
+def report_inputs(name: str, layout: DataLayout) -> None:
+    """Print every input the run will not use, with its reason: CSV rows that belong to no video, odd files."""
+    from align_core.ingest import csv_problems, format_csv_problems
+    from align_core.registry import video_ids_in_inbox
+
+    _, skipped = video_ids_in_inbox(layout)
+    for message in skipped:
+        print(f"{name}: ignored file: {message}", file=sys.stderr)
+    problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
+    orphans = problems[problems["video_id"].isna()]
+    if len(orphans):
+        print(f"{name}: {len(orphans)} input CSV row(s) belong to no video and are left out:", file=sys.stderr)
+        for line in format_csv_problems(orphans):
+            print(f"  - {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +395,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    layout = DataLayout(Path(args.data_dir)).ensure()
+    layout = DataLayout(Path(args.data_dir))
+    foreign = foreign_inputs(layout)
+    if foreign and not args.ui_only:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        print(
+            f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
+            "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
+            "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
+            f"{layout.root}.", file=sys.stderr,
+        )
+        return 2
+    layout = layout.ensure()
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     os.environ.setdefault("ALIGN_PROFILE", "demo")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -198,9 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
 
     print(f"Building the demo corpus in {layout.raw_dir} ...")
-    ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    try:
+        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+    except ValueError as exc:
+        print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
+        return 2
+    record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
-    failures = materialize_everything(ids)
+    failures = run_command("align-demo", layout, ids)
 
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -221,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nSome partitions failed (the others materialized):")
         for key, messages in failures.items():
             for message in messages:
-                print(f"  {key}: {message}")
+                print(f"  {key}: " + message.replace("\n", "\n    "))
         return 1
     return 0
 

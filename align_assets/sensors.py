@@ -13,6 +13,7 @@ from dagster import (
 
 from align_assets.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from align_assets.resources import PlatformResource
+from align_core.ingest import csv_problems, format_csv_problems
 from align_core.registry import video_ids_in_inbox
 
 
@@ -27,6 +28,11 @@ def new_video_sensor(context: SensorEvaluationContext, platform: PlatformResourc
     ids, skipped = video_ids_in_inbox(platform.layout)
     for message in skipped:
         context.log.warning(f"ignored: {message}")
+    layout = platform.layout
+    problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
+    orphans = problems[problems["video_id"].isna()]
+    for line in format_csv_problems(orphans):
+        context.log.warning(f"input CSV row that belongs to no video: {line}")
     known = set(video_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
     new = [video_id for video_id in ids if video_id not in known]
     if not new:

@@ -15,23 +15,37 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
+from align_core.eligibility import variants_select_sql
 from align_core.warehouse import warehouse_lock
 
 
 def collect_parquet_table(
-    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str
+    warehouse: DuckDBResource, platform: PlatformResource, table: str, source_asset: str, file_name: str, order_by: str,
+    eligibility: tuple[str, str] | None = None,
 ) -> tuple[int, int, object]:
-    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview)."""
+    """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview).
+
+    ``eligibility`` = (asset, file): join each row's ``eligible``/``exclusion_reason`` from that
+    asset's per-video files (:mod:`align_core.eligibility`).
+    """
     files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
+    checked = sorted((platform.layout.artifacts_dir / eligibility[0]).glob(f"*/{eligibility[1]}")) if eligibility else []
     with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
         if not files:
             con.execute(f'DROP TABLE IF EXISTS "{table}"')
             return 0, 0, None
         con.execute("BEGIN TRANSACTION")
-        con.execute(
-            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
-            [[str(f) for f in files]],
-        )
+        if eligibility:
+            select = variants_select_sql("$files", "$checked" if checked else None)
+            con.execute(
+                f'CREATE OR REPLACE TABLE "{table}" AS {select} ORDER BY {order_by}',
+                {"files": [str(f) for f in files], **({"checked": [str(f) for f in checked]} if checked else {})},
+            )
+        else:
+            con.execute(
+                f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
+                [[str(f) for f in files]],
+            )
         con.execute("COMMIT")
         rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
@@ -41,6 +55,7 @@ def collect_parquet_table(
 def collect_table_asset(
     *, name: str, source_asset: str, file_name: str, description: str, group_name: str, order_by: str,
     table: str | None = None,
+    eligibility: tuple[str, str] | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
@@ -52,14 +67,14 @@ def collect_table_asset(
 
     @asset(
         name=name,
-        deps=[AssetKey(source_asset)],
+        deps=[AssetKey(source_asset)] + ([AssetKey(eligibility[0])] if eligibility else []),
         group_name=group_name,
         description=description,
         automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
     def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
-        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by)
+        rows, videos, preview = collect_parquet_table(warehouse, platform, table, source_asset, file_name, order_by, eligibility)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,

@@ -2,12 +2,16 @@
 
 Every stage writes to a temporary sibling and renames it into place, so a run killed mid-write
 never leaves a half-written file where a good one was, and re-running replaces outputs whole.
+Temporary names carry the writer's process id (``.<name>.tmp-<pid>-<random>``), so what a killed
+process left behind can be told apart from what a live one is writing and reclaimed
+(:func:`reclaim_temporaries`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -25,7 +29,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}{target.suffix}")
+    tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
         yield tmp
         if not tmp.exists():
@@ -55,12 +59,12 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
         old = None
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             os.replace(target, old)
         os.replace(tmp, target)
         if old is not None:
@@ -68,3 +72,58 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: ``.<name>.tmp-<pid>-<random>[suffix]`` / ``.<name>.old-<pid>-<random>``, as written above.
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[^.]+(?P<suffix>\.[^.]*)?$")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reclaim_temporaries(directory: str | os.PathLike[str], depth: int = 1) -> list[Path]:
+    """Remove what killed writers left in ``directory`` (and ``depth - 1`` levels below).
+
+    A ``.tmp-<pid>-*`` file or folder whose process is gone is deleted; a ``.old-<pid>-*`` folder
+    (a crash between the two renames of :func:`atomic_directory`) is renamed back when its target
+    is missing, else deleted. Leftovers of live processes are never touched. Returns the paths
+    handled. Assumes the writers ran on this machine (process ids are per machine).
+    """
+    handled: list[Path] = []
+    directory = Path(directory)
+    if depth < 1 or not directory.is_dir():
+        return handled
+    for entry in sorted(directory.iterdir()):
+        match = _LEFTOVER.match(entry.name)
+        if match is None:
+            if depth > 1 and entry.is_dir() and not entry.is_symlink():
+                handled.extend(reclaim_temporaries(entry, depth - 1))
+            continue
+        if process_alive(int(match["pid"])):
+            continue
+        if match["kind"] == "old":
+            target = entry.with_name(match["name"])
+            if not target.exists():
+                os.replace(entry, target)
+                handled.append(entry)
+                continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        handled.append(entry)
+    return handled

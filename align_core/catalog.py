@@ -8,6 +8,7 @@ thumbnail strip (the first frame of each scene) so the Dagster UI and notebooks 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,11 @@ def save_catalog(catalog: VideoCatalog, directory: str | Path) -> dict[str, Path
     """Write catalog.json, scenes.parquet and the scene thumbnail strip (each atomically)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    json_path = atomic_write_text(directory / CATALOG_FILE, json.dumps(catalog.to_json(), indent=2, default=str))
+    data = catalog.to_json()
+    # The video's path is stored relative to this directory, so a data directory that is moved
+    # or mounted elsewhere still finds its inputs.
+    data["probe"] = {**data["probe"], "path": os.path.relpath(catalog.probe.path, directory.resolve())}
+    json_path = atomic_write_text(directory / CATALOG_FILE, json.dumps(data, indent=2, default=str))
     scenes_path = directory / SCENES_FILE
     with atomic_path(scenes_path) as tmp:
         catalog.scenes.to_parquet(tmp, index=False)
@@ -195,9 +200,12 @@ def load_catalog(directory: str | Path) -> VideoCatalog:
         raw=keyword["raw"], keyword=keyword["keyword"], segmentable=keyword["segmentable"],
         category=keyword["category"], reason=keyword["reason"], notes=tuple(keyword.get("notes", ())),
     )
+    probe = dict(data["probe"])
+    if not Path(probe["path"]).is_absolute():
+        probe["path"] = os.path.normpath(directory.resolve() / probe["path"])
     return VideoCatalog(
         video_id=data["video_id"],
-        probe=VideoProbe(**data["probe"]),
+        probe=VideoProbe(**probe),
         scenes=scenes,
         scene_source=data["scene_source"],
         scene_issues=[SceneIssue(**issue) for issue in data["scene_issues"]],

@@ -270,3 +270,52 @@ def read_alignment_scores(path: str | Path) -> AlignmentScores:
     table["video_id"] = table["video_id"].astype(str)
     table["scene_number"] = table["scene_number"].astype("int64")
     return AlignmentScores(path, table, problems)
+
+
+# -- every problem of the input CSVs, for the user -----------------------------------------------
+CSV_PROBLEM_COLUMNS = ["file", "line", "column", "value", "problem", "video_id"]
+
+
+def csv_problems(*paths: str | Path) -> pd.DataFrame:
+    """Every problem in the input CSVs (``keywords.csv``, ``alignment_score.csv``), one row each.
+
+    Rows whose id is invalid (e.g. ``7.22E+18``) belong to no video, so no partition ever
+    reports them; this table does, for the CLI's console, the sensor's log, the catalog's
+    metadata and the ``csv_problems`` warehouse table. A file that cannot be read at all is one
+    row with line 0. Missing files are skipped.
+    """
+    readers = {"keywords.csv": read_keywords, "alignment_score.csv": read_alignment_scores}
+    rows: list[dict[str, object]] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            continue
+        reader = readers.get(path.name, read_alignment_scores if "video id" in path.read_text(errors="replace")[:200] else read_keywords)
+        try:
+            problems = reader(path).problems
+        except CsvValidationError as exc:
+            problems = exc.problems
+        except ValueError as exc:
+            problems = [RowProblem(0, str(exc))]
+        rows.extend(
+            {"file": str(path), "line": p.line, "column": p.column, "value": p.value, "problem": p.message, "video_id": p.video_id}
+            for p in problems
+        )
+    return pd.DataFrame(rows, columns=CSV_PROBLEM_COLUMNS).astype(
+        {"file": "string", "line": "int64", "column": "string", "value": "string", "problem": "string", "video_id": "string"}
+    )
+
+
+def format_csv_problems(problems: pd.DataFrame, limit: int = 20) -> list[str]:
+    """Readable lines: ``keywords.csv line 3, column '_id', value '7.22E+18': <problem>``."""
+    lines = []
+    for row in problems.head(limit).itertuples(index=False):
+        where = f"{Path(row.file).name} line {row.line}"
+        if not pd.isna(row.column):
+            where += f", column '{row.column}'"
+        if not pd.isna(row.value):
+            where += f", value {row.value!r}"
+        owner = f" (video {row.video_id})" if not pd.isna(row.video_id) else ""
+        lines.append(f"{where}{owner}: {row.problem}")
+    if len(problems) > limit:
+        lines.append(f"... and {len(problems) - limit} more (see the csv_problems table)")
+    return lines

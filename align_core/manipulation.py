@@ -16,7 +16,12 @@ Rules (thresholds in :class:`CheckThresholds`):
   ``off_window_tolerance`` of the baseline variant (timing variants differ only in timing);
 - baseline must stay within ``tolerance`` of the original (this bounds the codec drift above);
   placebo within ``tolerance`` of the baseline variant (DESIGN.md's placebo contract), and of
-  the original too with ``require_vs_original``.
+  the original too with ``require_vs_original``;
+- a boost/reduction whose own window plans no change at all (no product frames there, or the
+  alignment already at its bound) cannot differ from baseline: it is ``not_manipulable``, never
+  passed, whatever it measures.
+
+Every row and verdict carries a ``status``: ``passed``, ``failed`` or ``not_manipulable``.
 
 ``attention_fn`` is whatever scorer the caller trusts (the platform passes its real scorer; tests
 pass a weight-free map); the check is only as good as that scorer, and its name is recorded.
@@ -74,9 +79,12 @@ def measure_alignment(
 def measure_video_alignment(
     path: str | os.PathLike[str], masks: np.ndarray, attention_fn: AttentionFn, every: int = 1
 ) -> np.ndarray:
-    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it)."""
+    """Achieved alignment per frame of the video at ``path`` (decoded, as a viewer sees it).
+
+    A render of an odd-size source is read back at the masks' size (the writer pads to even).
+    """
     try:
-        return measure_alignment(iter_frames(path), masks, attention_fn, every)
+        return measure_alignment(iter_frames(path, crop_to=np.asarray(masks).shape[1:3]), masks, attention_fn, every)
     except ValueError as exc:
         raise ValueError(f"video {Path(path)}: {exc}") from exc
 
@@ -123,14 +131,19 @@ def manipulation_check(
     original_achieved: np.ndarray,
     thresholds: CheckThresholds = CheckThresholds(),
     attention_fn_name: str = "unspecified",
+    product_frames: np.ndarray | None = None,
 ) -> ManipulationReport:
     """Compare achieved alignment (per variant, per frame; NaN = not measured) with the plan.
 
     ``original_achieved`` is the original video measured with the same attention function; the
     plan's own ``original_alignment`` should come from that scorer too (target deltas are the
-    plan's).
+    plan's). ``product_frames`` (bool per frame: the product mask is non-empty) names why a
+    variant is not manipulable; by default frames with non-zero planned alignment.
     """
     baseline = plans.baseline_name()
+    if product_frames is None:
+        product_frames = np.asarray(plans.original_alignment) > 0
+    product_frames = np.asarray(product_frames, dtype=bool)
     if baseline not in achieved:
         raise KeyError(f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured")
     count = plans.frame_count
@@ -142,6 +155,7 @@ def manipulation_check(
     rows = []
     for name, curve in achieved.items():
         plan = plans[name]
+        not_manipulable = _not_manipulable(plan, plans, windows, product_frames, thresholds.eps)
         curve = np.asarray(curve, dtype=np.float64)
         if curve.shape != (count,):
             raise ValueError(f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)")
@@ -160,7 +174,10 @@ def manipulation_check(
             share = delta_base / target_delta if abs(target_delta) > thresholds.eps else float("nan")
             share_original = delta_original / target_delta if abs(target_delta) > thresholds.eps else float("nan")
             kind = plan.spec.kind
-            if abs(target_delta) > thresholds.eps:
+            if not_manipulable:
+                passed = False
+                reason = not_manipulable
+            elif abs(target_delta) > thresholds.eps:
                 passed = share >= thresholds.min_share
                 if thresholds.require_vs_original:
                     passed = passed and share_original >= thresholds.min_share
@@ -200,7 +217,8 @@ def manipulation_check(
                     "share_achieved": share,
                     "share_achieved_vs_original": share_original,
                     "passed": bool(passed),
-                    "reason": ("ok: " if passed else "FAILED: ") + reason,
+                    "status": "not_manipulable" if not_manipulable else ("passed" if passed else "failed"),
+                    "reason": reason if not_manipulable else ("ok: " if passed else "FAILED: ") + reason,
                 }
             )
     table = pd.DataFrame(rows)
@@ -208,17 +226,35 @@ def manipulation_check(
     verdicts = []
     for name, group in table.groupby("variant", sort=False):
         failing = group[~group["passed"]]
+        status = "passed" if failing.empty else ("not_manipulable" if (group["status"] == "not_manipulable").all() else "failed")
         verdicts.append(
             {
                 "video_id": plans.video_id,
                 "variant": name,
                 "passed": failing.empty,
-                "reason": "all windows passed" if failing.empty else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
+                "status": status,
+                "reason": "all windows passed" if failing.empty
+                else group["reason"].iloc[0] if status == "not_manipulable"
+                else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
             }
         )
     verdict_table = pd.DataFrame(verdicts)
     verdict_table["video_id"] = verdict_table["video_id"].astype("string")
     return ManipulationReport(table, verdict_table, thresholds, attention_fn_name)
+
+
+def _not_manipulable(plan, plans: VariantPlans, windows: np.ndarray, product_frames: np.ndarray, eps: float) -> str | None:
+    """Why a boost/reduction cannot differ from baseline (None when it can): its window plans no change."""
+    spec = plan.spec
+    if spec.kind not in ("boost", "reduce"):
+        return None
+    own = np.ones(len(windows), bool) if spec.window == "full" else windows == spec.window
+    planned = np.abs(np.asarray(plan.frame_target, dtype=np.float64)[own] - np.asarray(plans.original_alignment, dtype=np.float64)[own])
+    if own.any() and planned.max(initial=0.0) > eps:
+        return None
+    if not product_frames[own].any():
+        return f"not manipulable: no product frames in its {spec.window} window (it cannot differ from baseline)"
+    return f"not manipulable: its {spec.window} window plans no change (alignment already at its bound)"
 
 
 def check_rendered_variants(
@@ -233,7 +269,8 @@ def check_rendered_variants(
     """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
     original = measure_video_alignment(original_path, masks, attention_fn, every)
     achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
-    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn))
+    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames)
 
 
 @dataclass(frozen=True)
@@ -395,17 +432,18 @@ def measure_rendered(
             raise ValueError(f"video {path}: {count} frames but {len(masks)} masks")
         return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
 
-    original = score_all(iter_frames(original_path), Path(original_path))
+    size = np.asarray(masks).shape[1:3]  # a render of an odd-size source is read back at the masks' size
+    original = score_all(iter_frames(original_path, crop_to=size), Path(original_path))
     achieved: dict[str, dict[str, np.ndarray]] = {name: {} for name in scorers}
     budget_rows = []
     baseline_path = Path(variant_paths[baseline])
     for variant, path in variant_paths.items():
         path = Path(path)
         if variant == baseline:
-            curves = score_all(iter_frames(path), path)
+            curves = score_all(iter_frames(path, crop_to=size), path)
         else:
             def frames_with_budget():
-                for index, (base_frame, frame) in enumerate(_lockstep(iter_frames(baseline_path), iter_frames(path), f"video {path}")):
+                for index, (base_frame, frame) in enumerate(_lockstep(iter_frames(baseline_path, crop_to=size), iter_frames(path, crop_to=size), f"video {path}")):
                     mask = np.asarray(masks[min(index, len(masks) - 1)], dtype=bool)
                     guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
                     figures = measure(base_frame, frame, mask, guard)
@@ -493,7 +531,9 @@ def verify_variants(
     the perceptual budget against baseline on every frame and (placebo) its magnitude matches the
     matched boost's; ``unreachable`` when the only failures are planned windows the editor had to
     limit (budget-capped or at maximum strength, from ``limits``: the render manifest's
-    ``edit_limits``); ``failed`` otherwise. ``limits`` None: nothing was limited.
+    ``edit_limits``); ``not_manipulable`` when the calibrating check says so for every window (its
+    window has no product frames or plans no change); ``failed`` otherwise. ``limits`` None:
+    nothing was limited.
     """
     if len(independent) < 2:
         raise ValueError(f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}")
@@ -504,8 +544,9 @@ def verify_variants(
     baseline = plans.baseline_name()
     original, achieved, frames = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every)
     per_scorer: dict[str, pd.DataFrame] = {}
+    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
     for name in scorers:
-        report = manipulation_check(plans, achieved[name], original[name], thresholds, name)
+        report = manipulation_check(plans, achieved[name], original[name], thresholds, name, product_frames=product_frames)
         table = report.table.copy()
         table["scorer"] = name
         table["scorer_role"] = "calibrating" if name == calibrating_name else "independent"
@@ -520,18 +561,25 @@ def verify_variants(
     main["independent_total"] = main["independent_total"].astype(int)
     main["independent_majority"] = main["independent_agree"] * 2 > main["independent_total"]
     main["calibrating_passed"] = main["passed"]
+    main["calibrating_status"] = main["status"]
     main["passed"] = main["calibrating_passed"] & main["independent_majority"]
     main["reason"] = [
         reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
         for reason, agree, total, majority in zip(main["reason"], main["independent_agree"], main["independent_total"], main["independent_majority"])
     ]
-    main = main.drop(columns=["scorer", "scorer_role", "agrees"])
+    main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
     budget = budget_summary(plans, frames, settings)
     budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
     low, high = settings.placebo_magnitude_range
     verdicts = []
-    main["status"] = np.where(main["passed"], "passed", "failed")
+    main["status"] = np.where(main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed"))
     for name, group in main.groupby("variant", sort=False):
+        if (group["status"] == "not_manipulable").all():
+            verdicts.append({
+                "video_id": plans.video_id, "variant": name, "passed": False, "status": "not_manipulable",
+                "reason": str(group["reason"].iloc[0]),
+            })
+            continue
         problems = []
         if name in budget_by_variant.index:
             figures = budget_by_variant.loc[name]

@@ -31,7 +31,7 @@ import pandas as pd
 from align_core.editing.propagation import FlowPropagator
 from align_core.editing.render import allowed_region
 from align_core.variants import VariantPlans
-from align_core.video_io import iter_frames, probe_video
+from align_core.video_io import even_size, iter_frames, probe_video
 
 LpipsFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -155,7 +155,10 @@ def evaluate_variants(
         if name not in plans.plans:
             raise KeyError(f"video {plans.video_id}: variant {name!r} has a file but no plan")
         other = probe_video(variant_paths[name])
-        if (other.frame_count, other.width, other.height) != (count, probe.width, probe.height):
+        # An odd-size original is rendered padded to even by one edge row/column; it is compared
+        # cropped back to the original's size (like with like).
+        sizes = {(probe.height, probe.width), even_size(probe.height, probe.width)}
+        if other.frame_count != count or (other.height, other.width) not in sizes:
             raise ValueError(
                 f"variant {name} ({variant_paths[name]}): {other.frame_count} frames {other.width}x{other.height}, "
                 f"original {original_path} has {count} frames {probe.width}x{probe.height}"
@@ -165,7 +168,8 @@ def evaluate_variants(
     scene_start = {int(s) for s, _ in plans.scene_ranges}
     acc = {name: _Accumulator() for name in ["original", *names]}
     kinds = {name: plans[name].spec.kind for name in names}
-    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n]) for n in names]
+    size = (probe.height, probe.width)
+    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in names]
     previous: list[np.ndarray] | None = None
     protected_pixels = {n: 0 for n in names}
     for index, current in enumerate(zip(*streams)):

@@ -46,7 +46,7 @@ def video_ids_in_inbox(layout: DataLayout) -> tuple[list[str], list[str]]:
     return sorted(set(ids)), skipped
 
 
-def import_videos(folder: str | Path, layout: DataLayout) -> list[RegisteredVideo]:
+def import_videos(folder: str | Path, layout: DataLayout, sources: list[Path] | None = None) -> list[RegisteredVideo]:
     """Copy every video in ``folder`` into ``raw/videos/<id><suffix>`` (atomic, idempotent).
 
     Ids come from file stems with unsafe characters replaced; an unchanged file already in
@@ -54,7 +54,7 @@ def import_videos(folder: str | Path, layout: DataLayout) -> list[RegisteredVide
     would share an id are refused, naming both, before anything is copied.
     """
     layout.videos_dir.mkdir(parents=True, exist_ok=True)
-    sources = videos_in_folder(folder)
+    sources = videos_in_folder(folder) if sources is None else sources
     claimed: dict[str, Path] = {}
     for source in sources:
         video_id = video_id_from_filename(source.stem)

@@ -23,6 +23,9 @@ import numpy as np
 
 from align_core.atomic import atomic_path
 
+#: Smallest picture side the platform edits (optical flow needs 12 px, attention patches more).
+MIN_SIDE = 16
+
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
 
 #: Audio codecs that an mp4 container takes as they are; anything else is re-encoded to AAC.
@@ -57,6 +60,7 @@ class VideoProbe:
     audio_channels: int | None
     size_bytes: int
     sha256: str
+    rotation: int = 0  # display rotation applied on reading (phone videos); width/height are as displayed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,22 +106,33 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
         if not container.streams.video:
             raise VideoError(path, "has no video stream")
         stream = container.streams.video[0]
+        if container.format.name.endswith("_pipe") or container.format.name == "image2":
+            kind = container.format.name.removesuffix("_pipe").upper()
+            raise VideoError(path, f"is a {kind} image ({container.format.long_name}), not a video; only video files can be ads")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or float(rate) <= 0:
             raise VideoError(path, "has no usable frame rate")
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise VideoError(path, "has no picture size (corrupt header?)")
+        if min(width, height) < MIN_SIDE:
+            raise VideoError(path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
         audio = container.streams.audio[0] if container.streams.audio else None
         frame_count = 0
+        stamps: list[int] = []
         try:
             for packet in container.demux(stream):
                 if packet.size:
                     frame_count += 1
+                    if packet.pts is not None:
+                        stamps.append(int(packet.pts))
         except av.FFmpegError as exc:
             raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
         if frame_count == 0:
             raise VideoError(path, "contains no video frames")
+        if frame_count < 2:
+            raise VideoError(path, f"has a single {stream.codec_context.name} frame: a still image, not a video")
+        _check_constant_rate(path, stamps, stream.time_base)
         declared = int(stream.frames or 0)
         if declared > frame_count:
             # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
@@ -139,15 +154,70 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
             size_bytes=path.stat().st_size,
             sha256=file_sha256(path),
         )
-    # Decode the first frame so a file whose packets demux but whose pictures do not is caught here.
-    next(iter_frames(path, stop=1))
+    # Decode the first frame so a file whose packets demux but whose pictures do not is caught
+    # here; it also gives the size as displayed (after the rotation a phone recorded).
+    first, rotation = _first_frame(path)
+    if rotation:
+        probe = VideoProbe(**{**probe.to_dict(), "width": int(first.shape[1]), "height": int(first.shape[0]), "rotation": rotation})
     return probe
 
 
+def _first_frame(path: Path) -> tuple[np.ndarray, int]:
+    container = _open_input(path)
+    try:
+        frame = next(container.decode(container.streams.video[0]))
+        return _upright(frame), _rotation(frame)
+    except (av.FFmpegError, StopIteration) as exc:
+        raise VideoError(path, f"its first picture cannot be decoded ({exc})") from exc
+    finally:
+        container.close()
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """The display rotation (degrees counter-clockwise, a multiple of 90) the file asks for."""
+    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """RGB picture as a player shows it: the display-matrix rotation applied (FFmpeg's autorotate)."""
+    picture = frame.to_ndarray(format="rgb24")
+    quarter_turns = _rotation(frame) // 90
+    return np.ascontiguousarray(np.rot90(picture, k=quarter_turns)) if quarter_turns else picture
+
+
+def _check_constant_rate(path: Path, stamps: list[int], time_base) -> None:
+    """Refuse variable-frame-rate video: scenes map to frames by time at one fps (DESIGN contract)."""
+    if len(stamps) < 3 or time_base is None:
+        return
+    durations = np.diff(np.sort(np.asarray(stamps, dtype=np.int64)))
+    durations = durations[durations > 0]
+    if len(durations) < 2:
+        return
+    typical = float(np.median(durations))
+    if durations.max() > 1.5 * typical or durations.min() < typical / 1.5:
+        ms = lambda ticks: 1000.0 * float(ticks * time_base)  # noqa: E731
+        raise VideoError(
+            path,
+            f"has a variable frame rate (frames last {ms(durations.min()):.1f} to {ms(durations.max()):.1f} ms); "
+            "scenes map to frames at one constant rate, so re-encode it at a constant rate first "
+            "(e.g. ffmpeg -i in.mp4 -fps_mode cfr -r 30 out.mp4)",
+        )
+
+
+def even_size(height: int, width: int) -> tuple[int, int]:
+    """The size :class:`VideoWriter` writes a ``height x width`` picture at (yuv420p needs even sizes)."""
+    return height + height % 2, width + width % 2
+
+
 def iter_frames(
-    path: str | os.PathLike[str], start: int = 0, stop: int | None = None
+    path: str | os.PathLike[str], start: int = 0, stop: int | None = None, crop_to: tuple[int, int] | None = None
 ) -> Iterator[np.ndarray]:
-    """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length)."""
+    """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length).
+
+    ``crop_to=(height, width)`` reads a rendered video back at its source's size: a source of
+    odd size is written padded by one edge row/column (:class:`VideoWriter`), which this removes.
+    Any other size difference is an error.
+    """
     path = Path(path)
     container = _open_input(path)
     try:
@@ -159,7 +229,13 @@ def iter_frames(
                 if stop is not None and index >= stop:
                     break
                 if index >= start:
-                    yield frame.to_ndarray(format="rgb24")
+                    picture = _upright(frame)
+                    if crop_to is not None and picture.shape[:2] != tuple(crop_to):
+                        if picture.shape[:2] != even_size(*crop_to):
+                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
+                                             f"{crop_to[1]}x{crop_to[0]} (or that padded to even)")
+                        picture = picture[: crop_to[0], : crop_to[1]]
+                    yield picture
                 index += 1
         except av.FFmpegError as exc:
             raise VideoError(path, f"decoding failed at frame {index} ({exc})") from exc
@@ -279,7 +355,10 @@ class VideoWriter:
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, 1) / self.fps
         stream.codec_context.time_base = stream.time_base
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        # x264's macroblock-tree rate control makes the output differ between identical runs
+        # (measured: 4 distinct files in 12 encodes of the same frames, decoded pixels off by up
+        # to 32/255); without it every encode of the same frames is byte-identical.
+        stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "mbtree=0"}
         self._stream = stream
 
     def _flush(self) -> None:

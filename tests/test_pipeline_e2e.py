@@ -192,3 +192,23 @@ def test_new_checkpoint_makes_variant_videos_stale(pipeline) -> None:
     assert result.success
     status = get_stale_status_resolver(instance, all_assets).get_status(AssetKey("variant_videos"), edited)
     assert status == StaleStatus.STALE
+
+
+def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:
+    """Issue 15 item 5: every rendered variant is in ``variants`` with ``eligible`` and its reason;
+    the demo export simulates eligible arms only."""
+    import pandas as pd
+
+    layout, _, _, _ = pipeline
+    con = duckdb.connect(str(layout.warehouse_path), read_only=True)
+    arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants").df()
+    checks = con.execute("SELECT video_id, variant, bool_and(passed) AS passed FROM manipulation_check GROUP BY ALL").df()
+    con.close()
+    merged = arms.merge(checks, on=["video_id", "variant"])
+    assert len(merged) == len(arms) == 14
+    assert (merged["eligible"] == merged["passed"]).all()
+    assert merged.loc[merged["eligible"], "exclusion_reason"].isna().all()
+    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match("manipulation check failed|not manipulable").all()
+    exported = pd.read_csv(layout.ab_inbox_dir / "done" / "demo-exp-1.csv", dtype=str)[["video_id", "variant"]].drop_duplicates()
+    eligible = arms.loc[arms["eligible"], ["video_id", "variant"]].astype(str)
+    assert sorted(map(tuple, exported.to_numpy())) == sorted(map(tuple, eligible.to_numpy()))

@@ -19,7 +19,15 @@ from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path
 from align_core.catalog import SCENE_COLUMNS, build_catalog, save_catalog
-from align_core.ingest import AlignmentScores, KeywordTable, read_alignment_scores, read_keywords
+from align_core.ingest import (
+    AlignmentScores,
+    KeywordTable,
+    csv_problems,
+    format_csv_problems,
+    read_alignment_scores,
+    read_keywords,
+)
+from align_core.warehouse import write_connection
 
 CATALOG_CHECKS = [
     AssetCheckSpec("scene_schema", asset="video_catalog", description="Scene table has the warehouse columns and types."),
@@ -57,6 +65,8 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
         pd.DataFrame([catalog.video_row()]).to_parquet(tmp, index=False)
 
     probe, scenes = catalog.probe, catalog.scenes
+    # Rows whose id is invalid belong to no partition: every catalog run shows them.
+    orphans = [p for table in (alignment, keywords) if table is not None for p in table.problems if p.video_id is None]
     # The video file's hash is the data version: a replaced file makes everything downstream stale.
     yield MaterializeResult(
         data_version=DataVersion(probe.sha256),
@@ -78,9 +88,35 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
             "industry": catalog.industry or "(none)",
             "video_sha256": probe.sha256,
             "catalog_path": MetadataValue.path(str(paths["catalog"])),
+            "csv_problems_without_video": len(orphans),
+            "csv_problems_without_video_list": MetadataValue.md(
+                "\n".join(f"- {p}" for p in orphans[:30]) or "none"
+            ),
         }
     )
+    if orphans:
+        context.log.warning(f"{len(orphans)} input CSV row(s) belong to no video (see the csv_problems table): "
+                            + "; ".join(str(p) for p in orphans[:5]))
     yield from _catalog_checks(catalog)
+
+
+@asset(name="csv_problems", group_name="warehouse", kinds={"duckdb"})
+def csv_problems_table(platform: PlatformResource) -> MaterializeResult:
+    """Every problem in keywords.csv and alignment_score.csv (file, line, column, value, problem, video_id),
+    including rows that belong to no video (e.g. an id a spreadsheet turned into 7.22E+18)."""
+    layout = platform.layout
+    problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
+    with write_connection(layout.warehouse_path) as con:
+        con.execute("BEGIN TRANSACTION")
+        con.register("problems_frame", problems)
+        con.execute("CREATE OR REPLACE TABLE csv_problems AS SELECT * FROM problems_frame")
+        con.unregister("problems_frame")
+        con.execute("COMMIT")
+    return MaterializeResult(metadata={
+        "dagster/row_count": len(problems),
+        "without_video": int(problems["video_id"].isna().sum()),
+        "problems": MetadataValue.md("\n".join(f"- {line}" for line in format_csv_problems(problems)) or "none"),
+    })
 
 
 def _catalog_checks(catalog) -> list[AssetCheckResult]:

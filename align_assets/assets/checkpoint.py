@@ -1,6 +1,7 @@
 """The unpartitioned ``controlnet_checkpoint``: one ControlNet trained on many videos' control tensors."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,17 @@ def _alexnet_path(platform: PlatformResource) -> Path | None:
     return candidates[0] if candidates else None
 
 
+def alexnet_weights(platform: PlatformResource) -> Path:
+    """The AlexNet weights LPIPS loads: ``$ALIGN_ALEXNET_WEIGHTS``, else under the DATA directory's
+    ``models/alexnet`` (never relative to the working directory); when absent, the expected path,
+    which LPIPS then names in its "random-alexnet" flag."""
+    from align_core.diffusion.lpips_alex import ALEXNET_ENV
+
+    if os.environ.get(ALEXNET_ENV):
+        return Path(os.environ[ALEXNET_ENV])
+    return _alexnet_path(platform) or platform.layout.models_dir / "alexnet" / "alexnet-owt-7be5be79.pth"
+
+
 @asset(
     deps=["control_tensors", "video_catalog"],
     group_name="model",
@@ -111,7 +123,12 @@ def controlnet_checkpoint(
             samples.extend(found)
             used.append(video_id)
     if len(used) < 1:
-        raise ValueError(f"no training samples: none of {len(videos)} videos has a segmentable keyword with product masks")
+        raise ValueError(
+            f"no training samples: none of {len(videos)} videos has a segmentable keyword with product masks "
+            "(screened keywords and videos whose product never appears are left out; see variant_plans' "
+            "'reason'). Give the videos a visible product keyword in raw/keywords.csv, or, with the "
+            "salience editor (the demo profile's), skip this asset: variant_videos does not need it."
+        )
 
     backbone_ref, kind = _backbone_dir(platform, config)
     device = platform.defaults.device
@@ -120,7 +137,7 @@ def controlnet_checkpoint(
 
         torch.set_num_threads(config.cpu_threads)
     backbone = load_backbone(backbone_ref, kind=kind, device=device)
-    alexnet = _alexnet_path(platform)
+    alexnet = alexnet_weights(platform)
     lpips_pretrained = LPIPS(alexnet).pretrained
     lambda_lpips = config.lambda_lpips if config.lambda_lpips is not None else (1.0 if lpips_pretrained else 0.0)
     train_config = TrainConfig(

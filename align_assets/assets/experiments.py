@@ -5,6 +5,7 @@ import json
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    Config,
     AutomationCondition,
     DefaultSensorStatus,
     MaterializeResult,
@@ -16,11 +17,12 @@ from dagster import (
     sensor,
 )
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import SimulationEffects, ingest_export, planted_truth, scan_inbox, simulate_ab_export
-from align_core.atomic import atomic_write_text
+from align_core.ab_results import SimulationEffects, ingest_export, planted_truth, scan_inbox, simulate_ab_rows
+from align_core.atomic import atomic_path, atomic_write_text
 from align_core.warehouse import read_connection, table_exists
 from analysis.queries import achieved_deltas
 from analysis.report import build_report
@@ -32,47 +34,80 @@ DEMO_DOSE_SLOPE = 0.5  # log CTR per unit of achieved alignment change
 TRUTH_FILE = "planted_truth.json"
 
 
+class DemoExportSettings(Config):
+    include_ineligible: bool = Field(
+        default=False,
+        description="explicit override: also simulate variants that did not pass their checks (variants.eligible false)",
+    )
+
+
+def _nothing_edited(layout) -> str:
+    """Why there are no variants, and what to do (rather than a bare 'no variants table')."""
+    skipped = sorted((layout.artifacts_dir / "variant_plans").glob("*/skipped.json"))
+    if not skipped:
+        return "no variants table: materialize variant_videos and the variants table first"
+    reasons = "; ".join(f"{json.loads(path.read_text())['video_id']}: {json.loads(path.read_text())['reason']}" for path in skipped[:5])
+    return (f"no variant was rendered, so there is no experiment to simulate: {len(skipped)} video(s) were skipped for "
+            f"editing ({reasons}). Give them a visible product keyword in raw/keywords.csv and re-run variant_plans "
+            "and variant_videos.")
+
+
 @asset(
     deps=["videos", "variants", "manipulation_check"],
     group_name="experiments",
     kinds={"python", "csv"},
 )
-def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource,
+                   config: DemoExportSettings) -> MaterializeResult:
     """Demo profile only: simulate the A/B test of the variants and drop its export in the inbox.
 
     The export has exactly the schema ad platforms deliver; its planted effects (per variant,
     per industry, and a dose term on the achieved alignment change) are written beside it so the
     report can be checked against the truth. Under the research profile real exports arrive
-    in the inbox instead and this asset refuses to run.
+    in the inbox instead and this asset refuses to run. Only eligible variants (passed their
+    checks: ``variants.eligible``) are in the experiment unless ``include_ineligible`` is set.
     """
     if platform.profile != "demo":
         raise ValueError("demo_ab_export simulates results for the demo profile only; drop real exports in the inbox")
     layout = platform.layout
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
-            raise ValueError("no variants table: materialize variant_videos and the variants table first")
+            raise ValueError(_nothing_edited(layout))
+        arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant").df()
         # Only videos whose variants exist can be in an experiment (screened ones were never edited).
         videos = con.execute(
             "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
         ).df()
         measured = achieved_deltas(con)
     if videos.empty:
-        raise ValueError("no video has edited variants, so there is no experiment to simulate")
+        raise ValueError(_nothing_edited(layout))
+    excluded = arms[~arms["eligible"].astype(bool)]
+    kept = arms if config.include_ineligible else arms[arms["eligible"].astype(bool)]
+    if kept.empty:
+        raise ValueError(
+            f"no variant passed its checks ({len(excluded)} excluded, e.g. {excluded['video_id'].iloc[0]}/"
+            f"{excluded['variant'].iloc[0]}: {excluded['exclusion_reason'].iloc[0]}); see the variants table's "
+            "exclusion_reason, or set include_ineligible to simulate them anyway"
+        )
     videos["industry"] = videos["industry"].fillna("unknown")
     # The dose term uses each variant's achieved change in its own window: the same doses the
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
     doses = select_doses(measured) if measured is not None and len(measured) else None
     effects = SimulationEffects(industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0)
-    path = simulate_ab_export(
-        videos, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, seed=11, days=7,
-        impressions_per_arm=4000, achieved_delta=doses,
-    )
+    rows = simulate_ab_rows(videos, effects, seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses)
+    rows = rows.merge(kept[["video_id", "variant"]].astype(str), on=["video_id", "variant"], how="inner")
+    path = layout.ab_inbox_dir / DEMO_EXPORT_NAME
+    with atomic_path(path) as tmp:  # a hidden sibling: the inbox scan never sees half a file
+        rows.to_csv(tmp, index=False)
     truth = planted_truth(videos, effects, achieved_delta=doses)
     truth_path = atomic_write_text(layout.artifact_dir("demo_ab_export") / TRUTH_FILE, json.dumps(truth, indent=2))
     return MaterializeResult(
         metadata={
             "export": MetadataValue.path(str(path)),
             "videos": len(videos),
+            "arms": len(kept),
+            "excluded_variants": table_markdown(excluded if not config.include_ineligible else excluded.iloc[0:0]),
+            "include_ineligible": config.include_ineligible,
             "planted_ctr_lift": MetadataValue.json(truth["ctr"]),
             "planted_truth": MetadataValue.path(str(truth_path)),
             "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",

@@ -7,11 +7,13 @@ finish and the UI says why nothing was edited.
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AutomationCondition,
@@ -23,7 +25,7 @@ from dagster import (
 from pydantic import Field
 
 from align_assets.assets.attention import ATTENTION_FILE, AttentionSettings, build_scorer
-from align_assets.assets.checkpoint import CURRENT_FILE, GPU_OP_TAGS
+from align_assets.assets.checkpoint import CURRENT_FILE, GPU_OP_TAGS, alexnet_weights
 from align_assets.assets.control import CONTROL_FILE
 from align_assets.metadata import png_markdown, table_markdown
 from align_assets.partitions import CHEAP_BACKFILL, ONE_VIDEO_PER_RUN, materialize_each_video, video_partitions
@@ -37,6 +39,7 @@ from align_core.editing.pipeline import calibrate_and_render
 from align_core.editing.salience import SalienceEditor
 from align_core.attention.independent import SaliencyModelScorer, scorer_cards
 from align_core.editing.pipeline import edit_limits_from_manifest
+from align_core.eligibility import ELIGIBILITY_FILE, eligibility_table
 from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
 from align_core.quality import evaluate_variants
 from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
@@ -239,7 +242,8 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     rows = pd.DataFrame(
         [
             {
-                "video_id": video_id, "variant": name, "path": str(path),
+                # relative to the data directory, so a moved data directory stays valid
+                "video_id": video_id, "variant": name, "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
                 "sha256": result.manifest["variants"][name]["sha256"],
                 "editor": editor.name, "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
                 "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and editor.name == "controlnet" else None,
@@ -296,6 +300,9 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     layout = platform.layout
     out_dir = layout.artifact_dir("variant_quality", video_id)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # A verdict stands only for the render it checked: drop the old one before checking again,
+    # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
+    (out_dir / ELIGIBILITY_FILE).unlink(missing_ok=True)
     reason = _skip_reason(layout, video_id)
     if reason:
         for name in ("quality.parquet", "manipulation.parquet", SCORERS_FILE):
@@ -311,7 +318,7 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     plans = load_variant_plans(layout.artifact_dir("variant_plans", video_id) / PLANS_FILE)
     control = load_control_tensors(layout.artifact_dir("control_tensors", video_id) / CONTROL_FILE)
     variant_paths = {name: layout.artifact_dir("variant_videos", video_id) / f"{name}.mp4" for name in plans.plans}
-    lpips = LPIPS()
+    lpips = LPIPS(alexnet_weights(platform))
 
     def lpips_fn(a: np.ndarray, b: np.ndarray) -> float:
         to = lambda x: torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
@@ -333,7 +340,12 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
         every=config.measure_every, limits=limits,
     )
     table = report.table
-    for frame, name in ((quality, "quality.parquet"), (table, "manipulation.parquet"), (report.scorer_table, SCORERS_FILE)):
+    rendered = pd.read_parquet(layout.artifact_dir("variant_videos", video_id) / "variants.parquet")
+    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
+    for frame, name in (
+        (quality, "quality.parquet"), (table, "manipulation.parquet"), (report.scorer_table, SCORERS_FILE),
+        (eligibility, ELIGIBILITY_FILE),
+    ):
         with atomic_path(out_dir / name) as tmp:
             frame.to_parquet(tmp, index=False)
     verdicts = report.verdicts
@@ -341,6 +353,7 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     budget = report.budget.drop(columns=["video_id"])
     per_scorer = report.scorer_table.pivot_table(index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False)
     per_scorer = per_scorer.rename(columns={report.attention_fn_name: "calibrating"})
+    only_unmanipulable = not failed.empty and (failed["status"] == "not_manipulable").all()
     yield MaterializeResult(
         metadata={
             "skipped": False,
@@ -359,8 +372,13 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     yield AssetCheckResult(
         check_name="manipulation_passed",
         passed=bool(report.passed),
+        # A variant that cannot differ from baseline is excluded, not a broken editor: warn.
+        severity=AssetCheckSeverity.WARN if only_unmanipulable else AssetCheckSeverity.ERROR,
         metadata={
             "failed_variants": MetadataValue.json(failed.to_dict(orient="records")),
+            "excluded_from_experiments": MetadataValue.json(
+                eligibility[~eligibility["eligible"]][["variant", "exclusion_reason"]].to_dict(orient="records")
+            ),
             "thresholds": MetadataValue.json(vars(thresholds)),
             "measured_with": report.attention_fn_name,
             "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"]))),
@@ -424,7 +442,9 @@ variants_table = collect_table_asset(
     name="variants",
     source_asset="variant_videos",
     file_name="variants.parquet",
-    description="One row per edited variant video with its lineage (editor, checkpoint, seed, hashes).",
+    eligibility=("variant_quality", ELIGIBILITY_FILE),
+    description="One row per edited variant video with its lineage (editor, checkpoint, seed, hashes) and whether "
+    "it may enter an experiment (eligible, exclusion_reason: only variants that passed their checks).",
     group_name="warehouse",
     order_by="video_id, variant",
 )
