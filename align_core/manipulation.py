@@ -553,6 +553,7 @@ def verify_variants(
         table["agrees"] = table["passed"] if name == calibrating_name else _agrees(table, thresholds, settings)
         per_scorer[name] = table
     main = per_scorer[calibrating_name].copy()
+    main["calibrating_status"] = main["status"]
     keys = ["variant", "window"]
     votes = pd.concat([per_scorer[name][keys + ["agrees"]].assign(scorer=name) for name in independent])
     counts = votes.groupby(keys)["agrees"].agg(["sum", "count"]).reset_index()
@@ -561,11 +562,12 @@ def verify_variants(
     main["independent_total"] = main["independent_total"].astype(int)
     main["independent_majority"] = main["independent_agree"] * 2 > main["independent_total"]
     main["calibrating_passed"] = main["passed"]
-    main["calibrating_status"] = main["status"]
     main["passed"] = main["calibrating_passed"] & main["independent_majority"]
     main["reason"] = [
-        reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
-        for reason, agree, total, majority in zip(main["reason"], main["independent_agree"], main["independent_total"], main["independent_majority"])
+        reason if status == "not_manipulable" else reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
+        for reason, agree, total, majority, status in zip(
+            main["reason"], main["independent_agree"], main["independent_total"], main["independent_majority"], main["calibrating_status"]
+        )
     ]
     main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
     budget = budget_summary(plans, frames, settings)

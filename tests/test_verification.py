@@ -245,4 +245,6 @@ def test_the_budget_holds_on_every_frame_of_an_edited_demo_ad(tmp_path, shared_d
     assert (budget["frames"] == len(masks)).all()
     assert budget["budget_passed"].all(), budget.to_string()
     assert (budget["min_ssim"] >= 0.90).all() and (budget["max_delta_e"] <= 6.0).all()
-    assert set(report.verdicts["status"]) <= {"passed", "unreachable"}, report.verdicts.to_string()
+    # (a window without the product is helper 15's not_manipulable, never passed)
+    assert set(report.verdicts["status"]) <= {"passed", "unreachable", "not_manipulable"}, report.verdicts.to_string()
+    assert "passed" in set(report.verdicts["status"])
