@@ -154,7 +154,7 @@ def materialize_everything(
 
     from align_assets.recovery import process_tags
 
-    from align_assets.definitions import all_assets, defs
+    from align_assets.definitions import all_asset_checks, all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
 
     instance = instance or DagsterInstance.get()
@@ -177,9 +177,9 @@ def materialize_everything(
         kwargs.update(selection=list(wave), instance=instance, resources=resources, raise_on_error=False,
                       tags=tags, run_config=wave_config(wave))
         if not watch:
-            return materialize(all_assets, **kwargs)
+            return materialize([*all_assets, *all_asset_checks], **kwargs)
         pools = set().union(*(graph.get(key).pools or set() for key in wave))
-        return run_watched(instance, lambda: materialize(all_assets, **kwargs), pools, log)
+        return run_watched(instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, log)
     failures: dict[str, list[str]] = {}
     resources = resources or dict(defs.resources)
 
@@ -387,7 +387,8 @@ def report_inputs(name: str, layout: DataLayout) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
-    parser.add_argument("--videos", type=int, default=6, help="number of procedurally rendered demo ads")
+    parser.add_argument("--videos", type=int, default=8,
+                        help="number of procedurally rendered demo ads (8: six edited, two in each of three industries)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
     parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")

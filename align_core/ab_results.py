@@ -1,4 +1,4 @@
-"""A/B results: the export schema, per-row validation, transactional upsert, and a simulator.
+"""A/B results: the export schema, per-row validation and transactional upsert.
 
 Ad platforms export results at the grain ``experiment x video x variant x day x segment``;
 that grain (not impressions) is what lands in DuckDB, so the analysis aggregates sufficient
@@ -10,6 +10,11 @@ file, row number and reason; a bad file is moved to ``rejected/`` beside the inb
 one transaction under the warehouse writer lock, and only after the commit is it moved to
 ``done/``; re-ingesting the same file therefore changes nothing.
 
+Platform exports (TikTok, Meta, a generic long CSV) are first turned into this schema by a
+declarative column map (:mod:`align_core.ab_mapping`); the variants a row may name are the
+experiment's registered arms (:mod:`align_core.experiment`), the default registry otherwise.
+The demo's simulator lives in ``align_demo.ab_simulator``.
+
 No Dagster import here: the sensor and asset that wrap these functions live in ``align_assets``.
 """
 
@@ -17,45 +22,49 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import math
 import os
 import re
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from align_core.atomic import atomic_path, atomic_write_text
-from align_core.ids import VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
+from align_core.atomic import atomic_write_text
+from align_core.experiment import ensure_registry_table, registered_variants
+from align_core.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
+from align_core.variants import DEFAULT_VARIANTS, variant_names
 from align_core.warehouse import read_connection, table_exists, write_connection
 
-VARIANTS: tuple[str, ...] = (
-    "baseline",
-    "early_boost",
-    "middle_boost",
-    "late_boost",
-    "full_boost",
-    "reduction",
-    "placebo",
-)
+if TYPE_CHECKING:
+    from align_core.ab_mapping import ExportMapping
+
+#: Which arms a row may name: one list for every experiment, or a list per experiment id
+#: (experiments not in the mapping fall back to the default registry).
+KnownVariants = Sequence[str] | Mapping[str, Sequence[str]]
 
 KEY_COLUMNS: tuple[str, ...] = ("experiment_id", "video_id", "variant", "date", "segment")
 COUNT_COLUMNS: tuple[str, ...] = ("impressions", "clicks", "conversions")
-AMOUNT_COLUMNS: tuple[str, ...] = ("spend", "watch_time_s_sum", "watch_time_s_sumsq")
+AMOUNT_COLUMNS: tuple[str, ...] = ("spend", "watch_time_s_sum")
 REQUIRED_COLUMNS: tuple[str, ...] = KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS
+# Optional measures: the sum of squared watch times (native exports and the simulator carry it;
+# platforms report only averages, so it is NULL for mapped exports) and video-view counts
+# (plays, 2 s / 6 s views, 25/50/75/100 % completions). NULL when the export lacks them.
+SUMSQ_COLUMN = "watch_time_s_sumsq"
+VIEW_COLUMNS: tuple[str, ...] = ("video_plays", "views_2s", "views_6s", "views_p25", "views_p50", "views_p75", "views_p100")
+MEASURE_COLUMNS: tuple[str, ...] = (SUMSQ_COLUMN,) + VIEW_COLUMNS
+STORED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + MEASURE_COLUMNS
 # Optional: the planned share of traffic per arm (constant per experiment x variant), and a
 # human-readable experiment name. Both feed the ``experiments``/``experiment_arms`` tables.
-OPTIONAL_COLUMNS: tuple[str, ...] = ("planned_share", "experiment_name")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("planned_share", "experiment_name") + MEASURE_COLUMNS
 EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FLOATY_ID = re.compile(r"^[+-]?\d+\.\d*$")
-_SCIENTIFIC_ID = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")  # as align_core.ids rejects
 _MAX_ERRORS_LISTED = 1000
 
 AB_RESULTS_DDL = """
@@ -70,8 +79,15 @@ CREATE TABLE IF NOT EXISTS ab_results (
     conversions BIGINT NOT NULL,
     spend DOUBLE NOT NULL,
     watch_time_s_sum DOUBLE NOT NULL,
-    watch_time_s_sumsq DOUBLE NOT NULL,
+    watch_time_s_sumsq DOUBLE,
     source_file VARCHAR NOT NULL,
+    video_plays BIGINT,
+    views_2s BIGINT,
+    views_6s BIGINT,
+    views_p25 BIGINT,
+    views_p50 BIGINT,
+    views_p75 BIGINT,
+    views_p100 BIGINT,
     PRIMARY KEY (experiment_id, video_id, variant, date, segment)
 )
 """
@@ -129,6 +145,15 @@ def ensure_tables(con: Any) -> None:
     con.execute(AB_RESULTS_DDL)
     con.execute(EXPERIMENTS_DDL)
     con.execute(ARMS_DDL)
+    ensure_registry_table(con)
+    # warehouses written before the view columns existed gain them (NULL for old rows)
+    existing = dict(con.execute(
+        "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'ab_results'").fetchall())
+    for column in VIEW_COLUMNS:
+        if column not in existing:
+            con.execute(f"ALTER TABLE ab_results ADD COLUMN {column} BIGINT")
+    if existing.get(SUMSQ_COLUMN) == "NO":  # platforms report no sum of squares
+        con.execute(f"ALTER TABLE ab_results ALTER COLUMN {SUMSQ_COLUMN} DROP NOT NULL")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,12 +196,17 @@ def validate_export(
     frame: pd.DataFrame,
     source: str,
     known_videos: set[str] | None = None,
-    known_variants: Sequence[str] = VARIANTS,
+    known_variants: KnownVariants | None = None,
+    row_numbers: Sequence[int] | None = None,
+    header_lines: int = 1,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Check every row of a text-typed export; return the typed frame and per-row errors.
 
     Rows are numbered as data rows starting at 1 (the CSV header is line 1, so data row ``r``
-    is on line ``r + 1``). Each message names the file, the row, the column and the value.
+    is on line ``r + 1``); ``row_numbers`` gives them when the frame is a subset of a file's
+    rows, ``header_lines`` the lines above the first data row. Each message names the file,
+    the row, the column and the value. ``known_variants`` is the registry's arm names (one list,
+    or one per experiment id); None: the default registry's.
     """
     errors: list[str] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -191,21 +221,21 @@ def validate_export(
     frame = frame.copy()
     for column in KEY_COLUMNS:
         frame[column] = frame[column].astype(str).str.strip()
-    row_no = np.arange(1, len(frame) + 1)
+    row_no = np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
     bad = np.zeros(len(frame), dtype=bool)
 
     def flag(mask: np.ndarray, message: Any) -> None:
         nonlocal bad
         for idx in np.flatnonzero(mask):
             text = message(idx) if callable(message) else message
-            errors.append(f"{source}: row {row_no[idx]} (line {row_no[idx] + 1}): {text}")
+            errors.append(f"{source}: row {row_no[idx]} (line {row_no[idx] + header_lines}): {text}")
         bad |= mask
 
     # ids: strings, not floats or scientific notation, safe as path parts
     for column in ("experiment_id", "video_id"):
         # vectorised fast path: only ids failing the pattern go through the per-row messages
         suspect = (~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
-                   | frame[column].str.match(_SCIENTIFIC_ID).to_numpy())
+                   | frame[column].str.match(SCIENTIFIC_ID).to_numpy())
         for idx in np.flatnonzero(suspect):
             value = frame[column].iat[idx]
             one = np.zeros(len(frame), dtype=bool)
@@ -222,8 +252,18 @@ def validate_export(
         unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~bad
         flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
 
-    variant_ok = frame["variant"].isin(list(known_variants)).to_numpy()
-    flag(~variant_ok, lambda i: f"unknown variant {frame['variant'].iat[i]!r}; expected one of {', '.join(known_variants)}")
+    default_arms = variant_names(DEFAULT_VARIANTS)
+    if known_variants is None or not isinstance(known_variants, Mapping):
+        arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
+    else:
+        arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
+    variant_ok = np.zeros(len(frame), dtype=bool)
+    for exp in frame["experiment_id"].unique():
+        rows_of = (frame["experiment_id"] == exp).to_numpy()
+        variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
+    flag(~variant_ok, lambda i: (f"unknown variant {frame['variant'].iat[i]!r} for experiment "
+                                 f"{frame['experiment_id'].iat[i]!r}; its registry has "
+                                 f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"))
 
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
@@ -245,14 +285,29 @@ def validate_export(
             fractional = np.isfinite(values) & (values != np.floor(values))
             flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
         numeric[column] = values
+    # optional measures: blank is NULL (not reported), anything else must be a valid number
+    for column in MEASURE_COLUMNS:
+        if column not in frame.columns:
+            numeric[column] = np.full(len(frame), np.nan)
+            continue
+        text = frame[column].astype(str).str.strip()
+        blank = (text == "").to_numpy()
+        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
+        flag(~blank & ~np.isfinite(values), lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
+        with np.errstate(invalid="ignore"):
+            flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
+            if column in VIEW_COLUMNS:
+                flag(np.isfinite(values) & (values != np.floor(values)),
+                     lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+        numeric[column] = values
     imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
     with np.errstate(invalid="ignore"):
         flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
         flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
-        wsum, wsq = numeric["watch_time_s_sum"], numeric["watch_time_s_sumsq"]
+        wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
         # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
-        # columns were swapped or aggregated at a different grain.
-        cs_bad = imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6
+        # columns were swapped or aggregated at a different grain (checked where given).
+        cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
         flag(cs_bad, lambda i: (f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
                                 f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"))
         flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
@@ -280,6 +335,10 @@ def validate_export(
         frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
     for column in AMOUNT_COLUMNS:
         frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
+    frame[SUMSQ_COLUMN] = pd.array(np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64")
+    for column in VIEW_COLUMNS:
+        values = numeric[column]
+        frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
     return frame, errors
 
 
@@ -289,18 +348,32 @@ def validate_export(
 
 
 def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
-    """Export files waiting in ``inbox_dir`` (not in done/ or rejected/), oldest name first.
+    """Export files waiting in ``inbox_dir`` (not in done/ or rejected/), by name.
 
-    Hidden files are skipped: writers (and :func:`simulate_ab_export`) write to a hidden
+    Files in the inbox itself are in the results schema; files in a subfolder named after a
+    shipped mapping (``tiktok_split_test/``, ``meta_ads_manager/``, ``generic_long/``) are
+    read through that mapping (:func:`inbox_mapping`).
+
+    Hidden files are skipped: writers (and the demo simulator) write to a hidden
     temporary name and rename it into place, so a half-written export is never picked up.
     """
     inbox = Path(inbox_dir)
     if not inbox.is_dir():
         return []
-    return sorted(
-        p for p in inbox.iterdir()
+    from align_core.ab_mapping import shipped_mappings
+
+    # platform exports wait in a subfolder named after their mapping (inbox/tiktok_split_test/...)
+    folders = [inbox] + [inbox / name for name in sorted(shipped_mappings()) if (inbox / name).is_dir()]
+    return [
+        p for folder in folders for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXPORT_SUFFIXES
-    )
+    ]
+
+
+def inbox_mapping(path: str | os.PathLike[str], inbox_dir: str | os.PathLike[str]) -> str | None:
+    """The mapping an inbox file needs: its subfolder's name, None for the results schema itself."""
+    parent = Path(path).parent
+    return parent.name if parent.resolve() != Path(inbox_dir).resolve() else None
 
 
 def _sha256(path: Path) -> str:
@@ -332,37 +405,79 @@ def _known_videos_from_warehouse(database: Path) -> set[str] | None:
         return {str(v) for (v,) in con.execute("SELECT CAST(video_id AS VARCHAR) FROM videos").fetchall()}
 
 
+def registered_arms(database: str | os.PathLike[str]) -> dict[str, tuple[str, ...]]:
+    """Arm names of every experiment registered in the warehouse (``experiment_variants``)."""
+    database = Path(database)
+    if not database.exists():
+        return {}
+    with read_connection(database) as con:
+        return {exp: variant_names(specs) for exp, specs in registered_variants(con).items()}
+
+
+def read_and_validate(
+    path: Path,
+    known_videos: set[str] | None,
+    known_variants: KnownVariants | None,
+    mapping: ExportMapping | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Read one export (through ``mapping`` when given) and check every row; nothing is written."""
+    try:
+        if mapping is None:
+            raw, errors = _read_export(path)
+            frame, row_errors = validate_export(raw, path.name, known_videos, known_variants)
+            return frame, errors + row_errors
+        mapped = mapping.apply(mapping.read(path), path.name)
+        if mapped.frame.empty and mapped.errors:
+            # every row failed to map: report those reasons, not a cascade of schema errors
+            return mapped.frame, mapped.errors
+        frame, row_errors = validate_export(mapped.frame, path.name, known_videos, known_variants,
+                                            row_numbers=mapped.row_numbers, header_lines=mapped.header_lines)
+        return frame, mapped.errors + row_errors
+    except Exception as exc:  # unreadable file: reject it whole with the reason
+        how = f"the {mapping.name} mapping" if mapping is not None else path.suffix
+        return pd.DataFrame(), [f"{path.name}: cannot be read as {how} ({type(exc).__name__}: {exc})"]
+
+
 def ingest_export(
     path: str | os.PathLike[str],
     database: str | os.PathLike[str],
     known_videos: set[str] | None = None,
-    known_variants: Sequence[str] = VARIANTS,
+    known_variants: KnownVariants | None = None,
     check_catalog: bool = True,
+    mapping: str | ExportMapping | None = None,
+    move: bool = True,
 ) -> IngestReport:
     """Validate one export and upsert it into ``ab_results`` (whole file or nothing).
 
     ``known_videos=None`` with ``check_catalog=True`` checks ids against the warehouse's
-    ``videos`` table when it exists. A file with any bad row is moved to ``rejected/`` beside
-    the inbox with ``<name>.errors.txt`` listing every bad row, and the warehouse is untouched.
-    A good file is upserted on the natural key in one transaction under the writer lock, then
-    moved to ``done/``. The rows an export carries replace stored rows with the same key
-    (platform exports restate earlier days); other stored rows are untouched.
+    ``videos`` table when it exists. ``known_variants=None`` takes each experiment's registered
+    arms (``experiment_variants``), the default registry for experiments never registered.
+    ``mapping`` (a shipped mapping's name, a YAML path, or an :class:`ExportMapping`) first
+    turns a platform export into the results schema. A file with any bad row is moved to
+    ``rejected/`` beside the inbox with ``<name>.errors.txt`` listing every bad row, and the
+    warehouse is untouched. A good file is upserted on the natural key in one transaction under
+    the writer lock, then moved to ``done/``. The rows an export carries replace stored rows
+    with the same key (platform exports restate earlier days); other stored rows are untouched.
+    ``move=False`` (the import CLI) leaves the file where it is and writes no errors file.
     """
+    from align_core.ab_mapping import ExportMapping, load_mapping
+
     path = Path(path)
     database = Path(database)
     inbox = path.parent
     sha = _sha256(path)
     if known_videos is None and check_catalog:
         known_videos = _known_videos_from_warehouse(database)
+    if known_variants is None:
+        known_variants = registered_arms(database)
+    if mapping is not None and not isinstance(mapping, ExportMapping):
+        mapping = load_mapping(mapping)
 
-    try:
-        raw, errors = _read_export(path)
-        frame, row_errors = validate_export(raw, path.name, known_videos, known_variants)
-        errors = errors + row_errors
-    except Exception as exc:  # unreadable file: reject it whole with the reason
-        frame, errors = pd.DataFrame(), [f"{path.name}: cannot be read as {path.suffix} ({type(exc).__name__}: {exc})"]
+    frame, errors = read_and_validate(path, known_videos, known_variants, mapping)
 
     if errors:
+        if not move:
+            return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
         moved = _move_aside(path, inbox / "rejected", sha)
         listed = errors[:_MAX_ERRORS_LISTED]
         if len(errors) > len(listed):
@@ -372,7 +487,7 @@ def ingest_export(
         return IngestReport(source=path, status="rejected", moved_to=moved, sha256=sha,
                             errors=tuple(errors), errors_file=errors_file)
 
-    rows = frame[list(REQUIRED_COLUMNS)].copy()
+    rows = frame[list(STORED_COLUMNS)].copy()
     rows["source_file"] = path.name
     experiments = frame.groupby("experiment_id").agg(start_date=("date", "min"), end_date=("date", "max")).reset_index()
     if "experiment_name" in frame.columns:
@@ -396,7 +511,7 @@ def ingest_export(
                 "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
                 "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
             )
-            columns = ", ".join(list(REQUIRED_COLUMNS) + ["source_file"])
+            columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
             con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
             con.register("_incoming_exp", experiments)
             # widen the experiment's date range; keep a name given earlier unless this file names it
@@ -425,7 +540,7 @@ def ingest_export(
                     con.unregister(view)
                 except Exception:
                     pass
-    moved = _move_aside(path, inbox / "done", sha)
+    moved = _move_aside(path, inbox / "done", sha) if move else path
     return IngestReport(
         source=path,
         status="ingested",
@@ -454,9 +569,10 @@ def register_experiment(
     total = sum(planned_shares.values())
     if abs(total - 1) > 1e-6 or any(s <= 0 for s in planned_shares.values()):
         raise ValueError(f"planned shares of {experiment_id!r} must be positive and sum to 1, got {dict(planned_shares)}")
-    unknown = sorted(set(planned_shares) - set(VARIANTS))
+    arms = registered_arms(database).get(experiment_id, variant_names(DEFAULT_VARIANTS))
+    unknown = sorted(set(planned_shares) - set(arms))
     if unknown:
-        raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}")
+        raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}; its registry has {', '.join(arms)}")
     with write_connection(database) as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -475,224 +591,3 @@ def register_experiment(
         except Exception:
             con.execute("ROLLBACK")
             raise
-
-
-# ---------------------------------------------------------------------------------------------
-# simulator
-# ---------------------------------------------------------------------------------------------
-
-DEFAULT_SEGMENTS: tuple[str, ...] = (
-    "age=18-24|placement=feed",
-    "age=25-34|placement=feed",
-    "age=35+|placement=feed",
-    "age=18-24|placement=search",
-)
-
-
-def _default_ctr() -> dict[str, float]:
-    return {"baseline": 0.0, "early_boost": 0.12, "middle_boost": 0.07, "late_boost": 0.03,
-            "full_boost": 0.15, "reduction": -0.06, "placebo": 0.0}
-
-
-def _default_cvr() -> dict[str, float]:
-    return {"baseline": 0.0, "early_boost": 0.05, "middle_boost": 0.03, "late_boost": 0.01,
-            "full_boost": 0.06, "reduction": -0.03, "placebo": 0.0}
-
-
-def _default_watch() -> dict[str, float]:
-    return {"baseline": 0.0, "early_boost": 0.04, "middle_boost": 0.03, "late_boost": 0.02,
-            "full_boost": 0.05, "reduction": -0.02, "placebo": 0.0}
-
-
-@dataclass(frozen=True)
-class SimulationEffects:
-    """The effects a simulated export carries (all lifts relative to baseline).
-
-    For video ``j`` in industry ``k`` and variant ``v`` the per-impression click probability is
-    ``p_bj * (1 + ctr_lift[v] * m_k + eta_vj) * exp(ctr_dose_slope * achieved_delta_vj)`` with
-    ``p_bj = expit(logit(base_ctr) + u_j)``, ``u_j ~ N(0, video_sd_logit)`` (a video random
-    effect, so impressions of one video are correlated and clustering matters),
-    ``eta_vj ~ N(0, lift_sd)`` (video-to-video variation of the lift, mean zero) and
-    ``m_k = industry_modifier.get(k, 1)``. Conversions per click follow the same form with
-    ``cvr_lift``; watch time per impression has mean ``base_watch_s * w_j * (1 + watch_lift[v]
-    * m_k + eta)`` with a lognormal video effect ``w_j`` of mean 1 and per-impression sd
-    ``watch_sd_s``. Because ``u_j``, ``w_j`` and ``eta`` are independent of the variant, the
-    population (ratio-of-expectations) relative lift of variant ``v`` in industry ``k`` is
-    exactly ``lift[v] * m_k`` (without a dose term); :func:`planted_truth` returns the pooled
-    and per-industry values, dose term included.
-    """
-
-    ctr_lift: Mapping[str, float] = field(default_factory=_default_ctr)
-    cvr_lift: Mapping[str, float] = field(default_factory=_default_cvr)
-    watch_lift: Mapping[str, float] = field(default_factory=_default_watch)
-    industry_modifier: Mapping[str, float] = field(default_factory=dict)
-    base_ctr: float = 0.02
-    base_cvr: float = 0.05
-    base_watch_s: float = 8.0
-    watch_sd_s: float = 6.0
-    video_sd_logit: float = 0.35
-    video_sd_watch: float = 0.25
-    lift_sd: float = 0.06
-    ctr_dose_slope: float = 0.0
-    planned_shares: Mapping[str, float] | None = None
-    served_share_bias: Mapping[str, float] = field(default_factory=dict)
-    cost_per_mille: float = 6.0
-
-
-def planted_truth(videos: pd.DataFrame, effects: SimulationEffects,
-                  achieved_delta: pd.DataFrame | None = None) -> dict[str, Any]:
-    """The true effects of a simulation, keyed like the analysis (ctr, cvr, watch_time).
-
-    Every video gets the same expected traffic per arm and, in expectation, the same base
-    rates, so the pooled (ratio-of-expectations) relative lift of variant ``v`` is, over
-    videos ``j``, ``mean(a_j) - 1`` for CTR with ``a_j = (1 + ctr_lift[v] m_j) exp(slope
-    delta_vj)``; ``mean(a_j b_j) / mean(a_j) - 1`` for CVR (conversions per click weight by
-    clicks) with ``b_j = 1 + cvr_lift[v] m_j``; and ``mean(1 + watch_lift[v] m_j) - 1`` for
-    watch time. Pass the same ``achieved_delta`` given to the simulator when it planted a dose
-    term. ``*_by_industry`` restricts the means to one industry's videos.
-    """
-    industries = videos["industry"].fillna("unknown").astype(str).to_numpy()
-    vids = videos["video_id"].astype(str).to_numpy()
-    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industries])
-    lookup: dict[tuple[str, str], float] = {}
-    if achieved_delta is not None:
-        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
-            lookup[(str(vid), str(var))] = float(d)
-
-    def lifts(mask: np.ndarray) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {"ctr": {}, "cvr": {}, "watch_time": {}}
-        base_dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, "baseline"), 0.0) for v in vids[mask]]))
-        for variant in VARIANTS[1:]:
-            dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, variant), 0.0) for v in vids[mask]]))
-            a = (1 + effects.ctr_lift.get(variant, 0.0) * mod[mask]) * dose
-            b = 1 + effects.cvr_lift.get(variant, 0.0) * mod[mask]
-            out["ctr"][variant] = float(a.mean() / base_dose.mean() - 1)
-            out["cvr"][variant] = float((a * b).mean() / a.mean() - 1)
-            out["watch_time"][variant] = float((1 + effects.watch_lift.get(variant, 0.0) * mod[mask]).mean() - 1)
-        return out
-
-    truth: dict[str, Any] = lifts(np.ones(len(vids), dtype=bool))
-    per_industry = {k: lifts(industries == k) for k in sorted(set(industries))}
-    truth["ctr_by_industry"] = {k: v["ctr"] for k, v in per_industry.items()}
-    truth["cvr_by_industry"] = {k: v["cvr"] for k, v in per_industry.items()}
-    truth["ctr_dose_slope_log"] = float(effects.ctr_dose_slope)
-    truth["base_ctr"] = effects.base_ctr
-    truth["base_cvr"] = effects.base_cvr
-    return truth
-
-
-def simulate_ab_rows(
-    videos: pd.DataFrame,
-    effects: SimulationEffects | None = None,
-    seed: int = 0,
-    days: int = 7,
-    segments: Sequence[str] = DEFAULT_SEGMENTS,
-    impressions_per_arm: int = 3000,
-    experiment_id: str = "demo-exp-1",
-    start_date: _dt.date = _dt.date(2026, 11, 1),
-    achieved_delta: pd.DataFrame | None = None,
-    variants: Sequence[str] = VARIANTS,
-) -> pd.DataFrame:
-    """Export rows (the ingestion format) with planted effects, as a DataFrame.
-
-    ``videos`` has ``video_id`` (string) and ``industry``. ``impressions_per_arm`` is the
-    expected impressions per video x variant x day at equal allocation (Poisson, split over
-    ``segments`` multinomially); clicks and conversions are binomial given the probabilities
-    described on :class:`SimulationEffects`. ``achieved_delta`` (video_id, variant,
-    achieved_delta) feeds the dose term. The true values are :func:`planted_truth`.
-    """
-    effects = effects or SimulationEffects()
-    rng = np.random.default_rng(seed)
-    vids = videos["video_id"].astype(str).map(lambda v: validate_video_id(v, where="simulate_ab_export videos")).to_numpy()
-    industry = videos["industry"].fillna("unknown").astype(str).to_numpy() if "industry" in videos else np.full(len(vids), "unknown")
-    variants = list(variants)
-    shares = dict(effects.planned_shares or {v: 1.0 / len(variants) for v in variants})
-    n_v, n_s = len(vids), len(segments)
-
-    u = rng.normal(0.0, effects.video_sd_logit, n_v)
-    p_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_ctr / (1 - effects.base_ctr)) + u)))
-    u_c = rng.normal(0.0, effects.video_sd_logit, n_v)
-    q_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_cvr / (1 - effects.base_cvr)) + u_c)))
-    w_base = effects.base_watch_s * np.exp(rng.normal(0.0, effects.video_sd_watch, n_v) - effects.video_sd_watch**2 / 2)
-    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industry])
-    delta_lookup: dict[tuple[str, str], float] = {}
-    if achieved_delta is not None:
-        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
-            delta_lookup[(str(vid), str(var))] = float(d)
-
-    frames = []
-    dates = [start_date + _dt.timedelta(days=d) for d in range(days)]
-    for variant in variants:
-        eta = rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != "baseline" else np.zeros((3, n_v))
-        dose = np.array([delta_lookup.get((v, variant), 0.0) for v in vids])
-        p = np.clip(p_base * (1 + effects.ctr_lift.get(variant, 0.0) * mod + eta[0])
-                    * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
-        q = np.clip(q_base * (1 + effects.cvr_lift.get(variant, 0.0) * mod + eta[1]), 1e-6, 0.999)
-        w = np.maximum(w_base * (1 + effects.watch_lift.get(variant, 0.0) * mod + eta[2]), 0.1)
-        lam = impressions_per_arm * shares[variant] * len(variants) * effects.served_share_bias.get(variant, 1.0)
-        total = rng.poisson(lam, (n_v, days))
-        split = rng.multinomial(total, np.full(n_s, 1.0 / n_s))
-        clicks = rng.binomial(split, p[:, None, None])
-        conversions = rng.binomial(clicks, q[:, None, None])
-        n = split.astype(float)
-        mu = w[:, None, None]
-        # watch time of n impressions with mean mu and sd s: the sum is ~normal, and the sum of
-        # squares follows from the sample variance (chi-square with n-1 df) exactly as for
-        # normal draws: sumsq = sum^2 / n + (n - 1) * s2.
-        sd = effects.watch_sd_s
-        wsum = np.round(np.maximum(rng.normal(n * mu, np.sqrt(np.maximum(n, 1)) * sd), 0.0) * (n > 0), 3)
-        s2 = sd**2 * rng.chisquare(np.maximum(n - 1, 1)) / np.maximum(n - 1, 1)
-        # rounded up so the written sums still satisfy n * sumsq >= sum^2 after rounding
-        wsq = np.ceil(np.where(n > 0, wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * s2, 0.0) * 1000) / 1000
-        idx_v, idx_d, idx_s = np.meshgrid(np.arange(n_v), np.arange(days), np.arange(n_s), indexing="ij")
-        frames.append(pd.DataFrame({
-            "experiment_id": experiment_id,
-            "video_id": vids[idx_v.ravel()],
-            "variant": variant,
-            "date": [dates[i].isoformat() for i in idx_d.ravel()],
-            "segment": np.asarray(segments, dtype=object)[idx_s.ravel()],
-            "impressions": split.ravel(),
-            "clicks": clicks.ravel(),
-            "conversions": conversions.ravel(),
-            "spend": np.round(split.ravel() * effects.cost_per_mille / 1000.0, 4),
-            "watch_time_s_sum": wsum.ravel(),
-            "watch_time_s_sumsq": wsq.ravel(),
-            "planned_share": shares[variant],
-        }))
-    return pd.concat(frames, ignore_index=True)
-
-
-def simulate_ab_export(
-    videos: pd.DataFrame,
-    path: str | os.PathLike[str],
-    effects: SimulationEffects | None = None,
-    seed: int = 0,
-    days: int = 7,
-    segments: Sequence[str] = DEFAULT_SEGMENTS,
-    impressions_per_arm: int = 3000,
-    experiment_id: str = "demo-exp-1",
-    start_date: _dt.date = _dt.date(2026, 11, 1),
-    achieved_delta: pd.DataFrame | None = None,
-    variants: Sequence[str] = VARIANTS,
-) -> Path:
-    """Write :func:`simulate_ab_rows` as an export (CSV or Parquet by suffix) for the inbox.
-
-    The effects it carries are documented on :class:`SimulationEffects`; their true values
-    are :func:`planted_truth` ``(videos, effects)``. The file is written under a hidden
-    temporary name and renamed into place, so an inbox scan never sees half a file.
-    """
-    path = Path(path)
-    out = simulate_ab_rows(videos, effects, seed=seed, days=days, segments=segments,
-                           impressions_per_arm=impressions_per_arm, experiment_id=experiment_id,
-                           start_date=start_date, achieved_delta=achieved_delta, variants=variants)
-    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
-        if path.suffix.lower() == ".parquet":
-            out.to_parquet(tmp, index=False)
-        else:
-            out.to_csv(tmp, index=False)
-    return path
-
-
-def truth_json(videos: pd.DataFrame, effects: SimulationEffects, achieved_delta: pd.DataFrame | None = None) -> str:
-    """:func:`planted_truth` as JSON (for run metadata)."""
-    return json.dumps(planted_truth(videos, effects, achieved_delta), indent=2, sort_keys=True)

@@ -51,6 +51,8 @@ class VideoCatalog:
     keyword: KeywordVerdict
     keyword_in_file: bool
     industry: str | None
+    #: Which mask inputs the video has: ``provided``, ``annotated``, ``provided+annotated`` or None.
+    mask_source: str | None = None
 
     @property
     def scene_ranges(self) -> list[tuple[int, int]]:
@@ -85,6 +87,7 @@ class VideoCatalog:
             "n_scenes": len(self.scenes),
             "scene_source": self.scene_source,
             "scene_issues": "; ".join(issue.detail for issue in self.scene_issues) or None,
+            "mask_source": self.mask_source,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class VideoCatalog:
             "keyword": self.keyword.to_dict(),
             "keyword_in_file": self.keyword_in_file,
             "industry": self.industry,
+            "mask_source": self.mask_source,
             "scenes": json.loads(self.scenes.to_json(orient="records")),
         }
 
@@ -212,4 +216,5 @@ def load_catalog(directory: str | Path) -> VideoCatalog:
         keyword=verdict,
         keyword_in_file=data["keyword_in_file"],
         industry=data["industry"],
+        mask_source=data.get("mask_source"),
     )

@@ -52,7 +52,8 @@ screening is exercised. By default one product-keyword video gets no rows in
 
 Real clips (``include_real_clips=True``) are copied byte for byte (never re-encoded) as
 ``real-<stem>`` with a keyword, but with no scene rows and no masks: their ground truth is not
-known. They have no audio track.
+known. They have no audio track. Their product boxes (:data:`REAL_CLIP_ANNOTATIONS`) go to
+``raw/annotations.csv``, so they are segmented by the ``annotated`` path.
 
 Re-running with the same arguments rewrites byte-identical CSVs, masks and JSON, each replaced
 atomically, and renders identical frames (the mp4 bytes can still differ slightly between runs,
@@ -138,6 +139,21 @@ REAL_CLIP_KEYWORDS: dict[str, str] = {
     "intel_bottle-detection": "bottle",
 }
 DEFAULT_REAL_CLIPS: tuple[str, ...] = ("fruit-and-vegetable-detection.mp4", "help.mkv")
+#: Product boxes for the real clips (by file stem): ``(frame, x, y, w, h, label)`` in video pixels,
+#: written to ``raw/annotations.csv`` so the clips get ``annotated`` masks on a CPU. Drawn by hand
+#: on a pixel grid: every fruit once where it is whole in view; the signer's hands where they rest
+#: and where they sign (fast hand motion needs more than one box per scene).
+REAL_CLIP_ANNOTATIONS: dict[str, tuple[tuple[int, int, int, int, int, str], ...]] = {
+    "fruit-and-vegetable-detection": (
+        (10, 324, 140, 66, 64, "apple"), (40, 45, 145, 165, 60, "broccoli"),
+        (70, 216, 150, 117, 62, "cauliflower"), (100, 70, 134, 83, 79, "orange"),
+    ),
+    "help": (
+        (0, 196, 395, 52, 85, "left hand"), (14, 272, 212, 146, 116, "hands"), (20, 272, 210, 140, 118, "hands"),
+        (24, 268, 148, 132, 102, "hands"), (30, 268, 118, 120, 100, "hands"), (40, 268, 150, 132, 100, "hands"),
+        (45, 248, 210, 125, 118, "hands"), (50, 196, 385, 64, 95, "left hand"), (50, 378, 395, 66, 85, "right hand"),
+    ),
+}
 
 #: The true coefficients behind the engagement columns (see the module docstring).
 PLANTED_RELATION: dict[str, Any] = {
@@ -312,8 +328,10 @@ def generate_demo_corpus(
     plans = _plan_keywords(rng, n_videos, n_empty_keywords, n_cta_keywords, vocabulary)
     product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
     other_slots = [i for i in range(n_videos) if i not in product_slots]
-    no_rows = set(rng.permutation(product_slots).tolist()[:videos_without_scene_rows])
-    for slot in rng.permutation(other_slots).tolist():
+    # Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
+    # edited ads keep their industry pairs for the A/B experiment.
+    no_rows = set(rng.permutation(other_slots).tolist()[:videos_without_scene_rows])
+    for slot in rng.permutation(product_slots).tolist():
         if len(no_rows) < videos_without_scene_rows:
             no_rows.add(slot)
 
@@ -346,6 +364,7 @@ def generate_demo_corpus(
         real_clips = tuple(_copy_real_clip(layout, Path(source_dir), name) for name in real_clip_names)
 
     _remove_stale(layout, {v.video_id for v in videos} | {c.video_id for c in real_clips})
+    _write_real_clip_annotations(layout, real_clips)
     atomic_write_text(layout.alignment_csv, _alignment_csv(videos))
     atomic_write_text(layout.keywords_csv, _keywords_csv(videos, real_clips))
     json_path = layout.raw_dir / "demo_corpus.json"
@@ -423,11 +442,22 @@ def _plan_keywords(rng: np.random.Generator, n: int, n_empty: int, n_cta: int,
     kinds = [kinds[i] for i in rng.permutation(n)]
     available = list(vocabulary.products)
     order = [available[i] for i in rng.permutation(len(available))]
+    # Product ads come in pairs per industry, so the demo's A/B experiment has at least two videos
+    # in each industry it compares (the heterogeneity section needs them).
+    by_industry: dict[str, list[tuple[str, str]]] = {}
+    for product_kind in order:
+        for keyword, industry in vocabulary.products[product_kind]:
+            by_industry.setdefault(industry, []).append((product_kind, keyword))
+    industry_order = [k for k in INDUSTRIES if k in by_industry]
+    industry_order = [industry_order[i] for i in rng.permutation(len(industry_order))]
     plans = []
+    product_count = 0
     for index, kind in enumerate(kinds):
         product_kind = order[index % len(order)]
         if kind == "product":
-            keyword, industry = vocabulary.products[product_kind][int(rng.integers(len(vocabulary.products[product_kind])))]
+            industry = industry_order[(product_count // 2) % len(industry_order)]
+            product_count += 1
+            product_kind, keyword = by_industry[industry][int(rng.integers(len(by_industry[industry])))]
         else:
             keyword = "" if kind == "empty" else vocabulary.ctas[int(rng.integers(len(vocabulary.ctas)))]
             industry = INDUSTRIES[int(rng.integers(len(INDUSTRIES)))]
@@ -892,6 +922,18 @@ def _copy_real_clip(layout: DataLayout, source_dir: Path, name: str) -> RealClip
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
     return RealClip(video_id=video_id, path=target, source=source, keyword=REAL_CLIP_KEYWORDS.get(source.stem, ""))
+
+
+def _write_real_clip_annotations(layout: DataLayout, clips: Sequence[RealClip]) -> None:
+    """One box per product view for each real clip, in ``raw/annotations.csv`` (other videos' rows kept)."""
+    from align_core.annotations import AnnotationRow, annotations_path, write_annotations
+
+    rows = [
+        AnnotationRow(0, clip.video_id, "box", None, frame, float(x), float(y), float(w), float(h), label)
+        for clip in clips for frame, x, y, w, h, label in REAL_CLIP_ANNOTATIONS.get(clip.source.stem, ())
+    ]
+    if rows or annotations_path(layout).exists():
+        write_annotations(annotations_path(layout), rows, replace_videos=[c.video_id for c in clips])
 
 
 def _remove_stale(layout: DataLayout, keep: set[str]) -> None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 
 VIDEO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
+#: A number in E notation as spreadsheets and float printers write one (``7.2E+18``,
+#: ``7.22802e+18``, ``7.2e18``, ``1E+19``): a decimal point in the mantissa or a signed exponent,
+#: and an exponent of at most three digits. Hex ids such as ``53e516736286023422000014`` (a
+#: MongoDB ObjectId) also read as digits-e-digits but have neither, so they pass.
+SCIENTIFIC_ID = re.compile(r"^[+-]?(\d+\.\d*[eE][+-]?\d{1,3}|\d+[eE][+-]\d{1,3})$")
 
 
 class InvalidVideoIdError(ValueError):
@@ -29,7 +33,7 @@ def validate_video_id(video_id: object, *, where: str = "") -> str:
             "(ids must be read as text; 19-digit ids overflow float64)"
         )
     candidate = video_id.strip()
-    if _SCIENTIFIC.match(candidate):
+    if SCIENTIFIC_ID.match(candidate):
         raise InvalidVideoIdError(
             f"{prefix}video id {candidate!r} is in scientific notation; the original digits "
             "were lost when a spreadsheet or float parser touched the file"

@@ -7,6 +7,8 @@
       raw/masks/<video_id>.npz        provided per-frame product masks (optional)
       raw/alignment_score.csv         scene metadata (real schema)
       raw/keywords.csv                product keyword per video (real schema)
+      raw/protect.csv                 user protect boxes (optional; align_core.protect)
+      raw/protect/<video_id>/*.png    user protect masks (optional)
       artifacts/<asset>/<video_id>/   per-video outputs of each asset
       artifacts/<asset>/_global/      outputs of unpartitioned assets
       models/                         local model directories (tiny backbone, LPIPS AlexNet, ...)
@@ -68,6 +70,15 @@ class DataLayout:
 
     def provided_mask_path(self, video_id: str) -> Path:
         return self.masks_dir / f"{validate_video_id(video_id)}.npz"
+
+    @property
+    def protect_csv(self) -> Path:
+        """User protect boxes (format in :mod:`align_core.protect`)."""
+        return self.raw_dir / "protect.csv"
+
+    def protect_masks_dir(self, video_id: str) -> Path:
+        """User protect mask PNGs for one video (format in :mod:`align_core.protect`)."""
+        return self.raw_dir / "protect" / validate_video_id(video_id)
 
     # -- outputs -------------------------------------------------------------------------------
     @property

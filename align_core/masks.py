@@ -18,6 +18,12 @@ Segmenters:
     over the batch, so one forward pass covers a batch of frames. Sigmoid probabilities are
     upsampled bilinearly from the model's square output back to the frame size (this also undoes
     the processor's squash of a 9:16 frame to a square).
+``annotated``
+    No weights: one box (or clicks, or a mask PNG) per scene in ``raw/annotations.csv``,
+    segmented with GrabCut at the box's scale and carried through the scene by DIS optical flow
+    in both directions (:mod:`align_core.annotated_masks`, formats in :mod:`align_core.annotations`).
+``clipseg+annotated``
+    CLIPSeg whose probabilities are kept only near the annotated (and carried) product.
 ``provided``
     Per-frame masks shipped with the corpus (``raw/masks/<video_id>.npz``, written by
     :func:`align_core.arrays.save_mask_stack`), checked against the video's frame count and size
@@ -266,6 +272,49 @@ class ProvidedMaskSegmenter:
         if self._sha256 is None:
             self._sha256 = file_sha256(self.mask_path)
         return {"segmenter": self.name, "mask_file": str(self.mask_path), "mask_sha256": self._sha256}
+
+
+@register_segmenter("annotated")
+def _annotated_segmenter(**kwargs: Any) -> KeywordSegmenter:
+    """Weight-free masks from boxes, clicks or mask PNGs per scene (:mod:`align_core.annotated_masks`)."""
+    from align_core.annotated_masks import AnnotatedSegmenter
+
+    return AnnotatedSegmenter(**kwargs)
+
+
+@register_segmenter("clipseg+annotated")
+def _clipseg_annotated_segmenter(*, model: str | os.PathLike[str], device: str = "cpu", local_files_only: bool = True,
+                                 torch_dtype: str = "float32", **annotated: Any) -> KeywordSegmenter:
+    """CLIPSeg whose probabilities the annotations constrain to the annotated product's region."""
+    from align_core.annotated_masks import AnnotatedSegmenter, ClipSegWithAnnotations
+
+    clipseg = ClipSegSegmenter(model, device=device, local_files_only=local_files_only, torch_dtype=torch_dtype)
+    return ClipSegWithAnnotations(clipseg, AnnotatedSegmenter(**annotated))
+
+
+def resolve_mask_source(
+    requested: str, *, provided_file: str | os.PathLike[str], annotated: bool
+) -> tuple[str, str | None]:
+    """Which segmenter makes a video's masks, and why none can (``(name, skipped_reason)``).
+
+    ``provided`` (the demo profile's default) uses the provided mask file and falls back to the
+    annotations when a video has none, so real clips get masks on a CPU; ``clipseg`` becomes
+    ``clipseg+annotated`` when the video is annotated; ``annotated`` needs annotations.
+    """
+    if requested not in _REGISTRY:
+        raise ValueError(f"unknown segmenter {requested!r}; available: {', '.join(available_segmenters())}")
+    hint = "draw one box per scene with `align-annotate` (writes raw/annotations.csv)"
+    if requested == "provided":
+        if Path(provided_file).is_file():
+            return "provided", None
+        if annotated:
+            return "annotated", None
+        return "provided", f"no provided mask file at {provided_file} and no annotations for this video ({hint}; or use clipseg)"
+    if requested == "annotated" and not annotated:
+        return "annotated", f"no annotations for this video ({hint})"
+    if requested == "clipseg" and annotated:
+        return "clipseg+annotated", None
+    return requested, None
 
 
 @dataclass

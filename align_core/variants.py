@@ -1,7 +1,10 @@
-"""Variant plans: seven target alignment curves per video and the controls that realise them.
+"""Variant plans: target alignment curves per video, and the one registry of an experiment's arms.
 
 A variant is a config entry (:class:`VariantSpec`), not code: a window (thirds of the video by
-time), a factor and a kind. Windows follow the centre-time rule: an item (frame or scene)
+time), a factor, a kind and a role (control, treatment or placebo). The experiment's list of
+specs (``DEFAULT_VARIANTS`` unless a lab configures its own, see :func:`load_variant_config`) is
+the only variant list: plans, export validation, the analysis's timing and dose contrasts, the
+report's order, the upload manifest and the demo simulator all derive theirs from it. Windows follow the centre-time rule: an item (frame or scene)
 belongs to the third of the video that holds its centre time, so frame ``i`` of ``T`` at
 ``fps`` belongs to the window of ``(i + 0.5) / fps`` over a duration of ``T / fps``, and a scene
 to the window of ``(start + end) / 2``. Thirds are half-open, ``[0, T/3)``, ``[T/3, 2T/3)``,
@@ -37,16 +40,28 @@ TimeWindow = Literal["early", "middle", "late"]
 WINDOWS: tuple[str, ...] = ("none", "early", "middle", "late", "full")
 TIME_WINDOWS: tuple[TimeWindow, ...] = ("early", "middle", "late")
 KINDS: tuple[str, ...] = ("identity", "boost", "reduce", "placebo")
+Role = Literal["control", "treatment", "placebo"]
+ROLES: tuple[str, ...] = ("control", "treatment", "placebo")
+#: The role a kind has when the config does not say: the identity re-encode is the control.
+DEFAULT_ROLE: dict[str, str] = {"identity": "control", "boost": "treatment", "reduce": "treatment", "placebo": "placebo"}
+#: Which kinds each role may have (a placebo may be a matched edit or an identity re-encode).
+ROLE_KINDS: dict[str, tuple[str, ...]] = {"control": ("identity",), "treatment": ("boost", "reduce"),
+                                          "placebo": ("placebo", "identity")}
 
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """One variant: which third(s) of the video it changes, by what factor, and how."""
+    """One variant: which third(s) of the video it changes, by what factor, how, and its role.
+
+    ``role`` defaults from the kind (identity: control, boost/reduce: treatment, placebo:
+    placebo); an experiment has exactly one control.
+    """
 
     name: str
     window: Window
     factor: float
     kind: VariantKind
+    role: Role | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
@@ -65,6 +80,12 @@ class VariantSpec:
             raise ValueError(f"variant {self.name!r}: a reduction needs factor < 1 and a window other than 'none'")
         if self.kind == "identity" and (factor != 1.0 or self.window != "none"):
             raise ValueError(f"variant {self.name!r}: identity means window 'none' and factor 1")
+        role = self.role if self.role is not None else DEFAULT_ROLE[self.kind]
+        if role not in ROLES:
+            raise ValueError(f"variant {self.name!r}: role {role!r} is not one of {ROLES}")
+        if self.kind not in ROLE_KINDS[role]:
+            raise ValueError(f"variant {self.name!r}: a {role} must be of kind {' or '.join(ROLE_KINDS[role])}, not {self.kind!r}")
+        object.__setattr__(self, "role", role)
 
     @property
     def changes_control(self) -> bool:
@@ -85,18 +106,21 @@ class VariantSpec:
         missing = {"name", "window", "factor", "kind"} - set(entry)
         if missing:
             raise ValueError(f"variant config {dict(entry)!r} lacks {sorted(missing)}")
-        return cls(str(entry["name"]), entry["window"], float(entry["factor"]), entry["kind"])
+        unknown = set(entry) - {"name", "window", "factor", "kind", "role"}
+        if unknown:
+            raise ValueError(f"variant config {dict(entry)!r}: unknown key(s) {sorted(unknown)}")
+        return cls(str(entry["name"]), entry["window"], float(entry["factor"]), entry["kind"], entry.get("role"))
 
 
 DEFAULT_VARIANTS: tuple[VariantSpec, ...] = (
-    VariantSpec("baseline", "none", 1.0, "identity"),
-    VariantSpec("early_boost", "early", 1.5, "boost"),
-    VariantSpec("middle_boost", "middle", 1.5, "boost"),
-    VariantSpec("late_boost", "late", 1.5, "boost"),
-    VariantSpec("full_boost", "full", 1.5, "boost"),
-    VariantSpec("reduction", "middle", 0.5, "reduce"),
+    VariantSpec("baseline", "none", 1.0, "identity", "control"),
+    VariantSpec("early_boost", "early", 1.5, "boost", "treatment"),
+    VariantSpec("middle_boost", "middle", 1.5, "boost", "treatment"),
+    VariantSpec("late_boost", "late", 1.5, "boost", "treatment"),
+    VariantSpec("full_boost", "full", 1.5, "boost", "treatment"),
+    VariantSpec("reduction", "middle", 0.5, "reduce", "treatment"),
     # Placebo: target = original; its edit matches the magnitude of a x1.5 boost, outside the mask.
-    VariantSpec("placebo", "full", 1.5, "placebo"),
+    VariantSpec("placebo", "full", 1.5, "placebo", "placebo"),
 )
 
 
@@ -109,7 +133,63 @@ def parse_variants(entries: Iterable[VariantSpec | Mapping[str, Any]]) -> tuple[
         raise ValueError(f"variant names must be unique; repeated: {duplicates}")
     if not any(s.kind == "identity" for s in specs):
         raise ValueError("the variant list needs an identity (baseline) variant: every check compares against it")
+    controls = [s.name for s in specs if s.role == "control"]
+    if len(controls) != 1:
+        raise ValueError(f"the variant list needs exactly one control (role 'control'), got {controls or 'none'}")
     return specs
+
+
+# -- the registry: everything a consumer needs to know about an experiment's arms ---------------
+
+
+def variant_names(specs: Iterable[VariantSpec] = DEFAULT_VARIANTS) -> tuple[str, ...]:
+    """Arm names in registry order (the report's order)."""
+    return tuple(s.name for s in specs)
+
+
+def control_name(specs: Iterable[VariantSpec] = DEFAULT_VARIANTS) -> str:
+    """The one arm every lift is measured against."""
+    return next(s.name for s in parse_variants(specs) if s.role == "control")
+
+
+def timing_variants(specs: Iterable[VariantSpec] = DEFAULT_VARIANTS) -> tuple[str, ...]:
+    """Boosts confined to one third, early to late, at the factor most of them share.
+
+    Timing contrasts compare the same dose at different times, so a registry with boosts of
+    several factors contributes those of the most common factor (ties: the larger factor).
+    """
+    timed = [s for s in specs if s.kind == "boost" and s.window in TIME_WINDOWS]
+    if not timed:
+        return ()
+    counts: dict[float, int] = {}
+    for s in timed:
+        counts[s.factor] = counts.get(s.factor, 0) + 1
+    factor = max(counts, key=lambda f: (counts[f], f))
+    chosen = [s for s in timed if s.factor == factor]
+    return tuple(s.name for s in sorted(chosen, key=lambda s: TIME_WINDOWS.index(s.window)))
+
+
+def dose_windows(specs: Iterable[VariantSpec] = DEFAULT_VARIANTS) -> dict[str, str]:
+    """Each edited arm's window: where the manipulation check's achieved change is its dose."""
+    return {s.name: s.window for s in specs if s.window != "none"}
+
+
+def load_variant_config(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> tuple[VariantSpec, ...]:
+    """A lab's variant list from a YAML/JSON file (a list, or a mapping with ``variants:``) or entries."""
+    entries: Any = source
+    if isinstance(source, (str, os.PathLike)):
+        import yaml
+
+        path = Path(source)
+        try:
+            entries = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"variant config {path}: cannot be read ({exc})") from exc
+    if isinstance(entries, Mapping):  # an experiment config: its arms, the defaults when it lists none
+        entries = entries.get("variants", DEFAULT_VARIANTS)
+    if not isinstance(entries, Iterable) or isinstance(entries, (str, bytes)):
+        raise ValueError(f"variant config {source!r}: expected a list of variants (or 'variants:' holding one)")
+    return parse_variants(entries)
 
 
 def window_of(centre_time: float, duration: float) -> TimeWindow:

@@ -78,3 +78,31 @@ def curves_plot(
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+PRODUCT_OUTLINE_RGB = (0, 255, 0)
+PROTECT_OUTLINE_RGB = (255, 0, 255)
+
+
+def outline_regions(
+    image: np.ndarray,
+    product: np.ndarray | None = None,
+    protect: np.ndarray | None = None,
+    thickness: int = 1,
+) -> np.ndarray:
+    """A copy of ``image`` with the product mask outlined in green and protected regions in magenta.
+
+    Masks may be at any resolution: they are resized (nearest) to the image first, so outlines
+    can be drawn on thumbnails without scaling the frames back up.
+    """
+    out = image.copy()
+    size = (image.shape[1], image.shape[0])
+    for mask, colour in ((protect, PROTECT_OUTLINE_RGB), (product, PRODUCT_OUTLINE_RGB)):
+        if mask is None or not np.any(mask):
+            continue
+        small = np.asarray(mask, dtype=np.uint8)
+        if small.shape != image.shape[:2]:
+            small = cv2.resize(small, size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colour, thickness, cv2.LINE_AA)
+    return out

@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from align_core.ab_results import VARIANTS
+from align_core.variants import DEFAULT_VARIANTS, variant_names
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
 
 BASELINE = "baseline"
@@ -220,7 +220,7 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
     present = set(cells["variant"])
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
-    canonical = {v: i for i, v in enumerate(VARIANTS)}
+    canonical = {v: i for i, v in enumerate(variant_names(DEFAULT_VARIANTS))}  # registry order
     order = sorted(present, key=lambda v: (canonical.get(v, len(canonical)), v))
     variants = [v for v in (variants or order) if v != BASELINE and v in present]
     sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]

@@ -112,3 +112,21 @@ def scene_rows(con: Any) -> pd.DataFrame | None:
     """).df()
     frame["video_id"] = frame["video_id"].astype(str)
     return frame
+
+
+def variant_eligibility(con: Any) -> pd.DataFrame | None:
+    """``variants`` rows (video_id, variant, eligible, exclusion_reason), or None without those columns.
+
+    A variant is eligible only when its checks passed (``align_core.eligibility``); the analysis
+    keeps ineligible variants out unless told otherwise.
+    """
+    if not table_exists(con, "variants"):
+        return None
+    if not {"video_id", "variant", "eligible", "exclusion_reason"} <= _columns(con, "variants"):
+        return None
+    frame = con.execute("""
+        SELECT CAST(video_id AS VARCHAR) AS video_id, variant, coalesce(eligible, false) AS eligible, exclusion_reason
+        FROM variants
+    """).df()
+    frame["video_id"] = frame["video_id"].astype(str)
+    return frame

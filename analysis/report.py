@@ -25,6 +25,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from align_core.atomic import atomic_write_text  # noqa: E402
+from align_core.experiment import registered_configs, registered_variants  # noqa: E402
+from align_core.variants import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
 from align_core.warehouse import read_connection, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
 from analysis._blas import single_threaded_blas  # noqa: E402
@@ -34,11 +36,13 @@ from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
+from analysis.preregistration import deviations_table  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
     "analysis_lift", "analysis_arms_test", "analysis_heterogeneity", "analysis_meta", "analysis_timing",
-    "analysis_dose_response", "analysis_guardrails", "analysis_observational",
+    "analysis_dose_response", "analysis_guardrails", "analysis_observational", "analysis_plan_deviations",
+    "analysis_excluded",
 )
 
 
@@ -62,16 +66,45 @@ def _with_experiment(frame: pd.DataFrame, experiment_id: str) -> pd.DataFrame:
 
 
 def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experiment_id: str | None = None,
-                   design: str = "paired") -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+                   design: str = "paired", include_ineligible: bool = False
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     """Every estimate table (and the per-experiment cell sums for plots), read-only.
 
-    ``design``: "paired" (every video in every arm; the platform's own) or "unpaired" (each
-    video in one arm). Returns ``(tables, cells_by_experiment, notes)``.
+    ``design`` (for experiments without a registered config; a registered experiment's config
+    decides its own): "paired" (every video in every arm; the platform's own) or "unpaired" (each
+    video in one arm). Results of variants the ``variants`` table marks ineligible (checks not
+    passed) are left out unless ``include_ineligible`` (an explicit override); either way they are
+    listed with their reasons in ``analysis_excluded``. Returns ``(tables, cells_by_experiment, notes)``.
     """
     if design not in DESIGNS:
         raise ValueError(f"design {design!r}: expected one of {DESIGNS}")
     with single_threaded_blas():
-        return _compute_tables(database, alpha, experiment_id, design)
+        return _compute_tables(database, alpha, experiment_id, design, include_ineligible)
+
+
+def _apply_eligibility(cells: pd.DataFrame, eligibility: pd.DataFrame | None,
+                       include_ineligible: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(cells to analyse, the excluded-variants table). Variants the platform never rendered
+    (e.g. arms of an imported export) are not judged and stay in."""
+    if eligibility is None or eligibility.empty:
+        return cells, pd.DataFrame()
+    bad = eligibility[~eligibility["eligible"].astype(bool)]
+    if bad.empty:
+        return cells, pd.DataFrame()
+    served = cells.groupby(["video_id", "variant"], as_index=False)["impressions"].sum() if not cells.empty \
+        else pd.DataFrame(columns=["video_id", "variant", "impressions"])
+    listed = bad.merge(served, on=["video_id", "variant"], how="left")
+    listed["impressions"] = listed["impressions"].fillna(0).astype("int64")
+    in_results = listed["impressions"] > 0
+    listed["action"] = np.where(~in_results, "not in the A/B results",
+                                np.where(include_ineligible, "kept: include_ineligible override",
+                                         "results dropped from the analysis"))
+    excluded = listed[["video_id", "variant", "exclusion_reason", "impressions", "action"]]
+    if include_ineligible or cells.empty:
+        return cells, excluded
+    key = pd.MultiIndex.from_frame(cells[["video_id", "variant"]])
+    drop = key.isin(pd.MultiIndex.from_frame(bad[["video_id", "variant"]]))
+    return cells[~drop], excluded
 
 
 MODERATORS: dict[str, str] = {
@@ -81,14 +114,14 @@ MODERATORS: dict[str, str] = {
 
 
 def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | None,
-                                 scenes: pd.DataFrame | None) -> pd.DataFrame:
+                                 scenes: pd.DataFrame | None, windows: dict[str, str] | None = None) -> pd.DataFrame:
     """Per-video log lifts (CTR and CVR) with the video-level moderators that are available."""
     frames = [video_variant_log_lifts(cells, m).assign(metric=m) for m in ("ctr", "cvr")]
     lifts = pd.concat(frames, ignore_index=True)
     if lifts.empty:
         return lifts
     if deltas is not None and not deltas.empty:
-        lifts = lifts.merge(select_doses(deltas), on=["video_id", "variant"], how="left")
+        lifts = lifts.merge(select_doses(deltas, windows), on=["video_id", "variant"], how="left")
     if scenes is not None and not scenes.empty and "contrast" in scenes:
         contrast = scenes.groupby("video_id", as_index=False)["contrast"].mean().rename(columns={"contrast": "mean_contrast"})
         lifts = lifts.merge(contrast, on="video_id", how="left")
@@ -96,7 +129,8 @@ def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | Non
 
 
 def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_id: str | None,
-                    design: str) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+                    default_design: str, include_ineligible: bool = False
+                    ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     notes: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     cells_by_exp: dict[str, pd.DataFrame] = {}
@@ -105,6 +139,16 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         arms = queries.arm_totals(con)
         deltas = queries.achieved_deltas(con)
         scenes = queries.scene_rows(con)
+        registries = registered_variants(con)
+        configs = registered_configs(con)
+        eligibility = queries.variant_eligibility(con)
+    cells_all, excluded = _apply_eligibility(cells_all, eligibility, include_ineligible)
+    if not excluded.empty:
+        parts["analysis_excluded"].append(excluded)
+        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
+        if len(dropped):
+            notes.append(f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
+                         "(see 'Excluded variants'; align-report --include-ineligible keeps them)")
     if experiment_id:
         arms = arms[arms["experiment_id"] == experiment_id]
     if cells_all.empty:
@@ -115,6 +159,15 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
     if not srm.empty:
         parts["analysis_guardrails"].append(srm.assign(metric="impressions", value=np.nan))
     for exp, cells in cells_all.groupby("experiment_id"):
+        # the experiment's variant registry (the default one when it was never registered)
+        registry = registries.get(str(exp), DEFAULT_VARIANTS)
+        control = control_name(registry)
+        if control != "baseline":  # the estimators name the control arm 'baseline'
+            cells = cells.assign(variant=cells["variant"].replace({control: "baseline"}))
+        order = [("baseline" if v == control else v) for v in variant_names(registry)]
+        order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
+        timed, windows = timing_variants(registry), dose_windows(registry)
+        design = configs[str(exp)].design if str(exp) in configs else default_design  # the experiment's config decides
         cells_by_exp[exp] = cells
         if "baseline" not in set(cells["variant"]):
             notes.append(f"experiment {exp}: no baseline arm, no lifts")
@@ -126,13 +179,13 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         if g < SMALL_SAMPLE_CLUSTERS:
             notes.append(f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
                          f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square")
-        lift = lift_table(cells, alpha=alpha, design=design)
+        lift = lift_table(cells, alpha=alpha, variants=order, design=design)
         parts["analysis_lift"].append(_with_experiment(lift, exp))
         arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
         parts["analysis_arms_test"].append(_with_experiment(pd.concat(arms, ignore_index=True), exp))
         ind, tests = heterogeneity_tables(cells, alpha=alpha)
         meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
-        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes)
+        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes, windows)
         for moderator, label in MODERATORS.items():
             if moderator in video_lifts and video_lifts[moderator].notna().any():
                 reg = moderator_regression(video_lifts, moderator, alpha=alpha)
@@ -152,8 +205,10 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         het = pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True) if not (ind.empty and tests.empty) else pd.DataFrame()
         parts["analysis_heterogeneity"].append(_with_experiment(het, exp))
         for metric in ("ctr", "cvr"):
-            parts["analysis_timing"].append(_with_experiment(timing_contrasts(cells, metric, alpha), exp))
-            parts["analysis_dose_response"].append(_with_experiment(dose_response(cells, deltas, metric, alpha), exp))
+            parts["analysis_timing"].append(
+                _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp))
+            parts["analysis_dose_response"].append(
+                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp))
         # planning: the smallest CTR lift this experiment could detect, with its measured design effect
         ctr = lift[lift["metric"] == "ctr"]
         if not ctr.empty:
@@ -244,12 +299,14 @@ def plot_industry_forest(het: pd.DataFrame, metric: str = "ctr") -> str | None:
     return _png(fig)
 
 
-def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, deltas: pd.DataFrame | None) -> str:
-    """Lift by timing window (early/middle/late) and, when present, the dose-response fit."""
+def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, deltas: pd.DataFrame | None,
+                registry: tuple = DEFAULT_VARIANTS) -> str:
+    """Lift by timing window (the registry's timing arms, early to late) and the dose-response fit."""
     has_dose = not dose.empty and deltas is not None
     fig, axes = plt.subplots(1, 2 if has_dose else 1, figsize=(9 if has_dose else 4.5, 3.2), squeeze=False)
     ax = axes[0][0]
-    order = ["early_boost", "middle_boost", "late_boost"]
+    order = list(timing_variants(registry))
+    window_of = {s.name: s.window for s in registry}
     for offset, metric in ((-0.1, "ctr"), (0.1, "cvr")):
         part = lift[(lift["metric"] == metric) & lift["variant"].isin(order)].set_index("variant").reindex(order)
         x = np.arange(len(order)) + offset
@@ -257,7 +314,7 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax.errorbar(x, est, yerr=[est - part["rel_ci_low"].to_numpy() * 100, part["rel_ci_high"].to_numpy() * 100 - est],
                     fmt="o", capsize=3, label=_METRIC_LABEL[metric])
     ax.axhline(0, color="grey", lw=1, ls="--")
-    ax.set_xticks(range(len(order)), ["early", "middle", "late"])
+    ax.set_xticks(range(len(order)), [window_of[v] for v in order])
     ax.set_ylabel("relative lift vs baseline (%)")
     ax.set_title("Timing of the boost")
     ax.legend()
@@ -265,7 +322,7 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax2 = axes[0][1]
         ctr_dose = dose[dose["metric"] == "ctr"]
         pts = video_variant_log_lifts(cells, "ctr")
-        pts = pts.merge(select_doses(deltas), on=["video_id", "variant"])
+        pts = pts.merge(select_doses(deltas, dose_windows(registry)), on=["video_id", "variant"])
         ax2.scatter(pts["achieved_delta"], pts["log_lift"], s=8, alpha=0.4)
         if not ctr_dose.empty:
             xs = np.linspace(pts["achieved_delta"].min(), pts["achieved_delta"].max(), 20)
@@ -384,6 +441,9 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     "analysis_dose_response": ("Dose-response on achieved alignment change",
                                "WLS of each video-variant's log lift on the achieved alignment change (inverse binomial "
                                "variance weights), clustered by video.", "se_method"),
+    "analysis_excluded": ("Excluded variants (did not pass their checks)",
+                          "From the variants table's eligible / exclusion_reason: only eligible variants enter the "
+                          "analysis unless the include_ineligible override is set.", None),
     "analysis_observational": ("Observational scene model (not causal)",
                                "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
                                "(CR1, normal reference).", None),
@@ -423,15 +483,31 @@ def _small_sample_notes(lift: pd.DataFrame) -> str:
     return "<h2>Small-sample notes</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
+def preregistration_html(deviations: pd.DataFrame) -> str:
+    """Each experiment's plan hash (or its absence) and every deviation from the plan."""
+    if deviations is None or deviations.empty:
+        return "<h2>Pre-registration</h2><p><em>no experiments</em></p>"
+    out = ["<h2>Pre-registration</h2>"]
+    for exp, part in deviations.groupby("experiment_id", sort=True):
+        sha = part["plan_sha256"].iat[0]
+        cite = (f"analysis plan sha256 <code>{html.escape(str(sha))}</code> (<code>{html.escape(str(part['plan_file'].iat[0]))}</code>)"
+                if sha else "no pre-registered plan")
+        out.append(f"<p><b>{html.escape(str(exp))}</b>: {cite}. Deviations from the plan:</p><ul>"
+                   + "".join(f"<li>{html.escape(str(d))}</li>" for d in part["deviation"]) + "</ul>")
+    return "\n".join(out)
+
+
 def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.DataFrame],
-                deltas: pd.DataFrame | None, headline: str, notes: list[str]) -> str:
+                deltas: pd.DataFrame | None, headline: str, notes: list[str],
+                registries: dict[str, tuple] | None = None) -> str:
     """A self-contained HTML page: headline table, notes, per-experiment plots and every estimate table.
 
     ``headline`` is HTML (``headline_html``); markdown text is escaped into a block for callers
-    of the old API.
+    of the old API. ``registries``: each experiment's variant registry (timing plot order).
     """
     body = ["<h1>Attention-alignment A/B analysis</h1>", "<h2>Headline</h2>"]
     body.append(headline if headline.lstrip().startswith("<") else "<pre>" + html.escape(headline) + "</pre>")
+    body.append(preregistration_html(tables.get("analysis_plan_deviations", pd.DataFrame())))
     if notes:
         body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     lift_all, het_all = tables["analysis_lift"], tables["analysis_heterogeneity"]
@@ -448,7 +524,8 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
         if png:
             body.append(f'<img alt="industry forest plot" src="data:image/png;base64,{png}">')
         dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
-        body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas)}">')
+        registry = (registries or {}).get(str(exp), DEFAULT_VARIANTS)
+        body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas, registry)}">')
     for name, (title, model, method_column) in TABLE_INFO.items():
         frame = tables.get(name, pd.DataFrame())
         if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
@@ -462,6 +539,7 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
                 body.append(_table_html(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
             continue
         body.append(_table_html(frame, title, model, method_column))
+
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
              "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}"
              "p.model{font-size:12px;color:#444}table.headline{font-size:14px}")
@@ -470,16 +548,20 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
 
 
 def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike[str], alpha: float = 0.05,
-                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired") -> Report:
+                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired",
+                 include_ineligible: bool = False) -> Report:
     """Compute every estimate, replace the ``analysis_*`` tables, write ``report.html`` and ``headline.md``."""
-    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design)
+    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design,
+                                                 include_ineligible=include_ineligible)
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
+        registries = registered_variants(con)
+    tables["analysis_plan_deviations"] = deviations_table(database, cells_by_exp, alpha)
     if write_to_warehouse:
         write_tables(database, tables)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])
     page = render_html(tables, cells_by_exp, deltas, headline_html(tables["analysis_lift"], tables["analysis_guardrails"]),
-                       notes)
+                       notes, registries)
     out = Path(output_dir)
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")

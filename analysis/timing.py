@@ -14,6 +14,7 @@ with the achieved change, whichever variant produced it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from itertools import combinations
 
 import numpy as np
@@ -21,15 +22,15 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
+from align_core.variants import DEFAULT_VARIANTS, dose_windows
+from align_core.variants import timing_variants as registry_timing_variants
 from analysis.lift import BASELINE, METRICS, rate_fit, ratio_influence
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, cluster_wls, hotelling_test
 
-TIMING_VARIANTS: tuple[str, ...] = ("early_boost", "middle_boost", "late_boost")
+# Derived from the variant registry (the defaults here; the report passes each experiment's).
+TIMING_VARIANTS: tuple[str, ...] = registry_timing_variants(DEFAULT_VARIANTS)
 # The window whose alignment change is the dose of each variant (manipulation_check.window).
-VARIANT_WINDOW: dict[str, str] = {
-    "early_boost": "early", "middle_boost": "middle", "late_boost": "late",
-    "full_boost": "full", "reduction": "middle", "placebo": "full",
-}
+VARIANT_WINDOW: dict[str, str] = dose_windows(DEFAULT_VARIANTS)
 
 
 def _contrast_row(metric: str, label: str, est: float, se: float, df: float, alpha: float, method: str,
@@ -49,12 +50,14 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
                      timing_variants: tuple[str, ...] = TIMING_VARIANTS, small_sample: bool | None = None) -> pd.DataFrame:
     """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
 
-    Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
+    ``timing_variants``: the registry's timing arms, early to late
+    (:func:`align_core.variants.timing_variants`; the report passes each experiment's). Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
     Hotelling-T^2 F on (k-1, G-k+1) df; otherwise CR1 with t(G-1) and a chi-square Wald. A
     contrast whose rate is zero (no clicks or conversions in an arm) or whose videos cannot
     support it gets a row that says why instead of a number.
     """
     present = [v for v in timing_variants if v in set(cells["variant"])]
+
     if len(present) < 2:
         return pd.DataFrame()
     num, den = METRICS[metric]
@@ -150,10 +153,13 @@ def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity
     return out
 
 
-def select_doses(deltas: pd.DataFrame) -> pd.DataFrame:
-    """One achieved_delta per (video, variant): its own window's, else the only row there is."""
+def select_doses(deltas: pd.DataFrame, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One achieved_delta per (video, variant): its own window's, else the only row there is.
+
+    ``windows``: each arm's window from the registry (:func:`dose_windows`).
+    """
     d = deltas.copy()
-    d["wanted"] = d["variant"].map(VARIANT_WINDOW)
+    d["wanted"] = d["variant"].map(dict(VARIANT_WINDOW if windows is None else windows))
     own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
     counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
     single = d[counts == 1]
@@ -161,7 +167,7 @@ def select_doses(deltas: pd.DataFrame) -> pd.DataFrame:
 
 
 def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str = "ctr",
-                  alpha: float = 0.05) -> pd.DataFrame:
+                  alpha: float = 0.05, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
     """WLS of per-video log lift on achieved alignment change, clustered by video.
 
     Each (video, variant) takes the achieved_delta of the variant's own window
@@ -172,7 +178,7 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
     """
     if deltas is None or deltas.empty:
         return pd.DataFrame()
-    chosen = select_doses(deltas)
+    chosen = select_doses(deltas, windows)
     data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
     data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
     if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:

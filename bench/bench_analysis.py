@@ -41,15 +41,18 @@ def generate(db: Path, impressions: int, n_videos: int = 500, days: int = 14, se
     """Write videos, ab_results (export grain), experiment_arms and manipulation_check."""
     import duckdb
 
-    from align_core.ab_results import VARIANTS, ensure_tables
+    from align_core.ab_results import ensure_tables
+    from align_core.variants import DEFAULT_VARIANTS, variant_names
+    from align_demo.ab_simulator import registry_lifts
+
+    VARIANTS = variant_names(DEFAULT_VARIANTS)
 
     rng = np.random.default_rng(seed)
     cells = n_videos * len(VARIANTS) * days * segments
     per_row = impressions / cells
     videos = pd.DataFrame({"video_id": [f"7{i:018d}" for i in range(n_videos)],
                            "industry": [INDUSTRIES[i % len(INDUSTRIES)] for i in range(n_videos)]})
-    lifts = {"baseline": 0.0, "early_boost": 0.12, "middle_boost": 0.07, "late_boost": 0.03,
-             "full_boost": 0.15, "reduction": -0.06, "placebo": 0.0}
+    lifts = registry_lifts(DEFAULT_VARIANTS, "ctr")
     p_base = 1 / (1 + np.exp(-(np.log(0.02 / 0.98) + rng.normal(0, 0.35, n_videos))))
     db.unlink(missing_ok=True)
     con = duckdb.connect(str(db))
@@ -75,7 +78,7 @@ def generate(db: Path, impressions: int, n_videos: int = 500, days: int = 14, se
             "watch_time_s_sum": wsum.ravel(), "watch_time_s_sumsq": wsq.ravel(), "source_file": "bench",
         })
         con.register("f", frame)
-        con.execute("INSERT INTO ab_results SELECT * FROM f")
+        con.execute("INSERT INTO ab_results BY NAME SELECT * FROM f")
         con.unregister("f")
         con.execute("INSERT INTO experiment_arms VALUES ('bench-exp', ?, ?)", [variant, 1 / len(VARIANTS)])
         if variant != "baseline":

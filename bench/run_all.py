@@ -409,7 +409,8 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
     import duckdb
     import pandas as pd
 
-    from align_core.ab_results import SimulationEffects, ingest_export, simulate_ab_export
+    from align_core.ab_results import ingest_export
+    from align_demo.ab_simulator import SimulationEffects, simulate_ab_export
     from align_core.catalog import load_catalog
     from analysis.report import build_report
 

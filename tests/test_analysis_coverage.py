@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from align_core.ab_results import SimulationEffects, planted_truth, simulate_ab_rows
+from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_rows
 from analysis.lift import lift_table
 
 REPS = 200

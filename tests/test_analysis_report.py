@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from align_core.ab_results import VARIANTS, SimulationEffects, ingest_export, planted_truth, simulate_ab_export
+from align_core.ab_results import ingest_export
+from align_core.variants import DEFAULT_VARIANTS, variant_names
+from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
 from analysis.cli import main
 from analysis.report import TABLES, build_report
 from analysis.timing import VARIANT_WINDOW
@@ -52,7 +54,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     videos = _videos(60)
     rng = np.random.default_rng(3)
     deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(0.0, 0.4)) for v in videos["video_id"]
-                           for var in VARIANTS[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
+                           for var in variant_names(DEFAULT_VARIANTS)[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
     _seed_warehouse(db, videos, deltas)
     export = simulate_ab_export(videos, inbox / "demo.csv", EFFECTS, seed=11, achieved_delta=deltas)
     assert ingest_export(export, db).ok
@@ -114,16 +116,16 @@ def test_report_outputs_and_idempotent(demo: tuple[Path, Path, pd.DataFrame]) ->
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # lift forest, industry forest, timing
     assert "Observational scene model" in page
-    before = {t: _read(db, t) for t in TABLES}
-    assert all(len(before[t]) for t in TABLES)
+    before = {t: _read(db, t) for t in TABLES if t != "analysis_excluded"}  # no variants table here
+    assert all(len(frame) for frame in before.values())
     moderators = set(before["analysis_meta"]["term"].dropna())
     assert {"intercept", "achieved_delta", "mean_contrast"} <= moderators  # pooled industries + two meta-regressions
     report = build_report(db, out)
     assert report.headline_markdown.startswith("**demo-exp-1**")
     assert "| full_boost |" in report.headline_markdown
     assert (out / "headline.md").read_text().strip() == report.headline_markdown.strip()
-    for table in TABLES:
-        pd.testing.assert_frame_equal(before[table], _read(db, table))
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(frame, _read(db, table))
 
 
 def test_srm_flagged_when_delivery_is_skewed(tmp_path: Path) -> None:
@@ -219,3 +221,27 @@ def test_cli_takes_the_design(tmp_path: Path) -> None:
     assert main(["--database", str(db), "--out", str(tmp_path / "o"), "--design", "paired"]) == 0
     with pytest.raises(ValueError, match="more than one arm"):
         build_report(db, tmp_path / "o2", design="unpaired")  # every video ran in every arm: not unpaired
+
+
+def test_ineligible_variants_are_left_out_and_listed(tmp_path: Path) -> None:
+    """The variants table's eligible / exclusion_reason (issue 15's contract) decide what is analysed."""
+    db = tmp_path / "w.duckdb"
+    videos = _few_video_warehouse(db)
+    first = videos["video_id"].iat[0]
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE variants (video_id VARCHAR, variant VARCHAR, eligible BOOLEAN, exclusion_reason VARCHAR)")
+    con.executemany("INSERT INTO variants VALUES (?, ?, ?, ?)", [
+        (first, "early_boost", False, "manipulation check failed: early alignment moved 0.004 < 0.02"),
+        (first, "late_boost", False, "not manipulable: no product frames in late window"),
+        (first, "baseline", True, None)])
+    con.close()
+    report = build_report(db, tmp_path / "out")
+    excluded = report.tables["analysis_excluded"].set_index("variant")
+    assert excluded.loc["early_boost", "action"] == "results dropped from the analysis"
+    assert excluded.loc["early_boost", "exclusion_reason"].startswith("manipulation check failed")
+    lift = report.tables["analysis_lift"].set_index(["metric", "variant"])
+    assert lift.loc[("ctr", "early_boost"), "variant_den"] < lift.loc[("ctr", "middle_boost"), "variant_den"] * 0.95
+    assert "Excluded variants" in (tmp_path / "out" / "report.html").read_text()
+    assert any("left out" in n for n in report.notes)
+    kept = build_report(db, tmp_path / "out2", include_ineligible=True, write_to_warehouse=False)
+    assert (kept.tables["analysis_excluded"]["action"] == "kept: include_ineligible override").all()

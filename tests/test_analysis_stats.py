@@ -11,7 +11,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from scipy.stats.contingency import chi2_contingency
 
-from align_core.ab_results import SimulationEffects, simulate_ab_rows
+from align_demo.ab_simulator import SimulationEffects, simulate_ab_rows
 from analysis.guardrails import design_effect, mde_relative, planning_table, required_impressions, srm_test
 from analysis.heterogeneity import cochran_q, fit_interaction_glm, industry_lifts, interaction_wald
 from analysis.lift import lift_table
@@ -236,7 +236,7 @@ def test_within_variant_dose_slope_is_not_confounded_by_variant_effects() -> Non
     import numpy as np
     import pandas as pd
 
-    from align_core.ab_results import SimulationEffects, simulate_ab_rows
+    from align_demo.ab_simulator import SimulationEffects, simulate_ab_rows
     from analysis.timing import VARIANT_WINDOW, dose_response
 
     rng = np.random.default_rng(5)
@@ -261,7 +261,7 @@ def test_within_variant_dose_model_needs_more_videos_than_parameters() -> None:
     import numpy as np
     import pandas as pd
 
-    from align_core.ab_results import SimulationEffects, simulate_ab_rows
+    from align_demo.ab_simulator import SimulationEffects, simulate_ab_rows
     from analysis.timing import VARIANT_WINDOW, dose_response
 
     rng = np.random.default_rng(1)

@@ -197,6 +197,12 @@ def test_real_clips_are_copied_unchanged_without_masks(corpus: DemoCorpus, share
         assert _sha(clip.path) == _sha(shared_data / "videos" / clip.source.name)
         assert not corpus.layout.provided_mask_path(clip.video_id).exists()
         assert corpus.layout.video_path(clip.video_id) == clip.path
+    # ... but with product boxes in the demo's own annotations file, so they get annotated masks.
+    from align_core.annotations import annotations_path, read_annotations
+
+    table = read_annotations(annotations_path(corpus.layout))
+    assert table.video_ids == [c.video_id for c in corpus.real_clips]
+    assert all(row.kind == "box" for c in corpus.real_clips for row in table.rows_for(c.video_id))
 
 
 @pytest.mark.parametrize(

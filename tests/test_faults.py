@@ -84,7 +84,8 @@ from align_assets.demo import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import default_resources
 from align_assets.sensors import new_video_sensor
-from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox, simulate_ab_rows
+from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox
+from align_demo.ab_simulator import simulate_ab_rows
 from align_core.arrays import save_mask_stack
 from align_core.atomic import atomic_directory, atomic_path
 from align_core.demo_corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
@@ -97,7 +98,7 @@ from align_core.video_io import probe_video, read_frames, write_video
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-video stages up to the plans, sped up for 144x256 demo clips (the procedure is unchanged).
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans"]
+PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
 FAST_OPS = {
     "attention_maps": {"config": {"keyframe_stride": 12, "max_long_side": 128}},
     "variant_videos": {"config": {"keyframe_stride": 8, "calibration_frames": 2}},

@@ -21,7 +21,7 @@ from align_core.demo_corpus import generate_demo_corpus
 from align_core.layout import DataLayout
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans"]
+PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
 
 
 def _sha(path: Path) -> str:

@@ -32,7 +32,7 @@ from align_core.demo_corpus import generate_demo_corpus
 from align_core.layout import DataLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans"]
+PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
 
 
 def _env(layout: DataLayout) -> dict[str, str]:

@@ -205,5 +205,5 @@ def test_screened_keyword_skips_model(help_video: Path) -> None:
 
 
 def test_unknown_segmenter_lists_available() -> None:
-    with pytest.raises(ValueError, match="clipseg, provided"):
+    with pytest.raises(ValueError, match="annotated, clipseg, clipseg\+annotated, provided"):
         make_segmenter("sam")

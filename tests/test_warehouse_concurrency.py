@@ -135,7 +135,7 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
 
 
 def _exports(root: Path) -> dict[str, pd.DataFrame]:
-    from align_core.ab_results import simulate_ab_rows
+    from align_demo.ab_simulator import simulate_ab_rows
 
     videos = pd.DataFrame({"video_id": _video_ids(), "industry": "Beauty"})
     return {

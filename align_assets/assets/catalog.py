@@ -17,6 +17,7 @@ from align_assets.metadata import png_markdown, table_markdown
 from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
+from align_core.annotations import mask_inputs
 from align_core.atomic import atomic_path
 from align_core.catalog import SCENE_COLUMNS, build_catalog, save_catalog
 from align_core.ingest import (
@@ -59,6 +60,7 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
     layout = platform.layout
     alignment, keywords = _optional_inputs(platform)
     catalog = build_catalog(video_id, layout.video_path(video_id), alignment, keywords)
+    catalog.mask_source = mask_inputs(layout, video_id)
     out_dir = layout.artifact_dir("video_catalog", video_id)
     paths = save_catalog(catalog, out_dir)
     with atomic_path(out_dir / "video.parquet") as tmp:
@@ -80,6 +82,7 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
                 + "".join(f"\n\n- note: {note}" for note in catalog.keyword.notes)
             ),
             "scene_source": catalog.scene_source,
+            "mask_source": catalog.mask_source or "none (no provided masks, no annotations)",
             "resolution": f"{probe.width}x{probe.height}",
             "fps": probe.fps,
             "frame_count": probe.frame_count,

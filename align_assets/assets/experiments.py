@@ -1,5 +1,6 @@
 """A/B results in DuckDB (inbox exports, or the demo simulator) and the analysis report."""
 
+import datetime as _dt
 import json
 
 import pandas as pd
@@ -21,13 +22,18 @@ from pydantic import Field
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import SimulationEffects, ingest_export, planted_truth, scan_inbox, simulate_ab_rows
-from align_core.atomic import atomic_path, atomic_write_text
+from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox
+from align_core.atomic import atomic_write_text
+from align_core.experiment import ExperimentConfig
+from align_core.upload_manifest import build_upload_manifest
+from align_core.variants import DEFAULT_VARIANTS
 from align_core.warehouse import read_connection, table_exists
 from analysis.queries import achieved_deltas
+from analysis.preregistration import register_plan
 from analysis.report import build_report
 from analysis.timing import select_doses
 
+DEMO_EXPERIMENT_ID = "demo-exp-1"
 DEMO_EXPORT_NAME = "demo-exp-1.csv"
 DEMO_INDUSTRY_MODIFIERS = {"Beauty": 1.5, "Electronics": 0.5}
 DEMO_DOSE_SLOPE = 0.5  # log CTR per unit of achieved alignment change
@@ -69,6 +75,7 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     """
     if platform.profile != "demo":
         raise ValueError("demo_ab_export simulates results for the demo profile only; drop real exports in the inbox")
+    from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
     layout = platform.layout
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
@@ -94,22 +101,35 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
     doses = select_doses(measured) if measured is not None and len(measured) else None
     effects = SimulationEffects(industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0)
-    rows = simulate_ab_rows(videos, effects, seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses)
-    rows = rows.merge(kept[["video_id", "variant"]].astype(str), on=["video_id", "variant"], how="inner")
-    path = layout.ab_inbox_dir / DEMO_EXPORT_NAME
-    with atomic_path(path) as tmp:  # a hidden sibling: the inbox scan never sees half a file
-        rows.to_csv(tmp, index=False)
-    truth = planted_truth(videos, effects, achieved_delta=doses)
+    # Before any result: the experiment's registry and its hashed analysis plan, then the upload
+    # manifest (eligible variants only, unless include_ineligible); the simulated export covers
+    # exactly the uploaded ads.
+    experiment = ExperimentConfig(
+        DEMO_EXPERIMENT_ID, DEFAULT_VARIANTS, name="demo: timing of the product boost", planned_videos=len(videos),
+        planned_impressions_per_arm=4000.0 * 7 * len(videos), planned_days=7, start_date=_dt.date(2026, 11, 1),
+    )
+    plan = register_plan(experiment, warehouse.database, layout.root / "experiments")
+    manifest = build_upload_manifest(warehouse.database, experiment.experiment_id, layout.root / "experiments",
+                                     experiment.variants, include_ineligible=config.include_ineligible)
+    path = simulate_uploaded_export(
+        videos, manifest.rows, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, variants=experiment.variants,
+        seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses, start_date=experiment.start_date,
+    )
+    truth = planted_truth(videos, effects, achieved_delta=doses, variants=experiment.variants)
     truth_path = atomic_write_text(layout.artifact_dir("demo_ab_export") / TRUTH_FILE, json.dumps(truth, indent=2))
     return MaterializeResult(
         metadata={
             "export": MetadataValue.path(str(path)),
             "videos": len(videos),
-            "arms": len(kept),
-            "excluded_variants": table_markdown(excluded if not config.include_ineligible else excluded.iloc[0:0]),
+            "arms": len(manifest.rows),
+            "excluded_variants": table_markdown(manifest.excluded),
             "include_ineligible": config.include_ineligible,
             "planted_ctr_lift": MetadataValue.json(truth["ctr"]),
             "planted_truth": MetadataValue.path(str(truth_path)),
+            "analysis_plan_sha256": MetadataValue.text(plan.sha256),
+            "analysis_plan": MetadataValue.path(str(plan.path)),
+            "upload_manifest": MetadataValue.path(str(manifest.path)),
+            "manifest_notes": MetadataValue.md("\n".join(f"- {n}" for n in manifest.notes) or "none"),
             "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",
         }
     )
@@ -128,7 +148,8 @@ def ab_results(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     others still land. Re-ingesting a file replaces its rows with themselves.
     """
     layout = platform.layout
-    reports = [ingest_export(path, layout.warehouse_path) for path in scan_inbox(layout.ab_inbox_dir)]
+    reports = [ingest_export(path, layout.warehouse_path, mapping=inbox_mapping(path, layout.ab_inbox_dir))
+               for path in scan_inbox(layout.ab_inbox_dir)]
     for report in reports:
         if report.ok:
             context.log.info(f"ingested {report.source.name}: {report.rows} rows ({report.rows_replaced} replaced)")
@@ -159,7 +180,8 @@ def ab_results(context: AssetExecutionContext, platform: PlatformResource) -> Ma
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     asset_selection=["ab_results"],
-    description="Ingests A/B exports (CSV or Parquet) dropped into data/inbox/ab_results.",
+    description="Ingests A/B exports dropped into data/inbox/ab_results (results schema) or its "
+    "tiktok_split_test/, meta_ads_manager/, generic_long/ subfolders (platform exports through that mapping).",
 )
 def ab_export_sensor(context: SensorEvaluationContext, platform: PlatformResource):
     waiting = scan_inbox(platform.layout.ab_inbox_dir)

@@ -41,8 +41,10 @@ from align_core.attention.independent import SaliencyModelScorer, scorer_cards
 from align_core.editing.pipeline import edit_limits_from_manifest
 from align_core.eligibility import ELIGIBILITY_FILE, eligibility_table
 from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
+from align_core.protect import TextReader, load_protected_regions
 from align_core.quality import evaluate_variants
-from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_plans, plan_variants
+from align_core.stimulus_checks import StimulusThresholds, check_stimuli, stimulus_card_html
+from align_core.variants import DEFAULT_VARIANTS, VariantSpec, load_variant_config, load_variant_plans, plan_variants
 from align_core.visuals import curves_plot
 
 PLANS_FILE = "plans.json"
@@ -53,7 +55,13 @@ SKIP_FILE = "skipped.json"
 class VariantPlanSettings(Config):
     variants: list[dict] = Field(
         default_factory=lambda: [spec.to_dict() for spec in DEFAULT_VARIANTS],
-        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo)",
+        description="variant specs: name, window (none|early|middle|late|full), factor, kind (identity|boost|reduce|placebo), "
+        "role (control|treatment|placebo)",
+    )
+    variants_file: str | None = Field(
+        default=None,
+        description="an experiment config or variant list (YAML) to plan from instead of `variants`: the same file "
+        "align-ab-plan registers, so the rendered arms and the experiment's registry are one list",
     )
 
 
@@ -76,6 +84,11 @@ class VariantVideoSettings(Config):
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory when the scorer is llava")
     min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM outside product and protected regions")
     max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 outside product and protected regions")
+    protect: bool = Field(
+        default=True,
+        description="copy protected regions (text overlays, user regions) from the source in every variant; "
+        "False only to reproduce unprotected stimuli for comparison (the stimulus checks then fail)",
+    )
 
 
 class VariantQualitySettings(Config):
@@ -91,6 +104,9 @@ class VariantQualitySettings(Config):
     )
     min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions")
     max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions")
+    min_protected_psnr_db: float = Field(default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)")
+    max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
+    ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
 
 
 def _skip_reason(layout, video_id: str) -> str | None:
@@ -136,7 +152,8 @@ def plans_for_video(platform: PlatformResource, config: VariantPlanSettings, vid
         (out_dir / PLANS_FILE).unlink(missing_ok=True)
         return _skipped_metadata(reason)
     (out_dir / SKIP_FILE).unlink(missing_ok=True)
-    specs = [VariantSpec.from_dict(entry) for entry in config.variants]
+    specs = (load_variant_config(config.variants_file) if config.variants_file
+             else [VariantSpec.from_dict(entry) for entry in config.variants])
     plans = plan_variants(video_id, alignment, catalog.probe.fps, catalog.scene_ranges, specs)
     plans.to_json(out_dir / PLANS_FILE)
     scenes = plans.scene_table()
@@ -193,7 +210,7 @@ def _build_editor(platform: PlatformResource, settings: VariantVideoSettings, pr
 
 @asset(
     partitions_def=video_partitions,
-    deps=["variant_plans", "keyword_masks", "attention_maps", "controlnet_checkpoint"],
+    deps=["variant_plans", "keyword_masks", "attention_maps", "controlnet_checkpoint", "protected_regions"],
     group_name="variants",
     pool="gpu",
     op_tags=GPU_OP_TAGS,
@@ -205,7 +222,8 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     """Seven H.264 variants with the source's audio, a side-by-side video, a contact sheet, a manifest.
 
     Keyframes are edited (salience operations or ControlNet img2img) and carried to the other
-    frames by DIS optical flow within each scene; pixels a variant may not change are copied.
+    frames by DIS optical flow within each scene; pixels a variant may not change are copied,
+    protected regions (text overlays, user regions) from the source in every variant.
     """
     video_id = context.partition_key
     layout = platform.layout
@@ -223,12 +241,15 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
     attention_maps = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / ATTENTION_FILE)
     current_path = layout.artifact_dir("controlnet_checkpoint") / CURRENT_FILE
     checkpoint = json.loads(current_path.read_text()) if current_path.exists() else None
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
+    if not config.protect:
+        context.log.warning(f"video {video_id}: protect=False: text overlays and user regions may be edited in every variant")
     started = time.perf_counter()
     outcome = calibrate_and_render(
         catalog.probe.path, plans, control.masks, control.attention, editor,
         layout.artifact_dir("variant_videos", video_id), _attention_fn(platform, config),
         calibration_frames=config.calibration_frames, keyframe_stride=config.keyframe_stride, seed=config.seed,
-        edit_every_frame=modes[config.propagation],
+        edit_every_frame=modes[config.propagation], protect=protect if config.protect else None,
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_maps.scorer_id,
@@ -270,13 +291,16 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
             "timings_s": MetadataValue.json({k: round(v, 2) for k, v in result.timings.items()}),
             "manifest": MetadataValue.path(str(result.manifest_path)),
             "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else "none",
+            "protected_share": MetadataValue.float(round(result.manifest["protect"]["protected_share"], 4)),
+            "protect": config.protect,
+            "faces": MetadataValue.text(protect.summary()["faces"]),
         }
     )
 
 
 @asset(
     partitions_def=video_partitions,
-    deps=["variant_videos"],
+    deps=["variant_videos", "protected_regions"],
     group_name="variants",
     check_specs=[
         AssetCheckSpec(
@@ -288,6 +312,16 @@ def variant_videos(context: AssetExecutionContext, platform: PlatformResource, c
             "perceptual_budget", asset="variant_quality",
             description="Every frame of every variant keeps SSIM and mean CIEDE2000 vs baseline outside product and "
             "protected regions within the budget; the placebo matches the matched boost's magnitude.",
+        ),
+        AssetCheckSpec(
+            "protected_unchanged", asset="variant_quality",
+            description="Inside protected regions every variant equals baseline up to codec noise: PSNR vs baseline "
+            ">= min(40 dB, the codec's own PSNR there) - 3 dB, pooled and per frame.",
+        ),
+        AssetCheckSpec(
+            "information_preserved", asset="variant_quality",
+            description="Text recognised (PP-OCRv4) in protected regions of baseline frames is read identically in "
+            "every variant (mean character error rate <= 0.02).",
         ),
     ],
     automation_condition=AutomationCondition.eager(),
@@ -305,11 +339,11 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     (out_dir / ELIGIBILITY_FILE).unlink(missing_ok=True)
     reason = _skip_reason(layout, video_id)
     if reason:
-        for name in ("quality.parquet", "manipulation.parquet", SCORERS_FILE):
+        for name in ("quality.parquet", "manipulation.parquet", SCORERS_FILE, "stimulus.parquet", "stimulus_card.html"):
             (out_dir / name).unlink(missing_ok=True)
         yield _skipped(reason)
-        yield AssetCheckResult(check_name="manipulation_passed", passed=True, metadata={"skipped": reason})
-        yield AssetCheckResult(check_name="perceptual_budget", passed=True, metadata={"skipped": reason})
+        for check in ("manipulation_passed", "perceptual_budget", "protected_unchanged", "information_preserved"):
+            yield AssetCheckResult(check_name=check, passed=True, metadata={"skipped": reason})
         return
     from align_core.diffusion import LPIPS
     import torch
@@ -335,11 +369,18 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     independent = {name: SaliencyModelScorer(name) for name in config.independent_scorers}
     manifest_path = layout.artifact_dir("variant_videos", video_id) / "manifest.json"
     limits = edit_limits_from_manifest(json.loads(manifest_path.read_text())) if manifest_path.exists() else None
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
     report = verify_variants(
         plans, catalog.probe.path, variant_paths, control.masks, attention_fn, independent, thresholds, verification,
-        every=config.measure_every, limits=limits,
+        every=config.measure_every, limits=limits, protect=protect,
     )
     table = report.table
+    stimulus = check_stimuli(
+        video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
+        TextReader(threads=1) if protect.text_keyframes() else None,
+        StimulusThresholds(min_psnr_db=config.min_protected_psnr_db, max_cer=config.max_cer, ocr_frames=config.ocr_frames),
+        protect.text_keyframes(),
+    )
     rendered = pd.read_parquet(layout.artifact_dir("variant_videos", video_id) / "variants.parquet")
     eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
     for frame, name in (
@@ -348,6 +389,19 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     ):
         with atomic_path(out_dir / name) as tmp:
             frame.to_parquet(tmp, index=False)
+    stimulus_table = stimulus.table()
+    with atomic_path(out_dir / "stimulus.parquet") as tmp:
+        stimulus_table.to_parquet(tmp, index=False)
+    with atomic_path(out_dir / "stimulus_ocr.parquet") as tmp:
+        stimulus.ocr.to_parquet(tmp, index=False)
+    budget_columns = ["variant", "frames", "min_ssim", "max_delta_e", "mean_delta_e", "frames_over_budget", "budget_passed", "placebo_magnitude_ratio"]
+    card = stimulus_card_html(
+        video_id, stimulus, report.scorer_table.rename(columns={"agrees": "passed"}), scorer_name=report.attention_fn_name,
+        budget=report.budget[budget_columns] if len(report.budget) else None,
+        contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
+        notes={"faces": protect.summary()["faces"]},
+    )
+    atomic_write_text(out_dir / "stimulus_card.html", card)
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
     budget = report.budget.drop(columns=["video_id"])
@@ -357,6 +411,10 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
     yield MaterializeResult(
         metadata={
             "skipped": False,
+            "stimulus_card": MetadataValue.md(card),
+            "stimulus_card_html": MetadataValue.path(str(out_dir / "stimulus_card.html")),
+            "protected_fidelity": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
+            "information_check": table_markdown(stimulus.information.drop(columns=["video_id"])),
             "quality": table_markdown(quality.drop(columns=["video_id"]), floatfmt=".3f"),
             "manipulation_check": table_markdown(table.drop(columns=["video_id"]), max_rows=40),
             "target_vs_achieved": png_markdown(_target_vs_achieved_plot(out_dir, table), alt="target vs achieved change"),
@@ -399,6 +457,23 @@ def variant_quality(context: AssetExecutionContext, platform: PlatformResource, 
             "placebo_magnitude_ratio": MetadataValue.json(
                 [round(float(x), 3) if np.isfinite(x) else None for x in placebo["placebo_magnitude_ratio"]]
             ),
+        },
+    )
+
+    yield AssetCheckResult(
+        check_name="protected_unchanged",
+        passed=stimulus.fidelity_passed,
+        metadata={
+            "per_variant": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
+            "thresholds": MetadataValue.json(vars(stimulus.thresholds)),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="information_preserved",
+        passed=stimulus.information_passed,
+        metadata={
+            "per_variant": table_markdown(stimulus.information.drop(columns=["video_id"])),
+            "faces": MetadataValue.text(protect.summary()["faces"]),
         },
     )
 
@@ -455,6 +530,15 @@ variant_quality_table = collect_table_asset(
     source_asset="variant_quality",
     file_name="quality.parquet",
     description="Per variant: warping error vs the original's, PSNR/SSIM by region, LPIPS (with its backbone state).",
+    group_name="warehouse",
+    order_by="video_id, variant",
+)
+
+stimulus_check = collect_table_asset(
+    name="stimulus_check",
+    source_asset="variant_quality",
+    file_name="stimulus.parquet",
+    description="Per variant: PSNR vs baseline inside protected regions (and the codec's own), OCR character error rate.",
     group_name="warehouse",
     order_by="video_id, variant",
 )

@@ -35,9 +35,10 @@ class KeyframeEditRequest:
     strength: magnitude in [0, 1] derived from the target change (placebo gets the magnitude
         of the matched boost).
     seed: fixed per video, so variants differ only in their control.
-    protect: bool ``(H, W)`` or None, pixels no variant may edit (text, logos, faces); the
-        renderer composites the source there after editing, and the perceptual budget is
-        measured outside ``mask OR protect``.
+    protect: bool ``(H, W)`` or None, pixels no variant may edit (text overlays, faces, user
+        regions; :mod:`align_core.protect`). ``allowed`` already excludes them and the renderer
+        copies them from the source after editing (``out[protect] = source[protect]``); an
+        editor may use them to keep its edit (and its perceptual budget) away from them.
     """
 
     frame: np.ndarray

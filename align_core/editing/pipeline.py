@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from align_core.editing.base import KeyframeEditor
-from align_core.editing.render import RenderResult, StrengthMap, render_variants
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.render import RenderResult, StrengthMap, guarded_protect, render_variants
 from align_core.manipulation import (
     AttentionFn,
     CalibrationPoint,
@@ -53,6 +53,31 @@ def calibration_picks(masks: np.ndarray, count: int) -> np.ndarray:
     return with_product[np.linspace(0, len(with_product) - 1, min(count, len(with_product))).round().astype(int)]
 
 
+class _ProtectedCalibrationEditor:
+    """The editor as the renderer applies it: protected pixels (guarded) copied back from the frame.
+
+    Calibration must measure the edit the viewer will see; with text protected, a boost that
+    used to grey the captions out moves the product's share far less (measured on a demo ad with
+    the default scorer: 0.32 -> 0.40 unprotected, 0.32 -> 0.35 protected). Frames are matched
+    by identity: the calibration passes the very arrays it was given.
+    """
+
+    def __init__(self, editor: KeyframeEditor, frames: list[np.ndarray], protects: list[np.ndarray | None]):
+        self.inner = editor
+        self.name = editor.name
+        self._protect = {id(frame): region for frame, region in zip(frames, protects)}
+
+    def edit(self, request: KeyframeEditRequest) -> np.ndarray:
+        region = self._protect.get(id(request.frame))
+        if region is not None:
+            request = replace(request, allowed=request.allowed & ~region, protect=region)
+        edited = np.asarray(self.inner.edit(request))
+        return edited if region is None else np.where(region[..., None], request.frame, edited)
+
+    def lineage(self) -> dict[str, Any]:
+        return self.inner.lineage()
+
+
 def calibrate_for_video(
     editor: KeyframeEditor,
     video_path: str | os.PathLike[str],
@@ -60,15 +85,19 @@ def calibrate_for_video(
     attention_fn: AttentionFn,
     calibration_frames: int = 6,
     seed: int = 0,
-    protect: np.ndarray | None = None,
+    protect: Any = None,
+    protect_guard_px: int = 8,
 ) -> tuple[StrengthMap, list[CalibrationPoint]]:
-    """The editor's strength map measured on ``calibration_frames`` keyframes of the video."""
+    """The editor's strength map measured on ``calibration_frames`` keyframes of the video.
+
+    With ``protect`` the edits are measured with protected pixels restored, as rendered.
+    """
     picks = calibration_picks(masks, calibration_frames)
     frames = [read_frame(video_path, int(t)) for t in picks]
-    guards = None if protect is None else [np.asarray(protect[t], bool) for t in picks]
-    return calibrate_strength_map(
-        editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed, protect=guards
-    )
+    if protect is not None:
+        regions = [guarded_protect(np.asarray(protect[int(t)], bool), protect_guard_px) for t in picks]
+        editor = _ProtectedCalibrationEditor(editor, frames, regions)  # type: ignore[assignment]
+    return calibrate_strength_map(editor, frames, [np.asarray(masks[t], bool) for t in picks], attention_fn, seed=seed)
 
 
 def calibrate_and_render(
@@ -85,12 +114,13 @@ def calibrate_and_render(
     seed: int = 0,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
-    protect: np.ndarray | None = None,
+    protect: Any = None,
 ) -> PipelineResult:
     """Calibrate (when ``attention_fn`` is given and the editor is the salience editor) and render.
 
     ``edit_every_frame`` None follows the editor (see :func:`render_variants`); False forces
-    keyframe edits carried by optical flow.
+    keyframe edits carried by optical flow. ``protect`` (per frame bool masks, e.g. a
+    :class:`~align_core.protect.ProtectedRegions`) is never edited in any variant.
     """
     import time
 
@@ -131,7 +161,7 @@ def calibrate_render_check(
     extra_lineage: Mapping[str, Any] | None = None,
     independent: Mapping[str, AttentionFn] | None = None,
     verification: VerificationSettings = VerificationSettings(),
-    protect: np.ndarray | None = None,
+    protect: Any = None,
 ) -> PipelineResult:
     """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
     import time

@@ -24,7 +24,17 @@ Allowed regions (the pixels a variant may change; the rest is copied from the or
 and reductions may change the whole frame, since they work by muting or enriching the
 background AND adjusting the product; the baseline goes through the identity path over the whole
 frame; the placebo may change only pixels outside the product mask dilated by
-``placebo_margin`` (a fraction of the frame's shorter side).
+``placebo_margin`` (a fraction of the frame's shorter side). Protected pixels (``protect``: text
+overlays, faces, user regions; :mod:`align_core.protect`) are outside every variant's allowed
+region, and after editing and propagation the renderer copies them from the source frame
+(``out[protect] = source[protect]``), so no variant, whatever its editor, changes them. The
+copied region is ``protect`` dilated by ``protect_guard_px`` (8 px): yuv420p shares chroma over
+2x2 pixels and H.264 quantises 4x4/8x8 blocks, so an edit right next to a protected pixel
+otherwise bleeds into it after encoding (measured on an outlined caption beside a fully
+desaturated or saturated background: 34-36 dB inside the box against baseline without a guard;
+with 8 px, no worse than the codec's own noise there). The
+contact sheet and the comparison video outline the product (green) and protected regions
+(magenta).
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
 from align_core.variants import VariantPlan, VariantPlans
 from align_core.video_io import VideoWriter, file_sha256, iter_frames, probe_video
+from align_core.visuals import outline_regions
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,14 @@ def edit_limits(reports: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
             "max_delta_e": float(max(r["delta_e"] for r in rows)),
         }
     return out
+def guarded_protect(region: np.ndarray | None, guard_px: int) -> np.ndarray | None:
+    """``region`` dilated by ``guard_px`` (the pixels actually copied from the source); None if empty."""
+    if region is None or not region.any():
+        return None
+    if guard_px <= 0:
+        return region
+    kernel = np.ones((2 * guard_px + 1, 2 * guard_px + 1), np.uint8)
+    return cv2.dilate(region.astype(np.uint8), kernel) > 0
 
 
 def propagation_ranges(plans: VariantPlans) -> tuple[tuple[int, int], ...]:
@@ -205,12 +224,16 @@ def render_variants(
     comparison_scale: float = 0.5,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
-    protect: np.ndarray | None = None,
+    protect: Any = None,
+    protect_guard_px: int = 8,
 ) -> RenderResult:
     """Edit, propagate and write every planned variant of ``video_path`` into ``output_dir``.
 
     ``masks`` is bool ``(T, H, W)`` and ``attention`` float32 ``(T, H, W)`` (anything indexable by
     frame, e.g. a memmap). The source is decoded once; see the module docstring for outputs.
+    ``protect`` (optional) is indexable by frame giving bool ``(H, W)``, True = never edit (a
+    :class:`~align_core.protect.ProtectedRegions` or a ``(T, H, W)`` array); the copied region is
+    dilated by ``protect_guard_px`` (see the module docstring).
     ``edit_every_frame`` (default: the editor's ``edit_every_frame`` attribute, False if absent)
     edits every frame with its own mask instead of propagating keyframe edits by flow.
     """
@@ -249,6 +272,21 @@ def render_variants(
     # keyframe index -> {request key -> edited frame}; only the current segment's two keys are kept.
     edit_cache: dict[int, dict[tuple[Any, ...], np.ndarray]] = {}
     report_cache: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    protect_cache: dict[int, np.ndarray | None] = {}
+    protected_pixels = 0
+
+    def protect_at(index: int) -> np.ndarray | None:
+        if protect is None:
+            return None
+        if index not in protect_cache:
+            if len(protect_cache) > 2 * keyframe_stride + 4:  # frames are visited in order: keep a window
+                for old in sorted(protect_cache)[: len(protect_cache) // 2]:
+                    del protect_cache[old]
+            region = np.asarray(protect[index], dtype=bool)
+            if region.shape != (height, width):
+                raise ValueError(f"video {video_path}: protect mask of frame {index} is {region.shape}, expected ({height}, {width})")
+            protect_cache[index] = guarded_protect(region, protect_guard_px)
+        return protect_cache[index]
 
     def request_for(name: str, index: int, frame: np.ndarray) -> tuple[tuple[Any, ...], KeyframeEditRequest]:
         plan = variant_plans[name]
@@ -264,6 +302,10 @@ def render_variants(
             kind = "identity"
         mask = np.asarray(masks[index], dtype=bool)
         key = (kind, strength)
+        protected = protect_at(index)
+        allowed = allowed_region(kind, mask, margin_px)
+        if protected is not None:
+            allowed = allowed & ~protected
         request = KeyframeEditRequest(
             frame=frame,
             mask=mask,
@@ -271,11 +313,11 @@ def render_variants(
             target_control=plan.control(index, mask, attention[index]),
             original_alignment=original,
             target_alignment=target,
-            allowed=allowed_region(kind, mask, margin_px),
+            allowed=allowed,
             kind=kind,  # type: ignore[arg-type]
             strength=strength,
             seed=seed,
-            protect=None if protect is None else np.asarray(protect[index], dtype=bool),
+            protect=protected,
         )
         return key, request
 
@@ -340,15 +382,26 @@ def render_variants(
             t0 = time.perf_counter()
             for offset, original in enumerate(segment.frames):
                 frame_index = segment.start + offset
-                tiles = [_label(cv2.resize(original, (tile_w, tile_h), interpolation=cv2.INTER_AREA), "original")]
+                protected = protect_at(frame_index)
+                product = np.asarray(masks[frame_index], dtype=bool)
+                if protected is not None:
+                    protected_pixels += int(protected.sum())
+                    keep = protected[..., None]
+                    for name in names:  # out[protect] = source[protect], whatever the editor or flow did
+                        outputs[name][offset] = np.where(keep, original, outputs[name][offset])
+
+                def shown(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+                    return outline_regions(cv2.resize(image, size, interpolation=cv2.INTER_AREA), product, protected)
+
+                tiles = [_label(shown(original, (tile_w, tile_h)), "original")]
                 for name in names:
                     writers[name].write(outputs[name][offset])
-                    tiles.append(_label(cv2.resize(outputs[name][offset], (tile_w, tile_h), interpolation=cv2.INTER_AREA), name))
+                    tiles.append(_label(shown(outputs[name][offset], (tile_w, tile_h)), name))
                 comparison.write(_grid(tiles, columns=4))
                 if frame_index in contact_at:
-                    thumbs["original"].append(cv2.resize(original, (thumb_w, thumb_h), interpolation=cv2.INTER_AREA))
+                    thumbs["original"].append(shown(original, (thumb_w, thumb_h)))
                     for name in names:
-                        thumbs[name].append(cv2.resize(outputs[name][offset], (thumb_w, thumb_h), interpolation=cv2.INTER_AREA))
+                        thumbs[name].append(shown(outputs[name][offset], (thumb_w, thumb_h)))
             timings["encode_s"] += time.perf_counter() - t0
         stack.close()  # finish every mp4 (and its audio) before hashing
         sheet_rows = []
@@ -376,12 +429,22 @@ def render_variants(
                 "propagation_ranges": [list(r) for r in units],
                 "placebo_margin": placebo_margin,
                 "placebo_margin_px": margin_px,
-                "protect": "per-frame protect masks given (never edited)" if protect is not None else "none given",
                 "variants": [variant_plans[n].spec.to_dict() for n in names],
                 "scene_ranges": [list(r) for r in plans.scene_ranges],
                 "strength_map": strength_map.to_dict(),
                 "allowed_regions": {"identity": "whole frame", "boost": "whole frame", "reduce": "whole frame", "placebo": "outside the dilated mask"},
+                "protected": (
+                    "none given" if protect is None else
+                    "pixels of protect[t] copied from the source frame in every variant after editing"
+                ),
             },
+            "protect": {
+                "given": protect is not None,
+                "guard_px": protect_guard_px,
+                "protected_share": protected_pixels / float(count * height * width),
+                "lineage": getattr(protect, "lineage", None),
+            },
+            "outlines": {"product": "green", "protected": "magenta"},
             "seed": seed,
             "editor": editor.lineage(),
             "propagation": propagator.lineage(),

@@ -1,0 +1,1 @@
+"""Demo corpus and A/B simulation: never imported by production code."""

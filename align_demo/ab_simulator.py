@@ -1,0 +1,308 @@
+"""The demo's A/B simulator: export rows with planted, known effects (moved out of the core).
+
+Production code never imports this module: the demo's ``demo_ab_export`` asset and the tests
+use it to produce an export in the results schema whose true effects are known
+(:func:`planted_truth`), so the analysis can be checked against them.
+
+The simulator reads the experiment's variant registry: by default every arm's planted effect
+follows from its spec (kind, window, factor; :func:`registry_lifts`), so an eighth variant or a
+lab's twelve arms get effects without a table keyed by name; :class:`SimulationEffects` can
+still override them by name.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from align_core.atomic import atomic_path
+from align_core.ids import validate_video_id
+from align_core.variants import DEFAULT_VARIANTS, VariantSpec, control_name, parse_variants
+
+DEFAULT_SEGMENTS: tuple[str, ...] = (
+    "age=18-24|placement=feed",
+    "age=25-34|placement=feed",
+    "age=35+|placement=feed",
+    "age=18-24|placement=search",
+)
+
+
+#: Relative lift of a x1.5 boost by the window it changes (earlier attention matters more), and
+#: of a x0.5 reduction, per metric; other factors scale by log(factor) / log(1.5) (or 0.5).
+BOOST_LIFT_AT_1_5: dict[str, dict[str, float]] = {
+    "ctr": {"early": 0.12, "middle": 0.07, "late": 0.03, "full": 0.15},
+    "cvr": {"early": 0.05, "middle": 0.03, "late": 0.01, "full": 0.06},
+    "watch_time": {"early": 0.04, "middle": 0.03, "late": 0.02, "full": 0.05},
+}
+REDUCTION_LIFT_AT_0_5: dict[str, float] = {"ctr": -0.06, "cvr": -0.03, "watch_time": -0.02}
+
+
+def spec_lift(spec: VariantSpec, metric: str) -> float:
+    """The planted relative lift of one arm, from its spec: zero for control and placebo."""
+    if spec.kind == "boost":
+        return BOOST_LIFT_AT_1_5[metric][spec.window] * math.log(spec.factor) / math.log(1.5)
+    if spec.kind == "reduce":
+        return REDUCTION_LIFT_AT_0_5[metric] * math.log(spec.factor) / math.log(0.5)
+    return 0.0
+
+
+def registry_lifts(variants: Sequence[VariantSpec] = DEFAULT_VARIANTS, metric: str = "ctr") -> dict[str, float]:
+    """Every arm's planted lift for ``metric``, keyed by name."""
+    return {spec.name: spec_lift(spec, metric) for spec in variants}
+
+
+def _resolve_variants(variants: Sequence[VariantSpec | str]) -> tuple[VariantSpec, ...]:
+    """Specs for the arms: names are looked up in the default registry."""
+    defaults = {s.name: s for s in DEFAULT_VARIANTS}
+    specs = []
+    for v in variants:
+        if isinstance(v, VariantSpec):
+            specs.append(v)
+        elif v in defaults:
+            specs.append(defaults[v])
+        else:
+            raise ValueError(f"variant {v!r} is not in the default registry; pass its VariantSpec")
+    if not any(s.role == "control" for s in specs):
+        return tuple(specs)  # a treatment-only slice (tests of one contrast): no control to check
+    return parse_variants(specs)
+
+
+@dataclass(frozen=True)
+class SimulationEffects:
+    """The effects a simulated export carries (all lifts relative to baseline).
+
+    For video ``j`` in industry ``k`` and variant ``v`` the per-impression click probability is
+    ``p_bj * (1 + ctr_lift[v] * m_k + eta_vj) * exp(ctr_dose_slope * achieved_delta_vj)`` with
+    ``p_bj = expit(logit(base_ctr) + u_j)``, ``u_j ~ N(0, video_sd_logit)`` (a video random
+    effect, so impressions of one video are correlated and clustering matters),
+    ``eta_vj ~ N(0, lift_sd)`` (video-to-video variation of the lift, mean zero) and
+    ``m_k = industry_modifier.get(k, 1)``. Conversions per click follow the same form with
+    ``cvr_lift``; watch time per impression has mean ``base_watch_s * w_j * (1 + watch_lift[v]
+    * m_k + eta)`` with a lognormal video effect ``w_j`` of mean 1 and per-impression sd
+    ``watch_sd_s``. Because ``u_j``, ``w_j`` and ``eta`` are independent of the variant, the
+    population (ratio-of-expectations) relative lift of variant ``v`` in industry ``k`` is
+    exactly ``lift[v] * m_k`` (without a dose term); :func:`planted_truth` returns the pooled
+    and per-industry values, dose term included.
+    """
+
+    ctr_lift: Mapping[str, float] | None = None  # None: from each arm's spec (spec_lift)
+    cvr_lift: Mapping[str, float] | None = None
+    watch_lift: Mapping[str, float] | None = None
+    industry_modifier: Mapping[str, float] = field(default_factory=dict)
+    base_ctr: float = 0.02
+    base_cvr: float = 0.05
+    base_watch_s: float = 8.0
+    watch_sd_s: float = 6.0
+    video_sd_logit: float = 0.35
+    video_sd_watch: float = 0.25
+    lift_sd: float = 0.06
+    ctr_dose_slope: float = 0.0
+    planned_shares: Mapping[str, float] | None = None
+    served_share_bias: Mapping[str, float] = field(default_factory=dict)
+    cost_per_mille: float = 6.0
+
+    def lifts(self, metric: str, variants: Sequence[VariantSpec]) -> dict[str, float]:
+        """Planted lift per arm: the override when given (missing names: 0), else from the spec."""
+        given = {"ctr": self.ctr_lift, "cvr": self.cvr_lift, "watch_time": self.watch_lift}[metric]
+        if given is None:
+            return registry_lifts(variants, metric)
+        return {s.name: float(given.get(s.name, 0.0)) for s in variants}
+
+
+def planted_truth(videos: pd.DataFrame, effects: SimulationEffects,
+                  achieved_delta: pd.DataFrame | None = None,
+                  variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS) -> dict[str, Any]:
+    """The true effects of a simulation, keyed like the analysis (ctr, cvr, watch_time).
+
+    Every video gets the same expected traffic per arm and, in expectation, the same base
+    rates, so the pooled (ratio-of-expectations) relative lift of variant ``v`` is, over
+    videos ``j``, ``mean(a_j) - 1`` for CTR with ``a_j = (1 + ctr_lift[v] m_j) exp(slope
+    delta_vj)``; ``mean(a_j b_j) / mean(a_j) - 1`` for CVR (conversions per click weight by
+    clicks) with ``b_j = 1 + cvr_lift[v] m_j``; and ``mean(1 + watch_lift[v] m_j) - 1`` for
+    watch time. Pass the same ``achieved_delta`` given to the simulator when it planted a dose
+    term. ``*_by_industry`` restricts the means to one industry's videos. Keys are the
+    registry's arms other than its control.
+    """
+    specs = _resolve_variants(variants)
+    control = control_name(specs)
+    ctr_l, cvr_l, watch_l = (effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time"))
+    industries = videos["industry"].fillna("unknown").astype(str).to_numpy()
+    vids = videos["video_id"].astype(str).to_numpy()
+    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industries])
+    lookup: dict[tuple[str, str], float] = {}
+    if achieved_delta is not None:
+        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
+            lookup[(str(vid), str(var))] = float(d)
+
+    def lifts(mask: np.ndarray) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {"ctr": {}, "cvr": {}, "watch_time": {}}
+        base_dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, control), 0.0) for v in vids[mask]]))
+        for variant in (s.name for s in specs if s.name != control):
+            dose = np.exp(effects.ctr_dose_slope * np.array([lookup.get((v, variant), 0.0) for v in vids[mask]]))
+            a = (1 + ctr_l[variant] * mod[mask]) * dose
+            b = 1 + cvr_l[variant] * mod[mask]
+            out["ctr"][variant] = float(a.mean() / base_dose.mean() - 1)
+            out["cvr"][variant] = float((a * b).mean() / a.mean() - 1)
+            out["watch_time"][variant] = float((1 + watch_l[variant] * mod[mask]).mean() - 1)
+        return out
+
+    truth: dict[str, Any] = lifts(np.ones(len(vids), dtype=bool))
+    per_industry = {k: lifts(industries == k) for k in sorted(set(industries))}
+    truth["ctr_by_industry"] = {k: v["ctr"] for k, v in per_industry.items()}
+    truth["cvr_by_industry"] = {k: v["cvr"] for k, v in per_industry.items()}
+    truth["ctr_dose_slope_log"] = float(effects.ctr_dose_slope)
+    truth["base_ctr"] = effects.base_ctr
+    truth["base_cvr"] = effects.base_cvr
+    return truth
+
+
+def simulate_ab_rows(
+    videos: pd.DataFrame,
+    effects: SimulationEffects | None = None,
+    seed: int = 0,
+    days: int = 7,
+    segments: Sequence[str] = DEFAULT_SEGMENTS,
+    impressions_per_arm: int = 3000,
+    experiment_id: str = "demo-exp-1",
+    start_date: _dt.date = _dt.date(2026, 11, 1),
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+) -> pd.DataFrame:
+    """Export rows (the ingestion format) with planted effects, as a DataFrame.
+
+    ``videos`` has ``video_id`` (string) and ``industry``. ``impressions_per_arm`` is the
+    expected impressions per video x variant x day at equal allocation (Poisson, split over
+    ``segments`` multinomially); clicks and conversions are binomial given the probabilities
+    described on :class:`SimulationEffects`. ``achieved_delta`` (video_id, variant,
+    achieved_delta) feeds the dose term. ``variants`` is the experiment's registry (specs, or
+    names of default variants). The true values are :func:`planted_truth`.
+    """
+    effects = effects or SimulationEffects()
+    rng = np.random.default_rng(seed)
+    vids = videos["video_id"].astype(str).map(lambda v: validate_video_id(v, where="simulate_ab_export videos")).to_numpy()
+    industry = videos["industry"].fillna("unknown").astype(str).to_numpy() if "industry" in videos else np.full(len(vids), "unknown")
+    specs = _resolve_variants(variants)
+    control = next((s.name for s in specs if s.role == "control"), None)
+    ctr_l, cvr_l, watch_l = (effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time"))
+    variants = [s.name for s in specs]
+    shares = dict(effects.planned_shares or {v: 1.0 / len(variants) for v in variants})
+    n_v, n_s = len(vids), len(segments)
+
+    u = rng.normal(0.0, effects.video_sd_logit, n_v)
+    p_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_ctr / (1 - effects.base_ctr)) + u)))
+    u_c = rng.normal(0.0, effects.video_sd_logit, n_v)
+    q_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_cvr / (1 - effects.base_cvr)) + u_c)))
+    w_base = effects.base_watch_s * np.exp(rng.normal(0.0, effects.video_sd_watch, n_v) - effects.video_sd_watch**2 / 2)
+    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industry])
+    delta_lookup: dict[tuple[str, str], float] = {}
+    if achieved_delta is not None:
+        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
+            delta_lookup[(str(vid), str(var))] = float(d)
+
+    frames = []
+    dates = [start_date + _dt.timedelta(days=d) for d in range(days)]
+    for variant in variants:
+        eta = rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != control else np.zeros((3, n_v))
+        dose = np.array([delta_lookup.get((v, variant), 0.0) for v in vids])
+        p = np.clip(p_base * (1 + ctr_l[variant] * mod + eta[0])
+                    * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
+        q = np.clip(q_base * (1 + cvr_l[variant] * mod + eta[1]), 1e-6, 0.999)
+        w = np.maximum(w_base * (1 + watch_l[variant] * mod + eta[2]), 0.1)
+        lam = impressions_per_arm * shares[variant] * len(variants) * effects.served_share_bias.get(variant, 1.0)
+        total = rng.poisson(lam, (n_v, days))
+        split = rng.multinomial(total, np.full(n_s, 1.0 / n_s))
+        clicks = rng.binomial(split, p[:, None, None])
+        conversions = rng.binomial(clicks, q[:, None, None])
+        n = split.astype(float)
+        mu = w[:, None, None]
+        # watch time of n impressions with mean mu and sd s: the sum is ~normal, and the sum of
+        # squares follows from the sample variance (chi-square with n-1 df) exactly as for
+        # normal draws: sumsq = sum^2 / n + (n - 1) * s2.
+        sd = effects.watch_sd_s
+        wsum = np.round(np.maximum(rng.normal(n * mu, np.sqrt(np.maximum(n, 1)) * sd), 0.0) * (n > 0), 3)
+        s2 = sd**2 * rng.chisquare(np.maximum(n - 1, 1)) / np.maximum(n - 1, 1)
+        # rounded up so the written sums still satisfy n * sumsq >= sum^2 after rounding
+        wsq = np.ceil(np.where(n > 0, wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * s2, 0.0) * 1000) / 1000
+        idx_v, idx_d, idx_s = np.meshgrid(np.arange(n_v), np.arange(days), np.arange(n_s), indexing="ij")
+        frames.append(pd.DataFrame({
+            "experiment_id": experiment_id,
+            "video_id": vids[idx_v.ravel()],
+            "variant": variant,
+            "date": [dates[i].isoformat() for i in idx_d.ravel()],
+            "segment": np.asarray(segments, dtype=object)[idx_s.ravel()],
+            "impressions": split.ravel(),
+            "clicks": clicks.ravel(),
+            "conversions": conversions.ravel(),
+            "spend": np.round(split.ravel() * effects.cost_per_mille / 1000.0, 4),
+            "watch_time_s_sum": wsum.ravel(),
+            "watch_time_s_sumsq": wsq.ravel(),
+            "planned_share": shares[variant],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def simulate_ab_export(
+    videos: pd.DataFrame,
+    path: str | os.PathLike[str],
+    effects: SimulationEffects | None = None,
+    seed: int = 0,
+    days: int = 7,
+    segments: Sequence[str] = DEFAULT_SEGMENTS,
+    impressions_per_arm: int = 3000,
+    experiment_id: str = "demo-exp-1",
+    start_date: _dt.date = _dt.date(2026, 11, 1),
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+) -> Path:
+    """Write :func:`simulate_ab_rows` as an export (CSV or Parquet by suffix) for the inbox.
+
+    The effects it carries are documented on :class:`SimulationEffects`; their true values
+    are :func:`planted_truth` ``(videos, effects)``. The file is written under a hidden
+    temporary name and renamed into place, so an inbox scan never sees half a file.
+    """
+    path = Path(path)
+    out = simulate_ab_rows(videos, effects, seed=seed, days=days, segments=segments,
+                           impressions_per_arm=impressions_per_arm, experiment_id=experiment_id,
+                           start_date=start_date, achieved_delta=achieved_delta, variants=variants)
+    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
+        if path.suffix.lower() == ".parquet":
+            out.to_parquet(tmp, index=False)
+        else:
+            out.to_csv(tmp, index=False)
+    return path
+
+
+
+def simulate_uploaded_export(
+    videos: pd.DataFrame,
+    manifest: pd.DataFrame,
+    path: str | os.PathLike[str],
+    effects: SimulationEffects | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+    **kwargs: Any,
+) -> Path:
+    """An export of the ads an upload manifest lists (eligible variants only), written atomically.
+
+    Rows are simulated for every video x arm of the registry and kept only where the manifest
+    has that (video, variant): an ineligible variant was never uploaded, so it has no results.
+    ``kwargs`` go to :func:`simulate_ab_rows` (``experiment_id`` defaults to the manifest's).
+    """
+    path = Path(path)
+    if manifest.empty:
+        raise ValueError("the upload manifest lists no ads: no eligible variant to simulate results for")
+    kwargs.setdefault("experiment_id", str(manifest["experiment_id"].iat[0]))
+    tested = videos[videos["video_id"].astype(str).isin(set(manifest["video_id"].astype(str)))]
+    rows = simulate_ab_rows(tested, effects, variants=variants, **kwargs)
+    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"]))
+    rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"])]]
+    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
+        rows.to_csv(tmp, index=False)
+    return path

@@ -1,0 +1,60 @@
+"""``align-ab-plan EXPERIMENT.yaml``: register an experiment before it runs.
+
+Registers the experiment's arms (its variant registry) and planned shares in the warehouse,
+writes the pre-registered analysis plan (hashed, file + ``analysis_plans`` row) and, when the
+variants have been rendered, the upload manifest with the ad names the export must carry.
+Files go to ``<data-dir>/experiments/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from align_core.experiment import load_experiment_config
+from align_core.upload_manifest import build_upload_manifest
+from align_core.warehouse import read_connection, table_exists
+from analysis.preregistration import register_plan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="align-ab-plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path, help="the experiment config (YAML)")
+    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    parser.add_argument("--allow-after-results", action="store_true",
+                        help="file the plan even though results exist (reported as a deviation)")
+    parser.add_argument("--include-ineligible", action="store_true",
+                        help="put variants that failed their checks into the upload manifest (explicit override)")
+    args = parser.parse_args(argv)
+    data = Path(args.data_dir)
+    database = data / "warehouse.duckdb"
+    out = data / "experiments"
+    try:
+        config = load_experiment_config(args.config)
+        plan = register_plan(config, database, out, allow_after_results=args.allow_after_results)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"experiment {config.experiment_id}: {len(config.variants)} arms ({', '.join(config.variant_names)})")
+    print(f"analysis plan sha256 {plan.sha256}\n  {plan.path}")
+    mde = plan.plan["mde"]
+    if "mde_relative" in mde:
+        print(f"  MDE (relative CTR lift, {mde['power']:.0%} power, alpha {mde['alpha']}): {mde['mde_relative']:+.1%}")
+    with read_connection(database) as con:
+        rendered = table_exists(con, "variants")
+    if rendered:
+        manifest = build_upload_manifest(database, config.experiment_id, out, config.variants, args.include_ineligible)
+        print(f"upload manifest: {len(manifest.rows)} ad(s) -> {manifest.path}")
+        for note in manifest.notes:
+            print(f"  note: {note}")
+        for r in manifest.excluded.itertuples():
+            print(f"  excluded {r.video_id} {r.variant}: {r.reason}")
+    else:
+        print("no variants rendered yet: run align-ab-plan again after variant_videos for the upload manifest")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
