@@ -34,8 +34,12 @@ ui: $(STAMP)
 	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR) --ui-only
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# `make bench REAL_SIZE=--quick` keeps the real-size benchmark at 1-2 s, 540x960 for everyday use.
+REAL_SIZE ?=
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_real_size $(REAL_SIZE)
+	$(BIN)/python -m bench.bench_partition_scale
 
 clean-data:
 	rm -rf $(DATA)

@@ -12,12 +12,15 @@ from dagster import (
 )
 
 from align_assets import schedules, sensors
+from align_assets.automation import per_video_automation, without_per_video_conditions
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
 from align_assets.resources import default_resources
 
 stage_modules = [catalog, attention, masks, control, checkpoint, protect, variants, experiments]
 
-all_assets = load_assets_from_modules(stage_modules)
+#: Per-video assets (and the tables they feed) are carried by the event-driven
+#: ``per_video_automation`` sensor, not by a scan of every partition (see align_assets.automation).
+all_assets = without_per_video_conditions(load_assets_from_modules(stage_modules))
 #: Checks defined apart from their asset (partitioned ``@asset_check``s, e.g. the annotated masks').
 all_asset_checks = load_asset_checks_from_modules(stage_modules)
 
@@ -30,7 +33,7 @@ automation_sensor = AutomationConditionSensorDefinition(
 defs = Definitions(
     assets=all_assets,
     asset_checks=all_asset_checks,
-    sensors=[sensors.new_video_sensor, experiments.ab_export_sensor, automation_sensor],
+    sensors=[sensors.new_video_sensor, experiments.ab_export_sensor, automation_sensor, per_video_automation],
     schedules=[schedules.nightly_catch_up, schedules.daily_report],
     jobs=[schedules.per_video_pipeline, schedules.warehouse_refresh, schedules.report_refresh, schedules.train_controlnet_job],
     resources=default_resources(),

@@ -16,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
 from align_core.eligibility import variants_select_sql
-from align_core.warehouse import warehouse_lock
+from align_core.warehouse import rebuild_table_from_parquet, warehouse_lock
 
 
 def collect_parquet_table(
@@ -26,28 +26,27 @@ def collect_parquet_table(
     """(Re)build ``table`` from ``artifacts/<source_asset>/*/<file_name>``; returns (rows, videos, preview).
 
     ``eligibility`` = (asset, file): join each row's ``eligible``/``exclusion_reason`` from that
-    asset's per-video files (:mod:`align_core.eligibility`).
+    asset's per-video files (:mod:`align_core.eligibility`); such a joined table is rebuilt whole.
+    Other tables rebuild incrementally past 2,000 videos (only changed files are read, see
+    :func:`align_core.warehouse.rebuild_table_from_parquet`).
     """
     files = sorted((platform.layout.artifacts_dir / source_asset).glob(f"*/{file_name}"))
     checked = sorted((platform.layout.artifacts_dir / eligibility[0]).glob(f"*/{eligibility[1]}")) if eligibility else []
     with warehouse_lock(warehouse.database), warehouse.get_connection() as con:
-        if not files:
-            con.execute(f'DROP TABLE IF EXISTS "{table}"')
-            return 0, 0, None
-        con.execute("BEGIN TRANSACTION")
-        if eligibility:
+        if not eligibility or not files:
+            result = rebuild_table_from_parquet(warehouse.database, table, files, order_by, con=con)
+            if not files:
+                return 0, 0, None
+            rows = result.rows
+        else:
+            con.execute("BEGIN TRANSACTION")
             select = variants_select_sql("$files", "$checked" if checked else None)
             con.execute(
                 f'CREATE OR REPLACE TABLE "{table}" AS {select} ORDER BY {order_by}',
                 {"files": [str(f) for f in files], **({"checked": [str(f) for f in checked]} if checked else {})},
             )
-        else:
-            con.execute(
-                f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}',
-                [[str(f) for f in files]],
-            )
-        con.execute("COMMIT")
-        rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            con.execute("COMMIT")
+            rows = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
         preview = con.execute(f'SELECT * FROM "{table}" LIMIT 10').df()
     return int(rows), len(files), preview
 

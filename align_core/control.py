@@ -13,7 +13,18 @@ Definitions (one video, frames t = 0..T-1, pixels p):
   same quantity as a frame's but for the scene (and the one comparable to the given
   ``attention_proportion``). Secondary (``frame_mean``): the plain mean of ``a_t``.
 
-Storage (:func:`save_control_tensors`): masks bit-packed (lossless). Attention is stored with a
+Real-size storage (:func:`control_from_maps`, format v3, what the ``control_tensors`` asset
+writes): nothing holds a whole video. Masks are kept per frame, bit-packed and deflated
+(:class:`~align_core.frames.MaskFrames`, exact); attention is kept as the attention stage's
+8-bit keyframe maps at their analysis/storage resolution (144x256 for a 1080x1920 ad) plus, per
+frame, the two keyframes and the weight that carry it, exactly as
+:meth:`~align_core.attention.maps.AttentionMaps.map_at` does. A_t at full resolution is the
+bilinear upsampling of that map, decoded lazily frame by frame; the per-frame sums that
+alignment needs (sum A_t, sum A_t M_t, coverage, range) are computed once while streaming and
+stored, so plans read a 60 s ad's alignment without decoding a single map.
+
+Dense storage (:func:`save_control_tensors` of a dense :class:`ControlTensors`, format v2, for
+maps that come from anywhere else): masks bit-packed (lossless). Attention is stored with a
 maximum absolute error of 1/510 (half a uint8 step), in a near-lossless predictive code built
 for smooth, keyframe-carried maps:
 
@@ -30,17 +41,25 @@ Variant control (:func:`retarget_alignment`, :func:`scale_saliency`): see their 
 
 from __future__ import annotations
 
+import lzma
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from align_core.arrays import save_npz_atomic
+from align_core.frames import FrameStore, LazyFrames, MaskFrames
+
+if TYPE_CHECKING:
+    from align_core.attention.maps import AttentionMaps
 
 FORMAT = "control-tensors-v2"  # v2: frames between anchors stored as interpolation weights
+FORMAT_STREAMED = "control-tensors-v3"  # v3: per-frame compressed masks + keyframe attention, lazy
 #: Maximum absolute error of stored attention (half a uint8 step).
 ATTENTION_MAX_ERROR = 1.0 / 510.0
 _LOWRES_FACTOR = 4
@@ -48,21 +67,44 @@ _LOWRES_LEVELS = 1023  # 10-bit low-resolution predictor
 SCENE_METHODS = ("attention_weighted", "frame_mean")
 
 
+_STAT_NAMES = ("attention_mass", "product_attention", "coverage", "attention_min", "attention_max")
+
+
 @dataclass
 class ControlTensors:
-    """Masks and attention of one video; the control and alignment are derived from them."""
+    """Masks and attention of one video; the control and alignment are derived from them.
 
-    masks: np.ndarray  # bool (T, H, W)
-    attention: np.ndarray  # float32 (T, H, W) in [0, 1]
+    ``masks`` and ``attention`` are dense ``(T, H, W)`` arrays (short videos, tests) or lazy
+    per-frame stores (:class:`~align_core.frames.FrameStore`, what :func:`load_control_tensors`
+    returns for a streamed file): index them per frame, ``control.attention[t]``. ``stats``
+    holds the per-frame sums when they were computed while streaming (see
+    :func:`control_from_maps`), so alignment never needs the whole video decoded.
+    """
+
+    masks: Any  # bool (T, H, W): np.ndarray or MaskFrames
+    attention: Any  # float32 (T, H, W) in [0, 1]: np.ndarray or a FrameStore
+    stats: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.masks = np.asarray(self.masks).astype(bool, copy=False)
-        self.attention = np.asarray(self.attention, dtype=np.float32)
-        if self.masks.ndim != 3 or self.masks.shape != self.attention.shape:
+        lazy = isinstance(self.masks, FrameStore) or isinstance(self.attention, FrameStore)
+        if not lazy:
+            self.masks = np.asarray(self.masks).astype(bool, copy=False)
+            self.attention = np.asarray(self.attention, dtype=np.float32)
+        if len(self.masks.shape) != 3 or tuple(self.masks.shape) != tuple(self.attention.shape):
             raise ValueError(
                 f"control tensors need masks and attention of one (T, H, W) shape, got masks "
-                f"{self.masks.shape} and attention {self.attention.shape}"
+                f"{tuple(self.masks.shape)} and attention {tuple(self.attention.shape)}"
             )
+        if lazy:
+            if self.stats is None:
+                self.stats = _stream_stats(self.masks, self.attention)
+            bad = [name for name in _STAT_NAMES if np.shape(self.stats.get(name)) != (self.frame_count,)]
+            if bad:
+                raise ValueError(f"control tensor statistics {bad} do not have {self.frame_count} values")
+            low, high = self.stats["attention_min"], self.stats["attention_max"]
+            if len(low) and (not np.isfinite(low).all() or not np.isfinite(high).all() or low.min() < 0.0 or high.max() > 1.0):
+                raise ValueError(f"attention must be finite and in [0, 1], got range [{low.min()}, {high.max()}]")
+            return
         if self.attention.size and (
             not np.isfinite(self.attention).all() or self.attention.min() < 0.0 or self.attention.max() > 1.0
         ):
@@ -75,21 +117,29 @@ class ControlTensors:
         return int(self.masks.shape[0])
 
     @property
+    def is_lazy(self) -> bool:
+        return self.stats is not None
+
+    @property
     def saliency(self) -> np.ndarray:
-        """S_t = A_t * M_t for every frame, float32, not re-normalised."""
-        return self.attention * self.masks
+        """S_t = A_t * M_t for every frame, float32, not re-normalised (dense: short videos only)."""
+        return np.asarray(self.attention, dtype=np.float32) * np.asarray(self.masks, dtype=bool)
 
     def control(self, t: int) -> np.ndarray:
         """The ControlNet conditioning of frame ``t``: float32 ``(2, H, W)`` = [M_t, S_t]."""
-        mask = self.masks[t].astype(np.float32)
-        return np.stack([mask, self.attention[t] * mask])
+        mask = np.asarray(self.masks[t], dtype=bool).astype(np.float32)
+        return np.stack([mask, np.asarray(self.attention[t], dtype=np.float32) * mask])
 
     def attention_mass_per_frame(self) -> np.ndarray:
         """sum_p A_t (float64, one value per frame)."""
+        if self.stats is not None:
+            return self.stats["attention_mass"].copy()
         return self.attention.reshape(self.frame_count, -1).sum(axis=1, dtype=np.float64)
 
     def product_attention_per_frame(self) -> np.ndarray:
         """sum_p A_t M_t (float64), the numerator of a_t."""
+        if self.stats is not None:
+            return self.stats["product_attention"].copy()
         flat_a = self.attention.reshape(self.frame_count, -1)
         flat_m = self.masks.reshape(self.frame_count, -1)
         return np.array([flat_a[t][flat_m[t]].sum(dtype=np.float64) for t in range(self.frame_count)])
@@ -100,7 +150,112 @@ class ControlTensors:
 
     def coverage_per_frame(self) -> np.ndarray:
         """Fraction of each frame's pixels inside the mask (float64 ``(T,)``)."""
+        if self.stats is not None:
+            return self.stats["coverage"].copy()
         return self.masks.reshape(self.frame_count, -1).mean(axis=1, dtype=np.float64)
+
+    def attention_range(self) -> tuple[float, float]:
+        """(min, max) of A over the whole video."""
+        if self.stats is not None:
+            if not self.frame_count:
+                return 0.0, 0.0
+            return float(self.stats["attention_min"].min()), float(self.stats["attention_max"].max())
+        return (float(self.attention.min()), float(self.attention.max())) if self.attention.size else (0.0, 0.0)
+
+
+def _stream_stats(masks, attention) -> dict[str, np.ndarray]:
+    """Per-frame sums of a video, one frame in memory at a time."""
+    count = int(masks.shape[0])
+    stats = {name: np.zeros(count, dtype=np.float64) for name in _STAT_NAMES}
+    for t in range(count):
+        amap = np.asarray(attention[t], dtype=np.float32)
+        mask = np.asarray(masks[t], dtype=bool)
+        stats["attention_mass"][t] = amap.sum(dtype=np.float64)
+        stats["product_attention"][t] = amap[mask].sum(dtype=np.float64)
+        stats["coverage"][t] = mask.mean() if mask.size else 0.0
+        stats["attention_min"][t] = amap.min() if amap.size else 0.0
+        stats["attention_max"][t] = amap.max() if amap.size else 0.0
+    return stats
+
+
+class KeyframeAttention:
+    """A_t decoded lazily from 8-bit keyframe maps and per-frame carry weights.
+
+    ``keyframes`` is ``uint8 [K, h, w]``; frame ``t`` is ``(1 - w_t) * key[k0_t] / 255 +
+    w_t * key[k1_t] / 255`` (``key[k0_t] / 255`` when ``w_t == 0``), upsampled bilinearly to
+    ``frame_size`` and clipped to [0, 1]: the same arithmetic as
+    :meth:`~align_core.attention.maps.AttentionMaps.map_at`, so both give identical values.
+    """
+
+    def __init__(self, keyframes: np.ndarray, k0: np.ndarray, k1: np.ndarray, weight: np.ndarray, frame_size: tuple[int, int]):
+        self.keyframes = np.asarray(keyframes, dtype=np.uint8)
+        self.k0 = np.asarray(k0, dtype=np.int64)
+        self.k1 = np.asarray(k1, dtype=np.int64)
+        self.weight = np.asarray(weight, dtype=np.float64)
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        count = len(self.k0)
+        if self.keyframes.ndim != 3 or self.k1.shape != (count,) or self.weight.shape != (count,):
+            raise ValueError(f"keyframe attention: {self.keyframes.shape} keyframes, index arrays {self.k0.shape}/{self.k1.shape}/{self.weight.shape}")
+        if count and (min(self.k0.min(), self.k1.min()) < 0 or max(self.k0.max(), self.k1.max()) >= len(self.keyframes)):
+            raise ValueError(f"keyframe attention: keyframe index outside the {len(self.keyframes)} stored keyframes")
+        if count and (not np.isfinite(self.weight).all() or self.weight.min() < 0 or self.weight.max() > 1):
+            raise ValueError("keyframe attention: carry weights must be in [0, 1]")
+
+    @classmethod
+    def from_maps(cls, maps: AttentionMaps) -> KeyframeAttention:
+        """Quantise ``maps``' keyframes to 8 bits (exact for maps read from an attention file)."""
+        keys = np.empty(maps.keyframe_maps.shape, dtype=np.uint8)
+        for k, keymap in enumerate(maps.keyframe_maps):  # one keyframe at a time: no float copy of them all
+            keys[k] = np.clip(np.rint(keymap * np.float32(255.0)), 0, 255)
+        carry = [maps.carry_weights(t) for t in range(maps.frame_count)]
+        k0, k1, weight = (np.array(column) for column in zip(*carry)) if carry else (np.zeros(0),) * 3
+        return cls(keys, k0, k1, weight, maps.frame_size)
+
+    def __len__(self) -> int:
+        return len(self.k0)
+
+    def analysis_map(self, t: int) -> np.ndarray:
+        k0, k1, w = int(self.k0[t]), int(self.k1[t]), float(self.weight[t])
+        key0 = self.keyframes[k0].astype(np.float32) / np.float32(255.0)  # as load_attention_maps scales them
+        if w == 0.0:
+            return key0
+        key1 = self.keyframes[k1].astype(np.float32) / np.float32(255.0)
+        return ((1.0 - w) * key0 + w * key1).astype(np.float32)
+
+    def map(self, t: int) -> np.ndarray:
+        amap = self.analysis_map(t)
+        height, width = self.frame_size
+        if amap.shape != (height, width):
+            amap = np.clip(cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+        return amap
+
+    def frames(self) -> KeyframeAttentionFrames:
+        return KeyframeAttentionFrames(self)
+
+
+class KeyframeAttentionFrames(LazyFrames):
+    """A_t of every frame as a read-only ``(T, H, W)`` stack decoded on demand; ``source`` is what it decodes."""
+
+    def __init__(self, source: KeyframeAttention):
+        super().__init__((len(source), *source.frame_size), source.map, dtype=np.float32, cache_frames=2)
+        self.source = source
+
+
+def control_from_maps(maps: AttentionMaps, masks: MaskFrames | np.ndarray) -> ControlTensors:
+    """Control tensors of a video built streaming from its attention maps and masks.
+
+    Attention stays as ``maps``' keyframes (8-bit) and is upsampled frame by frame; masks stay
+    per-frame compressed; the per-frame sums are computed in one pass with one frame decoded at
+    a time. Peak memory is a few full-size frames, whatever the video's length.
+    """
+    if not isinstance(masks, MaskFrames):
+        masks = MaskFrames.from_array(masks)
+    if (maps.frame_count, *maps.frame_size) != tuple(masks.shape):
+        raise ValueError(
+            f"attention maps {(maps.frame_count, *maps.frame_size)} and masks {tuple(masks.shape)} "
+            f"differ in (frames, height, width){f' for {maps.video}' if maps.video else ''}"
+        )
+    return ControlTensors(masks=masks, attention=KeyframeAttention.from_maps(maps).frames())
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
@@ -364,25 +519,66 @@ def _decode_attention(
 
 
 def save_control_tensors(path: str | os.PathLike[str], control: ControlTensors) -> Path:
-    """Write masks (exact, bit-packed) and attention (max error 1/510) compressed, atomically."""
+    """Write control tensors compressed, atomically.
+
+    Streamed control (from :func:`control_from_maps`): format v3, masks per frame deflated and
+    attention as 8-bit keyframes with carry weights, plus the per-frame sums; a 60 s 1080x1920
+    ad takes a few MB at most and about 100 MB of memory to write. Dense control: format v2,
+    masks exact and attention within 1/510 (see the module docstring).
+    """
+    if isinstance(control.attention, KeyframeAttentionFrames) and isinstance(control.masks, MaskFrames) and control.stats is not None:
+        source = control.attention.source
+        from align_core.attention.maps import _encode_keyframes
+
+        return save_npz_atomic(
+            path,
+            format=np.asarray(FORMAT_STREAMED),
+            shape=np.asarray(control.masks.shape, dtype=np.int64),
+            attention_keyframes_lzma=np.frombuffer(_encode_keyframes(source.keyframes), dtype=np.uint8),
+            attention_keyframe_shape=np.asarray(source.keyframes.shape, dtype=np.int64),
+            attention_k0=source.k0.astype(np.int32),
+            attention_k1=source.k1.astype(np.int32),
+            attention_weight=source.weight,
+            **{f"stat_{name}": control.stats[name] for name in _STAT_NAMES},
+            **control.masks.to_arrays("mask"),
+        )
     count = control.frame_count
-    arrays = _encode_attention(control.attention)
+    masks = np.asarray(control.masks, dtype=bool)
+    arrays = _encode_attention(np.asarray(control.attention, dtype=np.float32))
     return save_npz_atomic(
         path,
         format=np.asarray(FORMAT),
-        shape=np.asarray(control.masks.shape, dtype=np.int64),
-        mask_bits=np.packbits(control.masks.reshape(count, -1), axis=1),
+        shape=np.asarray(masks.shape, dtype=np.int64),
+        mask_bits=np.packbits(masks.reshape(count, -1), axis=1),
         **arrays,
     )
 
 
 def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
-    """Read what :func:`save_control_tensors` wrote; errors name the file."""
+    """Read what :func:`save_control_tensors` wrote; errors name the file.
+
+    A v3 (streamed) file comes back lazy: ``control.masks[t]`` and ``control.attention[t]``
+    decode one frame, and alignment comes from the stored per-frame sums, so reading a 60 s
+    1080x1920 ad costs a few MB. A v2 (dense) file comes back as dense arrays.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            if str(data["format"]) != FORMAT:
-                raise ValueError(f"format {str(data['format'])!r}, expected {FORMAT!r}")
+            kind = str(data["format"])
+            if kind == FORMAT_STREAMED:
+                from align_core.attention.maps import _decode_keyframes
+
+                shape = tuple(int(v) for v in data["shape"])
+                key_shape = tuple(int(v) for v in data["attention_keyframe_shape"])
+                keys = _decode_keyframes(data["attention_keyframes_lzma"].tobytes(), key_shape)
+                source = KeyframeAttention(keys, data["attention_k0"], data["attention_k1"], data["attention_weight"], shape[1:])
+                masks = MaskFrames.from_arrays(data, "mask")
+                stats = {name: np.asarray(data[f"stat_{name}"], dtype=np.float64) for name in _STAT_NAMES}
+                if tuple(masks.shape) != shape or len(source) != shape[0]:
+                    raise ValueError(f"masks {tuple(masks.shape)} / {len(source)} attention frames do not match shape {shape}")
+                return ControlTensors(masks=masks, attention=source.frames(), stats=stats)
+            if kind != FORMAT:
+                raise ValueError(f"format {kind!r}, expected {FORMAT!r} or {FORMAT_STREAMED!r}")
             shape = tuple(int(v) for v in data["shape"])
             count, height, width = shape
             masks = np.unpackbits(data["mask_bits"], axis=1, count=height * width).reshape(shape).astype(bool)
@@ -390,7 +586,7 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
                 data["attention_source"], data["attention_next"], data["attention_weight"],
                 data["attention_lowres_d2"], data["attention_residual"], shape,
             )
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, lzma.LZMAError) as exc:
         raise ValueError(f"control tensor file {path}: cannot be read ({exc})") from exc
     return ControlTensors(masks=masks, attention=attention)
 
@@ -417,7 +613,7 @@ def retarget_alignment(control: ControlTensors, target_alignment: np.ndarray) ->
     if not np.isfinite(target).all() or target.min() < 0 or target.max() > 1:
         raise ValueError("target alignment must be finite and in [0, 1]")
     current = control.alignment_per_frame()
-    attention = control.attention.copy()
+    attention = np.array(control.attention, dtype=np.float32)  # dense: meant for short videos
     for t in range(control.frame_count):
         a, goal = current[t], target[t]
         if abs(goal - a) < 1e-12 or a <= 0.0 or a >= 1.0:

@@ -50,7 +50,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from align_core.arrays import pack_masks, save_npz_atomic, unpack_masks
+from align_core.arrays import save_npz_atomic, unpack_masks
+from align_core.frames import MaskFrames
 from align_core.video_io import VideoProbe, file_sha256, iter_frames, probe_video
 
 #: Probability above which a pixel belongs to the keyword mask (see module docstring).
@@ -216,7 +217,9 @@ class ClipSegSegmenter:
 class ProvidedMaskSegmenter:
     """Masks shipped with the corpus: one bit-packed stack per video, validated against the video.
 
-    The stack is kept bit-packed (1/8 byte per pixel) and each batch is unpacked on demand.
+    The stack is kept bit-packed (1/8 byte per pixel) and each batch is unpacked on demand. A
+    file written frame by frame (:meth:`~align_core.frames.MaskFrames.to_arrays` with prefix
+    ``mask``, as for long real-size ads) stays deflated per frame: memory does not grow with length.
     """
 
     name = "provided"
@@ -225,15 +228,21 @@ class ProvidedMaskSegmenter:
         self.mask_path = Path(mask_path)
         if not self.mask_path.is_file():
             raise FileNotFoundError(f"provided mask file {self.mask_path} does not exist")
+        self._frames: MaskFrames | None = None
         try:
             with np.load(self.mask_path, allow_pickle=False) as data:
-                self._bits = np.asarray(data["bits"], dtype=np.uint8)
-                self.shape = tuple(int(v) for v in data["shape"])
+                if "mask_offsets" in data:  # per-frame deflated (long, real-size ads): never a whole stack
+                    self._frames = MaskFrames.from_arrays(data, "mask")
+                    self.shape = tuple(int(v) for v in self._frames.shape)
+                    self._bits = np.zeros(0, dtype=np.uint8)
+                else:
+                    self._bits = np.asarray(data["bits"], dtype=np.uint8)
+                    self.shape = tuple(int(v) for v in data["shape"])
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"mask file {self.mask_path}: cannot be read as a packed mask stack ({exc})") from exc
         if len(self.shape) != 3 or min(self.shape) <= 0:
             raise ValueError(f"mask file {self.mask_path}: stack shape {self.shape} is not (T, H, W)")
-        if self._bits.size * 8 < int(np.prod(self.shape)):
+        if self._frames is None and self._bits.size * 8 < int(np.prod(self.shape)):
             raise ValueError(
                 f"mask file {self.mask_path}: holds {self._bits.size * 8} bits, shape {self.shape} needs "
                 f"{int(np.prod(self.shape))} (truncated file?)"
@@ -262,6 +271,8 @@ class ProvidedMaskSegmenter:
             raise ValueError(
                 f"mask file {self.mask_path}: holds {count} frames, asked for frames [{start}, {start + batch})"
             )
+        if self._frames is not None:
+            return self._frames[start : start + batch].astype(np.float32)
         per_frame = height * width
         first_bit, last_bit = start * per_frame, (start + batch) * per_frame
         chunk = self._bits[first_bit // 8 : (last_bit + 7) // 8]
@@ -326,7 +337,7 @@ class KeywordMasks:
     ``skipped_reason`` is set (and every mask empty) when the keyword was screened out.
     """
 
-    masks: np.ndarray  # bool (T, H, W)
+    masks: MaskFrames | np.ndarray  # bool (T, H, W): per-frame compressed (MaskFrames) or dense
     threshold: float
     segmenter_id: str
     keyword: str
@@ -356,22 +367,26 @@ class KeywordMasks:
 
 
 def save_keyword_masks(path: str | os.PathLike[str], result: KeywordMasks) -> Path:
-    """Write masks bit-packed plus their metadata (JSON) in one compressed npz, atomically."""
+    """Write masks (each frame bit-packed and deflated) plus their metadata (JSON) in one npz, atomically."""
     meta = {k: v for k, v in result.summary().items()}
+    frames = result.masks if isinstance(result.masks, MaskFrames) else MaskFrames.from_array(result.masks)
     return save_npz_atomic(
         path,
-        **pack_masks(result.masks),
+        **frames.to_arrays("mask"),
         max_probability=np.asarray(result.max_probability, dtype=np.float32),
         meta=np.asarray(json.dumps(meta, sort_keys=True)),
     )
 
 
 def load_keyword_masks(path: str | os.PathLike[str]) -> KeywordMasks:
-    """Read what :func:`save_keyword_masks` wrote."""
+    """Read what :func:`save_keyword_masks` wrote: masks stay compressed, decoded frame by frame.
+
+    Files of the earlier layout (one bit-packed stack) are read too, as a dense stack.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            masks = unpack_masks(data["bits"], data["shape"])
+            masks = MaskFrames.from_arrays(data, "mask") if "mask_offsets" in data else unpack_masks(data["bits"], data["shape"])
             max_probability = np.asarray(data["max_probability"], dtype=np.float32)
             meta = json.loads(str(data["meta"]))
     except (OSError, KeyError, ValueError) as exc:
@@ -381,7 +396,7 @@ def load_keyword_masks(path: str | os.PathLike[str]) -> KeywordMasks:
         threshold=float(meta["threshold"]),
         segmenter_id=meta["segmenter_id"],
         keyword=meta["keyword"],
-        coverage=masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
+        coverage=masks.coverage_per_frame() if isinstance(masks, MaskFrames) else masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
         max_probability=max_probability,
         skipped_reason=meta["skipped_reason"],
         lineage=meta["lineage"],
@@ -416,10 +431,12 @@ def segment_video(
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} must be >= 1")
     probe = probe or probe_video(video_path)
-    shape = (probe.frame_count, probe.height, probe.width)
-    masks = np.zeros(shape, dtype=bool)
+    masks = MaskFrames(probe.height, probe.width)
     max_probability = np.zeros(probe.frame_count, dtype=np.float32)
     if screened_reason is not None:
+        empty = np.zeros((probe.height, probe.width), dtype=bool)
+        for _ in range(probe.frame_count):
+            masks.append(empty)
         return KeywordMasks(
             masks=masks,
             threshold=threshold,
@@ -446,7 +463,8 @@ def segment_video(
                 f"video {video_path}: segmenter {segmenter.name} returned values outside [0, 1] "
                 f"for frames [{start}, {start + len(batch)})"
             )
-        masks[start : start + len(batch)] = probs > threshold
+        for mask in probs > threshold:
+            masks.append(mask)
         max_probability[start : start + len(batch)] = probs.reshape(len(batch), -1).max(axis=1)
 
     batch: list[np.ndarray] = []
@@ -470,7 +488,7 @@ def segment_video(
         threshold=threshold,
         segmenter_id=segmenter_id(segmenter),
         keyword=keyword,
-        coverage=masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
+        coverage=masks.coverage_per_frame(),
         max_probability=max_probability,
         lineage=segmenter.lineage(),
     )

@@ -143,3 +143,111 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     return bool(row and row[0])
+
+
+# -- tables collected from per-video Parquet files ------------------------------------------------
+#: Above this many files a table rebuild is incremental by default: only files whose size or
+#: modification time changed since the last rebuild are read (a full rebuild reads every row,
+#: which is linear in the corpus: minutes at 100,000 real-size videos).
+INCREMENTAL_MIN_FILES = 2_000
+_STATE_TABLE = "_collected_files"
+
+
+class RebuildResult:
+    """What a rebuild did: rows in the table, files in the glob, files read, full or incremental."""
+
+    def __init__(self, rows: int, files: int, files_read: int, incremental: bool):
+        self.rows, self.files, self.files_read, self.incremental = rows, files, files_read, incremental
+
+    def __repr__(self) -> str:
+        return f"RebuildResult(rows={self.rows}, files={self.files}, files_read={self.files_read}, incremental={self.incremental})"
+
+
+def _file_state(files: list[Path]) -> pd.DataFrame:
+    stats = [path.stat() for path in files]
+    return pd.DataFrame({
+        "path": [str(path) for path in files],
+        "video_id": [path.parent.name for path in files],
+        "mtime_ns": [s.st_mtime_ns for s in stats],
+        "size": [s.st_size for s in stats],
+    })
+
+
+def rebuild_table_from_parquet(
+    database: str | os.PathLike[str],
+    table: str,
+    files: list[Path],
+    order_by: str,
+    *,
+    incremental: bool | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> RebuildResult:
+    """(Re)build ``table`` from per-video Parquet files ``artifacts/<asset>/<video_id>/<file>``.
+
+    Full: ``CREATE OR REPLACE TABLE ... AS SELECT * FROM read_parquet(files) ORDER BY ...`` in
+    one transaction. Incremental (default above :data:`INCREMENTAL_MIN_FILES` files, or when
+    ``incremental=True``): the table remembers each file's size and modification time in
+    ``_collected_files``; only new or changed files are read, and their videos' rows (and those
+    of files that disappeared) are replaced in one transaction, so the cost follows the videos
+    that changed, not the corpus. Incremental rows are appended, so the table's physical order
+    is only that of the last full rebuild: query with ``ORDER BY``. A schema change (a column
+    added), a missing state or an empty file list falls back to a full rebuild. Runs under the
+    writer lock unless a connection ``con`` (already under it) is given.
+    """
+    files = sorted(Path(f) for f in files)
+    qtable = _quote(table)
+    if incremental is None:
+        incremental = len(files) >= INCREMENTAL_MIN_FILES
+
+    def run(con: duckdb.DuckDBPyConnection) -> RebuildResult:
+        state = _file_state(files)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} (tbl VARCHAR, path VARCHAR, video_id VARCHAR, mtime_ns BIGINT, size BIGINT)")
+        if not files:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DROP TABLE IF EXISTS {qtable}")
+            con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
+            con.execute("COMMIT")
+            return RebuildResult(0, 0, 0, False)
+        previous = con.execute(f"SELECT path, mtime_ns, size FROM {_STATE_TABLE} WHERE tbl = ?", [table]).df()
+        use_incremental = incremental and table_exists(con, table) and len(previous) > 0
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if use_incremental:
+                merged = state.merge(previous, on="path", how="left", suffixes=("", "_old"))
+                changed = merged[(merged["mtime_ns"] != merged["mtime_ns_old"]) | (merged["size"] != merged["size_old"])]
+                gone = previous[~previous["path"].isin(state["path"])]
+                stale_ids = sorted(set(changed["video_id"]) | {Path(p).parent.name for p in gone["path"]})
+                read = [str(p) for p in changed["path"]]
+                if stale_ids:
+                    con.register("_stale_ids", pd.DataFrame({"video_id": stale_ids}))
+                    con.execute(f"DELETE FROM {qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
+                    con.unregister("_stale_ids")
+                if read:
+                    try:
+                        con.execute(f"INSERT INTO {qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read])
+                    except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
+                        con.execute("ROLLBACK")
+                        con.execute("BEGIN TRANSACTION")
+                        use_incremental = False
+                files_read = len(read)
+            if not use_incremental:
+                con.execute(
+                    f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
+                    [[str(f) for f in files]],
+                )
+                files_read = len(files)
+            con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
+            con.register("_file_state", state)
+            con.execute(f"INSERT INTO {_STATE_TABLE} SELECT ?, path, video_id, mtime_ns, size FROM _file_state", [table])
+            con.unregister("_file_state")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
+        return RebuildResult(int(rows), len(files), files_read, use_incremental)
+
+    if con is not None:
+        return run(con)
+    with write_connection(database) as connection:
+        return run(connection)

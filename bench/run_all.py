@@ -238,7 +238,7 @@ def stage_masks(clock: Clock, root: Path, length: float, args: argparse.Namespac
 def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     from align_core.attention import load_attention_maps
     from align_core.catalog import load_catalog
-    from align_core.control import ControlTensors, alignment_tables, save_control_tensors
+    from align_core.control import alignment_tables, control_from_maps, save_control_tensors
     from align_core.masks import load_keyword_masks
 
     _import_parquet()
@@ -247,7 +247,7 @@ def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namesp
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     attention = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / "attention.npz")
     masks = load_keyword_masks(layout.artifact_dir("keyword_masks", video_id) / "masks.npz")
-    control = ControlTensors(masks.masks, attention.maps)
+    control = control_from_maps(attention, masks.masks)
     out = layout.artifact_dir("control_tensors", video_id)
     path = save_control_tensors(out / "control.npz", control)
     frames_df, scenes_df = alignment_tables(video_id, control, catalog.probe.fps, catalog.scenes)

@@ -289,9 +289,14 @@ def test_real_clip_help_mkv(shared_data: Path, tmp_path: Path) -> None:
     assert maps.shape == (58, 480, 640)
     assert maps.keyframe_indices.tolist() == [0, 8, 16, 24, 30, 38, 46, 54]
     assert maps.scorer_id.startswith("feature_richness") and maps.config["keyframe_stride"] == 8
+    # Keyframes are kept at the analysis resolution (long side 512), where each is min-max normalised;
+    # the frame-size map is their bilinear upsampling, so it stays inside [0, 1].
+    assert maps.keyframe_maps.shape[1:] == (384, 512)
     for index in (0, 30):
-        key = maps.map_at(index)
+        key = maps.analysis_map_at(index)
         assert key.dtype == np.float32 and key.min() == 0.0 and key.max() == 1.0
+        full = maps.map_at(index)
+        assert full.shape == (480, 640) and full.min() >= 0.0 and full.max() <= 1.0 and full.max() > 0.95
     # Frames 25-29 hold keyframe 24: nothing of scene 2 leaks back across the cut at 30.
     for index in range(25, 30):
         np.testing.assert_array_equal(maps.map_at(index), maps.map_at(24))

@@ -139,20 +139,23 @@ def test_definitions_load(tmp_path: Path) -> None:
 
 
 def test_a_catalogued_video_is_carried_downstream_by_automation(data_dir: DataLayout) -> None:
-    """Eager conditions request the next stages for a new partition once its catalog exists."""
-    from dagster import AssetKey, evaluate_automation_conditions
+    """The per-video automation sensor requests the next stages for a new partition once its catalog exists."""
+    from dagster import AssetKey
 
+    from align_assets.automation import evaluate_per_video_automation
     from align_assets.definitions import defs
 
+    graph = defs.resolve_asset_graph()
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["real-help"])
-        first = evaluate_automation_conditions(defs=defs, instance=instance)
-        assert first.get_requested_partitions(AssetKey("attention_maps")) == set()  # catalog still missing
+        first, cursor, _ = evaluate_per_video_automation(instance, graph, None)
+        assert first == []  # catalog still missing
         assert run_catalog(data_dir, instance, "real-help").success
-        second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        second, _, _ = evaluate_per_video_automation(instance, graph, cursor)
+        requested = {(key, request.partition_key) for request in second for key in request.asset_selection}
         for stage in ("attention_maps", "keyword_masks"):
-            assert second.get_requested_partitions(AssetKey(stage)) == {"real-help"}
-        assert second.get_requested_partitions(AssetKey("controlnet_checkpoint")) == set()  # training is deliberate
+            assert (AssetKey(stage), "real-help") in requested
+        assert not any(key == AssetKey("controlnet_checkpoint") for key, _ in requested)  # training is deliberate
 
 
 def test_align_import_registers_a_folder(tmp_path: Path, shared_data: Path, monkeypatch, capsys) -> None:

@@ -21,7 +21,7 @@ from align_assets.warehouse_tables import collect_table_asset
 from align_core.atomic import atomic_path
 from align_core.attention import load_attention_maps
 from align_core.catalog import load_catalog
-from align_core.control import ControlTensors, alignment_tables, given_vs_computed_correlation, save_control_tensors
+from align_core.control import ControlTensors, alignment_tables, control_from_maps, given_vs_computed_correlation, save_control_tensors
 from align_core.masks import load_keyword_masks
 from align_core.video_io import read_frame
 from align_core.visuals import curves_plot, overlay, save_png, tile
@@ -55,7 +55,7 @@ def control_tensors(context: AssetExecutionContext, platform: PlatformResource):
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     attention = load_attention_maps(layout.artifact_dir("attention_maps", video_id) / ATTENTION_FILE)
     masks = load_keyword_masks(layout.artifact_dir("keyword_masks", video_id) / MASKS_FILE)
-    control = ControlTensors(masks=masks.masks, attention=attention.maps)
+    control = control_from_maps(attention, masks.masks)  # streamed: one frame decoded at a time
     out_dir = layout.artifact_dir("control_tensors", video_id)
     path = save_control_tensors(out_dir / CONTROL_FILE, control)
     frames_df, scenes_df = alignment_tables(video_id, control, catalog.probe.fps, catalog.scenes)
@@ -94,23 +94,22 @@ def control_tensors(context: AssetExecutionContext, platform: PlatformResource):
 def _overlay_strip(catalog, control: ControlTensors, count: int = 4) -> np.ndarray:
     """Overlays at the first frame of up to ``count`` scenes (the mid frame if the product is absent there)."""
     picks = []
+    coverage = control.coverage_per_frame()
     for start, end in catalog.scene_ranges[:count]:
-        with_product = [t for t in range(start, end) if control.masks[t].any()]
+        with_product = [t for t in range(start, end) if coverage[t] > 0]
         picks.append(with_product[len(with_product) // 2] if with_product else (start + end) // 2)
     images = [overlay(read_frame(catalog.probe.path, t), control.attention[t], control.masks[t]) for t in picks]
-    labels = [f"frame {t}  a={control.alignment_per_frame()[t]:.2f}" for t in picks]
+    alignment = control.alignment_per_frame()
+    labels = [f"frame {t}  a={alignment[t]:.2f}" for t in picks]
     return tile(images, labels)
 
 
 def _control_checks(catalog, control: ControlTensors, frames_df, masks) -> list[AssetCheckResult]:
-    saliency = control.saliency
     alignment = frames_df["alignment"].to_numpy()
-    in_range = bool(
-        control.attention.min() >= 0 and control.attention.max() <= 1 and saliency.max() <= 1
-        and np.isfinite(alignment).all() and alignment.min() >= 0 and alignment.max() <= 1
-    )
+    low, high = control.attention_range()  # S_t = A_t M_t <= A_t, so A in [0, 1] bounds S too
+    in_range = bool(low >= 0 and high <= 1 and np.isfinite(alignment).all() and alignment.min() >= 0 and alignment.max() <= 1)
     probe = catalog.probe
-    shape_ok = control.masks.shape == (probe.frame_count, probe.height, probe.width)
+    shape_ok = tuple(control.masks.shape) == (probe.frame_count, probe.height, probe.width)
     coverage = frames_df["mask_coverage"].to_numpy()
     if masks.skipped_reason:
         plausible, detail = True, f"not segmented: {masks.skipped_reason}"
@@ -120,11 +119,11 @@ def _control_checks(catalog, control: ControlTensors, frames_df, masks) -> list[
     return [
         AssetCheckResult(
             check_name="values_in_range", passed=in_range,
-            metadata={"attention_max": float(control.attention.max()), "alignment_max": float(alignment.max())},
+            metadata={"attention_max": high, "alignment_max": float(alignment.max())},
         ),
         AssetCheckResult(
             check_name="frames_match_video", passed=shape_ok,
-            metadata={"tensor_shape": str(control.masks.shape), "video": f"{probe.frame_count} x {probe.height} x {probe.width}"},
+            metadata={"tensor_shape": str(tuple(control.masks.shape)), "video": f"{probe.frame_count} x {probe.height} x {probe.width}"},
         ),
         AssetCheckResult(
             check_name="mask_coverage_plausible", passed=plausible, severity=AssetCheckSeverity.WARN,

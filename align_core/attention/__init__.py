@@ -11,6 +11,7 @@ from align_core.attention.geometry import ViewingGeometry, disk_kernel, patch_gr
 from align_core.attention.maps import (
     AttentionConfig,
     AttentionMaps,
+    analysis_map,
     attention_map,
     compute_attention_maps,
     keyframes_for_scenes,
@@ -40,6 +41,7 @@ __all__ = [
     "ProvidedMapScorer",
     "SpectralResidualScorer",
     "ViewingGeometry",
+    "analysis_map",
     "attention_map",
     "compute_attention_maps",
     "disk_kernel",

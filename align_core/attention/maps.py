@@ -142,6 +142,27 @@ def raw_meaning_map(
     return (total / len(config.scales_deg)).astype(np.float32)
 
 
+def analysis_map(
+    frame: np.ndarray,
+    scorer: PatchScorer,
+    config: AttentionConfig | None = None,
+    *,
+    frame_index: int | None = None,
+) -> np.ndarray:
+    """A_t at the analysis resolution (long side at most ``config.max_long_side``, default 512).
+
+    ``float32`` in [0, 1] with min 0 and max 1 (see :func:`postprocess_map`). This is the map the
+    video driver keeps and stores: maps are smooth, so the full-resolution map is its bilinear
+    upsampling, computed frame by frame when a consumer asks for it.
+    """
+    config = config or AttentionConfig()
+    frame = check_frame(frame)
+    height, width = frame.shape[:2]
+    work_h, work_w = working_size(height, width, config.max_long_side)
+    work = frame if (work_h, work_w) == (height, width) else cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA)
+    return postprocess_map(raw_meaning_map(work, scorer, config, frame_index=frame_index), config)
+
+
 def attention_map(
     frame: np.ndarray,
     scorer: PatchScorer,
@@ -158,10 +179,8 @@ def attention_map(
     config = config or AttentionConfig()
     frame = check_frame(frame)
     height, width = frame.shape[:2]
-    work_h, work_w = working_size(height, width, config.max_long_side)
-    work = frame if (work_h, work_w) == (height, width) else cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA)
-    amap = postprocess_map(raw_meaning_map(work, scorer, config, frame_index=frame_index), config)
-    if (work_h, work_w) != (height, width):
+    amap = analysis_map(frame, scorer, config, frame_index=frame_index)
+    if amap.shape != (height, width):
         amap = cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR)
         low, high = float(amap.min()), float(amap.max())
         amap = (amap - low) / (high - low) if high > low else np.ones_like(amap)
@@ -193,11 +212,14 @@ def validate_scene_starts(scene_start_frames: Sequence[int], frame_count: int, v
 class AttentionMaps:
     """Attention maps of a whole video, held as keyframe maps plus the rule that carries them.
 
-    ``keyframe_maps`` is ``float32 [K, H, W]`` for the frames in ``keyframe_indices``; a frame's
-    map is a pure function of those, the scene starts and ``carry`` (see module docstring), so
-    storage stays proportional to the keyframes. ``maps`` materialises the dense ``float32
-    [T, H, W]`` stack for short videos; :meth:`map_at` and :meth:`iter_maps` give one frame at a
-    time in constant memory.
+    ``keyframe_maps`` is ``float32 [K, h, w]`` for the frames in ``keyframe_indices``, at the
+    analysis resolution (or the lower storage resolution once saved and loaded); ``frame_size``
+    is the video's ``(H, W)`` (None: the maps' own size). A frame's map is a pure function of
+    the keyframes, the scene starts and ``carry`` (see module docstring): blended at the
+    keyframes' resolution, then upsampled bilinearly to ``frame_size`` (the two commute, both
+    being linear). :meth:`map_at` and :meth:`iter_maps` give one frame at a time in constant
+    memory; :meth:`analysis_map_at` skips the upsampling; ``maps`` materialises the dense
+    ``float32 [T, H, W]`` stack (short videos and tests only).
     """
 
     keyframe_maps: np.ndarray
@@ -209,9 +231,13 @@ class AttentionMaps:
     carry: Carry = "linear"
     scorer_metadata: dict[str, Any] = field(default_factory=dict)
     video: str = ""
+    frame_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.keyframe_maps = np.asarray(self.keyframe_maps, dtype=np.float32)
+        if self.frame_size is None:
+            self.frame_size = (int(self.keyframe_maps.shape[1]), int(self.keyframe_maps.shape[2])) if self.keyframe_maps.ndim == 3 else (0, 0)
+        self.frame_size = (int(self.frame_size[0]), int(self.frame_size[1]))
         self.keyframe_indices = np.asarray(self.keyframe_indices, dtype=np.int64)
         self.scene_start_frames = validate_scene_starts(self.scene_start_frames, self.frame_count, self.video or "maps")
         if self.keyframe_maps.ndim != 3 or len(self.keyframe_maps) != len(self.keyframe_indices):
@@ -237,7 +263,7 @@ class AttentionMaps:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (self.frame_count, *self.keyframe_maps.shape[1:])
+        return (self.frame_count, *self.frame_size)
 
     def __len__(self) -> int:
         return self.frame_count
@@ -260,12 +286,20 @@ class AttentionMaps:
             return (k1, k1, 0.0) if w > 0.5 else (k0, k0, 0.0)
         return k0, k1, float(w)
 
-    def map_at(self, index: int) -> np.ndarray:
-        """A_t for frame ``index`` (``float32 (H, W)``)."""
+    def analysis_map_at(self, index: int) -> np.ndarray:
+        """A_t for frame ``index`` at the keyframes' resolution (``float32 (h, w)``)."""
         k0, k1, w = self.carry_weights(index)
         if w == 0.0:
             return self.keyframe_maps[k0].copy()
         return ((1.0 - w) * self.keyframe_maps[k0] + w * self.keyframe_maps[k1]).astype(np.float32)
+
+    def map_at(self, index: int) -> np.ndarray:
+        """A_t for frame ``index`` at the frame's size (``float32 (H, W)``, bilinear upsampling)."""
+        amap = self.analysis_map_at(index)
+        height, width = self.frame_size
+        if amap.shape != (height, width):
+            amap = np.clip(cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+        return amap
 
     def iter_maps(self) -> Iterator[np.ndarray]:
         for index in range(self.frame_count):
@@ -290,8 +324,10 @@ def compute_attention_maps(
 ) -> AttentionMaps:
     """Attention maps for every frame of a video, scoring keyframes only.
 
-    Frames are decoded one at a time and only keyframes are kept (as maps), so memory grows
-    with the number of keyframes, never with the number of frames. Scene starts must begin at
+    Frames are decoded one at a time and only keyframes are kept, as maps at the analysis
+    resolution (:func:`analysis_map`: long side ``config.max_long_side``, 512 by default, i.e.
+    288x512 for a 1080x1920 ad, 0.6 MB per keyframe), so memory grows with the number of
+    keyframes at that size, never with the number of frames or the frame size. Scene starts must begin at
     0, increase strictly and lie inside the video (or inside ``frame_limit``, which restricts
     the run to the first frames, e.g. for previews and benchmarks); errors name the video.
     """
@@ -303,21 +339,26 @@ def compute_attention_maps(
         raise ValueError(f"{video_path}: frame_limit {frame_limit} leaves no frame")
     starts = validate_scene_starts(scene_start_frames, total, str(video_path))
     wanted = set(keyframes_for_scenes(starts, total, config.keyframe_stride).tolist())
-    keyframe_maps: list[np.ndarray] = []
+    # One preallocated array (not a list stacked at the end, which held every map twice).
+    keyframe_maps = np.empty((len(wanted), *working_size(probe.height, probe.width, config.max_long_side)), dtype=np.float32)
     keyframe_indices: list[int] = []
     decoded = 0
     for index, frame in enumerate(iter_frames(video_path, 0, total)):
         decoded = index + 1
         if index in wanted:
-            keyframe_maps.append(attention_map(frame, scorer, config, frame_index=index))
+            amap = analysis_map(frame, scorer, config, frame_index=index)
+            if amap.shape != keyframe_maps.shape[1:]:
+                raise VideoError(video_path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}")
+            keyframe_maps[len(keyframe_indices)] = amap
             keyframe_indices.append(index)
     if decoded != total:
         # Container frame counts can be estimates; the decoded frames are the truth.
         starts = validate_scene_starts(starts, decoded, str(video_path))
-    if not keyframe_maps:
+    if not keyframe_indices:
         raise VideoError(video_path, "no keyframe could be decoded")
     return AttentionMaps(
-        keyframe_maps=np.stack(keyframe_maps),
+        frame_size=(probe.height, probe.width),
+        keyframe_maps=keyframe_maps[: len(keyframe_indices)],
         keyframe_indices=np.asarray(keyframe_indices, dtype=np.int64),
         scene_start_frames=starts,
         frame_count=decoded,
@@ -331,9 +372,24 @@ def compute_attention_maps(
 
 def _encode_keyframes(quantised: np.ndarray) -> bytes:
     """Lossless code for ``uint8 [K, h, w]``: 2-D difference (the gradient predictor
-    ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1."""
-    residual = np.diff(np.diff(quantised.astype(np.int16), axis=1, prepend=0), axis=2, prepend=0)
-    return lzma.compress(np.mod(residual, 256).astype(np.uint8).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    ``up + left - up_left``, modulo 256) then LZMA; smooth maps leave residuals of 0 and +-1.
+
+    Streamed keyframe by keyframe (the difference is within each keyframe), so encoding holds
+    one keyframe's residual, not the whole video's.
+    """
+    total = int(np.prod(quantised.shape))
+    # Preset 9's 64 MiB dictionary makes the encoder allocate about 670 MB whatever the input.
+    # The encoder needs ~11x its dictionary, so it is capped at 4 MiB (~45 MB, whatever the
+    # video's length); a smaller input gets a dictionary its own size (same output as preset 9).
+    dict_size = int(min(4 << 20, max(1 << 16, total)))
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}]
+    compressor = lzma.LZMACompressor(format=lzma.FORMAT_XZ, filters=filters)
+    parts = []
+    for key in quantised:
+        residual = np.diff(np.diff(key.astype(np.int16), axis=0, prepend=0), axis=1, prepend=0)
+        parts.append(compressor.compress(np.mod(residual, 256).astype(np.uint8).tobytes()))
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 def _decode_keyframes(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -345,8 +401,9 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     """Write maps atomically as an npz: 8-bit keyframe maps, the keyframe indices and scene starts.
 
     Only keyframe maps are stored; the other frames are rebuilt on load by the same carry rule.
-    Keyframe maps are resampled to ``storage_scale`` of the frame size per side (area
-    averaging), quantised to ``round(255 * A)`` and coded losslessly (2-D difference + LZMA).
+    Keyframe maps are resampled to ``storage_scale`` of their analysis size per side (area
+    averaging; for the demo's 288x512 frames the analysis size is the frame size, for a
+    1080x1920 ad it is 288x512, stored at 144x256), quantised to ``round(255 * A)`` and coded losslessly (2-D difference + LZMA).
     Maps are smooth (patch averages over disks of 3 and 7 degrees, then a Gaussian), so half
     resolution loses little: on the real clips the load error is at most about 1.2/255 and
     0.2/255 on average, against 0.5/255 for quantisation alone (``storage_scale=1``), at a
@@ -365,8 +422,10 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     meta = {
         "format_version": FORMAT_VERSION,
         "frame_count": int(maps.frame_count),
-        "height": height,
-        "width": width,
+        "height": int(maps.frame_size[0]),
+        "width": int(maps.frame_size[1]),
+        "map_height": height,
+        "map_width": width,
         "storage_height": store_h,
         "storage_width": store_w,
         "scorer_id": maps.scorer_id,
@@ -385,7 +444,12 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
 
 
 def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
-    """Read maps written by :func:`save_attention_maps` (keyframes resized back bilinearly)."""
+    """Read maps written by :func:`save_attention_maps`.
+
+    Keyframes stay at their stored resolution (``float32``, exactly ``stored / 255``); frames
+    are blended and resized to the frame's size on demand (:meth:`AttentionMaps.map_at`), so
+    loading a 60 s ad holds a few MB, not a dense video.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -400,12 +464,7 @@ def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
         quantised = _decode_keyframes(blob, (len(keyframe_indices), store_h, store_w))
     except (OSError, KeyError, ValueError, lzma.LZMAError) as exc:
         raise ValueError(f"attention map file {path}: cannot be read ({exc})") from exc
-    keyframe_maps = np.empty((len(quantised), height, width), dtype=np.float32)
-    for k, stored in enumerate(quantised):
-        keymap = stored.astype(np.float32) / 255.0
-        if (store_h, store_w) != (height, width):
-            keymap = np.clip(cv2.resize(keymap, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-        keyframe_maps[k] = keymap
+    keyframe_maps = quantised.astype(np.float32) / np.float32(255.0)
     return AttentionMaps(
         keyframe_maps=keyframe_maps,
         keyframe_indices=keyframe_indices,
@@ -416,4 +475,5 @@ def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
         carry=meta["carry"],
         scorer_metadata=meta["scorer_metadata"],
         video=meta["video"],
+        frame_size=(height, width),
     )

@@ -46,8 +46,11 @@ class PipelineResult:
 
 def calibration_picks(masks: np.ndarray, count: int) -> np.ndarray:
     """``count`` frame indices spread evenly over the frames whose product is visible."""
-    masks = np.asarray(masks)
-    with_product = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
+    if hasattr(masks, "any_per_frame"):  # per-frame compressed masks: no dense stack
+        with_product = np.flatnonzero(masks.any_per_frame())
+    else:
+        masks = np.asarray(masks)
+        with_product = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
     if with_product.size == 0 or count <= 0:
         return np.zeros(0, dtype=int)
     return with_product[np.linspace(0, len(with_product) - 1, min(count, len(with_product))).round().astype(int)]

@@ -175,6 +175,13 @@ def propagation_ranges(plans: VariantPlans) -> tuple[tuple[int, int], ...]:
 
 
 def array_sha256(array: np.ndarray) -> str:
+    if not isinstance(array, np.ndarray) and hasattr(array, "frame"):
+        # A lazy per-frame store (align_core.frames): hash frame by frame, the same digest as
+        # the dense stack's, without building it.
+        digest = hashlib.sha256(f"{array.dtype.str}{tuple(array.shape)}".encode())
+        for index in range(len(array)):
+            digest.update(np.ascontiguousarray(array.frame(index), dtype=array.dtype).tobytes())
+        return digest.hexdigest()
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     flat = array.reshape(-1) if array.size else array
@@ -415,7 +422,7 @@ def render_variants(
         manifest = {
             "video_id": plans.video_id,
             "source": {"path": str(video_path), **{k: getattr(probe, k) for k in ("sha256", "fps", "fps_fraction", "frame_count", "width", "height", "has_audio", "audio_codec")}},
-            "inputs": {"masks_sha256": array_sha256(np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(np.asarray(attention, dtype=np.float32))},
+            "inputs": {"masks_sha256": array_sha256(masks if hasattr(masks, "frame") else np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(attention if hasattr(attention, "frame") else np.asarray(attention, dtype=np.float32))},
             "config": {
                 "keyframe_stride": keyframe_stride,
                 "keyframe_stride_requested": requested_stride,
