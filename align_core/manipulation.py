@@ -269,7 +269,7 @@ def check_rendered_variants(
     """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
     original = measure_video_alignment(original_path, masks, attention_fn, every)
     achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
-    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames)
 
 
@@ -432,7 +432,7 @@ def measure_rendered(
             raise ValueError(f"video {path}: {count} frames but {len(masks)} masks")
         return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
 
-    size = np.asarray(masks).shape[1:3]  # a render of an odd-size source is read back at the masks' size
+    size = tuple(masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size (masks may be lazy)
     original = score_all(iter_frames(original_path, crop_to=size), Path(original_path))
     achieved: dict[str, dict[str, np.ndarray]] = {name: {} for name in scorers}
     budget_rows = []
@@ -544,7 +544,7 @@ def verify_variants(
     baseline = plans.baseline_name()
     original, achieved, frames = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every)
     per_scorer: dict[str, pd.DataFrame] = {}
-    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     for name in scorers:
         report = manipulation_check(plans, achieved[name], original[name], thresholds, name, product_frames=product_frames)
         table = report.table.copy()
