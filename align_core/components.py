@@ -149,6 +149,8 @@ class EditorChoice(_Choice):
     controlnet_guidance: float = Field(default=1.0)
     controlnet_scheduler: str = Field(default="ddim")
     controlnet_resolution: int | None = Field(default=None, description="edit at this size (None: the checkpoint's training size x8)")
+    min_ssim: float = Field(default=0.90, description="perceptual budget (model-free editor): per-frame SSIM outside product and protected regions")
+    max_delta_e: float = Field(default=6.0, description="perceptual budget (model-free editor): per-frame mean CIEDE2000 outside product and protected regions")
 
     _name_field = "editor"
 
@@ -177,4 +179,6 @@ class EditorChoice(_Choice):
                 "guidance_scale": self.controlnet_guidance, "scheduler": self.controlnet_scheduler,
                 "resolution": self.controlnet_resolution, "device": device, "prompt": prompt,
             }
+        elif name == "salience":
+            options = {"min_ssim": self.min_ssim, "max_delta_e": self.max_delta_e}
         return EDITORS.build(name, **options)

@@ -49,6 +49,7 @@ ARTIFACT_FILES: dict[str, dict[str, str]] = {
         "quality": "quality.parquet", "manipulation": "manipulation.parquet", "plot": "target_vs_achieved.png",
         "eligibility": "eligibility.parquet", "stimulus": "stimulus.parquet", "stimulus_ocr": "stimulus_ocr.parquet",
         "stimulus_card": "stimulus_card.html",
+        "scorers": "manipulation_scorers.parquet",
     },
     "demo_ab_export": {"truth": "planted_truth.json"},
 }

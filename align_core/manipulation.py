@@ -35,6 +35,7 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -103,10 +104,18 @@ class ManipulationReport:
     verdicts: pd.DataFrame  # one row per variant
     thresholds: CheckThresholds
     attention_fn_name: str
+    scorer_table: pd.DataFrame | None = None  # one row per (variant, window, scorer): every scorer's view
+    budget: pd.DataFrame | None = None  # one row per variant: perceptual budget figures on the rendered video
 
     @property
     def passed(self) -> bool:
         return bool(self.verdicts["passed"].all())
+
+    def status(self, variant: str) -> str:
+        verdicts = self.verdicts.set_index("variant")
+        if "status" in verdicts.columns:
+            return str(verdicts.loc[variant, "status"])
+        return "passed" if bool(verdicts.loc[variant, "passed"]) else "failed"
 
     def verdict(self, variant: str) -> bool:
         return bool(self.verdicts.set_index("variant").loc[variant, "passed"])
@@ -260,7 +269,7 @@ def check_rendered_variants(
     """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
     original = measure_video_alignment(original_path, masks, attention_fn, every)
     achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
-    product_frames = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames)
 
 
@@ -277,9 +286,10 @@ def calibrate_strength_map(
     frames: Sequence[np.ndarray],
     masks: Sequence[np.ndarray],
     attention_fn: AttentionFn,
-    strengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    strengths: Sequence[float] = (0.125, 0.25, 0.5, 0.75, 1.0),
     seed: int = 0,
     min_alignment: float = 1e-3,
+    protect: Sequence[np.ndarray] | None = None,
 ) -> tuple[StrengthMap, list[CalibrationPoint]]:
     """Measure ``log(a'/a)`` at a few strengths on sample keyframes; return the inverse mapping.
 
@@ -289,14 +299,15 @@ def calibrate_strength_map(
     the target (strength 1 where even full strength falls short).
     """
     usable = []
-    for frame, mask in zip(frames, masks):
+    guards = list(protect) if protect is not None else [None] * len(frames)
+    for frame, mask, guard in zip(frames, masks, guards):
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             continue
         attention = np.asarray(attention_fn(frame), dtype=np.float32)
         base = alignment(attention, mask)
         if base >= min_alignment:
-            usable.append((frame, mask, base, attention))
+            usable.append((frame, mask, base, attention, guard))
     if not usable:
         raise ValueError("calibration needs at least one frame with a visible product and non-zero alignment")
     points: list[CalibrationPoint] = []
@@ -304,12 +315,12 @@ def calibrate_strength_map(
     for kind in ("boost", "reduce"):
         for strength in sorted(strengths):
             edited_alignment = []
-            for frame, mask, base, attention in usable:
+            for frame, mask, base, attention, guard in usable:
                 request = KeyframeEditRequest(
                     frame=frame, mask=mask, attention=attention,
                     target_control=np.stack([mask.astype(np.float32), attention * mask]),
                     original_alignment=base, target_alignment=base, allowed=np.ones(mask.shape, bool),
-                    kind=kind, strength=float(strength), seed=seed,  # type: ignore[arg-type]
+                    kind=kind, strength=float(strength), seed=seed, protect=guard,  # type: ignore[arg-type]
                 )
                 edited = editor.edit(request)
                 edited_alignment.append(alignment(attention_fn(edited), mask))
@@ -329,3 +340,290 @@ def calibrate_strength_map(
     )
     return strength_map, points
 
+
+# -- independent verification, perceptual budget and status ----------------------------------------
+
+STATUSES = ("passed", "failed", "not_manipulable", "unreachable", "unchecked")
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    """How independent scorers vote and how the budget and placebo magnitude are checked.
+
+    An independent scorer agrees with a planned change when its achieved change against the
+    baseline variant has the planned sign and is at least ``sign_min_delta`` (absolute; on the
+    demo, frames a variant does not edit differ from the baseline variant under these scorers by
+    at most 3e-4, codec noise); with no planned change it agrees when it stays within the
+    calibrating thresholds' tolerance. The placebo's mean CIEDE2000 outside product
+    and protected regions must be within ``placebo_magnitude_range`` times the matched boost's.
+    """
+
+    sign_min_delta: float = 0.001
+    placebo_magnitude_range: tuple[float, float] = (0.75, 1.33)
+    min_ssim: float = 0.90
+    max_delta_e: float = 6.0
+
+    @property
+    def budget(self):
+        from align_core.perceptual_budget import PerceptualBudget
+
+        return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
+
+
+def _agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: VerificationSettings) -> pd.Series:
+    planned = rows["target_delta"].abs() > thresholds.eps
+    sign = np.sign(rows["target_delta"])
+    moved = rows["achieved_delta"] * sign >= settings.sign_min_delta
+    tolerance = np.where(rows["kind"].isin(["identity", "placebo"]), thresholds.tolerance, thresholds.off_window_tolerance)
+    change = np.where(rows["kind"] == "identity", rows["achieved_delta_vs_original"], rows["achieved_delta"])
+    still = np.abs(change) <= tolerance
+    return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
+
+
+def _lockstep(a: Iterable[np.ndarray], b: Iterable[np.ndarray], what: str) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    sentinel = object()
+    ia, ib = iter(a), iter(b)
+    while True:
+        fa, fb = next(ia, sentinel), next(ib, sentinel)
+        if fa is sentinel and fb is sentinel:
+            return
+        if fa is sentinel or fb is sentinel:
+            raise ValueError(f"{what}: the variant and its baseline have different frame counts")
+        yield fa, fb  # type: ignore[misc]
+
+
+def measure_rendered(
+    original_path: str | os.PathLike[str],
+    variant_paths: Mapping[str, str | os.PathLike[str]],
+    baseline: str,
+    masks: np.ndarray,
+    scorers: Mapping[str, AttentionFn],
+    protect: np.ndarray | None = None,
+    every: int = 1,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], pd.DataFrame]:
+    """One decode per video: alignment under every scorer, and the budget of each variant vs baseline.
+
+    Returns (original curve per scorer, {scorer: {variant: curve}}, per-frame budget rows with
+    columns variant, frame, ssim, delta_e, product_present). The budget is measured on EVERY frame
+    outside ``mask OR protect`` against the baseline variant (same pipeline and codec).
+    """
+    from align_core.perceptual_budget import measure
+
+    def score_all(frames: Iterable[np.ndarray], path: Path) -> dict[str, np.ndarray]:
+        curves = {name: [] for name in scorers}
+        count = 0
+        for index, frame in enumerate(frames):
+            count += 1
+            if index >= len(masks):
+                raise ValueError(f"video {path}: more frames than masks ({len(masks)})")
+            for name, fn in scorers.items():
+                if index % every:
+                    curves[name].append(float("nan"))
+                    continue
+                attention = np.asarray(fn(frame), dtype=np.float32)
+                if attention.shape != frame.shape[:2]:
+                    raise ValueError(f"video {path}: scorer {name} returned {attention.shape} for a frame of {frame.shape[:2]}")
+                curves[name].append(alignment(attention, masks[index]))
+        if count != len(masks):
+            raise ValueError(f"video {path}: {count} frames but {len(masks)} masks")
+        return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
+
+    size = tuple(masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size (masks may be lazy)
+    original = score_all(iter_frames(original_path, crop_to=size), Path(original_path))
+    achieved: dict[str, dict[str, np.ndarray]] = {name: {} for name in scorers}
+    budget_rows = []
+    baseline_path = Path(variant_paths[baseline])
+    for variant, path in variant_paths.items():
+        path = Path(path)
+        if variant == baseline:
+            curves = score_all(iter_frames(path, crop_to=size), path)
+        else:
+            def frames_with_budget():
+                for index, (base_frame, frame) in enumerate(_lockstep(iter_frames(baseline_path, crop_to=size), iter_frames(path, crop_to=size), f"video {path}")):
+                    mask = np.asarray(masks[min(index, len(masks) - 1)], dtype=bool)
+                    guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
+                    figures = measure(base_frame, frame, mask, guard)
+                    budget_rows.append({"variant": variant, "frame": index, "ssim": figures.ssim,
+                                        "delta_e": figures.delta_e, "product_present": bool(mask.any())})
+                    yield frame
+
+            curves = score_all(frames_with_budget(), path)
+        for name in scorers:
+            achieved[name][variant] = curves[name]
+    budget = pd.DataFrame(budget_rows, columns=["variant", "frame", "ssim", "delta_e", "product_present"])
+    return original, achieved, budget
+
+
+def _matched_boost(plans: VariantPlans) -> str | None:
+    boosts = [name for name, plan in plans.plans.items() if plan.spec.kind == "boost"]
+    full = [name for name in boosts if plans[name].spec.window == "full"]
+    return (full or boosts or [None])[0]
+
+
+def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings) -> pd.DataFrame:
+    """Per variant: worst per-frame SSIM and mean CIEDE2000 vs baseline, frames over budget, placebo magnitude."""
+    rows = []
+    matched = _matched_boost(plans)
+    for name, plan in plans.plans.items():
+        group = frames[frames["variant"] == name]
+        if group.empty:
+            continue
+        over = (group["ssim"] < settings.min_ssim) | (group["delta_e"] > settings.max_delta_e)
+        row = {
+            "video_id": plans.video_id, "variant": name, "kind": plan.spec.kind, "frames": int(len(group)),
+            "min_ssim": float(group["ssim"].min()), "max_delta_e": float(group["delta_e"].max()),
+            "mean_delta_e": float(group["delta_e"].mean()), "frames_over_budget": int(over.sum()),
+            "budget_min_ssim": settings.min_ssim, "budget_max_delta_e": settings.max_delta_e,
+            "budget_passed": bool(not over.any()), "placebo_magnitude_ratio": float("nan"), "matched_boost": None,
+        }
+        if plan.spec.kind == "placebo" and matched is not None:
+            boost = frames[frames["variant"] == matched].set_index("frame")
+            mine = group.set_index("frame")
+            common = mine.index.intersection(boost.index)
+            present = mine.loc[common, "product_present"]
+            both = common[present.to_numpy()]
+            boost_mean = float(boost.loc[both, "delta_e"].mean()) if len(both) else 0.0
+            ratio = float(mine.loc[both, "delta_e"].mean()) / boost_mean if boost_mean > 0 else float("nan")
+            row["placebo_magnitude_ratio"] = ratio
+            row["matched_boost"] = matched
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["video_id"] = table["video_id"].astype("string")
+    return table
+
+
+def _window_limited(limits: Mapping[str, Mapping[str, Any]] | None, variant: str, window: str) -> dict[str, Any] | None:
+    """The editor's limit record for a variant's window (``all``: any window), or None when not limited."""
+    per_window = (limits or {}).get(variant) or {}
+    records = list(per_window.values()) if window == "all" else [per_window.get(window) or {}]
+    capped = sum(int(r.get("frames_budget_capped", 0)) for r in records)
+    at_max = sum(int(r.get("frames_at_max_strength", 0)) for r in records)
+    frames = sum(int(r.get("frames_edited", 0)) for r in records)
+    if capped + at_max == 0:
+        return None
+    return {"frames": frames, "capped": capped, "at_max": at_max}
+
+
+def verify_variants(
+    plans: VariantPlans,
+    original_path: str | os.PathLike[str],
+    variant_paths: Mapping[str, str | os.PathLike[str]],
+    masks: np.ndarray,
+    calibrating: AttentionFn,
+    independent: Mapping[str, AttentionFn],
+    thresholds: CheckThresholds = CheckThresholds(),
+    settings: VerificationSettings = VerificationSettings(),
+    every: int = 1,
+    protect: np.ndarray | None = None,
+    limits: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ManipulationReport:
+    """The manipulation check under the calibrating scorer AND a majority of independent scorers.
+
+    A (variant, window) row passes when the calibrating scorer passes it (the rules of
+    :func:`manipulation_check`) and more than half of the ``independent`` scorers agree (sign of
+    every planned change; no change for placebo, baseline and off-window frames, within
+    tolerance). A variant's status is ``passed`` when every row passes, its rendered frames keep
+    the perceptual budget against baseline on every frame and (placebo) its magnitude matches the
+    matched boost's; ``unreachable`` when the only failures are planned windows the editor had to
+    limit (budget-capped or at maximum strength, from ``limits``: the render manifest's
+    ``edit_limits``); ``not_manipulable`` when the calibrating check says so for every window (its
+    window has no product frames or plans no change); ``failed`` otherwise. ``limits`` None:
+    nothing was limited.
+    """
+    if len(independent) < 2:
+        raise ValueError(f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}")
+    calibrating_name = _fn_name(calibrating)
+    if calibrating_name in independent:
+        raise ValueError(f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent")
+    scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
+    baseline = plans.baseline_name()
+    original, achieved, frames = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every)
+    per_scorer: dict[str, pd.DataFrame] = {}
+    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
+    for name in scorers:
+        report = manipulation_check(plans, achieved[name], original[name], thresholds, name, product_frames=product_frames)
+        table = report.table.copy()
+        table["scorer"] = name
+        table["scorer_role"] = "calibrating" if name == calibrating_name else "independent"
+        table["agrees"] = table["passed"] if name == calibrating_name else _agrees(table, thresholds, settings)
+        per_scorer[name] = table
+    main = per_scorer[calibrating_name].copy()
+    main["calibrating_status"] = main["status"]
+    keys = ["variant", "window"]
+    votes = pd.concat([per_scorer[name][keys + ["agrees"]].assign(scorer=name) for name in independent])
+    counts = votes.groupby(keys)["agrees"].agg(["sum", "count"]).reset_index()
+    main = main.merge(counts.rename(columns={"sum": "independent_agree", "count": "independent_total"}), on=keys, how="left")
+    main["independent_agree"] = main["independent_agree"].astype(int)
+    main["independent_total"] = main["independent_total"].astype(int)
+    main["independent_majority"] = main["independent_agree"] * 2 > main["independent_total"]
+    main["calibrating_passed"] = main["passed"]
+    main["passed"] = main["calibrating_passed"] & main["independent_majority"]
+    main["reason"] = [
+        reason if status == "not_manipulable" else reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
+        for reason, agree, total, majority, status in zip(
+            main["reason"], main["independent_agree"], main["independent_total"], main["independent_majority"], main["calibrating_status"]
+        )
+    ]
+    main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
+    budget = budget_summary(plans, frames, settings)
+    budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
+    low, high = settings.placebo_magnitude_range
+    verdicts = []
+    main["status"] = np.where(main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed"))
+    for name, group in main.groupby("variant", sort=False):
+        if (group["status"] == "not_manipulable").all():
+            verdicts.append({
+                "video_id": plans.video_id, "variant": name, "passed": False, "status": "not_manipulable",
+                "reason": str(group["reason"].iloc[0]),
+            })
+            continue
+        problems = []
+        if name in budget_by_variant.index:
+            figures = budget_by_variant.loc[name]
+            if not bool(figures["budget_passed"]):
+                problems.append(
+                    f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} frames "
+                    f"(min SSIM {figures['min_ssim']:.3f} >= {settings.min_ssim:g}, max mean CIEDE2000 {figures['max_delta_e']:.2f} <= {settings.max_delta_e:g})"
+                )
+            ratio = figures["placebo_magnitude_ratio"]
+            if plans[name].spec.kind == "placebo" and not (np.isfinite(ratio) and low <= ratio <= high):
+                problems.append(f"placebo magnitude {ratio:.2f}x the matched boost's mean CIEDE2000 (need {low:g}-{high:g}x)")
+        failing = group[~group["passed"]]
+        unreachable_rows = []
+        for index, row in failing.iterrows():
+            limited = _window_limited(limits, name, row["window"])
+            planned = abs(row["target_delta"]) > thresholds.eps
+            if planned and limited and not row["calibrating_passed"]:
+                unreachable_rows.append(index)
+                main.loc[index, "status"] = "unreachable"
+                main.loc[index, "reason"] = (
+                    f"UNREACHABLE within the budget: achieved {row['share_achieved']:.0%} of the planned change "
+                    f"(need {thresholds.min_share:.0%}); the editor was limited on {limited['capped']} budget-capped and "
+                    f"{limited['at_max']} max-strength of {limited['frames']} edited frames; " + row["reason"].split("; ", 1)[-1]
+                )
+        others = failing.drop(index=unreachable_rows)
+        if problems or not others.empty:
+            status = "failed"
+        elif unreachable_rows:
+            status = "unreachable"
+        else:
+            status = "passed"
+        reasons = problems + [f"{w}: {r}" for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"])]
+        verdicts.append({
+            "video_id": plans.video_id, "variant": name, "passed": status == "passed", "status": status,
+            "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept" if status == "passed" else "; ".join(reasons),
+        })
+    verdict_table = pd.DataFrame(verdicts)
+    verdict_table["video_id"] = verdict_table["video_id"].astype("string")
+    if not budget.empty:
+        main = main.merge(
+            budget[["variant", "min_ssim", "max_delta_e", "budget_passed", "placebo_magnitude_ratio"]].rename(
+                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e"}),
+            on="variant", how="left",
+        )
+    scorer_table = pd.concat(per_scorer.values(), ignore_index=True)[
+        ["video_id", "variant", "kind", "window", "scorer", "scorer_role", "frames_measured", "target_delta",
+         "achieved_delta", "achieved_delta_vs_original", "share_achieved", "agrees", "reason"]
+    ]
+    return ManipulationReport(main, verdict_table, thresholds, calibrating_name, scorer_table, budget)

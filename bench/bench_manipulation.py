@@ -10,13 +10,19 @@ For each edited demo video (default: every video of the data dir with
 (:func:`align_core.editing.pipeline.calibrate_render_check`): the salience editor's strength map
 calibrated on ``calibration_frames`` (6) keyframes with the demo profile's attention measure
 (``AttentionMeasure`` of the ``feature_richness`` scorer), ``render_variants`` with stride 8 and
-seed 0 into a temp directory, then ``check_rendered_variants`` with the default
-:class:`CheckThresholds` (min_share 0.25, tolerance 0.03) measuring every 2nd frame.
+seed 0 into a temp directory, then ``verify_variants`` with the default :class:`CheckThresholds`
+(min_share 0.25, tolerance 0.03) measuring alignment every 2nd frame under the calibrating scorer
+and the independent models (``spectral_residual``, ``itti_koch``, ``boolean_map``), and the
+perceptual budget (SSIM >= 0.90, mean CIEDE2000 <= 6 vs the baseline variant outside the
+product) on EVERY frame.
 
 It reads the stored artifacts (catalog, control tensors, plans) from ``<data-dir>/artifacts`` and
 never writes there. Printed: one row per (video, variant) with the verdict, the achieved share of
 the planned change in each window that plans one (``e/m/l/all``), and for the baseline and placebo
-the largest |alignment change| over the windows (vs original / vs the baseline variant). With
+the largest |alignment change| over the windows (vs original / vs the baseline variant); then the
+status, the independent votes per window, the budget figures per variant (worst frame SSIM and mean
+CIEDE2000, frames over budget, the placebo's magnitude relative to the matched boost, the share of
+frames whose strength the budget capped) and a per-scorer table of target vs achieved change. With
 ``--ceiling`` each boost row is followed by the scorer's ceiling for it (:func:`boost_ceiling`).
 Results
 also go to ``bench/results/bench_manipulation.json``.
@@ -40,7 +46,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.attention import AttentionConfig, attention_map  # noqa: E402
+from align_core.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
+from align_core.attention.independent import SaliencyModelScorer, scorer_cards  # noqa: E402
 from align_core.attention.scorers import FeatureRichnessScorer  # noqa: E402
 from align_core.catalog import load_catalog  # noqa: E402
 from align_core.components import ScorerChoice  # noqa: E402
@@ -111,23 +118,40 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
     if not Path(video_path).exists():  # the catalog may record another checkout's path
         video_path = next((data_dir / "raw" / "videos").glob(f"{video_id}.*"))
     started = time.perf_counter()
+    independent = {name: SaliencyModelScorer(name) for name in args.independent}
     result = calibrate_render_check(
         video_path, plans, control.masks, control.attention, SalienceEditor(), out_root / video_id, attention_fn,
         calibration_frames=args.calibration_frames, keyframe_stride=args.stride, seed=0,
-        thresholds=CheckThresholds(), measure_every=args.measure_every,
+        thresholds=CheckThresholds(), measure_every=args.measure_every, independent=independent,
     )
     seconds = time.perf_counter() - started
     ceiling = boost_ceiling(video_path, plans, control.masks, args.measure_every) if args.ceiling else {}
     table = result.report.table
+    verdicts = result.report.verdicts.set_index("variant")
+    budget = result.report.budget.set_index("variant")
+    limits = {name: entry.get("edit_limits", {}) for name, entry in result.render.manifest["variants"].items()}
     rows = []
-    for name, verdict in result.report.verdicts.set_index("variant")["passed"].items():
+    for name, verdict in verdicts["passed"].items():
         group = table[table["variant"] == name].set_index("window")
         shares = {w: (float(group.loc[w, "share_achieved"]) if w in group.index else float("nan")) for w in WINDOWS}
+        edited = sum(v["frames_edited"] for v in limits.get(name, {}).values())
+        capped = sum(v["frames_budget_capped"] for v in limits.get(name, {}).values())
+        figures = budget.loc[name] if name in budget.index else None
         rows.append(
             {
                 "video_id": video_id,
                 "variant": name,
                 "passed": bool(verdict),
+                "status": str(verdicts.loc[name, "status"]),
+                "votes": {w: f"{int(group.loc[w, 'independent_agree'])}/{int(group.loc[w, 'independent_total'])}" if w in group.index else "-" for w in WINDOWS},
+                "budget": None if figures is None else {
+                    "min_ssim": float(figures["min_ssim"]), "max_delta_e": float(figures["max_delta_e"]),
+                    "mean_delta_e": float(figures["mean_delta_e"]), "frames": int(figures["frames"]),
+                    "frames_over_budget": int(figures["frames_over_budget"]),
+                    "placebo_magnitude_ratio": float(figures["placebo_magnitude_ratio"]),
+                },
+                "frames_edited": edited,
+                "frames_budget_capped": capped,
                 "shares": shares,
                 "max_abs_vs_original": float(group["achieved_delta_vs_original"].abs().max()),
                 "max_abs_vs_baseline": float(group["achieved_delta"].abs().max()),
@@ -142,10 +166,54 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
         "calibration": [vars(p) for p in result.calibration],
         "strength_map": result.strength_map.to_dict() if result.strength_map else None,
         "rows": rows,
+        "by_scorer": result.report.scorer_table.assign(
+            scorer=lambda t: t["scorer"].where(t["scorer_role"] != "calibrating", "calibrating")
+        )[["variant", "window", "scorer", "target_delta", "achieved_delta", "share_achieved", "agrees"]].to_dict(orient="records"),
         "rows_passed": int(table["passed"].sum()),
         "rows_total": int(len(table)),
         "edit_ms_per_call": 1000 * result.render.timings["edit_s"] / max(1, result.render.edit_calls),
     }
+
+
+def print_scorer_tables(results: list[dict]) -> None:
+    """Per video: target vs achieved change (vs the baseline variant) under every scorer, planned windows only."""
+    for res in results:
+        by = {}
+        for r in res["by_scorer"]:
+            by.setdefault((r["variant"], r["window"]), {})[r["scorer"]] = r
+        scorers = list(next(iter(by.values())).keys()) if by else []
+        print(f"\n{res['video_id']}: target vs achieved change by scorer (planned windows; * = agrees / passes)")
+        print(f"{'variant':<13} {'window':<7} {'target':>8} " + " ".join(f"{s[:17]:>18}" for s in scorers))
+        for (variant, window), cells in by.items():
+            first = next(iter(cells.values()))
+            if abs(first["target_delta"]) <= 1e-6 and first["variant"] != "placebo":
+                continue
+            text = " ".join(f"{c['achieved_delta']:>+17.4f}{'*' if c['agrees'] else ' '}" for c in cells.values())
+            print(f"{variant:<13} {window:<7} {first['target_delta']:>+8.4f} {text}")
+
+
+def print_budget(results: list[dict]) -> None:
+    print(f"\n{'video':>19} {'variant':<13} {'status':<12} {'votes e/m/l/all':<16} {'minSSIM':>8} {'maxdE':>6} {'meandE':>7} {'over':>5} {'capped':>9} {'placebo/boost':>13}")
+    for res in results:
+        for row in res["rows"]:
+            b = row["budget"]
+            votes = "/".join(row["votes"][w].split("/")[0] if row["votes"][w] != "-" else "-" for w in WINDOWS)
+            if b is None:
+                print(f"{row['video_id']:>19} {row['variant']:<13} {row['status']:<12} {votes:<16} {'(reference)':>8}")
+                continue
+            ratio = f"{b['placebo_magnitude_ratio']:.2f}" if np.isfinite(b["placebo_magnitude_ratio"]) else "-"
+            print(
+                f"{row['video_id']:>19} {row['variant']:<13} {row['status']:<12} {votes:<16} {b['min_ssim']:>8.3f} {b['max_delta_e']:>6.2f} "
+                f"{b['mean_delta_e']:>7.2f} {b['frames_over_budget']:>2}/{b['frames']:<3} {row['frames_budget_capped']:>4}/{row['frames_edited']:<4} {ratio:>13}"
+            )
+
+
+def print_cards() -> None:
+    cards = scorer_cards()
+    print(f"\nscorer cards (NUS Scene {cards.get('reported_on', '?')}, tuned on {cards.get('tuned_on', '?')}): NSS / CC, content only and with centre prior")
+    for name, card in cards.get("scorers", {}).items():
+        print(f"  {name:18s} {card['content_only']['NSS']:.3f} / {card['content_only']['CC']:.3f}   "
+              f"{card['with_centre_prior']['NSS']:.3f} / {card['with_centre_prior']['CC']:.3f} (centre {card['centre_weight']:g})")
 
 
 def print_report(results: list[dict]) -> None:
@@ -170,8 +238,12 @@ def print_report(results: list[dict]) -> None:
             if row["ceiling"]:
                 cells = " ".join(f"{row['ceiling'][w]:>7.0%}" if w in row["ceiling"] else f"{'-':>7}" for w in WINDOWS)
                 print(f"{'':>19} {row['variant']:<13} {'ceiling':<7} {cells}")
-    failed = [f"{r['video_id']}/{r['variant']}: {r['failed']}" for res in results for r in res["rows"] if not r["passed"]]
-    print(f"\nvariants passed: {sum(r['passed'] for res in results for r in res['rows'])}/{sum(len(res['rows']) for res in results)}")
+    print_budget(results)
+    print_scorer_tables(results)
+    print_cards()
+    failed = [f"{r['video_id']}/{r['variant']} [{r['status']}]: {r['failed']}" for res in results for r in res["rows"] if not r["passed"]]
+    statuses = [r["status"] for res in results for r in res["rows"]]
+    print(f"\nvariants passed: {statuses.count('passed')}/{len(statuses)}; unreachable {statuses.count('unreachable')}; failed {statuses.count('failed')}")
     for line in failed:
         print("  FAILED", line)
 
@@ -185,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-frames", type=int, default=6)
     parser.add_argument("--measure-every", type=int, default=2)
     parser.add_argument("--ceiling", action="store_true", help="also report each boost's ceiling under feature_richness")
+    parser.add_argument("--independent", nargs="+", default=["spectral_residual", "itti_koch", "boolean_map"])
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench_manipulation.json")
     args = parser.parse_args(argv)
     if not args.videos:

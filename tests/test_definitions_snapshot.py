@@ -84,5 +84,5 @@ def test_the_profiles_differ_where_the_design_says(tmp_path: Path) -> None:
     assert research["ab_results"]["deps"] == []
     assert "controlnet_checkpoint" not in demo["variant_videos"]["deps"]  # salience editor
     assert "controlnet_checkpoint" in research["variant_videos"]["deps"]  # controlnet editor
-    assert demo["variant_quality"]["checks"] == ["information_preserved", "manipulation_passed", "protected_unchanged"]
+    assert demo["variant_quality"]["checks"] == ["information_preserved", "manipulation_passed", "perceptual_budget", "protected_unchanged"]
     assert "scorer" in demo["attention_maps"]["resources"] and "scorer" in demo["variant_quality"]["resources"]

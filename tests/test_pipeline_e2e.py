@@ -229,7 +229,7 @@ def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:
     assert len(merged) == len(arms) == 14
     assert (merged["eligible"] == merged["passed"]).all()
     assert merged.loc[merged["eligible"], "exclusion_reason"].isna().all()
-    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match("manipulation check failed|not manipulable").all()
+    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match("manipulation check failed|not manipulable|unreachable").all()
     exported = pd.read_csv(layout.ab_inbox_dir / "done" / "demo-exp-1.csv", dtype=str)[["video_id", "variant"]].drop_duplicates()
     eligible = arms.loc[arms["eligible"], ["video_id", "variant"]].astype(str)
     assert sorted(map(tuple, exported.to_numpy())) == sorted(map(tuple, eligible.to_numpy()))

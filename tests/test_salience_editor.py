@@ -1,4 +1,4 @@
-"""The model-free salience editor moves a weight-free attention map's share on the product."""
+"""The salience editor: bounded parametric edits that move attention, within the perceptual budget."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.editing.salience import SalienceEditor
+from align_core.perceptual_budget import PerceptualBudget, measure
 from align_core.video_io import read_frame
 
 
@@ -50,32 +51,36 @@ def synthetic_frame(height: int = 160, width: int = 96, seed: int = 3) -> tuple[
     return frame.astype(np.uint8), mask
 
 
-def request(frame: np.ndarray, mask: np.ndarray, kind: str, strength: float, allowed: np.ndarray | None = None) -> KeyframeEditRequest:
+def request(
+    frame: np.ndarray, mask: np.ndarray, kind: str, strength: float, allowed: np.ndarray | None = None, protect: np.ndarray | None = None
+) -> KeyframeEditRequest:
     attention = spectral_residual_attention(frame)
     return KeyframeEditRequest(
         frame=frame, mask=mask, attention=attention,
         target_control=np.stack([mask.astype(np.float32), attention * mask]),
         original_alignment=0.0, target_alignment=0.0,
         allowed=np.ones(mask.shape, bool) if allowed is None else allowed,
-        kind=kind, strength=strength, seed=0,  # type: ignore[arg-type]
+        kind=kind, strength=strength, seed=0, protect=protect,  # type: ignore[arg-type]
     )
 
 
-def test_implements_the_keyframe_editor_protocol() -> None:
+def test_implements_the_keyframe_editor_protocol_and_records_its_budget() -> None:
     editor = SalienceEditor()
     assert isinstance(editor, KeyframeEditor)
     lineage = editor.lineage()
     assert lineage["editor"] == "salience" and lineage["weights"] is None
+    assert lineage["perceptual_budget"] == {"min_ssim": 0.9, "max_delta_e": 6.0}
+    assert not any("ring" in key for key in lineage["settings"])  # no geometry placed for a scorer
+    assert SalienceEditor(min_ssim=0.95).lineage()["perceptual_budget"]["min_ssim"] == 0.95
 
 
 def test_boost_raises_and_reduce_lowers_the_product_share_monotonically() -> None:
     frame, mask = synthetic_frame()
     editor = SalienceEditor()
     before = alignment(frame, mask)
-    boosts = [alignment(editor.edit(request(frame, mask, "boost", s)), mask) for s in (0.25, 0.5, 1.0)]
-    reduces = [alignment(editor.edit(request(frame, mask, "reduce", s)), mask) for s in (0.25, 0.5, 1.0)]
+    boosts = [alignment(editor.edit(request(frame, mask, "boost", s)), mask) for s in (0.1, 0.2, 0.4)]
+    reduces = [alignment(editor.edit(request(frame, mask, "reduce", s)), mask) for s in (0.1, 0.2, 0.4)]
     assert before < boosts[0] < boosts[1] < boosts[2], (before, boosts)
-    assert boosts[2] > 1.5 * before
     assert before > reduces[0] > reduces[2], (before, reduces)
 
 
@@ -85,8 +90,30 @@ def test_boost_and_reduction_on_a_real_frame(shared_data) -> None:
     mask[140:200, 330:450] = True  # hand-drawn box around the cauliflower
     editor = SalienceEditor()
     before = alignment(frame, mask)
-    assert alignment(editor.edit(request(frame, mask, "boost", 1.0)), mask) > 2 * before
+    boosted, report = editor.edit_with_report(request(frame, mask, "boost", 1.0))
+    assert alignment(boosted, mask) > 1.1 * before
     assert alignment(editor.edit(request(frame, mask, "reduce", 1.0)), mask) < before
+    assert measure(frame, boosted, mask).within(PerceptualBudget())
+    assert report.used <= report.requested
+
+
+@pytest.mark.parametrize("kind", ["boost", "reduce", "placebo"])
+def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str) -> None:
+    frame, mask = synthetic_frame()
+    editor = SalienceEditor()
+    edited, report = editor.edit_with_report(request(frame, mask, kind, 1.0))
+    figures = measure(frame, edited, mask)
+    assert figures.within(PerceptualBudget()), figures
+    assert report.ssim == pytest.approx(figures.ssim, abs=1e-6) and report.delta_e == pytest.approx(figures.delta_e, abs=1e-4)
+    if kind != "placebo":
+        assert report.capped and 0 < report.used < 1.0  # this textured frame cannot take a full-strength edit
+        image = frame.astype(np.float32) / 255
+        at_used = editor._render(image, kind, mask, 1.0, report.used)  # product at the request, background capped
+        np.testing.assert_array_equal(np.rint(at_used * 255).astype(np.uint8), edited)  # exactly the strength reported
+        bigger = editor._render(image, kind, mask, 1.0, min(1.0, report.used * 1.3))
+        assert not measure(frame, np.rint(bigger * 255).astype(np.uint8), mask).within(PerceptualBudget(), 0.1)
+    small, small_report = editor.edit_with_report(request(frame, mask, kind, 0.05))
+    assert not small_report.capped and small_report.used == pytest.approx(0.05)
 
 
 def test_identity_is_the_same_path_at_zero_strength_and_returns_the_frame() -> None:
@@ -96,19 +123,34 @@ def test_identity_is_the_same_path_at_zero_strength_and_returns_the_frame() -> N
     np.testing.assert_array_equal(editor.edit(request(frame, mask, "boost", 0.0)), frame)
 
 
-def test_placebo_is_confined_outside_the_mask_and_keeps_luma() -> None:
+def test_placebo_is_a_matched_colour_grade_outside_the_product() -> None:
     frame, mask = synthetic_frame()
     editor = SalienceEditor()
-    edited = editor.edit(request(frame, mask, "placebo", 0.6))
+    edited, report = editor.edit_with_report(request(frame, mask, "placebo", 0.6))
     np.testing.assert_array_equal(edited[mask], frame[mask])
     ring = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
     np.testing.assert_array_equal(edited[ring], frame[ring])
-    luma = lambda image: image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # noqa: E731
-    assert np.abs(luma(edited) - luma(frame)).max() <= 1.5
-    change = np.abs(edited.astype(int) - frame).mean()
-    boost_change = np.abs(editor.edit(request(frame, mask, "boost", 0.6)).astype(int) - frame).mean()
-    assert change > 0.3 * boost_change  # a real edit of comparable magnitude, not a no-op
+    lightness = lambda image: cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)[..., 0]  # noqa: E731
+    assert np.abs(lightness(edited) - lightness(frame)).mean() < 1.0  # lightness (structure) kept: a colour grade
+    boosted, boost_report = editor.edit_with_report(request(frame, mask, "boost", 0.6))
+    placebo_magnitude = measure(frame, edited, mask).delta_e
+    boost_magnitude = measure(frame, boosted, mask).delta_e
+    assert placebo_magnitude == pytest.approx(boost_magnitude, rel=0.1)  # the same perceptual magnitude
+    assert report.used == pytest.approx(boost_report.used)
     assert abs(alignment(edited, mask) - alignment(frame, mask)) < 0.03
+
+
+def test_protected_pixels_are_never_edited() -> None:
+    frame, mask = synthetic_frame()
+    protect = np.zeros(mask.shape, bool)
+    protect[5:30, 10:80] = True  # e.g. a price tag
+    protect[80:95, 30:50] = True  # overlapping the product
+    editor = SalienceEditor()
+    for kind in ("boost", "reduce", "placebo"):
+        edited = editor.edit(request(frame, mask, kind, 1.0, protect=protect))
+        np.testing.assert_array_equal(edited[protect], frame[protect])
+        assert np.abs(edited[~protect].astype(int) - frame[~protect]).mean() > 0.5, kind
+        assert measure(frame, edited, mask, protect).within(PerceptualBudget())
 
 
 def test_pixels_outside_allowed_are_the_original_and_empty_mask_is_untouched() -> None:
@@ -117,26 +159,26 @@ def test_pixels_outside_allowed_are_the_original_and_empty_mask_is_untouched() -
     allowed[:80] = True
     edited = SalienceEditor().edit(request(frame, mask, "boost", 1.0, allowed))
     np.testing.assert_array_equal(edited[~allowed], frame[~allowed])
-    assert np.abs(edited[allowed].astype(int) - frame[allowed]).mean() > 5
+    assert np.abs(edited[allowed].astype(int) - frame[allowed]).mean() > 2
     empty = np.zeros(mask.shape, bool)
     for kind in ("boost", "reduce", "placebo"):
         np.testing.assert_array_equal(SalienceEditor().edit(request(frame, empty, kind, 1.0)), frame)
 
 
-def test_deterministic_fast_and_validates_input() -> None:
+def test_deterministic_and_validates_input() -> None:
     frame, mask = synthetic_frame(512, 288)
     editor = SalienceEditor()
     req = request(frame, mask, "boost", 0.8)
-    start = time.perf_counter()
     first = editor.edit(req)
-    assert time.perf_counter() - start < 1.0
-    np.testing.assert_array_equal(first, editor.edit(req))
+    np.testing.assert_array_equal(first, SalienceEditor().edit(req))
     bad = KeyframeEditRequest(**{**req.__dict__, "mask": mask[:10]})
     with pytest.raises(ValueError, match="mask"):
         editor.edit(bad)
+    with pytest.raises(ValueError, match="protect"):
+        editor.edit(KeyframeEditRequest(**{**req.__dict__, "protect": mask[:10]}))
 
 
-def test_reduce_camouflages_the_product_into_its_surroundings() -> None:
+def test_reduce_mutes_the_product_and_recolours_it_towards_its_surroundings() -> None:
     frame, mask = synthetic_frame()
     editor = SalienceEditor()
     edited = editor.edit(request(frame, mask, "reduce", 1.0)).astype(np.float32)
@@ -144,10 +186,9 @@ def test_reduce_camouflages_the_product_into_its_surroundings() -> None:
     near = (~mask) & (cv2.dilate(mask.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0)
     gap_before = np.abs(original[mask].mean(axis=0) - original[near].mean(axis=0)).sum()
     gap_after = np.abs(edited[mask].mean(axis=0) - edited[near].mean(axis=0)).sum()
-    assert gap_after < 0.5 * gap_before  # the product's colour moved towards the background around it
-    core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert gap_after < 0.8 * gap_before  # the product's colour moved towards the background around it
 
-    def fine_detail(image: np.ndarray) -> float:
-        return float(np.abs(cv2.Laplacian(image, cv2.CV_32F))[core].mean())
+    def chroma(image: np.ndarray) -> float:
+        return float((image[mask] - image[mask].mean(axis=1, keepdims=True)).std())
 
-    assert fine_detail(edited) < 0.5 * fine_detail(original)  # its fine texture faded
+    assert chroma(edited) < 0.8 * chroma(original)  # and lost colourfulness

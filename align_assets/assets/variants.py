@@ -7,6 +7,8 @@ finish and the UI says why nothing was edited. ``variant_videos`` is built by
 editor that reads the trained checkpoint makes it depend on ``controlnet_checkpoint``.
 """
 
+import numpy as np
+import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -141,8 +143,14 @@ def variant_videos_asset(needs_checkpoint: bool):
     check_specs=[
         AssetCheckSpec(
             "manipulation_passed", asset="variant_quality",
-            description="Each variant moved the product's share of attention as planned (sign and share), "
-            "baseline and placebo within tolerance, measured with the attention maps' own scorer.",
+            description="Each variant moved the product's share of attention as planned (sign and share) under the "
+            "calibrating scorer (the attention maps' own) AND a majority of independent scorers; baseline and placebo "
+            "within tolerance.",
+        ),
+        AssetCheckSpec(
+            "perceptual_budget", asset="variant_quality",
+            description="Every frame of every variant keeps SSIM and mean CIEDE2000 vs baseline outside product and "
+            "protected regions within the budget; the placebo matches the matched boost's magnitude.",
         ),
         AssetCheckSpec(
             "protected_unchanged", asset="variant_quality",
@@ -162,11 +170,11 @@ def variant_videos_asset(needs_checkpoint: bool):
 def variant_quality(
     context: AssetExecutionContext, platform: PlatformResource, scorer: ScorerResource, config: VariantQualityConfig
 ):
-    """Temporal consistency, fidelity outside the editable region, LPIPS, and the manipulation check."""
+    """Temporal consistency, fidelity outside the editable region, LPIPS, the manipulation check, the budget and the stimulus checks."""
     result = run_variant_quality(platform.layout, context.partition_key, scorer.measure(platform), config)
     if result.skipped_reason:
         yield MaterializeResult(metadata=_skipped_metadata(result.skipped_reason))
-        for check in ("manipulation_passed", "protected_unchanged", "information_preserved"):
+        for check in ("manipulation_passed", "perceptual_budget", "protected_unchanged", "information_preserved"):
             yield AssetCheckResult(check_name=check, passed=True, metadata={"skipped": result.skipped_reason})
         return
     stimulus = result.stimulus
@@ -174,6 +182,9 @@ def variant_quality(
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
     eligibility = result.eligibility
+    per_scorer = report.scorer_table.pivot_table(index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False)
+    per_scorer = per_scorer.rename(columns={report.attention_fn_name: "calibrating"})
+    budget = report.budget
     only_unmanipulable = not failed.empty and (failed["status"] == "not_manipulable").all()
     yield MaterializeResult(
         metadata={
@@ -186,8 +197,12 @@ def variant_quality(
             "manipulation_check": table_markdown(report.table.drop(columns=["video_id"]), max_rows=40),
             "target_vs_achieved": png_markdown(result.paths["plot"], alt="target vs achieved change"),
             "verdicts": table_markdown(verdicts),
+            "achieved_change_by_scorer": table_markdown(per_scorer.reset_index(), max_rows=40, floatfmt=".4f"),
+            "perceptual_budget": table_markdown(budget.drop(columns=["video_id"]), floatfmt=".3f") if len(budget) else "none",
+            "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
             "lpips_backbone_state": result.lpips_backbone_state,
             "measured_with": report.attention_fn_name,
+            "independent_scorers": MetadataValue.json(result.independent_ids),
         }
     )
     yield AssetCheckResult(
@@ -202,6 +217,24 @@ def variant_quality(
             ),
             "thresholds": MetadataValue.json(vars(result.thresholds)),
             "measured_with": report.attention_fn_name,
+            "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"]))),
+        },
+    )
+    over = budget[~budget["budget_passed"]] if len(budget) else budget
+    placebo = budget[budget["kind"] == "placebo"] if len(budget) else budget
+    low, high = result.verification.placebo_magnitude_range
+    matched = bool(placebo["placebo_magnitude_ratio"].between(low, high).all()) if len(placebo) else True
+    yield AssetCheckResult(
+        check_name="perceptual_budget",
+        passed=bool(over.empty and matched),
+        metadata={
+            "budget": MetadataValue.json({"min_ssim": result.verification.min_ssim, "max_delta_e": result.verification.max_delta_e}),
+            "worst_min_ssim": MetadataValue.float(float(budget["min_ssim"].min()) if len(budget) else 1.0),
+            "worst_max_delta_e": MetadataValue.float(float(budget["max_delta_e"].max()) if len(budget) else 0.0),
+            "variants_over_budget": MetadataValue.json(over["variant"].tolist() if len(over) else []),
+            "placebo_magnitude_ratio": MetadataValue.json(
+                [round(float(x), 3) if np.isfinite(x) else None for x in placebo["placebo_magnitude_ratio"]] if len(placebo) else []
+            ),
         },
     )
     yield AssetCheckResult(
@@ -220,6 +253,20 @@ def variant_quality(
             "faces": MetadataValue.text(result.faces),
         },
     )
+
+
+def _cards_table() -> pd.DataFrame:
+    """The scorers' validation cards (NUS Scene 151-300) as one table."""
+    from align_core.attention.independent import scorer_cards
+
+    cards = scorer_cards()
+    rows = [
+        {"scorer": name, "NSS": card["content_only"]["NSS"], "CC": card["content_only"]["CC"],
+         "NSS_with_centre": card["with_centre_prior"]["NSS"], "CC_with_centre": card["with_centre_prior"]["CC"],
+         "centre_weight": card["centre_weight"], "used_as": card["used_as"]}
+        for name, card in cards.get("scorers", {}).items()
+    ]
+    return pd.DataFrame(rows)
 
 
 variants_table = collect_table_asset(
@@ -256,7 +303,17 @@ manipulation_check = collect_table_asset(
     name="manipulation_check",
     source_asset="variant_quality",
     file_role="manipulation",
-    description="Per variant and window: planned vs achieved alignment change and the verdict.",
+    description="Per variant and window: planned vs achieved alignment change under the calibrating scorer, the "
+    "independent scorers' vote, the perceptual budget figures, the status and the verdict.",
     group_name="warehouse",
     order_by="video_id, variant",
+)
+
+manipulation_by_scorer = collect_table_asset(
+    name="manipulation_by_scorer",
+    source_asset="variant_quality",
+    file_role="scorers",
+    description="Per variant, window and scorer (calibrating and independent): planned vs achieved change and agreement.",
+    group_name="warehouse",
+    order_by="video_id, variant, scorer",
 )

@@ -3,7 +3,10 @@ assets run, as plain functions so a bench or a notebook runs exactly the same th
 
 - :func:`calibrate_and_render`: pick calibration keyframes (model-free editors only), measure the
   editor's strength map with the checking attention function, render every variant.
-- :func:`calibrate_render_check`: the above, then :func:`~align_core.manipulation.check_rendered_variants`.
+- :func:`calibrate_render_check`: the above, then the manipulation check: with independent scorers
+  :func:`~align_core.manipulation.verify_variants` (calibrating scorer + independent majority +
+  perceptual budget + unreachable windows), without them
+  :func:`~align_core.manipulation.check_rendered_variants` (calibrating scorer only).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from align_core.manipulation import (
     CalibrationPoint,
     CheckThresholds,
     ManipulationReport,
+    VerificationSettings,
     calibrate_strength_map,
     check_rendered_variants,
+    verify_variants,
 )
 from align_core.variants import VariantPlans
 from align_core.video_io import read_frame
@@ -155,6 +160,8 @@ def calibrate_render_check(
     thresholds: CheckThresholds = CheckThresholds(),
     measure_every: int = 2,
     extra_lineage: Mapping[str, Any] | None = None,
+    independent: Mapping[str, AttentionFn] | None = None,
+    verification: VerificationSettings = VerificationSettings(),
     protect: Any = None,
 ) -> PipelineResult:
     """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
@@ -166,8 +173,19 @@ def calibrate_render_check(
         protect=protect,
     )
     t0 = time.perf_counter()
-    out.report = check_rendered_variants(
-        plans, Path(video_path), out.render.variant_paths, masks, attention_fn, thresholds, every=measure_every
-    )
+    if independent:
+        out.report = verify_variants(
+            plans, Path(video_path), out.render.variant_paths, masks, attention_fn, independent, thresholds, verification,
+            every=measure_every, protect=protect, limits=edit_limits_from_manifest(out.render.manifest),
+        )
+    else:
+        out.report = check_rendered_variants(
+            plans, Path(video_path), out.render.variant_paths, masks, attention_fn, thresholds, every=measure_every
+        )
     out.timings["check_s"] = time.perf_counter() - t0
     return out
+
+
+def edit_limits_from_manifest(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per variant, the editor's per-window limit records (``edit_limits``) from a render manifest."""
+    return {name: dict(entry.get("edit_limits") or {}) for name, entry in (manifest.get("variants") or {}).items()}

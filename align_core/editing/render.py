@@ -125,6 +125,28 @@ def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.nd
     return forbidden == 0
 
 
+def edit_limits(reports: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per timing window: how often the editor's budget capped the strength, or the strength map ran out.
+
+    A window whose boost or reduction was limited this way and then misses its target is
+    ``unreachable`` (the manipulation check reads this), not a failed edit.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    edits = [r for r in reports if r.get("kind") in ("boost", "reduce", "placebo")]
+    for window in sorted({str(r["window"]) for r in edits}):
+        rows = [r for r in edits if r["window"] == window]
+        out[window] = {
+            "frames_edited": len(rows),
+            "frames_budget_capped": int(sum(bool(r["capped"]) for r in rows)),
+            "frames_at_max_strength": int(sum(bool(r.get("at_max_strength")) for r in rows)),
+            "mean_requested": float(np.mean([r["requested"] for r in rows])),
+            "mean_used": float(np.mean([r["used"] for r in rows])),
+            "min_ssim": float(min(r["ssim"] for r in rows)),
+            "max_delta_e": float(max(r["delta_e"] for r in rows)),
+        }
+    return out
+
+
 def guarded_protect(region: np.ndarray | None, guard_px: int) -> np.ndarray | None:
     """``region`` dilated by ``guard_px`` (the pixels actually copied from the source); None if empty."""
     if region is None or not region.any():
@@ -251,11 +273,14 @@ def render_variants(
     thumb_w, thumb_h = _even_size(width, height, min(1.0, 180 / max(width, height)))
     tile_w, tile_h = _even_size(width, height, comparison_scale)
     stats: dict[str, dict[str, list[float] | list[str]]] = {n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names}
+    # Per variant, the editor's own report per recorded keyframe (editors with edit_with_report).
+    edit_reports: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     thumbs: dict[str, list[np.ndarray]] = {n: [] for n in ["original", *names]}
     timings = {"edit_s": 0.0, "flow_s": 0.0, "propagate_s": 0.0, "encode_s": 0.0}
     edit_calls = 0
     # keyframe index -> {request key -> edited frame}; only the current segment's two keys are kept.
     edit_cache: dict[int, dict[tuple[Any, ...], np.ndarray]] = {}
+    report_cache: dict[int, dict[tuple[Any, ...], dict[str, Any]]] = {}
     protect_cache: dict[int, np.ndarray | None] = {}
     protected_pixels = 0
 
@@ -309,9 +334,15 @@ def render_variants(
         nonlocal edit_calls
         key, request = request_for(name, index, frame)
         per_key = edit_cache.setdefault(index, {})
+        reports = report_cache.setdefault(index, {})
         if key not in per_key:
             t0 = time.perf_counter()
-            edited = np.asarray(editor.edit(request))
+            if hasattr(editor, "edit_with_report"):
+                edited, report = editor.edit_with_report(request)
+                reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+                edited = np.asarray(edited)
+            else:
+                edited = np.asarray(editor.edit(request))
             timings["edit_s"] += time.perf_counter() - t0
             if edited.shape != frame.shape or edited.dtype != np.uint8:
                 raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
@@ -321,6 +352,8 @@ def render_variants(
             stats[name]["strength"].append(request.strength)
             stats[name]["kind"].append(request.kind)
             stats[name]["mean_abs_change"].append(float(np.abs(per_key[key].astype(np.int16) - frame).mean()))
+            if key in reports:
+                edit_reports[name].append({**reports[key], "at_max_strength": bool(request.strength >= 1.0 and request.kind in ("boost", "reduce"))})
         return key, per_key[key]
 
     with atomic_directory(output_dir) as tmp, contextlib.ExitStack() as stack:
@@ -354,6 +387,7 @@ def render_variants(
             for index in list(edit_cache):
                 if index < segment.stop:
                     del edit_cache[index]
+                    report_cache.pop(index, None)
             t0 = time.perf_counter()
             for offset, original in enumerate(segment.frames):
                 frame_index = segment.start + offset
@@ -437,6 +471,7 @@ def render_variants(
                     "keyframe_kinds": {k: stats[name]["kind"].count(k) for k in sorted(set(stats[name]["kind"]))},
                     "keyframe_mean_strength": float(np.mean(stats[name]["strength"])) if stats[name]["strength"] else 0.0,
                     "keyframe_mean_abs_change": float(np.mean(stats[name]["mean_abs_change"])) if stats[name]["mean_abs_change"] else 0.0,
+                    "edit_limits": edit_limits(edit_reports[name]),
                 }
                 for name in names
             },

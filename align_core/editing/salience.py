@@ -1,27 +1,42 @@
-"""The model-free salience editor: moves attention with parametric image operations.
+"""The model-free salience editor: bounded, realistic parametric edits under a perceptual budget.
 
-Attention goes where contrast, colour and detail are. To RAISE the product's share of it the
-editor blurs, desaturates and flattens the contrast of the background (outside a feathered
-product mask) and slightly enriches the product; to LOWER it, the product is camouflaged (blurred
-and pulled towards the colour of the background around it, so its texture, outline and colour
-contrast fade) and the background is sharpened and saturated, most in a ring about 0.3 of the
-short side outside the product. The ring sits there because the checking scorer mixes a strong
-centre prior (0.7) into patch ratings over 3- and 7-degree disks: with the product at the centre,
-only content that is NOT inside the product's own 7-degree patches can pull the map's peak off it
-(measured on the demo: texture within 20 px of the product raised its share, at 40-80 px lowered it). PLACEBO rotates the
-background's hue and shifts its colour temperature in YCbCr, which keeps luma (and so local
-luma contrast and detail) exactly, at an edit magnitude matched to the boost of the same
-strength, strictly outside the (dilated) mask. IDENTITY runs the same float conversion, feather
-and composite with strength 0, which returns the frame unchanged.
+The operations are those of the saliency-guided editing literature (Mechrez et al. 2016,
+"Saliency driven image manipulation"; Mejjati et al. 2020, "Look here!"; Aberman et al. 2022,
+"Deep saliency prior for reducing visual distraction"; Miangoleh et al. 2023, "Realistic
+saliency guided image enhancement"): a few global photographic parameters applied inside a
+feathered mask, never a generative change of content.
 
-Everything is vectorised numpy/OpenCV, deterministic, and sized relative to the frame, so one
-setting works at any resolution. A frame whose product is absent (empty mask) is returned
-unchanged for every kind: there is no product share to move, and a placebo should not edit where
-its matched boost does not.
+- BOOST, on the product: exposure, local contrast ("clarity", an unsharp mask at a large
+  radius), saturation, sharpness (an unsharp mask at a small radius) and warmth; on the
+  background, gently: defocus, desaturation and contrast reduction.
+- REDUCE, on the product: desaturation, contrast reduction, a slight defocus and a partial
+  recolouring towards the colour of the background around it (Aberman et al.'s recolouring
+  operator); on the background, gently: saturation, contrast and sharpness.
+- PLACEBO: a uniform colour grade (a shift of the a*b* chroma plane, lightness unchanged) of
+  the background outside the product (and its margin) and the protected regions, in the hue
+  direction orthogonal to the product-vs-background colour difference (so the product's colour
+  contrast with its surround changes as little as possible), at the perceptual magnitude of the
+  matched boost: its mean CIEDE2000 outside product and protected regions equals the boost's.
+- IDENTITY: the same float conversion and composite at strength 0 (returns the frame).
+
+Every edit is bounded by a perceptual budget outside ``product OR protect``
+(:mod:`align_core.perceptual_budget`: SSIM >= 0.90, mean CIEDE2000 <= 6 by default, checked here
+with a small ``budget_slack`` margin for codec noise): the requested strength is used when it
+fits; otherwise the product keeps its requested (bounded) edit and the background's strength is
+the largest that fits, found by a bracketed monotone search (the budget measures grow with
+strength); the edit is rendered there, reported as capped, never bigger. The
+editor reads no scorer internals: operations act on the whole mask and background uniformly,
+with no geometry placed for any scorer; how strong an edit must be is measured by calling the
+calibrating scorer as a black box (:func:`align_core.manipulation.calibrate_strength_map`).
+
+Protected pixels (text, logos, faces; ``request.protect``) are never edited: the output equals
+the input there. A frame whose product is absent (empty mask) is returned unchanged for every
+kind: there is no product share to move.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,10 +44,10 @@ import cv2
 import numpy as np
 
 from align_core.editing.base import KeyframeEditRequest
+from align_core.perceptual_budget import BudgetMeasure, PerceptualBudget, measure
 
-EDITOR_VERSION = "2"  # 2: camouflage reduce with a ring of enrichment; every frame edited by the renderer
+EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
 
-# BT.601 luma weights: Y is exactly preserved by the placebo's chroma rotation.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -42,35 +57,65 @@ class SalienceSettings:
 
     max_strength: float = 1.0
     feather: float = 0.03  # width of the soft mask edge
-    blur_sigma: float = 0.02  # background blur at full strength (boost)
-    desaturate: float = 0.9  # share of chroma removed from the background (boost)
-    flatten: float = 0.6  # share of contrast removed from the background (boost)
-    product_enhance: float = 0.15  # saturation/contrast gain on the product (boost)
-    reduce_blur_sigma: float = 0.02  # product blur at full strength (reduce)
-    camouflage: float = 0.9  # share of the product's difference from the surrounding background removed (reduce)
-    camouflage_reach: float = 0.12  # how far the background fill under the product looks (Gaussian sigma)
-    reduce_desaturate: float = 0.5  # chroma removed from the camouflaged product (reduce)
-    enrich: float = 0.6  # background saturation gain and unsharp amount everywhere (reduce)
-    ring_enrich: float = 4.0  # extra unsharp amount next to the product (reduce)
-    ring_distance: float = 0.3  # the ring peaks this far outside the mask (inside a 7-degree patch it would feed the product's own score)
-    ring_width: float = 0.15  # Gaussian width of that ring
-    detail_sigma: float = 0.02  # scale of the detail the unsharp mask amplifies
-    placebo_hue_deg: float = 90.0  # chroma rotation at placebo level 1
-    placebo_temperature: float = 0.12  # Cr up / Cb down at placebo level 1 (units of [0, 1] RGB)
+    # boost, product
+    exposure_stops: float = 0.35
+    product_saturation: float = 0.35
+    product_clarity: float = 0.5  # local-contrast gain (unsharp mask at clarity_sigma)
+    product_sharpen: float = 0.8  # fine-detail gain (unsharp mask at sharpen_sigma)
+    warmth: float = 0.03  # R up / B down (units of [0, 1] RGB)
+    # boost, background (gentle)
+    background_defocus: float = 0.012  # Gaussian sigma
+    background_desaturate: float = 0.5
+    background_flatten: float = 0.3
+    # reduce, product
+    reduce_desaturate: float = 0.6
+    reduce_flatten: float = 0.4
+    reduce_defocus: float = 0.008
+    reduce_recolour: float = 0.5  # share of the way to the surrounding background's colour
+    recolour_reach: float = 0.12  # Gaussian sigma of the background fill under the product
+    # reduce, background (gentle)
+    background_saturate: float = 0.35
+    background_contrast: float = 0.2
+    background_sharpen: float = 0.6
+    clarity_sigma: float = 0.03
+    sharpen_sigma: float = 0.004
+    # placebo
+    placebo_max_shift: float = 25.0  # largest a*b* shift (CIELAB units) the placebo may use
     placebo_margin: float = 0.02  # the placebo stays this far outside the mask
+    # budget (outside product OR protect, against the input frame)
+    min_ssim: float = 0.90
+    max_delta_e: float = 6.0
+    budget_slack: float = 0.1  # tighten both limits by this share at edit time (codec noise)
+    budget_steps: int = 5  # bisection steps when the requested strength exceeds the budget
+
+    @property
+    def budget(self) -> PerceptualBudget:
+        return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
+
+
+@dataclass(frozen=True)
+class EditReport:
+    """What one edit did: the strength asked for and used, and the budget figures of the result."""
+
+    kind: str
+    requested: float
+    used: float
+    capped: bool
+    ssim: float
+    delta_e: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
     return image @ _LUMA
 
 
-def _saturate(image: np.ndarray, luma: np.ndarray, gain: float) -> np.ndarray:
-    """Scale chroma around luma: gain 0 is grey, 1 unchanged, >1 more colourful."""
-    return luma[..., None] + gain * (image - luma[..., None])
-
-
-def _contrast(image: np.ndarray, centre: float, gain: float) -> np.ndarray:
-    return centre + gain * (image - centre)
+def _saturate(image: np.ndarray, gain: float | np.ndarray) -> np.ndarray:
+    luma = _luma(image)[..., None]
+    return luma + gain * (image - luma)
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -79,68 +124,48 @@ def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> float:
+def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
     total = float(weight.sum())
-    return float((values * weight).sum() / total) if total > 0 else float(values.mean())
-
-
-def _rotate_chroma(image: np.ndarray, degrees: float, temperature: float) -> np.ndarray:
-    """Rotate (Cb, Cr) by ``degrees`` and shift towards warm by ``temperature``, keeping Y exactly.
-
-    The change is a luma-neutral RGB offset, scaled down per pixel just enough to stay inside
-    [0, 1]; so nothing clips, and luma (hence every luma edge and texture) is untouched.
-    """
-    y = _luma(image)
-    cb = (image[..., 2] - y) * 0.564
-    cr = (image[..., 0] - y) * 0.713
-    theta = np.deg2rad(degrees)
-    c, s = np.float32(np.cos(theta)), np.float32(np.sin(theta))
-    cb2 = c * cb - s * cr - np.float32(temperature)
-    cr2 = s * cb + c * cr + np.float32(temperature)
-    r = y + 1.403 * cr2
-    b = y + 1.773 * cb2
-    g = (y - 0.299 * r - 0.114 * b) / 0.587
-    delta = np.stack([r, g, b], axis=-1) - image
-    with np.errstate(divide="ignore", invalid="ignore"):
-        room = np.where(delta > 0, (1.0 - image) / delta, np.where(delta < 0, -image / delta, np.inf))
-    scale = np.clip(room.min(axis=-1), 0.0, 1.0).astype(np.float32)
-    return image + scale[..., None] * delta
+    if total <= 0:
+        return values.reshape(-1, values.shape[-1]).mean(axis=0) if values.ndim == 3 else np.float32(values.mean())
+    if values.ndim == 3:
+        return (values * weight[..., None]).reshape(-1, values.shape[-1]).sum(axis=0) / total
+    return np.float32((values * weight).sum() / total)
 
 
 class SalienceEditor:
     """Keyframe editor that raises or lowers the product's share of attention without a model."""
 
     name = "salience"
-    # A pure, cheap function of (frame, mask, strength): the renderer edits every frame with its own
-    # mask instead of carrying keyframe edits by optical flow, which loses blur/sharpen residuals
-    # wherever the flow is off by a pixel (measured: a reduction kept ~1/3 of its keyframe effect).
+    # A pure, cheap function of (frame, mask, strength): the renderer edits every frame with its own mask.
     propagation = "every_frame"
     calibrates = True  # its effect on the measuring scorer is measured per video before rendering
 
-    def __init__(self, max_strength: float = 1.0, **settings: float):
+    def __init__(self, max_strength: float = 1.0, **settings: Any):
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)
         if not 0.0 <= self.settings.max_strength <= 1.0:
             raise ValueError(f"max_strength must be in [0, 1], got {max_strength}")
+        self.budget = self.settings.budget
+        self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
 
     def lineage(self) -> dict[str, Any]:
-        return {"editor": self.name, "version": EDITOR_VERSION, "model": None, "weights": None, "settings": asdict(self.settings)}
+        return {
+            "editor": self.name, "version": EDITOR_VERSION, "model": None, "weights": None,
+            "settings": asdict(self.settings), "perceptual_budget": self.budget.to_dict(),
+        }
 
     # -- geometry ---------------------------------------------------------------------------------
     def _scale(self, shape: tuple[int, ...]) -> float:
         return float(min(shape[0], shape[1]))
 
-    def _weights(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(soft product weight, distance in px outside the mask; 0 inside)."""
+    def product_weight(self, mask: np.ndarray) -> np.ndarray:
+        """Soft product weight in [0, 1]: 1 inside, 0 outside, a linear ramp across the edge."""
         width = max(1.0, self.settings.feather * self._scale(mask.shape))
         mask_u8 = mask.astype(np.uint8)
         inside = cv2.distanceTransform(mask_u8, cv2.DIST_L2, 3)
         outside = cv2.distanceTransform(1 - mask_u8, cv2.DIST_L2, 3)
-        signed = np.where(mask, inside, -outside).astype(np.float32)  # > 0 inside
-        return np.clip(0.5 + signed / width, 0.0, 1.0), outside.astype(np.float32)
-
-    def product_weight(self, mask: np.ndarray) -> np.ndarray:
-        """Soft product weight in [0, 1]: 1 inside, 0 outside, a linear ramp across the edge."""
-        return self._weights(mask)[0]
+        signed = np.where(mask, inside, -outside).astype(np.float32)
+        return np.clip(0.5 + signed / width, 0.0, 1.0)
 
     def placebo_weight(self, mask: np.ndarray, allowed: np.ndarray) -> np.ndarray:
         """Ramp from 0 at the forbidden region (dilated mask, disallowed pixels) to 1 a feather away."""
@@ -148,128 +173,231 @@ class SalienceEditor:
         margin = int(round(self.settings.placebo_margin * scale))
         forbidden = mask.astype(np.uint8)
         if margin > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
-            forbidden = cv2.dilate(forbidden, kernel)
+            forbidden = cv2.dilate(forbidden, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
         free = ((forbidden == 0) & allowed).astype(np.uint8)
         distance = cv2.distanceTransform(free, cv2.DIST_L2, 3)
         width = max(1.0, self.settings.feather * scale)
         return np.clip(distance / width, 0.0, 1.0).astype(np.float32)
 
     # -- operations -------------------------------------------------------------------------------
-    def boost_image(self, image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-        """Float [0,1] frame with the background muted and the product enriched at ``strength``."""
+    def _detail(self, image: np.ndarray, sigma_frac: float) -> np.ndarray:
+        return image - _blur(image, sigma_frac * self._scale(image.shape))
+
+    def boost_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
+        """Float [0,1] frame: product brighter, crisper, more colourful and warmer; background gently muted.
+
+        ``background_strength`` (default ``strength``) scales the background operations alone: the
+        budget limits the background, the product's edits are bounded by their own magnitudes.
+        """
         s, cfg = strength, self.settings
+        b = s if background_strength is None else background_strength
         w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
-        luma = _luma(image)
-        background = _blur(image, s * cfg.blur_sigma * self._scale(image.shape))
-        bg_luma = _luma(background)
-        background = _saturate(background, bg_luma, 1.0 - s * cfg.desaturate)
-        background = _contrast(background, _weighted_mean(bg_luma, w_bg), 1.0 - s * cfg.flatten)
-        gain = 1.0 + s * cfg.product_enhance
-        product = _contrast(_saturate(image, luma, gain), _weighted_mean(luma, w_prod), gain)
+        product = image * np.float32(2.0 ** (s * cfg.exposure_stops))
+        product = product + s * cfg.product_clarity * self._detail(image, cfg.clarity_sigma)
+        product = product + s * cfg.product_sharpen * self._detail(image, cfg.sharpen_sigma)
+        product = _saturate(product, 1.0 + s * cfg.product_saturation)
+        product = product + np.array([s * cfg.warmth, 0.0, -s * cfg.warmth], np.float32)
+        background = _blur(image, b * cfg.background_defocus * self._scale(image.shape))
+        background = _saturate(background, 1.0 - b * cfg.background_desaturate)
+        centre = _weighted_mean(_luma(background), w_bg)
+        background = centre + (1.0 - b * cfg.background_flatten) * (background - centre)
         return w_prod[..., None] * product + w_bg[..., None] * background
 
     def background_fill(self, image: np.ndarray, w_bg: np.ndarray) -> np.ndarray:
-        """What the background looks like around (and, smoothly extended, under) the product.
+        """The colour of the background around (and, smoothly extended, under) the product.
 
-        Normalised convolution at quarter resolution: ``blur(image * w_bg) / blur(w_bg)`` with a
-        wide Gaussian, so every product pixel gets the colour of the background nearest it; where
-        no background is within reach the frame's mean background colour is used.
+        Normalised convolution at quarter resolution: ``blur(image * w_bg) / blur(w_bg)``.
         """
         height, width = image.shape[:2]
         small_size = (max(1, width // 4), max(1, height // 4))
-        sigma = max(1.0, self.settings.camouflage_reach * self._scale(image.shape) / 4)
+        sigma = max(1.0, self.settings.recolour_reach * self._scale(image.shape) / 4)
         img_s = cv2.resize(image * w_bg[..., None], small_size, interpolation=cv2.INTER_AREA)
         w_s = cv2.resize(w_bg, small_size, interpolation=cv2.INTER_AREA)
         num = cv2.GaussianBlur(img_s, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
         den = cv2.GaussianBlur(w_s, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-        total = float(w_bg.sum())
-        fallback = (image * w_bg[..., None]).reshape(-1, 3).sum(axis=0) / total if total > 0 else image.reshape(-1, 3).mean(axis=0)
-        fill = np.where(den[..., None] > 1e-3, num / np.maximum(den, 1e-3)[..., None], fallback.astype(np.float32))
+        fallback = _weighted_mean(image, w_bg).astype(np.float32)
+        fill = np.where(den[..., None] > 1e-3, num / np.maximum(den, 1e-3)[..., None], fallback)
         return cv2.resize(fill.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
-    def reduce_image(self, image: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-        """Float [0,1] frame with the product camouflaged and the background around it enriched.
-
-        Product: blurred, then pulled towards the surrounding background's colour (its
-        normalised-convolution fill), so its texture, outline and colour contrast fade into the
-        scene. Background: chroma and local contrast (unsharp detail) raised everywhere, and
-        more within ``ring_width`` of the product, where the eye would otherwise land on it.
-        """
+    def reduce_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
+        """Float [0,1] frame: product muted and recoloured towards its surround; background gently enriched."""
         s, cfg = strength, self.settings
-        scale = self._scale(image.shape)
-        w_prod, outside = self._weights(mask)
+        b = s if background_strength is None else background_strength
+        w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
-        product = _blur(image, s * cfg.reduce_blur_sigma * scale)
+        product = _blur(image, s * cfg.reduce_defocus * self._scale(image.shape))
         fill = self.background_fill(image, w_bg)
-        product = fill + (1.0 - s * cfg.camouflage) * (product - fill)
-        prod_luma = _luma(product)
-        product = _saturate(product, prod_luma, 1.0 - s * cfg.reduce_desaturate)
-        ring = np.exp(-0.5 * ((outside - cfg.ring_distance * scale) / max(1.0, cfg.ring_width * scale)) ** 2).astype(np.float32)
-        detail = image - _blur(image, cfg.detail_sigma * scale)
-        luma = _luma(image)
-        gain = (s * (cfg.enrich + cfg.ring_enrich * ring))[..., None]
-        background = _saturate(image, luma, 1.0 + s * cfg.enrich) + gain * detail
-        background = _contrast(background, _weighted_mean(luma, w_bg), 1.0 + 0.5 * s * cfg.enrich)
+        # Recolour: move the product's local mean colour towards the surround's, keeping its detail.
+        local_mean = _blur(product, cfg.clarity_sigma * self._scale(image.shape))
+        product = product + s * cfg.reduce_recolour * (fill - local_mean)
+        product = _saturate(product, 1.0 - s * cfg.reduce_desaturate)
+        centre = _weighted_mean(_luma(product), w_prod)
+        product = centre + (1.0 - s * cfg.reduce_flatten) * (product - centre)
+        background = image + b * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma)
+        background = _saturate(background, 1.0 + b * cfg.background_saturate)
+        centre_bg = _weighted_mean(_luma(image), w_bg)
+        background = centre_bg + (1.0 + b * cfg.background_contrast) * (background - centre_bg)
         return w_prod[..., None] * product + w_bg[..., None] * background
 
-    def placebo_image(self, image: np.ndarray, weight: np.ndarray, level: float) -> np.ndarray:
-        cfg = self.settings
-        shifted = _rotate_chroma(image, level * cfg.placebo_hue_deg, level * cfg.placebo_temperature)
-        return image + weight[..., None] * (shifted - image)
+    def placebo_direction(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Unit a*b* direction orthogonal to the product-minus-background mean colour difference."""
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+        product = lab[mask][:, 1:].mean(axis=0)
+        background = lab[~mask][:, 1:].mean(axis=0) if (~mask).any() else product
+        diff = product - background
+        norm = float(np.hypot(*diff))
+        if norm < 1e-3:
+            return np.array([0.0, 1.0], np.float32)  # no colour difference: a warm (yellow) grade
+        orthogonal = np.array([-diff[1], diff[0]], np.float32) / norm
+        return orthogonal if orthogonal[1] >= 0 else -orthogonal  # towards yellow: the usual warm grade
 
-    def placebo_level(self, image: np.ndarray, mask: np.ndarray, weight: np.ndarray, strength: float) -> float:
-        """Placebo level whose mean |change| matches the boost's at ``strength`` (bisection, 1/4 scale)."""
-        small = cv2.resize(image, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
-        if min(small.shape[:2]) < 8:
-            small = image
-        small_mask = cv2.resize(mask.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
-        small_weight = cv2.resize(weight, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
-        target = float(np.abs(np.clip(self.boost_image(small, small_mask, strength), 0, 1) - small).mean())
-        if target <= 0:
-            return 0.0
+    def placebo_image(self, image: np.ndarray, weight: np.ndarray, shift: float, direction: np.ndarray) -> np.ndarray:
+        """Shift the a*b* plane by ``shift`` CIELAB units along ``direction`` where ``weight`` is 1 (L kept)."""
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+        lab[..., 1] += weight * np.float32(shift * direction[0])
+        lab[..., 2] += weight * np.float32(shift * direction[1])
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
-        def magnitude(level: float) -> float:
-            return float(np.abs(np.clip(self.placebo_image(small, small_weight, level), 0, 1) - small).mean())
+    # -- the budget --------------------------------------------------------------------------------
+    def _render(self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float, background: float | None = None) -> np.ndarray:
+        op = self.boost_image if kind == "boost" else self.reduce_image
+        return np.clip(op(image, mask, strength, background), 0.0, 1.0)
 
-        low, high = 0.0, 1.0
-        if magnitude(high) <= target:
-            return high  # the background has too little room to change as much as the boost did
-        for _ in range(12):
-            middle = 0.5 * (low + high)
-            if magnitude(middle) < target:
-                low = middle
+    def _measure(self, frame: np.ndarray, edited: np.ndarray, mask: np.ndarray, protect: np.ndarray) -> BudgetMeasure:
+        return measure(frame, _to_uint8(edited), mask, protect)
+
+    def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
+        """(edited float frame, background strength used, capped?, its budget measure) for a boost or reduce.
+
+        The requested strength if it fits; otherwise the product keeps the requested strength and
+        the background gets the largest that fits (bracketed search); if the product's edge alone
+        is over budget, both are scaled together.
+        """
+        key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
+        if key in self._cache:
+            return self._cache[key]
+        result = self._within_budget(frame, kind, mask, protect, strength)
+        self._cache[key] = result
+        while len(self._cache) > 4:  # boost and placebo of the same frame share one search
+            self._cache.pop(next(iter(self._cache)))
+        return result
+
+    def _budget_excess(self, figures: BudgetMeasure) -> float:
+        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units)."""
+        slack = self.settings.budget_slack
+        max_delta_e = self.budget.max_delta_e * (1.0 - slack)
+        max_dissimilarity = (1.0 - self.budget.min_ssim) * (1.0 - slack)
+        return max(figures.delta_e / max_delta_e, (1.0 - figures.ssim) / max_dissimilarity) - 1.0
+
+    def _within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
+        image = frame.astype(np.float32) / np.float32(255.0)
+        edited = self._render(image, kind, mask, strength)
+        figures = self._measure(frame, edited, mask, protect)
+        over = self._budget_excess(figures)
+        if over <= 0:
+            return edited, strength, False, figures
+        # The budget covers the background: keep the product's edit at the requested strength and
+        # search the background's. Only if the product's own feathered edge already exceeds the
+        # budget are both scaled together.
+        product_only = self._render(image, kind, mask, strength, 0.0)
+        product_figures = self._measure(frame, product_only, mask, protect)
+        product_excess = self._budget_excess(product_figures)
+        joint = product_excess > 0
+
+        def render(background: float) -> np.ndarray:
+            return self._render(image, kind, mask, background) if joint else self._render(image, kind, mask, strength, background)
+
+        # Monotone search for the largest strength within the budget: regula falsi on the excess
+        # (close to linear in strength), keeping a bracket [within, over]; every candidate tried
+        # is measured at full resolution, and only a candidate within the budget is ever returned.
+        if joint:
+            low, low_excess = 0.0, -1.0
+            best = (image.copy(), 0.0, self._measure(frame, image, mask, protect))
+        else:
+            low, low_excess = 0.0, product_excess
+            best = (product_only, 0.0, product_figures)
+        high, high_excess = strength, over
+        for _ in range(self.settings.budget_steps):
+            guess = low + (high - low) * (-low_excess) / (high_excess - low_excess)
+            guess = float(np.clip(guess, low + 0.05 * (high - low), high - 0.05 * (high - low)))
+            candidate = render(guess)
+            cand_figures = self._measure(frame, candidate, mask, protect)
+            excess = self._budget_excess(cand_figures)
+            if excess <= 0:
+                low, low_excess, best = guess, excess, (candidate, guess, cand_figures)
+                if excess > -0.03:  # within 3 % of the budget: the largest strength, up to noise
+                    break
             else:
-                high = middle
-        return 0.5 * (low + high)
+                high, high_excess = guess, excess
+        return best[0], best[1], True, best[2]
+
+    def placebo_shift(self, frame: np.ndarray, mask: np.ndarray, protect: np.ndarray, weight: np.ndarray,
+                      direction: np.ndarray, target_delta_e: float) -> float:
+        """Shift whose mean CIEDE2000 outside ``mask OR protect`` matches ``target_delta_e`` (bisection)."""
+        if target_delta_e <= 0:
+            return 0.0
+        image = frame.astype(np.float32) / np.float32(255.0)
+
+        def magnitude(shift: float) -> float:
+            return self._measure(frame, self.placebo_image(image, weight, shift, direction), mask, protect).delta_e
+
+        # Mean CIEDE2000 grows almost linearly with a uniform chroma shift: a few secant steps
+        # from the origin land within 2 % of the target (bounded to [0, placebo_max_shift]).
+        top = self.settings.placebo_max_shift
+        shift, value = min(top, 2.0 * target_delta_e), 0.0
+        for _ in range(4):
+            value = magnitude(shift)
+            if value <= 0 or abs(value - target_delta_e) <= 0.02 * target_delta_e:
+                break
+            shift = float(np.clip(shift * target_delta_e / value, 0.0, top))
+        return shift
 
     # -- the KeyframeEditor contract ----------------------------------------------------------------
-    def edit(self, request: KeyframeEditRequest) -> np.ndarray:
-        """Edited RGB uint8 frame; pixels outside ``request.allowed`` are the original's."""
+    def edit_with_report(self, request: KeyframeEditRequest) -> tuple[np.ndarray, EditReport]:
+        """Edited RGB uint8 frame and what was done; pixels outside ``allowed`` or inside ``protect`` are the input's."""
         frame = np.asarray(request.frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"salience editor: frame must be RGB uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
         mask = np.asarray(request.mask, dtype=bool)
         allowed = np.asarray(request.allowed, dtype=bool)
-        if mask.shape != frame.shape[:2] or allowed.shape != frame.shape[:2]:
-            raise ValueError(
-                f"salience editor: mask {mask.shape} / allowed {allowed.shape} do not match frame {frame.shape[:2]}"
-            )
-        strength = float(np.clip(request.strength, 0.0, 1.0)) * self.settings.max_strength
+        protect_in = getattr(request, "protect", None)
+        protect = np.zeros(mask.shape, bool) if protect_in is None else np.asarray(protect_in, dtype=bool)
+        for name, array in (("mask", mask), ("allowed", allowed), ("protect", protect)):
+            if array.shape != frame.shape[:2]:
+                raise ValueError(f"salience editor: {name} {array.shape} does not match frame {frame.shape[:2]}")
         kind = request.kind
         if kind not in ("identity", "boost", "reduce", "placebo"):
             raise ValueError(f"salience editor: unknown edit kind {kind!r}")
+        requested = float(np.clip(request.strength, 0.0, 1.0)) * self.settings.max_strength
         image = frame.astype(np.float32) / np.float32(255.0)
-        if kind == "identity" or not mask.any() or strength <= 0.0:
-            # Same conversion and composite path at zero strength: exactly the input frame.
+        product_mask = mask & ~protect
+        if kind == "identity" or not product_mask.any() or requested <= 0.0:
             edited = image + self.product_weight(mask)[..., None] * np.float32(0.0)
-        elif kind == "boost":
-            edited = self.boost_image(image, mask, strength)
-        elif kind == "reduce":
-            edited = self.reduce_image(image, mask, strength)
+            report = EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
+        elif kind in ("boost", "reduce"):
+            edited, used, capped, figures = self.within_budget(frame, kind, product_mask, protect, requested)
+            reason = (f"background capped at strength {used:.3f} of {requested:.3f} by the budget" if capped else "within budget")
+            report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
-            weight = self.placebo_weight(mask, allowed)
-            edited = self.placebo_image(image, weight, self.placebo_level(image, mask, weight, strength))
-        out = np.clip(np.rint(edited * np.float32(255.0)), 0, 255).astype(np.uint8)
-        return np.where(allowed[..., None], out, frame)
+            _boost, used, capped, boost_figures = self.within_budget(frame, "boost", product_mask, protect, requested)
+            weight = self.placebo_weight(mask, allowed & ~protect)
+            direction = self.placebo_direction(image, mask)
+            shift = self.placebo_shift(frame, mask, protect, weight, direction, boost_figures.delta_e)
+            edited = self.placebo_image(image, weight, shift, direction)
+            figures = self._measure(frame, edited, mask, protect)
+            report = EditReport(
+                kind, requested, used, capped, figures.ssim, figures.delta_e,
+                f"colour grade of {shift:.2f} a*b* units matching the boost's mean CIEDE2000 {boost_figures.delta_e:.2f}",
+            )
+        out = _to_uint8(edited)
+        keep = ~allowed | protect
+        return np.where(keep[..., None], frame, out), report
+
+    def edit(self, request: KeyframeEditRequest) -> np.ndarray:
+        """Edited RGB uint8 frame (see :meth:`edit_with_report`)."""
+        return self.edit_with_report(request)[0]
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * np.float32(255.0)), 0, 255).astype(np.uint8)

@@ -66,6 +66,12 @@ class VariantQualitySettings(BaseModel):
     tolerance: float = Field(default=0.03, description="baseline and placebo: max |mean alignment difference|")
     measure_every: int = Field(default=2, description="score every k-th frame of each variant for the check")
     lpips_every: int = Field(default=10)
+    independent_scorers: list[str] = Field(
+        default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
+        description="independent saliency models (align_core.attention.independent) whose majority must agree",
+    )
+    min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions")
+    max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions")
     min_protected_psnr_db: float = Field(default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)")
     max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
     ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
@@ -225,6 +231,8 @@ class VariantQualityResult:
     paths: dict[str, Path] = field(default_factory=dict)
     stimulus: Any = None  # align_core.stimulus_checks.StimulusReport: protected PSNR and OCR per variant
     stimulus_card: str = ""  # the per-video stimulus card (HTML)
+    verification: Any = None  # align_core.manipulation.VerificationSettings (budget, placebo magnitude range)
+    independent_ids: dict[str, str] = field(default_factory=dict)  # independent scorer -> its scorer id
     faces: str = ""  # what the protected regions say about faces
 
 
@@ -249,7 +257,10 @@ def run_variant_quality(
 ) -> VariantQualityResult:
     """Temporal consistency, fidelity outside the editable region, LPIPS, and the manipulation check
     measured with ``measure`` (the attention stage's own scorer and procedure)."""
-    from align_core.manipulation import CheckThresholds, check_rendered_variants
+    from align_core.attention.independent import SaliencyModelScorer
+    from align_core.editing.pipeline import edit_limits_from_manifest
+    from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
+    from align_core.protect import load_protected_regions
     from align_core.quality import evaluate_variants
 
     from align_core.eligibility import eligibility_table
@@ -261,7 +272,7 @@ def run_variant_quality(
     # A verdict stands only for the render it checked: drop the old one before checking again,
     # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
     eligibility_path.unlink(missing_ok=True)
-    stimulus_paths = {role: layout.artifact("variant_quality", role, video_id) for role in ("stimulus", "stimulus_ocr", "stimulus_card")}
+    stimulus_paths = {role: layout.artifact("variant_quality", role, video_id) for role in ("stimulus", "stimulus_ocr", "stimulus_card", "scorers")}
     reason = skip_reason(layout, video_id)
     if reason:
         for path in (quality_path, manipulation_path, *stimulus_paths.values()):
@@ -278,12 +289,18 @@ def run_variant_quality(
         lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
     )
     thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
-    report = check_rendered_variants(
-        plans, catalog.probe.path, variant_paths, control.masks, measure, thresholds, every=settings.measure_every
+    verification = VerificationSettings(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
+    independent = {name: SaliencyModelScorer(name) for name in settings.independent_scorers}
+    manifest_path = layout.artifact_dir("variant_videos", video_id) / "manifest.json"
+    limits = edit_limits_from_manifest(json.loads(manifest_path.read_text())) if manifest_path.exists() else None
+    report = verify_variants(
+        plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
+        every=settings.measure_every, limits=limits, protect=load_protected_regions(layout.artifact_dir("protected_regions", video_id)),
     )
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
     eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
-    for table, path in ((quality, quality_path), (report.table, manipulation_path), (eligibility, eligibility_path)):
+    for table, path in ((quality, quality_path), (report.table, manipulation_path), (report.scorer_table, stimulus_paths["scorers"]),
+                        (eligibility, eligibility_path)):
         with atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
     plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
@@ -292,7 +309,8 @@ def run_variant_quality(
         None, quality, report, thresholds, lpips_state, eligibility,
         {"quality": quality_path, "manipulation": manipulation_path, "eligibility": eligibility_path, "plot": plot,
          **stimulus_paths},
-        stimulus, card, faces,
+        stimulus=stimulus, stimulus_card=card, faces=faces, verification=verification,
+        independent_ids={name: fn.scorer_id for name, fn in independent.items()},
     )
 
 
@@ -313,11 +331,11 @@ def _stimulus_checks(layout: DataLayout, video_id: str, catalog, variant_paths: 
         stimulus.table().to_parquet(tmp, index=False)
     with atomic_path(paths["stimulus_ocr"]) as tmp:
         stimulus.ocr.to_parquet(tmp, index=False)
-    budget_columns = [c for c in quality.columns if "budget" in c or "ciede" in c]
+    budget_columns = ["variant", "frames", "min_ssim", "max_delta_e", "mean_delta_e", "frames_over_budget", "budget_passed", "placebo_magnitude_ratio"]
     faces = protect.summary()["faces"]
     card = stimulus_card_html(
-        video_id, stimulus, report.table, scorer_name=report.attention_fn_name,
-        budget=quality[["variant", *budget_columns]] if budget_columns else None,
+        video_id, stimulus, report.scorer_table.rename(columns={"agrees": "passed"}), scorer_name=report.attention_fn_name,
+        budget=report.budget[budget_columns] if len(report.budget) else None,
         contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
         notes={"faces": faces},
     )

@@ -1,0 +1,195 @@
+"""Validation cards for every attention scorer on human fixations (NUS Scene images).
+
+Each scorer is scored with its centre prior off (content alone) and on (its default weight),
+NSS against the binary fixation maps and CC against them blurred with sigma 0.03 of the larger
+side (DESIGN.md). Anything tuned (the centre weights of the independent models, the cue mix of
+``feature_richness``) was chosen on images 001-150 (``--tune`` prints that grid); the cards
+report images 151-300 only, plus the Gaussian centre-bias baseline on the same images. Cards are
+written as package data beside the scorers (``align_core/attention/scorer_cards.json``) and the
+manipulation check shows them. Usage::
+
+    .venv/bin/python bench/bench_scorer_cards.py [--shared-data ../shared/data] [--tune] [--limit N]
+
+Scorers: ``feature_richness`` through the platform's meaning-map procedure
+(``attention_map(image, scorer, AttentionConfig())``, exactly as the pipeline runs it), and the
+independent models (:mod:`align_core.attention.independent`) as full-frame maps, as the check
+uses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from align_core.attention import AttentionConfig, attention_map  # noqa: E402
+from align_core.attention.base import minmax  # noqa: E402
+from align_core.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
+from align_core.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
+from align_core.saliency_metrics import blur_fixations, cc, centre_bias_map, nss  # noqa: E402
+
+TUNE = range(1, 151)
+VALIDATE = range(151, 301)
+MAX_EVAL_SIDE = 512  # maps and fixations are compared at this longer side (big NUS images are 3648 px)
+
+
+def load(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image at <= MAX_EVAL_SIDE, binary fixation map at the same size) of NUS image ``index``."""
+    name = f"{index:03d}"
+    image = cv2.imread(str(root / "stimuli" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+    fixations = cv2.imread(str(root / "fixation_maps" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    if image is None or fixations is None:
+        raise FileNotFoundError(f"{root}: stimulus or fixation map {name} missing")
+    if image.shape[:2] != fixations.shape:
+        raise ValueError(f"{root}: {name} stimulus {image.shape[:2]} and fixation map {fixations.shape} differ")
+    height, width = fixations.shape
+    scale = min(1.0, MAX_EVAL_SIDE / max(height, width))
+    if scale < 1.0:
+        size = (round(width * scale), round(height * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ys, xs = np.nonzero(fixations)
+        small = np.zeros((size[1], size[0]), bool)
+        small[np.clip((ys * scale).astype(int), 0, size[1] - 1), np.clip((xs * scale).astype(int), 0, size[0] - 1)] = True
+        fixations = small
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), fixations > 0
+
+
+def metrics(saliency: np.ndarray, fixations: np.ndarray, density: np.ndarray) -> tuple[float, float]:
+    return nss(saliency, fixations), cc(saliency, density)
+
+
+def content_maps(images, fns: dict[str, Callable[[np.ndarray], np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = {name: [] for name in fns}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        for image, _fix, _den in images:
+            out[name].append(minmax(fn(image)))
+        print(f"  {name}: {(time.perf_counter() - start) / len(images):.3f} s/img", file=sys.stderr, flush=True)
+    return out
+
+
+def mixed(content: np.ndarray, centre: float) -> np.ndarray:
+    prior = centre_bias_map(*content.shape, sigma_frac=0.3)
+    return (1.0 - centre) * content + centre * prior
+
+
+def evaluate(maps: list[np.ndarray], images, centre: float = 0.0) -> dict[str, float]:
+    values = np.array([metrics(mixed(m, centre), fix, den) for m, (_im, fix, den) in zip(maps, images)])
+    return {"NSS": float(values[:, 0].mean()), "CC": float(values[:, 1].mean())}
+
+
+def feature_richness_fn(centre: float, **weights: float) -> Callable[[np.ndarray], np.ndarray]:
+    scorer = FeatureRichnessScorer(**{**weights, "centre": centre})
+    config = AttentionConfig()
+    return lambda image: attention_map(image, scorer, config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--tune", action="store_true", help="print the centre-weight grid on images 001-150")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
+    parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "attention" / CARDS_FILE)
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    root = args.shared_data / "saliency" / "nus_scene"
+
+    def split(indices: range) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        chosen = list(indices)[: args.limit] if args.limit else list(indices)
+        out = []
+        for index in chosen:
+            image, fixations = load(root, index)
+            out.append((image, fixations, blur_fixations(fixations)))
+        return out
+
+    default_weights = FeatureWeights()
+    models = {name: (lambda n: (lambda image: MODELS[n][0](image)))(name) for name in MODELS}
+    if args.tune:
+        tune = split(TUNE)
+        print(f"tuning split: NUS Scene 001-150 ({len(tune)} images)")
+        maps = content_maps(tune, models)
+        for name, model_maps in maps.items():
+            cells = " ".join(f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+            print(f"{name:18s} NSS by centre weight: {cells}")
+        fr = content_maps(tune, {"feature_richness": feature_richness_fn(0.0)})["feature_richness"]
+        print(f"feature_richness content (centre 0): {evaluate(fr, tune)}")
+        return 0
+
+    validate = split(VALIDATE)
+    print(f"validation split: NUS Scene 151-300 ({len(validate)} images); tuned (if at all) on 001-150")
+    cards: dict[str, dict] = {}
+    maps = content_maps(validate, models)
+    for name, model_maps in maps.items():
+        scorer = SaliencyModelScorer(name)
+        cards[name] = {
+            "scorer_id": scorer.scorer_id,
+            "what_it_is": MODELS[name][1],
+            "centre_weight": DEFAULT_CENTRE[name],
+            "content_only": evaluate(model_maps, validate, 0.0),
+            "with_centre_prior": evaluate(model_maps, validate, DEFAULT_CENTRE[name]),
+            "used_as": "independent verifier (full-frame map)",
+        }
+    fr_fns = {
+        "content_only": feature_richness_fn(0.0),
+        "with_centre_prior": feature_richness_fn(default_weights.centre),
+    }
+    fr_maps = content_maps(validate, fr_fns)
+    cards["feature_richness"] = {
+        "scorer_id": FeatureRichnessScorer().scorer_id,
+        "what_it_is": "platform default: cue mix through the meaning-map procedure (3 and 7 degree patches)",
+        "centre_weight": default_weights.centre,
+        # maps already include the prior as the scorer mixes it: evaluate them as they are
+        "content_only": evaluate(fr_maps["content_only"], validate, 0.0),
+        "with_centre_prior": evaluate(fr_maps["with_centre_prior"], validate, 0.0),
+        "used_as": "calibrating scorer (attention maps, editor calibration)",
+    }
+    # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
+    # to separate what the procedure costs from what the cues give.
+    sr_procedure = content_maps(validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)})["sr"]
+    procedure_reference = evaluate(sr_procedure, validate, 0.0)
+    bias = [centre_bias_map(*fix.shape, sigma_frac=0.3) for _im, fix, _den in validate]
+    baseline = evaluate(bias, validate, 0.0)
+    print(f"{'scorer':18s} {'NSS':>7s} {'CC':>7s}  {'NSS+c':>7s} {'CC+c':>7s}  centre")
+    for name, card in cards.items():
+        print(f"{name:18s} {card['content_only']['NSS']:7.3f} {card['content_only']['CC']:7.3f}  "
+              f"{card['with_centre_prior']['NSS']:7.3f} {card['with_centre_prior']['CC']:7.3f}  {card['centre_weight']:g}")
+    print(f"{'centre bias 0.3':18s} {'':7s} {'':7s}  {baseline['NSS']:7.3f} {baseline['CC']:7.3f}")
+    print(f"{'SR via procedure':18s} {procedure_reference['NSS']:7.3f} {procedure_reference['CC']:7.3f}")
+    beat = cards["feature_richness"]["content_only"]["NSS"] > cards["spectral_residual"]["content_only"]["NSS"]
+    print(f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on NSS")
+    if args.limit:
+        print("--limit given: cards not written")
+        return 0
+    payload = {
+        "dataset": "NUS Scene (shared/data/saliency/nus_scene)",
+        "tuned_on": "001-150",
+        "reported_on": "151-300",
+        "images": len(validate),
+        "metrics": "NSS vs binary fixations; CC vs fixations blurred sigma 0.03 of the larger side; maps at <= 512 px",
+        "centre_bias_baseline": baseline,
+        "spectral_residual_through_meaning_map_procedure": procedure_reference,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "bench/bench_scorer_cards.py",
+        "scorers": cards,
+    }
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"cards written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
