@@ -155,6 +155,13 @@ REAL_CLIP_ANNOTATIONS: dict[str, tuple[tuple[int, int, int, int, int, str], ...]
     ),
 }
 
+#: Faces in the real clips, protected in every variant (no packaged face detector installs here, so
+#: the demo protects them the way a lab would: a row in ``raw/protect.csv``; format in
+#: :mod:`align_core.protect`): clip stem -> ((x0, y0, x1, y1, label), ...), every frame.
+REAL_CLIP_PROTECT: dict[str, tuple[tuple[int, int, int, int, str], ...]] = {
+    "help": ((284, 48, 384, 168, "face"),),
+}
+
 #: The true coefficients behind the engagement columns (see the module docstring).
 PLANTED_RELATION: dict[str, Any] = {
     "unit": "one observation per alignment_score.csv row (a scene)",
@@ -365,6 +372,7 @@ def generate_demo_corpus(
 
     _remove_stale(layout, {v.video_id for v in videos} | {c.video_id for c in real_clips})
     _write_real_clip_annotations(layout, real_clips)
+    _write_real_clip_protect(layout, real_clips)
     atomic_write_text(layout.alignment_csv, _alignment_csv(videos))
     atomic_write_text(layout.keywords_csv, _keywords_csv(videos, real_clips))
     json_path = layout.raw_dir / "demo_corpus.json"
@@ -934,6 +942,29 @@ def _write_real_clip_annotations(layout: DataLayout, clips: Sequence[RealClip]) 
     ]
     if rows or annotations_path(layout).exists():
         write_annotations(annotations_path(layout), rows, replace_videos=[c.video_id for c in clips])
+
+
+def _write_real_clip_protect(layout: DataLayout, clips: Sequence[RealClip]) -> None:
+    """The real clips' face boxes in ``raw/protect.csv`` (rows of other videos kept, these replaced)."""
+    from align_core.protect import USER_CSV_COLUMNS
+
+    ours = {clip.video_id for clip in clips}
+    kept: list[dict[str, str]] = []
+    if layout.protect_csv.is_file():
+        with open(layout.protect_csv, newline="", encoding="utf-8") as handle:
+            kept = [row for row in csv.DictReader(handle) if row.get("video_id") not in ours]
+    rows = kept + [
+        {"video_id": clip.video_id, "scene_number": "", "start_frame": "", "end_frame": "",
+         "x0": str(x0), "y0": str(y0), "x1": str(x1), "y1": str(y1), "label": label}
+        for clip in clips for x0, y0, x1, y1, label in REAL_CLIP_PROTECT.get(clip.source.stem, ())
+    ]
+    if not rows:
+        return
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(USER_CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(layout.protect_csv, out.getvalue())
 
 
 def _remove_stale(layout: DataLayout, keep: set[str]) -> None:

@@ -203,6 +203,12 @@ def test_real_clips_are_copied_unchanged_without_masks(corpus: DemoCorpus, share
     table = read_annotations(annotations_path(corpus.layout))
     assert table.video_ids == [c.video_id for c in corpus.real_clips]
     assert all(row.kind == "box" for c in corpus.real_clips for row in table.rows_for(c.video_id))
+    # The signer's face is protected in every variant by a user region (no packaged face detector).
+    from align_core.protect import read_user_regions
+
+    help_clip = next(c for c in corpus.real_clips if c.video_id == "real-help")
+    regions = read_user_regions("real-help", corpus.layout.protect_csv, None, 58, 480, 640, {1: (0, 58)})
+    assert not regions.empty, help_clip
 
 
 @pytest.mark.parametrize(
