@@ -14,13 +14,14 @@ Both behave like read-only ``(T, H, W)`` arrays for per-frame access: ``len``, `
 from __future__ import annotations
 
 import zlib
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 
-class FrameStore:
+class FrameStore(ABC):
     """Read-only ``(T, H, W)`` sequence decoded frame by frame, with a small cache of recent frames."""
 
     dtype: np.dtype = np.dtype(np.float32)
@@ -45,8 +46,9 @@ class FrameStore:
     def __len__(self) -> int:
         return self._shape[0]
 
-    def _decode(self, index: int) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _decode(self, index: int) -> np.ndarray:
+        """Frame ``index`` decoded from the store (each subclass's own layout)."""
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as a fresh, writable array (decoded once, then served from a small cache)."""

@@ -14,6 +14,8 @@ is a non-negative ``(H, W)`` array such as :func:`blur_fixations` of a fixation 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -187,3 +189,16 @@ def fixation_map_from_points(points_xy: np.ndarray, height: int, width: int) -> 
     fixation = np.zeros((height, width), dtype=bool)
     fixation[rows, cols] = True
     return fixation
+
+
+def load_nus_image(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB image, boolean fixation map) of image ``index`` of a NUS-style data set at ``root``
+    (``stimuli/NNN.jpg`` + ``fixation_maps/NNN.png``), checked for matching sizes."""
+    name = f"{index:03d}"
+    image = cv2.imread(str(Path(root) / "stimuli" / f"{name}.jpg"), cv2.IMREAD_COLOR)
+    fixations = cv2.imread(str(Path(root) / "fixation_maps" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+    if image is None or fixations is None:
+        raise FileNotFoundError(f"{root}: stimulus or fixation map {name} missing")
+    if image.shape[:2] != fixations.shape:
+        raise ValueError(f"{root}: {name} stimulus {image.shape[:2]} and fixation map {fixations.shape} differ")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), fixations > 0

@@ -18,28 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from align_core.attention import AttentionConfig, attention_map, make_patch_scorer, spectral_residual
-from align_core.saliency_metrics import auc_judd, blur_fixations, cc, centre_bias_map, kld, nss, sim
+from align_core.saliency_metrics import auc_judd, blur_fixations, cc, centre_bias_map, kld, load_nus_image, nss, sim
 
 METRICS = ("NSS", "CC", "KLD", "SIM", "AUC-Judd")
 
 
 def load_images(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """``(name, rgb image, binary fixation map)`` for images 001-010, checked for matching sizes."""
-    out = []
-    for index in range(1, 11):
-        name = f"{index:03d}"
-        image = cv2.imread(str(root / "stimuli" / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        fixations = cv2.imread(str(root / "fixation_maps" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
-        if image is None or fixations is None:
-            raise FileNotFoundError(f"{root}: stimulus or fixation map {name} missing")
-        if image.shape[:2] != fixations.shape:
-            raise ValueError(f"{root}: {name} stimulus {image.shape[:2]} and fixation map {fixations.shape} differ")
-        out.append((name, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), fixations > 0))
-    return out
+    return [(f"{index:03d}", *load_nus_image(root, index)) for index in range(1, 11)]
 
 
 def evaluate(method: Callable[[np.ndarray], np.ndarray], images: list[tuple[str, np.ndarray, np.ndarray]]) -> np.ndarray:

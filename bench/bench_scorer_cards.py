@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from align_core.attention import AttentionConfig, attention_map  # noqa: E402
 from align_core.attention.base import minmax  # noqa: E402
+from align_core.saliency_metrics import load_nus_image  # noqa: E402
 from align_core.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
 from align_core.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
 from align_core.saliency_metrics import blur_fixations, cc, centre_bias_map, nss  # noqa: E402
@@ -49,13 +50,7 @@ MAX_EVAL_SIDE = 512  # maps and fixations are compared at this longer side (big 
 
 def load(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(RGB image at <= MAX_EVAL_SIDE, binary fixation map at the same size) of NUS image ``index``."""
-    name = f"{index:03d}"
-    image = cv2.imread(str(root / "stimuli" / f"{name}.jpg"), cv2.IMREAD_COLOR)
-    fixations = cv2.imread(str(root / "fixation_maps" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
-    if image is None or fixations is None:
-        raise FileNotFoundError(f"{root}: stimulus or fixation map {name} missing")
-    if image.shape[:2] != fixations.shape:
-        raise ValueError(f"{root}: {name} stimulus {image.shape[:2]} and fixation map {fixations.shape} differ")
+    image, fixations = load_nus_image(root, index)
     height, width = fixations.shape
     scale = min(1.0, MAX_EVAL_SIDE / max(height, width))
     if scale < 1.0:
@@ -65,7 +60,7 @@ def load(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
         small = np.zeros((size[1], size[0]), bool)
         small[np.clip((ys * scale).astype(int), 0, size[1] - 1), np.clip((xs * scale).astype(int), 0, size[0] - 1)] = True
         fixations = small
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), fixations > 0
+    return image, fixations
 
 
 def metrics(saliency: np.ndarray, fixations: np.ndarray, density: np.ndarray) -> tuple[float, float]:
