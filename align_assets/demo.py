@@ -76,7 +76,9 @@ def record_demo_inputs(layout: DataLayout) -> None:
     atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
-def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool) -> list[str]:
+def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool,
+                 real_size_ads: int = 0, real_size_seconds: float = 20.0) -> list[str]:
+    """Write the demo corpus; ``real_size_ads`` adds realistic-size (1080x1920, 30 fps) ads of that length."""
     from align_core.registry import video_ids_in_inbox
     from align_demo.corpus import generate_demo_corpus
 
@@ -96,6 +98,8 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
         keywords_source=keywords_source,
         include_real_clips=include_real and shared_data is not None,
         real_clips_dir=shared_data / "videos" if shared_data else None,
+        real_size_ads=real_size_ads,
+        real_size_seconds=real_size_seconds,
     )
     ids, _ = video_ids_in_inbox(layout)  # files it leaves out are listed by report_inputs
     return ids
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
     parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")
+    parser.add_argument("--no-real-size-ad", action="store_true",
+                        help="leave out the realistic-size ad (1080x1920, 30 fps; the slowest video of the demo)")
+    parser.add_argument("--real-size-seconds", type=float, default=20.0,
+                        help="length of the realistic-size ad in seconds (default 20)")
     parser.add_argument("--ui-only", action="store_true", help="only prepare the instance for `dagster dev`")
     args = parser.parse_args(argv)
 
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Building the demo corpus in {layout.raw_dir} ...")
     try:
-        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips)
+        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips,
+                           real_size_ads=0 if args.no_real_size_ad else 1, real_size_seconds=args.real_size_seconds)
     except ValueError as exc:
         print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
         return 2

@@ -283,13 +283,17 @@ class DemoCorpus:
     contrast_sd: float
     json_path: Path
     relation: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PLANTED_RELATION))
+    #: Realistic-size ads (:mod:`align_demo.real_size`), listed apart: other frame size and fps,
+    #: and their masks are stored per frame (``MaskFrames``), not as one bit-packed stack.
+    real_size_videos: tuple[DemoVideo, ...] = ()
 
     @property
     def video_ids(self) -> list[str]:
-        return [v.video_id for v in self.videos] + [c.video_id for c in self.real_clips]
+        return ([v.video_id for v in self.videos] + [v.video_id for v in self.real_size_videos]
+                + [c.video_id for c in self.real_clips])
 
     def video(self, video_id: str) -> DemoVideo:
-        for video in self.videos:
+        for video in self.videos + self.real_size_videos:
             if video.video_id == video_id:
                 return video
         raise KeyError(f"demo corpus in {self.layout.root} has no rendered video {video_id!r}")
@@ -319,16 +323,33 @@ def generate_demo_corpus(
     include_real_clips: bool = False,
     real_clips_dir: Path | None = None,
     real_clip_names: Sequence[str] = DEFAULT_REAL_CLIPS,
+    real_size_ads: int = 0,
+    real_size_seconds: float = 20.0,
+    real_size_frame: tuple[int, int] = (1080, 1920),
+    real_size_fps: float = 30,
 ) -> DemoCorpus:
     """Render ``n_videos`` demo ads (deterministic by ``seed``) and their metadata into the layout.
 
     ``keywords_source`` is the real ``keywords.csv``: keywords are then drawn only from those that
     occur in it, and generated ids avoid its ids. ``real_clips_dir`` defaults to the ``videos``
     folder beside ``keywords_source``.
+
+    ``real_size_ads`` adds that many realistic-size ads (:mod:`align_demo.real_size`:
+    ``real_size_frame`` (width, height) at ``real_size_fps``, ``real_size_seconds`` long, streamed
+    in flat memory). Each is a product ad in an industry the standard ads' experiment already
+    has, so it joins the simulated A/B test when its variants pass their checks. The standard
+    ads' files and rows do not change when it is added (its own seed stream; the contrast
+    standardisation stays that of the standard ads and is applied to it too).
     """
     layout = layout_or_root if isinstance(layout_or_root, DataLayout) else DataLayout(Path(layout_or_root))
     _check_arguments(n_videos, width, height, fps, videos_without_scene_rows, n_empty_keywords,
                      n_cta_keywords, duration_range_s)
+    if real_size_ads < 0:
+        raise ValueError(f"real_size_ads={real_size_ads} must be 0 or more")
+    if real_size_ads:
+        from align_demo.real_size import check_real_size_arguments
+
+        check_real_size_arguments(real_size_seconds, real_size_frame[0], real_size_frame[1], real_size_fps)
     vocabulary = _Vocabulary.load(keywords_source)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     ids = _make_ids(rng, n_videos, vocabulary.real_ids)
@@ -359,6 +380,9 @@ def generate_demo_corpus(
                          np.random.default_rng(np.random.SeedSequence([seed, 2, index])))
         for index, r in enumerate(rendered)
     )
+    real_size_videos = _render_real_size_ads(layout, real_size_ads, seed, plans, ids, vocabulary,
+                                             real_size_seconds, real_size_frame, real_size_fps,
+                                             contrast_mean, contrast_sd)
 
     real_clips: tuple[RealClip, ...] = ()
     if include_real_clips:
@@ -370,16 +394,48 @@ def generate_demo_corpus(
             source_dir = Path(keywords_source).parent / "videos"
         real_clips = tuple(_copy_real_clip(layout, Path(source_dir), name) for name in real_clip_names)
 
-    _remove_stale(layout, {v.video_id for v in videos} | {c.video_id for c in real_clips})
+    _remove_stale(layout, {v.video_id for v in videos + real_size_videos} | {c.video_id for c in real_clips})
     _write_real_clip_annotations(layout, real_clips)
     _write_real_clip_protect(layout, real_clips)
-    atomic_write_text(layout.alignment_csv, _alignment_csv(videos))
-    atomic_write_text(layout.keywords_csv, _keywords_csv(videos, real_clips))
+    atomic_write_text(layout.alignment_csv, _alignment_csv(videos + real_size_videos))
+    atomic_write_text(layout.keywords_csv, _keywords_csv(videos + real_size_videos, real_clips))
     json_path = layout.raw_dir / "demo_corpus.json"
     corpus = DemoCorpus(layout=layout, seed=seed, videos=videos, real_clips=real_clips,
-                        contrast_mean=_r6(contrast_mean), contrast_sd=_r6(contrast_sd), json_path=json_path)
+                        contrast_mean=_r6(contrast_mean), contrast_sd=_r6(contrast_sd), json_path=json_path,
+                        real_size_videos=real_size_videos)
     atomic_write_text(json_path, _corpus_json(corpus, width, height, fps, keywords_source))
     return corpus
+
+
+def _render_real_size_ads(layout: DataLayout, count: int, seed: int, plans: list[tuple[str, str, str, str]],
+                          taken: list[str], vocabulary: _Vocabulary, seconds: float, frame: tuple[int, int],
+                          fps: float, contrast_mean: float, contrast_sd: float) -> tuple[DemoVideo, ...]:
+    """Render ``count`` realistic-size product ads and attach the planted outcomes to their scenes.
+
+    Each takes the industry of a standard product ad (in turn), so the simulated A/B experiment
+    compares no industry that has a single video; its keyword is one of that industry's.
+    """
+    if count == 0:
+        return ()
+    from align_demo.real_size import render_real_size_ad
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    ids = _make_ids(rng, count, vocabulary.real_ids | frozenset(taken))
+    industries = [industry for kind, _, industry, _ in plans if kind == "product"]
+    if not industries:
+        industries = [next(industry for pairs in vocabulary.products.values() for _, industry in pairs)]
+    out = []
+    for index in range(count):
+        industry = industries[(2 * index) % len(industries)]
+        choices = [(kind, keyword) for kind, pairs in vocabulary.products.items() for keyword, ind in pairs
+                   if ind == industry]
+        product_kind, keyword = choices[int(rng.integers(len(choices)))]
+        video_rng = np.random.default_rng(np.random.SeedSequence([seed, 4, index]))
+        rendered = render_real_size_ad(layout, ids[index], keyword, industry, product_kind, video_rng,
+                                       seconds=seconds, width=frame[0], height=frame[1], fps=fps)
+        out.append(_attach_outcomes(rendered, False, contrast_mean, contrast_sd,
+                                    np.random.default_rng(np.random.SeedSequence([seed, 5, index]))))
+    return tuple(out)
 
 
 # -- arguments, ids and keywords -----------------------------------------------------------------
@@ -755,7 +811,9 @@ def _audio(rng: np.random.Generator, bounds: list[int], fps: float) -> np.ndarra
     t = np.arange(n, dtype=np.float64) / AUDIO_RATE
     cut_times = np.array(bounds[1:-1], dtype=np.float64) / fps
     scene = np.searchsorted(cut_times, t, side="right")
-    roots = 220.0 * 2.0 ** (np.array([0, 3, 5, 7, 10, 12])[rng.permutation(6)[: len(bounds) - 1]] / 12.0)
+    # Chords cycle after six scenes (a long real-size ad has more); same draws as before for <= 6.
+    chords = rng.permutation(6)[np.arange(len(bounds) - 1) % 6]
+    roots = 220.0 * 2.0 ** (np.array([0, 3, 5, 7, 10, 12])[chords] / 12.0)
     f = roots[scene]
     minor = rng.random() < 0.5
     third = 2.0 ** ((3 if minor else 4) / 12.0)
@@ -974,7 +1032,8 @@ def _remove_stale(layout: DataLayout, keep: set[str]) -> None:
         return
     try:
         listed = json.loads(previous.read_text(encoding="utf-8"))
-        entries = list(listed.get("videos", [])) + list(listed.get("real_clips", []))
+        entries = (list(listed.get("videos", [])) + list(listed.get("real_size_ads", []))
+                   + list(listed.get("real_clips", [])))
     except (OSError, ValueError, AttributeError) as exc:
         raise ValueError(f"{previous}: earlier demo corpus description is unreadable ({exc}); "
                          "remove it (and the demo files it listed) by hand") from exc
@@ -1013,4 +1072,15 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
         "videos": [v.to_dict(root) for v in corpus.videos],
         "real_clips": [c.to_dict(root) for c in corpus.real_clips],
     }
+    if corpus.real_size_videos:
+        from align_demo.real_size import CALL_TO_ACTION, PRICE, PRESENCE_CYCLE, SCENE_S
+
+        payload["real_size_note"] = (
+            "realistic-size ads (align_demo.real_size): their own frame size and fps (in each record), a scene "
+            f"about every {SCENE_S:g} s with the product {' / '.join(PRESENCE_CYCLE)} in turn, overlays: a caption, "
+            f"a {PRICE} price tag and a {CALL_TO_ACTION} banner; masks are per-frame bit-packed and deflated "
+            "(align_core.frames.MaskFrames keys mask_frames_zlib, mask_offsets, mask_coverage, mask_frame_size), "
+            "same mask, attention-proxy and outcome definitions as the other videos (contrast_z uses the mean "
+            "and sd above)")
+        payload["real_size_ads"] = [v.to_dict(root) for v in corpus.real_size_videos]
     return json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

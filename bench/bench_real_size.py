@@ -7,11 +7,12 @@ Usage::
     .venv/bin/python -m bench.bench_real_size --lengths 15 --stages corpus catalog attention masks control
     .venv/bin/python -m bench.bench_real_size --keep /tmp/real # keep the videos and artifacts
 
-The ad is generated frame by frame (:func:`write_real_size_ad`): a panning textured background
-per scene (a cut every 5 s), moving distractor shapes, a product that moves, enters and leaves,
-caption text, and a mono AAC chord track, written with PyAV (libx264) as it is drawn. The
-product mask of each frame is bit-packed and deflated as it is drawn
-(:class:`~align_core.frames.MaskFrames`, the provided-mask file's per-frame layout), so
+The ad is the demo's realistic-size ad (:func:`align_demo.real_size.write_real_size_ad`),
+generated frame by frame: a panning textured background per scene (a cut about every 5 s),
+moving distractor shapes, a product that moves, leaves, is absent for a scene and comes back,
+a caption, a price tag and a call-to-action banner, and a mono AAC track, written with PyAV
+(libx264) as it is drawn. The product mask of each frame is bit-packed and deflated as it is
+drawn (:class:`~align_core.frames.MaskFrames`, the provided-mask file's per-frame layout), so
 generating a 60 s ad holds one frame and one background canvas, never a stack of frames.
 
 Each per-video stage then runs in its own child process through ``align_core`` exactly as
@@ -27,18 +28,13 @@ Results also go to ``bench/results/bench_real_size.json`` (git-ignored).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -58,141 +54,19 @@ QUICK_LENGTHS = (1.0, 2.0)
 FULL_SIZE = (1080, 1920)  # width, height
 QUICK_SIZE = (540, 960)
 FPS = 30
-SCENE_S = 5.0
-AUDIO_RATE = 22050
 VIDEO_ID = "realsize-ad"
-KEYWORD = "perfume bottle"
-ALIGNMENT_COLUMNS = (
-    "video id", "Scene Number", "attention_proportion", "start_time", "end_time", "CTR_mean",
-    "CVR_mean", "Clicks_mean", "Conversion_mean", "Remain_mean", "contrast", "brightness", "industry",
-)
 
 
-# -- the streaming generator -----------------------------------------------------------------------
-def _scene_bounds(frames: int, fps: int) -> list[int]:
-    per_scene = int(round(SCENE_S * fps))
-    bounds = list(range(0, frames, per_scene)) + [frames]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] < fps:  # no sub-second tail scene
-        bounds.pop(-2)
-    return bounds
-
-
-def _canvas(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth colour field with mid-frequency texture, built small and upscaled (cheap at any size)."""
-    import cv2
-
-    low = rng.uniform(40, 215, size=(6, 4, 3)).astype(np.float32)
-    field = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
-    texture = cv2.resize(rng.normal(0, 18, size=(height // 24 + 1, width // 24 + 1, 1)).astype(np.float32),
-                         (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(field + texture[..., None], 0, 255).astype(np.uint8)
-
-
-def _audio(frames: int, fps: int, bounds: list[int]) -> np.ndarray:
-    n = int(round(frames / fps * AUDIO_RATE))
-    t = np.arange(n, dtype=np.float64) / AUDIO_RATE
-    scene = np.searchsorted(np.asarray(bounds[1:-1], dtype=np.float64) / fps, t, side="right")
-    roots = 220.0 * 2.0 ** (np.array([0, 3, 5, 7, 10, 12, 15, 17, 19, 22, 24, 27]) / 12.0)
-    f = roots[scene % len(roots)]
-    wave = 0.1 * np.sin(2 * np.pi * f * t) + 0.06 * np.sin(2 * np.pi * 1.5 * f * t)
-    return wave.astype(np.float32)[None, :]
-
-
-def write_real_size_ad(root: Path, seconds: float, width: int, height: int, fps: int = FPS, seed: int = 7) -> dict[str, Any]:
-    """Write ``raw/videos/<id>.mp4`` (H.264 + AAC), ``raw/masks/<id>.npz`` and the two CSVs under ``root``.
-
-    Streams: one frame is drawn, its mask is packed and deflated, the frame is encoded, and it is
-    dropped. Returns what was written (frames, scenes, bytes).
-    """
-    import cv2
-
-    from align_core.arrays import save_npz_atomic
-    from align_core.atomic import atomic_write_text
-    from align_core.frames import MaskFrames
-    from align_core.layout import DataLayout
-    from align_core.video_io import VideoWriter
-
-    layout = DataLayout(root).ensure()
-    rng = np.random.default_rng(seed)
-    frames = int(round(seconds * fps))
-    bounds = _scene_bounds(frames, fps)
-    masks = MaskFrames(height, width)
-    coverage = np.zeros(frames)
-    luma_mean = np.zeros(frames)
-    luma_sd = np.zeros(frames)
-    video_path = layout.videos_dir / f"{VIDEO_ID}.mp4"
-    prod_w, prod_h = int(0.22 * width), int(0.30 * height)
-    colour = tuple(int(c) for c in rng.integers(60, 255, size=3))
-    started = time.perf_counter()
-    with VideoWriter(video_path, fps, audio_pcm=(_audio(frames, fps, bounds), AUDIO_RATE)) as writer:
-        for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-            length = b - a
-            pan = rng.uniform(-2.0, 2.0, size=2) * width / 540.0
-            pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 2, int(math.ceil(abs(pan[1]) * length)) + 2
-            canvas = _canvas(rng, height + pad_y, width + pad_x)
-            x0 = 0 if pan[0] >= 0 else pad_x - 1
-            y0 = 0 if pan[1] >= 0 else pad_y - 1
-            start_xy = rng.uniform([0.1 * width, 0.2 * height], [0.6 * width, 0.6 * height])
-            velocity = rng.uniform(-3.0, 3.0, size=2) * width / 540.0
-            absent = (s % 4 == 3)  # every fourth scene has no product: empty masks, not crashes
-            movers = [(rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.03, 0.08) * width,
-                       tuple(int(c) for c in rng.integers(0, 255, size=3)), rng.uniform(-4, 4, size=2)) for _ in range(3)]
-            caption = f"{KEYWORD.upper()}  -  scene {s + 1}"
-            for k in range(length):
-                index = a + k
-                ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = np.ascontiguousarray(canvas[oy:oy + height, ox:ox + width])
-                for mx, my, radius, mcolour, mv in movers:
-                    centre = (int(mx + mv[0] * k) % width, int(my + mv[1] * k) % height)
-                    cv2.circle(frame, centre, int(radius), mcolour, -1, cv2.LINE_AA)
-                mask = np.zeros((height, width), dtype=np.uint8)
-                if not absent:
-                    px, py = np.clip(start_xy + velocity * k, [0, 0], [width - prod_w, height - prod_h]).astype(int)
-                    centre = (int(px + prod_w // 2), int(py + prod_h // 2))
-                    axes = (prod_w // 2, prod_h // 2)
-                    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8)
-                    cv2.ellipse(frame, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_8)
-                    cv2.rectangle(frame, (centre[0] - prod_w // 8, int(py) - prod_h // 10),
-                                  (centre[0] + prod_w // 8, int(py) + prod_h // 10), (30, 30, 30), -1)
-                    cv2.rectangle(mask, (centre[0] - prod_w // 8, int(py) - prod_h // 10),
-                                  (centre[0] + prod_w // 8, int(py) + prod_h // 10), 1, -1)
-                cover = np.zeros((height, width), dtype=np.uint8)
-                org = (int(0.06 * width), int(0.1 * height))
-                scale = width / 540.0
-                cv2.putText(frame, caption, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), max(1, int(2 * scale)), cv2.LINE_AA)
-                cv2.putText(cover, caption, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 1, max(1, int(2 * scale)) + 2, cv2.LINE_AA)
-                product = (mask > 0) & (cover == 0)
-                masks.append(product)
-                coverage[index] = product.mean()
-                luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                mean, sd = cv2.meanStdDev(luma)
-                luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
-                writer.write(frame)
-    generate_s = time.perf_counter() - started
-    mask_path = save_npz_atomic(layout.provided_mask_path(VIDEO_ID), **masks.to_arrays("mask"))
-    rows = []
-    for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        rows.append([VIDEO_ID, str(s + 1), f"{coverage[a:b].mean():.6f}", repr(a / fps), repr(b / fps),
-                     "0.012000", "0.030000", "120.000000", "3.600000", "0.500000",
-                     f"{luma_sd[a:b].mean():.6f}", f"{luma_mean[a:b].mean():.6f}", "Beauty"])
-    for path, header, body in ((layout.alignment_csv, ALIGNMENT_COLUMNS, rows),
-                               (layout.keywords_csv, ("_id", "keyword_list[0]"), [[VIDEO_ID, KEYWORD]])):
-        buffer = io.StringIO()
-        out = csv.writer(buffer, lineterminator="\n")
-        out.writerow(header)
-        out.writerows(body)
-        atomic_write_text(path, buffer.getvalue())
-    return {"frames": frames, "scenes": len(bounds) - 1, "video_bytes": video_path.stat().st_size,
-            "mask_bytes": mask_path.stat().st_size, "generate_s": generate_s,
-            "frames_with_product": int((coverage > 0).sum())}
+# -- the streaming generator lives in the demo package (align_demo.real_size) -------------------
+from align_demo.real_size import write_real_size_ad  # noqa: E402
 
 
 # -- stages in the child ---------------------------------------------------------------------------
 def stage_corpus(clock: run_all.Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     clock.imported()
     width, height = args.size
-    info = write_real_size_ad(root, length, width, height, FPS)
-    (root / "bench_state.json").write_text(json.dumps({"video_id": VIDEO_ID}))
+    info = write_real_size_ad(root, length, width, height, FPS, video_id=VIDEO_ID)
+    (root / "bench_state.json").write_text(json.dumps({"video_id": info["video_id"]}))
     seconds = clock.elapsed()
     layout = run_all._layout(root)
     return {"seconds": seconds, "units": info["frames"], "unit": "frames", "frames": info["frames"],

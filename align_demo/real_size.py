@@ -1,0 +1,222 @@
+"""One realistic-size demo ad (1080x1920, 30 fps, 20 s by default), rendered in flat memory.
+
+The procedural demo ads (:mod:`align_demo.corpus`) are 288x512 at 12 fps so the whole demo runs
+in minutes; real short-video ads are 1080x1920 at 30 fps. This module renders one ad at real
+size with what the platform checks on a real ad:
+
+- a product (a drawn silhouette whose keyword occurs in the real keyword file) that moves, leaves
+  the frame in one scene, is absent for a whole scene, and enters again;
+- hard scene cuts every ~5 s (the scene rows give them, as in the research data);
+- the overlays of a real ad: a caption at the top, a ``$24.99`` price tag and a ``SHOP NOW``
+  call-to-action banner, in a font and size PP-OCRv4 (the protected-regions stage) reads;
+- a mono AAC soundtrack whose chord changes at every cut;
+- the exact product mask (product raster minus every pixel an overlay touched), stored per frame
+  bit-packed and deflated (:class:`~align_core.frames.MaskFrames`, the provided-mask file layout
+  the platform reads), so a 60 s ad's mask is a few MB and never a dense ``(T, H, W)`` stack.
+
+It streams: one frame is drawn, measured (centre-bias attention proxy, luma contrast and
+brightness, as in the demo corpus), its mask packed, the frame encoded, and dropped; memory is
+one frame plus one scene's background canvas, whatever the length.
+
+:func:`render_real_size_ad` renders into a demo layout and returns the same per-scene record the
+demo corpus renders (its ``generate_demo_corpus(real_size_ads=1)`` attaches the planted outcomes
+and writes the ad's CSV rows with the others). :func:`write_real_size_ad` writes a layout that
+holds only that one ad (the real-size benchmark, ``bench/bench_real_size.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from align_core.arrays import save_npz_atomic
+from align_core.frames import MaskFrames
+from align_core.layout import DataLayout
+from align_core.video_io import VideoWriter
+
+#: Real short-video ad geometry (9:16), the defaults of the demo's realistic-size ad.
+REAL_SIZE_WIDTH, REAL_SIZE_HEIGHT, REAL_SIZE_FPS = 1080, 1920, 30
+REAL_SIZE_SECONDS = 20.0
+#: About one cut every 5 s (at least 3 scenes: the product needs a scene to be absent in).
+SCENE_S = 5.0
+#: Scene by scene: shown, leaves the frame, absent, comes back; repeated for longer ads.
+PRESENCE_CYCLE: tuple[str, ...] = ("full", "exit", "absent", "enter")
+PRICE = "$24.99"
+CALL_TO_ACTION = "SHOP NOW"
+_TOP_CAPTIONS: tuple[str, ...] = ("BEST SELLER", "LIMITED OFFER", f"ONLY {PRICE}", "NEW DROP")
+#: Default ad of :func:`write_real_size_ad` (a keyword of the real keyword file, and its industry).
+DEFAULT_KEYWORD, DEFAULT_INDUSTRY, DEFAULT_PRODUCT_KIND = "perfume", "Beauty", "bottle"
+DEFAULT_VIDEO_ID = "realsize-ad"
+
+
+def check_real_size_arguments(seconds: float, width: int, height: int, fps: float) -> None:
+    """Reject sizes H.264 cannot hold and ads too short for three scenes (naming the value)."""
+    if width < 64 or height < 64 or width % 2 or height % 2:
+        raise ValueError(f"real-size ad frame size {width}x{height}: width and height must be even and at least 64")
+    if not 6 <= fps <= 60:
+        raise ValueError(f"real-size ad fps {fps} is outside 6-60")
+    if not seconds > 0 or round(seconds * fps) < 9:
+        raise ValueError(f"real-size ad of {seconds} s at {fps} fps: needs at least 9 frames (3 scenes of 3)")
+
+
+def scene_bounds(n_frames: int, fps: float) -> list[int]:
+    """Frame boundaries ``[0, ..., n_frames]`` of equal scenes of about :data:`SCENE_S` (at least 3)."""
+    n_scenes = max(3, int(round(n_frames / (SCENE_S * fps))))
+    return [int(round(i * n_frames / n_scenes)) for i in range(n_scenes + 1)]
+
+
+def overlay_texts(keyword: str, n_scenes: int) -> list[tuple[str, str, str]]:
+    """(top caption, bottom call-to-action banner, price tag or "") per scene."""
+    title = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in keyword.upper()) or "NEW DROP"
+    out = []
+    for scene in range(n_scenes):
+        top = title if scene == 0 else _TOP_CAPTIONS[(scene - 1) % len(_TOP_CAPTIONS)]
+        out.append((top, CALL_TO_ACTION, PRICE if scene >= 1 else ""))
+    return out
+
+
+def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industry: str, product_kind: str,
+                        rng: np.random.Generator, seconds: float = REAL_SIZE_SECONDS, width: int = REAL_SIZE_WIDTH,
+                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> Any:
+    """Render the ad into ``raw/videos/<id>.mp4`` and ``raw/masks/<id>.npz``, frame by frame.
+
+    Returns the demo corpus's per-video render record (scene bounds, presences, measured scene
+    statistics); the caller attaches outcomes and writes the CSV rows.
+    """
+    from align_demo.corpus import (
+        _BACKGROUND_KINDS,
+        AUDIO_RATE,
+        _audio,
+        _distractors,
+        _draw_distractor,
+        _paste,
+        _product_colours,
+        _product_track,
+        _Rendered,
+        _scene_palettes,
+        _sprite,
+        _text,
+        centre_bias_weights,
+    )
+
+    check_real_size_arguments(seconds, width, height, fps)
+    W, H = int(width), int(height)
+    n_frames = int(round(seconds * fps))
+    bounds = scene_bounds(n_frames, fps)
+    n_scenes = len(bounds) - 1
+    presences = [PRESENCE_CYCLE[s % len(PRESENCE_CYCLE)] for s in range(n_scenes)]
+    order = rng.permutation(len(_BACKGROUND_KINDS))
+    backgrounds = [_BACKGROUND_KINDS[int(order[s % len(order)])] for s in range(n_scenes)]
+    palettes = _scene_palettes(rng, n_scenes)
+    colours = _product_colours(rng)
+    base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
+    reference_sprite, reference_mask = _sprite(product_kind, base_h, colours)
+    inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+    texts = overlay_texts(keyword, n_scenes)
+    audio = _audio(rng, bounds, fps)
+
+    weights = centre_bias_weights(H, W)
+    weight_total = float(weights.sum())
+    masks = MaskFrames(H, W)
+    attention = np.zeros(n_frames)
+    luma_mean = np.zeros(n_frames)
+    luma_sd = np.zeros(n_frames)
+    path = layout.videos_dir / f"{video_id}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text_scale = W / 288.0
+    product = np.zeros((H, W), dtype=bool)
+    cover = np.zeros((H, W), dtype=np.uint8)
+    # A faster x264 preset at real size: the generator's time is mostly encoding.
+    preset = "ultrafast" if W * H > 1_000_000 else "veryfast"
+    with VideoWriter(path, fps, audio_pcm=(audio, AUDIO_RATE), preset=preset) as writer:
+        for s in range(n_scenes):
+            length = bounds[s + 1] - bounds[s]
+            # The pan is capped so one scene's canvas stays within ~15% of the frame per side.
+            pan = rng.uniform(-1.0, 1.0, size=2) * np.minimum(1.5 * W / 288, 0.15 * np.array([W, H]) / max(length, 1))
+            pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
+            canvas = _background(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
+            sprite, smask = _sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
+            track = _product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
+            movers = _distractors(rng, W, H, palettes[s])
+            top, bottom, price = texts[s]
+            banner = (235.0, 40.0, 70.0)
+            price_at = (int(0.72 * W), int(0.62 * H), int(length * 0.3))
+            x0 = 0 if pan[0] >= 0 else pad_x - 1
+            y0 = 0 if pan[1] >= 0 else pad_y - 1
+            for k in range(length):
+                index = bounds[s] + k
+                ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
+                frame = canvas[oy:oy + H, ox:ox + W].copy()
+                for mover in movers:
+                    _draw_distractor(frame, mover, k, W, H)
+                product[:] = False
+                cover[:] = 0
+                _paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
+                _text(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None)
+                _text(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
+                      (255, 255, 255), banner)
+                if price and k >= price_at[2]:
+                    _text(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
+                          (20, 20, 20), (255, 230, 0))
+                product &= cover == 0
+                masks.append(product)
+                attention[index] = float(weights[product].sum()) / weight_total
+                luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+                mean, sd = cv2.meanStdDev(luma)
+                luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
+                writer.write(frame)
+            del canvas
+    mask_path = save_npz_atomic(layout.provided_mask_path(video_id), **masks.to_arrays("mask"))
+    stats = [{"attention_proportion": float(attention[a:b].mean()), "contrast": float(luma_sd[a:b].mean()),
+              "brightness": float(luma_mean[a:b].mean())} for a, b in zip(bounds[:-1], bounds[1:])]
+    return _Rendered(video_id, path, mask_path, keyword, "product", industry, product_kind, product_mean,
+                     W, H, float(fps), n_frames, bounds, backgrounds, presences, stats)
+
+
+def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: list[np.ndarray]) -> np.ndarray:
+    """The demo's scene background, drawn at a quarter of the size and upscaled.
+
+    Drawing a 1080x1920 canvas with the demo's float32 grids costs ~0.5 GB and seconds per scene;
+    at a quarter size it is ~30 MB and the textures keep their look (edges soften slightly, as
+    in a real out-of-focus background).
+    """
+    from align_demo.corpus import _background as demo_background
+
+    factor = 4 if w * h > 1_000_000 else 1
+    if factor == 1:
+        return demo_background(kind, rng, h, w, palette)
+    small = demo_background(kind, rng, max(8, h // factor), max(8, w // factor), palette)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH, height: int = REAL_SIZE_HEIGHT,
+                       fps: float = REAL_SIZE_FPS, seed: int = 7, video_id: str = DEFAULT_VIDEO_ID) -> dict[str, Any]:
+    """A layout holding only this one ad: video, provided mask and both CSVs (overwritten).
+
+    For the real-size benchmark. Returns what was written (frames, scenes, bytes, generate time).
+    """
+    from align_core.atomic import atomic_write_text
+    from align_demo.corpus import _alignment_csv, _attach_outcomes, _keywords_csv
+
+    layout = DataLayout(Path(root)).ensure()
+    started = time.perf_counter()
+    rendered = render_real_size_ad(layout, video_id, DEFAULT_KEYWORD, DEFAULT_INDUSTRY, DEFAULT_PRODUCT_KIND,
+                                   np.random.default_rng(np.random.SeedSequence([seed, 3, 0])),
+                                   seconds=seconds, width=width, height=height, fps=fps)
+    generate_s = time.perf_counter() - started
+    contrasts = np.array([s["contrast"] for s in rendered.scene_stats])
+    video = _attach_outcomes(rendered, False, float(contrasts.mean()), float(contrasts.std()) or 1.0,
+                             np.random.default_rng(np.random.SeedSequence([seed, 5, 0])))
+    atomic_write_text(layout.alignment_csv, _alignment_csv([video]))
+    atomic_write_text(layout.keywords_csv, _keywords_csv([video], []))
+    with np.load(rendered.mask_path) as data:
+        coverage = np.asarray(data["mask_coverage"])
+    return {"video_id": video_id, "frames": rendered.n_frames, "scenes": len(rendered.bounds) - 1,
+            "video_bytes": rendered.path.stat().st_size, "mask_bytes": rendered.mask_path.stat().st_size,
+            "generate_s": generate_s, "frames_with_product": int((coverage > 0).sum())}
