@@ -38,6 +38,25 @@ from align_core.arrays import save_npz_atomic
 from align_core.frames import MaskFrames
 from align_core.layout import DataLayout
 from align_core.video_io import VideoWriter
+from align_demo.corpus import (
+    _BACKGROUND_KINDS,
+    AUDIO_RATE,
+    _alignment_csv,
+    _attach_outcomes,
+    _audio,
+    _distractors,
+    _draw_distractor,
+    _keywords_csv,
+    _paste,
+    _product_colours,
+    _product_track,
+    _Rendered,
+    _scene_palettes,
+    _sprite,
+    _text,
+    centre_bias_weights,
+)
+from align_demo.corpus import _background as _demo_background
 
 #: Real short-video ad geometry (9:16), the defaults of the demo's realistic-size ad.
 REAL_SIZE_WIDTH, REAL_SIZE_HEIGHT, REAL_SIZE_FPS = 1080, 1920, 30
@@ -82,28 +101,12 @@ def overlay_texts(keyword: str, n_scenes: int) -> list[tuple[str, str, str]]:
 
 def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industry: str, product_kind: str,
                         rng: np.random.Generator, seconds: float = REAL_SIZE_SECONDS, width: int = REAL_SIZE_WIDTH,
-                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> Any:
+                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> _Rendered:
     """Render the ad into ``raw/videos/<id>.mp4`` and ``raw/masks/<id>.npz``, frame by frame.
 
     Returns the demo corpus's per-video render record (scene bounds, presences, measured scene
     statistics); the caller attaches outcomes and writes the CSV rows.
     """
-    from align_demo.corpus import (
-        _BACKGROUND_KINDS,
-        AUDIO_RATE,
-        _audio,
-        _distractors,
-        _draw_distractor,
-        _paste,
-        _product_colours,
-        _product_track,
-        _Rendered,
-        _scene_palettes,
-        _sprite,
-        _text,
-        centre_bias_weights,
-    )
-
     check_real_size_arguments(seconds, width, height, fps)
     W, H = int(width), int(height)
     n_frames = int(round(seconds * fps))
@@ -186,12 +189,10 @@ def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: li
     at a quarter size it is ~30 MB and the textures keep their look (edges soften slightly, as
     in a real out-of-focus background).
     """
-    from align_demo.corpus import _background as demo_background
-
     factor = 4 if w * h > 1_000_000 else 1
     if factor == 1:
-        return demo_background(kind, rng, h, w, palette)
-    small = demo_background(kind, rng, max(8, h // factor), max(8, w // factor), palette)
+        return _demo_background(kind, rng, h, w, palette)
+    small = _demo_background(kind, rng, max(8, h // factor), max(8, w // factor), palette)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
@@ -202,7 +203,6 @@ def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH,
     For the real-size benchmark. Returns what was written (frames, scenes, bytes, generate time).
     """
     from align_core.atomic import atomic_write_text
-    from align_demo.corpus import _alignment_csv, _attach_outcomes, _keywords_csv
 
     layout = DataLayout(Path(root)).ensure()
     started = time.perf_counter()
