@@ -88,7 +88,7 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
     # The screened-keyword and detected-scene cases need videos of their own; a small demo keeps
     # every video an editable product ad instead of failing.
     screened = 1 if n_videos >= 3 else 0
-    generate_demo_corpus(
+    corpus = generate_demo_corpus(
         layout,
         n_videos=n_videos,
         n_empty_keywords=screened,
@@ -102,7 +102,9 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
         real_size_seconds=real_size_seconds,
     )
     ids, _ = video_ids_in_inbox(layout)  # files it leaves out are listed by report_inputs
-    return ids
+    # The realistic-size ads first: the longest videos start first, so the video workers finish together.
+    first = [v.video_id for v in corpus.real_size_videos if v.video_id in ids]
+    return first + [i for i in ids if i not in first]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,3 +158,13 @@ def test_align_demo_adds_the_ad_unless_told_not_to(tmp_path: Path, monkeypatch) 
     assert demo.main(["--data-dir", str(tmp_path / "a"), "--no-real-clips"]) == 0
     assert demo.main(["--data-dir", str(tmp_path / "b"), "--no-real-clips", "--no-real-size-ad"]) == 0
     assert calls == [{"real_size_ads": 1, "real_size_seconds": 20.0}, {"real_size_ads": 0, "real_size_seconds": 20.0}]
+
+
+def test_build_corpus_puts_the_realistic_size_ad_first(tmp_path: Path) -> None:
+    """The longest video starts first, so the demo's video workers finish together (0.3 s at full size here)."""
+    layout = DataLayout(tmp_path / "demo").ensure()
+    ids = demo.build_corpus(layout, 1, 7, None, include_real=False, real_size_ads=1, real_size_seconds=0.3)
+    recorded = json.loads((layout.raw_dir / "demo_corpus.json").read_text())
+    (ad,) = recorded["real_size_ads"]
+    assert (ad["width"], ad["height"], ad["fps"], ad["n_frames"]) == (1080, 1920, 30.0, 9)
+    assert ids[0] == ad["video_id"] and len(ids) == 2
