@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     if shared_data is None:
         print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
 
-    print(f"Building the demo corpus in {layout.raw_dir} ...")
+    extra = "" if args.no_real_size_ad else f" (with a {args.real_size_seconds:g} s 1080x1920 realistic-size ad)"
+    print(f"Building the demo corpus in {layout.raw_dir}{extra} ...")
     try:
         ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips,
                            real_size_ads=0 if args.no_real_size_ad else 1, real_size_seconds=args.real_size_seconds)
