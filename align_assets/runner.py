@@ -222,7 +222,11 @@ class _VideoWorkers:
         for process in processes:
             process.terminate()
         for process in processes:
-            process.join(timeout=10)
+            process.join(timeout=3)
+        for process in processes:  # a Dagster step turns SIGTERM into a cancellation and the worker lives on
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

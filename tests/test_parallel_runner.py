@@ -41,3 +41,20 @@ def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, s
         assert set(runs) == set(corpus.video_ids[1:])
         pids = {run.tags.get(PID_TAG) for run in runs.values()}
         assert None not in pids and str(os.getpid()) not in pids  # the workers ran them, not this process
+
+
+def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
+    """A Dagster step turns SIGTERM into a cancellation and its worker lives on: Ctrl-C must still stop it."""
+    import signal
+    import time
+
+    from align_assets.runner import _VideoWorkers
+
+    workers = _VideoWorkers(1)
+    workers._executor.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result(timeout=120)
+    workers._executor.submit(time.sleep, 300)
+    processes = list(workers._executor._processes.values())
+    started = time.perf_counter()
+    workers.terminate()
+    assert processes and not any(p.is_alive() for p in processes)
+    assert time.perf_counter() - started < 30

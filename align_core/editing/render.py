@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 
 from align_core.atomic import atomic_directory
-from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
 from align_core.editing.regions import bounding_box, dilate_ellipse
 from align_core.perceptual_budget import downsample_factor
 from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
@@ -394,12 +394,9 @@ def render_variants(
         reports = report_cache.setdefault(index, {})
         if key not in per_key:
             t0 = time.perf_counter()
-            if hasattr(editor, "edit_with_report"):
-                edited, report = editor.edit_with_report(request)
-                reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
-                edited = np.asarray(edited)
-            else:
-                edited = np.asarray(editor.edit(request))
+            edited, report = edit_with_report(editor, request)  # an edit-only editor's report is measured on its output
+            reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+            edited = np.asarray(edited)
             timings["edit_s"] += time.perf_counter() - t0
             if edited.shape != frame.shape or edited.dtype != np.uint8:
                 raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
