@@ -42,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="data directory to use and keep")
     parser.add_argument("--report", type=Path, default=None,
                         help="only print the table of an earlier (or interrupted) run in this data directory")
+    parser.add_argument("--resume", type=Path, default=None,
+                        help="continue an interrupted run in this data directory: materialize what is not done yet")
+    parser.add_argument("--measure-every", type=int, default=None,
+                        help="variant_quality: score every k-th frame (default: the asset's own, 2)")
     args = parser.parse_args(argv)
     if args.report:
         return report(args.report)
+    op_config = {"variant_quality": {"measure_every": args.measure_every,
+                                     "lpips_every": max(10, args.measure_every)}} if args.measure_every else None
+    if args.resume:
+        return resume(args.resume, op_config)
 
     from align_assets.demo import prepare_instance, quiet_dagster_warnings
     from align_core.layout import DataLayout
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     instance = DagsterInstance.get()
     graph_started = time.perf_counter()
-    failures = materialize_everything([video.video_id], instance=instance, watch=False)
+    failures = materialize_everything([video.video_id], instance=instance, watch=False, op_config=op_config)
     graph_s = time.perf_counter() - graph_started
     done.set()
     sampler.join()
@@ -96,6 +104,58 @@ def main(argv: list[str] | None = None) -> int:
     _print_steps(instance, samples)
     print(f"\nGraph for the realistic-size ad: {graph_s:.0f} s (corpus {generate_s:.0f} s before it); "
           f"process peak RSS {max((r for _, r in samples), default=0):.0f} MB; {os.cpu_count()} CPUs; data in {root}")
+    for key, messages in failures.items():
+        for message in messages:
+            print(f"FAILED {key}: {message}")
+    return 1 if failures else 0
+
+
+def resume(root: Path, op_config: dict | None) -> int:
+    """Materialize, for the realistic-size ad's partition, every asset without a successful step yet."""
+    import json
+
+    from align_assets.demo import prepare_instance, quiet_dagster_warnings
+
+    os.environ["ALIGN_DATA_DIR"] = str(root)
+    os.environ.setdefault("ALIGN_PROFILE", "demo")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_instance(Path(root) / "dagster_home")
+    quiet_dagster_warnings()
+    from dagster import DagsterInstance
+
+    from align_assets.definitions import defs
+    from align_assets.runner import materialize_everything
+
+    from align_assets.recovery import reclaim
+    from align_core.layout import DataLayout
+
+    instance = DagsterInstance.get()
+    for line in reclaim(instance, DataLayout(Path(root))).lines():  # the interrupted run's pool slots
+        print(f"reclaimed: {line}", flush=True)
+    done = {record.step_key for run in instance.get_runs() for record in instance.all_logs(run.run_id)
+            if record.dagster_event is not None and record.dagster_event.event_type_value == "STEP_SUCCESS"}
+    names = sorted(k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys)
+    todo = [name for name in names if name not in done]
+    video_id = json.loads((Path(root) / "raw" / "demo_corpus.json").read_text())["real_size_ads"][0]["video_id"]
+    print(f"resuming {video_id}: {', '.join(todo)}", flush=True)
+    samples_out = open(Path(root) / "rss_samples.tsv", "a")
+    finished = threading.Event()
+
+    def sample() -> None:
+        while not finished.is_set():
+            samples_out.write(f"{time.time():.2f}\t{_rss_mb():.0f}\n")
+            samples_out.flush()
+            finished.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    failures = materialize_everything([video_id], instance=instance, watch=False, assets=todo, op_config=op_config)
+    finished.set()
+    sampler.join()
+    samples_out.close()
+    print(f"resumed part: {time.perf_counter() - started:.0f} s")
+    report(root)
     for key, messages in failures.items():
         for message in messages:
             print(f"FAILED {key}: {message}")
