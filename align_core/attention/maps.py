@@ -440,11 +440,11 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     Keyframe maps are resampled to ``storage_scale`` of their analysis size per side (area
     averaging; for the demo's 288x512 frames the analysis size is the frame size, for a
     1080x1920 ad it is 288x512, stored at 144x256), quantised to ``round(255 * A)`` and coded losslessly (2-D difference + LZMA).
-    Maps are smooth (patch averages over disks of 3 and 7 degrees, then a Gaussian), so half
-    resolution loses little: on the real clips the load error is at most about 1.2/255 and
-    0.2/255 on average, against 0.5/255 for quantisation alone (``storage_scale=1``), at a
+    Maps are smooth (patch averages over disks of 1, 3 and 7 degrees, then a Gaussian), so half
+    resolution loses little: on the real clips the load error is at most about 1.2/255 (0.8/255
+    for the version 3 scorer and procedure) and 0.2/255 on average, against 0.5/255 for quantisation alone (``storage_scale=1``), at a
     quarter of the pixels. A 10-second 288x512 video at 12 fps with the default stride (20
-    keyframes) took 123 KB on real frames (bench/bench_attention.py).
+    keyframes) took 123 KB on real frames (110 KB with the version 3 procedure; bench/bench_attention.py).
     """
     if not 0.05 <= storage_scale <= 1.0:
         raise ValueError(f"{path}: storage_scale must be in [0.05, 1], got {storage_scale}")

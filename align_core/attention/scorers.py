@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.attention.base import PatchScorer, check_frame, disk_means_at, minmax, spectral_residual
+from align_core.attention.base import PatchScorer, check_frame, disk_means_at, spectral_residual
 from align_core.components import Registry
 
 
