@@ -349,3 +349,18 @@ def test_real_clip_help_mkv(shared_data: Path, tmp_path: Path) -> None:
     assert np.abs(loaded.map_at(40) - maps.map_at(40)).max() <= 3.0 / 255
     with pytest.raises(ValueError, match="help.mkv"):
         compute_attention_maps(video, [0, 58], make_patch_scorer("feature_richness"), config)
+
+
+def test_stored_scorer_cards_belong_to_the_current_scorers_and_hold_the_issue_claim() -> None:
+    """The cards (bench/bench_scorer_cards.py) are regenerated whenever a scorer changes: a card
+    whose scorer_id is not today's default would describe maps the platform no longer makes."""
+    from align_core.attention.independent import SaliencyModelScorer, scorer_cards
+
+    cards = scorer_cards()
+    assert cards["tuned_on"] == "001-150" and cards["reported_on"] == "151-300" and cards["images"] == 150
+    scorers = cards["scorers"]
+    assert scorers["feature_richness"]["scorer_id"] == make_patch_scorer("feature_richness").scorer_id
+    for name in ("itti_koch", "boolean_map", "spectral_residual"):
+        assert scorers[name]["scorer_id"] == SaliencyModelScorer(name).scorer_id
+    ours, plain = scorers["feature_richness"]["content_only"], scorers["spectral_residual"]["content_only"]
+    assert ours["NSS"] > plain["NSS"] and ours["CC"] > plain["CC"]
