@@ -364,3 +364,18 @@ def test_stored_scorer_cards_belong_to_the_current_scorers_and_hold_the_issue_cl
         assert scorers[name]["scorer_id"] == SaliencyModelScorer(name).scorer_id
     ours, plain = scorers["feature_richness"]["content_only"], scorers["spectral_residual"]["content_only"]
     assert ours["NSS"] > plain["NSS"] and ours["CC"] > plain["CC"]
+
+
+def test_keyframes_kept_in_stored_form_save_the_same_file(shared_data: Path, tmp_path: Path) -> None:
+    """The attention stage keeps keyframes as stored (memory flat in length): the same maps on disk as before."""
+    video = shared_data / "videos" / "help.mkv"
+    config = AttentionConfig(keyframe_stride=8)
+    scorer = make_patch_scorer("feature_richness")
+    kept = compute_attention_maps(video, [0], scorer, config, frame_limit=20, storage_scale=0.5)
+    full = compute_attention_maps(video, [0], scorer, config, frame_limit=20)
+    assert kept.keyframe_maps.shape[1:] == (192, 256) and full.keyframe_maps.shape[1:] == (384, 512)
+    old = load_attention_maps(save_attention_maps(tmp_path / "old.npz", full))
+    new = load_attention_maps(save_attention_maps(tmp_path / "new.npz", kept, storage_scale=1.0))
+    np.testing.assert_array_equal(new.keyframe_maps, old.keyframe_maps)
+    np.testing.assert_array_equal(new.keyframe_maps, kept.keyframe_maps)  # in memory = what a later stage loads
+    np.testing.assert_array_equal(new.map_at(13), old.map_at(13))
