@@ -37,6 +37,7 @@ kind: there is no product share to move.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -218,6 +219,9 @@ class SalienceEditor:
     # A pure, cheap function of (frame, mask, strength): the renderer edits every frame with its own mask.
     propagation = "every_frame"
     calibrates = True  # its effect on the measuring scorer is measured per video before rendering
+    # Edits of one frame may run on several threads at once (caches are locked or swapped whole);
+    # the renderer then runs a frame's boost, reduction and placebo side by side.
+    concurrent_edits = True
 
     def __init__(self, max_strength: float = 1.0, **settings: Any):
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)
@@ -226,8 +230,9 @@ class SalienceEditor:
         self.budget = self.settings.budget
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
         self._warm: dict[tuple[str, float], tuple[float, bool]] = {}  # large frames: last strength per request
-        self._shrunk_source: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # large frames: the frame being measured
-        self._shrunk: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ... and its shrunk copy and regions
+        # large frames: the frame, mask and protect being measured, and their shrunk copies
+        self._shrunk: tuple[np.ndarray, ...] | None = None
+        self._lock = threading.Lock()  # guards _cache: the renderer may run a frame's edits on two threads
 
     def lineage(self) -> dict[str, Any]:
         return {
@@ -390,12 +395,12 @@ class SalienceEditor:
         factor = downsample_factor(frame.shape)
         if factor == 1:
             return measure(frame, _to_uint8(edited), mask, protect)
-        source = self._shrunk_source
-        if source is None or source[0] is not frame or source[1] is not mask or source[2] is not protect:
+        entry = self._shrunk  # one tuple, swapped whole: concurrent edits each see a consistent entry
+        if entry is None or entry[0] is not frame or entry[1] is not mask or entry[2] is not protect:
             # holding the arrays themselves (not their ids) keeps the cache from matching a new array at a reused address
-            self._shrunk_source = (frame, mask, protect)
-            self._shrunk = (_shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
-        small_frame, small_mask, small_protect = self._shrunk
+            entry = (frame, mask, protect, _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
+            self._shrunk = entry
+        small_frame, small_mask, small_protect = entry[3:]
         return measure(small_frame, _to_uint8(_shrink(edited, factor)), small_mask, small_protect)
 
     def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
@@ -406,12 +411,14 @@ class SalienceEditor:
         is over budget, both are scaled together.
         """
         key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
-        if key in self._cache:
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
         result = self._within_budget(frame, kind, mask, protect, strength)
-        self._cache[key] = result
-        while len(self._cache) > 4:  # boost and placebo of the same frame share one search
-            self._cache.pop(next(iter(self._cache)))
+        with self._lock:
+            self._cache[key] = result
+            while len(self._cache) > 4:  # boost and placebo of the same frame share one search
+                self._cache.pop(next(iter(self._cache)))
         return result
 
     def _budget_excess(self, figures: BudgetMeasure) -> float:
