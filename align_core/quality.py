@@ -30,6 +30,7 @@ import pandas as pd
 
 from align_core.editing.propagation import FlowPropagator
 from align_core.editing.render import allowed_region
+from align_core.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
 from align_core.variants import VariantPlans
 from align_core.video_io import even_size, iter_frames, probe_video
 
@@ -44,19 +45,33 @@ def _luma(frame: np.ndarray) -> np.ndarray:
 def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0,
              k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
     """Per-pixel SSIM of two images (RGB images are compared on luma), Gaussian 11x11 window."""
-    x, y = _luma(a), _luma(b)
-    if x.shape != y.shape:
-        raise ValueError(f"SSIM needs equal shapes, got {x.shape} and {y.shape}")
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return _SsimReference(a, sigma, data_range, k1, k2).map(b)
 
-    def smooth(image: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(image, (11, 11), sigma, borderType=cv2.BORDER_REFLECT)
 
-    mu_x, mu_y = smooth(x), smooth(y)
-    var_x = smooth(x * x) - mu_x**2
-    var_y = smooth(y * y) - mu_y**2
-    cov = smooth(x * y) - mu_x * mu_y
-    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+class _SsimReference:
+    """SSIM against one reference image: its local mean and variance are computed once and shared
+    by every image compared with it (seven variants against one original frame)."""
+
+    def __init__(self, reference: np.ndarray, sigma: float = 1.5, data_range: float = 255.0,
+                 k1: float = 0.01, k2: float = 0.03) -> None:
+        self.sigma = sigma
+        self.c1, self.c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+        self.x = _luma(reference)
+        self.mu_x = self._smooth(self.x)
+        self.var_x = self._smooth(self.x * self.x) - self.mu_x**2
+
+    def _smooth(self, image: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(image, (11, 11), self.sigma, borderType=cv2.BORDER_REFLECT)
+
+    def map(self, other: np.ndarray) -> np.ndarray:
+        y = _luma(other)
+        if y.shape != self.x.shape:
+            raise ValueError(f"SSIM needs equal shapes, got {self.x.shape} and {y.shape}")
+        mu_x, mu_y = self.mu_x, self._smooth(y)
+        var_y = self._smooth(y * y) - mu_y**2
+        cov = self._smooth(self.x * y) - mu_x * mu_y
+        c1, c2 = self.c1, self.c2
+        return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (self.var_x + var_y + c2))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
@@ -140,10 +155,17 @@ def evaluate_variants(
     lpips_backbone_state: str | None = None,
     lpips_every: int = 10,
     propagator: FlowPropagator | None = None,
+    analysis_max_side: int | None = None,
+    frames: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """One row of :class:`VariantQuality` per variant; every video is decoded once, in lockstep.
 
-    Flow is computed once per frame pair on the original and shared by every variant.
+    ``frames``: the frames measured (default every frame; the stage passes a
+    :func:`align_core.frame_sampling.sample_frames` sample); the warping error of a measured frame
+    ``t`` uses the pair ``(t - 1, t)`` when both are in one scene. ``analysis_max_side``: metrics
+    run at the analysis resolution of :mod:`align_core.frame_sampling` (None: full resolution).
+    Flow is computed once per frame pair on the original and shared by every variant. The masks
+    are read one frame at a time (a lazy mask store is never expanded).
     """
     original_path = Path(original_path)
     probe = probe_video(original_path)
@@ -163,71 +185,115 @@ def evaluate_variants(
                 f"variant {name} ({variant_paths[name]}): {other.frame_count} frames {other.width}x{other.height}, "
                 f"original {original_path} has {count} frames {probe.width}x{probe.height}"
             )
+    measured = sorted({int(i) for i in (range(count) if frames is None else frames)})
+    if measured and not 0 <= measured[0] <= measured[-1] < count:
+        raise ValueError(f"video {plans.video_id}: measured frames must lie in 0..{count - 1}")
+    measured_set = set(measured)
+    scene_start = {int(s) for s, _ in plans.scene_ranges}
+    pair_needed = {t - 1 for t in measured if t > 0 and t not in scene_start}
+    needed = measured_set | pair_needed
+    lpips_at = set(measured[:: max(1, int(lpips_every))])
+    factor = analysis_factor(probe.height, probe.width, analysis_max_side)
     propagator = propagator or FlowPropagator()
     margin_px = int(round(placebo_margin * min(probe.height, probe.width)))
-    scene_start = {int(s) for s, _ in plans.scene_ranges}
     acc = {name: _Accumulator() for name in ["original", *names]}
     kinds = {name: plans[name].spec.kind for name in names}
     size = (probe.height, probe.width)
     streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in names]
-    previous: list[np.ndarray] | None = None
+    previous: tuple[int, list[np.ndarray]] | None = None
     protected_pixels = {n: 0 for n in names}
+    decoded = 0
     for index, current in enumerate(zip(*streams)):
-        mask = np.asarray(masks[index], dtype=bool)
-        original = current[0]
-        if previous is not None and index not in scene_start:
-            forward = propagator.flow(previous[0], original)
-            backward = propagator.flow(original, previous[0])
-            valid = propagator.consistent(forward, backward)
-            ys, xs = np.mgrid[0 : original.shape[0], 0 : original.shape[1]].astype(np.float32)
-            map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
-            acc["original"].add("warp", warp_error(previous[0], original, map_x, map_y, valid))
-            for i, name in enumerate(names, start=1):
-                acc[name].add("warp", warp_error(previous[i], current[i], map_x, map_y, valid))
-        for i, name in enumerate(names, start=1):
-            edited = current[i]
-            protected = ~allowed_region(kinds[name], mask, margin_px)
-            protected_pixels[name] += int(protected.sum())
-            a = acc[name]
-            a.add("psnr_full", psnr(original, edited))
-            a.add("ssim_full", ssim(original, edited))
-            a.add("psnr_protected", psnr(original, edited, protected))
-            a.add("ssim_protected", ssim(original, edited, protected))
-            a.add("psnr_product", psnr(original, edited, mask))
-            a.add("psnr_background", psnr(original, edited, ~mask))
-            if lpips_fn is not None and index % lpips_every == 0:
-                a.add("lpips", float(lpips_fn(original, edited)))
-        previous = list(current)
-    if previous is None:
+        decoded += 1
+        if index not in needed:
+            continue
+        small = [downscale(frame, factor) for frame in current]
+        if index in measured_set:
+            _measure_frame(index, small, previous, masks, kinds, names, factor, margin_px, scene_start, propagator, acc,
+                           protected_pixels, lpips_fn if index in lpips_at else None)
+        previous = (index, small)
+    if decoded == 0:
         raise ValueError(f"video {original_path}: no frames decoded")
     rows = []
     original_warp = acc["original"].mean("warp")
+    analysis_height, analysis_width = (probe.height // factor, probe.width // factor)
     for name in names:
         a = acc[name]
-        rows.append(
-            VariantQuality(
-                video_id=plans.video_id,
-                variant=name,
-                kind=kinds[name],
-                frames=count,
-                warping_error_edited=a.mean("warp"),
-                warping_error_original=original_warp,
-                warping_error_delta=a.mean("warp") - original_warp,
-                psnr_full=a.mean("psnr_full"),
-                ssim_full=a.mean("ssim_full"),
-                psnr_protected=a.mean("psnr_protected"),
-                ssim_protected=a.mean("ssim_protected"),
-                protected_share=protected_pixels[name] / float(count * probe.height * probe.width),
-                psnr_product=a.mean("psnr_product"),
-                psnr_background=a.mean("psnr_background"),
-                lpips=a.mean("lpips") if lpips_fn is not None else None,
-                lpips_frames=a.counts.get("lpips", 0),
-                lpips_backbone_state=lpips_backbone_state if lpips_fn is not None else None,
-            ).to_dict()
+        row = VariantQuality(
+            video_id=plans.video_id,
+            variant=name,
+            kind=kinds[name],
+            frames=count,
+            warping_error_edited=a.mean("warp"),
+            warping_error_original=original_warp,
+            warping_error_delta=a.mean("warp") - original_warp,
+            psnr_full=a.mean("psnr_full"),
+            ssim_full=a.mean("ssim_full"),
+            psnr_protected=a.mean("psnr_protected"),
+            ssim_protected=a.mean("ssim_protected"),
+            protected_share=protected_pixels[name] / float(max(1, len(measured)) * probe.height * probe.width),
+            psnr_product=a.mean("psnr_product"),
+            psnr_background=a.mean("psnr_background"),
+            lpips=a.mean("lpips") if lpips_fn is not None else None,
+            lpips_frames=a.counts.get("lpips", 0),
+            lpips_backbone_state=lpips_backbone_state if lpips_fn is not None else None,
+        ).to_dict()
+        row.update(
+            frames_measured=len(measured), warp_pairs=a.counts.get("warp", 0), sample_rule=_sample_rule(measured, count),
+            analysis_factor=factor, analysis_height=analysis_height, analysis_width=analysis_width,
         )
+        rows.append(row)
     table = pd.DataFrame(rows)
     table["video_id"] = table["video_id"].astype("string")
     return table
+
+
+def _sample_rule(measured: Sequence[int], count: int) -> str:
+    if len(measured) == count:
+        return f"every frame ({count})"
+    return f"{len(measured)} of {count} frames (align_core.frame_sampling rule: every k-th of each scene-window segment plus its first and last)"
+
+
+def _measure_frame(index: int, small: list[np.ndarray], previous: tuple[int, list[np.ndarray]] | None, masks,
+                   kinds: Mapping[str, str], names: list[str], factor: int, margin_px: int, scene_start: set[int],
+                   propagator: FlowPropagator, acc: dict[str, _Accumulator], protected_pixels: dict[str, int],
+                   lpips_fn: LpipsFn | None) -> None:
+    """Every metric of one measured frame, for every variant, at the analysis resolution."""
+    mask = np.asarray(masks[index], dtype=bool)
+    original = small[0]
+    if previous is not None and previous[0] == index - 1 and index not in scene_start:
+        before = previous[1]
+        forward = propagator.flow(before[0], original)
+        backward = propagator.flow(original, before[0])
+        valid = propagator.consistent(forward, backward)
+        ys, xs = np.mgrid[0 : original.shape[0], 0 : original.shape[1]].astype(np.float32)
+        map_x, map_y = xs + forward[..., 0], ys + forward[..., 1]
+        acc["original"].add("warp", warp_error(before[0], original, map_x, map_y, valid))
+        for i, name in enumerate(names, start=1):
+            acc[name].add("warp", warp_error(before[i], small[i], map_x, map_y, valid))
+    coverage = downscale_mask(mask, factor)
+    product = full_blocks(coverage)
+    background = full_blocks(downscale_mask(~mask, factor))
+    reference = _SsimReference(original)
+    protected_by_kind: dict[str, tuple[np.ndarray, int]] = {}
+    for i, name in enumerate(names, start=1):
+        kind = kinds[name]
+        if kind not in protected_by_kind:
+            protected_full = ~allowed_region(kind, mask, margin_px)
+            protected_by_kind[kind] = (full_blocks(downscale_mask(protected_full, factor)), int(protected_full.sum()))
+        protected, protected_count = protected_by_kind[kind]
+        protected_pixels[name] += protected_count
+        edited = small[i]
+        values = reference.map(edited)
+        a = acc[name]
+        a.add("psnr_full", psnr(original, edited))
+        a.add("ssim_full", float(values.mean()))
+        a.add("psnr_protected", psnr(original, edited, protected))
+        a.add("ssim_protected", float(values[protected].mean()) if protected.any() else float("nan"))
+        a.add("psnr_product", psnr(original, edited, product))
+        a.add("psnr_background", psnr(original, edited, background))
+        if lpips_fn is not None:
+            a.add("lpips", float(lpips_fn(original, edited)))
 
 
 def sequence_warping_error(frames: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_propagation import textured_pan
 
@@ -89,3 +90,23 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     assert rows.loc["baseline", "lpips_frames"] == 4 and rows.loc["baseline", "lpips_backbone_state"].startswith("test stand-in")
     with pytest.raises(ValueError, match="backbone"):
         evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference)
+    assert (rows["frames_measured"] == 24).all() and (rows["analysis_factor"] == 1).all()
+    assert rows.loc["baseline", "sample_rule"] == "every frame (24)"
+
+    # Identity at small size: an analysis side the frame already fits is its full resolution, bit for bit.
+    same = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=max(masks.shape[1:]))
+    metrics = ["psnr_full", "ssim_full", "psnr_protected", "ssim_protected", "psnr_product", "psnr_background",
+               "warping_error_edited", "warping_error_original", "protected_share", "frames_measured", "warp_pairs"]
+    pd.testing.assert_frame_equal(same[metrics], table[metrics])
+    assert (same["analysis_factor"] == 1).all()
+
+    # A sample at half resolution: the stated frames, warp pairs only within a scene, the size recorded.
+    sample = [0, 5, 9, 10, 17, 23]  # scenes start at 0 and 10: four frames have a same-scene predecessor
+    half = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample).set_index("variant")
+    assert (half["analysis_factor"] == 2).all() and (half["analysis_height"] == 80).all() and (half["analysis_width"] == 48).all()
+    assert (half["frames_measured"] == 6).all() and (half["warp_pairs"] == 4).all() and (half["frames"] == 24).all()
+    assert half["sample_rule"].str.startswith("6 of 24 frames").all()
+    assert half.loc["baseline", "psnr_full"] > half.loc["full_boost", "psnr_full"]
+    assert math.isnan(half.loc["full_boost", "psnr_protected"]) and half.loc["placebo", "psnr_protected"] > 30
+    assert (half["ssim_full"] - rows["ssim_full"]).abs().max() < 0.05
+    assert (half["warping_error_delta"].abs() < 5.0).all()
