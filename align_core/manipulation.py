@@ -406,7 +406,7 @@ def scaled_alignment(attention: np.ndarray, coverage: np.ndarray) -> float:
         return 0.0
     if coverage.dtype == bool:
         return float(attention[coverage].sum(dtype=np.float64) / total)
-    return float(np.dot(attention.ravel().astype(np.float64), coverage.ravel().astype(np.float64)) / total)
+    return float(np.dot(attention.ravel(), np.asarray(coverage, dtype=np.float32).ravel()) / total)  # float32 BLAS dot
 
 
 def measure_rendered(
@@ -420,6 +420,7 @@ def measure_rendered(
     frames: Sequence[int] | None = None,
     budget_frames: Sequence[int] | None = None,
     analysis_max_side: int | None = None,
+    on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], pd.DataFrame]:
     """One lockstep decode of the original and every variant: alignment under every scorer, and the
     budget of each variant vs baseline.
@@ -431,7 +432,9 @@ def measure_rendered(
     resolution), with the product mask averaged alike into per-block coverage (alignment
     ``sum(A c) / sum(A)``; exactly ``sum(A M) / sum(A)`` at factor 1). The budget is measured at
     full resolution (:func:`align_core.perceptual_budget.measure`) outside ``mask OR protect``
-    against the baseline variant on ``budget_frames`` (default: EVERY frame).
+    against the baseline variant on ``budget_frames`` (default: EVERY frame). ``on_frame(index,
+    (original, *variants))`` sees every decoded frame tuple (variants in ``variant_paths`` order),
+    so other measurements (:class:`align_core.quality.QualityPass`) share this one decode.
     """
     from align_core.frame_sampling import analysis_factor, downscale, downscale_mask
     from align_core.perceptual_budget import measure
@@ -453,6 +456,8 @@ def measure_rendered(
         decoded += 1
         if index >= count:
             raise ValueError(f"video {paths[0]}: more frames than masks ({count})")
+        if on_frame is not None:
+            on_frame(index, current)
         if index not in check and index not in budget_at:
             continue
         mask = np.asarray(masks[index], dtype=bool)
@@ -564,6 +569,7 @@ def verify_variants(
     frames: Sequence[int] | None = None,
     budget_frames: Sequence[int] | None = None,
     analysis_max_side: int | None = None,
+    on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
 ) -> ManipulationReport:
     """The manipulation check under the calibrating scorer AND a majority of independent scorers.
 
@@ -578,8 +584,9 @@ def verify_variants(
     window has no product frames or plans no change); ``failed`` otherwise. ``limits`` None:
     nothing was limited.
 
-    ``frames`` / ``budget_frames`` / ``analysis_max_side``: which frames the scorers and the
-    budget measure, and the scorers' analysis resolution (see :func:`measure_rendered`; the
+    ``frames`` / ``budget_frames`` / ``analysis_max_side`` / ``on_frame``: which frames the
+    scorers and the budget measure, the scorers' analysis resolution, and who else reads the
+    decoded frames (see :func:`measure_rendered`; the
     defaults measure the budget on every frame and score every ``every``-th frame at full
     resolution). A budget measured on a sample says so in the budget table (``budget_sampled``,
     ``frames_in_video``) and in every verdict's reason.
@@ -592,7 +599,7 @@ def verify_variants(
     scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
     baseline = plans.baseline_name()
     original, achieved, per_frame = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every,
-                                                  frames, budget_frames, analysis_max_side)
+                                                  frames, budget_frames, analysis_max_side, on_frame)
     per_scorer: dict[str, pd.DataFrame] = {}
     product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     for name in scorers:

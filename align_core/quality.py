@@ -165,87 +165,123 @@ def evaluate_variants(
     ``t`` uses the pair ``(t - 1, t)`` when both are in one scene. ``analysis_max_side``: metrics
     run at the analysis resolution of :mod:`align_core.frame_sampling` (None: full resolution).
     Flow is computed once per frame pair on the original and shared by every variant. The masks
-    are read one frame at a time (a lazy mask store is never expanded).
+    are read one frame at a time (a lazy mask store is never expanded). :class:`QualityPass` is the
+    same measurement fed by someone else's decode (the manipulation check's, so one decode serves both).
     """
-    original_path = Path(original_path)
-    probe = probe_video(original_path)
-    count = probe.frame_count
-    if lpips_fn is not None and not lpips_backbone_state:
-        raise ValueError("lpips_fn given without lpips_backbone_state: say which backbone weights produced the numbers")
-    names = list(variant_paths)
-    for name in names:
-        if name not in plans.plans:
-            raise KeyError(f"video {plans.video_id}: variant {name!r} has a file but no plan")
-        other = probe_video(variant_paths[name])
-        # An odd-size original is rendered padded to even by one edge row/column; it is compared
-        # cropped back to the original's size (like with like).
-        sizes = {(probe.height, probe.width), even_size(probe.height, probe.width)}
-        if other.frame_count != count or (other.height, other.width) not in sizes:
-            raise ValueError(
-                f"variant {name} ({variant_paths[name]}): {other.frame_count} frames {other.width}x{other.height}, "
-                f"original {original_path} has {count} frames {probe.width}x{probe.height}"
-            )
-    measured = sorted({int(i) for i in (range(count) if frames is None else frames)})
-    if measured and not 0 <= measured[0] <= measured[-1] < count:
-        raise ValueError(f"video {plans.video_id}: measured frames must lie in 0..{count - 1}")
-    measured_set = set(measured)
-    scene_start = {int(s) for s, _ in plans.scene_ranges}
-    pair_needed = {t - 1 for t in measured if t > 0 and t not in scene_start}
-    needed = measured_set | pair_needed
-    lpips_at = set(measured[:: max(1, int(lpips_every))])
-    factor = analysis_factor(probe.height, probe.width, analysis_max_side)
-    propagator = propagator or FlowPropagator()
-    margin_px = int(round(placebo_margin * min(probe.height, probe.width)))
-    acc = {name: _Accumulator() for name in ["original", *names]}
-    kinds = {name: plans[name].spec.kind for name in names}
-    size = (probe.height, probe.width)
-    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in names]
-    previous: tuple[int, list[np.ndarray]] | None = None
-    protected_pixels = {n: 0 for n in names}
-    decoded = 0
+    quality = QualityPass(original_path, variant_paths, plans, masks, placebo_margin, lpips_fn, lpips_backbone_state,
+                          lpips_every, propagator, analysis_max_side, frames)
+    size = (quality.probe.height, quality.probe.width)
+    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in quality.names]
     for index, current in enumerate(zip(*streams)):
-        decoded += 1
-        if index not in needed:
-            continue
-        small = [downscale(frame, factor) for frame in current]
-        if index in measured_set:
-            _measure_frame(index, small, previous, masks, kinds, names, factor, margin_px, scene_start, propagator, acc,
-                           protected_pixels, lpips_fn if index in lpips_at else None)
-        previous = (index, small)
-    if decoded == 0:
-        raise ValueError(f"video {original_path}: no frames decoded")
-    rows = []
-    original_warp = acc["original"].mean("warp")
-    analysis_height, analysis_width = (probe.height // factor, probe.width // factor)
-    for name in names:
-        a = acc[name]
-        row = VariantQuality(
-            video_id=plans.video_id,
-            variant=name,
-            kind=kinds[name],
-            frames=count,
-            warping_error_edited=a.mean("warp"),
-            warping_error_original=original_warp,
-            warping_error_delta=a.mean("warp") - original_warp,
-            psnr_full=a.mean("psnr_full"),
-            ssim_full=a.mean("ssim_full"),
-            psnr_protected=a.mean("psnr_protected"),
-            ssim_protected=a.mean("ssim_protected"),
-            protected_share=protected_pixels[name] / float(max(1, len(measured)) * probe.height * probe.width),
-            psnr_product=a.mean("psnr_product"),
-            psnr_background=a.mean("psnr_background"),
-            lpips=a.mean("lpips") if lpips_fn is not None else None,
-            lpips_frames=a.counts.get("lpips", 0),
-            lpips_backbone_state=lpips_backbone_state if lpips_fn is not None else None,
-        ).to_dict()
-        row.update(
-            frames_measured=len(measured), warp_pairs=a.counts.get("warp", 0), sample_rule=_sample_rule(measured, count),
-            analysis_factor=factor, analysis_height=analysis_height, analysis_width=analysis_width,
-        )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["video_id"] = table["video_id"].astype("string")
-    return table
+        quality.add(index, current)
+    return quality.table()
+
+
+class QualityPass:
+    """The measurements of :func:`evaluate_variants`, fed one lockstep frame tuple at a time.
+
+    ``add(index, (original, *variants))`` for every frame in order (variants in ``variant_paths``
+    order, at the original's size); ``table()`` at the end.
+    """
+
+    def __init__(
+        self,
+        original_path: str | os.PathLike[str],
+        variant_paths: Mapping[str, str | os.PathLike[str]],
+        plans: VariantPlans,
+        masks: np.ndarray,
+        placebo_margin: float = 0.02,
+        lpips_fn: LpipsFn | None = None,
+        lpips_backbone_state: str | None = None,
+        lpips_every: int = 10,
+        propagator: FlowPropagator | None = None,
+        analysis_max_side: int | None = None,
+        frames: Sequence[int] | None = None,
+    ) -> None:
+        self.original_path = Path(original_path)
+        self.probe = probe = probe_video(self.original_path)
+        count = probe.frame_count
+        if lpips_fn is not None and not lpips_backbone_state:
+            raise ValueError("lpips_fn given without lpips_backbone_state: say which backbone weights produced the numbers")
+        self.names = names = list(variant_paths)
+        for name in names:
+            if name not in plans.plans:
+                raise KeyError(f"video {plans.video_id}: variant {name!r} has a file but no plan")
+            other = probe_video(variant_paths[name])
+            # An odd-size original is rendered padded to even by one edge row/column; it is compared
+            # cropped back to the original's size (like with like).
+            sizes = {(probe.height, probe.width), even_size(probe.height, probe.width)}
+            if other.frame_count != count or (other.height, other.width) not in sizes:
+                raise ValueError(
+                    f"variant {name} ({variant_paths[name]}): {other.frame_count} frames {other.width}x{other.height}, "
+                    f"original {self.original_path} has {count} frames {probe.width}x{probe.height}"
+                )
+        self.plans, self.masks, self.count = plans, masks, count
+        self.measured = measured = sorted({int(i) for i in (range(count) if frames is None else frames)})
+        if measured and not 0 <= measured[0] <= measured[-1] < count:
+            raise ValueError(f"video {plans.video_id}: measured frames must lie in 0..{count - 1}")
+        self.measured_set = set(measured)
+        self.scene_start = {int(s) for s, _ in plans.scene_ranges}
+        self.needed = self.measured_set | {t - 1 for t in measured if t > 0 and t not in self.scene_start}
+        self.lpips_at = set(measured[:: max(1, int(lpips_every))])
+        self.lpips_fn, self.lpips_backbone_state = lpips_fn, lpips_backbone_state
+        self.factor = analysis_factor(probe.height, probe.width, analysis_max_side)
+        self.propagator = propagator or FlowPropagator()
+        self.margin_px = int(round(placebo_margin * min(probe.height, probe.width)))
+        self.acc = {name: _Accumulator() for name in ["original", *names]}
+        self.kinds = {name: plans[name].spec.kind for name in names}
+        self.previous: tuple[int, list[np.ndarray]] | None = None
+        self.protected_pixels = {n: 0 for n in names}
+        self.decoded = 0
+
+    def add(self, index: int, current: Sequence[np.ndarray]) -> None:
+        """Frame ``index`` of the original and of every variant (in order; every frame of the video)."""
+        self.decoded += 1
+        if index not in self.needed:
+            return
+        small = [downscale(frame, self.factor) for frame in current]
+        if index in self.measured_set:
+            _measure_frame(index, small, self.previous, self.masks, self.kinds, self.names, self.factor, self.margin_px,
+                           self.scene_start, self.propagator, self.acc, self.protected_pixels,
+                           self.lpips_fn if index in self.lpips_at else None)
+        self.previous = (index, small)
+
+    def table(self) -> pd.DataFrame:
+        if self.decoded == 0:
+            raise ValueError(f"video {self.original_path}: no frames decoded")
+        probe, count, factor, measured = self.probe, self.count, self.factor, self.measured
+        rows = []
+        original_warp = self.acc["original"].mean("warp")
+        lpips_fn = self.lpips_fn
+        for name in self.names:
+            a = self.acc[name]
+            row = VariantQuality(
+                video_id=self.plans.video_id,
+                variant=name,
+                kind=self.kinds[name],
+                frames=count,
+                warping_error_edited=a.mean("warp"),
+                warping_error_original=original_warp,
+                warping_error_delta=a.mean("warp") - original_warp,
+                psnr_full=a.mean("psnr_full"),
+                ssim_full=a.mean("ssim_full"),
+                psnr_protected=a.mean("psnr_protected"),
+                ssim_protected=a.mean("ssim_protected"),
+                protected_share=self.protected_pixels[name] / float(max(1, len(measured)) * probe.height * probe.width),
+                psnr_product=a.mean("psnr_product"),
+                psnr_background=a.mean("psnr_background"),
+                lpips=a.mean("lpips") if lpips_fn is not None else None,
+                lpips_frames=a.counts.get("lpips", 0),
+                lpips_backbone_state=self.lpips_backbone_state if lpips_fn is not None else None,
+            ).to_dict()
+            row.update(
+                frames_measured=len(measured), warp_pairs=a.counts.get("warp", 0), sample_rule=_sample_rule(measured, count),
+                analysis_factor=factor, analysis_height=probe.height // factor, analysis_width=probe.width // factor,
+            )
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        table["video_id"] = table["video_id"].astype("string")
+        return table
 
 
 def _sample_rule(measured: Sequence[int], count: int) -> str:

@@ -29,6 +29,7 @@ from align_core.manipulation import (
     manipulation_check,
     verify_variants,
 )
+from align_core.quality import QualityPass, evaluate_variants
 from align_core.variants import plan_variants
 from align_core.video_io import read_frames
 
@@ -162,10 +163,14 @@ def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and
     pd.testing.assert_frame_equal(same.table[columns], report.table[columns])
     pd.testing.assert_frame_equal(same.scorer_table, report.scorer_table)
     # A sampled budget and check: the stated frames only, and every verdict says it covers a sample.
+    # The quality metrics ride on the check's decode (as the stage runs them) and equal their own pass's.
     sample = [0, 3, 9, 10, 16, 23]
+    riding = QualityPass(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample)
     sampled = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT,
                               limits=edit_limits_from_manifest(result.manifest), frames=sample, budget_frames=sample,
-                              analysis_max_side=80)
+                              analysis_max_side=80, on_frame=riding.add)
+    pd.testing.assert_frame_equal(riding.table(), evaluate_variants(source, result.variant_paths, plans, masks,
+                                                                    analysis_max_side=80, frames=sample))
     budget = sampled.budget.set_index("variant")
     assert (budget["frames"] == len(sample)).all() and budget["budget_sampled"].all() and (budget["frames_in_video"] == 24).all()
     assert (sampled.table.set_index("window").loc["all", "frames_measured"] == len(sample)).all()

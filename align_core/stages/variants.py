@@ -74,8 +74,8 @@ class VariantQualitySettings(BaseModel):
         "every scene-window segment, plus each segment's first and last frame; 0: every frame (the editor checks its "
         "budget on every frame it writes; this is the independent re-check)")
     analysis_max_side: int = Field(
-        default=640, description="quality metrics and the check's scorers run on frames block-averaged by the smallest "
-        "integer factor that brings the long side to at most this (1080x1920: factor 3, 360x640; the demo's 288x512: "
+        default=512, description="quality metrics and the check's scorers run on frames block-averaged by the smallest "
+        "integer factor that brings the long side to at most this (1080x1920: factor 4, 270x480, like the budget's own SSIM scale; the demo's 288x512: "
         "full resolution); 0: full resolution. The budget is measured at full resolution")
     lpips_every: int = Field(default=10)
     independent_scorers: list[str] = Field(
@@ -273,7 +273,7 @@ def run_variant_quality(
     from align_core.editing.pipeline import edit_limits_from_manifest
     from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
     from align_core.protect import load_protected_regions
-    from align_core.quality import evaluate_variants
+    from align_core.quality import QualityPass
 
     from align_core.eligibility import eligibility_table
     from align_core.stages.checkpoint import alexnet_weights
@@ -301,7 +301,8 @@ def run_variant_quality(
     sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
     check_sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.check_max_frames,
                                      min_stride=settings.measure_every)
-    quality = evaluate_variants(
+    # evaluate_variants' measurements, fed by the manipulation check's decode (one decode per video for both)
+    quality_pass = QualityPass(
         catalog.probe.path, variant_paths, plans, control.masks,
         lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
         analysis_max_side=settings.analysis_max_side or None, frames=sample.frames,
@@ -315,7 +316,9 @@ def run_variant_quality(
         plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
         every=settings.measure_every, limits=limits, protect=load_protected_regions(layout.artifact_dir("protected_regions", video_id)),
         frames=check_sample.frames, budget_frames=sample.frames, analysis_max_side=settings.analysis_max_side or None,
+        on_frame=quality_pass.add,
     )
+    quality = quality_pass.table()
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
     eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
     for table, path in ((quality, quality_path), (report.table, manipulation_path), (report.scorer_table, stimulus_paths["scorers"]),
