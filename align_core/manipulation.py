@@ -4,6 +4,14 @@ The same attention function and the same masks are run on the original and on ev
 decoded frames; achieved alignment ``a_t = sum(A_t M_t) / sum(A_t)`` is averaged per window
 (early / middle / late thirds by centre time, and ``all``) and compared with the plan.
 
+At real size (:func:`verify_variants` with ``frames``, ``budget_frames``, ``analysis_max_side``,
+as the quality stage runs it) one lockstep decode feeds everything: the scorers run on a frame
+sample (every k-th frame of each scene-window segment plus its first and last,
+:mod:`align_core.frame_sampling`) at the analysis resolution, where alignment is
+``sum(A c) / sum(A)`` with ``c`` the mask's per-block coverage (at factor 1 exactly
+``sum(A M) / sum(A)``); the perceptual budget is re-checked at full resolution on its own sample,
+and a sampled budget says so in the budget table (``budget_sampled``) and in every verdict.
+
 Rules (thresholds in :class:`CheckThresholds`):
 
 - where the plan changes alignment (``|target_delta| > eps``), the achieved change must have the
@@ -437,7 +445,7 @@ def measure_rendered(
     so other measurements (:class:`align_core.quality.QualityPass`) share this one decode.
     """
     from align_core.frame_sampling import analysis_factor, downscale, downscale_mask
-    from align_core.perceptual_budget import measure
+    from align_core.perceptual_budget import BudgetReference
 
     count = len(masks)
     size = tuple(int(v) for v in masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size
@@ -473,10 +481,11 @@ def measure_rendered(
                     curves[name][video][index] = scaled_alignment(attention, coverage)
         if index in budget_at:
             guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
+            reference = BudgetReference(current[base_slot], mask, guard)  # == measure(baseline, edited, mask, guard)
             for slot, variant in enumerate(names, start=1):
                 if slot == base_slot:
                     continue
-                figures = measure(current[base_slot], current[slot], mask, guard)
+                figures = reference.measure(current[slot])
                 budget_rows.append({"variant": variant, "frame": index, "ssim": figures.ssim,
                                     "delta_e": figures.delta_e, "product_present": bool(mask.any())})
     if decoded != count:

@@ -13,8 +13,23 @@ Definitions (all on RGB uint8 frames, values on the 0-255 scale):
   the product mask and outside it. SSIM is the standard Gaussian-window SSIM (Wang et al. 2004:
   11x11 window, sigma 1.5, K1 0.01, K2 0.03, L 255) on BT.601 luma, averaged over the region.
 - LPIPS: through an optional ``lpips_fn(original, edited) -> float`` on every ``lpips_every``-th
-  frame, with ``lpips_backbone_state`` recorded beside it (e.g. whether the AlexNet backbone had
-  its pretrained weights), so a number from an untrained backbone is never passed off as LPIPS.
+  measured frame, with ``lpips_backbone_state`` recorded beside it (e.g. whether the AlexNet
+  backbone had its pretrained weights), so a number from an untrained backbone is never passed
+  off as LPIPS.
+
+Real size (``frames``, ``analysis_max_side``; the stage passes both, defaults keep the above on
+every frame at full resolution). Every metric is computed at the *analysis resolution* of
+:mod:`align_core.frame_sampling`: original and variant frames are block-averaged by the integer
+factor ``f = ceil(max(H, W) / analysis_max_side)`` (1080x1920 at 512: ``f = 4``, 270x480; a frame
+already that small: ``f = 1``, exactly the full-resolution numbers). Flow for the warping error
+is computed on the averaged original. Regions become blocks: a block belongs to the protected,
+product or background region when every one of its ``f x f`` pixels does (so straddling blocks
+count for neither side); ``protected_share`` is counted on full-resolution pixels. Only the
+``frames`` sample is measured (the rule: every k-th frame of each scene-window segment plus its
+first and last; the warping error of a measured frame ``t`` pairs it with ``t - 1`` when both are
+in one scene). Each row records ``frames_measured``, ``warp_pairs``, ``sample_rule``,
+``analysis_factor`` and the analysis size. Protected-pixel fidelity at full resolution is the
+stimulus check's (:mod:`align_core.stimulus_checks`).
 """
 
 from __future__ import annotations
