@@ -70,7 +70,7 @@ class VariantQualitySettings(BaseModel):
         "max(measure_every, ceil(frames / this)) within every scene-window segment, plus each segment's first and last frame "
         "(align_core.frame_sampling); 0: no cap")
     max_frames: int = Field(
-        default=240, description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
+        default=150, description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
         "every scene-window segment, plus each segment's first and last frame; 0: every frame (the editor checks its "
         "budget on every frame it writes; this is the independent re-check)")
     analysis_max_side: int = Field(
