@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 
@@ -388,10 +389,44 @@ def _agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: Verificat
     return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
 
 
-def _lockstep(paths: Sequence[Path], size: tuple[int, int]) -> Iterable[tuple[np.ndarray, ...]]:
-    """Frame ``t`` of every video at once (one decode per video); an error names a video that ends early or late."""
+def _decoded(path: Path, size: tuple[int, int], wanted: Callable[[int], bool]) -> Iterable[np.ndarray | None]:
+    """Every frame of ``path`` decoded in order; converted to upright RGB (at ``size``, as
+    :func:`align_core.video_io.iter_frames` reads a render back) only where ``wanted(index)``,
+    None elsewhere: at 1080x1920 the colour conversion costs about as much as the decode."""
+    from align_core.video_io import VideoError, _open_input, _upright, even_size
+
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if not wanted(index):
+                    yield None
+                else:
+                    picture = _upright(frame)
+                    if picture.shape[:2] != tuple(size):
+                        if picture.shape[:2] != even_size(*size):
+                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
+                                             f"{size[1]}x{size[0]} (or that padded to even)")
+                        picture = picture[: size[0], : size[1]]
+                    yield picture
+                index += 1
+        except av.FFmpegError as exc:
+            raise VideoError(path, f"decoding failed at frame {index} ({exc})") from exc
+        if index == 0:
+            raise VideoError(path, "decoded no frames")
+    finally:
+        container.close()
+
+
+def _lockstep(paths: Sequence[Path], size: tuple[int, int], wanted: Callable[[int], bool] = lambda index: True
+              ) -> Iterable[tuple[np.ndarray | None, ...]]:
+    """Frame ``t`` of every video at once (one decode per video; None where not ``wanted``); an error
+    names a video that ends early or late."""
     sentinel = object()
-    streams = [iter(iter_frames(path, crop_to=size)) for path in paths]
+    streams = [iter(_decoded(path, size, wanted)) for path in paths]
     index = 0
     while True:
         current = [next(stream, sentinel) for stream in streams]
@@ -429,6 +464,7 @@ def measure_rendered(
     budget_frames: Sequence[int] | None = None,
     analysis_max_side: int | None = None,
     on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
+    on_frame_frames: Iterable[int] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], pd.DataFrame]:
     """One lockstep decode of the original and every variant: alignment under every scorer, and the
     budget of each variant vs baseline.
@@ -441,8 +477,10 @@ def measure_rendered(
     ``sum(A c) / sum(A)``; exactly ``sum(A M) / sum(A)`` at factor 1). The budget is measured at
     full resolution (:func:`align_core.perceptual_budget.measure`) outside ``mask OR protect``
     against the baseline variant on ``budget_frames`` (default: EVERY frame). ``on_frame(index,
-    (original, *variants))`` sees every decoded frame tuple (variants in ``variant_paths`` order),
-    so other measurements (:class:`align_core.quality.QualityPass`) share this one decode.
+    (original, *variants))`` sees the frame tuples at ``on_frame_frames`` (default every frame;
+    variants in ``variant_paths`` order), so other measurements
+    (:class:`align_core.quality.QualityPass`) share this one decode. Frames nobody needs are
+    decoded but never converted to RGB.
     """
     from align_core.frame_sampling import analysis_factor, downscale, downscale_mask
     from align_core.perceptual_budget import BudgetReference
@@ -459,12 +497,17 @@ def measure_rendered(
     base_slot = 1 + names.index(baseline)
     curves = {scorer: {video: np.full(count, np.nan) for video in ["", *names]} for scorer in scorers}
     budget_rows = []
+    riding = None if on_frame is None else (None if on_frame_frames is None else {int(i) for i in on_frame_frames})
+
+    def wanted(index: int) -> bool:
+        return index in check or index in budget_at or (on_frame is not None and (riding is None or index in riding))
+
     decoded = 0
-    for index, current in enumerate(_lockstep(paths, size)):
+    for index, current in enumerate(_lockstep(paths, size, wanted)):
         decoded += 1
         if index >= count:
             raise ValueError(f"video {paths[0]}: more frames than masks ({count})")
-        if on_frame is not None:
+        if on_frame is not None and (riding is None or index in riding):
             on_frame(index, current)
         if index not in check and index not in budget_at:
             continue
@@ -579,6 +622,7 @@ def verify_variants(
     budget_frames: Sequence[int] | None = None,
     analysis_max_side: int | None = None,
     on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
+    on_frame_frames: Iterable[int] | None = None,
 ) -> ManipulationReport:
     """The manipulation check under the calibrating scorer AND a majority of independent scorers.
 
@@ -593,7 +637,7 @@ def verify_variants(
     window has no product frames or plans no change); ``failed`` otherwise. ``limits`` None:
     nothing was limited.
 
-    ``frames`` / ``budget_frames`` / ``analysis_max_side`` / ``on_frame``: which frames the
+    ``frames`` / ``budget_frames`` / ``analysis_max_side`` / ``on_frame(_frames)``: which frames the
     scorers and the budget measure, the scorers' analysis resolution, and who else reads the
     decoded frames (see :func:`measure_rendered`; the
     defaults measure the budget on every frame and score every ``every``-th frame at full
@@ -608,7 +652,7 @@ def verify_variants(
     scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
     baseline = plans.baseline_name()
     original, achieved, per_frame = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every,
-                                                  frames, budget_frames, analysis_max_side, on_frame)
+                                                  frames, budget_frames, analysis_max_side, on_frame, on_frame_frames)
     per_scorer: dict[str, pd.DataFrame] = {}
     product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     for name in scorers:

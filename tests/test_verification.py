@@ -168,7 +168,7 @@ def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and
     riding = QualityPass(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample)
     sampled = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT,
                               limits=edit_limits_from_manifest(result.manifest), frames=sample, budget_frames=sample,
-                              analysis_max_side=80, on_frame=riding.add)
+                              analysis_max_side=80, on_frame=riding.add, on_frame_frames=riding.needed)
     pd.testing.assert_frame_equal(riding.table(), evaluate_variants(source, result.variant_paths, plans, masks,
                                                                     analysis_max_side=80, frames=sample))
     budget = sampled.budget.set_index("variant")

@@ -316,7 +316,7 @@ def run_variant_quality(
         plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
         every=settings.measure_every, limits=limits, protect=load_protected_regions(layout.artifact_dir("protected_regions", video_id)),
         frames=check_sample.frames, budget_frames=sample.frames, analysis_max_side=settings.analysis_max_side or None,
-        on_frame=quality_pass.add,
+        on_frame=quality_pass.add, on_frame_frames=quality_pass.needed,
     )
     quality = quality_pass.table()
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
