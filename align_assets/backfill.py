@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--added-since", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--added-until", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--print-keys", action="store_true", help="print the partition keys and stop")
+    parser.add_argument("--workers", type=int, default=1, help="videos materialized at once, each in its own worker process")
     parser.add_argument(
         "--asset", action="append", dest="assets", metavar="NAME",
         help="materialize only this asset (repeatable; its upstream must be materialized already)",
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["ALIGN_DATA_DIR"] = str(layout.root)
     prepare_instance(layout.dagster_home)
     try:
-        failures = run_command("align-backfill", layout, keys, assets=args.assets)
+        failures = run_command("align-backfill", layout, keys, assets=args.assets, workers=args.workers)
     except ValueError as exc:
         print(f"align-backfill: {exc}", file=sys.stderr)
         return 2

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
     parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")
     parser.add_argument("--ui-only", action="store_true", help="only prepare the instance for `dagster dev`")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="videos materialized at once, each in its own worker process (default: 2, or 1 on one core)")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
-    failures = run_command("align-demo", layout, ids)
+    failures = run_command("align-demo", layout, ids, workers=args.workers)
 
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -64,8 +64,13 @@ def materialize_everything(
     log=print,
     watch: bool = False,
     assets: list[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, list[str]]:
     """Materialize every asset of ``defs`` over ``partition_keys`` in dependency waves.
+
+    ``workers`` > 1 runs a per-video wave's videos in that many worker processes at once (one
+    Dagster run per video, as before; pools such as ``gpu`` still admit one step at a time
+    across them). It needs the definitions' own resources (``resources`` None).
 
     ``op_config`` maps an asset name to its config (e.g. fewer training steps in tests); each
     wave's run gets the entries of the assets it runs. ``assets`` limits the graph to those
@@ -105,38 +110,124 @@ def materialize_everything(
         pools = set().union(*(graph.get(key).pools or set() for key in wave))
         return run_watched(instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, log)
     failures: dict[str, list[str]] = {}
-    resources = resources or dict(defs.resources)
 
     def wave_config(wave: set) -> dict:
         names = {key.to_user_string() for key in wave}
         ops = {name: {"config": config} for name, config in op_config.items() if name in names}
         return {**QUIET_RUN_CONFIG, "ops": ops} if ops else QUIET_RUN_CONFIG
 
-    while remaining:
-        # Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
-        # ancestors are all in the wave; per-video waves run once per video.
-        wave = _closure(graph, remaining, partitioned=True)
-        if wave:
-            names = sorted(k.to_user_string() for k in wave)
-            log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos")
-            for key in partition_keys:
+    parallel = workers > 1 and len(partition_keys) > 1 and resources is None
+    resources = resources or dict(defs.resources)
+    pool = _VideoWorkers(min(workers, len(partition_keys))) if parallel else None
+    try:
+        while remaining:
+            # Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
+            # ancestors are all in the wave; per-video waves run once per video.
+            wave = _closure(graph, remaining, partitioned=True)
+            if wave:
+                names = sorted(k.to_user_string() for k in wave)
+                log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos"
+                    + (f" ({pool.size} at a time)" if pool else ""))
+                if pool:
+                    for key, ok, message, seconds in pool.run(names, partition_keys, wave_config(wave)):
+                        log(f"   {key:<40} {'ok' if ok else 'FAILED':>6}  {seconds:6.1f} s")
+                        if not ok:
+                            failures.setdefault(key, []).append(message)
+                else:
+                    for key in partition_keys:
+                        started = time.perf_counter()
+                        result = launch(wave, partition_key=key)
+                        log(f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+                        if not result.success:
+                            failures.setdefault(key, []).append(_failure_message(result))
+            else:
+                wave = _closure(graph, remaining, partitioned=False)
+                if not wave:
+                    raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
+                log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
                 started = time.perf_counter()
-                result = launch(wave, partition_key=key)
-                log(f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+                result = launch(wave)
+                log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
                 if not result.success:
-                    failures.setdefault(key, []).append(_failure_message(result))
-        else:
-            wave = _closure(graph, remaining, partitioned=False)
-            if not wave:
-                raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
-            log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
-            started = time.perf_counter()
-            result = launch(wave)
-            log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
-            if not result.success:
-                failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
-        remaining -= wave
+                    failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
+            remaining -= wave
+    except BaseException:
+        if pool:
+            pool.terminate()  # Ctrl-C, SIGTERM or an error here: the workers' runs are reclaimed as killed
+            pool = None
+        raise
+    finally:
+        if pool:
+            pool.close()
     return failures
+
+
+def _worker_start() -> None:
+    """A video worker: one thread per library (the workers themselves share the cores), Ctrl-C left to the parent."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import cv2
+
+    cv2.setNumThreads(1)
+    quiet_dagster_warnings()
+
+
+def _worker_materialize(names: list[str], key: str, run_config: dict) -> tuple[str, bool, str, float]:
+    """One video's run of ``names`` in a worker process (its own process tags, so a killed worker's run is reclaimable)."""
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from align_assets.definitions import all_asset_checks, all_assets, defs
+    from align_assets.recovery import process_tags
+
+    started = time.perf_counter()
+    result = materialize(
+        [*all_assets, *all_asset_checks], selection=[AssetKey.from_user_string(n) for n in names],
+        instance=DagsterInstance.get(), resources=dict(defs.resources), raise_on_error=False, partition_key=key,
+        tags={"align/launched_by": "make demo", **process_tags()}, run_config=run_config,
+    )
+    return key, result.success, "" if result.success else _failure_message(result), time.perf_counter() - started
+
+
+class _VideoWorkers:
+    """Worker processes (spawned, so each imports the definitions once) that run one video's wave each."""
+
+    def __init__(self, size: int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.size = size
+        self._executor = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
+
+    def run(self, names: list[str], keys: list[str], run_config: dict):
+        """Yield ``(key, ok, message, seconds)`` as each video's run finishes (in finishing order)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        pending = {self._executor.submit(_worker_materialize, names, key, run_config): key for key in keys}
+        while pending:
+            done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)  # short waits keep Ctrl-C responsive
+            for future in done:
+                key = pending.pop(future)
+                try:
+                    yield future.result()
+                except Exception as exc:  # a worker that died (killed, out of memory) fails its video, not the others
+                    yield key, False, f"worker process failed: {type(exc).__name__}: {exc}", 0.0
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def terminate(self) -> None:
+        """Stop the workers now (their runs are then marked failed by :func:`reclaim_dead_runs`)."""
+        processes = list((self._executor._processes or {}).values())
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=3)
+        for process in processes:  # a Dagster step turns SIGTERM into a cancellation and the worker lives on
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _our_running_runs(instance) -> set[str]:
@@ -214,7 +305,7 @@ def interrupt_runs(instance, why: str) -> list[str]:
     return cancelled
 
 
-def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None) -> dict[str, list[str]]:
+def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None, workers: int = 1) -> dict[str, list[str]]:
     """What the command-line runners share: reclaim what killed runs left, run the waves, stop cleanly on Ctrl-C.
 
     Returns the failures by partition; on Ctrl-C or SIGTERM it cancels this process's runs,
@@ -234,9 +325,12 @@ def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[
     try:
         for line in reclaim(instance, layout).lines():
             print(f"{name}: reclaimed: {line}", flush=True)
-        failures = materialize_everything(keys, instance=instance, watch=True, assets=assets)
+        failures = materialize_everything(keys, instance=instance, watch=True, assets=assets, workers=workers)
     except KeyboardInterrupt:
         cancelled = interrupt_runs(instance, f"{name} was interrupted (Ctrl-C or SIGTERM)")
+        from align_assets.recovery import reclaim_dead_runs
+
+        cancelled += reclaim_dead_runs(instance, f" ({name} was interrupted)").failed_runs  # the video workers' runs
         print(f"\n{name}: interrupted; cancelled {len(cancelled)} run(s) and freed their pool slots"
               f"{': ' + ', '.join(cancelled) if cancelled else ''}. Finished outputs are kept; "
               "temporary files are removed on the next start.", file=sys.stderr, flush=True)

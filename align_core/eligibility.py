@@ -2,15 +2,19 @@
 
 The ``variants`` warehouse table carries ``eligible`` and ``exclusion_reason`` (NULL when
 eligible) for every rendered variant. A variant is eligible only when ``variant_quality`` checked
-exactly that render (same sha256) and its manipulation status is ``passed``; otherwise the reason
-says why: ``manipulation check failed: ...``, ``not manipulable: ...``, ``unreachable: ...`` or
-``unchecked: ...``. A/B exports, upload lists and the analysis take eligible variants only unless
-the user overrides it explicitly.
+exactly that render (same sha256), its manipulation status is ``passed`` and it passed the
+stimulus checks (:mod:`align_core.stimulus_checks`: protected regions unchanged, the ad's text
+read the same). Otherwise the reason says why: ``manipulation check failed: ...``, ``not
+manipulable: ...``, ``unreachable: ...`` or ``unchecked: ...``, then (joined by ``"; "``) each
+failed stimulus check with where it failed (``protected region changed (PSNR vs baseline): frame
+12, protected region (x0, y0, x1, y1): ...``, ``protected text changed (OCR): frame 57, text box
+...: 'LIMITED OFFER' -> ...``). A/B exports, upload lists and the analysis take eligible variants
+only unless the user overrides it explicitly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -38,22 +42,34 @@ def exclusion_reason(status: str, reason: str | None) -> str | None:
     return reason if reason.startswith("unchecked") else UNCHECKED
 
 
-def eligibility_table(video_id: str, verdicts: pd.DataFrame, checked_sha256: Mapping[str, str]) -> pd.DataFrame:
-    """One row per variant: the checked render's sha256, its status, ``eligible``, ``exclusion_reason``.
+def eligibility_table(
+    video_id: str, verdicts: pd.DataFrame, checked_sha256: Mapping[str, str],
+    stimulus_failures: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """One row per variant: the checked render's sha256, its statuses, ``eligible``, ``exclusion_reason``.
 
     ``verdicts`` has ``variant``, ``status`` (or only ``passed``) and ``reason`` per variant.
+    ``stimulus_failures``: per variant, the stimulus checks it failed, each saying where
+    (:meth:`~align_core.stimulus_checks.StimulusReport.failures`); None when they were not run
+    (``stimulus_status`` then says so; eligibility rests on the manipulation check alone).
     """
     rows = []
     for verdict in verdicts.to_dict(orient="records"):
         status = verdict.get("status") or ("passed" if verdict["passed"] else "failed")
-        why = exclusion_reason(status, verdict.get("reason"))
+        failed_checks = list((stimulus_failures or {}).get(verdict["variant"], ()))
+        reasons = [r for r in (exclusion_reason(status, verdict.get("reason")), *failed_checks) if r]
+        why = "; ".join(reasons) if reasons else None
         rows.append({
             "video_id": video_id, "variant": verdict["variant"], "checked_sha256": checked_sha256.get(verdict["variant"]),
-            "manipulation_status": status, "eligible": why is None, "exclusion_reason": why,
+            "manipulation_status": status,
+            "stimulus_status": "not run" if stimulus_failures is None else ("failed" if failed_checks else "passed"),
+            "eligible": why is None, "exclusion_reason": why,
         })
-    table = pd.DataFrame(rows, columns=["video_id", "variant", "checked_sha256", "manipulation_status", "eligible", "exclusion_reason"])
-    return table.astype({"video_id": "string", "variant": "string", "checked_sha256": "string",
-                         "manipulation_status": "string", "eligible": bool, "exclusion_reason": "string"})
+    columns = ["video_id", "variant", "checked_sha256", "manipulation_status", "stimulus_status", "eligible", "exclusion_reason"]
+    return pd.DataFrame(rows, columns=columns).astype({
+        "video_id": "string", "variant": "string", "checked_sha256": "string", "manipulation_status": "string",
+        "stimulus_status": "string", "eligible": bool, "exclusion_reason": "string",
+    })
 
 
 def variants_select_sql(variant_files: str, eligibility_files: str | None) -> str:

@@ -17,12 +17,23 @@ Two checks on the rendered files (decoded as a viewer sees them), against the BA
   every variant. On up to ``ocr_frames`` frames at which the protect stage found text, the
   baseline frame is read (detection + recognition); every text box whose centre is protected
   is then read by recognition alone at the same box in the baseline and in each variant (so the
-  detector's frame-to-frame flakiness is not counted). Character error rate = Levenshtein
-  distance / baseline length over the strings without spaces (word spacing is no information),
-  per frame over all its boxes. Passes when the mean CER over the compared frames is at most
-  ``max_cer`` (0.02); the largest is reported too (a recogniser reading a Hershey "$" as "S" on
-  one frame after re-encoding alone is a 1-in-18 flip that says nothing about the edit). Baseline
-  itself is compared with the source (the codec's own effect, reported, not judged).
+  detector's frame-to-frame flakiness is not counted). Only text that is **stable in baseline**
+  is compared: the box must be read identically (spaces aside) on ``stable_reads`` (3)
+  consecutive baseline frames that include the OCR frame, inside its scene. An overlay (caption, price,
+  logo) is; text that moves or is covered and uncovered (a signer's printed sweatshirt behind
+  moving hands, read "MISITS", "MISFITS", "MISANS" on neighbouring frames of the real ``help``
+  clip) is not, and its reads then flip with codec noise alone. Such boxes are kept in the OCR
+  table with their baseline reads and reported as "unstable in baseline, not compared", never
+  dropped. Character error rate = Levenshtein distance / baseline length over the strings
+  without spaces (word spacing is no information), per frame over its stable boxes. Passes when
+  the mean CER over the compared frames is at most ``max_cer`` (0.02); the largest is reported
+  too (a recogniser reading a Hershey "$" as "S" on one frame after re-encoding alone is a
+  1-in-18 flip that says nothing about the edit). Baseline itself is compared with the source
+  (the codec's own effect, reported, not judged).
+
+A failure says where: the frame and protected region (box) of the worst PSNR deficit, or the
+frame, text box and strings of the first changed text; :meth:`StimulusReport.failures` gives
+these per variant for the eligibility table (:mod:`align_core.eligibility`).
 
 :func:`stimulus_card_html` writes the per-video card a reviewer reads: per variant, target vs
 achieved alignment under each scorer of the manipulation check, the perceptual budget numbers
@@ -40,9 +51,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from align_core.protect import covering_units
 from align_core.video_io import iter_frames, probe_video
 
 
@@ -54,6 +67,7 @@ class StimulusThresholds:
     codec_margin_db: float = 3.0
     max_cer: float = 0.02  # mean character error rate of recognised text vs baseline
     ocr_frames: int = 8  # frames with text compared by OCR (spread over the video)
+    stable_reads: int = 3  # consecutive baseline frames that must read a text box identically for it to be compared
 
 
 @dataclass
@@ -70,6 +84,23 @@ class StimulusReport:
     @property
     def information_passed(self) -> bool:
         return bool(self.information["passed"].all()) if not self.information.empty else True
+
+    def failures(self) -> dict[str, list[str]]:
+        """Per variant that failed a check: which check, where (frame, region or text box) and by how much."""
+        out: dict[str, list[str]] = {}
+        for row in self.fidelity.to_dict(orient="records"):
+            if not row["passed"]:
+                out.setdefault(row["variant"], []).append(
+                    f"protected region changed (PSNR vs baseline): {row['where']}; "
+                    f"{row['psnr_vs_baseline_db']:.1f} dB over all protected pixels"
+                )
+        for row in self.information.to_dict(orient="records"):
+            if not row["passed"]:
+                out.setdefault(row["variant"], []).append(
+                    f"protected text changed (OCR): {row['where'] or 'see the OCR table'}; mean CER {row['mean_cer']:.3f} "
+                    f"> {self.thresholds.max_cer} over {row['ocr_frames']} frames of text stable in baseline"
+                )
+        return out
 
     def table(self) -> pd.DataFrame:
         """Per variant: both checks side by side (the warehouse-friendly summary)."""
@@ -128,6 +159,61 @@ def pick_ocr_frames(text_frames: Sequence[int], count: int) -> list[int]:
     return sorted({frames[i] for i in picks})
 
 
+def stability_window(frame: int, units: Sequence[tuple[int, int]], reads: int) -> list[int]:
+    """The baseline frames read to decide whether text at ``frame`` is stable.
+
+    Every frame within ``reads - 1`` of ``frame`` inside its scene unit: enough for every run of
+    ``reads`` consecutive frames that contains ``frame`` (a caption that appears at ``frame``
+    is confirmed by the frames after it, one that ends there by those before).
+    """
+    start, stop = next(((a, b) for a, b in units if a <= frame < b), (frame, frame + 1))
+    reach = max(1, int(reads)) - 1
+    return list(range(max(start, frame - reach), min(stop, frame + reach + 1)))
+
+
+def is_stable(reads: Mapping[int, str], frame: int, run: int) -> bool:
+    """True when some ``run`` consecutive frames containing ``frame`` read the same text (spaces aside).
+
+    ``run`` shrinks to the frames available (a short scene), but one frame alone is never
+    stable: nothing confirms it. ``run`` <= 1 asks for no confirmation (every read is compared).
+    """
+    if int(run) <= 1:
+        return True
+    frames = sorted(reads)
+    run = min(int(run), len(frames))
+    if run < 2:
+        return False
+    squashed = {f: _squash(text) for f, text in reads.items()}
+    for first in range(len(frames) - run + 1):
+        chosen = frames[first : first + run]
+        if chosen[0] <= frame <= chosen[-1] and chosen[-1] - chosen[0] == run - 1 and len({squashed[f] for f in chosen}) == 1:
+            return True
+    return False
+
+
+def _worst_component(region: np.ndarray, values: np.ndarray, reference: np.ndarray) -> tuple[tuple[int, int, int, int], float]:
+    """The connected protected region (box x0, y0, x1, y1) with the lowest PSNR of ``values`` vs ``reference``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
+    error = ((values.astype(np.float64) - reference.astype(np.float64)) ** 2).sum(axis=-1)
+    sums = np.bincount(labels.ravel(), weights=error.ravel(), minlength=count)
+    worst, worst_db = 1, float("inf")
+    for label in range(1, count):
+        db = _psnr(float(sums[label]), int(stats[label, cv2.CC_STAT_AREA]) * 3)
+        if db < worst_db:
+            worst, worst_db = label, db
+    x, y, w, h = (int(v) for v in stats[worst, :4])
+    return (x, y, x + w, y + h), worst_db
+
+
+def _box_text(box: tuple[int, int, int, int]) -> str:
+    return f"({box[0]}, {box[1]}, {box[2]}, {box[3]})"
+
+
+OCR_COLUMNS = ["video_id", "variant", "frame", "box", "x0", "y0", "x1", "y1", "versus", "stable", "baseline_reads",
+               "reference_text", "variant_text", "distance", "length", "cer"]
+UNSTABLE = "unstable in baseline, not compared"
+
+
 def check_stimuli(
     video_id: str,
     source_path: str | os.PathLike[str],
@@ -137,12 +223,14 @@ def check_stimuli(
     reader: Any | None,
     thresholds: StimulusThresholds = StimulusThresholds(),
     text_frames: Sequence[int] = (),
+    scenes: Sequence[tuple[int, int]] | None = None,
 ) -> StimulusReport:
     """Both checks in one lockstep decode of the source, baseline and every variant.
 
     ``protect`` is indexable by frame giving bool ``(H, W)`` (a ``ProtectedRegions``); ``reader``
     is a :class:`~align_core.protect.TextReader` (None skips the information check, recorded as
-    not run); ``text_frames`` are the frames where the protect stage recognised text.
+    not run); ``text_frames`` are the frames where the protect stage recognised text; ``scenes``
+    (frame ranges) keep each OCR frame's stability window inside its scene.
     """
     if baseline not in variant_paths:
         raise KeyError(f"video {video_id}: the stimulus checks need the baseline variant {baseline!r}")
@@ -155,11 +243,18 @@ def check_stimuli(
                 f"video {video_id}: variant {name} ({variant_paths[name]}) has {other.frame_count} frames "
                 f"{other.width}x{other.height}, the source {probe.frame_count} frames {probe.width}x{probe.height}"
             )
-    ocr_at = set(pick_ocr_frames(text_frames, thresholds.ocr_frames)) if reader is not None else set()
+    units = covering_units(scenes, probe.frame_count) if scenes else [(0, probe.frame_count)]
+    ocr_at = pick_ocr_frames(text_frames, thresholds.ocr_frames) if reader is not None else []
+    windows = {t: stability_window(t, units, thresholds.stable_reads) for t in ocr_at}
+    needed = {f for window in windows.values() for f in window}
+    keep_back = max([t - window[0] for t, window in windows.items()], default=0)
+    recent: dict[int, np.ndarray] = {}  # baseline frames a later OCR frame's window reaches back to
+    pending: dict[int, dict[str, Any]] = {}  # OCR frame -> boxes and reads until its window is complete
     sq = {n: {"baseline": 0.0, "source": 0.0} for n in names}
     pixels = 0
     worst = {n: (float("inf"), -1) for n in names}
     deficit = {n: (-float("inf"), -1, float("nan")) for n in names}  # (floor - psnr, frame, floor)
+    where = {n: "" for n in names}  # the frame and protected region of the largest per-frame deficit
     frames_measured = 0
     ocr_rows: list[dict[str, Any]] = []
     streams = [iter_frames(source_path)] + [iter_frames(variant_paths[n]) for n in names]
@@ -185,26 +280,37 @@ def check_stimuli(
                     worst[name] = (frame_psnr, index)
                 if name != baseline and floor - frame_psnr > deficit[name][0]:
                     deficit[name] = (floor - frame_psnr, index, floor)
-        if index in ocr_at:
-            boxes = protected_boxes(reader.read(current[base_i]), region if has_region else None)
-            base_texts = [reader.recognize(current[base_i], box) for box in boxes]
-            for i, name in enumerate(names, start=1):
-                reference_frame = current[0] if name == baseline else current[base_i]
-                references = [reader.recognize(reference_frame, box) for box in boxes] if name == baseline else base_texts
-                texts = base_texts if i == base_i and name != baseline else [reader.recognize(current[i], box) for box in boxes]
-                distance = sum(levenshtein(_squash(r), _squash(t)) for r, t in zip(references, texts))
-                length = sum(len(_squash(r)) for r in references)
-                ocr_rows.append({
-                    "video_id": video_id, "variant": name, "frame": index,
-                    "versus": "source" if name == baseline else "baseline", "boxes": len(boxes),
-                    "reference_text": " | ".join(references), "variant_text": " | ".join(texts),
-                    "cer": distance / length if length else float(distance > 0),
-                })
+                    if floor - frame_psnr > 0:  # a failure: say where (the worst connected protected region)
+                        box, box_db = _worst_component(region, current[i], current[base_i])
+                        where[name] = (f"frame {index}, protected region {_box_text(box)}: {box_db:.1f} dB vs baseline "
+                                       f"(frame floor {floor:.1f} dB)")
+        if reader is not None:
+            base_frame = current[base_i]
+            if index in windows:
+                boxes = protected_boxes(reader.read(base_frame), region if has_region else None)
+                reads = {f: [reader.recognize(recent[f], box) for box in boxes] for f in windows[index] if f < index}
+                reads[index] = [reader.recognize(base_frame, box) for box in boxes]
+                texts = {name: reads[index] if name == baseline else [reader.recognize(current[i], box) for box in boxes]
+                         for i, name in enumerate(names, start=1)}
+                source_texts = [reader.recognize(current[0], box) for box in boxes]
+                pending[index] = {"boxes": boxes, "reads": reads, "texts": texts, "source": source_texts}
+            for t, entry in pending.items():
+                if t < index and index in windows[t]:
+                    entry["reads"][index] = [reader.recognize(base_frame, box) for box in entry["boxes"]]
+            for t in [t for t in pending if windows[t][-1] == index]:
+                ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, windows[t], pending.pop(t), thresholds.stable_reads))
+            if index in needed:
+                recent[index] = base_frame.copy()
+            for f in [f for f in recent if f < index + 1 - keep_back]:
+                del recent[f]
+    for t, entry in pending.items():  # the video ended before a window did (a short last scene): what was read
+        ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, sorted(entry["reads"]), entry, thresholds.stable_reads))
     fidelity_rows = []
     for name in names:
         pooled = _psnr(sq[name]["baseline"], pixels)
         worst_db, worst_frame = worst[name]
         short, short_frame, floor = deficit[name]
+        failed_at = ""
         if name == baseline or frames_measured == 0:
             passed, reason = True, ("the reference" if name == baseline else "no protected pixels in this video")
         else:
@@ -215,48 +321,96 @@ def check_stimuli(
                 f"{pooled:.1f} dB vs baseline over all protected pixels (need >= {pooled_floor:.1f}: "
                 f"min({thresholds.min_psnr_db:.0f}, codec {codec_pooled:.1f}) - {thresholds.codec_margin_db}); "
                 f"worst frame {worst_frame}: {worst_db:.1f} dB; "
-                + (f"every frame within codec noise" if short <= 0 else
+                + ("every frame within codec noise" if short <= 0 else
                    f"frame {short_frame} is {short:.1f} dB below its floor {floor:.1f} dB (codec PSNR there, capped at "
                    f"{thresholds.min_psnr_db:.0f}, minus {thresholds.codec_margin_db})")
             )
+            if not passed:
+                failed_at = where[name] if short > 0 else f"all protected pixels pooled over {frames_measured} frames (worst frame {worst_frame})"
         fidelity_rows.append({
             "video_id": video_id, "variant": name, "frames_measured": frames_measured,
             "protected_pixels_per_frame": pixels / 3 / max(1, frames_measured),
             "psnr_vs_baseline_db": pooled, "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
             "worst_frame": worst_frame, "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
             "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
-            "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason,
+            "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason, "where": failed_at,
         })
-    ocr = pd.DataFrame(ocr_rows, columns=["video_id", "variant", "frame", "versus", "boxes", "reference_text", "variant_text", "cer"])
-    info_rows = []
-    for name in names:
-        rows = ocr[ocr["variant"] == name]
-        if reader is None:
-            passed, reason = True, "not run: no text reader"
-        elif rows.empty:
-            passed, reason = True, "no text recognised in this video"
-        else:
-            mean_cer, worst_cer = float(rows["cer"].mean()), float(rows["cer"].max())
-            passed = mean_cer <= thresholds.max_cer if name != baseline else True
-            changed = rows[rows["cer"] > 0]
-            reason = (f"mean CER {mean_cer:.3f} (max {worst_cer:.3f}) vs "
-                      f"{'source (codec only, reported)' if name == baseline else 'baseline'} "
-                      f"over {len(rows)} frames (need mean <= {thresholds.max_cer})")
-            if not changed.empty:
-                first = changed.iloc[0]
-                reason += f"; frame {int(first['frame'])}: {first['reference_text']!r} -> {first['variant_text']!r}"
-        info_rows.append({
-            "video_id": video_id, "variant": name, "ocr_frames": int(len(rows)),
-            "mean_cer": float(rows["cer"].mean()) if len(rows) else float("nan"),
-            "max_cer": float(rows["cer"].max()) if len(rows) else float("nan"),
-            "frames_changed": int((rows["cer"] > 0).sum()),
-            "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason,
-        })
+    ocr = pd.DataFrame(ocr_rows, columns=OCR_COLUMNS)
+    info_rows = [_information_row(video_id, name, baseline, ocr[ocr["variant"] == name], reader is not None, thresholds)
+                 for name in names]
     fidelity = pd.DataFrame(fidelity_rows)
     information = pd.DataFrame(info_rows)
     for table in (fidelity, ocr, information):
         table["video_id"] = table["video_id"].astype("string")
     return StimulusReport(fidelity, ocr, information, thresholds)
+
+
+def _ocr_rows(video_id: str, names: Sequence[str], baseline: str, frame: int, window: Sequence[int],
+              entry: Mapping[str, Any], run: int) -> list[dict[str, Any]]:
+    """One row per (variant, protected text box) of one OCR frame; only boxes stable in baseline are compared."""
+    rows = []
+    for b, box in enumerate(entry["boxes"]):
+        reads = [entry["reads"][f][b] for f in window]
+        stable = is_stable(dict(zip(window, reads)), frame, run)
+        for name in names:
+            reference = entry["source"][b] if name == baseline else entry["reads"][frame][b]
+            text = entry["texts"][name][b]
+            distance = levenshtein(_squash(reference), _squash(text)) if stable else None
+            length = len(_squash(reference))
+            rows.append({
+                "video_id": video_id, "variant": name, "frame": int(frame), "box": b,
+                "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
+                "versus": "source" if name == baseline else "baseline", "stable": stable,
+                "baseline_reads": " | ".join(f"{f}: {r}" for f, r in zip(window, reads)),
+                "reference_text": reference, "variant_text": text, "distance": distance, "length": length,
+                "cer": (distance / length if length else float(distance > 0)) if stable else float("nan"),
+            })
+    return rows
+
+
+def _information_row(video_id: str, name: str, baseline: str, rows: pd.DataFrame, ran: bool,
+                     thresholds: StimulusThresholds) -> dict[str, Any]:
+    """Per variant: mean CER over frames with text stable in baseline; unstable reads listed, not judged."""
+    compared = rows[rows["stable"].astype(bool)]
+    unstable = rows[~rows["stable"].astype(bool)]
+    per_frame = pd.Series(dtype=float)
+    if len(compared):
+        sums = compared.groupby("frame")[["distance", "length"]].sum()
+        per_frame = pd.Series(np.where(sums["length"] > 0, sums["distance"] / sums["length"].clip(lower=1),
+                                       (sums["distance"] > 0).astype(float)), index=sums.index)
+    where = ""
+    if not ran:
+        passed, reason = True, "not run: no text reader"
+    elif rows.empty:
+        passed, reason = True, "no text recognised in this video"
+    elif compared.empty:
+        passed, reason = True, "no text stable in baseline to compare"
+    else:
+        mean_cer, worst_cer = float(per_frame.mean()), float(per_frame.max())
+        passed = mean_cer <= thresholds.max_cer if name != baseline else True
+        reason = (f"mean CER {mean_cer:.3f} (max {worst_cer:.3f}) vs "
+                  f"{'source (codec only, reported)' if name == baseline else 'baseline'} "
+                  f"over {len(per_frame)} frames of text stable in baseline (need mean <= {thresholds.max_cer})")
+        changed = compared[compared["distance"] > 0]
+        if not changed.empty:
+            first = changed.iloc[0]
+            where = (f"frame {int(first['frame'])}, text box {_box_text(tuple(int(first[c]) for c in ('x0', 'y0', 'x1', 'y1')))}: "
+                     f"{first['reference_text']!r} -> {first['variant_text']!r}")
+            reason += f"; {where}"
+    if len(unstable):
+        examples = unstable.drop_duplicates(["frame", "box"]).head(3)
+        shown = "; ".join(f"frame {int(r['frame'])} read {r['baseline_reads']}" for _, r in examples.iterrows())
+        reason += (f"; {unstable[['frame', 'box']].drop_duplicates().shape[0]} text box(es) {UNSTABLE} ({shown}"
+                   + (", ..." if unstable[["frame", "box"]].drop_duplicates().shape[0] > 3 else "") + ")")
+    return {
+        "video_id": video_id, "variant": name, "ocr_frames": int(len(per_frame)),
+        "stable_boxes": int(len(compared)), "unstable_boxes": int(len(unstable)),
+        "mean_cer": float(per_frame.mean()) if len(per_frame) else float("nan"),
+        "max_cer": float(per_frame.max()) if len(per_frame) else float("nan"),
+        "frames_changed": int((per_frame > 0).sum()),
+        "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason,
+        "where": where if not passed else "",
+    }
 
 
 # -- the stimulus card --------------------------------------------------------------------------
@@ -287,6 +441,21 @@ def _table(frame: pd.DataFrame) -> str:
             cells.append(f"<td{css}>{_fmt(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def baseline_text_table(ocr: pd.DataFrame) -> pd.DataFrame:
+    """One row per OCR frame and text box: its baseline reads, the text compared, and whether it was compared."""
+    if ocr.empty:
+        return pd.DataFrame()
+    rows = ocr[ocr["versus"] == "baseline"]
+    rows = (rows if len(rows) else ocr).drop_duplicates(["frame", "box"])
+    return pd.DataFrame({
+        "frame": rows["frame"].to_numpy(),
+        "box": [f"({r.x0}, {r.y0}, {r.x1}, {r.y1})" for r in rows.itertuples()],
+        "baseline_reads": rows["baseline_reads"].to_numpy(),
+        "status": np.where(rows["stable"].astype(bool), "compared", UNSTABLE),
+        "reference_text": np.where(rows["stable"].astype(bool), rows["reference_text"], ""),
+    })
 
 
 def alignment_by_scorer(manipulation: pd.DataFrame, default_scorer: str) -> pd.DataFrame:
@@ -333,11 +502,14 @@ def stimulus_card_html(
     parts.append(_table(budget) if budget is not None and not budget.empty else "<p><em>the editor reported no budget numbers</em></p>")
     parts.append(f"<h2>Protected regions unchanged (PSNR vs baseline, need &ge; {report.thresholds.min_psnr_db:.0f} dB)</h2>")
     parts.append(_table(report.fidelity.drop(columns=["video_id"], errors="ignore")))
-    parts.append(f"<h2>Information check (OCR, need mean CER &le; {report.thresholds.max_cer})</h2>")
+    parts.append(f"<h2>Information check (OCR of text stable in baseline, need mean CER &le; {report.thresholds.max_cer})</h2>")
     parts.append(_table(report.information.drop(columns=["video_id"], errors="ignore")))
     if not report.ocr.empty:
-        shown = report.ocr[report.ocr["versus"] == "baseline"].drop_duplicates("frame")[["frame", "reference_text"]]
-        parts.append("<h3>Text recognised in baseline (per compared frame)</h3>" + _table(shown))
+        parts.append(
+            f"<h3>Text recognised in baseline (per OCR frame and protected text box)</h3><p>A box is compared only when "
+            f"{report.thresholds.stable_reads} consecutive baseline frames read it identically; otherwise it is listed "
+            f"here as {UNSTABLE}.</p>" + _table(baseline_text_table(report.ocr))
+        )
     for key, value in (notes or {}).items():
         parts.append(f"<p><b>{html.escape(key)}</b>: {html.escape(value)}</p>")
     parts.append(f"<p><small>thresholds: {html.escape(str(asdict(report.thresholds)))}</small></p></body></html>")

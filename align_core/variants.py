@@ -340,7 +340,9 @@ class VariantPlans:
             "frame_count": self.frame_count,
             "scene_ranges": [list(r) for r in self.scene_ranges],
             "variants": [p.spec.to_dict() for p in self.plans.values()],
-            "frames": self.frame_table().astype({"video_id": object}).to_dict(orient="records"),
+            # column-wise (one list per column): a 60 s ad's 12,600 frame rows as records cost
+            # ~60 MB to parse; as columns a few MB (the loader reads either form)
+            "frames": self.frame_table().astype({"video_id": object}).to_dict(orient="list"),
             "scenes": self.scene_table().astype({"video_id": object}).to_dict(orient="records"),
         }
         return atomic_write_text(path, json.dumps(payload, indent=1))

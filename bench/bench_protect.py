@@ -33,7 +33,7 @@ def _demo_frame() -> np.ndarray:
     """A frame of a freshly rendered demo ad (captions, banner, price tag)."""
     import tempfile
 
-    from align_core.demo_corpus import generate_demo_corpus
+    from align_demo.corpus import generate_demo_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = generate_demo_corpus(Path(tmp), n_videos=1, seed=7, n_empty_keywords=0, n_cta_keywords=0)
@@ -71,7 +71,7 @@ def demo_checks(data_dir: Path) -> pd.DataFrame:
         paths = {name: layout.artifact_dir("variant_videos", video_id) / f"{name}.mp4" for name in plans.plans}
         t0 = time.perf_counter()
         report = check_stimuli(video_id, catalog.probe.path, paths, plans.baseline_name(), protect, reader,
-                               StimulusThresholds(), protect.text_keyframes())
+                               StimulusThresholds(), protect.text_keyframes(), scenes=catalog.scene_ranges)
         table = report.table()
         table["check_s"] = time.perf_counter() - t0
         table["strings"] = len(set(protect.ocr["text"]))
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None:
         table = demo_checks(args.data_dir)
         columns = ["video_id", "variant", "frames_measured", "psnr_vs_baseline_db", "psnr_worst_frame_db", "codec_psnr_db",
-                   "passed_psnr", "ocr_frames", "mean_cer", "max_cer", "passed_ocr"]
+                   "passed_psnr", "ocr_frames", "stable_boxes", "unstable_boxes", "mean_cer", "max_cer", "passed_ocr"]
         print("\nStimulus checks per demo video and variant (PSNR vs baseline inside protected regions; OCR CER vs baseline)")
         print(table[[c for c in columns if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         failed = table[~(table["passed_psnr"] & table["passed_ocr"])]

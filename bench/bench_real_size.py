@@ -15,8 +15,8 @@ product mask of each frame is bit-packed and deflated as it is drawn
 generating a 60 s ad holds one frame and one background canvas, never a stack of frames.
 
 Each per-video stage then runs in its own child process through ``align_core`` exactly as
-:mod:`bench.run_all` runs it (catalog, attention, masks, control, plans, variants, quality,
-manipulation), and the table prints wall time, peak RSS (``ru_maxrss`` of that child, imports
+:mod:`bench.run_all` runs it (catalog, attention, masks, protected regions, control, plans,
+variants, quality with the manipulation check), and the table prints wall time, peak RSS (``ru_maxrss`` of that child, imports
 included), bytes on disk and, between the longest and the shortest ad, the growth ratios. Peak
 memory is the figure that must stay flat (target: <= 2.5 GB for the 60 s ad); times on a shared
 machine are inflated by whatever else runs there, so the growth exponent is the robust number.
@@ -47,11 +47,11 @@ if str(REPO) not in sys.path:
 from bench import run_all  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-STAGES = ("corpus", "catalog", "attention", "masks", "control", "plans", "variants", "quality", "manipulation")
+STAGES = ("corpus", "catalog", "attention", "masks", "protect", "control", "plans", "variants", "quality")
 DEPENDS: dict[str, tuple[str, ...]] = {
-    "corpus": (), "catalog": ("corpus",), "attention": ("catalog",), "masks": ("catalog",),
-    "control": ("attention", "masks"), "plans": ("control",), "variants": ("plans",),
-    "quality": ("variants",), "manipulation": ("variants",),
+    "corpus": (), "catalog": ("corpus",), "attention": ("catalog",), "masks": ("catalog",), "protect": ("catalog",),
+    "control": ("attention", "masks"), "plans": ("control",), "variants": ("plans", "protect"),
+    "quality": ("variants",),
 }
 FULL_LENGTHS = (15.0, 30.0, 60.0)
 QUICK_LENGTHS = (1.0, 2.0)

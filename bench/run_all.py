@@ -68,16 +68,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
-STAGES = ("corpus", "catalog", "attention", "masks", "control", "training", "variants", "quality", "analysis")
+STAGES = ("corpus", "catalog", "attention", "masks", "protect", "control", "training", "variants", "quality", "analysis")
 ONCE = ("training", "analysis")  # not per video length
 DEPENDS: dict[str, tuple[str, ...]] = {
     "corpus": (),
     "catalog": ("corpus",),
     "attention": ("catalog",),
     "masks": ("catalog",),
+    "protect": ("catalog",),
     "control": ("attention", "masks"),
     "training": ("control",),
-    "variants": ("control",),
+    "variants": ("control", "protect"),
     "quality": ("variants",),
     "analysis": ("catalog",),
 }
@@ -232,6 +233,20 @@ def stage_masks(clock: Clock, root: Path, length: float, args: argparse.Namespac
             "bytes": stage.path.stat().st_size,
             "extra": {"frames_with_product": int((result.coverage > 0).sum()),
                       "mean_coverage": float(result.coverage.mean()), "skipped_reason": result.skipped_reason}}
+
+
+def stage_protect(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
+    from align_core.stages.protect import ProtectSettings, run_protect
+
+    _import_parquet()
+    clock.imported()
+    layout, video_id = _layout(root), _video_id(root)
+    result = run_protect(layout, video_id, ProtectSettings())
+    seconds = clock.elapsed()
+    regions = result.regions
+    return {"seconds": seconds, "units": regions.frame_count, "unit": "frames", "frames": regions.frame_count,
+            "bytes": tree_bytes(*result.paths.values()),
+            "extra": {"ocr_keyframes": len(regions.keyframes), "text_detections": regions.summary()["text_detections"]}}
 
 
 def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -410,7 +425,7 @@ def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namesp
 
 STAGE_FUNCTIONS: dict[str, Callable[[Clock, Path, float, argparse.Namespace], dict[str, Any]]] = {
     "corpus": stage_corpus, "catalog": stage_catalog, "attention": stage_attention, "masks": stage_masks,
-    "control": stage_control, "training": stage_training, "variants": stage_variants, "quality": stage_quality,
+    "protect": stage_protect, "control": stage_control, "training": stage_training, "variants": stage_variants, "quality": stage_quality,
     "analysis": stage_analysis, "imports": stage_imports,
 }
 

@@ -62,6 +62,8 @@ def test_editor_contract_locality_and_determinism(trained: tuple[Backbone, Path]
     assert np.array_equal(editor.edit(request), out)
     other = editor.edit(_request(seed=8))
     assert not np.array_equal(other, out)
+    reported, report = editor.edit_with_report(request)  # inherited from the protocol: measured on the output
+    assert np.array_equal(reported, out) and report.to_dict()["reported"] is False and report.to_dict()["delta_e"] > 0
 
     lineage = editor.lineage()
     assert lineage["checkpoint_sha256"] == file_sha256(checkpoint / "controlnet" / "diffusion_pytorch_model.safetensors")

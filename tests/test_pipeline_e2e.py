@@ -224,12 +224,16 @@ def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants").df()
     checks = con.execute("SELECT video_id, variant, bool_and(passed) AS passed FROM manipulation_check GROUP BY ALL").df()
+    # issue 11: a variant that changed protected pixels or protected text is not eligible either
+    stimulus = con.execute("SELECT video_id, variant, passed_psnr AND passed_ocr AS stimulus_passed FROM stimulus_check").df()
     con.close()
-    merged = arms.merge(checks, on=["video_id", "variant"])
+    merged = arms.merge(checks, on=["video_id", "variant"]).merge(stimulus, on=["video_id", "variant"])
     assert len(merged) == len(arms) == 14
-    assert (merged["eligible"] == merged["passed"]).all()
+    assert (merged["eligible"] == (merged["passed"] & merged["stimulus_passed"])).all()
     assert merged.loc[merged["eligible"], "exclusion_reason"].isna().all()
-    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match("manipulation check failed|not manipulable|unreachable").all()
+    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match(
+        "manipulation check failed|not manipulable|unreachable|protected (?:region|text) changed").all()
+    assert merged.loc[~merged["stimulus_passed"], "exclusion_reason"].str.contains("protected (?:region|text) changed .*: frame").all()
     exported = pd.read_csv(layout.ab_inbox_dir / "done" / "demo-exp-1.csv", dtype=str)[["video_id", "variant"]].drop_duplicates()
     eligible = arms.loc[arms["eligible"], ["video_id", "variant"]].astype(str)
     assert sorted(map(tuple, exported.to_numpy())) == sorted(map(tuple, eligible.to_numpy()))

@@ -145,6 +145,7 @@ def test_text_overlay_survives_every_variant_at_full_strength(rendered, reader) 
     assert report.fidelity_passed, report.fidelity
     assert report.information_passed, report.ocr[["variant", "frame", "reference_text", "variant_text"]].to_string()
     assert report.ocr.groupby("variant")["cer"].mean().max() <= 0.02, report.ocr
+    assert report.ocr["stable"].all(), report.ocr  # an overlay reads the same on neighbouring baseline frames: compared
     assert report.ocr["variant_text"].str.upper().str.replace(" ", "").str.contains("LIMITED").all()
     unchecked = check_stimuli("ad_text", source, without.variant_paths, "baseline", regions, None)
     assert not unchecked.fidelity_passed  # the fidelity check itself fails unprotected variants

@@ -6,11 +6,18 @@ between; editors never see those frames. Two implementations exist: ``salience``
 image operations, no model) and ``controlnet`` (the trained checkpoint on its backbone), both
 registered in :data:`EDITORS`; what a caller needs to know about an editor is in the protocol
 (``propagation``, ``calibrates``) or in its registry traits (``needs_checkpoint``).
+
+Every edit comes with a report (:meth:`KeyframeEditor.edit_with_report`): the strength asked for
+and used, whether a budget capped it, and SSIM / mean CIEDE2000 against the original outside
+product and protected regions. An editor that has only ``edit`` gets :class:`UnreportedEdit`
+(figures measured on its output) from the protocol's default or, for an editor that does not
+subclass the protocol, from the module-level :func:`edit_with_report` ``(editor, request)``, which
+callers (the renderer) use for any editor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -60,6 +67,66 @@ class KeyframeEditRequest:
 
 
 @runtime_checkable
+class KeyframeEditReport(Protocol):
+    """What one keyframe edit did, as a flat dict (``kind``, ``requested``, ``used``, ``capped``,
+    ``ssim``, ``delta_e``, ``reason``: the keys the renderer's per-window limits read)."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class UnreportedEdit:
+    """The report of an edit by an editor that reports nothing itself (it has only ``edit``).
+
+    The strength used is the one requested (such an editor applies no budget of its own, so it
+    is never ``capped``: a window it misses is a failed edit, not ``unreachable``); SSIM and mean
+    CIEDE2000 are measured on its output, inside ``allowed``, against the original outside product
+    and protected regions (:func:`align_core.perceptual_budget.measure`), not reported by it.
+    """
+
+    kind: str
+    requested: float
+    used: float
+    capped: bool
+    ssim: float
+    delta_e: float
+    reason: str
+    reported: bool = False  # False: the editor did not report; these figures were measured after it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def unreported_edit(editor: Any, request: KeyframeEditRequest) -> tuple[np.ndarray, UnreportedEdit]:
+    """``editor.edit(request)`` and an :class:`UnreportedEdit` measured on its result."""
+    from align_core.perceptual_budget import measure
+
+    frame = np.asarray(request.frame)
+    edited = np.asarray(editor.edit(request))
+    name = getattr(editor, "name", type(editor).__name__)
+    if edited.shape != frame.shape or edited.dtype != np.uint8:
+        raise ValueError(f"editor {name} returned {edited.dtype} {edited.shape} for a uint8 {frame.shape} frame")
+    kept = np.where(np.asarray(request.allowed, dtype=bool)[..., None], edited, frame)
+    figures = measure(frame, kept, request.mask, request.protect)
+    report = UnreportedEdit(
+        kind=str(request.kind), requested=float(request.strength), used=float(request.strength), capped=False,
+        ssim=figures.ssim, delta_e=figures.delta_e,
+        reason=f"unreported by editor {name} (it has only edit()): strength used as requested, no budget applied; "
+        f"SSIM and mean CIEDE2000 measured on its output",
+    )
+    return edited, report
+
+
+def edit_with_report(editor: Any, request: KeyframeEditRequest) -> tuple[np.ndarray, KeyframeEditReport]:
+    """Any editor's edited frame and report: its own ``edit_with_report`` when it has one, else
+    ``edit`` and an :class:`UnreportedEdit` (:func:`unreported_edit`)."""
+    own = getattr(editor, "edit_with_report", None)
+    if callable(own):
+        return own(request)
+    return unreported_edit(editor, request)
+
+
+@runtime_checkable
 class KeyframeEditor(Protocol):
     """Edits one keyframe; deterministic for a given request.
 
@@ -77,6 +144,14 @@ class KeyframeEditor(Protocol):
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Return the edited RGB uint8 ``(H, W, 3)`` frame."""
         ...
+
+    def edit_with_report(self, request: KeyframeEditRequest) -> tuple[np.ndarray, KeyframeEditReport]:
+        """The edited frame and what was done (a report with ``to_dict()``).
+
+        Editors that subclass this protocol and define only :meth:`edit` inherit this default:
+        :func:`unreported_edit` (their edit, with an :class:`UnreportedEdit`).
+        """
+        return unreported_edit(self, request)
 
     def lineage(self) -> dict[str, Any]:
         """Which weights/checkpoint (with sha256) and settings produced the edits."""

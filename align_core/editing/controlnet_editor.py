@@ -30,7 +30,7 @@ from diffusers import ControlNetModel, DDIMScheduler, DDPMScheduler
 from align_core.diffusion.backbone import Backbone, move_module
 from align_core.diffusion.checkpoint import WEIGHTS_NAME, controlnet_weights_path, load_controlnet
 from align_core.diffusion.dataset import resize_control, resize_frame
-from align_core.editing.base import KeyframeEditRequest
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.video_io import file_sha256
 
 SchedulerName = Literal["ddim", "ddpm"]
@@ -45,8 +45,13 @@ def _state_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-class ControlNetEditor:
-    """Edits a keyframe with the trained ControlNet on its backbone (``KeyframeEditor``)."""
+class ControlNetEditor(KeyframeEditor):
+    """Edits a keyframe with the trained ControlNet on its backbone.
+
+    Subclasses the :class:`KeyframeEditor` protocol for its default ``edit_with_report``: the
+    diffusion edit has no budget of its own, so its report is an ``UnreportedEdit`` measured on
+    the output.
+    """
 
     name = "controlnet"
     propagation = "keyframes"  # one diffusion edit per keyframe, carried between by optical flow

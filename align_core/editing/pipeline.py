@@ -118,6 +118,7 @@ def calibrate_and_render(
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
     protect: Any = None,
+    encoder_preset: str = "auto",
 ) -> PipelineResult:
     """Calibrate (when ``attention_fn`` is given and the editor ``calibrates``) and render.
 
@@ -139,7 +140,7 @@ def calibrate_and_render(
     result = render_variants(
         video_path, plans, masks, attention, editor, output_dir,
         keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
-        edit_every_frame=edit_every_frame, protect=protect,
+        edit_every_frame=edit_every_frame, protect=protect, encoder_preset=encoder_preset,
     )
     timings["render_s"] = time.perf_counter() - t0
     return PipelineResult(result, strength_map, calibration, None, timings)

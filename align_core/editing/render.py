@@ -15,7 +15,8 @@ variants that share work do not redo it. Outputs, written into a temporary direc
 whole (``atomic_directory``):
 
 - ``<variant>.mp4``: H.264 at the source's resolution and exact frame rate, source audio kept;
-- ``comparison.mp4``: the original and all variants tiled in a labelled grid (4 columns), audio kept;
+- ``comparison.mp4``: the original and all variants tiled in a labelled grid (4 columns; tiles at
+  half size, at most ``comparison_max_side`` px long), audio kept;
 - ``contact_sheet.png``: a few frames per variant (rows) with labels;
 - ``manifest.json``: lineage (input hashes, config, seed, editor and flow lineage, keyframes,
   share of frames edited at a keyframe, per-variant output hashes and edit magnitudes).
@@ -54,7 +55,9 @@ import cv2
 import numpy as np
 
 from align_core.atomic import atomic_directory
-from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
+from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.perceptual_budget import downsample_factor
 from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
 from align_core.variants import VariantPlan, VariantPlans
 from align_core.video_io import VideoWriter, file_sha256, iter_frames, probe_video
@@ -100,6 +103,26 @@ class StrengthMap:
         return asdict(self)
 
 
+class DeferredArray:
+    """An array computed on first use: what an editor may read but the salience editor never does.
+
+    A request's attention map and target control are full-size float32 (8-16 MB a frame at
+    1080x1920); building them for every variant of every frame cost more than the edit itself.
+    ``shape`` and ``dtype`` are known without computing; ``np.asarray`` computes (once).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, compute: Any):
+        self.shape, self.dtype, self._compute, self._value = tuple(shape), np.dtype(dtype), compute, None
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._value is None:
+            self._value = np.asarray(self._compute(), dtype=self.dtype)
+        return self._value if dtype is None else self._value.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> Any:
+        return np.asarray(self)[key]
+
+
 @dataclass
 class RenderResult:
     output_dir: Path
@@ -114,15 +137,21 @@ class RenderResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def auto_encoder_preset(width: int, height: int) -> str:
+    """x264 preset for a frame size: ``veryfast`` below one megapixel, ``superfast`` from there.
+
+    At CRF 18 both target the same quality; at 1080x1920 superfast takes about 60 % of
+    veryfast's encoding time for files about 40 % larger, and seven variants plus the
+    comparison grid are encoded per frame (``bench/bench_real_size.py`` measures it).
+    """
+    return "veryfast" if width * height < 1_000_000 else "superfast"
+
+
 def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.ndarray:
     """Pixels a variant of ``kind`` may change at a frame with product ``mask`` (see module docs)."""
     if kind != "placebo":
         return np.ones(mask.shape, dtype=bool)
-    forbidden = mask.astype(np.uint8)
-    if placebo_margin_px > 0:
-        size = 2 * placebo_margin_px + 1
-        forbidden = cv2.dilate(forbidden, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-    return forbidden == 0
+    return ~dilate_ellipse(mask, placebo_margin_px)
 
 
 def edit_limits(reports: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -231,10 +260,12 @@ def render_variants(
     propagator: FlowPropagator | None = None,
     contact_frames: int = 5,
     comparison_scale: float = 0.5,
+    comparison_max_side: int = 480,
     extra_lineage: Mapping[str, Any] | None = None,
     edit_every_frame: bool | None = None,
     protect: Any = None,
     protect_guard_px: int = 8,
+    encoder_preset: str = "auto",
 ) -> RenderResult:
     """Edit, propagate and write every planned variant of ``video_path`` into ``output_dir``.
 
@@ -243,6 +274,8 @@ def render_variants(
     ``protect`` (optional) is indexable by frame giving bool ``(H, W)``, True = never edit (a
     :class:`~align_core.protect.ProtectedRegions` or a ``(T, H, W)`` array); the copied region is
     dilated by ``protect_guard_px`` (see the module docstring).
+    ``encoder_preset``: the x264 preset of every output (CRF 18 throughout); ``auto`` picks
+    :func:`auto_encoder_preset` for the frame size.
     ``edit_every_frame`` (default: the editor's ``propagation`` is ``every_frame``)
     edits every frame with its own mask instead of propagating keyframe edits by flow.
     """
@@ -258,6 +291,7 @@ def render_variants(
             f"must be ({count}, {height}, {width})"
         )
     strength_map = strength_map or StrengthMap()
+    preset = auto_encoder_preset(width, height) if encoder_preset == "auto" else encoder_preset
     propagator = propagator or FlowPropagator()
     margin_px = int(round(placebo_margin * min(height, width)))
     variant_plans: dict[str, VariantPlan] = dict(plans.plans)
@@ -271,7 +305,9 @@ def render_variants(
     keyframes = keyframe_indices(units, keyframe_stride)
     contact_at = sorted(set(np.linspace(0, count - 1, num=max(1, contact_frames)).round().astype(int).tolist()))
     thumb_w, thumb_h = _even_size(width, height, min(1.0, 180 / max(width, height)))
-    tile_w, tile_h = _even_size(width, height, comparison_scale)
+    # the grid's tiles: half size, at most comparison_max_side long (a 1080x1920 grid of 8 half-size
+    # tiles would be a 2160x1920 video, as costly to encode as two variants)
+    tile_w, tile_h = _even_size(width, height, min(comparison_scale, comparison_max_side / max(width, height)))
     stats: dict[str, dict[str, list[float] | list[str]]] = {n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names}
     # Per variant, the editor's own report per recorded keyframe (editors with edit_with_report).
     edit_reports: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
@@ -297,6 +333,29 @@ def render_variants(
             protect_cache[index] = guarded_protect(region, protect_guard_px)
         return protect_cache[index]
 
+    frame_cache: dict[int, dict[str, Any]] = {}
+    change_cache: dict[int, dict[tuple[Any, ...], float]] = {}
+    sample_step = downsample_factor((height, width))
+
+    def inputs_at(index: int) -> dict[str, Any]:
+        """The frame's mask, protected region and allowed regions, computed once for all variants."""
+        if index not in frame_cache:
+            while len(frame_cache) > 2:  # frames are visited in order
+                del frame_cache[min(frame_cache)]
+            mask = np.asarray(masks[index], dtype=bool)
+            frame_cache[index] = {"mask": mask, "protect": protect_at(index), "allowed": {}}
+        return frame_cache[index]
+
+    def allowed_at(index: int, kind: str) -> np.ndarray:
+        entry = inputs_at(index)
+        key = "placebo" if kind == "placebo" else "whole"
+        if key not in entry["allowed"]:
+            allowed = allowed_region(kind, entry["mask"], margin_px)
+            if entry["protect"] is not None:
+                allowed = allowed & ~entry["protect"]
+            entry["allowed"][key] = allowed
+        return entry["allowed"][key]
+
     def request_for(name: str, index: int, frame: np.ndarray) -> tuple[tuple[Any, ...], KeyframeEditRequest]:
         plan = variant_plans[name]
         kind = plan.kind_at(index)
@@ -309,17 +368,15 @@ def render_variants(
         strength = round(strength, 4)
         if strength == 0.0 and kind != "identity":
             kind = "identity"
-        mask = np.asarray(masks[index], dtype=bool)
+        inputs = inputs_at(index)
+        mask, protected = inputs["mask"], inputs["protect"]
         key = (kind, strength)
-        protected = protect_at(index)
-        allowed = allowed_region(kind, mask, margin_px)
-        if protected is not None:
-            allowed = allowed & ~protected
+        allowed = allowed_at(index, kind)
         request = KeyframeEditRequest(
             frame=frame,
             mask=mask,
-            attention=np.asarray(attention[index], dtype=np.float32),
-            target_control=plan.control(index, mask, attention[index]),
+            attention=DeferredArray((height, width), np.float32, lambda: attention[index]),  # type: ignore[arg-type]
+            target_control=DeferredArray((2, height, width), np.float32, lambda: plan.control(index, mask, attention[index])),  # type: ignore[arg-type]
             original_alignment=original,
             target_alignment=target,
             allowed=allowed,
@@ -337,81 +394,105 @@ def render_variants(
         reports = report_cache.setdefault(index, {})
         if key not in per_key:
             t0 = time.perf_counter()
-            if hasattr(editor, "edit_with_report"):
-                edited, report = editor.edit_with_report(request)
-                reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
-                edited = np.asarray(edited)
-            else:
-                edited = np.asarray(editor.edit(request))
+            edited, report = edit_with_report(editor, request)  # an edit-only editor's report is measured on its output
+            reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+            edited = np.asarray(edited)
             timings["edit_s"] += time.perf_counter() - t0
             if edited.shape != frame.shape or edited.dtype != np.uint8:
                 raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
-            per_key[key] = np.where(request.allowed[..., None], edited, frame)
+            # Pixels outside ``allowed``: only the placebo's region is smaller than the frame (the
+            # protected pixels are copied from the source for every variant when the frame is written).
+            per_key[key] = np.where(request.allowed[..., None], edited, frame) if request.kind == "placebo" else edited
             edit_calls += 1
         if record:  # each keyframe starts exactly one segment: count it there
             stats[name]["strength"].append(request.strength)
             stats[name]["kind"].append(request.kind)
-            stats[name]["mean_abs_change"].append(float(np.abs(per_key[key].astype(np.int16) - frame).mean()))
+            changes = change_cache.setdefault(index, {})
+            if key not in changes:  # on every k-th pixel of a large frame (k as the budget's downsampling)
+                changes[key] = float(np.abs(per_key[key][::sample_step, ::sample_step].astype(np.int16) - frame[::sample_step, ::sample_step]).mean())
+            stats[name]["mean_abs_change"].append(changes[key])
             if key in reports:
                 edit_reports[name].append({**reports[key], "at_max_strength": bool(request.strength >= 1.0 and request.kind in ("boost", "reduce"))})
         return key, per_key[key]
 
     with atomic_directory(output_dir) as tmp, contextlib.ExitStack() as stack:
         writers = {
-            name: stack.enter_context(VideoWriter(tmp / f"{name}.mp4", probe.fps_fraction, audio_source=video_path))
+            name: stack.enter_context(VideoWriter(tmp / f"{name}.mp4", probe.fps_fraction, audio_source=video_path, preset=preset))
             for name in names
         }
-        comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path))
-        for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
+        comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path, preset=preset))
+
+        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray]) -> None:
+            """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail."""
+            nonlocal protected_pixels
             t0 = time.perf_counter()
-            warps = [] if len(segment.frames) == 1 else propagator.plan_segment(segment)  # one frame: nothing to carry
-            timings["flow_s"] += time.perf_counter() - t0
-            produced: dict[tuple[Any, ...], list[np.ndarray]] = {}
-            outputs: dict[str, list[np.ndarray]] = {}
+            protected = protect_at(frame_index)
+            product = inputs_at(frame_index)["mask"]
+            if protected is not None:
+                protected_pixels += int(protected.sum())
+                box = bounding_box(protected)
+                keep = protected[box]
+                for array in {id(a): a for a in frames_out.values()}.values():  # out[protect] = source[protect]
+                    array[box][keep] = original[box][keep]
+            outlines: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+
+            def shown(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+                if size not in outlines:  # the masks at this size, once per frame for every tile
+                    small = lambda m: None if m is None else cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)  # noqa: E731
+                    outlines[size] = (small(product), small(protected))
+                return outline_regions(cv2.resize(image, size, interpolation=cv2.INTER_AREA), *outlines[size])
+
+            tiles = [_label(shown(original, (tile_w, tile_h)), "original")]
             for name in names:
-                key_prev, edit_prev = edited_key(name, segment.start, segment.frames[0], True)
-                key_next, edit_next = (None, None)
-                if segment.next_frame is not None:
-                    key_next, edit_next = edited_key(name, segment.stop, segment.next_frame, False)
-                shared = (key_prev, key_next)
-                if shared not in produced:
-                    kind = "placebo" if "placebo" in (key_prev[0], key_next[0] if key_next else None) else "whole"
-
-                    def allowed(index: int, _kind: str = kind) -> np.ndarray | None:
-                        return None if _kind != "placebo" else allowed_region("placebo", np.asarray(masks[index], bool), margin_px)
-
-                    t0 = time.perf_counter()
-                    produced[shared] = propagate_segment(propagator, segment, warps, edit_prev, edit_next, allowed)
-                    timings["propagate_s"] += time.perf_counter() - t0
-                outputs[name] = produced[shared]
-            for index in list(edit_cache):
-                if index < segment.stop:
-                    del edit_cache[index]
-                    report_cache.pop(index, None)
-            t0 = time.perf_counter()
-            for offset, original in enumerate(segment.frames):
-                frame_index = segment.start + offset
-                protected = protect_at(frame_index)
-                product = np.asarray(masks[frame_index], dtype=bool)
-                if protected is not None:
-                    protected_pixels += int(protected.sum())
-                    keep = protected[..., None]
-                    for name in names:  # out[protect] = source[protect], whatever the editor or flow did
-                        outputs[name][offset] = np.where(keep, original, outputs[name][offset])
-
-                def shown(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-                    return outline_regions(cv2.resize(image, size, interpolation=cv2.INTER_AREA), product, protected)
-
-                tiles = [_label(shown(original, (tile_w, tile_h)), "original")]
+                writers[name].write(frames_out[name])
+                tiles.append(_label(shown(frames_out[name], (tile_w, tile_h)), name))
+            comparison.write(_grid(tiles, columns=4))
+            if frame_index in contact_at:
+                thumbs["original"].append(shown(original, (thumb_w, thumb_h)))
                 for name in names:
-                    writers[name].write(outputs[name][offset])
-                    tiles.append(_label(shown(outputs[name][offset], (tile_w, tile_h)), name))
-                comparison.write(_grid(tiles, columns=4))
-                if frame_index in contact_at:
-                    thumbs["original"].append(shown(original, (thumb_w, thumb_h)))
-                    for name in names:
-                        thumbs[name].append(shown(outputs[name][offset], (thumb_w, thumb_h)))
+                    thumbs[name].append(shown(frames_out[name], (thumb_w, thumb_h)))
             timings["encode_s"] += time.perf_counter() - t0
+
+        if edit_every_frame:
+            # Every frame is its own keyframe: edit it for each variant (one edit per distinct
+            # request) and write it; nothing to propagate.
+            for frame_index, original in enumerate(iter_frames(video_path)):
+                frames_out = {name: edited_key(name, frame_index, original, True)[1] for name in names}
+                edit_cache.pop(frame_index, None)
+                report_cache.pop(frame_index, None)
+                change_cache.pop(frame_index, None)
+                emit(frame_index, original, frames_out)
+        else:
+            for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
+                t0 = time.perf_counter()
+                warps = [] if len(segment.frames) == 1 else propagator.plan_segment(segment)  # one frame: nothing to carry
+                timings["flow_s"] += time.perf_counter() - t0
+                produced: dict[tuple[Any, ...], list[np.ndarray]] = {}
+                outputs: dict[str, list[np.ndarray]] = {}
+                for name in names:
+                    key_prev, edit_prev = edited_key(name, segment.start, segment.frames[0], True)
+                    key_next, edit_next = (None, None)
+                    if segment.next_frame is not None:
+                        key_next, edit_next = edited_key(name, segment.stop, segment.next_frame, False)
+                    shared = (key_prev, key_next)
+                    if shared not in produced:
+                        kind = "placebo" if "placebo" in (key_prev[0], key_next[0] if key_next else None) else "whole"
+
+                        def allowed(index: int, _kind: str = kind) -> np.ndarray | None:
+                            return None if _kind != "placebo" else allowed_region("placebo", np.asarray(masks[index], bool), margin_px)
+
+                        t0 = time.perf_counter()
+                        produced[shared] = propagate_segment(propagator, segment, warps, edit_prev, edit_next, allowed)
+                        timings["propagate_s"] += time.perf_counter() - t0
+                    outputs[name] = produced[shared]
+                for index in list(edit_cache):
+                    if index < segment.stop:
+                        del edit_cache[index]
+                        report_cache.pop(index, None)
+                        change_cache.pop(index, None)
+                for offset, original in enumerate(segment.frames):
+                    # propagated lists may share frames: copy before the protected pixels are restored in place
+                    emit(segment.start + offset, original, {name: outputs[name][offset].copy() for name in names})
         stack.close()  # finish every mp4 (and its audio) before hashing
         sheet_rows = []
         for row_name, row in thumbs.items():
@@ -427,6 +508,7 @@ def render_variants(
             "inputs": {"masks_sha256": array_sha256(masks if hasattr(masks, "frame") else np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(attention if hasattr(attention, "frame") else np.asarray(attention, dtype=np.float32))},
             "config": {
                 "keyframe_stride": keyframe_stride,
+                "encoder": {"codec": "libx264", "crf": 18, "preset": preset, "pix_fmt": "yuv420p"},
                 "keyframe_stride_requested": requested_stride,
                 "edit_every_frame": bool(edit_every_frame),
                 "keyframe_placement": (

@@ -11,6 +11,7 @@ module                 stages
 ``catalog``            :func:`run_catalog` (+ :func:`catalog_checks`)
 ``attention``          :func:`run_attention`, :class:`AttentionMeasure`
 ``masks``              :func:`run_masks`
+``protect``            :func:`run_protect`
 ``control``            :func:`run_control` (+ :func:`control_checks`)
 ``checkpoint``         :func:`run_checkpoint`, :func:`training_samples`
 ``variants``           :func:`run_plans`, :func:`run_variant_videos`, :func:`run_variant_quality`

@@ -54,6 +54,11 @@ class VariantVideoSettings(BaseModel):
     )
     seed: int = Field(default=0, description="per-video editing seed (variants differ only in their control)")
     calibration_frames: int = Field(default=6, description="keyframes used to calibrate an editor that calibrates")
+    encoder_preset: str = Field(
+        default="auto",
+        description="x264 preset of every variant (CRF 18): auto = veryfast below 1 megapixel, superfast at 1080x1920 "
+        "and above (the same quality target, larger files, half the encoding time); or any x264 preset",
+    )
     protect: bool = Field(
         default=True,
         description="copy protected regions (text overlays, user regions) from the source in every variant; "
@@ -198,7 +203,7 @@ def run_variant_videos(
         catalog.probe.path, plans, control.masks, control.attention, built,
         layout.artifact_dir("variant_videos", video_id), measure,
         calibration_frames=settings.calibration_frames, keyframe_stride=settings.keyframe_stride, seed=settings.seed,
-        edit_every_frame=PROPAGATION_MODES[settings.propagation], protect=protect,
+        edit_every_frame=PROPAGATION_MODES[settings.propagation], protect=protect, encoder_preset=settings.encoder_preset,
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_scorer,
@@ -267,8 +272,9 @@ def lpips_frame_distance(alexnet_path: str | Path | None = None):
 def run_variant_quality(
     layout: DataLayout, video_id: str, measure: AttentionMeasure, settings: VariantQualitySettings, *, lpips: bool = True
 ) -> VariantQualityResult:
-    """Temporal consistency, fidelity outside the editable region, LPIPS, and the manipulation check
-    measured with ``measure`` (the attention stage's own scorer and procedure)."""
+    """Temporal consistency, fidelity outside the editable region, LPIPS, the manipulation check
+    measured with ``measure`` (the attention stage's own scorer and procedure) and the stimulus
+    checks; a variant is eligible only when it passed both checks (:mod:`align_core.eligibility`)."""
     from align_core.attention.independent import SaliencyModelScorer
     from align_core.editing.pipeline import edit_limits_from_manifest
     from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
@@ -319,14 +325,14 @@ def run_variant_quality(
         on_frame=quality_pass.add, on_frame_frames=quality_pass.needed,
     )
     quality = quality_pass.table()
+    stimulus, card, faces = _stimulus_checks(layout, video_id, catalog, variant_paths, plans, report, quality, settings, stimulus_paths)
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
-    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])))
+    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])), stimulus.failures())
     for table, path in ((quality, quality_path), (report.table, manipulation_path), (report.scorer_table, stimulus_paths["scorers"]),
                         (eligibility, eligibility_path)):
         with atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
     plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
-    stimulus, card, faces = _stimulus_checks(layout, video_id, catalog, variant_paths, plans, report, quality, settings, stimulus_paths)
     return VariantQualityResult(
         None, quality, report, thresholds, lpips_state, eligibility,
         {"quality": quality_path, "manipulation": manipulation_path, "eligibility": eligibility_path, "plot": plot,
@@ -347,7 +353,7 @@ def _stimulus_checks(layout: DataLayout, video_id: str, catalog, variant_paths: 
         video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
         TextReader(threads=1) if protect.text_keyframes() else None,
         StimulusThresholds(min_psnr_db=settings.min_protected_psnr_db, max_cer=settings.max_cer, ocr_frames=settings.ocr_frames),
-        protect.text_keyframes(),
+        protect.text_keyframes(), scenes=catalog.scene_ranges,
     )
     with atomic_path(paths["stimulus"]) as tmp:
         stimulus.table().to_parquet(tmp, index=False)

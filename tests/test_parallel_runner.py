@@ -1,0 +1,60 @@
+"""The command-line runners' video workers: a per-video wave runs several videos at once, one
+Dagster run per video in its own process, and a failing video fails alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from align_assets.recovery import PID_TAG
+from align_assets.runner import materialize_everything, prepare_instance
+from align_core.layout import DataLayout
+from align_demo.corpus import generate_demo_corpus
+
+
+@pytest.mark.slow
+def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, shared_data: Path, monkeypatch) -> None:
+    layout = DataLayout(tmp_path / "data").ensure()
+    corpus = generate_demo_corpus(
+        layout, n_videos=3, seed=5, keywords_source=shared_data / "keywords.csv",
+        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.5),
+    )
+    broken = corpus.video_ids[0]
+    (layout.videos_dir / f"{broken}.mp4").write_bytes(b"not an mp4")  # this one must fail alone
+    # the workers build their definitions from the environment, as a command-line run does
+    monkeypatch.setenv("ALIGN_DATA_DIR", str(layout.root))
+    monkeypatch.setenv("ALIGN_PROFILE", "demo")
+    prepare_instance(layout.dagster_home)
+    lines: list[str] = []
+    with DagsterInstance.get() as instance:
+        failures = materialize_everything(
+            corpus.video_ids, instance=instance, assets=["video_catalog", "attention_maps"], workers=2, log=lines.append,
+        )
+        assert set(failures) == {broken}, failures
+        assert broken in failures[broken][0] or "video_catalog" in failures[broken][0]
+        assert any("2 at a time" in line for line in lines), lines
+        records = instance.fetch_materializations(AssetKey("attention_maps"), limit=10).records
+        runs = {r.partition_key: instance.get_run_by_id(r.run_id) for r in records}
+        assert set(runs) == set(corpus.video_ids[1:])
+        pids = {run.tags.get(PID_TAG) for run in runs.values()}
+        assert None not in pids and str(os.getpid()) not in pids  # the workers ran them, not this process
+
+
+def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
+    """A Dagster step turns SIGTERM into a cancellation and its worker lives on: Ctrl-C must still stop it."""
+    import signal
+    import time
+
+    from align_assets.runner import _VideoWorkers
+
+    workers = _VideoWorkers(1)
+    workers._executor.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result(timeout=120)
+    workers._executor.submit(time.sleep, 300)
+    processes = list(workers._executor._processes.values())
+    started = time.perf_counter()
+    workers.terminate()
+    assert processes and not any(p.is_alive() for p in processes)
+    assert time.perf_counter() - started < 30
