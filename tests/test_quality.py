@@ -110,3 +110,42 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     assert math.isnan(half.loc["full_boost", "psnr_protected"]) and half.loc["placebo", "psnr_protected"] > 30
     assert (half["ssim_full"] - rows["ssim_full"]).abs().max() < 0.05
     assert (half["warping_error_delta"].abs() < 5.0).all()
+
+
+def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> None:
+    """Peak traced memory of one streamed pass (quality riding on the check's decode) at 24 and 96 frames."""
+    import tracemalloc
+
+    from test_salience_editor import spectral_residual_attention
+
+    from align_core.attention.independent import SaliencyModelScorer
+    from align_core.frame_sampling import FrameSample
+    from align_core.manipulation import measure_rendered
+    from align_core.quality import QualityPass
+    from align_core.variants import plan_variants
+    from align_core.video_io import write_video
+
+    def peak_for(count: int) -> int:
+        frames = textured_pan(count, 96, 160, dx=2, seed=count)
+        yy, xx = np.mgrid[0:96, 0:160]
+        masks = np.stack([(yy - 48) ** 2 + (xx - 40 - t % 60) ** 2 < 18**2 for t in range(count)])
+        scenes = [(0, count // 2), (count // 2, count)]
+        plans = plan_variants(f"len{count}", np.full(count, 0.2), 12, scenes)
+        source = write_video(tmp_path / f"src{count}.mp4", frames, 12)
+        shifted = np.clip(frames.astype(np.int16) + np.where(masks[..., None], 12, 0), 0, 255).astype(np.uint8)
+        paths = {"baseline": write_video(tmp_path / f"base{count}.mp4", frames, 12),
+                 "full_boost": write_video(tmp_path / f"boost{count}.mp4", shifted, 12)}
+        sample = FrameSample.build(count, plans.scene_ranges, plans.frame_windows, 12)
+        scorers = {"spectral": spectral_residual_attention, "itti": SaliencyModelScorer("itti_koch")}
+        tracemalloc.start()
+        quality = QualityPass(source, paths, plans, masks, analysis_max_side=80, frames=sample.frames)
+        measure_rendered(source, paths, "baseline", masks, scorers, frames=sample.frames, budget_frames=sample.frames,
+                         analysis_max_side=80, on_frame=quality.add, on_frame_frames=quality.needed)
+        table = quality.table()
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert (table["frames_measured"] == len(sample.frames)).all() and len(sample.frames) < count
+        return peak
+
+    short, long = peak_for(24), peak_for(96)
+    assert long < 1.25 * short + 256 * 1024, (short, long)
