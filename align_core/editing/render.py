@@ -47,6 +47,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ import numpy as np
 
 from align_core.atomic import atomic_directory
 from align_core.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
-from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.perceptual_budget import downsample_factor
 from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
 from align_core.variants import VariantPlan, VariantPlans
@@ -402,7 +403,7 @@ def render_variants(
                 raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
             # Pixels outside ``allowed``: only the placebo's region is smaller than the frame (the
             # protected pixels are copied from the source for every variant when the frame is written).
-            per_key[key] = np.where(request.allowed[..., None], edited, frame) if request.kind == "placebo" else edited
+            per_key[key] = restore(edited.copy(), frame, ~request.allowed) if request.kind == "placebo" else edited
             edit_calls += 1
         if record:  # each keyframe starts exactly one segment: count it there
             stats[name]["strength"].append(request.strength)
@@ -422,12 +423,15 @@ def render_variants(
         }
         comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path, preset=preset))
 
-        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray]) -> None:
-            """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail."""
+        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray],
+                 product: np.ndarray, protected: np.ndarray | None) -> None:
+            """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail.
+
+            Touches only its arguments, the writers and the thumbnails: it may run on the encoding
+            thread while the next frame is edited.
+            """
             nonlocal protected_pixels
             t0 = time.perf_counter()
-            protected = protect_at(frame_index)
-            product = inputs_at(frame_index)["mask"]
             if protected is not None:
                 protected_pixels += int(protected.sum())
                 box = bounding_box(protected)
@@ -455,13 +459,22 @@ def render_variants(
 
         if edit_every_frame:
             # Every frame is its own keyframe: edit it for each variant (one edit per distinct
-            # request) and write it; nothing to propagate.
-            for frame_index, original in enumerate(iter_frames(video_path)):
-                frames_out = {name: edited_key(name, frame_index, original, True)[1] for name in names}
-                edit_cache.pop(frame_index, None)
-                report_cache.pop(frame_index, None)
-                change_cache.pop(frame_index, None)
-                emit(frame_index, original, frames_out)
+            # request) and write it; nothing to propagate. Frame t is encoded on a second thread
+            # while frame t+1 is edited (x264 and the colour conversion release the GIL), one
+            # frame in flight, in order; an encoding error stops the render here.
+            with ThreadPoolExecutor(1, thread_name_prefix="align-encode") as encoding:
+                in_flight = None
+                for frame_index, original in enumerate(iter_frames(video_path)):
+                    frames_out = {name: edited_key(name, frame_index, original, True)[1] for name in names}
+                    edit_cache.pop(frame_index, None)
+                    report_cache.pop(frame_index, None)
+                    change_cache.pop(frame_index, None)
+                    inputs = inputs_at(frame_index)
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = encoding.submit(emit, frame_index, original, frames_out, inputs["mask"], inputs["protect"])
+                if in_flight is not None:
+                    in_flight.result()
         else:
             for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
                 t0 = time.perf_counter()
@@ -492,7 +505,9 @@ def render_variants(
                         change_cache.pop(index, None)
                 for offset, original in enumerate(segment.frames):
                     # propagated lists may share frames: copy before the protected pixels are restored in place
-                    emit(segment.start + offset, original, {name: outputs[name][offset].copy() for name in names})
+                    index = segment.start + offset
+                    emit(index, original, {name: outputs[name][offset].copy() for name in names},
+                         np.asarray(masks[index], dtype=bool), protect_at(index))
         stack.close()  # finish every mp4 (and its audio) before hashing
         sheet_rows = []
         for row_name, row in thumbs.items():

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 
 from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.perceptual_budget import BudgetMeasure, PerceptualBudget, downsample_factor, measure
 
 EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
@@ -428,7 +428,7 @@ class SalienceEditor:
         if factor == 1:
             edited, used, capped, figures, _joint = self._search_budget(frame, kind, mask, protect, strength)
             return edited, used, capped, figures
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         warm_key = (kind, round(strength, 4))
         if warm_key in self._warm:
             # Consecutive frames need nearly the same strength: try the last one first, and keep
@@ -457,7 +457,7 @@ class SalienceEditor:
 
     def _search_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float,
                        start: tuple[float, bool] | None = None) -> tuple[np.ndarray, float, bool, BudgetMeasure, bool]:
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         if start is not None and start[0] < strength:
             # a warm start (the previous frame's capped strength): kept when within WARM_TOLERANCE of the budget
             used, joint = start
@@ -511,7 +511,7 @@ class SalienceEditor:
         """Shift whose mean CIEDE2000 outside ``mask OR protect`` matches ``target_delta_e`` (bisection)."""
         if target_delta_e <= 0:
             return 0.0
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
 
         def magnitude(shift: float) -> float:
             return self._measure(frame, self.placebo_image(image, weight, shift, direction), mask, protect).delta_e
@@ -548,7 +548,7 @@ class SalienceEditor:
         if kind not in ("identity", "boost", "reduce", "placebo"):
             raise ValueError(f"salience editor: unknown edit kind {kind!r}")
         requested = float(np.clip(request.strength, 0.0, 1.0)) * self.settings.max_strength
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         product_mask = mask & ~protect
         if kind == "identity" or not product_mask.any() or requested <= 0.0:
             # the float round trip of a strength-0 edit returns the frame exactly: skip it
@@ -573,7 +573,7 @@ class SalienceEditor:
                 _boost, used, capped, boost_figures, joint = self._search_budget(
                     small_frame, "boost", small_mask & ~small_protect, small_protect, requested, self._warm.get(warm_key))
                 self._warm[warm_key] = (used, joint)
-                direction = self.placebo_direction(small_frame.astype(np.float32) / np.float32(255.0), small_mask)
+                direction = self.placebo_direction(_to_float(small_frame), small_mask)
                 shift = self.placebo_shift(small_frame, small_mask, small_protect, _shrink(weight, factor), direction, boost_figures.delta_e)
                 edited = self.placebo_image_large(image, weight, shift, direction)
             figures = self._measure(frame, edited, mask, protect)
@@ -581,9 +581,7 @@ class SalienceEditor:
                 kind, requested, used, capped, figures.ssim, figures.delta_e,
                 f"colour grade of {shift:.2f} a*b* units matching the boost's mean CIEDE2000 {boost_figures.delta_e:.2f}",
             )
-        out = _to_uint8(edited)
-        keep = ~allowed | protect
-        return np.where(keep[..., None], frame, out), report
+        return restore(_to_uint8(edited), frame, ~allowed | protect), report
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Edited RGB uint8 frame (see :meth:`edit_with_report`)."""
@@ -599,6 +597,11 @@ def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
 def _shrink_any(region: np.ndarray, factor: int) -> np.ndarray:
     """A block is in the shrunk region when any of its pixels is (the budget measures only blocks wholly outside)."""
     return _shrink(region.astype(np.float32), factor) > 0
+
+
+def _to_float(frame: np.ndarray) -> np.ndarray:
+    """uint8 RGB as float32 in [0, 1], in one pass (bit-identical to ``frame.astype(np.float32) / 255``)."""
+    return np.divide(frame, np.float32(255.0), dtype=np.float32)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
