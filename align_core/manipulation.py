@@ -4,6 +4,14 @@ The same attention function and the same masks are run on the original and on ev
 decoded frames; achieved alignment ``a_t = sum(A_t M_t) / sum(A_t)`` is averaged per window
 (early / middle / late thirds by centre time, and ``all``) and compared with the plan.
 
+At real size (:func:`verify_variants` with ``frames``, ``budget_frames``, ``analysis_max_side``,
+as the quality stage runs it) one lockstep decode feeds everything: the scorers run on a frame
+sample (every k-th frame of each scene-window segment plus its first and last,
+:mod:`align_core.frame_sampling`) at the analysis resolution, where alignment is
+``sum(A c) / sum(A)`` with ``c`` the mask's per-block coverage (at factor 1 exactly
+``sum(A M) / sum(A)``); the perceptual budget is re-checked at full resolution on its own sample,
+and a sampled budget says so in the budget table (``budget_sampled``) and in every verdict.
+
 Rules (thresholds in :class:`CheckThresholds`):
 
 - where the plan changes alignment (``|target_delta| > eps``), the achieved change must have the
@@ -38,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
+import av
 import numpy as np
 import pandas as pd
 
@@ -380,16 +389,67 @@ def _agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: Verificat
     return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
 
 
-def _lockstep(a: Iterable[np.ndarray], b: Iterable[np.ndarray], what: str) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+def _decoded(path: Path, size: tuple[int, int], wanted: Callable[[int], bool]) -> Iterable[np.ndarray | None]:
+    """Every frame of ``path`` decoded in order; converted to upright RGB (at ``size``, as
+    :func:`align_core.video_io.iter_frames` reads a render back) only where ``wanted(index)``,
+    None elsewhere: at 1080x1920 the colour conversion costs about as much as the decode."""
+    from align_core.video_io import VideoError, _open_input, _upright, even_size
+
+    container = _open_input(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if not wanted(index):
+                    yield None
+                else:
+                    picture = _upright(frame)
+                    if picture.shape[:2] != tuple(size):
+                        if picture.shape[:2] != even_size(*size):
+                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
+                                             f"{size[1]}x{size[0]} (or that padded to even)")
+                        picture = picture[: size[0], : size[1]]
+                    yield picture
+                index += 1
+        except av.FFmpegError as exc:
+            raise VideoError(path, f"decoding failed at frame {index} ({exc})") from exc
+        if index == 0:
+            raise VideoError(path, "decoded no frames")
+    finally:
+        container.close()
+
+
+def _lockstep(paths: Sequence[Path], size: tuple[int, int], wanted: Callable[[int], bool] = lambda index: True
+              ) -> Iterable[tuple[np.ndarray | None, ...]]:
+    """Frame ``t`` of every video at once (one decode per video; None where not ``wanted``); an error
+    names a video that ends early or late."""
     sentinel = object()
-    ia, ib = iter(a), iter(b)
+    streams = [iter(_decoded(path, size, wanted)) for path in paths]
+    index = 0
     while True:
-        fa, fb = next(ia, sentinel), next(ib, sentinel)
-        if fa is sentinel and fb is sentinel:
+        current = [next(stream, sentinel) for stream in streams]
+        ended = [path for path, frame in zip(paths, current) if frame is sentinel]
+        if len(ended) == len(paths):
             return
-        if fa is sentinel or fb is sentinel:
-            raise ValueError(f"{what}: the variant and its baseline have different frame counts")
-        yield fa, fb  # type: ignore[misc]
+        if ended:
+            running = [path for path, frame in zip(paths, current) if frame is not sentinel]
+            raise ValueError(f"video {ended[0]}: ended after {index} frames while {running[0]} goes on: "
+                             "the variant and its baseline have different frame counts")
+        yield tuple(current)  # type: ignore[misc]
+        index += 1
+
+
+def scaled_alignment(attention: np.ndarray, coverage: np.ndarray) -> float:
+    """``sum(A c) / sum(A)`` with ``c`` the product mask's per-pixel (bool) or per-block (share) coverage; 0 when ``A`` is all zero."""
+    attention = np.asarray(attention, dtype=np.float32)
+    total = float(attention.sum(dtype=np.float64))
+    if total <= 0:
+        return 0.0
+    if coverage.dtype == bool:
+        return float(attention[coverage].sum(dtype=np.float64) / total)
+    return float(np.dot(attention.ravel(), np.asarray(coverage, dtype=np.float32).ravel()) / total)  # float32 BLAS dot
 
 
 def measure_rendered(
@@ -400,56 +460,81 @@ def measure_rendered(
     scorers: Mapping[str, AttentionFn],
     protect: np.ndarray | None = None,
     every: int = 1,
+    frames: Sequence[int] | None = None,
+    budget_frames: Sequence[int] | None = None,
+    analysis_max_side: int | None = None,
+    on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
+    on_frame_frames: Iterable[int] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], pd.DataFrame]:
-    """One decode per video: alignment under every scorer, and the budget of each variant vs baseline.
+    """One lockstep decode of the original and every variant: alignment under every scorer, and the
+    budget of each variant vs baseline.
 
     Returns (original curve per scorer, {scorer: {variant: curve}}, per-frame budget rows with
-    columns variant, frame, ssim, delta_e, product_present). The budget is measured on EVERY frame
-    outside ``mask OR protect`` against the baseline variant (same pipeline and codec).
+    columns variant, frame, ssim, delta_e, product_present). Scorers run on ``frames`` (default:
+    every ``every``-th frame; NaN elsewhere), on the frame averaged down to the analysis
+    resolution of :mod:`align_core.frame_sampling` (``analysis_max_side``; None: full
+    resolution), with the product mask averaged alike into per-block coverage (alignment
+    ``sum(A c) / sum(A)``; exactly ``sum(A M) / sum(A)`` at factor 1). The budget is measured at
+    full resolution (:func:`align_core.perceptual_budget.measure`) outside ``mask OR protect``
+    against the baseline variant on ``budget_frames`` (default: EVERY frame). ``on_frame(index,
+    (original, *variants))`` sees the frame tuples at ``on_frame_frames`` (default every frame;
+    variants in ``variant_paths`` order), so other measurements
+    (:class:`align_core.quality.QualityPass`) share this one decode. Frames nobody needs are
+    decoded but never converted to RGB.
     """
-    from align_core.perceptual_budget import measure
+    from align_core.frame_sampling import analysis_factor, downscale, downscale_mask
+    from align_core.perceptual_budget import BudgetReference
 
-    def score_all(frames: Iterable[np.ndarray], path: Path) -> dict[str, np.ndarray]:
-        curves = {name: [] for name in scorers}
-        count = 0
-        for index, frame in enumerate(frames):
-            count += 1
-            if index >= len(masks):
-                raise ValueError(f"video {path}: more frames than masks ({len(masks)})")
-            for name, fn in scorers.items():
-                if index % every:
-                    curves[name].append(float("nan"))
-                    continue
-                attention = np.asarray(fn(frame), dtype=np.float32)
-                if attention.shape != frame.shape[:2]:
-                    raise ValueError(f"video {path}: scorer {name} returned {attention.shape} for a frame of {frame.shape[:2]}")
-                curves[name].append(alignment(attention, masks[index]))
-        if count != len(masks):
-            raise ValueError(f"video {path}: {count} frames but {len(masks)} masks")
-        return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
-
-    size = tuple(masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size (masks may be lazy)
-    original = score_all(iter_frames(original_path, crop_to=size), Path(original_path))
-    achieved: dict[str, dict[str, np.ndarray]] = {name: {} for name in scorers}
+    count = len(masks)
+    size = tuple(int(v) for v in masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size
+    check = {i for i in range(count) if i % every == 0} if frames is None else {int(i) for i in frames}
+    budget_at = set(range(count)) if budget_frames is None else {int(i) for i in budget_frames}
+    factor = analysis_factor(size[0], size[1], analysis_max_side)
+    names = list(variant_paths)
+    if baseline not in names:
+        raise KeyError(f"the budget needs the baseline variant {baseline!r} rendered")
+    paths = [Path(original_path)] + [Path(variant_paths[n]) for n in names]
+    base_slot = 1 + names.index(baseline)
+    curves = {scorer: {video: np.full(count, np.nan) for video in ["", *names]} for scorer in scorers}
     budget_rows = []
-    baseline_path = Path(variant_paths[baseline])
-    for variant, path in variant_paths.items():
-        path = Path(path)
-        if variant == baseline:
-            curves = score_all(iter_frames(path, crop_to=size), path)
-        else:
-            def frames_with_budget():
-                for index, (base_frame, frame) in enumerate(_lockstep(iter_frames(baseline_path, crop_to=size), iter_frames(path, crop_to=size), f"video {path}")):
-                    mask = np.asarray(masks[min(index, len(masks) - 1)], dtype=bool)
-                    guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
-                    figures = measure(base_frame, frame, mask, guard)
-                    budget_rows.append({"variant": variant, "frame": index, "ssim": figures.ssim,
-                                        "delta_e": figures.delta_e, "product_present": bool(mask.any())})
-                    yield frame
+    riding = None if on_frame is None else (None if on_frame_frames is None else {int(i) for i in on_frame_frames})
 
-            curves = score_all(frames_with_budget(), path)
-        for name in scorers:
-            achieved[name][variant] = curves[name]
+    def wanted(index: int) -> bool:
+        return index in check or index in budget_at or (on_frame is not None and (riding is None or index in riding))
+
+    decoded = 0
+    for index, current in enumerate(_lockstep(paths, size, wanted)):
+        decoded += 1
+        if index >= count:
+            raise ValueError(f"video {paths[0]}: more frames than masks ({count})")
+        if on_frame is not None and (riding is None or index in riding):
+            on_frame(index, current)
+        if index not in check and index not in budget_at:
+            continue
+        mask = np.asarray(masks[index], dtype=bool)
+        if index in check:
+            coverage = downscale_mask(mask, factor)
+            for video, frame in zip(["", *names], current):
+                small = downscale(frame, factor)
+                for name, fn in scorers.items():
+                    attention = np.asarray(fn(small), dtype=np.float32)
+                    if attention.shape != small.shape[:2]:
+                        where = paths[0] if not video else variant_paths[video]
+                        raise ValueError(f"video {where}: scorer {name} returned {attention.shape} for a frame of {small.shape[:2]}")
+                    curves[name][video][index] = scaled_alignment(attention, coverage)
+        if index in budget_at:
+            guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
+            reference = BudgetReference(current[base_slot], mask, guard)  # == measure(baseline, edited, mask, guard)
+            for slot, variant in enumerate(names, start=1):
+                if slot == base_slot:
+                    continue
+                figures = reference.measure(current[slot])
+                budget_rows.append({"variant": variant, "frame": index, "ssim": figures.ssim,
+                                    "delta_e": figures.delta_e, "product_present": bool(mask.any())})
+    if decoded != count:
+        raise ValueError(f"video {paths[0]}: {decoded} frames but {count} masks")
+    original = {name: curves[name][""] for name in scorers}
+    achieved = {name: {video: curves[name][video] for video in names} for name in scorers}
     budget = pd.DataFrame(budget_rows, columns=["variant", "frame", "ssim", "delta_e", "product_present"])
     return original, achieved, budget
 
@@ -460,8 +545,23 @@ def _matched_boost(plans: VariantPlans) -> str | None:
     return (full or boosts or [None])[0]
 
 
-def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings) -> pd.DataFrame:
-    """Per variant: worst per-frame SSIM and mean CIEDE2000 vs baseline, frames over budget, placebo magnitude."""
+def _budget_scope(budget_by_variant: pd.DataFrame, variant: str) -> str:
+    """How much of the video the budget verdict covers, for the verdict's reason."""
+    if variant not in budget_by_variant.index:
+        return " (the baseline is the budget's reference)"
+    figures = budget_by_variant.loc[variant]
+    if not bool(figures["budget_sampled"]):
+        return " on every frame"
+    return f" on the {int(figures['frames'])} sampled frames of {int(figures['frames_in_video'])} (not every frame)"
+
+
+def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings,
+                   frame_count: int | None = None) -> pd.DataFrame:
+    """Per variant: worst per-frame SSIM and mean CIEDE2000 vs baseline, frames over budget, placebo magnitude.
+
+    ``frames_in_video`` (``frame_count``, default the plan's) and ``budget_sampled`` say whether
+    the figures cover every frame or a sample."""
+    frame_count = plans.frame_count if frame_count is None else int(frame_count)
     rows = []
     matched = _matched_boost(plans)
     for name, plan in plans.plans.items():
@@ -475,6 +575,7 @@ def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: Verifica
             "mean_delta_e": float(group["delta_e"].mean()), "frames_over_budget": int(over.sum()),
             "budget_min_ssim": settings.min_ssim, "budget_max_delta_e": settings.max_delta_e,
             "budget_passed": bool(not over.any()), "placebo_magnitude_ratio": float("nan"), "matched_boost": None,
+            "frames_in_video": frame_count, "budget_sampled": bool(group["frame"].nunique() < frame_count),
         }
         if plan.spec.kind == "placebo" and matched is not None:
             boost = frames[frames["variant"] == matched].set_index("frame")
@@ -517,6 +618,11 @@ def verify_variants(
     every: int = 1,
     protect: np.ndarray | None = None,
     limits: Mapping[str, Mapping[str, Any]] | None = None,
+    frames: Sequence[int] | None = None,
+    budget_frames: Sequence[int] | None = None,
+    analysis_max_side: int | None = None,
+    on_frame: Callable[[int, tuple[np.ndarray, ...]], None] | None = None,
+    on_frame_frames: Iterable[int] | None = None,
 ) -> ManipulationReport:
     """The manipulation check under the calibrating scorer AND a majority of independent scorers.
 
@@ -530,6 +636,13 @@ def verify_variants(
     ``edit_limits``); ``not_manipulable`` when the calibrating check says so for every window (its
     window has no product frames or plans no change); ``failed`` otherwise. ``limits`` None:
     nothing was limited.
+
+    ``frames`` / ``budget_frames`` / ``analysis_max_side`` / ``on_frame(_frames)``: which frames the
+    scorers and the budget measure, the scorers' analysis resolution, and who else reads the
+    decoded frames (see :func:`measure_rendered`; the
+    defaults measure the budget on every frame and score every ``every``-th frame at full
+    resolution). A budget measured on a sample says so in the budget table (``budget_sampled``,
+    ``frames_in_video``) and in every verdict's reason.
     """
     if len(independent) < 2:
         raise ValueError(f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}")
@@ -538,7 +651,8 @@ def verify_variants(
         raise ValueError(f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent")
     scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
     baseline = plans.baseline_name()
-    original, achieved, frames = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every)
+    original, achieved, per_frame = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every,
+                                                  frames, budget_frames, analysis_max_side, on_frame, on_frame_frames)
     per_scorer: dict[str, pd.DataFrame] = {}
     product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
     for name in scorers:
@@ -566,7 +680,7 @@ def verify_variants(
         )
     ]
     main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
-    budget = budget_summary(plans, frames, settings)
+    budget = budget_summary(plans, per_frame, settings, frame_count=len(masks))
     budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
     low, high = settings.placebo_magnitude_range
     verdicts = []
@@ -583,7 +697,8 @@ def verify_variants(
             figures = budget_by_variant.loc[name]
             if not bool(figures["budget_passed"]):
                 problems.append(
-                    f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} frames "
+                    f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} "
+                    f"{'sampled frames' if figures['budget_sampled'] else 'frames'} "
                     f"(min SSIM {figures['min_ssim']:.3f} >= {settings.min_ssim:g}, max mean CIEDE2000 {figures['max_delta_e']:.2f} <= {settings.max_delta_e:g})"
                 )
             ratio = figures["placebo_magnitude_ratio"]
@@ -612,14 +727,15 @@ def verify_variants(
         reasons = problems + [f"{w}: {r}" for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"])]
         verdicts.append({
             "video_id": plans.video_id, "variant": name, "passed": status == "passed", "status": status,
-            "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept" if status == "passed" else "; ".join(reasons),
+            "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept" + _budget_scope(budget_by_variant, name)
+            if status == "passed" else "; ".join(reasons),
         })
     verdict_table = pd.DataFrame(verdicts)
     verdict_table["video_id"] = verdict_table["video_id"].astype("string")
     if not budget.empty:
         main = main.merge(
-            budget[["variant", "min_ssim", "max_delta_e", "budget_passed", "placebo_magnitude_ratio"]].rename(
-                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e"}),
+            budget[["variant", "min_ssim", "max_delta_e", "budget_passed", "placebo_magnitude_ratio", "frames", "budget_sampled"]].rename(
+                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e", "frames": "budget_frames"}),
             on="variant", how="left",
         )
     scorer_table = pd.concat(per_scorer.values(), ignore_index=True)[

@@ -151,17 +151,31 @@ _SSIM_C2 = (0.03 * 1.0) ** 2
 
 def ssim_map(baseline: np.ndarray, edited: np.ndarray) -> np.ndarray:
     """Per-pixel SSIM of the BT.601 luma of two frames (Gaussian window, sigma 1.5, 11x11)."""
-    a = cv2.cvtColor(_as_float_rgb(baseline), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    b = cv2.cvtColor(_as_float_rgb(edited), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    return _SsimAgainst(baseline).map(edited)
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
 
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a * mu_a
-    var_b = blur(b * b) - mu_b * mu_b
-    cov = blur(a * b) - mu_a * mu_b
-    return ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / ((mu_a**2 + mu_b**2 + _SSIM_C1) * (var_a + var_b + _SSIM_C2))
+def _gray(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(_as_float_rgb(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def _blur(x: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
+
+
+class _SsimAgainst:
+    """:func:`ssim_map` against one baseline: its luma mean and variance computed once, the same arithmetic."""
+
+    def __init__(self, baseline: np.ndarray) -> None:
+        self.a = _gray(baseline)
+        self.mu_a = _blur(self.a)
+        self.var_a = _blur(self.a * self.a) - self.mu_a * self.mu_a
+
+    def map(self, edited: np.ndarray) -> np.ndarray:
+        b = _gray(edited)
+        mu_a, mu_b = self.mu_a, _blur(b)
+        var_b = _blur(b * b) - mu_b * mu_b
+        cov = _blur(self.a * b) - mu_a * mu_b
+        return ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / ((mu_a**2 + mu_b**2 + _SSIM_C1) * (self.var_a + var_b + _SSIM_C2))
 
 
 def outside_region(product: np.ndarray | None, protect: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
@@ -195,20 +209,43 @@ def measure(
     edited = np.asarray(edited)
     if baseline.shape != edited.shape:
         raise ValueError(f"perceptual budget: baseline {baseline.shape} and edited {edited.shape} differ")
-    region = outside_region(product, protect, baseline.shape[:2])
-    factor = downsample_factor(baseline.shape)
-    if factor > 1:
-        height, width = baseline.shape[0] // factor, baseline.shape[1] // factor
-        crop = (slice(0, height * factor), slice(0, width * factor))
-        baseline = cv2.resize(baseline[crop], (width, height), interpolation=cv2.INTER_AREA)
-        edited = cv2.resize(edited[crop], (width, height), interpolation=cv2.INTER_AREA)
-        # a block counts only when all its pixels are outside product and protected regions
-        region = cv2.resize(region[crop].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
-    pixels = int(region.sum())
-    if pixels == 0:
-        return BudgetMeasure(1.0, 0.0, 0)
-    return BudgetMeasure(
-        ssim=float(ssim_map(baseline, edited)[region].mean()),
-        delta_e=float(delta_e_map(baseline, edited)[region].mean()),
-        pixels=pixels,
-    )
+    return BudgetReference(baseline, product, protect).measure(edited)
+
+
+class BudgetReference:
+    """:func:`measure` against one baseline frame and region for several edited frames (every variant
+    of one frame): the region, the baseline's averaging, CIELAB and SSIM terms are computed once.
+    Each :meth:`measure` returns exactly what :func:`measure` returns."""
+
+    def __init__(self, baseline: np.ndarray, product: np.ndarray | None = None, protect: np.ndarray | None = None) -> None:
+        baseline = np.asarray(baseline)
+        self.shape = baseline.shape
+        region = outside_region(product, protect, baseline.shape[:2])
+        self.factor = factor = downsample_factor(baseline.shape)
+        if factor > 1:
+            height, width = baseline.shape[0] // factor, baseline.shape[1] // factor
+            crop = (slice(0, height * factor), slice(0, width * factor))
+            baseline = cv2.resize(baseline[crop], (width, height), interpolation=cv2.INTER_AREA)
+            # a block counts only when all its pixels are outside product and protected regions
+            region = cv2.resize(region[crop].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
+        self.region = region
+        self.pixels = int(region.sum())
+        if self.pixels:
+            self._ssim = _SsimAgainst(baseline)
+            self._lab = rgb_to_lab(baseline)
+
+    def measure(self, edited: np.ndarray) -> BudgetMeasure:
+        edited = np.asarray(edited)
+        if edited.shape != self.shape:
+            raise ValueError(f"perceptual budget: baseline {self.shape} and edited {edited.shape} differ")
+        if self.pixels == 0:
+            return BudgetMeasure(1.0, 0.0, 0)
+        factor = self.factor
+        if factor > 1:
+            height, width = edited.shape[0] // factor, edited.shape[1] // factor
+            edited = cv2.resize(edited[: height * factor, : width * factor], (width, height), interpolation=cv2.INTER_AREA)
+        return BudgetMeasure(
+            ssim=float(self._ssim.map(edited)[self.region].mean()),
+            delta_e=float(ciede2000(self._lab, rgb_to_lab(edited))[self.region].mean()),
+            pixels=self.pixels,
+        )

@@ -2,9 +2,9 @@
 
 Each scorer is scored with its centre prior off (content alone) and on (its default weight),
 NSS against the binary fixation maps and CC against them blurred with sigma 0.03 of the larger
-side (DESIGN.md). Anything tuned (the centre weights of the independent models, the cue mix of
-``feature_richness``) was chosen on images 001-150 (``--tune`` prints that grid); the cards
-report images 151-300 only, plus the Gaussian centre-bias baseline on the same images. Cards are
+side (DESIGN.md). Anything tuned (the centre weights of the independent models; the procedure's
+scale weights and gamma, the cue mix and the centre weight of ``feature_richness``) was chosen on
+images 001-150 (``--tune`` prints those grids); the cards report images 151-300 only, plus the Gaussian centre-bias baseline on the same images. Cards are
 written as package data beside the scorers (``align_core/attention/scorer_cards.json``) and the
 manipulation check shows them. Usage::
 
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from align_core.attention import AttentionConfig, attention_map  # noqa: E402
+from align_core.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
 from align_core.attention.base import minmax  # noqa: E402
 from align_core.saliency_metrics import load_nus_image  # noqa: E402
 from align_core.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
@@ -87,16 +88,68 @@ def evaluate(maps: list[np.ndarray], images, centre: float = 0.0) -> dict[str, f
     return {"NSS": float(values[:, 0].mean()), "CC": float(values[:, 1].mean())}
 
 
-def feature_richness_fn(centre: float, **weights: float) -> Callable[[np.ndarray], np.ndarray]:
+def feature_richness_fn(centre: float, config: AttentionConfig | None = None, **weights: float) -> Callable[[np.ndarray], np.ndarray]:
     scorer = FeatureRichnessScorer(**{**weights, "centre": centre})
-    config = AttentionConfig()
+    config = config or AttentionConfig()
     return lambda image: attention_map(image, scorer, config)
+
+
+# The procedure grid --tune prints for the content part (centre 0): (scales, weights, gamma).
+PROCEDURE_GRID: list[tuple[tuple[float, ...], tuple[float, ...], float]] = [
+    ((3.0, 7.0), (1.0, 1.0), 3.0),  # version 1 procedure
+    ((3.0, 7.0), (1.0, 1.0), 1.5),
+    ((3.0,), (1.0,), 1.5),
+    ((1.0,), (1.0,), 1.5),
+    ((1.0, 3.0), (2.0, 1.0), 1.5),
+    ((1.0, 3.0, 7.0), (1.0, 1.0, 1.0), 1.5),
+    ((1.0, 3.0, 7.0), (1.0, 1.0, 0.25), 1.5),
+    ((1.0, 3.0, 7.0), (2.0, 1.0, 0.5), 1.5),
+    ((1.0, 3.0, 7.0), (2.0, 1.0, 0.25), 1.0),
+    ((1.0, 3.0, 7.0), (2.0, 1.0, 0.25), 1.5),
+    ((1.0, 3.0, 7.0), (2.0, 1.0, 0.25), 2.0),
+    ((1.0, 3.0, 7.0), (2.0, 1.0, 0.25), 3.0),
+]
+# Cue mixes --tune prints under the default procedure (content part, centre 0).
+CUE_GRID: list[dict[str, float]] = [
+    {"edges": 0.5, "local_colour": 1.0, "text": 0.25},  # version 2 mix
+    {"edges": 1.0, "local_colour": 1.0, "text": 0.25},
+    {"edges": 1.0, "local_colour": 0.5, "text": 0.25},
+    {"edges": 1.0, "local_colour": 1.0, "text": 0.0},
+    {"edges": 1.0, "local_colour": 1.0, "text": 0.25, "skin": 0.25},
+    {"edges": 1.0, "local_colour": 0.0, "text": 0.0},
+    {"edges": 0.0, "local_colour": 1.0, "text": 0.0},
+]
+NO_CUES = {"edges": 0.0, "spectral": 0.0, "colour": 0.0, "text": 0.0, "skin": 0.0, "local_colour": 0.0}
+
+
+def tune_feature_richness(tune) -> None:
+    """Print the procedure, cue-mix and centre-weight grids of ``feature_richness`` on 001-150."""
+    print(f"feature_richness procedure grid (content part, default cues; default: scales {DEFAULT_SCALES_DEG} "
+          f"weights {DEFAULT_SCALE_WEIGHTS} gamma {AttentionConfig().gamma:g})")
+    for scales, weights, gamma in PROCEDURE_GRID:
+        config = AttentionConfig(scales_deg=scales, scale_weights=weights, gamma=gamma)
+        maps = content_maps(tune, {"fr": feature_richness_fn(0.0, config)})["fr"]
+        result = evaluate(maps, tune)
+        print(f"  scales {scales!s:16s} weights {weights!s:18s} gamma {gamma:g}: NSS {result['NSS']:.3f} CC {result['CC']:.3f}", flush=True)
+    print("feature_richness cue-mix grid (content part, default procedure)")
+    for mix in CUE_GRID:
+        maps = content_maps(tune, {"fr": feature_richness_fn(0.0, **{**NO_CUES, **mix})})["fr"]
+        result = evaluate(maps, tune)
+        print(f"  {mix}: NSS {result['NSS']:.3f} CC {result['CC']:.3f}", flush=True)
+    print("feature_richness NSS/CC by centre weight and prior sigma (default procedure and cues)")
+    for sigma in (0.2, 0.25, 0.3):
+        cells = []
+        for centre in (0.3, 0.4, 0.5, 0.6, 0.7):
+            maps = content_maps(tune, {"fr": feature_richness_fn(centre, centre_sigma_frac=sigma)})["fr"]
+            result = evaluate(maps, tune)
+            cells.append(f"c{centre:.1f}:{result['NSS']:.3f}/{result['CC']:.3f}")
+        print(f"  sigma {sigma:g}: {' '.join(cells)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--tune", action="store_true", help="print the centre-weight grid on images 001-150")
+    parser.add_argument("--tune", action="store_true", help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
     parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "attention" / CARDS_FILE)
     args = parser.parse_args(argv)
@@ -120,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, model_maps in maps.items():
             cells = " ".join(f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
             print(f"{name:18s} NSS by centre weight: {cells}")
-        fr = content_maps(tune, {"feature_richness": feature_richness_fn(0.0)})["feature_richness"]
-        print(f"feature_richness content (centre 0): {evaluate(fr, tune)}")
+        plain = evaluate(maps["spectral_residual"], tune)
+        print(f"plain spectral residual content part on 001-150: NSS {plain['NSS']:.3f} CC {plain['CC']:.3f}")
+        tune_feature_richness(tune)
         return 0
 
     validate = split(VALIDATE)
@@ -134,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "scorer_id": scorer.scorer_id,
             "what_it_is": MODELS[name][1],
             "centre_weight": DEFAULT_CENTRE[name],
+            "centre_sigma_frac": scorer.centre_sigma_frac,
             "content_only": evaluate(model_maps, validate, 0.0),
             "with_centre_prior": evaluate(model_maps, validate, DEFAULT_CENTRE[name]),
             "used_as": "independent verifier (full-frame map)",
@@ -145,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     fr_maps = content_maps(validate, fr_fns)
     cards["feature_richness"] = {
         "scorer_id": FeatureRichnessScorer().scorer_id,
-        "what_it_is": "platform default: cue mix through the meaning-map procedure (3 and 7 degree patches)",
+        "what_it_is": "platform default: cue mix through the meaning-map procedure (1, 3 and 7 degree patches "
+        f"weighted {':'.join(f'{w:g}' for w in DEFAULT_SCALE_WEIGHTS)}, gamma {AttentionConfig().gamma:g})",
         "centre_weight": default_weights.centre,
+        "centre_sigma_frac": default_weights.centre_sigma_frac,
         # maps already include the prior as the scorer mixes it: evaluate them as they are
         "content_only": evaluate(fr_maps["content_only"], validate, 0.0),
         "with_centre_prior": evaluate(fr_maps["with_centre_prior"], validate, 0.0),
@@ -164,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{card['with_centre_prior']['NSS']:7.3f} {card['with_centre_prior']['CC']:7.3f}  {card['centre_weight']:g}")
     print(f"{'centre bias 0.3':18s} {'':7s} {'':7s}  {baseline['NSS']:7.3f} {baseline['CC']:7.3f}")
     print(f"{'SR via procedure':18s} {procedure_reference['NSS']:7.3f} {procedure_reference['CC']:7.3f}")
-    beat = cards["feature_richness"]["content_only"]["NSS"] > cards["spectral_residual"]["content_only"]["NSS"]
-    print(f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on NSS")
+    ours, plain = cards["feature_richness"]["content_only"], cards["spectral_residual"]["content_only"]
+    for metric in ("NSS", "CC"):
+        beat = ours[metric] > plain[metric]
+        print(f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on "
+              f"{metric} ({ours[metric]:.3f} vs {plain[metric]:.3f})")
     if args.limit:
         print("--limit given: cards not written")
         return 0

@@ -24,6 +24,8 @@ from align_core.attention import (
     save_attention_maps,
     splat_patch_scores,
 )
+from align_core.attention.maps import raw_meaning_map
+from align_core.attention.scorers import CUES, feature_maps
 
 
 class _CentrePatchScorer:
@@ -130,10 +132,51 @@ def test_single_bright_patch_map_is_normalised_with_gamma() -> None:
     assert gamma3.dtype == np.float32 and gamma3.shape == (90, 160)
     assert gamma3.max() == pytest.approx(1.0) and gamma3.min() == pytest.approx(0.0)
     np.testing.assert_allclose(gamma3, gamma1**3, atol=1e-5)
-    # The peak lies where the two chosen patches (3 and 7 deg) overlap: within a 3-degree radius.
+    # The peak lies where the chosen patches (1, 3 and 7 deg) overlap: within a 3-degree radius.
     radius3 = ViewingGeometry(160).patch_radius_px(3.0)
     peak_row, peak_col = np.unravel_index(np.argmax(gamma3), gamma3.shape)
     assert math.hypot(peak_col - 110, peak_row - 45) <= radius3
+
+
+def test_scales_are_averaged_with_their_weights() -> None:
+    frame = np.zeros((90, 160, 3), dtype=np.uint8)
+    scorer = _CentrePatchScorer((110.0, 45.0))
+    weighted = raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(1.0, 3.0, 7.0), scale_weights=(2.0, 1.0, 0.25)))
+    singles = [raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(deg,))) for deg in (1.0, 3.0, 7.0)]
+    np.testing.assert_allclose(weighted, (2.0 * singles[0] + singles[1] + 0.25 * singles[2]) / 3.25, atol=1e-6)
+    # A zero weight drops its scale (the scorer is not even asked).
+    np.testing.assert_allclose(
+        raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(1.0, 7.0), scale_weights=(1.0, 0.0))), singles[0], atol=1e-6
+    )
+
+
+def test_scale_weights_default_resolve_and_validate() -> None:
+    assert AttentionConfig().scales_deg == (1.0, 3.0, 7.0) and AttentionConfig().scale_weights == (2.0, 1.0, 0.25)
+    assert AttentionConfig(scales_deg=(3.0, 7.0)).scale_weights == (1.0, 1.0)  # other scales: equal weights
+    # A config stored before scale weights existed (version 1: 3 and 7 degrees, gamma 3) means equal weights.
+    old = AttentionConfig.from_dict({"scales_deg": [3.0, 7.0], "gamma": 3.0})
+    assert old.scale_weights == (1.0, 1.0) and old.gamma == 3.0
+    assert AttentionConfig.from_dict(AttentionConfig().to_dict()) == AttentionConfig()
+    with pytest.raises(ValueError, match="one weight per scale"):
+        AttentionConfig(scales_deg=(3.0, 7.0), scale_weights=(1.0,))
+    with pytest.raises(ValueError, match="non-negative"):
+        AttentionConfig(scales_deg=(3.0, 7.0), scale_weights=(1.0, -1.0))
+    with pytest.raises(ValueError, match="positive sum"):
+        AttentionConfig(scales_deg=(3.0,), scale_weights=(0.0,))
+
+
+def test_feature_richness_computes_only_its_cues_and_mixes_them_unchanged() -> None:
+    frame = cv2.resize(_textured_frame(), (320, 192), interpolation=cv2.INTER_NEAREST)
+    scorer = make_patch_scorer("feature_richness")
+    assert scorer.scorer_id.startswith("feature_richness-v3(")
+    every = feature_maps(frame)
+    w = scorer.weights
+    expected = sum(getattr(w, name) * every[name] for name in CUES)
+    np.testing.assert_allclose(scorer.content_map(frame), expected, atol=1e-6)
+    assert list(feature_maps(frame, ("text", "edges"))) == ["text", "edges"]
+    np.testing.assert_array_equal(feature_maps(frame, ("local_colour",))["local_colour"], every["local_colour"])
+    with pytest.raises(ValueError, match="unknown feature_richness cues"):
+        feature_maps(frame, ("faces",))
 
 
 def test_working_resolution_map_is_frame_sized_and_deterministic() -> None:
@@ -306,3 +349,33 @@ def test_real_clip_help_mkv(shared_data: Path, tmp_path: Path) -> None:
     assert np.abs(loaded.map_at(40) - maps.map_at(40)).max() <= 3.0 / 255
     with pytest.raises(ValueError, match="help.mkv"):
         compute_attention_maps(video, [0, 58], make_patch_scorer("feature_richness"), config)
+
+
+def test_stored_scorer_cards_belong_to_the_current_scorers_and_hold_the_issue_claim() -> None:
+    """The cards (bench/bench_scorer_cards.py) are regenerated whenever a scorer changes: a card
+    whose scorer_id is not today's default would describe maps the platform no longer makes."""
+    from align_core.attention.independent import SaliencyModelScorer, scorer_cards
+
+    cards = scorer_cards()
+    assert cards["tuned_on"] == "001-150" and cards["reported_on"] == "151-300" and cards["images"] == 150
+    scorers = cards["scorers"]
+    assert scorers["feature_richness"]["scorer_id"] == make_patch_scorer("feature_richness").scorer_id
+    for name in ("itti_koch", "boolean_map", "spectral_residual"):
+        assert scorers[name]["scorer_id"] == SaliencyModelScorer(name).scorer_id
+    ours, plain = scorers["feature_richness"]["content_only"], scorers["spectral_residual"]["content_only"]
+    assert ours["NSS"] > plain["NSS"] and ours["CC"] > plain["CC"]
+
+
+def test_keyframes_kept_in_stored_form_save_the_same_file(shared_data: Path, tmp_path: Path) -> None:
+    """The attention stage keeps keyframes as stored (memory flat in length): the same maps on disk as before."""
+    video = shared_data / "videos" / "help.mkv"
+    config = AttentionConfig(keyframe_stride=8)
+    scorer = make_patch_scorer("feature_richness")
+    kept = compute_attention_maps(video, [0], scorer, config, frame_limit=20, storage_scale=0.5)
+    full = compute_attention_maps(video, [0], scorer, config, frame_limit=20)
+    assert kept.keyframe_maps.shape[1:] == (192, 256) and full.keyframe_maps.shape[1:] == (384, 512)
+    old = load_attention_maps(save_attention_maps(tmp_path / "old.npz", full))
+    new = load_attention_maps(save_attention_maps(tmp_path / "new.npz", kept, storage_scale=1.0))
+    np.testing.assert_array_equal(new.keyframe_maps, old.keyframe_maps)
+    np.testing.assert_array_equal(new.keyframe_maps, kept.keyframe_maps)  # in memory = what a later stage loads
+    np.testing.assert_array_equal(new.map_at(13), old.map_at(13))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.editing.render import DeferredArray, auto_encoder_preset
 from align_core.editing.salience import SalienceEditor, _blur
 from align_core.perceptual_budget import PerceptualBudget, downsample_factor, measure
@@ -100,3 +100,14 @@ def test_deferred_array_computes_once_and_only_when_read():
 def test_encoder_preset_follows_the_frame_size():
     assert auto_encoder_preset(288, 512) == "veryfast"
     assert auto_encoder_preset(1080, 1920) == "superfast"
+
+
+def test_restore_equals_a_whole_frame_where():
+    rng = np.random.default_rng(2)
+    out, source = rng.integers(0, 256, (2, 40, 30, 3), dtype=np.uint8)
+    region = np.zeros((40, 30), bool)
+    region[5:9, 20:27] = True
+    region[30, 2] = True
+    expected = np.where(region[..., None], source, out)
+    assert np.array_equal(restore(out.copy(), source, region), expected)
+    assert np.array_equal(restore(out.copy(), source, np.zeros((40, 30), bool)), out)

@@ -96,3 +96,21 @@ def test_large_frames_are_measured_at_wangs_downsampled_scale() -> None:
     product = np.zeros(big.shape[:2], bool)
     product[0:3, 0:3] = True  # touches one 4x4 block: that block is excluded
     assert measure(big, big_edited, product).pixels == at_small.pixels - 1
+
+
+def test_a_budget_reference_measures_exactly_what_measure_does() -> None:
+    from align_core.perceptual_budget import BudgetReference
+
+    for shape in ((96, 64), (800, 450)):  # factor 1 and factor 2
+        frame = textured(4, shape)
+        product = np.zeros(frame.shape[:2], bool)
+        product[10:40, 5:30] = True
+        protect = np.zeros_like(product)
+        protect[-20:, :] = True
+        reference = BudgetReference(frame, product, protect)
+        for seed in (5, 6):
+            edited = np.clip(frame.astype(int) + textured(seed, shape) // 16 - 8, 0, 255).astype(np.uint8)
+            assert reference.measure(edited) == measure(frame, edited, product, protect)
+        with pytest.raises(ValueError, match="differ"):
+            reference.measure(frame[:10])
+    assert BudgetReference(frame, np.ones(frame.shape[:2], bool)).measure(frame) == BudgetMeasure(1.0, 0.0, 0)

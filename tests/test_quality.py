@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_propagation import textured_pan
 
@@ -89,3 +90,62 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     assert rows.loc["baseline", "lpips_frames"] == 4 and rows.loc["baseline", "lpips_backbone_state"].startswith("test stand-in")
     with pytest.raises(ValueError, match="backbone"):
         evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference)
+    assert (rows["frames_measured"] == 24).all() and (rows["analysis_factor"] == 1).all()
+    assert rows.loc["baseline", "sample_rule"] == "every frame (24)"
+
+    # Identity at small size: an analysis side the frame already fits is its full resolution, bit for bit.
+    same = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=max(masks.shape[1:]))
+    metrics = ["psnr_full", "ssim_full", "psnr_protected", "ssim_protected", "psnr_product", "psnr_background",
+               "warping_error_edited", "warping_error_original", "protected_share", "frames_measured", "warp_pairs"]
+    pd.testing.assert_frame_equal(same[metrics], table[metrics])
+    assert (same["analysis_factor"] == 1).all()
+
+    # A sample at half resolution: the stated frames, warp pairs only within a scene, the size recorded.
+    sample = [0, 5, 9, 10, 17, 23]  # scenes start at 0 and 10: four frames have a same-scene predecessor
+    half = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample).set_index("variant")
+    assert (half["analysis_factor"] == 2).all() and (half["analysis_height"] == 80).all() and (half["analysis_width"] == 48).all()
+    assert (half["frames_measured"] == 6).all() and (half["warp_pairs"] == 4).all() and (half["frames"] == 24).all()
+    assert half["sample_rule"].str.startswith("6 of 24 frames").all()
+    assert half.loc["baseline", "psnr_full"] > half.loc["full_boost", "psnr_full"]
+    assert math.isnan(half.loc["full_boost", "psnr_protected"]) and half.loc["placebo", "psnr_protected"] > 30
+    assert (half["ssim_full"] - rows["ssim_full"]).abs().max() < 0.05
+    assert (half["warping_error_delta"].abs() < 5.0).all()
+
+
+def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> None:
+    """Peak traced memory of one streamed pass (quality riding on the check's decode) at 24 and 96 frames."""
+    import tracemalloc
+
+    from test_salience_editor import spectral_residual_attention
+
+    from align_core.attention.independent import SaliencyModelScorer
+    from align_core.frame_sampling import FrameSample
+    from align_core.manipulation import measure_rendered
+    from align_core.quality import QualityPass
+    from align_core.variants import plan_variants
+    from align_core.video_io import write_video
+
+    def peak_for(count: int) -> int:
+        frames = textured_pan(count, 96, 160, dx=2, seed=count)
+        yy, xx = np.mgrid[0:96, 0:160]
+        masks = np.stack([(yy - 48) ** 2 + (xx - 40 - t % 60) ** 2 < 18**2 for t in range(count)])
+        scenes = [(0, count // 2), (count // 2, count)]
+        plans = plan_variants(f"len{count}", np.full(count, 0.2), 12, scenes)
+        source = write_video(tmp_path / f"src{count}.mp4", frames, 12)
+        shifted = np.clip(frames.astype(np.int16) + np.where(masks[..., None], 12, 0), 0, 255).astype(np.uint8)
+        paths = {"baseline": write_video(tmp_path / f"base{count}.mp4", frames, 12),
+                 "full_boost": write_video(tmp_path / f"boost{count}.mp4", shifted, 12)}
+        sample = FrameSample.build(count, plans.scene_ranges, plans.frame_windows, 12)
+        scorers = {"spectral": spectral_residual_attention, "itti": SaliencyModelScorer("itti_koch")}
+        tracemalloc.start()
+        quality = QualityPass(source, paths, plans, masks, analysis_max_side=80, frames=sample.frames)
+        measure_rendered(source, paths, "baseline", masks, scorers, frames=sample.frames, budget_frames=sample.frames,
+                         analysis_max_side=80, on_frame=quality.add, on_frame_frames=quality.needed)
+        table = quality.table()
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert (table["frames_measured"] == len(sample.frames)).all() and len(sample.frames) < count
+        return peak
+
+    short, long = peak_for(24), peak_for(96)
+    assert long < 1.25 * short + 256 * 1024, (short, long)

@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from test_render import FPS, SCENES, synthetic_ad, write_source
 from test_salience_editor import spectral_residual_attention
@@ -28,6 +29,7 @@ from align_core.manipulation import (
     manipulation_check,
     verify_variants,
 )
+from align_core.quality import QualityPass, evaluate_variants
 from align_core.variants import plan_variants
 from align_core.video_io import read_frames
 
@@ -145,6 +147,38 @@ def test_the_salience_editor_passes_or_is_reported_unreachable_and_keeps_the_bud
     assert 0.75 <= ratio <= 1.33 and budget.loc["placebo", "matched_boost"] == "full_boost"
     limits = result.manifest["variants"]["full_boost"]["edit_limits"]
     assert set(limits) == {"early", "middle", "late"} and all(v["frames_edited"] > 0 for v in limits.values())
+
+
+def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and_a_sampled_budget_says_so(ad, honest) -> None:
+    report, result = honest
+    _root, source, _decoded, masks = ad
+    plans, _attention = plans_for(ad, calibrating)
+    assert not report.budget["budget_sampled"].any() and (report.budget["frames_in_video"] == 24).all()
+    passed = report.verdicts[(report.verdicts["status"] == "passed") & (report.verdicts["variant"] != "baseline")]
+    assert len(passed) and passed["reason"].str.endswith("budget kept on every frame").all()
+    # Identity at small size: an analysis side the 96x160 frame already fits changes nothing.
+    same = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT, every=2,
+                           limits=edit_limits_from_manifest(result.manifest), analysis_max_side=160)
+    columns = ["variant", "window", "frames_measured", "achieved_alignment", "achieved_delta", "status", "budget_min_ssim"]
+    pd.testing.assert_frame_equal(same.table[columns], report.table[columns])
+    pd.testing.assert_frame_equal(same.scorer_table, report.scorer_table)
+    # A sampled budget and check: the stated frames only, and every verdict says it covers a sample.
+    # The quality metrics ride on the check's decode (as the stage runs them) and equal their own pass's.
+    sample = [0, 3, 9, 10, 16, 23]
+    riding = QualityPass(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample)
+    sampled = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT,
+                              limits=edit_limits_from_manifest(result.manifest), frames=sample, budget_frames=sample,
+                              analysis_max_side=80, on_frame=riding.add, on_frame_frames=riding.needed)
+    pd.testing.assert_frame_equal(riding.table(), evaluate_variants(source, result.variant_paths, plans, masks,
+                                                                    analysis_max_side=80, frames=sample))
+    budget = sampled.budget.set_index("variant")
+    assert (budget["frames"] == len(sample)).all() and budget["budget_sampled"].all() and (budget["frames_in_video"] == 24).all()
+    assert (sampled.table.set_index("window").loc["all", "frames_measured"] == len(sample)).all()
+    for status, reason in zip(sampled.verdicts["status"], sampled.verdicts["reason"]):
+        if status == "passed" and "baseline is the budget's reference" not in reason:
+            assert reason.endswith(f"on the {len(sample)} sampled frames of 24 (not every frame)"), reason
+    edited = sampled.table[sampled.table["variant"] != "baseline"]
+    assert edited["budget_sampled"].astype(bool).all() and (edited["budget_frames"] == len(sample)).all()
 
 
 def test_every_scorer_is_reported_per_variant_and_window(honest) -> None:

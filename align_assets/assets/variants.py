@@ -149,8 +149,9 @@ def variant_videos_asset(needs_checkpoint: bool):
         ),
         AssetCheckSpec(
             "perceptual_budget", asset="variant_quality",
-            description="Every frame of every variant keeps SSIM and mean CIEDE2000 vs baseline outside product and "
-            "protected regions within the budget; the placebo matches the matched boost's magnitude.",
+            description="Every measured frame of every variant (every frame of a demo-size ad; a stated sample of "
+            "each scene-window segment of a long real-size ad) keeps SSIM and mean CIEDE2000 vs baseline outside "
+            "product and protected regions within the budget; the placebo matches the matched boost's magnitude.",
         ),
         AssetCheckSpec(
             "protected_unchanged", asset="variant_quality",

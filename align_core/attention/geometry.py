@@ -1,12 +1,13 @@
 """Viewing geometry and the overlapping patch grid of the meaning-map procedure.
 
 Meaning maps (Henderson & Hayes, Nature Human Behaviour 1, 2017) rate circular patches whose
-size is fixed in degrees of visual angle (3 and 7 degrees in diameter), not in pixels or in
+size is fixed in degrees of visual angle (Henderson & Hayes used 3 and 7 degrees in diameter;
+the platform adds a 1-degree scale, see :mod:`align_core.attention.maps`), not in pixels or in
 fractions of the image: what a viewer can take in at one glance depends on how large the
 screen is in their visual field. An ad is watched on a phone held at reading distance, so the
 default geometry is a 6.8 cm wide (portrait) display seen from 30 cm: the whole frame width
-spans about 12.9 degrees, a 3-degree patch is about 23 % of the width across and a 7-degree
-patch about 54 %.
+spans about 12.9 degrees, a 1-degree patch is about 8 % of the width across, a 3-degree patch
+about 23 % and a 7-degree patch about 54 %.
 """
 
 from __future__ import annotations

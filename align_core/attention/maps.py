@@ -1,13 +1,21 @@
 """Attention maps A_t in [0, 1]: the meaning-map procedure on one frame and over a video.
 
 Per frame (:func:`attention_map`): the frame is resampled to a working resolution (long side at
-most ``max_long_side``); for each patch size (3 and 7 degrees of visual angle through
+most ``max_long_side``); for each patch size (1, 3 and 7 degrees of visual angle through
 :class:`~align_core.attention.geometry.ViewingGeometry`) a :class:`PatchScorer` rates the
 patches of an overlapping grid; each pixel gets the mean rating of the patches covering it; the
-scales are averaged; the result is smoothed with a Gaussian, min-max normalised, raised to the
-power ``gamma`` (3: keeps the peaks, suppresses the broad floor that patch averaging leaves) and
-resized back to the frame. Per-map normalisation of A_t is intended; what must never be
-renormalised per frame is S_t = A_t * M_t, which another stage builds.
+scales are averaged with ``scale_weights``; the result is smoothed with a Gaussian, min-max
+normalised, raised to the power ``gamma`` (1.5: keeps the peaks, suppresses the broad floor that
+patch averaging leaves) and resized back to the frame. Per-map normalisation of A_t is intended;
+what must never be renormalised per frame is S_t = A_t * M_t, which another stage builds.
+
+Why these scales and weights: Henderson & Hayes rated 3- and 7-degree patches on a monitor about
+27 degrees wide; on a phone at reading distance the whole frame spans about 13 degrees, so a
+7-degree patch covers half the frame and can only say which half is busier. Measured on NUS
+Scene 001-150 (``bench/bench_scorer_cards.py --tune``), the equal 3/7 average with gamma 3 lost
+most of the content signal (NSS 0.73 against 0.81 for the unaveraged cue map); adding a foveal
+1-degree scale weighted 2 : 1 : 0.25 (1 : 3 : 7 degrees) with gamma 1.5 gave 0.96. The 3- and
+7-degree scales stay for context; images 151-300 report it.
 
 Per video (:func:`compute_attention_maps`): only keyframes are scored (each scene's first frame
 and every ``keyframe_stride`` frames within the scene); the other frames are linearly
@@ -41,6 +49,11 @@ from align_core.video_io import VideoError, iter_frames, probe_video
 Carry = Literal["linear", "nearest"]
 FORMAT_VERSION = 1  # bump when the npz layout changes
 
+#: Default patch sizes (degrees of visual angle) and their weights in the scale average, chosen
+#: on NUS Scene 001-150 (see the module docstring); other scales default to equal weights.
+DEFAULT_SCALES_DEG: tuple[float, ...] = (1.0, 3.0, 7.0)
+DEFAULT_SCALE_WEIGHTS: tuple[float, ...] = (2.0, 1.0, 0.25)
+
 
 @dataclass(frozen=True)
 class AttentionConfig:
@@ -50,15 +63,20 @@ class AttentionConfig:
     original code smoothed 576x1024 frames with sigma 5 px); at a working width ``w`` the sigma
     is ``smoothing_sigma_at_576 * w / 576``, the same blur relative to the frame.
     ``grid_step_frac`` spaces patch centres that many radii apart (see
-    :func:`~align_core.attention.geometry.patch_grid`).
+    :func:`~align_core.attention.geometry.patch_grid`). ``scale_weights`` weighs each scale's map
+    in the average (one non-negative weight per scale); ``None`` means the tuned
+    ``DEFAULT_SCALE_WEIGHTS`` for the default scales and equal weights for any other scales (the
+    version 1 procedure: 3 and 7 degrees, equal weights, gamma 3). It is resolved to a tuple, so
+    stored configs always say which weights made the maps.
     """
 
-    scales_deg: tuple[float, ...] = (3.0, 7.0)
+    scales_deg: tuple[float, ...] = DEFAULT_SCALES_DEG
+    scale_weights: tuple[float, ...] | None = None
     grid_step_frac: float = 0.75
     display_width_cm: float = DEFAULT_DISPLAY_WIDTH_CM
     viewing_distance_cm: float = DEFAULT_VIEWING_DISTANCE_CM
     smoothing_sigma_at_576: float = 5.0
-    gamma: float = 3.0
+    gamma: float = 1.5
     max_long_side: int = 512
     keyframe_stride: int = 6
     carry: Carry = "linear"
@@ -77,6 +95,15 @@ class AttentionConfig:
         if self.carry not in ("linear", "nearest"):
             raise ValueError(f"carry must be 'linear' or 'nearest', got {self.carry!r}")
         object.__setattr__(self, "scales_deg", tuple(float(s) for s in self.scales_deg))
+        weights = self.scale_weights
+        if weights is None:
+            weights = DEFAULT_SCALE_WEIGHTS if self.scales_deg == DEFAULT_SCALES_DEG else (1.0,) * len(self.scales_deg)
+        weights = tuple(float(w) for w in weights)
+        if len(weights) != len(self.scales_deg):
+            raise ValueError(f"scale_weights {weights} must give one weight per scale {self.scales_deg}")
+        if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+            raise ValueError(f"scale_weights must be non-negative with a positive sum, got {weights}")
+        object.__setattr__(self, "scale_weights", weights)
 
     def geometry(self, frame_width_px: int) -> ViewingGeometry:
         return ViewingGeometry(frame_width_px, self.display_width_cm, self.viewing_distance_cm)
@@ -87,6 +114,7 @@ class AttentionConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["scales_deg"] = list(self.scales_deg)
+        data["scale_weights"] = list(self.scale_weights or ())
         return data
 
     @classmethod
@@ -94,6 +122,10 @@ class AttentionConfig:
         data = dict(data)
         if "scales_deg" in data:
             data["scales_deg"] = tuple(data["scales_deg"])
+        if data.get("scale_weights") is not None:
+            data["scale_weights"] = tuple(data["scale_weights"])
+        elif "scales_deg" in data:  # stored before scale weights existed: the scales were averaged equally
+            data["scale_weights"] = (1.0,) * len(data["scales_deg"])
         return cls(**data)
 
 
@@ -123,12 +155,16 @@ def postprocess_map(raw: np.ndarray, config: AttentionConfig) -> np.ndarray:
 def raw_meaning_map(
     frame: np.ndarray, scorer: PatchScorer, config: AttentionConfig, *, frame_index: int | None = None
 ) -> np.ndarray:
-    """Scale-averaged per-pixel mean patch rating, before smoothing (``float32``, frame size)."""
+    """Scale-averaged (``config.scale_weights``) per-pixel mean patch rating, before smoothing
+    (``float32``, frame size)."""
     frame = check_frame(frame)
     height, width = frame.shape[:2]
     geometry = config.geometry(width)
     total = np.zeros((height, width), dtype=np.float64)
-    for degrees in config.scales_deg:
+    weights = config.scale_weights or (1.0,) * len(config.scales_deg)
+    for degrees, weight in zip(config.scales_deg, weights, strict=True):
+        if weight == 0:
+            continue
         radius = geometry.patch_radius_px(degrees)
         centres = patch_grid(height, width, radius, config.grid_step_frac)
         scores = np.asarray(scorer.score_patches(frame, centres, radius, frame_index=frame_index), dtype=np.float64)
@@ -138,8 +174,8 @@ def raw_meaning_map(
             )
         if not np.all(np.isfinite(scores)):
             raise ValueError(f"scorer {scorer.scorer_id} returned non-finite scores at {degrees} degrees")
-        total += splat_patch_scores(scores, centres, radius, (height, width))
-    return (total / len(config.scales_deg)).astype(np.float32)
+        total += weight * splat_patch_scores(scores, centres, radius, (height, width))
+    return (total / sum(weights)).astype(np.float32)
 
 
 def analysis_map(
@@ -321,8 +357,14 @@ def compute_attention_maps(
     config: AttentionConfig | None = None,
     *,
     frame_limit: int | None = None,
+    storage_scale: float | None = None,
 ) -> AttentionMaps:
     """Attention maps for every frame of a video, scoring keyframes only.
+
+    ``storage_scale`` keeps each keyframe in the form :func:`save_attention_maps` stores it (area
+    resampled to that share of the analysis size per side, rounded to 8 bits): the maps are then
+    exactly what a later :func:`load_attention_maps` returns, and a 60 s 1080x1920 ad's 300
+    keyframes hold 44 MB instead of 177 MB. Save them with ``storage_scale=1``.
 
     Frames are decoded one at a time and only keyframes are kept, as maps at the analysis
     resolution (:func:`analysis_map`: long side ``config.max_long_side``, 512 by default, i.e.
@@ -340,15 +382,19 @@ def compute_attention_maps(
     starts = validate_scene_starts(scene_start_frames, total, str(video_path))
     wanted = set(keyframes_for_scenes(starts, total, config.keyframe_stride).tolist())
     # One preallocated array (not a list stacked at the end, which held every map twice).
-    keyframe_maps = np.empty((len(wanted), *working_size(probe.height, probe.width, config.max_long_side)), dtype=np.float32)
+    map_h, map_w = working_size(probe.height, probe.width, config.max_long_side)
+    keep_h, keep_w = (map_h, map_w) if storage_scale is None else (max(1, round(map_h * storage_scale)), max(1, round(map_w * storage_scale)))
+    keyframe_maps = np.empty((len(wanted), keep_h, keep_w), dtype=np.float32)
     keyframe_indices: list[int] = []
     decoded = 0
     for index, frame in enumerate(iter_frames(video_path, 0, total)):
         decoded = index + 1
         if index in wanted:
             amap = analysis_map(frame, scorer, config, frame_index=index)
-            if amap.shape != keyframe_maps.shape[1:]:
+            if amap.shape != (map_h, map_w):
                 raise VideoError(video_path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}")
+            if storage_scale is not None:
+                amap = _storage_form(amap, keep_h, keep_w).astype(np.float32) / np.float32(255.0)
             keyframe_maps[len(keyframe_indices)] = amap
             keyframe_indices.append(index)
     if decoded != total:
@@ -397,6 +443,13 @@ def _decode_keyframes(blob: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     return np.cumsum(np.cumsum(residual, axis=1, dtype=np.uint8), axis=2, dtype=np.uint8)
 
 
+def _storage_form(keymap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A keyframe map as stored: area-resampled to ``(height, width)``, ``round(255 * A)`` as uint8."""
+    if keymap.shape != (height, width):
+        keymap = cv2.resize(keymap, (width, height), interpolation=cv2.INTER_AREA)
+    return np.clip(np.rint(keymap * 255.0), 0, 255).astype(np.uint8)
+
+
 def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, storage_scale: float = 0.5) -> Path:
     """Write maps atomically as an npz: 8-bit keyframe maps, the keyframe indices and scene starts.
 
@@ -404,11 +457,11 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     Keyframe maps are resampled to ``storage_scale`` of their analysis size per side (area
     averaging; for the demo's 288x512 frames the analysis size is the frame size, for a
     1080x1920 ad it is 288x512, stored at 144x256), quantised to ``round(255 * A)`` and coded losslessly (2-D difference + LZMA).
-    Maps are smooth (patch averages over disks of 3 and 7 degrees, then a Gaussian), so half
-    resolution loses little: on the real clips the load error is at most about 1.2/255 and
-    0.2/255 on average, against 0.5/255 for quantisation alone (``storage_scale=1``), at a
+    Maps are smooth (patch averages over disks of 1, 3 and 7 degrees, then a Gaussian), so half
+    resolution loses little: on the real clips the load error is at most about 1.2/255 (0.8/255
+    for the version 3 scorer and procedure) and 0.2/255 on average, against 0.5/255 for quantisation alone (``storage_scale=1``), at a
     quarter of the pixels. A 10-second 288x512 video at 12 fps with the default stride (20
-    keyframes) took 123 KB on real frames (bench/bench_attention.py).
+    keyframes) took 123 KB on real frames (110 KB with the version 3 procedure; bench/bench_attention.py).
     """
     if not 0.05 <= storage_scale <= 1.0:
         raise ValueError(f"{path}: storage_scale must be in [0.05, 1], got {storage_scale}")
@@ -416,9 +469,7 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     store_h, store_w = max(1, round(height * storage_scale)), max(1, round(width * storage_scale))
     quantised = np.empty((len(maps.keyframe_maps), store_h, store_w), dtype=np.uint8)
     for k, keymap in enumerate(maps.keyframe_maps):
-        if (store_h, store_w) != (height, width):
-            keymap = cv2.resize(keymap, (store_w, store_h), interpolation=cv2.INTER_AREA)
-        quantised[k] = np.clip(np.rint(keymap * 255.0), 0, 255).astype(np.uint8)
+        quantised[k] = _storage_form(keymap, store_h, store_w)
     meta = {
         "format_version": FORMAT_VERSION,
         "frame_count": int(maps.frame_count),

@@ -33,3 +33,15 @@ def dilate_ellipse(mask: np.ndarray, radius: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     out[box] = cv2.dilate(np.ascontiguousarray(mask[box]).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
     return out
+
+
+def restore(out: np.ndarray, source: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``out[region] = source[region]`` in place, touching only ``region``'s bounding box; returns ``out``.
+
+    The same pixels as ``np.where(region[..., None], source, out)`` without a new full-size
+    frame (the regions copied back, protected text or a placebo's product, are a small part of it).
+    """
+    box = bounding_box(region)
+    if box is not None:
+        np.copyto(out[box], source[box], where=region[box][..., None] if out.ndim == 3 else region[box])
+    return out

@@ -47,6 +47,7 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ import numpy as np
 
 from align_core.atomic import atomic_directory
 from align_core.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
-from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.perceptual_budget import downsample_factor
 from align_core.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
 from align_core.variants import VariantPlan, VariantPlans
@@ -387,23 +388,41 @@ def render_variants(
         )
         return key, request
 
-    def edited_key(name: str, index: int, frame: np.ndarray, record: bool) -> tuple[tuple[Any, ...], np.ndarray]:
+    def run_edit(request: KeyframeEditRequest) -> tuple[np.ndarray, Any, float]:
+        t0 = time.perf_counter()
+        edited, report = edit_with_report(editor, request)  # an edit-only editor's report is measured on its output
+        return np.asarray(edited), report, time.perf_counter() - t0
+
+    def store_edit(index: int, frame: np.ndarray, key: tuple[Any, ...], request: KeyframeEditRequest,
+                   edited: np.ndarray, report: Any, seconds: float) -> None:
         nonlocal edit_calls
+        timings["edit_s"] += seconds
+        if edited.shape != frame.shape or edited.dtype != np.uint8:
+            raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
+        report_cache.setdefault(index, {})[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+        # Pixels outside ``allowed``: only the placebo's region is smaller than the frame (the
+        # protected pixels are copied from the source for every variant when the frame is written).
+        edit_cache.setdefault(index, {})[key] = restore(edited.copy(), frame, ~request.allowed) if request.kind == "placebo" else edited
+        edit_calls += 1
+
+    def prefetch_edits(index: int, frame: np.ndarray, pool: ThreadPoolExecutor) -> None:
+        """Edit the frame's distinct requests side by side (editors that allow concurrent edits)."""
+        todo: dict[tuple[Any, ...], KeyframeEditRequest] = {}
+        done = edit_cache.get(index, {})
+        for name in names:
+            key, request = request_for(name, index, frame)
+            if key not in done and key not in todo:
+                todo[key] = request
+        futures = {key: pool.submit(run_edit, request) for key, request in todo.items()}
+        for key, future in futures.items():
+            store_edit(index, frame, key, todo[key], *future.result())
+
+    def edited_key(name: str, index: int, frame: np.ndarray, record: bool) -> tuple[tuple[Any, ...], np.ndarray]:
         key, request = request_for(name, index, frame)
         per_key = edit_cache.setdefault(index, {})
         reports = report_cache.setdefault(index, {})
         if key not in per_key:
-            t0 = time.perf_counter()
-            edited, report = edit_with_report(editor, request)  # an edit-only editor's report is measured on its output
-            reports[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
-            edited = np.asarray(edited)
-            timings["edit_s"] += time.perf_counter() - t0
-            if edited.shape != frame.shape or edited.dtype != np.uint8:
-                raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
-            # Pixels outside ``allowed``: only the placebo's region is smaller than the frame (the
-            # protected pixels are copied from the source for every variant when the frame is written).
-            per_key[key] = np.where(request.allowed[..., None], edited, frame) if request.kind == "placebo" else edited
-            edit_calls += 1
+            store_edit(index, frame, key, request, *run_edit(request))
         if record:  # each keyframe starts exactly one segment: count it there
             stats[name]["strength"].append(request.strength)
             stats[name]["kind"].append(request.kind)
@@ -422,12 +441,15 @@ def render_variants(
         }
         comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path, preset=preset))
 
-        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray]) -> None:
-            """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail."""
+        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray],
+                 product: np.ndarray, protected: np.ndarray | None) -> None:
+            """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail.
+
+            Touches only its arguments, the writers and the thumbnails: it may run on the encoding
+            thread while the next frame is edited.
+            """
             nonlocal protected_pixels
             t0 = time.perf_counter()
-            protected = protect_at(frame_index)
-            product = inputs_at(frame_index)["mask"]
             if protected is not None:
                 protected_pixels += int(protected.sum())
                 box = bounding_box(protected)
@@ -455,13 +477,27 @@ def render_variants(
 
         if edit_every_frame:
             # Every frame is its own keyframe: edit it for each variant (one edit per distinct
-            # request) and write it; nothing to propagate.
-            for frame_index, original in enumerate(iter_frames(video_path)):
-                frames_out = {name: edited_key(name, frame_index, original, True)[1] for name in names}
-                edit_cache.pop(frame_index, None)
-                report_cache.pop(frame_index, None)
-                change_cache.pop(frame_index, None)
-                emit(frame_index, original, frames_out)
+            # request; side by side on two threads when the editor allows concurrent edits) and
+            # write it; nothing to propagate. Frame t is encoded on another thread
+            # while frame t+1 is edited (x264 and the colour conversion release the GIL), one
+            # frame in flight, in order; an encoding error stops the render here.
+            concurrent = bool(getattr(editor, "concurrent_edits", False))
+            with ThreadPoolExecutor(1, thread_name_prefix="align-encode") as encoding, \
+                    ThreadPoolExecutor(2 if concurrent else 1, thread_name_prefix="align-edit") as editing:
+                in_flight = None
+                for frame_index, original in enumerate(iter_frames(video_path)):
+                    if concurrent:
+                        prefetch_edits(frame_index, original, editing)
+                    frames_out = {name: edited_key(name, frame_index, original, True)[1] for name in names}
+                    edit_cache.pop(frame_index, None)
+                    report_cache.pop(frame_index, None)
+                    change_cache.pop(frame_index, None)
+                    inputs = inputs_at(frame_index)
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = encoding.submit(emit, frame_index, original, frames_out, inputs["mask"], inputs["protect"])
+                if in_flight is not None:
+                    in_flight.result()
         else:
             for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
                 t0 = time.perf_counter()
@@ -492,7 +528,9 @@ def render_variants(
                         change_cache.pop(index, None)
                 for offset, original in enumerate(segment.frames):
                     # propagated lists may share frames: copy before the protected pixels are restored in place
-                    emit(segment.start + offset, original, {name: outputs[name][offset].copy() for name in names})
+                    index = segment.start + offset
+                    emit(index, original, {name: outputs[name][offset].copy() for name in names},
+                         np.asarray(masks[index], dtype=bool), protect_at(index))
         stack.close()  # finish every mp4 (and its audio) before hashing
         sheet_rows = []
         for row_name, row in thumbs.items():

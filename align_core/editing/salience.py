@@ -37,6 +37,7 @@ kind: there is no product share to move.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,7 +45,7 @@ import cv2
 import numpy as np
 
 from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.regions import bounding_box, dilate_ellipse
+from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.perceptual_budget import BudgetMeasure, PerceptualBudget, downsample_factor, measure
 
 EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
@@ -218,6 +219,9 @@ class SalienceEditor:
     # A pure, cheap function of (frame, mask, strength): the renderer edits every frame with its own mask.
     propagation = "every_frame"
     calibrates = True  # its effect on the measuring scorer is measured per video before rendering
+    # Edits of one frame may run on several threads at once (caches are locked or swapped whole);
+    # the renderer then runs a frame's boost, reduction and placebo side by side.
+    concurrent_edits = True
 
     def __init__(self, max_strength: float = 1.0, **settings: Any):
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)
@@ -226,8 +230,9 @@ class SalienceEditor:
         self.budget = self.settings.budget
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
         self._warm: dict[tuple[str, float], tuple[float, bool]] = {}  # large frames: last strength per request
-        self._shrunk_source: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # large frames: the frame being measured
-        self._shrunk: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ... and its shrunk copy and regions
+        # large frames: the frame, mask and protect being measured, and their shrunk copies
+        self._shrunk: tuple[np.ndarray, ...] | None = None
+        self._lock = threading.Lock()  # guards _cache: the renderer may run a frame's edits on two threads
 
     def lineage(self) -> dict[str, Any]:
         return {
@@ -390,12 +395,12 @@ class SalienceEditor:
         factor = downsample_factor(frame.shape)
         if factor == 1:
             return measure(frame, _to_uint8(edited), mask, protect)
-        source = self._shrunk_source
-        if source is None or source[0] is not frame or source[1] is not mask or source[2] is not protect:
+        entry = self._shrunk  # one tuple, swapped whole: concurrent edits each see a consistent entry
+        if entry is None or entry[0] is not frame or entry[1] is not mask or entry[2] is not protect:
             # holding the arrays themselves (not their ids) keeps the cache from matching a new array at a reused address
-            self._shrunk_source = (frame, mask, protect)
-            self._shrunk = (_shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
-        small_frame, small_mask, small_protect = self._shrunk
+            entry = (frame, mask, protect, _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
+            self._shrunk = entry
+        small_frame, small_mask, small_protect = entry[3:]
         return measure(small_frame, _to_uint8(_shrink(edited, factor)), small_mask, small_protect)
 
     def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
@@ -406,12 +411,14 @@ class SalienceEditor:
         is over budget, both are scaled together.
         """
         key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
-        if key in self._cache:
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
         result = self._within_budget(frame, kind, mask, protect, strength)
-        self._cache[key] = result
-        while len(self._cache) > 4:  # boost and placebo of the same frame share one search
-            self._cache.pop(next(iter(self._cache)))
+        with self._lock:
+            self._cache[key] = result
+            while len(self._cache) > 4:  # boost and placebo of the same frame share one search
+                self._cache.pop(next(iter(self._cache)))
         return result
 
     def _budget_excess(self, figures: BudgetMeasure) -> float:
@@ -428,7 +435,7 @@ class SalienceEditor:
         if factor == 1:
             edited, used, capped, figures, _joint = self._search_budget(frame, kind, mask, protect, strength)
             return edited, used, capped, figures
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         warm_key = (kind, round(strength, 4))
         if warm_key in self._warm:
             # Consecutive frames need nearly the same strength: try the last one first, and keep
@@ -457,7 +464,7 @@ class SalienceEditor:
 
     def _search_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float,
                        start: tuple[float, bool] | None = None) -> tuple[np.ndarray, float, bool, BudgetMeasure, bool]:
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         if start is not None and start[0] < strength:
             # a warm start (the previous frame's capped strength): kept when within WARM_TOLERANCE of the budget
             used, joint = start
@@ -511,7 +518,7 @@ class SalienceEditor:
         """Shift whose mean CIEDE2000 outside ``mask OR protect`` matches ``target_delta_e`` (bisection)."""
         if target_delta_e <= 0:
             return 0.0
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
 
         def magnitude(shift: float) -> float:
             return self._measure(frame, self.placebo_image(image, weight, shift, direction), mask, protect).delta_e
@@ -548,7 +555,7 @@ class SalienceEditor:
         if kind not in ("identity", "boost", "reduce", "placebo"):
             raise ValueError(f"salience editor: unknown edit kind {kind!r}")
         requested = float(np.clip(request.strength, 0.0, 1.0)) * self.settings.max_strength
-        image = frame.astype(np.float32) / np.float32(255.0)
+        image = _to_float(frame)
         product_mask = mask & ~protect
         if kind == "identity" or not product_mask.any() or requested <= 0.0:
             # the float round trip of a strength-0 edit returns the frame exactly: skip it
@@ -573,7 +580,7 @@ class SalienceEditor:
                 _boost, used, capped, boost_figures, joint = self._search_budget(
                     small_frame, "boost", small_mask & ~small_protect, small_protect, requested, self._warm.get(warm_key))
                 self._warm[warm_key] = (used, joint)
-                direction = self.placebo_direction(small_frame.astype(np.float32) / np.float32(255.0), small_mask)
+                direction = self.placebo_direction(_to_float(small_frame), small_mask)
                 shift = self.placebo_shift(small_frame, small_mask, small_protect, _shrink(weight, factor), direction, boost_figures.delta_e)
                 edited = self.placebo_image_large(image, weight, shift, direction)
             figures = self._measure(frame, edited, mask, protect)
@@ -581,9 +588,7 @@ class SalienceEditor:
                 kind, requested, used, capped, figures.ssim, figures.delta_e,
                 f"colour grade of {shift:.2f} a*b* units matching the boost's mean CIEDE2000 {boost_figures.delta_e:.2f}",
             )
-        out = _to_uint8(edited)
-        keep = ~allowed | protect
-        return np.where(keep[..., None], frame, out), report
+        return restore(_to_uint8(edited), frame, ~allowed | protect), report
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Edited RGB uint8 frame (see :meth:`edit_with_report`)."""
@@ -599,6 +604,11 @@ def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
 def _shrink_any(region: np.ndarray, factor: int) -> np.ndarray:
     """A block is in the shrunk region when any of its pixels is (the budget measures only blocks wholly outside)."""
     return _shrink(region.astype(np.float32), factor) > 0
+
+
+def _to_float(frame: np.ndarray) -> np.ndarray:
+    """uint8 RGB as float32 in [0, 1], in one pass (bit-identical to ``frame.astype(np.float32) / 255``)."""
+    return np.divide(frame, np.float32(255.0), dtype=np.float32)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:

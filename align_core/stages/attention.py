@@ -37,6 +37,10 @@ class AttentionMeasure:
         return attention_map(frame, self.scorer, self.procedure)
 
 
+#: Keyframe maps are stored at half the analysis size per side (see ``save_attention_maps``).
+STORAGE_SCALE = 0.5
+
+
 class AttentionSettings(BaseModel):
     """The video driver's knobs (the scorer and per-frame procedure come from the scorer choice)."""
 
@@ -55,7 +59,8 @@ def run_attention(layout: DataLayout, video_id: str, measure: AttentionMeasure, 
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     procedure = dataclasses.replace(measure.procedure, keyframe_stride=settings.keyframe_stride)
     started = time.perf_counter()
-    maps = compute_attention_maps(catalog.probe.path, catalog.scene_start_frames, measure.scorer, procedure)
+    # keyframes kept in their stored form as they are scored (memory flat in the video's length)
+    maps = compute_attention_maps(catalog.probe.path, catalog.scene_start_frames, measure.scorer, procedure, storage_scale=STORAGE_SCALE)
     seconds = time.perf_counter() - started
-    path = save_attention_maps(layout.artifact("attention_maps", "maps", video_id), maps)
+    path = save_attention_maps(layout.artifact("attention_maps", "maps", video_id), maps, storage_scale=1.0)
     return AttentionResult(maps, path, seconds)

@@ -70,6 +70,18 @@ class VariantQualitySettings(BaseModel):
     min_share: float = Field(default=0.25, description="achieved change must reach this share of the planned change")
     tolerance: float = Field(default=0.03, description="baseline and placebo: max |mean alignment difference|")
     measure_every: int = Field(default=2, description="score every k-th frame of each variant for the check")
+    check_max_frames: int = Field(
+        default=60, description="the check's scorers measure at most about this many frames per video: stride "
+        "max(measure_every, ceil(frames / this)) within every scene-window segment, plus each segment's first and last frame "
+        "(align_core.frame_sampling); 0: no cap")
+    max_frames: int = Field(
+        default=150, description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
+        "every scene-window segment, plus each segment's first and last frame; 0: every frame (the editor checks its "
+        "budget on every frame it writes; this is the independent re-check)")
+    analysis_max_side: int = Field(
+        default=512, description="quality metrics and the check's scorers run on frames block-averaged by the smallest "
+        "integer factor that brings the long side to at most this (1080x1920: factor 4, 270x480, like the budget's own SSIM scale; the demo's 288x512: "
+        "full resolution); 0: full resolution. The budget is measured at full resolution")
     lpips_every: int = Field(default=10)
     independent_scorers: list[str] = Field(
         default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
@@ -267,7 +279,7 @@ def run_variant_quality(
     from align_core.editing.pipeline import edit_limits_from_manifest
     from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
     from align_core.protect import load_protected_regions
-    from align_core.quality import evaluate_variants
+    from align_core.quality import QualityPass
 
     from align_core.eligibility import eligibility_table
     from align_core.stages.checkpoint import alexnet_weights
@@ -290,9 +302,16 @@ def run_variant_quality(
     control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
     variant_paths = variant_video_paths(layout, video_id, plans)
     lpips_fn, lpips_state = lpips_frame_distance(alexnet_weights(layout)) if lpips else (None, "not computed")
-    quality = evaluate_variants(
+    from align_core.frame_sampling import FrameSample
+
+    sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
+    check_sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.check_max_frames,
+                                     min_stride=settings.measure_every)
+    # evaluate_variants' measurements, fed by the manipulation check's decode (one decode per video for both)
+    quality_pass = QualityPass(
         catalog.probe.path, variant_paths, plans, control.masks,
         lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
+        analysis_max_side=settings.analysis_max_side or None, frames=sample.frames,
     )
     thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
     verification = VerificationSettings(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
@@ -302,7 +321,10 @@ def run_variant_quality(
     report = verify_variants(
         plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
         every=settings.measure_every, limits=limits, protect=load_protected_regions(layout.artifact_dir("protected_regions", video_id)),
+        frames=check_sample.frames, budget_frames=sample.frames, analysis_max_side=settings.analysis_max_side or None,
+        on_frame=quality_pass.add, on_frame_frames=quality_pass.needed,
     )
+    quality = quality_pass.table()
     stimulus, card, faces = _stimulus_checks(layout, video_id, catalog, variant_paths, plans, report, quality, settings, stimulus_paths)
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
     eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])), stimulus.failures())
