@@ -46,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue an interrupted run in this data directory: materialize what is not done yet")
     parser.add_argument("--measure-every", type=int, default=None,
                         help="variant_quality: score every k-th frame (default: the asset's own, 2)")
+    parser.add_argument("--redo-downstream-of", default=None, metavar="ASSET",
+                        help="with --resume: also re-materialize everything downstream of ASSET")
     args = parser.parse_args(argv)
     if args.report:
         return report(args.report)
     op_config = {"variant_quality": {"measure_every": args.measure_every,
                                      "lpips_every": max(10, args.measure_every)}} if args.measure_every else None
     if args.resume:
-        return resume(args.resume, op_config)
+        return resume(args.resume, op_config, args.redo_downstream_of)
 
     from align_assets.demo import prepare_instance, quiet_dagster_warnings
     from align_core.layout import DataLayout
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def resume(root: Path, op_config: dict | None) -> int:
+def resume(root: Path, op_config: dict | None, redo_downstream_of: str | None = None) -> int:
     """Materialize, for the realistic-size ad's partition, every asset without a successful step yet."""
     import json
 
@@ -134,8 +136,16 @@ def resume(root: Path, op_config: dict | None) -> int:
         print(f"reclaimed: {line}", flush=True)
     done = {record.step_key for run in instance.get_runs() for record in instance.all_logs(run.run_id)
             if record.dagster_event is not None and record.dagster_event.event_type_value == "STEP_SUCCESS"}
-    names = sorted(k.to_user_string() for k in defs.resolve_asset_graph().materializable_asset_keys)
-    todo = [name for name in names if name not in done]
+    graph = defs.resolve_asset_graph()
+    names = sorted(k.to_user_string() for k in graph.materializable_asset_keys)
+    todo = {name for name in names if name not in done}
+    if redo_downstream_of:
+        frontier = [key for key in graph.materializable_asset_keys if key.to_user_string() == redo_downstream_of]
+        while frontier:
+            children = [c for key in frontier for c in graph.get(key).child_keys if c in graph.materializable_asset_keys]
+            todo |= {c.to_user_string() for c in children}
+            frontier = children
+    todo = sorted(todo)
     video_id = json.loads((Path(root) / "raw" / "demo_corpus.json").read_text())["real_size_ads"][0]["video_id"]
     print(f"resuming {video_id}: {', '.join(todo)}", flush=True)
     samples_out = open(Path(root) / "rss_samples.tsv", "a")
