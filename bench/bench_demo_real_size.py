@@ -187,7 +187,7 @@ def report(root: Path) -> int:
 
 def _print_steps(instance, samples: list[tuple[float, float]]) -> None:
     steps: dict[str, dict] = {}
-    for run in instance.get_runs():
+    for run in reversed(instance.get_runs()):  # oldest first: a re-run step reports its latest run
         for record in instance.all_logs(run.run_id):
             event = record.dagster_event
             if event is None or not record.step_key:
