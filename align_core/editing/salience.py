@@ -46,7 +46,7 @@ import numpy as np
 
 from align_core.editing.base import KeyframeEditRequest
 from align_core.editing.regions import bounding_box, dilate_ellipse, restore
-from align_core.perceptual_budget import BudgetMeasure, PerceptualBudget, downsample_factor, measure
+from align_core.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
 
 EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
 
@@ -230,9 +230,9 @@ class SalienceEditor:
         self.budget = self.settings.budget
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
         self._warm: dict[tuple[str, float], tuple[float, bool]] = {}  # large frames: last strength per request
-        # large frames: the frame, mask and protect being measured, and their shrunk copies
-        self._shrunk: tuple[np.ndarray, ...] | None = None
-        self._lock = threading.Lock()  # guards _cache: the renderer may run a frame's edits on two threads
+        # the frames being measured (with their masks) and their side of the budget measure
+        self._references: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+        self._lock = threading.Lock()  # guards the caches: the renderer may run a frame's edits on two threads
 
     def lineage(self) -> dict[str, Any]:
         return {
@@ -388,20 +388,29 @@ class SalienceEditor:
     def _measure(self, frame: np.ndarray, edited: np.ndarray, mask: np.ndarray, protect: np.ndarray) -> BudgetMeasure:
         """The budget figures of float ``edited`` against uint8 ``frame`` (:func:`perceptual_budget.measure`).
 
-        On a large frame the edit is area-averaged to the budget's measuring size before it is
-        rounded to 8 bits (the same figures to within rounding, without a full-size conversion),
-        and the frame's own shrunk copy and regions are kept for the next candidate.
+        The frame's side of the measure (its shrunk copy on a large frame, CIELAB, SSIM terms:
+        :class:`~align_core.perceptual_budget.BudgetReference`) is computed once and kept for the
+        next candidates of the search. On a large frame the edit is area-averaged to the budget's
+        measuring size before it is rounded to 8 bits (the same figures to within rounding,
+        without a full-size conversion).
         """
         factor = downsample_factor(frame.shape)
-        if factor == 1:
-            return measure(frame, _to_uint8(edited), mask, protect)
-        entry = self._shrunk  # one tuple, swapped whole: concurrent edits each see a consistent entry
+        key = (id(frame), id(mask), id(protect))
+        with self._lock:
+            entry = self._references.get(key)
+        # the entry holds the arrays themselves, so a match cannot be a new array at a reused address
         if entry is None or entry[0] is not frame or entry[1] is not mask or entry[2] is not protect:
-            # holding the arrays themselves (not their ids) keeps the cache from matching a new array at a reused address
-            entry = (frame, mask, protect, _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
-            self._shrunk = entry
-        small_frame, small_mask, small_protect = entry[3:]
-        return measure(small_frame, _to_uint8(_shrink(edited, factor)), small_mask, small_protect)
+            if factor == 1:
+                reference = BudgetReference(frame, mask, protect)
+            else:
+                reference = BudgetReference(_shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
+            entry = (frame, mask, protect, reference)
+            with self._lock:
+                self._references[key] = entry
+                while len(self._references) > 6:  # a frame's boost, reduction and placebo searches
+                    self._references.pop(next(iter(self._references)))
+        small = edited if factor == 1 else _shrink(edited, factor)
+        return entry[3].measure(_to_uint8(small))
 
     def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """(edited float frame, background strength used, capped?, its budget measure) for a boost or reduce.
