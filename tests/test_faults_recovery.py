@@ -3,9 +3,10 @@
 Through real subprocesses of ``align-backfill`` on a real persistent Dagster instance (SQLite
 under ``<data>/dagster_home``, pools limited to 1 like ``make demo``):
 
-- SIGKILL the CLI while ``variant_videos`` is writing (its ``.<id>.tmp-<pid>-*`` folder exists);
-  the next run reports the dead run, frees its ``gpu`` slot, removes the temporary folder and
-  finishes (before the fix it waited forever on "Step still blocked by limit for pool gpu").
+- SIGKILL the CLI while ``variant_videos`` is writing (its ``.<id>.tmp-<pid>-*`` folder exists)
+  and a run holding the ``gpu`` slot; the next run reports the dead runs, frees the slot, removes
+  the temporary folder and finishes (before the fix it waited forever on "Step still blocked by
+  limit for pool gpu").
 - a live run holds the ``gpu`` slot: the CLI says on its console that it waits and for whom,
   and SIGINT stops it promptly with status 130 (before the fix it ignored SIGINT and SIGTERM).
 """
@@ -42,8 +43,8 @@ def _env(layout: DataLayout) -> dict[str, str]:
     }
 
 
-def _backfill(layout: DataLayout) -> list[str]:
-    return [sys.executable, "-m", "align_assets.backfill", "--data-dir", str(layout.root), "--asset", "variant_videos"]
+def _backfill(layout: DataLayout, asset: str = "variant_videos") -> list[str]:
+    return [sys.executable, "-m", "align_assets.backfill", "--data-dir", str(layout.root), "--asset", asset]
 
 
 @pytest.fixture()
@@ -88,6 +89,11 @@ def test_killed_run_is_reclaimed_and_the_next_run_finishes(planned) -> None:
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert list(out_dir.glob(f".{key}.tmp-*")), "the kill must leave the temporary folder behind"
+    # The salience editor's renders take no gpu slot (only diffusion steps do): kill a run that holds one too.
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()
+    holder.wait()
     assert len(_gpu_slots(layout)) == 1, "the killed run still holds the gpu slot"
 
     again = subprocess.run(_backfill(layout), env=_env(layout), capture_output=True, text=True, timeout=180)
@@ -123,7 +129,9 @@ def test_blocked_cli_says_so_and_ctrl_c_stops_it(planned) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        cli = subprocess.Popen(_backfill(layout), env=_env(layout), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # the checkpoint trains in the gpu pool (the demo's salience renders need no GPU, so no pool)
+        cli = subprocess.Popen(_backfill(layout, "controlnet_checkpoint"), env=_env(layout), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
         lines = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

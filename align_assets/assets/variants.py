@@ -87,8 +87,9 @@ def variant_videos_asset(needs_checkpoint: bool):
         partitions_def=video_partitions,
         deps=deps,
         group_name="variants",
-        pool="gpu",
-        op_tags=GPU_OP_TAGS,
+        # only a diffusion editor needs the GPU: the salience editor's renders run side by side
+        pool="gpu" if needs_checkpoint else None,
+        op_tags=GPU_OP_TAGS if needs_checkpoint else {},
         automation_condition=AutomationCondition.eager(),
         kinds={"python", "video"},
         backfill_policy=ONE_VIDEO_PER_RUN,

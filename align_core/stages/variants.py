@@ -56,7 +56,7 @@ class VariantVideoSettings(BaseModel):
     calibration_frames: int = Field(default=6, description="keyframes used to calibrate an editor that calibrates")
     encoder_preset: str = Field(
         default="auto",
-        description="x264 preset of every variant (CRF 18): auto = veryfast below 1 megapixel, superfast at 1080x1920 "
+        description="x264 preset of every variant (CRF 16): auto = veryfast below 1 megapixel, superfast at 1080x1920 "
         "and above (the same quality target, larger files, half the encoding time); or any x264 preset",
     )
     protect: bool = Field(
