@@ -149,3 +149,19 @@ def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> Non
 
     short, long = peak_for(24), peak_for(96)
     assert long < 1.25 * short + 256 * 1024, (short, long)
+
+
+@pytest.mark.filterwarnings("ignore:random-alexnet")
+def test_lpips_compares_frames_at_most_256_px_long_and_says_so() -> None:
+    import cv2
+
+    from align_core.stages.variants import lpips_frame_distance
+
+    distance, state = lpips_frame_distance(None)
+    rng = np.random.default_rng(4)
+    a = cv2.GaussianBlur(rng.integers(0, 256, (512, 288, 3), dtype=np.uint8), (0, 0), 2)
+    b = np.clip(a.astype(np.int16) + 25, 0, 255).astype(np.uint8)
+    small = lambda x: cv2.resize(x, (144, 256), interpolation=cv2.INTER_AREA)  # noqa: E731
+    assert distance(a, a) == 0.0 and distance(a, b) > 0
+    assert distance(a, b) == pytest.approx(distance(small(a), small(b)), abs=1e-6)
+    assert "at most 256 px" in state and "NOT perceptual" in state
