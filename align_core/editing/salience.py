@@ -150,56 +150,6 @@ def _affine_colour(image: np.ndarray, gain: float, contrast: float, centre: floa
     return cv2.transform(image, affine)
 
 
-def _luma(image: np.ndarray) -> np.ndarray:
-    return image @ _LUMA
-
-
-def _saturate(image: np.ndarray, gain: float | np.ndarray) -> np.ndarray:
-    luma = _luma(image)[..., None]
-    return luma + gain * (image - luma)
-
-
-#: Blurs wider than this (pixels) run on a downsampled level: what a full-resolution Gaussian of
-#: that width keeps is low-frequency, so an area-downsample, a blur of the remaining width and a
-#: bilinear upsample give the same image (to a grey level) at a fraction of the cost (at
-#: 1080x1920 a sigma-32 blur drops from ~0.5 s to ~10 ms). Demo-size frames never reach it.
-PYRAMID_SIGMA = 12.0
-#: Large frames: the previous frame's strength is kept when it lands within this share of the budget.
-WARM_TOLERANCE = 0.25
-
-
-def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma < 0.3:
-        return image
-    height, width = image.shape[:2]
-    factor = int(sigma // 4.0)
-    if sigma >= PYRAMID_SIGMA and min(height, width) >= 8 * factor:
-        small_size = (max(1, width // factor), max(1, height // factor))
-        small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-        rest = float(np.sqrt(max(0.09, sigma**2 - (factor / 2.0) ** 2))) / factor  # the area step blurs a little already
-        small = cv2.GaussianBlur(small, (0, 0), sigmaX=rest, sigmaY=rest, borderType=cv2.BORDER_REFLECT)
-        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-
-
-def _affine_colour(image: np.ndarray, gain: float, contrast: float, centre: float) -> np.ndarray:
-    """``centre + contrast * (saturate(image, gain) - centre)`` as one 3x4 colour transform (one pass)."""
-    matrix = gain * np.eye(3, dtype=np.float64) + (1.0 - gain) * np.outer(np.ones(3), _LUMA.astype(np.float64))
-    affine = np.concatenate([contrast * matrix, np.full((3, 1), (1.0 - contrast) * centre)], axis=1).astype(np.float32)
-    return cv2.transform(image, affine)
-
-
-def bounding_box(weight: np.ndarray, margin: int) -> tuple[slice, slice] | None:
-    """Rows and columns where ``weight`` is non-zero, grown by ``margin`` (None when all zero)."""
-    rows = np.flatnonzero(weight.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(weight.any(axis=0))
-    height, width = weight.shape
-    return (slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
-            slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)))
-
-
 def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
     step = max(1, min(values.shape[0], values.shape[1]) // 256)  # a global mean: every k-th pixel of a large frame is plenty
     if step > 1:
