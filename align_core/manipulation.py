@@ -389,44 +389,12 @@ def _agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: Verificat
     return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
 
 
-def _decoded(path: Path, size: tuple[int, int], wanted: Callable[[int], bool]) -> Iterable[np.ndarray | None]:
-    """Every frame of ``path`` decoded in order; converted to upright RGB (at ``size``, as
-    :func:`align_core.video_io.iter_frames` reads a render back) only where ``wanted(index)``,
-    None elsewhere: at 1080x1920 the colour conversion costs about as much as the decode."""
-    from align_core.video_io import VideoError, _open_input, _upright, even_size
-
-    container = _open_input(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                if not wanted(index):
-                    yield None
-                else:
-                    picture = _upright(frame)
-                    if picture.shape[:2] != tuple(size):
-                        if picture.shape[:2] != even_size(*size):
-                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
-                                             f"{size[1]}x{size[0]} (or that padded to even)")
-                        picture = picture[: size[0], : size[1]]
-                    yield picture
-                index += 1
-        except av.FFmpegError as exc:
-            raise VideoError(path, f"decoding failed at frame {index} ({exc})") from exc
-        if index == 0:
-            raise VideoError(path, "decoded no frames")
-    finally:
-        container.close()
-
-
 def _lockstep(paths: Sequence[Path], size: tuple[int, int], wanted: Callable[[int], bool] = lambda index: True
               ) -> Iterable[tuple[np.ndarray | None, ...]]:
     """Frame ``t`` of every video at once (one decode per video; None where not ``wanted``); an error
     names a video that ends early or late."""
     sentinel = object()
-    streams = [iter(_decoded(path, size, wanted)) for path in paths]
+    streams = [iter_frames(path, crop_to=size, wanted=wanted) for path in paths]
     index = 0
     while True:
         current = [next(stream, sentinel) for stream in streams]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -208,13 +208,16 @@ def even_size(height: int, width: int) -> tuple[int, int]:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], start: int = 0, stop: int | None = None, crop_to: tuple[int, int] | None = None
-) -> Iterator[np.ndarray]:
+    path: str | os.PathLike[str], start: int = 0, stop: int | None = None, crop_to: tuple[int, int] | None = None,
+    wanted: Callable[[int], bool] | None = None,
+) -> Iterator[np.ndarray | None]:
     """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length).
 
     ``crop_to=(height, width)`` reads a rendered video back at its source's size: a source of
     odd size is written padded by one edge row/column (:class:`VideoWriter`), which this removes.
-    Any other size difference is an error.
+    Any other size difference is an error. With ``wanted``, frames whose index it rejects are
+    decoded but yielded as None, never converted to RGB (at 1080x1920 the conversion costs about
+    as much as the decode).
     """
     path = Path(path)
     container = _open_input(path)
@@ -226,7 +229,9 @@ def iter_frames(
             for frame in container.decode(stream):
                 if stop is not None and index >= stop:
                     break
-                if index >= start:
+                if index >= start and wanted is not None and not wanted(index):
+                    yield None
+                elif index >= start:
                     picture = _upright(frame)
                     if crop_to is not None and picture.shape[:2] != tuple(crop_to):
                         if picture.shape[:2] != even_size(*crop_to):
