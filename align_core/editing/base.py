@@ -75,14 +75,9 @@ class KeyframeEditReport(Protocol):
 
 
 @dataclass(frozen=True)
-class UnreportedEdit:
-    """The report of an edit by an editor that reports nothing itself (it has only ``edit``).
-
-    The strength used is the one requested (such an editor applies no budget of its own, so it
-    is never ``capped``: a window it misses is a failed edit, not ``unreachable``); SSIM and mean
-    CIEDE2000 are measured on its output, inside ``allowed``, against the original outside product
-    and protected regions (:func:`align_core.perceptual_budget.measure`), not reported by it.
-    """
+class EditReport:
+    """What one edit did: the strength asked for and used, and the budget figures of the result
+    (the salience editor's own report; ``reported`` says the editor measured them itself)."""
 
     kind: str
     requested: float
@@ -91,10 +86,23 @@ class UnreportedEdit:
     ssim: float
     delta_e: float
     reason: str
-    reported: bool = False  # False: the editor did not report; these figures were measured after it
+    reported: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class UnreportedEdit(EditReport):
+    """The report of an edit by an editor that reports nothing itself (it has only ``edit``).
+
+    The strength used is the one requested (such an editor applies no budget of its own, so it
+    is never ``capped``: a window it misses is a failed edit, not ``unreachable``); SSIM and mean
+    CIEDE2000 are measured on its output, inside ``allowed``, against the original outside product
+    and protected regions (:func:`align_core.perceptual_budget.measure`), not reported by it.
+    """
+
+    reported: bool = False  # False: the editor did not report; these figures were measured after it
 
 
 def unreported_edit(editor: Any, request: KeyframeEditRequest) -> tuple[np.ndarray, UnreportedEdit]:

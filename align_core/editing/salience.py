@@ -44,7 +44,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.editing.base import KeyframeEditRequest
+from align_core.editing.base import EditReport, KeyframeEditRequest
 from align_core.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
 
@@ -93,22 +93,6 @@ class SalienceSettings:
     @property
     def budget(self) -> PerceptualBudget:
         return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
-
-
-@dataclass(frozen=True)
-class EditReport:
-    """What one edit did: the strength asked for and used, and the budget figures of the result."""
-
-    kind: str
-    requested: float
-    used: float
-    capped: bool
-    ssim: float
-    delta_e: float
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
