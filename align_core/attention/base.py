@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import cv2
@@ -55,9 +56,9 @@ def disk_means_at(values: np.ndarray, centres: np.ndarray, radius_px: float) -> 
     values = np.asarray(values, dtype=np.float32)
     kernel = disk_kernel(radius_px)
     sums = cv2.filter2D(values, cv2.CV_32F, kernel, borderType=cv2.BORDER_CONSTANT)
-    areas = cv2.filter2D(np.ones_like(values), cv2.CV_32F, kernel, borderType=cv2.BORDER_CONSTANT)
     cols, rows = _centre_pixels(centres, values.shape)
-    return (sums[rows, cols] / np.maximum(areas[rows, cols], 1.0)).astype(np.float64)
+    areas = _in_frame_areas(values.shape[:2], float(radius_px), rows, cols)
+    return (sums[rows, cols] / areas).astype(np.float64)
 
 
 def splat_patch_scores(scores: np.ndarray, centres: np.ndarray, radius_px: float, shape: tuple[int, int]) -> np.ndarray:
@@ -71,16 +72,60 @@ def splat_patch_scores(scores: np.ndarray, centres: np.ndarray, radius_px: float
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     cols, rows = _centre_pixels(centres, shape)
     impulses = np.zeros(shape, dtype=np.float64)
-    counts = np.zeros(shape, dtype=np.float64)
     np.add.at(impulses, (rows, cols), scores)
-    np.add.at(counts, (rows, cols), 1.0)
     kernel = disk_kernel(radius_px).astype(np.float64)
     sums = cv2.filter2D(impulses, cv2.CV_64F, kernel, borderType=cv2.BORDER_CONSTANT)
-    coverage = cv2.filter2D(counts, cv2.CV_64F, kernel, borderType=cv2.BORDER_CONSTANT)
-    covered = coverage > 0.5  # counts are integers; DFT round-off is far below 0.5
+    covered, count = _patch_coverage((int(height), int(width)), float(radius_px), rows, cols)
     out = np.zeros(shape, dtype=np.float64)
-    out[covered] = sums[covered] / np.rint(coverage[covered])
+    out[covered] = sums[covered] / count
     return out
+
+
+# The parts of both convolutions that depend only on the frame size, the radius and the patch
+# grid (the same for every frame of a video): computed once, not once per frame and scorer.
+_GEOMETRY_CACHE: dict[tuple, tuple[np.ndarray, ...]] = {}
+_GEOMETRY_CACHE_SIZE = 32
+
+
+_GEOMETRY_LOCK = threading.Lock()
+
+
+def _cached(key: tuple, compute) -> tuple[np.ndarray, ...]:
+    found = _GEOMETRY_CACHE.get(key)
+    if found is None:
+        found = compute()
+        for array in found:
+            array.setflags(write=False)
+        with _GEOMETRY_LOCK:
+            if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
+                _GEOMETRY_CACHE.pop(next(iter(_GEOMETRY_CACHE)), None)
+            _GEOMETRY_CACHE[key] = found
+    return found
+
+
+def _in_frame_areas(shape: tuple[int, int], radius_px: float, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """In-frame pixel count of the disk around each centre (at least 1)."""
+
+    def compute() -> tuple[np.ndarray]:
+        ones = np.ones(shape, dtype=np.float32)
+        areas = cv2.filter2D(ones, cv2.CV_32F, disk_kernel(radius_px), borderType=cv2.BORDER_CONSTANT)
+        return (np.maximum(areas[rows, cols], 1.0),)
+
+    return _cached(("areas", shape, radius_px, rows.tobytes(), cols.tobytes()), compute)[0]
+
+
+def _patch_coverage(shape: tuple[int, int], radius_px: float, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels some patch covers, how many patches cover each of them) for patches at ``rows, cols``."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        counts = np.zeros(shape, dtype=np.float64)
+        np.add.at(counts, (rows, cols), 1.0)
+        kernel = disk_kernel(radius_px).astype(np.float64)
+        coverage = cv2.filter2D(counts, cv2.CV_64F, kernel, borderType=cv2.BORDER_CONSTANT)
+        covered = coverage > 0.5  # counts are integers; DFT round-off is far below 0.5
+        return covered, np.rint(coverage[covered])
+
+    return _cached(("coverage", shape, radius_px, rows.tobytes(), cols.tobytes()), compute)
 
 
 def _centre_pixels(centres: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

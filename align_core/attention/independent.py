@@ -116,7 +116,8 @@ def itti_koch_map(frame: np.ndarray) -> np.ndarray:
     conspicuity_c = _centre_surround(rg, out_size) + _centre_surround(by, out_size)
     conspicuity_o = np.zeros_like(conspicuity_i)
     for kernel in _GABORS:
-        oriented = [np.abs(cv2.filter2D(level, cv2.CV_32F, kernel)) for level in pyr_i]
+        # only levels 2 and up enter the centre-surround differences: the two finest are not filtered
+        oriented = [np.abs(cv2.filter2D(level, cv2.CV_32F, kernel)) if depth >= 2 else level for depth, level in enumerate(pyr_i)]
         conspicuity_o += _normalise(_centre_surround(oriented, out_size))
     saliency = (_normalise(conspicuity_i) + _normalise(conspicuity_c) + _normalise(conspicuity_o)) / 3.0
     saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -152,8 +153,11 @@ def boolean_map_saliency(frame: np.ndarray, step: int = 8, opening: int = 2) -> 
                 n, labels = cv2.connectedComponents(opened, connectivity=4)
                 if n <= 1:
                     continue
-                border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-                surrounded = (labels > 0) & ~np.isin(labels, border)
+                # components that touch no border (label 0 is the removed background): one lookup per pixel
+                inside = np.ones(n, dtype=bool)
+                inside[0] = False
+                inside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
+                surrounded = inside[labels]
                 if not surrounded.any():
                     continue
                 attention = surrounded.astype(np.float32)
