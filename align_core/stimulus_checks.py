@@ -55,8 +55,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from align_core.editing.regions import bounding_box
 from align_core.protect import covering_units
-from align_core.video_io import iter_frames, probe_video
+from align_core.video_io import even_size, iter_frames, probe_video
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,20 @@ def is_stable(reads: Mapping[int, str], frame: int, run: int) -> bool:
     return False
 
 
+_SQUARES = np.arange(256, dtype=np.float64) ** 2
+
+
+def squared_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Sum of squared differences of two uint8 RGB images over ``mask`` (uint8, non-zero = counted).
+
+    Exact: a histogram of ``|a - b|`` per channel (integer counts) weighted by the squares, the
+    same integer an element-wise float64 sum gives, at a fraction of the cost on 1080x1920 frames.
+    """
+    difference = cv2.absdiff(np.asarray(a), np.asarray(b))
+    return float(sum(cv2.calcHist([difference], [channel], mask, [256], [0, 256]).ravel().astype(np.float64) @ _SQUARES
+                     for channel in range(3)))
+
+
 def _worst_component(region: np.ndarray, values: np.ndarray, reference: np.ndarray) -> tuple[tuple[int, int, int, int], float]:
     """The connected protected region (box x0, y0, x1, y1) with the lowest PSNR of ``values`` vs ``reference``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
@@ -230,119 +245,176 @@ def check_stimuli(
     ``protect`` is indexable by frame giving bool ``(H, W)`` (a ``ProtectedRegions``); ``reader``
     is a :class:`~align_core.protect.TextReader` (None skips the information check, recorded as
     not run); ``text_frames`` are the frames where the protect stage recognised text; ``scenes``
-    (frame ranges) keep each OCR frame's stability window inside its scene.
+    (frame ranges) keep each OCR frame's stability window inside its scene. :class:`StimulusPass`
+    is the same check fed by someone else's decode.
     """
-    if baseline not in variant_paths:
-        raise KeyError(f"video {video_id}: the stimulus checks need the baseline variant {baseline!r}")
-    names = list(variant_paths)
-    probe = probe_video(source_path)
-    for name in names:
-        other = probe_video(variant_paths[name])
-        if (other.frame_count, other.width, other.height) != (probe.frame_count, probe.width, probe.height):
-            raise ValueError(
-                f"video {video_id}: variant {name} ({variant_paths[name]}) has {other.frame_count} frames "
-                f"{other.width}x{other.height}, the source {probe.frame_count} frames {probe.width}x{probe.height}"
-            )
-    units = covering_units(scenes, probe.frame_count) if scenes else [(0, probe.frame_count)]
-    ocr_at = pick_ocr_frames(text_frames, thresholds.ocr_frames) if reader is not None else []
-    windows = {t: stability_window(t, units, thresholds.stable_reads) for t in ocr_at}
-    needed = {f for window in windows.values() for f in window}
-    keep_back = max([t - window[0] for t, window in windows.items()], default=0)
-    recent: dict[int, np.ndarray] = {}  # baseline frames a later OCR frame's window reaches back to
-    pending: dict[int, dict[str, Any]] = {}  # OCR frame -> boxes and reads until its window is complete
-    sq = {n: {"baseline": 0.0, "source": 0.0} for n in names}
-    pixels = 0
-    worst = {n: (float("inf"), -1) for n in names}
-    deficit = {n: (-float("inf"), -1, float("nan")) for n in names}  # (floor - psnr, frame, floor)
-    where = {n: "" for n in names}  # the frame and protected region of the largest per-frame deficit
-    frames_measured = 0
-    ocr_rows: list[dict[str, Any]] = []
-    streams = [iter_frames(source_path)] + [iter_frames(variant_paths[n]) for n in names]
-    base_i = names.index(baseline) + 1
+    checks = StimulusPass(video_id, source_path, variant_paths, baseline, protect, reader, thresholds, text_frames, scenes)
+    size = (checks.probe.height, checks.probe.width)
+    streams = [iter_frames(source_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in checks.names]
     for index, current in enumerate(zip(*streams, strict=True)):
-        region = np.asarray(protect[index], dtype=bool) if protect is not None else None
-        has_region = region is not None and region.any()
-        if has_region:
-            frames_measured += 1
-            n_px = int(region.sum()) * 3
-            pixels += n_px
-            base = current[base_i][region].astype(np.float64)
-            source = current[0][region].astype(np.float64)
-            codec_db = _psnr(float(((base - source) ** 2).sum()), n_px)
-            floor = min(thresholds.min_psnr_db, codec_db) - thresholds.codec_margin_db
-            for i, name in enumerate(names, start=1):
-                values = current[i][region].astype(np.float64)
-                err_base = float(((values - base) ** 2).sum())
-                sq[name]["baseline"] += err_base
-                sq[name]["source"] += float(((values - source) ** 2).sum())
-                frame_psnr = _psnr(err_base, n_px)
-                if name != baseline and frame_psnr < worst[name][0]:
-                    worst[name] = (frame_psnr, index)
-                if name != baseline and floor - frame_psnr > deficit[name][0]:
-                    deficit[name] = (floor - frame_psnr, index, floor)
-                    if floor - frame_psnr > 0:  # a failure: say where (the worst connected protected region)
-                        box, box_db = _worst_component(region, current[i], current[base_i])
-                        where[name] = (f"frame {index}, protected region {_box_text(box)}: {box_db:.1f} dB vs baseline "
-                                       f"(frame floor {floor:.1f} dB)")
-        if reader is not None:
-            base_frame = current[base_i]
-            if index in windows:
-                boxes = protected_boxes(reader.read(base_frame), region if has_region else None)
-                reads = {f: [reader.recognize(recent[f], box) for box in boxes] for f in windows[index] if f < index}
-                reads[index] = [reader.recognize(base_frame, box) for box in boxes]
-                texts = {name: reads[index] if name == baseline else [reader.recognize(current[i], box) for box in boxes]
-                         for i, name in enumerate(names, start=1)}
-                source_texts = [reader.recognize(current[0], box) for box in boxes]
-                pending[index] = {"boxes": boxes, "reads": reads, "texts": texts, "source": source_texts}
-            for t, entry in pending.items():
-                if t < index and index in windows[t]:
-                    entry["reads"][index] = [reader.recognize(base_frame, box) for box in entry["boxes"]]
-            for t in [t for t in pending if windows[t][-1] == index]:
-                ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, windows[t], pending.pop(t), thresholds.stable_reads))
-            if index in needed:
-                recent[index] = base_frame.copy()
-            for f in [f for f in recent if f < index + 1 - keep_back]:
-                del recent[f]
-    for t, entry in pending.items():  # the video ended before a window did (a short last scene): what was read
-        ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, sorted(entry["reads"]), entry, thresholds.stable_reads))
-    fidelity_rows = []
-    for name in names:
-        pooled = _psnr(sq[name]["baseline"], pixels)
-        worst_db, worst_frame = worst[name]
-        short, short_frame, floor = deficit[name]
-        failed_at = ""
-        if name == baseline or frames_measured == 0:
-            passed, reason = True, ("the reference" if name == baseline else "no protected pixels in this video")
-        else:
-            codec_pooled = _psnr(sq[baseline]["source"], pixels)
-            pooled_floor = min(thresholds.min_psnr_db, codec_pooled) - thresholds.codec_margin_db
-            passed = pooled >= pooled_floor and short <= 0
-            reason = (
-                f"{pooled:.1f} dB vs baseline over all protected pixels (need >= {pooled_floor:.1f}: "
-                f"min({thresholds.min_psnr_db:.0f}, codec {codec_pooled:.1f}) - {thresholds.codec_margin_db}); "
-                f"worst frame {worst_frame}: {worst_db:.1f} dB; "
-                + ("every frame within codec noise" if short <= 0 else
-                   f"frame {short_frame} is {short:.1f} dB below its floor {floor:.1f} dB (codec PSNR there, capped at "
-                   f"{thresholds.min_psnr_db:.0f}, minus {thresholds.codec_margin_db})")
-            )
-            if not passed:
-                failed_at = where[name] if short > 0 else f"all protected pixels pooled over {frames_measured} frames (worst frame {worst_frame})"
-        fidelity_rows.append({
-            "video_id": video_id, "variant": name, "frames_measured": frames_measured,
-            "protected_pixels_per_frame": pixels / 3 / max(1, frames_measured),
-            "psnr_vs_baseline_db": pooled, "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
-            "worst_frame": worst_frame, "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
-            "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
-            "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason, "where": failed_at,
-        })
-    ocr = pd.DataFrame(ocr_rows, columns=OCR_COLUMNS)
-    info_rows = [_information_row(video_id, name, baseline, ocr[ocr["variant"] == name], reader is not None, thresholds)
-                 for name in names]
-    fidelity = pd.DataFrame(fidelity_rows)
-    information = pd.DataFrame(info_rows)
-    for table in (fidelity, ocr, information):
-        table["video_id"] = table["video_id"].astype("string")
-    return StimulusReport(fidelity, ocr, information, thresholds)
+        checks.add(index, current)
+    return checks.report()
+
+
+class StimulusPass:
+    """The stimulus checks of :func:`check_stimuli`, fed one lockstep frame tuple at a time.
+
+    ``add(index, (source, *variants))`` for every frame in order (variants in ``variant_paths``
+    order, at the source's size), then ``report()``. The manipulation check's decode feeds it in
+    the quality stage, so the videos are decoded once for every measurement.
+    """
+
+    def __init__(
+        self,
+        video_id: str,
+        source_path: str | os.PathLike[str],
+        variant_paths: Mapping[str, str | os.PathLike[str]],
+        baseline: str,
+        protect: Any,
+        reader: Any | None,
+        thresholds: StimulusThresholds = StimulusThresholds(),
+        text_frames: Sequence[int] = (),
+        scenes: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
+        if baseline not in variant_paths:
+            raise KeyError(f"video {video_id}: the stimulus checks need the baseline variant {baseline!r}")
+        self.video_id, self.baseline, self.protect, self.reader, self.thresholds = video_id, baseline, protect, reader, thresholds
+        self.names = names = list(variant_paths)
+        self.probe = probe = probe_video(source_path)
+        for name in names:
+            other = probe_video(variant_paths[name])
+            # an odd-size source is rendered padded to even by one edge row/column and read back cropped
+            sizes = {(probe.height, probe.width), even_size(probe.height, probe.width)}
+            if other.frame_count != probe.frame_count or (other.height, other.width) not in sizes:
+                raise ValueError(
+                    f"video {video_id}: variant {name} ({variant_paths[name]}) has {other.frame_count} frames "
+                    f"{other.width}x{other.height}, the source {probe.frame_count} frames {probe.width}x{probe.height}"
+                )
+        units = covering_units(scenes, probe.frame_count) if scenes else [(0, probe.frame_count)]
+        ocr_at = pick_ocr_frames(text_frames, thresholds.ocr_frames) if reader is not None else []
+        self.windows = {t: stability_window(t, units, thresholds.stable_reads) for t in ocr_at}
+        self.needed = {f for window in self.windows.values() for f in window}
+        self.keep_back = max([t - window[0] for t, window in self.windows.items()], default=0)
+        self.recent: dict[int, np.ndarray] = {}  # baseline frames a later OCR frame's window reaches back to
+        self.pending: dict[int, dict[str, Any]] = {}  # OCR frame -> boxes and reads until its window is complete
+        self.sq = {n: {"baseline": 0.0, "source": 0.0} for n in names}
+        self.pixels = 0
+        self.worst = {n: (float("inf"), -1) for n in names}
+        self.deficit = {n: (-float("inf"), -1, float("nan")) for n in names}  # (floor - psnr, frame, floor)
+        self.where = {n: "" for n in names}  # the frame and protected region of the largest per-frame deficit
+        self.frames_measured = 0
+        self.frames_seen = 0
+        self.ocr_rows: list[dict[str, Any]] = []
+        self.base_i = names.index(baseline) + 1
+
+    def add(self, index: int, current: Sequence[np.ndarray]) -> None:
+        """Frame ``index`` of the source and of every variant (every frame of the video, in order)."""
+        if index != self.frames_seen:
+            raise ValueError(f"video {self.video_id}: the stimulus checks got frame {index} after {self.frames_seen} frames")
+        self.frames_seen += 1
+        region = np.asarray(self.protect[index], dtype=bool) if self.protect is not None else None
+        box = bounding_box(region) if region is not None else None
+        if box is not None:
+            self._fidelity(index, current, region, box)
+        if self.reader is not None:
+            self._information(index, current, region if box is not None else None)
+
+    def _fidelity(self, index: int, current: Sequence[np.ndarray], region: np.ndarray, box: tuple[slice, slice]) -> None:
+        """Protected pixels vs baseline and source, read on the region's bounding box only."""
+        thresholds, names, baseline, base_i = self.thresholds, self.names, self.baseline, self.base_i
+        inside = np.ascontiguousarray(region[box]).view(np.uint8)
+        self.frames_measured += 1
+        n_px = int(np.count_nonzero(inside)) * 3
+        self.pixels += n_px
+        base, source = current[base_i][box], current[0][box]
+        codec_db = _psnr(squared_error(base, source, inside), n_px)
+        floor = min(thresholds.min_psnr_db, codec_db) - thresholds.codec_margin_db
+        for i, name in enumerate(names, start=1):
+            values = current[i][box]
+            err_base = 0.0 if i == base_i else squared_error(values, base, inside)
+            self.sq[name]["baseline"] += err_base
+            self.sq[name]["source"] += squared_error(values, source, inside)
+            frame_psnr = _psnr(err_base, n_px)
+            if name != baseline and frame_psnr < self.worst[name][0]:
+                self.worst[name] = (frame_psnr, index)
+            if name != baseline and floor - frame_psnr > self.deficit[name][0]:
+                self.deficit[name] = (floor - frame_psnr, index, floor)
+                if floor - frame_psnr > 0:  # a failure: say where (the worst connected protected region)
+                    worst_box, box_db = _worst_component(region, current[i], current[base_i])
+                    self.where[name] = (f"frame {index}, protected region {_box_text(worst_box)}: {box_db:.1f} dB vs baseline "
+                                        f"(frame floor {floor:.1f} dB)")
+
+    def _information(self, index: int, current: Sequence[np.ndarray], region: np.ndarray | None) -> None:
+        """OCR of protected text: read at the chosen frames, confirmed on the baseline frames around them."""
+        reader, names, baseline, windows = self.reader, self.names, self.baseline, self.windows
+        base_frame = current[self.base_i]
+        if index in windows:
+            boxes = protected_boxes(reader.read(base_frame), region)
+            reads = {f: [reader.recognize(self.recent[f], box) for box in boxes] for f in windows[index] if f < index}
+            reads[index] = [reader.recognize(base_frame, box) for box in boxes]
+            texts = {name: reads[index] if name == baseline else [reader.recognize(current[i], box) for box in boxes]
+                     for i, name in enumerate(names, start=1)}
+            source_texts = [reader.recognize(current[0], box) for box in boxes]
+            self.pending[index] = {"boxes": boxes, "reads": reads, "texts": texts, "source": source_texts}
+        for t, entry in self.pending.items():
+            if t < index and index in windows[t]:
+                entry["reads"][index] = [reader.recognize(base_frame, box) for box in entry["boxes"]]
+        for t in [t for t in self.pending if windows[t][-1] == index]:
+            self.ocr_rows.extend(_ocr_rows(self.video_id, names, baseline, t, windows[t], self.pending.pop(t),
+                                           self.thresholds.stable_reads))
+        if index in self.needed:
+            self.recent[index] = base_frame.copy()
+        for f in [f for f in self.recent if f < index + 1 - self.keep_back]:
+            del self.recent[f]
+
+    def report(self) -> StimulusReport:
+        """Both checks' tables (every frame must have been added)."""
+        if self.frames_seen != self.probe.frame_count:
+            raise ValueError(f"video {self.video_id}: the stimulus checks saw {self.frames_seen} of {self.probe.frame_count} frames")
+        video_id, names, baseline, thresholds, reader = self.video_id, self.names, self.baseline, self.thresholds, self.reader
+        sq, pixels, frames_measured = self.sq, self.pixels, self.frames_measured
+        ocr_rows = list(self.ocr_rows)
+        for t, entry in self.pending.items():  # the video ended before a window did (a short last scene): what was read
+            ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, sorted(entry["reads"]), entry, thresholds.stable_reads))
+        fidelity_rows = []
+        for name in names:
+            pooled = _psnr(sq[name]["baseline"], pixels)
+            worst_db, worst_frame = self.worst[name]
+            short, short_frame, floor = self.deficit[name]
+            failed_at = ""
+            if name == baseline or frames_measured == 0:
+                passed, reason = True, ("the reference" if name == baseline else "no protected pixels in this video")
+            else:
+                codec_pooled = _psnr(sq[baseline]["source"], pixels)
+                pooled_floor = min(thresholds.min_psnr_db, codec_pooled) - thresholds.codec_margin_db
+                passed = pooled >= pooled_floor and short <= 0
+                reason = (
+                    f"{pooled:.1f} dB vs baseline over all protected pixels (need >= {pooled_floor:.1f}: "
+                    f"min({thresholds.min_psnr_db:.0f}, codec {codec_pooled:.1f}) - {thresholds.codec_margin_db}); "
+                    f"worst frame {worst_frame}: {worst_db:.1f} dB; "
+                    + ("every frame within codec noise" if short <= 0 else
+                       f"frame {short_frame} is {short:.1f} dB below its floor {floor:.1f} dB (codec PSNR there, capped at "
+                       f"{thresholds.min_psnr_db:.0f}, minus {thresholds.codec_margin_db})")
+                )
+                if not passed:
+                    failed_at = (self.where[name] if short > 0 else
+                                 f"all protected pixels pooled over {frames_measured} frames (worst frame {worst_frame})")
+            fidelity_rows.append({
+                "video_id": video_id, "variant": name, "frames_measured": frames_measured,
+                "protected_pixels_per_frame": pixels / 3 / max(1, frames_measured),
+                "psnr_vs_baseline_db": pooled, "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
+                "worst_frame": worst_frame, "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
+                "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
+                "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason, "where": failed_at,
+            })
+        ocr = pd.DataFrame(ocr_rows, columns=OCR_COLUMNS)
+        info_rows = [_information_row(video_id, name, baseline, ocr[ocr["variant"] == name], reader is not None, thresholds)
+                     for name in names]
+        fidelity = pd.DataFrame(fidelity_rows)
+        information = pd.DataFrame(info_rows)
+        for table in (fidelity, ocr, information):
+            table["video_id"] = table["video_id"].astype("string")
+        return StimulusReport(fidelity, ocr, information, thresholds)
 
 
 def _ocr_rows(video_id: str, names: Sequence[str], baseline: str, frame: int, window: Sequence[int],

@@ -334,14 +334,22 @@ def run_variant_quality(
     independent = {name: SaliencyModelScorer(name) for name in settings.independent_scorers}
     manifest_path = layout.artifact_dir("variant_videos", video_id) / "manifest.json"
     limits = edit_limits_from_manifest(json.loads(manifest_path.read_text())) if manifest_path.exists() else None
+    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
+    stimulus_pass = _stimulus_pass(video_id, catalog, variant_paths, plans, protect, settings)
+
+    def on_frame(index: int, frames: tuple[np.ndarray, ...]) -> None:
+        quality_pass.add(index, frames)
+        stimulus_pass.add(index, frames)  # every frame: protected pixels are checked on each one
+
     report = verify_variants(
         plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
-        every=settings.measure_every, limits=limits, protect=load_protected_regions(layout.artifact_dir("protected_regions", video_id)),
+        every=settings.measure_every, limits=limits, protect=protect,
         frames=check_sample.frames, budget_frames=sample.frames, analysis_max_side=settings.analysis_max_side or None,
-        on_frame=quality_pass.add, on_frame_frames=quality_pass.needed,
+        on_frame=on_frame,
     )
     quality = quality_pass.table()
-    stimulus, card, faces = _stimulus_checks(layout, video_id, catalog, variant_paths, plans, report, quality, settings, stimulus_paths)
+    stimulus = stimulus_pass.report()
+    card, faces = _stimulus_outputs(layout, video_id, stimulus, protect, report, stimulus_paths)
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
     eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])), stimulus.failures())
     for table, path in ((quality, quality_path), (report.table, manipulation_path), (report.scorer_table, stimulus_paths["scorers"]),
@@ -358,19 +366,24 @@ def run_variant_quality(
     )
 
 
-def _stimulus_checks(layout: DataLayout, video_id: str, catalog, variant_paths: dict[str, Path], plans: VariantPlans,
-                     report, quality: pd.DataFrame, settings: VariantQualitySettings, paths: dict[str, Path]):
-    """Protected pixels unchanged (PSNR vs baseline) and the same OCR text in every variant; writes the stimulus card."""
-    from align_core.protect import TextReader, load_protected_regions
-    from align_core.stimulus_checks import StimulusThresholds, check_stimuli, stimulus_card_html
+def _stimulus_pass(video_id: str, catalog, variant_paths: dict[str, Path], plans: VariantPlans, protect,
+                   settings: VariantQualitySettings):
+    """The stimulus checks (protected pixels vs baseline, the same OCR text), fed by the manipulation check's decode."""
+    from align_core.protect import TextReader
+    from align_core.stimulus_checks import StimulusPass, StimulusThresholds
 
-    protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
-    stimulus = check_stimuli(
+    return StimulusPass(
         video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
         TextReader(threads=1) if protect.text_keyframes() else None,
         StimulusThresholds(min_psnr_db=settings.min_protected_psnr_db, max_cer=settings.max_cer, ocr_frames=settings.ocr_frames),
         protect.text_keyframes(), scenes=catalog.scene_ranges,
     )
+
+
+def _stimulus_outputs(layout: DataLayout, video_id: str, stimulus, protect, report, paths: dict[str, Path]) -> tuple[str, str]:
+    """Write the stimulus tables and the per-video stimulus card; returns (card HTML, what the regions say about faces)."""
+    from align_core.stimulus_checks import stimulus_card_html
+
     with atomic_path(paths["stimulus"]) as tmp:
         stimulus.table().to_parquet(tmp, index=False)
     with atomic_path(paths["stimulus_ocr"]) as tmp:
@@ -384,7 +397,7 @@ def _stimulus_checks(layout: DataLayout, video_id: str, catalog, variant_paths: 
         notes={"faces": faces},
     )
     atomic_write_text(paths["stimulus_card"], card)
-    return stimulus, card, faces
+    return card, faces
 
 
 def variant_video_paths(layout: DataLayout, video_id: str, plans: VariantPlans) -> dict[str, Path]:
