@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dagster import AssetKey, DagsterInstance
 
@@ -58,3 +59,19 @@ def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
     workers.terminate()
     assert processes and not any(p.is_alive() for p in processes)
     assert time.perf_counter() - started < 30
+
+
+def test_largest_videos_start_first(tmp_path: Path) -> None:
+    """Longest-processing-time first: the long video starts at once, not last and alone; a broken file sorts last."""
+    from align_assets.runner import largest_first
+    from align_core.video_io import VideoWriter
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    frames = {"short_small": (4, 64, 48), "long_small": (12, 64, 48), "short_large": (6, 128, 96)}
+    for key, (count, height, width) in frames.items():
+        with VideoWriter(layout.videos_dir / f"{key}.mp4", fps=12) as writer:
+            for t in range(count):
+                writer.write(np.full((height, width, 3), 10 * t, np.uint8))
+    (layout.videos_dir / "broken.mp4").write_bytes(b"not an mp4")
+    keys = ["broken", "short_small", "long_small", "short_large", "missing"]
+    assert largest_first(layout, keys) == ["short_large", "long_small", "short_small", "broken", "missing"]
