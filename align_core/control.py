@@ -201,10 +201,13 @@ class KeyframeAttention:
 
     @classmethod
     def from_maps(cls, maps: AttentionMaps) -> KeyframeAttention:
-        """Quantise ``maps``' keyframes to 8 bits (exact for maps read from an attention file)."""
-        keys = np.empty(maps.keyframe_maps.shape, dtype=np.uint8)
-        for k, keymap in enumerate(maps.keyframe_maps):  # one keyframe at a time: no float copy of them all
-            keys[k] = np.clip(np.rint(keymap * np.float32(255.0)), 0, 255)
+        """Quantise ``maps``' keyframes to 8 bits (maps read from an attention file already are: shared, not copied)."""
+        if maps.stored_form:
+            keys = maps.keyframe_maps
+        else:
+            keys = np.empty(maps.keyframe_maps.shape, dtype=np.uint8)
+            for k, keymap in enumerate(maps.keyframe_maps):  # one keyframe at a time: no float copy of them all
+                keys[k] = np.clip(np.rint(keymap * np.float32(255.0)), 0, 255)
         carry = [maps.carry_weights(t) for t in range(maps.frame_count)]
         k0, k1, weight = (np.array(column) for column in zip(*carry)) if carry else (np.zeros(0),) * 3
         return cls(keys, k0, k1, weight, maps.frame_size)

@@ -248,8 +248,9 @@ def validate_scene_starts(scene_start_frames: Sequence[int], frame_count: int, v
 class AttentionMaps:
     """Attention maps of a whole video, held as keyframe maps plus the rule that carries them.
 
-    ``keyframe_maps`` is ``float32 [K, h, w]`` for the frames in ``keyframe_indices``, at the
-    analysis resolution (or the lower storage resolution once saved and loaded); ``frame_size``
+    ``keyframe_maps`` is ``[K, h, w]`` for the frames in ``keyframe_indices``: ``float32`` at the
+    analysis resolution, or ``uint8`` in the stored form (value ``/ 255``, at the storage
+    resolution: what :func:`load_attention_maps` returns, a quarter of the memory); ``frame_size``
     is the video's ``(H, W)`` (None: the maps' own size). A frame's map is a pure function of
     the keyframes, the scene starts and ``carry`` (see module docstring): blended at the
     keyframes' resolution, then upsampled bilinearly to ``frame_size`` (the two commute, both
@@ -270,7 +271,8 @@ class AttentionMaps:
     frame_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        self.keyframe_maps = np.asarray(self.keyframe_maps, dtype=np.float32)
+        keyframes = np.asarray(self.keyframe_maps)
+        self.keyframe_maps = keyframes if keyframes.dtype == np.uint8 else keyframes.astype(np.float32, copy=False)
         if self.frame_size is None:
             self.frame_size = (int(self.keyframe_maps.shape[1]), int(self.keyframe_maps.shape[2])) if self.keyframe_maps.ndim == 3 else (0, 0)
         self.frame_size = (int(self.frame_size[0]), int(self.frame_size[1]))
@@ -322,12 +324,22 @@ class AttentionMaps:
             return (k1, k1, 0.0) if w > 0.5 else (k0, k0, 0.0)
         return k0, k1, float(w)
 
+    @property
+    def stored_form(self) -> bool:
+        """True when the keyframes are held as stored (``uint8``, value ``/ 255``)."""
+        return self.keyframe_maps.dtype == np.uint8
+
+    def keyframe(self, k: int) -> np.ndarray:
+        """Keyframe ``k``'s map, ``float32 (h, w)`` in [0, 1] (a new array)."""
+        key = self.keyframe_maps[k]
+        return key.astype(np.float32) / np.float32(255.0) if self.stored_form else key.copy()
+
     def analysis_map_at(self, index: int) -> np.ndarray:
         """A_t for frame ``index`` at the keyframes' resolution (``float32 (h, w)``)."""
         k0, k1, w = self.carry_weights(index)
         if w == 0.0:
-            return self.keyframe_maps[k0].copy()
-        return ((1.0 - w) * self.keyframe_maps[k0] + w * self.keyframe_maps[k1]).astype(np.float32)
+            return self.keyframe(k0)
+        return ((1.0 - w) * self.keyframe(k0) + w * self.keyframe(k1)).astype(np.float32)
 
     def map_at(self, index: int) -> np.ndarray:
         """A_t for frame ``index`` at the frame's size (``float32 (H, W)``, bilinear upsampling)."""
@@ -362,9 +374,9 @@ def compute_attention_maps(
     """Attention maps for every frame of a video, scoring keyframes only.
 
     ``storage_scale`` keeps each keyframe in the form :func:`save_attention_maps` stores it (area
-    resampled to that share of the analysis size per side, rounded to 8 bits): the maps are then
-    exactly what a later :func:`load_attention_maps` returns, and a 60 s 1080x1920 ad's 300
-    keyframes hold 44 MB instead of 177 MB. Save them with ``storage_scale=1``.
+    resampled to that share of the analysis size per side, ``uint8``): the maps are then exactly
+    what a later :func:`load_attention_maps` returns, and a 60 s 1080x1920 ad's 300 keyframes
+    hold 11 MB instead of 177 MB. Save them with ``storage_scale=1``.
 
     Frames are decoded one at a time and only keyframes are kept, as maps at the analysis
     resolution (:func:`analysis_map`: long side ``config.max_long_side``, 512 by default, i.e.
@@ -384,7 +396,7 @@ def compute_attention_maps(
     # One preallocated array (not a list stacked at the end, which held every map twice).
     map_h, map_w = working_size(probe.height, probe.width, config.max_long_side)
     keep_h, keep_w = (map_h, map_w) if storage_scale is None else (max(1, round(map_h * storage_scale)), max(1, round(map_w * storage_scale)))
-    keyframe_maps = np.empty((len(wanted), keep_h, keep_w), dtype=np.float32)
+    keyframe_maps = np.empty((len(wanted), keep_h, keep_w), dtype=np.float32 if storage_scale is None else np.uint8)
     keyframe_indices: list[int] = []
     decoded = 0
     for index, frame in enumerate(iter_frames(video_path, 0, total)):
@@ -394,7 +406,7 @@ def compute_attention_maps(
             if amap.shape != (map_h, map_w):
                 raise VideoError(video_path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}")
             if storage_scale is not None:
-                amap = _storage_form(amap, keep_h, keep_w).astype(np.float32) / np.float32(255.0)
+                amap = _storage_form(amap, keep_h, keep_w)
             keyframe_maps[len(keyframe_indices)] = amap
             keyframe_indices.append(index)
     if decoded != total:
@@ -468,8 +480,11 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
     height, width = int(maps.keyframe_maps.shape[1]), int(maps.keyframe_maps.shape[2])
     store_h, store_w = max(1, round(height * storage_scale)), max(1, round(width * storage_scale))
     quantised = np.empty((len(maps.keyframe_maps), store_h, store_w), dtype=np.uint8)
-    for k, keymap in enumerate(maps.keyframe_maps):
-        quantised[k] = _storage_form(keymap, store_h, store_w)
+    for k in range(len(maps.keyframe_maps)):
+        if maps.stored_form and (store_h, store_w) == (height, width):
+            quantised[k] = maps.keyframe_maps[k]  # already the stored form: round(255 * (q / 255)) == q
+        else:
+            quantised[k] = _storage_form(maps.keyframe(k), store_h, store_w)
     meta = {
         "format_version": FORMAT_VERSION,
         "frame_count": int(maps.frame_count),
@@ -497,7 +512,7 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
 def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
     """Read maps written by :func:`save_attention_maps`.
 
-    Keyframes stay at their stored resolution (``float32``, exactly ``stored / 255``); frames
+    Keyframes stay in their stored form (``uint8`` at the stored resolution, read as ``stored / 255``); frames
     are blended and resized to the frame's size on demand (:meth:`AttentionMaps.map_at`), so
     loading a 60 s ad holds a few MB, not a dense video.
     """
@@ -515,9 +530,8 @@ def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
         quantised = _decode_keyframes(blob, (len(keyframe_indices), store_h, store_w))
     except (OSError, KeyError, ValueError, lzma.LZMAError) as exc:
         raise ValueError(f"attention map file {path}: cannot be read ({exc})") from exc
-    keyframe_maps = quantised.astype(np.float32) / np.float32(255.0)
     return AttentionMaps(
-        keyframe_maps=keyframe_maps,
+        keyframe_maps=quantised,
         keyframe_indices=keyframe_indices,
         scene_start_frames=scene_starts,
         frame_count=int(meta["frame_count"]),
