@@ -479,11 +479,11 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
         raise ValueError(f"{path}: storage_scale must be in [0.05, 1], got {storage_scale}")
     height, width = int(maps.keyframe_maps.shape[1]), int(maps.keyframe_maps.shape[2])
     store_h, store_w = max(1, round(height * storage_scale)), max(1, round(width * storage_scale))
-    quantised = np.empty((len(maps.keyframe_maps), store_h, store_w), dtype=np.uint8)
-    for k in range(len(maps.keyframe_maps)):
-        if maps.stored_form and (store_h, store_w) == (height, width):
-            quantised[k] = maps.keyframe_maps[k]  # already the stored form: round(255 * (q / 255)) == q
-        else:
+    if maps.stored_form and (store_h, store_w) == (height, width):
+        quantised = maps.keyframe_maps  # already the stored form (round(255 * (q / 255)) == q): no copy
+    else:
+        quantised = np.empty((len(maps.keyframe_maps), store_h, store_w), dtype=np.uint8)
+        for k in range(len(maps.keyframe_maps)):
             quantised[k] = _storage_form(maps.keyframe(k), store_h, store_w)
     meta = {
         "format_version": FORMAT_VERSION,
