@@ -133,6 +133,19 @@ class Seed:
     source: str = "box"  # box | clicks | mask_png | absent
 
 
+#: GrabCut starts its colour models with k-means, which draws from OpenCV's per-thread random
+#: generator. Unseeded, a video's masks depended on what had run before in the same process (a
+#: video worker that segmented other videos first gave the real fruit clip different masks).
+GRABCUT_SEED = 20131
+
+
+def grabcut(image: np.ndarray, labels: np.ndarray, bgd: np.ndarray, fgd: np.ndarray, iterations: int, mode: int) -> None:
+    """``cv2.grabCut`` with the random generator seeded first, so the same input always gives the same labels."""
+    if mode != cv2.GC_EVAL_FREEZE_MODEL:
+        cv2.setRNGSeed(GRABCUT_SEED)
+    cv2.grabCut(image, labels, None, bgd, fgd, iterations, mode)
+
+
 def _disk(mask: np.ndarray, x: float, y: float, radius: int, value: int) -> None:
     cv2.circle(mask, (int(round(x)), int(round(y))), max(1, radius), int(value), -1)
 
@@ -204,7 +217,7 @@ def _grabcut_box(
     coarse = labels(small_w, small_h, small_w / crop_w)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     if (coarse == cv2.GC_PR_FGD).any() or (coarse == cv2.GC_FGD).any():
-        cv2.grabCut(small, coarse, None, bgd, fgd, settings.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
+        grabcut(small, coarse, bgd, fgd, settings.grabcut_iterations, cv2.GC_INIT_WITH_MASK)
     fg_small = (coarse == cv2.GC_FGD) | (coarse == cv2.GC_PR_FGD)
     if scale < 1.0 and fg_small.any():
         # Refine the edge at full resolution: a band around the coarse boundary is re-decided with
@@ -217,7 +230,7 @@ def _grabcut_box(
         hard = labels(crop_w, crop_h, 1.0)
         fine = np.where(inner, cv2.GC_FGD, np.where(outer, np.where(up, cv2.GC_PR_FGD, cv2.GC_PR_BGD), cv2.GC_BGD))
         fine = np.where(hard == cv2.GC_BGD, cv2.GC_BGD, np.where(hard == cv2.GC_FGD, cv2.GC_FGD, fine)).astype(np.uint8)
-        cv2.grabCut(crop, fine, None, bgd, fgd, 1, cv2.GC_EVAL_FREEZE_MODEL)
+        grabcut(crop, fine, bgd, fgd, 1, cv2.GC_EVAL_FREEZE_MODEL)
         fg = (fine == cv2.GC_FGD) | (fine == cv2.GC_PR_FGD)
     else:
         fg = cv2.resize(fg_small.astype(np.uint8), (crop_w, crop_h), interpolation=cv2.INTER_NEAREST) > 0
@@ -365,7 +378,7 @@ def fit_colour_models(rgb: np.ndarray, mask: np.ndarray, settings: AnnotatedSett
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     crop = np.ascontiguousarray(rgb[y:y + h, x:x + w, ::-1])
     try:
-        cv2.grabCut(crop, labels, None, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
+        grabcut(crop, labels, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return None
     colours = np.bincount(colour_index(rgb)[mask].ravel(), minlength=_BINS)
@@ -418,9 +431,9 @@ def refine_edges(rgb: np.ndarray, p: np.ndarray, models: Any, settings: Annotate
     crop = np.ascontiguousarray(rgb[y:y + h, x:x + w, ::-1])
     try:
         if settings.refine_mode == "frozen":
-            cv2.grabCut(crop, labels, None, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
+            grabcut(crop, labels, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
         else:
-            cv2.grabCut(crop, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), 1, cv2.GC_INIT_WITH_MASK)
+            grabcut(crop, labels, np.zeros((1, 65)), np.zeros((1, 65)), 1, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return p
     product = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)

@@ -348,3 +348,22 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
         assert again[0]["boxes"] == {"1": {"x": 20.0, "y": 80.0, "w": 50.0, "h": 90.0}, "3": {"absent": True}}
     finally:
         server.shutdown()
+
+
+def test_masks_do_not_depend_on_what_ran_before_in_the_process(shared_data: Path) -> None:
+    """GrabCut's k-means draws from OpenCV's per-thread generator: a video worker that segmented
+    other videos first must still give this clip the same masks (it did not, before seeding)."""
+    from align_core.annotated_masks import AnnotatedSettings, segment_annotated_frame
+    from align_core.annotations import FrameAnnotation
+    from align_core.video_io import read_frames
+
+    frames = read_frames(shared_data / "videos" / "fruit-and-vegetable-detection.mp4", 0, 101)
+    boxes = {10: (324, 140, 66, 64), 40: (45, 145, 165, 60), 70: (216, 150, 117, 62), 100: (70, 134, 83, 79)}
+    runs = []
+    for history in (1, 2):
+        cv2.setRNGSeed(history)  # another video's GrabCut calls, k-means or random draws before this one
+        cv2.randu(np.zeros((64, 64), np.float32), 0, 1)
+        runs.append([segment_annotated_frame(frames[t], FrameAnnotation(frame=t, scene_index=0, boxes=[box]),
+                                             AnnotatedSettings()).mask for t, box in boxes.items()])
+    for t, first, second in zip(boxes, *runs):
+        assert np.array_equal(first, second), f"frame {t}: the mask changed with the random generator's history"
