@@ -130,9 +130,12 @@ def test_blocked_cli_says_so_and_ctrl_c_stops_it(planned) -> None:
     try:
         assert holder.stdout.readline().strip() == "holding"
         # the checkpoint trains in the gpu pool (the demo's salience renders need no GPU, so no pool)
-        # PYTHONFAULTHANDLER: if Ctrl-C is not honoured in time, SIGABRT below makes it print where every thread is
+        # A terminal's Ctrl-C reaches a process whose SIGINT is not ignored; a test suite started in the
+        # background (`make test &`) ignores it, and children inherit that, so the CLI starts as from a terminal.
+        # PYTHONFAULTHANDLER: if Ctrl-C is not honoured in time, SIGABRT below makes it print where every thread is.
         cli = subprocess.Popen(_backfill(layout, "controlnet_checkpoint"), env={**_env(layout), "PYTHONFAULTHANDLER": "1"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         lines = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -146,12 +149,12 @@ def test_blocked_cli_says_so_and_ctrl_c_stops_it(planned) -> None:
         started = time.monotonic()
         cli.send_signal(signal.SIGINT)
         try:
-            rest, _ = cli.communicate(timeout=45)  # about 1 s when idle; one loaded CI-style run once took over 20
+            rest, _ = cli.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             cli.send_signal(signal.SIGABRT)
             stacks, _ = cli.communicate(timeout=30)
-            pytest.fail(f"Ctrl-C not honoured within 45 s; the CLI's threads were at:\n{stacks[-6000:]}")
-        assert time.monotonic() - started < 45
+            pytest.fail(f"Ctrl-C not honoured within 20 s; the CLI's threads were at:\n{stacks[:6000]}")
+        assert time.monotonic() - started < 20
         assert cli.returncode == 130, "".join(lines) + rest
         assert "interrupted" in rest
         assert len(_gpu_slots(layout)) == 1  # the live holder keeps its slot
