@@ -46,14 +46,13 @@ from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
-import av
 import numpy as np
 import pandas as pd
 
 from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.editing.render import StrengthMap
 from align_core.variants import TIME_WINDOWS, VariantPlans
-from align_core.video_io import iter_frames
+from align_core.video_io import iter_frames, lockstep_frames
 
 AttentionFn = Callable[[np.ndarray], np.ndarray]
 
@@ -389,26 +388,6 @@ def _agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: Verificat
     return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
 
 
-def _lockstep(paths: Sequence[Path], size: tuple[int, int], wanted: Callable[[int], bool] = lambda index: True
-              ) -> Iterable[tuple[np.ndarray | None, ...]]:
-    """Frame ``t`` of every video at once (one decode per video; None where not ``wanted``); an error
-    names a video that ends early or late."""
-    sentinel = object()
-    streams = [iter_frames(path, crop_to=size, wanted=wanted) for path in paths]
-    index = 0
-    while True:
-        current = [next(stream, sentinel) for stream in streams]
-        ended = [path for path, frame in zip(paths, current) if frame is sentinel]
-        if len(ended) == len(paths):
-            return
-        if ended:
-            running = [path for path, frame in zip(paths, current) if frame is not sentinel]
-            raise ValueError(f"video {ended[0]}: ended after {index} frames while {running[0]} goes on: "
-                             "the variant and its baseline have different frame counts")
-        yield tuple(current)  # type: ignore[misc]
-        index += 1
-
-
 def scaled_alignment(attention: np.ndarray, coverage: np.ndarray) -> float:
     """``sum(A c) / sum(A)`` with ``c`` the product mask's per-pixel (bool) or per-block (share) coverage; 0 when ``A`` is all zero."""
     attention = np.asarray(attention, dtype=np.float32)
@@ -471,7 +450,7 @@ def measure_rendered(
         return index in check or index in budget_at or (on_frame is not None and (riding is None or index in riding))
 
     decoded = 0
-    for index, current in enumerate(_lockstep(paths, size, wanted)):
+    for index, current in enumerate(lockstep_frames(paths, size, wanted)):
         decoded += 1
         if index >= count:
             raise ValueError(f"video {paths[0]}: more frames than masks ({count})")

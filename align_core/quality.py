@@ -47,7 +47,7 @@ from align_core.editing.propagation import FlowPropagator
 from align_core.editing.render import allowed_region
 from align_core.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
 from align_core.variants import VariantPlans
-from align_core.video_io import even_size, iter_frames, probe_video
+from align_core.video_io import even_size, lockstep_frames, probe_video
 
 LpipsFn = Callable[[np.ndarray, np.ndarray], float]
 
@@ -185,9 +185,8 @@ def evaluate_variants(
     """
     quality = QualityPass(original_path, variant_paths, plans, masks, placebo_margin, lpips_fn, lpips_backbone_state,
                           lpips_every, propagator, analysis_max_side, frames)
-    size = (quality.probe.height, quality.probe.width)
-    streams = [iter_frames(original_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in quality.names]
-    for index, current in enumerate(zip(*streams)):
+    paths = [original_path, *(variant_paths[n] for n in quality.names)]
+    for index, current in enumerate(lockstep_frames(paths, (quality.probe.height, quality.probe.width))):
         quality.add(index, current)
     return quality.table()
 

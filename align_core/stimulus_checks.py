@@ -57,7 +57,7 @@ import pandas as pd
 
 from align_core.editing.regions import bounding_box
 from align_core.protect import covering_units
-from align_core.video_io import even_size, iter_frames, probe_video
+from align_core.video_io import even_size, lockstep_frames, probe_video
 
 
 @dataclass(frozen=True)
@@ -249,9 +249,8 @@ def check_stimuli(
     is the same check fed by someone else's decode.
     """
     checks = StimulusPass(video_id, source_path, variant_paths, baseline, protect, reader, thresholds, text_frames, scenes)
-    size = (checks.probe.height, checks.probe.width)
-    streams = [iter_frames(source_path)] + [iter_frames(variant_paths[n], crop_to=size) for n in checks.names]
-    for index, current in enumerate(zip(*streams, strict=True)):
+    paths = [source_path, *(variant_paths[n] for n in checks.names)]
+    for index, current in enumerate(lockstep_frames(paths, (checks.probe.height, checks.probe.width))):
         checks.add(index, current)
     return checks.report()
 

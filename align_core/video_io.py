@@ -248,6 +248,31 @@ def iter_frames(
         container.close()
 
 
+def lockstep_frames(
+    paths: Iterable[str | os.PathLike[str]], size: tuple[int, int], wanted: Callable[[int], bool] | None = None,
+) -> Iterator[tuple[np.ndarray | None, ...]]:
+    """Frame ``t`` of every video at once, each read at ``size`` (see ``crop_to`` of :func:`iter_frames`).
+
+    One decode per video; with ``wanted``, frames it rejects come as None (decoded, never converted).
+    A video that ends before or after the others is an error naming it.
+    """
+    paths = [Path(path) for path in paths]
+    sentinel = object()
+    streams = [iter_frames(path, crop_to=size, wanted=wanted) for path in paths]
+    index = 0
+    while True:
+        current = [next(stream, sentinel) for stream in streams]
+        ended = [path for path, frame in zip(paths, current) if frame is sentinel]
+        if len(ended) == len(paths):
+            return
+        if ended:
+            running = [path for path, frame in zip(paths, current) if frame is not sentinel]
+            raise ValueError(f"video {ended[0]}: ended after {index} frames while {running[0]} goes on: "
+                             "the variant and its baseline have different frame counts")
+        yield tuple(current)  # type: ignore[misc]
+        index += 1
+
+
 def read_frames(path: str | os.PathLike[str], start: int = 0, stop: int | None = None) -> np.ndarray:
     """Decode frames ``[start, stop)`` into one ``(T, H, W, 3)`` array (for short ranges)."""
     frames = list(iter_frames(path, start, stop))
