@@ -24,6 +24,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def keywords_source(shared_data: Path) -> Path:
+    """The original project's real ``keywords.csv`` (107,205 ads)."""
+    return shared_data / "keywords.csv"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _small_torch_threads() -> None:
     try:

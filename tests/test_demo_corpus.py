@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -24,18 +23,9 @@ from align_demo.corpus import (
     generate_demo_corpus,
 )
 from align_core.layout import DataLayout
-from align_core.video_io import iter_frames, probe_video
+from align_core.video_io import file_sha256, iter_frames, probe_video
 
 SEED = 11
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def keywords_source(shared_data: Path) -> Path:
-    return shared_data / "keywords.csv"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +35,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, keywords_source: Path) -> D
 
 
 def _text_files(layout: DataLayout) -> dict[str, str]:
-    return {name: _sha(layout.raw_dir / name) for name in ("alignment_score.csv", "keywords.csv", "demo_corpus.json")}
+    return {name: file_sha256(layout.raw_dir / name) for name in ("alignment_score.csv", "keywords.csv", "demo_corpus.json")}
 
 
 def test_same_seed_is_byte_identical_and_other_seed_differs_and_replaces(
@@ -56,13 +46,13 @@ def test_same_seed_is_byte_identical_and_other_seed_differs_and_replaces(
     assert again.video_ids == corpus.video_ids
     assert _text_files(again.layout) == _text_files(corpus.layout)
     for first, second in zip(corpus.videos, again.videos):
-        assert _sha(first.mask_path) == _sha(second.mask_path)
+        assert file_sha256(first.mask_path) == file_sha256(second.mask_path)
         assert first.scenes == second.scenes
 
     other = generate_demo_corpus(tmp_path, n_videos=2, seed=SEED + 1, keywords_source=keywords_source)
     assert set(other.video_ids).isdisjoint(corpus.video_ids)
-    assert _sha(other.layout.alignment_csv) != _sha(corpus.layout.alignment_csv)
-    assert _sha(other.layout.keywords_csv) != _sha(corpus.layout.keywords_csv)
+    assert file_sha256(other.layout.alignment_csv) != file_sha256(corpus.layout.alignment_csv)
+    assert file_sha256(other.layout.keywords_csv) != file_sha256(corpus.layout.keywords_csv)
     # The earlier corpus's files in this directory are gone (only the ones it listed), no temp files left.
     names = sorted(p.name for p in (tmp_path / "raw" / "videos").iterdir())
     assert names == sorted(f"{v}.mp4" for v in other.video_ids)
@@ -194,7 +184,7 @@ def test_pyscenedetect_content_detector_finds_every_cut(corpus: DemoCorpus) -> N
 def test_real_clips_are_copied_unchanged_without_masks(corpus: DemoCorpus, shared_data: Path) -> None:
     assert [c.video_id for c in corpus.real_clips] == ["real-fruit-and-vegetable-detection", "real-help"]
     for clip in corpus.real_clips:
-        assert _sha(clip.path) == _sha(shared_data / "videos" / clip.source.name)
+        assert file_sha256(clip.path) == file_sha256(shared_data / "videos" / clip.source.name)
         assert not corpus.layout.provided_mask_path(clip.video_id).exists()
         assert corpus.layout.video_path(clip.video_id) == clip.path
     # ... but with product boxes in the demo's own annotations file, so they get annotated masks.

@@ -8,7 +8,6 @@ from run to run; the writer now turns it off. These tests fail with it on.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -19,13 +18,10 @@ from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
 from align_demo.corpus import generate_demo_corpus
 from align_core.layout import DataLayout
+from align_core.video_io import file_sha256
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +48,6 @@ def test_variant_videos_are_byte_identical_across_reruns(clip) -> None:
             assert materialize(all_assets, selection=[AssetKey("variant_videos")], partition_key=key, instance=instance,
                                resources=resources, run_config=QUIET).success
             out = layout.artifact_dir("variant_videos", key)
-            runs.append({path.name: _sha(path) for path in sorted(out.glob("*.mp4"))})
+            runs.append({path.name: file_sha256(path) for path in sorted(out.glob("*.mp4"))})
     assert len(runs[0]) == 8  # seven variants and the comparison
     assert runs[1] == runs[0] and runs[2] == runs[0]

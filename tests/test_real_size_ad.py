@@ -6,7 +6,6 @@ a fraction of a second (the code path is the same: one frame at a time, per-fram
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -19,21 +18,12 @@ from align_core.frames import MaskFrames
 from align_core.ingest import read_alignment_scores, read_keywords
 from align_core.layout import DataLayout
 from align_core.masks import ProvidedMaskSegmenter
-from align_core.video_io import iter_frames, probe_video, read_frame
+from align_core.video_io import file_sha256, iter_frames, probe_video, read_frame
 from align_demo.corpus import DemoCorpus, generate_demo_corpus
 from align_demo.real_size import CALL_TO_ACTION, PRICE, write_real_size_ad
 
 SEED = 11
 TINY = {"real_size_seconds": 0.5, "real_size_frame": (216, 384)}
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def keywords_source(shared_data: Path) -> Path:
-    return shared_data / "keywords.csv"
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +84,7 @@ def test_adding_the_ad_clobbers_none_of_the_other_videos(pair) -> None:
     plain, with_ad = pair
     assert with_ad.video_ids[: len(plain.videos)] == [v.video_id for v in plain.videos]
     for before, after in zip(plain.videos, with_ad.videos):
-        assert before.scenes == after.scenes and _sha(before.mask_path) == _sha(after.mask_path)
+        assert before.scenes == after.scenes and file_sha256(before.mask_path) == file_sha256(after.mask_path)
     plain_rows = plain.layout.alignment_csv.read_text().splitlines()
     new_rows = with_ad.layout.alignment_csv.read_text().splitlines()
     ad_id = with_ad.real_size_videos[0].video_id
