@@ -12,7 +12,7 @@ updated, and none is missing"). Its cost follows the number of new events, not t
 backlog (first start on a large instance) is worked off :data:`EVENTS_PER_TICK` events per asset
 per tick. Warehouse tables fed by a per-video asset are requested once per tick in which that
 asset had new events (one rebuild, incremental past 2,000 videos: see
-:func:`align_core.warehouse.rebuild_table_from_parquet`).
+:func:`align_core.io.warehouse.rebuild_table_from_parquet`).
 
 The ``automation`` sensor keeps evaluating the unpartitioned assets' own conditions (the
 checkpoint, the A/B ingest and the report), which is cheap; :func:`without_per_video_conditions`
@@ -42,6 +42,13 @@ from dagster import (
 )
 
 from align_assets.partitions import video_partitions
+
+__all__ = [
+    "SENSOR_NAME",
+    "evaluate_per_video_automation",
+    "per_video_automation",
+    "without_per_video_conditions",
+]
 
 #: Most materialization events read per asset per tick (a backlog is worked off over ticks).
 EVENTS_PER_TICK = 2_000

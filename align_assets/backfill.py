@@ -18,9 +18,14 @@ import os
 import sys
 from pathlib import Path
 
-from align_core.layout import DataLayout
-from align_core.registry import video_ids_in_inbox
-from align_core.warehouse import read_connection, table_exists
+from align_core.io.layout import DataLayout
+from align_core.inputs.video_import import video_ids_in_inbox
+from align_core.io.warehouse import read_connection, table_exists
+
+__all__ = [
+    "main",
+    "select_partitions",
+]
 
 
 def select_partitions(

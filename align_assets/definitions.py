@@ -22,6 +22,14 @@ from align_assets.automation import per_video_automation, without_per_video_cond
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
 from align_assets.resources import default_resources
 
+__all__ = [
+    "all_asset_checks",
+    "all_assets",
+    "build_definitions",
+    "defs",
+    "stage_modules",
+]
+
 stage_modules = [catalog, attention, masks, control, checkpoint, protect, variants, experiments]
 
 #: Evaluates the assets' automation conditions (eager: a new or updated upstream partition is

@@ -24,7 +24,11 @@ from align_assets.runner import (  # noqa: F401  (re-exported for the tests and 
     report_inputs,
     run_command,
 )
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "main",
+]
 
 #: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
 DEMO_FILES = ".align-demo-files.json"
@@ -67,7 +71,7 @@ def record_demo_inputs(layout: DataLayout) -> None:
     import hashlib
     import json
 
-    from align_core.atomic import atomic_write_text
+    from align_core.io.atomic import atomic_write_text
 
     digests = {}
     for path in _raw_files(layout):
@@ -79,7 +83,7 @@ def record_demo_inputs(layout: DataLayout) -> None:
 def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool,
                  real_size_ads: int = 0, real_size_seconds: float = 20.0) -> list[str]:
     """Write the demo corpus; ``real_size_ads`` adds realistic-size (1080x1920, 30 fps) ads of that length."""
-    from align_core.registry import video_ids_in_inbox
+    from align_core.inputs.video_import import video_ids_in_inbox
     from align_demo.corpus import generate_demo_corpus
 
     keywords_source = shared_data / "keywords.csv" if shared_data and (shared_data / "keywords.csv").exists() else None

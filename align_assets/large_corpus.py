@@ -44,9 +44,18 @@ from dagster import (
 )
 
 from align_assets.resources import PlatformResource, default_resources
-from align_core.atomic import atomic_write_text
-from align_core.ids import validate_video_id
-from align_core.layout import DataLayout
+from align_core.io.atomic import atomic_write_text
+from align_core.inputs.ids import validate_video_id
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "VIDEO_BATCHES_NAME",
+    "batch_keys",
+    "batched_asset",
+    "defs",
+    "read_batch",
+    "register_batches",
+]
 
 VIDEO_BATCHES_NAME = "video_batches"
 video_batch_partitions = DynamicPartitionsDefinition(name=VIDEO_BATCHES_NAME)

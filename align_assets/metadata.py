@@ -11,6 +11,12 @@ from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
 from align_core.stages import CheckOutcome
 
+__all__ = [
+    "check_result",
+    "png_markdown",
+    "table_markdown",
+]
+
 
 def png_markdown(path: str | Path, *, alt: str = "image", max_width: int = 640) -> MetadataValue:
     """Embed a PNG (downscaled to ``max_width``) as a data URI in markdown metadata."""

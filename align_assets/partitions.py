@@ -5,6 +5,14 @@ from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy, DynamicPartitionsDefinition, MaterializeResult
 
+__all__ = [
+    "CHEAP_BACKFILL",
+    "ONE_VIDEO_PER_RUN",
+    "VIDEO_PARTITIONS_NAME",
+    "materialize_each_video",
+    "video_partitions",
+]
+
 VIDEO_PARTITIONS_NAME = "videos"
 video_partitions = DynamicPartitionsDefinition(name=VIDEO_PARTITIONS_NAME)
 

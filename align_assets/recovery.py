@@ -13,7 +13,7 @@ concurrency reclamation would do, with Dagster's own calls:
 - a run that already ended (failed, cancelled in the UI, succeeded) and still holds slots has
   them freed;
 - temporary files of dead writers (``.<name>.tmp-<pid>-*``) are removed and interrupted
-  directory swaps rolled back (:func:`align_core.atomic.reclaim_temporaries`).
+  directory swaps rolled back (:func:`align_core.io.atomic.reclaim_temporaries`).
 
 Runs of other hosts, and runs whose process is alive, are never touched.
 """
@@ -25,8 +25,17 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from align_core.atomic import process_alive, reclaim_temporaries
-from align_core.layout import DataLayout
+from align_core.io.atomic import process_alive, reclaim_temporaries
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "PID_TAG",
+    "blocked_steps",
+    "free_slots",
+    "process_tags",
+    "reclaim",
+    "reclaim_dead_runs",
+]
 
 HOST_TAG = "align/host"
 PID_TAG = "align/pid"

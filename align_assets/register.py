@@ -12,9 +12,13 @@ import os
 import sys
 from pathlib import Path
 
-from align_core.layout import DataLayout
-from align_core.registry import import_videos, videos_in_folder
-from align_core.video_io import VideoError, is_video_file, probe_video
+from align_core.io.layout import DataLayout
+from align_core.inputs.video_import import import_videos, videos_in_folder
+from align_core.io.video_io import VideoError, is_video_file, probe_video
+
+__all__ = [
+    "main",
+]
 
 
 def screen_folder(folder: Path) -> tuple[list[Path], list[str]]:

@@ -17,9 +17,17 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from align_core.components import EditorChoice, ScorerChoice, SegmenterChoice
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
 from align_core.settings import PROFILE_DEFAULTS, ProfileDefaults, data_dir_from_env, profile_from_env
 from align_core.stages.attention import AttentionMeasure
+
+__all__ = [
+    "EditorResource",
+    "PlatformResource",
+    "ScorerResource",
+    "SegmenterResource",
+    "default_resources",
+]
 
 
 class PlatformResource(ConfigurableResource):

@@ -17,7 +17,18 @@ import threading
 import time
 from pathlib import Path
 
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "VideoWorkers",
+    "failure_messages",
+    "largest_first",
+    "materialize_everything",
+    "prepare_instance",
+    "quiet_dagster_warnings",
+    "report_inputs",
+    "run_command",
+]
 
 INSTANCE_YAML = """\
 # Written by `make demo`. Telemetry off; runs launch in-process or as local subprocesses.
@@ -118,7 +129,7 @@ def materialize_everything(
 
     parallel = workers > 1 and len(partition_keys) > 1 and resources is None
     resources = resources or dict(defs.resources)
-    pool = _VideoWorkers(min(workers, len(partition_keys))) if parallel else None
+    pool = VideoWorkers(min(workers, len(partition_keys))) if parallel else None
     try:
         while remaining:
             # Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
@@ -189,7 +200,7 @@ def _worker_materialize(names: list[str], key: str, run_config: dict) -> tuple[s
     return key, result.success, "" if result.success else _failure_message(result), time.perf_counter() - started
 
 
-class _VideoWorkers:
+class VideoWorkers:
     """Worker processes (spawned, so each imports the definitions once) that run one video's wave each."""
 
     def __init__(self, size: int):
@@ -355,7 +366,7 @@ def largest_first(layout: DataLayout, keys: list[str]) -> list[str]:
     keep their order at the end (their runs say what is wrong); past
     :data:`LARGEST_FIRST_MAX_KEYS` videos the given order is kept.
     """
-    from align_core.video_io import probe_video
+    from align_core.io.video_io import probe_video
 
     if len(keys) > LARGEST_FIRST_MAX_KEYS:
         return list(keys)
@@ -418,8 +429,8 @@ def quiet_dagster_warnings() -> None:
 
 def report_inputs(name: str, layout: DataLayout) -> None:
     """Print every input the run will not use, with its reason: CSV rows that belong to no video, odd files."""
-    from align_core.ingest import csv_problems, format_csv_problems
-    from align_core.registry import video_ids_in_inbox
+    from align_core.inputs.research_csvs import csv_problems, format_csv_problems
+    from align_core.inputs.video_import import video_ids_in_inbox
 
     _, skipped = video_ids_in_inbox(layout)
     for message in skipped:

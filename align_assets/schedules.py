@@ -20,6 +20,10 @@ from dagster import (
 
 from align_assets.partitions import video_partitions
 
+__all__ = [
+    "nightly_catch_up",
+]
+
 PER_VIDEO_GROUPS = ("inputs", "perception", "variants")
 
 per_video_pipeline = define_asset_job(

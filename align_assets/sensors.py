@@ -13,8 +13,12 @@ from dagster import (
 
 from align_assets.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from align_assets.resources import PlatformResource
-from align_core.ingest import csv_problems, format_csv_problems
-from align_core.registry import video_ids_in_inbox
+from align_core.inputs.research_csvs import csv_problems, format_csv_problems
+from align_core.inputs.video_import import video_ids_in_inbox
+
+__all__ = [
+    "new_video_sensor",
+]
 
 
 @sensor(

@@ -15,7 +15,11 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.warehouse import collect_parquet_table
+from align_core.io.warehouse import collect_parquet_table
+
+__all__ = [
+    "collect_table_asset",
+]
 
 
 def collect_table_asset(
@@ -24,7 +28,7 @@ def collect_table_asset(
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
-    ``file_role`` names the file in ``align_core.layout.ARTIFACT_FILES[source_asset]``.
+    ``file_role`` names the file in ``align_core.io.layout.ARTIFACT_FILES[source_asset]``.
     ``table`` names the DuckDB table when it must differ from the asset key (the per-video
     ``variant_quality`` asset feeds the ``variant_quality`` table, collected by
     ``variant_quality_table``). ``eligibility`` = (asset, file role): join each row's

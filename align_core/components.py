@@ -1,8 +1,8 @@
 """Pluggable components (attention scorers, keyword segmenters, keyframe editors): one registry style.
 
 Each kind has one :class:`Registry` beside its implementations (``SCORERS`` in
-:mod:`align_core.attention.scorers`, ``SEGMENTERS`` in :mod:`align_core.masks`, ``EDITORS`` in
-:mod:`align_core.editing.base`); an implementation registers itself by name with
+:mod:`align_core.perception.attention.scorers`, ``SEGMENTERS`` in :mod:`align_core.perception.masks`, ``EDITORS`` in
+:mod:`align_core.stimuli.editing.base`); an implementation registers itself by name with
 ``@REGISTRY.register("name", **traits)`` and is built with ``REGISTRY.build(name, **options)``.
 Traits are what callers need to know before building one (for example an editor that reads the
 trained ControlNet checkpoint), so the asset graph can be shaped without loading a model.
@@ -18,6 +18,13 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
+
+__all__ = [
+    "EditorChoice",
+    "Registry",
+    "ScorerChoice",
+    "SegmenterChoice",
+]
 
 T = TypeVar("T")
 
@@ -108,8 +115,8 @@ class ScorerChoice(_Choice):
     _name_field = "scorer"
 
     def build(self, device: str = "cpu") -> Any:
-        """The configured :class:`~align_core.attention.PatchScorer`."""
-        from align_core.attention.scorers import SCORERS
+        """The configured :class:`~align_core.perception.attention.PatchScorer`."""
+        from align_core.perception.attention.scorers import SCORERS
 
         name = self.name
         if name == "llava":
@@ -157,17 +164,17 @@ class EditorChoice(_Choice):
     @property
     def needs_checkpoint(self) -> bool:
         """Whether the chosen editor reads the trained ControlNet checkpoint (shapes the asset graph)."""
-        from align_core.editing.base import EDITORS
+        from align_core.stimuli.editing.base import EDITORS
 
         return bool(EDITORS.traits(self.name).get("needs_checkpoint", False))
 
     def build(self, *, prompt: str, device: str = "cpu", checkpoint: dict | None = None) -> Any:
-        """The configured :class:`~align_core.editing.base.KeyframeEditor`.
+        """The configured :class:`~align_core.stimuli.editing.base.KeyframeEditor`.
 
         ``checkpoint`` is the ``controlnet_checkpoint`` pointer (``current.json``) for editors
         whose trait ``needs_checkpoint`` is set.
         """
-        from align_core.editing.base import EDITORS
+        from align_core.stimuli.editing.base import EDITORS
 
         name = self.name
         options: dict[str, Any] = {}

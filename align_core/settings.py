@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+__all__ = [
+    "PROFILE_DEFAULTS",
+    "ProfileDefaults",
+    "data_dir_from_env",
+    "profile_from_env",
+]
+
 Profile = Literal["demo", "research"]
 PROFILES: tuple[str, ...] = ("demo", "research")
 

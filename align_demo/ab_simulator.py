@@ -23,9 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from align_core.atomic import atomic_path
-from align_core.ids import validate_video_id
-from align_core.variants import DEFAULT_VARIANTS, VariantSpec, control_name, parse_variants
+from align_core.io.atomic import atomic_path
+from align_core.inputs.ids import validate_video_id
+from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, parse_variants
+
+__all__ = [
+    "SimulationEffects",
+    "planted_truth",
+    "registry_lifts",
+    "simulate_ab_export",
+    "simulate_ab_rows",
+    "simulate_uploaded_export",
+]
 
 DEFAULT_SEGMENTS: tuple[str, ...] = (
     "age=18-24|placement=feed",

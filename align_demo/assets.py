@@ -23,16 +23,23 @@ from pydantic import Field
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.atomic import atomic_write_text
-from align_core.experiment import ExperimentConfig
-from align_core.upload_manifest import build_upload_manifest
-from align_core.variants import DEFAULT_VARIANTS
-from align_core.layout import DataLayout
-from align_core.warehouse import read_connection, table_exists
+from align_core.io.atomic import atomic_write_text
+from align_core.experiments.config import ExperimentConfig
+from align_core.experiments.upload_manifest import build_upload_manifest
+from align_core.stimuli.plans import DEFAULT_VARIANTS
+from align_core.io.layout import DataLayout
+from align_core.io.warehouse import read_connection, table_exists
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
 from analysis.preregistration import register_plan
 from analysis.queries import achieved_deltas
 from analysis.timing import select_doses
+
+__all__ = [
+    "AB_RESULTS_DEPS",
+    "demo_assets",
+    "demo_checks",
+    "nothing_edited",
+]
 
 DEMO_EXPERIMENT_ID = "demo-exp-1"
 DEMO_EXPORT_NAME = "demo-exp-1.csv"
@@ -49,7 +56,7 @@ class DemoExportSettings(Config):
     )
 
 
-def _nothing_edited(layout: DataLayout) -> str:
+def nothing_edited(layout: DataLayout) -> str:
     """Why there are no variants, and what to do (rather than a bare 'no variants table')."""
     skipped = layout.artifact_files("variant_plans", "skipped")
     if not skipped:
@@ -77,7 +84,7 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     layout = platform.layout
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
-            raise ValueError(_nothing_edited(layout))
+            raise ValueError(nothing_edited(layout))
         arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant").df()
         # Only videos whose variants exist can be in an experiment (screened ones were never edited).
         videos = con.execute(
@@ -85,7 +92,7 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
         ).df()
         measured = achieved_deltas(con)
     if videos.empty:
-        raise ValueError(_nothing_edited(layout))
+        raise ValueError(nothing_edited(layout))
     excluded = arms[~arms["eligible"].astype(bool)]
     kept = arms if config.include_ineligible else arms[arms["eligible"].astype(bool)]
     if kept.empty:

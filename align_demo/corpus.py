@@ -3,7 +3,7 @@
 The demo profile needs inputs that look like the research data (9:16 ads with hard scene cuts,
 cluttered moving backgrounds, caption overlays, one product that moves and sometimes leaves the
 frame, sound) but whose ground truth is known exactly, so every downstream stage can be checked
-against it. :func:`generate_demo_corpus` writes, under a :class:`~align_core.layout.DataLayout`:
+against it. :func:`generate_demo_corpus` writes, under a :class:`~align_core.io.layout.DataLayout`:
 
 - ``raw/videos/<id>.mp4``: H.264 + AAC, default 288x512 at 12 fps, 4-10 s, 3-5 scenes with hard
   cuts (each scene a different background kind and palette, alternating dark/light).
@@ -79,11 +79,39 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from align_core.arrays import save_mask_stack
-from align_core.atomic import atomic_path, atomic_write_text
-from align_core.ids import validate_video_id, video_id_from_filename
-from align_core.layout import DataLayout
-from align_core.video_io import VideoWriter
+from align_core.io.arrays import save_mask_stack
+from align_core.io.atomic import atomic_path, atomic_write_text
+from align_core.inputs.ids import validate_video_id, video_id_from_filename
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import VideoWriter
+
+__all__ = [
+    "ALIGNMENT_COLUMNS",
+    "AUDIO_RATE",
+    "BACKGROUND_KINDS",
+    "CTA_KEYWORDS",
+    "DemoCorpus",
+    "INDUSTRIES",
+    "KEYWORD_COLUMNS",
+    "PLANTED_RELATION",
+    "REAL_CLIP_ANNOTATIONS",
+    "Rendered",
+    "alignment_csv",
+    "attach_outcomes",
+    "background_frame",
+    "centre_bias_weights",
+    "draw_caption",
+    "draw_distractor",
+    "generate_demo_corpus",
+    "keywords_csv",
+    "make_distractors",
+    "paste",
+    "product_colours",
+    "product_sprite",
+    "product_track",
+    "scene_palettes",
+    "soundtrack",
+]
 
 #: Column names of ``alignment_score.csv`` in the research data, in order.
 ALIGNMENT_COLUMNS: tuple[str, ...] = (
@@ -157,7 +185,7 @@ REAL_CLIP_ANNOTATIONS: dict[str, tuple[tuple[int, int, int, int, int, str], ...]
 
 #: Faces in the real clips, protected in every variant (no packaged face detector installs here, so
 #: the demo protects them the way a lab would: a row in ``raw/protect.csv``; format in
-#: :mod:`align_core.protect`): clip stem -> ((x0, y0, x1, y1, label), ...), every frame.
+#: :mod:`align_core.perception.protect`): clip stem -> ((x0, y0, x1, y1, label), ...), every frame.
 REAL_CLIP_PROTECT: dict[str, tuple[tuple[int, int, int, int, str], ...]] = {
     "help": ((284, 48, 384, 168, "face"),),
 }
@@ -200,7 +228,7 @@ AUDIO_RATE = 22050
 #: Shortest scene: 1.25 s is 15 frames at 12 fps, PySceneDetect's default ``min_scene_len``,
 #: so its content detector can find every cut of a video that has no scene rows.
 _MIN_SCENE_S = 1.25
-_BACKGROUND_KINDS = ("gradient", "stripes", "noise", "clutter", "tiles")
+BACKGROUND_KINDS = ("gradient", "stripes", "noise", "clutter", "tiles")
 _PRESENCES = ("full", "full", "full", "enter", "exit", "absent")
 _FONT = cv2.FONT_HERSHEY_DUPLEX
 
@@ -365,7 +393,7 @@ def generate_demo_corpus(
 
     layout.videos_dir.mkdir(parents=True, exist_ok=True)
     layout.masks_dir.mkdir(parents=True, exist_ok=True)
-    rendered: list[_Rendered] = []
+    rendered: list[Rendered] = []
     for index in range(n_videos):
         kind, keyword, industry, product_kind = plans[index]
         video_rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
@@ -376,7 +404,7 @@ def generate_demo_corpus(
     contrast_mean = float(contrasts.mean())
     contrast_sd = float(contrasts.std()) or 1.0
     videos = tuple(
-        _attach_outcomes(r, index in no_rows, contrast_mean, contrast_sd,
+        attach_outcomes(r, index in no_rows, contrast_mean, contrast_sd,
                          np.random.default_rng(np.random.SeedSequence([seed, 2, index])))
         for index, r in enumerate(rendered)
     )
@@ -397,8 +425,8 @@ def generate_demo_corpus(
     _remove_stale(layout, {v.video_id for v in videos + real_size_videos} | {c.video_id for c in real_clips})
     _write_real_clip_annotations(layout, real_clips)
     _write_real_clip_protect(layout, real_clips)
-    atomic_write_text(layout.alignment_csv, _alignment_csv(videos + real_size_videos))
-    atomic_write_text(layout.keywords_csv, _keywords_csv(videos + real_size_videos, real_clips))
+    atomic_write_text(layout.alignment_csv, alignment_csv(videos + real_size_videos))
+    atomic_write_text(layout.keywords_csv, keywords_csv(videos + real_size_videos, real_clips))
     json_path = layout.raw_dir / "demo_corpus.json"
     corpus = DemoCorpus(layout=layout, seed=seed, videos=videos, real_clips=real_clips,
                         contrast_mean=_r6(contrast_mean), contrast_sd=_r6(contrast_sd), json_path=json_path,
@@ -433,7 +461,7 @@ def _render_real_size_ads(layout: DataLayout, count: int, seed: int, plans: list
         video_rng = np.random.default_rng(np.random.SeedSequence([seed, 4, index]))
         rendered = render_real_size_ad(layout, ids[index], keyword, industry, product_kind, video_rng,
                                        seconds=seconds, width=frame[0], height=frame[1], fps=fps)
-        out.append(_attach_outcomes(rendered, False, contrast_mean, contrast_sd,
+        out.append(attach_outcomes(rendered, False, contrast_mean, contrast_sd,
                                     np.random.default_rng(np.random.SeedSequence([seed, 5, index]))))
     return tuple(out)
 
@@ -531,7 +559,7 @@ def _plan_keywords(rng: np.random.Generator, n: int, n_empty: int, n_cta: int,
 
 # -- rendering -----------------------------------------------------------------------------------
 @dataclass
-class _Rendered:
+class Rendered:
     video_id: str
     path: Path
     mask_path: Path
@@ -569,7 +597,7 @@ def _scene_bounds(rng: np.random.Generator, fps: float, duration_range_s: tuple[
     return [0] + np.cumsum(lengths).astype(int).tolist()
 
 
-def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: list[np.ndarray]) -> np.ndarray:
+def background_frame(kind: str, rng: np.random.Generator, h: int, w: int, palette: list[np.ndarray]) -> np.ndarray:
     """A scene background canvas ``uint8 (h, w, 3)`` of the given kind (vectorised)."""
     c1, c2, c3 = palette
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -611,7 +639,7 @@ def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: li
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
+def scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
     """Palettes whose hue jumps by at least a quarter turn and whose value alternates dark/light."""
     hue = rng.random()
     light = bool(rng.random() < 0.5)
@@ -626,7 +654,7 @@ def _scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
     return out
 
 
-def _sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
+def product_sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise a product silhouette with shading: ``(rgb uint8 (h, w, 3), mask bool (h, w))``."""
     aspect = {"bottle": 0.42, "box": 0.95, "shoe": 2.0, "jar": 1.1, "watch": 0.6}[kind]  # width / height
     h = max(8, int(target_h))
@@ -693,7 +721,7 @@ def _sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...]]) -> 
     return out, mask.astype(bool)
 
 
-def _product_colours(rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
+def product_colours(rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
     hue = rng.random()
     return {
         "body": tuple(float(c) for c in _hsv(hue, rng.uniform(0.7, 1.0), rng.uniform(0.75, 0.95))),
@@ -702,7 +730,7 @@ def _product_colours(rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
     }
 
 
-def _paste(frame: np.ndarray, full_mask: np.ndarray, sprite: np.ndarray, smask: np.ndarray, x: int, y: int) -> None:
+def paste(frame: np.ndarray, full_mask: np.ndarray, sprite: np.ndarray, smask: np.ndarray, x: int, y: int) -> None:
     """Draw the sprite with its top-left at (x, y), clipped to the frame; mark it in ``full_mask``."""
     H, W = frame.shape[:2]
     h, w = smask.shape
@@ -715,7 +743,7 @@ def _paste(frame: np.ndarray, full_mask: np.ndarray, sprite: np.ndarray, smask: 
     full_mask[y0:y1, x0:x1] |= sub_mask
 
 
-def _product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: int, w: int, h: int) -> np.ndarray:
+def product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: int, w: int, h: int) -> np.ndarray:
     """Top-left positions ``int (n, 2)`` for a scene; rows of -10**6 mean off-frame."""
     def inside() -> np.ndarray:
         return np.array([rng.uniform(0.12 * W, 0.88 * W - w) if W - w > 0.24 * W else (W - w) / 2,
@@ -740,7 +768,7 @@ def _product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: i
     return np.round(path).astype(int)
 
 
-def _distractors(rng: np.random.Generator, W: int, H: int, palette: list[np.ndarray]) -> list[dict[str, Any]]:
+def make_distractors(rng: np.random.Generator, W: int, H: int, palette: list[np.ndarray]) -> list[dict[str, Any]]:
     out = []
     for _ in range(int(rng.integers(3, 6))):
         colour = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 1.0)) if rng.random() < 0.6 else palette[2]
@@ -752,7 +780,7 @@ def _distractors(rng: np.random.Generator, W: int, H: int, palette: list[np.ndar
     return out
 
 
-def _draw_distractor(frame: np.ndarray, d: dict[str, Any], k: int, W: int, H: int) -> None:
+def draw_distractor(frame: np.ndarray, d: dict[str, Any], k: int, W: int, H: int) -> None:
     span = np.array([W, H], dtype=float)
     raw = d["pos"] + d["vel"] * k
     pos = raw % (2 * span)
@@ -780,7 +808,7 @@ def _captions(rng: np.random.Generator, keyword: str, n_scenes: int) -> list[tup
     return out
 
 
-def _text(frame: np.ndarray, cover: np.ndarray, text: str, centre_x: int, baseline_y: int,
+def draw_caption(frame: np.ndarray, cover: np.ndarray, text: str, centre_x: int, baseline_y: int,
           max_width: int, scale: float, colour: tuple[float, ...], banner: tuple[float, ...] | None) -> None:
     """Draw an outlined caption (optionally on a banner) on the frame and on the coverage layer."""
     thickness = max(1, int(round(scale * 2)))
@@ -802,7 +830,7 @@ def _text(frame: np.ndarray, cover: np.ndarray, text: str, centre_x: int, baseli
     cv2.putText(cover, text, org, _FONT, scale, 255, thickness, cv2.LINE_AA)
 
 
-def _audio(rng: np.random.Generator, bounds: list[int], fps: float) -> np.ndarray:
+def soundtrack(rng: np.random.Generator, bounds: list[int], fps: float) -> np.ndarray:
     """A mono chord-and-beat loop whose chord changes at every scene cut, ``float32 (1, n)``.
 
     Mono halves the AAC encoding time, which is a third of the render time in stereo.
@@ -830,27 +858,27 @@ def _audio(rng: np.random.Generator, bounds: list[int], fps: float) -> np.ndarra
 
 def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind: str, industry: str,
                   product_kind: str, W: int, H: int, fps: float, duration_range_s: tuple[float, float],
-                  rng: np.random.Generator) -> _Rendered:
+                  rng: np.random.Generator) -> Rendered:
     """Render one ad frame by frame into its mp4; keep only the bool masks and per-scene stats."""
     bounds = _scene_bounds(rng, fps, duration_range_s)
     n_scenes, n_frames = len(bounds) - 1, bounds[-1]
     backgrounds: list[str] = []
     for _ in range(n_scenes):
-        choices = [k for k in _BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
+        choices = [k for k in BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
         backgrounds.append(choices[int(rng.integers(len(choices)))])
     presences = [_PRESENCES[int(rng.integers(len(_PRESENCES)))] for _ in range(n_scenes)]
     if "full" not in presences:
         presences[int(rng.integers(n_scenes))] = "full"
     if all(p == "full" for p in presences):  # every ad loses its product somewhere
         presences[int(rng.integers(n_scenes))] = ("absent", "enter", "exit")[int(rng.integers(3))]
-    palettes = _scene_palettes(rng, n_scenes)
-    colours = _product_colours(rng)
+    palettes = scene_palettes(rng, n_scenes)
+    colours = product_colours(rng)
     base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
-    reference_sprite, reference_mask = _sprite(product_kind, base_h, colours)
+    reference_sprite, reference_mask = product_sprite(product_kind, base_h, colours)
     inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
     captions = _captions(rng, keyword, n_scenes)
-    audio = _audio(rng, bounds, fps)
+    audio = soundtrack(rng, bounds, fps)
 
     weights = centre_bias_weights(H, W)
     weight_total = float(weights.sum())
@@ -865,10 +893,10 @@ def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind:
             length = bounds[s + 1] - bounds[s]
             pan = rng.uniform(-1.5, 1.5, size=2) * W / 288
             pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
-            canvas = _background(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
-            sprite, smask = _sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
-            track = _product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
-            movers = _distractors(rng, W, H, palettes[s])
+            canvas = background_frame(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
+            sprite, smask = product_sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
+            track = product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
+            movers = make_distractors(rng, W, H, palettes[s])
             top, bottom, price = captions[s]
             banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
             price_at = (int(rng.uniform(0.15 * W, 0.85 * W)), int(rng.uniform(0.3 * H, 0.75 * H)),
@@ -880,16 +908,16 @@ def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind:
                 ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
                 frame = canvas[oy:oy + H, ox:ox + W].copy()
                 for mover in movers:
-                    _draw_distractor(frame, mover, k, W, H)
+                    draw_distractor(frame, mover, k, W, H)
                 product = masks[index]
-                _paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
+                paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
                 cover = np.zeros((H, W), np.uint8)
-                _text(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale,
+                draw_caption(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale,
                       (255, 255, 255), None)
-                _text(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
+                draw_caption(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
                       (255, 255, 255), banner)
                 if price and k >= price_at[2]:
-                    _text(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
+                    draw_caption(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
                           (20, 20, 20), (255, 230, 0))
                 product &= cover == 0
                 attention[index] = float(weights[product].sum()) / weight_total
@@ -901,7 +929,7 @@ def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind:
     save_mask_stack(mask_path, masks)
     stats = [{"attention_proportion": float(attention[a:b].mean()), "contrast": float(luma_sd[a:b].mean()),
               "brightness": float(luma_mean[a:b].mean())} for a, b in zip(bounds[:-1], bounds[1:])]
-    return _Rendered(video_id, path, mask_path, keyword, keyword_kind, industry, product_kind, product_mean,
+    return Rendered(video_id, path, mask_path, keyword, keyword_kind, industry, product_kind, product_mean,
                      W, H, float(fps), n_frames, bounds, backgrounds, presences, stats)
 
 
@@ -919,7 +947,7 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def _attach_outcomes(r: _Rendered, no_rows: bool, contrast_mean: float, contrast_sd: float,
+def attach_outcomes(r: Rendered, no_rows: bool, contrast_mean: float, contrast_sd: float,
                      rng: np.random.Generator) -> DemoVideo:
     """Apply the planted relation to each measured scene (values rounded as written to the CSV)."""
     ctr_c, cvr_c, rem_c = PLANTED_RELATION["ctr"], PLANTED_RELATION["cvr"], PLANTED_RELATION["remain"]
@@ -962,7 +990,7 @@ def _csv_text(header: Sequence[str], rows: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def _alignment_csv(videos: Sequence[DemoVideo]) -> str:
+def alignment_csv(videos: Sequence[DemoVideo]) -> str:
     rows = []
     for video in videos:
         if not video.has_scene_rows:
@@ -974,7 +1002,7 @@ def _alignment_csv(videos: Sequence[DemoVideo]) -> str:
     return _csv_text(ALIGNMENT_COLUMNS, rows)
 
 
-def _keywords_csv(videos: Sequence[DemoVideo], clips: Sequence[RealClip]) -> str:
+def keywords_csv(videos: Sequence[DemoVideo], clips: Sequence[RealClip]) -> str:
     rows = [[v.video_id, v.keyword] for v in videos] + [[c.video_id, c.keyword] for c in clips]
     return _csv_text(KEYWORD_COLUMNS, rows)
 
@@ -992,7 +1020,7 @@ def _copy_real_clip(layout: DataLayout, source_dir: Path, name: str) -> RealClip
 
 def _write_real_clip_annotations(layout: DataLayout, clips: Sequence[RealClip]) -> None:
     """One box per product view for each real clip, in ``raw/annotations.csv`` (other videos' rows kept)."""
-    from align_core.annotations import AnnotationRow, annotations_path, write_annotations
+    from align_core.inputs.annotations import AnnotationRow, annotations_path, write_annotations
 
     rows = [
         AnnotationRow(0, clip.video_id, "box", None, frame, float(x), float(y), float(w), float(h), label)
@@ -1004,7 +1032,7 @@ def _write_real_clip_annotations(layout: DataLayout, clips: Sequence[RealClip]) 
 
 def _write_real_clip_protect(layout: DataLayout, clips: Sequence[RealClip]) -> None:
     """The real clips' face boxes in ``raw/protect.csv`` (rows of other videos kept, these replaced)."""
-    from align_core.protect import USER_CSV_COLUMNS
+    from align_core.perception.protect import USER_CSV_COLUMNS
 
     ours = {clip.video_id for clip in clips}
     kept: list[dict[str, str]] = []
@@ -1079,7 +1107,7 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
             "realistic-size ads (align_demo.real_size): their own frame size and fps (in each record), a scene "
             f"about every {SCENE_S:g} s with the product {' / '.join(PRESENCE_CYCLE)} in turn, overlays: a caption, "
             f"a {PRICE} price tag and a {CALL_TO_ACTION} banner; masks are per-frame bit-packed and deflated "
-            "(align_core.frames.MaskFrames keys mask_frames_zlib, mask_offsets, mask_coverage, mask_frame_size), "
+            "(align_core.io.frames.MaskFrames keys mask_frames_zlib, mask_offsets, mask_coverage, mask_frame_size), "
             "same mask, attention-proxy and outcome definitions as the other videos (contrast_z uses the mean "
             "and sd above)")
         payload["real_size_ads"] = [v.to_dict(root) for v in corpus.real_size_videos]

@@ -11,7 +11,7 @@ size with what the platform checks on a real ad:
   call-to-action banner, in a font and size PP-OCRv4 (the protected-regions stage) reads;
 - a mono AAC soundtrack whose chord changes at every cut;
 - the exact product mask (product raster minus every pixel an overlay touched), stored per frame
-  bit-packed and deflated (:class:`~align_core.frames.MaskFrames`, the provided-mask file layout
+  bit-packed and deflated (:class:`~align_core.io.frames.MaskFrames`, the provided-mask file layout
   the platform reads), so a 60 s ad's mask is a few MB and never a dense ``(T, H, W)`` stack.
 
 It streams: one frame is drawn, measured (centre-bias attention proxy, luma contrast and
@@ -34,29 +34,39 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.arrays import save_npz_atomic
-from align_core.frames import MaskFrames
-from align_core.layout import DataLayout
-from align_core.video_io import VideoWriter
+from align_core.io.arrays import save_npz_atomic
+from align_core.io.frames import MaskFrames
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import VideoWriter
 from align_demo.corpus import (
-    _BACKGROUND_KINDS,
+    BACKGROUND_KINDS,
     AUDIO_RATE,
-    _alignment_csv,
-    _attach_outcomes,
-    _audio,
-    _distractors,
-    _draw_distractor,
-    _keywords_csv,
-    _paste,
-    _product_colours,
-    _product_track,
-    _Rendered,
-    _scene_palettes,
-    _sprite,
-    _text,
+    alignment_csv,
+    attach_outcomes,
+    soundtrack,
+    make_distractors,
+    draw_distractor,
+    keywords_csv,
+    paste,
+    product_colours,
+    product_track,
+    Rendered,
+    scene_palettes,
+    product_sprite,
+    draw_caption,
     centre_bias_weights,
 )
-from align_demo.corpus import _background as _demo_background
+from align_demo.corpus import background_frame as _demo_background
+
+__all__ = [
+    "CALL_TO_ACTION",
+    "PRESENCE_CYCLE",
+    "PRICE",
+    "SCENE_S",
+    "check_real_size_arguments",
+    "render_real_size_ad",
+    "write_real_size_ad",
+]
 
 #: Real short-video ad geometry (9:16), the defaults of the demo's realistic-size ad.
 REAL_SIZE_WIDTH, REAL_SIZE_HEIGHT, REAL_SIZE_FPS = 1080, 1920, 30
@@ -101,7 +111,7 @@ def overlay_texts(keyword: str, n_scenes: int) -> list[tuple[str, str, str]]:
 
 def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industry: str, product_kind: str,
                         rng: np.random.Generator, seconds: float = REAL_SIZE_SECONDS, width: int = REAL_SIZE_WIDTH,
-                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> _Rendered:
+                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> Rendered:
     """Render the ad into ``raw/videos/<id>.mp4`` and ``raw/masks/<id>.npz``, frame by frame.
 
     Returns the demo corpus's per-video render record (scene bounds, presences, measured scene
@@ -113,16 +123,16 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
     bounds = scene_bounds(n_frames, fps)
     n_scenes = len(bounds) - 1
     presences = [PRESENCE_CYCLE[s % len(PRESENCE_CYCLE)] for s in range(n_scenes)]
-    order = rng.permutation(len(_BACKGROUND_KINDS))
-    backgrounds = [_BACKGROUND_KINDS[int(order[s % len(order)])] for s in range(n_scenes)]
-    palettes = _scene_palettes(rng, n_scenes)
-    colours = _product_colours(rng)
+    order = rng.permutation(len(BACKGROUND_KINDS))
+    backgrounds = [BACKGROUND_KINDS[int(order[s % len(order)])] for s in range(n_scenes)]
+    palettes = scene_palettes(rng, n_scenes)
+    colours = product_colours(rng)
     base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
-    reference_sprite, reference_mask = _sprite(product_kind, base_h, colours)
+    reference_sprite, reference_mask = product_sprite(product_kind, base_h, colours)
     inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
     texts = overlay_texts(keyword, n_scenes)
-    audio = _audio(rng, bounds, fps)
+    audio = soundtrack(rng, bounds, fps)
 
     weights = centre_bias_weights(H, W)
     weight_total = float(weights.sum())
@@ -144,9 +154,9 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
             pan = rng.uniform(-1.0, 1.0, size=2) * np.minimum(1.5 * W / 288, 0.15 * np.array([W, H]) / max(length, 1))
             pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
             canvas = _background(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
-            sprite, smask = _sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
-            track = _product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
-            movers = _distractors(rng, W, H, palettes[s])
+            sprite, smask = product_sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
+            track = product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
+            movers = make_distractors(rng, W, H, palettes[s])
             top, bottom, price = texts[s]
             banner = (235.0, 40.0, 70.0)
             price_at = (int(0.72 * W), int(0.62 * H), int(length * 0.3))
@@ -157,15 +167,15 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
                 ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
                 frame = canvas[oy:oy + H, ox:ox + W].copy()
                 for mover in movers:
-                    _draw_distractor(frame, mover, k, W, H)
+                    draw_distractor(frame, mover, k, W, H)
                 product[:] = False
                 cover[:] = 0
-                _paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
-                _text(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None)
-                _text(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
+                paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
+                draw_caption(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None)
+                draw_caption(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
                       (255, 255, 255), banner)
                 if price and k >= price_at[2]:
-                    _text(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
+                    draw_caption(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
                           (20, 20, 20), (255, 230, 0))
                 product &= cover == 0
                 masks.append(product)
@@ -178,7 +188,7 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
     mask_path = save_npz_atomic(layout.provided_mask_path(video_id), **masks.to_arrays("mask"))
     stats = [{"attention_proportion": float(attention[a:b].mean()), "contrast": float(luma_sd[a:b].mean()),
               "brightness": float(luma_mean[a:b].mean())} for a, b in zip(bounds[:-1], bounds[1:])]
-    return _Rendered(video_id, path, mask_path, keyword, "product", industry, product_kind, product_mean,
+    return Rendered(video_id, path, mask_path, keyword, "product", industry, product_kind, product_mean,
                      W, H, float(fps), n_frames, bounds, backgrounds, presences, stats)
 
 
@@ -202,7 +212,7 @@ def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH,
 
     For the real-size benchmark. Returns what was written (frames, scenes, bytes, generate time).
     """
-    from align_core.atomic import atomic_write_text
+    from align_core.io.atomic import atomic_write_text
 
     layout = DataLayout(Path(root)).ensure()
     started = time.perf_counter()
@@ -211,10 +221,10 @@ def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH,
                                    seconds=seconds, width=width, height=height, fps=fps)
     generate_s = time.perf_counter() - started
     contrasts = np.array([s["contrast"] for s in rendered.scene_stats])
-    video = _attach_outcomes(rendered, False, float(contrasts.mean()), float(contrasts.std()) or 1.0,
+    video = attach_outcomes(rendered, False, float(contrasts.mean()), float(contrasts.std()) or 1.0,
                              np.random.default_rng(np.random.SeedSequence([seed, 5, 0])))
-    atomic_write_text(layout.alignment_csv, _alignment_csv([video]))
-    atomic_write_text(layout.keywords_csv, _keywords_csv([video], []))
+    atomic_write_text(layout.alignment_csv, alignment_csv([video]))
+    atomic_write_text(layout.keywords_csv, keywords_csv([video], []))
     with np.load(rendered.mask_path) as data:
         coverage = np.asarray(data["mask_coverage"])
     return {"video_id": video_id, "frames": rendered.n_frames, "scenes": len(rendered.bounds) - 1,

@@ -8,6 +8,10 @@ from collections.abc import Sequence
 
 from analysis.report import build_report
 
+__all__ = [
+    "main",
+]
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, build the report, print the headline; exit 0 on success, 2 on bad input."""

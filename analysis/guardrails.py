@@ -22,6 +22,14 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+__all__ = [
+    "design_effect",
+    "mde_relative",
+    "planning_table",
+    "required_impressions",
+    "srm_test",
+]
+
 SRM_ALPHA = 0.001
 
 

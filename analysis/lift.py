@@ -37,8 +37,18 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from align_core.variants import DEFAULT_VARIANTS, variant_names
+from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
+
+__all__ = [
+    "BASELINE",
+    "DESIGNS",
+    "METRICS",
+    "arms_chi_square",
+    "lift_table",
+    "rate_fit",
+    "ratio_influence",
+]
 
 BASELINE = "baseline"
 DESIGNS = ("paired", "unpaired")

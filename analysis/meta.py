@@ -22,6 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+__all__ = [
+    "log_risk_ratio",
+    "moderator_regression",
+    "p_matrix",
+    "pool_industries",
+    "random_effects",
+]
+
 TAU2_METHODS = ("DL", "REML")
 
 
@@ -76,7 +84,7 @@ def _wls(y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float) -> tuple[np.n
     return beta, cov, w
 
 
-def _p_matrix(v: np.ndarray, x: np.ndarray, tau2: float) -> np.ndarray:
+def p_matrix(v: np.ndarray, x: np.ndarray, tau2: float) -> np.ndarray:
     """``P = W - W X (X'WX)^-1 X'W`` (the residual-maker of the weighted fit)."""
     w = 1.0 / (v + tau2)
     wx = w[:, None] * x

@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 
+__all__ = [
+    "observational_table",
+]
+
 OBS_FORMULA = "{y} ~ attention_proportion + contrast + brightness + C(industry)"
 
 

@@ -13,10 +13,14 @@ import os
 import sys
 from pathlib import Path
 
-from align_core.experiment import load_experiment_config
-from align_core.upload_manifest import build_upload_manifest
-from align_core.warehouse import read_connection, table_exists
+from align_core.experiments.config import load_experiment_config
+from align_core.experiments.upload_manifest import build_upload_manifest
+from align_core.io.warehouse import read_connection, table_exists
 from analysis.preregistration import register_plan
+
+__all__ = [
+    "main",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

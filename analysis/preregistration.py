@@ -29,11 +29,20 @@ from typing import Any
 
 import pandas as pd
 
-from align_core.atomic import atomic_write_text
-from align_core.experiment import ExperimentConfig, register_experiment_config
-from align_core.variants import dose_windows, timing_variants
-from align_core.warehouse import read_connection, table_exists, write_connection
+from align_core.io.atomic import atomic_write_text
+from align_core.experiments.config import ExperimentConfig, register_experiment_config
+from align_core.stimuli.plans import dose_windows, timing_variants
+from align_core.io.warehouse import read_connection, table_exists, write_connection
 from analysis.guardrails import design_effect, mde_relative
+
+__all__ = [
+    "analysis_plan",
+    "deviations_table",
+    "plan_deviations",
+    "plan_hash",
+    "register_plan",
+    "verify_plan_file",
+]
 
 PLANS_DDL = """
 CREATE TABLE IF NOT EXISTS analysis_plans (

@@ -11,7 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from align_core.warehouse import table_exists
+from align_core.io.warehouse import table_exists
+
+__all__ = [
+    "achieved_deltas",
+]
 
 UNKNOWN_INDUSTRY = "unknown"
 
@@ -117,7 +121,7 @@ def scene_rows(con: Any) -> pd.DataFrame | None:
 def variant_eligibility(con: Any) -> pd.DataFrame | None:
     """``variants`` rows (video_id, variant, eligible, exclusion_reason), or None without those columns.
 
-    A variant is eligible only when its checks passed (``align_core.eligibility``); the analysis
+    A variant is eligible only when its checks passed (``align_core.experiments.eligibility``); the analysis
     keeps ineligible variants out unless told otherwise.
     """
     if not table_exists(con, "variants"):

@@ -19,16 +19,22 @@ from pathlib import Path
 
 import matplotlib
 
+__all__ = [
+    "TABLES",
+    "build_report",
+    "compute_tables",
+]
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from align_core.atomic import atomic_write_text  # noqa: E402
-from align_core.experiment import registered_configs, registered_variants  # noqa: E402
-from align_core.variants import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
-from align_core.warehouse import read_connection, transaction, write_connection  # noqa: E402
+from align_core.io.atomic import atomic_write_text  # noqa: E402
+from align_core.experiments.config import registered_configs, registered_variants  # noqa: E402
+from align_core.stimuli.plans import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
+from align_core.io.warehouse import read_connection, transaction, write_connection  # noqa: E402
 from analysis import queries  # noqa: E402
 from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402

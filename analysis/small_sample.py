@@ -21,6 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+__all__ = [
+    "ClusterFit",
+    "METHOD_CR1",
+    "METHOD_CR2",
+    "SMALL_SAMPLE_CLUSTERS",
+    "cluster_wls",
+    "hotelling_test",
+]
+
 SMALL_SAMPLE_CLUSTERS = 30  # below this many clusters the report uses CR2 + Satterthwaite df
 METHOD_CR2 = "CR2 (Bell-McCaffrey) + Satterthwaite df"
 METHOD_CR1 = "CR1 (G/(G-1)) + t(G-1)"

@@ -22,10 +22,18 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from align_core.variants import DEFAULT_VARIANTS, dose_windows
-from align_core.variants import timing_variants as registry_timing_variants
+from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows
+from align_core.stimuli.plans import timing_variants as registry_timing_variants
 from analysis.lift import BASELINE, METRICS, rate_fit, ratio_influence
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, cluster_wls, hotelling_test
+
+__all__ = [
+    "VARIANT_WINDOW",
+    "dose_response",
+    "select_doses",
+    "timing_contrasts",
+    "video_variant_log_lifts",
+]
 
 # Derived from the variant registry (the defaults here; the report passes each experiment's).
 TIMING_VARIANTS: tuple[str, ...] = registry_timing_variants(DEFAULT_VARIANTS)
@@ -51,7 +59,7 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
     """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
 
     ``timing_variants``: the registry's timing arms, early to late
-    (:func:`align_core.variants.timing_variants`; the report passes each experiment's). Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
+    (:func:`align_core.stimuli.plans.timing_variants`; the report passes each experiment's). Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
     Hotelling-T^2 F on (k-1, G-k+1) df; otherwise CR1 with t(G-1) and a chi-square Wald. A
     contrast whose rate is zero (no clicks or conversions in an arm) or whose videos cannot
     support it gets a row that says why instead of a number.

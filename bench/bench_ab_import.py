@@ -59,9 +59,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_ab_import"))
     args = parser.parse_args()
 
-    from align_core.ab_results import ingest_export
-    from align_core.experiment import ExperimentConfig, register_experiment_config
-    from align_core.variants import DEFAULT_VARIANTS, variant_names
+    from align_core.experiments.ab_results import ingest_export
+    from align_core.experiments.config import ExperimentConfig, register_experiment_config
+    from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     db = args.workdir / "warehouse.duckdb"

@@ -41,8 +41,8 @@ def generate(db: Path, impressions: int, n_videos: int = 500, days: int = 14, se
     """Write videos, ab_results (export grain), experiment_arms and manipulation_check."""
     import duckdb
 
-    from align_core.ab_results import ensure_tables
-    from align_core.variants import DEFAULT_VARIANTS, variant_names
+    from align_core.experiments.ab_results import ensure_tables
+    from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
     from align_demo.ab_simulator import registry_lifts
 
     VARIANTS = variant_names(DEFAULT_VARIANTS)
@@ -101,7 +101,7 @@ def _peak_mb() -> float:
 def run_aggregated(db: Path, out: Path) -> dict:
     from analysis import queries
     from analysis.report import build_report, compute_tables
-    from align_core.warehouse import read_connection
+    from align_core.io.warehouse import read_connection
 
     start_rss = _peak_mb()
     t0 = time.perf_counter()

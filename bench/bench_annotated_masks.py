@@ -27,11 +27,11 @@ def _measure(spec: dict) -> dict:
 
     import numpy as np
 
-    from align_core.annotated_masks import AnnotatedSegmenter
-    from align_core.annotations import AnnotationRow, write_annotations
-    from align_core.arrays import load_mask_stack
-    from align_core.masks import segment_video
-    from align_core.video_io import probe_video
+    from align_core.perception.annotated_masks import AnnotatedSegmenter
+    from align_core.inputs.annotations import AnnotationRow, write_annotations
+    from align_core.io.arrays import load_mask_stack
+    from align_core.perception.masks import segment_video
+    from align_core.io.video_io import probe_video
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     video = Path(spec["video"])
@@ -92,7 +92,7 @@ def _boxes_from_truth(truth, ranges) -> list[tuple[int, int, int, int, int]]:
 def _upscaled(video: Path, out: Path, frames: int, size: tuple[int, int]) -> float:
     import cv2
 
-    from align_core.video_io import VideoWriter, iter_frames, probe_video
+    from align_core.io.video_io import VideoWriter, iter_frames, probe_video
 
     probe = probe_video(video)
     with VideoWriter(out, probe.fps) as writer:
@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_measure(json.loads(args.child))))
         return 0
 
-    from align_core.arrays import load_mask_stack
+    from align_core.io.arrays import load_mask_stack
     from align_demo.corpus import REAL_CLIP_ANNOTATIONS, generate_demo_corpus
-    from align_core.layout import DataLayout
-    from align_core.scenes import detect_scenes
-    from align_core.video_io import probe_video
+    from align_core.io.layout import DataLayout
+    from align_core.inputs.scenes import detect_scenes
+    from align_core.io.video_io import probe_video
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import cv2
 
-from align_core.attention import (
+from align_core.perception.attention import (
     AttentionConfig,
     attention_map,
     compute_attention_maps,
     make_patch_scorer,
     save_attention_maps,
 )
-from align_core.video_io import read_frame
+from align_core.io.video_io import read_frame
 
 
 def bench_video(path: Path, frame_limit: int | None, stride: int) -> None:
@@ -71,8 +71,8 @@ def bench_storage_288x512(path: Path) -> None:
     bottle clip, resized to 512x288), one scene, default stride 6 -> 20 keyframes."""
     import numpy as np
 
-    from align_core.attention import AttentionMaps
-    from align_core.video_io import iter_frames
+    from align_core.perception.attention import AttentionMaps
+    from align_core.io.video_io import iter_frames
 
     scorer, config = make_patch_scorer("feature_richness"), AttentionConfig()
     keys = []

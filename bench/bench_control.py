@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from align_core.control import ControlTensors, load_control_tensors, save_control_tensors  # noqa: E402
+from align_core.perception.control import ControlTensors, load_control_tensors, save_control_tensors  # noqa: E402
 
 
 def realistic_stack(frames: int, height: int, width: int, keyframe_every: int = 6, seed: int = 0) -> ControlTensors:

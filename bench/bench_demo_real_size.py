@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         return resume(args.resume, op_config, args.redo_downstream_of)
 
-    from align_assets.demo import prepare_instance, quiet_dagster_warnings
-    from align_core.layout import DataLayout
+    from align_assets.runner import prepare_instance, quiet_dagster_warnings
+    from align_core.io.layout import DataLayout
     from align_demo.corpus import generate_demo_corpus
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_demo_real_size_"))
@@ -116,7 +116,7 @@ def resume(root: Path, op_config: dict | None, redo_downstream_of: str | None = 
     """Materialize, for the realistic-size ad's partition, every asset without a successful step yet."""
     import json
 
-    from align_assets.demo import prepare_instance, quiet_dagster_warnings
+    from align_assets.runner import prepare_instance, quiet_dagster_warnings
 
     os.environ["ALIGN_DATA_DIR"] = str(root)
     os.environ.setdefault("ALIGN_PROFILE", "demo")
@@ -129,7 +129,7 @@ def resume(root: Path, op_config: dict | None, redo_downstream_of: str | None = 
     from align_assets.runner import materialize_everything
 
     from align_assets.recovery import reclaim
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     instance = DagsterInstance.get()
     for line in reclaim(instance, DataLayout(Path(root))).lines():  # the interrupted run's pool slots

@@ -27,13 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.editing.base import KeyframeEditRequest  # noqa: E402
-from align_core.editing.propagation import FlowPropagator, propagate_edits  # noqa: E402
-from align_core.editing.render import render_variants  # noqa: E402
-from align_core.editing.salience import SalienceEditor  # noqa: E402
-from align_core.quality import sequence_warping_error  # noqa: E402
-from align_core.variants import plan_variants  # noqa: E402
-from align_core.video_io import probe_video, read_frames  # noqa: E402
+from align_core.stimuli.editing.base import KeyframeEditRequest  # noqa: E402
+from align_core.stimuli.editing.propagation import FlowPropagator, propagate_edits  # noqa: E402
+from align_core.stimuli.editing.render import render_variants  # noqa: E402
+from align_core.stimuli.editing.salience import SalienceEditor  # noqa: E402
+from align_core.measurement.quality import sequence_warping_error  # noqa: E402
+from align_core.stimuli.plans import plan_variants  # noqa: E402
+from align_core.io.video_io import probe_video, read_frames  # noqa: E402
 
 
 def centre_box_attention(height: int, width: int) -> np.ndarray:

@@ -7,7 +7,7 @@ Usage::
 For each edited demo video (default: every video of the data dir with
 ``artifacts/variant_plans/<id>/plans.json``; skipped videos have none) the bench runs what the
 ``variant_videos`` and ``variant_quality`` assets run, through the same library function
-(:func:`align_core.editing.pipeline.calibrate_render_check`): the salience editor's strength map
+(:func:`align_core.stimuli.editing.pipeline.calibrate_render_check`): the salience editor's strength map
 calibrated on ``calibration_frames`` (6) keyframes with the demo profile's attention measure
 (``AttentionMeasure`` of the ``feature_richness`` scorer), ``render_variants`` with stride 8 and
 seed 0 into a temp directory, then ``verify_variants`` with the default :class:`CheckThresholds`
@@ -46,19 +46,19 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
-from align_core.attention.independent import SaliencyModelScorer, scorer_cards  # noqa: E402
-from align_core.attention.scorers import FeatureRichnessScorer  # noqa: E402
-from align_core.catalog import load_catalog  # noqa: E402
+from align_core.perception.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
+from align_core.perception.attention.independent import SaliencyModelScorer, scorer_cards  # noqa: E402
+from align_core.perception.attention.scorers import FeatureRichnessScorer  # noqa: E402
+from align_core.inputs.catalog import load_catalog  # noqa: E402
 from align_core.components import ScorerChoice  # noqa: E402
-from align_core.control import load_control_tensors  # noqa: E402
-from align_core.editing.pipeline import calibrate_render_check  # noqa: E402
-from align_core.editing.salience import SalienceEditor  # noqa: E402
-from align_core.layout import DataLayout  # noqa: E402
-from align_core.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
+from align_core.perception.control import load_control_tensors  # noqa: E402
+from align_core.stimuli.editing.pipeline import calibrate_render_check  # noqa: E402
+from align_core.stimuli.editing.salience import SalienceEditor  # noqa: E402
+from align_core.io.layout import DataLayout  # noqa: E402
+from align_core.measurement.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
 from align_core.stages.attention import AttentionMeasure  # noqa: E402
-from align_core.variants import load_variant_plans  # noqa: E402
-from align_core.video_io import iter_frames  # noqa: E402
+from align_core.stimuli.plans import load_variant_plans  # noqa: E402
+from align_core.io.video_io import iter_frames  # noqa: E402
 
 WINDOWS = ("early", "middle", "late", "all")
 

@@ -15,7 +15,7 @@ is missing), then a second tick from the first tick's cursor (the steady state).
 
 Part 2 (warehouse): ``N`` videos' per-frame alignment Parquet files of real size (a 30 s ad
 at 30 fps: 900 frame rows) are written, then the ``frame_alignment`` table is rebuilt in full
-(:func:`align_core.warehouse.rebuild_table_from_parquet` with no previous state, what the
+(:func:`align_core.io.warehouse.rebuild_table_from_parquet` with no previous state, what the
 table asset did before) and incrementally (only the files that changed since the last
 rebuild). The full rebuild time is extrapolated linearly to 100,000 videos (it is linear in
 the rows it reads); the incremental one depends on the number of changed videos, not the
@@ -52,7 +52,7 @@ def real_video_ids(path: Path, limit: int | None) -> list[str]:
     """Valid, unique ids from the real keywords.csv (read as text: 19-digit ids are strings)."""
     import pandas as pd
 
-    from align_core.ids import validate_video_id
+    from align_core.inputs.ids import validate_video_id
 
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     ids: list[str] = []
@@ -129,7 +129,7 @@ def warehouse_rebuild(videos: int, frames_per_video: int, changed: int) -> dict[
     import numpy as np
     import pandas as pd
 
-    from align_core.warehouse import rebuild_table_from_parquet
+    from align_core.io.warehouse import rebuild_table_from_parquet
 
     row: dict[str, Any] = {"videos": videos, "frame_rows_per_video": frames_per_video}
     with tempfile.TemporaryDirectory(prefix="bench_warehouse_") as tmp:

@@ -21,12 +21,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from align_core.catalog import load_catalog
-from align_core.layout import DataLayout
-from align_core.protect import TextReader, load_protected_regions
-from align_core.stimulus_checks import StimulusThresholds, check_stimuli
-from align_core.variants import load_variant_plans
-from align_core.video_io import read_frame
+from align_core.inputs.catalog import load_catalog
+from align_core.io.layout import DataLayout
+from align_core.perception.protect import TextReader, load_protected_regions
+from align_core.measurement.stimulus_checks import StimulusThresholds, check_stimuli
+from align_core.stimuli.plans import load_variant_plans
+from align_core.io.video_io import read_frame
 
 
 def _demo_frame() -> np.ndarray:

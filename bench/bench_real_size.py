@@ -12,7 +12,7 @@ generated frame by frame: a panning textured background per scene (a cut about e
 moving distractor shapes, a product that moves, leaves, is absent for a scene and comes back,
 a caption, a price tag and a call-to-action banner, and a mono AAC track, written with PyAV
 (libx264) as it is drawn. The product mask of each frame is bit-packed and deflated as it is
-drawn (:class:`~align_core.frames.MaskFrames`, the provided-mask file's per-frame layout), so
+drawn (:class:`~align_core.io.frames.MaskFrames`, the provided-mask file's per-frame layout), so
 generating a 60 s ad holds one frame and one background canvas, never a stack of frames.
 
 Each per-video stage then runs in its own child process through ``align_core`` exactly as
@@ -76,9 +76,9 @@ def stage_corpus(clock: run_all.Clock, root: Path, length: float, args: argparse
 
 def stage_plans(clock: run_all.Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     """What the ``variant_plans`` asset does: read the control's alignment, plan, write the plan file."""
-    from align_core.catalog import load_catalog
-    from align_core.control import load_control_tensors
-    from align_core.variants import plan_variants
+    from align_core.inputs.catalog import load_catalog
+    from align_core.perception.control import load_control_tensors
+    from align_core.stimuli.plans import plan_variants
 
     run_all._import_parquet()
     clock.imported()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from align_core.attention import AttentionConfig, attention_map, make_patch_scorer, spectral_residual
-from align_core.saliency_metrics import auc_judd, blur_fixations, cc, centre_bias_map, kld, load_nus_image, nss, sim
+from align_core.perception.attention import AttentionConfig, attention_map, make_patch_scorer, spectral_residual
+from align_core.measurement.saliency_metrics import auc_judd, blur_fixations, cc, centre_bias_map, kld, load_nus_image, nss, sim
 
 METRICS = ("NSS", "CC", "KLD", "SIM", "AUC-Judd")
 

@@ -5,14 +5,14 @@ NSS against the binary fixation maps and CC against them blurred with sigma 0.03
 side (DESIGN.md). Anything tuned (the centre weights of the independent models; the procedure's
 scale weights and gamma, the cue mix and the centre weight of ``feature_richness``) was chosen on
 images 001-150 (``--tune`` prints those grids); the cards report images 151-300 only, plus the Gaussian centre-bias baseline on the same images. Cards are
-written as package data beside the scorers (``align_core/attention/scorer_cards.json``) and the
+written as package data beside the scorers (``align_core/perception/attention/scorer_cards.json``) and the
 manipulation check shows them. Usage::
 
     .venv/bin/python bench/bench_scorer_cards.py [--shared-data ../shared/data] [--tune] [--limit N]
 
 Scorers: ``feature_richness`` through the platform's meaning-map procedure
 (``attention_map(image, scorer, AttentionConfig())``, exactly as the pipeline runs it), and the
-independent models (:mod:`align_core.attention.independent`) as full-frame maps, as the check
+independent models (:mod:`align_core.perception.attention.independent`) as full-frame maps, as the check
 uses them.
 """
 
@@ -36,13 +36,13 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.attention import AttentionConfig, attention_map  # noqa: E402
-from align_core.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
-from align_core.attention.base import minmax  # noqa: E402
-from align_core.saliency_metrics import load_nus_image  # noqa: E402
-from align_core.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
-from align_core.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
-from align_core.saliency_metrics import blur_fixations, cc, centre_bias_map, nss  # noqa: E402
+from align_core.perception.attention import AttentionConfig, attention_map  # noqa: E402
+from align_core.perception.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
+from align_core.perception.attention.base import minmax  # noqa: E402
+from align_core.measurement.saliency_metrics import load_nus_image  # noqa: E402
+from align_core.perception.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
+from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
+from align_core.measurement.saliency_metrics import blur_fixations, cc, centre_bias_map, nss  # noqa: E402
 
 TUNE = range(1, 151)
 VALIDATE = range(151, 301)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--tune", action="store_true", help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
-    parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "attention" / CARDS_FILE)
+    parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "perception" / "attention" / CARDS_FILE)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     root = args.shared_data / "saliency" / "nus_scene"

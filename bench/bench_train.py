@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from align_core.atomic import atomic_write_text
-from align_core.diffusion.backbone import Backbone, build_controlnet, build_tiny_backbone, load_backbone
-from align_core.diffusion.dataset import ControlSample, TrainingSet, build_training_set
-from align_core.diffusion.lpips_alex import LPIPS
-from align_core.diffusion.train import ControlNetTrainer, TrainConfig
+from align_core.io.atomic import atomic_write_text
+from align_core.stimuli.diffusion.backbone import Backbone, build_controlnet, build_tiny_backbone, load_backbone
+from align_core.stimuli.diffusion.dataset import ControlSample, TrainingSet, build_training_set
+from align_core.stimuli.diffusion.lpips_alex import LPIPS
+from align_core.stimuli.diffusion.train import ControlNetTrainer, TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

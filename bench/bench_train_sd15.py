@@ -30,10 +30,10 @@ from transformers import CLIPTextConfig, CLIPTextModel
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import bench_config, common_arguments, finish, maxrss_mb, measure, synthetic_samples  # noqa: E402
 
-from align_core.diffusion.backbone import SD15_SCHEDULER_CONFIG, Backbone, build_controlnet, tiny_tokenizer  # noqa: E402
-from align_core.diffusion.dataset import build_training_set  # noqa: E402
-from align_core.diffusion.lpips_alex import LPIPS  # noqa: E402
-from align_core.diffusion.train import ControlNetTrainer  # noqa: E402
+from align_core.stimuli.diffusion.backbone import SD15_SCHEDULER_CONFIG, Backbone, build_controlnet, tiny_tokenizer  # noqa: E402
+from align_core.stimuli.diffusion.dataset import build_training_set  # noqa: E402
+from align_core.stimuli.diffusion.lpips_alex import LPIPS  # noqa: E402
+from align_core.stimuli.diffusion.train import ControlNetTrainer  # noqa: E402
 
 SD15_UNET = {
     "sample_size": 64,

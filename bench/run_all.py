@@ -149,7 +149,7 @@ def _video_id(root: Path) -> str:
 
 
 def _layout(root: Path):
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     return DataLayout(root)
 
@@ -157,7 +157,7 @@ def _layout(root: Path):
 # -- stages (run in the child; each returns units, unit name, bytes and extras) -------------------
 def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     from align_demo.corpus import generate_demo_corpus
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     clock.imported()
     corpus = generate_demo_corpus(
@@ -169,7 +169,7 @@ def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespa
     (root / "bench_state.json").write_text(json.dumps({"video_id": video.video_id}))
     layout = corpus.layout
     path = layout.video_path(video.video_id)
-    from align_core.video_io import probe_video
+    from align_core.io.video_io import probe_video
 
     probe = probe_video(path)
     return {
@@ -272,7 +272,7 @@ def stage_training(clock: Clock, root: Path, length: float, args: argparse.Names
 
     warnings.filterwarnings("ignore", category=UserWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import align_core.diffusion  # noqa: F401  (imports timed apart from the work)
+    import align_core.stimuli.diffusion  # noqa: F401  (imports timed apart from the work)
 
     _apply_threads(args.threads)
     clock.imported()
@@ -334,7 +334,7 @@ def stage_quality(clock: Clock, root: Path, length: float, args: argparse.Namesp
     result = run_variant_quality(layout, video_id, measure, settings, lpips=False)
     seconds = clock.elapsed()
     report = result.report
-    from align_core.catalog import load_catalog
+    from align_core.inputs.catalog import load_catalog
 
     frames = load_catalog(layout.artifact_dir("video_catalog", video_id)).probe.frame_count
     n_variants = int(report.verdicts.shape[0])
@@ -348,9 +348,9 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
     import duckdb
     import pandas as pd
 
-    from align_core.ab_results import ingest_export
+    from align_core.experiments.ab_results import ingest_export
     from align_demo.ab_simulator import SimulationEffects, simulate_ab_export
-    from align_core.catalog import load_catalog
+    from align_core.inputs.catalog import load_catalog
     from analysis.report import build_report
 
     clock.imported()
@@ -405,16 +405,16 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
 
 def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     """Baseline: every module the benchmark's stages import, and nothing else."""
-    import align_core.ab_results  # noqa: F401
-    import align_core.attention  # noqa: F401
-    import align_core.catalog  # noqa: F401
-    import align_core.control  # noqa: F401
-    import align_core.diffusion  # noqa: F401
-    import align_core.editing.render  # noqa: F401
-    import align_core.editing.salience  # noqa: F401
-    import align_core.manipulation  # noqa: F401
-    import align_core.masks  # noqa: F401
-    import align_core.quality  # noqa: F401
+    import align_core.experiments.ab_results  # noqa: F401
+    import align_core.perception.attention  # noqa: F401
+    import align_core.inputs.catalog  # noqa: F401
+    import align_core.perception.control  # noqa: F401
+    import align_core.stimuli.diffusion  # noqa: F401
+    import align_core.stimuli.editing.render  # noqa: F401
+    import align_core.stimuli.editing.salience  # noqa: F401
+    import align_core.measurement.manipulation  # noqa: F401
+    import align_core.perception.masks  # noqa: F401
+    import align_core.measurement.quality  # noqa: F401
     import align_core.stages.variants  # noqa: F401
     import align_demo.corpus  # noqa: F401
     import analysis.report  # noqa: F401

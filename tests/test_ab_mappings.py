@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.ab_import import main as import_main
-from align_core.ab_mapping import AdNameError, decode_ad_name, encode_ad_name, load_mapping, shipped_mappings
-from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox
-from align_core.experiment import ExperimentConfig, register_experiment_config
-from align_core.ids import is_valid_video_id
-from align_core.variants import DEFAULT_VARIANTS
+from align_core.cli.import_ab import main as import_main
+from align_core.experiments.ab_mapping import AdNameError, decode_ad_name, encode_ad_name, load_mapping, shipped_mappings
+from align_core.experiments.ab_results import inbox_mapping, ingest_export, scan_inbox
+from align_core.experiments.config import ExperimentConfig, register_experiment_config
+from align_core.inputs.ids import is_valid_video_id
+from align_core.stimuli.plans import DEFAULT_VARIANTS
 from analysis import queries
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ab_exports"

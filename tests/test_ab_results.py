@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from align_core.ab_results import REQUIRED_COLUMNS, ingest_export, register_experiment, scan_inbox
+from align_core.experiments.ab_results import REQUIRED_COLUMNS, ingest_export, register_experiment, scan_inbox
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export, simulate_ab_rows
 
 LONG_ID = "7228023352396972034"  # a real 19-digit TikTok id from keywords.csv (> 2**53)

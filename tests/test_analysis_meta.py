@@ -113,11 +113,11 @@ def test_meta_regression_on_latitude_matches_metafor(yv: tuple[np.ndarray, np.nd
 
 def test_reml_is_the_restricted_likelihood_maximum(yv: tuple[np.ndarray, np.ndarray]) -> None:
     """The REML estimate zeroes the REML score tr(P) = y'PPy (Viechtbauer 2005, eq. 10)."""
-    from analysis.meta import _p_matrix
+    from analysis.meta import p_matrix
 
     y, v = yv
     tau2 = random_effects(y, v).tau2
-    p = _p_matrix(v, np.ones((len(y), 1)), tau2)
+    p = p_matrix(v, np.ones((len(y), 1)), tau2)
     assert float(np.trace(p)) == pytest.approx(float(y @ p @ p @ y), rel=1e-7)
     homogeneous = random_effects(np.full(5, 0.2) + np.array([0.001, -0.001, 0, 0.0005, -0.0005]), np.full(5, 0.04))
     assert homogeneous.tau2 == 0.0 and homogeneous.i2 == 0.0 and homogeneous.tau2_ci[0] == 0.0

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from align_core.ab_results import ingest_export
-from align_core.variants import DEFAULT_VARIANTS, variant_names
+from align_core.experiments.ab_results import ingest_export
+from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
 from analysis.cli import main
 from analysis.report import TABLES, build_report

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.annotated_masks import AnnotatedSegmenter, check_annotated_masks
-from align_core.annotations import (
+from align_core.perception.annotated_masks import AnnotatedSegmenter, check_annotated_masks
+from align_core.inputs.annotations import (
     AnnotationError,
     AnnotationRow,
     annotations_path,
@@ -23,10 +23,10 @@ from align_core.annotations import (
     resolve_annotations,
     write_annotations,
 )
-from align_core.ingest import CsvValidationError
-from align_core.layout import DataLayout
-from align_core.masks import make_segmenter, resolve_mask_source, segment_video
-from align_core.video_io import VideoWriter, probe_video
+from align_core.inputs.research_csvs import CsvValidationError
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import make_segmenter, resolve_mask_source, segment_video
+from align_core.io.video_io import VideoWriter, probe_video
 from test_masks import tiny_clipseg_dir  # noqa: F401  (fixture: a tiny CLIPSeg saved like a real model dir)
 
 W, H, FPS = 144, 256, 12
@@ -235,7 +235,7 @@ def test_clipseg_probabilities_are_constrained_by_the_box(ad, tmp_path: Path, ti
     plain = make_segmenter("clipseg", model=tiny_clipseg_dir)
     probe = probe_video(video)
     segmenter.prepare(probe)
-    from align_core.video_io import read_frames
+    from align_core.io.video_io import read_frames
 
     frames = read_frames(video, 0, 4)
     constrained = segmenter.segment(frames, "bottle", start=0)
@@ -276,7 +276,7 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
     )
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
     from align_assets.resources import default_resources
-    from align_core.catalog import load_catalog
+    from align_core.inputs.catalog import load_catalog
 
     video, truth, ranges = ad
     layout = DataLayout(tmp_path / "data").ensure()
@@ -313,7 +313,7 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
     import urllib.error
     import urllib.request
 
-    from align_core.annotation_tool import AnnotationServer
+    from align_core.cli.annotate import AnnotationServer
 
     video, truth, ranges = ad
     layout = DataLayout(tmp_path / "data").ensure()
@@ -353,9 +353,9 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
 def test_masks_do_not_depend_on_what_ran_before_in_the_process(shared_data: Path) -> None:
     """GrabCut's k-means draws from OpenCV's per-thread generator: a video worker that segmented
     other videos first must still give this clip the same masks (it did not, before seeding)."""
-    from align_core.annotated_masks import AnnotatedSettings, segment_annotated_frame
-    from align_core.annotations import FrameAnnotation
-    from align_core.video_io import read_frames
+    from align_core.perception.annotated_masks import AnnotatedSettings, segment_annotated_frame
+    from align_core.inputs.annotations import FrameAnnotation
+    from align_core.io.video_io import read_frames
 
     frames = read_frames(shared_data / "videos" / "fruit-and-vegetable-detection.mp4", 0, 101)
     boxes = {10: (324, 140, 66, 64), 40: (45, 145, 165, 60), 70: (216, 150, 117, 62), 100: (70, 134, 83, 79)}

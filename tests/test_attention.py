@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.attention import (
+from align_core.perception.attention import (
     AttentionConfig,
     AttentionMaps,
     ViewingGeometry,
@@ -24,8 +24,8 @@ from align_core.attention import (
     save_attention_maps,
     splat_patch_scores,
 )
-from align_core.attention.maps import raw_meaning_map
-from align_core.attention.scorers import CUES, feature_maps
+from align_core.perception.attention.maps import raw_meaning_map
+from align_core.perception.attention.scorers import CUES, feature_maps
 
 
 class _CentrePatchScorer:
@@ -203,7 +203,7 @@ def test_feature_richness_metadata_is_honest() -> None:
 @pytest.fixture(scope="module")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("transformers")
-    from align_core.attention.llava import build_tiny_llava
+    from align_core.perception.attention.llava import build_tiny_llava
 
     return build_tiny_llava(tmp_path_factory.mktemp("models") / "tiny-llava", seed=0)
 
@@ -354,7 +354,7 @@ def test_real_clip_help_mkv(shared_data: Path, tmp_path: Path) -> None:
 def test_stored_scorer_cards_belong_to_the_current_scorers_and_hold_the_issue_claim() -> None:
     """The cards (bench/bench_scorer_cards.py) are regenerated whenever a scorer changes: a card
     whose scorer_id is not today's default would describe maps the platform no longer makes."""
-    from align_core.attention.independent import SaliencyModelScorer, scorer_cards
+    from align_core.perception.attention.independent import SaliencyModelScorer, scorer_cards
 
     cards = scorer_cards()
     assert cards["tuned_on"] == "001-150" and cards["reported_on"] == "151-300" and cards["images"] == 150

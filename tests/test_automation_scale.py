@@ -11,7 +11,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_au
 from align_assets.automation import SENSOR_NAME, evaluate_per_video_automation
 from align_assets.definitions import defs
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
-from align_core.warehouse import rebuild_table_from_parquet, read_connection
+from align_core.io.warehouse import rebuild_table_from_parquet, read_connection
 
 
 def _materialize(instance: DagsterInstance, asset: str, videos: list[str]) -> None:

@@ -8,12 +8,12 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from align_assets.assets.catalog import scenes, video_catalog, videos
-from align_assets.demo import failure_messages
+from align_assets.runner import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import default_resources
 from align_assets.sensors import new_video_sensor
-from align_core.ingest import ALIGNMENT_COLUMNS
-from align_core.layout import DataLayout
+from align_core.inputs.research_csvs import ALIGNMENT_COLUMNS
+from align_core.io.layout import DataLayout
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from dagster import AssetKey, DagsterInstance, materialize
 from align_assets.definitions import all_assets
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
-from align_core.attention import load_attention_maps
-from align_core.attention.scorers import SCORERS
+from align_core.perception.attention import load_attention_maps
+from align_core.perception.attention.scorers import SCORERS
 from align_core.components import EditorChoice, Registry
-from align_core.editing.base import EDITORS
-from align_core.layout import DataLayout
-from align_core.masks import SEGMENTERS
+from align_core.stimuli.editing.base import EDITORS
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import SEGMENTERS
 from align_demo.corpus import generate_demo_corpus
 
 PER_VIDEO = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "protected_regions", "variant_plans", "variant_videos", "variant_quality"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.control import (
+from align_core.perception.control import (
     ATTENTION_MAX_ERROR,
     ControlTensors,
     alignment_tables,
@@ -157,7 +157,7 @@ def test_unreadable_control_file_is_named(tmp_path: Path) -> None:
 
 def test_linearly_carried_maps_store_as_weights(tmp_path):
     """Maps interpolated between keyframes (the attention stage's carry) cost almost nothing."""
-    from align_core.control import ATTENTION_MAX_ERROR, ControlTensors, load_control_tensors, save_control_tensors
+    from align_core.perception.control import ATTENTION_MAX_ERROR, ControlTensors, load_control_tensors, save_control_tensors
 
     height, width, stride, count = 128, 72, 6, 61
     yy, xx = np.mgrid[0:height, 0:width]

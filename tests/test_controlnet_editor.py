@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from align_core.diffusion.backbone import Backbone, build_tiny_backbone, load_backbone
-from align_core.video_io import file_sha256
-from align_core.diffusion.dataset import ControlSample, build_training_set
-from align_core.diffusion.train import TrainConfig, train_controlnet
-from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.editing.controlnet_editor import ControlNetEditor
+from align_core.stimuli.diffusion.backbone import Backbone, build_tiny_backbone, load_backbone
+from align_core.io.video_io import file_sha256
+from align_core.stimuli.diffusion.dataset import ControlSample, build_training_set
+from align_core.stimuli.diffusion.train import TrainConfig, train_controlnet
+from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.stimuli.editing.controlnet_editor import ControlNetEditor
 
 pytestmark = pytest.mark.filterwarnings("ignore:random-alexnet")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.arrays import load_mask_stack
+from align_core.io.arrays import load_mask_stack
 from align_demo.corpus import (
     ALIGNMENT_COLUMNS,
     CTA_KEYWORDS,
@@ -22,8 +22,8 @@ from align_demo.corpus import (
     centre_bias_weights,
     generate_demo_corpus,
 )
-from align_core.layout import DataLayout
-from align_core.video_io import file_sha256, iter_frames, probe_video
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import file_sha256, iter_frames, probe_video
 
 SEED = 11
 
@@ -188,13 +188,13 @@ def test_real_clips_are_copied_unchanged_without_masks(corpus: DemoCorpus, share
         assert not corpus.layout.provided_mask_path(clip.video_id).exists()
         assert corpus.layout.video_path(clip.video_id) == clip.path
     # ... but with product boxes in the demo's own annotations file, so they get annotated masks.
-    from align_core.annotations import annotations_path, read_annotations
+    from align_core.inputs.annotations import annotations_path, read_annotations
 
     table = read_annotations(annotations_path(corpus.layout))
     assert table.video_ids == [c.video_id for c in corpus.real_clips]
     assert all(row.kind == "box" for c in corpus.real_clips for row in table.rows_for(c.video_id))
     # The signer's face is protected in every variant by a user region (no packaged face detector).
-    from align_core.protect import read_user_regions
+    from align_core.perception.protect import read_user_regions
 
     help_clip = next(c for c in corpus.real_clips if c.video_id == "real-help")
     regions = read_user_regions("real-help", corpus.layout.protect_csv, None, 58, 480, 640, {1: (0, 58)})

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from align_core.diffusion.backbone import (
+from align_core.stimuli.diffusion.backbone import (
     CONTROL_CHANNELS,
     build_controlnet,
     build_tiny_backbone,
     load_backbone,
 )
-from align_core.diffusion.lpips_alex import LPIPS, LPIPS_CHANNELS, AlexNetFeatures
+from align_core.stimuli.diffusion.lpips_alex import LPIPS, LPIPS_CHANNELS, AlexNetFeatures
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from align_core.diffusion.backbone import Backbone, build_controlnet, build_tiny_backbone, load_backbone
-from align_core.diffusion.checkpoint import load_controlnet, load_state, pickle_files
-from align_core.diffusion.dataset import ControlSample, TrainingSet, build_training_set, split_by_video
-from align_core.diffusion.losses import LossWeights, background_loss, controlnet_losses
-from align_core.diffusion.lpips_alex import LPIPS
-from align_core.diffusion.train import TrainConfig, train_controlnet
+from align_core.stimuli.diffusion.backbone import Backbone, build_controlnet, build_tiny_backbone, load_backbone
+from align_core.stimuli.diffusion.checkpoint import load_controlnet, load_state, pickle_files
+from align_core.stimuli.diffusion.dataset import ControlSample, TrainingSet, build_training_set, split_by_video
+from align_core.stimuli.diffusion.losses import LossWeights, background_loss, controlnet_losses
+from align_core.stimuli.diffusion.lpips_alex import LPIPS
+from align_core.stimuli.diffusion.train import TrainConfig, train_controlnet
 
 pytestmark = pytest.mark.filterwarnings("ignore:random-alexnet")
 
@@ -158,7 +158,7 @@ def test_resume_ends_with_the_same_weights_and_checkpoints_are_pickle_free(
 
 
 def test_validation_is_repeatable_and_accumulation_runs(backbone: Backbone, data: TrainingSet) -> None:
-    from align_core.diffusion.train import ControlNetTrainer
+    from align_core.stimuli.diffusion.train import ControlNetTrainer
 
     cfg = _config(batch_size=1, gradient_accumulation_steps=2, use_ema=False, warmup_steps=0)
     trainer = ControlNetTrainer(backbone, build_controlnet(backbone), cfg, LPIPS())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from align_core.editing.base import KeyframeEditor, KeyframeEditRequest, UnreportedEdit, edit_with_report
-from align_core.editing.render import edit_limits
-from align_core.editing.salience import SalienceEditor
-from align_core.video_io import read_frame
+from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest, UnreportedEdit, edit_with_report
+from align_core.stimuli.editing.render import edit_limits
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.video_io import read_frame
 
 
 class EditOnly:

@@ -80,20 +80,20 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
 from align_assets.definitions import all_assets
-from align_assets.demo import failure_messages
+from align_assets.runner import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
 from align_assets.sensors import new_video_sensor
-from align_core.ab_results import REQUIRED_COLUMNS, scan_inbox
+from align_core.experiments.ab_results import REQUIRED_COLUMNS, scan_inbox
 from align_demo.ab_simulator import simulate_ab_rows
-from align_core.arrays import save_mask_stack
-from align_core.atomic import atomic_directory, atomic_path
+from align_core.io.arrays import save_mask_stack
+from align_core.io.atomic import atomic_directory, atomic_path
 from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
-from align_core.ids import InvalidVideoIdError
-from align_core.layout import DataLayout
-from align_core.masks import load_keyword_masks
-from align_core.registry import import_videos, video_ids_in_inbox
-from align_core.video_io import probe_video, read_frames, write_video
+from align_core.inputs.ids import InvalidVideoIdError
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import load_keyword_masks
+from align_core.inputs.video_import import import_videos, video_ids_in_inbox
+from align_core.io.video_io import probe_video, read_frames, write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -547,7 +547,7 @@ def test_h_crash_between_directory_renames_leaves_old_tree_whole(tmp_path: Path,
             raise KeyboardInterrupt("killed between renames")
         return real_replace(src, dst)
 
-    monkeypatch.setattr("align_core.atomic.os.replace", dying_replace)
+    monkeypatch.setattr("align_core.io.atomic.os.replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
         with atomic_directory(final) as tmp:
             (tmp / "weights.bin").write_bytes(b"new weights")
@@ -559,7 +559,7 @@ def test_h_crash_between_directory_renames_leaves_old_tree_whole(tmp_path: Path,
 
 WRITER = """
 import sys, time
-from align_core.atomic import atomic_path
+from align_core.io.atomic import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     with open(tmp, "wb") as handle:
         for _ in range(64):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from align_core.manipulation import CheckThresholds, manipulation_check
-from align_core.variants import plan_variants
+from align_core.measurement.manipulation import CheckThresholds, manipulation_check
+from align_core.stimuli.plans import plan_variants
 
 
 def test_boost_of_a_window_without_product_frames_is_not_manipulable() -> None:

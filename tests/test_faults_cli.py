@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from align_assets import demo
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -196,13 +196,13 @@ def test_csv_row_problems_are_a_readable_list_on_the_console(tmp_path: Path, sha
 
 
 def test_nothing_edited_says_what_to_do(tmp_path: Path) -> None:
-    from align_demo.assets import _nothing_edited  # the demo export explains an empty experiment
+    from align_demo.assets import nothing_edited  # the demo export explains an empty experiment
 
     layout = DataLayout(tmp_path / "data").ensure()
     skipped = layout.artifact_dir("variant_plans", "ad-1") / "skipped.json"
     skipped.parent.mkdir(parents=True)
     skipped.write_text('{"video_id": "ad-1", "reason": "keyword screened (call_to_action): shop now"}')
-    message = _nothing_edited(layout)
+    message = nothing_edited(layout)
     assert "1 video(s) were skipped for editing (ad-1: keyword screened" in message
     assert "raw/keywords.csv" in message
 
@@ -211,7 +211,7 @@ def test_lpips_weights_are_looked_up_under_the_data_directory(tmp_path: Path, mo
     import torch
 
     from align_core.stages.checkpoint import alexnet_weights
-    from align_core.diffusion.lpips_alex import ALEXNET_ENV, LPIPS, AlexNetFeatures
+    from align_core.stimuli.diffusion.lpips_alex import ALEXNET_ENV, LPIPS, AlexNetFeatures
 
     monkeypatch.delenv(ALEXNET_ENV, raising=False)
     data = tmp_path / "elsewhere" / "data"

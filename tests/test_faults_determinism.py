@@ -17,8 +17,8 @@ from align_assets.definitions import all_assets
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
 from align_demo.corpus import generate_demo_corpus
-from align_core.layout import DataLayout
-from align_core.video_io import file_sha256
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import file_sha256
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from test_render import FPS, SCENES, synthetic_ad
 
-from align_core.editing.render import StrengthMap, render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.manipulation import check_rendered_variants
-from align_core.quality import evaluate_variants
-from align_core.variants import plan_variants
-from align_core.video_io import VideoError, probe_video, read_frames
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.measurement.manipulation import check_rendered_variants
+from align_core.measurement.quality import evaluate_variants
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import VideoError, probe_video, read_frames
 
 
 def write_with_pyav(path: Path, frames: np.ndarray, *, fps: Fraction = Fraction(FPS), codec: str = "libx264",

@@ -25,12 +25,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 
 from align_assets.definitions import all_assets
-from align_assets.demo import prepare_instance
+from align_assets.runner import prepare_instance
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
-from align_core.atomic import atomic_directory, reclaim_temporaries
+from align_core.io.atomic import atomic_directory, reclaim_temporaries
 from align_demo.corpus import generate_demo_corpus
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]

@@ -1,4 +1,4 @@
-"""The quality stage's frame sample and analysis resolution (align_core.frame_sampling)."""
+"""The quality stage's frame sample and analysis resolution (align_core.measurement.frame_sampling)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.frame_sampling import (
+from align_core.measurement.frame_sampling import (
     FrameSample,
     analysis_factor,
     downscale,
@@ -16,8 +16,8 @@ from align_core.frame_sampling import (
     segments,
     stride_for,
 )
-from align_core.manipulation import alignment, scaled_alignment
-from align_core.variants import plan_variants
+from align_core.measurement.manipulation import alignment, scaled_alignment
+from align_core.stimuli.plans import plan_variants
 
 
 def _plans(frame_count: int, fps: float, scenes: list[tuple[int, int]]):

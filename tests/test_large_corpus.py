@@ -18,8 +18,8 @@ from align_assets.large_corpus import (
     register_batches,
 )
 from align_assets.resources import PlatformResource
-from align_core.atomic import atomic_write_text
-from align_core.layout import DataLayout
+from align_core.io.atomic import atomic_write_text
+from align_core.io.layout import DataLayout
 
 
 def test_large_corpus_definitions_load_and_hold_the_real_corpus_in_108_batches(shared_data: Path, tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.regions import bounding_box, dilate_ellipse, restore
-from align_core.editing.render import DeferredArray, auto_encoder_preset
-from align_core.editing.salience import SalienceEditor, _blur
-from align_core.perceptual_budget import PerceptualBudget, downsample_factor, measure
+from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
+from align_core.stimuli.editing.render import DeferredArray, auto_encoder_preset
+from align_core.stimuli.editing.salience import SalienceEditor, fast_gaussian_blur
+from align_core.measurement.perceptual_budget import PerceptualBudget, downsample_factor, measure
 
 # 768x1024: large enough for the large-frame path (the budget measures at a third of the size)
 HEIGHT, WIDTH = 1024, 768
@@ -72,7 +72,7 @@ def test_large_frame_placebo_matches_the_boost_magnitude(regions):
 def test_pyramid_blur_matches_a_full_resolution_gaussian():
     image = cv2.GaussianBlur(np.random.default_rng(1).random((600, 400, 3), dtype=np.float32), (0, 0), 2.0)
     exact = cv2.GaussianBlur(image, (0, 0), sigmaX=20.0, sigmaY=20.0, borderType=cv2.BORDER_REFLECT)
-    fast = _blur(image, 20.0)
+    fast = fast_gaussian_blur(image, 20.0)
     inner = (slice(60, -60), slice(60, -60))  # borders are handled differently by the two paths
     assert np.abs(fast[inner] - exact[inner]).max() < 1.0 / 255
 

@@ -9,19 +9,19 @@ import pytest
 from test_render import FPS, SCENES, synthetic_ad, write_source
 from test_salience_editor import spectral_residual_attention
 
-from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.propagation import keyframe_indices
-from align_core.editing.render import StrengthMap, render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.manipulation import (
+from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.propagation import keyframe_indices
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.measurement.manipulation import (
     CheckThresholds,
     alignment,
     calibrate_strength_map,
     check_rendered_variants,
     manipulation_check,
 )
-from align_core.variants import plan_variants
-from align_core.video_io import read_frames
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import read_frames
 
 STRIDE = 4
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from align_core.arrays import save_mask_stack
-from align_core.masks import (
+from align_core.io.arrays import save_mask_stack
+from align_core.perception.masks import (
     DEFAULT_THRESHOLD,
     KeywordSegmenter,
     ProvidedMaskSegmenter,
@@ -17,7 +17,7 @@ from align_core.masks import (
     save_keyword_masks,
     segment_video,
 )
-from align_core.video_io import read_frames
+from align_core.io.video_io import read_frames
 
 HELP_FRAMES, HELP_H, HELP_W = 58, 480, 640
 
@@ -181,7 +181,7 @@ class _RednessSegmenter:
 
 def test_absent_product_gives_empty_mask(tmp_path: Path) -> None:
     """A frame without anything red stays empty: no per-frame normalisation finds 'something'."""
-    from align_core.video_io import write_video
+    from align_core.io.video_io import write_video
 
     frames = np.full((4, 64, 96, 3), 90, dtype=np.uint8)
     frames[:, :, :, 2] = 140  # bluish background, weakly varying below

@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance
 
 from align_assets.recovery import PID_TAG
 from align_assets.runner import materialize_everything, prepare_instance
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
 from align_demo.corpus import generate_demo_corpus
 
 
@@ -49,9 +49,9 @@ def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
     import signal
     import time
 
-    from align_assets.runner import _VideoWorkers
+    from align_assets.runner import VideoWorkers
 
-    workers = _VideoWorkers(1)
+    workers = VideoWorkers(1)
     workers._executor.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result(timeout=120)
     workers._executor.submit(time.sleep, 300)
     processes = list(workers._executor._processes.values())
@@ -64,7 +64,7 @@ def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
 def test_largest_videos_start_first(tmp_path: Path) -> None:
     """Longest-processing-time first: the long video starts at once, not last and alone; a broken file sorts last."""
     from align_assets.runner import largest_first
-    from align_core.video_io import VideoWriter
+    from align_core.io.video_io import VideoWriter
 
     layout = DataLayout(tmp_path / "data").ensure()
     frames = {"short_small": (4, 64, 48), "long_small": (12, 64, 48), "short_large": (6, 128, 96)}

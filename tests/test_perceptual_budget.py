@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.perceptual_budget import BudgetMeasure, PerceptualBudget, ciede2000, measure, ssim_map
+from align_core.measurement.perceptual_budget import BudgetMeasure, PerceptualBudget, ciede2000, measure, ssim_map
 
 # Sharma, Wu, Dalal (2005), "The CIEDE2000 color-difference formula: implementation notes,
 # supplementary test data, and mathematical observations", Table 1 (pairs 1-3, 7, 8, 13-15, 17,
@@ -84,7 +84,7 @@ def test_ssim_map_is_one_for_equal_and_bounded() -> None:
 
 
 def test_large_frames_are_measured_at_wangs_downsampled_scale() -> None:
-    from align_core.perceptual_budget import downsample_factor
+    from align_core.measurement.perceptual_budget import downsample_factor
 
     assert downsample_factor((512, 288, 3)) == 1 and downsample_factor((1920, 1080, 3)) == 4
     small = textured(3, (480, 270))
@@ -99,7 +99,7 @@ def test_large_frames_are_measured_at_wangs_downsampled_scale() -> None:
 
 
 def test_a_budget_reference_measures_exactly_what_measure_does() -> None:
-    from align_core.perceptual_budget import BudgetReference
+    from align_core.measurement.perceptual_budget import BudgetReference
 
     for shape in ((96, 64), (800, 450)):  # factor 1 and factor 2
         frame = textured(4, shape)

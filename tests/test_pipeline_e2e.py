@@ -8,11 +8,11 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from safetensors.torch import load_file
 
-from align_assets.demo import materialize_everything, prepare_instance
+from align_assets.runner import materialize_everything, prepare_instance
 from align_assets.resources import default_resources
 from align_demo.corpus import generate_demo_corpus
-from align_core.layout import DataLayout
-from align_core.video_io import probe_video
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import probe_video
 
 FAST = {
     "controlnet_checkpoint": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "validate_every": 2, "warmup_steps": 1},

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.ab_mapping import decode_ad_name
-from align_core.ab_results import ingest_export
-from align_core.experiment import ExperimentConfig
-from align_core.upload_manifest import build_upload_manifest
-from align_core.variants import DEFAULT_VARIANTS
-from align_core.video_io import file_sha256, write_video
+from align_core.experiments.ab_mapping import decode_ad_name
+from align_core.experiments.ab_results import ingest_export
+from align_core.experiments.config import ExperimentConfig
+from align_core.experiments.upload_manifest import build_upload_manifest
+from align_core.stimuli.plans import DEFAULT_VARIANTS
+from align_core.io.video_io import file_sha256, write_video
 from align_demo.ab_simulator import simulate_ab_export
 from analysis.guardrails import design_effect, mde_relative
 from analysis.preregistration import analysis_plan, plan_deviations, plan_hash, register_plan, verify_plan_file

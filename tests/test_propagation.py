@@ -5,13 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from align_core.editing.propagation import (
+from align_core.stimuli.editing.propagation import (
     FlowPropagator,
     iter_segments,
     keyframe_indices,
     propagate_edits,
 )
-from align_core.quality import sequence_warping_error
+from align_core.measurement.quality import sequence_warping_error
 
 
 def textured_pan(frames: int, height: int, width: int, dx: int = 3, seed: int = 0) -> np.ndarray:

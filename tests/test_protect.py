@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.editing.render import StrengthMap, render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.protect import (
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.perception.protect import (
     FACE_DETECTOR_STATUS,
     TextDetection,
     TextReader,
@@ -23,10 +23,10 @@ from align_core.protect import (
     load_protected_regions,
     read_user_regions,
 )
-from align_core.quality import psnr
-from align_core.stimulus_checks import StimulusThresholds, check_stimuli, character_error_rate, stimulus_card_html
-from align_core.variants import plan_variants
-from align_core.video_io import read_frame, read_frames, write_video
+from align_core.measurement.quality import psnr
+from align_core.measurement.stimulus_checks import StimulusThresholds, check_stimuli, character_error_rate, stimulus_card_html
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import read_frame, read_frames, write_video
 
 HEIGHT, WIDTH, FPS = 384, 288, 12
 SCENES = [(0, 12), (12, 24)]
@@ -223,7 +223,7 @@ def _contrast_attention(frame: np.ndarray) -> np.ndarray:
 
 def test_calibration_measures_the_edit_with_protected_pixels_restored(rendered) -> None:
     """A boost cannot mute protected text, so calibrated with protection it must expect less from each strength."""
-    from align_core.editing.pipeline import calibrate_for_video
+    from align_core.stimuli.editing.pipeline import calibrate_for_video
 
     source, _frames, masks, _plans, regions, _result, _without = rendered
     free, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2)

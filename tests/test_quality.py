@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_propagation import textured_pan
 
-from align_core.editing.propagation import FlowPropagator
-from align_core.quality import psnr, sequence_warping_error, ssim, ssim_map
+from align_core.stimuli.editing.propagation import FlowPropagator
+from align_core.measurement.quality import psnr, sequence_warping_error, ssim, ssim_map
 
 
 def test_ssim_of_two_constant_images_matches_the_formula() -> None:
@@ -62,10 +62,10 @@ def test_warping_error_is_small_on_a_pan_and_catches_flicker() -> None:
 def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     from test_render import FPS, SCENES, box_attention, synthetic_ad, write_source
 
-    from align_core.editing.render import render_variants
-    from align_core.editing.salience import SalienceEditor
-    from align_core.quality import evaluate_variants
-    from align_core.variants import plan_variants
+    from align_core.stimuli.editing.render import render_variants
+    from align_core.stimuli.editing.salience import SalienceEditor
+    from align_core.measurement.quality import evaluate_variants
+    from align_core.stimuli.plans import plan_variants
 
     frames, masks = synthetic_ad(seed=2)
     source = write_source(tmp_path / "ad_3.mp4", frames)
@@ -118,12 +118,12 @@ def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> Non
 
     from test_salience_editor import spectral_residual_attention
 
-    from align_core.attention.independent import SaliencyModelScorer
-    from align_core.frame_sampling import FrameSample
-    from align_core.manipulation import measure_rendered
-    from align_core.quality import QualityPass
-    from align_core.variants import plan_variants
-    from align_core.video_io import write_video
+    from align_core.perception.attention.independent import SaliencyModelScorer
+    from align_core.measurement.frame_sampling import FrameSample
+    from align_core.measurement.manipulation import measure_rendered
+    from align_core.measurement.quality import QualityPass
+    from align_core.stimuli.plans import plan_variants
+    from align_core.io.video_io import write_video
 
     def peak_for(count: int) -> int:
         frames = textured_pan(count, 96, 160, dx=2, seed=count)

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from align_assets import demo
-from align_core.frames import MaskFrames
-from align_core.ingest import read_alignment_scores, read_keywords
-from align_core.layout import DataLayout
-from align_core.masks import ProvidedMaskSegmenter
-from align_core.video_io import file_sha256, iter_frames, probe_video, read_frame
+from align_core.io.frames import MaskFrames
+from align_core.inputs.research_csvs import read_alignment_scores, read_keywords
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import ProvidedMaskSegmenter
+from align_core.io.video_io import file_sha256, iter_frames, probe_video, read_frame
 from align_demo.corpus import DemoCorpus, generate_demo_corpus
 from align_demo.real_size import CALL_TO_ACTION, PRICE, write_real_size_ad
 
@@ -121,7 +121,7 @@ def test_bad_real_size_arguments_say_what_is_wrong(tmp_path: Path, kwargs: dict,
 
 def test_the_overlays_are_text_the_protected_regions_stage_reads(tmp_path: Path) -> None:
     """PP-OCRv4 (rapidocr), as the protected-regions stage runs it, reads the price and the call to action."""
-    from align_core.protect import TextReader
+    from align_core.perception.protect import TextReader
 
     info = write_real_size_ad(tmp_path, seconds=0.3, width=540, height=960, fps=30)
     layout = DataLayout(tmp_path)

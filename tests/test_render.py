@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.editing.render import StrengthMap, render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.variants import plan_variants
-from align_core.video_io import probe_video, read_frames, write_video
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import probe_video, read_frames, write_video
 
 HEIGHT, WIDTH, FPS, FRAMES = 160, 96, 12, 24
 SCENES = [(0, 10), (10, 24)]
@@ -134,7 +134,7 @@ def test_every_frame_edit_is_the_editor_output_on_that_frame(rendered) -> None:
     baseline = read_frames(result.variant_paths["baseline"]).astype(int)
     strength = StrengthMap().strength_for("boost", 1.0 / 3.0, 0.5)
     editor = SalienceEditor()
-    from align_core.editing.base import KeyframeEditRequest
+    from align_core.stimuli.editing.base import KeyframeEditRequest
 
     for t in (2, 13, 22):
         direct = editor.edit(KeyframeEditRequest(

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.editing.salience import SalienceEditor
-from align_core.perceptual_budget import PerceptualBudget, measure
-from align_core.video_io import read_frame
+from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.measurement.perceptual_budget import PerceptualBudget, measure
+from align_core.io.video_io import read_frame
 
 
 def spectral_residual_attention(frame: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from align_core.saliency_metrics import (
+from align_core.measurement.saliency_metrics import (
     auc_judd,
     blur_fixations,
     cc,

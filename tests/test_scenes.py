@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from align_core.scenes import detect_scenes, map_scenes_to_frames
+from align_core.inputs.scenes import detect_scenes, map_scenes_to_frames
 
 
 def scenes(*spans: tuple[float, float]) -> pd.DataFrame:

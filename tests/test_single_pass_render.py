@@ -8,12 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import align_core.editing.render as render_module
-from align_core.editing.render import StrengthMap, render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.frames import LazyFrames, MaskFrames
-from align_core.variants import plan_variants
-from align_core.video_io import VideoWriter, probe_video, write_video
+import align_core.stimuli.editing.render as render_module
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.frames import LazyFrames, MaskFrames
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import VideoWriter, probe_video, write_video
 
 HEIGHT, WIDTH, FPS, FRAMES = 128, 72, 12, 18
 SCENES = [(0, 8), (8, FRAMES)]

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.eligibility import eligibility_table
-from align_core.protect import TextReader
-from align_core.stimulus_checks import UNSTABLE, check_stimuli, is_stable, stability_window, stimulus_card_html
-from align_core.video_io import read_frames, write_video
+from align_core.experiments.eligibility import eligibility_table
+from align_core.perception.protect import TextReader
+from align_core.measurement.stimulus_checks import UNSTABLE, check_stimuli, is_stable, stability_window, stimulus_card_html
+from align_core.io.video_io import read_frames, write_video
 
 OFFER, CHANGED = "LIMITED OFFER $15.99", "LIMITED OFFER $19.99"
 CAPTION_BOX = (8, 8, 380, 56)  # x0, y0, x1, y1: the caption drawn below, protected

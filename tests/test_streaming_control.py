@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.attention import AttentionMaps, load_attention_maps, save_attention_maps
-from align_core.control import ControlTensors, control_from_maps, load_control_tensors, save_control_tensors
-from align_core.frames import MaskFrames
-from align_core.variants import plan_variants
+from align_core.perception.attention import AttentionMaps, load_attention_maps, save_attention_maps
+from align_core.perception.control import ControlTensors, control_from_maps, load_control_tensors, save_control_tensors
+from align_core.io.frames import MaskFrames
+from align_core.stimuli.plans import plan_variants
 
 FRAME = (240, 432)  # (H, W) of the "video"
 ANALYSIS = (60, 108)  # keyframe maps' size (analysis resolution, smaller than the frame)
@@ -134,9 +134,9 @@ def test_control_stage_memory_does_not_grow_with_length(tmp_path) -> None:
 
 def test_provided_masks_written_per_frame_are_segmented_without_a_dense_stack(tmp_path) -> None:
     """A long ad's provided masks can be stored per frame; segment_video gives the same masks back."""
-    from align_core.arrays import save_npz_atomic
-    from align_core.masks import make_segmenter, segment_video
-    from align_core.video_io import write_video
+    from align_core.io.arrays import save_npz_atomic
+    from align_core.perception.masks import make_segmenter, segment_video
+    from align_core.io.video_io import write_video
 
     frames = 9
     masks = _masks(frames)

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.ab_results import ingest_export
+from align_core.experiments.ab_results import ingest_export
 from align_demo.corpus import generate_demo_corpus
-from align_core.editing.pipeline import calibrate_and_render
-from align_core.editing.salience import SalienceEditor
-from align_core.experiment import ExperimentConfig, load_experiment_config, variants_for
-from align_core.layout import DataLayout
-from align_core.masks import unpack_masks
-from align_core.variants import (
+from align_core.stimuli.editing.pipeline import calibrate_and_render
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.experiments.config import ExperimentConfig, load_experiment_config, variants_for
+from align_core.io.layout import DataLayout
+from align_core.io.arrays import unpack_masks
+from align_core.stimuli.plans import (
     DEFAULT_VARIANTS,
     VariantSpec,
     control_name,
@@ -33,7 +33,7 @@ from align_core.variants import (
     timing_variants,
     variant_names,
 )
-from align_core.video_io import probe_video
+from align_core.io.video_io import probe_video
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
 from analysis.preregistration import register_plan
 from analysis.report import build_report
@@ -103,7 +103,7 @@ def test_no_other_variant_list() -> None:
     offenders = []
     for folder in ("align_core", "align_assets", "analysis"):
         for path in (REPO / folder).rglob("*.py"):
-            if path.name == "variants.py" and path.parent.name == "align_core":
+            if path.name == "plans.py" and path.parent.name == "stimuli":
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if pattern.search(line):
@@ -219,7 +219,7 @@ def test_demo_experiment_has_two_videos_in_each_of_three_industries(tmp_path: Pa
 
 
 def test_registered_config_round_trips(tmp_path: Path) -> None:
-    from align_core.experiment import register_experiment_config, registered_configs
+    from align_core.experiments.config import register_experiment_config, registered_configs
 
     config = ExperimentConfig("exp-design", THREE, design="unpaired", planned_days=4, name="user-randomised")
     register_experiment_config(tmp_path / "w.duckdb", config)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from align_core.variants import (
+from align_core.stimuli.plans import (
     DEFAULT_VARIANTS,
     VariantSpec,
     parse_variants,

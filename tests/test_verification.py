@@ -16,12 +16,12 @@ import pytest
 from test_render import FPS, SCENES, synthetic_ad, write_source
 from test_salience_editor import spectral_residual_attention
 
-from align_core.attention.independent import SaliencyModelScorer
-from align_core.editing.base import KeyframeEditRequest
-from align_core.editing.pipeline import edit_limits_from_manifest
-from align_core.editing.render import render_variants
-from align_core.editing.salience import SalienceEditor
-from align_core.manipulation import (
+from align_core.perception.attention.independent import SaliencyModelScorer
+from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.measurement.manipulation import (
     CheckThresholds,
     VerificationSettings,
     alignment,
@@ -29,9 +29,9 @@ from align_core.manipulation import (
     manipulation_check,
     verify_variants,
 )
-from align_core.quality import QualityPass, evaluate_variants
-from align_core.variants import plan_variants
-from align_core.video_io import read_frames
+from align_core.measurement.quality import QualityPass, evaluate_variants
+from align_core.stimuli.plans import plan_variants
+from align_core.io.video_io import read_frames
 
 INDEPENDENT = {name: SaliencyModelScorer(name) for name in ("spectral_residual", "itti_koch", "boolean_map")}
 
@@ -84,7 +84,7 @@ class CheckerEditor:
     """
 
     name = "checker"
-    propagation = "every_frame"  # the editor protocol (align_core.editing.base)
+    propagation = "every_frame"  # the editor protocol (align_core.stimuli.editing.base)
     calibrates = False
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
@@ -238,7 +238,7 @@ def test_unreachable_targets_are_reported_as_such(ad) -> None:
 
 def test_majority_rule_on_hand_made_curves() -> None:
     """The vote itself, without rendering: 2 of 3 independent scorers must agree on the sign."""
-    from align_core.manipulation import _agrees
+    from align_core.measurement.manipulation import scorer_agrees
 
     values = np.array([0.3, 0.4, 0.5, 0.6, 0.7, 0.6])
     plans = plan_variants("v", values, fps=1.0)
@@ -246,7 +246,7 @@ def test_majority_rule_on_hand_made_curves() -> None:
     achieved["full_boost"] = values - 0.01  # wrong sign
     achieved["placebo"] = values + 0.2  # moved
     table = manipulation_check(plans, achieved, values).table.set_index(["variant", "window"])
-    agrees = _agrees(table.reset_index(), CheckThresholds(), VerificationSettings())
+    agrees = scorer_agrees(table.reset_index(), CheckThresholds(), VerificationSettings())
     agrees.index = table.index
     assert not agrees[("full_boost", "all")] and not agrees[("placebo", "all")]
     assert agrees[("baseline", "all")] and agrees[("early_boost", "late")]
@@ -256,7 +256,7 @@ def test_majority_rule_on_hand_made_curves() -> None:
 def test_the_budget_holds_on_every_frame_of_an_edited_demo_ad(tmp_path, shared_data) -> None:
     """A demo-corpus ad (text overlays, distractors, a moving product) edited with the default editor."""
     from align_demo.corpus import generate_demo_corpus
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     layout = DataLayout(tmp_path / "data").ensure()
     corpus = generate_demo_corpus(

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.atomic import atomic_path
-from align_core.video_io import VideoError, iter_frames, probe_video, read_frames, write_video
+from align_core.io.atomic import atomic_path
+from align_core.io.video_io import VideoError, iter_frames, probe_video, read_frames, write_video
 
 
 def tone(seconds: float, rate: int = 22050) -> tuple[np.ndarray, int]:

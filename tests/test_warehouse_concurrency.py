@@ -1,7 +1,7 @@
 """Concurrent writers on one DuckDB warehouse lose no rows and duplicate none.
 
 DuckDB lets one process write a file at a time; the platform serialises writers with the
-``<warehouse>.lock`` flock (``align_core.warehouse``). Here nine spawned processes hit one
+``<warehouse>.lock`` flock (``align_core.io.warehouse``). Here nine spawned processes hit one
 warehouse file at once, released together by a file gate:
 
 - 4 processes x 15 ``write_partition_rows`` calls, each replacing its own key (3 rows);
@@ -61,8 +61,8 @@ def _video_row(video_id: str, writer: int, round_: int) -> pd.DataFrame:
 
 
 def _write_video_parquet(root: Path, video_id: str, writer: int, round_: int) -> None:
-    from align_core.atomic import atomic_path
-    from align_core.layout import DataLayout
+    from align_core.io.atomic import atomic_path
+    from align_core.io.layout import DataLayout
 
     target = DataLayout(root).artifact("video_catalog", "video_row", video_id)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
         root_p, gate_p = Path(root), Path(gate)
         database = root_p / "warehouse.duckdb"
         if kind == "rows":
-            from align_core.warehouse import write_partition_rows
+            from align_core.io.warehouse import write_partition_rows
 
             _wait_for_go(gate_p, name)
             for batch in range(ROW_WRITES):
@@ -94,8 +94,8 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
                     time.sleep(0.01)
             return {"kind": kind}
         if kind == "collect":
-            from align_core.layout import DataLayout
-            from align_core.warehouse import collect_parquet_table, write_connection
+            from align_core.io.layout import DataLayout
+            from align_core.io.warehouse import collect_parquet_table, write_connection
 
             layout = DataLayout(root_p)
             _wait_for_go(gate_p, name)
@@ -114,7 +114,7 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
                 during += 1
             return {"kind": kind, "collections_during_writes": during, "problems": problems}
         if kind == "ingest":
-            from align_core.ab_results import ingest_export
+            from align_core.experiments.ab_results import ingest_export
 
             _wait_for_go(gate_p, name)
             # ids checked against the catalog given here: the unlocked read of the videos table that
@@ -145,7 +145,7 @@ def _exports(root: Path) -> dict[str, pd.DataFrame]:
 
 def _round(root: Path, gate: Path, exports: dict[str, pd.DataFrame]) -> list[dict]:
     """Start every writer, open the gate once all are ready, wait for them; return their reports."""
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     inbox = DataLayout(root).ab_inbox_dir
     for name, frame in exports.items():
@@ -176,7 +176,7 @@ def _round(root: Path, gate: Path, exports: dict[str, pd.DataFrame]) -> list[dic
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    from align_core.layout import DataLayout
+    from align_core.io.layout import DataLayout
 
     root = tmp_path_factory.mktemp("concurrency") / "data"
     layout = DataLayout(root).ensure()
@@ -194,8 +194,8 @@ def warehouse(tmp_path_factory):
 
 
 def _collect_once(root: Path) -> None:
-    from align_core.layout import DataLayout
-    from align_core.warehouse import collect_parquet_table
+    from align_core.io.layout import DataLayout
+    from align_core.io.warehouse import collect_parquet_table
 
     layout = DataLayout(root)
     collect_parquet_table(layout.warehouse_path, "videos", layout.artifact_files("video_catalog", "video_row"), "video_id")
@@ -260,7 +260,7 @@ def test_rerun_is_idempotent(warehouse) -> None:
 INGEST_CHILD = """
 import sys
 from pathlib import Path
-from align_core.ab_results import ingest_export
+from align_core.experiments.ab_results import ingest_export
 print("ready", flush=True)
 report = ingest_export(Path(sys.argv[1]), Path(sys.argv[2]))
 print(report.status, report.rows, flush=True)
@@ -271,8 +271,8 @@ def test_ingest_waits_for_a_writer(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from align_core.layout import DataLayout
-    from align_core.warehouse import write_connection
+    from align_core.io.layout import DataLayout
+    from align_core.io.warehouse import write_connection
 
     layout = DataLayout(tmp_path / "data").ensure()
     with write_connection(layout.warehouse_path) as con:

@@ -1,1 +1,3 @@
 """Asset modules, one per pipeline stage."""
+
+__all__: list[str] = []

@@ -6,6 +6,10 @@ from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, vide
 from align_assets.resources import PlatformResource, ScorerResource
 from align_core.stages.attention import AttentionSettings, run_attention
 
+__all__ = [
+    "attention_maps",
+]
+
 
 class AttentionConfig(Config, AttentionSettings):
     """The video driver's knobs; the scorer itself is the ``scorer`` resource."""

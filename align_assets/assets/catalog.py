@@ -14,8 +14,14 @@ from align_assets.metadata import check_result, png_markdown, table_markdown
 from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
 from align_assets.resources import PlatformResource
 from align_assets.warehouse_tables import collect_table_asset
-from align_core.ingest import format_csv_problems
+from align_core.inputs.research_csvs import format_csv_problems
 from align_core.stages.catalog import catalog_checks, run_catalog, write_csv_problems
+
+__all__ = [
+    "scenes",
+    "video_catalog",
+    "videos",
+]
 
 CATALOG_CHECKS = [
     AssetCheckSpec("scene_schema", asset="video_catalog", description="Scene table has the warehouse columns and types."),

@@ -7,6 +7,10 @@ from align_assets.partitions import video_partitions
 from align_assets.resources import PlatformResource
 from align_core.stages.checkpoint import CheckpointSettings, run_checkpoint
 
+__all__ = [
+    "GPU_OP_TAGS",
+]
+
 GPU_OP_TAGS = {"dagster-celery/queue": "gpu"}  # Kubernetes GPU pods come from deploy/executors.yaml
 
 

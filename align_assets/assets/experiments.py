@@ -23,8 +23,13 @@ from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.ab_results import inbox_mapping, ingest_export, scan_inbox, stored_ab_totals
+from align_core.experiments.ab_results import inbox_mapping, ingest_export, scan_inbox, stored_ab_totals
 from analysis.report import build_report
+
+__all__ = [
+    "ab_results_asset",
+    "analysis_report",
+]
 
 
 def ab_results_asset(extra_deps: Sequence[str] = ()):

@@ -21,8 +21,12 @@ from dagster import (
 
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource, SegmenterResource
-from align_core.annotated_masks import CHECK_DESCRIPTIONS, check_annotated_masks
+from align_core.perception.annotated_masks import CHECK_DESCRIPTIONS, check_annotated_masks
 from align_core.stages.masks import run_masks
+
+__all__ = [
+    "keyword_masks",
+]
 
 
 @asset(

@@ -7,8 +7,8 @@ from align_assets.metadata import png_markdown, table_markdown
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource
 from align_core.stages.protect import ProtectSettings as ProtectStageSettings, run_protect
-from align_core.video_io import read_frame
-from align_core.visuals import outline_regions, save_png
+from align_core.io.video_io import read_frame
+from align_core.io.visuals import outline_regions, save_png
 
 
 class ProtectSettings(Config, ProtectStageSettings):

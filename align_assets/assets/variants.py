@@ -37,7 +37,7 @@ from align_core.stages.variants import (
 
 
 class VariantPlanConfig(Config, VariantPlanSettings):
-    """The variant registry for this run (default: ``align_core.variants.DEFAULT_VARIANTS``)."""
+    """The variant registry for this run (default: ``align_core.stimuli.plans.DEFAULT_VARIANTS``)."""
 
 
 class VariantVideoConfig(Config, VariantVideoSettings):
@@ -260,7 +260,7 @@ def variant_quality(
 
 def _cards_table() -> pd.DataFrame:
     """The scorers' validation cards (NUS Scene 151-300) as one table."""
-    from align_core.attention.independent import scorer_cards
+    from align_core.perception.attention.independent import scorer_cards
 
     cards = scorer_cards()
     rows = [

@@ -1,6 +1,6 @@
 """Stage runners: what one materialization of each asset does, as plain functions.
 
-Each stage is one function taking a :class:`~align_core.layout.DataLayout` (and the video id,
+Each stage is one function taking a :class:`~align_core.io.layout.DataLayout` (and the video id,
 the chosen components and the stage's settings) and returning a result object with the paths
 it wrote. The Dagster assets call exactly these functions and turn the results into metadata;
 ``bench/run_all.py`` and notebooks call the same functions, so there is one copy of each stage.

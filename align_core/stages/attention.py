@@ -10,10 +10,16 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from align_core.attention import AttentionConfig, AttentionMaps, PatchScorer, attention_map, compute_attention_maps, save_attention_maps
-from align_core.catalog import load_catalog
+from align_core.perception.attention import AttentionConfig, AttentionMaps, PatchScorer, attention_map, compute_attention_maps, save_attention_maps
+from align_core.inputs.catalog import load_catalog
 from align_core.components import ScorerChoice
-from align_core.layout import DataLayout
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "AttentionMeasure",
+    "AttentionSettings",
+    "run_attention",
+]
 
 
 @dataclass(frozen=True)

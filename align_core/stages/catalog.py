@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from align_core.annotations import mask_inputs
-from align_core.atomic import atomic_path
-from align_core.catalog import SCENE_COLUMNS, VideoCatalog, build_catalog, save_catalog
-from align_core.ingest import read_alignment_scores, read_keywords
-from align_core.layout import DataLayout
+from align_core.inputs.annotations import mask_inputs
+from align_core.io.atomic import atomic_path
+from align_core.inputs.catalog import SCENE_COLUMNS, VideoCatalog, build_catalog, save_catalog
+from align_core.inputs.research_csvs import read_alignment_scores, read_keywords
+from align_core.io.layout import DataLayout
 from align_core.stages import CheckOutcome
+
+__all__ = [
+    "catalog_checks",
+    "run_catalog",
+    "write_csv_problems",
+]
 
 
 @dataclass
@@ -40,8 +46,8 @@ def run_catalog(layout: DataLayout, video_id: str) -> CatalogResult:
 def write_csv_problems(layout: DataLayout, database: str | Path) -> pd.DataFrame:
     """Every problem in keywords.csv and alignment_score.csv (file, line, column, value, problem, video_id)
     as the ``csv_problems`` warehouse table, including rows that belong to no video."""
-    from align_core.ingest import csv_problems
-    from align_core.warehouse import replace_table
+    from align_core.inputs.research_csvs import csv_problems
+    from align_core.io.warehouse import replace_table
 
     problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
     replace_table(database, "csv_problems", problems)

@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from align_core.atomic import atomic_write_text
-from align_core.catalog import load_catalog
-from align_core.control import load_control_tensors
-from align_core.layout import DataLayout
-from align_core.visuals import curves_plot
+from align_core.io.atomic import atomic_write_text
+from align_core.inputs.catalog import load_catalog
+from align_core.perception.control import load_control_tensors
+from align_core.io.layout import DataLayout
+from align_core.io.visuals import curves_plot
+
+__all__ = [
+    "CheckpointSettings",
+    "alexnet_weights",
+    "read_checkpoint_pointer",
+    "run_checkpoint",
+]
 
 if TYPE_CHECKING:  # torch is imported only by the stage that trains
-    from align_core.diffusion.dataset import ControlSample
+    from align_core.stimuli.diffusion.dataset import ControlSample
 
 
 class CheckpointSettings(BaseModel):
@@ -53,7 +60,7 @@ class CheckpointSettings(BaseModel):
 @dataclass
 class CheckpointResult:
     current: dict[str, Any]  # what ``current.json`` records for the editors
-    training: Any  # align_core.diffusion.TrainResult
+    training: Any  # align_core.stimuli.diffusion.TrainResult
     lambda_lpips: float
     train_frames: int
     paths: dict[str, Path]
@@ -69,7 +76,7 @@ def training_samples(
     layout: DataLayout, video_ids: Sequence[str], settings: CheckpointSettings, warn: Callable[[str], None] = print
 ) -> tuple[list[ControlSample], list[str]]:
     """Frames with the product visible from every video with a segmentable keyword; (samples, videos used)."""
-    from align_core.training_data import samples_from_video
+    from align_core.stimuli.diffusion.training_data import samples_from_video
 
     samples: list[ControlSample] = []
     used: list[str] = []
@@ -99,7 +106,7 @@ def training_samples(
 
 
 def _backbone(layout: DataLayout, settings: CheckpointSettings) -> tuple[str, str]:
-    from align_core.diffusion import build_tiny_backbone
+    from align_core.stimuli.diffusion import build_tiny_backbone
 
     if settings.backbone != "tiny":
         return settings.backbone, "pretrained"
@@ -115,7 +122,7 @@ def alexnet_weights(layout: DataLayout) -> Path:
     which LPIPS then names in its "random-alexnet" flag."""
     import os
 
-    from align_core.diffusion.lpips_alex import ALEXNET_ENV
+    from align_core.stimuli.diffusion.lpips_alex import ALEXNET_ENV
 
     if os.environ.get(ALEXNET_ENV):
         return Path(os.environ[ALEXNET_ENV])
@@ -134,8 +141,8 @@ def run_checkpoint(
     """
     import numpy as np
 
-    from align_core.diffusion import LPIPS, TrainConfig, build_training_set, load_backbone, split_by_video, train_controlnet
-    from align_core.training_data import training_run_key
+    from align_core.stimuli.diffusion import LPIPS, TrainConfig, build_training_set, load_backbone, split_by_video, train_controlnet
+    from align_core.stimuli.diffusion.training_data import training_run_key
 
     samples, used = training_samples(layout, settings.training_videos or video_ids, settings, warn=log)
     backbone_ref, kind = _backbone(layout, settings)

@@ -8,15 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from align_core.atomic import atomic_path
-from align_core.attention import load_attention_maps
-from align_core.catalog import VideoCatalog, load_catalog
-from align_core.control import ControlTensors, alignment_tables, control_from_maps, given_vs_computed_correlation, save_control_tensors
-from align_core.layout import DataLayout
-from align_core.masks import KeywordMasks, load_keyword_masks
+from align_core.io.atomic import atomic_path
+from align_core.perception.attention import load_attention_maps
+from align_core.inputs.catalog import VideoCatalog, load_catalog
+from align_core.perception.control import ControlTensors, alignment_tables, control_from_maps, given_vs_computed_correlation, save_control_tensors
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import KeywordMasks, load_keyword_masks
 from align_core.stages import CheckOutcome
-from align_core.video_io import read_frame
-from align_core.visuals import curves_plot, overlay, save_png, tile
+from align_core.io.video_io import read_frame
+from align_core.io.visuals import curves_plot, overlay, save_png, tile
+
+__all__ = [
+    "ORIGINAL_CONTROL_BYTES",
+    "control_checks",
+    "run_control",
+]
 
 ORIGINAL_CONTROL_BYTES = 10 * 1024 * 1024  # the original code's float32 tensors, ~10 MB per video
 

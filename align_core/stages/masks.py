@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from align_core.catalog import load_catalog
+from align_core.inputs.catalog import load_catalog
 from align_core.components import SegmenterChoice
-from align_core.keywords import KeywordVerdict
-from align_core.layout import DataLayout
-from align_core.masks import SEGMENTERS, KeywordMasks, save_keyword_masks, segment_video
+from align_core.inputs.keywords import KeywordVerdict
+from align_core.io.layout import DataLayout
+from align_core.perception.masks import SEGMENTERS, KeywordMasks, save_keyword_masks, segment_video
+
+__all__ = [
+    "run_masks",
+]
 
 
 @dataclass
@@ -28,9 +32,9 @@ def run_masks(layout: DataLayout, video_id: str, choice: SegmenterChoice, device
     """Segment the video's keyword with the chosen source (``provided`` falls back to annotations
     in ``raw/annotations.csv``; ``clipseg`` is constrained by them); a screened keyword or no
     usable source gives empty masks with the reason."""
-    from align_core.annotated_masks import save_mask_diagnostics
-    from align_core.annotations import has_annotations
-    from align_core.masks import resolve_mask_source
+    from align_core.perception.annotated_masks import save_mask_diagnostics
+    from align_core.inputs.annotations import has_annotations
+    from align_core.perception.masks import resolve_mask_source
 
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     verdict = catalog.keyword

@@ -8,9 +8,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from align_core.catalog import load_catalog
-from align_core.layout import DataLayout
-from align_core.protect import ProtectConfig, ProtectedRegions, UserRegions, detect_protected_regions, read_user_regions
+from align_core.inputs.catalog import load_catalog
+from align_core.io.layout import DataLayout
+from align_core.perception.protect import ProtectConfig, ProtectedRegions, UserRegions, detect_protected_regions, read_user_regions
+
+__all__ = [
+    "ProtectSettings",
+    "run_protect",
+]
 
 
 class ProtectSettings(BaseModel):

@@ -17,15 +17,25 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from align_core.atomic import atomic_path, atomic_write_text
-from align_core.catalog import load_catalog
+from align_core.io.atomic import atomic_path, atomic_write_text
+from align_core.inputs.catalog import load_catalog
 from align_core.components import EditorChoice
-from align_core.control import load_control_tensors
-from align_core.layout import DataLayout
+from align_core.perception.control import load_control_tensors
+from align_core.io.layout import DataLayout
 from align_core.stages.attention import AttentionMeasure
 from align_core.stages.checkpoint import read_checkpoint_pointer
-from align_core.variants import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_config, load_variant_plans, plan_variants
-from align_core.visuals import curves_plot
+from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_config, load_variant_plans, plan_variants
+from align_core.io.visuals import curves_plot
+
+__all__ = [
+    "VariantPlanSettings",
+    "VariantQualitySettings",
+    "VariantVideoSettings",
+    "lpips_frame_distance",
+    "run_plans",
+    "run_variant_quality",
+    "run_variant_videos",
+]
 
 # -- settings -------------------------------------------------------------------------------------
 
@@ -73,7 +83,7 @@ class VariantQualitySettings(BaseModel):
     check_max_frames: int = Field(
         default=60, description="the check's scorers measure at most about this many frames per video: stride "
         "max(measure_every, ceil(frames / this)) within every scene-window segment, plus each segment's first and last frame "
-        "(align_core.frame_sampling); 0: no cap")
+        "(align_core.measurement.frame_sampling); 0: no cap")
     max_frames: int = Field(
         default=150, description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
         "every scene-window segment, plus each segment's first and last frame; 0: every frame (the editor checks its "
@@ -85,7 +95,7 @@ class VariantQualitySettings(BaseModel):
     lpips_every: int = Field(default=10)
     independent_scorers: list[str] = Field(
         default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
-        description="independent saliency models (align_core.attention.independent) whose majority must agree",
+        description="independent saliency models (align_core.perception.attention.independent) whose majority must agree",
     )
     min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions")
     max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions")
@@ -158,14 +168,14 @@ def run_plans(layout: DataLayout, video_id: str, settings: VariantPlanSettings) 
 @dataclass
 class VariantVideosResult:
     skipped_reason: str | None
-    outcome: Any = None  # align_core.editing.pipeline.PipelineResult
+    outcome: Any = None  # align_core.stimuli.editing.pipeline.PipelineResult
     editor_name: str = ""
     editor_lineage: dict[str, Any] = field(default_factory=dict)
     checkpoint: dict[str, Any] | None = None
     rows: pd.DataFrame | None = None
     frames_edited: int = 0
     seconds: float = 0.0
-    protect: Any = None  # align_core.protect.ProtectedRegions (None when protection is switched off)
+    protect: Any = None  # align_core.perception.protect.ProtectedRegions (None when protection is switched off)
 
 
 def run_variant_videos(
@@ -177,7 +187,7 @@ def run_variant_videos(
     ``editor`` must be resolved. Writes the variant mp4s, comparison, contact sheet and manifest
     (the renderer's) and ``variants.parquet`` (one row per variant with its lineage).
     """
-    from align_core.editing.pipeline import calibrate_and_render
+    from align_core.stimuli.editing.pipeline import calibrate_and_render
 
     rows_path = layout.artifact("variant_videos", "rows", video_id)
     reason = skip_reason(layout, video_id)
@@ -192,9 +202,9 @@ def run_variant_videos(
     checkpoint = read_checkpoint_pointer(layout)
     uses_checkpoint = editor.needs_checkpoint
     built = editor.build(prompt=catalog.keyword.keyword, device=device, checkpoint=checkpoint if uses_checkpoint else None)
-    from align_core.attention import load_attention_maps
+    from align_core.perception.attention import load_attention_maps
 
-    from align_core.protect import load_protected_regions
+    from align_core.perception.protect import load_protected_regions
 
     attention_scorer = load_attention_maps(layout.artifact("attention_maps", "maps", video_id)).scorer_id
     protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id)) if settings.protect else None
@@ -241,14 +251,14 @@ def run_variant_videos(
 class VariantQualityResult:
     skipped_reason: str | None
     quality: pd.DataFrame | None = None
-    report: Any = None  # align_core.manipulation.ManipulationReport
-    thresholds: Any = None  # align_core.manipulation.CheckThresholds
+    report: Any = None  # align_core.measurement.manipulation.ManipulationReport
+    thresholds: Any = None  # align_core.measurement.manipulation.CheckThresholds
     lpips_backbone_state: str = ""
-    eligibility: pd.DataFrame | None = None  # per variant: eligible, exclusion_reason (align_core.eligibility)
+    eligibility: pd.DataFrame | None = None  # per variant: eligible, exclusion_reason (align_core.experiments.eligibility)
     paths: dict[str, Path] = field(default_factory=dict)
-    stimulus: Any = None  # align_core.stimulus_checks.StimulusReport: protected PSNR and OCR per variant
+    stimulus: Any = None  # align_core.measurement.stimulus_checks.StimulusReport: protected PSNR and OCR per variant
     stimulus_card: str = ""  # the per-video stimulus card (HTML)
-    verification: Any = None  # align_core.manipulation.VerificationSettings (budget, placebo magnitude range)
+    verification: Any = None  # align_core.measurement.manipulation.VerificationSettings (budget, placebo magnitude range)
     independent_ids: dict[str, str] = field(default_factory=dict)  # independent scorer -> its scorer id
     faces: str = ""  # what the protected regions say about faces
 
@@ -267,7 +277,7 @@ def lpips_frame_distance(alexnet_path: str | Path | None = None, max_side: int =
     import cv2
     import torch
 
-    from align_core.diffusion import LPIPS
+    from align_core.stimuli.diffusion import LPIPS
 
     lpips = LPIPS(alexnet_path)  # a missing file is named in its "random-alexnet" state
 
@@ -290,14 +300,14 @@ def run_variant_quality(
 ) -> VariantQualityResult:
     """Temporal consistency, fidelity outside the editable region, LPIPS, the manipulation check
     measured with ``measure`` (the attention stage's own scorer and procedure) and the stimulus
-    checks; a variant is eligible only when it passed both checks (:mod:`align_core.eligibility`)."""
-    from align_core.attention.independent import SaliencyModelScorer
-    from align_core.editing.pipeline import edit_limits_from_manifest
-    from align_core.manipulation import CheckThresholds, VerificationSettings, verify_variants
-    from align_core.protect import load_protected_regions
-    from align_core.quality import QualityPass
+    checks; a variant is eligible only when it passed both checks (:mod:`align_core.experiments.eligibility`)."""
+    from align_core.perception.attention.independent import SaliencyModelScorer
+    from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
+    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings, verify_variants
+    from align_core.perception.protect import load_protected_regions
+    from align_core.measurement.quality import QualityPass
 
-    from align_core.eligibility import eligibility_table
+    from align_core.experiments.eligibility import eligibility_table
     from align_core.stages.checkpoint import alexnet_weights
 
     quality_path = layout.artifact("variant_quality", "quality", video_id)
@@ -318,7 +328,7 @@ def run_variant_quality(
     control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
     variant_paths = variant_video_paths(layout, video_id, plans)
     lpips_fn, lpips_state = lpips_frame_distance(alexnet_weights(layout)) if lpips else (None, "not computed")
-    from align_core.frame_sampling import FrameSample
+    from align_core.measurement.frame_sampling import FrameSample
 
     sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
     check_sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.check_max_frames,
@@ -369,8 +379,8 @@ def run_variant_quality(
 def _stimulus_pass(video_id: str, catalog, variant_paths: dict[str, Path], plans: VariantPlans, protect,
                    settings: VariantQualitySettings):
     """The stimulus checks (protected pixels vs baseline, the same OCR text), fed by the manipulation check's decode."""
-    from align_core.protect import TextReader
-    from align_core.stimulus_checks import StimulusPass, StimulusThresholds
+    from align_core.perception.protect import TextReader
+    from align_core.measurement.stimulus_checks import StimulusPass, StimulusThresholds
 
     return StimulusPass(
         video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
@@ -382,7 +392,7 @@ def _stimulus_pass(video_id: str, catalog, variant_paths: dict[str, Path], plans
 
 def _stimulus_outputs(layout: DataLayout, video_id: str, stimulus, protect, report, paths: dict[str, Path]) -> tuple[str, str]:
     """Write the stimulus tables and the per-video stimulus card; returns (card HTML, what the regions say about faces)."""
-    from align_core.stimulus_checks import stimulus_card_html
+    from align_core.measurement.stimulus_checks import stimulus_card_html
 
     with atomic_path(paths["stimulus"]) as tmp:
         stimulus.table().to_parquet(tmp, index=False)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from align_core.annotations import read_annotations
+from align_core.inputs.annotations import read_annotations
 
 from .conftest import REPO_ROOT, VIDEO_ID, make_data_dir
 from .servers import LOOPBACK, free_port, http_ok, start_server, wait_until
@@ -63,7 +63,7 @@ def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path
     port = free_port()
     page_server = start_server(
         "align-annotate",
-        [sys.executable, "-m", "align_core.annotation_tool", "--data-dir", str(data_dir), "--port", str(port)],
+        [sys.executable, "-m", "align_core.cli.annotate", "--data-dir", str(data_dir), "--port", str(port)],
         tmp_path / "annotate.log", cwd=REPO_ROOT,
     )
     debug_port = free_port()

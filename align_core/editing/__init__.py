@@ -1,1 +1,0 @@
-"""Editing: turn a variant plan into edited frames (keyframe editors + temporal propagation)."""

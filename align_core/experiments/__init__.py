@@ -1,0 +1,54 @@
+"""Experiments: an experiment's config (its arms), which variants are eligible, the upload
+manifest, and the A/B results exports with their column mappings.
+
+Names are imported from their module on first use (:mod:`align_core.lazy`).
+"""
+
+from align_core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ab_mapping": (
+            "AD_NAME_FORMAT",
+            "AdNameError",
+            "ExportMapping",
+            "decode_ad_name",
+            "encode_ad_name",
+            "load_mapping",
+            "shipped_mappings",
+        ),
+        "ab_results": (
+            "AMOUNT_COLUMNS",
+            "COUNT_COLUMNS",
+            "IngestReport",
+            "KEY_COLUMNS",
+            "REQUIRED_COLUMNS",
+            "SUMSQ_COLUMN",
+            "VIEW_COLUMNS",
+            "ensure_tables",
+            "inbox_mapping",
+            "ingest_export",
+            "known_videos_from_warehouse",
+            "register_experiment",
+            "scan_inbox",
+            "stored_ab_totals",
+        ),
+        "config": (
+            "ExperimentConfig",
+            "ensure_registry_table",
+            "load_experiment_config",
+            "register_experiment_config",
+            "registered_configs",
+            "registered_variants",
+            "variants_for",
+        ),
+        "eligibility": (
+            "eligibility_table",
+            "variants_select_sql",
+        ),
+        "upload_manifest": (
+            "build_upload_manifest",
+        ),
+    },
+)

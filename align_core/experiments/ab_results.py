@@ -1,0 +1,604 @@
+"""A/B results: the export schema, per-row validation and transactional upsert.
+
+Ad platforms export results at the grain ``experiment x video x variant x day x segment``;
+that grain (not impressions) is what lands in DuckDB, so the analysis aggregates sufficient
+statistics (sums, sums of squares) without ever seeing an impression row.
+
+An export dropped into an inbox folder is validated whole. Every bad row is listed with its
+file, row number and reason; a bad file is moved to ``rejected/`` beside the inbox with a
+``.errors.txt`` and the warehouse is not touched. A good file is upserted on the natural key in
+one transaction under the warehouse writer lock, and only after the commit is it moved to
+``done/``; re-ingesting the same file therefore changes nothing.
+
+Platform exports (TikTok, Meta, a generic long CSV) are first turned into this schema by a
+declarative column map (:mod:`align_core.experiments.ab_mapping`); the variants a row may name are the
+experiment's registered arms (:mod:`align_core.experiments.config`), the default registry otherwise.
+The demo's simulator lives in ``align_demo.ab_simulator``.
+
+No Dagster import here: the sensor and asset that wrap these functions live in ``align_assets``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from align_core.io.atomic import atomic_write_text
+from align_core.experiments.config import ensure_registry_table, registered_variants
+from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
+from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
+from align_core.io.video_io import file_sha256
+from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
+
+__all__ = [
+    "AMOUNT_COLUMNS",
+    "COUNT_COLUMNS",
+    "IngestReport",
+    "KEY_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SUMSQ_COLUMN",
+    "VIEW_COLUMNS",
+    "ensure_tables",
+    "inbox_mapping",
+    "ingest_export",
+    "known_videos_from_warehouse",
+    "register_experiment",
+    "scan_inbox",
+    "stored_ab_totals",
+]
+
+if TYPE_CHECKING:
+    from align_core.experiments.ab_mapping import ExportMapping
+
+#: Which arms a row may name: one list for every experiment, or a list per experiment id
+#: (experiments not in the mapping fall back to the default registry).
+KnownVariants = Sequence[str] | Mapping[str, Sequence[str]]
+
+KEY_COLUMNS: tuple[str, ...] = ("experiment_id", "video_id", "variant", "date", "segment")
+COUNT_COLUMNS: tuple[str, ...] = ("impressions", "clicks", "conversions")
+AMOUNT_COLUMNS: tuple[str, ...] = ("spend", "watch_time_s_sum")
+REQUIRED_COLUMNS: tuple[str, ...] = KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS
+# Optional measures: the sum of squared watch times (native exports and the simulator carry it;
+# platforms report only averages, so it is NULL for mapped exports) and video-view counts
+# (plays, 2 s / 6 s views, 25/50/75/100 % completions). NULL when the export lacks them.
+SUMSQ_COLUMN = "watch_time_s_sumsq"
+VIEW_COLUMNS: tuple[str, ...] = ("video_plays", "views_2s", "views_6s", "views_p25", "views_p50", "views_p75", "views_p100")
+MEASURE_COLUMNS: tuple[str, ...] = (SUMSQ_COLUMN,) + VIEW_COLUMNS
+STORED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + MEASURE_COLUMNS
+# Optional: the planned share of traffic per arm (constant per experiment x variant), and a
+# human-readable experiment name. Both feed the ``experiments``/``experiment_arms`` tables.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("planned_share", "experiment_name") + MEASURE_COLUMNS
+EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FLOATY_ID = re.compile(r"^[+-]?\d+\.\d*$")
+_MAX_ERRORS_LISTED = 1000
+
+AB_RESULTS_DDL = """
+CREATE TABLE IF NOT EXISTS ab_results (
+    experiment_id VARCHAR NOT NULL,
+    video_id VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    date DATE NOT NULL,
+    segment VARCHAR NOT NULL,
+    impressions BIGINT NOT NULL,
+    clicks BIGINT NOT NULL,
+    conversions BIGINT NOT NULL,
+    spend DOUBLE NOT NULL,
+    watch_time_s_sum DOUBLE NOT NULL,
+    watch_time_s_sumsq DOUBLE,
+    source_file VARCHAR NOT NULL,
+    video_plays BIGINT,
+    views_2s BIGINT,
+    views_6s BIGINT,
+    views_p25 BIGINT,
+    views_p50 BIGINT,
+    views_p75 BIGINT,
+    views_p100 BIGINT,
+    PRIMARY KEY (experiment_id, video_id, variant, date, segment)
+)
+"""
+EXPERIMENTS_DDL = """
+CREATE TABLE IF NOT EXISTS experiments (
+    experiment_id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    start_date DATE,
+    end_date DATE
+)
+"""
+ARMS_DDL = """
+CREATE TABLE IF NOT EXISTS experiment_arms (
+    experiment_id VARCHAR NOT NULL,
+    variant VARCHAR NOT NULL,
+    planned_share DOUBLE NOT NULL,
+    PRIMARY KEY (experiment_id, variant)
+)
+"""
+
+
+class ExportValidationError(ValueError):
+    """An export that cannot be ingested; ``errors`` lists every bad row."""
+
+    def __init__(self, path: Path, errors: list[str]) -> None:
+        self.path = path
+        self.errors = errors
+        shown = "\n".join(errors[:20])
+        more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(f"{path.name}: {len(errors)} error(s)\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingestion did, for sensor/asset metadata and for people reading logs."""
+
+    source: Path
+    status: str  # "ingested" or "rejected"
+    moved_to: Path
+    rows: int = 0
+    rows_replaced: int = 0
+    experiments: tuple[str, ...] = ()
+    impressions: int = 0
+    sha256: str = ""
+    errors: tuple[str, ...] = ()
+    errors_file: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ingested"
+
+
+def ensure_tables(con: Any) -> None:
+    """Create the results tables if they do not exist (same DDL for ingestion and tests)."""
+    con.execute(AB_RESULTS_DDL)
+    con.execute(EXPERIMENTS_DDL)
+    con.execute(ARMS_DDL)
+    ensure_registry_table(con)
+    # warehouses written before the view columns existed gain them (NULL for old rows)
+    existing = dict(con.execute(
+        "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'ab_results'").fetchall())
+    for column in VIEW_COLUMNS:
+        if column not in existing:
+            con.execute(f"ALTER TABLE ab_results ADD COLUMN {column} BIGINT")
+    if existing.get(SUMSQ_COLUMN) == "NO":  # platforms report no sum of squares
+        con.execute(f"ALTER TABLE ab_results ALTER COLUMN {SUMSQ_COLUMN} DROP NOT NULL")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading and validation
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_export(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read an export as TEXT columns (ids must never pass through a float parser)."""
+    errors: list[str] = []
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        return frame, errors
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        import pyarrow.types as pat
+
+        table = pq.read_table(path)
+        for name in ("experiment_id", "video_id"):
+            if name in table.column_names and pat.is_floating(table.schema.field(name).type):
+                errors.append(
+                    f"{path.name}: column {name} is stored as {table.schema.field(name).type} "
+                    "in the Parquet file: ids were mangled into floats (19-digit ids lose digits); "
+                    "write ids as strings"
+                )
+        frame = table.to_pandas()
+        for column in frame.columns:
+            series = frame[column]
+            if column in ("date",) and pd.api.types.is_datetime64_any_dtype(series):
+                frame[column] = series.dt.strftime("%Y-%m-%d")
+            frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            if column == "date":
+                frame[column] = frame[column].str.slice(0, 10).where(frame[column].str.len() >= 10, frame[column])
+        return frame, errors
+    raise ValueError(f"{path}: unsupported export type {suffix!r}; use one of {EXPORT_SUFFIXES}")
+
+
+def validate_export(
+    frame: pd.DataFrame,
+    source: str,
+    known_videos: set[str] | None = None,
+    known_variants: KnownVariants | None = None,
+    row_numbers: Sequence[int] | None = None,
+    header_lines: int = 1,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Check every row of a text-typed export; return the typed frame and per-row errors.
+
+    Rows are numbered as data rows starting at 1 (the CSV header is line 1, so data row ``r``
+    is on line ``r + 1``); ``row_numbers`` gives them when the frame is a subset of a file's
+    rows, ``header_lines`` the lines above the first data row. Each message names the file,
+    the row, the column and the value. ``known_variants`` is the registry's arm names (one list,
+    or one per experiment id); None: the default registry's.
+    """
+    errors: list[str] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        return frame, [
+            f"{source}: missing required column(s) {', '.join(missing)}; "
+            f"an export needs {', '.join(REQUIRED_COLUMNS)}"
+        ]
+    if len(frame) == 0:
+        return frame, [f"{source}: the export has a header but no rows"]
+
+    frame = frame.copy()
+    for column in KEY_COLUMNS:
+        frame[column] = frame[column].astype(str).str.strip()
+    row_no = np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
+    bad = np.zeros(len(frame), dtype=bool)
+
+    def flag(mask: np.ndarray, message: Any) -> None:
+        nonlocal bad
+        for idx in np.flatnonzero(mask):
+            text = message(idx) if callable(message) else message
+            errors.append(f"{source}: row {row_no[idx]} (line {row_no[idx] + header_lines}): {text}")
+        bad |= mask
+
+    # ids: strings, not floats or scientific notation, safe as path parts
+    for column in ("experiment_id", "video_id"):
+        # vectorised fast path: only ids failing the pattern go through the per-row messages
+        suspect = (~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
+                   | frame[column].str.match(SCIENTIFIC_ID).to_numpy())
+        for idx in np.flatnonzero(suspect):
+            value = frame[column].iat[idx]
+            one = np.zeros(len(frame), dtype=bool)
+            one[idx] = True
+            if _FLOATY_ID.match(value):
+                flag(one, f"{column} {value!r} looks like a number that went through a float "
+                     "parser (ids must be exact digit strings; 19-digit ids overflow float64)")
+                continue
+            try:
+                validate_video_id(value)
+            except InvalidVideoIdError as exc:
+                flag(one, f"{column}: {exc}")
+    if known_videos is not None:
+        unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~bad
+        flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
+
+    default_arms = variant_names(DEFAULT_VARIANTS)
+    if known_variants is None or not isinstance(known_variants, Mapping):
+        arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
+    else:
+        arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
+    variant_ok = np.zeros(len(frame), dtype=bool)
+    for exp in frame["experiment_id"].unique():
+        rows_of = (frame["experiment_id"] == exp).to_numpy()
+        variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
+    flag(~variant_ok, lambda i: (f"unknown variant {frame['variant'].iat[i]!r} for experiment "
+                                 f"{frame['experiment_id'].iat[i]!r}; its registry has "
+                                 f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"))
+
+    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+    date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
+    flag(date_bad, lambda i: f"bad date {frame['date'].iat[i]!r}; expected YYYY-MM-DD")
+    frame["date"] = dates.dt.date
+
+    seg_bad = (frame["segment"] == "").to_numpy()
+    flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
+
+    numeric: dict[str, np.ndarray] = {}
+    for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
+        text = frame[column].astype(str).str.strip()
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        not_number = ~np.isfinite(values)
+        flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
+        negative = np.isfinite(values) & (values < 0)
+        flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
+        if column in COUNT_COLUMNS:
+            fractional = np.isfinite(values) & (values != np.floor(values))
+            flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+        numeric[column] = values
+    # optional measures: blank is NULL (not reported), anything else must be a valid number
+    for column in MEASURE_COLUMNS:
+        if column not in frame.columns:
+            numeric[column] = np.full(len(frame), np.nan)
+            continue
+        text = frame[column].astype(str).str.strip()
+        blank = (text == "").to_numpy()
+        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
+        flag(~blank & ~np.isfinite(values), lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
+        with np.errstate(invalid="ignore"):
+            flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
+            if column in VIEW_COLUMNS:
+                flag(np.isfinite(values) & (values != np.floor(values)),
+                     lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+        numeric[column] = values
+    imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
+    with np.errstate(invalid="ignore"):
+        flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
+        flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
+        wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
+        # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
+        # columns were swapped or aggregated at a different grain (checked where given).
+        cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
+        flag(cs_bad, lambda i: (f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
+                                f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"))
+        flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
+
+    duplicated = frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
+    flag(duplicated, lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) "
+         "within the file")
+
+    if "planned_share" in frame.columns:
+        share = pd.to_numeric(frame["planned_share"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
+        flag(~np.isfinite(share) | (share <= 0) | (share > 1),
+             lambda i: f"planned_share {frame['planned_share'].iat[i]!r} must be in (0, 1]")
+        frame["planned_share"] = share
+        ok = ~bad
+        if ok.any():
+            arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
+            for (exp, var), count in arms[arms > 1].items():
+                errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
+            totals = frame.loc[ok].drop_duplicates(["experiment_id", "variant"]).groupby("experiment_id")["planned_share"].sum()
+            # a file may restate only some arms, so its shares may sum to less than 1, never more
+            for exp, total in totals[totals > 1 + 1e-6].items():
+                errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
+
+    for column in COUNT_COLUMNS:
+        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
+    for column in AMOUNT_COLUMNS:
+        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
+    frame[SUMSQ_COLUMN] = pd.array(np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64")
+    for column in VIEW_COLUMNS:
+        values = numeric[column]
+        frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
+    return frame, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# ingestion
+# ---------------------------------------------------------------------------------------------
+
+
+def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
+    """Export files waiting in ``inbox_dir`` (not in done/ or rejected/), by name.
+
+    Files in the inbox itself are in the results schema; files in a subfolder named after a
+    shipped mapping (``tiktok_split_test/``, ``meta_ads_manager/``, ``generic_long/``) are
+    read through that mapping (:func:`inbox_mapping`).
+
+    Hidden files are skipped: writers (and the demo simulator) write to a hidden
+    temporary name and rename it into place, so a half-written export is never picked up.
+    """
+    inbox = Path(inbox_dir)
+    if not inbox.is_dir():
+        return []
+    from align_core.experiments.ab_mapping import shipped_mappings
+
+    # platform exports wait in a subfolder named after their mapping (inbox/tiktok_split_test/...)
+    folders = [inbox] + [inbox / name for name in sorted(shipped_mappings()) if (inbox / name).is_dir()]
+    return [
+        p for folder in folders for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXPORT_SUFFIXES
+    ]
+
+
+def inbox_mapping(path: str | os.PathLike[str], inbox_dir: str | os.PathLike[str]) -> str | None:
+    """The mapping an inbox file needs: its subfolder's name, None for the results schema itself."""
+    parent = Path(path).parent
+    return parent.name if parent.resolve() != Path(inbox_dir).resolve() else None
+
+
+def _move_aside(path: Path, folder: Path, sha: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        target = folder / f"{path.stem}.{sha[:12]}{path.suffix}"
+        if target.exists():
+            target.unlink()
+    shutil.move(str(path), str(target))
+    return target
+
+
+def known_videos_from_warehouse(database: Path) -> set[str] | None:
+    if not database.exists():
+        return None
+    # read_connection retries while another process holds DuckDB's file lock.
+    with read_connection(database) as con:
+        if not table_exists(con, "videos"):
+            return None
+        return {str(v) for (v,) in con.execute("SELECT CAST(video_id AS VARCHAR) FROM videos").fetchall()}
+
+
+def registered_arms(database: str | os.PathLike[str]) -> dict[str, tuple[str, ...]]:
+    """Arm names of every experiment registered in the warehouse (``experiment_variants``)."""
+    database = Path(database)
+    if not database.exists():
+        return {}
+    with read_connection(database) as con:
+        return {exp: variant_names(specs) for exp, specs in registered_variants(con).items()}
+
+
+def read_and_validate(
+    path: Path,
+    known_videos: set[str] | None,
+    known_variants: KnownVariants | None,
+    mapping: ExportMapping | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Read one export (through ``mapping`` when given) and check every row; nothing is written."""
+    try:
+        if mapping is None:
+            raw, errors = _read_export(path)
+            frame, row_errors = validate_export(raw, path.name, known_videos, known_variants)
+            return frame, errors + row_errors
+        mapped = mapping.apply(mapping.read(path), path.name)
+        if mapped.frame.empty and mapped.errors:
+            # every row failed to map: report those reasons, not a cascade of schema errors
+            return mapped.frame, mapped.errors
+        frame, row_errors = validate_export(mapped.frame, path.name, known_videos, known_variants,
+                                            row_numbers=mapped.row_numbers, header_lines=mapped.header_lines)
+        return frame, mapped.errors + row_errors
+    except Exception as exc:  # unreadable file: reject it whole with the reason
+        how = f"the {mapping.name} mapping" if mapping is not None else path.suffix
+        return pd.DataFrame(), [f"{path.name}: cannot be read as {how} ({type(exc).__name__}: {exc})"]
+
+
+def ingest_export(
+    path: str | os.PathLike[str],
+    database: str | os.PathLike[str],
+    known_videos: set[str] | None = None,
+    known_variants: KnownVariants | None = None,
+    check_catalog: bool = True,
+    mapping: str | ExportMapping | None = None,
+    move: bool = True,
+) -> IngestReport:
+    """Validate one export and upsert it into ``ab_results`` (whole file or nothing).
+
+    ``known_videos=None`` with ``check_catalog=True`` checks ids against the warehouse's
+    ``videos`` table when it exists. ``known_variants=None`` takes each experiment's registered
+    arms (``experiment_variants``), the default registry for experiments never registered.
+    ``mapping`` (a shipped mapping's name, a YAML path, or an :class:`ExportMapping`) first
+    turns a platform export into the results schema. A file with any bad row is moved to
+    ``rejected/`` beside the inbox with ``<name>.errors.txt`` listing every bad row, and the
+    warehouse is untouched. A good file is upserted on the natural key in one transaction under
+    the writer lock, then moved to ``done/``. The rows an export carries replace stored rows
+    with the same key (platform exports restate earlier days); other stored rows are untouched.
+    ``move=False`` (the import CLI) leaves the file where it is and writes no errors file.
+    """
+    from align_core.experiments.ab_mapping import ExportMapping, load_mapping
+
+    path = Path(path)
+    database = Path(database)
+    inbox = path.parent
+    sha = file_sha256(path)
+    if known_videos is None and check_catalog:
+        known_videos = known_videos_from_warehouse(database)
+    if known_variants is None:
+        known_variants = registered_arms(database)
+    if mapping is not None and not isinstance(mapping, ExportMapping):
+        mapping = load_mapping(mapping)
+
+    frame, errors = read_and_validate(path, known_videos, known_variants, mapping)
+
+    if errors:
+        if not move:
+            return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
+        moved = _move_aside(path, inbox / "rejected", sha)
+        listed = errors[:_MAX_ERRORS_LISTED]
+        if len(errors) > len(listed):
+            listed.append(f"... and {len(errors) - len(listed)} more")
+        errors_file = moved.with_name(moved.name + ".errors.txt")
+        atomic_write_text(errors_file, "\n".join(listed) + "\n")
+        return IngestReport(source=path, status="rejected", moved_to=moved, sha256=sha,
+                            errors=tuple(errors), errors_file=errors_file)
+
+    rows = frame[list(STORED_COLUMNS)].copy()
+    rows["source_file"] = path.name
+    experiments = frame.groupby("experiment_id").agg(start_date=("date", "min"), end_date=("date", "max")).reset_index()
+    if "experiment_name" in frame.columns:
+        names = frame.groupby("experiment_id")["experiment_name"].first()
+        experiments["name"] = experiments["experiment_id"].map(names).replace("", None)
+    else:
+        experiments["name"] = None
+    arms = None
+    if "planned_share" in frame.columns:
+        arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
+
+    with write_connection(database) as con:
+        try:
+            with transaction(con):
+                ensure_tables(con)
+                con.register("_incoming_ab", rows)
+                replaced = con.execute(
+                    "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
+                ).fetchone()[0]
+                con.execute(
+                    "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
+                    "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
+                )
+                columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
+                con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
+                con.register("_incoming_exp", experiments)
+                # widen the experiment's date range; keep a name given earlier unless this file names it
+                con.execute(
+                    """
+                    INSERT INTO experiments (experiment_id, name, start_date, end_date)
+                    SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
+                    ON CONFLICT (experiment_id) DO UPDATE SET
+                        name = COALESCE(excluded.name, experiments.name),
+                        start_date = LEAST(experiments.start_date, excluded.start_date),
+                        end_date = GREATEST(experiments.end_date, excluded.end_date)
+                    """
+                )
+                if arms is not None:
+                    con.register("_incoming_arms", arms)
+                    con.execute(
+                        "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
+                    )
+        finally:
+            for view in ("_incoming_ab", "_incoming_exp", "_incoming_arms"):
+                try:
+                    con.unregister(view)
+                except Exception:
+                    pass
+    moved = _move_aside(path, inbox / "done", sha) if move else path
+    return IngestReport(
+        source=path,
+        status="ingested",
+        moved_to=moved,
+        rows=len(rows),
+        rows_replaced=int(replaced),
+        experiments=tuple(sorted(experiments["experiment_id"])),
+        impressions=int(rows["impressions"].sum()),
+        sha256=sha,
+    )
+
+
+def stored_ab_totals(database: str | os.PathLike[str]) -> tuple[int, int]:
+    """(rows, impressions) stored in ``ab_results`` (zeros before the first ingest)."""
+    if not Path(database).exists():
+        return 0, 0
+    with read_connection(database) as con:
+        if not table_exists(con, "ab_results"):
+            return 0, 0
+        rows, impressions = con.execute("SELECT count(*), coalesce(sum(impressions), 0) FROM ab_results").fetchone()
+    return int(rows), int(impressions)
+
+
+def register_experiment(
+    database: str | os.PathLike[str],
+    experiment_id: str,
+    planned_shares: Mapping[str, float],
+    name: str | None = None,
+    start_date: _dt.date | None = None,
+    end_date: _dt.date | None = None,
+) -> None:
+    """Record an experiment's planned allocation before (or without) exports carrying it.
+
+    The sample-ratio-mismatch guardrail compares served impressions to these shares.
+    """
+    validate_video_id(experiment_id, where="experiment_id")
+    total = sum(planned_shares.values())
+    if abs(total - 1) > 1e-6 or any(s <= 0 for s in planned_shares.values()):
+        raise ValueError(f"planned shares of {experiment_id!r} must be positive and sum to 1, got {dict(planned_shares)}")
+    arms = registered_arms(database).get(experiment_id, variant_names(DEFAULT_VARIANTS))
+    unknown = sorted(set(planned_shares) - set(arms))
+    if unknown:
+        raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}; its registry has {', '.join(arms)}")
+    with write_connection(database) as con:
+        with transaction(con):
+            ensure_tables(con)
+            con.execute(
+                """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
+                   name = COALESCE(excluded.name, experiments.name),
+                   start_date = COALESCE(excluded.start_date, experiments.start_date),
+                   end_date = COALESCE(excluded.end_date, experiments.end_date)""",
+                [experiment_id, name, start_date, end_date],
+            )
+            con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
+            for variant, share in planned_shares.items():
+                con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])

@@ -1,0 +1,393 @@
+"""Product annotations a lab writes by hand (or with ``align-annotate``): boxes, clicks, mask PNGs.
+
+They let the ``annotated`` segmenter find the product without model weights. Two inputs live
+beside the other raw inputs:
+
+``raw/annotations.csv`` (one row per box, click or "absent" mark; every cell read as text)::
+
+    video id,scene,frame,kind,x,y,w,h,label
+    7301,1,,box,120,200,64,150,perfume bottle
+    7301,2,,box,40,310,70,160,
+    7301,,57,positive,95,402,,,
+    7301,,57,negative,150,380,,,
+    7301,3,,absent,,,,,
+
+- ``video id`` (required): the partition key (file stem of the video).
+- ``scene`` and/or ``frame``: ``scene`` is the 1-based scene number of the video catalog (the
+  row then annotates the scene's FIRST frame); ``frame`` is a 0-based frame index (it must lie
+  in ``scene`` when both are given). One of them is required.
+- ``kind`` (optional, default ``box``, or ``absent`` when x, y, w, h are all empty):
+  ``box`` needs ``x, y, w, h`` (pixels of the video frame: top-left corner, width, height);
+  ``positive`` / ``negative`` are clicks (``x, y`` only) on product / not-product pixels;
+  ``absent`` says the product is not in that frame (its mask is empty there).
+- ``label`` (optional): free text, e.g. which product; kept in the lineage.
+
+``raw/annotation_masks/<video id>/scene_<n>.png`` or ``frame_<t>.png``: a mask drawn in any
+paint program, the size of the video frame, non-zero pixels = product. A mask PNG replaces the
+box/click segmentation of that frame.
+
+Several boxes on one frame are several pieces (or copies) of the product; their masks are
+joined. Problems are reported per row with the file line (header = line 1) and attributed to
+their video, so one video's bad row fails only that video's masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from align_core.io.atomic import atomic_write_text
+from align_core.inputs.ids import InvalidVideoIdError, validate_video_id
+from align_core.inputs.research_csvs import CsvValidationError, RowProblem, read_text_table
+from align_core.io.layout import DataLayout
+
+__all__ = [
+    "AnnotationError",
+    "AnnotationRow",
+    "AnnotationTable",
+    "FrameAnnotation",
+    "annotation_masks_dir",
+    "annotations_digest",
+    "annotations_path",
+    "has_annotations",
+    "mask_inputs",
+    "read_annotations",
+    "resolve_annotations",
+    "write_annotations",
+]
+
+ANNOTATIONS_FILE = "annotations.csv"
+MASKS_FOLDER = "annotation_masks"
+ANNOTATION_COLUMNS: tuple[str, ...] = ("video id", "scene", "frame", "kind", "x", "y", "w", "h", "label")
+KINDS: tuple[str, ...] = ("box", "positive", "negative", "absent")
+_MASK_NAME = re.compile(r"^(scene|frame)_(\d+)\.png$")
+
+
+def annotations_path(layout: DataLayout) -> Path:
+    """``raw/annotations.csv``."""
+    return layout.raw_dir / ANNOTATIONS_FILE
+
+
+def annotation_masks_dir(layout: DataLayout, video_id: str) -> Path:
+    """``raw/annotation_masks/<video id>/`` (mask PNGs per scene or frame)."""
+    return layout.raw_dir / MASKS_FOLDER / validate_video_id(video_id)
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    """One validated CSV row (coordinates in video pixels)."""
+
+    line: int
+    video_id: str
+    kind: str
+    scene: int | None = None
+    frame: int | None = None
+    x: float | None = None
+    y: float | None = None
+    w: float | None = None
+    h: float | None = None
+    label: str = ""
+
+    def to_csv_cells(self) -> list[str]:
+        def cell(value: float | int | None) -> str:
+            if value is None:
+                return ""
+            return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+        return [self.video_id, cell(self.scene), cell(self.frame), self.kind, cell(self.x), cell(self.y),
+                cell(self.w), cell(self.h), self.label]
+
+
+@dataclass
+class AnnotationTable:
+    """Rows of ``annotations.csv`` by video, and the problems of rows that could not be read."""
+
+    path: Path
+    rows: dict[str, list[AnnotationRow]] = field(default_factory=dict)
+    problems: dict[str | None, list[RowProblem]] = field(default_factory=dict)
+
+    @property
+    def video_ids(self) -> list[str]:
+        return sorted(self.rows)
+
+    def rows_for(self, video_id: str) -> list[AnnotationRow]:
+        """This video's rows; raises :class:`CsvValidationError` naming its bad rows (others' do not count)."""
+        bad = self.problems.get(video_id, []) + self.problems.get(None, [])
+        if bad:
+            raise CsvValidationError(self.path, bad)
+        return list(self.rows.get(video_id, []))
+
+
+def read_annotations(path: str | Path) -> AnnotationTable:
+    """Read and validate ``annotations.csv`` (every cell as text; see the module docstring)."""
+    path = Path(path)
+    frame = read_text_table(path, ("video id",))
+    if "scene" not in frame.columns and "frame" not in frame.columns:
+        raise CsvValidationError(path, [RowProblem(1, "needs a 'scene' or a 'frame' column (or both)")])
+    table = AnnotationTable(path)
+    for record in frame.to_dict("records"):
+        line = int(record["_line"])
+        problems: list[RowProblem] = []
+        raw_id = str(record.get("video id", "")).strip()
+        try:
+            video_id: str | None = validate_video_id(raw_id, where=f"{path.name} line {line}")
+        except InvalidVideoIdError as exc:
+            video_id = None
+            problems.append(RowProblem(line, str(exc), "video id", raw_id))
+
+        def integer(column: str, low: int) -> int | None:
+            text = str(record.get(column, "")).strip()
+            if text == "":
+                return None
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or not value.is_integer() or value < low:
+                problems.append(RowProblem(line, f"must be a whole number >= {low}", column, text, video_id))
+                return None
+            return int(value)
+
+        def number(column: str) -> float | None:
+            text = str(record.get(column, "")).strip()
+            if text == "":
+                return None
+            try:
+                value = float(text)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                problems.append(RowProblem(line, "must be a number of pixels", column, text, video_id))
+                return None
+            return value
+
+        scene, index = integer("scene", 1), integer("frame", 0)
+        x, y, w, h = (number(c) for c in ("x", "y", "w", "h"))
+        kind = str(record.get("kind", "")).strip().lower() or ("absent" if x is y is w is h is None else "box")
+        if kind not in KINDS:
+            problems.append(RowProblem(line, f"unknown kind; use one of {', '.join(KINDS)}", "kind", kind, video_id))
+        if scene is None and index is None and not any(p.column in ("scene", "frame") for p in problems):
+            problems.append(RowProblem(line, "needs a scene number or a frame index", "scene", "", video_id))
+        if kind == "box":
+            for column, value in (("x", x), ("y", y), ("w", w), ("h", h)):
+                if value is None:
+                    problems.append(RowProblem(line, "a box needs x, y, w and h", column, "", video_id))
+            if w is not None and w <= 0 or h is not None and h <= 0:
+                problems.append(RowProblem(line, f"box width and height must be > 0 (w={w}, h={h})", "w", None, video_id))
+        elif kind in ("positive", "negative"):
+            if x is None or y is None:
+                problems.append(RowProblem(line, f"a {kind} click needs x and y", "x", "", video_id))
+        if problems:
+            table.problems.setdefault(video_id, []).extend(problems)
+            continue
+        assert video_id is not None
+        table.rows.setdefault(video_id, []).append(
+            AnnotationRow(line, video_id, kind, scene, index, x, y, w, h, str(record.get("label", "")).strip())
+        )
+    return table
+
+
+def write_annotations(path: str | Path, rows: Iterable[AnnotationRow], *, replace_videos: Iterable[str] = ()) -> Path:
+    """Write ``rows`` into ``annotations.csv`` atomically, keeping other videos' rows already there.
+
+    Rows of the videos in ``replace_videos`` (and of every video in ``rows``) are replaced whole.
+    """
+    path = Path(path)
+    rows = list(rows)
+    replaced = {validate_video_id(v) for v in replace_videos} | {r.video_id for r in rows}
+    kept: list[list[str]] = []
+    if path.exists():
+        existing = read_annotations(path)
+        for video_id, video_rows in existing.rows.items():
+            if video_id not in replaced:
+                kept.extend(r.to_csv_cells() for r in video_rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ANNOTATION_COLUMNS)
+    writer.writerows(kept + [r.to_csv_cells() for r in rows])
+    return atomic_write_text(path, buffer.getvalue())
+
+
+# -- resolved per frame ---------------------------------------------------------------------------
+@dataclass
+class FrameAnnotation:
+    """Everything annotated on one frame, clipped to the frame and checked against the scenes."""
+
+    frame: int
+    scene_index: int  # 0-based index into the scene ranges
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)  # x, y, w, h
+    positives: list[tuple[int, int]] = field(default_factory=list)
+    negatives: list[tuple[int, int]] = field(default_factory=list)
+    absent: bool = False
+    mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W) from a mask PNG
+    mask_file: str | None = None
+    labels: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def record(self) -> dict:
+        """JSON-able summary (no pixels) for lineage and the diagnostics table."""
+        out = asdict(self)
+        out.pop("mask")
+        return out
+
+
+class AnnotationError(ValueError):
+    """Annotations that do not fit the video (frame outside, box off-frame, mask of the wrong size)."""
+
+
+def resolve_annotations(
+    video_id: str,
+    rows: Sequence[AnnotationRow],
+    scene_ranges: Sequence[tuple[int, int]],
+    width: int,
+    height: int,
+    *,
+    csv_path: str | Path = ANNOTATIONS_FILE,
+    masks_dir: str | Path | None = None,
+) -> dict[int, FrameAnnotation]:
+    """Group a video's rows (and mask PNGs) by the frame they annotate, validated against the video."""
+    problems: list[str] = []
+    frame_count = int(scene_ranges[-1][1]) if scene_ranges else 0
+    out: dict[int, FrameAnnotation] = {}
+
+    def scene_of(index: int) -> int | None:
+        for i, (start, stop) in enumerate(scene_ranges):
+            if start <= index < stop:
+                return i
+        return None
+
+    def target(scene: int | None, index: int | None, where: str) -> FrameAnnotation | None:
+        if scene is not None and not 1 <= scene <= len(scene_ranges):
+            problems.append(f"{where}: scene {scene} does not exist (video {video_id} has {len(scene_ranges)} scenes)")
+            return None
+        if index is None:
+            assert scene is not None
+            index = int(scene_ranges[scene - 1][0])
+        if not 0 <= index < frame_count:
+            problems.append(f"{where}: frame {index} is outside the video ({frame_count} frames, 0-{frame_count - 1})")
+            return None
+        found = scene_of(index)
+        if found is None:
+            problems.append(f"{where}: frame {index} lies in no scene (a gap between scenes)")
+            return None
+        if scene is not None and found != scene - 1:
+            start, stop = scene_ranges[scene - 1]
+            problems.append(f"{where}: frame {index} is not in scene {scene} (frames {start}-{stop - 1})")
+            return None
+        return out.setdefault(index, FrameAnnotation(frame=index, scene_index=found))
+
+    def clip_point(x: float, y: float) -> tuple[int, int] | None:
+        if not (0 <= x < width and 0 <= y < height):
+            return None
+        return int(x), int(y)
+
+    for row in rows:
+        where = f"{Path(csv_path).name} line {row.line} (video {video_id})"
+        annotation = target(row.scene, row.frame, where)
+        if annotation is None:
+            continue
+        annotation.lines.append(row.line)
+        if row.label:
+            annotation.labels.append(row.label)
+        if row.kind == "absent":
+            annotation.absent = True
+        elif row.kind == "box":
+            x0, y0 = max(0.0, row.x), max(0.0, row.y)
+            x1, y1 = min(float(width), row.x + row.w), min(float(height), row.y + row.h)
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                problems.append(
+                    f"{where}: box x={row.x:g} y={row.y:g} w={row.w:g} h={row.h:g} lies outside the "
+                    f"{width}x{height} frame (or is under 2 pixels wide inside it)"
+                )
+                continue
+            annotation.boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))))
+        else:
+            point = clip_point(row.x, row.y)
+            if point is None:
+                problems.append(f"{where}: {row.kind} click ({row.x:g}, {row.y:g}) is outside the {width}x{height} frame")
+                continue
+            (annotation.positives if row.kind == "positive" else annotation.negatives).append(point)
+
+    if masks_dir is not None and Path(masks_dir).is_dir():
+        for png in sorted(Path(masks_dir).iterdir()):
+            match = _MASK_NAME.match(png.name)
+            if match is None:
+                if not png.name.startswith("."):
+                    problems.append(f"{png}: mask PNGs are named scene_<n>.png or frame_<t>.png")
+                continue
+            number = int(match.group(2))
+            annotation = target(number if match.group(1) == "scene" else None,
+                                number if match.group(1) == "frame" else None, str(png))
+            if annotation is None:
+                continue
+            image = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                problems.append(f"{png}: cannot be read as an image")
+                continue
+            if image.shape[:2] != (height, width):
+                problems.append(f"{png}: is {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}")
+                continue
+            if image.ndim == 3:
+                image = image[..., :3].max(axis=-1) if image.shape[2] in (3, 4) else image[..., 0]
+            annotation.mask = image > 0
+            annotation.mask_file = str(png)
+
+    for annotation in out.values():
+        if annotation.absent and (annotation.boxes or annotation.positives or annotation.mask is not None):
+            problems.append(
+                f"video {video_id} frame {annotation.frame} (lines {annotation.lines}): marked absent but also "
+                "has a box, a click or a mask"
+            )
+        elif not annotation.absent and not annotation.boxes and not annotation.positives and annotation.mask is None:
+            problems.append(
+                f"video {video_id} frame {annotation.frame} (lines {annotation.lines}): only negative clicks; "
+                "add a box or a positive click"
+            )
+    if problems:
+        raise AnnotationError(f"annotations of video {video_id} do not fit it:\n  - " + "\n  - ".join(problems))
+    return dict(sorted(out.items()))
+
+
+def annotations_digest(annotations: dict[int, FrameAnnotation]) -> str:
+    """sha256 over the resolved annotations (and mask pixels): what 'which annotations' means."""
+    digest = hashlib.sha256()
+    for index, annotation in sorted(annotations.items()):
+        digest.update(json.dumps(annotation.record(), sort_keys=True).encode())
+        if annotation.mask is not None:
+            digest.update(np.packbits(annotation.mask).tobytes())
+        digest.update(str(index).encode())
+    return digest.hexdigest()
+
+
+def has_annotations(layout: DataLayout, video_id: str) -> bool:
+    """Whether the annotations CSV or a mask PNG folder mentions ``video_id`` (cheap, no validation)."""
+    folder = annotation_masks_dir(layout, video_id)
+    if folder.is_dir() and any(_MASK_NAME.match(p.name) for p in folder.iterdir()):
+        return True
+    path = annotations_path(layout)
+    if not path.is_file():
+        return False
+    try:
+        reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        header = next(reader, [])
+        column = header.index("video id")
+    except (OSError, UnicodeDecodeError, ValueError):
+        return True  # unreadable or malformed: let the segmenter report it with line numbers
+    return any(len(row) > column and row[column].strip() == video_id for row in reader)
+
+
+def mask_inputs(layout: DataLayout, video_id: str) -> str | None:
+    """Which mask inputs a video has: ``provided`` (npz), ``annotated`` (CSV rows or PNGs), both, or None."""
+    found = [name for name, present in (("provided", layout.provided_mask_path(video_id).is_file()),
+                                        ("annotated", has_annotations(layout, video_id))) if present]
+    return "+".join(found) or None

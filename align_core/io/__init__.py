@@ -1,0 +1,70 @@
+"""Input/output plumbing: video decode/encode, per-frame stores, compact arrays, atomic writes,
+the data-directory layout, the DuckDB warehouse and the pictures stages attach as metadata.
+
+Names are imported from their module on first use (:mod:`align_core.lazy`).
+"""
+
+from align_core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "arrays": (
+            "load_mask_stack",
+            "pack_masks",
+            "save_mask_stack",
+            "save_npz_atomic",
+            "unpack_masks",
+        ),
+        "atomic": (
+            "atomic_directory",
+            "atomic_path",
+            "atomic_write_bytes",
+            "atomic_write_text",
+            "process_alive",
+            "reclaim_temporaries",
+        ),
+        "frames": (
+            "FrameStore",
+            "LazyFrames",
+            "MaskFrames",
+        ),
+        "layout": (
+            "ARTIFACT_FILES",
+            "DataLayout",
+        ),
+        "video_io": (
+            "VIDEO_SUFFIXES",
+            "VideoError",
+            "VideoProbe",
+            "VideoWriter",
+            "even_size",
+            "file_sha256",
+            "is_video_file",
+            "iter_frames",
+            "lockstep_frames",
+            "probe_video",
+            "read_frame",
+            "read_frames",
+            "write_video",
+        ),
+        "visuals": (
+            "curves_plot",
+            "outline_regions",
+            "overlay",
+            "save_png",
+            "tile",
+        ),
+        "warehouse": (
+            "collect_parquet_table",
+            "read_connection",
+            "rebuild_table_from_parquet",
+            "replace_rows",
+            "replace_table",
+            "table_exists",
+            "transaction",
+            "write_connection",
+            "write_partition_rows",
+        ),
+    },
+)

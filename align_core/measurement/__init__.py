@@ -1,0 +1,75 @@
+"""Measuring the stimuli: temporal consistency and fidelity, the perceptual budget, the
+manipulation check, the stimulus checks and the saliency metrics the scorers are validated with.
+
+Names are imported from their module on first use (:mod:`align_core.lazy`).
+"""
+
+from align_core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "frame_sampling": (
+            "FrameSample",
+            "analysis_factor",
+            "downscale",
+            "downscale_mask",
+            "full_blocks",
+            "sample_frames",
+            "segments",
+            "stride_for",
+        ),
+        "manipulation": (
+            "AttentionFn",
+            "CalibrationPoint",
+            "CheckThresholds",
+            "ManipulationReport",
+            "VerificationSettings",
+            "alignment",
+            "calibrate_strength_map",
+            "check_rendered_variants",
+            "manipulation_check",
+            "measure_alignment",
+            "measure_rendered",
+            "scaled_alignment",
+            "scorer_agrees",
+            "verify_variants",
+        ),
+        "perceptual_budget": (
+            "BudgetMeasure",
+            "BudgetReference",
+            "PerceptualBudget",
+            "ciede2000",
+            "downsample_factor",
+            "measure",
+        ),
+        "quality": (
+            "QualityPass",
+            "evaluate_variants",
+            "psnr",
+            "sequence_warping_error",
+            "ssim",
+        ),
+        "saliency_metrics": (
+            "auc_judd",
+            "blur_fixations",
+            "cc",
+            "centre_bias_map",
+            "fixation_map_from_points",
+            "kld",
+            "load_nus_image",
+            "nss",
+            "sim",
+        ),
+        "stimulus_checks": (
+            "StimulusPass",
+            "StimulusThresholds",
+            "UNSTABLE",
+            "character_error_rate",
+            "check_stimuli",
+            "is_stable",
+            "stability_window",
+            "stimulus_card_html",
+        ),
+    },
+)

@@ -1,0 +1,268 @@
+"""Independent saliency models that verify edits: they share no code or cue with ``feature_richness``.
+
+The manipulation check trusts a variant only when scorers the editor was not tuned to agree
+with the calibrating one, so these differ from it and from each other in kind:
+
+- :func:`itti_koch_map`: Itti, Koch & Niebur (1998), "A model of saliency-based visual attention
+  for rapid scene analysis": Gaussian pyramids of intensity, red-green and blue-yellow
+  opponency and four Gabor orientations; centre-surround differences across scales
+  (c in {2, 3, 4}, s = c + {3, 4}); the map normalisation operator N(.) (scale to a fixed range,
+  multiply by (M - mean of the other local maxima)^2) promotes maps with few strong peaks;
+  conspicuity maps are summed at scale 4.
+- :func:`boolean_map_saliency`: Zhang & Sclaroff (2013), "Saliency detection: a Boolean map
+  approach" (BMS): the Lab channels are thresholded at many levels; in each Boolean map (and
+  its complement) the regions not connected to the image border are "surrounded" and form an
+  attention map; normalised attention maps are averaged. A figure-ground (topological) cue, not
+  a contrast filter.
+
+Each comes with a Gaussian centre prior mixed in with weight ``centre`` (the same form as the
+platform's: ``(1 - centre) * minmax(content) + centre * prior``); ``centre=0`` is the content
+part alone. Their defaults (``centre``) were chosen on NUS Scene images 001-150 only and are
+validated on 151-300 by ``bench/bench_scorer_cards.py``; the cards are stored beside this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import cv2
+import numpy as np
+
+from align_core.perception.attention.base import check_frame, disk_means_at, minmax, spectral_residual
+
+__all__ = [
+    "CARDS_FILE",
+    "DEFAULT_CENTRE",
+    "MODELS",
+    "SaliencyModelScorer",
+    "scorer_cards",
+]
+
+WORK_SIDE = 256  # both models run on a frame resized to this longer side (they are scale-relative)
+
+
+def _work_image(frame: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    frame = check_frame(frame)
+    height, width = frame.shape[:2]
+    scale = side / max(height, width)
+    size = (max(16, round(width * scale)), max(16, round(height * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float32) / np.float32(255.0)
+
+
+def centre_prior(height: int, width: int, sigma_frac: float = 0.3) -> np.ndarray:
+    ys = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0) / (sigma_frac * height)
+    xs = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0) / (sigma_frac * width)
+    return np.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).astype(np.float32)
+
+
+def _pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    out = [image]
+    for _ in range(levels):
+        if min(out[-1].shape[:2]) < 4:
+            break
+        out.append(cv2.pyrDown(out[-1]))
+    return out
+
+
+def _normalise(feature: np.ndarray) -> np.ndarray:
+    """Itti's N(.): range [0, 1], then times (1 - mean of the other local maxima)^2."""
+    feature = minmax(feature)
+    if not feature.any():
+        return feature
+    size = max(3, (min(feature.shape) // 8) | 1)
+    peaks = (feature == cv2.dilate(feature, np.ones((size, size), np.uint8))) & (feature > 0.05)
+    values = feature[peaks]
+    others = values[values < 1.0]
+    mean_other = float(others.mean()) if others.size else 0.0
+    return feature * (1.0 - mean_other) ** 2
+
+
+def _centre_surround(pyramid: list[np.ndarray], out_size: tuple[int, int]) -> np.ndarray:
+    total = np.zeros((out_size[1], out_size[0]), np.float32)
+    for c in (2, 3, 4):
+        for delta in (3, 4):
+            s = c + delta
+            if s >= len(pyramid):
+                continue
+            centre = pyramid[c]
+            surround = cv2.resize(pyramid[s], (centre.shape[1], centre.shape[0]), interpolation=cv2.INTER_LINEAR)
+            diff = np.abs(centre - surround)
+            total += cv2.resize(_normalise(diff), out_size, interpolation=cv2.INTER_LINEAR)
+    return total
+
+
+_GABORS: list[np.ndarray] = [
+    cv2.getGaborKernel((9, 9), sigma=2.0, theta=np.deg2rad(angle), lambd=5.0, gamma=1.0, psi=0).astype(np.float32)
+    for angle in (0, 45, 90, 135)
+]
+
+
+def itti_koch_map(frame: np.ndarray) -> np.ndarray:
+    """Itti-Koch-Niebur saliency, ``float32 (H, W)`` in [0, 1] (content only, no centre prior)."""
+    frame = check_frame(frame)
+    height, width = frame.shape[:2]
+    image = _work_image(frame)
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    intensity = (r + g + b) / 3.0
+    # Colour channels are normalised by intensity, and only where it exceeds 1/10 of its maximum.
+    weight = np.where(intensity > 0.1 * intensity.max(), 1.0 / np.maximum(intensity, 1e-6), 0.0).astype(np.float32)
+    rn, gn, bn = r * weight, g * weight, b * weight
+    red = np.clip(rn - (gn + bn) / 2, 0, None)
+    green = np.clip(gn - (rn + bn) / 2, 0, None)
+    blue = np.clip(bn - (rn + gn) / 2, 0, None)
+    yellow = np.clip((rn + gn) / 2 - np.abs(rn - gn) / 2 - bn, 0, None)
+    levels = 8
+    pyr_i = _pyramid(intensity, levels)
+    base = pyr_i[min(4, len(pyr_i) - 1)]
+    out_size = (base.shape[1], base.shape[0])
+    conspicuity_i = _centre_surround(pyr_i, out_size)
+    rg = _pyramid(red - green, levels)
+    by = _pyramid(blue - yellow, levels)
+    conspicuity_c = _centre_surround(rg, out_size) + _centre_surround(by, out_size)
+    conspicuity_o = np.zeros_like(conspicuity_i)
+    for kernel in _GABORS:
+        # only levels 2 and up enter the centre-surround differences: the two finest are not filtered
+        oriented = [np.abs(cv2.filter2D(level, cv2.CV_32F, kernel)) if depth >= 2 else level for depth, level in enumerate(pyr_i)]
+        conspicuity_o += _normalise(_centre_surround(oriented, out_size))
+    saliency = (_normalise(conspicuity_i) + _normalise(conspicuity_c) + _normalise(conspicuity_o)) / 3.0
+    saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
+    sigma = 0.02 * max(height, width)
+    return minmax(cv2.GaussianBlur(saliency, (0, 0), sigmaX=sigma, sigmaY=sigma))
+
+
+def boolean_map_saliency(frame: np.ndarray, step: int = 8, opening: int = 2) -> np.ndarray:
+    """Boolean Map Saliency (Zhang & Sclaroff 2013), ``float32 (H, W)`` in [0, 1], no centre prior.
+
+    Lab channels scaled to 0-255, thresholds every ``step`` levels; each Boolean map and its
+    complement are opened with a ``opening``-radius square, and the connected components that
+    do not touch the border form the attention map; each attention map is L2-normalised (the
+    paper's choice that favours small surrounded regions) and the mean is dilated and blurred.
+    """
+    frame = check_frame(frame)
+    height, width = frame.shape[:2]
+    image = _work_image(frame, 200)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    channels = []
+    for index in range(3):
+        channel = lab[..., index]
+        channel = (channel - channel.min()) / max(1e-6, float(channel.max() - channel.min())) * 255.0
+        channels.append(channel)
+    kernel = np.ones((2 * opening + 1, 2 * opening + 1), np.uint8)
+    total = np.zeros(lab.shape[:2], np.float32)
+    count = 0
+    for channel in channels:
+        for threshold in range(step, 256, step):
+            boolean = (channel > threshold).astype(np.uint8)
+            for candidate in (boolean, 1 - boolean):
+                opened = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, kernel)
+                n, labels = cv2.connectedComponents(opened, connectivity=4)
+                if n <= 1:
+                    continue
+                # components that touch no border (label 0 is the removed background): one lookup per pixel
+                inside = np.ones(n, dtype=bool)
+                inside[0] = False
+                inside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
+                surrounded = inside[labels]
+                if not surrounded.any():
+                    continue
+                attention = surrounded.astype(np.float32)
+                attention /= float(np.sqrt(attention.sum()))
+                total += attention
+                count += 1
+    if count == 0:
+        return np.zeros((height, width), np.float32)
+    total /= count
+    size = max(3, int(round(0.02 * max(total.shape))) | 1)
+    total = cv2.dilate(total, np.ones((size, size), np.uint8))
+    total = cv2.resize(total, (width, height), interpolation=cv2.INTER_LINEAR)
+    sigma = 0.03 * max(height, width)
+    return minmax(cv2.GaussianBlur(total, (0, 0), sigmaX=sigma, sigmaY=sigma))
+
+
+def plain_spectral_residual(frame: np.ndarray) -> np.ndarray:
+    """Hou & Zhang spectral residual, the platform's shared implementation."""
+    return spectral_residual(frame)
+
+
+MODELS = {
+    "itti_koch": (itti_koch_map, "Itti, Koch & Niebur 1998: multi-scale centre-surround intensity/colour/orientation"),
+    "boolean_map": (boolean_map_saliency, "Zhang & Sclaroff 2013 Boolean Map Saliency: surroundedness of thresholded Lab maps"),
+    "spectral_residual": (plain_spectral_residual, "Hou & Zhang 2007 spectral residual of the luma spectrum"),
+}
+
+# Centre-prior weights chosen on NUS Scene 001-150 (bench/bench_scorer_cards.py --tune: best NSS on
+# the grid 0, 0.2, ..., 0.8: Itti 1.136 at 0.6, BMS 1.251 at 0.4, spectral residual 1.251 at 0.5).
+DEFAULT_CENTRE = {"itti_koch": 0.6, "boolean_map": 0.4, "spectral_residual": 0.5}
+
+
+@dataclass
+class SaliencyModelScorer:
+    """A full-frame saliency model as a patch scorer and as an attention function for the check.
+
+    ``saliency_map`` is the per-pixel map (content with the centre prior mixed in);
+    ``score_patches`` averages it over each patch, so the model also fits the meaning-map
+    procedure; ``__call__`` is the attention function the manipulation check uses.
+    """
+
+    model: str
+    centre: float | None = None
+    centre_sigma_frac: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"unknown saliency model {self.model!r}; known: {', '.join(sorted(MODELS))}")
+        if self.centre is None:
+            self.centre = DEFAULT_CENTRE[self.model]
+        if not 0.0 <= self.centre <= 1.0:
+            raise ValueError(f"{self.model}: centre weight must be in [0, 1], got {self.centre}")
+        self.name = self.model
+
+    @property
+    def scorer_id(self) -> str:
+        return f"{self.model}-v1(centre={self.centre:g},sigma={self.centre_sigma_frac:g})"
+
+    def content_map(self, frame: np.ndarray) -> np.ndarray:
+        return MODELS[self.model][0](frame)
+
+    def saliency_map(self, frame: np.ndarray) -> np.ndarray:
+        content = minmax(self.content_map(frame))
+        if self.centre == 0:
+            return content
+        prior = centre_prior(content.shape[0], content.shape[1], self.centre_sigma_frac)
+        return ((1.0 - self.centre) * content + self.centre * prior).astype(np.float32)
+
+    __call__ = saliency_map
+
+    def score_patches(
+        self, frame: np.ndarray, centres: np.ndarray, radius_px: float, *, frame_index: int | None = None
+    ) -> np.ndarray:
+        return disk_means_at(self.saliency_map(frame), centres, radius_px)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "scorer": self.name,
+            "scorer_id": self.scorer_id,
+            "weights": "none (published model, no training)",
+            "trained": False,
+            "what_it_is": MODELS[self.model][1] + (f", plus a Gaussian centre prior (weight {self.centre:g})" if self.centre else ""),
+            "card": scorer_card(self.model),
+        }
+
+
+CARDS_FILE = "scorer_cards.json"
+
+
+def scorer_cards() -> dict[str, Any]:
+    """Validation cards of every scorer (NSS/CC on NUS Scene 151-300), as the bench stored them."""
+    try:
+        text = resources.files("align_core.perception.attention").joinpath(CARDS_FILE).read_text()
+    except FileNotFoundError:
+        return {}
+    return json.loads(text)
+
+
+def scorer_card(name: str) -> dict[str, Any] | None:
+    return scorer_cards().get("scorers", {}).get(name)
