@@ -28,10 +28,10 @@ from collections.abc import Iterable, Sequence
 
 from dagster import (
     AssetKey,
-    DagsterEventType,
     AssetRecordsFilter,
-    AssetSelection,
     AssetsDefinition,
+    AssetSelection,
+    DagsterEventType,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -89,8 +89,14 @@ def without_per_video_conditions(assets: Iterable[AssetsDefinition]) -> list[Ass
     """
     assets = list(assets)
     per_video = {spec.key for a in assets for spec in a.specs if spec.partitions_def == video_partitions}
-    fed = {spec.key for a in assets for spec in a.specs
-           if spec.partitions_def is None and "duckdb" in spec.kinds and any(dep.asset_key in per_video for dep in spec.deps)}
+    fed = {
+        spec.key
+        for a in assets
+        for spec in a.specs
+        if spec.partitions_def is None
+        and "duckdb" in spec.kinds
+        and any(dep.asset_key in per_video for dep in spec.deps)
+    }
     drop = per_video | fed
     return map_asset_specs(
         lambda spec: spec.replace_attributes(automation_condition=None) if spec.key in drop else spec, assets
@@ -147,7 +153,11 @@ def evaluate_per_video_automation(
 
     def newest(key: AssetKey) -> dict[str, int]:
         if key not in latest:
-            latest[key] = dict(instance.get_latest_storage_id_by_partition(key, DagsterEventType.ASSET_MATERIALIZATION, partitions=videos))
+            latest[key] = dict(
+                instance.get_latest_storage_id_by_partition(
+                    key, DagsterEventType.ASSET_MATERIALIZATION, partitions=videos
+                )
+            )
         return latest[key]
 
     run_requests: list[RunRequest] = []
@@ -168,11 +178,15 @@ def evaluate_per_video_automation(
                 break
         if ready:
             run_requests.append(
-                RunRequest(asset_selection=[child], partition_key=video, run_key=f"{child.to_user_string()}:{video}:{trigger}")
+                RunRequest(
+                    asset_selection=[child], partition_key=video, run_key=f"{child.to_user_string()}:{video}:{trigger}"
+                )
             )
     if tables:
         newest = max(tables.values())
-        run_requests.append(RunRequest(asset_selection=sorted(tables, key=lambda k: k.to_user_string()), run_key=f"tables:{newest}"))
+        run_requests.append(
+            RunRequest(asset_selection=sorted(tables, key=lambda k: k.to_user_string()), run_key=f"tables:{newest}")
+        )
     return run_requests, json.dumps(state, sort_keys=True), {"events": events, "requested": len(run_requests)}
 
 
@@ -184,9 +198,13 @@ def evaluate_per_video_automation(
     description="Carries each new or updated video downstream (eager rule), reading only the events since its cursor.",
 )
 def per_video_automation(context: SensorEvaluationContext):
-    requests, cursor, counts = evaluate_per_video_automation(context.instance, context.repository_def.asset_graph, context.cursor)
+    requests, cursor, counts = evaluate_per_video_automation(
+        context.instance, context.repository_def.asset_graph, context.cursor
+    )
     if not requests:
-        return SensorResult(skip_reason=SkipReason(f"no per-video stage to run ({counts['events']} new events)"), cursor=cursor)
+        return SensorResult(
+            skip_reason=SkipReason(f"no per-video stage to run ({counts['events']} new events)"), cursor=cursor
+        )
     return SensorResult(run_requests=requests, cursor=cursor)
 
 

@@ -18,8 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from align_core.io.layout import DataLayout
 from align_core.inputs.video_import import video_ids_in_inbox
+from align_core.io.layout import DataLayout
 from align_core.io.warehouse import read_connection, table_exists
 
 __all__ = [
@@ -45,7 +45,9 @@ def select_partitions(
         wanted = {industry.casefold() for industry in industries}
         with read_connection(layout.warehouse_path) as con:
             if not table_exists(con, "videos"):
-                raise ValueError(f"{layout.warehouse_path} has no videos table yet: materialize video_catalog and videos first")
+                raise ValueError(
+                    f"{layout.warehouse_path} has no videos table yet: materialize video_catalog and videos first"
+                )
             rows = con.execute("SELECT video_id, industry FROM videos").fetchall()
         by_industry = {video_id for video_id, industry in rows if industry and industry.casefold() in wanted}
         ids = [video_id for video_id in ids if video_id in by_industry]
@@ -66,15 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--added-since", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--added-until", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--print-keys", action="store_true", help="print the partition keys and stop")
-    parser.add_argument("--workers", type=int, default=1, help="videos materialized at once, each in its own worker process")
     parser.add_argument(
-        "--asset", action="append", dest="assets", metavar="NAME",
+        "--workers", type=int, default=1, help="videos materialized at once, each in its own worker process"
+    )
+    parser.add_argument(
+        "--asset",
+        action="append",
+        dest="assets",
+        metavar="NAME",
         help="materialize only this asset (repeatable; its upstream must be materialized already)",
     )
     args = parser.parse_args(argv)
     layout = DataLayout(Path(args.data_dir))
     try:
-        keys = select_partitions(layout, industries=args.industry, added_since=args.added_since, added_until=args.added_until)
+        keys = select_partitions(
+            layout, industries=args.industry, added_since=args.added_since, added_until=args.added_until
+        )
     except ValueError as exc:
         print(f"align-backfill: {exc}", file=sys.stderr)
         return 2

@@ -18,8 +18,8 @@ from dagster import (
 )
 
 from align_assets import schedules, sensors
-from align_assets.automation import per_video_automation, without_per_video_conditions
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
+from align_assets.automation import per_video_automation, without_per_video_conditions
 from align_assets.resources import default_resources
 
 __all__ = [
@@ -65,7 +65,12 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
         asset_checks=checks,
         sensors=[sensors.new_video_sensor, experiments.ab_export_sensor, automation_sensor, per_video_automation],
         schedules=[schedules.nightly_catch_up, schedules.daily_report],
-        jobs=[schedules.per_video_pipeline, schedules.warehouse_refresh, schedules.report_refresh, schedules.train_controlnet_job],
+        jobs=[
+            schedules.per_video_pipeline,
+            schedules.warehouse_refresh,
+            schedules.report_refresh,
+            schedules.train_controlnet_job,
+        ],
         resources=resources,
     )
 

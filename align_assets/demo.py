@@ -38,7 +38,8 @@ def _raw_files(layout: DataLayout) -> list[Path]:
     if not layout.raw_dir.is_dir():
         return []
     return sorted(
-        path for path in layout.raw_dir.rglob("*")
+        path
+        for path in layout.raw_dir.rglob("*")
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(layout.raw_dir).parts)
     )
 
@@ -80,8 +81,15 @@ def record_demo_inputs(layout: DataLayout) -> None:
     atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
-def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path | None, include_real: bool,
-                 real_size_ads: int = 0, real_size_seconds: float = 20.0) -> list[str]:
+def build_corpus(
+    layout: DataLayout,
+    n_videos: int,
+    seed: int,
+    shared_data: Path | None,
+    include_real: bool,
+    real_size_ads: int = 0,
+    real_size_seconds: float = 20.0,
+) -> list[str]:
     """Write the demo corpus; ``real_size_ads`` adds realistic-size (1080x1920, 30 fps) ads of that length."""
     from align_core.inputs.video_import import video_ids_in_inbox
     from align_demo.corpus import generate_demo_corpus
@@ -114,18 +122,30 @@ def build_corpus(layout: DataLayout, n_videos: int, seed: int, shared_data: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
-    parser.add_argument("--videos", type=int, default=8,
-                        help="number of procedurally rendered demo ads (8: six edited, two in each of three industries)")
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=8,
+        help="number of procedurally rendered demo ads (8: six edited, two in each of three industries)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--shared-data", default=None, help="path to shared/data (default: ../shared/data)")
     parser.add_argument("--no-real-clips", action="store_true", help="leave out the real CC BY clips")
-    parser.add_argument("--no-real-size-ad", action="store_true",
-                        help="leave out the realistic-size ad (1080x1920, 30 fps; the slowest video of the demo)")
-    parser.add_argument("--real-size-seconds", type=float, default=20.0,
-                        help="length of the realistic-size ad in seconds (default 20)")
+    parser.add_argument(
+        "--no-real-size-ad",
+        action="store_true",
+        help="leave out the realistic-size ad (1080x1920, 30 fps; the slowest video of the demo)",
+    )
+    parser.add_argument(
+        "--real-size-seconds", type=float, default=20.0, help="length of the realistic-size ad in seconds (default 20)"
+    )
     parser.add_argument("--ui-only", action="store_true", help="only prepare the instance for `dagster dev`")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="videos materialized at once, each in its own worker process (default: 2, or 1 on one core)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="videos materialized at once, each in its own worker process (default: 2, or 1 on one core)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -137,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
             "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
             "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
-            f"{layout.root}.", file=sys.stderr,
+            f"{layout.root}.",
+            file=sys.stderr,
         )
         return 2
     layout = layout.ensure()
@@ -156,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     extra = "" if args.no_real_size_ad else f" (with a {args.real_size_seconds:g} s 1080x1920 realistic-size ad)"
     print(f"Building the demo corpus in {layout.raw_dir}{extra} ...")
     try:
-        ids = build_corpus(layout, args.videos, args.seed, shared_data, include_real=not args.no_real_clips,
-                           real_size_ads=0 if args.no_real_size_ad else 1, real_size_seconds=args.real_size_seconds)
+        ids = build_corpus(
+            layout,
+            args.videos,
+            args.seed,
+            shared_data,
+            include_real=not args.no_real_clips,
+            real_size_ads=0 if args.no_real_size_ad else 1,
+            real_size_seconds=args.real_size_seconds,
+        )
     except ValueError as exc:
         print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
         return 2
@@ -177,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     reports = layout.reports_dir
     if reports.exists():
         print(f"  analysis report  : {reports}/report.html")
-    print("  query it         : .venv/bin/python -c \"import duckdb; print(duckdb.connect("
-          f"'{layout.warehouse_path}', read_only=True).sql('SELECT * FROM videos'))\"")
+    print(
+        '  query it         : .venv/bin/python -c "import duckdb; print(duckdb.connect('
+        f"'{layout.warehouse_path}', read_only=True).sql('SELECT * FROM videos'))\""
+    )
     print(f"  open the UI      : make ui   (DAGSTER_HOME={layout.dagster_home}, http://127.0.0.1:3000)")
     if failures:
         print("\nSome partitions failed (the others materialized):")
@@ -187,7 +217,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key}: " + message.replace("\n", "\n    "))
         return 1
     return 0
-
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ the batch partitions and the stages whose per-video function is factored out
 joins by wrapping its per-video function the same way.
 """
 
-
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
@@ -44,8 +43,8 @@ from dagster import (
 )
 
 from align_assets.resources import PlatformResource, default_resources
-from align_core.io.atomic import atomic_write_text
 from align_core.inputs.ids import validate_video_id
+from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
 __all__ = [
@@ -63,7 +62,9 @@ DEFAULT_BATCH_SIZE = 1_000
 BATCHES_DIR = "_batches"
 
 
-def batch_keys(video_ids: Sequence[str], arrival: date, batch_size: int = DEFAULT_BATCH_SIZE, first_index: int = 0) -> dict[str, list[str]]:
+def batch_keys(
+    video_ids: Sequence[str], arrival: date, batch_size: int = DEFAULT_BATCH_SIZE, first_index: int = 0
+) -> dict[str, list[str]]:
     """Split the videos that arrived on ``arrival`` into batches of at most ``batch_size``, in order."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -71,7 +72,7 @@ def batch_keys(video_ids: Sequence[str], arrival: date, batch_size: int = DEFAUL
     if len(set(ids)) != len(ids):
         raise ValueError(f"batch of {arrival.isoformat()}: a video id appears twice")
     return {
-        f"{arrival.isoformat()}-{first_index + n:04d}": ids[start:start + batch_size]
+        f"{arrival.isoformat()}-{first_index + n:04d}": ids[start : start + batch_size]
         for n, start in enumerate(range(0, len(ids), batch_size))
     }
 
@@ -104,7 +105,11 @@ def read_batch(layout: DataLayout, batch: str) -> list[str]:
 
 
 def batched_asset(
-    name: str, deps: Sequence[str], run_video: Callable[[PlatformResource, str], Mapping[str, Any]], *, done_file: str,
+    name: str,
+    deps: Sequence[str],
+    run_video: Callable[[PlatformResource, str], Mapping[str, Any]],
+    *,
+    done_file: str,
     group_name: str = "batched",
 ) -> AssetsDefinition:
     """A batch-partitioned asset that runs ``run_video(platform, video_id)`` for each video of its batch.
@@ -113,8 +118,15 @@ def batched_asset(
     skips those videos unless run config sets ``redo``).
     """
 
-    @asset(name=name, partitions_def=video_batch_partitions, deps=list(deps), group_name=group_name, kinds={"python"},
-           config_schema={"redo": Field(bool, default_value=False, is_required=False)}, description=f"{name} for every video of an arrival batch (large corpora).")
+    @asset(
+        name=name,
+        partitions_def=video_batch_partitions,
+        deps=list(deps),
+        group_name=group_name,
+        kinds={"python"},
+        config_schema={"redo": Field(bool, default_value=False, is_required=False)},
+        description=f"{name} for every video of an arrival batch (large corpora).",
+    )
     def _batched(context: AssetExecutionContext, platform: PlatformResource) -> MaterializeResult:
         redo = bool((context.op_execution_context.op_config or {}).get("redo", False))
         ids = read_batch(platform.layout, context.partition_key)
@@ -130,11 +142,18 @@ def batched_asset(
                 failed[video_id] = f"{type(exc).__name__}: {exc}"
                 context.log.error(f"{name} {video_id}: {exc}")
         if failed and not done and not skipped:
-            raise RuntimeError(f"{name} batch {context.partition_key}: every video failed, first: {next(iter(failed.items()))}")
-        return MaterializeResult(metadata={
-            "videos": len(ids), "materialized": done, "already_done": skipped, "failed": len(failed),
-            "failures": MetadataValue.json(failed),
-        })
+            raise RuntimeError(
+                f"{name} batch {context.partition_key}: every video failed, first: {next(iter(failed.items()))}"
+            )
+        return MaterializeResult(
+            metadata={
+                "videos": len(ids),
+                "materialized": done,
+                "already_done": skipped,
+                "failed": len(failed),
+                "failures": MetadataValue.json(failed),
+            }
+        )
 
     return _batched
 

@@ -23,7 +23,9 @@ CHEAP_BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=16)
 ONE_VIDEO_PER_RUN = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
-def materialize_each_video(context: AssetExecutionContext, build: Callable[[str], Mapping[str, Any]]) -> MaterializeResult:
+def materialize_each_video(
+    context: AssetExecutionContext, build: Callable[[str], Mapping[str, Any]]
+) -> MaterializeResult:
     """Run ``build(video_id)`` for every partition of the run, attaching its metadata to that video.
 
     Lets a cheap stage take one video (sensor/automation runs) or a batch (``CHEAP_BACKFILL``)

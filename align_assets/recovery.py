@@ -117,7 +117,9 @@ def reclaim_dead_runs(instance, reason: str = "") -> Reclaimed:
     for run in instance.get_runs(filters=RunsFilter(statuses=running)):
         alive, where = _run_process_alive(instance, run)
         if alive is False:
-            instance.report_run_failed(run, message=f"the process that ran this run ({where}) is gone (killed?){reason}")
+            instance.report_run_failed(
+                run, message=f"the process that ran this run ({where}) is gone (killed?){reason}"
+            )
             reclaimed.failed_runs.append(run.run_id)
     storage = instance.event_log_storage
     if storage.supports_global_concurrency_limits:
@@ -175,7 +177,11 @@ def blocked_steps(instance, run_ids: set[str] | None = None) -> list[BlockedStep
             for run_id, step_key in sorted(claimed):
                 run = instance.get_run_by_id(run_id)
                 status = run.status.value if run else "unknown run"
-                where = f"pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}" if run and PID_TAG in run.tags else "launched elsewhere"
+                where = (
+                    f"pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}"
+                    if run and PID_TAG in run.tags
+                    else "launched elsewhere"
+                )
                 holders.append(f"run {run_id[:8]} ({step_key}, {status}, {where})")
             out.append(BlockedStep(pending.run_id, pending.step_key, pool, int(info.slot_count), holders))
     return out

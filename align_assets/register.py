@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from align_core.io.layout import DataLayout
 from align_core.inputs.video_import import import_videos, videos_in_folder
+from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoError, is_video_file, probe_video
 
 __all__ = [
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"align-import: skipped {message}", file=sys.stderr)
     from dagster import DagsterInstance
 
-    from align_assets.runner import prepare_instance, quiet_dagster_warnings
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
+    from align_assets.runner import prepare_instance, quiet_dagster_warnings
 
     quiet_dagster_warnings()
     prepare_instance(layout.dagster_home)
@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     for entry in registered:
         state = "copied" if entry.copied else "unchanged"
         print(f"{entry.video_id:<40} {state:<9} {entry.source}")
-    print(f"{len(registered)} videos, {len(new)} new partitions in {layout.dagster_home}"
-          + (f"; {len(skipped)} file(s) skipped (listed above)" if skipped else ""))
+    print(
+        f"{len(registered)} videos, {len(new)} new partitions in {layout.dagster_home}"
+        + (f"; {len(skipped)} file(s) skipped (listed above)" if skipped else "")
+    )
     return 0
 
 

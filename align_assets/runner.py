@@ -92,10 +92,9 @@ def materialize_everything(
     """
     from dagster import DagsterInstance, materialize
 
-    from align_assets.recovery import process_tags
-
     from align_assets.definitions import all_asset_checks, all_assets, defs
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
+    from align_assets.recovery import process_tags
 
     instance = instance or DagsterInstance.get()
     op_config = op_config or {}
@@ -114,12 +113,19 @@ def materialize_everything(
     tags = {"align/launched_by": "make demo", **process_tags()}
 
     def launch(wave: set, **kwargs):
-        kwargs.update(selection=list(wave), instance=instance, resources=resources, raise_on_error=False,
-                      tags=tags, run_config=wave_config(wave))
+        kwargs.update(
+            selection=list(wave),
+            instance=instance,
+            resources=resources,
+            raise_on_error=False,
+            tags=tags,
+            run_config=wave_config(wave),
+        )
         if not watch:
             return materialize([*all_assets, *all_asset_checks], **kwargs)
         pools = set().union(*(graph.get(key).pools or set() for key in wave))
         return run_watched(instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, log)
+
     failures: dict[str, list[str]] = {}
 
     def wave_config(wave: set) -> dict:
@@ -137,8 +143,10 @@ def materialize_everything(
             wave = _closure(graph, remaining, partitioned=True)
             if wave:
                 names = sorted(k.to_user_string() for k in wave)
-                log(f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos"
-                    + (f" ({pool.size} at a time)" if pool else ""))
+                log(
+                    f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos"
+                    + (f" ({pool.size} at a time)" if pool else "")
+                )
                 if pool:
                     for key, ok, message, seconds in pool.run(names, partition_keys, wave_config(wave)):
                         log(f"   {key:<40} {'ok' if ok else 'FAILED':>6}  {seconds:6.1f} s")
@@ -148,7 +156,9 @@ def materialize_everything(
                     for key in partition_keys:
                         started = time.perf_counter()
                         result = launch(wave, partition_key=key)
-                        log(f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+                        log(
+                            f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s"
+                        )
                         if not result.success:
                             failures.setdefault(key, []).append(_failure_message(result))
             else:
@@ -158,7 +168,9 @@ def materialize_everything(
                 log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
                 started = time.perf_counter()
                 result = launch(wave)
-                log(f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s")
+                log(
+                    f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s"
+                )
                 if not result.success:
                     failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
             remaining -= wave
@@ -193,9 +205,14 @@ def _worker_materialize(names: list[str], key: str, run_config: dict) -> tuple[s
 
     started = time.perf_counter()
     result = materialize(
-        [*all_assets, *all_asset_checks], selection=[AssetKey.from_user_string(n) for n in names],
-        instance=DagsterInstance.get(), resources=dict(defs.resources), raise_on_error=False, partition_key=key,
-        tags={"align/launched_by": "make demo", **process_tags()}, run_config=run_config,
+        [*all_assets, *all_asset_checks],
+        selection=[AssetKey.from_user_string(n) for n in names],
+        instance=DagsterInstance.get(),
+        resources=dict(defs.resources),
+        raise_on_error=False,
+        partition_key=key,
+        tags={"align/launched_by": "make demo", **process_tags()},
+        run_config=run_config,
     )
     return key, result.success, "" if result.success else _failure_message(result), time.perf_counter() - started
 
@@ -208,7 +225,9 @@ class VideoWorkers:
         from concurrent.futures import ProcessPoolExecutor
 
         self.size = size
-        self._executor = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start)
+        self._executor = ProcessPoolExecutor(
+            size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
+        )
 
     def run(self, names: list[str], keys: list[str], run_config: dict):
         """Yield ``(key, ok, message, seconds)`` as each video's run finishes (in finishing order)."""
@@ -266,8 +285,10 @@ def _wait_for_pools(instance, pools: set[str], log, poll_s: float = 1.0) -> None
                 holders = [b for b in blocked_steps(instance) if b.pool == pool]
                 info = instance.event_log_storage.get_concurrency_info(pool)
                 who = ", ".join(f"run {slot.run_id[:8]} ({slot.step_key})" for slot in info.claimed_slots)
-                log(f"   waiting for a slot in pool '{pool}' (limit {info.slot_count}), held by {who}"
-                    f"{f'; {len(holders)} step(s) queued' if holders else ''}. Ctrl-C stops.")
+                log(
+                    f"   waiting for a slot in pool '{pool}' (limit {info.slot_count}), held by {who}"
+                    f"{f'; {len(holders)} step(s) queued' if holders else ''}. Ctrl-C stops."
+                )
             announced = True
         time.sleep(poll_s)
 
@@ -316,7 +337,9 @@ def interrupt_runs(instance, why: str) -> list[str]:
     return cancelled
 
 
-def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None, workers: int = 1) -> dict[str, list[str]]:
+def run_command(
+    name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None, workers: int = 1
+) -> dict[str, list[str]]:
     """What the command-line runners share: reclaim what killed runs left, run the waves, stop cleanly on Ctrl-C.
 
     Returns the failures by partition; on Ctrl-C or SIGTERM it cancels this process's runs,
@@ -344,9 +367,13 @@ def run_command(name: str, layout: DataLayout, keys: list[str], *, assets: list[
         from align_assets.recovery import reclaim_dead_runs
 
         cancelled += reclaim_dead_runs(instance, f" ({name} was interrupted)").failed_runs  # the video workers' runs
-        print(f"\n{name}: interrupted; cancelled {len(cancelled)} run(s) and freed their pool slots"
-              f"{': ' + ', '.join(cancelled) if cancelled else ''}. Finished outputs are kept; "
-              "temporary files are removed on the next start.", file=sys.stderr, flush=True)
+        print(
+            f"\n{name}: interrupted; cancelled {len(cancelled)} run(s) and freed their pool slots"
+            f"{': ' + ', '.join(cancelled) if cancelled else ''}. Finished outputs are kept; "
+            "temporary files are removed on the next start.",
+            file=sys.stderr,
+            flush=True,
+        )
         sys.stdout.flush()
         os._exit(130)  # the run's worker thread may be inside a C extension: do not wait for it
     finally:

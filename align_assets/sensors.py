@@ -1,6 +1,5 @@
 """Sensors: new videos dropped into ``raw/videos`` become partitions and get catalogued."""
 
-
 from dagster import (
     AddDynamicPartitionsRequest,
     DefaultSensorStatus,

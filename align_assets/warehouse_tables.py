@@ -9,7 +9,6 @@ atomically. A table asset then rebuilds its DuckDB table from every video's file
 - the table write itself is one transaction under the warehouse writer lock.
 """
 
-
 from dagster import AssetExecutionContext, AssetKey, AutomationCondition, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
@@ -23,8 +22,15 @@ __all__ = [
 
 
 def collect_table_asset(
-    *, name: str, source_asset: str, file_role: str, description: str, group_name: str, order_by: str,
-    table: str | None = None, eligibility: tuple[str, str] | None = None,
+    *,
+    name: str,
+    source_asset: str,
+    file_role: str,
+    description: str,
+    group_name: str,
+    order_by: str,
+    table: str | None = None,
+    eligibility: tuple[str, str] | None = None,
 ):
     """Build an unpartitioned asset that collects one Parquet file per video into a table.
 
@@ -44,7 +50,9 @@ def collect_table_asset(
         automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
-    def _table(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+    def _table(
+        context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ) -> MaterializeResult:
         layout = platform.layout
         files = layout.artifact_files(source_asset, file_role)
         checked = layout.artifact_files(*eligibility) if eligibility else None

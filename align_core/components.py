@@ -109,7 +109,9 @@ class ScorerChoice(_Choice):
         default=None, description="feature_richness | spectral_residual | llava | provided (default: the profile's)"
     )
     llava_model_path: str | None = Field(default=None, description="local LLaVA directory (the llava scorer)")
-    provided_maps: str | None = Field(default=None, description="directory or npz of external heatmaps (the provided scorer)")
+    provided_maps: str | None = Field(
+        default=None, description="directory or npz of external heatmaps (the provided scorer)"
+    )
     max_long_side: int = Field(default=512, description="working resolution for scoring; maps are resized back")
 
     _name_field = "scorer"
@@ -121,7 +123,9 @@ class ScorerChoice(_Choice):
         name = self.name
         if name == "llava":
             if not self.llava_model_path:
-                raise ValueError("the llava scorer needs llava_model_path (a local LLaVA directory); no hub downloads here")
+                raise ValueError(
+                    "the llava scorer needs llava_model_path (a local LLaVA directory); no hub downloads here"
+                )
             return SCORERS.build("llava", model_path=self.llava_model_path, device=device)
         if name == "provided":
             if not self.provided_maps:
@@ -155,9 +159,17 @@ class EditorChoice(_Choice):
     controlnet_strength: float = Field(default=0.5)
     controlnet_guidance: float = Field(default=1.0)
     controlnet_scheduler: str = Field(default="ddim")
-    controlnet_resolution: int | None = Field(default=None, description="edit at this size (None: the checkpoint's training size x8)")
-    min_ssim: float = Field(default=0.90, description="perceptual budget (model-free editor): per-frame SSIM outside product and protected regions")
-    max_delta_e: float = Field(default=6.0, description="perceptual budget (model-free editor): per-frame mean CIEDE2000 outside product and protected regions")
+    controlnet_resolution: int | None = Field(
+        default=None, description="edit at this size (None: the checkpoint's training size x8)"
+    )
+    min_ssim: float = Field(
+        default=0.90,
+        description="perceptual budget (model-free editor): per-frame SSIM outside product and protected regions",
+    )
+    max_delta_e: float = Field(
+        default=6.0,
+        description="perceptual budget (model-free editor): per-frame mean CIEDE2000 outside product and protected regions",
+    )
 
     _name_field = "editor"
 
@@ -180,11 +192,18 @@ class EditorChoice(_Choice):
         options: dict[str, Any] = {}
         if EDITORS.traits(name).get("needs_checkpoint"):
             if checkpoint is None:
-                raise FileNotFoundError(f"the {name} editor needs a trained checkpoint: materialize controlnet_checkpoint first")
+                raise FileNotFoundError(
+                    f"the {name} editor needs a trained checkpoint: materialize controlnet_checkpoint first"
+                )
             options = {
-                "checkpoint": checkpoint, "steps": self.controlnet_steps, "strength": self.controlnet_strength,
-                "guidance_scale": self.controlnet_guidance, "scheduler": self.controlnet_scheduler,
-                "resolution": self.controlnet_resolution, "device": device, "prompt": prompt,
+                "checkpoint": checkpoint,
+                "steps": self.controlnet_steps,
+                "strength": self.controlnet_strength,
+                "guidance_scale": self.controlnet_guidance,
+                "scheduler": self.controlnet_scheduler,
+                "resolution": self.controlnet_resolution,
+                "device": device,
+                "prompt": prompt,
             }
         elif name == "salience":
             options = {"min_ssim": self.min_ssim, "max_delta_e": self.max_delta_e}

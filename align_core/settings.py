@@ -56,4 +56,3 @@ PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
         patch_scorer="llava", segmenter="clipseg", editor="controlnet", backbone="pretrained", device="cuda"
     ),
 }
-

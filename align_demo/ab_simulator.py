@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from align_core.io.atomic import atomic_path
 from align_core.inputs.ids import validate_video_id
+from align_core.io.atomic import atomic_path
 from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, parse_variants
 
 __all__ = [
@@ -126,9 +126,12 @@ class SimulationEffects:
         return {s.name: float(given.get(s.name, 0.0)) for s in variants}
 
 
-def planted_truth(videos: pd.DataFrame, effects: SimulationEffects,
-                  achieved_delta: pd.DataFrame | None = None,
-                  variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS) -> dict[str, Any]:
+def planted_truth(
+    videos: pd.DataFrame,
+    effects: SimulationEffects,
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+) -> dict[str, Any]:
     """The true effects of a simulation, keyed like the analysis (ctr, cvr, watch_time).
 
     Every video gets the same expected traffic per arm and, in expectation, the same base
@@ -196,8 +199,14 @@ def simulate_ab_rows(
     """
     effects = effects or SimulationEffects()
     rng = np.random.default_rng(seed)
-    vids = videos["video_id"].astype(str).map(lambda v: validate_video_id(v, where="simulate_ab_export videos")).to_numpy()
-    industry = videos["industry"].fillna("unknown").astype(str).to_numpy() if "industry" in videos else np.full(len(vids), "unknown")
+    vids = (
+        videos["video_id"].astype(str).map(lambda v: validate_video_id(v, where="simulate_ab_export videos")).to_numpy()
+    )
+    industry = (
+        videos["industry"].fillna("unknown").astype(str).to_numpy()
+        if "industry" in videos
+        else np.full(len(vids), "unknown")
+    )
     specs = _resolve_variants(variants)
     control = next((s.name for s in specs if s.role == "control"), None)
     ctr_l, cvr_l, watch_l = (effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time"))
@@ -221,8 +230,7 @@ def simulate_ab_rows(
     for variant in variants:
         eta = rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != control else np.zeros((3, n_v))
         dose = np.array([delta_lookup.get((v, variant), 0.0) for v in vids])
-        p = np.clip(p_base * (1 + ctr_l[variant] * mod + eta[0])
-                    * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
+        p = np.clip(p_base * (1 + ctr_l[variant] * mod + eta[0]) * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
         q = np.clip(q_base * (1 + cvr_l[variant] * mod + eta[1]), 1e-6, 0.999)
         w = np.maximum(w_base * (1 + watch_l[variant] * mod + eta[2]), 0.1)
         lam = impressions_per_arm * shares[variant] * len(variants) * effects.served_share_bias.get(variant, 1.0)
@@ -241,20 +249,24 @@ def simulate_ab_rows(
         # rounded up so the written sums still satisfy n * sumsq >= sum^2 after rounding
         wsq = np.ceil(np.where(n > 0, wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * s2, 0.0) * 1000) / 1000
         idx_v, idx_d, idx_s = np.meshgrid(np.arange(n_v), np.arange(days), np.arange(n_s), indexing="ij")
-        frames.append(pd.DataFrame({
-            "experiment_id": experiment_id,
-            "video_id": vids[idx_v.ravel()],
-            "variant": variant,
-            "date": [dates[i].isoformat() for i in idx_d.ravel()],
-            "segment": np.asarray(segments, dtype=object)[idx_s.ravel()],
-            "impressions": split.ravel(),
-            "clicks": clicks.ravel(),
-            "conversions": conversions.ravel(),
-            "spend": np.round(split.ravel() * effects.cost_per_mille / 1000.0, 4),
-            "watch_time_s_sum": wsum.ravel(),
-            "watch_time_s_sumsq": wsq.ravel(),
-            "planned_share": shares[variant],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "experiment_id": experiment_id,
+                    "video_id": vids[idx_v.ravel()],
+                    "variant": variant,
+                    "date": [dates[i].isoformat() for i in idx_d.ravel()],
+                    "segment": np.asarray(segments, dtype=object)[idx_s.ravel()],
+                    "impressions": split.ravel(),
+                    "clicks": clicks.ravel(),
+                    "conversions": conversions.ravel(),
+                    "spend": np.round(split.ravel() * effects.cost_per_mille / 1000.0, 4),
+                    "watch_time_s_sum": wsum.ravel(),
+                    "watch_time_s_sumsq": wsq.ravel(),
+                    "planned_share": shares[variant],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -278,16 +290,24 @@ def simulate_ab_export(
     temporary name and renamed into place, so an inbox scan never sees half a file.
     """
     path = Path(path)
-    out = simulate_ab_rows(videos, effects, seed=seed, days=days, segments=segments,
-                           impressions_per_arm=impressions_per_arm, experiment_id=experiment_id,
-                           start_date=start_date, achieved_delta=achieved_delta, variants=variants)
+    out = simulate_ab_rows(
+        videos,
+        effects,
+        seed=seed,
+        days=days,
+        segments=segments,
+        impressions_per_arm=impressions_per_arm,
+        experiment_id=experiment_id,
+        start_date=start_date,
+        achieved_delta=achieved_delta,
+        variants=variants,
+    )
     with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
         if path.suffix.lower() == ".parquet":
             out.to_parquet(tmp, index=False)
         else:
             out.to_csv(tmp, index=False)
     return path
-
 
 
 def simulate_uploaded_export(
@@ -310,8 +330,8 @@ def simulate_uploaded_export(
     kwargs.setdefault("experiment_id", str(manifest["experiment_id"].iat[0]))
     tested = videos[videos["video_id"].astype(str).isin(set(manifest["video_id"].astype(str)))]
     rows = simulate_ab_rows(tested, effects, variants=variants, **kwargs)
-    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"]))
-    rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"])]]
+    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"], strict=False))
+    rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"], strict=False)]]
     with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
         rows.to_csv(tmp, index=False)
     return path

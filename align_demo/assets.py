@@ -23,12 +23,12 @@ from pydantic import Field
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
-from align_core.io.atomic import atomic_write_text
 from align_core.experiments.config import ExperimentConfig
 from align_core.experiments.upload_manifest import build_upload_manifest
-from align_core.stimuli.plans import DEFAULT_VARIANTS
+from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.warehouse import read_connection, table_exists
+from align_core.stimuli.plans import DEFAULT_VARIANTS
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
 from analysis.preregistration import register_plan
 from analysis.queries import achieved_deltas
@@ -61,10 +61,14 @@ def nothing_edited(layout: DataLayout) -> str:
     skipped = layout.artifact_files("variant_plans", "skipped")
     if not skipped:
         return "no variants table: materialize variant_videos and the variants table first"
-    reasons = "; ".join(f"{json.loads(path.read_text())['video_id']}: {json.loads(path.read_text())['reason']}" for path in skipped[:5])
-    return (f"no variant was rendered, so there is no experiment to simulate: {len(skipped)} video(s) were skipped for "
-            f"editing ({reasons}). Give them a visible product keyword in raw/keywords.csv and re-run variant_plans "
-            "and variant_videos.")
+    reasons = "; ".join(
+        f"{json.loads(path.read_text())['video_id']}: {json.loads(path.read_text())['reason']}" for path in skipped[:5]
+    )
+    return (
+        f"no variant was rendered, so there is no experiment to simulate: {len(skipped)} video(s) were skipped for "
+        f"editing ({reasons}). Give them a visible product keyword in raw/keywords.csv and re-run variant_plans "
+        "and variant_videos."
+    )
 
 
 @asset(
@@ -72,8 +76,9 @@ def nothing_edited(layout: DataLayout) -> str:
     group_name="experiments",
     kinds={"python", "csv"},
 )
-def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource,
-                   config: DemoExportSettings) -> MaterializeResult:
+def demo_ab_export(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource, config: DemoExportSettings
+) -> MaterializeResult:
     """Simulate the A/B test of the variants and drop its export in the inbox (demo profile only).
 
     The export has exactly the schema ad platforms deliver; its planted effects (per variant,
@@ -85,7 +90,9 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     with read_connection(warehouse.database) as con:
         if not table_exists(con, "variants"):
             raise ValueError(nothing_edited(layout))
-        arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant").df()
+        arms = con.execute(
+            "SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant"
+        ).df()
         # Only videos whose variants exist can be in an experiment (screened ones were never edited).
         videos = con.execute(
             "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
@@ -105,20 +112,40 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
     # The dose term uses each variant's achieved change in its own window: the same doses the
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
     doses = select_doses(measured) if measured is not None and len(measured) else None
-    effects = SimulationEffects(industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0)
+    effects = SimulationEffects(
+        industry_modifier=DEMO_INDUSTRY_MODIFIERS, ctr_dose_slope=DEMO_DOSE_SLOPE if doses is not None else 0.0
+    )
     # Before any result: the experiment's registry and its hashed analysis plan, then the upload
     # manifest (eligible variants only, unless include_ineligible); the simulated export covers
     # exactly the uploaded ads.
     experiment = ExperimentConfig(
-        DEMO_EXPERIMENT_ID, DEFAULT_VARIANTS, name="demo: timing of the product boost", planned_videos=len(videos),
-        planned_impressions_per_arm=4000.0 * 7 * len(videos), planned_days=7, start_date=_dt.date(2026, 11, 1),
+        DEMO_EXPERIMENT_ID,
+        DEFAULT_VARIANTS,
+        name="demo: timing of the product boost",
+        planned_videos=len(videos),
+        planned_impressions_per_arm=4000.0 * 7 * len(videos),
+        planned_days=7,
+        start_date=_dt.date(2026, 11, 1),
     )
     plan = register_plan(experiment, warehouse.database, layout.root / "experiments")
-    manifest = build_upload_manifest(warehouse.database, experiment.experiment_id, layout.root / "experiments",
-                                     experiment.variants, include_ineligible=config.include_ineligible)
+    manifest = build_upload_manifest(
+        warehouse.database,
+        experiment.experiment_id,
+        layout.root / "experiments",
+        experiment.variants,
+        include_ineligible=config.include_ineligible,
+    )
     path = simulate_uploaded_export(
-        videos, manifest.rows, layout.ab_inbox_dir / DEMO_EXPORT_NAME, effects=effects, variants=experiment.variants,
-        seed=11, days=7, impressions_per_arm=4000, achieved_delta=doses, start_date=experiment.start_date,
+        videos,
+        manifest.rows,
+        layout.ab_inbox_dir / DEMO_EXPORT_NAME,
+        effects=effects,
+        variants=experiment.variants,
+        seed=11,
+        days=7,
+        impressions_per_arm=4000,
+        achieved_delta=doses,
+        start_date=experiment.start_date,
     )
     truth = planted_truth(videos, effects, achieved_delta=doses, variants=experiment.variants)
     truth_path = atomic_write_text(layout.artifact("demo_ab_export", "truth"), json.dumps(truth, indent=2))
@@ -148,15 +175,24 @@ def demo_ab_export(context: AssetExecutionContext, platform: PlatformResource, w
 def planted_effects_recovered(platform: PlatformResource, warehouse: DuckDBResource) -> AssetCheckResult:
     truth_path = platform.layout.artifact("demo_ab_export", "truth")
     if not truth_path.exists():
-        return AssetCheckResult(passed=False, metadata={"reason": f"{truth_path} does not exist: materialize demo_ab_export"})
+        return AssetCheckResult(
+            passed=False, metadata={"reason": f"{truth_path} does not exist: materialize demo_ab_export"}
+        )
     with read_connection(warehouse.database) as con:
         lift = con.execute("SELECT * FROM analysis_lift").df() if table_exists(con, "analysis_lift") else pd.DataFrame()
-        dose = con.execute("SELECT * FROM analysis_dose_response").df() if table_exists(con, "analysis_dose_response") else None
+        dose = (
+            con.execute("SELECT * FROM analysis_dose_response").df()
+            if table_exists(con, "analysis_dose_response")
+            else None
+        )
     recovery = planted_vs_estimated(lift, json.loads(truth_path.read_text()), dose)
     if recovery.empty:
         return AssetCheckResult(
-            passed=True, severity=AssetCheckSeverity.WARN,
-            metadata={"planted_effects_recovered": "no estimates to compare (too few videos for cluster-robust intervals)"},
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "planted_effects_recovered": "no estimates to compare (too few videos for cluster-robust intervals)"
+            },
         )
     covered = int(recovery["covered"].sum())
     return AssetCheckResult(
@@ -176,21 +212,33 @@ def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | N
     if dose is not None and len(dose) and slope:
         within = dose[(dose["metric"] == "ctr") & dose["model"].str.contains("within variant")]
         for _, row in within.iterrows():
-            rows.append({
-                "metric": "ctr dose slope (log lift per unit alignment change)", "variant": "all (within variant)",
-                "planted": slope, "estimate": row["slope"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-                "covered": bool(row["ci_low"] <= slope <= row["ci_high"]),
-            })
+            rows.append(
+                {
+                    "metric": "ctr dose slope (log lift per unit alignment change)",
+                    "variant": "all (within variant)",
+                    "planted": slope,
+                    "estimate": row["slope"],
+                    "ci_low": row["ci_low"],
+                    "ci_high": row["ci_high"],
+                    "covered": bool(row["ci_low"] <= slope <= row["ci_high"]),
+                }
+            )
     for _, row in lift.iterrows():
         metric = str(row["metric"])
         planted = truth.get(metric, {}).get(str(row["variant"]))
         if planted is None:
             continue
-        rows.append({
-            "metric": metric, "variant": row["variant"], "planted": planted,
-            "estimate": row["rel_lift"], "ci_low": row["rel_ci_low"], "ci_high": row["rel_ci_high"],
-            "covered": bool(row["rel_ci_low"] <= planted <= row["rel_ci_high"]),
-        })
+        rows.append(
+            {
+                "metric": metric,
+                "variant": row["variant"],
+                "planted": planted,
+                "estimate": row["rel_lift"],
+                "ci_low": row["rel_ci_low"],
+                "ci_high": row["rel_ci_high"],
+                "covered": bool(row["rel_ci_low"] <= planted <= row["rel_ci_high"]),
+            }
+        )
     return pd.DataFrame(rows, columns=["metric", "variant", "planted", "estimate", "ci_low", "ci_high", "covered"])
 
 

@@ -79,9 +79,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from align_core.inputs.ids import validate_video_id, video_id_from_filename
 from align_core.io.arrays import save_mask_stack
 from align_core.io.atomic import atomic_path, atomic_write_text
-from align_core.inputs.ids import validate_video_id, video_id_from_filename
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter
 
@@ -115,49 +115,100 @@ __all__ = [
 
 #: Column names of ``alignment_score.csv`` in the research data, in order.
 ALIGNMENT_COLUMNS: tuple[str, ...] = (
-    "video id", "Scene Number", "attention_proportion", "start_time", "end_time", "CTR_mean",
-    "CVR_mean", "Clicks_mean", "Conversion_mean", "Remain_mean", "contrast", "brightness", "industry",
+    "video id",
+    "Scene Number",
+    "attention_proportion",
+    "start_time",
+    "end_time",
+    "CTR_mean",
+    "CVR_mean",
+    "Clicks_mean",
+    "Conversion_mean",
+    "Remain_mean",
+    "contrast",
+    "brightness",
+    "industry",
 )
 #: Column names of ``keywords.csv`` in the research data, in order.
 KEYWORD_COLUMNS: tuple[str, ...] = ("_id", "keyword_list[0]")
 
 INDUSTRIES: tuple[str, ...] = (
-    "Beauty", "Fashion", "Food & Beverage", "Electronics", "Home", "Health & Fitness", "Jewelry",
+    "Beauty",
+    "Fashion",
+    "Food & Beverage",
+    "Electronics",
+    "Home",
+    "Health & Fitness",
+    "Jewelry",
 )
 
 #: Product silhouettes, and keywords (all present in the real keyword file) with their industry.
 PRODUCT_KEYWORDS: dict[str, tuple[tuple[str, str], ...]] = {
     "bottle": (
-        ("perfume", "Beauty"), ("fragrances", "Beauty"), ("pheromone perfume", "Beauty"),
-        ("cologne", "Beauty"), ("serum", "Beauty"), ("shampoo", "Beauty"), ("sunscreen", "Beauty"),
-        ("body lotion", "Beauty"), ("water bottle", "Health & Fitness"),
-        ("energy drink", "Food & Beverage"), ("supplements", "Health & Fitness"),
+        ("perfume", "Beauty"),
+        ("fragrances", "Beauty"),
+        ("pheromone perfume", "Beauty"),
+        ("cologne", "Beauty"),
+        ("serum", "Beauty"),
+        ("shampoo", "Beauty"),
+        ("sunscreen", "Beauty"),
+        ("body lotion", "Beauty"),
+        ("water bottle", "Health & Fitness"),
+        ("energy drink", "Food & Beverage"),
+        ("supplements", "Health & Fitness"),
     ),
     "box": (
-        ("coffee", "Food & Beverage"), ("tea", "Food & Beverage"), ("cereal", "Food & Beverage"),
-        ("smartphones", "Electronics"), ("headphones", "Electronics"), ("earbuds", "Electronics"),
-        ("toy", "Home"), ("book", "Home"), ("protein powder", "Health & Fitness"),
+        ("coffee", "Food & Beverage"),
+        ("tea", "Food & Beverage"),
+        ("cereal", "Food & Beverage"),
+        ("smartphones", "Electronics"),
+        ("headphones", "Electronics"),
+        ("earbuds", "Electronics"),
+        ("toy", "Home"),
+        ("book", "Home"),
+        ("protein powder", "Health & Fitness"),
     ),
     "shoe": (
-        ("shoes", "Fashion"), ("sneakers", "Fashion"), ("sneaker", "Fashion"), ("boots", "Fashion"),
-        ("slippers", "Fashion"), ("sandals", "Fashion"), ("running shoes", "Health & Fitness"),
+        ("shoes", "Fashion"),
+        ("sneakers", "Fashion"),
+        ("sneaker", "Fashion"),
+        ("boots", "Fashion"),
+        ("slippers", "Fashion"),
+        ("sandals", "Fashion"),
+        ("running shoes", "Health & Fitness"),
     ),
     "jar": (
-        ("cream", "Beauty"), ("face cream", "Beauty"), ("eye cream", "Beauty"),
-        ("moisturizer", "Beauty"), ("foundation", "Beauty"), ("lip balm", "Beauty"),
-        ("candle", "Home"), ("candles", "Home"), ("honey", "Food & Beverage"),
+        ("cream", "Beauty"),
+        ("face cream", "Beauty"),
+        ("eye cream", "Beauty"),
+        ("moisturizer", "Beauty"),
+        ("foundation", "Beauty"),
+        ("lip balm", "Beauty"),
+        ("candle", "Home"),
+        ("candles", "Home"),
+        ("honey", "Food & Beverage"),
     ),
     "watch": (
-        ("watch", "Jewelry"), ("watches", "Jewelry"), ("bracelet", "Jewelry"),
-        ("smartwatch", "Electronics"), ("smart watch", "Electronics"),
+        ("watch", "Jewelry"),
+        ("watches", "Jewelry"),
+        ("bracelet", "Jewelry"),
+        ("smartwatch", "Electronics"),
+        ("smart watch", "Electronics"),
     ),
 }
 PRODUCT_KINDS: tuple[str, ...] = tuple(PRODUCT_KEYWORDS)
 
 #: Calls to action that name no visible object (all present in the real keyword file).
 CTA_KEYWORDS: tuple[str, ...] = (
-    "shop now", "free shipping", "get yours now", "get yours today", "buy now", "learn more",
-    "order now", "swipe left", "click the link below",
+    "shop now",
+    "free shipping",
+    "get yours now",
+    "get yours today",
+    "buy now",
+    "learn more",
+    "order now",
+    "swipe left",
+    "click the link below",
 )
 
 #: Keywords for the real clips in ``shared/data/videos`` (by file stem); unknown stems get "".
@@ -173,13 +224,21 @@ DEFAULT_REAL_CLIPS: tuple[str, ...] = ("fruit-and-vegetable-detection.mp4", "hel
 #: and where they sign (fast hand motion needs more than one box per scene).
 REAL_CLIP_ANNOTATIONS: dict[str, tuple[tuple[int, int, int, int, int, str], ...]] = {
     "fruit-and-vegetable-detection": (
-        (10, 324, 140, 66, 64, "apple"), (40, 45, 145, 165, 60, "broccoli"),
-        (70, 216, 150, 117, 62, "cauliflower"), (100, 70, 134, 83, 79, "orange"),
+        (10, 324, 140, 66, 64, "apple"),
+        (40, 45, 145, 165, 60, "broccoli"),
+        (70, 216, 150, 117, 62, "cauliflower"),
+        (100, 70, 134, 83, 79, "orange"),
     ),
     "help": (
-        (0, 196, 395, 52, 85, "left hand"), (14, 272, 212, 146, 116, "hands"), (20, 272, 210, 140, 118, "hands"),
-        (24, 268, 148, 132, 102, "hands"), (30, 268, 118, 120, 100, "hands"), (40, 268, 150, 132, 100, "hands"),
-        (45, 248, 210, 125, 118, "hands"), (50, 196, 385, 64, 95, "left hand"), (50, 378, 395, 66, 85, "right hand"),
+        (0, 196, 395, 52, 85, "left hand"),
+        (14, 272, 212, 146, 116, "hands"),
+        (20, 272, 210, 140, 118, "hands"),
+        (24, 268, 148, 132, 102, "hands"),
+        (30, 268, 118, 120, 100, "hands"),
+        (40, 268, 150, 132, 100, "hands"),
+        (45, 248, 210, 125, 118, "hands"),
+        (50, 196, 385, 64, 95, "left hand"),
+        (50, 378, 395, 66, 85, "right hand"),
     ),
 }
 
@@ -194,19 +253,42 @@ REAL_CLIP_PROTECT: dict[str, tuple[tuple[int, int, int, int, str], ...]] = {
 PLANTED_RELATION: dict[str, Any] = {
     "unit": "one observation per alignment_score.csv row (a scene)",
     "ctr": {
-        "link": "logit", "intercept": -4.4, "attention_proportion": 1.2, "contrast_z": 0.3,
+        "link": "logit",
+        "intercept": -4.4,
+        "attention_proportion": 1.2,
+        "contrast_z": 0.3,
         "noise_sd": 0.15,
-        "industry": {"Beauty": 0.2, "Fashion": 0.1, "Food & Beverage": 0.0, "Electronics": -0.2,
-                     "Home": -0.1, "Health & Fitness": 0.05, "Jewelry": 0.15},
+        "industry": {
+            "Beauty": 0.2,
+            "Fashion": 0.1,
+            "Food & Beverage": 0.0,
+            "Electronics": -0.2,
+            "Home": -0.1,
+            "Health & Fitness": 0.05,
+            "Jewelry": 0.15,
+        },
     },
     "cvr": {
-        "link": "logit", "intercept": -3.0, "attention_proportion": 0.8, "contrast_z": 0.1,
+        "link": "logit",
+        "intercept": -3.0,
+        "attention_proportion": 0.8,
+        "contrast_z": 0.1,
         "noise_sd": 0.15,
-        "industry": {"Beauty": 0.1, "Fashion": -0.1, "Food & Beverage": 0.2, "Electronics": -0.3,
-                     "Home": 0.0, "Health & Fitness": 0.1, "Jewelry": -0.2},
+        "industry": {
+            "Beauty": 0.1,
+            "Fashion": -0.1,
+            "Food & Beverage": 0.2,
+            "Electronics": -0.3,
+            "Home": 0.0,
+            "Health & Fitness": 0.1,
+            "Jewelry": -0.2,
+        },
     },
     "remain": {
-        "link": "logit", "intercept": 0.8, "attention_proportion": 0.5, "scene_position": -1.0,
+        "link": "logit",
+        "intercept": 0.8,
+        "attention_proportion": 0.5,
+        "scene_position": -1.0,
         "noise_sd": 0.1,
         "scene_position_definition": "(scene_number - 1) / (n_scenes - 1), 0 for a single scene",
     },
@@ -219,7 +301,7 @@ PLANTED_RELATION: dict[str, Any] = {
 ATTENTION_PROXY: dict[str, Any] = {
     "name": "centre_bias_gaussian_share",
     "definition": "per frame sum(G * M_t) / sum(G), G = exp(-((x-cx)^2/(2(0.3W)^2) + (y-cy)^2/(2(0.3H)^2))) "
-                  "on pixel centres, M_t the ground-truth product mask; scene value = mean over its frames",
+    "on pixel centres, M_t the ground-truth product mask; scene value = mean over its frames",
     "sigma_fraction": 0.3,
     "honesty": "a centre-bias proxy computed from the product mask, not a measurement of viewers",
 }
@@ -294,9 +376,15 @@ class RealClip:
     keyword: str
 
     def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"video_id": self.video_id, "path": self.path.relative_to(root).as_posix(),
-                "source_name": self.source.name, "keyword": self.keyword,
-                "has_scene_rows": False, "has_mask": False, "has_audio": False}
+        return {
+            "video_id": self.video_id,
+            "path": self.path.relative_to(root).as_posix(),
+            "source_name": self.source.name,
+            "keyword": self.keyword,
+            "has_scene_rows": False,
+            "has_mask": False,
+            "has_audio": False,
+        }
 
 
 @dataclass(frozen=True)
@@ -317,8 +405,11 @@ class DemoCorpus:
 
     @property
     def video_ids(self) -> list[str]:
-        return ([v.video_id for v in self.videos] + [v.video_id for v in self.real_size_videos]
-                + [c.video_id for c in self.real_clips])
+        return (
+            [v.video_id for v in self.videos]
+            + [v.video_id for v in self.real_size_videos]
+            + [c.video_id for c in self.real_clips]
+        )
 
     def video(self, video_id: str) -> DemoVideo:
         for video in self.videos + self.real_size_videos:
@@ -370,8 +461,9 @@ def generate_demo_corpus(
     standardisation stays that of the standard ads and is applied to it too).
     """
     layout = layout_or_root if isinstance(layout_or_root, DataLayout) else DataLayout(Path(layout_or_root))
-    _check_arguments(n_videos, width, height, fps, videos_without_scene_rows, n_empty_keywords,
-                     n_cta_keywords, duration_range_s)
+    _check_arguments(
+        n_videos, width, height, fps, videos_without_scene_rows, n_empty_keywords, n_cta_keywords, duration_range_s
+    )
     if real_size_ads < 0:
         raise ValueError(f"real_size_ads={real_size_ads} must be 0 or more")
     if real_size_ads:
@@ -397,28 +489,58 @@ def generate_demo_corpus(
     for index in range(n_videos):
         kind, keyword, industry, product_kind = plans[index]
         video_rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
-        rendered.append(_render_video(layout, ids[index], keyword, kind, industry, product_kind,
-                                      width, height, fps, duration_range_s, video_rng))
+        rendered.append(
+            _render_video(
+                layout,
+                ids[index],
+                keyword,
+                kind,
+                industry,
+                product_kind,
+                width,
+                height,
+                fps,
+                duration_range_s,
+                video_rng,
+            )
+        )
 
     contrasts = np.array([s["contrast"] for r in rendered for s in r.scene_stats])
     contrast_mean = float(contrasts.mean())
     contrast_sd = float(contrasts.std()) or 1.0
     videos = tuple(
-        attach_outcomes(r, index in no_rows, contrast_mean, contrast_sd,
-                         np.random.default_rng(np.random.SeedSequence([seed, 2, index])))
+        attach_outcomes(
+            r,
+            index in no_rows,
+            contrast_mean,
+            contrast_sd,
+            np.random.default_rng(np.random.SeedSequence([seed, 2, index])),
+        )
         for index, r in enumerate(rendered)
     )
-    real_size_videos = _render_real_size_ads(layout, real_size_ads, seed, plans, ids, vocabulary,
-                                             real_size_seconds, real_size_frame, real_size_fps,
-                                             contrast_mean, contrast_sd)
+    real_size_videos = _render_real_size_ads(
+        layout,
+        real_size_ads,
+        seed,
+        plans,
+        ids,
+        vocabulary,
+        real_size_seconds,
+        real_size_frame,
+        real_size_fps,
+        contrast_mean,
+        contrast_sd,
+    )
 
     real_clips: tuple[RealClip, ...] = ()
     if include_real_clips:
         source_dir = real_clips_dir
         if source_dir is None:
             if keywords_source is None:
-                raise ValueError("include_real_clips=True needs real_clips_dir or keywords_source "
-                                 "(the clips are read from the 'videos' folder beside it)")
+                raise ValueError(
+                    "include_real_clips=True needs real_clips_dir or keywords_source "
+                    "(the clips are read from the 'videos' folder beside it)"
+                )
             source_dir = Path(keywords_source).parent / "videos"
         real_clips = tuple(_copy_real_clip(layout, Path(source_dir), name) for name in real_clip_names)
 
@@ -428,16 +550,33 @@ def generate_demo_corpus(
     atomic_write_text(layout.alignment_csv, alignment_csv(videos + real_size_videos))
     atomic_write_text(layout.keywords_csv, keywords_csv(videos + real_size_videos, real_clips))
     json_path = layout.raw_dir / "demo_corpus.json"
-    corpus = DemoCorpus(layout=layout, seed=seed, videos=videos, real_clips=real_clips,
-                        contrast_mean=_r6(contrast_mean), contrast_sd=_r6(contrast_sd), json_path=json_path,
-                        real_size_videos=real_size_videos)
+    corpus = DemoCorpus(
+        layout=layout,
+        seed=seed,
+        videos=videos,
+        real_clips=real_clips,
+        contrast_mean=_r6(contrast_mean),
+        contrast_sd=_r6(contrast_sd),
+        json_path=json_path,
+        real_size_videos=real_size_videos,
+    )
     atomic_write_text(json_path, _corpus_json(corpus, width, height, fps, keywords_source))
     return corpus
 
 
-def _render_real_size_ads(layout: DataLayout, count: int, seed: int, plans: list[tuple[str, str, str, str]],
-                          taken: list[str], vocabulary: _Vocabulary, seconds: float, frame: tuple[int, int],
-                          fps: float, contrast_mean: float, contrast_sd: float) -> tuple[DemoVideo, ...]:
+def _render_real_size_ads(
+    layout: DataLayout,
+    count: int,
+    seed: int,
+    plans: list[tuple[str, str, str, str]],
+    taken: list[str],
+    vocabulary: _Vocabulary,
+    seconds: float,
+    frame: tuple[int, int],
+    fps: float,
+    contrast_mean: float,
+    contrast_sd: float,
+) -> tuple[DemoVideo, ...]:
     """Render ``count`` realistic-size product ads and attach the planted outcomes to their scenes.
 
     Each takes the industry of a standard product ad (in turn), so the simulated A/B experiment
@@ -455,38 +594,68 @@ def _render_real_size_ads(layout: DataLayout, count: int, seed: int, plans: list
     out = []
     for index in range(count):
         industry = industries[(2 * index) % len(industries)]
-        choices = [(kind, keyword) for kind, pairs in vocabulary.products.items() for keyword, ind in pairs
-                   if ind == industry]
+        choices = [
+            (kind, keyword) for kind, pairs in vocabulary.products.items() for keyword, ind in pairs if ind == industry
+        ]
         product_kind, keyword = choices[int(rng.integers(len(choices)))]
         video_rng = np.random.default_rng(np.random.SeedSequence([seed, 4, index]))
-        rendered = render_real_size_ad(layout, ids[index], keyword, industry, product_kind, video_rng,
-                                       seconds=seconds, width=frame[0], height=frame[1], fps=fps)
-        out.append(attach_outcomes(rendered, False, contrast_mean, contrast_sd,
-                                    np.random.default_rng(np.random.SeedSequence([seed, 5, index]))))
+        rendered = render_real_size_ad(
+            layout,
+            ids[index],
+            keyword,
+            industry,
+            product_kind,
+            video_rng,
+            seconds=seconds,
+            width=frame[0],
+            height=frame[1],
+            fps=fps,
+        )
+        out.append(
+            attach_outcomes(
+                rendered,
+                False,
+                contrast_mean,
+                contrast_sd,
+                np.random.default_rng(np.random.SeedSequence([seed, 5, index])),
+            )
+        )
     return tuple(out)
 
 
 # -- arguments, ids and keywords -----------------------------------------------------------------
-def _check_arguments(n_videos: int, width: int, height: int, fps: float, no_rows: int, n_empty: int,
-                     n_cta: int, duration_range_s: tuple[float, float]) -> None:
+def _check_arguments(
+    n_videos: int,
+    width: int,
+    height: int,
+    fps: float,
+    no_rows: int,
+    n_empty: int,
+    n_cta: int,
+    duration_range_s: tuple[float, float],
+) -> None:
     if n_videos < 1:
         raise ValueError(f"n_videos must be at least 1, got {n_videos}")
     if width < 64 or height < 64 or width % 2 or height % 2:
-        raise ValueError(f"frame size {width}x{height}: width and height must be even and at least 64 "
-                         "(H.264 yuv420p needs even sizes)")
+        raise ValueError(
+            f"frame size {width}x{height}: width and height must be even and at least 64 "
+            "(H.264 yuv420p needs even sizes)"
+        )
     if not 6 <= fps <= 30:
         raise ValueError(f"fps {fps} is outside 6-30 (the demo profile uses 12-15)")
     if not 0 <= no_rows <= n_videos:
         raise ValueError(f"videos_without_scene_rows={no_rows} must be between 0 and n_videos={n_videos}")
     if n_empty < 0 or n_cta < 0 or n_empty + n_cta > n_videos:
-        raise ValueError(f"n_empty_keywords={n_empty} + n_cta_keywords={n_cta} must be non-negative "
-                         f"and at most n_videos={n_videos}")
+        raise ValueError(
+            f"n_empty_keywords={n_empty} + n_cta_keywords={n_cta} must be non-negative and at most n_videos={n_videos}"
+        )
     low, high = duration_range_s
     if not 0 < low <= high:
         raise ValueError(f"duration_range_s={duration_range_s} must satisfy 0 < low <= high")
     if round(high * fps) < 3 * math.ceil(_MIN_SCENE_S * fps):
-        raise ValueError(f"duration_range_s={duration_range_s}: {high} s is too short for 3 scenes of at least "
-                         f"{_MIN_SCENE_S} s each")
+        raise ValueError(
+            f"duration_range_s={duration_range_s}: {high} s is too short for 3 scenes of at least {_MIN_SCENE_S} s each"
+        )
 
 
 @dataclass(frozen=True)
@@ -511,8 +680,10 @@ class _Vocabulary:
         products = {kind: tuple(p for p in pairs if p[0] in present) for kind, pairs in PRODUCT_KEYWORDS.items()}
         products = {kind: pairs for kind, pairs in products.items() if pairs}
         if not products:
-            raise ValueError(f"keywords source {source}: none of the demo product keywords occur in it "
-                             f"(looked for e.g. {[p[0] for p in PRODUCT_KEYWORDS['shoe']]})")
+            raise ValueError(
+                f"keywords source {source}: none of the demo product keywords occur in it "
+                f"(looked for e.g. {[p[0] for p in PRODUCT_KEYWORDS['shoe']]})"
+            )
         ctas = tuple(k for k in CTA_KEYWORDS if k in present) or CTA_KEYWORDS
         return cls(products, ctas, frozenset(frame["_id"]))
 
@@ -527,8 +698,9 @@ def _make_ids(rng: np.random.Generator, n: int, avoid: frozenset[str]) -> list[s
     return ids
 
 
-def _plan_keywords(rng: np.random.Generator, n: int, n_empty: int, n_cta: int,
-                   vocabulary: _Vocabulary) -> list[tuple[str, str, str, str]]:
+def _plan_keywords(
+    rng: np.random.Generator, n: int, n_empty: int, n_cta: int, vocabulary: _Vocabulary
+) -> list[tuple[str, str, str, str]]:
     """Per video: (keyword kind, keyword, industry, product silhouette)."""
     kinds = ["empty"] * n_empty + ["cta"] * n_cta + ["product"] * (n - n_empty - n_cta)
     kinds = [kinds[i] for i in rng.permutation(n)]
@@ -601,11 +773,12 @@ def background_frame(kind: str, rng: np.random.Generator, h: int, w: int, palett
     """A scene background canvas ``uint8 (h, w, 3)`` of the given kind (vectorised)."""
     c1, c2, c3 = palette
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    soft = cv2.resize(rng.random((max(2, h // 32), max(2, w // 32))).astype(np.float32), (w, h),
-                      interpolation=cv2.INTER_CUBIC)[..., None]
+    soft = cv2.resize(
+        rng.random((max(2, h // 32), max(2, w // 32))).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )[..., None]
     if kind == "gradient":
         angle = rng.uniform(0, math.pi)
-        t = (xs * math.cos(angle) + ys * math.sin(angle))
+        t = xs * math.cos(angle) + ys * math.sin(angle)
         t = ((t - t.min()) / max(float(np.ptp(t)), 1.0))[..., None]
         img = c1 * (1 - t) + c2 * t + (soft - 0.5) * 30.0
     elif kind == "stripes":
@@ -649,8 +822,9 @@ def scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
         light = not light
         v = rng.uniform(0.75, 0.95) if light else rng.uniform(0.18, 0.38)
         s = rng.uniform(0.35, 0.8)
-        out.append([_hsv(hue, s, v), _hsv(hue + 0.06, s * 0.8, v * 0.7 if light else v * 1.6),
-                    _hsv(hue + 0.5, 0.6, 0.6)])
+        out.append(
+            [_hsv(hue, s, v), _hsv(hue + 0.06, s * 0.8, v * 0.7 if light else v * 1.6), _hsv(hue + 0.5, 0.6, 0.6)]
+        )
     return out
 
 
@@ -679,8 +853,23 @@ def product_sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...
     xs = (np.arange(w, dtype=np.float32) + 0.5) / w
     ys = (np.arange(h, dtype=np.float32) + 0.5) / h
     if kind == "bottle":
-        poly([(0.0, 0.42), (0.12, 0.33), (0.36, 0.28), (0.36, 0.12), (0.64, 0.12), (0.64, 0.28),
-              (0.88, 0.33), (1.0, 0.42), (1.0, 0.97), (0.93, 1.0), (0.07, 1.0), (0.0, 0.97)], body)
+        poly(
+            [
+                (0.0, 0.42),
+                (0.12, 0.33),
+                (0.36, 0.28),
+                (0.36, 0.12),
+                (0.64, 0.12),
+                (0.64, 0.28),
+                (0.88, 0.33),
+                (1.0, 0.42),
+                (1.0, 0.97),
+                (0.93, 1.0),
+                (0.07, 1.0),
+                (0.0, 0.97),
+            ],
+            body,
+        )
         poly([(0.3, 0.0), (0.7, 0.0), (0.7, 0.14), (0.3, 0.14)], trim)
         poly([(0.08, 0.55), (0.92, 0.55), (0.92, 0.82), (0.08, 0.82)], accent)
         shade = np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * np.clip(xs * 1.1 - 0.02, 0, 1))[None, :], (h, w))
@@ -692,8 +881,20 @@ def product_sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...
         ellipse(0.36, 0.85, 0.1, 0.07, trim)
         shade = np.broadcast_to(1.05 - 0.25 * ys[:, None], (h, w))
     elif kind == "shoe":
-        poly([(0.02, 0.55), (0.06, 0.3), (0.28, 0.05), (0.46, 0.05), (0.52, 0.3), (0.75, 0.4),
-              (0.95, 0.5), (1.0, 0.72), (0.0, 0.76)], body)
+        poly(
+            [
+                (0.02, 0.55),
+                (0.06, 0.3),
+                (0.28, 0.05),
+                (0.46, 0.05),
+                (0.52, 0.3),
+                (0.75, 0.4),
+                (0.95, 0.5),
+                (1.0, 0.72),
+                (0.0, 0.76),
+            ],
+            body,
+        )
         poly([(0.0, 0.72), (1.0, 0.68), (1.0, 0.88), (0.95, 0.99), (0.03, 0.99), (0.0, 0.9)], trim)
         poly([(0.18, 0.6), (0.55, 0.42), (0.8, 0.5), (0.5, 0.55), (0.2, 0.66)], accent)
         shade = np.broadcast_to(1.1 - 0.35 * ys[:, None], (h, w))
@@ -737,17 +938,22 @@ def paste(frame: np.ndarray, full_mask: np.ndarray, sprite: np.ndarray, smask: n
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x0 >= x1 or y0 >= y1:
         return
-    sub_mask = smask[y0 - y:y1 - y, x0 - x:x1 - x]
+    sub_mask = smask[y0 - y : y1 - y, x0 - x : x1 - x]
     region = frame[y0:y1, x0:x1]
-    region[sub_mask] = sprite[y0 - y:y1 - y, x0 - x:x1 - x][sub_mask]
+    region[sub_mask] = sprite[y0 - y : y1 - y, x0 - x : x1 - x][sub_mask]
     full_mask[y0:y1, x0:x1] |= sub_mask
 
 
 def product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: int, w: int, h: int) -> np.ndarray:
     """Top-left positions ``int (n, 2)`` for a scene; rows of -10**6 mean off-frame."""
+
     def inside() -> np.ndarray:
-        return np.array([rng.uniform(0.12 * W, 0.88 * W - w) if W - w > 0.24 * W else (W - w) / 2,
-                         rng.uniform(0.22 * H, 0.8 * H - h) if H - h > 0.42 * H else (H - h) / 2])
+        return np.array(
+            [
+                rng.uniform(0.12 * W, 0.88 * W - w) if W - w > 0.24 * W else (W - w) / 2,
+                rng.uniform(0.22 * H, 0.8 * H - h) if H - h > 0.42 * H else (H - h) / 2,
+            ]
+        )
 
     t = np.linspace(0.0, 1.0, n)[:, None]
     start, end = inside(), inside()
@@ -755,8 +961,11 @@ def product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: in
     path[:, 1] += np.sin(t[:, 0] * 2 * math.pi * rng.uniform(0.5, 1.5)) * 0.02 * H
     if presence in ("enter", "exit"):
         side = int(rng.integers(3))  # 0 left, 1 right, 2 bottom
-        off = {0: np.array([-w - 4.0, path[0, 1]]), 1: np.array([W + 4.0, path[0, 1]]),
-               2: np.array([path[0, 0], H + 4.0])}[side]
+        off = {
+            0: np.array([-w - 4.0, path[0, 1]]),
+            1: np.array([W + 4.0, path[0, 1]]),
+            2: np.array([path[0, 0], H + 4.0]),
+        }[side]
         split = rng.uniform(0.35, 0.6)
         u = np.clip(t / split, 0, 1) if presence == "enter" else np.clip((t - (1 - split)) / split, 0, 1)
         if presence == "enter":
@@ -764,7 +973,7 @@ def product_track(rng: np.random.Generator, presence: str, n: int, W: int, H: in
         else:
             path = path * (1 - u) + off * u
     if presence == "absent":
-        path[:] = -10 ** 6
+        path[:] = -(10**6)
     return np.round(path).astype(int)
 
 
@@ -772,11 +981,15 @@ def make_distractors(rng: np.random.Generator, W: int, H: int, palette: list[np.
     out = []
     for _ in range(int(rng.integers(3, 6))):
         colour = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 1.0)) if rng.random() < 0.6 else palette[2]
-        out.append({"shape": ("circle", "rect", "triangle")[int(rng.integers(3))],
-                    "size": float(rng.uniform(0.05, 0.13) * W),
-                    "pos": np.array([rng.uniform(0, W), rng.uniform(0, H)]),
-                    "vel": rng.uniform(-4, 4, size=2) * W / 288,
-                    "colour": tuple(float(c) for c in colour)})
+        out.append(
+            {
+                "shape": ("circle", "rect", "triangle")[int(rng.integers(3))],
+                "size": float(rng.uniform(0.05, 0.13) * W),
+                "pos": np.array([rng.uniform(0, W), rng.uniform(0, H)]),
+                "vel": rng.uniform(-4, 4, size=2) * W / 288,
+                "colour": tuple(float(c) for c in colour),
+            }
+        )
     return out
 
 
@@ -808,8 +1021,17 @@ def _captions(rng: np.random.Generator, keyword: str, n_scenes: int) -> list[tup
     return out
 
 
-def draw_caption(frame: np.ndarray, cover: np.ndarray, text: str, centre_x: int, baseline_y: int,
-          max_width: int, scale: float, colour: tuple[float, ...], banner: tuple[float, ...] | None) -> None:
+def draw_caption(
+    frame: np.ndarray,
+    cover: np.ndarray,
+    text: str,
+    centre_x: int,
+    baseline_y: int,
+    max_width: int,
+    scale: float,
+    colour: tuple[float, ...],
+    banner: tuple[float, ...] | None,
+) -> None:
     """Draw an outlined caption (optionally on a banner) on the frame and on the coverage layer."""
     thickness = max(1, int(round(scale * 2)))
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
@@ -845,8 +1067,9 @@ def soundtrack(rng: np.random.Generator, bounds: list[int], fps: float) -> np.nd
     f = roots[scene]
     minor = rng.random() < 0.5
     third = 2.0 ** ((3 if minor else 4) / 12.0)
-    chord = (np.sin(2 * np.pi * f * t) + 0.7 * np.sin(2 * np.pi * f * third * t)
-             + 0.6 * np.sin(2 * np.pi * f * 1.5 * t)) * 0.08
+    chord = (
+        np.sin(2 * np.pi * f * t) + 0.7 * np.sin(2 * np.pi * f * third * t) + 0.6 * np.sin(2 * np.pi * f * 1.5 * t)
+    ) * 0.08
     bpm = rng.uniform(96, 128)
     beat = 60.0 / bpm
     since = t % beat
@@ -856,9 +1079,19 @@ def soundtrack(rng: np.random.Generator, bounds: list[int], fps: float) -> np.nd
     return np.clip(chord + kick + hat, -1.0, 1.0).astype(np.float32)[None, :]
 
 
-def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind: str, industry: str,
-                  product_kind: str, W: int, H: int, fps: float, duration_range_s: tuple[float, float],
-                  rng: np.random.Generator) -> Rendered:
+def _render_video(
+    layout: DataLayout,
+    video_id: str,
+    keyword: str,
+    keyword_kind: str,
+    industry: str,
+    product_kind: str,
+    W: int,
+    H: int,
+    fps: float,
+    duration_range_s: tuple[float, float],
+    rng: np.random.Generator,
+) -> Rendered:
     """Render one ad frame by frame into its mp4; keep only the bool masks and per-scene stats."""
     bounds = _scene_bounds(rng, fps, duration_range_s)
     n_scenes, n_frames = len(bounds) - 1, bounds[-1]
@@ -899,26 +1132,48 @@ def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind:
             movers = make_distractors(rng, W, H, palettes[s])
             top, bottom, price = captions[s]
             banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
-            price_at = (int(rng.uniform(0.15 * W, 0.85 * W)), int(rng.uniform(0.3 * H, 0.75 * H)),
-                        int(length * rng.uniform(0.3, 0.7)))
+            price_at = (
+                int(rng.uniform(0.15 * W, 0.85 * W)),
+                int(rng.uniform(0.3 * H, 0.75 * H)),
+                int(length * rng.uniform(0.3, 0.7)),
+            )
             x0 = 0 if pan[0] >= 0 else pad_x - 1
             y0 = 0 if pan[1] >= 0 else pad_y - 1
             for k in range(length):
                 index = bounds[s] + k
                 ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = canvas[oy:oy + H, ox:ox + W].copy()
+                frame = canvas[oy : oy + H, ox : ox + W].copy()
                 for mover in movers:
                     draw_distractor(frame, mover, k, W, H)
                 product = masks[index]
                 paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
                 cover = np.zeros((H, W), np.uint8)
-                draw_caption(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale,
-                      (255, 255, 255), None)
-                draw_caption(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
-                      (255, 255, 255), banner)
+                draw_caption(
+                    frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None
+                )
+                draw_caption(
+                    frame,
+                    cover,
+                    bottom,
+                    W // 2,
+                    int(0.93 * H),
+                    int(0.8 * W),
+                    0.75 * text_scale,
+                    (255, 255, 255),
+                    banner,
+                )
                 if price and k >= price_at[2]:
-                    draw_caption(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
-                          (20, 20, 20), (255, 230, 0))
+                    draw_caption(
+                        frame,
+                        cover,
+                        price,
+                        price_at[0],
+                        price_at[1],
+                        int(0.5 * W),
+                        0.8 * text_scale,
+                        (20, 20, 20),
+                        (255, 230, 0),
+                    )
                 product &= cover == 0
                 attention[index] = float(weights[product].sum()) / weight_total
                 luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
@@ -927,10 +1182,32 @@ def _render_video(layout: DataLayout, video_id: str, keyword: str, keyword_kind:
                 writer.write(frame)
     mask_path = layout.provided_mask_path(video_id)
     save_mask_stack(mask_path, masks)
-    stats = [{"attention_proportion": float(attention[a:b].mean()), "contrast": float(luma_sd[a:b].mean()),
-              "brightness": float(luma_mean[a:b].mean())} for a, b in zip(bounds[:-1], bounds[1:])]
-    return Rendered(video_id, path, mask_path, keyword, keyword_kind, industry, product_kind, product_mean,
-                     W, H, float(fps), n_frames, bounds, backgrounds, presences, stats)
+    stats = [
+        {
+            "attention_proportion": float(attention[a:b].mean()),
+            "contrast": float(luma_sd[a:b].mean()),
+            "brightness": float(luma_mean[a:b].mean()),
+        }
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+    ]
+    return Rendered(
+        video_id,
+        path,
+        mask_path,
+        keyword,
+        keyword_kind,
+        industry,
+        product_kind,
+        product_mean,
+        W,
+        H,
+        float(fps),
+        n_frames,
+        bounds,
+        backgrounds,
+        presences,
+        stats,
+    )
 
 
 # -- outcomes and files --------------------------------------------------------------------------
@@ -947,8 +1224,9 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def attach_outcomes(r: Rendered, no_rows: bool, contrast_mean: float, contrast_sd: float,
-                     rng: np.random.Generator) -> DemoVideo:
+def attach_outcomes(
+    r: Rendered, no_rows: bool, contrast_mean: float, contrast_sd: float, rng: np.random.Generator
+) -> DemoVideo:
     """Apply the planted relation to each measured scene (values rounded as written to the CSV)."""
     ctr_c, cvr_c, rem_c = PLANTED_RELATION["ctr"], PLANTED_RELATION["cvr"], PLANTED_RELATION["remain"]
     imp = PLANTED_RELATION["impressions"]
@@ -959,26 +1237,65 @@ def attach_outcomes(r: Rendered, no_rows: bool, contrast_mean: float, contrast_s
         att, contrast, brightness = _r6(stats["attention_proportion"]), _r6(stats["contrast"]), _r6(stats["brightness"])
         z = (contrast - contrast_mean) / contrast_sd
         position = s / (n_scenes - 1) if n_scenes > 1 else 0.0
-        ctr = _sigmoid(ctr_c["intercept"] + ctr_c["industry"][r.industry] + ctr_c["attention_proportion"] * att
-                       + ctr_c["contrast_z"] * z + rng.normal(0.0, ctr_c["noise_sd"]))
-        cvr = _sigmoid(cvr_c["intercept"] + cvr_c["industry"][r.industry] + cvr_c["attention_proportion"] * att
-                       + cvr_c["contrast_z"] * z + rng.normal(0.0, cvr_c["noise_sd"]))
-        remain = _sigmoid(rem_c["intercept"] + rem_c["attention_proportion"] * att
-                          + rem_c["scene_position"] * position + rng.normal(0.0, rem_c["noise_sd"]))
+        ctr = _sigmoid(
+            ctr_c["intercept"]
+            + ctr_c["industry"][r.industry]
+            + ctr_c["attention_proportion"] * att
+            + ctr_c["contrast_z"] * z
+            + rng.normal(0.0, ctr_c["noise_sd"])
+        )
+        cvr = _sigmoid(
+            cvr_c["intercept"]
+            + cvr_c["industry"][r.industry]
+            + cvr_c["attention_proportion"] * att
+            + cvr_c["contrast_z"] * z
+            + rng.normal(0.0, cvr_c["noise_sd"])
+        )
+        remain = _sigmoid(
+            rem_c["intercept"]
+            + rem_c["attention_proportion"] * att
+            + rem_c["scene_position"] * position
+            + rng.normal(0.0, rem_c["noise_sd"])
+        )
         ctr, cvr = _r6(ctr), _r6(cvr)
         clicks = _r6(ctr * impressions)
         a, b = r.bounds[s], r.bounds[s + 1]
-        scenes.append(DemoScene(
-            scene_number=s + 1, start_frame=a, end_frame=b, start_time=a / r.fps, end_time=b / r.fps,
-            background=r.backgrounds[s], product_presence=r.presences[s], attention_proportion=att,
-            contrast=contrast, brightness=brightness, ctr=ctr, cvr=cvr, clicks=clicks,
-            conversions=_r6(cvr * clicks), remain=_r6(remain),
-        ))
+        scenes.append(
+            DemoScene(
+                scene_number=s + 1,
+                start_frame=a,
+                end_frame=b,
+                start_time=a / r.fps,
+                end_time=b / r.fps,
+                background=r.backgrounds[s],
+                product_presence=r.presences[s],
+                attention_proportion=att,
+                contrast=contrast,
+                brightness=brightness,
+                ctr=ctr,
+                cvr=cvr,
+                clicks=clicks,
+                conversions=_r6(cvr * clicks),
+                remain=_r6(remain),
+            )
+        )
     return DemoVideo(
-        video_id=r.video_id, path=r.path, mask_path=r.mask_path, keyword=r.keyword, keyword_kind=r.keyword_kind,
-        industry=r.industry, product_kind=r.product_kind, product_mean_rgb=r.product_mean_rgb, width=r.width,
-        height=r.height, fps=r.fps, n_frames=r.n_frames, duration_s=r.n_frames / r.fps, impressions=impressions,
-        has_scene_rows=not no_rows, scenes=tuple(scenes),
+        video_id=r.video_id,
+        path=r.path,
+        mask_path=r.mask_path,
+        keyword=r.keyword,
+        keyword_kind=r.keyword_kind,
+        industry=r.industry,
+        product_kind=r.product_kind,
+        product_mean_rgb=r.product_mean_rgb,
+        width=r.width,
+        height=r.height,
+        fps=r.fps,
+        n_frames=r.n_frames,
+        duration_s=r.n_frames / r.fps,
+        impressions=impressions,
+        has_scene_rows=not no_rows,
+        scenes=tuple(scenes),
     )
 
 
@@ -996,9 +1313,23 @@ def alignment_csv(videos: Sequence[DemoVideo]) -> str:
         if not video.has_scene_rows:
             continue
         for s in video.scenes:
-            rows.append([video.video_id, str(s.scene_number), _f6(s.attention_proportion), repr(s.start_time),
-                         repr(s.end_time), _f6(s.ctr), _f6(s.cvr), _f6(s.clicks), _f6(s.conversions),
-                         _f6(s.remain), _f6(s.contrast), _f6(s.brightness), video.industry])
+            rows.append(
+                [
+                    video.video_id,
+                    str(s.scene_number),
+                    _f6(s.attention_proportion),
+                    repr(s.start_time),
+                    repr(s.end_time),
+                    _f6(s.ctr),
+                    _f6(s.cvr),
+                    _f6(s.clicks),
+                    _f6(s.conversions),
+                    _f6(s.remain),
+                    _f6(s.contrast),
+                    _f6(s.brightness),
+                    video.industry,
+                ]
+            )
     return _csv_text(ALIGNMENT_COLUMNS, rows)
 
 
@@ -1024,7 +1355,8 @@ def _write_real_clip_annotations(layout: DataLayout, clips: Sequence[RealClip]) 
 
     rows = [
         AnnotationRow(0, clip.video_id, "box", None, frame, float(x), float(y), float(w), float(h), label)
-        for clip in clips for frame, x, y, w, h, label in REAL_CLIP_ANNOTATIONS.get(clip.source.stem, ())
+        for clip in clips
+        for frame, x, y, w, h, label in REAL_CLIP_ANNOTATIONS.get(clip.source.stem, ())
     ]
     if rows or annotations_path(layout).exists():
         write_annotations(annotations_path(layout), rows, replace_videos=[c.video_id for c in clips])
@@ -1040,9 +1372,19 @@ def _write_real_clip_protect(layout: DataLayout, clips: Sequence[RealClip]) -> N
         with open(layout.protect_csv, newline="", encoding="utf-8") as handle:
             kept = [row for row in csv.DictReader(handle) if row.get("video_id") not in ours]
     rows = kept + [
-        {"video_id": clip.video_id, "scene_number": "", "start_frame": "", "end_frame": "",
-         "x0": str(x0), "y0": str(y0), "x1": str(x1), "y1": str(y1), "label": label}
-        for clip in clips for x0, y0, x1, y1, label in REAL_CLIP_PROTECT.get(clip.source.stem, ())
+        {
+            "video_id": clip.video_id,
+            "scene_number": "",
+            "start_frame": "",
+            "end_frame": "",
+            "x0": str(x0),
+            "y0": str(y0),
+            "x1": str(x1),
+            "y1": str(y1),
+            "label": label,
+        }
+        for clip in clips
+        for x0, y0, x1, y1, label in REAL_CLIP_PROTECT.get(clip.source.stem, ())
     ]
     if not rows:
         return
@@ -1060,11 +1402,14 @@ def _remove_stale(layout: DataLayout, keep: set[str]) -> None:
         return
     try:
         listed = json.loads(previous.read_text(encoding="utf-8"))
-        entries = (list(listed.get("videos", [])) + list(listed.get("real_size_ads", []))
-                   + list(listed.get("real_clips", [])))
+        entries = (
+            list(listed.get("videos", [])) + list(listed.get("real_size_ads", [])) + list(listed.get("real_clips", []))
+        )
     except (OSError, ValueError, AttributeError) as exc:
-        raise ValueError(f"{previous}: earlier demo corpus description is unreadable ({exc}); "
-                         "remove it (and the demo files it listed) by hand") from exc
+        raise ValueError(
+            f"{previous}: earlier demo corpus description is unreadable ({exc}); "
+            "remove it (and the demo files it listed) by hand"
+        ) from exc
     for entry in entries:
         video_id = validate_video_id(str(entry.get("video_id", "")), where=str(previous))
         if video_id in keep:
@@ -1079,20 +1424,24 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
     root = corpus.layout.root
     payload = {
         "description": "Procedural demo ads with exact product masks and a planted engagement relation "
-                       "(align_demo.corpus). Files: raw/videos/<id>.mp4, raw/masks/<id>.npz "
-                       "(bool T x H x W, product pixels not covered by overlays), raw/alignment_score.csv, "
-                       "raw/keywords.csv.",
+        "(align_demo.corpus). Files: raw/videos/<id>.mp4, raw/masks/<id>.npz "
+        "(bool T x H x W, product pixels not covered by overlays), raw/alignment_score.csv, "
+        "raw/keywords.csv.",
         "seed": corpus.seed,
         "frame_size": [width, height],
         "fps": float(fps),
-        "audio": {"codec": "aac", "sample_rate": AUDIO_RATE, "channels": 1,
-                  "content": "chord (changes at every scene cut) + kick and hi-hat loop"},
+        "audio": {
+            "codec": "aac",
+            "sample_rate": AUDIO_RATE,
+            "channels": 1,
+            "content": "chord (changes at every scene cut) + kick and hi-hat loop",
+        },
         "keywords_source": Path(keywords_source).name if keywords_source is not None else "built-in list",
         "mask_definition": "product raster (cv2.LINE_8, no anti-aliasing) minus every pixel touched by a caption "
-                           "overlay (anti-aliased edges included); distractors are drawn behind the product",
+        "overlay (anti-aliased edges included); distractors are drawn behind the product",
         "attention_proxy": ATTENTION_PROXY,
         "contrast_brightness": "BT.601 luma in [0,1] of the rendered frames before encoding: brightness = mean, "
-                               "contrast = RMS (sd); scene value = mean over its frames",
+        "contrast = RMS (sd); scene value = mean over its frames",
         "planted_relation": PLANTED_RELATION,
         "contrast_z": {"mean": corpus.contrast_mean, "sd": corpus.contrast_sd},
         "videos_without_scene_rows": [v.video_id for v in corpus.videos if not v.has_scene_rows],
@@ -1101,7 +1450,7 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
         "real_clips": [c.to_dict(root) for c in corpus.real_clips],
     }
     if corpus.real_size_videos:
-        from align_demo.real_size import CALL_TO_ACTION, PRICE, PRESENCE_CYCLE, SCENE_S
+        from align_demo.real_size import CALL_TO_ACTION, PRESENCE_CYCLE, PRICE, SCENE_S
 
         payload["real_size_note"] = (
             "realistic-size ads (align_demo.real_size): their own frame size and fps (in each record), a scene "
@@ -1109,6 +1458,7 @@ def _corpus_json(corpus: DemoCorpus, width: int, height: int, fps: float, keywor
             f"a {PRICE} price tag and a {CALL_TO_ACTION} banner; masks are per-frame bit-packed and deflated "
             "(align_core.io.frames.MaskFrames keys mask_frames_zlib, mask_offsets, mask_coverage, mask_frame_size), "
             "same mask, attention-proxy and outcome definitions as the other videos (contrast_z uses the mean "
-            "and sd above)")
+            "and sd above)"
+        )
         payload["real_size_ads"] = [v.to_dict(root) for v in corpus.real_size_videos]
     return json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -39,22 +39,22 @@ from align_core.io.frames import MaskFrames
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter
 from align_demo.corpus import (
-    BACKGROUND_KINDS,
     AUDIO_RATE,
+    BACKGROUND_KINDS,
+    Rendered,
     alignment_csv,
     attach_outcomes,
-    soundtrack,
-    make_distractors,
+    centre_bias_weights,
+    draw_caption,
     draw_distractor,
     keywords_csv,
+    make_distractors,
     paste,
     product_colours,
-    product_track,
-    Rendered,
-    scene_palettes,
     product_sprite,
-    draw_caption,
-    centre_bias_weights,
+    product_track,
+    scene_palettes,
+    soundtrack,
 )
 from align_demo.corpus import background_frame as _demo_background
 
@@ -109,9 +109,18 @@ def overlay_texts(keyword: str, n_scenes: int) -> list[tuple[str, str, str]]:
     return out
 
 
-def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industry: str, product_kind: str,
-                        rng: np.random.Generator, seconds: float = REAL_SIZE_SECONDS, width: int = REAL_SIZE_WIDTH,
-                        height: int = REAL_SIZE_HEIGHT, fps: float = REAL_SIZE_FPS) -> Rendered:
+def render_real_size_ad(
+    layout: DataLayout,
+    video_id: str,
+    keyword: str,
+    industry: str,
+    product_kind: str,
+    rng: np.random.Generator,
+    seconds: float = REAL_SIZE_SECONDS,
+    width: int = REAL_SIZE_WIDTH,
+    height: int = REAL_SIZE_HEIGHT,
+    fps: float = REAL_SIZE_FPS,
+) -> Rendered:
     """Render the ad into ``raw/videos/<id>.mp4`` and ``raw/masks/<id>.npz``, frame by frame.
 
     Returns the demo corpus's per-video render record (scene bounds, presences, measured scene
@@ -165,18 +174,38 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
             for k in range(length):
                 index = bounds[s] + k
                 ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = canvas[oy:oy + H, ox:ox + W].copy()
+                frame = canvas[oy : oy + H, ox : ox + W].copy()
                 for mover in movers:
                     draw_distractor(frame, mover, k, W, H)
                 product[:] = False
                 cover[:] = 0
                 paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
-                draw_caption(frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None)
-                draw_caption(frame, cover, bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale,
-                      (255, 255, 255), banner)
+                draw_caption(
+                    frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None
+                )
+                draw_caption(
+                    frame,
+                    cover,
+                    bottom,
+                    W // 2,
+                    int(0.93 * H),
+                    int(0.8 * W),
+                    0.75 * text_scale,
+                    (255, 255, 255),
+                    banner,
+                )
                 if price and k >= price_at[2]:
-                    draw_caption(frame, cover, price, price_at[0], price_at[1], int(0.5 * W), 0.8 * text_scale,
-                          (20, 20, 20), (255, 230, 0))
+                    draw_caption(
+                        frame,
+                        cover,
+                        price,
+                        price_at[0],
+                        price_at[1],
+                        int(0.5 * W),
+                        0.8 * text_scale,
+                        (20, 20, 20),
+                        (255, 230, 0),
+                    )
                 product &= cover == 0
                 masks.append(product)
                 attention[index] = float(weights[product].sum()) / weight_total
@@ -186,10 +215,32 @@ def render_real_size_ad(layout: DataLayout, video_id: str, keyword: str, industr
                 writer.write(frame)
             del canvas
     mask_path = save_npz_atomic(layout.provided_mask_path(video_id), **masks.to_arrays("mask"))
-    stats = [{"attention_proportion": float(attention[a:b].mean()), "contrast": float(luma_sd[a:b].mean()),
-              "brightness": float(luma_mean[a:b].mean())} for a, b in zip(bounds[:-1], bounds[1:])]
-    return Rendered(video_id, path, mask_path, keyword, "product", industry, product_kind, product_mean,
-                     W, H, float(fps), n_frames, bounds, backgrounds, presences, stats)
+    stats = [
+        {
+            "attention_proportion": float(attention[a:b].mean()),
+            "contrast": float(luma_sd[a:b].mean()),
+            "brightness": float(luma_mean[a:b].mean()),
+        }
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+    ]
+    return Rendered(
+        video_id,
+        path,
+        mask_path,
+        keyword,
+        "product",
+        industry,
+        product_kind,
+        product_mean,
+        W,
+        H,
+        float(fps),
+        n_frames,
+        bounds,
+        backgrounds,
+        presences,
+        stats,
+    )
 
 
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: list[np.ndarray]) -> np.ndarray:
@@ -206,8 +257,15 @@ def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: li
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH, height: int = REAL_SIZE_HEIGHT,
-                       fps: float = REAL_SIZE_FPS, seed: int = 7, video_id: str = DEFAULT_VIDEO_ID) -> dict[str, Any]:
+def write_real_size_ad(
+    root: Path,
+    seconds: float,
+    width: int = REAL_SIZE_WIDTH,
+    height: int = REAL_SIZE_HEIGHT,
+    fps: float = REAL_SIZE_FPS,
+    seed: int = 7,
+    video_id: str = DEFAULT_VIDEO_ID,
+) -> dict[str, Any]:
     """A layout holding only this one ad: video, provided mask and both CSVs (overwritten).
 
     For the real-size benchmark. Returns what was written (frames, scenes, bytes, generate time).
@@ -216,17 +274,37 @@ def write_real_size_ad(root: Path, seconds: float, width: int = REAL_SIZE_WIDTH,
 
     layout = DataLayout(Path(root)).ensure()
     started = time.perf_counter()
-    rendered = render_real_size_ad(layout, video_id, DEFAULT_KEYWORD, DEFAULT_INDUSTRY, DEFAULT_PRODUCT_KIND,
-                                   np.random.default_rng(np.random.SeedSequence([seed, 3, 0])),
-                                   seconds=seconds, width=width, height=height, fps=fps)
+    rendered = render_real_size_ad(
+        layout,
+        video_id,
+        DEFAULT_KEYWORD,
+        DEFAULT_INDUSTRY,
+        DEFAULT_PRODUCT_KIND,
+        np.random.default_rng(np.random.SeedSequence([seed, 3, 0])),
+        seconds=seconds,
+        width=width,
+        height=height,
+        fps=fps,
+    )
     generate_s = time.perf_counter() - started
     contrasts = np.array([s["contrast"] for s in rendered.scene_stats])
-    video = attach_outcomes(rendered, False, float(contrasts.mean()), float(contrasts.std()) or 1.0,
-                             np.random.default_rng(np.random.SeedSequence([seed, 5, 0])))
+    video = attach_outcomes(
+        rendered,
+        False,
+        float(contrasts.mean()),
+        float(contrasts.std()) or 1.0,
+        np.random.default_rng(np.random.SeedSequence([seed, 5, 0])),
+    )
     atomic_write_text(layout.alignment_csv, alignment_csv([video]))
     atomic_write_text(layout.keywords_csv, keywords_csv([video], []))
     with np.load(rendered.mask_path) as data:
         coverage = np.asarray(data["mask_coverage"])
-    return {"video_id": video_id, "frames": rendered.n_frames, "scenes": len(rendered.bounds) - 1,
-            "video_bytes": rendered.path.stat().st_size, "mask_bytes": rendered.mask_path.stat().st_size,
-            "generate_s": generate_s, "frames_with_product": int((coverage > 0).sum())}
+    return {
+        "video_id": video_id,
+        "frames": rendered.n_frames,
+        "scenes": len(rendered.bounds) - 1,
+        "video_bytes": rendered.path.stat().st_size,
+        "mask_bytes": rendered.mask_path.stat().st_size,
+        "generate_s": generate_s,
+        "frames_with_product": int((coverage > 0).sum()),
+    }

@@ -41,9 +41,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "pool_industries",
             "random_effects",
         ),
-        "observational": (
-            "observational_table",
-        ),
+        "observational": ("observational_table",),
         "preregistration": (
             "analysis_plan",
             "deviations_table",
@@ -52,9 +50,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "register_plan",
             "verify_plan_file",
         ),
-        "queries": (
-            "achieved_deltas",
-        ),
+        "queries": ("achieved_deltas",),
         "report": (
             "TABLES",
             "build_report",

@@ -20,16 +20,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="data/reports", help="directory for report.html and headline.md")
     parser.add_argument("--experiment", default=None, help="only this experiment_id")
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level of intervals")
-    parser.add_argument("--design", choices=("paired", "unpaired"), default="paired",
-                        help="paired: every video in every arm (the platform's own); unpaired: each video in one arm")
-    parser.add_argument("--include-ineligible", action="store_true",
-                        help="explicit override: also analyse variants that did not pass their checks")
+    parser.add_argument(
+        "--design",
+        choices=("paired", "unpaired"),
+        default="paired",
+        help="paired: every video in every arm (the platform's own); unpaired: each video in one arm",
+    )
+    parser.add_argument(
+        "--include-ineligible",
+        action="store_true",
+        help="explicit override: also analyse variants that did not pass their checks",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not replace the analysis_* tables")
     args = parser.parse_args(argv)
     try:
-        report = build_report(args.database, args.out, alpha=args.alpha, experiment_id=args.experiment,
-                              write_to_warehouse=not args.no_write, design=args.design,
-                              include_ineligible=args.include_ineligible)
+        report = build_report(
+            args.database,
+            args.out,
+            alpha=args.alpha,
+            experiment_id=args.experiment,
+            write_to_warehouse=not args.no_write,
+            design=args.design,
+            include_ineligible=args.include_ineligible,
+        )
     except (FileNotFoundError, ValueError) as exc:  # a missing file, or data that do not fit the design
         print(f"align-report: {exc}", file=sys.stderr)
         return 2

@@ -52,14 +52,22 @@ def srm_test(arms: pd.DataFrame, alpha: float = SRM_ALPHA) -> pd.DataFrame:
             continue
         chi2, p = stats.chisquare(observed, expected)
         worst = int(np.argmax(np.abs(observed / expected - 1)))
-        rows.append({
-            "experiment_id": experiment_id, "check": "sample_ratio_mismatch",
-            "statistic": float(chi2), "df": len(part) - 1, "p_value": float(p),
-            "flagged": bool(p < alpha), "threshold": alpha,
-            "detail": (f"{'planned' if planned else 'assumed equal'} shares; worst arm "
-                       f"{part['variant'].iat[worst]}: served {observed[worst]:.0f} vs expected {expected[worst]:.0f} "
-                       f"({observed[worst] / expected[worst] - 1:+.2%})"),
-        })
+        rows.append(
+            {
+                "experiment_id": experiment_id,
+                "check": "sample_ratio_mismatch",
+                "statistic": float(chi2),
+                "df": len(part) - 1,
+                "p_value": float(p),
+                "flagged": bool(p < alpha),
+                "threshold": alpha,
+                "detail": (
+                    f"{'planned' if planned else 'assumed equal'} shares; worst arm "
+                    f"{part['variant'].iat[worst]}: served {observed[worst]:.0f} vs expected {expected[worst]:.0f} "
+                    f"({observed[worst] / expected[worst] - 1:+.2%})"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -68,37 +76,50 @@ def design_effect(impressions_per_video: float, icc: float) -> float:
     return 1.0 + max(impressions_per_video - 1.0, 0.0) * icc
 
 
-def mde_relative(base_rate: float, impressions_per_arm: float, deff: float = 1.0,
-                 alpha: float = 0.05, power: float = 0.8) -> float:
+def mde_relative(
+    base_rate: float, impressions_per_arm: float, deff: float = 1.0, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Smallest relative lift in a rate detectable with the given impressions per arm.
 
     Solves for Cohen's h at the effective sample size ``impressions / deff`` and maps it back
     to a rate: ``p1 = sin(asin(sqrt(p0)) + h / 2)^2``.
     """
     n_eff = impressions_per_arm / deff
-    h = NormalIndPower().solve_power(effect_size=None, nobs1=n_eff, alpha=alpha, power=power,
-                                     ratio=1.0, alternative="two-sided")
+    h = NormalIndPower().solve_power(
+        effect_size=None, nobs1=n_eff, alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
+    )
     p1 = math.sin(math.asin(math.sqrt(base_rate)) + h / 2) ** 2
     return p1 / base_rate - 1.0
 
 
-def required_impressions(base_rate: float, relative_lift: float, deff: float = 1.0,
-                         alpha: float = 0.05, power: float = 0.8) -> float:
+def required_impressions(
+    base_rate: float, relative_lift: float, deff: float = 1.0, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Impressions per arm needed to detect ``relative_lift`` (design effect included)."""
     h = abs(proportion_effectsize(base_rate * (1 + relative_lift), base_rate))
-    n = NormalIndPower().solve_power(effect_size=h, nobs1=None, alpha=alpha, power=power,
-                                     ratio=1.0, alternative="two-sided")
+    n = NormalIndPower().solve_power(
+        effect_size=h, nobs1=None, alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
+    )
     return float(n * deff)
 
 
-def planning_table(base_rate: float, impressions_per_arm: float, n_videos: int, icc: float,
-                   alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+def planning_table(
+    base_rate: float, impressions_per_arm: float, n_videos: int, icc: float, alpha: float = 0.05, power: float = 0.8
+) -> pd.DataFrame:
     """MDE with and without the clustering design effect, for a report or a notebook."""
     m = impressions_per_arm / max(n_videos, 1)
     deff = design_effect(m, icc)
-    return pd.DataFrame([
-        {"assumption": "independent impressions", "design_effect": 1.0,
-         "mde_relative": mde_relative(base_rate, impressions_per_arm, 1.0, alpha, power)},
-        {"assumption": f"clustered by video (icc={icc:g}, {m:.0f} impressions/video/arm)", "design_effect": deff,
-         "mde_relative": mde_relative(base_rate, impressions_per_arm, deff, alpha, power)},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "assumption": "independent impressions",
+                "design_effect": 1.0,
+                "mde_relative": mde_relative(base_rate, impressions_per_arm, 1.0, alpha, power),
+            },
+            {
+                "assumption": f"clustered by video (icc={icc:g}, {m:.0f} impressions/video/arm)",
+                "design_effect": deff,
+                "mde_relative": mde_relative(base_rate, impressions_per_arm, deff, alpha, power),
+            },
+        ]
+    )

@@ -59,7 +59,9 @@ def check_glm_identified(cells: pd.DataFrame, metric: str = "ctr") -> None:
     by_cell = data.groupby(["variant", "industry"])[[succ, fail]].sum()
     bad = by_cell[(by_cell[succ] == 0) | (by_cell[fail] == 0)]
     if not bad.empty:
-        names = ", ".join(f"{v} x {i} ({'0' if r[succ] == 0 else 'all'} {succ})" for (v, i), r in bad.head(4).iterrows())
+        names = ", ".join(
+            f"{v} x {i} ({'0' if r[succ] == 0 else 'all'} {succ})" for (v, i), r in bad.head(4).iterrows()
+        )
         raise NotEstimable(f"separation in {len(bad)} variant x industry cell(s): {names}; their log-odds are infinite")
     k = data["variant"].nunique() * data["industry"].nunique()
     if len(data) <= k:
@@ -93,8 +95,16 @@ def interaction_wald(result: Any) -> dict[str, Any]:
     """
     names = list(result.params.index)
     block = [i for i, n in enumerate(names) if ":" in n]
-    out: dict[str, Any] = {"wald_chi2": float("nan"), "df": int(len(block)), "p_value": float("nan"),
-                           "rank_ok": False, "f": float("nan"), "df2": float("nan"), "method": "", "note": ""}
+    out: dict[str, Any] = {
+        "wald_chi2": float("nan"),
+        "df": int(len(block)),
+        "p_value": float("nan"),
+        "rank_ok": False,
+        "f": float("nan"),
+        "df2": float("nan"),
+        "method": "",
+        "note": "",
+    }
     if not block:
         out["note"] = "no interaction terms (one industry or one variant)"
         return out
@@ -120,15 +130,18 @@ def interaction_wald(result: Any) -> dict[str, Any]:
     out.update(wald_chi2=wald, rank_ok=True)
     if n_groups is not None and n_groups < SMALL_SAMPLE_CLUSTERS:
         test = hotelling_test(b, cov, n_groups)
-        out.update(p_value=test["p_value"], f=test["f"], df2=test["df2"],
-                   method=f"binomial GLM, CR1 by video; Hotelling F({len(block)}, {n_groups - len(block)})")
+        out.update(
+            p_value=test["p_value"],
+            f=test["f"],
+            df2=test["df2"],
+            method=f"binomial GLM, CR1 by video; Hotelling F({len(block)}, {n_groups - len(block)})",
+        )
     else:
         out.update(p_value=float(stats.chi2.sf(wald, len(block))), method="binomial GLM, CR1 by video; Wald chi-square")
     return out
 
 
-def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05,
-                   min_videos: int = 2) -> pd.DataFrame:
+def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05, min_videos: int = 2) -> pd.DataFrame:
     """Per-industry lift of every variant with Holm and BH adjusted p-values across the family.
 
     Industries with fewer than ``min_videos`` videos get no estimate (no cluster-robust variance
@@ -139,11 +152,15 @@ def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05
     for industry, part in cells.groupby("industry"):
         n = part["video_id"].nunique()
         if n < min_videos or BASELINE not in set(part["variant"]):
-            why = (f"{n} video(s) in this industry; a cluster-robust variance needs {min_videos}" if n < min_videos
-                   else "no baseline arm in this industry")
-            skipped.extend({"industry": industry, "metric": metric, "variant": v, "n_videos": n,
-                            "note": "not estimable: " + why}
-                           for v in sorted(set(part["variant"]) - {BASELINE}))
+            why = (
+                f"{n} video(s) in this industry; a cluster-robust variance needs {min_videos}"
+                if n < min_videos
+                else "no baseline arm in this industry"
+            )
+            skipped.extend(
+                {"industry": industry, "metric": metric, "variant": v, "n_videos": n, "note": "not estimable: " + why}
+                for v in sorted(set(part["variant"]) - {BASELINE})
+            )
             continue
         table = lift_table(part, alpha=alpha, metrics=(metric,))
         table.insert(0, "industry", industry)
@@ -195,16 +212,29 @@ def cochran_q(industry_table: pd.DataFrame) -> pd.DataFrame:
         if len(part) < 2:
             continue
         with np.errstate(invalid="ignore"):  # statsmodels' HKSJ scale is 0/0 when Q == 0
-            res = combine_effects(part["log_ratio"].to_numpy(), part["log_se"].to_numpy() ** 2,
-                                  row_names=list(part["industry"]), method_re="dl")
+            res = combine_effects(
+                part["log_ratio"].to_numpy(),
+                part["log_se"].to_numpy() ** 2,
+                row_names=list(part["industry"]),
+                method_re="dl",
+            )
         q, df = float(res.q), int(res.df_resid)
-        rows.append({"metric": metric, "variant": variant, "k_industries": len(part),
-                     "cochran_q": q, "df": df, "p_value": float(stats.chi2.sf(q, df)),
-                     # statsmodels reports (Q - df) / Q unclipped; Higgins & Thompson's I^2 is
-                     # truncated at zero (no heterogeneity beyond chance)
-                     "i2": max(0.0, float(res.i2)), "tau2": max(0.0, float(res.tau2)),
-                     "pooled_log_ratio_fe": float(res.mean_effect_fe),
-                     "pooled_log_ratio_re": float(res.mean_effect_re)})
+        rows.append(
+            {
+                "metric": metric,
+                "variant": variant,
+                "k_industries": len(part),
+                "cochran_q": q,
+                "df": df,
+                "p_value": float(stats.chi2.sf(q, df)),
+                # statsmodels reports (Q - df) / Q unclipped; Higgins & Thompson's I^2 is
+                # truncated at zero (no heterogeneity beyond chance)
+                "i2": max(0.0, float(res.i2)),
+                "tau2": max(0.0, float(res.tau2)),
+                "pooled_log_ratio_fe": float(res.mean_effect_fe),
+                "pooled_log_ratio_re": float(res.mean_effect_re),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -218,22 +248,46 @@ def heterogeneity_tables(cells: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.D
             per_industry.append(table)
         q = cochran_q(table)
         for row in q.to_dict("records"):
-            tests.append({"metric": metric, "test": "cochran_q", "variant": row["variant"],
-                          "statistic": row["cochran_q"], "df": row["df"], "p_value": row["p_value"],
-                          "i2": row["i2"], "tau2": row["tau2"], "note": f"{row['k_industries']} industries"})
+            tests.append(
+                {
+                    "metric": metric,
+                    "test": "cochran_q",
+                    "variant": row["variant"],
+                    "statistic": row["cochran_q"],
+                    "df": row["df"],
+                    "p_value": row["p_value"],
+                    "i2": row["i2"],
+                    "tau2": row["tau2"],
+                    "note": f"{row['k_industries']} industries",
+                }
+            )
         if cells["industry"].nunique() >= 2:
             base = {"metric": metric, "test": "glm_interaction_wald", "variant": "all", "i2": np.nan, "tau2": np.nan}
             try:
                 wald = interaction_wald(fit_interaction_glm(cells, metric))
-                tests.append({**base, "statistic": wald["f"] if np.isfinite(wald["f"]) else wald["wald_chi2"],
-                              "df": wald["df"], "p_value": wald["p_value"],
-                              "note": wald["method"] or ("not estimable: " + wald["note"])})
+                tests.append(
+                    {
+                        **base,
+                        "statistic": wald["f"] if np.isfinite(wald["f"]) else wald["wald_chi2"],
+                        "df": wald["df"],
+                        "p_value": wald["p_value"],
+                        "note": wald["method"] or ("not estimable: " + wald["note"]),
+                    }
+                )
             except (ValueError, np.linalg.LinAlgError) as exc:
-                tests.append({**base, "statistic": np.nan, "df": 0, "p_value": np.nan,
-                              "note": f"not estimable: {exc}"})
+                tests.append({**base, "statistic": np.nan, "df": 0, "p_value": np.nan, "note": f"not estimable: {exc}"})
     lifts = pd.concat(per_industry, ignore_index=True) if per_industry else pd.DataFrame()
     return lifts, pd.DataFrame(tests)
 
 
-__all__ = ["GLM_FORMULAS", "NotEstimable", "check_glm_identified", "fit_interaction_glm", "interaction_wald", "industry_lifts", "cochran_q",
-           "heterogeneity_tables", "METRICS"]
+__all__ = [
+    "GLM_FORMULAS",
+    "NotEstimable",
+    "check_glm_identified",
+    "fit_interaction_glm",
+    "interaction_wald",
+    "industry_lifts",
+    "cochran_q",
+    "heterogeneity_tables",
+    "METRICS",
+]

@@ -115,8 +115,9 @@ class RatioInfluence:
         return float(self.n_clusters - 1)
 
 
-def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str, cluster: str = "video_id",
-                    design: str = "paired") -> RatioInfluence:
+def ratio_influence(
+    cells: pd.DataFrame, numerator: str, denominator: str, cluster: str = "video_id", design: str = "paired"
+) -> RatioInfluence:
     """Rates and per-cluster influence values from cell sums (one row per cluster x variant).
 
     ``design="unpaired"`` requires each cluster to sit in one arm and raises ``ValueError``
@@ -138,21 +139,30 @@ def ratio_influence(cells: pd.DataFrame, numerator: str, denominator: str, clust
         arms_per_cluster = seen.sum(axis=1)
         if (arms_per_cluster > 1).any():
             bad = [str(v) for v in vids[arms_per_cluster > 1][:5]]
-            raise ValueError(f"unpaired design: {cluster} {', '.join(bad)} appear(s) in more than one arm; "
-                             "a paired design (every cluster in every arm) needs design='paired'")
+            raise ValueError(
+                f"unpaired design: {cluster} {', '.join(bad)} appear(s) in more than one arm; "
+                "a paired design (every cluster in every arm) needs design='paired'"
+            )
         cluster_arm = seen.argmax(axis=1)
     tot_num, tot_den = num.sum(axis=0), den.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(tot_den > 0, tot_num / tot_den, np.nan)
         influence = np.nan_to_num((num - den * rates) / tot_den)
     index = pd.Index(variants, name="variant")
-    return RatioInfluence(rates=pd.Series(rates, index=index), totals_num=pd.Series(tot_num, index=index),
-                          totals_den=pd.Series(tot_den, index=index), influence=influence,
-                          n_clusters=int(len(vids)), design=design, cluster_arm=cluster_arm)
+    return RatioInfluence(
+        rates=pd.Series(rates, index=index),
+        totals_num=pd.Series(tot_num, index=index),
+        totals_den=pd.Series(tot_den, index=index),
+        influence=influence,
+        n_clusters=int(len(vids)),
+        design=design,
+        cluster_arm=cluster_arm,
+    )
 
 
-def rate_fit(cells: pd.DataFrame, numerator: str, denominator: str, variants: pd.Index,
-             cluster: str = "video_id") -> ClusterFit:
+def rate_fit(
+    cells: pd.DataFrame, numerator: str, denominator: str, variants: pd.Index, cluster: str = "video_id"
+) -> ClusterFit:
     """WLS of cell rates on arm indicators (weights = denominators), clustered: the ratio estimator
     as a regression, so that CR2 and Satterthwaite df apply. Coefficients are the arm rates in
     ``variants`` order."""
@@ -211,9 +221,15 @@ def _not_estimable(metric: str, inf: RatioInfluence, variant: str, num: str, den
     return None
 
 
-def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str] | None = None,
-               metrics: Sequence[str] = tuple(METRICS), design: str = "paired", cluster: str = "video_id",
-               small_sample: bool | None = None) -> pd.DataFrame:
+def lift_table(
+    cells: pd.DataFrame,
+    alpha: float = 0.05,
+    variants: Sequence[str] | None = None,
+    metrics: Sequence[str] = tuple(METRICS),
+    design: str = "paired",
+    cluster: str = "video_id",
+    small_sample: bool | None = None,
+) -> pd.DataFrame:
     """Absolute and relative lift of every variant over baseline for each metric.
 
     ``cells`` holds one experiment's sums per cluster x variant (``queries.cell_totals``: the
@@ -283,29 +299,49 @@ def lift_table(cells: pd.DataFrame, alpha: float = 0.05, variants: Sequence[str]
             t_stat = log_ratio / log_se if np.isfinite(log_ratio) and log_se > 0 else float("nan")
             p = float(2 * stats.t.sf(abs(t_stat), df)) if np.isfinite(t_stat) and np.isfinite(df) else float("nan")
             iid_z, iid_p, iid_var = _iid_test(metric, totals, variant)
-            var_abs = abs_se ** 2
-            rows.append({
-                "metric": metric, "variant": variant,
-                "baseline_rate": rb, "variant_rate": rt,
-                "abs_lift": abs_lift, "abs_se": abs_se,
-                "abs_ci_low": abs_lift - crit * abs_se, "abs_ci_high": abs_lift + crit * abs_se,
-                "rel_lift": rel, "rel_se": (1 + rel) * log_se,
-                "rel_ci_low": np.exp(log_ratio - crit * log_se) - 1,
-                "rel_ci_high": np.exp(log_ratio + crit * log_se) - 1,
-                "log_ratio": log_ratio, "log_se": log_se, "t_stat": t_stat, "df": df, "p_value": p,
-                "se_method": method, "design": inf.design,
-                "iid_z": iid_z, "iid_p_value": iid_p,
-                "design_effect": var_abs / iid_var if iid_var and iid_var > 0 else float("nan"),
-                "n_videos": g,
-                "baseline_num": inf.totals_num[BASELINE], "baseline_den": inf.totals_den[BASELINE],
-                "variant_num": inf.totals_num[variant], "variant_den": inf.totals_den[variant],
-                "note": "" if why is None else "not estimable: " + why,
-            })
+            var_abs = abs_se**2
+            rows.append(
+                {
+                    "metric": metric,
+                    "variant": variant,
+                    "baseline_rate": rb,
+                    "variant_rate": rt,
+                    "abs_lift": abs_lift,
+                    "abs_se": abs_se,
+                    "abs_ci_low": abs_lift - crit * abs_se,
+                    "abs_ci_high": abs_lift + crit * abs_se,
+                    "rel_lift": rel,
+                    "rel_se": (1 + rel) * log_se,
+                    "rel_ci_low": np.exp(log_ratio - crit * log_se) - 1,
+                    "rel_ci_high": np.exp(log_ratio + crit * log_se) - 1,
+                    "log_ratio": log_ratio,
+                    "log_se": log_se,
+                    "t_stat": t_stat,
+                    "df": df,
+                    "p_value": p,
+                    "se_method": method,
+                    "design": inf.design,
+                    "iid_z": iid_z,
+                    "iid_p_value": iid_p,
+                    "design_effect": var_abs / iid_var if iid_var and iid_var > 0 else float("nan"),
+                    "n_videos": g,
+                    "baseline_num": inf.totals_num[BASELINE],
+                    "baseline_den": inf.totals_den[BASELINE],
+                    "variant_num": inf.totals_num[variant],
+                    "variant_den": inf.totals_den[variant],
+                    "note": "" if why is None else "not estimable: " + why,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def arms_chi_square(cells: pd.DataFrame, metric: str = "ctr", cluster: str = "video_id", design: str = "paired",
-                    small_sample: bool | None = None) -> pd.DataFrame:
+def arms_chi_square(
+    cells: pd.DataFrame,
+    metric: str = "ctr",
+    cluster: str = "video_id",
+    design: str = "paired",
+    small_sample: bool | None = None,
+) -> pd.DataFrame:
     """Do the arms' rates differ at all? A test of k > 2 proportions, two ways.
 
     ``pearson``: Pearson's chi-square on the arms x (events, non-events) table (k-1 df). It
@@ -320,16 +356,37 @@ def arms_chi_square(cells: pd.DataFrame, metric: str = "ctr", cluster: str = "vi
     totals = cells.groupby("variant")[[num, den]].sum()
     totals = totals[totals[den] > 0]
     rows: list[dict[str, object]] = []
-    base = {"metric": metric, "k_arms": len(totals), "statistic": np.nan, "df": np.nan, "df2": np.nan,
-            "p_value": np.nan, "method": "", "note": ""}
+    base = {
+        "metric": metric,
+        "k_arms": len(totals),
+        "statistic": np.nan,
+        "df": np.nan,
+        "df2": np.nan,
+        "p_value": np.nan,
+        "method": "",
+        "note": "",
+    }
     if len(totals) < 2 or totals[num].sum() == 0 or (totals[num] == totals[den]).all():
-        why = ("fewer than 2 arms with " + den if len(totals) < 2 else
-               f"no {num} in any arm" if totals[num].sum() == 0 else f"every {den[:-1]} had {num}")
+        why = (
+            "fewer than 2 arms with " + den
+            if len(totals) < 2
+            else f"no {num} in any arm"
+            if totals[num].sum() == 0
+            else f"every {den[:-1]} had {num}"
+        )
         return pd.DataFrame([{**base, "test": t, "note": "not estimable: " + why} for t in ("pearson", "cluster")])
     table = np.column_stack([totals[num], totals[den] - totals[num]]).astype(float)
     chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
-    rows.append({**base, "test": "pearson", "statistic": float(chi2), "df": float(dof), "p_value": float(p),
-                 "method": "Pearson chi-square, arms x (events, non-events); ignores clustering"})
+    rows.append(
+        {
+            **base,
+            "test": "pearson",
+            "statistic": float(chi2),
+            "df": float(dof),
+            "p_value": float(p),
+            "method": "Pearson chi-square, arms x (events, non-events); ignores clustering",
+        }
+    )
     inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
     cols = list(inf.rates.index)
     others = [v for v in totals.index if v != BASELINE]
@@ -346,18 +403,39 @@ def arms_chi_square(cells: pd.DataFrame, metric: str = "ctr", cluster: str = "vi
         fit = rate_fit(cells, num, den, inf.rates.index, cluster)
         test = fit.joint_test(cm)
         if np.isfinite(test["p_value"]):
-            rows.append({**base, "test": "cluster", "statistic": test["f"], "df": test["df1"], "df2": test["df2"],
-                         "p_value": test["p_value"],
-                         "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})"})
+            rows.append(
+                {
+                    **base,
+                    "test": "cluster",
+                    "statistic": test["f"],
+                    "df": test["df1"],
+                    "df2": test["df2"],
+                    "p_value": test["p_value"],
+                    "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
+                }
+            )
         else:
-            rows.append({**base, "test": "cluster", "note": f"not estimable: {g} clusters cannot support "
-                                                               f"{len(others)} joint restrictions"})
+            rows.append(
+                {
+                    **base,
+                    "test": "cluster",
+                    "note": f"not estimable: {g} clusters cannot support {len(others)} joint restrictions",
+                }
+            )
         return pd.DataFrame(rows)
     cov = inf.covariance(cm, log_scale=False)
     if np.linalg.matrix_rank(cov) < len(others):
         rows.append({**base, "test": "cluster", "note": "not estimable: singular cluster-robust covariance"})
     else:
         wald = float(est @ np.linalg.solve(cov, est))
-        rows.append({**base, "test": "cluster", "statistic": wald, "df": float(len(others)),
-                     "p_value": float(stats.chi2.sf(wald, len(others))), "method": f"{METHOD_CR1}; Wald chi-square"})
+        rows.append(
+            {
+                **base,
+                "test": "cluster",
+                "statistic": wald,
+                "df": float(len(others)),
+                "p_value": float(stats.chi2.sf(wald, len(others))),
+                "method": f"{METHOD_CR1}; Wald chi-square",
+            }
+        )
     return pd.DataFrame(rows)

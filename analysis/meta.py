@@ -95,12 +95,12 @@ def _trace_p(v: np.ndarray, x: np.ndarray, tau2: float, squared: bool = False) -
     """``tr(P)`` or ``tr(P P)`` from p x p products (no k x k matrix: k can be hundreds of videos)."""
     w = 1.0 / (v + tau2)
     m = np.linalg.inv(x.T @ (w[:, None] * x))
-    a2 = x.T @ ((w ** 2)[:, None] * x)
+    a2 = x.T @ ((w**2)[:, None] * x)
     if not squared:
         return float(w.sum() - np.trace(m @ a2))
-    a3 = x.T @ ((w ** 3)[:, None] * x)
+    a3 = x.T @ ((w**3)[:, None] * x)
     ma2 = m @ a2
-    return float((w ** 2).sum() - 2 * np.trace(m @ a3) + np.trace(ma2 @ ma2))
+    return float((w**2).sum() - 2 * np.trace(m @ a3) + np.trace(ma2 @ ma2))
 
 
 def generalised_q(y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float) -> float:
@@ -120,7 +120,7 @@ def _reml_loglik(tau2: float, y: np.ndarray, v: np.ndarray, x: np.ndarray) -> fl
     beta, _, w = _wls(y, v, x, tau2)
     resid = y - x @ beta
     sign, logdet = np.linalg.slogdet(x.T @ (w[:, None] * x))
-    return float(-0.5 * (np.sum(np.log(v + tau2)) + logdet + np.sum(w * resid ** 2)))
+    return float(-0.5 * (np.sum(np.log(v + tau2)) + logdet + np.sum(w * resid**2)))
 
 
 def tau2_reml(y: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
@@ -131,8 +131,12 @@ def tau2_reml(y: np.ndarray, v: np.ndarray, x: np.ndarray) -> float:
     the end points.
     """
     upper = 10.0 * max(float(np.var(y, ddof=1)) if len(y) > 1 else 0.0, float(np.max(v)), 1e-8)
-    res = optimize.minimize_scalar(lambda t: -_reml_loglik(t, y, v, x), bounds=(0.0, upper), method="bounded",
-                                   options={"xatol": 1e-12, "maxiter": 500})
+    res = optimize.minimize_scalar(
+        lambda t: -_reml_loglik(t, y, v, x),
+        bounds=(0.0, upper),
+        method="bounded",
+        options={"xatol": 1e-12, "maxiter": 500},
+    )
     best = float(res.x)
     if _reml_loglik(0.0, y, v, x) >= _reml_loglik(best, y, v, x):
         return 0.0
@@ -161,9 +165,15 @@ def _q_profile(y: np.ndarray, v: np.ndarray, x: np.ndarray, alpha: float) -> tup
     return solve(hi_crit), solve(lo_crit)
 
 
-def random_effects(y: Sequence[float], v: Sequence[float], moderators: np.ndarray | None = None,
-                   moderator_names: Sequence[str] | None = None, method: str = "REML", test: str = "z",
-                   alpha: float = 0.05) -> MetaFit:
+def random_effects(
+    y: Sequence[float],
+    v: Sequence[float],
+    moderators: np.ndarray | None = None,
+    moderator_names: Sequence[str] | None = None,
+    method: str = "REML",
+    test: str = "z",
+    alpha: float = 0.05,
+) -> MetaFit:
     """Random-effects model (no moderators) or mixed-effects meta-regression.
 
     ``y``: effects (e.g. log rate ratios), ``v``: their sampling variances. ``method``: "DL" or
@@ -193,7 +203,7 @@ def random_effects(y: Sequence[float], v: Sequence[float], moderators: np.ndarra
     resid = y - x @ beta
     df_resid = k - p
     if test == "knha":
-        s2 = float(np.sum(w * resid ** 2) / df_resid)
+        s2 = float(np.sum(w * resid**2) / df_resid)
         cov = cov * s2
         ref_df: float = float(df_resid)
         crit = stats.t.ppf(1 - alpha / 2, df_resid)
@@ -203,8 +213,18 @@ def random_effects(y: Sequence[float], v: Sequence[float], moderators: np.ndarra
     se = np.sqrt(np.diag(cov))
     stat = beta / se
     pval = 2 * (stats.t.sf(np.abs(stat), df_resid) if test == "knha" else stats.norm.sf(np.abs(stat)))
-    coefficients = pd.DataFrame({"estimate": beta, "se": se, "stat": stat, "df": ref_df, "p_value": pval,
-                                 "ci_low": beta - crit * se, "ci_high": beta + crit * se}, index=pd.Index(names, name="term"))
+    coefficients = pd.DataFrame(
+        {
+            "estimate": beta,
+            "se": se,
+            "stat": stat,
+            "df": ref_df,
+            "p_value": pval,
+            "ci_low": beta - crit * se,
+            "ci_high": beta + crit * se,
+        },
+        index=pd.Index(names, name="term"),
+    )
 
     # heterogeneity: Q with fixed-effect weights; "typical" sampling variance s2 = (k - p) / tr(P)
     q = generalised_q(y, v, x, 0.0)
@@ -234,18 +254,36 @@ def random_effects(y: Sequence[float], v: Sequence[float], moderators: np.ndarra
     x_new = x.mean(axis=0)
     mu = float(x_new @ beta)
     se_mu = float(np.sqrt(x_new @ cov @ x_new))
-    half = crit * np.sqrt(tau2 + se_mu ** 2)
+    half = crit * np.sqrt(tau2 + se_mu**2)
     if k < 3:
         notes.append(f"k={k}: tau^2 from {k} studies is very imprecise")
-    return MetaFit(k=k, method=method, test=test, coefficients=coefficients, tau2=float(tau2), tau2_se=tau2_se,
-                   tau2_ci=tau2_ci, q=q, q_df=df_resid, q_p=float(stats.chi2.sf(q, df_resid)),
-                   i2=i2_of(tau2), i2_ci=(i2_of(tau2_ci[0]), i2_of(tau2_ci[1])), h2=h2_of(tau2),
-                   h2_ci=(h2_of(tau2_ci[0]), h2_of(tau2_ci[1])), qm=qm, qm_df=qm_df, qm_p=qm_p, r2=r2,
-                   pred_interval=(mu - half, mu + half), notes=notes)
+    return MetaFit(
+        k=k,
+        method=method,
+        test=test,
+        coefficients=coefficients,
+        tau2=float(tau2),
+        tau2_se=tau2_se,
+        tau2_ci=tau2_ci,
+        q=q,
+        q_df=df_resid,
+        q_p=float(stats.chi2.sf(q, df_resid)),
+        i2=i2_of(tau2),
+        i2_ci=(i2_of(tau2_ci[0]), i2_of(tau2_ci[1])),
+        h2=h2_of(tau2),
+        h2_ci=(h2_of(tau2_ci[0]), h2_of(tau2_ci[1])),
+        qm=qm,
+        qm_df=qm_df,
+        qm_p=qm_p,
+        r2=r2,
+        pred_interval=(mu - half, mu + half),
+        notes=notes,
+    )
 
 
-def log_risk_ratio(tpos: np.ndarray, tneg: np.ndarray, cpos: np.ndarray, cneg: np.ndarray,
-                   add: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def log_risk_ratio(
+    tpos: np.ndarray, tneg: np.ndarray, cpos: np.ndarray, cneg: np.ndarray, add: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Log risk ratio and its large-sample variance per 2x2 table (metafor ``escalc(measure="RR")``).
 
     ``add`` is added to every cell of a table with a zero cell (metafor's ``to="only0"``).
@@ -261,15 +299,37 @@ def fit_row(fit: MetaFit, **labels: object) -> dict[str, object]:
     """One flat report row for a pooled fit (the intercept, or the first moderator when present)."""
     term = fit.coefficients.index[1] if len(fit.coefficients) > 1 else "intercept"
     c = fit.coefficients.loc[term]
-    return {**labels, "term": term, "method": fit.method, "test": fit.test, "k": fit.k,
-            "estimate": float(c["estimate"]), "se": float(c["se"]), "stat": float(c["stat"]),
-            "df": float(c["df"]), "p_value": float(c["p_value"]),
-            "ci_low": float(c["ci_low"]), "ci_high": float(c["ci_high"]),
-            "pi_low": fit.pred_interval[0], "pi_high": fit.pred_interval[1],
-            "tau2": fit.tau2, "tau2_se": fit.tau2_se, "tau2_ci_low": fit.tau2_ci[0], "tau2_ci_high": fit.tau2_ci[1],
-            "q": fit.q, "q_df": fit.q_df, "q_p": fit.q_p, "i2": fit.i2, "i2_ci_low": fit.i2_ci[0],
-            "i2_ci_high": fit.i2_ci[1], "h2": fit.h2, "qm": fit.qm, "qm_p": fit.qm_p, "r2": fit.r2,
-            "note": "; ".join(fit.notes)}
+    return {
+        **labels,
+        "term": term,
+        "method": fit.method,
+        "test": fit.test,
+        "k": fit.k,
+        "estimate": float(c["estimate"]),
+        "se": float(c["se"]),
+        "stat": float(c["stat"]),
+        "df": float(c["df"]),
+        "p_value": float(c["p_value"]),
+        "ci_low": float(c["ci_low"]),
+        "ci_high": float(c["ci_high"]),
+        "pi_low": fit.pred_interval[0],
+        "pi_high": fit.pred_interval[1],
+        "tau2": fit.tau2,
+        "tau2_se": fit.tau2_se,
+        "tau2_ci_low": fit.tau2_ci[0],
+        "tau2_ci_high": fit.tau2_ci[1],
+        "q": fit.q,
+        "q_df": fit.q_df,
+        "q_p": fit.q_p,
+        "i2": fit.i2,
+        "i2_ci_low": fit.i2_ci[0],
+        "i2_ci_high": fit.i2_ci[1],
+        "h2": fit.h2,
+        "qm": fit.qm,
+        "qm_p": fit.qm_p,
+        "r2": fit.r2,
+        "note": "; ".join(fit.notes),
+    }
 
 
 def pool_industries(industry_table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -285,8 +345,16 @@ def pool_industries(industry_table: pd.DataFrame, alpha: float = 0.05) -> pd.Dat
     for (metric, variant), part in industry_table.groupby(["metric", "variant"], sort=False):
         ok = part[np.isfinite(part["log_ratio"]) & np.isfinite(part["log_se"]) & (part["log_se"] > 0)]
         if len(ok) < 2:
-            rows.append({"metric": metric, "variant": variant, "k": len(ok), "method": "", "test": "",
-                         "note": f"not estimable: {len(ok)} industry lift(s) with a finite SE; pooling needs 2"})
+            rows.append(
+                {
+                    "metric": metric,
+                    "variant": variant,
+                    "k": len(ok),
+                    "method": "",
+                    "test": "",
+                    "note": f"not estimable: {len(ok)} industry lift(s) with a finite SE; pooling needs 2",
+                }
+            )
             continue
         y, v = ok["log_ratio"].to_numpy(), ok["log_se"].to_numpy() ** 2
         for method, test in (("DL", "z"), ("REML", "z"), ("REML", "knha")):
@@ -295,8 +363,9 @@ def pool_industries(industry_table: pd.DataFrame, alpha: float = 0.05) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def moderator_regression(video_lifts: pd.DataFrame, moderator: str, alpha: float = 0.05,
-                         min_videos: int = 4) -> pd.DataFrame:
+def moderator_regression(
+    video_lifts: pd.DataFrame, moderator: str, alpha: float = 0.05, min_videos: int = 4
+) -> pd.DataFrame:
     """Meta-regression of per-video log lifts on a video-level moderator, per metric x variant.
 
     ``video_lifts`` has metric, variant, video_id, log_lift, var and the moderator column (for
@@ -315,9 +384,18 @@ def moderator_regression(video_lifts: pd.DataFrame, moderator: str, alpha: float
         elif ok[moderator].nunique() < 2:
             why = f"{moderator} is the same for every video: no slope"
         if why:
-            rows.append({"metric": metric, "variant": variant, "term": moderator, "k": len(ok), "note": "not estimable: " + why})
+            rows.append(
+                {"metric": metric, "variant": variant, "term": moderator, "k": len(ok), "note": "not estimable: " + why}
+            )
             continue
-        fit = random_effects(ok["log_lift"].to_numpy(), ok["var"].to_numpy(), ok[[moderator]].to_numpy(),
-                             moderator_names=[moderator], method="REML", test="knha", alpha=alpha)
+        fit = random_effects(
+            ok["log_lift"].to_numpy(),
+            ok["var"].to_numpy(),
+            ok[[moderator]].to_numpy(),
+            moderator_names=[moderator],
+            method="REML",
+            test="knha",
+            alpha=alpha,
+        )
         rows.append(fit_row(fit, metric=metric, variant=variant))
     return pd.DataFrame(rows)

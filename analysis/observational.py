@@ -36,10 +36,20 @@ def observational_table(scenes: pd.DataFrame | None, alpha: float = 0.05) -> pd.
         res = smf.ols(formula, data=data).fit(cov_type="cluster", cov_kwds={"groups": groups})
         ci = res.conf_int(alpha=alpha)
         for term in ("attention_proportion", "contrast", "brightness"):
-            rows.append({"outcome": outcome, "term": term, "estimate": float(res.params[term]),
-                         "se": float(res.bse[term]), "ci_low": float(ci.loc[term].iloc[0]),
-                         "ci_high": float(ci.loc[term].iloc[1]), "p_value": float(res.pvalues[term]),
-                         "n_scenes": int(res.nobs), "n_videos": int(n_videos),
-                         "r_squared": float(res.rsquared), "model": formula + ", cluster=video"})
+            rows.append(
+                {
+                    "outcome": outcome,
+                    "term": term,
+                    "estimate": float(res.params[term]),
+                    "se": float(res.bse[term]),
+                    "ci_low": float(ci.loc[term].iloc[0]),
+                    "ci_high": float(ci.loc[term].iloc[1]),
+                    "p_value": float(res.pvalues[term]),
+                    "n_scenes": int(res.nobs),
+                    "n_videos": int(n_videos),
+                    "r_squared": float(res.rsquared),
+                    "model": formula + ", cluster=video",
+                }
+            )
     out = pd.DataFrame(rows)
     return out if out.empty else out.replace([np.inf, -np.inf], np.nan)

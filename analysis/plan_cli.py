@@ -27,10 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="align-ab-plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="the experiment config (YAML)")
     parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
-    parser.add_argument("--allow-after-results", action="store_true",
-                        help="file the plan even though results exist (reported as a deviation)")
-    parser.add_argument("--include-ineligible", action="store_true",
-                        help="put variants that failed their checks into the upload manifest (explicit override)")
+    parser.add_argument(
+        "--allow-after-results",
+        action="store_true",
+        help="file the plan even though results exist (reported as a deviation)",
+    )
+    parser.add_argument(
+        "--include-ineligible",
+        action="store_true",
+        help="put variants that failed their checks into the upload manifest (explicit override)",
+    )
     args = parser.parse_args(argv)
     data = Path(args.data_dir)
     database = data / "warehouse.duckdb"

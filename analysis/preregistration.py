@@ -29,10 +29,10 @@ from typing import Any
 
 import pandas as pd
 
-from align_core.io.atomic import atomic_write_text
 from align_core.experiments.config import ExperimentConfig, register_experiment_config
-from align_core.stimuli.plans import dose_windows, timing_variants
+from align_core.io.atomic import atomic_write_text
 from align_core.io.warehouse import read_connection, table_exists, write_connection
+from align_core.stimuli.plans import dose_windows, timing_variants
 from analysis.guardrails import design_effect, mde_relative
 
 __all__ = [
@@ -86,34 +86,71 @@ def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
     control = config.control
     specs = config.variants
     confirmatory = [
-        {"id": f"{config.primary_metric}:{s.name}_vs_{control}", "metric": config.primary_metric,
-         "contrast": f"{s.name} vs {control}",
-         "expected": "no difference (placebo)" if s.role == "placebo" else
-         ("higher" if s.kind == "boost" else "lower"),
-         "test": "two-sided, relative lift (log ratio of rates), clustered by video"}
-        for s in specs if s.name != control
+        {
+            "id": f"{config.primary_metric}:{s.name}_vs_{control}",
+            "metric": config.primary_metric,
+            "contrast": f"{s.name} vs {control}",
+            "expected": "no difference (placebo)"
+            if s.role == "placebo"
+            else ("higher" if s.kind == "boost" else "lower"),
+            "test": "two-sided, relative lift (log ratio of rates), clustered by video",
+        }
+        for s in specs
+        if s.name != control
     ]
     timed = timing_variants(specs)
-    timing = [{"id": f"{config.primary_metric}:{a}_vs_{b}", "metric": config.primary_metric, "contrast": f"{a} vs {b}",
-               "expected": "earlier attention on the product lifts more"} for a, b in combinations(timed, 2)]
+    timing = [
+        {
+            "id": f"{config.primary_metric}:{a}_vs_{b}",
+            "metric": config.primary_metric,
+            "contrast": f"{a} vs {b}",
+            "expected": "earlier attention on the product lifts more",
+        }
+        for a, b in combinations(timed, 2)
+    ]
     if len(timed) >= 3:
-        timing.append({"id": f"{config.primary_metric}:joint_timing", "metric": config.primary_metric,
-                       "contrast": "joint: " + " = ".join(timed), "test": "Wald, cluster-robust"})
+        timing.append(
+            {
+                "id": f"{config.primary_metric}:joint_timing",
+                "metric": config.primary_metric,
+                "contrast": "joint: " + " = ".join(timed),
+                "test": "Wald, cluster-robust",
+            }
+        )
     windows = dose_windows(specs)
-    dose = [{"id": f"{config.primary_metric}:dose_slope", "metric": config.primary_metric,
-             "model": "per-video log lift over its own control on the achieved alignment change (manipulation "
-                      "check, the arm's own window), WLS clustered by video",
-             "expected": "positive slope", "arms": sorted(windows)}] if windows else []
+    dose = (
+        [
+            {
+                "id": f"{config.primary_metric}:dose_slope",
+                "metric": config.primary_metric,
+                "model": "per-video log lift over its own control on the achieved alignment change (manipulation "
+                "check, the arm's own window), WLS clustered by video",
+                "expected": "positive slope",
+                "arms": sorted(windows),
+            }
+        ]
+        if windows
+        else []
+    )
     mde: dict[str, Any] = {"note": "no planned sample size in the config (planned_impressions_per_arm)"}
     if config.planned_impressions_per_arm:
         per_video = config.planned_impressions_per_arm / max(config.planned_videos or 1, 1)
         deff = design_effect(per_video, config.expected_icc)
         mde = {
-            "metric": "ctr", "base_rate": config.expected_base_ctr,
-            "impressions_per_arm": config.planned_impressions_per_arm, "videos": config.planned_videos,
-            "icc": config.expected_icc, "design_effect": round(deff, 6), "alpha": config.alpha, "power": config.power,
-            "mde_relative": round(mde_relative(config.expected_base_ctr, config.planned_impressions_per_arm, deff,
-                                               config.alpha, config.power), 6),
+            "metric": "ctr",
+            "base_rate": config.expected_base_ctr,
+            "impressions_per_arm": config.planned_impressions_per_arm,
+            "videos": config.planned_videos,
+            "icc": config.expected_icc,
+            "design_effect": round(deff, 6),
+            "alpha": config.alpha,
+            "power": config.power,
+            "mde_relative": round(
+                mde_relative(
+                    config.expected_base_ctr, config.planned_impressions_per_arm, deff, config.alpha, config.power
+                ),
+                6,
+            ),
             "method": "two-sample proportions (Cohen's h) at the effective sample size impressions / design effect",
         }
     return {
@@ -141,11 +178,16 @@ def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
 
 def _results_exist(con: Any, experiment_id: str) -> bool:
     return table_exists(con, "ab_results") and bool(
-        con.execute("SELECT count(*) FROM ab_results WHERE experiment_id = ?", [experiment_id]).fetchone()[0])
+        con.execute("SELECT count(*) FROM ab_results WHERE experiment_id = ?", [experiment_id]).fetchone()[0]
+    )
 
 
-def register_plan(config: ExperimentConfig, database: str | os.PathLike[str], plans_dir: str | os.PathLike[str],
-                  allow_after_results: bool = False) -> RegisteredPlan:
+def register_plan(
+    config: ExperimentConfig,
+    database: str | os.PathLike[str],
+    plans_dir: str | os.PathLike[str],
+    allow_after_results: bool = False,
+) -> RegisteredPlan:
     """Register the experiment's arms and store its hashed plan (file + ``analysis_plans`` row).
 
     Re-registering the same plan is a no-op (same hash). A plan filed once results exist is
@@ -163,8 +205,10 @@ def register_plan(config: ExperimentConfig, database: str | os.PathLike[str], pl
         sha, plan, path = stored[config.experiment_id]
         return RegisteredPlan(config.experiment_id, sha, Path(path), plan, bool(plan.get("registered_after_results")))
     if late and not allow_after_results:
-        raise ValueError(f"experiment {config.experiment_id!r} already has results in {database}: a pre-registered "
-                         "plan must come before them (allow_after_results=True files it as a deviation)")
+        raise ValueError(
+            f"experiment {config.experiment_id!r} already has results in {database}: a pre-registered "
+            "plan must come before them (allow_after_results=True files it as a deviation)"
+        )
     if late:
         plan["registered_after_results"] = True
         digest = plan_hash(plan)
@@ -176,8 +220,14 @@ def register_plan(config: ExperimentConfig, database: str | os.PathLike[str], pl
         con.execute(PLANS_DDL)
         con.execute(
             "INSERT INTO analysis_plans VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [config.experiment_id, digest, _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None), late,
-             canonical_json(plan), str(path)],
+            [
+                config.experiment_id,
+                digest,
+                _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None),
+                late,
+                canonical_json(plan),
+                str(path),
+            ],
         )
     return RegisteredPlan(config.experiment_id, digest, path, plan, late)
 
@@ -197,8 +247,9 @@ def latest_plans(con: Any) -> dict[str, tuple[str, dict[str, Any], str]]:
     return {str(exp): (sha, json.loads(text), path) for exp, sha, text, path in rows}
 
 
-def plan_deviations(plan: dict[str, Any], cells: pd.DataFrame, dates: tuple[Any, Any] | None,
-                    alpha: float, excluded: Sequence[str] = ()) -> list[str]:
+def plan_deviations(
+    plan: dict[str, Any], cells: pd.DataFrame, dates: tuple[Any, Any] | None, alpha: float, excluded: Sequence[str] = ()
+) -> list[str]:
     """Every way the executed analysis of one experiment departs from its plan (empty: none)."""
     out: list[str] = []
     # the report's estimators call the control arm 'baseline' whatever the registry names it
@@ -222,35 +273,52 @@ def plan_deviations(plan: dict[str, Any], cells: pd.DataFrame, dates: tuple[Any,
         per_arm = cells.groupby("variant")["impressions"].sum()
         short = per_arm[per_arm < 0.95 * float(target)]
         for arm, n in short.items():
-            out.append(f"arm {arm!r}: {int(n)} impressions, {float(target):.0f} planned (the MDE is larger than planned)")
+            out.append(
+                f"arm {arm!r}: {int(n)} impressions, {float(target):.0f} planned (the MDE is larger than planned)"
+            )
     if plan.get("planned_days") and dates and dates[0] is not None and dates[1] is not None:
         days = (pd.Timestamp(dates[1]) - pd.Timestamp(dates[0])).days + 1
         if days < int(plan["planned_days"]):
-            out.append(f"ran {days} day(s), {plan['planned_days']} planned: stopped early (stopping rule: "
-                       f"{plan['stopping_rule']})")
+            out.append(
+                f"ran {days} day(s), {plan['planned_days']} planned: stopped early (stopping rule: "
+                f"{plan['stopping_rule']})"
+            )
     for item in excluded:
         out.append(f"excluded from the analysis: {item}")
     return out
 
 
-def deviations_table(database: str | os.PathLike[str], cells_by_exp: dict[str, pd.DataFrame],
-                     alpha: float) -> pd.DataFrame:
+def deviations_table(
+    database: str | os.PathLike[str], cells_by_exp: dict[str, pd.DataFrame], alpha: float
+) -> pd.DataFrame:
     """One row per experiment x deviation (or a 'none' row), with the plan's hash; empty if no plans."""
     with read_connection(database) as con:
         plans = latest_plans(con)
         dates = {}
         if plans and table_exists(con, "experiments"):
-            dates = {str(e): (s, t) for e, s, t in con.execute(
-                "SELECT experiment_id, start_date, end_date FROM experiments").fetchall()}
+            dates = {
+                str(e): (s, t)
+                for e, s, t in con.execute("SELECT experiment_id, start_date, end_date FROM experiments").fetchall()
+            }
     rows = []
     for exp in sorted(set(plans) | set(cells_by_exp)):
         if exp not in plans:
-            rows.append({"experiment_id": exp, "plan_sha256": None, "plan_file": None,
-                         "deviation": "no pre-registered plan: every estimate is exploratory"})
+            rows.append(
+                {
+                    "experiment_id": exp,
+                    "plan_sha256": None,
+                    "plan_file": None,
+                    "deviation": "no pre-registered plan: every estimate is exploratory",
+                }
+            )
             continue
         sha, plan, path = plans[exp]
-        found = plan_deviations(plan, cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"])),
-                                dates.get(exp), alpha)
+        found = plan_deviations(
+            plan,
+            cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"])),
+            dates.get(exp),
+            alpha,
+        )
         for text in found or ["none: the analysis followed the plan"]:
             rows.append({"experiment_id": exp, "plan_sha256": sha, "plan_file": path, "deviation": text})
     return pd.DataFrame(rows, columns=["experiment_id", "plan_sha256", "plan_file", "deviation"])

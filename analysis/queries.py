@@ -21,17 +21,25 @@ UNKNOWN_INDUSTRY = "unknown"
 
 
 def _columns(con: Any, table: str) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }
 
 
 def _industry_source(con: Any) -> str:
     """A ``(video_id, industry)`` subquery: the video catalog first, scene metadata second."""
     parts = []
     if table_exists(con, "videos") and {"video_id", "industry"} <= _columns(con, "videos"):
-        parts.append("SELECT CAST(video_id AS VARCHAR) AS video_id, industry, 1 AS pri FROM videos WHERE industry IS NOT NULL AND industry <> ''")
+        parts.append(
+            "SELECT CAST(video_id AS VARCHAR) AS video_id, industry, 1 AS pri FROM videos WHERE industry IS NOT NULL AND industry <> ''"
+        )
     if table_exists(con, "scenes") and {"video_id", "industry"} <= _columns(con, "scenes"):
-        parts.append("SELECT CAST(video_id AS VARCHAR) AS video_id, industry, 2 AS pri FROM scenes WHERE industry IS NOT NULL AND industry <> ''")
+        parts.append(
+            "SELECT CAST(video_id AS VARCHAR) AS video_id, industry, 2 AS pri FROM scenes WHERE industry IS NOT NULL AND industry <> ''"
+        )
     if not parts:
         return "SELECT NULL::VARCHAR AS video_id, NULL::VARCHAR AS industry WHERE FALSE"
     union = " UNION ALL ".join(parts)
@@ -45,8 +53,20 @@ def cell_totals(con: Any, experiment_id: str | None = None) -> pd.DataFrame:
     conversions, spend, watch_time_s_sum, watch_time_s_sumsq (one row per cell).
     """
     if not table_exists(con, "ab_results"):
-        return pd.DataFrame(columns=["experiment_id", "video_id", "variant", "industry", "impressions", "clicks",
-                                     "conversions", "spend", "watch_time_s_sum", "watch_time_s_sumsq"])
+        return pd.DataFrame(
+            columns=[
+                "experiment_id",
+                "video_id",
+                "variant",
+                "industry",
+                "impressions",
+                "clicks",
+                "conversions",
+                "spend",
+                "watch_time_s_sum",
+                "watch_time_s_sumsq",
+            ]
+        )
     where = "WHERE r.experiment_id = ?" if experiment_id else ""
     params = [experiment_id] if experiment_id else []
     sql = f"""

@@ -31,23 +31,30 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from align_core.io.atomic import atomic_write_text  # noqa: E402
 from align_core.experiments.config import registered_configs, registered_variants  # noqa: E402
-from align_core.stimuli.plans import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
+from align_core.io.atomic import atomic_write_text  # noqa: E402
 from align_core.io.warehouse import read_connection, transaction, write_connection  # noqa: E402
+from align_core.stimuli.plans import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
 from analysis import queries  # noqa: E402
-from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
+from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
-    "analysis_lift", "analysis_arms_test", "analysis_heterogeneity", "analysis_meta", "analysis_timing",
-    "analysis_dose_response", "analysis_guardrails", "analysis_observational", "analysis_plan_deviations",
+    "analysis_lift",
+    "analysis_arms_test",
+    "analysis_heterogeneity",
+    "analysis_meta",
+    "analysis_timing",
+    "analysis_dose_response",
+    "analysis_guardrails",
+    "analysis_observational",
+    "analysis_plan_deviations",
     "analysis_excluded",
 )
 
@@ -71,9 +78,13 @@ def _with_experiment(frame: pd.DataFrame, experiment_id: str) -> pd.DataFrame:
     return frame
 
 
-def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experiment_id: str | None = None,
-                   design: str = "paired", include_ineligible: bool = False
-                   ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+def compute_tables(
+    database: str | os.PathLike[str],
+    alpha: float = 0.05,
+    experiment_id: str | None = None,
+    design: str = "paired",
+    include_ineligible: bool = False,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     """Every estimate table (and the per-experiment cell sums for plots), read-only.
 
     ``design`` (for experiments without a registered config; a registered experiment's config
@@ -90,8 +101,9 @@ def compute_tables(database: str | os.PathLike[str], alpha: float = 0.05, experi
         return _compute_tables(database, alpha, experiment_id, design, include_ineligible)
 
 
-def _apply_eligibility(cells: pd.DataFrame, eligibility: pd.DataFrame | None,
-                       include_ineligible: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _apply_eligibility(
+    cells: pd.DataFrame, eligibility: pd.DataFrame | None, include_ineligible: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cells to analyse, the excluded-variants table). Variants the platform never rendered
     (e.g. arms of an imported export) are not judged and stay in."""
     if eligibility is None or eligibility.empty:
@@ -99,14 +111,19 @@ def _apply_eligibility(cells: pd.DataFrame, eligibility: pd.DataFrame | None,
     bad = eligibility[~eligibility["eligible"].astype(bool)]
     if bad.empty:
         return cells, pd.DataFrame()
-    served = cells.groupby(["video_id", "variant"], as_index=False)["impressions"].sum() if not cells.empty \
+    served = (
+        cells.groupby(["video_id", "variant"], as_index=False)["impressions"].sum()
+        if not cells.empty
         else pd.DataFrame(columns=["video_id", "variant", "impressions"])
+    )
     listed = bad.merge(served, on=["video_id", "variant"], how="left")
     listed["impressions"] = listed["impressions"].fillna(0).astype("int64")
     in_results = listed["impressions"] > 0
-    listed["action"] = np.where(~in_results, "not in the A/B results",
-                                np.where(include_ineligible, "kept: include_ineligible override",
-                                         "results dropped from the analysis"))
+    listed["action"] = np.where(
+        ~in_results,
+        "not in the A/B results",
+        np.where(include_ineligible, "kept: include_ineligible override", "results dropped from the analysis"),
+    )
     excluded = listed[["video_id", "variant", "exclusion_reason", "impressions", "action"]]
     if include_ineligible or cells.empty:
         return cells, excluded
@@ -121,8 +138,9 @@ MODERATORS: dict[str, str] = {
 }
 
 
-def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | None,
-                                 scenes: pd.DataFrame | None, windows: dict[str, str] | None = None) -> pd.DataFrame:
+def _video_lifts_with_moderators(
+    cells: pd.DataFrame, deltas: pd.DataFrame | None, scenes: pd.DataFrame | None, windows: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Per-video log lifts (CTR and CVR) with the video-level moderators that are available."""
     frames = [video_variant_log_lifts(cells, m).assign(metric=m) for m in ("ctr", "cvr")]
     lifts = pd.concat(frames, ignore_index=True)
@@ -131,14 +149,20 @@ def _video_lifts_with_moderators(cells: pd.DataFrame, deltas: pd.DataFrame | Non
     if deltas is not None and not deltas.empty:
         lifts = lifts.merge(select_doses(deltas, windows), on=["video_id", "variant"], how="left")
     if scenes is not None and not scenes.empty and "contrast" in scenes:
-        contrast = scenes.groupby("video_id", as_index=False)["contrast"].mean().rename(columns={"contrast": "mean_contrast"})
+        contrast = (
+            scenes.groupby("video_id", as_index=False)["contrast"].mean().rename(columns={"contrast": "mean_contrast"})
+        )
         lifts = lifts.merge(contrast, on="video_id", how="left")
     return lifts
 
 
-def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_id: str | None,
-                    default_design: str, include_ineligible: bool = False
-                    ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
+def _compute_tables(
+    database: str | os.PathLike[str],
+    alpha: float,
+    experiment_id: str | None,
+    default_design: str,
+    include_ineligible: bool = False,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
     notes: list[str] = []
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     cells_by_exp: dict[str, pd.DataFrame] = {}
@@ -155,8 +179,10 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
         parts["analysis_excluded"].append(excluded)
         dropped = excluded[excluded["action"] == "results dropped from the analysis"]
         if len(dropped):
-            notes.append(f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
-                         "(see 'Excluded variants'; align-report --include-ineligible keeps them)")
+            notes.append(
+                f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
+                "(see 'Excluded variants'; align-report --include-ineligible keeps them)"
+            )
     if experiment_id:
         arms = arms[arms["experiment_id"] == experiment_id]
     if cells_all.empty:
@@ -185,8 +211,10 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
             continue
         g = cells["video_id"].nunique()
         if g < SMALL_SAMPLE_CLUSTERS:
-            notes.append(f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
-                         f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square")
+            notes.append(
+                f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
+                f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
+            )
         lift = lift_table(cells, alpha=alpha, variants=order, design=design)
         parts["analysis_lift"].append(_with_experiment(lift, exp))
         arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
@@ -204,19 +232,27 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
             parts["analysis_meta"].append(_with_experiment(pd.concat(meta, ignore_index=True), exp))
         if ind.empty and cells["industry"].nunique() > 0:
             per = cells.groupby("industry")["video_id"].nunique()
-            notes.append(f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
-                         "no per-industry lifts")
+            notes.append(
+                f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
+                "no per-industry lifts"
+            )
         if not ind.empty:
             ind = ind.assign(kind="industry_lift")
         if not tests.empty:
             tests = tests.assign(kind="test")
-        het = pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True) if not (ind.empty and tests.empty) else pd.DataFrame()
+        het = (
+            pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True)
+            if not (ind.empty and tests.empty)
+            else pd.DataFrame()
+        )
         parts["analysis_heterogeneity"].append(_with_experiment(het, exp))
         for metric in ("ctr", "cvr"):
             parts["analysis_timing"].append(
-                _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp))
+                _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp)
+            )
             parts["analysis_dose_response"].append(
-                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp))
+                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp)
+            )
         # planning: the smallest CTR lift this experiment could detect, with its measured design effect
         ctr = lift[lift["metric"] == "ctr"]
         if not ctr.empty:
@@ -224,13 +260,27 @@ def _compute_tables(database: str | os.PathLike[str], alpha: float, experiment_i
             n_arm = float(ctr["baseline_den"].iloc[0])
             base = float(ctr["baseline_rate"].iloc[0])
             if base > 0 and np.isfinite(deff):
-                parts["analysis_guardrails"].append(pd.DataFrame([{
-                    "experiment_id": exp, "check": "mde_ctr_relative", "metric": "ctr",
-                    "statistic": np.nan, "df": np.nan, "p_value": np.nan, "flagged": False, "threshold": np.nan,
-                    "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
-                    "detail": (f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
-                               f"measured design effect {deff:.2f}"),
-                }]))
+                parts["analysis_guardrails"].append(
+                    pd.DataFrame(
+                        [
+                            {
+                                "experiment_id": exp,
+                                "check": "mde_ctr_relative",
+                                "metric": "ctr",
+                                "statistic": np.nan,
+                                "df": np.nan,
+                                "p_value": np.nan,
+                                "flagged": False,
+                                "threshold": np.nan,
+                                "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
+                                "detail": (
+                                    f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
+                                    f"measured design effect {deff:.2f}"
+                                ),
+                            }
+                        ]
+                    )
+                )
     parts["analysis_observational"].append(observational_table(scenes, alpha))
     tables = {}
     for name, frames in parts.items():
@@ -278,10 +328,16 @@ def plot_lift_forest(lift: pd.DataFrame) -> str:
     """Forest plot of relative lift with CIs per variant, one panel per metric (base64 PNG)."""
     metrics = [m for m in _METRIC_LABEL if m in set(lift["metric"])]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         part = lift[lift["metric"] == metric]
-        _forest(ax, list(part["variant"]), part["rel_lift"].to_numpy(), part["rel_ci_low"].to_numpy(),
-                part["rel_ci_high"].to_numpy(), _METRIC_LABEL[metric])
+        _forest(
+            ax,
+            list(part["variant"]),
+            part["rel_lift"].to_numpy(),
+            part["rel_ci_low"].to_numpy(),
+            part["rel_ci_high"].to_numpy(),
+            _METRIC_LABEL[metric],
+        )
     fig.tight_layout()
     return _png(fig)
 
@@ -293,16 +349,27 @@ def plot_industry_forest(het: pd.DataFrame, metric: str = "ctr") -> str | None:
     part = het[(het.get("kind") == "industry_lift") & (het["metric"] == metric)].sort_values(["variant", "industry"])
     if part.empty:
         return None
-    labels = [f"{v} | {i}" for v, i in zip(part["variant"], part["industry"])]
+    labels = [f"{v} | {i}" for v, i in zip(part["variant"], part["industry"], strict=False)]
     fig, ax = plt.subplots(figsize=(6, 0.28 * len(labels) + 1.2))
-    _forest(ax, labels, part["rel_lift"].to_numpy(), part["rel_ci_low"].to_numpy(), part["rel_ci_high"].to_numpy(),
-            f"{_METRIC_LABEL[metric]} lift by industry")
+    _forest(
+        ax,
+        labels,
+        part["rel_lift"].to_numpy(),
+        part["rel_ci_low"].to_numpy(),
+        part["rel_ci_high"].to_numpy(),
+        f"{_METRIC_LABEL[metric]} lift by industry",
+    )
     fig.tight_layout()
     return _png(fig)
 
 
-def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, deltas: pd.DataFrame | None,
-                registry: tuple = DEFAULT_VARIANTS) -> str:
+def plot_timing(
+    lift: pd.DataFrame,
+    cells: pd.DataFrame,
+    dose: pd.DataFrame,
+    deltas: pd.DataFrame | None,
+    registry: tuple = DEFAULT_VARIANTS,
+) -> str:
     """Lift by timing window (the registry's timing arms, early to late) and the dose-response fit."""
     has_dose = not dose.empty and deltas is not None
     fig, axes = plt.subplots(1, 2 if has_dose else 1, figsize=(9 if has_dose else 4.5, 3.2), squeeze=False)
@@ -313,8 +380,14 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         part = lift[(lift["metric"] == metric) & lift["variant"].isin(order)].set_index("variant").reindex(order)
         x = np.arange(len(order)) + offset
         est = part["rel_lift"].to_numpy() * 100
-        ax.errorbar(x, est, yerr=[est - part["rel_ci_low"].to_numpy() * 100, part["rel_ci_high"].to_numpy() * 100 - est],
-                    fmt="o", capsize=3, label=_METRIC_LABEL[metric])
+        ax.errorbar(
+            x,
+            est,
+            yerr=[est - part["rel_ci_low"].to_numpy() * 100, part["rel_ci_high"].to_numpy() * 100 - est],
+            fmt="o",
+            capsize=3,
+            label=_METRIC_LABEL[metric],
+        )
     ax.axhline(0, color="grey", lw=1, ls="--")
     ax.set_xticks(range(len(order)), [window_of[v] for v in order])
     ax.set_ylabel("relative lift vs baseline (%)")
@@ -328,8 +401,12 @@ def plot_timing(lift: pd.DataFrame, cells: pd.DataFrame, dose: pd.DataFrame, del
         ax2.scatter(pts["achieved_delta"], pts["log_lift"], s=8, alpha=0.4)
         if not ctr_dose.empty:
             xs = np.linspace(pts["achieved_delta"].min(), pts["achieved_delta"].max(), 20)
-            ax2.plot(xs, ctr_dose["intercept"].iat[0] + ctr_dose["slope"].iat[0] * xs, color="tab:red",
-                     label=f"slope {ctr_dose['slope'].iat[0]:.2f} ± {ctr_dose['slope_se'].iat[0]:.2f}")
+            ax2.plot(
+                xs,
+                ctr_dose["intercept"].iat[0] + ctr_dose["slope"].iat[0] * xs,
+                color="tab:red",
+                label=f"slope {ctr_dose['slope'].iat[0]:.2f} ± {ctr_dose['slope_se'].iat[0]:.2f}",
+            )
             ax2.legend()
         ax2.set_xlabel("achieved alignment change")
         ax2.set_ylabel("log CTR ratio vs own baseline")
@@ -344,10 +421,16 @@ def headline_markdown(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
         return "_No A/B results to report._"
     lines = []
     for exp, part in lift.groupby("experiment_id"):
-        srm = guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")] \
-            if not guardrails.empty else pd.DataFrame()
-        srm_text = ("SRM FLAGGED (p={:.2g}): lifts not trustworthy".format(srm["p_value"].iat[0])
-                    if not srm.empty and bool(srm["flagged"].iat[0]) else "no sample-ratio mismatch")
+        srm = (
+            guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")]
+            if not guardrails.empty
+            else pd.DataFrame()
+        )
+        srm_text = (
+            "SRM FLAGGED (p={:.2g}): lifts not trustworthy".format(srm["p_value"].iat[0])
+            if not srm.empty and bool(srm["flagged"].iat[0])
+            else "no sample-ratio mismatch"
+        )
         lines.append(f"**{exp}** ({int(part['n_videos'].iat[0])} videos; {srm_text})\n")
         lines.append("| variant | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] |")
         lines.append("|---|---|---|---|---|---|")
@@ -381,15 +464,23 @@ def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
         return "<p><em>No A/B results to report.</em></p>"
     out = []
     for exp, part in lift.groupby("experiment_id"):
-        srm = guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")] \
-            if not guardrails.empty else pd.DataFrame()
+        srm = (
+            guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")]
+            if not guardrails.empty
+            else pd.DataFrame()
+        )
         flagged = not srm.empty and bool(srm["flagged"].iat[0])
-        srm_text = (f"SRM FLAGGED (p={srm['p_value'].iat[0]:.2g}): lifts not trustworthy" if flagged
-                    else "no sample-ratio mismatch")
+        srm_text = (
+            f"SRM FLAGGED (p={srm['p_value'].iat[0]:.2g}): lifts not trustworthy"
+            if flagged
+            else "no sample-ratio mismatch"
+        )
         methods = sorted({m for m in part.get("se_method", pd.Series(dtype=str)) if isinstance(m, str) and m})
         design = part["design"].iat[0] if "design" in part else "paired"
-        head = ("<tr><th>variant</th><th>CTR lift [95% CI]</th><th>p</th><th>CVR lift [95% CI]</th><th>p</th>"
-                "<th>watch-time lift [95% CI]</th><th>note</th></tr>")
+        head = (
+            "<tr><th>variant</th><th>CTR lift [95% CI]</th><th>p</th><th>CVR lift [95% CI]</th><th>p</th>"
+            "<th>watch-time lift [95% CI]</th><th>note</th></tr>"
+        )
         body = []
         for variant in part["variant"].unique():
             cells = [f"<td>{html.escape(str(variant))}</td>"]
@@ -408,47 +499,76 @@ def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
                     notes.append(f"{_METRIC_LABEL[metric]}: {note}")
             cells.append(f"<td>{html.escape('; '.join(notes))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
-        out.append(f"<h3>{html.escape(str(exp))}</h3>"
-                   f"<p>{int(part['n_videos'].max())} videos, {html.escape(str(design))} design; {html.escape(srm_text)}</p>"
-                   f"<table class='t headline'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
-                   "<p class='model'>Model: ratio-of-sums rate per arm, relative lift = rate ratio - 1 with the "
-                   "interval built on the log scale (delta method), clustered by video; p of the log ratio. "
-                   f"Correction: {html.escape('; '.join(methods) or 'none (not estimable)')}.</p>")
+        out.append(
+            f"<h3>{html.escape(str(exp))}</h3>"
+            f"<p>{int(part['n_videos'].max())} videos, {html.escape(str(design))} design; {html.escape(srm_text)}</p>"
+            f"<table class='t headline'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+            "<p class='model'>Model: ratio-of-sums rate per arm, relative lift = rate ratio - 1 with the "
+            "interval built on the log scale (delta method), clustered by video; p of the log ratio. "
+            f"Correction: {html.escape('; '.join(methods) or 'none (not estimable)')}.</p>"
+        )
     return "\n".join(out)
 
 
 # what produced each table: the model, then the correction (a column with the correction actually
 # used per row is listed under it)
 TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
-    "analysis_guardrails": ("Guardrails (sample-ratio mismatch, minimum detectable effect)",
-                            "Pearson chi-square goodness of fit of served impressions vs planned shares (alarm at p < 0.001); "
-                            "MDE: two-sample power for proportions at the measured design effect.", None),
-    "analysis_lift": ("Lift vs baseline", "Ratio-of-sums estimator, delta-method (cluster influence) variance by video; "
-                      "iid two-proportion z / Welch z for comparison only.", "se_method"),
-    "analysis_arms_test": ("Do the arms differ at all? (test of k proportions)",
-                           "Pearson chi-square on arms x (events, non-events) (ignores clustering), and the joint "
-                           "cluster-robust Wald test of every arm = baseline.", "method"),
-    "analysis_heterogeneity": ("Heterogeneity by industry",
-                               "Per-industry lifts (as in the lift table) with Holm / Benjamini-Hochberg adjusted p; "
-                               "Cochran's Q of the per-industry log lifts; binomial GLM variant x industry interaction, "
-                               "cluster-robust by video.", "se_method"),
-    "analysis_meta": ("Meta-analysis: industries pooled, and meta-regression on a video-level moderator",
-                      "Random-effects inverse-variance pooling of per-industry log lifts (tau^2 by DL and REML; z test, "
-                      "and Knapp-Hartung t with k-1 df for few industries), Q, I^2 with Q-profile CI, prediction "
-                      "interval; meta-regression of per-video log lifts on achieved alignment change (REML, Knapp-Hartung).",
-                      None),
-    "analysis_timing": ("Timing contrasts (ratios of rates between timing variants)",
-                        "Log-rate differences between timing arms from the same videos (paired), delta method; joint "
-                        "equality test across timings.", "se_method"),
-    "analysis_dose_response": ("Dose-response on achieved alignment change",
-                               "WLS of each video-variant's log lift on the achieved alignment change (inverse binomial "
-                               "variance weights), clustered by video.", "se_method"),
-    "analysis_excluded": ("Excluded variants (did not pass their checks)",
-                          "From the variants table's eligible / exclusion_reason: only eligible variants enter the "
-                          "analysis unless the include_ineligible override is set.", None),
-    "analysis_observational": ("Observational scene model (not causal)",
-                               "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
-                               "(CR1, normal reference).", None),
+    "analysis_guardrails": (
+        "Guardrails (sample-ratio mismatch, minimum detectable effect)",
+        "Pearson chi-square goodness of fit of served impressions vs planned shares (alarm at p < 0.001); "
+        "MDE: two-sample power for proportions at the measured design effect.",
+        None,
+    ),
+    "analysis_lift": (
+        "Lift vs baseline",
+        "Ratio-of-sums estimator, delta-method (cluster influence) variance by video; "
+        "iid two-proportion z / Welch z for comparison only.",
+        "se_method",
+    ),
+    "analysis_arms_test": (
+        "Do the arms differ at all? (test of k proportions)",
+        "Pearson chi-square on arms x (events, non-events) (ignores clustering), and the joint "
+        "cluster-robust Wald test of every arm = baseline.",
+        "method",
+    ),
+    "analysis_heterogeneity": (
+        "Heterogeneity by industry",
+        "Per-industry lifts (as in the lift table) with Holm / Benjamini-Hochberg adjusted p; "
+        "Cochran's Q of the per-industry log lifts; binomial GLM variant x industry interaction, "
+        "cluster-robust by video.",
+        "se_method",
+    ),
+    "analysis_meta": (
+        "Meta-analysis: industries pooled, and meta-regression on a video-level moderator",
+        "Random-effects inverse-variance pooling of per-industry log lifts (tau^2 by DL and REML; z test, "
+        "and Knapp-Hartung t with k-1 df for few industries), Q, I^2 with Q-profile CI, prediction "
+        "interval; meta-regression of per-video log lifts on achieved alignment change (REML, Knapp-Hartung).",
+        None,
+    ),
+    "analysis_timing": (
+        "Timing contrasts (ratios of rates between timing variants)",
+        "Log-rate differences between timing arms from the same videos (paired), delta method; joint "
+        "equality test across timings.",
+        "se_method",
+    ),
+    "analysis_dose_response": (
+        "Dose-response on achieved alignment change",
+        "WLS of each video-variant's log lift on the achieved alignment change (inverse binomial "
+        "variance weights), clustered by video.",
+        "se_method",
+    ),
+    "analysis_excluded": (
+        "Excluded variants (did not pass their checks)",
+        "From the variants table's eligible / exclusion_reason: only eligible variants enter the "
+        "analysis unless the include_ineligible override is set.",
+        None,
+    ),
+    "analysis_observational": (
+        "Observational scene model (not causal)",
+        "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
+        "(CR1, normal reference).",
+        None,
+    ),
 }
 
 
@@ -480,8 +600,10 @@ def _small_sample_notes(lift: pd.DataFrame) -> str:
     ]
     if not lift.empty and "n_videos" in lift:
         for exp, part in lift.groupby("experiment_id"):
-            items.append(f"{exp}: {int(part['n_videos'].max())} videos; corrections used: "
-                         + "; ".join(sorted({m for m in part['se_method'] if isinstance(m, str) and m})))
+            items.append(
+                f"{exp}: {int(part['n_videos'].max())} videos; corrections used: "
+                + "; ".join(sorted({m for m in part["se_method"] if isinstance(m, str) and m}))
+            )
     return "<h2>Small-sample notes</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
 
@@ -492,16 +614,27 @@ def preregistration_html(deviations: pd.DataFrame) -> str:
     out = ["<h2>Pre-registration</h2>"]
     for exp, part in deviations.groupby("experiment_id", sort=True):
         sha = part["plan_sha256"].iat[0]
-        cite = (f"analysis plan sha256 <code>{html.escape(str(sha))}</code> (<code>{html.escape(str(part['plan_file'].iat[0]))}</code>)"
-                if sha else "no pre-registered plan")
-        out.append(f"<p><b>{html.escape(str(exp))}</b>: {cite}. Deviations from the plan:</p><ul>"
-                   + "".join(f"<li>{html.escape(str(d))}</li>" for d in part["deviation"]) + "</ul>")
+        cite = (
+            f"analysis plan sha256 <code>{html.escape(str(sha))}</code> (<code>{html.escape(str(part['plan_file'].iat[0]))}</code>)"
+            if sha
+            else "no pre-registered plan"
+        )
+        out.append(
+            f"<p><b>{html.escape(str(exp))}</b>: {cite}. Deviations from the plan:</p><ul>"
+            + "".join(f"<li>{html.escape(str(d))}</li>" for d in part["deviation"])
+            + "</ul>"
+        )
     return "\n".join(out)
 
 
-def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.DataFrame],
-                deltas: pd.DataFrame | None, headline: str, notes: list[str],
-                registries: dict[str, tuple] | None = None) -> str:
+def render_html(
+    tables: dict[str, pd.DataFrame],
+    cells_by_exp: dict[str, pd.DataFrame],
+    deltas: pd.DataFrame | None,
+    headline: str,
+    notes: list[str],
+    registries: dict[str, tuple] | None = None,
+) -> str:
     """A self-contained HTML page: headline table, notes, per-experiment plots and every estimate table.
 
     ``headline`` is HTML (``headline_html``); markdown text is escaped into a block for callers
@@ -527,14 +660,28 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
             body.append(f'<img alt="industry forest plot" src="data:image/png;base64,{png}">')
         dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
         registry = (registries or {}).get(str(exp), DEFAULT_VARIANTS)
-        body.append(f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas, registry)}">')
+        body.append(
+            f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas, registry)}">'
+        )
     for name, (title, model, method_column) in TABLE_INFO.items():
         frame = tables.get(name, pd.DataFrame())
         if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
-            body.append(_table_html(frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all"),
-                                    "Heterogeneity by industry: lift per industry", model, method_column))
-            body.append(_table_html(frame[frame["kind"] == "test"].dropna(axis=1, how="all"),
-                                    "Heterogeneity by industry: tests", model, "note"))
+            body.append(
+                _table_html(
+                    frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all"),
+                    "Heterogeneity by industry: lift per industry",
+                    model,
+                    method_column,
+                )
+            )
+            body.append(
+                _table_html(
+                    frame[frame["kind"] == "test"].dropna(axis=1, how="all"),
+                    "Heterogeneity by industry: tests",
+                    model,
+                    "note",
+                )
+            )
             continue
         if name == "analysis_meta" and not frame.empty and "analysis" in frame:
             for label, part in frame.groupby("analysis", sort=False):
@@ -542,19 +689,31 @@ def render_html(tables: dict[str, pd.DataFrame], cells_by_exp: dict[str, pd.Data
             continue
         body.append(_table_html(frame, title, model, method_column))
 
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
-             "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}"
-             "p.model{font-size:12px;color:#444}table.headline{font-size:14px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>A/B analysis</title><style>{style}</style></head><body>" \
-           + "\n".join(body) + "</body></html>"
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
+        "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}"
+        "p.model{font-size:12px;color:#444}table.headline{font-size:14px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>A/B analysis</title><style>{style}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>"
+    )
 
 
-def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike[str], alpha: float = 0.05,
-                 experiment_id: str | None = None, write_to_warehouse: bool = True, design: str = "paired",
-                 include_ineligible: bool = False) -> Report:
+def build_report(
+    database: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    alpha: float = 0.05,
+    experiment_id: str | None = None,
+    write_to_warehouse: bool = True,
+    design: str = "paired",
+    include_ineligible: bool = False,
+) -> Report:
     """Compute every estimate, replace the ``analysis_*`` tables, write ``report.html`` and ``headline.md``."""
-    tables, cells_by_exp, notes = compute_tables(database, alpha=alpha, experiment_id=experiment_id, design=design,
-                                                 include_ineligible=include_ineligible)
+    tables, cells_by_exp, notes = compute_tables(
+        database, alpha=alpha, experiment_id=experiment_id, design=design, include_ineligible=include_ineligible
+    )
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
@@ -562,10 +721,17 @@ def build_report(database: str | os.PathLike[str], output_dir: str | os.PathLike
     if write_to_warehouse:
         write_tables(database, tables)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])
-    page = render_html(tables, cells_by_exp, deltas, headline_html(tables["analysis_lift"], tables["analysis_guardrails"]),
-                       notes, registries)
+    page = render_html(
+        tables,
+        cells_by_exp,
+        deltas,
+        headline_html(tables["analysis_lift"], tables["analysis_guardrails"]),
+        notes,
+        registries,
+    )
     out = Path(output_dir)
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")
-    return Report(html_path=html_path, tables=tables, headline_markdown=headline,
-                  experiments=sorted(cells_by_exp), notes=notes)
+    return Report(
+        html_path=html_path, tables=tables, headline_markdown=headline, experiments=sorted(cells_by_exp), notes=notes
+    )

@@ -60,14 +60,14 @@ class ClusterFit:
         """Bell-McCaffrey degrees of freedom for the contrast ``c . beta`` (working model: identity)."""
         c = np.asarray(c, dtype=float)
         mc = self.bread @ c
-        vs = [a @ (xg @ mc) for a, xg in zip(self._adjust, self._xs_by_cluster)]
-        b = np.column_stack([xg.T @ v for xg, v in zip(self._xs_by_cluster, vs)])  # p x G
+        vs = [a @ (xg @ mc) for a, xg in zip(self._adjust, self._xs_by_cluster, strict=False)]
+        b = np.column_stack([xg.T @ v for xg, v in zip(self._xs_by_cluster, vs, strict=False)])  # p x G
         gtg = np.diag([float(v @ v) for v in vs]) - b.T @ self.bread @ b
         lam = np.linalg.eigvalsh((gtg + gtg.T) / 2)
         lam = lam[lam > 1e-12 * max(lam.max(), 1e-300)]
         if lam.size == 0:
             return float("nan")
-        return float(lam.sum() ** 2 / (lam ** 2).sum())
+        return float(lam.sum() ** 2 / (lam**2).sum())
 
     def contrast(self, c: np.ndarray, alpha: float = 0.05, method: str = "CR2") -> dict[str, float]:
         """Estimate, SE, t, df, p and CI of ``c . beta`` by CR2 + Satterthwaite df or CR1 + t(G-1)."""
@@ -80,12 +80,26 @@ class ClusterFit:
             se = float(np.sqrt(max(c @ self.vcov_cr1 @ c, 0.0)))
             df = float(self.n_clusters - 1)
         if not (se > 0 and np.isfinite(df) and df > 0):
-            return {"estimate": est, "se": se, "t": float("nan"), "df": df, "p_value": float("nan"),
-                    "ci_low": float("nan"), "ci_high": float("nan")}
+            return {
+                "estimate": est,
+                "se": se,
+                "t": float("nan"),
+                "df": df,
+                "p_value": float("nan"),
+                "ci_low": float("nan"),
+                "ci_high": float("nan"),
+            }
         crit = stats.t.ppf(1 - alpha / 2, df)
         t = est / se
-        return {"estimate": est, "se": se, "t": t, "df": df, "p_value": float(2 * stats.t.sf(abs(t), df)),
-                "ci_low": est - crit * se, "ci_high": est + crit * se}
+        return {
+            "estimate": est,
+            "se": se,
+            "t": t,
+            "df": df,
+            "p_value": float(2 * stats.t.sf(abs(t), df)),
+            "ci_low": est - crit * se,
+            "ci_high": est + crit * se,
+        }
 
     def joint_test(self, contrasts: np.ndarray, values: np.ndarray | None = None) -> dict[str, float]:
         """Wald test of ``C beta = values`` on the CR2 covariance, as a Hotelling-T^2 F on (q, G - q) df."""
@@ -145,5 +159,13 @@ def cluster_wls(x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.nd
         xs_by.append(xg)
         adjust.append(a)
     small = (g / (g - 1)) * ((n - 1) / (n - p)) if g > 1 and n > p else float("nan")
-    return ClusterFit(beta=beta, vcov_cr2=bread @ meat2 @ bread, vcov_cr1=small * bread @ meat1 @ bread,
-                      n_clusters=g, bread=bread, _xs_by_cluster=xs_by, _adjust=adjust, full_leverage=full)
+    return ClusterFit(
+        beta=beta,
+        vcov_cr2=bread @ meat2 @ bread,
+        vcov_cr1=small * bread @ meat1 @ bread,
+        n_clusters=g,
+        bread=bread,
+        _xs_by_cluster=xs_by,
+        _adjust=adjust,
+        full_leverage=full,
+    )

@@ -41,21 +41,35 @@ TIMING_VARIANTS: tuple[str, ...] = registry_timing_variants(DEFAULT_VARIANTS)
 VARIANT_WINDOW: dict[str, str] = dose_windows(DEFAULT_VARIANTS)
 
 
-def _contrast_row(metric: str, label: str, est: float, se: float, df: float, alpha: float, method: str,
-                  note: str = "") -> dict[str, object]:
+def _contrast_row(
+    metric: str, label: str, est: float, se: float, df: float, alpha: float, method: str, note: str = ""
+) -> dict[str, object]:
     ok = np.isfinite(est) and np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0
     crit = stats.t.ppf(1 - alpha / 2, df) if ok else float("nan")
     stat = est / se if ok else float("nan")
-    return {"metric": metric, "contrast": label, "log_ratio": est, "log_se": se if ok else float("nan"),
-            "ratio": np.exp(est) if np.isfinite(est) else float("nan"),
-            "ratio_ci_low": np.exp(est - crit * se) if ok else float("nan"),
-            "ratio_ci_high": np.exp(est + crit * se) if ok else float("nan"),
-            "statistic": stat, "df": df, "p_value": float(2 * stats.t.sf(abs(stat), df)) if ok else float("nan"),
-            "se_method": method if ok else "", "note": note}
+    return {
+        "metric": metric,
+        "contrast": label,
+        "log_ratio": est,
+        "log_se": se if ok else float("nan"),
+        "ratio": np.exp(est) if np.isfinite(est) else float("nan"),
+        "ratio_ci_low": np.exp(est - crit * se) if ok else float("nan"),
+        "ratio_ci_high": np.exp(est + crit * se) if ok else float("nan"),
+        "statistic": stat,
+        "df": df,
+        "p_value": float(2 * stats.t.sf(abs(stat), df)) if ok else float("nan"),
+        "se_method": method if ok else "",
+        "note": note,
+    }
 
 
-def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05,
-                     timing_variants: tuple[str, ...] = TIMING_VARIANTS, small_sample: bool | None = None) -> pd.DataFrame:
+def timing_contrasts(
+    cells: pd.DataFrame,
+    metric: str = "ctr",
+    alpha: float = 0.05,
+    timing_variants: tuple[str, ...] = TIMING_VARIANTS,
+    small_sample: bool | None = None,
+) -> pd.DataFrame:
     """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
 
     ``timing_variants``: the registry's timing arms, early to late
@@ -88,12 +102,32 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
         label = f"{a} vs {b}"
         zero = [v for v in (a, b) if not rates[v] > 0]
         if zero:
-            rows.append(_contrast_row(metric, label, float("nan"), float("nan"), float("nan"), alpha, method,
-                                      f"not estimable: {', '.join(zero)} has 0 {num} in {inf.totals_den[zero[0]]:.0f} {den}"))
+            rows.append(
+                _contrast_row(
+                    metric,
+                    label,
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                    alpha,
+                    method,
+                    f"not estimable: {', '.join(zero)} has 0 {num} in {inf.totals_den[zero[0]]:.0f} {den}",
+                )
+            )
             continue
         if g < 2:
-            rows.append(_contrast_row(metric, label, float("nan"), float("nan"), float("nan"), alpha, method,
-                                      "not estimable: fewer than 2 videos"))
+            rows.append(
+                _contrast_row(
+                    metric,
+                    label,
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                    alpha,
+                    method,
+                    "not estimable: fewer than 2 videos",
+                )
+            )
             continue
         est = float(np.log(rates[a] / rates[b]))
         if fit is not None:
@@ -109,9 +143,20 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
     # joint: all present timings equal (k-1 contrasts against the first)
     label = "joint: " + " = ".join(present)
     q = len(present) - 1
-    joint = {"metric": metric, "contrast": label, "log_ratio": np.nan, "log_se": np.nan, "ratio": np.nan,
-             "ratio_ci_low": np.nan, "ratio_ci_high": np.nan, "statistic": np.nan, "df": float(q), "p_value": np.nan,
-             "se_method": "", "note": ""}
+    joint = {
+        "metric": metric,
+        "contrast": label,
+        "log_ratio": np.nan,
+        "log_se": np.nan,
+        "ratio": np.nan,
+        "ratio_ci_low": np.nan,
+        "ratio_ci_high": np.nan,
+        "statistic": np.nan,
+        "df": float(q),
+        "p_value": np.nan,
+        "se_method": "",
+        "note": "",
+    }
     if any(not rates[v] > 0 for v in present):
         joint["note"] = f"not estimable: a timing arm has 0 {num}"
     elif g - 1 < q:
@@ -123,8 +168,12 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
             cm = gradient(pairs)
             test = hotelling_test(est, cm @ fit.vcov_cr2 @ cm.T, g)
             if np.isfinite(test["p_value"]):
-                joint.update(statistic=test["f"], df=test["df1"], p_value=test["p_value"],
-                             se_method=f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})")
+                joint.update(
+                    statistic=test["f"],
+                    df=test["df1"],
+                    p_value=test["p_value"],
+                    se_method=f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
+                )
             else:
                 joint["note"] = "not estimable: singular CR2 covariance of the timing contrasts"
         else:
@@ -134,8 +183,11 @@ def timing_contrasts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.
             cov = inf.covariance(cm)
             if np.isfinite(cov).all() and np.linalg.matrix_rank(cov) == q:
                 wald = float(est @ np.linalg.solve(cov, est))
-                joint.update(statistic=wald, p_value=float(stats.chi2.sf(wald, q)),
-                             se_method=f"{METHOD_CR1}; Wald chi-square({q})")
+                joint.update(
+                    statistic=wald,
+                    p_value=float(stats.chi2.sf(wald, q)),
+                    se_method=f"{METHOD_CR1}; Wald chi-square({q})",
+                )
             else:
                 joint["note"] = "not estimable: singular covariance of the timing contrasts"
     rows.append(joint)
@@ -151,7 +203,8 @@ def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity
     num, den = METRICS[metric]
     base = cells[cells["variant"] == BASELINE][["video_id", num, den]].rename(columns={num: "y_b", den: "x_b"})
     arms = cells[cells["variant"] != BASELINE][["video_id", "variant", "industry", num, den]].rename(
-        columns={num: "y_t", den: "x_t"})
+        columns={num: "y_t", den: "x_t"}
+    )
     out = arms.merge(base, on="video_id")
     out = out[(out["x_t"] > 0) & (out["x_b"] > 0)]
     yt, xt = out["y_t"] + continuity, out["x_t"] + continuity
@@ -174,8 +227,13 @@ def select_doses(deltas: pd.DataFrame, windows: Mapping[str, str] | None = None)
     return pd.concat([own, single]).drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
 
 
-def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str = "ctr",
-                  alpha: float = 0.05, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
+def dose_response(
+    cells: pd.DataFrame,
+    deltas: pd.DataFrame | None,
+    metric: str = "ctr",
+    alpha: float = 0.05,
+    windows: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """WLS of per-video log lift on achieved alignment change, clustered by video.
 
     Each (video, variant) takes the achieved_delta of the variant's own window
@@ -200,15 +258,24 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
     # A cluster-robust covariance needs more clusters (videos) than parameters; with fewer the
     # within-variant interval is falsely narrow (4 demo videos, 7 parameters), so it is left out.
     n_params_within = data["variant"].nunique() + 1
-    if (data.groupby("variant")["achieved_delta"].nunique().max() >= 2 and data["variant"].nunique() >= 2
-            and data["video_id"].nunique() > n_params_within):
-        models.append(("wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
-                       "log_lift ~ achieved_delta + C(variant)"))
+    if (
+        data.groupby("variant")["achieved_delta"].nunique().max() >= 2
+        and data["variant"].nunique() >= 2
+        and data["video_id"].nunique() > n_params_within
+    ):
+        models.append(
+            (
+                "wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
+                "log_lift ~ achieved_delta + C(variant)",
+            )
+        )
     rows = []
     g = data["video_id"].nunique()
     for label, formula in models:
         # few videos: CR2 + Satterthwaite df; otherwise CR1 with t(videos - 1), as for the lifts
-        res = smf.wls(formula, data=data, weights=data["w"]).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+        res = smf.wls(formula, data=data, weights=data["w"]).fit(
+            cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+        )
         names = list(res.params.index)
         c = np.zeros(len(names))
         c[names.index("achieved_delta")] = 1.0
@@ -224,9 +291,20 @@ def dose_response(cells: pd.DataFrame, deltas: pd.DataFrame | None, metric: str 
             lo, hi, p = float(ci.iloc[0]), float(ci.iloc[1]), float(res.pvalues["achieved_delta"])
             df, method = float(g - 1), METHOD_CR1
             intercept = float(res.params["Intercept"])
-        rows.append({
-            "metric": metric, "model": label, "slope": slope, "slope_se": se, "ci_low": lo, "ci_high": hi,
-            "p_value": p, "df": df, "se_method": method, "intercept": intercept,
-            "n_video_variants": int(len(data)), "n_videos": int(g),
-        })
+        rows.append(
+            {
+                "metric": metric,
+                "model": label,
+                "slope": slope,
+                "slope_se": se,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": p,
+                "df": df,
+                "se_method": method,
+                "intercept": intercept,
+                "n_video_variants": int(len(data)),
+                "n_videos": int(g),
+            }
+        )
     return pd.DataFrame(rows)

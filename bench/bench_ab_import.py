@@ -25,10 +25,25 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-HEADER = ["Ad name", "Ad group name", "Campaign name", "Date", "Cost", "Impressions", "Clicks (destination)",
-          "CTR (destination)", "Conversions", "Video views", "2-second video views", "6-second video views",
-          "Video views at 25%", "Video views at 50%", "Video views at 75%", "Video views at 100%",
-          "Average play time per video view"]
+HEADER = [
+    "Ad name",
+    "Ad group name",
+    "Campaign name",
+    "Date",
+    "Cost",
+    "Impressions",
+    "Clicks (destination)",
+    "CTR (destination)",
+    "Conversions",
+    "Video views",
+    "2-second video views",
+    "6-second video views",
+    "Video views at 25%",
+    "Video views at 50%",
+    "Video views at 75%",
+    "Video views at 100%",
+    "Average play time per video view",
+]
 
 
 def write_export(path: Path, experiment_id: str, videos: list[str], arms: list[str], days: int, seed: int = 0) -> int:
@@ -44,10 +59,27 @@ def write_export(path: Path, experiment_id: str, videos: list[str], arms: list[s
                     imp = int(rng.integers(500, 5000))
                     plays = int(imp * 0.9)
                     clicks = int(rng.binomial(imp, 0.02))
-                    writer.writerow([f"{experiment_id}.{video}.{arm}", arm, experiment_id, date, f"{imp * 0.006:.2f}",
-                                     f"{imp:,}", clicks, f"{100 * clicks / imp:.2f}%", int(rng.binomial(clicks, 0.1)),
-                                     f"{plays:,}", int(plays * 0.6), int(plays * 0.3), int(plays * 0.5),
-                                     int(plays * 0.3), int(plays * 0.2), int(plays * 0.1), f"{rng.uniform(3, 8):.2f}"])
+                    writer.writerow(
+                        [
+                            f"{experiment_id}.{video}.{arm}",
+                            arm,
+                            experiment_id,
+                            date,
+                            f"{imp * 0.006:.2f}",
+                            f"{imp:,}",
+                            clicks,
+                            f"{100 * clicks / imp:.2f}%",
+                            int(rng.binomial(clicks, 0.1)),
+                            f"{plays:,}",
+                            int(plays * 0.6),
+                            int(plays * 0.3),
+                            int(plays * 0.5),
+                            int(plays * 0.3),
+                            int(plays * 0.2),
+                            int(plays * 0.1),
+                            f"{rng.uniform(3, 8):.2f}",
+                        ]
+                    )
                     rows += 1
     return rows
 
@@ -77,11 +109,19 @@ def main() -> None:
     import_s = time.perf_counter() - t0
     if not report.ok:
         raise SystemExit("\n".join(report.errors[:10]))
-    print(json.dumps({
-        "rows": rows, "export_mb": round(export.stat().st_size / 2**20, 1), "write_export_s": round(write_s, 2),
-        "import_s": round(import_s, 2), "rows_per_s": round(rows / import_s),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "export_mb": round(export.stat().st_size / 2**20, 1),
+                "write_export_s": round(write_s, 2),
+                "import_s": round(import_s, 2),
+                "rows_per_s": round(rows / import_s),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

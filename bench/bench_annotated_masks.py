@@ -27,15 +27,17 @@ def _measure(spec: dict) -> dict:
 
     import numpy as np
 
-    from align_core.perception.annotated_masks import AnnotatedSegmenter
     from align_core.inputs.annotations import AnnotationRow, write_annotations
     from align_core.io.arrays import load_mask_stack
-    from align_core.perception.masks import segment_video
     from align_core.io.video_io import probe_video
+    from align_core.perception.annotated_masks import AnnotatedSegmenter
+    from align_core.perception.masks import segment_video
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     video = Path(spec["video"])
-    rows = [AnnotationRow(0, "v", "box", None, f, float(x), float(y), float(w), float(h)) for f, x, y, w, h in spec["boxes"]]
+    rows = [
+        AnnotationRow(0, "v", "box", None, f, float(x), float(y), float(w), float(h)) for f, x, y, w, h in spec["boxes"]
+    ]
     csv_path = Path(spec["csv"])
     csv_path.unlink(missing_ok=True)
     write_annotations(csv_path, rows)
@@ -45,9 +47,11 @@ def _measure(spec: dict) -> dict:
     result = segment_video(video, "product", segmenter, probe=probe)
     seconds = time.perf_counter() - start
     out = {
-        "size": f"{probe.width}x{probe.height}", "frames": probe.frame_count,
+        "size": f"{probe.width}x{probe.height}",
+        "frames": probe.frame_count,
         "ms_per_frame": 1000 * seconds / probe.frame_count,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "import_rss_mb": base,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "import_rss_mb": base,
         "failed_checks": {c.name: c.failing_frames[:12] for c in segmenter.checks() if not c.passed},
         "annotated_frames": len(spec["boxes"]),
     }
@@ -56,20 +60,29 @@ def _measure(spec: dict) -> dict:
         if spec.get("scale", 1) != 1:
             import cv2
 
-            truth = np.stack([cv2.resize(t.astype(np.uint8), (probe.width, probe.height), interpolation=cv2.INTER_NEAREST) > 0
-                              for t in truth[: probe.frame_count]])
+            truth = np.stack(
+                [
+                    cv2.resize(t.astype(np.uint8), (probe.width, probe.height), interpolation=cv2.INTER_NEAREST) > 0
+                    for t in truth[: probe.frame_count]
+                ]
+            )
         masks = result.masks
         inter = (masks & truth).reshape(len(masks), -1).sum(1)
         union = (masks | truth).reshape(len(masks), -1).sum(1)
         iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-        out.update({"iou_min": float(iou.min()), "iou_mean": float(iou.mean()),
-                    "frames_below_0_8": int((iou < 0.8).sum())})
+        out.update(
+            {"iou_min": float(iou.min()), "iou_mean": float(iou.mean()), "frames_below_0_8": int((iou < 0.8).sum())}
+        )
     return out
 
 
 def _child(spec: dict) -> dict:
-    done = subprocess.run([sys.executable, "-m", "bench.bench_annotated_masks", "--child", json.dumps(spec)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_annotated_masks", "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"measurement failed for {spec['video']}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -85,7 +98,9 @@ def _boxes_from_truth(truth, ranges) -> list[tuple[int, int, int, int, int]]:
             continue
         frame = start + int(np.argmax(areas))
         ys, xs = np.nonzero(truth[frame])
-        boxes.append((frame, int(xs.min()) - 2, int(ys.min()) - 2, int(xs.max() - xs.min()) + 5, int(ys.max() - ys.min()) + 5))
+        boxes.append(
+            (frame, int(xs.min()) - 2, int(ys.min()) - 2, int(xs.max() - xs.min()) + 5, int(ys.max() - ys.min()) + 5)
+        )
     return boxes
 
 
@@ -112,11 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_measure(json.loads(args.child))))
         return 0
 
-    from align_core.io.arrays import load_mask_stack
-    from align_demo.corpus import REAL_CLIP_ANNOTATIONS, generate_demo_corpus
-    from align_core.io.layout import DataLayout
     from align_core.inputs.scenes import detect_scenes
+    from align_core.io.arrays import load_mask_stack
+    from align_core.io.layout import DataLayout
     from align_core.io.video_io import probe_video
+    from align_demo.corpus import REAL_CLIP_ANNOTATIONS, generate_demo_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -124,15 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         if not (layout.raw_dir / "demo_corpus.json").exists():
             generate_demo_corpus(layout, n_videos=args.videos, seed=7)
         corpus = json.loads((layout.raw_dir / "demo_corpus.json").read_text())
-        print(f"{'video':<28} {'size':>9} {'frames':>6} {'boxes':>5} {'IoU min':>8} {'IoU mean':>8} {'<0.8':>5} "
-              f"{'ms/frame':>9} {'peak MB':>8}  failed checks (first frames)")
+        print(
+            f"{'video':<28} {'size':>9} {'frames':>6} {'boxes':>5} {'IoU min':>8} {'IoU mean':>8} {'<0.8':>5} "
+            f"{'ms/frame':>9} {'peak MB':>8}  failed checks (first frames)"
+        )
 
         def show(name: str, r: dict) -> None:
             iou_min = f"{r['iou_min']:.3f}" if "iou_min" in r else "n/a"
             iou_mean = f"{r['iou_mean']:.3f}" if "iou_mean" in r else "n/a"
             below = str(r.get("frames_below_0_8", "n/a"))
-            print(f"{name:<28} {r['size']:>9} {r['frames']:>6} {r['annotated_frames']:>5} {iou_min:>8} {iou_mean:>8} "
-                  f"{below:>5} {r['ms_per_frame']:>9.1f} {r['peak_rss_mb']:>8.0f}  {r['failed_checks'] or 'none'}", flush=True)
+            print(
+                f"{name:<28} {r['size']:>9} {r['frames']:>6} {r['annotated_frames']:>5} {iou_min:>8} {iou_mean:>8} "
+                f"{below:>5} {r['ms_per_frame']:>9.1f} {r['peak_rss_mb']:>8.0f}  {r['failed_checks'] or 'none'}",
+                flush=True,
+            )
 
         def at_real_size(name: str, spec: dict) -> None:
             """The same clip's first 48 frames upscaled to 1080x1920 (the real ad size), boxes scaled."""
@@ -141,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             scale_x = _upscaled(Path(spec["video"]), big, frames, (1080, 1920))
             scale_y = 1920 / probe_video(spec["video"]).height
             ranges = [(a, min(b, frames)) for a, b in spec["ranges"] if a < frames]
-            boxes = [(f, round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y))
-                     for f, x, y, w, h in spec["boxes"] if f < frames]
+            boxes = [
+                (f, round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y))
+                for f, x, y, w, h in spec["boxes"]
+                if f < frames
+            ]
             if not boxes:
                 return
             big_spec = {**spec, "video": str(big), "ranges": ranges, "boxes": boxes, "scale": scale_x}
@@ -154,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             boxes = _boxes_from_truth(load_mask_stack(truth_path), ranges)
             if not boxes:
                 continue
-            spec = {"video": str(layout.root / entry["path"]), "ranges": ranges, "boxes": boxes,
-                    "truth": str(truth_path), "csv": str(tmp / "annotations.csv")}
+            spec = {
+                "video": str(layout.root / entry["path"]),
+                "ranges": ranges,
+                "boxes": boxes,
+                "truth": str(truth_path),
+                "csv": str(tmp / "annotations.csv"),
+            }
             name = f"demo {entry['video_id'][-6:]} {entry['product_kind']}"
             show(name, _child(spec))
             at_real_size(name, spec)
@@ -167,8 +195,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             probe = probe_video(path)
             ranges = detect_scenes(path, probe.fps, probe.frame_count).frame_ranges()
-            spec = {"video": str(path), "ranges": ranges, "boxes": [a[:5] for a in annotations],
-                    "csv": str(tmp / "annotations.csv")}
+            spec = {
+                "video": str(path),
+                "ranges": ranges,
+                "boxes": [a[:5] for a in annotations],
+                "csv": str(tmp / "annotations.csv"),
+            }
             name = f"real {stem[:18]}"
             show(name, _child(spec))
             at_real_size(name, spec)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 
+from align_core.io.video_io import read_frame
 from align_core.perception.attention import (
     AttentionConfig,
     attention_map,
@@ -31,7 +32,6 @@ from align_core.perception.attention import (
     make_patch_scorer,
     save_attention_maps,
 )
-from align_core.io.video_io import read_frame
 
 
 def bench_video(path: Path, frame_limit: int | None, stride: int) -> None:
@@ -43,9 +43,11 @@ def bench_video(path: Path, frame_limit: int | None, stride: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         size_kb = save_attention_maps(Path(tmp) / "maps.npz", maps).stat().st_size / 1e3
     frames, height, width = maps.shape
-    print(f"{path.name:38s} {width}x{height} {frames:4d} frames stride {stride}: {seconds:6.2f} s, "
-          f"{frames / seconds:6.1f} frames/s, {len(maps.keyframe_indices):3d} keyframes "
-          f"({seconds / len(maps.keyframe_indices) * 1e3:5.0f} ms each incl. decode), saved {size_kb:6.1f} KB")
+    print(
+        f"{path.name:38s} {width}x{height} {frames:4d} frames stride {stride}: {seconds:6.2f} s, "
+        f"{frames / seconds:6.1f} frames/s, {len(maps.keyframe_indices):3d} keyframes "
+        f"({seconds / len(maps.keyframe_indices) * 1e3:5.0f} ms each incl. decode), saved {size_kb:6.1f} KB"
+    )
 
 
 def bench_keyframe(frame_path: Path) -> None:
@@ -62,8 +64,10 @@ def bench_keyframe(frame_path: Path) -> None:
         for shift in range(repeats):
             attention_map(frames[shift % 2], scorer, config)
         seconds = (time.perf_counter() - start) / repeats
-        print(f"576x1024 keyframe, working long side {long_side:4d}: {seconds * 1e3:7.1f} ms per keyframe "
-              f"(original ~21 s: {21.0 / seconds:,.0f}x faster)")
+        print(
+            f"576x1024 keyframe, working long side {long_side:4d}: {seconds * 1e3:7.1f} ms per keyframe "
+            f"(original ~21 s: {21.0 / seconds:,.0f}x faster)"
+        )
 
 
 def bench_storage_288x512(path: Path) -> None:
@@ -71,8 +75,8 @@ def bench_storage_288x512(path: Path) -> None:
     bottle clip, resized to 512x288), one scene, default stride 6 -> 20 keyframes."""
     import numpy as np
 
-    from align_core.perception.attention import AttentionMaps
     from align_core.io.video_io import iter_frames
+    from align_core.perception.attention import AttentionMaps
 
     scorer, config = make_patch_scorer("feature_richness"), AttentionConfig()
     keys = []

@@ -44,7 +44,9 @@ def realistic_stack(frames: int, height: int, width: int, keyframe_every: int = 
 
 
 def main() -> None:
-    print(f"{'frames x H x W':>18} {'raw float32 [M,A]':>18} {'stored':>10} {'ratio':>7} {'save s':>7} {'load s':>7} {'max err*510':>11}")
+    print(
+        f"{'frames x H x W':>18} {'raw float32 [M,A]':>18} {'stored':>10} {'ratio':>7} {'save s':>7} {'load s':>7} {'max err*510':>11}"
+    )
     for frames, height, width in ((120, 288, 512), (300, 360, 640)):
         control = realistic_stack(frames, height, width)
         raw = control.attention.nbytes * 2  # the original code kept both channels as float32

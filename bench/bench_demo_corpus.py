@@ -38,7 +38,8 @@ def run(n_videos: int, width: int, height: int, duration: tuple[float, float]) -
     """Generate one corpus in a child process and return its measurements."""
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(n_videos), str(width), str(height), str(duration[0]), str(duration[1])],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child for {n_videos} videos at {width}x{height} failed:\n{out.stderr}")
@@ -53,13 +54,17 @@ def main() -> None:
         (1, 288, 512, (4.0, 4.0)),
         (1, 288, 512, (10.0, 10.0)),
     ]
-    print(f"{'videos':>6} {'size':>8} {'dur s':>9} {'frames':>6} {'time s':>7} {'ms/frame':>8} "
-          f"{'peak MB':>8} {'import MB':>9} {'mp4 MB':>7} {'masks kB':>8}")
+    print(
+        f"{'videos':>6} {'size':>8} {'dur s':>9} {'frames':>6} {'time s':>7} {'ms/frame':>8} "
+        f"{'peak MB':>8} {'import MB':>9} {'mp4 MB':>7} {'masks kB':>8}"
+    )
     for count, width, height, duration in configs:
         r = run(count, width, height, duration)
-        print(f"{count:>6} {width}x{height:<4} {duration[0]:>4.0f}-{duration[1]:<4.0f} {r['frames']:>6} "
-              f"{r['seconds']:>7.2f} {1000 * r['seconds'] / r['frames']:>8.1f} {r['peak_rss_mb']:>8.0f} "
-              f"{r['import_rss_mb']:>9.0f} {r['video_mb']:>7.2f} {r['mask_kb']:>8.1f}")
+        print(
+            f"{count:>6} {width}x{height:<4} {duration[0]:>4.0f}-{duration[1]:<4.0f} {r['frames']:>6} "
+            f"{r['seconds']:>7.2f} {1000 * r['seconds'] / r['frames']:>8.1f} {r['peak_rss_mb']:>8.0f} "
+            f"{r['import_rss_mb']:>9.0f} {r['video_mb']:>7.2f} {r['mask_kb']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,19 +40,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--size", type=int, nargs=2, default=(1080, 1920), metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--keep", type=Path, default=None, help="data directory to use and keep")
-    parser.add_argument("--report", type=Path, default=None,
-                        help="only print the table of an earlier (or interrupted) run in this data directory")
-    parser.add_argument("--resume", type=Path, default=None,
-                        help="continue an interrupted run in this data directory: materialize what is not done yet")
-    parser.add_argument("--measure-every", type=int, default=None,
-                        help="variant_quality: score every k-th frame (default: the asset's own, 2)")
-    parser.add_argument("--redo-downstream-of", default=None, metavar="ASSET",
-                        help="with --resume: also re-materialize everything downstream of ASSET")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="only print the table of an earlier (or interrupted) run in this data directory",
+    )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue an interrupted run in this data directory: materialize what is not done yet",
+    )
+    parser.add_argument(
+        "--measure-every",
+        type=int,
+        default=None,
+        help="variant_quality: score every k-th frame (default: the asset's own, 2)",
+    )
+    parser.add_argument(
+        "--redo-downstream-of",
+        default=None,
+        metavar="ASSET",
+        help="with --resume: also re-materialize everything downstream of ASSET",
+    )
     args = parser.parse_args(argv)
     if args.report:
         return report(args.report)
-    op_config = {"variant_quality": {"measure_every": args.measure_every,
-                                     "lpips_every": max(10, args.measure_every)}} if args.measure_every else None
+    op_config = (
+        {"variant_quality": {"measure_every": args.measure_every, "lpips_every": max(10, args.measure_every)}}
+        if args.measure_every
+        else None
+    )
     if args.resume:
         return resume(args.resume, op_config, args.redo_downstream_of)
 
@@ -68,15 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     prepare_instance(layout.dagster_home)
     shared = REPO.parent / "shared" / "data" / "keywords.csv"
     started = time.perf_counter()
-    corpus = generate_demo_corpus(layout, n_videos=1, seed=7, n_empty_keywords=0, n_cta_keywords=0,
-                                  videos_without_scene_rows=0, keywords_source=shared if shared.exists() else None,
-                                  real_size_ads=1, real_size_seconds=args.seconds, real_size_frame=tuple(args.size))
+    corpus = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=7,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        keywords_source=shared if shared.exists() else None,
+        real_size_ads=1,
+        real_size_seconds=args.seconds,
+        real_size_frame=tuple(args.size),
+    )
     generate_s = time.perf_counter() - started
     video = corpus.real_size_videos[0]
-    print(f"corpus: {generate_s:.1f} s; realistic-size ad {video.video_id} ({video.keyword}, {video.industry}), "
-          f"{video.width}x{video.height} @ {video.fps:g} fps, {video.n_frames} frames, "
-          f"{video.path.stat().st_size / 1e6:.1f} MB video, {video.mask_path.stat().st_size / 1e3:.0f} KB mask",
-          flush=True)
+    print(
+        f"corpus: {generate_s:.1f} s; realistic-size ad {video.video_id} ({video.keyword}, {video.industry}), "
+        f"{video.width}x{video.height} @ {video.fps:g} fps, {video.n_frames} frames, "
+        f"{video.path.stat().st_size / 1e6:.1f} MB video, {video.mask_path.stat().st_size / 1e3:.0f} KB mask",
+        flush=True,
+    )
 
     samples: list[tuple[float, float]] = []
     done = threading.Event()
@@ -104,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     sampler.join()
 
     _print_steps(instance, samples)
-    print(f"\nGraph for the realistic-size ad: {graph_s:.0f} s (corpus {generate_s:.0f} s before it); "
-          f"process peak RSS {max((r for _, r in samples), default=0):.0f} MB; {os.cpu_count()} CPUs; data in {root}")
+    print(
+        f"\nGraph for the realistic-size ad: {graph_s:.0f} s (corpus {generate_s:.0f} s before it); "
+        f"process peak RSS {max((r for _, r in samples), default=0):.0f} MB; {os.cpu_count()} CPUs; data in {root}"
+    )
     for key, messages in failures.items():
         for message in messages:
             print(f"FAILED {key}: {message}")
@@ -126,23 +158,28 @@ def resume(root: Path, op_config: dict | None, redo_downstream_of: str | None = 
     from dagster import DagsterInstance
 
     from align_assets.definitions import defs
-    from align_assets.runner import materialize_everything
-
     from align_assets.recovery import reclaim
+    from align_assets.runner import materialize_everything
     from align_core.io.layout import DataLayout
 
     instance = DagsterInstance.get()
     for line in reclaim(instance, DataLayout(Path(root))).lines():  # the interrupted run's pool slots
         print(f"reclaimed: {line}", flush=True)
-    done = {record.step_key for run in instance.get_runs() for record in instance.all_logs(run.run_id)
-            if record.dagster_event is not None and record.dagster_event.event_type_value == "STEP_SUCCESS"}
+    done = {
+        record.step_key
+        for run in instance.get_runs()
+        for record in instance.all_logs(run.run_id)
+        if record.dagster_event is not None and record.dagster_event.event_type_value == "STEP_SUCCESS"
+    }
     graph = defs.resolve_asset_graph()
     names = sorted(k.to_user_string() for k in graph.materializable_asset_keys)
     todo = {name for name in names if name not in done}
     if redo_downstream_of:
         frontier = [key for key in graph.materializable_asset_keys if key.to_user_string() == redo_downstream_of]
         while frontier:
-            children = [c for key in frontier for c in graph.get(key).child_keys if c in graph.materializable_asset_keys]
+            children = [
+                c for key in frontier for c in graph.get(key).child_keys if c in graph.materializable_asset_keys
+            ]
             todo |= {c.to_user_string() for c in children}
             frontier = children
     todo = sorted(todo)
@@ -180,7 +217,9 @@ def report(root: Path) -> int:
     from dagster import DagsterInstance
 
     path = Path(root) / "rss_samples.tsv"
-    samples = [tuple(float(v) for v in line.split("\t")) for line in path.read_text().splitlines()] if path.exists() else []
+    samples = (
+        [tuple(float(v) for v in line.split("\t")) for line in path.read_text().splitlines()] if path.exists() else []
+    )
     _print_steps(DagsterInstance.get(), samples)
     return 0
 

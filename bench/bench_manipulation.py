@@ -46,19 +46,19 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from align_core.perception.attention import AttentionConfig, attention_map, make_patch_scorer  # noqa: E402
+from align_core.components import ScorerChoice  # noqa: E402
+from align_core.inputs.catalog import load_catalog  # noqa: E402
+from align_core.io.layout import DataLayout  # noqa: E402
+from align_core.io.video_io import iter_frames  # noqa: E402
+from align_core.measurement.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
+from align_core.perception.attention import AttentionConfig, attention_map  # noqa: E402
 from align_core.perception.attention.independent import SaliencyModelScorer, scorer_cards  # noqa: E402
 from align_core.perception.attention.scorers import FeatureRichnessScorer  # noqa: E402
-from align_core.inputs.catalog import load_catalog  # noqa: E402
-from align_core.components import ScorerChoice  # noqa: E402
 from align_core.perception.control import load_control_tensors  # noqa: E402
+from align_core.stages.attention import AttentionMeasure  # noqa: E402
 from align_core.stimuli.editing.pipeline import calibrate_render_check  # noqa: E402
 from align_core.stimuli.editing.salience import SalienceEditor  # noqa: E402
-from align_core.io.layout import DataLayout  # noqa: E402
-from align_core.measurement.manipulation import CheckThresholds, manipulation_check, measure_alignment  # noqa: E402
-from align_core.stages.attention import AttentionMeasure  # noqa: E402
 from align_core.stimuli.plans import load_variant_plans  # noqa: E402
-from align_core.io.video_io import iter_frames  # noqa: E402
 
 WINDOWS = ("early", "middle", "late", "all")
 
@@ -106,7 +106,10 @@ def boost_ceiling(video_path, plans, masks, every: int) -> dict[str, dict[str, f
         achieved[name] = np.where(planned, ceiling, original)
     table = manipulation_check(plans, achieved, original, CheckThresholds()).table
     table = table[table["variant"].isin(boosts) & table["share_achieved"].notna()]
-    return {name: dict(zip(group["window"], group["share_achieved"].astype(float))) for name, group in table.groupby("variant")}
+    return {
+        name: dict(zip(group["window"], group["share_achieved"].astype(float), strict=False))
+        for name, group in table.groupby("variant")
+    }
 
 
 def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args) -> dict:
@@ -120,9 +123,19 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
     started = time.perf_counter()
     independent = {name: SaliencyModelScorer(name) for name in args.independent}
     result = calibrate_render_check(
-        video_path, plans, control.masks, control.attention, SalienceEditor(), out_root / video_id, attention_fn,
-        calibration_frames=args.calibration_frames, keyframe_stride=args.stride, seed=0,
-        thresholds=CheckThresholds(), measure_every=args.measure_every, independent=independent,
+        video_path,
+        plans,
+        control.masks,
+        control.attention,
+        SalienceEditor(),
+        out_root / video_id,
+        attention_fn,
+        calibration_frames=args.calibration_frames,
+        keyframe_stride=args.stride,
+        seed=0,
+        thresholds=CheckThresholds(),
+        measure_every=args.measure_every,
+        independent=independent,
     )
     seconds = time.perf_counter() - started
     ceiling = boost_ceiling(video_path, plans, control.masks, args.measure_every) if args.ceiling else {}
@@ -143,10 +156,19 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
                 "variant": name,
                 "passed": bool(verdict),
                 "status": str(verdicts.loc[name, "status"]),
-                "votes": {w: f"{int(group.loc[w, 'independent_agree'])}/{int(group.loc[w, 'independent_total'])}" if w in group.index else "-" for w in WINDOWS},
-                "budget": None if figures is None else {
-                    "min_ssim": float(figures["min_ssim"]), "max_delta_e": float(figures["max_delta_e"]),
-                    "mean_delta_e": float(figures["mean_delta_e"]), "frames": int(figures["frames"]),
+                "votes": {
+                    w: f"{int(group.loc[w, 'independent_agree'])}/{int(group.loc[w, 'independent_total'])}"
+                    if w in group.index
+                    else "-"
+                    for w in WINDOWS
+                },
+                "budget": None
+                if figures is None
+                else {
+                    "min_ssim": float(figures["min_ssim"]),
+                    "max_delta_e": float(figures["max_delta_e"]),
+                    "mean_delta_e": float(figures["mean_delta_e"]),
+                    "frames": int(figures["frames"]),
                     "frames_over_budget": int(figures["frames_over_budget"]),
                     "placebo_magnitude_ratio": float(figures["placebo_magnitude_ratio"]),
                 },
@@ -156,7 +178,9 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
                 "max_abs_vs_original": float(group["achieved_delta_vs_original"].abs().max()),
                 "max_abs_vs_baseline": float(group["achieved_delta"].abs().max()),
                 "ceiling": ceiling.get(name, {}),
-                "failed": "; ".join(f"{w}: {r}" for w, r, p in zip(group.index, group["reason"], group["passed"]) if not p),
+                "failed": "; ".join(
+                    f"{w}: {r}" for w, r, p in zip(group.index, group["reason"], group["passed"], strict=False) if not p
+                ),
             }
         )
     return {
@@ -168,7 +192,9 @@ def run_video(data_dir: Path, video_id: str, out_root: Path, attention_fn, args)
         "rows": rows,
         "by_scorer": result.report.scorer_table.assign(
             scorer=lambda t: t["scorer"].where(t["scorer_role"] != "calibrating", "calibrating")
-        )[["variant", "window", "scorer", "target_delta", "achieved_delta", "share_achieved", "agrees"]].to_dict(orient="records"),
+        )[["variant", "window", "scorer", "target_delta", "achieved_delta", "share_achieved", "agrees"]].to_dict(
+            orient="records"
+        ),
         "rows_passed": int(table["passed"].sum()),
         "rows_total": int(len(table)),
         "edit_ms_per_call": 1000 * result.render.timings["edit_s"] / max(1, result.render.edit_calls),
@@ -193,7 +219,9 @@ def print_scorer_tables(results: list[dict]) -> None:
 
 
 def print_budget(results: list[dict]) -> None:
-    print(f"\n{'video':>19} {'variant':<13} {'status':<12} {'votes e/m/l/all':<16} {'minSSIM':>8} {'maxdE':>6} {'meandE':>7} {'over':>5} {'capped':>9} {'placebo/boost':>13}")
+    print(
+        f"\n{'video':>19} {'variant':<13} {'status':<12} {'votes e/m/l/all':<16} {'minSSIM':>8} {'maxdE':>6} {'meandE':>7} {'over':>5} {'capped':>9} {'placebo/boost':>13}"
+    )
     for res in results:
         for row in res["rows"]:
             b = row["budget"]
@@ -210,19 +238,29 @@ def print_budget(results: list[dict]) -> None:
 
 def print_cards() -> None:
     cards = scorer_cards()
-    print(f"\nscorer cards (NUS Scene {cards.get('reported_on', '?')}, tuned on {cards.get('tuned_on', '?')}): NSS / CC, content only and with centre prior")
+    print(
+        f"\nscorer cards (NUS Scene {cards.get('reported_on', '?')}, tuned on {cards.get('tuned_on', '?')}): NSS / CC, content only and with centre prior"
+    )
     for name, card in cards.get("scorers", {}).items():
-        print(f"  {name:18s} {card['content_only']['NSS']:.3f} / {card['content_only']['CC']:.3f}   "
-              f"{card['with_centre_prior']['NSS']:.3f} / {card['with_centre_prior']['CC']:.3f} (centre {card['centre_weight']:g})")
+        print(
+            f"  {name:18s} {card['content_only']['NSS']:.3f} / {card['content_only']['CC']:.3f}   "
+            f"{card['with_centre_prior']['NSS']:.3f} / {card['with_centre_prior']['CC']:.3f} (centre {card['centre_weight']:g})"
+        )
 
 
 def print_report(results: list[dict]) -> None:
-    header = f"{'video':>19} {'variant':<13} {'verdict':<7} " + " ".join(f"{w:>7}" for w in WINDOWS) + f" {'|d|orig':>8} {'|d|base':>8}"
+    header = (
+        f"{'video':>19} {'variant':<13} {'verdict':<7} "
+        + " ".join(f"{w:>7}" for w in WINDOWS)
+        + f" {'|d|orig':>8} {'|d|base':>8}"
+    )
     print(header)
     print("-" * len(header))
     for res in results:
         for row in res["rows"]:
-            shares = " ".join(f"{row['shares'][w]:>7.0%}" if np.isfinite(row["shares"][w]) else f"{'-':>7}" for w in WINDOWS)
+            shares = " ".join(
+                f"{row['shares'][w]:>7.0%}" if np.isfinite(row["shares"][w]) else f"{'-':>7}" for w in WINDOWS
+            )
             print(
                 f"{row['video_id']:>19} {row['variant']:<13} {'PASS' if row['passed'] else 'FAIL':<7} {shares} "
                 f"{row['max_abs_vs_original']:>8.4f} {row['max_abs_vs_baseline']:>8.4f}"
@@ -241,9 +279,16 @@ def print_report(results: list[dict]) -> None:
     print_budget(results)
     print_scorer_tables(results)
     print_cards()
-    failed = [f"{r['video_id']}/{r['variant']} [{r['status']}]: {r['failed']}" for res in results for r in res["rows"] if not r["passed"]]
+    failed = [
+        f"{r['video_id']}/{r['variant']} [{r['status']}]: {r['failed']}"
+        for res in results
+        for r in res["rows"]
+        if not r["passed"]
+    ]
     statuses = [r["status"] for res in results for r in res["rows"]]
-    print(f"\nvariants passed: {statuses.count('passed')}/{len(statuses)}; unreachable {statuses.count('unreachable')}; failed {statuses.count('failed')}")
+    print(
+        f"\nvariants passed: {statuses.count('passed')}/{len(statuses)}; unreachable {statuses.count('unreachable')}; failed {statuses.count('failed')}"
+    )
     for line in failed:
         print("  FAILED", line)
 
@@ -256,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--calibration-frames", type=int, default=6)
     parser.add_argument("--measure-every", type=int, default=2)
-    parser.add_argument("--ceiling", action="store_true", help="also report each boost's ceiling under feature_richness")
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also report each boost's ceiling under feature_richness"
+    )
     parser.add_argument("--independent", nargs="+", default=["spectral_residual", "itti_koch", "boolean_map"])
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench_manipulation.json")
     args = parser.parse_args(argv)

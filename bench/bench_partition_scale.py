@@ -80,7 +80,9 @@ def _definitions(before: bool):
     return Definitions(assets=load_assets_from_modules(stage_modules), resources=default_resources())
 
 
-def automation_tick(count: int, ids: list[str], ticks: int = 2, before: bool = False, materialized: int = 100) -> dict[str, Any]:
+def automation_tick(
+    count: int, ids: list[str], ticks: int = 2, before: bool = False, materialized: int = 100
+) -> dict[str, Any]:
     """Register ``count`` partitions in a fresh instance and time automation ticks.
 
     Times the ``automation`` sensor's evaluation (:func:`dagster.evaluate_automation_conditions`)
@@ -99,7 +101,7 @@ def automation_tick(count: int, ids: list[str], ticks: int = 2, before: bool = F
         with DagsterInstance.from_config(home) as instance:
             started = time.perf_counter()
             for start in range(0, count, 10_000):
-                instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ids[start:min(count, start + 10_000)])
+                instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ids[start : min(count, start + 10_000)])
             row["register_s"] = time.perf_counter() - started
             cursor = None
             for tick in range(ticks):
@@ -114,7 +116,9 @@ def automation_tick(count: int, ids: list[str], ticks: int = 2, before: bool = F
                 _, video_cursor, counts = evaluate_per_video_automation(instance, graph, None)
                 row["per_video_idle_s"] = time.perf_counter() - started
                 for video_id in ids[:materialized]:
-                    instance.report_runless_asset_event(AssetMaterialization(AssetKey("video_catalog"), partition=video_id))
+                    instance.report_runless_asset_event(
+                        AssetMaterialization(AssetKey("video_catalog"), partition=video_id)
+                    )
                 started = time.perf_counter()
                 requests, video_cursor, counts = evaluate_per_video_automation(instance, graph, video_cursor)
                 row["per_video_events_s"] = time.perf_counter() - started
@@ -143,12 +147,17 @@ def warehouse_rebuild(videos: int, frames_per_video: int, changed: int) -> dict[
             directory = root / "artifacts" / "control_tensors" / video_id
             directory.mkdir(parents=True)
             path = directory / "alignment_frames.parquet"
-            pd.DataFrame({
-                "video_id": pd.Series([video_id] * frames_per_video, dtype=object), "frame": frame,
-                "time_s": (frame + 0.5) / 30.0, "scene_number": pd.array((frame // 150) + 1, dtype="Int64"),
-                "alignment": rng.random(frames_per_video), "attention_mass": rng.random(frames_per_video) * 1e5,
-                "mask_coverage": rng.random(frames_per_video) * 0.2,
-            }).to_parquet(path, index=False)
+            pd.DataFrame(
+                {
+                    "video_id": pd.Series([video_id] * frames_per_video, dtype=object),
+                    "frame": frame,
+                    "time_s": (frame + 0.5) / 30.0,
+                    "scene_number": pd.array((frame // 150) + 1, dtype="Int64"),
+                    "alignment": rng.random(frames_per_video),
+                    "attention_mass": rng.random(frames_per_video) * 1e5,
+                    "mask_coverage": rng.random(frames_per_video) * 0.2,
+                }
+            ).to_parquet(path, index=False)
             files.append(path)
         row["write_files_s"] = time.perf_counter() - started
         database = root / "warehouse.duckdb"
@@ -165,7 +174,9 @@ def warehouse_rebuild(videos: int, frames_per_video: int, changed: int) -> dict[
             table["alignment"] = 1.0 - table["alignment"]
             table.to_parquet(path, index=False)
         started = time.perf_counter()
-        incremental = rebuild_table_from_parquet(database, "frame_alignment", files, "video_id, frame", incremental=True)
+        incremental = rebuild_table_from_parquet(
+            database, "frame_alignment", files, "video_id, frame", incremental=True
+        )
         row["incremental_changed_s"] = time.perf_counter() - started
         row["changed_videos"] = changed
         row["changed_files_read"] = incremental.files_read
@@ -176,11 +187,19 @@ def warehouse_rebuild(videos: int, frames_per_video: int, changed: int) -> dict[
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keywords", type=Path, default=SHARED_KEYWORDS, help="the real keywords.csv (ids)")
     parser.add_argument("--partitions", type=int, nargs="+", default=[10_000, 0], help="partition counts (0: every id)")
     parser.add_argument("--ticks", type=int, default=2)
-    parser.add_argument("--before", type=int, nargs="*", default=[], help="also time the previous definitions (eager on every asset) at these counts")
+    parser.add_argument(
+        "--before",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the previous definitions (eager on every asset) at these counts",
+    )
     parser.add_argument("--skip-automation", action="store_true")
     parser.add_argument("--warehouse-videos", type=int, nargs="*", default=[1_000, 5_000])
     parser.add_argument("--frames-per-video", type=int, default=900, help="frame rows per video (30 s at 30 fps)")
@@ -198,19 +217,27 @@ def main(argv: list[str] | None = None) -> int:
         plan = [(count, True) for count in args.before] + [(count, False) for count in args.partitions]
         for count, before in plan:
             count = len(ids) if count <= 0 else min(count, len(ids))
-            print(f"[bench] automation tick with {count:,} partitions ({'before' if before else 'now'}) ...", file=sys.stderr, flush=True)
+            print(
+                f"[bench] automation tick with {count:,} partitions ({'before' if before else 'now'}) ...",
+                file=sys.stderr,
+                flush=True,
+            )
             rows.append(automation_tick(count, ids, args.ticks, before=before))
             print(f"[bench]   {rows[-1]}", file=sys.stderr, flush=True)
         payload["automation"] = rows
         nan = float("nan")
         print(f"## Automation ticks with the real ids from {args.keywords.name} registered as partitions\n")
-        print("| partitions | definitions | register s | automation tick 1 s | tick 2 s (cursor) | per_video_automation tick, idle s | "
-              "same, 100 new catalogs s (runs requested) | peak RSS MB |")
+        print(
+            "| partitions | definitions | register s | automation tick 1 s | tick 2 s (cursor) | per_video_automation tick, idle s | "
+            "same, 100 new catalogs s (runs requested) | peak RSS MB |"
+        )
         print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
             events = f"{r['per_video_events_s']:.2f} ({r['per_video_requested']})" if "per_video_events_s" in r else "-"
-            print(f"| {r['partitions']:,} | {r['definitions']} | {r['register_s']:.1f} | {r['tick1_s']:.1f} | {r.get('tick2_s', nan):.1f} | "
-                  f"{r.get('per_video_idle_s', nan):.2f} | {events} | {r['peak_mb']:.0f} |")
+            print(
+                f"| {r['partitions']:,} | {r['definitions']} | {r['register_s']:.1f} | {r['tick1_s']:.1f} | {r.get('tick2_s', nan):.1f} | "
+                f"{r.get('per_video_idle_s', nan):.2f} | {events} | {r['peak_mb']:.0f} |"
+            )
         print()
     if args.warehouse_videos:
         rows = []
@@ -220,12 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench]   {rows[-1]}", file=sys.stderr, flush=True)
         payload["warehouse"] = rows
         print(f"## frame_alignment table rebuild ({args.frames_per_video} frame rows per video)\n")
-        print("| videos | rows | full rebuild s | incremental, nothing changed s | incremental, "
-              f"{args.changed} changed s | full, extrapolated to 100,000 videos s |")
+        print(
+            "| videos | rows | full rebuild s | incremental, nothing changed s | incremental, "
+            f"{args.changed} changed s | full, extrapolated to 100,000 videos s |"
+        )
         print("| ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
-            print(f"| {r['videos']:,} | {r['rows']:,} | {r['full_rebuild_s']:.1f} | {r['incremental_nothing_changed_s']:.2f} | "
-                  f"{r['incremental_changed_s']:.2f} | {r['full_rebuild_s'] * 100_000 / r['videos']:.0f} |")
+            print(
+                f"| {r['videos']:,} | {r['rows']:,} | {r['full_rebuild_s']:.1f} | {r['incremental_nothing_changed_s']:.2f} | "
+                f"{r['incremental_changed_s']:.2f} | {r['full_rebuild_s'] * 100_000 / r['videos']:.0f} |"
+            )
         print()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_suffix(".json.tmp")

@@ -23,10 +23,10 @@ import pandas as pd
 
 from align_core.inputs.catalog import load_catalog
 from align_core.io.layout import DataLayout
-from align_core.perception.protect import TextReader, load_protected_regions
-from align_core.measurement.stimulus_checks import StimulusThresholds, check_stimuli
-from align_core.stimuli.plans import load_variant_plans
 from align_core.io.video_io import read_frame
+from align_core.measurement.stimulus_checks import StimulusThresholds, check_stimuli
+from align_core.perception.protect import TextReader, load_protected_regions
+from align_core.stimuli.plans import load_variant_plans
 
 
 def _demo_frame() -> np.ndarray:
@@ -44,15 +44,24 @@ def ocr_timing(repeats: int) -> pd.DataFrame:
     reader = TextReader(threads=1)
     frame = _demo_frame()
     rows = []
-    for label, image in (("demo 288x512", frame), ("1080x1920", cv2.resize(frame, (1080, 1920), interpolation=cv2.INTER_CUBIC))):
+    for label, image in (
+        ("demo 288x512", frame),
+        ("1080x1920", cv2.resize(frame, (1080, 1920), interpolation=cv2.INTER_CUBIC)),
+    ):
         reader.read(image)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             found = reader.read(image)
             times.append(time.perf_counter() - t0)
-        rows.append({"frame": label, "seconds_per_frame": statistics.median(times), "lines": len(found),
-                     "texts": " | ".join(d.text for d in found)})
+        rows.append(
+            {
+                "frame": label,
+                "seconds_per_frame": statistics.median(times),
+                "lines": len(found),
+                "texts": " | ".join(d.text for d in found),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -70,8 +79,17 @@ def demo_checks(data_dir: Path) -> pd.DataFrame:
         protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
         paths = {name: layout.artifact_dir("variant_videos", video_id) / f"{name}.mp4" for name in plans.plans}
         t0 = time.perf_counter()
-        report = check_stimuli(video_id, catalog.probe.path, paths, plans.baseline_name(), protect, reader,
-                               StimulusThresholds(), protect.text_keyframes(), scenes=catalog.scene_ranges)
+        report = check_stimuli(
+            video_id,
+            catalog.probe.path,
+            paths,
+            plans.baseline_name(),
+            protect,
+            reader,
+            StimulusThresholds(),
+            protect.text_keyframes(),
+            scenes=catalog.scene_ranges,
+        )
         table = report.table()
         table["check_s"] = time.perf_counter() - t0
         table["strings"] = len(set(protect.ocr["text"]))
@@ -89,13 +107,32 @@ def main(argv: list[str] | None = None) -> int:
     print(ocr_timing(args.repeats).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.data_dir is not None:
         table = demo_checks(args.data_dir)
-        columns = ["video_id", "variant", "frames_measured", "psnr_vs_baseline_db", "psnr_worst_frame_db", "codec_psnr_db",
-                   "passed_psnr", "ocr_frames", "stable_boxes", "unstable_boxes", "mean_cer", "max_cer", "passed_ocr"]
-        print("\nStimulus checks per demo video and variant (PSNR vs baseline inside protected regions; OCR CER vs baseline)")
-        print(table[[c for c in columns if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        columns = [
+            "video_id",
+            "variant",
+            "frames_measured",
+            "psnr_vs_baseline_db",
+            "psnr_worst_frame_db",
+            "codec_psnr_db",
+            "passed_psnr",
+            "ocr_frames",
+            "stable_boxes",
+            "unstable_boxes",
+            "mean_cer",
+            "max_cer",
+            "passed_ocr",
+        ]
+        print(
+            "\nStimulus checks per demo video and variant (PSNR vs baseline inside protected regions; OCR CER vs baseline)"
+        )
+        print(
+            table[[c for c in columns if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.2f}")
+        )
         failed = table[~(table["passed_psnr"] & table["passed_ocr"])]
-        print(f"\n{len(table)} variant rows, {len(failed)} failing; check seconds per video: "
-              f"{table.groupby('video_id')['check_s'].first().round(1).to_dict()}")
+        print(
+            f"\n{len(table)} variant rows, {len(failed)} failing; check seconds per video: "
+            f"{table.groupby('video_id')['check_s'].first().round(1).to_dict()}"
+        )
     return 0
 
 

@@ -45,8 +45,14 @@ from bench import run_all  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 STAGES = ("corpus", "catalog", "attention", "masks", "protect", "control", "plans", "variants", "quality")
 DEPENDS: dict[str, tuple[str, ...]] = {
-    "corpus": (), "catalog": ("corpus",), "attention": ("catalog",), "masks": ("catalog",), "protect": ("catalog",),
-    "control": ("attention", "masks"), "plans": ("control",), "variants": ("plans", "protect"),
+    "corpus": (),
+    "catalog": ("corpus",),
+    "attention": ("catalog",),
+    "masks": ("catalog",),
+    "protect": ("catalog",),
+    "control": ("attention", "masks"),
+    "plans": ("control",),
+    "variants": ("plans", "protect"),
     "quality": ("variants",),
 }
 FULL_LENGTHS = (15.0, 30.0, 60.0)
@@ -69,9 +75,14 @@ def stage_corpus(clock: run_all.Clock, root: Path, length: float, args: argparse
     (root / "bench_state.json").write_text(json.dumps({"video_id": info["video_id"]}))
     seconds = clock.elapsed()
     layout = run_all._layout(root)
-    return {"seconds": seconds, "units": info["frames"], "unit": "frames", "frames": info["frames"],
-            "bytes": run_all.tree_bytes(layout.raw_dir),
-            "extra": {**info, "resolution": f"{width}x{height}", "fps": FPS}}
+    return {
+        "seconds": seconds,
+        "units": info["frames"],
+        "unit": "frames",
+        "frames": info["frames"],
+        "bytes": run_all.tree_bytes(layout.raw_dir),
+        "extra": {**info, "resolution": f"{width}x{height}", "fps": FPS},
+    }
 
 
 def stage_plans(clock: run_all.Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -91,9 +102,18 @@ def stage_plans(clock: run_all.Clock, root: Path, length: float, args: argparse.
     plans.to_json(out / "plans.json")
     plans.scene_table().to_parquet(out / "plan_scenes.parquet", index=False)
     seconds = clock.elapsed()
-    return {"seconds": seconds, "units": plans.frame_count, "unit": "frames", "frames": plans.frame_count,
-            "bytes": run_all.tree_bytes(out), "extra": {"product_frames": int(control.masks.any_per_frame().sum())
-                                                        if hasattr(control.masks, "any_per_frame") else None}}
+    return {
+        "seconds": seconds,
+        "units": plans.frame_count,
+        "unit": "frames",
+        "frames": plans.frame_count,
+        "bytes": run_all.tree_bytes(out),
+        "extra": {
+            "product_frames": int(control.masks.any_per_frame().sum())
+            if hasattr(control.masks, "any_per_frame")
+            else None
+        },
+    }
 
 
 STAGE_FUNCTIONS = {**run_all.STAGE_FUNCTIONS, "corpus": stage_corpus, "plans": stage_plans}
@@ -105,8 +125,14 @@ def run_child(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     run_all._apply_threads(args.threads)
     result = STAGE_FUNCTIONS[args.child](clock, root, args.length, args)
-    result.update(threads=args.threads, stage=args.child, length_s=args.length, peak_mb=run_all.maxrss_mb(),
-                  import_mb=clock.import_mb, import_s=clock.import_s)
+    result.update(
+        threads=args.threads,
+        stage=args.child,
+        length_s=args.length,
+        peak_mb=run_all.maxrss_mb(),
+        import_mb=clock.import_mb,
+        import_s=clock.import_s,
+    )
     Path(args.result).write_text(json.dumps(result, default=str))
     return 0
 
@@ -118,45 +144,82 @@ def spawn(stage: str, length: float, work: Path, args: argparse.Namespace) -> di
     log_path = work / "logs" / f"{stage}-{length:g}.log"
     result_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bench.bench_real_size", "--child", stage, "--length", str(length),
-               "--work", str(work), "--result", str(result_path), "--threads", str(args.threads),
-               "--check-every", str(args.check_every), "--size", str(args.size[0]), str(args.size[1])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
+    command = [
+        sys.executable,
+        "-m",
+        "bench.bench_real_size",
+        "--child",
+        stage,
+        "--length",
+        str(length),
+        "--work",
+        str(work),
+        "--result",
+        str(result_path),
+        "--threads",
+        str(args.threads),
+        "--check-every",
+        str(args.check_every),
+        "--size",
+        str(args.size[0]),
+        str(args.size[1]),
+    ]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        HF_HUB_OFFLINE="1",
+        TQDM_DISABLE="1",
+    )
     if args.threads > 0:
         env.update({name: str(args.threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     started = time.perf_counter()
     try:
         with open(log_path, "w") as log:
-            proc = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.stage_timeout)
+            proc = subprocess.run(
+                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=args.stage_timeout
+            )
         code = proc.returncode
     except subprocess.TimeoutExpired:
         code = "timeout"
     wall = time.perf_counter() - started
     if code != 0 or not result_path.exists():
         tail = log_path.read_text()[-1500:]
-        return {"stage": stage, "length_s": length, "failed": f"exit {code} after {wall:.0f} s: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
-                "child_wall_s": wall}
+        return {
+            "stage": stage,
+            "length_s": length,
+            "failed": f"exit {code} after {wall:.0f} s: {tail.strip().splitlines()[-1] if tail.strip() else ''}",
+            "child_wall_s": wall,
+        }
     result = json.loads(result_path.read_text())
     result["child_wall_s"] = wall
     return result
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| stage | video | frames | time s | rate | peak RSS MB | import MB | bytes on disk |",
-             "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| stage | video | frames | time s | rate | peak RSS MB | import MB | bytes on disk |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |",
+    ]
     for row in rows:
         if "failed" in row:
-            lines.append(f"| {row['stage']} | {row['length_s']:g} s | - | {row['child_wall_s']:.0f} | FAILED: {row['failed'][:80]} | - | - | - |")
+            lines.append(
+                f"| {row['stage']} | {row['length_s']:g} s | - | {row['child_wall_s']:.0f} | FAILED: {row['failed'][:80]} | - | - | - |"
+            )
             continue
-        lines.append(f"| {row['stage']} | {row['length_s']:g} s | {row['frames']} | {row['seconds']:.1f} | {run_all._rate(row)} | "
-                     f"{row['peak_mb']:.0f} | {row['import_mb']:.0f} | {run_all._fmt_bytes(row['bytes'])} |")
+        lines.append(
+            f"| {row['stage']} | {row['length_s']:g} s | {row['frames']} | {row['seconds']:.1f} | {run_all._rate(row)} | "
+            f"{row['peak_mb']:.0f} | {row['import_mb']:.0f} | {run_all._fmt_bytes(row['bytes'])} |"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=float, nargs="+", default=None, help="ad lengths in seconds (default 15 30 60)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--lengths", type=float, nargs="+", default=None, help="ad lengths in seconds (default 15 30 60)"
+    )
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--quick", action="store_true", help="1 and 2 s ads at 540x960 (everyday use)")
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("WIDTH", "HEIGHT"))
@@ -215,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[bench]   FAILED {row['failed']}", file=sys.stderr, flush=True)
                     broken = True
                 else:
-                    print(f"[bench]   {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+                    print(
+                        f"[bench]   {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB", file=sys.stderr, flush=True
+                    )
     finally:
         if cleanup is not None:
             cleanup.cleanup()
@@ -234,13 +299,25 @@ def main(argv: list[str] | None = None) -> int:
     for row in ok:
         if row["stage"] != "corpus":
             per_video[row["length_s"]] = per_video.get(row["length_s"], 0.0) + row["seconds"]
-    print("Per-video graph time (catalog to manipulation check, imports excluded): "
-          + ", ".join(f"{k:g} s ad: {v:.0f} s" for k, v in sorted(per_video.items())))
+    print(
+        "Per-video graph time (catalog to manipulation check, imports excluded): "
+        + ", ".join(f"{k:g} s ad: {v:.0f} s" for k, v in sorted(per_video.items()))
+    )
     worst = max((r["peak_mb"] for r in ok if r["stage"] != "corpus"), default=0.0)
-    print(f"Largest stage peak RSS (generator excluded): {worst:.0f} MB (target <= 2560 MB). "
-          f"Total wall time {total:.0f} s on {os.cpu_count()} CPUs, {args.threads} thread(s) per stage.")
-    payload = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "size": [width, height], "fps": FPS,
-               "lengths_s": lengths, "stages": stages, "rows": rows, "growth": growth, "total_wall_s": total}
+    print(
+        f"Largest stage peak RSS (generator excluded): {worst:.0f} MB (target <= 2560 MB). "
+        f"Total wall time {total:.0f} s on {os.cpu_count()} CPUs, {args.threads} thread(s) per stage."
+    )
+    payload = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "size": [width, height],
+        "fps": FPS,
+        "lengths_s": lengths,
+        "stages": stages,
+        "rows": rows,
+        "growth": growth,
+        "total_wall_s": total,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))

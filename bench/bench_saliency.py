@@ -20,8 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from align_core.measurement.saliency_metrics import (
+    auc_judd,
+    blur_fixations,
+    cc,
+    centre_bias_map,
+    kld,
+    load_nus_image,
+    nss,
+    sim,
+)
 from align_core.perception.attention import AttentionConfig, attention_map, make_patch_scorer, spectral_residual
-from align_core.measurement.saliency_metrics import auc_judd, blur_fixations, cc, centre_bias_map, kld, load_nus_image, nss, sim
 
 METRICS = ("NSS", "CC", "KLD", "SIM", "AUC-Judd")
 
@@ -31,14 +40,23 @@ def load_images(root: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return [(f"{index:03d}", *load_nus_image(root, index)) for index in range(1, 11)]
 
 
-def evaluate(method: Callable[[np.ndarray], np.ndarray], images: list[tuple[str, np.ndarray, np.ndarray]]) -> np.ndarray:
+def evaluate(
+    method: Callable[[np.ndarray], np.ndarray], images: list[tuple[str, np.ndarray, np.ndarray]]
+) -> np.ndarray:
     """``(n_images, 5)`` metric values."""
     rows = []
     for _, image, fixations in images:
         saliency = method(image)
         density = blur_fixations(fixations)
-        rows.append([nss(saliency, fixations), cc(saliency, density), kld(saliency, density),
-                     sim(saliency, density), auc_judd(saliency, fixations)])
+        rows.append(
+            [
+                nss(saliency, fixations),
+                cc(saliency, density),
+                kld(saliency, density),
+                sim(saliency, density),
+                auc_judd(saliency, fixations),
+            ]
+        )
     return np.asarray(rows)
 
 
@@ -68,11 +86,18 @@ def main() -> None:
     ours = results[f"default attention map ({default.name})"]
     base = results["centre-bias baseline (sigma 0.3)"]
     verdict = "beats" if ours[0] > base[0] and ours[1] > base[1] else "DOES NOT beat"
-    print(f"default {verdict} the centre-bias baseline on NSS ({ours[0]:.3f} vs {base[0]:.3f}) "
-          f"and CC ({ours[1]:.3f} vs {base[1]:.3f}); lower KLD is better")
-    per_image = evaluate(methods[f"default attention map ({default.name})"], images)[:, 0] - evaluate(
-        methods["centre-bias baseline (sigma 0.3)"], images)[:, 0]
-    print("per-image NSS gain over centre bias: " + " ".join(f"{n}:{g:+.2f}" for (n, _, _), g in zip(images, per_image, strict=True)))
+    print(
+        f"default {verdict} the centre-bias baseline on NSS ({ours[0]:.3f} vs {base[0]:.3f}) "
+        f"and CC ({ours[1]:.3f} vs {base[1]:.3f}); lower KLD is better"
+    )
+    per_image = (
+        evaluate(methods[f"default attention map ({default.name})"], images)[:, 0]
+        - evaluate(methods["centre-bias baseline (sigma 0.3)"], images)[:, 0]
+    )
+    print(
+        "per-image NSS gain over centre bias: "
+        + " ".join(f"{n}:{g:+.2f}" for (n, _, _), g in zip(images, per_image, strict=True))
+    )
 
 
 if __name__ == "__main__":

@@ -36,13 +36,18 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from align_core.measurement.saliency_metrics import (  # noqa: E402
+    blur_fixations,
+    cc,
+    centre_bias_map,
+    load_nus_image,  # noqa: E402
+    nss,
+)
 from align_core.perception.attention import AttentionConfig, attention_map  # noqa: E402
-from align_core.perception.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
 from align_core.perception.attention.base import minmax  # noqa: E402
-from align_core.measurement.saliency_metrics import load_nus_image  # noqa: E402
 from align_core.perception.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
+from align_core.perception.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
 from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
-from align_core.measurement.saliency_metrics import blur_fixations, cc, centre_bias_map, nss  # noqa: E402
 
 TUNE = range(1, 151)
 VALIDATE = range(151, 301)
@@ -59,7 +64,9 @@ def load(root: Path, index: int) -> tuple[np.ndarray, np.ndarray]:
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         ys, xs = np.nonzero(fixations)
         small = np.zeros((size[1], size[0]), bool)
-        small[np.clip((ys * scale).astype(int), 0, size[1] - 1), np.clip((xs * scale).astype(int), 0, size[0] - 1)] = True
+        small[np.clip((ys * scale).astype(int), 0, size[1] - 1), np.clip((xs * scale).astype(int), 0, size[0] - 1)] = (
+            True
+        )
         fixations = small
     return image, fixations
 
@@ -84,11 +91,13 @@ def mixed(content: np.ndarray, centre: float) -> np.ndarray:
 
 
 def evaluate(maps: list[np.ndarray], images, centre: float = 0.0) -> dict[str, float]:
-    values = np.array([metrics(mixed(m, centre), fix, den) for m, (_im, fix, den) in zip(maps, images)])
+    values = np.array([metrics(mixed(m, centre), fix, den) for m, (_im, fix, den) in zip(maps, images, strict=False)])
     return {"NSS": float(values[:, 0].mean()), "CC": float(values[:, 1].mean())}
 
 
-def feature_richness_fn(centre: float, config: AttentionConfig | None = None, **weights: float) -> Callable[[np.ndarray], np.ndarray]:
+def feature_richness_fn(
+    centre: float, config: AttentionConfig | None = None, **weights: float
+) -> Callable[[np.ndarray], np.ndarray]:
     scorer = FeatureRichnessScorer(**{**weights, "centre": centre})
     config = config or AttentionConfig()
     return lambda image: attention_map(image, scorer, config)
@@ -124,13 +133,18 @@ NO_CUES = {"edges": 0.0, "spectral": 0.0, "colour": 0.0, "text": 0.0, "skin": 0.
 
 def tune_feature_richness(tune) -> None:
     """Print the procedure, cue-mix and centre-weight grids of ``feature_richness`` on 001-150."""
-    print(f"feature_richness procedure grid (content part, default cues; default: scales {DEFAULT_SCALES_DEG} "
-          f"weights {DEFAULT_SCALE_WEIGHTS} gamma {AttentionConfig().gamma:g})")
+    print(
+        f"feature_richness procedure grid (content part, default cues; default: scales {DEFAULT_SCALES_DEG} "
+        f"weights {DEFAULT_SCALE_WEIGHTS} gamma {AttentionConfig().gamma:g})"
+    )
     for scales, weights, gamma in PROCEDURE_GRID:
         config = AttentionConfig(scales_deg=scales, scale_weights=weights, gamma=gamma)
         maps = content_maps(tune, {"fr": feature_richness_fn(0.0, config)})["fr"]
         result = evaluate(maps, tune)
-        print(f"  scales {scales!s:16s} weights {weights!s:18s} gamma {gamma:g}: NSS {result['NSS']:.3f} CC {result['CC']:.3f}", flush=True)
+        print(
+            f"  scales {scales!s:16s} weights {weights!s:18s} gamma {gamma:g}: NSS {result['NSS']:.3f} CC {result['CC']:.3f}",
+            flush=True,
+        )
     print("feature_richness cue-mix grid (content part, default procedure)")
     for mix in CUE_GRID:
         maps = content_maps(tune, {"fr": feature_richness_fn(0.0, **{**NO_CUES, **mix})})["fr"]
@@ -149,7 +163,11 @@ def tune_feature_richness(tune) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--tune", action="store_true", help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150",
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
     parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "perception" / "attention" / CARDS_FILE)
     args = parser.parse_args(argv)
@@ -165,13 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     default_weights = FeatureWeights()
-    models = {name: (lambda n: (lambda image: MODELS[n][0](image)))(name) for name in MODELS}
+    models = {name: (lambda n: lambda image: MODELS[n][0](image))(name) for name in MODELS}
     if args.tune:
         tune = split(TUNE)
         print(f"tuning split: NUS Scene 001-150 ({len(tune)} images)")
         maps = content_maps(tune, models)
         for name, model_maps in maps.items():
-            cells = " ".join(f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+            cells = " ".join(
+                f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+            )
             print(f"{name:18s} NSS by centre weight: {cells}")
         plain = evaluate(maps["spectral_residual"], tune)
         print(f"plain spectral residual content part on 001-150: NSS {plain['NSS']:.3f} CC {plain['CC']:.3f}")
@@ -211,21 +231,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
     # to separate what the procedure costs from what the cues give.
-    sr_procedure = content_maps(validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)})["sr"]
+    sr_procedure = content_maps(
+        validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)}
+    )["sr"]
     procedure_reference = evaluate(sr_procedure, validate, 0.0)
     bias = [centre_bias_map(*fix.shape, sigma_frac=0.3) for _im, fix, _den in validate]
     baseline = evaluate(bias, validate, 0.0)
     print(f"{'scorer':18s} {'NSS':>7s} {'CC':>7s}  {'NSS+c':>7s} {'CC+c':>7s}  centre")
     for name, card in cards.items():
-        print(f"{name:18s} {card['content_only']['NSS']:7.3f} {card['content_only']['CC']:7.3f}  "
-              f"{card['with_centre_prior']['NSS']:7.3f} {card['with_centre_prior']['CC']:7.3f}  {card['centre_weight']:g}")
+        print(
+            f"{name:18s} {card['content_only']['NSS']:7.3f} {card['content_only']['CC']:7.3f}  "
+            f"{card['with_centre_prior']['NSS']:7.3f} {card['with_centre_prior']['CC']:7.3f}  {card['centre_weight']:g}"
+        )
     print(f"{'centre bias 0.3':18s} {'':7s} {'':7s}  {baseline['NSS']:7.3f} {baseline['CC']:7.3f}")
     print(f"{'SR via procedure':18s} {procedure_reference['NSS']:7.3f} {procedure_reference['CC']:7.3f}")
     ours, plain = cards["feature_richness"]["content_only"], cards["spectral_residual"]["content_only"]
     for metric in ("NSS", "CC"):
         beat = ours[metric] > plain[metric]
-        print(f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on "
-              f"{metric} ({ours[metric]:.3f} vs {plain[metric]:.3f})")
+        print(
+            f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on "
+            f"{metric} ({ours[metric]:.3f} vs {plain[metric]:.3f})"
+        )
     if args.limit:
         print("--limit given: cards not written")
         return 0

@@ -47,7 +47,9 @@ def synthetic_samples(n: int, height: int, width: int) -> list[ControlSample]:
         mask[y0 : y0 + height // 3, x0 : x0 + width // 3] = 1
         frame[mask > 0] = (200, 40, 30)
         attention = np.exp(-(((xx / width - 0.5) ** 2 + (yy / height - 0.4) ** 2) / 0.05)).astype(np.float32)
-        out.append(ControlSample(frame.astype(np.uint8), np.stack([mask, attention * mask]), "red bottle", f"bench{k % 4}"))
+        out.append(
+            ControlSample(frame.astype(np.uint8), np.stack([mask, attention * mask]), "red bottle", f"bench{k % 4}")
+        )
     return out
 
 
@@ -131,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         backbone: Backbone = load_backbone(build_tiny_backbone(Path(tmp) / "tiny-sd", seed=0), "tiny")
         data = build_training_set(
-            synthetic_samples(8, args.resolution, args.resolution), args.resolution, backbone.vae, backbone.encode_prompts
+            synthetic_samples(8, args.resolution, args.resolution),
+            args.resolution,
+            backbone.vae,
+            backbone.encode_prompts,
         )
         lpips = LPIPS()
         trainer = ControlNetTrainer(backbone, build_controlnet(backbone), bench_config(args), lpips)

@@ -65,8 +65,14 @@ def random_sd15_backbone(seed: int = 0) -> Backbone:
     tokenizer = tiny_tokenizer()  # byte-level: token ids fit in CLIP's 49408 vocabulary
     text = CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-            max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
     )
@@ -78,7 +84,10 @@ def random_sd15_backbone(seed: int = 0) -> Backbone:
         noise_scheduler=DDPMScheduler.from_config(SD15_SCHEDULER_CONFIG),
         id=f"random-sd15-shaped-seed{seed}",
         kind="random",
-        lineage={"pretrained": False, "description": f"SD 1.5-shaped modules built from config with RANDOM weights (seed {seed}); timing only"},
+        lineage={
+            "pretrained": False,
+            "description": f"SD 1.5-shaped modules built from config with RANDOM weights (seed {seed}); timing only",
+        },
     )
     return backbone.freeze()
 

@@ -68,7 +68,18 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
-STAGES = ("corpus", "catalog", "attention", "masks", "protect", "control", "training", "variants", "quality", "analysis")
+STAGES = (
+    "corpus",
+    "catalog",
+    "attention",
+    "masks",
+    "protect",
+    "control",
+    "training",
+    "variants",
+    "quality",
+    "analysis",
+)
 ONCE = ("training", "analysis")  # not per video length
 DEPENDS: dict[str, tuple[str, ...]] = {
     "corpus": (),
@@ -156,13 +167,18 @@ def _layout(root: Path):
 
 # -- stages (run in the child; each returns units, unit name, bytes and extras) -------------------
 def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
-    from align_demo.corpus import generate_demo_corpus
     from align_core.io.layout import DataLayout
+    from align_demo.corpus import generate_demo_corpus
 
     clock.imported()
     corpus = generate_demo_corpus(
-        DataLayout(root), n_videos=1, seed=SEED, duration_range_s=(length, length),
-        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0,
+        DataLayout(root),
+        n_videos=1,
+        seed=SEED,
+        duration_range_s=(length, length),
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
     )
     seconds = clock.elapsed()
     video = corpus.videos[0]
@@ -173,10 +189,18 @@ def stage_corpus(clock: Clock, root: Path, length: float, args: argparse.Namespa
 
     probe = probe_video(path)
     return {
-        "seconds": seconds, "units": probe.frame_count, "unit": "frames", "frames": probe.frame_count,
+        "seconds": seconds,
+        "units": probe.frame_count,
+        "unit": "frames",
+        "frames": probe.frame_count,
         "bytes": tree_bytes(layout.raw_dir),
-        "extra": {"video_bytes": path.stat().st_size, "mask_bytes": tree_bytes(layout.masks_dir),
-                  "resolution": f"{probe.width}x{probe.height}", "fps": probe.fps, "has_audio": probe.has_audio},
+        "extra": {
+            "video_bytes": path.stat().st_size,
+            "mask_bytes": tree_bytes(layout.masks_dir),
+            "resolution": f"{probe.width}x{probe.height}",
+            "fps": probe.fps,
+            "has_audio": probe.has_audio,
+        },
     }
 
 
@@ -198,9 +222,19 @@ def stage_catalog(clock: Clock, root: Path, length: float, args: argparse.Namesp
     seconds = clock.elapsed()
     catalog = result.catalog
     frames = catalog.probe.frame_count
-    return {"seconds": seconds, "units": frames, "unit": "frames", "frames": frames, "bytes": tree_bytes(*result.paths.values()),
-            "extra": {"scenes": len(catalog.scenes), "scene_source": catalog.scene_source,
-                      "keyword": catalog.keyword.keyword, "keyword_status": catalog.keyword.status}}
+    return {
+        "seconds": seconds,
+        "units": frames,
+        "unit": "frames",
+        "frames": frames,
+        "bytes": tree_bytes(*result.paths.values()),
+        "extra": {
+            "scenes": len(catalog.scenes),
+            "scene_source": catalog.scene_source,
+            "keyword": catalog.keyword.keyword,
+            "keyword_status": catalog.keyword.status,
+        },
+    }
 
 
 def stage_attention(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -214,10 +248,18 @@ def stage_attention(clock: Clock, root: Path, length: float, args: argparse.Name
     seconds = clock.elapsed()
     maps = result.maps
     keyframes = len(maps.keyframe_indices)
-    return {"seconds": seconds, "units": maps.frame_count, "unit": "frames", "frames": maps.frame_count,
-            "bytes": result.path.stat().st_size,
-            "extra": {"keyframes_scored": keyframes, "s_per_keyframe": seconds / max(1, keyframes),
-                      "keyframe_stride": settings.keyframe_stride}}
+    return {
+        "seconds": seconds,
+        "units": maps.frame_count,
+        "unit": "frames",
+        "frames": maps.frame_count,
+        "bytes": result.path.stat().st_size,
+        "extra": {
+            "keyframes_scored": keyframes,
+            "s_per_keyframe": seconds / max(1, keyframes),
+            "keyframe_stride": settings.keyframe_stride,
+        },
+    }
 
 
 def stage_masks(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -229,10 +271,18 @@ def stage_masks(clock: Clock, root: Path, length: float, args: argparse.Namespac
     stage = run_masks(layout, video_id, SegmenterChoice(segmenter="provided"))
     seconds = clock.elapsed()
     result = stage.result
-    return {"seconds": seconds, "units": result.frame_count, "unit": "frames", "frames": result.frame_count,
-            "bytes": stage.path.stat().st_size,
-            "extra": {"frames_with_product": int((result.coverage > 0).sum()),
-                      "mean_coverage": float(result.coverage.mean()), "skipped_reason": result.skipped_reason}}
+    return {
+        "seconds": seconds,
+        "units": result.frame_count,
+        "unit": "frames",
+        "frames": result.frame_count,
+        "bytes": stage.path.stat().st_size,
+        "extra": {
+            "frames_with_product": int((result.coverage > 0).sum()),
+            "mean_coverage": float(result.coverage.mean()),
+            "skipped_reason": result.skipped_reason,
+        },
+    }
 
 
 def stage_protect(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -244,9 +294,14 @@ def stage_protect(clock: Clock, root: Path, length: float, args: argparse.Namesp
     result = run_protect(layout, video_id, ProtectSettings())
     seconds = clock.elapsed()
     regions = result.regions
-    return {"seconds": seconds, "units": regions.frame_count, "unit": "frames", "frames": regions.frame_count,
-            "bytes": tree_bytes(*result.paths.values()),
-            "extra": {"ocr_keyframes": len(regions.keyframes), "text_detections": regions.summary()["text_detections"]}}
+    return {
+        "seconds": seconds,
+        "units": regions.frame_count,
+        "unit": "frames",
+        "frames": regions.frame_count,
+        "bytes": tree_bytes(*result.paths.values()),
+        "extra": {"ocr_keyframes": len(regions.keyframes), "text_detections": regions.summary()["text_detections"]},
+    }
 
 
 def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -259,10 +314,18 @@ def stage_control(clock: Clock, root: Path, length: float, args: argparse.Namesp
     seconds = clock.elapsed()
     control = result.control
     t, h, w = control.masks.shape
-    return {"seconds": seconds, "units": t, "unit": "frames", "frames": t, "bytes": tree_bytes(*result.paths.values()),
-            "extra": {"control_npz_bytes": result.paths["control"].stat().st_size,
-                      "float32_equivalent_bytes": 2 * t * h * w * 4,
-                      "mean_alignment": float(control.alignment_per_frame().mean())}}
+    return {
+        "seconds": seconds,
+        "units": t,
+        "unit": "frames",
+        "frames": t,
+        "bytes": tree_bytes(*result.paths.values()),
+        "extra": {
+            "control_npz_bytes": result.paths["control"].stat().st_size,
+            "float32_equivalent_bytes": 2 * t * h * w * 4,
+            "mean_alignment": float(control.alignment_per_frame().mean()),
+        },
+    }
 
 
 def stage_training(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -278,22 +341,36 @@ def stage_training(clock: Clock, root: Path, length: float, args: argparse.Names
     clock.imported()
     layout, video_id = _layout(root), _video_id(root)
     settings = CheckpointSettings(
-        steps=args.train_steps, batch_size=2, resolution=args.train_resolution, warmup_steps=0,
-        checkpoint_every=args.train_steps, validate_every=0, val_fraction=0.0, frame_stride=1,
-        max_frames_per_video=args.train_samples, cpu_threads=max(0, args.threads),
+        steps=args.train_steps,
+        batch_size=2,
+        resolution=args.train_resolution,
+        warmup_steps=0,
+        checkpoint_every=args.train_steps,
+        validate_every=0,
+        val_fraction=0.0,
+        frame_stride=1,
+        max_frames_per_video=args.train_samples,
+        cpu_threads=max(0, args.threads),
     )
     result = run_checkpoint(layout, [video_id], settings, log=lambda message: None)
     seconds = clock.elapsed()
     training = result.training
     steps = training.steps or args.train_steps
     return {
-        "seconds": seconds, "units": steps, "unit": "steps", "frames": result.train_frames,
+        "seconds": seconds,
+        "units": steps,
+        "unit": "steps",
+        "frames": result.train_frames,
         "bytes": tree_bytes(layout.artifact_dir("controlnet_checkpoint")),
-        "extra": {"s_per_step": seconds / max(1, steps), "samples": result.train_frames,
-                  "resolution": args.train_resolution, "batch_size": settings.batch_size,
-                  "backbone_bytes": tree_bytes(layout.models_dir / "tiny-sd"),
-                  "last_loss": training.loss_history[-1]["loss"] if training.loss_history else None,
-                  "lpips_backbone": result.current["lpips_backbone"]},
+        "extra": {
+            "s_per_step": seconds / max(1, steps),
+            "samples": result.train_frames,
+            "resolution": args.train_resolution,
+            "batch_size": settings.batch_size,
+            "backbone_bytes": tree_bytes(layout.models_dir / "tiny-sd"),
+            "last_loss": training.loss_history[-1]["loss"] if training.loss_history else None,
+            "lpips_backbone": result.current["lpips_backbone"],
+        },
     }
 
 
@@ -314,12 +391,20 @@ def stage_variants(clock: Clock, root: Path, length: float, args: argparse.Names
     n_variants = len(render.variant_paths)
     frames = result.frames_edited // max(1, n_variants)
     return {
-        "seconds": seconds, "units": result.frames_edited, "unit": "variant frames", "frames": frames,
+        "seconds": seconds,
+        "units": result.frames_edited,
+        "unit": "variant frames",
+        "frames": frames,
         "bytes": tree_bytes(*render.variant_paths.values()),
-        "extra": {"variants": n_variants, "all_outputs_bytes": tree_bytes(layout.artifact_dir("variant_videos", video_id)),
-                  "comparison_bytes": tree_bytes(render.comparison_path),
-                  "keyframe_share": render.keyframe_share, "edit_calls": render.edit_calls,
-                  "render_timings": render.timings, "pipeline_timings": result.outcome.timings},
+        "extra": {
+            "variants": n_variants,
+            "all_outputs_bytes": tree_bytes(layout.artifact_dir("variant_videos", video_id)),
+            "comparison_bytes": tree_bytes(render.comparison_path),
+            "keyframe_share": render.keyframe_share,
+            "edit_calls": render.edit_calls,
+            "render_timings": render.timings,
+            "pipeline_timings": result.outcome.timings,
+        },
     }
 
 
@@ -338,10 +423,19 @@ def stage_quality(clock: Clock, root: Path, length: float, args: argparse.Namesp
 
     frames = load_catalog(layout.artifact_dir("video_catalog", video_id)).probe.frame_count
     n_variants = int(report.verdicts.shape[0])
-    return {"seconds": seconds, "units": n_variants * frames, "unit": "variant frames", "frames": frames,
-            "bytes": tree_bytes(*result.paths.values()),
-            "extra": {"every": args.check_every, "passed": bool(report.passed), "rows": len(result.quality),
-                      "verdicts": {str(r["variant"]): bool(r["passed"]) for _, r in report.verdicts.iterrows()}}}
+    return {
+        "seconds": seconds,
+        "units": n_variants * frames,
+        "unit": "variant frames",
+        "frames": frames,
+        "bytes": tree_bytes(*result.paths.values()),
+        "extra": {
+            "every": args.check_every,
+            "passed": bool(report.passed),
+            "rows": len(result.quality),
+            "verdicts": {str(r["variant"]): bool(r["passed"]) for _, r in report.verdicts.iterrows()},
+        },
+    }
 
 
 def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -349,8 +443,8 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
     import pandas as pd
 
     from align_core.experiments.ab_results import ingest_export
-    from align_demo.ab_simulator import SimulationEffects, simulate_ab_export
     from align_core.inputs.catalog import load_catalog
+    from align_demo.ab_simulator import SimulationEffects, simulate_ab_export
     from analysis.report import build_report
 
     clock.imported()
@@ -372,8 +466,10 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
     # cluster-robust covariance is singular (analysis.timing raises LinAlgError), so the
     # experiment is padded with simulated-only ids up to --ab-videos.
     industries = sorted(set(videos["industry"])) + ["Beauty", "Electronics", "Food"]
-    pad = [{"video_id": f"bench-sim-{k:03d}", "industry": industries[k % len(industries)]}
-           for k in range(max(0, args.ab_videos - len(videos)))]
+    pad = [
+        {"video_id": f"bench-sim-{k:03d}", "industry": industries[k % len(industries)]}
+        for k in range(max(0, args.ab_videos - len(videos)))
+    ]
     n_bench_videos = len(videos)
     videos = pd.concat([videos, pd.DataFrame(pad)], ignore_index=True)
     out = root / "analysis"
@@ -385,8 +481,14 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
         con.execute("CREATE TABLE videos AS SELECT CAST(video_id AS VARCHAR) AS video_id, industry FROM v")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    export = simulate_ab_export(videos, out / "inbox" / "bench-exp.csv",
-                                effects=SimulationEffects(), seed=11, days=7, impressions_per_arm=args.impressions_per_arm)
+    export = simulate_ab_export(
+        videos,
+        out / "inbox" / "bench-exp.csv",
+        effects=SimulationEffects(),
+        seed=11,
+        days=7,
+        impressions_per_arm=args.impressions_per_arm,
+    )
     timings["simulate_s"] = time.perf_counter() - started
     started = time.perf_counter()
     ingest = ingest_export(export, database)
@@ -397,25 +499,35 @@ def stage_analysis(clock: Clock, root: Path, length: float, args: argparse.Names
     report = build_report(database, out / "report")
     timings["report_s"] = time.perf_counter() - started
     seconds = clock.elapsed()
-    return {"seconds": seconds, "units": int(ingest.impressions), "unit": "impressions", "frames": 0,
-            "bytes": tree_bytes(database, out / "report"),
-            "extra": {**timings, "videos": len(videos), "benchmark_videos": n_bench_videos, "export_rows": int(ingest.rows),
-                      "lift_rows": len(report.tables.get("analysis_lift", []))}}
+    return {
+        "seconds": seconds,
+        "units": int(ingest.impressions),
+        "unit": "impressions",
+        "frames": 0,
+        "bytes": tree_bytes(database, out / "report"),
+        "extra": {
+            **timings,
+            "videos": len(videos),
+            "benchmark_videos": n_bench_videos,
+            "export_rows": int(ingest.rows),
+            "lift_rows": len(report.tables.get("analysis_lift", [])),
+        },
+    }
 
 
 def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namespace) -> dict[str, Any]:
     """Baseline: every module the benchmark's stages import, and nothing else."""
     import align_core.experiments.ab_results  # noqa: F401
-    import align_core.perception.attention  # noqa: F401
     import align_core.inputs.catalog  # noqa: F401
+    import align_core.measurement.manipulation  # noqa: F401
+    import align_core.measurement.quality  # noqa: F401
+    import align_core.perception.attention  # noqa: F401
     import align_core.perception.control  # noqa: F401
+    import align_core.perception.masks  # noqa: F401
+    import align_core.stages.variants  # noqa: F401
     import align_core.stimuli.diffusion  # noqa: F401
     import align_core.stimuli.editing.render  # noqa: F401
     import align_core.stimuli.editing.salience  # noqa: F401
-    import align_core.measurement.manipulation  # noqa: F401
-    import align_core.perception.masks  # noqa: F401
-    import align_core.measurement.quality  # noqa: F401
-    import align_core.stages.variants  # noqa: F401
     import align_demo.corpus  # noqa: F401
     import analysis.report  # noqa: F401
 
@@ -424,9 +536,17 @@ def stage_imports(clock: Clock, root: Path, length: float, args: argparse.Namesp
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[Clock, Path, float, argparse.Namespace], dict[str, Any]]] = {
-    "corpus": stage_corpus, "catalog": stage_catalog, "attention": stage_attention, "masks": stage_masks,
-    "protect": stage_protect, "control": stage_control, "training": stage_training, "variants": stage_variants, "quality": stage_quality,
-    "analysis": stage_analysis, "imports": stage_imports,
+    "corpus": stage_corpus,
+    "catalog": stage_catalog,
+    "attention": stage_attention,
+    "masks": stage_masks,
+    "protect": stage_protect,
+    "control": stage_control,
+    "training": stage_training,
+    "variants": stage_variants,
+    "quality": stage_quality,
+    "analysis": stage_analysis,
+    "imports": stage_imports,
 }
 
 
@@ -437,7 +557,14 @@ def run_child(args: argparse.Namespace) -> int:
     root.mkdir(parents=True, exist_ok=True)
     _apply_threads(args.threads)
     result = STAGE_FUNCTIONS[stage](clock, root, length, args)
-    result.update(threads=args.threads, stage=stage, length_s=length, peak_mb=maxrss_mb(), import_mb=clock.import_mb, import_s=clock.import_s)
+    result.update(
+        threads=args.threads,
+        stage=stage,
+        length_s=length,
+        peak_mb=maxrss_mb(),
+        import_mb=clock.import_mb,
+        import_s=clock.import_s,
+    )
     Path(args.result).write_text(json.dumps(result, default=str))
     return 0
 
@@ -464,14 +591,38 @@ def spawn(stage: str, length: float, work: Path, args: argparse.Namespace, timeo
     result_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "bench.run_all", "--child", stage, "--length", str(length), "--work", str(work),
-        "--result", str(result_path), "--train-steps", str(args.train_steps),
-        "--train-resolution", str(args.train_resolution), "--train-samples", str(args.train_samples),
-        "--check-every", str(args.check_every), "--impressions-per-arm", str(args.impressions_per_arm),
-        "--ab-videos", str(args.ab_videos), "--threads", str(args.threads),
+        sys.executable,
+        "-m",
+        "bench.run_all",
+        "--child",
+        stage,
+        "--length",
+        str(length),
+        "--work",
+        str(work),
+        "--result",
+        str(result_path),
+        "--train-steps",
+        str(args.train_steps),
+        "--train-resolution",
+        str(args.train_resolution),
+        "--train-samples",
+        str(args.train_samples),
+        "--check-every",
+        str(args.check_every),
+        "--impressions-per-arm",
+        str(args.impressions_per_arm),
+        "--ab-videos",
+        str(args.ab_videos),
+        "--threads",
+        str(args.threads),
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               HF_HUB_OFFLINE="1", TQDM_DISABLE="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        HF_HUB_OFFLINE="1",
+        TQDM_DISABLE="1",
+    )
     if args.threads > 0:
         env.update({name: str(args.threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     started = time.perf_counter()
@@ -536,13 +687,20 @@ def growth_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         frame_ratio = long["frames"] / max(1, short["frames"])
         time_ratio = long["seconds"] / short["seconds"] if short["seconds"] > 0 else float("nan")
         exponent = math.log(time_ratio) / math.log(frame_ratio) if frame_ratio > 1 and time_ratio > 0 else float("nan")
-        out.append({
-            "stage": stage, "lengths": f"{long['length_s']:g}s/{short['length_s']:g}s", "frame_ratio": frame_ratio,
-            "time_ratio": time_ratio, "bytes_ratio": long["bytes"] / short["bytes"] if short["bytes"] else float("nan"),
-            "peak_ratio": long["peak_mb"] / short["peak_mb"],
-            "work_peak_mb_short": short["peak_mb"] - short["import_mb"], "work_peak_mb_long": long["peak_mb"] - long["import_mb"],
-            "time_exponent": exponent, "short_seconds": short["seconds"],
-        })
+        out.append(
+            {
+                "stage": stage,
+                "lengths": f"{long['length_s']:g}s/{short['length_s']:g}s",
+                "frame_ratio": frame_ratio,
+                "time_ratio": time_ratio,
+                "bytes_ratio": long["bytes"] / short["bytes"] if short["bytes"] else float("nan"),
+                "peak_ratio": long["peak_mb"] / short["peak_mb"],
+                "work_peak_mb_short": short["peak_mb"] - short["import_mb"],
+                "work_peak_mb_long": long["peak_mb"] - long["import_mb"],
+                "time_exponent": exponent,
+                "short_seconds": short["seconds"],
+            }
+        )
     return out
 
 
@@ -564,9 +722,12 @@ def growth_table(growth: list[dict[str, Any]]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=float, nargs="+", default=None, help="video lengths in seconds (default 4 10)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--lengths", type=float, nargs="+", default=None, help="video lengths in seconds (default 4 10)"
+    )
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--quick", action="store_true", help="4 s and 6 s videos, 3 training steps, fewer impressions")
     parser.add_argument("--keep", type=Path, default=None, help="keep the intermediate files in this directory")
@@ -574,11 +735,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=None, help="ControlNet steps (default 10; quick 3)")
     parser.add_argument("--train-resolution", type=int, default=64)
     parser.add_argument("--train-samples", type=int, default=8, help="frames (with their control) to train on")
-    parser.add_argument("--check-every", type=int, default=None, help="manipulation check: measure every k-th frame (default 1; quick 3)")
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=None,
+        help="manipulation check: measure every k-th frame (default 1; quick 3)",
+    )
     parser.add_argument("--impressions-per-arm", type=int, default=None, help="simulated A/B (default 3000; quick 500)")
-    parser.add_argument("--ab-videos", type=int, default=12, help="videos in the simulated A/B (benchmark's + simulated-only ids)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads for torch, OpenCV and BLAS in each stage (default 1; 0: library defaults)")
+    parser.add_argument(
+        "--ab-videos", type=int, default=12, help="videos in the simulated A/B (benchmark's + simulated-only ids)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads for torch, OpenCV and BLAS in each stage (default 1; 0: library defaults)",
+    )
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="seconds before a stage's child is killed")
     # child mode (internal)
     parser.add_argument("--child", choices=[*STAGES, "imports"], help=argparse.SUPPRESS)
@@ -621,7 +793,11 @@ def main(argv: list[str] | None = None) -> int:
             # training runs once, on the shortest video; analysis once, over every video
             stage_lengths = lengths[:1] if stage in ONCE else lengths
             for length in stage_lengths:
-                print(f"[bench] {stage} {'all videos' if stage == 'analysis' else f'{length:g} s'} ...", file=sys.stderr, flush=True)
+                print(
+                    f"[bench] {stage} {'all videos' if stage == 'analysis' else f'{length:g} s'} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 row = spawn(stage, length, work, args, args.stage_timeout)
                 row["dependency"] = stage in added
                 rows.append(row)
@@ -646,10 +822,20 @@ def main(argv: list[str] | None = None) -> int:
         f"Total wall time {total:.0f} s on {os.cpu_count()} CPUs."
     )
     payload = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(), "cpus": os.cpu_count(),
-        "lengths_s": lengths, "stages": stages, "dependencies_added": sorted(added), "quick": args.quick,
-        "train_steps": args.train_steps, "check_every": args.check_every, "import_baseline": baseline,
-        "rows": rows, "growth": growth, "total_wall_s": total, "kept": str(work) if args.keep else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "lengths_s": lengths,
+        "stages": stages,
+        "dependencies_added": sorted(added),
+        "quick": args.quick,
+        "train_steps": args.train_steps,
+        "check_every": args.check_every,
+        "import_baseline": baseline,
+        "rows": rows,
+        "growth": growth,
+        "total_wall_s": total,
+        "kept": str(work) if args.keep else None,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.json.with_suffix(".json.tmp")

@@ -108,8 +108,9 @@ def with_executor(base: Definitions, executor: ExecutorDefinition) -> Definition
     )
 
 
-def scale_out_definitions(kind: str | None = None, base: Definitions | None = None,
-                          settings: Mapping[str, Any] | None = None) -> Definitions:
+def scale_out_definitions(
+    kind: str | None = None, base: Definitions | None = None, settings: Mapping[str, Any] | None = None
+) -> Definitions:
     """``base`` (default: ``align_assets.definitions.defs``) on the executor named by ``kind``."""
     if base is None:
         from align_assets.definitions import defs as base

@@ -17,7 +17,13 @@ import pandas as pd
 import pytest
 
 from align_core.cli.import_ab import main as import_main
-from align_core.experiments.ab_mapping import AdNameError, decode_ad_name, encode_ad_name, load_mapping, shipped_mappings
+from align_core.experiments.ab_mapping import (
+    AdNameError,
+    decode_ad_name,
+    encode_ad_name,
+    load_mapping,
+    shipped_mappings,
+)
 from align_core.experiments.ab_results import inbox_mapping, ingest_export, scan_inbox
 from align_core.experiments.config import ExperimentConfig, register_experiment_config
 from align_core.inputs.ids import is_valid_video_id
@@ -26,8 +32,9 @@ from analysis import queries
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ab_exports"
 HEX_ID = "53e516736286023422000014"  # a MongoDB ObjectId: digits 'e' digits, not a number
-VIDEOS = pd.DataFrame({"video_id": ["7228023352396972034", HEX_ID, "demo_b"],
-                       "industry": ["Beauty", "Beauty", "Fashion"]})
+VIDEOS = pd.DataFrame(
+    {"video_id": ["7228023352396972034", HEX_ID, "demo_b"], "industry": ["Beauty", "Beauty", "Fashion"]}
+)
 THREE_ARMS = tuple(s for s in DEFAULT_VARIANTS if s.name in ("baseline", "early_boost", "placebo"))
 
 
@@ -45,7 +52,9 @@ def warehouse(tmp_path: Path) -> Path:
 def _stored(db: Path) -> pd.DataFrame:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute("SELECT * EXCLUDE (source_file) FROM ab_results ORDER BY experiment_id, video_id, variant, date").df()
+        return con.execute(
+            "SELECT * EXCLUDE (source_file) FROM ab_results ORDER BY experiment_id, video_id, variant, date"
+        ).df()
     finally:
         con.close()
 
@@ -96,7 +105,9 @@ def test_each_format_lands_the_same_rows(mapping: str, warehouse: Path, tmp_path
     assert rows["spend"].sum() == pytest.approx(num("Cost").sum())
     assert rows["video_plays"].sum() == num("Video views").sum()
     assert rows["views_p25"].sum() == num("Video views at 25%").sum()
-    np.testing.assert_allclose(rows["watch_time_s_sum"].sum(), (num("Average play time per video view") * num("Video views")).sum())
+    np.testing.assert_allclose(
+        rows["watch_time_s_sum"].sum(), (num("Average play time per video view") * num("Video views")).sum()
+    )
     if mapping == "meta_ads_manager":
         assert rows["views_6s"].isna().all()  # Meta has no 6-second count
     else:
@@ -109,8 +120,8 @@ def test_industry_comes_from_the_videos_table(warehouse: Path, tmp_path: Path) -
     con = duckdb.connect(str(warehouse), read_only=True)
     cells = queries.cell_totals(con)
     con.close()
-    by_video = dict(zip(cells["video_id"], cells["industry"]))
-    assert by_video == dict(zip(VIDEOS["video_id"], VIDEOS["industry"]))
+    by_video = dict(zip(cells["video_id"], cells["industry"], strict=False))
+    assert by_video == dict(zip(VIDEOS["video_id"], VIDEOS["industry"], strict=False))
 
 
 def _edited(tmp_path: Path, mapping: str, edit) -> Path:
@@ -121,9 +132,14 @@ def _edited(tmp_path: Path, mapping: str, edit) -> Path:
 
 
 def test_one_bad_ad_name_is_reported_as_exactly_that(warehouse: Path, tmp_path: Path) -> None:
-    bad = _edited(tmp_path, "tiktok_split_test",
-                  lambda t: t.replace("spring-ab.demo_b.placebo,split-placebo,spring-ab,2026-11-03",
-                                      "spring-ab.demo_b.placebo - Copy,split-placebo,spring-ab,2026-11-03"))
+    bad = _edited(
+        tmp_path,
+        "tiktok_split_test",
+        lambda t: t.replace(
+            "spring-ab.demo_b.placebo,split-placebo,spring-ab,2026-11-03",
+            "spring-ab.demo_b.placebo - Copy,split-placebo,spring-ab,2026-11-03",
+        ),
+    )
     report = ingest_export(bad, warehouse, mapping="tiktok_split_test", move=False)
     assert not report.ok
     assert len(report.errors) == 1, report.errors
@@ -133,8 +149,11 @@ def test_one_bad_ad_name_is_reported_as_exactly_that(warehouse: Path, tmp_path: 
 
 
 def test_spreadsheet_mangled_id_flagged_hex_id_not(warehouse: Path, tmp_path: Path) -> None:
-    bad = _edited(tmp_path, "meta_ads_manager",
-                  lambda t: t.replace("spring-ab.7228023352396972034.baseline", "spring-ab.7.2E+18.baseline", 1))
+    bad = _edited(
+        tmp_path,
+        "meta_ads_manager",
+        lambda t: t.replace("spring-ab.7228023352396972034.baseline", "spring-ab.7.2E+18.baseline", 1),
+    )
     report = ingest_export(bad, warehouse, mapping="meta_ads_manager", move=False)
     assert len(report.errors) == 1 and "row 1 (line 2)" in report.errors[0]
     assert "'7.2E+18' is in scientific notation" in report.errors[0]
@@ -146,7 +165,8 @@ def test_unregistered_arm_is_named_with_the_registry(warehouse: Path, tmp_path: 
     report = ingest_export(bad, warehouse, mapping="generic_long", move=False)
     assert not report.ok
     assert {e.split(": ", 2)[2] for e in report.errors} == {
-        "unknown variant 'late_boost' for experiment 'spring-ab'; its registry has baseline, early_boost, placebo"}
+        "unknown variant 'late_boost' for experiment 'spring-ab'; its registry has baseline, early_boost, placebo"
+    }
     assert len(report.errors) == 2  # the two days of that ad, nothing else
 
 
@@ -191,7 +211,9 @@ def test_inbox_subfolder_names_the_mapping(warehouse: Path, tmp_path: Path) -> N
 def test_native_export_hex_ids_pass_e_notation_row_named_alone(tmp_path: Path) -> None:
     from align_demo.ab_simulator import simulate_ab_rows
 
-    rows = simulate_ab_rows(VIDEOS, seed=2, days=1, segments=("all",), impressions_per_arm=300, experiment_id="spring-ab")
+    rows = simulate_ab_rows(
+        VIDEOS, seed=2, days=1, segments=("all",), impressions_per_arm=300, experiment_id="spring-ab"
+    )
     good = tmp_path / "inbox" / "good.csv"
     good.parent.mkdir(parents=True)
     rows.to_csv(good, index=False)
@@ -202,4 +224,6 @@ def test_native_export_hex_ids_pass_e_notation_row_named_alone(tmp_path: Path) -
     bad = tmp_path / "inbox" / "bad.csv"
     bad_rows.to_csv(bad, index=False)
     report = ingest_export(bad, db, known_videos=set(VIDEOS["video_id"]))
-    assert len(report.errors) == 1 and "row 1 (line 2)" in report.errors[0] and "scientific notation" in report.errors[0]
+    assert (
+        len(report.errors) == 1 and "row 1 (line 2)" in report.errors[0] and "scientific notation" in report.errors[0]
+    )

@@ -16,8 +16,9 @@ from align_core.experiments.ab_results import REQUIRED_COLUMNS, ingest_export, r
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export, simulate_ab_rows
 
 LONG_ID = "7228023352396972034"  # a real 19-digit TikTok id from keywords.csv (> 2**53)
-VIDEOS = pd.DataFrame({"video_id": [LONG_ID, "7225328146064211970", "demo_b"],
-                       "industry": ["jewelry", "jewelry", "fitness"]})
+VIDEOS = pd.DataFrame(
+    {"video_id": [LONG_ID, "7225328146064211970", "demo_b"], "industry": ["jewelry", "jewelry", "fitness"]}
+)
 KNOWN = set(VIDEOS["video_id"])
 
 
@@ -28,7 +29,9 @@ def _snapshot(db: Path) -> dict[str, pd.DataFrame]:
     try:
         out = {}
         for table in ("ab_results", "experiments", "experiment_arms"):
-            if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0]:
+            if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[
+                0
+            ]:
                 out[table] = con.execute(f"SELECT * FROM {table} ORDER BY ALL").df()
         return out
     finally:
@@ -42,8 +45,13 @@ def _assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None
 
 
 def _good_rows(seed: int = 0) -> pd.DataFrame:
-    return simulate_ab_rows(VIDEOS, seed=seed, days=2, segments=["age=18-24|placement=feed", "age=25-34|placement=feed"],
-                            impressions_per_arm=2000)
+    return simulate_ab_rows(
+        VIDEOS,
+        seed=seed,
+        days=2,
+        segments=["age=18-24|placement=feed", "age=25-34|placement=feed"],
+        impressions_per_arm=2000,
+    )
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -138,8 +146,19 @@ def _corrupt(case: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     raise AssertionError(case)
 
 
-BAD_CASES = ["negative", "clicks_gt_impressions", "conversions_gt_clicks", "unknown_variant", "unknown_video",
-             "missing_column", "bad_date", "scientific_id", "float_id", "not_a_number", "duplicate_key"]
+BAD_CASES = [
+    "negative",
+    "clicks_gt_impressions",
+    "conversions_gt_clicks",
+    "unknown_variant",
+    "unknown_video",
+    "missing_column",
+    "bad_date",
+    "scientific_id",
+    "float_id",
+    "not_a_number",
+    "duplicate_key",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -159,8 +178,9 @@ def test_bad_export_rejected_whole_and_tables_unchanged(case: str, inbox: Path, 
     _assert_same(before, _snapshot(db))
 
     # a good file after a bad one lands
-    later = ingest_export(_write_csv(_good_rows(2).assign(experiment_id="exp-2"), inbox / "later.csv"), db,
-                         known_videos=KNOWN)
+    later = ingest_export(
+        _write_csv(_good_rows(2).assign(experiment_id="exp-2"), inbox / "later.csv"), db, known_videos=KNOWN
+    )
     assert later.ok
     after = _snapshot(db)
     assert len(after["ab_results"]) == 2 * len(before["ab_results"])

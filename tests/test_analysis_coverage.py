@@ -49,8 +49,11 @@ def test_null_rejection_rate_with_and_without_clustering() -> None:
         # computed directly because statsmodels' multipletests runs gc.collect() on every call
         family.append(bool(table["p_value"].min() < 0.05 / len(table)))
         iid.extend((table["iid_p_value"] < 0.05).tolist())
-    rates = {"cluster_per_test": float(np.mean(per_test)), "cluster_holm_familywise": float(np.mean(family)),
-             "iid_per_test": float(np.mean(iid))}
+    rates = {
+        "cluster_per_test": float(np.mean(per_test)),
+        "cluster_holm_familywise": float(np.mean(family)),
+        "iid_per_test": float(np.mean(iid)),
+    }
     print(f"null rejection rates at alpha 0.05 over {REPS} reps x 6 variants: {rates}")
     assert 0.025 <= rates["cluster_per_test"] <= 0.085
     assert 0.01 <= rates["cluster_holm_familywise"] <= 0.10

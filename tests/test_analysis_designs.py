@@ -82,15 +82,26 @@ def deltatest_dummy_users(n_user: int = 100, seed: int = 314) -> pd.DataFrame:
     group = [rng.rbinom1(0.5) for _ in range(n_user)]
     mu = [0.5 * rng.unif() for _ in range(n_user)]  # runif(max = 0.5); runif(max = xi = 0) draws nothing
     clicks = [sum(rng.rbinom1(mu[i]) for _ in range(pageviews[i])) for i in range(n_user)]
-    return pd.DataFrame({"user_id": [f"u{i + 1:03d}" for i in range(n_user)], "group": group,
-                         "clicks": clicks, "impressions": pageviews})
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{i + 1:03d}" for i in range(n_user)],
+            "group": group,
+            "clicks": clicks,
+            "impressions": pageviews,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def users() -> pd.DataFrame:
     frame = deltatest_dummy_users()
-    return frame.assign(variant=np.where(frame["group"] == 1, "early_boost", "baseline"), conversions=0,
-                        watch_time_s_sum=0.0, watch_time_s_sumsq=0.0, industry="all")
+    return frame.assign(
+        variant=np.where(frame["group"] == 1, "early_boost", "baseline"),
+        conversions=0,
+        watch_time_s_sum=0.0,
+        watch_time_s_sumsq=0.0,
+        industry="all",
+    )
 
 
 def test_r_emulation_reproduces_published_means(users: pd.DataFrame) -> None:

@@ -22,8 +22,9 @@ EFFECTS = SimulationEffects(industry_modifier={"beauty": 1.8, "tech": 0.4}, ctr_
 
 
 def _videos(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"video_id": [f"72280233523969{i:05d}" for i in range(n)],
-                         "industry": [INDUSTRIES[i % 3] for i in range(n)]})
+    return pd.DataFrame(
+        {"video_id": [f"72280233523969{i:05d}" for i in range(n)], "industry": [INDUSTRIES[i % 3] for i in range(n)]}
+    )
 
 
 def _seed_warehouse(db: Path, videos: pd.DataFrame, deltas: pd.DataFrame | None = None) -> None:
@@ -34,11 +35,15 @@ def _seed_warehouse(db: Path, videos: pd.DataFrame, deltas: pd.DataFrame | None 
         con.register("d", deltas)
         con.execute("CREATE TABLE manipulation_check AS SELECT * FROM d")
         rng = np.random.default_rng(1)
-        scenes = pd.DataFrame({"video_id": np.repeat(videos["video_id"], 3).to_numpy(),
-                               "industry": np.repeat(videos["industry"], 3).to_numpy(),
-                               "attention_proportion": rng.uniform(0, 1, 3 * len(videos)),
-                               "contrast": rng.normal(0, 1, 3 * len(videos)),
-                               "brightness": rng.normal(0, 1, 3 * len(videos))})
+        scenes = pd.DataFrame(
+            {
+                "video_id": np.repeat(videos["video_id"], 3).to_numpy(),
+                "industry": np.repeat(videos["industry"], 3).to_numpy(),
+                "attention_proportion": rng.uniform(0, 1, 3 * len(videos)),
+                "contrast": rng.normal(0, 1, 3 * len(videos)),
+                "brightness": rng.normal(0, 1, 3 * len(videos)),
+            }
+        )
         scenes["ctr_mean"] = 0.02 + 0.01 * scenes["attention_proportion"] + rng.normal(0, 0.003, len(scenes))
         scenes["cvr_mean"] = 0.05 + rng.normal(0, 0.01, len(scenes))
         con.register("s", scenes)
@@ -53,8 +58,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     db, inbox = root / "warehouse.duckdb", root / "inbox"
     videos = _videos(60)
     rng = np.random.default_rng(3)
-    deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(0.0, 0.4)) for v in videos["video_id"]
-                           for var in variant_names(DEFAULT_VARIANTS)[1:]], columns=["video_id", "variant", "window", "achieved_delta"])
+    deltas = pd.DataFrame(
+        [
+            (v, var, VARIANT_WINDOW[var], rng.uniform(0.0, 0.4))
+            for v in videos["video_id"]
+            for var in variant_names(DEFAULT_VARIANTS)[1:]
+        ],
+        columns=["video_id", "variant", "window", "achieved_delta"],
+    )
     _seed_warehouse(db, videos, deltas)
     export = simulate_ab_export(videos, inbox / "demo.csv", EFFECTS, seed=11, achieved_delta=deltas)
     assert ingest_export(export, db).ok
@@ -133,8 +144,9 @@ def test_srm_flagged_when_delivery_is_skewed(tmp_path: Path) -> None:
     videos = _videos(12)
     _seed_warehouse(db, videos)
     effects = SimulationEffects(served_share_bias={"early_boost": 0.9})
-    export = simulate_ab_export(videos, tmp_path / "inbox" / "skew.parquet", effects, seed=2, days=2,
-                                segments=["all"], impressions_per_arm=5000)
+    export = simulate_ab_export(
+        videos, tmp_path / "inbox" / "skew.parquet", effects, seed=2, days=2, segments=["all"], impressions_per_arm=5000
+    )
     assert ingest_export(export, db).ok
     report = build_report(db, tmp_path / "out")
     srm = report.tables["analysis_guardrails"]
@@ -157,8 +169,15 @@ def test_report_without_results_and_missing_database(tmp_path: Path, capsys: pyt
 def _few_video_warehouse(db: Path, n_per_industry: int = 2, seed: int = 0) -> pd.DataFrame:
     """A small real-shaped experiment: 2 videos in each of 3 industries, 7 arms, binomial counts."""
     rng = np.random.default_rng(seed)
-    lifts = {"baseline": 0.0, "early_boost": 0.12, "middle_boost": 0.07, "late_boost": 0.03,
-             "full_boost": 0.15, "reduction": -0.06, "placebo": 0.0}
+    lifts = {
+        "baseline": 0.0,
+        "early_boost": 0.12,
+        "middle_boost": 0.07,
+        "late_boost": 0.03,
+        "full_boost": 0.15,
+        "reduction": -0.06,
+        "placebo": 0.0,
+    }
     rows, videos, deltas = [], [], []
     for i in range(3 * n_per_industry):
         vid, industry = f"a1b2c3d4e5f6a7b8c9d0e{i:03x}", INDUSTRIES[i % 3]
@@ -169,17 +188,32 @@ def _few_video_warehouse(db: Path, n_per_industry: int = 2, seed: int = 0) -> pd
             imp = int(rng.poisson(reach))
             clicks = int(rng.binomial(imp, min(base * (1 + lift), 1)))
             watch = imp * 8.0 * (1 + lift / 4) * float(np.exp(rng.normal(0, 0.05)))
-            rows.append((f"exp-{n_per_industry}", vid, variant, imp, clicks, int(rng.binomial(clicks, 0.05)),
-                         0.0, watch, 90.0 * imp))
+            rows.append(
+                (
+                    f"exp-{n_per_industry}",
+                    vid,
+                    variant,
+                    imp,
+                    clicks,
+                    int(rng.binomial(clicks, 0.05)),
+                    0.0,
+                    watch,
+                    90.0 * imp,
+                )
+            )
             if variant != "baseline":
                 deltas.append((vid, variant, VARIANT_WINDOW[variant], float(rng.uniform(0, 0.4))))
     con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE ab_results (experiment_id VARCHAR, video_id VARCHAR, variant VARCHAR, impressions BIGINT, "
-                "clicks BIGINT, conversions BIGINT, spend DOUBLE, watch_time_s_sum DOUBLE, watch_time_s_sumsq DOUBLE)")
+    con.execute(
+        "CREATE TABLE ab_results (experiment_id VARCHAR, video_id VARCHAR, variant VARCHAR, impressions BIGINT, "
+        "clicks BIGINT, conversions BIGINT, spend DOUBLE, watch_time_s_sum DOUBLE, watch_time_s_sumsq DOUBLE)"
+    )
     con.executemany("INSERT INTO ab_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     con.execute("CREATE TABLE videos (video_id VARCHAR, industry VARCHAR)")
     con.executemany("INSERT INTO videos VALUES (?, ?)", videos)
-    con.execute('CREATE TABLE manipulation_check (video_id VARCHAR, variant VARCHAR, "window" VARCHAR, achieved_delta DOUBLE)')
+    con.execute(
+        'CREATE TABLE manipulation_check (video_id VARCHAR, variant VARCHAR, "window" VARCHAR, achieved_delta DOUBLE)'
+    )
     con.executemany("INSERT INTO manipulation_check VALUES (?, ?, ?, ?)", deltas)
     con.close()
     return pd.DataFrame(videos, columns=["video_id", "industry"])
@@ -230,10 +264,14 @@ def test_ineligible_variants_are_left_out_and_listed(tmp_path: Path) -> None:
     first = videos["video_id"].iat[0]
     con = duckdb.connect(str(db))
     con.execute("CREATE TABLE variants (video_id VARCHAR, variant VARCHAR, eligible BOOLEAN, exclusion_reason VARCHAR)")
-    con.executemany("INSERT INTO variants VALUES (?, ?, ?, ?)", [
-        (first, "early_boost", False, "manipulation check failed: early alignment moved 0.004 < 0.02"),
-        (first, "late_boost", False, "not manipulable: no product frames in late window"),
-        (first, "baseline", True, None)])
+    con.executemany(
+        "INSERT INTO variants VALUES (?, ?, ?, ?)",
+        [
+            (first, "early_boost", False, "manipulation check failed: early alignment moved 0.004 < 0.02"),
+            (first, "late_boost", False, "not manipulable: no product frames in late window"),
+            (first, "baseline", True, None),
+        ],
+    )
     con.close()
     report = build_report(db, tmp_path / "out")
     excluded = report.tables["analysis_excluded"].set_index("variant")

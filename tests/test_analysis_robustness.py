@@ -30,9 +30,18 @@ def _cells(n_videos: int = 8, seed: int = 0, conversions: bool = True) -> pd.Dat
     for i in range(n_videos):
         for v in VARIANTS:
             clicks = int(rng.binomial(2000, 0.03))
-            rows.append({"video_id": f"v{i}", "variant": v, "industry": ("beauty", "food")[i % 2], "impressions": 2000,
-                         "clicks": clicks, "conversions": int(rng.binomial(clicks, 0.1)) if conversions else 0,
-                         "watch_time_s_sum": 9000.0, "watch_time_s_sumsq": 60000.0})
+            rows.append(
+                {
+                    "video_id": f"v{i}",
+                    "variant": v,
+                    "industry": ("beauty", "food")[i % 2],
+                    "impressions": 2000,
+                    "clicks": clicks,
+                    "conversions": int(rng.binomial(clicks, 0.1)) if conversions else 0,
+                    "watch_time_s_sum": 9000.0,
+                    "watch_time_s_sumsq": 60000.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -107,8 +116,10 @@ def test_report_never_crashes_on_a_valid_export_with_zero_conversions(tmp_path: 
     cells = _cells(n_videos=4, conversions=False)
     con = duckdb.connect(str(db))
     con.register("c", cells.assign(experiment_id="zero-cvr"))
-    con.execute("CREATE TABLE ab_results AS SELECT experiment_id, video_id, variant, impressions, clicks, conversions, "
-                "0.0::DOUBLE AS spend, watch_time_s_sum, watch_time_s_sumsq FROM c")
+    con.execute(
+        "CREATE TABLE ab_results AS SELECT experiment_id, video_id, variant, impressions, clicks, conversions, "
+        "0.0::DOUBLE AS spend, watch_time_s_sum, watch_time_s_sumsq FROM c"
+    )
     con.register("v", cells[["video_id", "industry"]].drop_duplicates())
     con.execute("CREATE TABLE videos AS SELECT * FROM v")
     con.close()

@@ -100,9 +100,18 @@ def test_lift_coverage_with_six_videos_of_unequal_reach() -> None:
         for i in range(6):
             for variant, planted in (("baseline", 0.0), ("full_boost", lift)):
                 q = p[i] * (1 + planted) * np.exp(rng.normal(-0.5 * 0.15**2, 0.15))
-                rows.append({"video_id": f"v{i}", "variant": variant, "industry": "all", "impressions": reach[i],
-                             "clicks": rng.binomial(reach[i], q), "conversions": 0,
-                             "watch_time_s_sum": 0.0, "watch_time_s_sumsq": 0.0})
+                rows.append(
+                    {
+                        "video_id": f"v{i}",
+                        "variant": variant,
+                        "industry": "all",
+                        "impressions": reach[i],
+                        "clicks": rng.binomial(reach[i], q),
+                        "conversions": 0,
+                        "watch_time_s_sum": 0.0,
+                        "watch_time_s_sumsq": 0.0,
+                    }
+                )
         cells = pd.DataFrame(rows)
         row = lift_table(cells, metrics=("ctr",)).iloc[0]
         hits["cr2"] += row["rel_ci_low"] <= lift <= row["rel_ci_high"]

@@ -27,8 +27,9 @@ def _cells(rows: pd.DataFrame, industry: dict[str, str] | None = None) -> pd.Dat
 
 
 def _videos(n: int, industries: tuple[str, ...] = ("all",)) -> pd.DataFrame:
-    return pd.DataFrame({"video_id": [f"v{i:03d}" for i in range(n)],
-                         "industry": [industries[i % len(industries)] for i in range(n)]})
+    return pd.DataFrame(
+        {"video_id": [f"v{i:03d}" for i in range(n)], "industry": [industries[i % len(industries)] for i in range(n)]}
+    )
 
 
 def test_agresti_aspirin_example() -> None:
@@ -41,8 +42,18 @@ def test_agresti_aspirin_example() -> None:
     ids = [f"p{i}" for i in range(n_p)] + [f"a{i}" for i in range(n_a)]
     variant = ["early_boost"] * n_p + ["baseline"] * n_a
     clicks = np.r_[np.ones(y_p), np.zeros(n_p - y_p), np.ones(y_a), np.zeros(n_a - y_a)]
-    cells = pd.DataFrame({"video_id": ids, "variant": variant, "impressions": 1, "clicks": clicks,
-                          "conversions": 0, "watch_time_s_sum": 0.0, "watch_time_s_sumsq": 0.0, "industry": "all"})
+    cells = pd.DataFrame(
+        {
+            "video_id": ids,
+            "variant": variant,
+            "impressions": 1,
+            "clicks": clicks,
+            "conversions": 0,
+            "watch_time_s_sum": 0.0,
+            "watch_time_s_sumsq": 0.0,
+            "industry": "all",
+        }
+    )
     row = lift_table(cells, metrics=("ctr",)).iloc[0]
     assert row["abs_lift"] == pytest.approx(0.0077, abs=5e-5)
     assert row["abs_se"] == pytest.approx(0.0015, abs=5e-5)
@@ -77,7 +88,8 @@ def test_ratio_estimator_matches_statsmodels_cluster_fits(two_arm_cells: pd.Data
     assert row["abs_lift"] == pytest.approx(wls.params["t"], rel=1e-10)
     assert row["abs_se"] == pytest.approx(wls.bse["t"] * np.sqrt(g / (g - 1)), rel=1e-8)
     pois = smf.glm("clicks ~ t", data, family=sm.families.Poisson(), offset=np.log(data["impressions"])).fit(
-        cov_type="cluster", cov_kwds=kw)
+        cov_type="cluster", cov_kwds=kw
+    )
     assert row["log_ratio"] == pytest.approx(pois.params["t"], rel=1e-8)
     assert row["log_se"] == pytest.approx(pois.bse["t"] * np.sqrt(g / (g - 1)), rel=1e-6)
     # delta method for the relative lift: se(R_t/R_b - 1) = (R_t/R_b) * se(log ratio)
@@ -91,10 +103,18 @@ def test_watch_time_iid_test_matches_welch_from_raw_values() -> None:
     """The Welch z-test from sums and sums of squares equals scipy's on the raw values."""
     rng = np.random.default_rng(0)
     x_t, x_b = rng.gamma(2.0, 4.5, 400), rng.gamma(2.0, 4.0, 500)
-    cells = pd.DataFrame({"video_id": ["a", "b"], "variant": ["late_boost", "baseline"], "industry": "all",
-                          "impressions": [400, 500], "clicks": [0, 0], "conversions": [0, 0],
-                          "watch_time_s_sum": [x_t.sum(), x_b.sum()],
-                          "watch_time_s_sumsq": [(x_t**2).sum(), (x_b**2).sum()]})
+    cells = pd.DataFrame(
+        {
+            "video_id": ["a", "b"],
+            "variant": ["late_boost", "baseline"],
+            "industry": "all",
+            "impressions": [400, 500],
+            "clicks": [0, 0],
+            "conversions": [0, 0],
+            "watch_time_s_sum": [x_t.sum(), x_b.sum()],
+            "watch_time_s_sumsq": [(x_t**2).sum(), (x_b**2).sum()],
+        }
+    )
     row = lift_table(cells, metrics=("watch_time",)).iloc[0]
     welch = stats.ttest_ind(x_t, x_b, equal_var=False)
     assert row["iid_z"] == pytest.approx(welch.statistic, rel=1e-9)
@@ -105,8 +125,9 @@ def test_cochran_q_and_i2_by_hand() -> None:
     """Q = sum w_i (y_i - y_w)^2 with w = 1/se^2; I^2 = max(0, (Q - df) / Q) (Higgins & Thompson 2002)."""
     y = np.array([0.10, 0.25, 0.02, 0.18])
     se = np.array([0.04, 0.05, 0.03, 0.06])
-    table = pd.DataFrame({"metric": "ctr", "variant": "early_boost", "industry": list("abcd"),
-                          "log_ratio": y, "log_se": se})
+    table = pd.DataFrame(
+        {"metric": "ctr", "variant": "early_boost", "industry": list("abcd"), "log_ratio": y, "log_se": se}
+    )
     w = 1 / se**2
     ybar = np.sum(w * y) / w.sum()
     q = float(np.sum(w * (y - ybar) ** 2))
@@ -125,13 +146,16 @@ def test_cochran_q_and_i2_by_hand() -> None:
 def test_interaction_glm_and_wald_by_hand() -> None:
     videos = _videos(60, ("beauty", "food", "tech"))
     effects = SimulationEffects(industry_modifier={"beauty": 2.0, "tech": 0.25}, lift_sd=0.03)
-    rows = simulate_ab_rows(videos, effects, seed=5, days=1, segments=["all"],
-                            variants=["baseline", "early_boost", "late_boost"])
-    cells = _cells(rows, dict(zip(videos["video_id"], videos["industry"])))
+    rows = simulate_ab_rows(
+        videos, effects, seed=5, days=1, segments=["all"], variants=["baseline", "early_boost", "late_boost"]
+    )
+    cells = _cells(rows, dict(zip(videos["video_id"], videos["industry"], strict=False)))
     res = fit_interaction_glm(cells, "ctr")
     # saturated in variant x industry: the reference cell's fitted rate is its pooled CTR
     ref = cells[(cells["variant"] == "baseline") & (cells["industry"] == "beauty")]
-    assert 1 / (1 + np.exp(-res.params["Intercept"])) == pytest.approx(ref["clicks"].sum() / ref["impressions"].sum(), rel=1e-6)
+    assert 1 / (1 + np.exp(-res.params["Intercept"])) == pytest.approx(
+        ref["clicks"].sum() / ref["impressions"].sum(), rel=1e-6
+    )
     wald = interaction_wald(res)
     names = [n for n in res.params.index if ":" in n]
     b = res.params[names].to_numpy()
@@ -145,10 +169,11 @@ def test_interaction_glm_and_wald_by_hand() -> None:
 def test_industry_lifts_are_multiplicity_adjusted() -> None:
     videos = _videos(45, ("beauty", "food", "tech"))
     rows = simulate_ab_rows(videos, seed=6, days=1, segments=["all"])
-    cells = _cells(rows, dict(zip(videos["video_id"], videos["industry"])))
+    cells = _cells(rows, dict(zip(videos["video_id"], videos["industry"], strict=False)))
     table = industry_lifts(cells, "ctr")
     assert len(table) == 3 * 6
     from statsmodels.stats.multitest import multipletests
+
     assert np.allclose(table["p_holm"], multipletests(table["p_value"], method="holm")[1])
     assert np.allclose(table["p_bh"], multipletests(table["p_value"], method="fdr_bh")[1])
     assert (table["p_holm"] >= table["p_value"] - 1e-15).all()
@@ -163,7 +188,8 @@ def test_timing_contrast_matches_poisson_glm() -> None:
     data["t"] = (data["variant"] == "early_boost").astype(float)
     groups = pd.factorize(data["video_id"])[0]
     pois = smf.glm("clicks ~ t", data, family=sm.families.Poisson(), offset=np.log(data["impressions"])).fit(
-        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False})
+        cov_type="cluster", cov_kwds={"groups": groups, "use_correction": False}
+    )
     assert row["log_ratio"] == pytest.approx(pois.params["t"], rel=1e-8)
     assert row["log_se"] == pytest.approx(pois.bse["t"] * np.sqrt(40 / 39), rel=1e-6)
     joint = table[table["contrast"].str.startswith("joint")].iloc[0]
@@ -173,20 +199,38 @@ def test_timing_contrast_matches_poisson_glm() -> None:
 def test_dose_response_recovers_slope() -> None:
     videos = _videos(80)
     rng = np.random.default_rng(8)
-    deltas = pd.DataFrame([(v, var, w, rng.uniform(-0.1, 0.5)) for v in videos["video_id"]
-                           for var, w in (("early_boost", "early"), ("late_boost", "late"), ("full_boost", "full"))],
-                          columns=["video_id", "variant", "window", "achieved_delta"])
+    deltas = pd.DataFrame(
+        [
+            (v, var, w, rng.uniform(-0.1, 0.5))
+            for v in videos["video_id"]
+            for var, w in (("early_boost", "early"), ("late_boost", "late"), ("full_boost", "full"))
+        ],
+        columns=["video_id", "variant", "window", "achieved_delta"],
+    )
     effects = SimulationEffects(ctr_lift={}, ctr_dose_slope=0.6, lift_sd=0.0)
-    rows = simulate_ab_rows(videos, effects, seed=9, days=2, segments=["all"], achieved_delta=deltas,
-                            variants=["baseline", "early_boost", "late_boost", "full_boost"])
+    rows = simulate_ab_rows(
+        videos,
+        effects,
+        seed=9,
+        days=2,
+        segments=["all"],
+        achieved_delta=deltas,
+        variants=["baseline", "early_boost", "late_boost", "full_boost"],
+    )
     out = dose_response(_cells(rows), deltas, "ctr").iloc[0]
     assert out["ci_low"] < 0.6 < out["ci_high"]
     assert out["n_video_variants"] == 240
 
 
 def test_srm_chi_square() -> None:
-    arms = pd.DataFrame({"experiment_id": "e", "variant": ["baseline", "early_boost", "late_boost"],
-                         "impressions": [10_000, 10_450, 9_000], "planned_share": [0.4, 0.4, 0.2]})
+    arms = pd.DataFrame(
+        {
+            "experiment_id": "e",
+            "variant": ["baseline", "early_boost", "late_boost"],
+            "impressions": [10_000, 10_450, 9_000],
+            "planned_share": [0.4, 0.4, 0.2],
+        }
+    )
     out = srm_test(arms).iloc[0]
     exp = np.array([0.4, 0.4, 0.2]) * 29_450
     chi2 = float(np.sum((arms["impressions"] - exp) ** 2 / exp))
@@ -222,9 +266,19 @@ def test_timing_joint_test_left_out_with_too_few_videos() -> None:
     rows = []
     lifts = {"v1": (1.0, 1.2, 1.1, 1.05), "v2": (1.0, 1.3, 1.0, 1.15)}
     for video, base in (("v1", 0.02), ("v2", 0.03)):
-        for variant, lift in zip(("baseline", "early_boost", "middle_boost", "late_boost"), lifts[video]):
-            rows.append({"video_id": video, "variant": variant, "industry": "Beauty", "impressions": 10_000,
-                         "clicks": int(10_000 * base * lift), "conversions": 20, "watch_time_s_sum": 8e4, "watch_time_s_sumsq": 9e5})
+        for variant, lift in zip(("baseline", "early_boost", "middle_boost", "late_boost"), lifts[video], strict=False):
+            rows.append(
+                {
+                    "video_id": video,
+                    "variant": variant,
+                    "industry": "Beauty",
+                    "impressions": 10_000,
+                    "clicks": int(10_000 * base * lift),
+                    "conversions": 20,
+                    "watch_time_s_sum": 8e4,
+                    "watch_time_s_sumsq": 9e5,
+                }
+            )
     table = timing_contrasts(pd.DataFrame(rows), "ctr")
     joint = table[table["contrast"].str.startswith("joint")]
     assert len(table) == 4 and len(joint) == 1
@@ -241,14 +295,27 @@ def test_within_variant_dose_slope_is_not_confounded_by_variant_effects() -> Non
 
     rng = np.random.default_rng(5)
     videos = pd.DataFrame({"video_id": [f"v{i:02d}" for i in range(40)], "industry": "Beauty"})
-    typical = {"early_boost": 0.15, "middle_boost": 0.12, "late_boost": 0.1, "full_boost": 0.14, "reduction": -0.1, "placebo": 0.0}
+    typical = {
+        "early_boost": 0.15,
+        "middle_boost": 0.12,
+        "late_boost": 0.1,
+        "full_boost": 0.14,
+        "reduction": -0.1,
+        "placebo": 0.0,
+    }
     deltas = pd.DataFrame(
-        [(v, var, VARIANT_WINDOW[var], typical[var] + rng.normal(0, 0.05)) for v in videos["video_id"] for var in typical],
+        [
+            (v, var, VARIANT_WINDOW[var], typical[var] + rng.normal(0, 0.05))
+            for v in videos["video_id"]
+            for var in typical
+        ],
         columns=["video_id", "variant", "window", "achieved_delta"],
     )
     effects = SimulationEffects(ctr_dose_slope=0.5, lift_sd=0.0)
     rows = simulate_ab_rows(videos, effects, seed=2, days=7, impressions_per_arm=20_000, achieved_delta=deltas)
-    cells = rows.groupby(["video_id", "variant"], as_index=False)[["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]].sum()
+    cells = rows.groupby(["video_id", "variant"], as_index=False)[
+        ["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]
+    ].sum()
     cells["industry"] = "Beauty"
     table = dose_response(cells, deltas, "ctr").set_index("model")
     within = table[table.index.str.contains("within variant")].iloc[0]
@@ -267,10 +334,16 @@ def test_within_variant_dose_model_needs_more_videos_than_parameters() -> None:
     rng = np.random.default_rng(1)
     videos = pd.DataFrame({"video_id": [f"v{i}" for i in range(4)], "industry": "Beauty"})
     variants = ["early_boost", "middle_boost", "late_boost", "full_boost", "reduction", "placebo"]
-    deltas = pd.DataFrame([(v, var, VARIANT_WINDOW[var], rng.uniform(-0.1, 0.2)) for v in videos["video_id"] for var in variants],
-                          columns=["video_id", "variant", "window", "achieved_delta"])
-    rows = simulate_ab_rows(videos, SimulationEffects(ctr_dose_slope=0.5), seed=3, days=3, impressions_per_arm=5000, achieved_delta=deltas)
-    cells = rows.groupby(["video_id", "variant"], as_index=False)[["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]].sum()
+    deltas = pd.DataFrame(
+        [(v, var, VARIANT_WINDOW[var], rng.uniform(-0.1, 0.2)) for v in videos["video_id"] for var in variants],
+        columns=["video_id", "variant", "window", "achieved_delta"],
+    )
+    rows = simulate_ab_rows(
+        videos, SimulationEffects(ctr_dose_slope=0.5), seed=3, days=3, impressions_per_arm=5000, achieved_delta=deltas
+    )
+    cells = rows.groupby(["video_id", "variant"], as_index=False)[
+        ["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]
+    ].sum()
     cells["industry"] = "Beauty"
     table = dose_response(cells, deltas, "ctr")
     assert len(table) == 1 and "within variant" not in table["model"].iloc[0]  # 4 videos < 7 parameters

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_masks import tiny_clipseg_dir  # noqa: F401  (fixture: a tiny CLIPSeg saved like a real model dir)
 
-from align_core.perception.annotated_masks import AnnotatedSegmenter, check_annotated_masks
 from align_core.inputs.annotations import (
     AnnotationError,
     AnnotationRow,
@@ -25,9 +25,9 @@ from align_core.inputs.annotations import (
 )
 from align_core.inputs.research_csvs import CsvValidationError
 from align_core.io.layout import DataLayout
-from align_core.perception.masks import make_segmenter, resolve_mask_source, segment_video
 from align_core.io.video_io import VideoWriter, probe_video
-from test_masks import tiny_clipseg_dir  # noqa: F401  (fixture: a tiny CLIPSeg saved like a real model dir)
+from align_core.perception.annotated_masks import AnnotatedSegmenter, check_annotated_masks
+from align_core.perception.masks import make_segmenter, resolve_mask_source, segment_video
 
 W, H, FPS = 144, 256, 12
 SCENE = 18  # frames per scene
@@ -36,8 +36,9 @@ SCENE = 18  # frames per scene
 def _background(seed: int, height: int, width: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.uniform(40, 200, size=3)
-    cells = cv2.resize(rng.random((height // 10, width // 10, 3)).astype(np.float32), (width, height),
-                       interpolation=cv2.INTER_CUBIC)
+    cells = cv2.resize(
+        rng.random((height // 10, width // 10, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+    )
     return np.clip(base + (cells - 0.5) * 90, 0, 255).astype(np.uint8)
 
 
@@ -61,7 +62,7 @@ def make_ad(path: Path, *, jump_at: int | None = None) -> tuple[np.ndarray, list
         for index in range(3 * SCENE):
             scene, k = divmod(index, SCENE)
             ox, oy = 20 + (k if scene != 1 else -k // 2), 20
-            frame = canvases[scene][oy:oy + H, ox:ox + W].copy()
+            frame = canvases[scene][oy : oy + H, ox : ox + W].copy()
             if scene == 0:
                 cx, cy = 40 + 2.5 * k, 120 + 6 * np.sin(k / 4)
                 if jump_at is not None and k >= jump_at:
@@ -75,7 +76,12 @@ def make_ad(path: Path, *, jump_at: int | None = None) -> tuple[np.ndarray, list
 
 def _box(mask: np.ndarray, pad: int = 3) -> tuple[float, float, float, float]:
     ys, xs = np.nonzero(mask)
-    return float(xs.min() - pad), float(ys.min() - pad), float(xs.max() - xs.min() + 1 + 2 * pad), float(ys.max() - ys.min() + 1 + 2 * pad)
+    return (
+        float(xs.min() - pad),
+        float(ys.min() - pad),
+        float(xs.max() - xs.min() + 1 + 2 * pad),
+        float(ys.max() - ys.min() + 1 + 2 * pad),
+    )
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,12 +108,14 @@ def _run(video: Path, rows: list[AnnotationRow], ranges, tmp_path: Path, masks_d
 
 def test_one_box_per_scene_gives_iou_at_least_0_8_on_every_frame(ad, tmp_path: Path) -> None:
     video, truth, ranges = ad
-    rows = [AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0]), "bottle"),
-            AnnotationRow(3, "ad", "box", 2, None, *_box(truth[SCENE]))]
+    rows = [
+        AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0]), "bottle"),
+        AnnotationRow(3, "ad", "box", 2, None, *_box(truth[SCENE])),
+    ]
     segmenter, result = _run(video, rows, ranges, tmp_path)
     iou = _iou(result.masks, truth)
     assert iou.min() >= 0.8, f"frames below 0.8: {np.nonzero(iou < 0.8)[0].tolist()} ({iou.min():.3f})"
-    assert not result.masks[2 * SCENE:].any()  # scene 3 has no annotation: empty, never carried
+    assert not result.masks[2 * SCENE :].any()  # scene 3 has no annotation: empty, never carried
     assert segmenter.result.unannotated_scenes == [3]
     assert all(check.passed for check in segmenter.checks()), [c.detail for c in segmenter.checks()]
     lineage = result.lineage
@@ -125,10 +133,12 @@ def test_a_box_later_in_the_scene_is_carried_backwards_too(ad, tmp_path: Path) -
 
 def test_a_box_on_a_frame_without_the_product_gives_an_empty_mask(ad, tmp_path: Path) -> None:
     video, truth, ranges = ad
-    rows = [AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0])),
-            AnnotationRow(3, "ad", "box", 3, None, 40.0, 90.0, 50.0, 70.0)]  # scene 3: background only
+    rows = [
+        AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0])),
+        AnnotationRow(3, "ad", "box", 3, None, 40.0, 90.0, 50.0, 70.0),
+    ]  # scene 3: background only
     segmenter, result = _run(video, rows, ranges, tmp_path)
-    assert not result.masks[2 * SCENE:].any()
+    assert not result.masks[2 * SCENE :].any()
     seed = segmenter.result.seeds[2 * SCENE]
     assert seed["empty_boxes"] and "no" in seed["empty_boxes"][0]
     assert _iou(result.masks[:SCENE], truth[:SCENE]).min() >= 0.8
@@ -166,12 +176,14 @@ def test_clicks_and_a_mask_png_annotate_a_frame(ad, tmp_path: Path) -> None:
     ys, xs = np.nonzero(truth[0])
     centre = (float(xs.mean()), float(ys.mean()))
     cap = (float(xs[ys.argmin()]), float(ys.min() + 2))
-    rows = [AnnotationRow(2, "ad", "positive", 1, None, *centre, None, None),  # the body
-            AnnotationRow(3, "ad", "positive", 1, None, *cap, None, None),  # and the cap
-            AnnotationRow(4, "ad", "negative", 1, None, 5.0, 5.0, None, None)]
+    rows = [
+        AnnotationRow(2, "ad", "positive", 1, None, *centre, None, None),  # the body
+        AnnotationRow(3, "ad", "positive", 1, None, *cap, None, None),  # and the cap
+        AnnotationRow(4, "ad", "negative", 1, None, 5.0, 5.0, None, None),
+    ]
     segmenter, result = _run(video, rows, ranges, tmp_path, masks_dir=masks_dir)
     assert np.array_equal(result.masks[SCENE], truth[SCENE])  # the PNG is the mask on its frame
-    assert _iou(result.masks[:2 * SCENE], truth[:2 * SCENE]).min() >= 0.7
+    assert _iou(result.masks[: 2 * SCENE], truth[: 2 * SCENE]).min() >= 0.7
     assert segmenter.result.seeds[0]["source"] == "clicks"
     assert segmenter.lineage()["mask_pngs"] == [str(masks_dir / "scene_2.png")]
 
@@ -181,10 +193,10 @@ def test_annotation_csv_problems_name_the_line_and_stay_with_their_video(tmp_pat
     path.write_text(
         "video id,scene,frame,kind,x,y,w,h,label\n"
         "good,1,,box,10,20,30,40,bottle\n"
-        "bad,,,box,10,20,30,40,\n"          # neither scene nor frame
-        "bad,1,,box,10,20,-3,40,\n"         # negative width
-        "bad,1,,wave,10,20,,,\n"            # unknown kind
-        "good,2,,,,,,,\n"                   # empty box: absent
+        "bad,,,box,10,20,30,40,\n"  # neither scene nor frame
+        "bad,1,,box,10,20,-3,40,\n"  # negative width
+        "bad,1,,wave,10,20,,,\n"  # unknown kind
+        "good,2,,,,,,,\n"  # empty box: absent
     )
     table = read_annotations(path)
     assert [r.kind for r in table.rows_for("good")] == ["box", "absent"]
@@ -199,7 +211,9 @@ def test_annotation_csv_problems_name_the_line_and_stay_with_their_video(tmp_pat
     with pytest.raises(AnnotationError, match="line 7.*outside the 64x64 frame"):
         resolve_annotations("good", off, [(0, 10)], 64, 64, csv_path=path)
     with pytest.raises(AnnotationError, match="frame 12 is not in scene 1"):
-        resolve_annotations("good", [AnnotationRow(8, "good", "box", 1, 12, 1.0, 1.0, 9.0, 9.0)], [(0, 10), (10, 20)], 64, 64)
+        resolve_annotations(
+            "good", [AnnotationRow(8, "good", "box", 1, 12, 1.0, 1.0, 9.0, 9.0)], [(0, 10), (10, 20)], 64, 64
+        )
 
 
 def test_write_annotations_keeps_other_videos_rows(tmp_path: Path) -> None:
@@ -230,8 +244,9 @@ def test_clipseg_probabilities_are_constrained_by_the_box(ad, tmp_path: Path, ti
     video, truth, ranges = ad
     csv_path = tmp_path / "annotations.csv"
     write_annotations(csv_path, [AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0]))])
-    segmenter = make_segmenter("clipseg+annotated", model=tiny_clipseg_dir, video_id="ad", scene_ranges=ranges,
-                               annotations_csv=csv_path)
+    segmenter = make_segmenter(
+        "clipseg+annotated", model=tiny_clipseg_dir, video_id="ad", scene_ranges=ranges, annotations_csv=csv_path
+    )
     plain = make_segmenter("clipseg", model=tiny_clipseg_dir)
     probe = probe_video(video)
     segmenter.prepare(probe)
@@ -245,7 +260,9 @@ def test_clipseg_probabilities_are_constrained_by_the_box(ad, tmp_path: Path, ti
     near = truth[0]
     np.testing.assert_allclose(constrained[0][near], unconstrained[0][near], atol=1e-4)
     late = read_frames(video, 2 * SCENE, 2 * SCENE + 2)  # scene 3 is not annotated: CLIPSeg as is
-    np.testing.assert_allclose(segmenter.segment(late, "bottle", start=2 * SCENE), plain.segment(late, "bottle"), atol=1e-5)
+    np.testing.assert_allclose(
+        segmenter.segment(late, "bottle", start=2 * SCENE), plain.segment(late, "bottle"), atol=1e-5
+    )
     lineage = segmenter.lineage()
     assert lineage["segmenter"] == "clipseg+annotated" and lineage["clipseg"]["model"] == str(tiny_clipseg_dir)
 
@@ -282,23 +299,37 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
     layout = DataLayout(tmp_path / "data").ensure()
     shutil.copyfile(video, layout.videos_dir / "ad1.mp4")
     layout.keywords_csv.write_text("_id,keyword_list[0]\nad1,perfume\n")
-    write_annotations(annotations_path(layout), [
-        AnnotationRow(0, "ad1", "box", None, 0, *_box(truth[0])),
-        AnnotationRow(0, "ad1", "box", None, SCENE, *_box(truth[SCENE])),
-    ])
+    write_annotations(
+        annotations_path(layout),
+        [
+            AnnotationRow(0, "ad1", "box", None, 0, *_box(truth[0])),
+            AnnotationRow(0, "ad1", "box", None, SCENE, *_box(truth[SCENE])),
+        ],
+    )
     checks = [annotated_area_band, annotated_flow_consistency, annotated_box_iou, annotated_appearance]
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["ad1"])
-        result = materialize([video_catalog, keyword_masks, *checks], partition_key="ad1", instance=instance,
-                             resources=default_resources(data_dir=layout.root, profile="demo"))
+        result = materialize(
+            [video_catalog, keyword_masks, *checks],
+            partition_key="ad1",
+            instance=instance,
+            resources=default_resources(data_dir=layout.root, profile="demo"),
+        )
         assert result.success
         assert load_catalog(layout.artifact_dir("video_catalog", "ad1")).mask_source == "annotated"
         meta = result.asset_materializations_for_node("keyword_masks")[0].metadata
         assert meta["mask_source"].value == "annotated" and meta["segmenter_id"].value.startswith("annotated:")
-        evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()
-                       if e.asset_key.to_user_string() == "keyword_masks"}
-        assert set(evaluations) == {"annotated_area_band", "annotated_flow_consistency", "annotated_box_iou",
-                                    "annotated_appearance"}
+        evaluations = {
+            e.check_name: e.passed
+            for e in result.get_asset_check_evaluations()
+            if e.asset_key.to_user_string() == "keyword_masks"
+        }
+        assert set(evaluations) == {
+            "annotated_area_band",
+            "annotated_flow_consistency",
+            "annotated_box_iou",
+            "annotated_appearance",
+        }
         assert (layout.artifact_dir("keyword_masks", "ad1") / "annotated_diagnostics.parquet").exists()
         scenes = load_catalog(layout.artifact_dir("video_catalog", "ad1")).scene_ranges
         assert len(scenes) >= 2  # the cuts were detected: each annotated frame starts its own scene
@@ -328,8 +359,11 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
         assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (H, W, 3)
 
         def post(payload: dict) -> tuple[int, dict]:
-            request = urllib.request.Request(server.url + "api/annotations", data=json.dumps(payload).encode(),
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                server.url + "api/annotations",
+                data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     return response.status, json.loads(response.read())
@@ -339,8 +373,9 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
         status, answer = post({"ad1": [{"scene": 1, "x": 100, "y": 10, "w": 80, "h": 20}]})  # past the right edge
         assert status == 400 and "not inside 144x256" in answer["error"]
         assert not annotations_path(layout).exists()  # nothing half-written
-        status, answer = post({"ad1": [{"scene": 1, "x": 20, "y": 80, "w": 50, "h": 90, "label": "bottle"},
-                                       {"scene": 3, "absent": True}]})
+        status, answer = post(
+            {"ad1": [{"scene": 1, "x": 20, "y": 80, "w": 50, "h": 90, "label": "bottle"}, {"scene": 3, "absent": True}]}
+        )
         assert status == 200 and answer["rows"] == 2
         rows = read_annotations(annotations_path(layout)).rows_for("ad1")
         assert [(r.kind, r.scene, r.x, r.label) for r in rows] == [("box", 1, 20.0, "bottle"), ("absent", 3, None, "")]
@@ -353,9 +388,9 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
 def test_masks_do_not_depend_on_what_ran_before_in_the_process(shared_data: Path) -> None:
     """GrabCut's k-means draws from OpenCV's per-thread generator: a video worker that segmented
     other videos first must still give this clip the same masks (it did not, before seeding)."""
-    from align_core.perception.annotated_masks import AnnotatedSettings, segment_annotated_frame
     from align_core.inputs.annotations import FrameAnnotation
     from align_core.io.video_io import read_frames
+    from align_core.perception.annotated_masks import AnnotatedSettings, segment_annotated_frame
 
     frames = read_frames(shared_data / "videos" / "fruit-and-vegetable-detection.mp4", 0, 101)
     boxes = {10: (324, 140, 66, 64), 40: (45, 145, 165, 60), 70: (216, 150, 117, 62), 100: (70, 134, 83, 79)}
@@ -363,7 +398,13 @@ def test_masks_do_not_depend_on_what_ran_before_in_the_process(shared_data: Path
     for history in (1, 2):
         cv2.setRNGSeed(history)  # another video's GrabCut calls, k-means or random draws before this one
         cv2.randu(np.zeros((64, 64), np.float32), 0, 1)
-        runs.append([segment_annotated_frame(frames[t], FrameAnnotation(frame=t, scene_index=0, boxes=[box]),
-                                             AnnotatedSettings()).mask for t, box in boxes.items()])
-    for t, first, second in zip(boxes, *runs):
+        runs.append(
+            [
+                segment_annotated_frame(
+                    frames[t], FrameAnnotation(frame=t, scene_index=0, boxes=[box]), AnnotatedSettings()
+                ).mask
+                for t, box in boxes.items()
+            ]
+        )
+    for t, first, second in zip(boxes, *runs, strict=False):
         assert np.array_equal(first, second), f"frame {t}: the mask changed with the random generator's history"

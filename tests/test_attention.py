@@ -81,9 +81,9 @@ def test_grid_spacing_and_overlap_cover_every_pixel() -> None:
     # about pi / 0.75**2 = 5.6 in the interior.
     ones = np.ones(len(centres))
     counts = cv2.filter2D(
-        np.bincount(
-            (np.rint(centres[:, 1]) * width + np.rint(centres[:, 0])).astype(int), minlength=height * width
-        ).reshape(height, width).astype(np.float64),
+        np.bincount((np.rint(centres[:, 1]) * width + np.rint(centres[:, 0])).astype(int), minlength=height * width)
+        .reshape(height, width)
+        .astype(np.float64),
         -1,
         (np.add.outer(np.arange(-20, 21) ** 2, np.arange(-20, 21) ** 2) <= 400).astype(np.float64),
         borderType=cv2.BORDER_CONSTANT,
@@ -141,12 +141,16 @@ def test_single_bright_patch_map_is_normalised_with_gamma() -> None:
 def test_scales_are_averaged_with_their_weights() -> None:
     frame = np.zeros((90, 160, 3), dtype=np.uint8)
     scorer = _CentrePatchScorer((110.0, 45.0))
-    weighted = raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(1.0, 3.0, 7.0), scale_weights=(2.0, 1.0, 0.25)))
+    weighted = raw_meaning_map(
+        frame, scorer, AttentionConfig(scales_deg=(1.0, 3.0, 7.0), scale_weights=(2.0, 1.0, 0.25))
+    )
     singles = [raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(deg,))) for deg in (1.0, 3.0, 7.0)]
     np.testing.assert_allclose(weighted, (2.0 * singles[0] + singles[1] + 0.25 * singles[2]) / 3.25, atol=1e-6)
     # A zero weight drops its scale (the scorer is not even asked).
     np.testing.assert_allclose(
-        raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(1.0, 7.0), scale_weights=(1.0, 0.0))), singles[0], atol=1e-6
+        raw_meaning_map(frame, scorer, AttentionConfig(scales_deg=(1.0, 7.0), scale_weights=(1.0, 0.0))),
+        singles[0],
+        atol=1e-6,
     )
 
 
@@ -306,9 +310,14 @@ def test_save_load_round_trip_within_quantisation(tmp_path: Path) -> None:
     smooth = [cv2.GaussianBlur(rng.random((72, 128)).astype(np.float32), (0, 0), 10) for _ in range(3)]
     keymaps = np.stack([(m - m.min()) / (m.max() - m.min()) for m in smooth])
     maps = AttentionMaps(
-        keyframe_maps=keymaps, keyframe_indices=np.array([0, 6, 9]), scene_start_frames=np.array([0, 9]),
-        frame_count=14, scorer_id="feature_richness-test", config=AttentionConfig().to_dict(),
-        scorer_metadata={"weights": "none"}, video="synthetic",
+        keyframe_maps=keymaps,
+        keyframe_indices=np.array([0, 6, 9]),
+        scene_start_frames=np.array([0, 9]),
+        frame_count=14,
+        scorer_id="feature_richness-test",
+        config=AttentionConfig().to_dict(),
+        scorer_metadata={"weights": "none"},
+        video="synthetic",
     )
     exact = load_attention_maps(save_attention_maps(tmp_path / "full.npz", maps, storage_scale=1.0))
     assert np.abs(exact.maps - maps.maps).max() <= 0.5 / 255 + 1e-6

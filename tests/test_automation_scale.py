@@ -11,7 +11,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_au
 from align_assets.automation import SENSOR_NAME, evaluate_per_video_automation
 from align_assets.definitions import defs
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
-from align_core.io.warehouse import rebuild_table_from_parquet, read_connection
+from align_core.io.warehouse import read_connection, rebuild_table_from_parquet
 
 
 def _materialize(instance: DagsterInstance, asset: str, videos: list[str]) -> None:
@@ -68,7 +68,12 @@ def test_sensor_carries_a_video_downstream_once_its_parents_exist() -> None:
 
 def test_automation_tick_stays_small_with_many_partitions(shared_data: Path) -> None:
     """The real keywords.csv ids (the first 20,000): the automation tick no longer scans them."""
-    ids = pd.read_csv(shared_data / "keywords.csv", dtype=str, usecols=["_id"])["_id"].drop_duplicates().head(20_000).tolist()
+    ids = (
+        pd.read_csv(shared_data / "keywords.csv", dtype=str, usecols=["_id"])["_id"]
+        .drop_duplicates()
+        .head(20_000)
+        .tolist()
+    )
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ids)
         started = time.perf_counter()

@@ -24,7 +24,11 @@ def test_quick_run_prints_a_row_per_stage_with_positive_numbers(tmp_path: Path) 
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run_all", "--quick", "--stages", *STAGES, "--json", str(out_json)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
@@ -33,7 +37,9 @@ def test_quick_run_prints_a_row_per_stage_with_positive_numbers(tmp_path: Path) 
     rows = [
         dict(zip(columns, (c.strip() for c in line.strip("|").split("|")), strict=True))
         for line in proc.stdout.splitlines()
-        if line.startswith("| ") and line.split("|")[1].strip().split(" ")[0] in STAGES and "/" not in line.split("|")[2]
+        if line.startswith("| ")
+        and line.split("|")[1].strip().split(" ")[0] in STAGES
+        and "/" not in line.split("|")[2]
     ]
     seen = {(row["stage"], row["video"]) for row in rows}
     for stage in STAGES:

@@ -8,9 +8,9 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from align_assets.assets.catalog import scenes, video_catalog, videos
-from align_assets.runner import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import default_resources
+from align_assets.runner import failure_messages
 from align_assets.sensors import new_video_sensor
 from align_core.inputs.research_csvs import ALIGNMENT_COLUMNS
 from align_core.io.layout import DataLayout
@@ -58,7 +58,9 @@ def test_catalog_materializes_and_tables_collect(data_dir: DataLayout) -> None:
         assert "data:image/png;base64," in materialization.metadata["thumbnail"].value
         for _ in range(2):  # collecting twice is idempotent
             tables = materialize(
-                [video_catalog, videos, scenes], selection=[videos, scenes], instance=instance,
+                [video_catalog, videos, scenes],
+                selection=[videos, scenes],
+                instance=instance,
                 resources=default_resources(data_dir=data_dir.root),
             )
             assert tables.success
@@ -115,7 +117,9 @@ def test_sensor_registers_new_videos_and_ignores_other_files(data_dir: DataLayou
         assert sorted(added) == ["7228023352396972034", "real-help"]
         assert sorted(r.partition_key for r in result.run_requests) == sorted(added)
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, list(added))
-        again = new_video_sensor(build_sensor_context(instance=instance, resources=default_resources(data_dir=data_dir.root)))
+        again = new_video_sensor(
+            build_sensor_context(instance=instance, resources=default_resources(data_dir=data_dir.root))
+        )
         assert "no new videos" in again.skip_message
 
 
@@ -132,8 +136,14 @@ def test_definitions_load(tmp_path: Path) -> None:
     dagster = Path(sys.executable).with_name("dagster")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "ALIGN_DATA_DIR": str(tmp_path / "data")}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    done = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "passed validation" in done.stdout + done.stderr
 
@@ -189,8 +199,10 @@ def test_cheap_stages_run_several_videos_per_run_with_their_own_metadata(data_di
         for key in keys:
             assert run_catalog(data_dir, instance, key).success
         result = materialize(
-            [video_catalog, attention_maps, keyword_masks], selection=[attention_maps, keyword_masks],
-            instance=instance, resources=default_resources(data_dir=data_dir.root),
+            [video_catalog, attention_maps, keyword_masks],
+            selection=[attention_maps, keyword_masks],
+            instance=instance,
+            resources=default_resources(data_dir=data_dir.root),
             tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[1]},
         )
         assert result.success

@@ -14,25 +14,40 @@ from dagster import AssetKey, DagsterInstance, materialize
 from align_assets.definitions import all_assets
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
+from align_core.components import EditorChoice, Registry
+from align_core.io.layout import DataLayout
 from align_core.perception.attention import load_attention_maps
 from align_core.perception.attention.scorers import SCORERS
-from align_core.components import EditorChoice, Registry
-from align_core.stimuli.editing.base import EDITORS
-from align_core.io.layout import DataLayout
 from align_core.perception.masks import SEGMENTERS
+from align_core.stimuli.editing.base import EDITORS
 from align_demo.corpus import generate_demo_corpus
 
-PER_VIDEO = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "protected_regions", "variant_plans", "variant_videos", "variant_quality"]
-QUICK = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}, "ops": {
-    "attention_maps": {"config": {"keyframe_stride": 12}},
-    "variant_videos": {"config": {"calibration_frames": 2}},
-    "variant_quality": {"config": {"measure_every": 6, "lpips_every": 1000}},
-}}
+PER_VIDEO = [
+    "video_catalog",
+    "attention_maps",
+    "keyword_masks",
+    "control_tensors",
+    "protected_regions",
+    "variant_plans",
+    "variant_videos",
+    "variant_quality",
+]
+QUICK = {
+    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    "ops": {
+        "attention_maps": {"config": {"keyframe_stride": 12}},
+        "variant_videos": {"config": {"calibration_frames": 2}},
+        "variant_quality": {"config": {"measure_every": 6, "lpips_every": 1000}},
+    },
+}
 
 
 def test_one_registry_style_for_every_component_kind() -> None:
-    for registry, names in ((SCORERS, {"feature_richness", "spectral_residual", "llava", "provided"}),
-                            (SEGMENTERS, {"clipseg", "provided"}), (EDITORS, {"salience", "controlnet"})):
+    for registry, names in (
+        (SCORERS, {"feature_richness", "spectral_residual", "llava", "provided"}),
+        (SEGMENTERS, {"clipseg", "provided"}),
+        (EDITORS, {"salience", "controlnet"}),
+    ):
         assert isinstance(registry, Registry) and names <= set(registry.names())
         with pytest.raises(ValueError, match=f"unknown {registry.kind} 'nope'"):
             registry.build("nope")
@@ -45,8 +60,14 @@ def test_one_registry_style_for_every_component_kind() -> None:
 
 def _run(layout: DataLayout, instance, key: str, selection: list[str], scorer: ScorerResource):
     resources = default_resources(data_dir=layout.root, profile="demo", scorer=scorer)
-    result = materialize(all_assets, selection=[AssetKey(a) for a in selection], partition_key=key, instance=instance,
-                         resources=resources, run_config={**QUICK, "ops": {k: v for k, v in QUICK["ops"].items() if k in selection}})
+    result = materialize(
+        all_assets,
+        selection=[AssetKey(a) for a in selection],
+        partition_key=key,
+        instance=instance,
+        resources=resources,
+        run_config={**QUICK, "ops": {k: v for k, v in QUICK["ops"].items() if k in selection}},
+    )
     assert result.success
     maps = load_attention_maps(layout.artifact("attention_maps", "maps", key))
     check = pd.read_parquet(layout.artifact("variant_quality", "manipulation", key))
@@ -57,8 +78,17 @@ def _run(layout: DataLayout, instance, key: str, selection: list[str], scorer: S
 @pytest.mark.slow
 def test_swapping_the_scorer_resource_changes_the_maps_and_the_check_together(tmp_path) -> None:
     layout = DataLayout(tmp_path / "data").ensure()
-    corpus = generate_demo_corpus(layout, n_videos=1, seed=5, width=144, height=256, duration_range_s=(4.0, 4.0),
-                                  n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0)
+    corpus = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=5,
+        width=144,
+        height=256,
+        duration_range_s=(4.0, 4.0),
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+    )
     key = corpus.video_ids[0]
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
@@ -66,10 +96,17 @@ def test_swapping_the_scorer_resource_changes_the_maps_and_the_check_together(tm
         before_maps, before_check, before_with = _run(layout, instance, key, PER_VIDEO, ScorerResource(**small))
         # one change, in one place: the scorer resource; attention and the check re-run, videos are kept
         after_maps, after_check, after_with = _run(
-            layout, instance, key, ["attention_maps", "variant_quality"], ScorerResource(scorer="spectral_residual", **small)
+            layout,
+            instance,
+            key,
+            ["attention_maps", "variant_quality"],
+            ScorerResource(scorer="spectral_residual", **small),
         )
     assert before_maps.scorer_id.startswith("feature_richness") and after_maps.scorer_id.startswith("spectral_residual")
-    assert before_with == f"attention_map[{before_maps.scorer_id}]" and after_with == f"attention_map[{after_maps.scorer_id}]"
+    assert (
+        before_with == f"attention_map[{before_maps.scorer_id}]"
+        and after_with == f"attention_map[{after_maps.scorer_id}]"
+    )
     assert not np.allclose(before_maps.maps[:], after_maps.maps[:], atol=1e-3)
     merged = before_check.merge(after_check, on=["variant", "window"], suffixes=("_before", "_after"))
     assert len(merged) == len(before_check) > 0
@@ -88,7 +125,10 @@ def test_overriding_the_warehouse_resource_redirects_ab_results_and_the_report(t
     videos = pd.DataFrame({"video_id": [f"v{k:02d}" for k in range(12)], "industry": ["Beauty", "Food", "Home"] * 4})
     simulate_ab_export(videos, layout.ab_inbox_dir / "exp.csv", seed=3, days=3, impressions_per_arm=300)
     elsewhere = tmp_path / "elsewhere.duckdb"
-    resources = {**default_resources(data_dir=layout.root, profile="research"), "warehouse": DuckDBResource(database=str(elsewhere))}
+    resources = {
+        **default_resources(data_dir=layout.root, profile="research"),
+        "warehouse": DuckDBResource(database=str(elsewhere)),
+    }
     result = materialize([ab_results_asset(), analysis_report], resources=resources)
     assert result.success
     assert not layout.warehouse_path.exists()

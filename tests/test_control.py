@@ -40,7 +40,16 @@ def _smooth_stack(frames: int, height: int, width: int, keyframe_every: int = 6,
             key = np.clip(key, 0, None) * centre
             key /= key.max()
         attention[t] = key
-        cv2.ellipse(masks[t], (int(width * (0.3 + 0.4 * t / frames)), int(height * 0.6)), (width // 8, height // 10), 0, 0, 360, 1, -1)
+        cv2.ellipse(
+            masks[t],
+            (int(width * (0.3 + 0.4 * t / frames)), int(height * 0.6)),
+            (width // 8, height // 10),
+            0,
+            0,
+            360,
+            1,
+            -1,
+        )
     return ControlTensors(masks=masks.astype(bool), attention=attention)
 
 
@@ -100,7 +109,12 @@ def test_alignment_tables_and_correlation() -> None:
     masks[4:5, :] = True  # a = 1; frame 5 is in no scene
     control = ControlTensors(masks=masks, attention=attention)
     scenes = pd.DataFrame(
-        {"scene_number": [2, 1, 3], "start_frame": [2, 0, 4], "end_frame": [4, 2, 5], "attention_proportion": [0.4, 0.2, 0.9]}
+        {
+            "scene_number": [2, 1, 3],
+            "start_frame": [2, 0, 4],
+            "end_frame": [4, 2, 5],
+            "attention_proportion": [0.4, 0.2, 0.9],
+        }
     )
     frames_df, scenes_df = alignment_tables("7312345678901234567", control, 10.0, scenes)
     assert frames_df["video_id"].tolist() == ["7312345678901234567"] * frames
@@ -157,7 +171,12 @@ def test_unreadable_control_file_is_named(tmp_path: Path) -> None:
 
 def test_linearly_carried_maps_store_as_weights(tmp_path):
     """Maps interpolated between keyframes (the attention stage's carry) cost almost nothing."""
-    from align_core.perception.control import ATTENTION_MAX_ERROR, ControlTensors, load_control_tensors, save_control_tensors
+    from align_core.perception.control import (
+        ATTENTION_MAX_ERROR,
+        ControlTensors,
+        load_control_tensors,
+        save_control_tensors,
+    )
 
     height, width, stride, count = 128, 72, 6, 61
     yy, xx = np.mgrid[0:height, 0:width]

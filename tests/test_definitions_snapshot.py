@@ -29,7 +29,9 @@ def describe(defs) -> dict:
         partitions = node.partitions_def
         assets[key.to_user_string()] = {
             "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
-            "partitions": None if partitions is None else f"{type(partitions).__name__}({getattr(partitions, 'name', '')})",
+            "partitions": None
+            if partitions is None
+            else f"{type(partitions).__name__}({getattr(partitions, 'name', '')})",
             "group": node.group_name,
             "checks": sorted(check.name for check in node.check_keys),
         }
@@ -43,7 +45,8 @@ def describe(defs) -> dict:
         "assets": assets,
         "asset_checks": sorted(
             f"{check.asset_key.to_user_string()}:{check.name}"
-            for checks_def in (defs.asset_checks or []) for check in checks_def.check_keys
+            for checks_def in (defs.asset_checks or [])
+            for check in checks_def.check_keys
         ),
         "resources": {name: type(resource).__name__ for name, resource in sorted((defs.resources or {}).items())},
         "sensors": sorted(sensor.name for sensor in defs.sensors or []),
@@ -84,5 +87,10 @@ def test_the_profiles_differ_where_the_design_says(tmp_path: Path) -> None:
     assert research["ab_results"]["deps"] == []
     assert "controlnet_checkpoint" not in demo["variant_videos"]["deps"]  # salience editor
     assert "controlnet_checkpoint" in research["variant_videos"]["deps"]  # controlnet editor
-    assert demo["variant_quality"]["checks"] == ["information_preserved", "manipulation_passed", "perceptual_budget", "protected_unchanged"]
+    assert demo["variant_quality"]["checks"] == [
+        "information_preserved",
+        "manipulation_passed",
+        "perceptual_budget",
+        "protected_unchanged",
+    ]
     assert "scorer" in demo["attention_maps"]["resources"] and "scorer" in demo["variant_quality"]["resources"]

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from align_core.io.arrays import load_mask_stack
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import file_sha256, iter_frames, probe_video
 from align_demo.corpus import (
     ALIGNMENT_COLUMNS,
     CTA_KEYWORDS,
@@ -22,30 +24,36 @@ from align_demo.corpus import (
     centre_bias_weights,
     generate_demo_corpus,
 )
-from align_core.io.layout import DataLayout
-from align_core.io.video_io import file_sha256, iter_frames, probe_video
 
 SEED = 11
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, keywords_source: Path) -> DemoCorpus:
-    return generate_demo_corpus(tmp_path_factory.mktemp("demo_a"), n_videos=2, seed=SEED,
-                                keywords_source=keywords_source, include_real_clips=True)
+    return generate_demo_corpus(
+        tmp_path_factory.mktemp("demo_a"),
+        n_videos=2,
+        seed=SEED,
+        keywords_source=keywords_source,
+        include_real_clips=True,
+    )
 
 
 def _text_files(layout: DataLayout) -> dict[str, str]:
-    return {name: file_sha256(layout.raw_dir / name) for name in ("alignment_score.csv", "keywords.csv", "demo_corpus.json")}
+    return {
+        name: file_sha256(layout.raw_dir / name) for name in ("alignment_score.csv", "keywords.csv", "demo_corpus.json")
+    }
 
 
 def test_same_seed_is_byte_identical_and_other_seed_differs_and_replaces(
     corpus: DemoCorpus, tmp_path: Path, keywords_source: Path
 ) -> None:
-    again = generate_demo_corpus(tmp_path, n_videos=2, seed=SEED, keywords_source=keywords_source,
-                                 include_real_clips=True)
+    again = generate_demo_corpus(
+        tmp_path, n_videos=2, seed=SEED, keywords_source=keywords_source, include_real_clips=True
+    )
     assert again.video_ids == corpus.video_ids
     assert _text_files(again.layout) == _text_files(corpus.layout)
-    for first, second in zip(corpus.videos, again.videos):
+    for first, second in zip(corpus.videos, again.videos, strict=False):
         assert file_sha256(first.mask_path) == file_sha256(second.mask_path)
         assert first.scenes == second.scenes
 
@@ -81,7 +89,9 @@ def test_videos_round_trip_with_sound_and_masks_where_the_product_is(corpus: Dem
             on_border = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
             if inner.sum() < 300 or on_border:  # only whole products: a part has another mean colour
                 continue
-            ring = (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0) & ~(cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0)
+            ring = (cv2.dilate(mask, np.ones((9, 9), np.uint8)) > 0) & ~(
+                cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0
+            )
             inside = frame[inner].astype(float).mean(axis=0)
             outside = frame[ring].astype(float).mean(axis=0)
             # Unlike what surrounds it, and (unless a price tag hides part of it) the product's own colours
@@ -95,7 +105,9 @@ def test_videos_round_trip_with_sound_and_masks_where_the_product_is(corpus: Dem
         weights = centre_bias_weights(512, 288)
         shares = (masks * weights).sum(axis=(1, 2)) / weights.sum()
         for scene in video.scenes:
-            assert scene.attention_proportion == pytest.approx(shares[scene.start_frame:scene.end_frame].mean(), abs=2e-6)
+            assert scene.attention_proportion == pytest.approx(
+                shares[scene.start_frame : scene.end_frame].mean(), abs=2e-6
+            )
             if scene.product_presence == "absent":
                 assert scene.attention_proportion == 0.0
     assert some_empty, "no video has a frame without the product"
@@ -118,7 +130,7 @@ def test_csv_schemas_ids_scene_times_and_keywords(corpus: DemoCorpus, keywords_s
     real = pd.read_csv(keywords_source, dtype=str, keep_default_na=False)
     real_keywords = set(real["keyword_list[0]"])
     assert not set(generated) & set(real["_id"])
-    mine = dict(zip(keywords["_id"], keywords["keyword_list[0]"]))
+    mine = dict(zip(keywords["_id"], keywords["keyword_list[0]"], strict=False))
     assert all(mine[i] in real_keywords for i in generated)
     assert "" in [mine[i] for i in generated] and any(mine[i] in CTA_KEYWORDS for i in generated)
     assert mine["real-fruit-and-vegetable-detection"] == "fruit" and mine["real-help"] == "hands"
@@ -148,8 +160,12 @@ def test_planted_relation_is_documented_and_holds(corpus: DemoCorpus) -> None:
     ctr = PLANTED_RELATION["ctr"]
     for video in corpus.videos:
         for scene in video.scenes:
-            expected = (ctr["intercept"] + ctr["industry"][video.industry] + ctr["attention_proportion"]
-                        * scene.attention_proportion + ctr["contrast_z"] * (scene.contrast - mean) / sd)
+            expected = (
+                ctr["intercept"]
+                + ctr["industry"][video.industry]
+                + ctr["attention_proportion"] * scene.attention_proportion
+                + ctr["contrast_z"] * (scene.contrast - mean) / sd
+            )
             residual = math.log(scene.ctr / (1 - scene.ctr)) - expected
             assert abs(residual) < 5 * ctr["noise_sd"]
             assert scene.clicks == pytest.approx(scene.ctr * video.impressions, rel=1e-5)

@@ -112,8 +112,9 @@ def test_executor_config_validates(scale_out, deploy_env: None) -> None:
     assert celery["broker"] == ENV["ALIGN_CELERY_BROKER"]
 
 
-@pytest.mark.parametrize(("kind", "executor_name"), [("k8s", "align_k8s"), ("celery", "align_celery"),
-                                                     ("multiprocess", "multiprocess")])
+@pytest.mark.parametrize(
+    ("kind", "executor_name"), [("k8s", "align_k8s"), ("celery", "align_celery"), ("multiprocess", "multiprocess")]
+)
 def test_platform_definitions_load_on_each_executor(scale_out, kind: str, executor_name: str) -> None:
     from align_assets.definitions import defs as base
 
@@ -124,7 +125,9 @@ def test_platform_definitions_load_on_each_executor(scale_out, kind: str, execut
     # Same assets, checks and sensors as the one-machine definitions.
     assert set(defs.resolve_all_asset_keys()) == set(base.resolve_all_asset_keys())
     assert {s.name for s in defs.sensors} == {s.name for s in base.sensors}
-    assert len(list(defs.resolve_asset_graph().asset_check_keys)) == len(list(base.resolve_asset_graph().asset_check_keys))
+    assert len(list(defs.resolve_asset_graph().asset_check_keys)) == len(
+        list(base.resolve_asset_graph().asset_check_keys)
+    )
 
 
 def test_gpu_steps_get_gpu_pods_and_queue(scale_out) -> None:
@@ -143,8 +146,9 @@ def test_gpu_steps_get_gpu_pods_and_queue(scale_out) -> None:
     def pooled_only() -> None:
         """In the gpu pool without tags: still found, so the k8s executor gives it a GPU pod."""
 
-    combined = Definitions(assets=[*base.assets, diffusion_step, pooled_only], sensors=base.sensors,
-                           resources=base.resources)
+    combined = Definitions(
+        assets=[*base.assets, diffusion_step, pooled_only], sensors=base.sensors, resources=base.resources
+    )
     gpu_steps = scale_out.gpu_step_names(combined.assets, settings)
     assert "diffusion_step" in gpu_steps and "pooled_only" in gpu_steps
     assert "video_catalog" not in gpu_steps
@@ -154,7 +158,9 @@ def test_gpu_steps_get_gpu_pods_and_queue(scale_out) -> None:
         pod = per_step[step]
         assert pod["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert pod["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}
-        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["pod_spec_config"]["tolerations"]
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["pod_spec_config"][
+            "tolerations"
+        ]
 
     # The op tag parses with dagster-k8s's own reader into the same GPU pod config.
     user_config = get_user_defined_k8s_config(tags)

@@ -62,7 +62,11 @@ def test_fresh_controlnet_leaves_unet_prediction_unchanged(tiny_dir: Path) -> No
         down, mid = controlnet(latents, t, encoder_hidden_states=text, controlnet_cond=control, return_dict=False)
         plain = bb.unet(latents, t, encoder_hidden_states=text).sample
         with_control = bb.unet(
-            latents, t, encoder_hidden_states=text, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            latents,
+            t,
+            encoder_hidden_states=text,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
         ).sample
     assert mid.shape[-2:] == (4, 4) and down[0].shape[-2:] == (8, 8)
     assert all(float(r.abs().max()) == 0.0 for r in [*down, mid])
@@ -74,7 +78,7 @@ def test_lpips_uses_the_real_linear_weights_and_flags_a_random_backbone(tmp_path
         lp = LPIPS(alexnet_path=tmp_path / "missing.pth")
     assert lp.backbone_state.startswith("random-alexnet") and "NOT perceptual" in lp.backbone_state
     assert lp.linear_weights.startswith("lpips-v0.1-alex:")
-    for lin, c in zip(lp.lins, LPIPS_CHANNELS):
+    for lin, c in zip(lp.lins, LPIPS_CHANNELS, strict=False):
         assert tuple(lin.weight.shape) == (1, c, 1, 1)
         assert float(lin.weight.min()) >= 0.0 and float(lin.weight.sum()) > 0.0
     x = torch.rand(2, 3, 64, 64) * 2 - 1

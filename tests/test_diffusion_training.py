@@ -83,7 +83,12 @@ def _batch(data: TrainingSet, backbone: Backbone) -> dict[str, torch.Tensor]:
 
 def test_every_loss_term_sends_gradient_to_the_controlnet_only(backbone: Backbone, data: TrainingSet) -> None:
     lpips = LPIPS()
-    frozen = [*backbone.unet.parameters(), *backbone.vae.parameters(), *backbone.text_encoder.parameters(), *lpips.parameters()]
+    frozen = [
+        *backbone.unet.parameters(),
+        *backbone.vae.parameters(),
+        *backbone.text_encoder.parameters(),
+        *lpips.parameters(),
+    ]
     for perturbed in (False, True):
         controlnet = build_controlnet(backbone)
         if perturbed:  # after training starts the zero convs are non-zero: the whole branch must be live
@@ -95,7 +100,11 @@ def test_every_loss_term_sends_gradient_to_the_controlnet_only(backbone: Backbon
         for term in ("diff", "recon", "bg"):
             controlnet.zero_grad(set_to_none=True)
             losses[term].backward(retain_graph=True)
-            zero_convs = [p.grad for m in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block] for p in m.parameters()]
+            zero_convs = [
+                p.grad
+                for m in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+                for p in m.parameters()
+            ]
             assert sum(float(g.norm()) for g in zero_convs if g is not None) > 0, term
             if perturbed:
                 embedding = [p.grad for p in controlnet.controlnet_cond_embedding.parameters()]
@@ -105,8 +114,17 @@ def test_every_loss_term_sends_gradient_to_the_controlnet_only(backbone: Backbon
 
 def _config(**kw: object) -> TrainConfig:
     base = dict(
-        max_steps=6, batch_size=2, learning_rate=2e-3, warmup_steps=1, checkpoint_every=2, keep_last=2,
-        validate_every=0, val_timesteps=(300, 700), mixed_precision="no", use_ema=True, ema_decay=0.9,
+        max_steps=6,
+        batch_size=2,
+        learning_rate=2e-3,
+        warmup_steps=1,
+        checkpoint_every=2,
+        keep_last=2,
+        validate_every=0,
+        val_timesteps=(300, 700),
+        mixed_precision="no",
+        use_ema=True,
+        ema_decay=0.9,
     )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
@@ -127,7 +145,9 @@ def test_resume_ends_with_the_same_weights_and_checkpoints_are_pickle_free(
     torch.use_deterministic_algorithms(True)
     try:
         full = train_controlnet(backbone, data, None, _config(), tmp_path / "full", resume=False, progress=False)
-        cut = train_controlnet(backbone, data, None, _config(), tmp_path / "cut", resume=False, progress=False, stop_after=5)
+        cut = train_controlnet(
+            backbone, data, None, _config(), tmp_path / "cut", resume=False, progress=False, stop_after=5
+        )
         assert not cut.completed and cut.checkpoint_dir.name == "step-00000004"  # step 5 was lost, as in a kill
         resumed = train_controlnet(backbone, data, None, _config(), tmp_path / "cut", resume=True, progress=False)
     finally:

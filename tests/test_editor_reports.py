@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from align_core.io.video_io import read_frame
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest, UnreportedEdit, edit_with_report
 from align_core.stimuli.editing.render import edit_limits
 from align_core.stimuli.editing.salience import SalienceEditor
-from align_core.io.video_io import read_frame
 
 
 class EditOnly:
@@ -50,8 +50,17 @@ def _request(shared_data, kind: str = "boost") -> KeyframeEditRequest:
     protect[:10, :40] = True
     attention = np.full((height, width), 0.2, np.float32)
     return KeyframeEditRequest(
-        frame=frame, mask=mask, attention=attention, target_control=np.stack([mask.astype(np.float32), attention * mask]),
-        original_alignment=0.2, target_alignment=0.3, allowed=~protect, kind=kind, strength=0.8, seed=0, protect=protect,
+        frame=frame,
+        mask=mask,
+        attention=attention,
+        target_control=np.stack([mask.astype(np.float32), attention * mask]),
+        original_alignment=0.2,
+        target_alignment=0.3,
+        allowed=~protect,
+        kind=kind,
+        strength=0.8,
+        seed=0,
+        protect=protect,
     )
 
 
@@ -80,4 +89,8 @@ def test_own_reports_and_the_protocol_default(shared_data) -> None:
     frame, inherited = subclassed.edit_with_report(request)
     assert isinstance(inherited, UnreportedEdit) and np.array_equal(frame, edited)
     same, identity = edit_with_report(subclassed, _request(shared_data, "identity"))
-    assert identity.to_dict()["kind"] == "identity" and abs(identity.ssim - 1.0) < 1e-9 and np.array_equal(same, request.frame)
+    assert (
+        identity.to_dict()["kind"] == "identity"
+        and abs(identity.ssim - 1.0) < 1e-9
+        and np.array_equal(same, request.frame)
+    )

@@ -80,40 +80,52 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
 from align_assets.definitions import all_assets
-from align_assets.runner import failure_messages
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
+from align_assets.runner import failure_messages
 from align_assets.sensors import new_video_sensor
 from align_core.experiments.ab_results import REQUIRED_COLUMNS, scan_inbox
-from align_demo.ab_simulator import simulate_ab_rows
+from align_core.inputs.ids import InvalidVideoIdError
+from align_core.inputs.video_import import import_videos, video_ids_in_inbox
 from align_core.io.arrays import save_mask_stack
 from align_core.io.atomic import atomic_directory, atomic_path
-from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
-from align_core.inputs.ids import InvalidVideoIdError
 from align_core.io.layout import DataLayout
-from align_core.perception.masks import load_keyword_masks
-from align_core.inputs.video_import import import_videos, video_ids_in_inbox
 from align_core.io.video_io import probe_video, read_frames, write_video
+from align_core.perception.masks import load_keyword_masks
+from align_demo.ab_simulator import simulate_ab_rows
+from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-video stages up to the plans, sped up for 144x256 demo clips (the procedure is unchanged).
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
+PERCEPTION = [
+    "video_catalog",
+    "attention_maps",
+    "keyword_masks",
+    "control_tensors",
+    "variant_plans",
+    "protected_regions",
+]
 FAST_OPS = {
     "attention_maps": {"config": {"keyframe_stride": 12}},
     "variant_videos": {"config": {"keyframe_stride": 8, "calibration_frames": 2}},
 }
 
 
-def run(layout: DataLayout, instance: DagsterInstance, selection: list[str], key: str | None = None,
-        ops: dict | None = None):
+def run(
+    layout: DataLayout, instance: DagsterInstance, selection: list[str], key: str | None = None, ops: dict | None = None
+):
     """Materialize ``selection`` (asset names) in process; never raises, returns the result."""
     wanted = set(selection)
     config = {**QUIET, "ops": {k: v for k, v in (ops or FAST_OPS).items() if k in wanted}}
     return materialize(
-        all_assets, selection=[AssetKey(name) for name in selection], partition_key=key, instance=instance,
+        all_assets,
+        selection=[AssetKey(name) for name in selection],
+        partition_key=key,
+        instance=instance,
         resources=default_resources(data_dir=layout.root, profile="demo", scorer=ScorerResource(max_long_side=128)),
-        raise_on_error=False, run_config=config,
+        raise_on_error=False,
+        run_config=config,
     )
 
 
@@ -154,8 +166,16 @@ def corpus(tmp_path_factory, shared_data: Path):
     """Five 144x256 demo ads (about 4 s at 12 fps, three given scenes each, sound, masks)."""
     layout = DataLayout(tmp_path_factory.mktemp("corpus") / "data").ensure()
     made = generate_demo_corpus(
-        layout, n_videos=5, seed=5, keywords_source=shared_data / "keywords.csv", width=144, height=256,
-        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(3.75, 4.0),
+        layout,
+        n_videos=5,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(3.75, 4.0),
     )
     return layout, made.video_ids
 
@@ -179,7 +199,7 @@ def graph(tmp_path_factory, corpus):
     layout, ids = fresh_layout(tmp_path_factory.mktemp("graph"), corpus)
     keywords = pd.read_csv(layout.keywords_csv, dtype=str, keep_default_na=False)
     screened = {ids[2]: "", ids[3]: "shop now", ids[4]: "free shipping"}
-    keywords["keyword_list[0]"] = [screened.get(v, k) for v, k in zip(keywords["_id"], keywords["keyword_list[0]"])]
+    keywords["keyword_list[0]"] = [screened.get(v, k) for v, k in zip(keywords["_id"], keywords["keyword_list[0]"], strict=False)]
     keywords.to_csv(layout.keywords_csv, index=False)
     instance = instance_with(ids)
     results = {key: run(layout, instance, PERCEPTION, key) for key in ids}
@@ -271,7 +291,10 @@ def test_b_replaced_by_corrupt_file_keeps_previous_outputs(tmp_path: Path, corpu
         assert run(layout, instance, ["video_catalog"], other).success  # the rest goes on
         assert run(layout, instance, ["videos", "scenes"]).success
         assert table_rows(layout, query) == row_before and len(row_before) == 1
-        assert table_rows(layout, f"SELECT * FROM scenes WHERE video_id = '{victim}' ORDER BY scene_number") == scenes_before
+        assert (
+            table_rows(layout, f"SELECT * FROM scenes WHERE video_id = '{victim}' ORDER BY scene_number")
+            == scenes_before
+        )
         assert table_rows(layout, "SELECT count(*) FROM videos") == [(2,)]
 
 
@@ -413,16 +436,21 @@ def test_f_escaping_partition_fails_and_sensor_ignores_bad_names(tmp_path: Path,
         assert run(layout, instance, ["video_catalog"], "good-clip").success
 
     handler = _Collect()
-    with DagsterInstance.ephemeral() as instance, build_sensor_context(
-        instance=instance, resources=default_resources(data_dir=layout.root)
-    ) as context:
+    with (
+        DagsterInstance.ephemeral() as instance,
+        build_sensor_context(instance=instance, resources=default_resources(data_dir=layout.root)) as context,
+    ):
         context.log.addHandler(handler)
         context.log.propagate = False  # collected here, not printed
         result = new_video_sensor(context)
     assert result.dynamic_partitions_requests[0].partition_keys == ["good-clip"]
     assert [r.partition_key for r in result.run_requests] == ["good-clip"]
     logged = "\n".join(handler.messages)
-    for stem, why in (("bad id", "is not allowed"), ("a..b", "is not allowed"), ("7.2E+18", "is in scientific notation")):
+    for stem, why in (
+        ("bad id", "is not allowed"),
+        ("a..b", "is not allowed"),
+        ("7.2E+18", "is in scientific notation"),
+    ):
         assert f"ignored: file {stem}.mkv: video id '{stem}' {why}" in logged, logged
     assert "notes.txt: not a video file" in logged
     assert "..mkv" not in logged  # a dotfile is hidden (like atomic temp files) and skipped silently
@@ -474,11 +502,23 @@ def test_g_checkpoint_asset_resumes_its_run(graph) -> None:
 
     layout, ids, screened, instance, _ = graph
     product = sorted(set(ids) - set(screened))[:2]
-    tiny = {"controlnet_checkpoint": {"config": {
-        "steps": 4, "batch_size": 2, "checkpoint_every": 2, "validate_every": 0, "warmup_steps": 1,
-        "resolution": 32, "frame_stride": 8, "max_frames_per_video": 2, "val_fraction": 0.0,
-        "keep_last": 3, "training_videos": product,
-    }}}
+    tiny = {
+        "controlnet_checkpoint": {
+            "config": {
+                "steps": 4,
+                "batch_size": 2,
+                "checkpoint_every": 2,
+                "validate_every": 0,
+                "warmup_steps": 1,
+                "resolution": 32,
+                "frame_stride": 8,
+                "max_frames_per_video": 2,
+                "val_fraction": 0.0,
+                "keep_last": 3,
+                "training_videos": product,
+            }
+        }
+    }
     base = layout.artifact_dir("controlnet_checkpoint")
     threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
@@ -491,7 +531,9 @@ def test_g_checkpoint_asset_resumes_its_run(graph) -> None:
 
         again = run(layout, instance, ["controlnet_checkpoint"], ops=tiny)  # same config and data: same run
         assert again.success
-        assert again.asset_materializations_for_node("controlnet_checkpoint")[0].metadata["checkpoint_sha256"].value == sha
+        assert (
+            again.asset_materializations_for_node("controlnet_checkpoint")[0].metadata["checkpoint_sha256"].value == sha
+        )
         assert [p.name for p in (base / "runs").iterdir()] == [run_dir.name]
 
         # A kill after the step-2 checkpoint: the step-4 checkpoint and the final export never happened.
@@ -575,8 +617,9 @@ def test_h_sigkill_while_writing_leaves_previous_file(tmp_path: Path) -> None:
     target = inbox / "export.csv"
     target.write_bytes(b"experiment_id,video_id\nexp-1,v1\n")
     before = target.read_bytes()
-    child = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=REPO_ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -614,7 +657,9 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
         stored = sorted(table_rows(layout, "SELECT * FROM ab_results"))
         assert len(stored) == len(rows)
 
-        new = simulate_ab_rows(videos, seed=2, days=1, segments=("all",), impressions_per_arm=500, experiment_id="exp-new")
+        new = simulate_ab_rows(
+            videos, seed=2, days=1, segments=("all",), impressions_per_arm=500, experiment_id="exp-new"
+        )
         new.to_csv(layout.ab_inbox_dir / "good.csv", index=False)
         bad = new.copy()
         bad["experiment_id"] = "exp-bad"
@@ -622,7 +667,8 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
         bad.loc[2, "variant"] = "super_boost"
         bad.to_csv(layout.ab_inbox_dir / "bad-rows.csv", index=False)
         new.drop(columns=["conversions"]).assign(experiment_id="exp-bad2").to_csv(
-            layout.ab_inbox_dir / "bad-columns.csv", index=False)
+            layout.ab_inbox_dir / "bad-columns.csv", index=False
+        )
 
         result = run(layout, instance, ["ab_results"])
         assert result.success, failure_messages(result)
@@ -632,7 +678,11 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
 
     rejected = layout.ab_inbox_dir / "rejected"
     assert sorted(p.name for p in rejected.iterdir()) == [
-        "bad-columns.csv", "bad-columns.csv.errors.txt", "bad-rows.csv", "bad-rows.csv.errors.txt"]
+        "bad-columns.csv",
+        "bad-columns.csv.errors.txt",
+        "bad-rows.csv",
+        "bad-rows.csv.errors.txt",
+    ]
     errors = (rejected / "bad-rows.csv.errors.txt").read_text()
     clicks = int(bad.loc[1, "clicks"])
     assert f"bad-rows.csv: row 2 (line 3): clicks ({clicks}) > impressions ({int(bad.loc[1, 'impressions'])})" in errors

@@ -5,7 +5,6 @@ variants that passed their checks are eligible for an experiment.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from align_core.measurement.manipulation import CheckThresholds, manipulation_check
 from align_core.stimuli.plans import plan_variants

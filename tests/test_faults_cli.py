@@ -23,7 +23,9 @@ def test_demo_refuses_a_directory_with_user_inputs(tmp_path: Path, shared_data: 
     layout = DataLayout(tmp_path / "mine").ensure()
     layout.keywords_csv.write_text("_id,keyword_list[0]\nmy-ad,bottle\n")
     layout.alignment_csv.write_text("video id,Scene Number\nmy-ad,1\n")
-    (layout.videos_dir / "my-ad.mp4").write_bytes((shared_data / "videos" / "fruit-and-vegetable-detection.mp4").read_bytes())
+    (layout.videos_dir / "my-ad.mp4").write_bytes(
+        (shared_data / "videos" / "fruit-and-vegetable-detection.mp4").read_bytes()
+    )
     layout.warehouse_path.write_bytes(b"user warehouse")
     before = _snapshot(layout.root)
     status = demo.main(["--data-dir", str(layout.root), "--videos", "1", "--no-real-clips"])
@@ -86,9 +88,18 @@ class _Collect(logging.Handler):
 def spreadsheet_ids(tmp_path: Path, shared_data: Path):
     """One demo video plus a row in each CSV whose id a spreadsheet turned into 7.22E+18."""
     layout = DataLayout(tmp_path / "data").ensure()
-    made = generate_demo_corpus(layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144,
-                                height=256, n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0,
-                                duration_range_s=(3.75, 4.0))
+    made = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(3.75, 4.0),
+    )
     with layout.keywords_csv.open("a") as handle:
         handle.write("7.22E+18,bottle\n")
     lines = layout.alignment_csv.read_text().splitlines()
@@ -103,24 +114,35 @@ def test_csv_rows_without_a_video_reach_table_catalog_sensor_and_console(spreads
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
         resources = default_resources(data_dir=layout.root, profile="demo")
-        result = materialize(all_assets, selection=[AssetKey("video_catalog"), AssetKey("csv_problems")], partition_key=key,
-                             instance=instance, resources=resources, run_config=QUIET)
+        result = materialize(
+            all_assets,
+            selection=[AssetKey("video_catalog"), AssetKey("csv_problems")],
+            partition_key=key,
+            instance=instance,
+            resources=resources,
+            run_config=QUIET,
+        )
         assert result.success
         catalog = result.asset_materializations_for_node("video_catalog")[0].metadata
         assert catalog["csv_problems_without_video"].value == 2
         assert "7.22E+18" in catalog["csv_problems_without_video_list"].value
 
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
-    rows = con.execute("SELECT file, line, \"column\", value, problem FROM csv_problems WHERE video_id IS NULL ORDER BY file").fetchall()
+    rows = con.execute(
+        'SELECT file, line, "column", value, problem FROM csv_problems WHERE video_id IS NULL ORDER BY file'
+    ).fetchall()
     con.close()
     assert [(Path(f).name, line, column, value) for f, line, column, value, _ in rows] == [
-        ("alignment_score.csv", bad_line, "video id", "7.22E+18"), ("keywords.csv", 3, "_id", "7.22E+18")]
+        ("alignment_score.csv", bad_line, "video id", "7.22E+18"),
+        ("keywords.csv", 3, "_id", "7.22E+18"),
+    ]
     assert all("scientific notation" in problem for *_, problem in rows)
 
     handler = _Collect()
-    with DagsterInstance.ephemeral() as instance, build_sensor_context(
-        instance=instance, resources=default_resources(data_dir=layout.root)
-    ) as context:
+    with (
+        DagsterInstance.ephemeral() as instance,
+        build_sensor_context(instance=instance, resources=default_resources(data_dir=layout.root)) as context,
+    ):
         context.log.addHandler(handler)
         context.log.propagate = False
         new_video_sensor(context)
@@ -147,8 +169,13 @@ def test_import_lists_every_file_it_leaves_out(tmp_path: Path, shared_data: Path
     (folder / "notes.txt").write_text("brief")
     data = tmp_path / "data"
     env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "align_assets.register", str(folder), "--data-dir", str(data)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "align_assets.register", str(folder), "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "skipped empty.mp4: file is empty (0 bytes)" in done.stderr
     assert "skipped .hidden.mp4: hidden file" in done.stderr
@@ -173,9 +200,18 @@ def test_backfill_lists_unsafe_file_names(tmp_path: Path, shared_data: Path, cap
 
 def test_csv_row_problems_are_a_readable_list_on_the_console(tmp_path: Path, shared_data: Path) -> None:
     layout = DataLayout(tmp_path / "data").ensure()
-    made = generate_demo_corpus(layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144,
-                                height=256, n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0,
-                                duration_range_s=(3.75, 4.0))
+    made = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(3.75, 4.0),
+    )
     lines = layout.alignment_csv.read_text().splitlines()
     cells = lines[1].split(",")
     cells[2] = "7"  # attention_proportion outside [0, 1]
@@ -187,8 +223,11 @@ def test_csv_row_problems_are_a_readable_list_on_the_console(tmp_path: Path, sha
         warnings.simplefilter("always")
         demo.quiet_dagster_warnings()
         failures = demo.materialize_everything(
-            made.video_ids, instance=instance, resources=default_resources(data_dir=layout.root, profile="demo"),
-            assets=["video_catalog"], log=lambda *_: None,
+            made.video_ids,
+            instance=instance,
+            resources=default_resources(data_dir=layout.root, profile="demo"),
+            assets=["video_catalog"],
+            log=lambda *_: None,
         )
     message = failures[made.video_ids[0]][0]
     assert "line 2, column 'attention_proportion', value '7': is outside [0.0, 1.0]" in message
@@ -228,22 +267,43 @@ def test_lpips_weights_are_looked_up_under_the_data_directory(tmp_path: Path, mo
 def test_a_moved_data_directory_still_finds_its_inputs(tmp_path: Path, shared_data: Path) -> None:
     """Item 3: artifacts store paths relative to the data directory."""
     layout = DataLayout(tmp_path / "before" / "data").ensure()
-    made = generate_demo_corpus(layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144,
-                                height=256, n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0,
-                                duration_range_s=(3.75, 4.0))
+    made = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(3.75, 4.0),
+    )
     key = made.video_ids[0]
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
-        assert materialize(all_assets, selection=[AssetKey("video_catalog")], partition_key=key, instance=instance,
-                           resources=default_resources(data_dir=layout.root, profile="demo"), run_config=QUIET).success
+        assert materialize(
+            all_assets,
+            selection=[AssetKey("video_catalog")],
+            partition_key=key,
+            instance=instance,
+            resources=default_resources(data_dir=layout.root, profile="demo"),
+            run_config=QUIET,
+        ).success
         catalog_json = (layout.artifact_dir("video_catalog", key) / "catalog.json").read_text()
         assert str(tmp_path) not in catalog_json
         moved = DataLayout(tmp_path / "after" / "data")
         moved.root.parent.mkdir()
         shutil.move(layout.root, moved.root)
-        result = materialize(all_assets, selection=[AssetKey("keyword_masks")], partition_key=key, instance=instance,
-                             resources=default_resources(data_dir=moved.root, profile="demo"), run_config=QUIET,
-                             raise_on_error=False)
+        result = materialize(
+            all_assets,
+            selection=[AssetKey("keyword_masks")],
+            partition_key=key,
+            instance=instance,
+            resources=default_resources(data_dir=moved.root, profile="demo"),
+            run_config=QUIET,
+            raise_on_error=False,
+        )
         assert result.success, demo.failure_messages(result)
 
 
@@ -251,7 +311,10 @@ def test_checkpoint_without_training_samples_says_what_to_do(tmp_path: Path) -> 
     layout = DataLayout(tmp_path / "data").ensure()
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            all_assets, selection=[AssetKey("controlnet_checkpoint")], instance=instance, raise_on_error=False,
+            all_assets,
+            selection=[AssetKey("controlnet_checkpoint")],
+            instance=instance,
+            raise_on_error=False,
             resources=default_resources(data_dir=layout.root, profile="demo"),
             run_config={**QUIET, "ops": {"controlnet_checkpoint": {"config": {"training_videos": ["not-catalogued"]}}}},
         )

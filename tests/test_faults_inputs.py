@@ -16,18 +16,27 @@ import numpy as np
 import pytest
 from test_render import FPS, SCENES, synthetic_ad
 
-from align_core.stimuli.editing.render import StrengthMap, render_variants
-from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.video_io import VideoError, probe_video, read_frames
 from align_core.measurement.manipulation import check_rendered_variants
 from align_core.measurement.quality import evaluate_variants
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import VideoError, probe_video, read_frames
 
 
-def write_with_pyav(path: Path, frames: np.ndarray, *, fps: Fraction = Fraction(FPS), codec: str = "libx264",
-                    pix_fmt: str = "yuv444p", options: dict | None = None, pts: list[int] | None = None,
-                    time_base: Fraction | None = None, audio_seconds: float | None = None,
-                    rotate: int | None = None) -> Path:
+def write_with_pyav(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    fps: Fraction = Fraction(FPS),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv444p",
+    options: dict | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    audio_seconds: float | None = None,
+    rotate: int | None = None,
+) -> Path:
     """A real video written straight with PyAV (the platform's writer would pad or normalise it)."""
     container = av.open(str(path), "w", format="mp4")
     stream = container.add_stream(codec, rate=fps)
@@ -70,14 +79,23 @@ def test_odd_sizes_pass_quality_and_the_check_on_like_sizes(tmp_path: Path, crop
     attention = np.where(masks, 0.3, 0.1).astype(np.float32)
     a = (attention * masks).sum(axis=(1, 2)) / attention.sum(axis=(1, 2))
     plans = plan_variants("odd", a, FPS, SCENES)
-    result = render_variants(source, plans, masks, attention, SalienceEditor(), tmp_path / "out", keyframe_stride=4,
-                             strength_map=StrengthMap())
+    result = render_variants(
+        source,
+        plans,
+        masks,
+        attention,
+        SalienceEditor(),
+        tmp_path / "out",
+        keyframe_stride=4,
+        strength_map=StrengthMap(),
+    )
     rendered = probe_video(result.variant_paths["baseline"])
     assert (rendered.height, rendered.width) == (height + height % 2, width + width % 2)  # padded to even
     quality = evaluate_variants(source, result.variant_paths, plans, masks)
     assert len(quality) == len(result.variant_paths)
-    report = check_rendered_variants(plans, source, result.variant_paths, masks,
-                                     lambda frame: np.where(np.ones(frame.shape[:2]), 1.0, 0.0))
+    report = check_rendered_variants(
+        plans, source, result.variant_paths, masks, lambda frame: np.where(np.ones(frame.shape[:2]), 1.0, 0.0)
+    )
     assert set(report.verdicts["variant"]) == set(result.variant_paths)
 
 
@@ -125,8 +143,9 @@ def test_audio_longer_than_video_keeps_the_video_length(tmp_path: Path) -> None:
 def test_variable_frame_rate_is_refused_with_the_fix(tmp_path: Path) -> None:
     frames, _ = synthetic_ad()
     stamps = [int(i * 1000 / 12) if i < 12 else int(1000 + (i - 12) * 1000 / 4) for i in range(len(frames))]
-    source = write_with_pyav(tmp_path / "vfr.mp4", frames, pix_fmt="yuv420p", pts=stamps, time_base=Fraction(1, 1000),
-                             options={"bf": "0"})
+    source = write_with_pyav(
+        tmp_path / "vfr.mp4", frames, pix_fmt="yuv420p", pts=stamps, time_base=Fraction(1, 1000), options={"bf": "0"}
+    )
     with pytest.raises(VideoError, match=r"vfr.mp4: has a variable frame rate .*re-encode it at a constant rate"):
         probe_video(source)
 

@@ -25,21 +25,32 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, materialize
 
 from align_assets.definitions import all_assets
-from align_assets.runner import prepare_instance
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
+from align_assets.runner import prepare_instance
 from align_core.io.atomic import atomic_directory, reclaim_temporaries
-from align_demo.corpus import generate_demo_corpus
 from align_core.io.layout import DataLayout
+from align_demo.corpus import generate_demo_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PERCEPTION = ["video_catalog", "attention_maps", "keyword_masks", "control_tensors", "variant_plans", "protected_regions"]
+PERCEPTION = [
+    "video_catalog",
+    "attention_maps",
+    "keyword_masks",
+    "control_tensors",
+    "variant_plans",
+    "protected_regions",
+]
 
 
 def _env(layout: DataLayout) -> dict[str, str]:
     return {
-        **os.environ, "ALIGN_DATA_DIR": str(layout.root), "DAGSTER_HOME": str(layout.dagster_home),
-        "PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        "ALIGN_DATA_DIR": str(layout.root),
+        "DAGSTER_HOME": str(layout.dagster_home),
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONUNBUFFERED": "1",
     }
 
 
@@ -52,8 +63,16 @@ def planned(tmp_path: Path, shared_data: Path, monkeypatch):
     """One 144x256 demo ad planned (catalog -> plans) in a persistent instance, as ``make demo`` leaves it."""
     layout = DataLayout(tmp_path / "data").ensure()
     made = generate_demo_corpus(
-        layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144, height=256,
-        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(3.75, 4.0),
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(3.75, 4.0),
     )
     monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
     prepare_instance(layout.dagster_home)
@@ -61,10 +80,15 @@ def planned(tmp_path: Path, shared_data: Path, monkeypatch):
     with DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, [key])
         result = materialize(
-            all_assets, selection=[AssetKey(name) for name in PERCEPTION], partition_key=key, instance=instance,
+            all_assets,
+            selection=[AssetKey(name) for name in PERCEPTION],
+            partition_key=key,
+            instance=instance,
             resources=default_resources(data_dir=layout.root, profile="demo", scorer=ScorerResource(max_long_side=128)),
-            run_config={"ops": {"attention_maps": {"config": {"keyframe_stride": 12}}},
-                        "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            run_config={
+                "ops": {"attention_maps": {"config": {"keyframe_stride": 12}}},
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+            },
         )
         assert result.success
     return layout, key
@@ -90,7 +114,9 @@ def test_killed_run_is_reclaimed_and_the_next_run_finishes(planned) -> None:
     victim.wait()
     assert list(out_dir.glob(f".{key}.tmp-*")), "the kill must leave the temporary folder behind"
     # The salience editor's renders take no gpu slot (only diffusion steps do): kill a run that holds one too.
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "holding"
     holder.kill()
     holder.wait()
@@ -126,16 +152,23 @@ HOLDER = textwrap.dedent(
 @pytest.mark.slow
 def test_blocked_cli_says_so_and_ctrl_c_stops_it(planned) -> None:
     layout, _ = planned
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         # the checkpoint trains in the gpu pool (the demo's salience renders need no GPU, so no pool)
         # A terminal's Ctrl-C reaches a process whose SIGINT is not ignored; a test suite started in the
         # background (`make test &`) ignores it, and children inherit that, so the CLI starts as from a terminal.
         # PYTHONFAULTHANDLER: if Ctrl-C is not honoured in time, SIGABRT below makes it print where every thread is.
-        cli = subprocess.Popen(_backfill(layout, "controlnet_checkpoint"), env={**_env(layout), "PYTHONFAULTHANDLER": "1"},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        cli = subprocess.Popen(
+            _backfill(layout, "controlnet_checkpoint"),
+            env={**_env(layout), "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         lines = []
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -189,7 +222,9 @@ def test_a_run_marked_cancelled_gives_its_slot_back(tmp_path: Path, monkeypatch)
     layout = DataLayout(tmp_path / "data").ensure()
     monkeypatch.setenv("DAGSTER_HOME", str(layout.dagster_home))
     prepare_instance(layout.dagster_home)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "120"], env=_env(layout), stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "holding"
     holder.kill()
     holder.wait()

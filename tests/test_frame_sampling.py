@@ -25,7 +25,9 @@ def _plans(frame_count: int, fps: float, scenes: list[tuple[int, int]]):
 
 
 @pytest.mark.parametrize("stride", [1, 3, 8, 30, 1000])
-def test_the_sample_holds_the_first_and_last_frame_of_every_scene_and_window_and_no_gap_exceeds_the_stride(stride: int) -> None:
+def test_the_sample_holds_the_first_and_last_frame_of_every_scene_and_window_and_no_gap_exceeds_the_stride(
+    stride: int,
+) -> None:
     # a 60 s ad at 30 fps cut every 5 s, with a cut that does not fall on a window boundary
     count, fps = 1800, 30.0
     scenes = [(a, min(a + 150, count)) for a in range(0, count, 150)]
@@ -66,7 +68,11 @@ def test_the_stride_comes_from_the_frame_budget() -> None:
 
 def test_analysis_factor_and_block_means() -> None:
     assert analysis_factor(1920, 1080, 640) == 3 and analysis_factor(1080, 1920, 960) == 2
-    assert analysis_factor(512, 288, 640) == 1 and analysis_factor(1920, 1080, None) == 1 and analysis_factor(1920, 1080, 0) == 1
+    assert (
+        analysis_factor(512, 288, 640) == 1
+        and analysis_factor(1920, 1080, None) == 1
+        and analysis_factor(1920, 1080, 0) == 1
+    )
     image = np.arange(7 * 9 * 3, dtype=np.float32).reshape(7, 9, 3)
     small = downscale(image, 3)
     assert small.shape == (2, 3, 3)

@@ -15,8 +15,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NEVER_IN_CORE = ("align_assets", "dagster", "dagster_duckdb", "dagster_postgres", "dagster_k8s", "dagster_celery",
-                 "dagster_webserver", "align_demo")
+NEVER_IN_CORE = (
+    "align_assets",
+    "dagster",
+    "dagster_duckdb",
+    "dagster_postgres",
+    "dagster_k8s",
+    "dagster_celery",
+    "dagster_webserver",
+    "align_demo",
+)
 PRODUCTION_CLIS = ("align_assets/backfill.py", "align_assets/register.py", "align_assets/runner.py", "analysis/cli.py")
 
 

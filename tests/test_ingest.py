@@ -88,7 +88,9 @@ def test_non_utf8_names_the_line(tmp_path: Path) -> None:
 
 
 def test_keyword_id_problems(tmp_path: Path) -> None:
-    path = write(tmp_path, "_id,keyword_list[0]\n7228023352396972034,shoes\n7228023352396972034,bag\n7.2E+18,x\n", "keywords.csv")
+    path = write(
+        tmp_path, "_id,keyword_list[0]\n7228023352396972034,shoes\n7228023352396972034,bag\n7.2E+18,x\n", "keywords.csv"
+    )
     table = read_keywords(path)
     messages = [str(p) for p in table.problems]
     assert any("duplicate id" in m and "line 3" in m for m in messages)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from align_core.inputs.research_csvs import read_keywords
 from align_core.inputs.keywords import screen_keyword
+from align_core.inputs.research_csvs import read_keywords
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,15 @@ from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
 
-def test_large_corpus_definitions_load_and_hold_the_real_corpus_in_108_batches(shared_data: Path, tmp_path: Path) -> None:
+def test_large_corpus_definitions_load_and_hold_the_real_corpus_in_108_batches(
+    shared_data: Path, tmp_path: Path
+) -> None:
     Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {node.key.to_user_string() for node in graph.asset_nodes if node.is_materializable} == {"attention_maps", "variant_plans"}
+    assert {node.key.to_user_string() for node in graph.asset_nodes if node.is_materializable} == {
+        "attention_maps",
+        "variant_plans",
+    }
     ids = pd.read_csv(shared_data / "keywords.csv", dtype=str, usecols=["_id"])["_id"].drop_duplicates().tolist()
     assert len(ids) > 100_000
     batches = batch_keys(ids, date(2026, 11, 25))

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
+from align_core.measurement.perceptual_budget import PerceptualBudget, downsample_factor, measure
 from align_core.stimuli.editing.base import KeyframeEditRequest
 from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
 from align_core.stimuli.editing.render import DeferredArray, auto_encoder_preset
 from align_core.stimuli.editing.salience import SalienceEditor, fast_gaussian_blur
-from align_core.measurement.perceptual_budget import PerceptualBudget, downsample_factor, measure
 
 # 768x1024: large enough for the large-frame path (the budget measures at a third of the size)
 HEIGHT, WIDTH = 1024, 768
@@ -24,12 +24,21 @@ def _frame(seed: int = 0, shift: int = 0) -> np.ndarray:
     return np.ascontiguousarray(canvas[shift : shift + HEIGHT])
 
 
-def _request(frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, allowed: np.ndarray | None = None) -> KeyframeEditRequest:
+def _request(
+    frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, allowed: np.ndarray | None = None
+) -> KeyframeEditRequest:
     return KeyframeEditRequest(
-        frame=frame, mask=mask, attention=DeferredArray((HEIGHT, WIDTH), np.float32, lambda: np.zeros((HEIGHT, WIDTH), np.float32)),  # type: ignore[arg-type]
+        frame=frame,
+        mask=mask,
+        attention=DeferredArray((HEIGHT, WIDTH), np.float32, lambda: np.zeros((HEIGHT, WIDTH), np.float32)),  # type: ignore[arg-type]
         target_control=DeferredArray((2, HEIGHT, WIDTH), np.float32, lambda: np.zeros((2, HEIGHT, WIDTH), np.float32)),  # type: ignore[arg-type]
-        original_alignment=0.2, target_alignment=0.3, allowed=~protect if allowed is None else allowed,
-        kind=kind, strength=0.9, seed=0, protect=protect,  # type: ignore[arg-type]
+        original_alignment=0.2,
+        target_alignment=0.3,
+        allowed=~protect if allowed is None else allowed,
+        kind=kind,
+        strength=0.9,
+        seed=0,
+        protect=protect,  # type: ignore[arg-type]
     )
 
 
@@ -58,7 +67,9 @@ def test_large_frame_edits_keep_the_budget_and_the_protected_pixels(regions, kin
         assert figures.ssim >= budget.min_ssim and figures.delta_e <= budget.max_delta_e, (kind, shift, figures)
         assert np.array_equal(out[protect], frame[protect])
         assert report.delta_e > 0.5  # it did edit, up to the budget
-        assert abs(report.delta_e - figures.delta_e) < 0.05 * max(1.0, figures.delta_e)  # what it reports is what it wrote
+        assert abs(report.delta_e - figures.delta_e) < 0.05 * max(
+            1.0, figures.delta_e
+        )  # what it reports is what it wrote
 
 
 def test_large_frame_placebo_matches_the_boost_magnitude(regions):

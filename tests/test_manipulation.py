@@ -9,10 +9,7 @@ import pytest
 from test_render import FPS, SCENES, synthetic_ad, write_source
 from test_salience_editor import spectral_residual_attention
 
-from align_core.stimuli.editing.base import KeyframeEditRequest
-from align_core.stimuli.editing.propagation import keyframe_indices
-from align_core.stimuli.editing.render import StrengthMap, render_variants
-from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.video_io import read_frames
 from align_core.measurement.manipulation import (
     CheckThresholds,
     alignment,
@@ -20,8 +17,11 @@ from align_core.measurement.manipulation import (
     check_rendered_variants,
     manipulation_check,
 )
+from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.propagation import keyframe_indices
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import read_frames
 
 STRIDE = 4
 
@@ -65,16 +65,20 @@ def setup(tmp_path_factory):
     source = write_source(root / "ad_2.mp4", frames)
     decoded = read_frames(source)  # the platform scores the decoded video, as the check does
     attention = np.stack([spectral_residual_attention(f) for f in decoded])
-    a = np.array([alignment(att, m) for att, m in zip(attention, masks)])
+    a = np.array([alignment(att, m) for att, m in zip(attention, masks, strict=False)])
     plans = plan_variants("ad_2", a, FPS, SCENES)
     keys = keyframe_indices(SCENES, STRIDE)
-    strength_map, points = calibrate_strength_map(SalienceEditor(), decoded[keys], masks[keys], spectral_residual_attention)
+    strength_map, points = calibrate_strength_map(
+        SalienceEditor(), decoded[keys], masks[keys], spectral_residual_attention
+    )
     return root, source, frames, masks, attention, plans, strength_map, points
 
 
 def render_and_check(setup, editor, name: str):
     root, source, _frames, masks, attention, plans, strength_map, _points = setup
-    result = render_variants(source, plans, masks, attention, editor, root / name, keyframe_stride=STRIDE, strength_map=strength_map)
+    result = render_variants(
+        source, plans, masks, attention, editor, root / name, keyframe_stride=STRIDE, strength_map=strength_map
+    )
     return check_rendered_variants(plans, source, result.variant_paths, masks, spectral_residual_attention)
 
 

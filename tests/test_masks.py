@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from align_core.io.arrays import save_mask_stack
+from align_core.io.video_io import read_frames
 from align_core.perception.masks import (
     DEFAULT_THRESHOLD,
     KeywordSegmenter,
@@ -17,14 +18,15 @@ from align_core.perception.masks import (
     save_keyword_masks,
     segment_video,
 )
-from align_core.io.video_io import read_frames
 
 HELP_FRAMES, HELP_H, HELP_W = 58, 480, 640
 
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-to-unicode table (what CLIP's BPE vocabulary is built on)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = printable[:]
     extra = 0
     for byte in range(256):
@@ -32,7 +34,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             printable.append(byte)
             codes.append(256 + extra)
             extra += 1
-    return dict(zip(printable, (chr(c) for c in codes)))
+    return dict(zip(printable, (chr(c) for c in codes), strict=False))
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +52,28 @@ def tiny_clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
     config = CLIPSegConfig(
         text_config=dict(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
         ),
-        projection_dim=16, extract_layers=(1, 2), reduce_dim=16, decoder_num_attention_heads=2,
+        projection_dim=16,
+        extract_layers=(1, 2),
+        reduce_dim=16,
+        decoder_num_attention_heads=2,
         decoder_intermediate_size=32,
     )
     torch.manual_seed(0)
@@ -205,5 +221,5 @@ def test_screened_keyword_skips_model(help_video: Path) -> None:
 
 
 def test_unknown_segmenter_lists_available() -> None:
-    with pytest.raises(ValueError, match="annotated, clipseg, clipseg\+annotated, provided"):
+    with pytest.raises(ValueError, match=r"annotated, clipseg, clipseg\+annotated, provided"):
         make_segmenter("sam")

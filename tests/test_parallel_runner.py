@@ -20,8 +20,14 @@ from align_demo.corpus import generate_demo_corpus
 def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, shared_data: Path, monkeypatch) -> None:
     layout = DataLayout(tmp_path / "data").ensure()
     corpus = generate_demo_corpus(
-        layout, n_videos=3, seed=5, keywords_source=shared_data / "keywords.csv",
-        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.5),
+        layout,
+        n_videos=3,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(4.0, 4.5),
     )
     broken = corpus.video_ids[0]
     (layout.videos_dir / f"{broken}.mp4").write_bytes(b"not an mp4")  # this one must fail alone
@@ -32,7 +38,11 @@ def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, s
     lines: list[str] = []
     with DagsterInstance.get() as instance:
         failures = materialize_everything(
-            corpus.video_ids, instance=instance, assets=["video_catalog", "attention_maps"], workers=2, log=lines.append,
+            corpus.video_ids,
+            instance=instance,
+            assets=["video_catalog", "attention_maps"],
+            workers=2,
+            log=lines.append,
         )
         assert set(failures) == {broken}, failures
         assert broken in failures[broken][0] or "video_catalog" in failures[broken][0]

@@ -92,7 +92,9 @@ def test_large_frames_are_measured_at_wangs_downsampled_scale() -> None:
     big, big_edited = (cv2.resize(x, (1080, 1920), interpolation=cv2.INTER_NEAREST) for x in (small, edited))
     at_small, at_big = measure(small, edited), measure(big, big_edited)
     assert at_big.pixels == at_small.pixels  # a real-size frame, factor 4: the same 480 x 270 grid
-    assert at_big.ssim == pytest.approx(at_small.ssim, abs=1e-6) and at_big.delta_e == pytest.approx(at_small.delta_e, rel=1e-3)
+    assert at_big.ssim == pytest.approx(at_small.ssim, abs=1e-6) and at_big.delta_e == pytest.approx(
+        at_small.delta_e, rel=1e-3
+    )
     product = np.zeros(big.shape[:2], bool)
     product[0:3, 0:3] = True  # touches one 4x4 block: that block is excluded
     assert measure(big, big_edited, product).pixels == at_small.pixels - 1

@@ -8,14 +8,20 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from safetensors.torch import load_file
 
-from align_assets.runner import materialize_everything, prepare_instance
 from align_assets.resources import default_resources
-from align_demo.corpus import generate_demo_corpus
+from align_assets.runner import materialize_everything, prepare_instance
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import probe_video
+from align_demo.corpus import generate_demo_corpus
 
 FAST = {
-    "controlnet_checkpoint": {"steps": 4, "batch_size": 2, "checkpoint_every": 2, "validate_every": 2, "warmup_steps": 1},
+    "controlnet_checkpoint": {
+        "steps": 4,
+        "batch_size": 2,
+        "checkpoint_every": 2,
+        "validate_every": 2,
+        "warmup_steps": 1,
+    },
     "variant_quality": {"measure_every": 4, "lpips_every": 24},
     # The demo's salience editor edits every frame; here the keyframe + DIS-flow path runs through Dagster.
     "variant_videos": {"propagation": "keyframes", "keyframe_stride": 6},
@@ -27,14 +33,23 @@ def pipeline(tmp_path_factory, shared_data: Path):
     root = tmp_path_factory.mktemp("e2e")
     layout = DataLayout(root / "data").ensure()
     corpus = generate_demo_corpus(
-        layout, n_videos=3, seed=3, keywords_source=shared_data / "keywords.csv",
-        n_empty_keywords=1, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.5),
+        layout,
+        n_videos=3,
+        seed=3,
+        keywords_source=shared_data / "keywords.csv",
+        n_empty_keywords=1,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(4.0, 4.5),
     )
     prepare_instance(layout.dagster_home)
     with DagsterInstance.get() as instance:
         failures = materialize_everything(
-            corpus.video_ids, instance=instance, resources=default_resources(data_dir=layout.root, profile="demo"),
-            op_config=FAST, log=lambda *_: None,
+            corpus.video_ids,
+            instance=instance,
+            resources=default_resources(data_dir=layout.root, profile="demo"),
+            op_config=FAST,
+            log=lambda *_: None,
         )
         yield layout, corpus, instance, failures
 
@@ -81,7 +96,12 @@ def test_variant_videos_are_playable_with_audio(pipeline) -> None:
     names = ["baseline", "early_boost", "middle_boost", "late_boost", "full_boost", "reduction", "placebo"]
     for name in names:
         probe = probe_video(out / f"{name}.mp4")
-        assert (probe.video_codec, probe.width, probe.height, probe.frame_count) == ("h264", source.width, source.height, source.frame_count)
+        assert (probe.video_codec, probe.width, probe.height, probe.frame_count) == (
+            "h264",
+            source.width,
+            source.height,
+            source.frame_count,
+        )
         assert probe.fps == pytest.approx(source.fps) and probe.has_audio
     assert probe_video(out / "comparison.mp4").video_codec == "h264"
     assert (out / "contact_sheet.png").stat().st_size > 0
@@ -94,7 +114,9 @@ def test_screened_video_is_skipped_with_reason(pipeline) -> None:
     layout, corpus, instance, _ = pipeline
     screened = next(v for v in corpus.videos if v.keyword_kind != "product")
     records = instance.fetch_materializations(AssetKey("variant_plans"), limit=20).records
-    metadata = next(r.asset_materialization.metadata for r in records if r.asset_materialization.partition == screened.video_id)
+    metadata = next(
+        r.asset_materialization.metadata for r in records if r.asset_materialization.partition == screened.video_id
+    )
     assert metadata["skipped"].value is True and "keyword screened" in metadata["reason"].value
 
 
@@ -112,11 +134,17 @@ def test_checkpoint_is_safetensors_with_recorded_sha(pipeline) -> None:
 def test_rerun_is_idempotent(pipeline) -> None:
     layout, corpus, instance, _ = pipeline
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
-    before = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("variants", "manipulation_check", "ab_results", "scenes")}
+    before = {
+        t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        for t in ("variants", "manipulation_check", "ab_results", "scenes")
+    }
     con.close()
     failures = materialize_everything(
-        corpus.video_ids, instance=instance, resources=default_resources(data_dir=layout.root, profile="demo"),
-        op_config=FAST, log=lambda *_: None,
+        corpus.video_ids,
+        instance=instance,
+        resources=default_resources(data_dir=layout.root, profile="demo"),
+        op_config=FAST,
+        log=lambda *_: None,
     )
     assert failures == {}
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
@@ -174,7 +202,11 @@ def test_controlnet_editor_runs_through_the_asset_on_the_trained_checkpoint(pipe
     defs = build_definitions(resources)
     assert AssetKey("controlnet_checkpoint") in defs.resolve_asset_graph().get(AssetKey("variant_videos")).parent_keys
     result = materialize(
-        list(defs.assets), selection=["variant_videos"], partition_key=edited, instance=instance, resources=resources,
+        list(defs.assets),
+        selection=["variant_videos"],
+        partition_key=edited,
+        instance=instance,
+        resources=resources,
         run_config={"ops": {"variant_videos": {"config": {"keyframe_stride": 24, "propagation": "keyframes"}}}},
     )
     assert result.success
@@ -201,7 +233,9 @@ def test_new_checkpoint_makes_variant_videos_stale_only_for_the_editor_that_uses
     assert status == StaleStatus.FRESH
     retrain = {**FAST["controlnet_checkpoint"], "steps": 6}
     result = materialize(
-        all_assets, selection=["controlnet_checkpoint"], instance=instance,
+        all_assets,
+        selection=["controlnet_checkpoint"],
+        instance=instance,
         resources=default_resources(data_dir=layout.root, profile="demo"),
         run_config={"ops": {"controlnet_checkpoint": {"config": retrain}}},
     )
@@ -223,17 +257,30 @@ def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:
     layout, _, _, _ = pipeline
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants").df()
-    checks = con.execute("SELECT video_id, variant, bool_and(passed) AS passed FROM manipulation_check GROUP BY ALL").df()
+    checks = con.execute(
+        "SELECT video_id, variant, bool_and(passed) AS passed FROM manipulation_check GROUP BY ALL"
+    ).df()
     # issue 11: a variant that changed protected pixels or protected text is not eligible either
-    stimulus = con.execute("SELECT video_id, variant, passed_psnr AND passed_ocr AS stimulus_passed FROM stimulus_check").df()
+    stimulus = con.execute(
+        "SELECT video_id, variant, passed_psnr AND passed_ocr AS stimulus_passed FROM stimulus_check"
+    ).df()
     con.close()
     merged = arms.merge(checks, on=["video_id", "variant"]).merge(stimulus, on=["video_id", "variant"])
     assert len(merged) == len(arms) == 14
     assert (merged["eligible"] == (merged["passed"] & merged["stimulus_passed"])).all()
     assert merged.loc[merged["eligible"], "exclusion_reason"].isna().all()
-    assert merged.loc[~merged["eligible"], "exclusion_reason"].str.match(
-        "manipulation check failed|not manipulable|unreachable|protected (?:region|text) changed").all()
-    assert merged.loc[~merged["stimulus_passed"], "exclusion_reason"].str.contains("protected (?:region|text) changed .*: frame").all()
-    exported = pd.read_csv(layout.ab_inbox_dir / "done" / "demo-exp-1.csv", dtype=str)[["video_id", "variant"]].drop_duplicates()
+    assert (
+        merged.loc[~merged["eligible"], "exclusion_reason"]
+        .str.match("manipulation check failed|not manipulable|unreachable|protected (?:region|text) changed")
+        .all()
+    )
+    assert (
+        merged.loc[~merged["stimulus_passed"], "exclusion_reason"]
+        .str.contains("protected (?:region|text) changed .*: frame")
+        .all()
+    )
+    exported = pd.read_csv(layout.ab_inbox_dir / "done" / "demo-exp-1.csv", dtype=str)[
+        ["video_id", "variant"]
+    ].drop_duplicates()
     eligible = arms.loc[arms["eligible"], ["video_id", "variant"]].astype(str)
     assert sorted(map(tuple, exported.to_numpy())) == sorted(map(tuple, eligible.to_numpy()))

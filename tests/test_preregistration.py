@@ -14,18 +14,29 @@ from align_core.experiments.ab_mapping import decode_ad_name
 from align_core.experiments.ab_results import ingest_export
 from align_core.experiments.config import ExperimentConfig
 from align_core.experiments.upload_manifest import build_upload_manifest
-from align_core.stimuli.plans import DEFAULT_VARIANTS
 from align_core.io.video_io import file_sha256, write_video
+from align_core.stimuli.plans import DEFAULT_VARIANTS
 from align_demo.ab_simulator import simulate_ab_export
 from analysis.guardrails import design_effect, mde_relative
 from analysis.preregistration import analysis_plan, plan_deviations, plan_hash, register_plan, verify_plan_file
 from analysis.report import build_report
 
 THREE = tuple(s for s in DEFAULT_VARIANTS if s.name in ("baseline", "early_boost", "placebo"))
-CONFIG = ExperimentConfig("exp-plan", DEFAULT_VARIANTS, planned_videos=4, planned_impressions_per_arm=40_000,
-                          planned_days=5, expected_base_ctr=0.02, expected_icc=0.001)
-VIDEOS = pd.DataFrame({"video_id": ["7228023352396972034", "53e516736286023422000014", "v3", "v4"],
-                       "industry": ["Beauty", "Beauty", "Home", "Home"]})
+CONFIG = ExperimentConfig(
+    "exp-plan",
+    DEFAULT_VARIANTS,
+    planned_videos=4,
+    planned_impressions_per_arm=40_000,
+    planned_days=5,
+    expected_base_ctr=0.02,
+    expected_icc=0.001,
+)
+VIDEOS = pd.DataFrame(
+    {
+        "video_id": ["7228023352396972034", "53e516736286023422000014", "v3", "v4"],
+        "industry": ["Beauty", "Beauty", "Home", "Home"],
+    }
+)
 
 
 def test_plan_states_hypotheses_corrections_mde_and_stopping_rule() -> None:
@@ -33,8 +44,12 @@ def test_plan_states_hypotheses_corrections_mde_and_stopping_rule() -> None:
     assert plan_hash(plan) == plan_hash(analysis_plan(CONFIG))  # deterministic
     assert len(plan["hypotheses"]["confirmatory"]) == 6
     timing = [h["contrast"] for h in plan["hypotheses"]["timing"]]
-    assert timing == ["early_boost vs middle_boost", "early_boost vs late_boost", "middle_boost vs late_boost",
-                      "joint: early_boost = middle_boost = late_boost"]
+    assert timing == [
+        "early_boost vs middle_boost",
+        "early_boost vs late_boost",
+        "middle_boost vs late_boost",
+        "joint: early_boost = middle_boost = late_boost",
+    ]
     assert plan["hypotheses"]["dose_response"][0]["expected"] == "positive slope"
     deff = design_effect(10_000, 0.001)
     assert plan["mde"]["mde_relative"] == pytest.approx(mde_relative(0.02, 40_000, deff, 0.05, 0.8), rel=1e-5)
@@ -60,8 +75,15 @@ def test_plan_is_hashed_stored_and_refused_after_results(tmp_path: Path) -> None
     registered.path.write_text(json.dumps(edited))
     assert not verify_plan_file(registered.path, registered.sha256)
 
-    export = simulate_ab_export(VIDEOS, tmp_path / "inbox" / "e.csv", seed=1, days=2, segments=("all",),
-                                impressions_per_arm=500, experiment_id="exp-plan")
+    export = simulate_ab_export(
+        VIDEOS,
+        tmp_path / "inbox" / "e.csv",
+        seed=1,
+        days=2,
+        segments=("all",),
+        impressions_per_arm=500,
+        experiment_id="exp-plan",
+    )
     assert ingest_export(export, db, check_catalog=False).ok
     assert register_plan(CONFIG, db, tmp_path / "plans").sha256 == sha  # the same plan again: fine
     changed = ExperimentConfig("exp-plan", DEFAULT_VARIANTS, planned_days=9)
@@ -72,9 +94,16 @@ def test_plan_is_hashed_stored_and_refused_after_results(tmp_path: Path) -> None
 
 
 def test_deviations_are_listed() -> None:
-    plan = analysis_plan(ExperimentConfig("e", THREE, planned_videos=5, planned_impressions_per_arm=1000, planned_days=7))
-    cells = pd.DataFrame({"video_id": ["a", "a", "b", "b"], "variant": ["baseline", "early_boost", "baseline", "late_boost"],
-                          "impressions": [600, 600, 600, 600]})
+    plan = analysis_plan(
+        ExperimentConfig("e", THREE, planned_videos=5, planned_impressions_per_arm=1000, planned_days=7)
+    )
+    cells = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b"],
+            "variant": ["baseline", "early_boost", "baseline", "late_boost"],
+            "impressions": [600, 600, 600, 600],
+        }
+    )
     found = plan_deviations(plan, cells, (pd.Timestamp("2026-11-01"), pd.Timestamp("2026-11-03")), alpha=0.05)
     assert "planned arm 'placebo' has no results" in found
     assert "arm 'late_boost' has results but was not in the plan" in found
@@ -88,8 +117,16 @@ def test_report_cites_the_plan_hash(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     config = ExperimentConfig("exp-cite", THREE, planned_videos=4, planned_days=3)
     registered = register_plan(config, db, tmp_path / "plans")
-    export = simulate_ab_export(VIDEOS, tmp_path / "inbox" / "e.csv", seed=2, days=2, segments=("all",),
-                                impressions_per_arm=800, experiment_id="exp-cite", variants=THREE)
+    export = simulate_ab_export(
+        VIDEOS,
+        tmp_path / "inbox" / "e.csv",
+        seed=2,
+        days=2,
+        segments=("all",),
+        impressions_per_arm=800,
+        experiment_id="exp-cite",
+        variants=THREE,
+    )
     assert ingest_export(export, db, check_catalog=False).ok
     report = build_report(db, tmp_path / "reports")
     page = report.html_path.read_text()
@@ -108,7 +145,12 @@ def _variants_table(tmp_path: Path, eligible: dict[tuple[str, str], bool] | None
             frames[:] = 40 * i + 20 * j
             path = write_video(tmp_path / "variant_videos" / vid / f"{spec.name}.mp4", frames, 12)
             # stored relative to the data directory (the warehouse's folder), as variant_videos records it
-            row = {"video_id": vid, "variant": spec.name, "path": str(path.relative_to(tmp_path)), "sha256": file_sha256(path)}
+            row = {
+                "video_id": vid,
+                "variant": spec.name,
+                "path": str(path.relative_to(tmp_path)),
+                "sha256": file_sha256(path),
+            }
             if eligible is not None:
                 ok = eligible.get((vid, spec.name), True)
                 row["eligible"] = ok
@@ -141,9 +183,11 @@ def test_upload_manifest_honours_eligibility_and_catches_changed_files(tmp_path:
     db = _variants_table(tmp_path, {("7228023352396972034", "early_boost"): False, (hexid, "baseline"): False})
     manifest = build_upload_manifest(db, "exp-up", tmp_path / "out", THREE)
     assert manifest.eligibility_column
-    assert set(zip(manifest.rows["video_id"], manifest.rows["variant"])) == {
-        ("7228023352396972034", "baseline"), ("7228023352396972034", "placebo")}
-    reasons = dict(zip(zip(manifest.excluded["video_id"], manifest.excluded["variant"]), manifest.excluded["reason"]))
+    assert set(zip(manifest.rows["video_id"], manifest.rows["variant"], strict=False)) == {
+        ("7228023352396972034", "baseline"),
+        ("7228023352396972034", "placebo"),
+    }
+    reasons = dict(zip(zip(manifest.excluded["video_id"], manifest.excluded["variant"], strict=False), manifest.excluded["reason"], strict=False))
     assert reasons[("7228023352396972034", "early_boost")].startswith("manipulation check failed")
     assert "control arm (baseline) is not eligible" in reasons[(hexid, "placebo")]
     override = build_upload_manifest(db, "exp-up", tmp_path / "out", THREE, include_ineligible=True)
@@ -157,11 +201,16 @@ def test_plan_cli_registers_and_prints_the_hash(tmp_path: Path, capsys) -> None:
     from analysis.plan_cli import main
 
     config = tmp_path / "exp.yaml"
-    config.write_text("experiment_id: cli-exp\nplanned_videos: 4\nplanned_impressions_per_arm: 80000\nplanned_days: 7\n")
+    config.write_text(
+        "experiment_id: cli-exp\nplanned_videos: 4\nplanned_impressions_per_arm: 80000\nplanned_days: 7\n"
+    )
     assert main([str(config), "--data-dir", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
-    stored = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True).execute(
-        "SELECT sha256 FROM analysis_plans").fetchone()[0]
+    stored = (
+        duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
+        .execute("SELECT sha256 FROM analysis_plans")
+        .fetchone()[0]
+    )
     assert f"analysis plan sha256 {stored}" in out and "7 arms" in out and "MDE" in out
     assert "no variants rendered yet" in out
     config.write_text("experiment_id: cli-exp\nplanned_shares: {baseline: 0.9}\n")

@@ -5,20 +5,24 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from align_core.measurement.quality import sequence_warping_error
 from align_core.stimuli.editing.propagation import (
     FlowPropagator,
     iter_segments,
     keyframe_indices,
     propagate_edits,
 )
-from align_core.measurement.quality import sequence_warping_error
 
 
 def textured_pan(frames: int, height: int, width: int, dx: int = 3, seed: int = 0) -> np.ndarray:
     """A textured pattern whose content moves RIGHT by ``dx`` pixels per frame."""
     rng = np.random.default_rng(seed)
     wide = width + dx * frames + 8
-    base = cv2.resize(rng.random((height // 4 + 1, wide // 4 + 1, 3)).astype(np.float32), (wide, height), interpolation=cv2.INTER_CUBIC)
+    base = cv2.resize(
+        rng.random((height // 4 + 1, wide // 4 + 1, 3)).astype(np.float32),
+        (wide, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
     fine = cv2.GaussianBlur(rng.random((height, wide, 3)).astype(np.float32), (0, 0), 1.0)
     big = np.clip(255 * (0.6 * base + 0.4 * fine), 0, 255).astype(np.uint8)
     return np.stack([big[:, dx * (frames - t) : dx * (frames - t) + width] for t in range(frames)])
@@ -84,6 +88,7 @@ def test_disallowed_pixels_are_copied_from_the_original() -> None:
 
 def test_warping_error_of_a_propagated_edit_is_close_to_the_pan_own() -> None:
     frames = textured_pan(9, 128, 160, dx=3)
+
     # A smooth, low-frequency edit (a colour grade) on both keyframes.
     def grade(frame: np.ndarray) -> np.ndarray:
         return np.clip(frame.astype(np.float32) * [1.1, 0.95, 0.8] + 10, 0, 255).astype(np.uint8)

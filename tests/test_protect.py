@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from align_core.stimuli.editing.render import StrengthMap, render_variants
-from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.video_io import read_frame, read_frames, write_video
+from align_core.measurement.quality import psnr
+from align_core.measurement.stimulus_checks import (
+    StimulusThresholds,
+    character_error_rate,
+    check_stimuli,
+    stimulus_card_html,
+)
 from align_core.perception.protect import (
     FACE_DETECTOR_STATUS,
     TextDetection,
@@ -23,10 +28,9 @@ from align_core.perception.protect import (
     load_protected_regions,
     read_user_regions,
 )
-from align_core.measurement.quality import psnr
-from align_core.measurement.stimulus_checks import StimulusThresholds, check_stimuli, character_error_rate, stimulus_card_html
+from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import read_frame, read_frames, write_video
 
 HEIGHT, WIDTH, FPS = 384, 288, 12
 SCENES = [(0, 12), (12, 24)]
@@ -45,7 +49,11 @@ def text_ad() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     frames, masks = [], []
     for scene, (start, stop) in enumerate(SCENES):
-        coarse = cv2.resize(rng.random((HEIGHT // 16, WIDTH // 16 + 4, 3)).astype(np.float32), (WIDTH + 64, HEIGHT), interpolation=cv2.INTER_CUBIC)
+        coarse = cv2.resize(
+            rng.random((HEIGHT // 16, WIDTH // 16 + 4, 3)).astype(np.float32),
+            (WIDTH + 64, HEIGHT),
+            interpolation=cv2.INTER_CUBIC,
+        )
         fine = cv2.GaussianBlur(rng.random((HEIGHT, WIDTH + 64, 3)).astype(np.float32), (0, 0), 2.5)
         texture = np.clip(255 * (0.8 * coarse + 0.2 * fine), 0, 255)
         colour = np.array([[220, 60, 40], [40, 80, 220]][scene], np.float32)
@@ -68,7 +76,9 @@ def strongest() -> StrengthMap:
     (A full-strength reduction saturates the background to 0/255 around the caption; with x264's
     mbtree off it came 1 dB past the codec-noise floor on one frame of this clip: said in the note.)
     """
-    return StrengthMap(boost_log_ratio=(0.0, 1e-3), reduce_log_ratio=(0.0, math.log(0.25)), source="test: boosts at strength 1")
+    return StrengthMap(
+        boost_log_ratio=(0.0, 1e-3), reduce_log_ratio=(0.0, math.log(0.25)), source="test: boosts at strength 1"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +91,21 @@ def rendered(tmp_path_factory, reader):
         f"ad_text,2,,,{USER_BOX[0]},{USER_BOX[1]},{USER_BOX[2]},{USER_BOX[3]},logo\n"
         "other_video,,,,0,0,99999,99999,ignored: another video's row is not read\n"
     )
-    user = read_user_regions("ad_text", root / "protect.csv", root / "no_masks", len(frames), HEIGHT, WIDTH, {1: SCENES[0], 2: SCENES[1]})
+    user = read_user_regions(
+        "ad_text", root / "protect.csv", root / "no_masks", len(frames), HEIGHT, WIDTH, {1: SCENES[0], 2: SCENES[1]}
+    )
     regions = detect_protected_regions("ad_text", source, SCENES, user, reader=reader)
     regions.save(root / "regions")
     attention = np.where(masks, 0.3, 0.1).astype(np.float32)
     a = (attention * masks).sum(axis=(1, 2)) / attention.sum(axis=(1, 2))
     plans = plan_variants("ad_text", a, FPS, SCENES)
     loaded = load_protected_regions(root / "regions")
-    with_protect = render_variants(source, plans, masks, attention, SalienceEditor(), root / "out", strength_map=strongest(), protect=loaded)
-    without = render_variants(source, plans, masks, attention, SalienceEditor(), root / "unprotected", strength_map=strongest())
+    with_protect = render_variants(
+        source, plans, masks, attention, SalienceEditor(), root / "out", strength_map=strongest(), protect=loaded
+    )
+    without = render_variants(
+        source, plans, masks, attention, SalienceEditor(), root / "unprotected", strength_map=strongest()
+    )
     return source, frames, masks, plans, loaded, with_protect, without
 
 
@@ -140,8 +156,16 @@ def test_text_overlay_survives_every_variant_at_full_strength(rendered, reader) 
     # the same edits without protection wreck the caption: the assertions above can fail
     unprotected = read_frames(without.variant_paths["full_boost"])
     assert pooled_psnr(baseline, unprotected) < 30.0
-    report = check_stimuli("ad_text", source, result.variant_paths, "baseline", regions, reader,
-                           StimulusThresholds(ocr_frames=6), regions.text_keyframes())
+    report = check_stimuli(
+        "ad_text",
+        source,
+        result.variant_paths,
+        "baseline",
+        regions,
+        reader,
+        StimulusThresholds(ocr_frames=6),
+        regions.text_keyframes(),
+    )
     assert report.fidelity_passed, report.fidelity
     assert report.information_passed, report.ocr[["variant", "frame", "reference_text", "variant_text"]].to_string()
     assert report.ocr.groupby("variant")["cer"].mean().max() <= 0.02, report.ocr
@@ -181,7 +205,11 @@ def test_contact_sheet_outlines_protected_regions(rendered) -> None:
 def test_carry_rule_covers_a_sliding_caption() -> None:
     keys = detection_keyframes([(0, 10)], stride=6)
     assert keys == [[0, 6, 9]]
-    detections = {0: [TextDetection(10, 10, 50, 20, "SALE", 0.9)], 6: [TextDetection(70, 10, 110, 20, "SALE", 0.9)], 9: []}
+    detections = {
+        0: [TextDetection(10, 10, 50, 20, "SALE", 0.9)],
+        6: [TextDetection(70, 10, 110, 20, "SALE", 0.9)],
+        9: [],
+    }
     rows = carry_text_boxes(detections, keys, margin_px=0, box_margin=0.0, width=200, height=100)
     at = {f: [(r["x0"], r["x1"]) for r in rows if r["frame"] == f] for f in range(10)}
     assert (10, 110) in at[3]  # between the keyframes: the span of both positions
@@ -227,5 +255,7 @@ def test_calibration_measures_the_edit_with_protected_pixels_restored(rendered) 
 
     source, _frames, masks, _plans, regions, _result, _without = rendered
     free, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2)
-    kept, _ = calibrate_for_video(SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2, protect=regions)
+    kept, _ = calibrate_for_video(
+        SalienceEditor(), source, masks, _contrast_attention, calibration_frames=2, protect=regions
+    )
     assert kept.boost_log_ratio[-1] < free.boost_log_ratio[-1] - 0.02, (kept.boost_log_ratio, free.boost_log_ratio)

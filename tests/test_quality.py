@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from test_propagation import textured_pan
 
-from align_core.stimuli.editing.propagation import FlowPropagator
 from align_core.measurement.quality import psnr, sequence_warping_error, ssim, ssim_map
+from align_core.stimuli.editing.propagation import FlowPropagator
 
 
 def test_ssim_of_two_constant_images_matches_the_formula() -> None:
@@ -54,7 +54,9 @@ def test_warping_error_is_small_on_a_pan_and_catches_flicker() -> None:
     own = sequence_warping_error(list(frames), propagator=propagator)
     flicker = frames.astype(np.int16)
     flicker[1::2] += 12
-    flickering = sequence_warping_error(list(np.clip(flicker, 0, 255).astype(np.uint8)), list(frames), propagator=propagator)
+    flickering = sequence_warping_error(
+        list(np.clip(flicker, 0, 255).astype(np.uint8)), list(frames), propagator=propagator
+    )
     assert own < 1.0
     assert flickering > own + 8
 
@@ -62,9 +64,9 @@ def test_warping_error_is_small_on_a_pan_and_catches_flicker() -> None:
 def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     from test_render import FPS, SCENES, box_attention, synthetic_ad, write_source
 
+    from align_core.measurement.quality import evaluate_variants
     from align_core.stimuli.editing.render import render_variants
     from align_core.stimuli.editing.salience import SalienceEditor
-    from align_core.measurement.quality import evaluate_variants
     from align_core.stimuli.plans import plan_variants
 
     frames, masks = synthetic_ad(seed=2)
@@ -76,8 +78,15 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     def mean_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.abs(a.astype(float) - b).mean() / 255)
 
-    table = evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference,
-                              lpips_backbone_state="test stand-in: mean absolute difference, not LPIPS", lpips_every=6)
+    table = evaluate_variants(
+        source,
+        result.variant_paths,
+        plans,
+        masks,
+        lpips_fn=mean_abs_difference,
+        lpips_backbone_state="test stand-in: mean absolute difference, not LPIPS",
+        lpips_every=6,
+    )
     rows = table.set_index("variant")
     assert set(rows.index) == set(plans.plans)
     assert rows.loc["placebo", "protected_share"] > masks.mean()  # the dilated mask
@@ -87,7 +96,9 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
     # Edits must not make the video swim: warping error close to the original's own.
     # (the reduction sharpens the background, so its own texture adds ~3 levels of error.)
     assert (rows["warping_error_delta"].abs() < 5.0).all(), rows["warping_error_delta"]
-    assert rows.loc["baseline", "lpips_frames"] == 4 and rows.loc["baseline", "lpips_backbone_state"].startswith("test stand-in")
+    assert rows.loc["baseline", "lpips_frames"] == 4 and rows.loc["baseline", "lpips_backbone_state"].startswith(
+        "test stand-in"
+    )
     with pytest.raises(ValueError, match="backbone"):
         evaluate_variants(source, result.variant_paths, plans, masks, lpips_fn=mean_abs_difference)
     assert (rows["frames_measured"] == 24).all() and (rows["analysis_factor"] == 1).all()
@@ -95,15 +106,32 @@ def test_per_variant_quality_table_on_rendered_variants(tmp_path) -> None:
 
     # Identity at small size: an analysis side the frame already fits is its full resolution, bit for bit.
     same = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=max(masks.shape[1:]))
-    metrics = ["psnr_full", "ssim_full", "psnr_protected", "ssim_protected", "psnr_product", "psnr_background",
-               "warping_error_edited", "warping_error_original", "protected_share", "frames_measured", "warp_pairs"]
+    metrics = [
+        "psnr_full",
+        "ssim_full",
+        "psnr_protected",
+        "ssim_protected",
+        "psnr_product",
+        "psnr_background",
+        "warping_error_edited",
+        "warping_error_original",
+        "protected_share",
+        "frames_measured",
+        "warp_pairs",
+    ]
     pd.testing.assert_frame_equal(same[metrics], table[metrics])
     assert (same["analysis_factor"] == 1).all()
 
     # A sample at half resolution: the stated frames, warp pairs only within a scene, the size recorded.
     sample = [0, 5, 9, 10, 17, 23]  # scenes start at 0 and 10: four frames have a same-scene predecessor
-    half = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample).set_index("variant")
-    assert (half["analysis_factor"] == 2).all() and (half["analysis_height"] == 80).all() and (half["analysis_width"] == 48).all()
+    half = evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample).set_index(
+        "variant"
+    )
+    assert (
+        (half["analysis_factor"] == 2).all()
+        and (half["analysis_height"] == 80).all()
+        and (half["analysis_width"] == 48).all()
+    )
     assert (half["frames_measured"] == 6).all() and (half["warp_pairs"] == 4).all() and (half["frames"] == 24).all()
     assert half["sample_rule"].str.startswith("6 of 24 frames").all()
     assert half.loc["baseline", "psnr_full"] > half.loc["full_boost", "psnr_full"]
@@ -118,12 +146,12 @@ def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> Non
 
     from test_salience_editor import spectral_residual_attention
 
-    from align_core.perception.attention.independent import SaliencyModelScorer
+    from align_core.io.video_io import write_video
     from align_core.measurement.frame_sampling import FrameSample
     from align_core.measurement.manipulation import measure_rendered
     from align_core.measurement.quality import QualityPass
+    from align_core.perception.attention.independent import SaliencyModelScorer
     from align_core.stimuli.plans import plan_variants
-    from align_core.io.video_io import write_video
 
     def peak_for(count: int) -> int:
         frames = textured_pan(count, 96, 160, dx=2, seed=count)
@@ -133,14 +161,26 @@ def test_quality_and_check_memory_do_not_grow_with_video_length(tmp_path) -> Non
         plans = plan_variants(f"len{count}", np.full(count, 0.2), 12, scenes)
         source = write_video(tmp_path / f"src{count}.mp4", frames, 12)
         shifted = np.clip(frames.astype(np.int16) + np.where(masks[..., None], 12, 0), 0, 255).astype(np.uint8)
-        paths = {"baseline": write_video(tmp_path / f"base{count}.mp4", frames, 12),
-                 "full_boost": write_video(tmp_path / f"boost{count}.mp4", shifted, 12)}
+        paths = {
+            "baseline": write_video(tmp_path / f"base{count}.mp4", frames, 12),
+            "full_boost": write_video(tmp_path / f"boost{count}.mp4", shifted, 12),
+        }
         sample = FrameSample.build(count, plans.scene_ranges, plans.frame_windows, 12)
         scorers = {"spectral": spectral_residual_attention, "itti": SaliencyModelScorer("itti_koch")}
         tracemalloc.start()
         quality = QualityPass(source, paths, plans, masks, analysis_max_side=80, frames=sample.frames)
-        measure_rendered(source, paths, "baseline", masks, scorers, frames=sample.frames, budget_frames=sample.frames,
-                         analysis_max_side=80, on_frame=quality.add, on_frame_frames=quality.needed)
+        measure_rendered(
+            source,
+            paths,
+            "baseline",
+            masks,
+            scorers,
+            frames=sample.frames,
+            budget_frames=sample.frames,
+            analysis_max_side=80,
+            on_frame=quality.add,
+            on_frame_frames=quality.needed,
+        )
         table = quality.table()
         _current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

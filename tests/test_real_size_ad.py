@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from align_assets import demo
-from align_core.io.frames import MaskFrames
 from align_core.inputs.research_csvs import read_alignment_scores, read_keywords
+from align_core.io.frames import MaskFrames
 from align_core.io.layout import DataLayout
-from align_core.perception.masks import ProvidedMaskSegmenter
 from align_core.io.video_io import file_sha256, iter_frames, probe_video, read_frame
+from align_core.perception.masks import ProvidedMaskSegmenter
 from align_demo.corpus import DemoCorpus, generate_demo_corpus
 from align_demo.real_size import CALL_TO_ACTION, PRICE, write_real_size_ad
 
@@ -29,8 +29,14 @@ TINY = {"real_size_seconds": 0.5, "real_size_frame": (216, 384)}
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, keywords_source: Path) -> tuple[DemoCorpus, DemoCorpus]:
     """The same demo corpus without and with one (tiny) realistic-size ad."""
-    kwargs = {"n_videos": 3, "seed": SEED, "keywords_source": keywords_source, "width": 144, "height": 256,
-              "duration_range_s": (4.0, 4.0)}
+    kwargs = {
+        "n_videos": 3,
+        "seed": SEED,
+        "keywords_source": keywords_source,
+        "width": 144,
+        "height": 256,
+        "duration_range_s": (4.0, 4.0),
+    }
     plain = generate_demo_corpus(tmp_path_factory.mktemp("plain"), **kwargs)
     with_ad = generate_demo_corpus(tmp_path_factory.mktemp("with_ad"), real_size_ads=1, **kwargs, **TINY)
     return plain, with_ad
@@ -56,7 +62,7 @@ def test_the_ad_is_a_real_h264_video_with_audio_and_a_matching_provided_mask(pai
     # Scene by scene: shown, leaving, absent (an empty mask for the whole scene).
     assert [s.product_presence for s in ad.scenes] == ["full", "exit", "absent"]
     absent = ad.scenes[2]
-    assert not coverage[absent.start_frame:absent.end_frame].any() and absent.attention_proportion == 0.0
+    assert not coverage[absent.start_frame : absent.end_frame].any() and absent.attention_proportion == 0.0
     shown = ad.scenes[0]
     centroids = [np.argwhere(masks[t]).mean(axis=0) for t in range(shown.start_frame, shown.end_frame)]
     assert np.abs(centroids[-1] - centroids[0]).max() > 0.5  # the product moves
@@ -83,7 +89,7 @@ def test_rows_parse_with_the_platform_loaders_and_the_id_is_new(pair, keywords_s
 def test_adding_the_ad_clobbers_none_of_the_other_videos(pair) -> None:
     plain, with_ad = pair
     assert with_ad.video_ids[: len(plain.videos)] == [v.video_id for v in plain.videos]
-    for before, after in zip(plain.videos, with_ad.videos):
+    for before, after in zip(plain.videos, with_ad.videos, strict=False):
         assert before.scenes == after.scenes and file_sha256(before.mask_path) == file_sha256(after.mask_path)
     plain_rows = plain.layout.alignment_csv.read_text().splitlines()
     new_rows = with_ad.layout.alignment_csv.read_text().splitlines()
@@ -98,8 +104,15 @@ def test_adding_the_ad_clobbers_none_of_the_other_videos(pair) -> None:
 
 
 def test_rebuilding_without_the_ad_removes_its_files(tmp_path: Path) -> None:
-    small = {"n_videos": 1, "seed": 3, "n_empty_keywords": 0, "n_cta_keywords": 0, "width": 144, "height": 256,
-             "duration_range_s": (4.0, 4.0)}
+    small = {
+        "n_videos": 1,
+        "seed": 3,
+        "n_empty_keywords": 0,
+        "n_cta_keywords": 0,
+        "width": 144,
+        "height": 256,
+        "duration_range_s": (4.0, 4.0),
+    }
     first = generate_demo_corpus(tmp_path, real_size_ads=1, **small, **TINY)
     (ad,) = first.real_size_videos
     assert ad.path.exists() and ad.mask_path.exists()
@@ -108,11 +121,14 @@ def test_rebuilding_without_the_ad_removes_its_files(tmp_path: Path) -> None:
     assert ad.video_id not in again.layout.keywords_csv.read_text()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"real_size_ads": -1}, "real_size_ads=-1"),
-    ({"real_size_ads": 1, "real_size_frame": (215, 384)}, "215x384"),
-    ({"real_size_ads": 1, "real_size_seconds": 0.1}, "at least 9 frames"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"real_size_ads": -1}, "real_size_ads=-1"),
+        ({"real_size_ads": 1, "real_size_frame": (215, 384)}, "215x384"),
+        ({"real_size_ads": 1, "real_size_seconds": 0.1}, "at least 9 frames"),
+    ],
+)
 def test_bad_real_size_arguments_say_what_is_wrong(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_demo_corpus(tmp_path, n_videos=1, n_empty_keywords=0, n_cta_keywords=0, **kwargs)

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from align_core.io.video_io import probe_video, read_frames, write_video
 from align_core.stimuli.editing.render import StrengthMap, render_variants
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import probe_video, read_frames, write_video
 
 HEIGHT, WIDTH, FPS, FRAMES = 160, 96, 12, 24
 SCENES = [(0, 10), (10, 24)]
@@ -23,7 +23,11 @@ def synthetic_ad(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     frames, masks = [], []
     rng = np.random.default_rng(seed)
     for scene, (start, stop) in enumerate(SCENES):
-        base = cv2.resize(rng.random((HEIGHT // 8, (WIDTH + 40) // 8, 3)).astype(np.float32), (WIDTH + 40, HEIGHT), interpolation=cv2.INTER_CUBIC)
+        base = cv2.resize(
+            rng.random((HEIGHT // 8, (WIDTH + 40) // 8, 3)).astype(np.float32),
+            (WIDTH + 40, HEIGHT),
+            interpolation=cv2.INTER_CUBIC,
+        )
         fine = cv2.GaussianBlur(rng.random((HEIGHT, WIDTH + 40, 3)).astype(np.float32), (0, 0), 1.6)
         texture = np.clip(255 * (0.55 * base + 0.45 * fine), 0, 255)
         colour = np.array([[230, 120, 30], [40, 90, 230]][scene], np.float32)
@@ -56,8 +60,17 @@ def rendered(tmp_path_factory):
     attention = box_attention(frames, masks)
     a = (attention * masks).sum(axis=(1, 2)) / attention.sum(axis=(1, 2))
     plans = plan_variants("ad_1", a, FPS, SCENES)
-    result = render_variants(source, plans, masks, attention, SalienceEditor(), root / "out", keyframe_stride=4, seed=7,
-                             strength_map=StrengthMap())
+    result = render_variants(
+        source,
+        plans,
+        masks,
+        attention,
+        SalienceEditor(),
+        root / "out",
+        keyframe_stride=4,
+        seed=7,
+        strength_map=StrengthMap(),
+    )
     return source, frames, masks, plans, result
 
 
@@ -89,7 +102,7 @@ def test_manifest_records_lineage(rendered) -> None:
     assert manifest["keyframes"] == list(range(24)) and manifest["keyframe_share"] == 1.0
     assert manifest["edit_calls"] < manifest["edit_calls_without_sharing"]  # shared edits are not redone
     assert set(manifest["variants"]) == set(plans.plans)
-    for name, entry in manifest["variants"].items():
+    for _name, entry in manifest["variants"].items():
         assert len(entry["sha256"]) == 64 and entry["frames_written"] == 24
     assert manifest["variants"]["placebo"]["keyframe_mean_abs_change"] > 0
     assert manifest["inputs"]["masks_sha256"] and manifest["inputs"]["attention_sha256"]
@@ -116,8 +129,18 @@ def test_baseline_is_the_original_through_the_pipeline_and_placebo_spares_the_pr
 def test_keyframes_and_flow_propagation_when_not_editing_every_frame(rendered, tmp_path) -> None:
     source, _frames, masks, plans, _result = rendered
     attention = box_attention(_frames, masks)
-    result = render_variants(source, plans, masks, attention, SalienceEditor(), tmp_path / "keyed", keyframe_stride=4, seed=7,
-                             strength_map=StrengthMap(), edit_every_frame=False)
+    result = render_variants(
+        source,
+        plans,
+        masks,
+        attention,
+        SalienceEditor(),
+        tmp_path / "keyed",
+        keyframe_stride=4,
+        seed=7,
+        strength_map=StrengthMap(),
+        edit_every_frame=False,
+    )
     manifest = result.manifest
     # Scenes [0,10) [10,24); windows start at frames 8 and 16 (thirds of 24 frames by centre time).
     assert manifest["keyframes"] == [0, 4, 8, 10, 14, 16, 20]
@@ -137,11 +160,20 @@ def test_every_frame_edit_is_the_editor_output_on_that_frame(rendered) -> None:
     from align_core.stimuli.editing.base import KeyframeEditRequest
 
     for t in (2, 13, 22):
-        direct = editor.edit(KeyframeEditRequest(
-            frame=decoded[t], mask=masks[t], attention=np.zeros(masks[t].shape, np.float32),
-            target_control=np.zeros((2, *masks[t].shape), np.float32), original_alignment=0.0, target_alignment=0.0,
-            allowed=np.ones(masks[t].shape, bool), kind="boost", strength=round(strength, 4), seed=7,
-        )).astype(int)
+        direct = editor.edit(
+            KeyframeEditRequest(
+                frame=decoded[t],
+                mask=masks[t],
+                attention=np.zeros(masks[t].shape, np.float32),
+                target_control=np.zeros((2, *masks[t].shape), np.float32),
+                original_alignment=0.0,
+                target_alignment=0.0,
+                allowed=np.ones(masks[t].shape, bool),
+                kind="boost",
+                strength=round(strength, 4),
+                seed=7,
+            )
+        ).astype(int)
         codec = np.abs(baseline[t] - decoded[t].astype(int)).mean()
         assert np.abs(boosted[t] - direct).mean() < codec + 2.0, t
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
 
+from align_core.io.video_io import read_frame
+from align_core.measurement.perceptual_budget import PerceptualBudget, measure
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.stimuli.editing.salience import SalienceEditor
-from align_core.measurement.perceptual_budget import PerceptualBudget, measure
-from align_core.io.video_io import read_frame
 
 
 def spectral_residual_attention(frame: np.ndarray) -> np.ndarray:
@@ -24,10 +22,18 @@ def spectral_residual_attention(frame: np.ndarray) -> np.ndarray:
         spectrum = np.fft.fft2(lab[..., c])
         log_amplitude = np.log(np.abs(spectrum) + 1e-6)
         residual = log_amplitude - cv2.blur(log_amplitude, (3, 3))
-        total += cv2.GaussianBlur((np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2).astype(np.float32), (0, 0), 2.5)
+        total += cv2.GaussianBlur(
+            (np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2).astype(np.float32), (0, 0), 2.5
+        )
     total = np.clip(total - np.median(total), 0, None)
     ys, xs = np.mgrid[0 : total.shape[0], 0 : total.shape[1]]
-    prior = np.exp(-(((xs - total.shape[1] / 2) / (0.3 * total.shape[1])) ** 2 + ((ys - total.shape[0] / 2) / (0.3 * total.shape[0])) ** 2) / 2)
+    prior = np.exp(
+        -(
+            ((xs - total.shape[1] / 2) / (0.3 * total.shape[1])) ** 2
+            + ((ys - total.shape[0] / 2) / (0.3 * total.shape[0])) ** 2
+        )
+        / 2
+    )
     total = total / (total.max() + 1e-12) + 0.1 * prior
     out = cv2.resize(total.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     return np.clip(out / out.max(), 0, 1).astype(np.float32)
@@ -41,7 +47,9 @@ def alignment(frame: np.ndarray, mask: np.ndarray) -> float:
 def synthetic_frame(height: int = 160, width: int = 96, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """A colourful textured background with a textured orange product disc."""
     rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.random((height // 8, width // 8, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    base = cv2.resize(
+        rng.random((height // 8, width // 8, 3)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+    )
     fine = cv2.GaussianBlur(rng.random((height, width, 3)).astype(np.float32), (0, 0), 0.8)
     frame = np.clip(255 * (0.55 * base + 0.45 * fine), 0, 255)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -52,15 +60,26 @@ def synthetic_frame(height: int = 160, width: int = 96, seed: int = 3) -> tuple[
 
 
 def request(
-    frame: np.ndarray, mask: np.ndarray, kind: str, strength: float, allowed: np.ndarray | None = None, protect: np.ndarray | None = None
+    frame: np.ndarray,
+    mask: np.ndarray,
+    kind: str,
+    strength: float,
+    allowed: np.ndarray | None = None,
+    protect: np.ndarray | None = None,
 ) -> KeyframeEditRequest:
     attention = spectral_residual_attention(frame)
     return KeyframeEditRequest(
-        frame=frame, mask=mask, attention=attention,
+        frame=frame,
+        mask=mask,
+        attention=attention,
         target_control=np.stack([mask.astype(np.float32), attention * mask]),
-        original_alignment=0.0, target_alignment=0.0,
+        original_alignment=0.0,
+        target_alignment=0.0,
         allowed=np.ones(mask.shape, bool) if allowed is None else allowed,
-        kind=kind, strength=strength, seed=0, protect=protect,  # type: ignore[arg-type]
+        kind=kind,
+        strength=strength,
+        seed=0,
+        protect=protect,  # type: ignore[arg-type]
     )
 
 
@@ -104,7 +123,9 @@ def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str
     edited, report = editor.edit_with_report(request(frame, mask, kind, 1.0))
     figures = measure(frame, edited, mask)
     assert figures.within(PerceptualBudget()), figures
-    assert report.ssim == pytest.approx(figures.ssim, abs=1e-6) and report.delta_e == pytest.approx(figures.delta_e, abs=1e-4)
+    assert report.ssim == pytest.approx(figures.ssim, abs=1e-6) and report.delta_e == pytest.approx(
+        figures.delta_e, abs=1e-4
+    )
     if kind != "placebo":
         assert report.capped and 0 < report.used < 1.0  # this textured frame cannot take a full-strength edit
         image = frame.astype(np.float32) / 255

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 
 import align_core.stimuli.editing.render as render_module
+from align_core.io.frames import LazyFrames, MaskFrames
+from align_core.io.video_io import VideoWriter, probe_video, write_video
 from align_core.stimuli.editing.render import StrengthMap, render_variants
 from align_core.stimuli.editing.salience import SalienceEditor
-from align_core.io.frames import LazyFrames, MaskFrames
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import VideoWriter, probe_video, write_video
 
 HEIGHT, WIDTH, FPS, FRAMES = 128, 72, 12, 18
 SCENES = [(0, 8), (8, FRAMES)]
@@ -65,7 +65,9 @@ def test_one_pass_for_seven_variants_equals_one_pass_per_variant(tmp_path: Path,
     assert sorted(together.variant_paths) == sorted(plans.plans)
     for name, plan in plans.plans.items():
         assert probe_video(together.variant_paths[name]).frame_count == FRAMES
-        alone, frames_alone = _render(source, dataclasses.replace(plans, plans={name: plan}), dense_masks, attention, tmp_path / name)
+        alone, frames_alone = _render(
+            source, dataclasses.replace(plans, plans={name: plan}), dense_masks, attention, tmp_path / name
+        )
         assert frames_together[name].shape == (FRAMES, HEIGHT, WIDTH, 3)
         np.testing.assert_array_equal(frames_together[name], frames_alone[name], err_msg=name)
     # The variants really differ (the comparison above is not between seven copies of the source).

@@ -11,9 +11,15 @@ import pandas as pd
 import pytest
 
 from align_core.experiments.eligibility import eligibility_table
-from align_core.perception.protect import TextReader
-from align_core.measurement.stimulus_checks import UNSTABLE, check_stimuli, is_stable, stability_window, stimulus_card_html
 from align_core.io.video_io import read_frames, write_video
+from align_core.measurement.stimulus_checks import (
+    UNSTABLE,
+    check_stimuli,
+    is_stable,
+    stability_window,
+    stimulus_card_html,
+)
+from align_core.perception.protect import TextReader
 
 OFFER, CHANGED = "LIMITED OFFER $15.99", "LIMITED OFFER $19.99"
 CAPTION_BOX = (8, 8, 380, 56)  # x0, y0, x1, y1: the caption drawn below, protected
@@ -61,8 +67,16 @@ def signer(tmp_path_factory, shared_data: Path):
         "sweatshirt_dimmed": write_video(root / "sweatshirt_dimmed.mp4", dimmed, 30),
     }
     source_path = write_video(root / "source.mp4", source, 30)
-    report = check_stimuli("real-help", source_path, paths, "baseline", [protect] * len(source), TextReader(threads=1),
-                           text_frames=OCR_FRAMES, scenes=[(0, len(source))])
+    report = check_stimuli(
+        "real-help",
+        source_path,
+        paths,
+        "baseline",
+        [protect] * len(source),
+        TextReader(threads=1),
+        text_frames=OCR_FRAMES,
+        scenes=[(0, len(source))],
+    )
     return report
 
 
@@ -70,7 +84,9 @@ def test_only_text_stable_in_baseline_is_compared(signer) -> None:
     ocr = signer.ocr
     caption = ocr[ocr["x1"] < 380]
     sweatshirt = ocr[ocr["x0"] >= 250]
-    assert set(caption["frame"]) == set(OCR_FRAMES) and caption["stable"].all()  # an overlay reads the same frame to frame
+    assert (
+        set(caption["frame"]) == set(OCR_FRAMES) and caption["stable"].all()
+    )  # an overlay reads the same frame to frame
     # moving hands cover and uncover the sweatshirt: read differently on neighbouring baseline frames
     unstable = sweatshirt[~sweatshirt["stable"]]
     assert unstable["frame"].nunique() >= 2, sweatshirt[["frame", "baseline_reads"]]
@@ -91,19 +107,30 @@ def test_a_changed_overlay_still_fails_and_says_where(signer) -> None:
     assert "$15.99" in info.loc["price_changed", "where"] and "$19.99" in info.loc["price_changed", "where"]
     fidelity = signer.fidelity.set_index("variant")
     assert not fidelity.loc["price_changed", "passed"]
-    assert "protected region (8, 8, 380, 56)" in fidelity.loc["price_changed", "where"]  # the caption's box, not the sweatshirt's
-    assert not fidelity.loc["sweatshirt_dimmed", "passed"] and "protected region (250, 180, 410, 240)" in fidelity.loc["sweatshirt_dimmed", "where"]
+    assert (
+        "protected region (8, 8, 380, 56)" in fidelity.loc["price_changed", "where"]
+    )  # the caption's box, not the sweatshirt's
+    assert (
+        not fidelity.loc["sweatshirt_dimmed", "passed"]
+        and "protected region (250, 180, 410, 240)" in fidelity.loc["sweatshirt_dimmed", "where"]
+    )
     assert info.loc["sweatshirt_dimmed", "passed"]  # its stable text (the caption) reads the same
     html = stimulus_card_html("real-help", signer)
     assert UNSTABLE in html and "MIS" in html and 'class="fail"' in html
 
 
 def test_stimulus_failures_make_variants_ineligible(signer) -> None:
-    verdicts = pd.DataFrame({"variant": ["baseline", "graded", "price_changed", "sweatshirt_dimmed"],
-                             "status": ["passed", "passed", "passed", "failed"],
-                             "reason": ["", "", "", "independent majority disagrees"]})
+    verdicts = pd.DataFrame(
+        {
+            "variant": ["baseline", "graded", "price_changed", "sweatshirt_dimmed"],
+            "status": ["passed", "passed", "passed", "failed"],
+            "reason": ["", "", "", "independent majority disagrees"],
+        }
+    )
     table = eligibility_table("real-help", verdicts, {}, signer.failures()).set_index("variant")
-    assert table.loc["baseline", "eligible"] and table.loc["graded", "eligible"]  # unstable sweatshirt text does not exclude
+    assert (
+        table.loc["baseline", "eligible"] and table.loc["graded", "eligible"]
+    )  # unstable sweatshirt text does not exclude
     assert pd.isna(table.loc["graded", "exclusion_reason"]) and table.loc["graded", "stimulus_status"] == "passed"
     price = table.loc["price_changed"]
     assert not price["eligible"] and price["manipulation_status"] == "passed" and price["stimulus_status"] == "failed"
@@ -111,7 +138,9 @@ def test_stimulus_failures_make_variants_ineligible(signer) -> None:
     assert "$15.99' -> '" in price["exclusion_reason"] and "$19.99'" in price["exclusion_reason"]
     assert "protected region changed (PSNR vs baseline): frame" in price["exclusion_reason"]
     dimmed = table.loc["sweatshirt_dimmed", "exclusion_reason"]
-    assert dimmed.startswith("manipulation check failed: independent majority disagrees; protected region changed (PSNR")
+    assert dimmed.startswith(
+        "manipulation check failed: independent majority disagrees; protected region changed (PSNR"
+    )
     assert "OCR" not in dimmed
     unrun = eligibility_table("real-help", verdicts, {}).set_index("variant")  # stimulus checks not run: as before
     assert unrun.loc["price_changed", "eligible"] and (unrun["stimulus_status"] == "not run").all()

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from align_core.io.frames import MaskFrames
 from align_core.perception.attention import AttentionMaps, load_attention_maps, save_attention_maps
 from align_core.perception.control import ControlTensors, control_from_maps, load_control_tensors, save_control_tensors
-from align_core.io.frames import MaskFrames
 from align_core.stimuli.plans import plan_variants
 
 FRAME = (240, 432)  # (H, W) of the "video"
@@ -29,8 +29,13 @@ def _maps(frames: int, stride: int = 6, seed: int = 0) -> AttentionMaps:
         amap = (amap - amap.min()) / (amap.max() - amap.min())
         maps.append(amap.astype(np.float32))
     return AttentionMaps(
-        keyframe_maps=np.stack(maps), keyframe_indices=np.array(keys), scene_start_frames=np.array([0, cut]),
-        frame_count=frames, scorer_id="test", config={}, frame_size=FRAME,
+        keyframe_maps=np.stack(maps),
+        keyframe_indices=np.array(keys),
+        scene_start_frames=np.array([0, cut]),
+        frame_count=frames,
+        scorer_id="test",
+        config={},
+        frame_size=FRAME,
     )
 
 
@@ -135,8 +140,8 @@ def test_control_stage_memory_does_not_grow_with_length(tmp_path) -> None:
 def test_provided_masks_written_per_frame_are_segmented_without_a_dense_stack(tmp_path) -> None:
     """A long ad's provided masks can be stored per frame; segment_video gives the same masks back."""
     from align_core.io.arrays import save_npz_atomic
-    from align_core.perception.masks import make_segmenter, segment_video
     from align_core.io.video_io import write_video
+    from align_core.perception.masks import make_segmenter, segment_video
 
     frames = 9
     masks = _masks(frames)

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 
 from align_core.experiments.ab_results import ingest_export
-from align_demo.corpus import generate_demo_corpus
+from align_core.experiments.config import ExperimentConfig, load_experiment_config, variants_for
+from align_core.io.arrays import unpack_masks
+from align_core.io.layout import DataLayout
+from align_core.io.video_io import probe_video
 from align_core.stimuli.editing.pipeline import calibrate_and_render
 from align_core.stimuli.editing.salience import SalienceEditor
-from align_core.experiments.config import ExperimentConfig, load_experiment_config, variants_for
-from align_core.io.layout import DataLayout
-from align_core.io.arrays import unpack_masks
 from align_core.stimuli.plans import (
     DEFAULT_VARIANTS,
     VariantSpec,
@@ -33,8 +33,8 @@ from align_core.stimuli.plans import (
     timing_variants,
     variant_names,
 )
-from align_core.io.video_io import probe_video
 from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
+from align_demo.corpus import generate_demo_corpus
 from analysis.preregistration import register_plan
 from analysis.report import build_report
 
@@ -43,18 +43,24 @@ EIGHTH = VariantSpec("early_reduction", "early", 0.5, "reduce")
 EIGHT = DEFAULT_VARIANTS + (EIGHTH,)
 THREE = tuple(s for s in DEFAULT_VARIANTS if s.name in ("baseline", "early_boost", "placebo"))
 TWELVE = parse_variants(
-    [{"name": "control", "window": "none", "factor": 1, "kind": "identity", "role": "control"},
-     {"name": "placebo", "window": "full", "factor": 1.5, "kind": "placebo"}]
-    + [{"name": f"{w}_x{str(f).replace('.', '')}", "window": w, "factor": f, "kind": "boost"}
-       for f in (1.25, 1.5) for w in ("early", "middle", "late", "full")]
+    [
+        {"name": "control", "window": "none", "factor": 1, "kind": "identity", "role": "control"},
+        {"name": "placebo", "window": "full", "factor": 1.5, "kind": "placebo"},
+    ]
+    + [
+        {"name": f"{w}_x{str(f).replace('.', '')}", "window": w, "factor": f, "kind": "boost"}
+        for f in (1.25, 1.5)
+        for w in ("early", "middle", "late", "full")
+    ]
     + [{"name": f"{w}_cut", "window": w, "factor": 0.5, "kind": "reduce"} for w in ("early", "late")]
 )
 
 
 def _videos(n: int) -> pd.DataFrame:
     industries = ["Beauty", "Fashion", "Electronics"]
-    return pd.DataFrame({"video_id": [f"72{i:017d}" for i in range(n)],
-                         "industry": [industries[i % 3] for i in range(n)]})
+    return pd.DataFrame(
+        {"video_id": [f"72{i:017d}" for i in range(n)], "industry": [industries[i % 3] for i in range(n)]}
+    )
 
 
 def test_roles_default_from_kind_and_are_checked() -> None:
@@ -69,8 +75,14 @@ def test_roles_default_from_kind_and_are_checked() -> None:
 
 def test_registry_derives_timing_and_dose_arms() -> None:
     assert timing_variants(DEFAULT_VARIANTS) == ("early_boost", "middle_boost", "late_boost")
-    assert dose_windows(DEFAULT_VARIANTS) == {"early_boost": "early", "middle_boost": "middle", "late_boost": "late",
-                                              "full_boost": "full", "reduction": "middle", "placebo": "full"}
+    assert dose_windows(DEFAULT_VARIANTS) == {
+        "early_boost": "early",
+        "middle_boost": "middle",
+        "late_boost": "late",
+        "full_boost": "full",
+        "reduction": "middle",
+        "placebo": "full",
+    }
     assert timing_variants(THREE) == ("early_boost",)
     assert timing_variants(TWELVE) == ("early_x15", "middle_x15", "late_x15")  # one dose, three times
 
@@ -114,9 +126,19 @@ def test_no_other_variant_list() -> None:
 @pytest.fixture(scope="module")
 def tiny_demo_video(tmp_path_factory, shared_data: Path):
     layout = DataLayout(tmp_path_factory.mktemp("eighth") / "data").ensure()
-    corpus = generate_demo_corpus(layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv",
-                                  width=96, height=160, fps=8, duration_range_s=(4.0, 4.0),
-                                  n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0)
+    corpus = generate_demo_corpus(
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=96,
+        height=160,
+        fps=8,
+        duration_range_s=(4.0, 4.0),
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+    )
     return corpus.videos[0]
 
 
@@ -133,14 +155,22 @@ def test_eighth_variant_is_planned_and_rendered(tiny_demo_video, tmp_path: Path)
     np.testing.assert_allclose(plans["early_reduction"].frame_factor, np.where(early, 0.5, 1.0))
     assert plans["early_reduction"].kind_at(int(np.flatnonzero(early)[0])) == "reduce"
 
-    out = calibrate_and_render(video.path, plans, masks, attention, SalienceEditor(), tmp_path / "variants", None,
-                               keyframe_stride=4, seed=1)
+    out = calibrate_and_render(
+        video.path, plans, masks, attention, SalienceEditor(), tmp_path / "variants", None, keyframe_stride=4, seed=1
+    )
     assert set(out.render.variant_paths) == set(variant_names(EIGHT))
     source = probe_video(video.path)
     probe = probe_video(out.render.variant_paths["early_reduction"])
     assert (probe.video_codec, probe.frame_count, probe.width, probe.height) == (
-        "h264", source.frame_count, source.width, source.height)
-    assert out.render.manifest["variants"]["early_reduction"]["sha256"] != out.render.manifest["variants"]["baseline"]["sha256"]
+        "h264",
+        source.frame_count,
+        source.width,
+        source.height,
+    )
+    assert (
+        out.render.manifest["variants"]["early_reduction"]["sha256"]
+        != out.render.manifest["variants"]["baseline"]["sha256"]
+    )
 
 
 def _run_experiment(tmp_path: Path, experiment_id: str, registry, n_videos: int, **sim) -> tuple:
@@ -150,12 +180,26 @@ def _run_experiment(tmp_path: Path, experiment_id: str, registry, n_videos: int,
     con.register("v", videos)
     con.execute("CREATE TABLE videos AS SELECT * FROM v")
     con.close()
-    config = ExperimentConfig(experiment_id, registry, planned_videos=n_videos, planned_days=3,
-                              planned_impressions_per_arm=1000.0 * n_videos * 3)
+    config = ExperimentConfig(
+        experiment_id,
+        registry,
+        planned_videos=n_videos,
+        planned_days=3,
+        planned_impressions_per_arm=1000.0 * n_videos * 3,
+    )
     plan = register_plan(config, db, tmp_path / "experiments")
     inbox = tmp_path / "inbox"
-    export = simulate_ab_export(videos, inbox / f"{experiment_id}.csv", seed=3, days=3, segments=("all",),
-                                impressions_per_arm=1500, experiment_id=experiment_id, variants=registry, **sim)
+    export = simulate_ab_export(
+        videos,
+        inbox / f"{experiment_id}.csv",
+        seed=3,
+        days=3,
+        segments=("all",),
+        impressions_per_arm=1500,
+        experiment_id=experiment_id,
+        variants=registry,
+        **sim,
+    )
     report = ingest_export(export, db)
     assert report.ok, report.errors[:5]
     result = build_report(db, tmp_path / "reports")
@@ -176,9 +220,15 @@ def test_eighth_variant_is_ingested_and_reported(tmp_path: Path) -> None:
     deviations = result.tables["analysis_plan_deviations"]
     assert list(deviations["deviation"]) == ["none: the analysis followed the plan"]
     # an arm outside the registry is rejected by name, with the registry in the message
-    bad = simulate_ab_export(videos, tmp_path / "inbox" / "ninth.csv", seed=4, days=1, segments=("all",),
-                             experiment_id="exp-eight",
-                             variants=(EIGHT[0], VariantSpec("late_reduction", "late", 0.5, "reduce")))
+    bad = simulate_ab_export(
+        videos,
+        tmp_path / "inbox" / "ninth.csv",
+        seed=4,
+        days=1,
+        segments=("all",),
+        experiment_id="exp-eight",
+        variants=(EIGHT[0], VariantSpec("late_reduction", "late", 0.5, "reduce")),
+    )
     rejected = ingest_export(bad, db)
     assert not rejected.ok and "unknown variant 'late_reduction' for experiment 'exp-eight'" in rejected.errors[0]
 
@@ -209,8 +259,16 @@ def test_twelve_arm_experiment_end_to_end(tmp_path: Path) -> None:
 def test_demo_experiment_has_two_videos_in_each_of_three_industries(tmp_path: Path, shared_data: Path) -> None:
     """The demo's default corpus (8 ads, one empty and one call-to-action keyword) edits six
     product ads, paired by industry, so the A/B report's industry section has rows."""
-    corpus = generate_demo_corpus(tmp_path / "data", n_videos=8, seed=7, keywords_source=shared_data / "keywords.csv",
-                                  width=64, height=112, fps=6, duration_range_s=(4.0, 4.0))
+    corpus = generate_demo_corpus(
+        tmp_path / "data",
+        n_videos=8,
+        seed=7,
+        keywords_source=shared_data / "keywords.csv",
+        width=64,
+        height=112,
+        fps=6,
+        duration_range_s=(4.0, 4.0),
+    )
     products = [v for v in corpus.videos if v.keyword_kind == "product"]
     assert all(v.has_scene_rows for v in products)  # the industry reaches the catalog through the scene rows
     edited = pd.Series([v.industry for v in products])

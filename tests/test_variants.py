@@ -92,7 +92,12 @@ def test_target_control_scales_inside_the_mask_and_clips() -> None:
 
 
 def test_new_variant_is_config_not_code_and_bad_config_is_named() -> None:
-    specs = parse_variants([*(s.to_dict() for s in DEFAULT_VARIANTS), {"name": "early_reduction", "window": "early", "factor": 0.5, "kind": "reduce"}])
+    specs = parse_variants(
+        [
+            *(s.to_dict() for s in DEFAULT_VARIANTS),
+            {"name": "early_reduction", "window": "early", "factor": 0.5, "kind": "reduce"},
+        ]
+    )
     plans = plan_variants("v", EXAMPLE, fps=1.0, specs=specs)
     np.testing.assert_allclose(plans["early_reduction"].frame_target, [0.15, 0.2, 0.5, 0.6, 0.7, 0.6])
     with pytest.raises(ValueError, match="late_cut"):
@@ -110,7 +115,15 @@ def test_tables_serialise_with_string_ids(tmp_path) -> None:
     plans = plan_variants(video_id, EXAMPLE, fps=1.0, scene_ranges=[(0, 3), (3, 6)])
     path = plans.to_parquet(tmp_path / "plan.parquet")
     table = pd.read_parquet(path)
-    assert list(table.columns[:7]) == ["video_id", "variant", "kind", "frame", "window", "original_alignment", "target_alignment"]
+    assert list(table.columns[:7]) == [
+        "video_id",
+        "variant",
+        "kind",
+        "frame",
+        "window",
+        "original_alignment",
+        "target_alignment",
+    ]
     assert set(table["video_id"]) == {video_id}
     assert len(table) == 6 * len(DEFAULT_VARIANTS)
     row = table[(table["variant"] == "late_boost") & (table["frame"] == 4)].iloc[0]

@@ -16,11 +16,7 @@ import pytest
 from test_render import FPS, SCENES, synthetic_ad, write_source
 from test_salience_editor import spectral_residual_attention
 
-from align_core.perception.attention.independent import SaliencyModelScorer
-from align_core.stimuli.editing.base import KeyframeEditRequest
-from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
-from align_core.stimuli.editing.render import render_variants
-from align_core.stimuli.editing.salience import SalienceEditor
+from align_core.io.video_io import read_frames
 from align_core.measurement.manipulation import (
     CheckThresholds,
     VerificationSettings,
@@ -30,8 +26,12 @@ from align_core.measurement.manipulation import (
     verify_variants,
 )
 from align_core.measurement.quality import QualityPass, evaluate_variants
+from align_core.perception.attention.independent import SaliencyModelScorer
+from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
-from align_core.io.video_io import read_frames
 
 INDEPENDENT = {name: SaliencyModelScorer(name) for name in ("spectral_residual", "itti_koch", "boolean_map")}
 
@@ -113,19 +113,31 @@ def ad(tmp_path_factory):
 def plans_for(ad, scorer):
     _root, _source, decoded, masks = ad
     attention = np.stack([np.asarray(scorer(f), np.float32) / float(np.max(scorer(f))) for f in decoded])
-    a = np.array([alignment(att, m) for att, m in zip(attention, masks)])
+    a = np.array([alignment(att, m) for att, m in zip(attention, masks, strict=False)])
     return plan_variants("ad_v", a, FPS, SCENES), attention
 
 
-def render_and_verify(ad, editor, name: str, scorer=calibrating, settings: VerificationSettings = VerificationSettings()):
+def render_and_verify(
+    ad, editor, name: str, scorer=calibrating, settings: VerificationSettings = VerificationSettings()
+):
     root, source, decoded, masks = ad
     plans, attention = plans_for(ad, scorer)
     keys = np.arange(0, len(decoded), 4)
     strength_map, _points = calibrate_strength_map(editor, decoded[keys], masks[keys], scorer)
-    result = render_variants(source, plans, masks, attention, editor, root / name, keyframe_stride=4, strength_map=strength_map)
+    result = render_variants(
+        source, plans, masks, attention, editor, root / name, keyframe_stride=4, strength_map=strength_map
+    )
     report = verify_variants(
-        plans, source, result.variant_paths, masks, scorer, INDEPENDENT, CheckThresholds(), settings,
-        every=2, limits=edit_limits_from_manifest(result.manifest),
+        plans,
+        source,
+        result.variant_paths,
+        masks,
+        scorer,
+        INDEPENDENT,
+        CheckThresholds(),
+        settings,
+        every=2,
+        limits=edit_limits_from_manifest(result.manifest),
     )
     return report, result
 
@@ -149,7 +161,9 @@ def test_the_salience_editor_passes_or_is_reported_unreachable_and_keeps_the_bud
     assert set(limits) == {"early", "middle", "late"} and all(v["frames_edited"] > 0 for v in limits.values())
 
 
-def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and_a_sampled_budget_says_so(ad, honest) -> None:
+def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and_a_sampled_budget_says_so(
+    ad, honest
+) -> None:
     report, result = honest
     _root, source, _decoded, masks = ad
     plans, _attention = plans_for(ad, calibrating)
@@ -157,24 +171,58 @@ def test_a_sample_at_the_analysis_resolution_is_the_full_check_at_small_size_and
     passed = report.verdicts[(report.verdicts["status"] == "passed") & (report.verdicts["variant"] != "baseline")]
     assert len(passed) and passed["reason"].str.endswith("budget kept on every frame").all()
     # Identity at small size: an analysis side the 96x160 frame already fits changes nothing.
-    same = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT, every=2,
-                           limits=edit_limits_from_manifest(result.manifest), analysis_max_side=160)
-    columns = ["variant", "window", "frames_measured", "achieved_alignment", "achieved_delta", "status", "budget_min_ssim"]
+    same = verify_variants(
+        plans,
+        source,
+        result.variant_paths,
+        masks,
+        calibrating,
+        INDEPENDENT,
+        every=2,
+        limits=edit_limits_from_manifest(result.manifest),
+        analysis_max_side=160,
+    )
+    columns = [
+        "variant",
+        "window",
+        "frames_measured",
+        "achieved_alignment",
+        "achieved_delta",
+        "status",
+        "budget_min_ssim",
+    ]
     pd.testing.assert_frame_equal(same.table[columns], report.table[columns])
     pd.testing.assert_frame_equal(same.scorer_table, report.scorer_table)
     # A sampled budget and check: the stated frames only, and every verdict says it covers a sample.
     # The quality metrics ride on the check's decode (as the stage runs them) and equal their own pass's.
     sample = [0, 3, 9, 10, 16, 23]
     riding = QualityPass(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample)
-    sampled = verify_variants(plans, source, result.variant_paths, masks, calibrating, INDEPENDENT,
-                              limits=edit_limits_from_manifest(result.manifest), frames=sample, budget_frames=sample,
-                              analysis_max_side=80, on_frame=riding.add, on_frame_frames=riding.needed)
-    pd.testing.assert_frame_equal(riding.table(), evaluate_variants(source, result.variant_paths, plans, masks,
-                                                                    analysis_max_side=80, frames=sample))
+    sampled = verify_variants(
+        plans,
+        source,
+        result.variant_paths,
+        masks,
+        calibrating,
+        INDEPENDENT,
+        limits=edit_limits_from_manifest(result.manifest),
+        frames=sample,
+        budget_frames=sample,
+        analysis_max_side=80,
+        on_frame=riding.add,
+        on_frame_frames=riding.needed,
+    )
+    pd.testing.assert_frame_equal(
+        riding.table(),
+        evaluate_variants(source, result.variant_paths, plans, masks, analysis_max_side=80, frames=sample),
+    )
     budget = sampled.budget.set_index("variant")
-    assert (budget["frames"] == len(sample)).all() and budget["budget_sampled"].all() and (budget["frames_in_video"] == 24).all()
+    assert (
+        (budget["frames"] == len(sample)).all()
+        and budget["budget_sampled"].all()
+        and (budget["frames_in_video"] == 24).all()
+    )
     assert (sampled.table.set_index("window").loc["all", "frames_measured"] == len(sample)).all()
-    for status, reason in zip(sampled.verdicts["status"], sampled.verdicts["reason"]):
+    for status, reason in zip(sampled.verdicts["status"], sampled.verdicts["reason"], strict=False):
         if status == "passed" and "baseline is the budget's reference" not in reason:
             assert reason.endswith(f"on the {len(sample)} sampled frames of 24 (not every frame)"), reason
     edited = sampled.table[sampled.table["variant"] != "baseline"]
@@ -188,11 +236,20 @@ def test_every_scorer_is_reported_per_variant_and_window(honest) -> None:
     assert set(scorers.loc[scorers["scorer"] == "test_spectral_lab", "scorer_role"]) == {"calibrating"}
     assert len(scorers) == 4 * len(report.table)
     table = report.table
-    for column in ("independent_agree", "independent_total", "independent_majority", "calibrating_passed", "status", "budget_min_ssim"):
+    for column in (
+        "independent_agree",
+        "independent_total",
+        "independent_majority",
+        "calibrating_passed",
+        "status",
+        "budget_min_ssim",
+    ):
         assert column in table.columns, column
     assert (table["independent_total"] == 3).all()
     boost = scorers[(scorers["variant"] == "full_boost") & (scorers["window"] == "all")].set_index("scorer")
-    assert (boost["achieved_delta"] > 0).sum() >= 3  # the calibrating scorer and at least 2 independent ones see the boost
+    assert (
+        boost["achieved_delta"] > 0
+    ).sum() >= 3  # the calibrating scorer and at least 2 independent ones see the boost
 
 
 def test_a_greedy_editor_that_exceeds_the_budget_fails(ad) -> None:
@@ -255,13 +312,21 @@ def test_majority_rule_on_hand_made_curves() -> None:
 @pytest.mark.slow
 def test_the_budget_holds_on_every_frame_of_an_edited_demo_ad(tmp_path, shared_data) -> None:
     """A demo-corpus ad (text overlays, distractors, a moving product) edited with the default editor."""
-    from align_demo.corpus import generate_demo_corpus
     from align_core.io.layout import DataLayout
+    from align_demo.corpus import generate_demo_corpus
 
     layout = DataLayout(tmp_path / "data").ensure()
     corpus = generate_demo_corpus(
-        layout, n_videos=1, seed=5, keywords_source=shared_data / "keywords.csv", width=144, height=256,
-        n_empty_keywords=0, n_cta_keywords=0, videos_without_scene_rows=0, duration_range_s=(4.0, 4.0),
+        layout,
+        n_videos=1,
+        seed=5,
+        keywords_source=shared_data / "keywords.csv",
+        width=144,
+        height=256,
+        n_empty_keywords=0,
+        n_cta_keywords=0,
+        videos_without_scene_rows=0,
+        duration_range_s=(4.0, 4.0),
     )
     video = corpus.videos[0]
     with np.load(video.mask_path) as data:  # the corpus's packed ground-truth masks
@@ -269,14 +334,24 @@ def test_the_budget_holds_on_every_frame_of_an_edited_demo_ad(tmp_path, shared_d
         masks = np.unpackbits(data["bits"])[: int(np.prod(shape))].reshape(shape).astype(bool)
     decoded = read_frames(video.path)
     attention = np.stack([spectral_residual_attention(f) for f in decoded])
-    a = np.array([alignment(att, m) for att, m in zip(attention, masks)])
+    a = np.array([alignment(att, m) for att, m in zip(attention, masks, strict=False)])
     scenes = [(s.start_frame, s.end_frame) for s in video.scenes]
     plans = plan_variants(video.video_id, a, video.fps, scenes)
     keys = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))[::6]
     strength_map, _ = calibrate_strength_map(SalienceEditor(), decoded[keys], masks[keys], calibrating)
-    result = render_variants(video.path, plans, masks, attention, SalienceEditor(), tmp_path / "out", strength_map=strength_map)
-    report = verify_variants(plans, video.path, result.variant_paths, masks, calibrating, INDEPENDENT, every=3,
-                             limits=edit_limits_from_manifest(result.manifest))
+    result = render_variants(
+        video.path, plans, masks, attention, SalienceEditor(), tmp_path / "out", strength_map=strength_map
+    )
+    report = verify_variants(
+        plans,
+        video.path,
+        result.variant_paths,
+        masks,
+        calibrating,
+        INDEPENDENT,
+        every=3,
+        limits=edit_limits_from_manifest(result.manifest),
+    )
     budget = report.budget.set_index("variant")
     assert (budget["frames"] == len(masks)).all()
     assert budget["budget_passed"].all(), budget.to_string()

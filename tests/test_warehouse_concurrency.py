@@ -80,11 +80,18 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
 
             _wait_for_go(gate_p, name)
             for batch in range(ROW_WRITES):
-                frame = pd.DataFrame({
-                    "worker": arg, "batch": batch, "row": range(ROWS_PER_KEY),
-                    "value": [f"w{arg}-b{batch}-r{r}" for r in range(ROWS_PER_KEY)],
-                })
-                assert write_partition_rows(database, "partition_rows", frame, {"worker": arg, "batch": batch}) == ROWS_PER_KEY
+                frame = pd.DataFrame(
+                    {
+                        "worker": arg,
+                        "batch": batch,
+                        "row": range(ROWS_PER_KEY),
+                        "value": [f"w{arg}-b{batch}-r{r}" for r in range(ROWS_PER_KEY)],
+                    }
+                )
+                assert (
+                    write_partition_rows(database, "partition_rows", frame, {"worker": arg, "batch": batch})
+                    == ROWS_PER_KEY
+                )
             return {"kind": kind}
         if kind == "parquet":
             _wait_for_go(gate_p, name)
@@ -120,8 +127,14 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
             # ids checked against the catalog given here: the unlocked read of the videos table that
             # ingest_export does otherwise is the bug documented in test_ingest_waits_for_a_writer
             report = ingest_export(Path(str(arg)), database, known_videos=set(_video_ids()))
-            return {"kind": kind, "status": report.status, "rows": report.rows, "replaced": report.rows_replaced,
-                    "errors": list(report.errors[:5]), "file": report.source.name}
+            return {
+                "kind": kind,
+                "status": report.status,
+                "rows": report.rows,
+                "replaced": report.rows_replaced,
+                "errors": list(report.errors[:5]),
+                "file": report.source.name,
+            }
         raise ValueError(f"unknown task kind {kind!r}")
     except BaseException:  # noqa: BLE001 - report everything to the parent
         return {"kind": kind, "name": name, "error": traceback.format_exc()}
@@ -137,8 +150,9 @@ def _exports(root: Path) -> dict[str, pd.DataFrame]:
 
     videos = pd.DataFrame({"video_id": _video_ids(), "industry": "Beauty"})
     return {
-        f"exp-{k}.csv": simulate_ab_rows(videos, seed=k, days=2, segments=("all", "feed"), impressions_per_arm=300,
-                                         experiment_id=f"exp-{k}")
+        f"exp-{k}.csv": simulate_ab_rows(
+            videos, seed=k, days=2, segments=("all", "feed"), impressions_per_arm=300, experiment_id=f"exp-{k}"
+        )
         for k in (1, 2)
     }
 
@@ -198,7 +212,9 @@ def _collect_once(root: Path) -> None:
     from align_core.io.warehouse import collect_parquet_table
 
     layout = DataLayout(root)
-    collect_parquet_table(layout.warehouse_path, "videos", layout.artifact_files("video_catalog", "video_row"), "video_id")
+    collect_parquet_table(
+        layout.warehouse_path, "videos", layout.artifact_files("video_catalog", "video_row"), "video_id"
+    )
 
 
 def _snapshot(database: Path) -> dict[str, list[tuple]]:
@@ -281,9 +297,13 @@ def test_ingest_waits_for_a_writer(tmp_path: Path) -> None:
     frame.to_csv(layout.ab_inbox_dir / name, index=False)
     repo = Path(__file__).resolve().parents[1]
     with write_connection(layout.warehouse_path):  # another writer is busy for a moment
-        child = subprocess.Popen([sys.executable, "-c", INGEST_CHILD, str(layout.ab_inbox_dir / name),
-                                  str(layout.warehouse_path)], cwd=repo, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", INGEST_CHILD, str(layout.ab_inbox_dir / name), str(layout.warehouse_path)],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdout.readline().strip() == "ready"
         try:
             child.wait(timeout=1.5)  # a correct ingester waits for the writer; this one fails at once

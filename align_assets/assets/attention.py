@@ -37,7 +37,9 @@ def attention_maps(
             "scorer_id": maps.scorer_id,
             "scorer": MetadataValue.json(maps.scorer_metadata),
             "weights": MetadataValue.text(
-                "none (weight-free proxy)" if trained is None else ("trained" if trained else "RANDOM tiny test model, not trained")
+                "none (weight-free proxy)"
+                if trained is None
+                else ("trained" if trained else "RANDOM tiny test model, not trained")
             ),
             "frames": maps.frame_count,
             "keyframes": len(maps.keyframe_indices),

@@ -24,10 +24,15 @@ __all__ = [
 ]
 
 CATALOG_CHECKS = [
-    AssetCheckSpec("scene_schema", asset="video_catalog", description="Scene table has the warehouse columns and types."),
-    AssetCheckSpec("value_ranges", asset="video_catalog", description="fps, frames, times and proportions are in range."),
     AssetCheckSpec(
-        "scene_frame_consistency", asset="video_catalog",
+        "scene_schema", asset="video_catalog", description="Scene table has the warehouse columns and types."
+    ),
+    AssetCheckSpec(
+        "value_ranges", asset="video_catalog", description="fps, frames, times and proportions are in range."
+    ),
+    AssetCheckSpec(
+        "scene_frame_consistency",
+        asset="video_catalog",
         description="Scenes tile the video's frames: no overlaps, nothing outside, gaps reported.",
     ),
 ]
@@ -52,8 +57,19 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
         data_version=DataVersion(probe.sha256),
         metadata={
             "thumbnail": png_markdown(paths["thumbnail"], alt=f"first frame of each scene of {video_id}"),
-            "scenes": table_markdown(scenes[["scene_number", "start_time", "end_time", "start_frame", "end_frame",
-                                             "attention_proportion", "industry"]]),
+            "scenes": table_markdown(
+                scenes[
+                    [
+                        "scene_number",
+                        "start_time",
+                        "end_time",
+                        "start_frame",
+                        "end_frame",
+                        "attention_proportion",
+                        "industry",
+                    ]
+                ]
+            ),
             "keyword": MetadataValue.text(catalog.keyword.keyword or "(empty)"),
             "keyword_verdict": MetadataValue.md(
                 f"**{catalog.keyword.status}** ({catalog.keyword.category}): {catalog.keyword.reason}"
@@ -70,14 +86,14 @@ def video_catalog(context: AssetExecutionContext, platform: PlatformResource):
             "video_sha256": probe.sha256,
             "catalog_path": MetadataValue.path(str(paths["catalog"])),
             "csv_problems_without_video": len(orphans),
-            "csv_problems_without_video_list": MetadataValue.md(
-                "\n".join(f"- {p}" for p in orphans[:30]) or "none"
-            ),
-        }
+            "csv_problems_without_video_list": MetadataValue.md("\n".join(f"- {p}" for p in orphans[:30]) or "none"),
+        },
     )
     if orphans:
-        context.log.warning(f"{len(orphans)} input CSV row(s) belong to no video (see the csv_problems table): "
-                            + "; ".join(str(p) for p in orphans[:5]))
+        context.log.warning(
+            f"{len(orphans)} input CSV row(s) belong to no video (see the csv_problems table): "
+            + "; ".join(str(p) for p in orphans[:5])
+        )
     for outcome in catalog_checks(catalog):
         yield check_result(outcome)
 
@@ -87,11 +103,13 @@ def csv_problems_table(platform: PlatformResource, warehouse: DuckDBResource) ->
     """Every problem in keywords.csv and alignment_score.csv (file, line, column, value, problem, video_id),
     including rows that belong to no video (e.g. an id a spreadsheet turned into 7.22E+18)."""
     problems = write_csv_problems(platform.layout, warehouse.database)
-    return MaterializeResult(metadata={
-        "dagster/row_count": len(problems),
-        "without_video": int(problems["video_id"].isna().sum()),
-        "problems": MetadataValue.md("\n".join(f"- {line}" for line in format_csv_problems(problems)) or "none"),
-    })
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": len(problems),
+            "without_video": int(problems["video_id"].isna().sum()),
+            "problems": MetadataValue.md("\n".join(f"- {line}" for line in format_csv_problems(problems)) or "none"),
+        }
+    )
 
 
 videos = collect_table_asset(

@@ -56,6 +56,8 @@ def controlnet_checkpoint(
             "train_frames": result.train_frames,
             "train_videos": MetadataValue.json(current["train_videos"]),
             "val_videos": MetadataValue.json(current["val_videos"]),
-            "weights_used": MetadataValue.md("\n".join(f"- {w}" for w in current["warnings"]) or "pretrained backbone and LPIPS"),
-        }
+            "weights_used": MetadataValue.md(
+                "\n".join(f"- {w}" for w in current["warnings"]) or "pretrained backbone and LPIPS"
+            ),
+        },
     )

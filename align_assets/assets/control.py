@@ -9,10 +9,17 @@ from align_assets.warehouse_tables import collect_table_asset
 from align_core.stages.control import ORIGINAL_CONTROL_BYTES, control_checks, run_control
 
 CONTROL_CHECKS = [
-    AssetCheckSpec("values_in_range", asset="control_tensors", description="A_t and S_t in [0, 1], M_t binary, a_t in [0, 1]."),
-    AssetCheckSpec("frames_match_video", asset="control_tensors", description="One control tensor per video frame, at the video's size."),
     AssetCheckSpec(
-        "mask_coverage_plausible", asset="control_tensors",
+        "values_in_range", asset="control_tensors", description="A_t and S_t in [0, 1], M_t binary, a_t in [0, 1]."
+    ),
+    AssetCheckSpec(
+        "frames_match_video",
+        asset="control_tensors",
+        description="One control tensor per video frame, at the video's size.",
+    ),
+    AssetCheckSpec(
+        "mask_coverage_plausible",
+        asset="control_tensors",
         description="A segmentable keyword's product appears in some frames and never fills most of the frame.",
     ),
 ]
@@ -39,12 +46,16 @@ def control_tensors(context: AssetExecutionContext, platform: PlatformResource):
             "mean_alignment": round(float(frames_df["alignment"].mean()), 4),
             "frames_with_product": int((frames_df["mask_coverage"] > 0).sum()),
             "mean_mask_coverage": round(float(frames_df["mask_coverage"].mean()), 4),
-            "given_vs_computed_r": MetadataValue.float(correlation) if correlation is not None else MetadataValue.text("n/a (< 3 scenes with given values)"),
+            "given_vs_computed_r": MetadataValue.float(correlation)
+            if correlation is not None
+            else MetadataValue.text("n/a (< 3 scenes with given values)"),
             "scorer_id": result.attention_scorer_id,
             "segmenter_id": result.masks.segmenter_id,
             "mask_skipped_reason": result.masks.skipped_reason or "not skipped",
             "bytes": bytes_on_disk,
-            "bytes_vs_original": MetadataValue.text(f"{bytes_on_disk / ORIGINAL_CONTROL_BYTES:.1%} of the original's ~10 MB"),
+            "bytes_vs_original": MetadataValue.text(
+                f"{bytes_on_disk / ORIGINAL_CONTROL_BYTES:.1%} of the original's ~10 MB"
+            ),
             "path": MetadataValue.path(str(result.paths["control"])),
         }
     )

@@ -43,22 +43,35 @@ def ab_results_asset(extra_deps: Sequence[str] = ()):
         automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
-    def ab_results(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+    def ab_results(
+        context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+    ) -> MaterializeResult:
         """Ingest every export waiting in the inbox: validated whole, upserted on the natural key.
 
         A bad file is moved to ``rejected/`` with an errors file and changes nothing stored; the
         others still land. Re-ingesting a file replaces its rows with themselves.
         """
         inbox = platform.layout.ab_inbox_dir
-        reports = [ingest_export(path, warehouse.database, mapping=inbox_mapping(path, inbox)) for path in scan_inbox(inbox)]
+        reports = [
+            ingest_export(path, warehouse.database, mapping=inbox_mapping(path, inbox)) for path in scan_inbox(inbox)
+        ]
         for report in reports:
             if report.ok:
                 context.log.info(f"ingested {report.source.name}: {report.rows} rows ({report.rows_replaced} replaced)")
             else:
                 context.log.error(f"rejected {report.source.name}:\n" + "\n".join(report.errors[:20]))
         summary = pd.DataFrame(
-            [{"file": r.source.name, "status": r.status, "rows": r.rows, "replaced": r.rows_replaced,
-              "impressions": r.impressions, "errors": len(r.errors)} for r in reports]
+            [
+                {
+                    "file": r.source.name,
+                    "status": r.status,
+                    "rows": r.rows,
+                    "replaced": r.rows_replaced,
+                    "impressions": r.impressions,
+                    "errors": len(r.errors),
+                }
+                for r in reports
+            ]
         )
         stored = stored_ab_totals(warehouse.database)
         rejected = [r for r in reports if not r.ok]
@@ -67,7 +80,8 @@ def ab_results_asset(extra_deps: Sequence[str] = ()):
                 "files": table_markdown(summary) if len(summary) else MetadataValue.md("*(inbox empty)*"),
                 "rejected_files": len(rejected),
                 "rejections": MetadataValue.md(
-                    "\n\n".join(f"**{r.source.name}**\n```\n" + "\n".join(r.errors[:10]) + "\n```" for r in rejected) or "none"
+                    "\n\n".join(f"**{r.source.name}**\n```\n" + "\n".join(r.errors[:10]) + "\n```" for r in rejected)
+                    or "none"
                 ),
                 "rows_stored": int(stored[0]),
                 "impressions_stored": int(stored[1]),
@@ -99,7 +113,9 @@ def ab_export_sensor(context: SensorEvaluationContext, platform: PlatformResourc
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "html", "duckdb"},
 )
-def analysis_report(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource) -> MaterializeResult:
+def analysis_report(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> MaterializeResult:
     """Lift, heterogeneity by industry, timing, dose-response and guardrails; HTML + DuckDB tables."""
     report = build_report(warehouse.database, platform.layout.reports_dir)
     return MaterializeResult(

@@ -37,7 +37,9 @@ __all__ = [
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "numpy"},
 )
-def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, segmenter: SegmenterResource) -> MaterializeResult:
+def keyword_masks(
+    context: AssetExecutionContext, platform: PlatformResource, segmenter: SegmenterResource
+) -> MaterializeResult:
     """Where the keyword's product is in each frame; screened keywords give empty masks with a reason."""
     choice = segmenter.choice(platform)
 
@@ -59,8 +61,10 @@ def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, se
         }
         if stage.diagnostics is not None:
             metadata["annotated_checks"] = MetadataValue.md(
-                "\n".join(f"- **{c.name}**: {'passed' if c.passed else 'FAILED'} ({c.detail})"
-                          for c in check_annotated_masks(stage.diagnostics))
+                "\n".join(
+                    f"- **{c.name}**: {'passed' if c.passed else 'FAILED'} ({c.detail})"
+                    for c in check_annotated_masks(stage.diagnostics)
+                )
             )
         return metadata
 
@@ -69,7 +73,9 @@ def keyword_masks(context: AssetExecutionContext, platform: PlatformResource, se
 
 def _annotated_check(check_name: str):
     @asset_check(
-        asset=keyword_masks, name=check_name, partitions_def=video_partitions,
+        asset=keyword_masks,
+        name=check_name,
+        partitions_def=video_partitions,
         description=CHECK_DESCRIPTIONS[check_name],
     )
     def _check(context: AssetCheckExecutionContext, platform: PlatformResource) -> AssetCheckResult:
@@ -80,8 +86,10 @@ def _annotated_check(check_name: str):
         return AssetCheckResult(
             passed=outcome.passed,
             severity=AssetCheckSeverity.ERROR,
-            metadata={"detail": MetadataValue.text(outcome.detail),
-                      "failing_frames": MetadataValue.json(outcome.failing_frames)},
+            metadata={
+                "detail": MetadataValue.text(outcome.detail),
+                "failing_frames": MetadataValue.json(outcome.failing_frames),
+            },
         )
 
     return _check

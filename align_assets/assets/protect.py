@@ -6,9 +6,10 @@ from dagster import AssetExecutionContext, AutomationCondition, Config, Metadata
 from align_assets.metadata import png_markdown, table_markdown
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource
-from align_core.stages.protect import ProtectSettings as ProtectStageSettings, run_protect
 from align_core.io.video_io import read_frame
 from align_core.io.visuals import outline_regions, save_png
+from align_core.stages.protect import ProtectSettings as ProtectStageSettings
+from align_core.stages.protect import run_protect
 
 
 class ProtectSettings(Config, ProtectStageSettings):
@@ -35,13 +36,29 @@ def protect_video(platform: PlatformResource, config: ProtectSettings, video_id:
     frame = read_frame(result.video_path, preview_at[0])
     preview = save_png(out_dir / "preview.png", outline_regions(frame, None, regions.mask(preview_at[0]), thickness=2))
     summary = regions.summary()
-    strings = regions.ocr.groupby("text").agg(first_frame=("frame", "min"), keyframes=("frame", "nunique"), score=("score", "mean")).reset_index()
+    strings = (
+        regions.ocr.groupby("text")
+        .agg(first_frame=("frame", "min"), keyframes=("frame", "nunique"), score=("score", "mean"))
+        .reset_index()
+    )
     return {
         "keyframes": len(regions.keyframes),
         "text_detections": summary["text_detections"],
         "distinct_strings": MetadataValue.json(summary["distinct_strings"]),
         "strings": table_markdown(strings.sort_values("first_frame"), max_rows=40),
-        "protected_share": MetadataValue.float(round(float(np.mean([regions.mask(t).mean() for t in range(0, regions.frame_count, max(1, regions.frame_count // 50))])), 4)),
+        "protected_share": MetadataValue.float(
+            round(
+                float(
+                    np.mean(
+                        [
+                            regions.mask(t).mean()
+                            for t in range(0, regions.frame_count, max(1, regions.frame_count // 50))
+                        ]
+                    )
+                ),
+                4,
+            )
+        ),
         "user_boxes": len(user.boxes),
         "user_masks": len(user.masks),
         "faces": MetadataValue.text(summary["faces"]),

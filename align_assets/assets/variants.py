@@ -60,7 +60,9 @@ def _skipped_metadata(reason: str) -> dict:
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "json"},
 )
-def variant_plans(context: AssetExecutionContext, platform: PlatformResource, config: VariantPlanConfig) -> MaterializeResult:
+def variant_plans(
+    context: AssetExecutionContext, platform: PlatformResource, config: VariantPlanConfig
+) -> MaterializeResult:
     """Seven (configurable) target alignment curves per frame and scene, by the centre-time thirds rule."""
 
     def one(video_id: str) -> dict:
@@ -80,7 +82,9 @@ def variant_plans(context: AssetExecutionContext, platform: PlatformResource, co
 
 def variant_videos_asset(needs_checkpoint: bool):
     """The ``variant_videos`` asset; ``needs_checkpoint``: the configured editor reads the ControlNet checkpoint."""
-    deps = ["variant_plans", "keyword_masks", "attention_maps", "protected_regions"] + (["controlnet_checkpoint"] if needs_checkpoint else [])
+    deps = ["variant_plans", "keyword_masks", "attention_maps", "protected_regions"] + (
+        ["controlnet_checkpoint"] if needs_checkpoint else []
+    )
 
     @asset(
         name="variant_videos",
@@ -95,7 +99,10 @@ def variant_videos_asset(needs_checkpoint: bool):
         backfill_policy=ONE_VIDEO_PER_RUN,
     )
     def variant_videos(
-        context: AssetExecutionContext, platform: PlatformResource, editor: EditorResource, scorer: ScorerResource,
+        context: AssetExecutionContext,
+        platform: PlatformResource,
+        editor: EditorResource,
+        scorer: ScorerResource,
         config: VariantVideoConfig,
     ) -> MaterializeResult:
         """Seven H.264 variants with the source's audio, a side-by-side video, a contact sheet, a manifest.
@@ -105,14 +112,20 @@ def variant_videos_asset(needs_checkpoint: bool):
         protected regions (text overlays, user regions) from the source in every variant. An editor that calibrates is calibrated against the ``scorer`` resource's measure.
         """
         result = run_variant_videos(
-            platform.layout, context.partition_key, editor.choice(platform), scorer.measure(platform), config,
+            platform.layout,
+            context.partition_key,
+            editor.choice(platform),
+            scorer.measure(platform),
+            config,
             device=platform.defaults.device,
         )
         if result.skipped_reason:
             return MaterializeResult(metadata=_skipped_metadata(result.skipped_reason))
         render, checkpoint = result.outcome.render, result.checkpoint
         if result.protect is None:
-            context.log.warning(f"video {context.partition_key}: protect=False: text overlays and user regions may be edited in every variant")
+            context.log.warning(
+                f"video {context.partition_key}: protect=False: text overlays and user regions may be edited in every variant"
+            )
         return MaterializeResult(
             metadata={
                 "skipped": False,
@@ -129,8 +142,14 @@ def variant_videos_asset(needs_checkpoint: bool):
                 "manifest": MetadataValue.path(str(render.manifest_path)),
                 "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint else "none",
                 "protect": result.protect is not None,
-                **({"protected_share": MetadataValue.float(round(render.manifest["protect"]["protected_share"], 4)),
-                    "faces": MetadataValue.text(result.protect.summary()["faces"])} if result.protect is not None else {}),
+                **(
+                    {
+                        "protected_share": MetadataValue.float(round(render.manifest["protect"]["protected_share"], 4)),
+                        "faces": MetadataValue.text(result.protect.summary()["faces"]),
+                    }
+                    if result.protect is not None
+                    else {}
+                ),
             }
         )
 
@@ -143,24 +162,28 @@ def variant_videos_asset(needs_checkpoint: bool):
     group_name="variants",
     check_specs=[
         AssetCheckSpec(
-            "manipulation_passed", asset="variant_quality",
+            "manipulation_passed",
+            asset="variant_quality",
             description="Each variant moved the product's share of attention as planned (sign and share) under the "
             "calibrating scorer (the attention maps' own) AND a majority of independent scorers; baseline and placebo "
             "within tolerance.",
         ),
         AssetCheckSpec(
-            "perceptual_budget", asset="variant_quality",
+            "perceptual_budget",
+            asset="variant_quality",
             description="Every measured frame of every variant (every frame of a demo-size ad; a stated sample of "
             "each scene-window segment of a long real-size ad) keeps SSIM and mean CIEDE2000 vs baseline outside "
             "product and protected regions within the budget; the placebo matches the matched boost's magnitude.",
         ),
         AssetCheckSpec(
-            "protected_unchanged", asset="variant_quality",
+            "protected_unchanged",
+            asset="variant_quality",
             description="Inside protected regions every variant equals baseline up to codec noise: PSNR vs baseline "
             ">= min(40 dB, the codec's own PSNR there) - 3 dB, pooled and per frame.",
         ),
         AssetCheckSpec(
-            "information_preserved", asset="variant_quality",
+            "information_preserved",
+            asset="variant_quality",
             description="Text recognised (PP-OCRv4) in protected regions of baseline frames, and read identically on "
             "3 consecutive baseline frames, is read identically in every variant (mean character error rate <= 0.02); "
             "text unstable in baseline is listed, not compared. A failing variant is not eligible.",
@@ -185,7 +208,9 @@ def variant_quality(
     verdicts = report.verdicts
     failed = verdicts[~verdicts["passed"]]
     eligibility = result.eligibility
-    per_scorer = report.scorer_table.pivot_table(index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False)
+    per_scorer = report.scorer_table.pivot_table(
+        index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False
+    )
     per_scorer = per_scorer.rename(columns={report.attention_fn_name: "calibrating"})
     budget = report.budget
     only_unmanipulable = not failed.empty and (failed["status"] == "not_manipulable").all()
@@ -201,7 +226,9 @@ def variant_quality(
             "target_vs_achieved": png_markdown(result.paths["plot"], alt="target vs achieved change"),
             "verdicts": table_markdown(verdicts),
             "achieved_change_by_scorer": table_markdown(per_scorer.reset_index(), max_rows=40, floatfmt=".4f"),
-            "perceptual_budget": table_markdown(budget.drop(columns=["video_id"]), floatfmt=".3f") if len(budget) else "none",
+            "perceptual_budget": table_markdown(budget.drop(columns=["video_id"]), floatfmt=".3f")
+            if len(budget)
+            else "none",
             "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
             "lpips_backbone_state": result.lpips_backbone_state,
             "measured_with": report.attention_fn_name,
@@ -220,7 +247,7 @@ def variant_quality(
             ),
             "thresholds": MetadataValue.json(vars(result.thresholds)),
             "measured_with": report.attention_fn_name,
-            "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"]))),
+            "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"], strict=False))),
         },
     )
     over = budget[~budget["budget_passed"]] if len(budget) else budget
@@ -231,12 +258,16 @@ def variant_quality(
         check_name="perceptual_budget",
         passed=bool(over.empty and matched),
         metadata={
-            "budget": MetadataValue.json({"min_ssim": result.verification.min_ssim, "max_delta_e": result.verification.max_delta_e}),
+            "budget": MetadataValue.json(
+                {"min_ssim": result.verification.min_ssim, "max_delta_e": result.verification.max_delta_e}
+            ),
             "worst_min_ssim": MetadataValue.float(float(budget["min_ssim"].min()) if len(budget) else 1.0),
             "worst_max_delta_e": MetadataValue.float(float(budget["max_delta_e"].max()) if len(budget) else 0.0),
             "variants_over_budget": MetadataValue.json(over["variant"].tolist() if len(over) else []),
             "placebo_magnitude_ratio": MetadataValue.json(
-                [round(float(x), 3) if np.isfinite(x) else None for x in placebo["placebo_magnitude_ratio"]] if len(placebo) else []
+                [round(float(x), 3) if np.isfinite(x) else None for x in placebo["placebo_magnitude_ratio"]]
+                if len(placebo)
+                else []
             ),
         },
     )
@@ -264,9 +295,15 @@ def _cards_table() -> pd.DataFrame:
 
     cards = scorer_cards()
     rows = [
-        {"scorer": name, "NSS": card["content_only"]["NSS"], "CC": card["content_only"]["CC"],
-         "NSS_with_centre": card["with_centre_prior"]["NSS"], "CC_with_centre": card["with_centre_prior"]["CC"],
-         "centre_weight": card["centre_weight"], "used_as": card["used_as"]}
+        {
+            "scorer": name,
+            "NSS": card["content_only"]["NSS"],
+            "CC": card["content_only"]["CC"],
+            "NSS_with_centre": card["with_centre_prior"]["NSS"],
+            "CC_with_centre": card["with_centre_prior"]["CC"],
+            "centre_weight": card["centre_weight"],
+            "used_as": card["used_as"],
+        }
         for name, card in cards.get("scorers", {}).items()
     ]
     return pd.DataFrame(rows)

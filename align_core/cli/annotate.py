@@ -89,9 +89,23 @@ def rows_from_page(video: VideoScenes, entries: list[dict[str, Any]]) -> list[An
             continue
         x, y, w, h = (float(entry[k]) for k in ("x", "y", "w", "h"))
         if w < 2 or h < 2 or x < 0 or y < 0 or x + w > video.width + 0.5 or y + h > video.height + 0.5:
-            raise ValueError(f"video {video.video_id} scene {scene}: box {x, y, w, h} is not inside {video.width}x{video.height}")
-        rows.append(AnnotationRow(0, video.video_id, "box", scene, None, round(x), round(y), round(w), round(h),
-                                  str(entry.get("label", "")).strip()))
+            raise ValueError(
+                f"video {video.video_id} scene {scene}: box {x, y, w, h} is not inside {video.width}x{video.height}"
+            )
+        rows.append(
+            AnnotationRow(
+                0,
+                video.video_id,
+                "box",
+                scene,
+                None,
+                round(x),
+                round(y),
+                round(w),
+                round(h),
+                str(entry.get("label", "")).strip(),
+            )
+        )
     return rows
 
 
@@ -183,9 +197,13 @@ class AnnotationServer:
 
     def listing(self) -> list[dict[str, Any]]:
         return [
-            {"video_id": v.video_id, "width": v.width, "height": v.height,
-             "scenes": [{"scene": n, "start": a, "stop": b} for n, (a, b) in enumerate(v.scenes, start=1)],
-             "boxes": current_boxes(self.layout, v)}
+            {
+                "video_id": v.video_id,
+                "width": v.width,
+                "height": v.height,
+                "scenes": [{"scene": n, "start": a, "stop": b} for n, (a, b) in enumerate(v.scenes, start=1)],
+                "boxes": current_boxes(self.layout, v),
+            }
             for v in self.videos.values()
         ]
 
@@ -272,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     if not ids:
         parser.error(f"no videos in {layout.videos_dir}")
     server = AnnotationServer(layout, ids, args.host, args.port)
-    print(f"align-annotate: {len(ids)} videos; open {server.url} (Ctrl-C to stop); saves to {annotations_path(layout)}",
-          flush=True)
+    print(
+        f"align-annotate: {len(ids)} videos; open {server.url} (Ctrl-C to stop); saves to {annotations_path(layout)}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from align_core.experiments.ab_mapping import AD_NAME_FORMAT, load_mapping, shipped_mappings
-from align_core.experiments.ab_results import IngestReport, known_videos_from_warehouse, ingest_export
+from align_core.experiments.ab_results import IngestReport, ingest_export, known_videos_from_warehouse
 
 __all__ = [
     "main",
@@ -39,8 +39,10 @@ def problem_list(report: IngestReport, limit: int = 200) -> str:
             by_row[row] = (int(match["line"]), items + [match["what"]])
         else:
             general.append(error)
-    lines = [f"{report.source.name}: NOT imported, {len(report.errors)} problem(s) "
-             f"in {len(by_row)} row(s); nothing was written to the warehouse"]
+    lines = [
+        f"{report.source.name}: NOT imported, {len(report.errors)} problem(s) "
+        f"in {len(by_row)} row(s); nothing was written to the warehouse"
+    ]
     lines += [f"  {g}" for g in general]
     for shown, row in enumerate(sorted(by_row)):
         if shown == limit:
@@ -55,16 +57,21 @@ def problem_list(report: IngestReport, limit: int = 200) -> str:
 def main(argv: list[str] | None = None) -> int:
     names = ", ".join(sorted(shipped_mappings()))
     parser = argparse.ArgumentParser(
-        prog="align-import-ab", description=__doc__.split("\n\n")[0],
+        prog="align-import-ab",
+        description=__doc__.split("\n\n")[0],
         epilog=f"Shipped mappings: {names}. Ad names must read {AD_NAME_FORMAT} (the upload manifest writes them).",
     )
     parser.add_argument("export", type=Path, help="the platform's export (CSV)")
     parser.add_argument("--mapping", required=True, help=f"a shipped mapping ({names}) or a mapping YAML file")
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"),
-                        help="the platform's data directory (its warehouse.duckdb is used)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("ALIGN_DATA_DIR", "data"),
+        help="the platform's data directory (its warehouse.duckdb is used)",
+    )
     parser.add_argument("--database", default=None, help="a warehouse file (default: <data-dir>/warehouse.duckdb)")
-    parser.add_argument("--no-catalog-check", action="store_true",
-                        help="accept video ids missing from the warehouse's videos table")
+    parser.add_argument(
+        "--no-catalog-check", action="store_true", help="accept video ids missing from the warehouse's videos table"
+    )
     args = parser.parse_args(argv)
 
     database = Path(args.database) if args.database else Path(args.data_dir) / "warehouse.duckdb"
@@ -77,15 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     if not args.no_catalog_check and known_videos_from_warehouse(database) is None:
-        print(f"note: {database} has no videos table: video ids are not checked against the catalog, and "
-              "industries cannot be joined until it exists", file=sys.stderr)
+        print(
+            f"note: {database} has no videos table: video ids are not checked against the catalog, and "
+            "industries cannot be joined until it exists",
+            file=sys.stderr,
+        )
     report = ingest_export(args.export, database, mapping=mapping, check_catalog=not args.no_catalog_check, move=False)
     if not report.ok:
         print(problem_list(report), file=sys.stderr)
         return 1
-    print(f"{args.export.name}: imported with the {mapping.name} mapping into {database}: {report.rows} rows "
-          f"({report.rows_replaced} replaced), {report.impressions} impressions, "
-          f"experiment(s) {', '.join(report.experiments)}; sha256 {report.sha256}")
+    print(
+        f"{args.export.name}: imported with the {mapping.name} mapping into {database}: {report.rows} rows "
+        f"({report.rows_replaced} replaced), {report.impressions} impressions, "
+        f"experiment(s) {', '.join(report.experiments)}; sha256 {report.sha256}"
+    )
     return 0
 
 

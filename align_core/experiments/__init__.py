@@ -47,8 +47,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "eligibility_table",
             "variants_select_sql",
         ),
-        "upload_manifest": (
-            "build_upload_manifest",
-        ),
+        "upload_manifest": ("build_upload_manifest",),
     },
 )

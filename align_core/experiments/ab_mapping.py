@@ -61,7 +61,15 @@ __all__ = [
 ]
 
 AD_NAME_FORMAT = "<experiment_id>.<video_id>.<variant>"
-REQUIRED_FIELDS: tuple[str, ...] = ("ad_name", "date", "impressions", "clicks", "conversions", "spend", "avg_watch_time_s")
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "ad_name",
+    "date",
+    "impressions",
+    "clicks",
+    "conversions",
+    "spend",
+    "avg_watch_time_s",
+)
 OPTIONAL_FIELDS: tuple[str, ...] = VIEW_COLUMNS
 FIELDS: tuple[str, ...] = REQUIRED_FIELDS + OPTIONAL_FIELDS
 _NUMERIC_FIELDS: tuple[str, ...] = ("impressions", "clicks", "conversions", "spend", "avg_watch_time_s") + VIEW_COLUMNS
@@ -74,8 +82,11 @@ class AdNameError(ValueError):
 
 def encode_ad_name(experiment_id: str, video_id: str, variant: str) -> str:
     """``<experiment_id>.<video_id>.<variant>``: the name an ad must carry on the platform."""
-    parts = (validate_video_id(experiment_id, where="experiment_id"), validate_video_id(video_id, where="video_id"),
-             validate_video_id(variant, where="variant"))
+    parts = (
+        validate_video_id(experiment_id, where="experiment_id"),
+        validate_video_id(video_id, where="video_id"),
+        validate_video_id(variant, where="variant"),
+    )
     return ".".join(parts)
 
 
@@ -84,21 +95,29 @@ def decode_ad_name(text: str) -> tuple[str, str, str]:
     name = str(text).strip()
     parts = name.split(".")
     if len(parts) == 4 and SCIENTIFIC_ID.match(".".join(parts[1:3])):
-        raise AdNameError(f"ad name {name!r}: video id {'.'.join(parts[1:3])!r} is in scientific notation; the "
-                          "original digits were lost when a spreadsheet or float parser touched the file")
+        raise AdNameError(
+            f"ad name {name!r}: video id {'.'.join(parts[1:3])!r} is in scientific notation; the "
+            "original digits were lost when a spreadsheet or float parser touched the file"
+        )
     if len(parts) != 3:
-        raise AdNameError(f"ad name {name!r} does not decode: expected {AD_NAME_FORMAT} "
-                          f"(three parts separated by '.', got {len(parts)})")
+        raise AdNameError(
+            f"ad name {name!r} does not decode: expected {AD_NAME_FORMAT} "
+            f"(three parts separated by '.', got {len(parts)})"
+        )
     labels = ("experiment_id", "video_id", "variant")
     out = []
-    for label, part in zip(labels, parts):
+    for label, part in zip(labels, parts, strict=False):
         try:
             out.append(validate_video_id(part))
         except InvalidVideoIdError:
-            why = ("is in scientific notation; the original digits were lost" if SCIENTIFIC_ID.match(part.strip())
-                   else "may hold only letters, digits, '-' and '_'")
-            raise AdNameError(f"ad name {name!r} does not decode as {AD_NAME_FORMAT}: "
-                              f"its {label} {part!r} {why}") from None
+            why = (
+                "is in scientific notation; the original digits were lost"
+                if SCIENTIFIC_ID.match(part.strip())
+                else "may hold only letters, digits, '-' and '_'"
+            )
+            raise AdNameError(
+                f"ad name {name!r} does not decode as {AD_NAME_FORMAT}: its {label} {part!r} {why}"
+            ) from None
     return out[0], out[1], out[2]
 
 
@@ -135,8 +154,22 @@ class ExportMapping:
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any], source: str = "") -> ExportMapping:
         where = f"mapping {source or entry.get('name', '?')}"
-        known = {"name", "title", "documentation", "header_row", "layout", "columns", "segment_columns",
-                 "watch_time_per", "blank_as_zero", "missing_values", "thousands", "date_formats", "skip_rows", "long"}
+        known = {
+            "name",
+            "title",
+            "documentation",
+            "header_row",
+            "layout",
+            "columns",
+            "segment_columns",
+            "watch_time_per",
+            "blank_as_zero",
+            "missing_values",
+            "thousands",
+            "date_formats",
+            "skip_rows",
+            "long",
+        }
         unknown = sorted(set(entry) - known)
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
@@ -165,13 +198,21 @@ class ExportMapping:
         if per not in ("video_plays", "impressions"):
             raise ValueError(f"{where}: watch_time_per must be video_plays or impressions, got {per!r}")
         return cls(
-            name=str(entry.get("name") or Path(source).stem), columns=columns, title=str(entry.get("title", "")),
-            documentation=str(entry.get("documentation", "")), header_row=int(entry.get("header_row", 1)),
-            layout=layout, segment_columns=tuple(entry.get("segment_columns") or ()), watch_time_per=per,
+            name=str(entry.get("name") or Path(source).stem),
+            columns=columns,
+            title=str(entry.get("title", "")),
+            documentation=str(entry.get("documentation", "")),
+            header_row=int(entry.get("header_row", 1)),
+            layout=layout,
+            segment_columns=tuple(entry.get("segment_columns") or ()),
+            watch_time_per=per,
             blank_as_zero=tuple(entry.get("blank_as_zero") or ()),
             missing_values=tuple(entry.get("missing_values", cls.missing_values)),
-            thousands=entry.get("thousands"), date_formats=tuple(entry.get("date_formats") or ("%Y-%m-%d",)),
-            skip_rows=dict(entry.get("skip_rows") or {}), long=long, source=source,
+            thousands=entry.get("thousands"),
+            date_formats=tuple(entry.get("date_formats") or ("%Y-%m-%d",)),
+            skip_rows=dict(entry.get("skip_rows") or {}),
+            long=long,
+            source=source,
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -179,13 +220,27 @@ class ExportMapping:
         """The export's cells as text (ids never pass through a number parser)."""
         path = Path(path)
         if path.suffix.lower() != ".csv":
-            raise ValueError(f"the {self.name} mapping reads CSV exports (save the platform's report as CSV), got {path.suffix!r}")
+            raise ValueError(
+                f"the {self.name} mapping reads CSV exports (save the platform's report as CSV), got {path.suffix!r}"
+            )
         # utf-8-sig: Ads Manager exports start with a byte-order mark
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig",
-                           skiprows=self.header_row - 1, skipinitialspace=True)
+        return pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
+            skiprows=self.header_row - 1,
+            skipinitialspace=True,
+        )
 
-    def _resolve(self, frame: pd.DataFrame, fields: Sequence[str], required: bool,
-                 columns: Mapping[str, tuple[str, ...]] | None = None) -> tuple[dict[str, str], list[str]]:
+    def _resolve(
+        self,
+        frame: pd.DataFrame,
+        fields: Sequence[str],
+        required: bool,
+        columns: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> tuple[dict[str, str], list[str]]:
         found: dict[str, str] = {}
         missing: list[str] = []
         for f in fields:
@@ -221,11 +276,19 @@ class ExportMapping:
         absent_segments = [c for c in self.segment_columns if c not in raw.columns]
         if missing or absent_segments:
             parts = missing + [f"{c!r} (segment)" for c in absent_segments]
-            return MappedExport(pd.DataFrame(), np.array([], dtype=np.int64),
-                                [f"{source}: not a {self.name} export: missing column(s) {', '.join(parts)}; "
-                                 f"the export has {', '.join(repr(c) for c in raw.columns)}"], header_lines)
+            return MappedExport(
+                pd.DataFrame(),
+                np.array([], dtype=np.int64),
+                [
+                    f"{source}: not a {self.name} export: missing column(s) {', '.join(parts)}; "
+                    f"the export has {', '.join(repr(c) for c in raw.columns)}"
+                ],
+                header_lines,
+            )
         if len(raw) == 0:
-            return MappedExport(pd.DataFrame(), row_numbers, [f"{source}: the export has a header but no rows"], header_lines)
+            return MappedExport(
+                pd.DataFrame(), row_numbers, [f"{source}: the export has a header but no rows"], header_lines
+            )
         optional, _ = self._resolve(raw, OPTIONAL_FIELDS, required=False, columns=columns)
         found.update(optional)
 
@@ -249,7 +312,9 @@ class ExportMapping:
         if len(self.segment_columns) == 1:
             out["segment"] = raw[self.segment_columns[0]].astype(str).str.strip().to_numpy()
         elif self.segment_columns:
-            out["segment"] = ["|".join(f"{c}={raw[c].iat[i].strip()}" for c in self.segment_columns) for i in range(len(raw))]
+            out["segment"] = [
+                "|".join(f"{c}={raw[c].iat[i].strip()}" for c in self.segment_columns) for i in range(len(raw))
+            ]
         else:
             out["segment"] = "all"
 
@@ -286,8 +351,11 @@ class ExportMapping:
         # a blank average with no plays is zero watch time, not a missing value
         watch = np.where(np.isnan(avg) & (np.nan_to_num(per) == 0), 0.0, avg * per)
         for idx in np.flatnonzero(~bad & np.isnan(watch)):
-            flag(idx, f"column {found['avg_watch_time_s']!r} (avg_watch_time_s) is empty while "
-                      f"{int(np.nan_to_num(per[idx]))} plays were counted")
+            flag(
+                idx,
+                f"column {found['avg_watch_time_s']!r} (avg_watch_time_s) is empty while "
+                f"{int(np.nan_to_num(per[idx]))} plays were counted",
+            )
         out["watch_time_s_sum"] = _texts(np.round(watch, 6))
         out[SUMSQ_COLUMN] = ""  # platforms report averages only
         for f in VIEW_COLUMNS:
@@ -296,16 +364,23 @@ class ExportMapping:
         frame = out.loc[keep, list(KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS) + [SUMSQ_COLUMN, *VIEW_COLUMNS]]
         return MappedExport(frame.reset_index(drop=True), row_numbers[keep], errors, header_lines)
 
-    def _pivot_long(self, raw: pd.DataFrame, row_numbers: np.ndarray, source: str,
-                    header_lines: int) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    def _pivot_long(
+        self, raw: pd.DataFrame, row_numbers: np.ndarray, source: str, header_lines: int
+    ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
         """Long rows (one metric per row) -> one row per ad x date x segment."""
         long = self.long or {}
         metric_col, value_col = long["metric_column"], long["value_column"]
         keys_found, missing = self._resolve(raw, ("ad_name", "date"), required=True)
         need = [c for c in (metric_col, value_col, *self.segment_columns) if c not in raw.columns]
         if missing or need:
-            return raw, row_numbers, [f"{source}: not a {self.name} export: missing column(s) "
-                                      f"{', '.join(missing + [repr(c) for c in need])}"]
+            return (
+                raw,
+                row_numbers,
+                [
+                    f"{source}: not a {self.name} export: missing column(s) "
+                    f"{', '.join(missing + [repr(c) for c in need])}"
+                ],
+            )
         metrics: Mapping[str, str] = long["metrics"]
         errors: list[str] = []
         keys = [keys_found["ad_name"], keys_found["date"], *self.segment_columns]
@@ -316,17 +391,21 @@ class ExportMapping:
             where = f"{source}: row {row_numbers[idx]} (line {row_numbers[idx] + header_lines})"
             metric = raw[metric_col].iat[idx].strip()
             if metric not in metrics:
-                errors.append(f"{where}: unknown metric {metric!r} in column {metric_col!r}; "
-                              f"this mapping knows {', '.join(metrics)}")
+                errors.append(
+                    f"{where}: unknown metric {metric!r} in column {metric_col!r}; "
+                    f"this mapping knows {', '.join(metrics)}"
+                )
                 continue
             key = tuple(raw[k].iat[idx].strip() for k in keys)
             if (key, metric) in seen:
-                errors.append(f"{where}: metric {metric!r} repeated for {dict(zip(keys, key))} "
-                              f"(first on row {seen[(key, metric)]})")
+                errors.append(
+                    f"{where}: metric {metric!r} repeated for {dict(zip(keys, key, strict=False))} "
+                    f"(first on row {seen[(key, metric)]})"
+                )
                 continue
             seen[(key, metric)] = int(row_numbers[idx])
             first_row.setdefault(key, int(row_numbers[idx]))
-            records.setdefault(key, dict(zip(keys, key)))[metrics[metric]] = raw[value_col].iat[idx]
+            records.setdefault(key, dict(zip(keys, key, strict=False)))[metrics[metric]] = raw[value_col].iat[idx]
         wide = pd.DataFrame(list(records.values()), dtype=object).fillna("")
         for k in keys:
             if k not in wide.columns:
@@ -399,7 +478,9 @@ def load_mapping(name_or_path: str | os.PathLike[str]) -> ExportMapping:
     text = str(name_or_path)
     path = shipped.get(text) or Path(text)
     if not path.is_file():
-        raise ValueError(f"no mapping {text!r}: shipped mappings are {', '.join(sorted(shipped))}, or give a YAML file path")
+        raise ValueError(
+            f"no mapping {text!r}: shipped mappings are {', '.join(sorted(shipped))}, or give a YAML file path"
+        )
     try:
         entry = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from align_core.io.atomic import atomic_write_text
 from align_core.experiments.config import ensure_registry_table, registered_variants
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
-from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
+from align_core.io.atomic import atomic_write_text
 from align_core.io.video_io import file_sha256
 from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
+from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 
 __all__ = [
     "AMOUNT_COLUMNS",
@@ -72,7 +72,15 @@ REQUIRED_COLUMNS: tuple[str, ...] = KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS
 # platforms report only averages, so it is NULL for mapped exports) and video-view counts
 # (plays, 2 s / 6 s views, 25/50/75/100 % completions). NULL when the export lacks them.
 SUMSQ_COLUMN = "watch_time_s_sumsq"
-VIEW_COLUMNS: tuple[str, ...] = ("video_plays", "views_2s", "views_6s", "views_p25", "views_p50", "views_p75", "views_p100")
+VIEW_COLUMNS: tuple[str, ...] = (
+    "video_plays",
+    "views_2s",
+    "views_6s",
+    "views_p25",
+    "views_p50",
+    "views_p75",
+    "views_p100",
+)
 MEASURE_COLUMNS: tuple[str, ...] = (SUMSQ_COLUMN,) + VIEW_COLUMNS
 STORED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + MEASURE_COLUMNS
 # Optional: the planned share of traffic per arm (constant per experiment x variant), and a
@@ -164,8 +172,11 @@ def ensure_tables(con: Any) -> None:
     con.execute(ARMS_DDL)
     ensure_registry_table(con)
     # warehouses written before the view columns existed gain them (NULL for old rows)
-    existing = dict(con.execute(
-        "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'ab_results'").fetchall())
+    existing = dict(
+        con.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'ab_results'"
+        ).fetchall()
+    )
     for column in VIEW_COLUMNS:
         if column not in existing:
             con.execute(f"ALTER TABLE ab_results ADD COLUMN {column} BIGINT")
@@ -202,7 +213,9 @@ def _read_export(path: Path) -> tuple[pd.DataFrame, list[str]]:
             series = frame[column]
             if column in ("date",) and pd.api.types.is_datetime64_any_dtype(series):
                 frame[column] = series.dt.strftime("%Y-%m-%d")
-            frame[column] = frame[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            frame[column] = frame[column].map(
+                lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            )
             if column == "date":
                 frame[column] = frame[column].str.slice(0, 10).where(frame[column].str.len() >= 10, frame[column])
         return frame, errors
@@ -229,8 +242,7 @@ def validate_export(
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         return frame, [
-            f"{source}: missing required column(s) {', '.join(missing)}; "
-            f"an export needs {', '.join(REQUIRED_COLUMNS)}"
+            f"{source}: missing required column(s) {', '.join(missing)}; an export needs {', '.join(REQUIRED_COLUMNS)}"
         ]
     if len(frame) == 0:
         return frame, [f"{source}: the export has a header but no rows"]
@@ -251,15 +263,19 @@ def validate_export(
     # ids: strings, not floats or scientific notation, safe as path parts
     for column in ("experiment_id", "video_id"):
         # vectorised fast path: only ids failing the pattern go through the per-row messages
-        suspect = (~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
-                   | frame[column].str.match(SCIENTIFIC_ID).to_numpy())
+        suspect = (
+            ~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy() | frame[column].str.match(SCIENTIFIC_ID).to_numpy()
+        )
         for idx in np.flatnonzero(suspect):
             value = frame[column].iat[idx]
             one = np.zeros(len(frame), dtype=bool)
             one[idx] = True
             if _FLOATY_ID.match(value):
-                flag(one, f"{column} {value!r} looks like a number that went through a float "
-                     "parser (ids must be exact digit strings; 19-digit ids overflow float64)")
+                flag(
+                    one,
+                    f"{column} {value!r} looks like a number that went through a float "
+                    "parser (ids must be exact digit strings; 19-digit ids overflow float64)",
+                )
                 continue
             try:
                 validate_video_id(value)
@@ -278,9 +294,14 @@ def validate_export(
     for exp in frame["experiment_id"].unique():
         rows_of = (frame["experiment_id"] == exp).to_numpy()
         variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
-    flag(~variant_ok, lambda i: (f"unknown variant {frame['variant'].iat[i]!r} for experiment "
-                                 f"{frame['experiment_id'].iat[i]!r}; its registry has "
-                                 f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"))
+    flag(
+        ~variant_ok,
+        lambda i: (
+            f"unknown variant {frame['variant'].iat[i]!r} for experiment "
+            f"{frame['experiment_id'].iat[i]!r}; its registry has "
+            f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"
+        ),
+    )
 
     dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
     date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
@@ -314,8 +335,10 @@ def validate_export(
         with np.errstate(invalid="ignore"):
             flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
             if column in VIEW_COLUMNS:
-                flag(np.isfinite(values) & (values != np.floor(values)),
-                     lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+                flag(
+                    np.isfinite(values) & (values != np.floor(values)),
+                    lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}",
+                )
         numeric[column] = values
     imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
     with np.errstate(invalid="ignore"):
@@ -325,25 +348,38 @@ def validate_export(
         # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
         # columns were swapped or aggregated at a different grain (checked where given).
         cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
-        flag(cs_bad, lambda i: (f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
-                                f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"))
+        flag(
+            cs_bad,
+            lambda i: (
+                f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
+                f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"
+            ),
+        )
         flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
 
     duplicated = frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
-    flag(duplicated, lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) "
-         "within the file")
+    flag(
+        duplicated, lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) within the file"
+    )
 
     if "planned_share" in frame.columns:
         share = pd.to_numeric(frame["planned_share"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
-        flag(~np.isfinite(share) | (share <= 0) | (share > 1),
-             lambda i: f"planned_share {frame['planned_share'].iat[i]!r} must be in (0, 1]")
+        flag(
+            ~np.isfinite(share) | (share <= 0) | (share > 1),
+            lambda i: f"planned_share {frame['planned_share'].iat[i]!r} must be in (0, 1]",
+        )
         frame["planned_share"] = share
         ok = ~bad
         if ok.any():
             arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
-            for (exp, var), count in arms[arms > 1].items():
+            for (exp, var), _count in arms[arms > 1].items():
                 errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
-            totals = frame.loc[ok].drop_duplicates(["experiment_id", "variant"]).groupby("experiment_id")["planned_share"].sum()
+            totals = (
+                frame.loc[ok]
+                .drop_duplicates(["experiment_id", "variant"])
+                .groupby("experiment_id")["planned_share"]
+                .sum()
+            )
             # a file may restate only some arms, so its shares may sum to less than 1, never more
             for exp, total in totals[totals > 1 + 1e-6].items():
                 errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
@@ -352,7 +388,9 @@ def validate_export(
         frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
     for column in AMOUNT_COLUMNS:
         frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
-    frame[SUMSQ_COLUMN] = pd.array(np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64")
+    frame[SUMSQ_COLUMN] = pd.array(
+        np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
+    )
     for column in VIEW_COLUMNS:
         values = numeric[column]
         frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
@@ -382,7 +420,9 @@ def scan_inbox(inbox_dir: str | os.PathLike[str]) -> list[Path]:
     # platform exports wait in a subfolder named after their mapping (inbox/tiktok_split_test/...)
     folders = [inbox] + [inbox / name for name in sorted(shipped_mappings()) if (inbox / name).is_dir()]
     return [
-        p for folder in folders for p in sorted(folder.iterdir())
+        p
+        for folder in folders
+        for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXPORT_SUFFIXES
     ]
 
@@ -439,8 +479,14 @@ def read_and_validate(
         if mapped.frame.empty and mapped.errors:
             # every row failed to map: report those reasons, not a cascade of schema errors
             return mapped.frame, mapped.errors
-        frame, row_errors = validate_export(mapped.frame, path.name, known_videos, known_variants,
-                                            row_numbers=mapped.row_numbers, header_lines=mapped.header_lines)
+        frame, row_errors = validate_export(
+            mapped.frame,
+            path.name,
+            known_videos,
+            known_variants,
+            row_numbers=mapped.row_numbers,
+            header_lines=mapped.header_lines,
+        )
         return frame, mapped.errors + row_errors
     except Exception as exc:  # unreadable file: reject it whole with the reason
         how = f"the {mapping.name} mapping" if mapping is not None else path.suffix
@@ -493,8 +539,9 @@ def ingest_export(
             listed.append(f"... and {len(errors) - len(listed)} more")
         errors_file = moved.with_name(moved.name + ".errors.txt")
         atomic_write_text(errors_file, "\n".join(listed) + "\n")
-        return IngestReport(source=path, status="rejected", moved_to=moved, sha256=sha,
-                            errors=tuple(errors), errors_file=errors_file)
+        return IngestReport(
+            source=path, status="rejected", moved_to=moved, sha256=sha, errors=tuple(errors), errors_file=errors_file
+        )
 
     rows = frame[list(STORED_COLUMNS)].copy()
     rows["source_file"] = path.name
@@ -584,11 +631,15 @@ def register_experiment(
     validate_video_id(experiment_id, where="experiment_id")
     total = sum(planned_shares.values())
     if abs(total - 1) > 1e-6 or any(s <= 0 for s in planned_shares.values()):
-        raise ValueError(f"planned shares of {experiment_id!r} must be positive and sum to 1, got {dict(planned_shares)}")
+        raise ValueError(
+            f"planned shares of {experiment_id!r} must be positive and sum to 1, got {dict(planned_shares)}"
+        )
     arms = registered_arms(database).get(experiment_id, variant_names(DEFAULT_VARIANTS))
     unknown = sorted(set(planned_shares) - set(arms))
     if unknown:
-        raise ValueError(f"experiment {experiment_id!r}: unknown variant(s) {unknown}; its registry has {', '.join(arms)}")
+        raise ValueError(
+            f"experiment {experiment_id!r}: unknown variant(s) {unknown}; its registry has {', '.join(arms)}"
+        )
     with write_connection(database) as con:
         with transaction(con):
             ensure_tables(con)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from align_core.inputs.ids import validate_video_id
-from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, load_variant_config, parse_variants
 from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
+from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, load_variant_config, parse_variants
 
 __all__ = [
     "ExperimentConfig",
@@ -115,7 +115,9 @@ class ExperimentConfig:
         if missing:
             raise ValueError(f"experiment {self.experiment_id!r}: no planned share for {missing}")
         if abs(sum(shares.values()) - 1) > 1e-6 or any(v <= 0 for v in shares.values()):
-            raise ValueError(f"experiment {self.experiment_id!r}: planned shares must be positive and sum to 1, got {shares}")
+            raise ValueError(
+                f"experiment {self.experiment_id!r}: planned shares must be positive and sum to 1, got {shares}"
+            )
         object.__setattr__(self, "planned_shares", {n: float(shares[n]) for n in names})
         if self.design not in DESIGNS:
             raise ValueError(f"experiment {self.experiment_id!r}: design {self.design!r} is not one of {DESIGNS}")
@@ -135,22 +137,45 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "experiment_id": self.experiment_id, "name": self.name,
+            "experiment_id": self.experiment_id,
+            "name": self.name,
             "variants": [s.to_dict() for s in self.variants],
-            "planned_shares": dict(self.planned_shares or {}), "design": self.design,
-            "primary_metric": self.primary_metric, "secondary_metrics": list(self.secondary_metrics),
-            "alpha": self.alpha, "power": self.power, "planned_videos": self.planned_videos,
-            "planned_impressions_per_arm": self.planned_impressions_per_arm, "planned_days": self.planned_days,
+            "planned_shares": dict(self.planned_shares or {}),
+            "design": self.design,
+            "primary_metric": self.primary_metric,
+            "secondary_metrics": list(self.secondary_metrics),
+            "alpha": self.alpha,
+            "power": self.power,
+            "planned_videos": self.planned_videos,
+            "planned_impressions_per_arm": self.planned_impressions_per_arm,
+            "planned_days": self.planned_days,
             "start_date": self.start_date.isoformat() if self.start_date else None,
-            "expected_base_ctr": self.expected_base_ctr, "expected_icc": self.expected_icc,
-            "stopping_rule": self.stopping_rule, **dict(self.extra),
+            "expected_base_ctr": self.expected_base_ctr,
+            "expected_icc": self.expected_icc,
+            "stopping_rule": self.stopping_rule,
+            **dict(self.extra),
         }
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> ExperimentConfig:
-        known = {"experiment_id", "name", "variants", "planned_shares", "design", "primary_metric",
-                 "secondary_metrics", "alpha", "power", "planned_videos", "planned_impressions_per_arm",
-                 "planned_days", "start_date", "expected_base_ctr", "expected_icc", "stopping_rule"}
+        known = {
+            "experiment_id",
+            "name",
+            "variants",
+            "planned_shares",
+            "design",
+            "primary_metric",
+            "secondary_metrics",
+            "alpha",
+            "power",
+            "planned_videos",
+            "planned_impressions_per_arm",
+            "planned_days",
+            "start_date",
+            "expected_base_ctr",
+            "expected_icc",
+            "stopping_rule",
+        }
         if "experiment_id" not in entry:
             raise ValueError("experiment config needs an experiment_id")
         kwargs: dict[str, Any] = {k: v for k, v in entry.items() if k in known and v is not None}
@@ -198,16 +223,27 @@ def register_experiment_config(database: str | os.PathLike[str], config: Experim
                    start_date = COALESCE(experiments.start_date, excluded.start_date)""",
                 [config.experiment_id, config.name, config.start_date],
             )
-            con.execute("INSERT OR REPLACE INTO experiment_configs VALUES (?, ?, ?, ?, ?)",
-                        [config.experiment_id, config.design, config.primary_metric, config.alpha,
-                         json.dumps(config.to_dict(), sort_keys=True, default=str)])
+            con.execute(
+                "INSERT OR REPLACE INTO experiment_configs VALUES (?, ?, ?, ?, ?)",
+                [
+                    config.experiment_id,
+                    config.design,
+                    config.primary_metric,
+                    config.alpha,
+                    json.dumps(config.to_dict(), sort_keys=True, default=str),
+                ],
+            )
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [config.experiment_id])
             con.execute("DELETE FROM experiment_variants WHERE experiment_id = ?", [config.experiment_id])
             for position, spec in enumerate(config.variants):
-                con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)",
-                            [config.experiment_id, spec.name, float(config.planned_shares[spec.name])])
-                con.execute("INSERT INTO experiment_variants VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [config.experiment_id, spec.name, position, spec.window, spec.factor, spec.kind, spec.role])
+                con.execute(
+                    "INSERT INTO experiment_arms VALUES (?, ?, ?)",
+                    [config.experiment_id, spec.name, float(config.planned_shares[spec.name])],
+                )
+                con.execute(
+                    "INSERT INTO experiment_variants VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [config.experiment_id, spec.name, position, spec.window, spec.factor, spec.kind, spec.role],
+                )
 
 
 def registered_variants(con: Any) -> dict[str, tuple[VariantSpec, ...]]:

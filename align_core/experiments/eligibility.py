@@ -48,7 +48,9 @@ def exclusion_reason(status: str, reason: str | None) -> str | None:
 
 
 def eligibility_table(
-    video_id: str, verdicts: pd.DataFrame, checked_sha256: Mapping[str, str],
+    video_id: str,
+    verdicts: pd.DataFrame,
+    checked_sha256: Mapping[str, str],
     stimulus_failures: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per variant: the checked render's sha256, its statuses, ``eligible``, ``exclusion_reason``.
@@ -64,17 +66,39 @@ def eligibility_table(
         failed_checks = list((stimulus_failures or {}).get(verdict["variant"], ()))
         reasons = [r for r in (exclusion_reason(status, verdict.get("reason")), *failed_checks) if r]
         why = "; ".join(reasons) if reasons else None
-        rows.append({
-            "video_id": video_id, "variant": verdict["variant"], "checked_sha256": checked_sha256.get(verdict["variant"]),
-            "manipulation_status": status,
-            "stimulus_status": "not run" if stimulus_failures is None else ("failed" if failed_checks else "passed"),
-            "eligible": why is None, "exclusion_reason": why,
-        })
-    columns = ["video_id", "variant", "checked_sha256", "manipulation_status", "stimulus_status", "eligible", "exclusion_reason"]
-    return pd.DataFrame(rows, columns=columns).astype({
-        "video_id": "string", "variant": "string", "checked_sha256": "string", "manipulation_status": "string",
-        "stimulus_status": "string", "eligible": bool, "exclusion_reason": "string",
-    })
+        rows.append(
+            {
+                "video_id": video_id,
+                "variant": verdict["variant"],
+                "checked_sha256": checked_sha256.get(verdict["variant"]),
+                "manipulation_status": status,
+                "stimulus_status": "not run"
+                if stimulus_failures is None
+                else ("failed" if failed_checks else "passed"),
+                "eligible": why is None,
+                "exclusion_reason": why,
+            }
+        )
+    columns = [
+        "video_id",
+        "variant",
+        "checked_sha256",
+        "manipulation_status",
+        "stimulus_status",
+        "eligible",
+        "exclusion_reason",
+    ]
+    return pd.DataFrame(rows, columns=columns).astype(
+        {
+            "video_id": "string",
+            "variant": "string",
+            "checked_sha256": "string",
+            "manipulation_status": "string",
+            "stimulus_status": "string",
+            "eligible": bool,
+            "exclusion_reason": "string",
+        }
+    )
 
 
 def variants_select_sql(variant_files: str, eligibility_files: str | None) -> str:
@@ -84,8 +108,10 @@ def variants_select_sql(variant_files: str, eligibility_files: str | None) -> st
     eligibility files every variant is unchecked.
     """
     if eligibility_files is None:
-        return (f"SELECT v.*, false AS eligible, '{UNCHECKED}' AS exclusion_reason "
-                f"FROM read_parquet({variant_files}, union_by_name = true) v")
+        return (
+            f"SELECT v.*, false AS eligible, '{UNCHECKED}' AS exclusion_reason "
+            f"FROM read_parquet({variant_files}, union_by_name = true) v"
+        )
     return f"""
         SELECT v.*,
                coalesce(e.checked_sha256 = v.sha256 AND e.eligible, false) AS eligible,

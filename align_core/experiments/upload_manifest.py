@@ -24,19 +24,30 @@ from pathlib import Path
 import pandas as pd
 
 from align_core.experiments.ab_mapping import encode_ad_name
-from align_core.io.atomic import atomic_path
 from align_core.experiments.config import registered_variants
-from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name
+from align_core.io.atomic import atomic_path
 from align_core.io.video_io import file_sha256, probe_video
 from align_core.io.warehouse import read_connection, replace_rows, table_exists, write_connection
+from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name
 
 __all__ = [
     "build_upload_manifest",
 ]
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "experiment_id", "ad_name", "video_id", "variant", "role", "file", "sha256", "bytes",
-    "duration_s", "width", "height", "fps", "video_codec",
+    "experiment_id",
+    "ad_name",
+    "video_id",
+    "variant",
+    "role",
+    "file",
+    "sha256",
+    "bytes",
+    "duration_s",
+    "width",
+    "height",
+    "fps",
+    "video_codec",
 )
 
 
@@ -68,13 +79,24 @@ def build_upload_manifest(
     notes: list[str] = []
     with read_connection(database) as con:
         if not table_exists(con, "variants"):
-            raise ValueError(f"{database}: no variants table; render variant_videos and collect the variants table first")
-        registry = tuple(variants) if variants is not None else registered_variants(con).get(experiment_id, DEFAULT_VARIANTS)
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'variants'").fetchall()}
+            raise ValueError(
+                f"{database}: no variants table; render variant_videos and collect the variants table first"
+            )
+        registry = (
+            tuple(variants) if variants is not None else registered_variants(con).get(experiment_id, DEFAULT_VARIANTS)
+        )
+        columns = {
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'variants'"
+            ).fetchall()
+        }
         has_eligible = "eligible" in columns
-        extra = ", eligible, " + ("exclusion_reason" if "exclusion_reason" in columns else "NULL AS exclusion_reason") \
-            if has_eligible else ", TRUE AS eligible, NULL AS exclusion_reason"
+        extra = (
+            ", eligible, " + ("exclusion_reason" if "exclusion_reason" in columns else "NULL AS exclusion_reason")
+            if has_eligible
+            else ", TRUE AS eligible, NULL AS exclusion_reason"
+        )
         rendered = con.execute(
             f"SELECT CAST(video_id AS VARCHAR) AS video_id, variant, path, sha256{extra} FROM variants ORDER BY video_id"
         ).df()
@@ -88,34 +110,59 @@ def build_upload_manifest(
     rendered = rendered[rendered["variant"].isin(list(roles))].copy()
     rendered["eligible"] = rendered["eligible"].fillna(False).astype(bool) | include_ineligible
     excluded = rendered.loc[~rendered["eligible"], ["video_id", "variant"]].assign(
-        reason=rendered.loc[~rendered["eligible"], "exclusion_reason"].fillna("not eligible (no reason recorded)"))
+        reason=rendered.loc[~rendered["eligible"], "exclusion_reason"].fillna("not eligible (no reason recorded)")
+    )
     kept = rendered[rendered["eligible"]]
     with_control = set(kept.loc[kept["variant"] == control, "video_id"])
     orphaned = kept[~kept["video_id"].isin(with_control)]
     if len(orphaned):
-        excluded = pd.concat([excluded, orphaned[["video_id", "variant"]].assign(
-            reason=f"the video's control arm ({control}) is not eligible or not rendered")], ignore_index=True)
+        excluded = pd.concat(
+            [
+                excluded,
+                orphaned[["video_id", "variant"]].assign(
+                    reason=f"the video's control arm ({control}) is not eligible or not rendered"
+                ),
+            ],
+            ignore_index=True,
+        )
     kept = kept[kept["video_id"].isin(with_control)]
-    missing_arms = [f"{v}: no {a}" for v, part in kept.groupby("video_id") for a in roles if a not in set(part["variant"])]
+    missing_arms = [
+        f"{v}: no {a}" for v, part in kept.groupby("video_id") for a in roles if a not in set(part["variant"])
+    ]
     if missing_arms:
         notes.append("arms missing for some videos (not rendered or not eligible): " + "; ".join(missing_arms[:20]))
 
     rows = []
-    for r in kept.sort_values(["video_id", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c).itertuples():
+    for r in kept.sort_values(
+        ["video_id", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c
+    ).itertuples():
         path = Path(r.path) if Path(r.path).is_absolute() else root / r.path
         if not path.is_file():
             raise FileNotFoundError(f"video {r.video_id} variant {r.variant}: file {path} is missing")
         digest = file_sha256(path)
         if r.sha256 and digest != r.sha256:
-            raise ValueError(f"video {r.video_id} variant {r.variant}: {path} hashes to {digest[:12]}..., "
-                             f"the variants table recorded {str(r.sha256)[:12]}...: the file changed since it was rendered")
+            raise ValueError(
+                f"video {r.video_id} variant {r.variant}: {path} hashes to {digest[:12]}..., "
+                f"the variants table recorded {str(r.sha256)[:12]}...: the file changed since it was rendered"
+            )
         probe = probe_video(path)
-        rows.append({
-            "experiment_id": experiment_id, "ad_name": encode_ad_name(experiment_id, r.video_id, r.variant),
-            "video_id": r.video_id, "variant": r.variant, "role": roles[r.variant], "file": str(r.path),
-            "sha256": digest, "bytes": probe.size_bytes, "duration_s": round(probe.duration_s, 3),
-            "width": probe.width, "height": probe.height, "fps": round(probe.fps, 3), "video_codec": probe.video_codec,
-        })
+        rows.append(
+            {
+                "experiment_id": experiment_id,
+                "ad_name": encode_ad_name(experiment_id, r.video_id, r.variant),
+                "video_id": r.video_id,
+                "variant": r.variant,
+                "role": roles[r.variant],
+                "file": str(r.path),
+                "sha256": digest,
+                "bytes": probe.size_bytes,
+                "duration_s": round(probe.duration_s, 3),
+                "width": probe.width,
+                "height": probe.height,
+                "fps": round(probe.fps, 3),
+                "video_codec": probe.video_codec,
+            }
+        )
     table = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     table["video_id"] = table["video_id"].astype("string")
     path = Path(out_dir) / f"{experiment_id}.upload_manifest.csv"

@@ -46,9 +46,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from align_core.io.atomic import atomic_write_text
 from align_core.inputs.ids import InvalidVideoIdError, validate_video_id
 from align_core.inputs.research_csvs import CsvValidationError, RowProblem, read_text_table
+from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
 __all__ = [
@@ -104,8 +104,17 @@ class AnnotationRow:
                 return ""
             return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
-        return [self.video_id, cell(self.scene), cell(self.frame), self.kind, cell(self.x), cell(self.y),
-                cell(self.w), cell(self.h), self.label]
+        return [
+            self.video_id,
+            cell(self.scene),
+            cell(self.frame),
+            self.kind,
+            cell(self.x),
+            cell(self.y),
+            cell(self.w),
+            cell(self.h),
+            self.label,
+        ]
 
 
 @dataclass
@@ -183,7 +192,9 @@ def read_annotations(path: str | Path) -> AnnotationTable:
                 if value is None:
                     problems.append(RowProblem(line, "a box needs x, y, w and h", column, "", video_id))
             if w is not None and w <= 0 or h is not None and h <= 0:
-                problems.append(RowProblem(line, f"box width and height must be > 0 (w={w}, h={h})", "w", None, video_id))
+                problems.append(
+                    RowProblem(line, f"box width and height must be > 0 (w={w}, h={h})", "w", None, video_id)
+                )
         elif kind in ("positive", "negative"):
             if x is None or y is None:
                 problems.append(RowProblem(line, f"a {kind} click needs x and y", "x", "", video_id))
@@ -314,7 +325,9 @@ def resolve_annotations(
         else:
             point = clip_point(row.x, row.y)
             if point is None:
-                problems.append(f"{where}: {row.kind} click ({row.x:g}, {row.y:g}) is outside the {width}x{height} frame")
+                problems.append(
+                    f"{where}: {row.kind} click ({row.x:g}, {row.y:g}) is outside the {width}x{height} frame"
+                )
                 continue
             (annotation.positives if row.kind == "positive" else annotation.negatives).append(point)
 
@@ -326,8 +339,9 @@ def resolve_annotations(
                     problems.append(f"{png}: mask PNGs are named scene_<n>.png or frame_<t>.png")
                 continue
             number = int(match.group(2))
-            annotation = target(number if match.group(1) == "scene" else None,
-                                number if match.group(1) == "frame" else None, str(png))
+            annotation = target(
+                number if match.group(1) == "scene" else None, number if match.group(1) == "frame" else None, str(png)
+            )
             if annotation is None:
                 continue
             image = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
@@ -388,6 +402,12 @@ def has_annotations(layout: DataLayout, video_id: str) -> bool:
 
 def mask_inputs(layout: DataLayout, video_id: str) -> str | None:
     """Which mask inputs a video has: ``provided`` (npz), ``annotated`` (CSV rows or PNGs), both, or None."""
-    found = [name for name, present in (("provided", layout.provided_mask_path(video_id).is_file()),
-                                        ("annotated", has_annotations(layout, video_id))) if present]
+    found = [
+        name
+        for name, present in (
+            ("provided", layout.provided_mask_path(video_id).is_file()),
+            ("annotated", has_annotations(layout, video_id)),
+        )
+        if present
+    ]
     return "+".join(found) or None

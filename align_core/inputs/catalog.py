@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from align_core.io.atomic import atomic_path, atomic_write_text
 from align_core.inputs.ids import validate_video_id
-from align_core.inputs.research_csvs import AlignmentScores, KeywordTable
 from align_core.inputs.keywords import KeywordVerdict, screen_keyword
-from align_core.io.layout import ARTIFACT_FILES
+from align_core.inputs.research_csvs import AlignmentScores, KeywordTable
 from align_core.inputs.scenes import SceneIssue, SceneMapping, detect_scenes, map_scenes_to_frames
+from align_core.io.atomic import atomic_path, atomic_write_text
+from align_core.io.layout import ARTIFACT_FILES
 from align_core.io.video_io import VideoProbe, iter_frames, probe_video
 from align_core.io.visuals import save_png
 
@@ -40,9 +40,23 @@ THUMBNAIL_FILE = ARTIFACT_FILES["video_catalog"]["thumbnail"]
 
 #: Column order of the warehouse ``scenes`` table.
 SCENE_COLUMNS: tuple[str, ...] = (
-    "video_id", "scene_number", "start_time", "end_time", "start_frame", "end_frame", "n_frames",
-    "attention_proportion", "ctr_mean", "cvr_mean", "clicks_mean", "conversion_mean", "remain_mean",
-    "contrast", "brightness", "industry", "scene_source",
+    "video_id",
+    "scene_number",
+    "start_time",
+    "end_time",
+    "start_frame",
+    "end_frame",
+    "n_frames",
+    "attention_proportion",
+    "ctr_mean",
+    "cvr_mean",
+    "clicks_mean",
+    "conversion_mean",
+    "remain_mean",
+    "contrast",
+    "brightness",
+    "industry",
+    "scene_source",
 )
 
 
@@ -152,7 +166,10 @@ def build_catalog(
     verdict = screen_keyword(raw_keyword)
     if raw_keyword is None:
         verdict = KeywordVerdict(
-            "", "", False, "empty",
+            "",
+            "",
+            False,
+            "empty",
             f"video has no row in {keywords.path if keywords is not None else 'keywords.csv'}",
         )
     return VideoCatalog(
@@ -210,8 +227,12 @@ def load_catalog(directory: str | Path) -> VideoCatalog:
     scenes["video_id"] = scenes["video_id"].astype(str)
     keyword = data["keyword"]
     verdict = KeywordVerdict(
-        raw=keyword["raw"], keyword=keyword["keyword"], segmentable=keyword["segmentable"],
-        category=keyword["category"], reason=keyword["reason"], notes=tuple(keyword.get("notes", ())),
+        raw=keyword["raw"],
+        keyword=keyword["keyword"],
+        segmentable=keyword["segmentable"],
+        category=keyword["category"],
+        reason=keyword["reason"],
+        notes=tuple(keyword.get("notes", ())),
     )
     probe = dict(data["probe"])
     if not Path(probe["path"]).is_absolute():

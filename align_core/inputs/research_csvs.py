@@ -38,17 +38,37 @@ __all__ = [
 ]
 
 ALIGNMENT_COLUMNS: tuple[str, ...] = (
-    "video id", "Scene Number", "attention_proportion", "start_time", "end_time", "CTR_mean",
-    "CVR_mean", "Clicks_mean", "Conversion_mean", "Remain_mean", "contrast", "brightness", "industry",
+    "video id",
+    "Scene Number",
+    "attention_proportion",
+    "start_time",
+    "end_time",
+    "CTR_mean",
+    "CVR_mean",
+    "Clicks_mean",
+    "Conversion_mean",
+    "Remain_mean",
+    "contrast",
+    "brightness",
+    "industry",
 )
 KEYWORD_COLUMNS: tuple[str, ...] = ("_id", "keyword_list[0]")
 
 #: Warehouse (snake_case) names for the alignment CSV's columns.
 ALIGNMENT_RENAME: dict[str, str] = {
-    "video id": "video_id", "Scene Number": "scene_number", "attention_proportion": "attention_proportion",
-    "start_time": "start_time", "end_time": "end_time", "CTR_mean": "ctr_mean", "CVR_mean": "cvr_mean",
-    "Clicks_mean": "clicks_mean", "Conversion_mean": "conversion_mean", "Remain_mean": "remain_mean",
-    "contrast": "contrast", "brightness": "brightness", "industry": "industry",
+    "video id": "video_id",
+    "Scene Number": "scene_number",
+    "attention_proportion": "attention_proportion",
+    "start_time": "start_time",
+    "end_time": "end_time",
+    "CTR_mean": "ctr_mean",
+    "CVR_mean": "cvr_mean",
+    "Clicks_mean": "clicks_mean",
+    "Conversion_mean": "conversion_mean",
+    "Remain_mean": "remain_mean",
+    "contrast": "contrast",
+    "brightness": "brightness",
+    "industry": "industry",
 }
 #: Columns that must be numbers, with the closed range each must fall in (None: unbounded).
 _NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
@@ -240,9 +260,13 @@ def read_alignment_scores(path: str | Path) -> AlignmentScores:
         record: dict[str, object] = {"video_id": video_id}
         scene_text = row["Scene Number"].strip()
         scene_value = _parse_number(scene_text)
-        scene_number = int(scene_value) if scene_value is not None and scene_value.is_integer() and scene_value >= 1 else -1
+        scene_number = (
+            int(scene_value) if scene_value is not None and scene_value.is_integer() and scene_value >= 1 else -1
+        )
         if scene_number < 1:
-            row_problems.append(RowProblem(line, "scene number must be a positive integer", "Scene Number", scene_text, video_id))
+            row_problems.append(
+                RowProblem(line, "scene number must be a positive integer", "Scene Number", scene_text, video_id)
+            )
         record["scene_number"] = scene_number
         for column, (low, high, required) in _NUMERIC_RANGES.items():
             value = _parse_number(row[column])
@@ -261,15 +285,32 @@ def read_alignment_scores(path: str | Path) -> AlignmentScores:
         start, end = record["start_time"], record["end_time"]
         if isinstance(start, float) and isinstance(end, float) and not (math.isnan(start) or math.isnan(end)):
             if end < start:
-                row_problems.append(RowProblem(line, f"end_time {end} is before start_time {start}", "end_time", row["end_time"], video_id))
+                row_problems.append(
+                    RowProblem(
+                        line, f"end_time {end} is before start_time {start}", "end_time", row["end_time"], video_id
+                    )
+                )
             elif end == start:
-                row_problems.append(RowProblem(line, f"zero-length scene (start_time = end_time = {start})", "end_time", row["end_time"], video_id))
+                row_problems.append(
+                    RowProblem(
+                        line,
+                        f"zero-length scene (start_time = end_time = {start})",
+                        "end_time",
+                        row["end_time"],
+                        video_id,
+                    )
+                )
         key = (video_id, scene_number)
         if scene_number >= 1:
             if key in seen_scene:
                 row_problems.append(
-                    RowProblem(line, f"duplicate scene {scene_number} for this video (first on line {seen_scene[key]})",
-                               "Scene Number", scene_text, video_id)
+                    RowProblem(
+                        line,
+                        f"duplicate scene {scene_number} for this video (first on line {seen_scene[key]})",
+                        "Scene Number",
+                        scene_text,
+                        video_id,
+                    )
                 )
             else:
                 seen_scene[key] = line
@@ -302,7 +343,9 @@ def csv_problems(*paths: str | Path) -> pd.DataFrame:
     for path in map(Path, paths):
         if not path.exists():
             continue
-        reader = readers.get(path.name, read_alignment_scores if "video id" in path.read_text(errors="replace")[:200] else read_keywords)
+        reader = readers.get(
+            path.name, read_alignment_scores if "video id" in path.read_text(errors="replace")[:200] else read_keywords
+        )
         try:
             problems = reader(path).problems
         except CsvValidationError as exc:
@@ -310,11 +353,25 @@ def csv_problems(*paths: str | Path) -> pd.DataFrame:
         except ValueError as exc:
             problems = [RowProblem(0, str(exc))]
         rows.extend(
-            {"file": str(path), "line": p.line, "column": p.column, "value": p.value, "problem": p.message, "video_id": p.video_id}
+            {
+                "file": str(path),
+                "line": p.line,
+                "column": p.column,
+                "value": p.value,
+                "problem": p.message,
+                "video_id": p.video_id,
+            }
             for p in problems
         )
     return pd.DataFrame(rows, columns=CSV_PROBLEM_COLUMNS).astype(
-        {"file": "string", "line": "int64", "column": "string", "value": "string", "problem": "string", "video_id": "string"}
+        {
+            "file": "string",
+            "line": "int64",
+            "column": "string",
+            "value": "string",
+            "problem": "string",
+            "video_id": "string",
+        }
     )
 
 

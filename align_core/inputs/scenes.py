@@ -82,7 +82,8 @@ def map_scenes_to_frames(
         if row.start_time >= duration - slack or row.end_time > duration + slack:
             issues.append(
                 SceneIssue(
-                    "outside_video", number,
+                    "outside_video",
+                    number,
                     f"scene {number} spans {row.start_time:.3f}-{row.end_time:.3f} s but the video lasts "
                     f"{duration:.3f} s ({frame_count} frames at {fps:.3f} fps)",
                 )
@@ -91,7 +92,11 @@ def map_scenes_to_frames(
         end_frame = min(max(end_frame, 0), frame_count)
         if end_frame <= start_frame:
             issues.append(
-                SceneIssue("empty_scene", number, f"scene {number} ({row.start_time:.3f}-{row.end_time:.3f} s) holds no frame centre")
+                SceneIssue(
+                    "empty_scene",
+                    number,
+                    f"scene {number} ({row.start_time:.3f}-{row.end_time:.3f} s) holds no frame centre",
+                )
             )
         starts.append(start_frame)
         ends.append(end_frame)
@@ -99,27 +104,40 @@ def map_scenes_to_frames(
     table["end_frame"] = ends
     first = table.iloc[0]
     if first.start_time > slack:
-        issues.append(SceneIssue("uncovered_start", int(first.scene_number), f"no scene covers 0-{first.start_time:.3f} s"))
-    for previous, current in zip(table.iloc[:-1].itertuples(index=False), table.iloc[1:].itertuples(index=False), strict=True):
+        issues.append(
+            SceneIssue("uncovered_start", int(first.scene_number), f"no scene covers 0-{first.start_time:.3f} s")
+        )
+    for previous, current in zip(
+        table.iloc[:-1].itertuples(index=False), table.iloc[1:].itertuples(index=False), strict=True
+    ):
         delta = current.start_time - previous.end_time
         if delta > slack:
             issues.append(
-                SceneIssue("gap", int(current.scene_number),
-                           f"gap of {delta:.3f} s ({delta * fps:.1f} frames) between scenes {previous.scene_number} and {current.scene_number}")
+                SceneIssue(
+                    "gap",
+                    int(current.scene_number),
+                    f"gap of {delta:.3f} s ({delta * fps:.1f} frames) between scenes {previous.scene_number} and {current.scene_number}",
+                )
             )
         elif delta < -slack:
             issues.append(
-                SceneIssue("overlap", int(current.scene_number),
-                           f"scenes {previous.scene_number} and {current.scene_number} overlap by {-delta:.3f} s ({-delta * fps:.1f} frames)")
+                SceneIssue(
+                    "overlap",
+                    int(current.scene_number),
+                    f"scenes {previous.scene_number} and {current.scene_number} overlap by {-delta:.3f} s ({-delta * fps:.1f} frames)",
+                )
             )
     last = table.iloc[-1]
     if duration - last.end_time > slack:
-        issues.append(SceneIssue("uncovered_end", int(last.scene_number), f"no scene covers {last.end_time:.3f}-{duration:.3f} s"))
+        issues.append(
+            SceneIssue("uncovered_end", int(last.scene_number), f"no scene covers {last.end_time:.3f}-{duration:.3f} s")
+        )
     return SceneMapping(table, "given", issues)
 
 
-def detect_scenes(video_path: str | Path, fps: float, frame_count: int, *, threshold: float = 27.0,
-                  min_scene_len: int = 8) -> SceneMapping:
+def detect_scenes(
+    video_path: str | Path, fps: float, frame_count: int, *, threshold: float = 27.0, min_scene_len: int = 8
+) -> SceneMapping:
     """Detect hard cuts with PySceneDetect's ContentDetector; one scene if there is no cut."""
     from scenedetect import ContentDetector, detect
 

@@ -6,8 +6,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from align_core.io.atomic import atomic_path
 from align_core.inputs.ids import InvalidVideoIdError, validate_video_id, video_id_from_filename
+from align_core.io.atomic import atomic_path
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import is_video_file
 
@@ -69,14 +69,24 @@ def import_videos(folder: str | Path, layout: DataLayout, sources: list[Path] | 
                 f"{claimed[video_id].name} and {source.name} in {folder} both become video id {video_id!r}; rename one"
             )
         claimed[video_id] = source
-        others = [p for p in layout.videos_dir.glob(f"{video_id}.*") if p.suffix.lower() != source.suffix.lower() and not p.name.startswith(".")]
+        others = [
+            p
+            for p in layout.videos_dir.glob(f"{video_id}.*")
+            if p.suffix.lower() != source.suffix.lower() and not p.name.startswith(".")
+        ]
         if others:
-            raise ValueError(f"{source.name} would become video id {video_id!r}, which {others[0]} already holds; rename it")
+            raise ValueError(
+                f"{source.name} would become video id {video_id!r}, which {others[0]} already holds; rename it"
+            )
     registered = []
     for source in sources:
         video_id = video_id_from_filename(source.stem)
         target = layout.videos_dir / f"{video_id}{source.suffix.lower()}"
-        same = target.exists() and target.stat().st_size == source.stat().st_size and target.read_bytes() == source.read_bytes()
+        same = (
+            target.exists()
+            and target.stat().st_size == source.stat().st_size
+            and target.read_bytes() == source.read_bytes()
+        )
         if not same:
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)

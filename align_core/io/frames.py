@@ -111,14 +111,15 @@ class MaskFrames(FrameStore):
 
     dtype = np.dtype(bool)
 
-    def __init__(self, height: int, width: int, blobs: list[bytes] | None = None,
-                 coverage: np.ndarray | None = None):
+    def __init__(self, height: int, width: int, blobs: list[bytes] | None = None, coverage: np.ndarray | None = None):
         self.height, self.width = int(height), int(width)
         self._blobs: list[bytes] = list(blobs or [])
         self._coverage: list[float] = [] if coverage is None else [float(c) for c in coverage]
         super().__init__((len(self._blobs), self.height, self.width))
         if coverage is None:
-            self._coverage = [float(self._decode(t).mean()) if self.height * self.width else 0.0 for t in range(len(self._blobs))]
+            self._coverage = [
+                float(self._decode(t).mean()) if self.height * self.width else 0.0 for t in range(len(self._blobs))
+            ]
         if len(self._coverage) != len(self._blobs):
             raise ValueError(f"{len(self._coverage)} coverage values for {len(self._blobs)} mask frames")
 
@@ -179,16 +180,24 @@ class MaskFrames(FrameStore):
         blob = np.asarray(data[f"{prefix}_frames_zlib"], dtype=np.uint8).tobytes()
         offsets = np.asarray(data[f"{prefix}_offsets"], dtype=np.int64)
         height, width = (int(v) for v in data[f"{prefix}_frame_size"])
-        if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets) < 0):
+        if (
+            offsets.ndim != 1
+            or offsets.size < 1
+            or offsets[0] != 0
+            or offsets[-1] != len(blob)
+            or np.any(np.diff(offsets) < 0)
+        ):
             raise ValueError(f"mask frame offsets do not fit the {len(blob)}-byte blob")
-        blobs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        blobs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=False)]
         return cls(height, width, blobs, coverage=np.asarray(data[f"{prefix}_coverage"], dtype=np.float64))
 
 
 class LazyFrames(FrameStore):
     """Any ``frame(t) -> (H, W)`` function presented as a read-only ``(T, H, W)`` stack."""
 
-    def __init__(self, shape: tuple[int, int, int], decode: Callable[[int], np.ndarray], dtype=np.float32, cache_frames: int = 2):
+    def __init__(
+        self, shape: tuple[int, int, int], decode: Callable[[int], np.ndarray], dtype=np.float32, cache_frames: int = 2
+    ):
         super().__init__(shape, cache_frames)
         self._decode_fn = decode
         self.dtype = np.dtype(dtype)

@@ -40,19 +40,36 @@ GLOBAL_KEY = "_global"
 #: catalog's own ``catalog.json``, the renderer's ``<variant>.mp4`` / ``manifest.json``) keep
 #: their names inside the module that writes and reads them.
 ARTIFACT_FILES: dict[str, dict[str, str]] = {
-    "video_catalog": {"catalog": "catalog.json", "scenes": "scenes.parquet", "thumbnail": "scene_strip.png", "video_row": "video.parquet"},
+    "video_catalog": {
+        "catalog": "catalog.json",
+        "scenes": "scenes.parquet",
+        "thumbnail": "scene_strip.png",
+        "video_row": "video.parquet",
+    },
     "attention_maps": {"maps": "attention.npz"},
     "keyword_masks": {"masks": "masks.npz", "diagnostics": "annotated_diagnostics.parquet"},
     "control_tensors": {
-        "control": "control.npz", "frames": "alignment_frames.parquet", "scenes": "alignment_scenes.parquet",
-        "plot": "alignment.png", "overlays": "overlays.png",
+        "control": "control.npz",
+        "frames": "alignment_frames.parquet",
+        "scenes": "alignment_scenes.parquet",
+        "plot": "alignment.png",
+        "overlays": "overlays.png",
     },
     "controlnet_checkpoint": {"current": "current.json", "loss_curve": "loss_curve.png", "runs": "runs"},
-    "variant_plans": {"plans": "plans.json", "skipped": "skipped.json", "scenes": "plan_scenes.parquet", "targets": "targets.png"},
+    "variant_plans": {
+        "plans": "plans.json",
+        "skipped": "skipped.json",
+        "scenes": "plan_scenes.parquet",
+        "targets": "targets.png",
+    },
     "variant_videos": {"rows": "variants.parquet"},
     "variant_quality": {
-        "quality": "quality.parquet", "manipulation": "manipulation.parquet", "plot": "target_vs_achieved.png",
-        "eligibility": "eligibility.parquet", "stimulus": "stimulus.parquet", "stimulus_ocr": "stimulus_ocr.parquet",
+        "quality": "quality.parquet",
+        "manipulation": "manipulation.parquet",
+        "plot": "target_vs_achieved.png",
+        "eligibility": "eligibility.parquet",
+        "stimulus": "stimulus.parquet",
+        "stimulus_ocr": "stimulus_ocr.parquet",
         "stimulus_card": "stimulus_card.html",
         "scorers": "manipulation_scorers.parquet",
     },
@@ -127,7 +144,9 @@ class DataLayout:
         try:
             name = ARTIFACT_FILES[asset][role]
         except KeyError:
-            raise KeyError(f"no artifact {role!r} for asset {asset!r}; known: {ARTIFACT_FILES.get(asset, {})}") from None
+            raise KeyError(
+                f"no artifact {role!r} for asset {asset!r}; known: {ARTIFACT_FILES.get(asset, {})}"
+            ) from None
         return self.artifact_dir(asset, video_id) / name
 
     def artifact_files(self, asset: str, role: str) -> list[Path]:

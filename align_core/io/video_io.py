@@ -122,7 +122,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
         stream = container.streams.video[0]
         if container.format.name.endswith("_pipe") or container.format.name == "image2":
             kind = container.format.name.removesuffix("_pipe").upper()
-            raise VideoError(path, f"is a {kind} image ({container.format.long_name}), not a video; only video files can be ads")
+            raise VideoError(
+                path, f"is a {kind} image ({container.format.long_name}), not a video; only video files can be ads"
+            )
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or float(rate) <= 0:
             raise VideoError(path, "has no usable frame rate")
@@ -130,7 +132,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
         if not width or not height:
             raise VideoError(path, "has no picture size (corrupt header?)")
         if min(width, height) < MIN_SIDE:
-            raise VideoError(path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)")
+            raise VideoError(
+                path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)"
+            )
         audio = container.streams.audio[0] if container.streams.audio else None
         frame_count = 0
         stamps: list[int] = []
@@ -150,7 +154,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
         declared = int(stream.frames or 0)
         if declared > frame_count:
             # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
-            raise VideoError(path, f"is truncated: its header declares {declared} frames, only {frame_count} can be read")
+            raise VideoError(
+                path, f"is truncated: its header declares {declared} frames, only {frame_count} can be read"
+            )
         probe = VideoProbe(
             path=str(path),
             width=int(width),
@@ -172,7 +178,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
     # here; it also gives the size as displayed (after the rotation a phone recorded).
     first, rotation = _first_frame(path)
     if rotation:
-        probe = VideoProbe(**{**probe.to_dict(), "width": int(first.shape[1]), "height": int(first.shape[0]), "rotation": rotation})
+        probe = VideoProbe(
+            **{**probe.to_dict(), "width": int(first.shape[1]), "height": int(first.shape[0]), "rotation": rotation}
+        )
     return probe
 
 
@@ -224,7 +232,10 @@ def even_size(height: int, width: int) -> tuple[int, int]:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], start: int = 0, stop: int | None = None, crop_to: tuple[int, int] | None = None,
+    path: str | os.PathLike[str],
+    start: int = 0,
+    stop: int | None = None,
+    crop_to: tuple[int, int] | None = None,
     wanted: Callable[[int], bool] | None = None,
 ) -> Iterator[np.ndarray | None]:
     """Yield RGB frames ``[start, stop)`` one at a time (constant memory in video length).
@@ -251,8 +262,11 @@ def iter_frames(
                     picture = _upright(frame)
                     if crop_to is not None and picture.shape[:2] != tuple(crop_to):
                         if picture.shape[:2] != even_size(*crop_to):
-                            raise VideoError(path, f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
-                                             f"{crop_to[1]}x{crop_to[0]} (or that padded to even)")
+                            raise VideoError(
+                                path,
+                                f"frame {index} is {picture.shape[1]}x{picture.shape[0]}, expected "
+                                f"{crop_to[1]}x{crop_to[0]} (or that padded to even)",
+                            )
                         picture = picture[: crop_to[0], : crop_to[1]]
                     yield picture
                 index += 1
@@ -265,7 +279,9 @@ def iter_frames(
 
 
 def lockstep_frames(
-    paths: Iterable[str | os.PathLike[str]], size: tuple[int, int], wanted: Callable[[int], bool] | None = None,
+    paths: Iterable[str | os.PathLike[str]],
+    size: tuple[int, int],
+    wanted: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[np.ndarray | None, ...]]:
     """Frame ``t`` of every video at once, each read at ``size`` (see ``crop_to`` of :func:`iter_frames`).
 
@@ -278,13 +294,15 @@ def lockstep_frames(
     index = 0
     while True:
         current = [next(stream, sentinel) for stream in streams]
-        ended = [path for path, frame in zip(paths, current) if frame is sentinel]
+        ended = [path for path, frame in zip(paths, current, strict=False) if frame is sentinel]
         if len(ended) == len(paths):
             return
         if ended:
-            running = [path for path, frame in zip(paths, current) if frame is not sentinel]
-            raise ValueError(f"video {ended[0]}: ended after {index} frames while {running[0]} goes on: "
-                             "the variant and its baseline have different frame counts")
+            running = [path for path, frame in zip(paths, current, strict=False) if frame is not sentinel]
+            raise ValueError(
+                f"video {ended[0]}: ended after {index} frames while {running[0]} goes on: "
+                "the variant and its baseline have different frame counts"
+            )
         yield tuple(current)  # type: ignore[misc]
         index += 1
 

@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 from align_core.io.atomic import atomic_write_bytes  # noqa: E402
 
 
-def overlay(frame: np.ndarray, attention: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    frame: np.ndarray, attention: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
     """Frame blended with a JET heatmap of ``attention`` and the mask's outline in white."""
     heat = cv2.applyColorMap(np.clip(attention * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
@@ -46,7 +48,9 @@ def tile(images: Sequence[np.ndarray], labels: Sequence[str] | None = None, heig
         resized = cv2.resize(image, (max(1, int(image.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
         if labels is not None:
             cv2.rectangle(resized, (0, 0), (resized.shape[1], 18), (0, 0, 0), -1)
-            cv2.putText(resized, labels[index], (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                resized, labels[index], (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA
+            )
         tiles.append(resized)
         tiles.append(np.full((height, 4, 3), 255, np.uint8))
     return np.concatenate(tiles[:-1], axis=1)

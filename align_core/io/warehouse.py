@@ -177,9 +177,7 @@ def replace_table(database: str | os.PathLike[str], table: str, frame: pd.DataFr
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-    ).fetchone()
+    row = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()
     return bool(row and row[0])
 
 
@@ -203,12 +201,14 @@ class RebuildResult:
 
 def _file_state(files: list[Path]) -> pd.DataFrame:
     stats = [path.stat() for path in files]
-    return pd.DataFrame({
-        "path": [str(path) for path in files],
-        "video_id": [path.parent.name for path in files],
-        "mtime_ns": [s.st_mtime_ns for s in stats],
-        "size": [s.st_size for s in stats],
-    })
+    return pd.DataFrame(
+        {
+            "path": [str(path) for path in files],
+            "video_id": [path.parent.name for path in files],
+            "mtime_ns": [s.st_mtime_ns for s in stats],
+            "size": [s.st_size for s in stats],
+        }
+    )
 
 
 def rebuild_table_from_parquet(
@@ -251,7 +251,9 @@ def rebuild_table_from_parquet(
 
     def run(con: duckdb.DuckDBPyConnection) -> RebuildResult:
         state = _file_state(files)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} (tbl VARCHAR, path VARCHAR, video_id VARCHAR, mtime_ns BIGINT, size BIGINT)")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} (tbl VARCHAR, path VARCHAR, video_id VARCHAR, mtime_ns BIGINT, size BIGINT)"
+        )
         if not files:
             with transaction(con):
                 con.execute(f"DROP TABLE IF EXISTS {qtable}")
@@ -273,7 +275,9 @@ def rebuild_table_from_parquet(
                         con.execute(f"DELETE FROM {qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
                         con.unregister("_stale_ids")
                     if read:
-                        con.execute(f"INSERT INTO {qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read])
+                        con.execute(
+                            f"INSERT INTO {qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read]
+                        )
                     record_state(con, state)
                 files_read = len(read)
             except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
@@ -292,7 +296,10 @@ def rebuild_table_from_parquet(
 
 
 def collect_parquet_table(
-    database: str | os.PathLike[str], table: str, files: list[Path], order_by: str,
+    database: str | os.PathLike[str],
+    table: str,
+    files: list[Path],
+    order_by: str,
     eligibility_files: list[Path] | None = None,
 ) -> tuple[int, int, pd.DataFrame | None]:
     """(Re)build ``table`` from ``files`` (one Parquet file per video) under the writer lock.
@@ -318,7 +325,10 @@ def collect_parquet_table(
             with transaction(con):
                 con.execute(
                     f"CREATE OR REPLACE TABLE {qtable} AS {select} ORDER BY {order_by}",
-                    {"files": [str(f) for f in files], **({"checked": [str(f) for f in eligibility_files]} if eligibility_files else {})},
+                    {
+                        "files": [str(f) for f in files],
+                        **({"checked": [str(f) for f in eligibility_files]} if eligibility_files else {}),
+                    },
                 )
             rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
         preview = con.execute(f"SELECT * FROM {qtable} LIMIT 10").df()

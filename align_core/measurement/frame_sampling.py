@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 
-def segments(frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_windows: Sequence[str]) -> list[tuple[int, int]]:
+def segments(
+    frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_windows: Sequence[str]
+) -> list[tuple[int, int]]:
     """Half-open runs ``[a, b)`` of frames sharing one scene and one timing window, in order."""
     if len(frame_windows) != frame_count:
         raise ValueError(f"{len(frame_windows)} window labels for {frame_count} frames")
@@ -53,7 +55,7 @@ def segments(frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_wind
         cuts.update((int(start), int(stop)))
     cuts.update(i for i in range(1, frame_count) if frame_windows[i] != frame_windows[i - 1])
     bounds = sorted(c for c in cuts if 0 <= c <= frame_count)
-    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b > a]
 
 
 def stride_for(frame_count: int, max_frames: int, min_stride: int = 1) -> int:
@@ -64,7 +66,9 @@ def stride_for(frame_count: int, max_frames: int, min_stride: int = 1) -> int:
     return max(min_stride, math.ceil(frame_count / max_frames))
 
 
-def sample_frames(frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_windows: Sequence[str], stride: int) -> np.ndarray:
+def sample_frames(
+    frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_windows: Sequence[str], stride: int
+) -> np.ndarray:
     """Sorted frame indices: every ``stride``-th frame of each segment from its first, plus its last."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -84,10 +88,18 @@ class FrameSample:
     stride: int
 
     @classmethod
-    def build(cls, frame_count: int, scene_ranges: Sequence[Sequence[int]], frame_windows: Sequence[str],
-              max_frames: int, min_stride: int = 1) -> FrameSample:
+    def build(
+        cls,
+        frame_count: int,
+        scene_ranges: Sequence[Sequence[int]],
+        frame_windows: Sequence[str],
+        max_frames: int,
+        min_stride: int = 1,
+    ) -> FrameSample:
         stride = stride_for(frame_count, max_frames, min_stride)
-        return cls(tuple(int(i) for i in sample_frames(frame_count, scene_ranges, frame_windows, stride)), frame_count, stride)
+        return cls(
+            tuple(int(i) for i in sample_frames(frame_count, scene_ranges, frame_windows, stride)), frame_count, stride
+        )
 
     @property
     def every_frame(self) -> bool:
@@ -96,8 +108,10 @@ class FrameSample:
     def describe(self) -> str:
         if self.every_frame:
             return f"every frame ({self.frame_count})"
-        return (f"{len(self.frames)} of {self.frame_count} frames (every {self.stride}th of each scene-window segment "
-                f"plus its first and last)")
+        return (
+            f"{len(self.frames)} of {self.frame_count} frames (every {self.stride}th of each scene-window segment "
+            f"plus its first and last)"
+        )
 
 
 def analysis_factor(height: int, width: int, max_side: int | None) -> int:

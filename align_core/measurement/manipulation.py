@@ -43,16 +43,16 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from align_core.io.video_io import iter_frames, lockstep_frames
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.stimuli.editing.render import StrengthMap
 from align_core.stimuli.plans import TIME_WINDOWS, VariantPlans
-from align_core.io.video_io import iter_frames, lockstep_frames
 
 __all__ = [
     "AttentionFn",
@@ -170,12 +170,16 @@ def manipulation_check(
         product_frames = np.asarray(plans.original_alignment) > 0
     product_frames = np.asarray(product_frames, dtype=bool)
     if baseline not in achieved:
-        raise KeyError(f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured")
+        raise KeyError(
+            f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured"
+        )
     count = plans.frame_count
     windows = np.asarray(plans.frame_windows)
     original_achieved = np.asarray(original_achieved, dtype=np.float64)
     if original_achieved.shape != (count,):
-        raise ValueError(f"video {plans.video_id}: original alignment has shape {original_achieved.shape}, expected ({count},)")
+        raise ValueError(
+            f"video {plans.video_id}: original alignment has shape {original_achieved.shape}, expected ({count},)"
+        )
     base_curve = np.asarray(achieved[baseline], dtype=np.float64)
     rows = []
     for name, curve in achieved.items():
@@ -183,7 +187,9 @@ def manipulation_check(
         not_manipulable = _not_manipulable(plan, plans, windows, product_frames, thresholds.eps)
         curve = np.asarray(curve, dtype=np.float64)
         if curve.shape != (count,):
-            raise ValueError(f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)")
+            raise ValueError(
+                f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)"
+            )
         for window in (*TIME_WINDOWS, "all"):
             in_window = np.ones(count, bool) if window == "all" else windows == window
             measured = in_window & np.isfinite(curve) & np.isfinite(original_achieved) & np.isfinite(base_curve)
@@ -251,16 +257,22 @@ def manipulation_check(
     verdicts = []
     for name, group in table.groupby("variant", sort=False):
         failing = group[~group["passed"]]
-        status = "passed" if failing.empty else ("not_manipulable" if (group["status"] == "not_manipulable").all() else "failed")
+        status = (
+            "passed"
+            if failing.empty
+            else ("not_manipulable" if (group["status"] == "not_manipulable").all() else "failed")
+        )
         verdicts.append(
             {
                 "video_id": plans.video_id,
                 "variant": name,
                 "passed": failing.empty,
                 "status": status,
-                "reason": "all windows passed" if failing.empty
-                else group["reason"].iloc[0] if status == "not_manipulable"
-                else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"])),
+                "reason": "all windows passed"
+                if failing.empty
+                else group["reason"].iloc[0]
+                if status == "not_manipulable"
+                else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"], strict=False)),
             }
         )
     verdict_table = pd.DataFrame(verdicts)
@@ -268,13 +280,18 @@ def manipulation_check(
     return ManipulationReport(table, verdict_table, thresholds, attention_fn_name)
 
 
-def _not_manipulable(plan, plans: VariantPlans, windows: np.ndarray, product_frames: np.ndarray, eps: float) -> str | None:
+def _not_manipulable(
+    plan, plans: VariantPlans, windows: np.ndarray, product_frames: np.ndarray, eps: float
+) -> str | None:
     """Why a boost/reduction cannot differ from baseline (None when it can): its window plans no change."""
     spec = plan.spec
     if spec.kind not in ("boost", "reduce"):
         return None
     own = np.ones(len(windows), bool) if spec.window == "full" else windows == spec.window
-    planned = np.abs(np.asarray(plan.frame_target, dtype=np.float64)[own] - np.asarray(plans.original_alignment, dtype=np.float64)[own])
+    planned = np.abs(
+        np.asarray(plan.frame_target, dtype=np.float64)[own]
+        - np.asarray(plans.original_alignment, dtype=np.float64)[own]
+    )
     if own.any() and planned.max(initial=0.0) > eps:
         return None
     if not product_frames[own].any():
@@ -294,8 +311,12 @@ def check_rendered_variants(
     """Measure the original and every rendered variant with ``attention_fn`` and run the check."""
     original = measure_video_alignment(original_path, masks, attention_fn, every)
     achieved = {name: measure_video_alignment(path, masks, attention_fn, every) for name, path in variant_paths.items()}
-    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
-    return manipulation_check(plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames)
+    product_frames = np.array(
+        [bool(np.asarray(masks[index]).any()) for index in range(len(masks))]
+    )  # one frame at a time
+    return manipulation_check(
+        plans, achieved, original, thresholds, _fn_name(attention_fn), product_frames=product_frames
+    )
 
 
 @dataclass(frozen=True)
@@ -325,7 +346,7 @@ def calibrate_strength_map(
     """
     usable = []
     guards = list(protect) if protect is not None else [None] * len(frames)
-    for frame, mask, guard in zip(frames, masks, guards):
+    for frame, mask, guard in zip(frames, masks, guards, strict=False):
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             continue
@@ -342,10 +363,17 @@ def calibrate_strength_map(
             edited_alignment = []
             for frame, mask, base, attention, guard in usable:
                 request = KeyframeEditRequest(
-                    frame=frame, mask=mask, attention=attention,
+                    frame=frame,
+                    mask=mask,
+                    attention=attention,
                     target_control=np.stack([mask.astype(np.float32), attention * mask]),
-                    original_alignment=base, target_alignment=base, allowed=np.ones(mask.shape, bool),
-                    kind=kind, strength=float(strength), seed=seed, protect=guard,  # type: ignore[arg-type]
+                    original_alignment=base,
+                    target_alignment=base,
+                    allowed=np.ones(mask.shape, bool),
+                    kind=kind,
+                    strength=float(strength),
+                    seed=seed,
+                    protect=guard,  # type: ignore[arg-type]
                 )
                 edited = editor.edit(request)
                 edited_alignment.append(alignment(attention_fn(edited), mask))
@@ -399,7 +427,9 @@ def scorer_agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: Ver
     planned = rows["target_delta"].abs() > thresholds.eps
     sign = np.sign(rows["target_delta"])
     moved = rows["achieved_delta"] * sign >= settings.sign_min_delta
-    tolerance = np.where(rows["kind"].isin(["identity", "placebo"]), thresholds.tolerance, thresholds.off_window_tolerance)
+    tolerance = np.where(
+        rows["kind"].isin(["identity", "placebo"]), thresholds.tolerance, thresholds.off_window_tolerance
+    )
     change = np.where(rows["kind"] == "identity", rows["achieved_delta_vs_original"], rows["achieved_delta"])
     still = np.abs(change) <= tolerance
     return pd.Series(np.where(planned, moved, still), index=rows.index, dtype=bool)
@@ -478,13 +508,15 @@ def measure_rendered(
         mask = np.asarray(masks[index], dtype=bool)
         if index in check:
             coverage = downscale_mask(mask, factor)
-            for video, frame in zip(["", *names], current):
+            for video, frame in zip(["", *names], current, strict=False):
                 small = downscale(frame, factor)
                 for name, fn in scorers.items():
                     attention = np.asarray(fn(small), dtype=np.float32)
                     if attention.shape != small.shape[:2]:
                         where = paths[0] if not video else variant_paths[video]
-                        raise ValueError(f"video {where}: scorer {name} returned {attention.shape} for a frame of {small.shape[:2]}")
+                        raise ValueError(
+                            f"video {where}: scorer {name} returned {attention.shape} for a frame of {small.shape[:2]}"
+                        )
                     curves[name][video][index] = scaled_alignment(attention, coverage)
         if index in budget_at:
             guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
@@ -493,8 +525,15 @@ def measure_rendered(
                 if slot == base_slot:
                     continue
                 figures = reference.measure(current[slot])
-                budget_rows.append({"variant": variant, "frame": index, "ssim": figures.ssim,
-                                    "delta_e": figures.delta_e, "product_present": bool(mask.any())})
+                budget_rows.append(
+                    {
+                        "variant": variant,
+                        "frame": index,
+                        "ssim": figures.ssim,
+                        "delta_e": figures.delta_e,
+                        "product_present": bool(mask.any()),
+                    }
+                )
     if decoded != count:
         raise ValueError(f"video {paths[0]}: {decoded} frames but {count} masks")
     original = {name: curves[name][""] for name in scorers}
@@ -519,8 +558,9 @@ def _budget_scope(budget_by_variant: pd.DataFrame, variant: str) -> str:
     return f" on the {int(figures['frames'])} sampled frames of {int(figures['frames_in_video'])} (not every frame)"
 
 
-def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings,
-                   frame_count: int | None = None) -> pd.DataFrame:
+def budget_summary(
+    plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings, frame_count: int | None = None
+) -> pd.DataFrame:
     """Per variant: worst per-frame SSIM and mean CIEDE2000 vs baseline, frames over budget, placebo magnitude.
 
     ``frames_in_video`` (``frame_count``, default the plan's) and ``budget_sampled`` say whether
@@ -534,12 +574,21 @@ def budget_summary(plans: VariantPlans, frames: pd.DataFrame, settings: Verifica
             continue
         over = (group["ssim"] < settings.min_ssim) | (group["delta_e"] > settings.max_delta_e)
         row = {
-            "video_id": plans.video_id, "variant": name, "kind": plan.spec.kind, "frames": int(len(group)),
-            "min_ssim": float(group["ssim"].min()), "max_delta_e": float(group["delta_e"].max()),
-            "mean_delta_e": float(group["delta_e"].mean()), "frames_over_budget": int(over.sum()),
-            "budget_min_ssim": settings.min_ssim, "budget_max_delta_e": settings.max_delta_e,
-            "budget_passed": bool(not over.any()), "placebo_magnitude_ratio": float("nan"), "matched_boost": None,
-            "frames_in_video": frame_count, "budget_sampled": bool(group["frame"].nunique() < frame_count),
+            "video_id": plans.video_id,
+            "variant": name,
+            "kind": plan.spec.kind,
+            "frames": int(len(group)),
+            "min_ssim": float(group["ssim"].min()),
+            "max_delta_e": float(group["delta_e"].max()),
+            "mean_delta_e": float(group["delta_e"].mean()),
+            "frames_over_budget": int(over.sum()),
+            "budget_min_ssim": settings.min_ssim,
+            "budget_max_delta_e": settings.max_delta_e,
+            "budget_passed": bool(not over.any()),
+            "placebo_magnitude_ratio": float("nan"),
+            "matched_boost": None,
+            "frames_in_video": frame_count,
+            "budget_sampled": bool(group["frame"].nunique() < frame_count),
         }
         if plan.spec.kind == "placebo" and matched is not None:
             boost = frames[frames["variant"] == matched].set_index("frame")
@@ -609,18 +658,38 @@ def verify_variants(
     ``frames_in_video``) and in every verdict's reason.
     """
     if len(independent) < 2:
-        raise ValueError(f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}")
+        raise ValueError(
+            f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}"
+        )
     calibrating_name = _fn_name(calibrating)
     if calibrating_name in independent:
-        raise ValueError(f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent")
+        raise ValueError(
+            f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent"
+        )
     scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
     baseline = plans.baseline_name()
-    original, achieved, per_frame = measure_rendered(original_path, variant_paths, baseline, masks, scorers, protect, every,
-                                                  frames, budget_frames, analysis_max_side, on_frame, on_frame_frames)
+    original, achieved, per_frame = measure_rendered(
+        original_path,
+        variant_paths,
+        baseline,
+        masks,
+        scorers,
+        protect,
+        every,
+        frames,
+        budget_frames,
+        analysis_max_side,
+        on_frame,
+        on_frame_frames,
+    )
     per_scorer: dict[str, pd.DataFrame] = {}
-    product_frames = np.array([bool(np.asarray(masks[index]).any()) for index in range(len(masks))])  # one frame at a time
+    product_frames = np.array(
+        [bool(np.asarray(masks[index]).any()) for index in range(len(masks))]
+    )  # one frame at a time
     for name in scorers:
-        report = manipulation_check(plans, achieved[name], original[name], thresholds, name, product_frames=product_frames)
+        report = manipulation_check(
+            plans, achieved[name], original[name], thresholds, name, product_frames=product_frames
+        )
         table = report.table.copy()
         table["scorer"] = name
         table["scorer_role"] = "calibrating" if name == calibrating_name else "independent"
@@ -631,16 +700,24 @@ def verify_variants(
     keys = ["variant", "window"]
     votes = pd.concat([per_scorer[name][keys + ["agrees"]].assign(scorer=name) for name in independent])
     counts = votes.groupby(keys)["agrees"].agg(["sum", "count"]).reset_index()
-    main = main.merge(counts.rename(columns={"sum": "independent_agree", "count": "independent_total"}), on=keys, how="left")
+    main = main.merge(
+        counts.rename(columns={"sum": "independent_agree", "count": "independent_total"}), on=keys, how="left"
+    )
     main["independent_agree"] = main["independent_agree"].astype(int)
     main["independent_total"] = main["independent_total"].astype(int)
     main["independent_majority"] = main["independent_agree"] * 2 > main["independent_total"]
     main["calibrating_passed"] = main["passed"]
     main["passed"] = main["calibrating_passed"] & main["independent_majority"]
     main["reason"] = [
-        reason if status == "not_manipulable" else reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
+        reason
+        if status == "not_manipulable"
+        else reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
         for reason, agree, total, majority, status in zip(
-            main["reason"], main["independent_agree"], main["independent_total"], main["independent_majority"], main["calibrating_status"]
+            main["reason"],
+            main["independent_agree"],
+            main["independent_total"],
+            main["independent_majority"],
+            main["calibrating_status"], strict=False,
         )
     ]
     main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
@@ -648,13 +725,20 @@ def verify_variants(
     budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
     low, high = settings.placebo_magnitude_range
     verdicts = []
-    main["status"] = np.where(main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed"))
+    main["status"] = np.where(
+        main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed")
+    )
     for name, group in main.groupby("variant", sort=False):
         if (group["status"] == "not_manipulable").all():
-            verdicts.append({
-                "video_id": plans.video_id, "variant": name, "passed": False, "status": "not_manipulable",
-                "reason": str(group["reason"].iloc[0]),
-            })
+            verdicts.append(
+                {
+                    "video_id": plans.video_id,
+                    "variant": name,
+                    "passed": False,
+                    "status": "not_manipulable",
+                    "reason": str(group["reason"].iloc[0]),
+                }
+            )
             continue
         problems = []
         if name in budget_by_variant.index:
@@ -667,7 +751,9 @@ def verify_variants(
                 )
             ratio = figures["placebo_magnitude_ratio"]
             if plans[name].spec.kind == "placebo" and not (np.isfinite(ratio) and low <= ratio <= high):
-                problems.append(f"placebo magnitude {ratio:.2f}x the matched boost's mean CIEDE2000 (need {low:g}-{high:g}x)")
+                problems.append(
+                    f"placebo magnitude {ratio:.2f}x the matched boost's mean CIEDE2000 (need {low:g}-{high:g}x)"
+                )
         failing = group[~group["passed"]]
         unreachable_rows = []
         for index, row in failing.iterrows():
@@ -679,7 +765,8 @@ def verify_variants(
                 main.loc[index, "reason"] = (
                     f"UNREACHABLE within the budget: achieved {row['share_achieved']:.0%} of the planned change "
                     f"(need {thresholds.min_share:.0%}); the editor was limited on {limited['capped']} budget-capped and "
-                    f"{limited['at_max']} max-strength of {limited['frames']} edited frames; " + row["reason"].split("; ", 1)[-1]
+                    f"{limited['at_max']} max-strength of {limited['frames']} edited frames; "
+                    + row["reason"].split("; ", 1)[-1]
                 )
         others = failing.drop(index=unreachable_rows)
         if problems or not others.empty:
@@ -688,22 +775,56 @@ def verify_variants(
             status = "unreachable"
         else:
             status = "passed"
-        reasons = problems + [f"{w}: {r}" for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"])]
-        verdicts.append({
-            "video_id": plans.video_id, "variant": name, "passed": status == "passed", "status": status,
-            "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept" + _budget_scope(budget_by_variant, name)
-            if status == "passed" else "; ".join(reasons),
-        })
+        reasons = problems + [
+            f"{w}: {r}" for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"], strict=False)
+        ]
+        verdicts.append(
+            {
+                "video_id": plans.video_id,
+                "variant": name,
+                "passed": status == "passed",
+                "status": status,
+                "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept"
+                + _budget_scope(budget_by_variant, name)
+                if status == "passed"
+                else "; ".join(reasons),
+            }
+        )
     verdict_table = pd.DataFrame(verdicts)
     verdict_table["video_id"] = verdict_table["video_id"].astype("string")
     if not budget.empty:
         main = main.merge(
-            budget[["variant", "min_ssim", "max_delta_e", "budget_passed", "placebo_magnitude_ratio", "frames", "budget_sampled"]].rename(
-                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e", "frames": "budget_frames"}),
-            on="variant", how="left",
+            budget[
+                [
+                    "variant",
+                    "min_ssim",
+                    "max_delta_e",
+                    "budget_passed",
+                    "placebo_magnitude_ratio",
+                    "frames",
+                    "budget_sampled",
+                ]
+            ].rename(
+                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e", "frames": "budget_frames"}
+            ),
+            on="variant",
+            how="left",
         )
     scorer_table = pd.concat(per_scorer.values(), ignore_index=True)[
-        ["video_id", "variant", "kind", "window", "scorer", "scorer_role", "frames_measured", "target_delta",
-         "achieved_delta", "achieved_delta_vs_original", "share_achieved", "agrees", "reason"]
+        [
+            "video_id",
+            "variant",
+            "kind",
+            "window",
+            "scorer",
+            "scorer_role",
+            "frames_measured",
+            "target_delta",
+            "achieved_delta",
+            "achieved_delta_vs_original",
+            "share_achieved",
+            "agrees",
+            "reason",
+        ]
     ]
     return ManipulationReport(main, verdict_table, thresholds, calibrating_name, scorer_table, budget)

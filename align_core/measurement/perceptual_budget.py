@@ -65,7 +65,9 @@ class BudgetMeasure:
 
     def within(self, budget: PerceptualBudget, slack: float = 0.0) -> bool:
         """True when both limits hold; ``slack`` (>= 0) tightens them (a margin for codec noise)."""
-        return self.ssim >= budget.min_ssim + slack * (1.0 - budget.min_ssim) and self.delta_e <= budget.max_delta_e * (1.0 - slack)
+        return self.ssim >= budget.min_ssim + slack * (1.0 - budget.min_ssim) and self.delta_e <= budget.max_delta_e * (
+            1.0 - slack
+        )
 
     def reason(self, budget: PerceptualBudget) -> str:
         parts = []
@@ -128,7 +130,11 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray, k_l: float = 1.0, k_c: float =
     h_bar = np.where(
         chroma_product == 0,
         h_sum,
-        np.where(np.abs(h1p - h2p) <= 180.0, h_sum / 2.0, np.where(h_sum < 360.0, (h_sum + 360.0) / 2.0, (h_sum - 360.0) / 2.0)),
+        np.where(
+            np.abs(h1p - h2p) <= 180.0,
+            h_sum / 2.0,
+            np.where(h_sum < 360.0, (h_sum + 360.0) / 2.0, (h_sum - 360.0) / 2.0),
+        ),
     )
     t = (
         1.0
@@ -193,7 +199,9 @@ class _SsimAgainst:
         mu_a, mu_b = self.mu_a, _blur(b)
         var_b = _blur(b * b) - mu_b * mu_b
         cov = _blur(self.a * b) - mu_a * mu_b
-        return ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / ((mu_a**2 + mu_b**2 + _SSIM_C1) * (self.var_a + var_b + _SSIM_C2))
+        return ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
+            (mu_a**2 + mu_b**2 + _SSIM_C1) * (self.var_a + var_b + _SSIM_C2)
+        )
 
 
 def outside_region(product: np.ndarray | None, protect: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
@@ -235,7 +243,9 @@ class BudgetReference:
     of one frame): the region, the baseline's averaging, CIELAB and SSIM terms are computed once.
     Each :meth:`measure` returns exactly what :func:`measure` returns."""
 
-    def __init__(self, baseline: np.ndarray, product: np.ndarray | None = None, protect: np.ndarray | None = None) -> None:
+    def __init__(
+        self, baseline: np.ndarray, product: np.ndarray | None = None, protect: np.ndarray | None = None
+    ) -> None:
         baseline = np.asarray(baseline)
         self.shape = baseline.shape
         region = outside_region(product, protect, baseline.shape[:2])
@@ -245,7 +255,9 @@ class BudgetReference:
             crop = (slice(0, height * factor), slice(0, width * factor))
             baseline = cv2.resize(baseline[crop], (width, height), interpolation=cv2.INTER_AREA)
             # a block counts only when all its pixels are outside product and protected regions
-            region = cv2.resize(region[crop].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
+            region = (
+                cv2.resize(region[crop].astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 1.0 - 1e-6
+            )
         self.region = region
         self.pixels = int(region.sum())
         if self.pixels:
@@ -261,7 +273,9 @@ class BudgetReference:
         factor = self.factor
         if factor > 1:
             height, width = edited.shape[0] // factor, edited.shape[1] // factor
-            edited = cv2.resize(edited[: height * factor, : width * factor], (width, height), interpolation=cv2.INTER_AREA)
+            edited = cv2.resize(
+                edited[: height * factor, : width * factor], (width, height), interpolation=cv2.INTER_AREA
+            )
         return BudgetMeasure(
             ssim=float(self._ssim.map(edited)[self.region].mean()),
             delta_e=float(ciede2000(self._lab, rgb_to_lab(edited))[self.region].mean()),

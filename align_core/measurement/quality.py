@@ -43,11 +43,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from align_core.io.video_io import even_size, lockstep_frames, probe_video
+from align_core.measurement.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
 from align_core.stimuli.editing.propagation import FlowPropagator
 from align_core.stimuli.editing.render import allowed_region
-from align_core.measurement.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
 from align_core.stimuli.plans import VariantPlans
-from align_core.io.video_io import even_size, lockstep_frames, probe_video
 
 __all__ = [
     "QualityPass",
@@ -66,8 +66,9 @@ def _luma(frame: np.ndarray) -> np.ndarray:
     return frame if frame.ndim == 2 else frame @ np.array([0.299, 0.587, 0.114])
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0,
-             k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+def ssim_map(
+    a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0, k1: float = 0.01, k2: float = 0.03
+) -> np.ndarray:
     """Per-pixel SSIM of two images (RGB images are compared on luma), Gaussian 11x11 window."""
     return _SsimReference(a, sigma, data_range, k1, k2).map(b)
 
@@ -76,8 +77,9 @@ class _SsimReference:
     """SSIM against one reference image: its local mean and variance are computed once and shared
     by every image compared with it (seven variants against one original frame)."""
 
-    def __init__(self, reference: np.ndarray, sigma: float = 1.5, data_range: float = 255.0,
-                 k1: float = 0.01, k2: float = 0.03) -> None:
+    def __init__(
+        self, reference: np.ndarray, sigma: float = 1.5, data_range: float = 255.0, k1: float = 0.01, k2: float = 0.03
+    ) -> None:
         self.sigma = sigma
         self.c1, self.c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
         self.x = _luma(reference)
@@ -162,7 +164,9 @@ class _Accumulator:
         return self.sums[name] / self.counts[name] if self.counts.get(name) else float("nan")
 
 
-def warp_error(frame_t: np.ndarray, frame_next: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray) -> float:
+def warp_error(
+    frame_t: np.ndarray, frame_next: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray
+) -> float:
     """Mean |frame_next warped to t - frame_t| over trusted pixels (0-255 scale)."""
     warped = cv2.remap(frame_next.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     diff = np.abs(warped - frame_t.astype(np.float32)).mean(axis=-1)
@@ -192,8 +196,19 @@ def evaluate_variants(
     are read one frame at a time (a lazy mask store is never expanded). :class:`QualityPass` is the
     same measurement fed by someone else's decode (the manipulation check's, so one decode serves both).
     """
-    quality = QualityPass(original_path, variant_paths, plans, masks, placebo_margin, lpips_fn, lpips_backbone_state,
-                          lpips_every, propagator, analysis_max_side, frames)
+    quality = QualityPass(
+        original_path,
+        variant_paths,
+        plans,
+        masks,
+        placebo_margin,
+        lpips_fn,
+        lpips_backbone_state,
+        lpips_every,
+        propagator,
+        analysis_max_side,
+        frames,
+    )
     paths = [original_path, *(variant_paths[n] for n in quality.names)]
     for index, current in enumerate(lockstep_frames(paths, (quality.probe.height, quality.probe.width))):
         quality.add(index, current)
@@ -225,7 +240,9 @@ class QualityPass:
         self.probe = probe = probe_video(self.original_path)
         count = probe.frame_count
         if lpips_fn is not None and not lpips_backbone_state:
-            raise ValueError("lpips_fn given without lpips_backbone_state: say which backbone weights produced the numbers")
+            raise ValueError(
+                "lpips_fn given without lpips_backbone_state: say which backbone weights produced the numbers"
+            )
         self.names = names = list(variant_paths)
         for name in names:
             if name not in plans.plans:
@@ -264,9 +281,21 @@ class QualityPass:
             return
         small = [downscale(frame, self.factor) for frame in current]
         if index in self.measured_set:
-            _measure_frame(index, small, self.previous, self.masks, self.kinds, self.names, self.factor, self.margin_px,
-                           self.scene_start, self.propagator, self.acc, self.protected_pixels,
-                           self.lpips_fn if index in self.lpips_at else None)
+            _measure_frame(
+                index,
+                small,
+                self.previous,
+                self.masks,
+                self.kinds,
+                self.names,
+                self.factor,
+                self.margin_px,
+                self.scene_start,
+                self.propagator,
+                self.acc,
+                self.protected_pixels,
+                self.lpips_fn if index in self.lpips_at else None,
+            )
         self.previous = (index, small)
 
     def table(self) -> pd.DataFrame:
@@ -298,8 +327,12 @@ class QualityPass:
                 lpips_backbone_state=self.lpips_backbone_state if lpips_fn is not None else None,
             ).to_dict()
             row.update(
-                frames_measured=len(measured), warp_pairs=a.counts.get("warp", 0), sample_rule=_sample_rule(measured, count),
-                analysis_factor=factor, analysis_height=probe.height // factor, analysis_width=probe.width // factor,
+                frames_measured=len(measured),
+                warp_pairs=a.counts.get("warp", 0),
+                sample_rule=_sample_rule(measured, count),
+                analysis_factor=factor,
+                analysis_height=probe.height // factor,
+                analysis_width=probe.width // factor,
             )
             rows.append(row)
         table = pd.DataFrame(rows)
@@ -313,10 +346,21 @@ def _sample_rule(measured: Sequence[int], count: int) -> str:
     return f"{len(measured)} of {count} frames (align_core.measurement.frame_sampling rule: every k-th of each scene-window segment plus its first and last)"
 
 
-def _measure_frame(index: int, small: list[np.ndarray], previous: tuple[int, list[np.ndarray]] | None, masks,
-                   kinds: Mapping[str, str], names: list[str], factor: int, margin_px: int, scene_start: set[int],
-                   propagator: FlowPropagator, acc: dict[str, _Accumulator], protected_pixels: dict[str, int],
-                   lpips_fn: LpipsFn | None) -> None:
+def _measure_frame(
+    index: int,
+    small: list[np.ndarray],
+    previous: tuple[int, list[np.ndarray]] | None,
+    masks,
+    kinds: Mapping[str, str],
+    names: list[str],
+    factor: int,
+    margin_px: int,
+    scene_start: set[int],
+    propagator: FlowPropagator,
+    acc: dict[str, _Accumulator],
+    protected_pixels: dict[str, int],
+    lpips_fn: LpipsFn | None,
+) -> None:
     """Every metric of one measured frame, for every variant, at the analysis resolution."""
     mask = np.asarray(masks[index], dtype=bool)
     original = small[0]
@@ -355,8 +399,11 @@ def _measure_frame(index: int, small: list[np.ndarray], previous: tuple[int, lis
             a.add("lpips", float(lpips_fn(original, edited)))
 
 
-def sequence_warping_error(frames: Sequence[np.ndarray], reference: Sequence[np.ndarray] | None = None,
-                           propagator: FlowPropagator | None = None) -> float:
+def sequence_warping_error(
+    frames: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray] | None = None,
+    propagator: FlowPropagator | None = None,
+) -> float:
     """Warping error of ``frames`` with flow from ``reference`` (default: the frames themselves); one scene."""
     propagator = propagator or FlowPropagator()
     reference = frames if reference is None else reference

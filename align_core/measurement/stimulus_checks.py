@@ -55,9 +55,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from align_core.stimuli.editing.regions import bounding_box
-from align_core.perception.protect import covering_units
 from align_core.io.video_io import even_size, lockstep_frames, probe_video
+from align_core.perception.protect import covering_units
+from align_core.stimuli.editing.regions import bounding_box
 
 __all__ = [
     "StimulusPass",
@@ -118,7 +118,9 @@ class StimulusReport:
         """Per variant: both checks side by side (the warehouse-friendly summary)."""
         if self.fidelity.empty:
             return self.information.copy()
-        return self.fidelity.merge(self.information, on=["video_id", "variant"], how="outer", suffixes=("_psnr", "_ocr"))
+        return self.fidelity.merge(
+            self.information, on=["video_id", "variant"], how="outer", suffixes=("_psnr", "_ocr")
+        )
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -198,7 +200,11 @@ def is_stable(reads: Mapping[int, str], frame: int, run: int) -> bool:
     squashed = {f: _squash(text) for f, text in reads.items()}
     for first in range(len(frames) - run + 1):
         chosen = frames[first : first + run]
-        if chosen[0] <= frame <= chosen[-1] and chosen[-1] - chosen[0] == run - 1 and len({squashed[f] for f in chosen}) == 1:
+        if (
+            chosen[0] <= frame <= chosen[-1]
+            and chosen[-1] - chosen[0] == run - 1
+            and len({squashed[f] for f in chosen}) == 1
+        ):
             return True
     return False
 
@@ -213,11 +219,17 @@ def squared_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     same integer an element-wise float64 sum gives, at a fraction of the cost on 1080x1920 frames.
     """
     difference = cv2.absdiff(np.asarray(a), np.asarray(b))
-    return float(sum(cv2.calcHist([difference], [channel], mask, [256], [0, 256]).ravel().astype(np.float64) @ _SQUARES
-                     for channel in range(3)))
+    return float(
+        sum(
+            cv2.calcHist([difference], [channel], mask, [256], [0, 256]).ravel().astype(np.float64) @ _SQUARES
+            for channel in range(3)
+        )
+    )
 
 
-def _worst_component(region: np.ndarray, values: np.ndarray, reference: np.ndarray) -> tuple[tuple[int, int, int, int], float]:
+def _worst_component(
+    region: np.ndarray, values: np.ndarray, reference: np.ndarray
+) -> tuple[tuple[int, int, int, int], float]:
     """The connected protected region (box x0, y0, x1, y1) with the lowest PSNR of ``values`` vs ``reference``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
     error = ((values.astype(np.float64) - reference.astype(np.float64)) ** 2).sum(axis=-1)
@@ -235,8 +247,24 @@ def _box_text(box: tuple[int, int, int, int]) -> str:
     return f"({box[0]}, {box[1]}, {box[2]}, {box[3]})"
 
 
-OCR_COLUMNS = ["video_id", "variant", "frame", "box", "x0", "y0", "x1", "y1", "versus", "stable", "baseline_reads",
-               "reference_text", "variant_text", "distance", "length", "cer"]
+OCR_COLUMNS = [
+    "video_id",
+    "variant",
+    "frame",
+    "box",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "versus",
+    "stable",
+    "baseline_reads",
+    "reference_text",
+    "variant_text",
+    "distance",
+    "length",
+    "cer",
+]
 UNSTABLE = "unstable in baseline, not compared"
 
 
@@ -259,7 +287,9 @@ def check_stimuli(
     (frame ranges) keep each OCR frame's stability window inside its scene. :class:`StimulusPass`
     is the same check fed by someone else's decode.
     """
-    checks = StimulusPass(video_id, source_path, variant_paths, baseline, protect, reader, thresholds, text_frames, scenes)
+    checks = StimulusPass(
+        video_id, source_path, variant_paths, baseline, protect, reader, thresholds, text_frames, scenes
+    )
     paths = [source_path, *(variant_paths[n] for n in checks.names)]
     for index, current in enumerate(lockstep_frames(paths, (checks.probe.height, checks.probe.width))):
         checks.add(index, current)
@@ -288,7 +318,13 @@ class StimulusPass:
     ) -> None:
         if baseline not in variant_paths:
             raise KeyError(f"video {video_id}: the stimulus checks need the baseline variant {baseline!r}")
-        self.video_id, self.baseline, self.protect, self.reader, self.thresholds = video_id, baseline, protect, reader, thresholds
+        self.video_id, self.baseline, self.protect, self.reader, self.thresholds = (
+            video_id,
+            baseline,
+            protect,
+            reader,
+            thresholds,
+        )
         self.names = names = list(variant_paths)
         self.probe = probe = probe_video(source_path)
         for name in names:
@@ -320,7 +356,9 @@ class StimulusPass:
     def add(self, index: int, current: Sequence[np.ndarray]) -> None:
         """Frame ``index`` of the source and of every variant (every frame of the video, in order)."""
         if index != self.frames_seen:
-            raise ValueError(f"video {self.video_id}: the stimulus checks got frame {index} after {self.frames_seen} frames")
+            raise ValueError(
+                f"video {self.video_id}: the stimulus checks got frame {index} after {self.frames_seen} frames"
+            )
         self.frames_seen += 1
         region = np.asarray(self.protect[index], dtype=bool) if self.protect is not None else None
         box = bounding_box(region) if region is not None else None
@@ -329,7 +367,9 @@ class StimulusPass:
         if self.reader is not None:
             self._information(index, current, region if box is not None else None)
 
-    def _fidelity(self, index: int, current: Sequence[np.ndarray], region: np.ndarray, box: tuple[slice, slice]) -> None:
+    def _fidelity(
+        self, index: int, current: Sequence[np.ndarray], region: np.ndarray, box: tuple[slice, slice]
+    ) -> None:
         """Protected pixels vs baseline and source, read on the region's bounding box only."""
         thresholds, names, baseline, base_i = self.thresholds, self.names, self.baseline, self.base_i
         inside = np.ascontiguousarray(region[box]).view(np.uint8)
@@ -351,8 +391,10 @@ class StimulusPass:
                 self.deficit[name] = (floor - frame_psnr, index, floor)
                 if floor - frame_psnr > 0:  # a failure: say where (the worst connected protected region)
                     worst_box, box_db = _worst_component(region, current[i], current[base_i])
-                    self.where[name] = (f"frame {index}, protected region {_box_text(worst_box)}: {box_db:.1f} dB vs baseline "
-                                        f"(frame floor {floor:.1f} dB)")
+                    self.where[name] = (
+                        f"frame {index}, protected region {_box_text(worst_box)}: {box_db:.1f} dB vs baseline "
+                        f"(frame floor {floor:.1f} dB)"
+                    )
 
     def _information(self, index: int, current: Sequence[np.ndarray], region: np.ndarray | None) -> None:
         """OCR of protected text: read at the chosen frames, confirmed on the baseline frames around them."""
@@ -362,16 +404,21 @@ class StimulusPass:
             boxes = protected_boxes(reader.read(base_frame), region)
             reads = {f: [reader.recognize(self.recent[f], box) for box in boxes] for f in windows[index] if f < index}
             reads[index] = [reader.recognize(base_frame, box) for box in boxes]
-            texts = {name: reads[index] if name == baseline else [reader.recognize(current[i], box) for box in boxes]
-                     for i, name in enumerate(names, start=1)}
+            texts = {
+                name: reads[index] if name == baseline else [reader.recognize(current[i], box) for box in boxes]
+                for i, name in enumerate(names, start=1)
+            }
             source_texts = [reader.recognize(current[0], box) for box in boxes]
             self.pending[index] = {"boxes": boxes, "reads": reads, "texts": texts, "source": source_texts}
         for t, entry in self.pending.items():
             if t < index and index in windows[t]:
                 entry["reads"][index] = [reader.recognize(base_frame, box) for box in entry["boxes"]]
         for t in [t for t in self.pending if windows[t][-1] == index]:
-            self.ocr_rows.extend(_ocr_rows(self.video_id, names, baseline, t, windows[t], self.pending.pop(t),
-                                           self.thresholds.stable_reads))
+            self.ocr_rows.extend(
+                _ocr_rows(
+                    self.video_id, names, baseline, t, windows[t], self.pending.pop(t), self.thresholds.stable_reads
+                )
+            )
         if index in self.needed:
             self.recent[index] = base_frame.copy()
         for f in [f for f in self.recent if f < index + 1 - self.keep_back]:
@@ -380,12 +427,22 @@ class StimulusPass:
     def report(self) -> StimulusReport:
         """Both checks' tables (every frame must have been added)."""
         if self.frames_seen != self.probe.frame_count:
-            raise ValueError(f"video {self.video_id}: the stimulus checks saw {self.frames_seen} of {self.probe.frame_count} frames")
-        video_id, names, baseline, thresholds, reader = self.video_id, self.names, self.baseline, self.thresholds, self.reader
+            raise ValueError(
+                f"video {self.video_id}: the stimulus checks saw {self.frames_seen} of {self.probe.frame_count} frames"
+            )
+        video_id, names, baseline, thresholds, reader = (
+            self.video_id,
+            self.names,
+            self.baseline,
+            self.thresholds,
+            self.reader,
+        )
         sq, pixels, frames_measured = self.sq, self.pixels, self.frames_measured
         ocr_rows = list(self.ocr_rows)
         for t, entry in self.pending.items():  # the video ended before a window did (a short last scene): what was read
-            ocr_rows.extend(_ocr_rows(video_id, names, baseline, t, sorted(entry["reads"]), entry, thresholds.stable_reads))
+            ocr_rows.extend(
+                _ocr_rows(video_id, names, baseline, t, sorted(entry["reads"]), entry, thresholds.stable_reads)
+            )
         fidelity_rows = []
         for name in names:
             pooled = _psnr(sq[name]["baseline"], pixels)
@@ -402,24 +459,40 @@ class StimulusPass:
                     f"{pooled:.1f} dB vs baseline over all protected pixels (need >= {pooled_floor:.1f}: "
                     f"min({thresholds.min_psnr_db:.0f}, codec {codec_pooled:.1f}) - {thresholds.codec_margin_db}); "
                     f"worst frame {worst_frame}: {worst_db:.1f} dB; "
-                    + ("every frame within codec noise" if short <= 0 else
-                       f"frame {short_frame} is {short:.1f} dB below its floor {floor:.1f} dB (codec PSNR there, capped at "
-                       f"{thresholds.min_psnr_db:.0f}, minus {thresholds.codec_margin_db})")
+                    + (
+                        "every frame within codec noise"
+                        if short <= 0
+                        else f"frame {short_frame} is {short:.1f} dB below its floor {floor:.1f} dB (codec PSNR there, capped at "
+                        f"{thresholds.min_psnr_db:.0f}, minus {thresholds.codec_margin_db})"
+                    )
                 )
                 if not passed:
-                    failed_at = (self.where[name] if short > 0 else
-                                 f"all protected pixels pooled over {frames_measured} frames (worst frame {worst_frame})")
-            fidelity_rows.append({
-                "video_id": video_id, "variant": name, "frames_measured": frames_measured,
-                "protected_pixels_per_frame": pixels / 3 / max(1, frames_measured),
-                "psnr_vs_baseline_db": pooled, "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
-                "worst_frame": worst_frame, "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
-                "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
-                "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason, "where": failed_at,
-            })
+                    failed_at = (
+                        self.where[name]
+                        if short > 0
+                        else f"all protected pixels pooled over {frames_measured} frames (worst frame {worst_frame})"
+                    )
+            fidelity_rows.append(
+                {
+                    "video_id": video_id,
+                    "variant": name,
+                    "frames_measured": frames_measured,
+                    "protected_pixels_per_frame": pixels / 3 / max(1, frames_measured),
+                    "psnr_vs_baseline_db": pooled,
+                    "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
+                    "worst_frame": worst_frame,
+                    "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
+                    "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
+                    "passed": bool(passed),
+                    "reason": ("ok: " if passed else "FAILED: ") + reason,
+                    "where": failed_at,
+                }
+            )
         ocr = pd.DataFrame(ocr_rows, columns=OCR_COLUMNS)
-        info_rows = [_information_row(video_id, name, baseline, ocr[ocr["variant"] == name], reader is not None, thresholds)
-                     for name in names]
+        info_rows = [
+            _information_row(video_id, name, baseline, ocr[ocr["variant"] == name], reader is not None, thresholds)
+            for name in names
+        ]
         fidelity = pd.DataFrame(fidelity_rows)
         information = pd.DataFrame(info_rows)
         for table in (fidelity, ocr, information):
@@ -427,39 +500,65 @@ class StimulusPass:
         return StimulusReport(fidelity, ocr, information, thresholds)
 
 
-def _ocr_rows(video_id: str, names: Sequence[str], baseline: str, frame: int, window: Sequence[int],
-              entry: Mapping[str, Any], run: int) -> list[dict[str, Any]]:
+def _ocr_rows(
+    video_id: str,
+    names: Sequence[str],
+    baseline: str,
+    frame: int,
+    window: Sequence[int],
+    entry: Mapping[str, Any],
+    run: int,
+) -> list[dict[str, Any]]:
     """One row per (variant, protected text box) of one OCR frame; only boxes stable in baseline are compared."""
     rows = []
     for b, box in enumerate(entry["boxes"]):
         reads = [entry["reads"][f][b] for f in window]
-        stable = is_stable(dict(zip(window, reads)), frame, run)
+        stable = is_stable(dict(zip(window, reads, strict=False)), frame, run)
         for name in names:
             reference = entry["source"][b] if name == baseline else entry["reads"][frame][b]
             text = entry["texts"][name][b]
             distance = levenshtein(_squash(reference), _squash(text)) if stable else None
             length = len(_squash(reference))
-            rows.append({
-                "video_id": video_id, "variant": name, "frame": int(frame), "box": b,
-                "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
-                "versus": "source" if name == baseline else "baseline", "stable": stable,
-                "baseline_reads": " | ".join(f"{f}: {r}" for f, r in zip(window, reads)),
-                "reference_text": reference, "variant_text": text, "distance": distance, "length": length,
-                "cer": (distance / length if length else float(distance > 0)) if stable else float("nan"),
-            })
+            rows.append(
+                {
+                    "video_id": video_id,
+                    "variant": name,
+                    "frame": int(frame),
+                    "box": b,
+                    "x0": box[0],
+                    "y0": box[1],
+                    "x1": box[2],
+                    "y1": box[3],
+                    "versus": "source" if name == baseline else "baseline",
+                    "stable": stable,
+                    "baseline_reads": " | ".join(f"{f}: {r}" for f, r in zip(window, reads, strict=False)),
+                    "reference_text": reference,
+                    "variant_text": text,
+                    "distance": distance,
+                    "length": length,
+                    "cer": (distance / length if length else float(distance > 0)) if stable else float("nan"),
+                }
+            )
     return rows
 
 
-def _information_row(video_id: str, name: str, baseline: str, rows: pd.DataFrame, ran: bool,
-                     thresholds: StimulusThresholds) -> dict[str, Any]:
+def _information_row(
+    video_id: str, name: str, baseline: str, rows: pd.DataFrame, ran: bool, thresholds: StimulusThresholds
+) -> dict[str, Any]:
     """Per variant: mean CER over frames with text stable in baseline; unstable reads listed, not judged."""
     compared = rows[rows["stable"].astype(bool)]
     unstable = rows[~rows["stable"].astype(bool)]
     per_frame = pd.Series(dtype=float)
     if len(compared):
         sums = compared.groupby("frame")[["distance", "length"]].sum()
-        per_frame = pd.Series(np.where(sums["length"] > 0, sums["distance"] / sums["length"].clip(lower=1),
-                                       (sums["distance"] > 0).astype(float)), index=sums.index)
+        per_frame = pd.Series(
+            np.where(
+                sums["length"] > 0,
+                sums["distance"] / sums["length"].clip(lower=1),
+                (sums["distance"] > 0).astype(float),
+            ),
+            index=sums.index,
+        )
     where = ""
     if not ran:
         passed, reason = True, "not run: no text reader"
@@ -470,27 +569,38 @@ def _information_row(video_id: str, name: str, baseline: str, rows: pd.DataFrame
     else:
         mean_cer, worst_cer = float(per_frame.mean()), float(per_frame.max())
         passed = mean_cer <= thresholds.max_cer if name != baseline else True
-        reason = (f"mean CER {mean_cer:.3f} (max {worst_cer:.3f}) vs "
-                  f"{'source (codec only, reported)' if name == baseline else 'baseline'} "
-                  f"over {len(per_frame)} frames of text stable in baseline (need mean <= {thresholds.max_cer})")
+        reason = (
+            f"mean CER {mean_cer:.3f} (max {worst_cer:.3f}) vs "
+            f"{'source (codec only, reported)' if name == baseline else 'baseline'} "
+            f"over {len(per_frame)} frames of text stable in baseline (need mean <= {thresholds.max_cer})"
+        )
         changed = compared[compared["distance"] > 0]
         if not changed.empty:
             first = changed.iloc[0]
-            where = (f"frame {int(first['frame'])}, text box {_box_text(tuple(int(first[c]) for c in ('x0', 'y0', 'x1', 'y1')))}: "
-                     f"{first['reference_text']!r} -> {first['variant_text']!r}")
+            where = (
+                f"frame {int(first['frame'])}, text box {_box_text(tuple(int(first[c]) for c in ('x0', 'y0', 'x1', 'y1')))}: "
+                f"{first['reference_text']!r} -> {first['variant_text']!r}"
+            )
             reason += f"; {where}"
     if len(unstable):
         examples = unstable.drop_duplicates(["frame", "box"]).head(3)
         shown = "; ".join(f"frame {int(r['frame'])} read {r['baseline_reads']}" for _, r in examples.iterrows())
-        reason += (f"; {unstable[['frame', 'box']].drop_duplicates().shape[0]} text box(es) {UNSTABLE} ({shown}"
-                   + (", ..." if unstable[["frame", "box"]].drop_duplicates().shape[0] > 3 else "") + ")")
+        reason += (
+            f"; {unstable[['frame', 'box']].drop_duplicates().shape[0]} text box(es) {UNSTABLE} ({shown}"
+            + (", ..." if unstable[["frame", "box"]].drop_duplicates().shape[0] > 3 else "")
+            + ")"
+        )
     return {
-        "video_id": video_id, "variant": name, "ocr_frames": int(len(per_frame)),
-        "stable_boxes": int(len(compared)), "unstable_boxes": int(len(unstable)),
+        "video_id": video_id,
+        "variant": name,
+        "ocr_frames": int(len(per_frame)),
+        "stable_boxes": int(len(compared)),
+        "unstable_boxes": int(len(unstable)),
         "mean_cer": float(per_frame.mean()) if len(per_frame) else float("nan"),
         "max_cer": float(per_frame.max()) if len(per_frame) else float("nan"),
         "frames_changed": int((per_frame > 0).sum()),
-        "passed": bool(passed), "reason": ("ok: " if passed else "FAILED: ") + reason,
+        "passed": bool(passed),
+        "reason": ("ok: " if passed else "FAILED: ") + reason,
         "where": where if not passed else "",
     }
 
@@ -519,7 +629,12 @@ def _table(frame: pd.DataFrame) -> str:
         cells = []
         for column in frame.columns:
             value = row[column]
-            css = ' class="fail"' if (isinstance(value, (bool, np.bool_)) and not value) or (isinstance(value, str) and value.startswith("FAILED")) else ""
+            css = (
+                ' class="fail"'
+                if (isinstance(value, (bool, np.bool_)) and not value)
+                or (isinstance(value, str) and value.startswith("FAILED"))
+                else ""
+            )
             cells.append(f"<td{css}>{_fmt(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -531,13 +646,15 @@ def baseline_text_table(ocr: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     rows = ocr[ocr["versus"] == "baseline"]
     rows = (rows if len(rows) else ocr).drop_duplicates(["frame", "box"])
-    return pd.DataFrame({
-        "frame": rows["frame"].to_numpy(),
-        "box": [f"({r.x0}, {r.y0}, {r.x1}, {r.y1})" for r in rows.itertuples()],
-        "baseline_reads": rows["baseline_reads"].to_numpy(),
-        "status": np.where(rows["stable"].astype(bool), "compared", UNSTABLE),
-        "reference_text": np.where(rows["stable"].astype(bool), rows["reference_text"], ""),
-    })
+    return pd.DataFrame(
+        {
+            "frame": rows["frame"].to_numpy(),
+            "box": [f"({r.x0}, {r.y0}, {r.x1}, {r.y1})" for r in rows.itertuples()],
+            "baseline_reads": rows["baseline_reads"].to_numpy(),
+            "status": np.where(rows["stable"].astype(bool), "compared", UNSTABLE),
+            "reference_text": np.where(rows["stable"].astype(bool), rows["reference_text"], ""),
+        }
+    )
 
 
 def alignment_by_scorer(manipulation: pd.DataFrame, default_scorer: str) -> pd.DataFrame:
@@ -550,8 +667,17 @@ def alignment_by_scorer(manipulation: pd.DataFrame, default_scorer: str) -> pd.D
     table = manipulation.copy()
     if "scorer" not in table.columns:
         table["scorer"] = default_scorer
-    wanted = ["variant", "window", "scorer", "target_alignment", "achieved_alignment", "target_delta", "achieved_delta",
-              "share_achieved", "passed"]
+    wanted = [
+        "variant",
+        "window",
+        "scorer",
+        "target_alignment",
+        "achieved_alignment",
+        "target_delta",
+        "achieved_delta",
+        "share_achieved",
+        "passed",
+    ]
     return table[[c for c in wanted if c in table.columns]]
 
 
@@ -579,12 +705,24 @@ def stimulus_card_html(
         data = base64.b64encode(Path(contact_sheet).read_bytes()).decode("ascii")
         parts.append(f"<h2>Contact sheet</h2><img alt='contact sheet' src='data:image/png;base64,{data}'>")
     parts.append("<h2>Target vs achieved alignment, per scorer</h2>")
-    parts.append(_table(alignment_by_scorer(manipulation, scorer_name)) if manipulation is not None else "<p><em>manipulation check not run</em></p>")
+    parts.append(
+        _table(alignment_by_scorer(manipulation, scorer_name))
+        if manipulation is not None
+        else "<p><em>manipulation check not run</em></p>"
+    )
     parts.append("<h2>Perceptual budget (outside product and protected regions)</h2>")
-    parts.append(_table(budget) if budget is not None and not budget.empty else "<p><em>the editor reported no budget numbers</em></p>")
-    parts.append(f"<h2>Protected regions unchanged (PSNR vs baseline, need &ge; {report.thresholds.min_psnr_db:.0f} dB)</h2>")
+    parts.append(
+        _table(budget)
+        if budget is not None and not budget.empty
+        else "<p><em>the editor reported no budget numbers</em></p>"
+    )
+    parts.append(
+        f"<h2>Protected regions unchanged (PSNR vs baseline, need &ge; {report.thresholds.min_psnr_db:.0f} dB)</h2>"
+    )
     parts.append(_table(report.fidelity.drop(columns=["video_id"], errors="ignore")))
-    parts.append(f"<h2>Information check (OCR of text stable in baseline, need mean CER &le; {report.thresholds.max_cer})</h2>")
+    parts.append(
+        f"<h2>Information check (OCR of text stable in baseline, need mean CER &le; {report.thresholds.max_cer})</h2>"
+    )
     parts.append(_table(report.information.drop(columns=["video_id"], errors="ignore")))
     if not report.ocr.empty:
         parts.append(

@@ -58,9 +58,9 @@ from align_core.inputs.annotations import (
     resolve_annotations,
 )
 from align_core.io.atomic import atomic_path
-from align_core.stimuli.editing.propagation import FlowPropagator
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoProbe, iter_frames
+from align_core.stimuli.editing.propagation import FlowPropagator
 
 __all__ = [
     "AnnotatedSegmenter",
@@ -149,7 +149,9 @@ class Seed:
 GRABCUT_SEED = 20131
 
 
-def grabcut(image: np.ndarray, labels: np.ndarray, bgd: np.ndarray, fgd: np.ndarray, iterations: int, mode: int) -> None:
+def grabcut(
+    image: np.ndarray, labels: np.ndarray, bgd: np.ndarray, fgd: np.ndarray, iterations: int, mode: int
+) -> None:
     """``cv2.grabCut`` with the random generator seeded first, so the same input always gives the same labels."""
     if mode != cv2.GC_EVAL_FREEZE_MODEL:
         cv2.setRNGSeed(GRABCUT_SEED)
@@ -160,7 +162,9 @@ def _disk(mask: np.ndarray, x: float, y: float, radius: int, value: int) -> None
     cv2.circle(mask, (int(round(x)), int(round(y))), max(1, radius), int(value), -1)
 
 
-def _keep_large_components(mask: np.ndarray, keep_points: Sequence[tuple[int, int]] = (), share: float = 0.05) -> np.ndarray:
+def _keep_large_components(
+    mask: np.ndarray, keep_points: Sequence[tuple[int, int]] = (), share: float = 0.05
+) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 2:
         return mask
@@ -245,7 +249,7 @@ def _grabcut_box(
     else:
         fg = cv2.resize(fg_small.astype(np.uint8), (crop_w, crop_h), interpolation=cv2.INTER_NEAREST) > 0
     inside = np.zeros_like(fg)
-    inside[y - cy0:y - cy0 + h, x - cx0:x - cx0 + w] = True
+    inside[y - cy0 : y - cy0 + h, x - cx0 : x - cx0 + w] = True
     fg &= inside
     index = colour_index(np.ascontiguousarray(crop[..., ::-1]))
     return fg, index, (cx0, cy0, cx1 - cx0, cy1 - cy0)
@@ -263,10 +267,19 @@ def segment_annotated_frame(frame: np.ndarray, annotation: FrameAnnotation, sett
         ring = np.zeros_like(mask)
         if box is not None:
             margin = int(np.ceil(settings.context * max(box[2], box[3])))
-            ring[max(0, box[1] - margin):box[1] + box[3] + margin, max(0, box[0] - margin):box[0] + box[2] + margin] = True
+            ring[
+                max(0, box[1] - margin) : box[1] + box[3] + margin, max(0, box[0] - margin) : box[0] + box[2] + margin
+            ] = True
         ring &= ~mask
-        return Seed(annotation.frame, mask, _histogram(full_index, mask), _histogram(full_index, ring), [], None,
-                    source="mask_png")
+        return Seed(
+            annotation.frame,
+            mask,
+            _histogram(full_index, mask),
+            _histogram(full_index, ring),
+            [],
+            None,
+            source="mask_png",
+        )
     boxes = list(annotation.boxes)
     source = "box"
     if not boxes:  # positive clicks only: a box around them with room for the product
@@ -286,9 +299,11 @@ def segment_annotated_frame(frame: np.ndarray, annotation: FrameAnnotation, sett
         fg, index, (cx, cy, cw, ch) = _grabcut_box(frame, box, annotation.positives, annotation.negatives, settings)
         x, y, w, h = box
         in_box = np.zeros((ch, cw), bool)
-        in_box[y - cy:y - cy + h, x - cx:x - cx + w] = True
+        in_box[y - cy : y - cy + h, x - cx : x - cx + w] = True
         clicked = any(x <= px < x + w and y <= py < y + h for px, py in annotation.positives)
-        local_clicks = [(px - cx, py - cy) for px, py in annotation.positives if cx <= px < cx + cw and cy <= py < cy + ch]
+        local_clicks = [
+            (px - cx, py - cy) for px, py in annotation.positives if cx <= px < cx + cw and cy <= py < cy + ch
+        ]
         fg = _keep_large_components(fg, local_clicks)
         share = float(fg.sum()) / max(1, w * h)
         similarity = bhattacharyya(_histogram(index, fg), _histogram(index, ~in_box))
@@ -301,15 +316,21 @@ def segment_annotated_frame(frame: np.ndarray, annotation: FrameAnnotation, sett
                 f"{similarity:.2f} > {settings.max_ring_similarity}): no distinct product"
             )
             continue
-        mask[cy:cy + ch, cx:cx + cw] |= fg
-        fg_pixels[cy:cy + ch, cx:cx + cw] |= fg
-        ring_pixels[cy:cy + ch, cx:cx + cw] |= ~in_box
+        mask[cy : cy + ch, cx : cx + cw] |= fg
+        fg_pixels[cy : cy + ch, cx : cx + cw] |= fg
+        ring_pixels[cy : cy + ch, cx : cx + cw] |= ~in_box
         local = _bbox(fg)
         ious.append(box_iou((local[0] + cx, local[1] + cy, local[2], local[3]) if local else None, box))
     ring_pixels &= ~mask
     return Seed(
-        annotation.frame, mask, _histogram(full_index, fg_pixels), _histogram(full_index, ring_pixels),
-        list(annotation.boxes), min(ious) if ious else None, empty, source,
+        annotation.frame,
+        mask,
+        _histogram(full_index, fg_pixels),
+        _histogram(full_index, ring_pixels),
+        list(annotation.boxes),
+        min(ious) if ious else None,
+        empty,
+        source,
     )
 
 
@@ -375,7 +396,9 @@ class _Link:
         return _Carry(p, conf, previous.key, error, untrusted, exited)
 
 
-def fit_colour_models(rgb: np.ndarray, mask: np.ndarray, settings: AnnotatedSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def fit_colour_models(
+    rgb: np.ndarray, mask: np.ndarray, settings: AnnotatedSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """GrabCut's two colour GMMs (background, product) learnt from an annotated frame's mask, and
     which of the 216 quantised colours the product shows there."""
     area = int(mask.sum())
@@ -386,7 +409,7 @@ def fit_colour_models(rgb: np.ndarray, mask: np.ndarray, settings: AnnotatedSett
         return None
     x, y, w, h = rect
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    crop = np.ascontiguousarray(rgb[y:y + h, x:x + w, ::-1])
+    crop = np.ascontiguousarray(rgb[y : y + h, x : x + w, ::-1])
     try:
         grabcut(crop, labels, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
@@ -395,7 +418,9 @@ def fit_colour_models(rgb: np.ndarray, mask: np.ndarray, settings: AnnotatedSett
     return bgd, fgd, colours > 0
 
 
-def _band_labels(mask: np.ndarray, settings: AnnotatedSettings, *, initial: bool = False) -> tuple[np.ndarray | None, tuple[int, int, int, int]]:
+def _band_labels(
+    mask: np.ndarray, settings: AnnotatedSettings, *, initial: bool = False
+) -> tuple[np.ndarray | None, tuple[int, int, int, int]]:
     """GrabCut labels in a crop around ``mask``.
 
     For fitting (``initial``): sure product in the eroded mask, sure background beyond a band.
@@ -438,7 +463,7 @@ def refine_edges(rgb: np.ndarray, p: np.ndarray, models: Any, settings: Annotate
     labels, (x, y, w, h) = _band_labels(on, settings)
     if labels is None:
         return p
-    crop = np.ascontiguousarray(rgb[y:y + h, x:x + w, ::-1])
+    crop = np.ascontiguousarray(rgb[y : y + h, x : x + w, ::-1])
     try:
         if settings.refine_mode == "frozen":
             grabcut(crop, labels, models[0].copy(), models[1].copy(), 1, cv2.GC_EVAL_FREEZE_MODEL)
@@ -449,9 +474,9 @@ def refine_edges(rgb: np.ndarray, p: np.ndarray, models: Any, settings: Annotate
     product = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     # GrabCut gives colours neither model has seen to whichever is broader (often the product's):
     # a colour the product never showed on its annotated frame is not the product.
-    product &= models[2][colour_index(rgb[y:y + h, x:x + w])]
+    product &= models[2][colour_index(rgb[y : y + h, x : x + w])]
     out = np.zeros_like(p)
-    out[y:y + h, x:x + w] = product.astype(np.float32)
+    out[y : y + h, x : x + w] = product.astype(np.float32)
     return out
 
 
@@ -552,7 +577,9 @@ def annotated_video_masks(
             try:
                 frame = next(stream)
             except StopIteration:
-                raise ValueError(f"video {video_path}: ended after {position} frames; the scenes cover {total}") from None
+                raise ValueError(
+                    f"video {video_path}: ended after {position} frames; the scenes cover {total}"
+                ) from None
             if position >= start:
                 if scene_annotations:
                     smalls.append(small(frame))
@@ -567,9 +594,7 @@ def annotated_video_masks(
             index - start: cv2.resize(seed.mask.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_AREA)
             for index, seed in seeds.items()
         }
-        models = {
-            local: fit_colour_models(smalls[local], mask > 0.5, settings) for local, mask in seeds_small.items()
-        }
+        models = {local: fit_colour_models(smalls[local], mask > 0.5, settings) for local, mask in seeds_small.items()}
         forward, backward = _scene_carry(smalls, seeds_small, models, link)
         keys = sorted(seeds_small)
         for local in range(stop - start):
@@ -581,8 +606,12 @@ def annotated_video_masks(
                 p = seeds_small[local]
                 chosen, err, untrusted, exited = fwd, 0.0, 0.0, False
                 seeds_info[index] = {
-                    "frame": index, "scene": scene_index + 1, "source": seed.source, "boxes": seed.boxes,
-                    "box_iou": seed.box_iou, "empty_boxes": seed.empty_boxes,
+                    "frame": index,
+                    "scene": scene_index + 1,
+                    "source": seed.source,
+                    "boxes": seed.boxes,
+                    "box_iou": seed.box_iou,
+                    "empty_boxes": seed.empty_boxes,
                     "coverage": float(seed.mask.mean()),
                 }
             elif fwd is not None and bwd is not None:
@@ -607,12 +636,29 @@ def annotated_video_masks(
             p = np.clip(p, 0.0, 1.0).astype(np.float32)
             soft[index] = np.round(p * 255).astype(np.uint8)
             key_frame = start + (chosen.key if chosen is not None and local not in seeds_small else local)
-            around = [k for k in (max((k for k in keys if k <= local), default=None),
-                                  min((k for k in keys if k >= local), default=None)) if k is not None]
+            around = [
+                k
+                for k in (
+                    max((k for k in keys if k <= local), default=None),
+                    min((k for k in keys if k >= local), default=None),
+                )
+                if k is not None
+            ]
             key_areas = [float((seeds_small[k] > 0.5).mean()) for k in around]
             rows.append(
-                _diagnostic_row(index, scene_index, local in seeds_small, p, colour_index(smalls[local]), seeds[key_frame],
-                                err, untrusted, exited, key_areas, settings)
+                _diagnostic_row(
+                    index,
+                    scene_index,
+                    local in seeds_small,
+                    p,
+                    colour_index(smalls[local]),
+                    seeds[key_frame],
+                    err,
+                    untrusted,
+                    exited,
+                    key_areas,
+                    settings,
+                )
             )
     frames.close()
     diagnostics = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
@@ -620,26 +666,63 @@ def annotated_video_masks(
 
 
 DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
-    "frame", "scene_number", "source", "key_frame", "coverage", "key_coverage", "key_coverage_min", "area_ratio",
-    "area_ratio_min", "fb_error",
-    "untrusted_share", "touches_border", "exited", "appearance_product", "appearance_background", "box_iou",
+    "frame",
+    "scene_number",
+    "source",
+    "key_frame",
+    "coverage",
+    "key_coverage",
+    "key_coverage_min",
+    "area_ratio",
+    "area_ratio_min",
+    "fb_error",
+    "untrusted_share",
+    "touches_border",
+    "exited",
+    "appearance_product",
+    "appearance_background",
+    "box_iou",
     "empty_boxes",
 )
 
 
 def _empty_rows(start: int, stop: int, scene_index: int, source: str) -> list[dict[str, Any]]:
     return [
-        {"frame": i, "scene_number": scene_index + 1, "source": source, "key_frame": -1, "coverage": 0.0,
-         "key_coverage": 0.0, "key_coverage_min": 0.0, "area_ratio": np.nan, "area_ratio_min": np.nan, "fb_error": 0.0, "untrusted_share": 0.0,
-         "touches_border": False, "exited": False, "appearance_product": np.nan, "appearance_background": np.nan,
-         "box_iou": np.nan, "empty_boxes": ""}
+        {
+            "frame": i,
+            "scene_number": scene_index + 1,
+            "source": source,
+            "key_frame": -1,
+            "coverage": 0.0,
+            "key_coverage": 0.0,
+            "key_coverage_min": 0.0,
+            "area_ratio": np.nan,
+            "area_ratio_min": np.nan,
+            "fb_error": 0.0,
+            "untrusted_share": 0.0,
+            "touches_border": False,
+            "exited": False,
+            "appearance_product": np.nan,
+            "appearance_background": np.nan,
+            "box_iou": np.nan,
+            "empty_boxes": "",
+        }
         for i in range(start, stop)
     ]
 
 
 def _diagnostic_row(
-    index: int, scene_index: int, annotated: bool, p: np.ndarray, colour: np.ndarray, seed: Seed,
-    fb_error: float, untrusted: float, exited: bool, key_areas: list[float], settings: AnnotatedSettings,
+    index: int,
+    scene_index: int,
+    annotated: bool,
+    p: np.ndarray,
+    colour: np.ndarray,
+    seed: Seed,
+    fb_error: float,
+    untrusted: float,
+    exited: bool,
+    key_areas: list[float],
+    settings: AnnotatedSettings,
 ) -> dict[str, Any]:
     """One frame's diagnostics; ``key_areas`` are the coverages of the annotated frames on either side."""
     on = p > 0.5
@@ -712,7 +795,9 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
     too_small = carried[(carried["area_ratio_min"] < low) & ~carried["exited"] & ~carried["touches_border"]]
     area_bad = sorted(set(too_big["frame"]) | set(too_small["frame"]))
     shown = carried[carried["coverage"] > 0]  # an empty mask has no flow error to speak of
-    flow_bad_df = shown[(shown["fb_error"] > settings.max_fb_error) | (shown["untrusted_share"] > settings.max_untrusted_share)]
+    flow_bad_df = shown[
+        (shown["fb_error"] > settings.max_fb_error) | (shown["untrusted_share"] > settings.max_untrusted_share)
+    ]
     annotated = d[d["source"].str.startswith("annotated")]
     iou_bad_df = annotated[annotated["box_iou"].notna() & (annotated["box_iou"] < settings.min_box_iou)]
     looked = carried[carried["appearance_product"].notna() & carried["appearance_background"].notna()]
@@ -720,13 +805,17 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
     empty_boxes = annotated[annotated["empty_boxes"] != ""]
     checks = [
         MaskCheck(
-            "annotated_area_band", not area_bad, [int(f) for f in area_bad],
+            "annotated_area_band",
+            not area_bad,
+            [int(f) for f in area_bad],
             f"band {low}-{high} x the annotated frame's area; {len(too_big)} frames too large, {len(too_small)} too "
             f"small away from the frame edge" + (f": frames {_frames_text(area_bad)}" if area_bad else ""),
             CHECK_DESCRIPTIONS["annotated_area_band"],
         ),
         MaskCheck(
-            "annotated_flow_consistency", flow_bad_df.empty, [int(f) for f in flow_bad_df["frame"]],
+            "annotated_flow_consistency",
+            flow_bad_df.empty,
+            [int(f) for f in flow_bad_df["frame"]],
             f"on frames with a mask: max mean forward-backward error {shown['fb_error'].max() if len(shown) else 0:.2f} px "
             f"(limit {settings.max_fb_error}), max untrusted share {shown['untrusted_share'].max() if len(shown) else 0:.2f} "
             f"(limit {settings.max_untrusted_share})"
@@ -734,16 +823,24 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
             CHECK_DESCRIPTIONS["annotated_flow_consistency"],
         ),
         MaskCheck(
-            "annotated_box_iou", iou_bad_df.empty, [int(f) for f in iou_bad_df["frame"]],
+            "annotated_box_iou",
+            iou_bad_df.empty,
+            [int(f) for f in iou_bad_df["frame"]],
             f"min box IoU {annotated['box_iou'].min() if annotated['box_iou'].notna().any() else float('nan'):.2f} "
             f"(limit {settings.min_box_iou})"
             + (f"; failing frames {_frames_text([int(f) for f in iou_bad_df['frame']])}" if len(iou_bad_df) else "")
-            + ("; boxes left empty (no product found): " + " | ".join(
-                f"frame {int(r.frame)}: {r.empty_boxes}" for r in empty_boxes.itertuples()) if len(empty_boxes) else ""),
+            + (
+                "; boxes left empty (no product found): "
+                + " | ".join(f"frame {int(r.frame)}: {r.empty_boxes}" for r in empty_boxes.itertuples())
+                if len(empty_boxes)
+                else ""
+            ),
             CHECK_DESCRIPTIONS["annotated_box_iou"],
         ),
         MaskCheck(
-            "annotated_appearance", drift_df.empty, [int(f) for f in drift_df["frame"]],
+            "annotated_appearance",
+            drift_df.empty,
+            [int(f) for f in drift_df["frame"]],
             f"{len(drift_df)} of {len(looked)} carried frames look more like the background than the product"
             + (f": frames {_frames_text([int(f) for f in drift_df['frame']])}" if len(drift_df) else ""),
             CHECK_DESCRIPTIONS["annotated_appearance"],
@@ -793,7 +890,9 @@ class AnnotatedSegmenter:
         self.annotations_csv = Path(annotations_csv) if annotations_csv is not None else None
         self.masks_dir = Path(masks_dir) if masks_dir is not None else None
         self.settings = settings or AnnotatedSettings()
-        table = read_annotations(self.annotations_csv) if self.annotations_csv and self.annotations_csv.is_file() else None
+        table = (
+            read_annotations(self.annotations_csv) if self.annotations_csv and self.annotations_csv.is_file() else None
+        )
         self._rows = table.rows_for(video_id) if isinstance(table, AnnotationTable) else []
         self.result: AnnotatedMasks | None = None
         self.annotations: dict[int, FrameAnnotation] = {}
@@ -806,8 +905,13 @@ class AnnotatedSegmenter:
                 f"video {self.video_id}: scenes cover {self.scene_ranges[-1][1]} frames, the video has {probe.frame_count}"
             )
         self.annotations = resolve_annotations(
-            self.video_id, self._rows, self.scene_ranges, probe.width, probe.height,
-            csv_path=self.annotations_csv or "annotations.csv", masks_dir=self.masks_dir,
+            self.video_id,
+            self._rows,
+            self.scene_ranges,
+            probe.width,
+            probe.height,
+            csv_path=self.annotations_csv or "annotations.csv",
+            masks_dir=self.masks_dir,
         )
         if not self.annotations:
             raise ValueError(
@@ -899,5 +1003,10 @@ class ClipSegWithAnnotations:
         return self.annotated.checks()
 
     def lineage(self) -> dict[str, Any]:
-        return {"segmenter": self.name, "mask_source": "clipseg+annotated", "clipseg": self.clipseg.lineage(),
-                "annotated": self.annotated.lineage(), "constraint_margin": self.margin}
+        return {
+            "segmenter": self.name,
+            "mask_source": "clipseg+annotated",
+            "clipseg": self.clipseg.lineage(),
+            "annotated": self.annotated.lineage(),
+            "constraint_margin": self.margin,
+        }

@@ -111,7 +111,9 @@ class ControlTensors:
             if bad:
                 raise ValueError(f"control tensor statistics {bad} do not have {self.frame_count} values")
             low, high = self.stats["attention_min"], self.stats["attention_max"]
-            if len(low) and (not np.isfinite(low).all() or not np.isfinite(high).all() or low.min() < 0.0 or high.max() > 1.0):
+            if len(low) and (
+                not np.isfinite(low).all() or not np.isfinite(high).all() or low.min() < 0.0 or high.max() > 1.0
+            ):
                 raise ValueError(f"attention must be finite and in [0, 1], got range [{low.min()}, {high.max()}]")
             return
         if self.attention.size and (
@@ -196,7 +198,9 @@ class KeyframeAttention:
     :meth:`~align_core.perception.attention.maps.AttentionMaps.map_at`, so both give identical values.
     """
 
-    def __init__(self, keyframes: np.ndarray, k0: np.ndarray, k1: np.ndarray, weight: np.ndarray, frame_size: tuple[int, int]):
+    def __init__(
+        self, keyframes: np.ndarray, k0: np.ndarray, k1: np.ndarray, weight: np.ndarray, frame_size: tuple[int, int]
+    ):
         self.keyframes = np.asarray(keyframes, dtype=np.uint8)
         self.k0 = np.asarray(k0, dtype=np.int64)
         self.k1 = np.asarray(k1, dtype=np.int64)
@@ -204,8 +208,12 @@ class KeyframeAttention:
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         count = len(self.k0)
         if self.keyframes.ndim != 3 or self.k1.shape != (count,) or self.weight.shape != (count,):
-            raise ValueError(f"keyframe attention: {self.keyframes.shape} keyframes, index arrays {self.k0.shape}/{self.k1.shape}/{self.weight.shape}")
-        if count and (min(self.k0.min(), self.k1.min()) < 0 or max(self.k0.max(), self.k1.max()) >= len(self.keyframes)):
+            raise ValueError(
+                f"keyframe attention: {self.keyframes.shape} keyframes, index arrays {self.k0.shape}/{self.k1.shape}/{self.weight.shape}"
+            )
+        if count and (
+            min(self.k0.min(), self.k1.min()) < 0 or max(self.k0.max(), self.k1.max()) >= len(self.keyframes)
+        ):
             raise ValueError(f"keyframe attention: keyframe index outside the {len(self.keyframes)} stored keyframes")
         if count and (not np.isfinite(self.weight).all() or self.weight.min() < 0 or self.weight.max() > 1):
             raise ValueError("keyframe attention: carry weights must be in [0, 1]")
@@ -220,7 +228,7 @@ class KeyframeAttention:
             for k, keymap in enumerate(maps.keyframe_maps):  # one keyframe at a time: no float copy of them all
                 keys[k] = np.clip(np.rint(keymap * np.float32(255.0)), 0, 255)
         carry = [maps.carry_weights(t) for t in range(maps.frame_count)]
-        k0, k1, weight = (np.array(column) for column in zip(*carry)) if carry else (np.zeros(0),) * 3
+        k0, k1, weight = (np.array(column) for column in zip(*carry, strict=False)) if carry else (np.zeros(0),) * 3
         return cls(keys, k0, k1, weight, maps.frame_size)
 
     def __len__(self) -> int:
@@ -326,12 +334,12 @@ def alignment_tables(
         raise ValueError(f"video {video_id}: scenes table lacks columns {sorted(missing)}")
     count = control.frame_count
     ordered = scenes.sort_values("start_frame").reset_index(drop=True)
-    ranges = [(int(s), int(e)) for s, e in zip(ordered["start_frame"], ordered["end_frame"])]
+    ranges = [(int(s), int(e)) for s, e in zip(ordered["start_frame"], ordered["end_frame"], strict=False)]
     try:
         _check_ranges(ranges, count)
     except ValueError as exc:
         raise ValueError(f"video {video_id}: {exc}") from None
-    for (s0, e0), (s1, _), n0, n1 in zip(ranges, ranges[1:], ordered["scene_number"], ordered["scene_number"][1:]):
+    for (s0, e0), (s1, _), n0, n1 in zip(ranges, ranges[1:], ordered["scene_number"], ordered["scene_number"][1:], strict=False):
         if s1 < e0:
             raise ValueError(f"video {video_id}: scenes {n0} [{s0}, {e0}) and {n1} overlap from frame {s1}")
 
@@ -339,7 +347,7 @@ def alignment_tables(
     mass = control.attention_mass_per_frame()
     alignment = _ratio(product, mass)
     scene_of_frame = pd.array([pd.NA] * count, dtype="Int64")
-    for number, (s, e) in zip(ordered["scene_number"], ranges):
+    for number, (s, e) in zip(ordered["scene_number"], ranges, strict=False):
         scene_of_frame[s:e] = int(number)
     frames_df = pd.DataFrame(
         {
@@ -447,7 +455,7 @@ class _AttentionEncoder:
 
 
 def _on_line(start: np.ndarray, end: np.ndarray, frames: np.ndarray, weights: np.ndarray) -> bool:
-    for frame, w in zip(frames, weights):
+    for frame, w in zip(frames, weights, strict=False):
         if np.abs((1.0 - w) * start + w * end - frame).max() > ATTENTION_MAX_ERROR:
             return False
     return True
@@ -538,7 +546,11 @@ def save_control_tensors(path: str | os.PathLike[str], control: ControlTensors) 
     ad takes a few MB at most and about 100 MB of memory to write. Dense control: format v2,
     masks exact and attention within 1/510 (see the module docstring).
     """
-    if isinstance(control.attention, KeyframeAttentionFrames) and isinstance(control.masks, MaskFrames) and control.stats is not None:
+    if (
+        isinstance(control.attention, KeyframeAttentionFrames)
+        and isinstance(control.masks, MaskFrames)
+        and control.stats is not None
+    ):
         source = control.attention.source
         from align_core.perception.attention.maps import encode_keyframes
 
@@ -583,11 +595,15 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
                 shape = tuple(int(v) for v in data["shape"])
                 key_shape = tuple(int(v) for v in data["attention_keyframe_shape"])
                 keys = decode_keyframes(data["attention_keyframes_lzma"].tobytes(), key_shape)
-                source = KeyframeAttention(keys, data["attention_k0"], data["attention_k1"], data["attention_weight"], shape[1:])
+                source = KeyframeAttention(
+                    keys, data["attention_k0"], data["attention_k1"], data["attention_weight"], shape[1:]
+                )
                 masks = MaskFrames.from_arrays(data, "mask")
                 stats = {name: np.asarray(data[f"stat_{name}"], dtype=np.float64) for name in _STAT_NAMES}
                 if tuple(masks.shape) != shape or len(source) != shape[0]:
-                    raise ValueError(f"masks {tuple(masks.shape)} / {len(source)} attention frames do not match shape {shape}")
+                    raise ValueError(
+                        f"masks {tuple(masks.shape)} / {len(source)} attention frames do not match shape {shape}"
+                    )
                 return ControlTensors(masks=masks, attention=source.frames(), stats=stats)
             if kind != FORMAT:
                 raise ValueError(f"format {kind!r}, expected {FORMAT!r} or {FORMAT_STREAMED!r}")
@@ -595,8 +611,12 @@ def load_control_tensors(path: str | os.PathLike[str]) -> ControlTensors:
             count, height, width = shape
             masks = np.unpackbits(data["mask_bits"], axis=1, count=height * width).reshape(shape).astype(bool)
             attention = _decode_attention(
-                data["attention_source"], data["attention_next"], data["attention_weight"],
-                data["attention_lowres_d2"], data["attention_residual"], shape,
+                data["attention_source"],
+                data["attention_next"],
+                data["attention_weight"],
+                data["attention_lowres_d2"],
+                data["attention_residual"],
+                shape,
             )
     except (OSError, KeyError, ValueError, EOFError, lzma.LZMAError) as exc:
         raise ValueError(f"control tensor file {path}: cannot be read ({exc})") from exc

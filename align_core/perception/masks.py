@@ -49,8 +49,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from align_core.io.arrays import pack_masks, save_npz_atomic, unpack_masks
 from align_core.components import Registry
+from align_core.io.arrays import save_npz_atomic, unpack_masks
 from align_core.io.frames import MaskFrames
 from align_core.io.video_io import VideoProbe, file_sha256, iter_frames, probe_video
 
@@ -294,8 +294,14 @@ def _annotated_segmenter(**kwargs: Any) -> KeywordSegmenter:
 
 
 @register_segmenter("clipseg+annotated")
-def _clipseg_annotated_segmenter(*, model: str | os.PathLike[str], device: str = "cpu", local_files_only: bool = True,
-                                 torch_dtype: str = "float32", **annotated: Any) -> KeywordSegmenter:
+def _clipseg_annotated_segmenter(
+    *,
+    model: str | os.PathLike[str],
+    device: str = "cpu",
+    local_files_only: bool = True,
+    torch_dtype: str = "float32",
+    **annotated: Any,
+) -> KeywordSegmenter:
     """CLIPSeg whose probabilities the annotations constrain to the annotated product's region."""
     from align_core.perception.annotated_masks import AnnotatedSegmenter, ClipSegWithAnnotations
 
@@ -320,7 +326,10 @@ def resolve_mask_source(
             return "provided", None
         if annotated:
             return "annotated", None
-        return "provided", f"no provided mask file at {provided_file} and no annotations for this video ({hint}; or use clipseg)"
+        return (
+            "provided",
+            f"no provided mask file at {provided_file} and no annotations for this video ({hint}; or use clipseg)",
+        )
     if requested == "annotated" and not annotated:
         return "annotated", f"no annotations for this video ({hint})"
     if requested == "clipseg" and annotated:
@@ -386,7 +395,11 @@ def load_keyword_masks(path: str | os.PathLike[str]) -> KeywordMasks:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            masks = MaskFrames.from_arrays(data, "mask") if "mask_offsets" in data else unpack_masks(data["bits"], data["shape"])
+            masks = (
+                MaskFrames.from_arrays(data, "mask")
+                if "mask_offsets" in data
+                else unpack_masks(data["bits"], data["shape"])
+            )
             max_probability = np.asarray(data["max_probability"], dtype=np.float32)
             meta = json.loads(str(data["meta"]))
     except (OSError, KeyError, ValueError) as exc:
@@ -396,7 +409,9 @@ def load_keyword_masks(path: str | os.PathLike[str]) -> KeywordMasks:
         threshold=float(meta["threshold"]),
         segmenter_id=meta["segmenter_id"],
         keyword=meta["keyword"],
-        coverage=masks.coverage_per_frame() if isinstance(masks, MaskFrames) else masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
+        coverage=masks.coverage_per_frame()
+        if isinstance(masks, MaskFrames)
+        else masks.reshape(masks.shape[0], -1).mean(axis=1, dtype=np.float64),
         max_probability=max_probability,
         skipped_reason=meta["skipped_reason"],
         lineage=meta["lineage"],

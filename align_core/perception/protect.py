@@ -137,16 +137,23 @@ class TextReader:
         self.threads = int(threads)
         # limit_type "max": the detector never upscales; frames arrive already at the analysis size.
         self._ocr = RapidOCR(
-            intra_op_num_threads=self.threads, inter_op_num_threads=1,
-            det_limit_side_len=self.analysis_max_side, det_limit_type="max", text_score=self.min_score,
+            intra_op_num_threads=self.threads,
+            inter_op_num_threads=1,
+            det_limit_side_len=self.analysis_max_side,
+            det_limit_type="max",
+            text_score=self.min_score,
         )
 
     def read(self, frame: np.ndarray) -> list[TextDetection]:
         """Text lines in an RGB uint8 frame, boxes in the frame's own pixels, top to bottom."""
         height, width = frame.shape[:2]
         scale = min(1.0, self.analysis_max_side / max(height, width))
-        small = frame if scale >= 1.0 else cv2.resize(
-            frame, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        small = (
+            frame
+            if scale >= 1.0
+            else cv2.resize(
+                frame, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+            )
         )
         # The models expect BGR. The 180-degree classifier is off: overlays are upright, and on the demo
         # ads it flipped upright text (a "$15.99" tag read as "66'915", a caption read as "").
@@ -160,8 +167,12 @@ class TextReader:
             x1, y1 = np.ceil(points.max(axis=0)).astype(int) + 1
             out.append(
                 TextDetection(
-                    int(np.clip(x0, 0, width)), int(np.clip(y0, 0, height)), int(np.clip(x1, 0, width)),
-                    int(np.clip(y1, 0, height)), str(text), float(score),
+                    int(np.clip(x0, 0, width)),
+                    int(np.clip(y0, 0, height)),
+                    int(np.clip(x1, 0, width)),
+                    int(np.clip(y1, 0, height)),
+                    str(text),
+                    float(score),
                     tuple((round(float(x), 1), round(float(y), 1)) for x, y in points),
                 )
             )
@@ -239,8 +250,14 @@ def _int_cell(value: str, where: str, column: str) -> int | None:
     return int(number)
 
 
-def _frames_for(scene: int | None, start: int | None, stop: int | None, scenes: Mapping[int, tuple[int, int]],
-                frame_count: int, where: str) -> tuple[int, int]:
+def _frames_for(
+    scene: int | None,
+    start: int | None,
+    stop: int | None,
+    scenes: Mapping[int, tuple[int, int]],
+    frame_count: int,
+    where: str,
+) -> tuple[int, int]:
     if scene is not None:
         if start is not None or stop is not None:
             raise ValueError(f"{where}: give scene_number OR start_frame/end_frame, not both")
@@ -284,21 +301,32 @@ def read_user_regions(
                 if row.get("video_id", "").strip() != video_id:
                     continue
                 where = f"{path} line {line} (video {video_id})"
-                cells = {c: _int_cell(row.get(c, ""), where, c) for c in ("scene_number", "start_frame", "end_frame", "x0", "y0", "x1", "y1")}
+                cells = {
+                    c: _int_cell(row.get(c, ""), where, c)
+                    for c in ("scene_number", "start_frame", "end_frame", "x0", "y0", "x1", "y1")
+                }
                 if any(cells[c] is None for c in ("x0", "y0", "x1", "y1")):
                     raise ValueError(f"{where}: x0, y0, x1, y1 are required")
                 x0, y0, x1, y1 = (cells[c] for c in ("x0", "y0", "x1", "y1"))
                 if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-                    raise ValueError(f"{where}: box ({x0}, {y0}, {x1}, {y1}) is not inside the {width}x{height} frame with x0 < x1, y0 < y1")
-                start, stop = _frames_for(cells["scene_number"], cells["start_frame"], cells["end_frame"], scenes, frame_count, where)
-                regions.boxes.append(UserBox(start, stop, x0, y0, x1, y1, row.get("label", "").strip() or "user box", where))
+                    raise ValueError(
+                        f"{where}: box ({x0}, {y0}, {x1}, {y1}) is not inside the {width}x{height} frame with x0 < x1, y0 < y1"
+                    )
+                start, stop = _frames_for(
+                    cells["scene_number"], cells["start_frame"], cells["end_frame"], scenes, frame_count, where
+                )
+                regions.boxes.append(
+                    UserBox(start, stop, x0, y0, x1, y1, row.get("label", "").strip() or "user box", where)
+                )
     if mask_dir is not None and Path(mask_dir).is_dir():
         for path in sorted(Path(mask_dir).glob("*.png")):
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise ValueError(f"protect mask {path} (video {video_id}): not a readable PNG")
             if image.shape[:2] != (height, width):
-                raise ValueError(f"protect mask {path} (video {video_id}): {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}")
+                raise ValueError(
+                    f"protect mask {path} (video {video_id}): {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}"
+                )
             mask = (image.max(axis=2) if image.ndim == 3 else image) > 0
             scene_match = re.fullmatch(r"scene_(\d+)", path.stem)
             range_match = re.fullmatch(r"frames_(\d+)-(\d+)", path.stem)
@@ -306,7 +334,9 @@ def read_user_regions(
             if scene_match:
                 start, stop = _frames_for(int(scene_match.group(1)), None, None, scenes, frame_count, where)
             elif range_match:
-                start, stop = _frames_for(None, int(range_match.group(1)), int(range_match.group(2)), scenes, frame_count, where)
+                start, stop = _frames_for(
+                    None, int(range_match.group(1)), int(range_match.group(2)), scenes, frame_count, where
+                )
             else:
                 start, stop = 0, frame_count
             regions.masks.append((start, stop, mask, str(path)))
@@ -342,7 +372,9 @@ def detection_keyframes(units: Sequence[tuple[int, int]], stride: int) -> list[l
     return out
 
 
-def _dilate(box: tuple[int, int, int, int], margin_px: int, box_margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+def _dilate(
+    box: tuple[int, int, int, int], margin_px: int, box_margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = box
     pad = margin_px + int(round(box_margin * (y1 - y0)))
     return max(0, x0 - pad), max(0, y0 - pad), min(width, x1 + pad), min(height, y1 + pad)
@@ -359,9 +391,14 @@ def carry_text_boxes(
     """Box rows (``BOX_COLUMNS``) for every frame by the carry rule of the module docstring."""
     rows: list[dict[str, Any]] = []
     for keys in keyframes_per_unit:
-        pairs = [(keys[0], keys[0], range(keys[0], keys[0] + 1))] if len(keys) == 1 else [
-            (a, b, range(a, b + 1 if i == len(keys) - 2 else b)) for i, (a, b) in enumerate(zip(keys[:-1], keys[1:]))
-        ]
+        pairs = (
+            [(keys[0], keys[0], range(keys[0], keys[0] + 1))]
+            if len(keys) == 1
+            else [
+                (a, b, range(a, b + 1 if i == len(keys) - 2 else b))
+                for i, (a, b) in enumerate(zip(keys[:-1], keys[1:], strict=False))
+            ]
+        )
         for first, second, frames in pairs:
             found = list(detections.get(first, ())) + (list(detections.get(second, ())) if second != first else [])
             boxes = [((d.x0, d.y0, d.x1, d.y1), d.text, d.score) for d in found]
@@ -376,8 +413,18 @@ def carry_text_boxes(
                 unique.setdefault((_dilate(box, margin_px, box_margin, width, height), text), score)
             for frame in frames:
                 for (box, text), score in unique.items():
-                    rows.append({"frame": frame, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3],
-                                 "source": "text", "label": text, "score": float(score)})
+                    rows.append(
+                        {
+                            "frame": frame,
+                            "x0": box[0],
+                            "y0": box[1],
+                            "x1": box[2],
+                            "y1": box[3],
+                            "source": "text",
+                            "label": text,
+                            "score": float(score),
+                        }
+                    )
     return rows
 
 
@@ -407,7 +454,7 @@ class ProtectedRegions:
         order = np.argsort(coords[:, 0], kind="stable")
         coords = coords[order]
         frames, starts = np.unique(coords[:, 0], return_index=True)
-        return {int(f): part[:, 1:] for f, part in zip(frames, np.split(coords, starts[1:]))}
+        return {int(f): part[:, 1:] for f, part in zip(frames, np.split(coords, starts[1:]), strict=False)}
 
     def mask(self, index: int) -> np.ndarray:
         """bool ``(H, W)``: True where frame ``index`` must not be edited."""
@@ -416,7 +463,7 @@ class ProtectedRegions:
         out = np.zeros((self.height, self.width), dtype=bool)
         for x0, y0, x1, y1 in self._boxes_by_frame.get(int(index), ()):
             out[y0:y1, x0:x1] = True
-        for (start, stop), user in zip(self.user_mask_ranges, self.user_masks):
+        for (start, stop), user in zip(self.user_mask_ranges, self.user_masks, strict=False):
             if start <= index < stop:
                 out |= user
         return out
@@ -449,7 +496,9 @@ class ProtectedRegions:
             "text_detections": int(len(self.ocr)),
             "distinct_strings": strings,
             "frames_with_protection": int(self.boxes["frame"].nunique()) if not self.boxes.empty else 0,
-            "boxes_by_source": {k: int(v) for k, v in self.boxes.groupby("source").size().items()} if not self.boxes.empty else {},
+            "boxes_by_source": {k: int(v) for k, v in self.boxes.groupby("source").size().items()}
+            if not self.boxes.empty
+            else {},
             "user_masks": int(len(self.user_masks)),
             "faces": self.lineage.get("faces", FACE_DETECTOR_STATUS),
         }
@@ -459,15 +508,31 @@ class ProtectedRegions:
         """Boxes and OCR as Parquet, user masks as packed bits, lineage as JSON (each atomic)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        paths = {"boxes": directory / BOXES_FILE, "ocr": directory / OCR_FILE, "user_masks": directory / USER_MASKS_FILE,
-                 "meta": directory / META_FILE}
+        paths = {
+            "boxes": directory / BOXES_FILE,
+            "ocr": directory / OCR_FILE,
+            "user_masks": directory / USER_MASKS_FILE,
+            "meta": directory / META_FILE,
+        }
         for frame, name in ((self.boxes, "boxes"), (self.ocr, "ocr")):
             with atomic_path(paths[name]) as tmp:
                 frame.assign(video_id=self.video_id).astype({"video_id": "string"}).to_parquet(tmp, index=False)
-        packed = pack_masks(self.user_masks) if len(self.user_masks) else {"bits": np.zeros(0, np.uint8), "shape": np.array([0, self.height, self.width])}
-        save_npz_atomic(paths["user_masks"], ranges=np.asarray(self.user_mask_ranges, np.int64).reshape(-1, 2), **packed)
-        meta = {"video_id": self.video_id, "frame_count": self.frame_count, "height": self.height, "width": self.width,
-                "keyframes": list(self.keyframes), "lineage": self.lineage}
+        packed = (
+            pack_masks(self.user_masks)
+            if len(self.user_masks)
+            else {"bits": np.zeros(0, np.uint8), "shape": np.array([0, self.height, self.width])}
+        )
+        save_npz_atomic(
+            paths["user_masks"], ranges=np.asarray(self.user_mask_ranges, np.int64).reshape(-1, 2), **packed
+        )
+        meta = {
+            "video_id": self.video_id,
+            "frame_count": self.frame_count,
+            "height": self.height,
+            "width": self.width,
+            "keyframes": list(self.keyframes),
+            "lineage": self.lineage,
+        }
         atomic_write_text(paths["meta"], json.dumps(meta, indent=1, default=str))
         return paths
 
@@ -483,12 +548,21 @@ def load_protected_regions(directory: str | os.PathLike[str]) -> ProtectedRegion
     ocr = pd.read_parquet(directory / OCR_FILE).drop(columns=["video_id"], errors="ignore")
     with np.load(directory / USER_MASKS_FILE, allow_pickle=False) as data:
         shape = data["shape"]
-        masks = unpack_masks(data["bits"], shape) if int(shape[0]) else np.zeros((0, meta["height"], meta["width"]), bool)
+        masks = (
+            unpack_masks(data["bits"], shape) if int(shape[0]) else np.zeros((0, meta["height"], meta["width"]), bool)
+        )
         ranges = data["ranges"]
     return ProtectedRegions(
-        video_id=str(meta["video_id"]), frame_count=int(meta["frame_count"]), height=int(meta["height"]),
-        width=int(meta["width"]), boxes=boxes, ocr=ocr, keyframes=tuple(meta["keyframes"]),
-        user_masks=masks, user_mask_ranges=ranges, lineage=meta.get("lineage", {}),
+        video_id=str(meta["video_id"]),
+        frame_count=int(meta["frame_count"]),
+        height=int(meta["height"]),
+        width=int(meta["width"]),
+        boxes=boxes,
+        ocr=ocr,
+        keyframes=tuple(meta["keyframes"]),
+        user_masks=masks,
+        user_mask_ranges=ranges,
+        lineage=meta.get("lineage", {}),
     )
 
 
@@ -524,15 +598,35 @@ def detect_protected_regions(
     rows = carry_text_boxes(detections, keys_per_unit, margin_px, config.box_margin, width, height)
     user = user or UserRegions()
     for box in user.boxes:
-        rows.extend({"frame": f, "x0": box.x0, "y0": box.y0, "x1": box.x1, "y1": box.y1, "source": "user",
-                     "label": box.label, "score": 1.0} for f in range(box.start, box.stop))
+        rows.extend(
+            {
+                "frame": f,
+                "x0": box.x0,
+                "y0": box.y0,
+                "x1": box.x1,
+                "y1": box.y1,
+                "source": "user",
+                "label": box.label,
+                "score": 1.0,
+            }
+            for f in range(box.start, box.stop)
+        )
     boxes = pd.DataFrame(rows, columns=list(BOX_COLUMNS)).astype(
         {"frame": "int64", "x0": "int32", "y0": "int32", "x1": "int32", "y1": "int32", "score": "float32"}
     )
     ocr_rows = [
-        {"frame": f, "x0": d.x0, "y0": d.y0, "x1": d.x1, "y1": d.y1, "text": d.text, "score": d.score,
-         "polygon": json.dumps(d.polygon)}
-        for f, found in sorted(detections.items()) for d in found
+        {
+            "frame": f,
+            "x0": d.x0,
+            "y0": d.y0,
+            "x1": d.x1,
+            "y1": d.y1,
+            "text": d.text,
+            "score": d.score,
+            "polygon": json.dumps(d.polygon),
+        }
+        for f, found in sorted(detections.items())
+        for d in found
     ]
     ocr = pd.DataFrame(ocr_rows, columns=list(OCR_COLUMNS)).astype({"frame": "int64", "score": "float32"})
     user_masks = np.stack([m for _, _, m, _ in user.masks]) if user.masks else np.zeros((0, height, width), bool)
@@ -551,4 +645,3 @@ def detect_protected_regions(
         "source_sha256": probe.sha256,
     }
     return ProtectedRegions(video_id, count, height, width, boxes, ocr, tuple(keyframes), user_masks, ranges, lineage)
-

@@ -10,10 +10,17 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from align_core.perception.attention import AttentionConfig, AttentionMaps, PatchScorer, attention_map, compute_attention_maps, save_attention_maps
-from align_core.inputs.catalog import load_catalog
 from align_core.components import ScorerChoice
+from align_core.inputs.catalog import load_catalog
 from align_core.io.layout import DataLayout
+from align_core.perception.attention import (
+    AttentionConfig,
+    AttentionMaps,
+    PatchScorer,
+    attention_map,
+    compute_attention_maps,
+    save_attention_maps,
+)
 
 __all__ = [
     "AttentionMeasure",
@@ -60,13 +67,17 @@ class AttentionResult:
     seconds: float
 
 
-def run_attention(layout: DataLayout, video_id: str, measure: AttentionMeasure, settings: AttentionSettings) -> AttentionResult:
+def run_attention(
+    layout: DataLayout, video_id: str, measure: AttentionMeasure, settings: AttentionSettings
+) -> AttentionResult:
     """A_t for every frame of one video: keyframes scored, carried within scenes."""
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     procedure = dataclasses.replace(measure.procedure, keyframe_stride=settings.keyframe_stride)
     started = time.perf_counter()
     # keyframes kept in their stored form as they are scored (memory flat in the video's length)
-    maps = compute_attention_maps(catalog.probe.path, catalog.scene_start_frames, measure.scorer, procedure, storage_scale=STORAGE_SCALE)
+    maps = compute_attention_maps(
+        catalog.probe.path, catalog.scene_start_frames, measure.scorer, procedure, storage_scale=STORAGE_SCALE
+    )
     seconds = time.perf_counter() - started
     path = save_attention_maps(layout.artifact("attention_maps", "maps", video_id), maps, storage_scale=1.0)
     return AttentionResult(maps, path, seconds)

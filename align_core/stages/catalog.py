@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from align_core.inputs.annotations import mask_inputs
-from align_core.io.atomic import atomic_path
 from align_core.inputs.catalog import SCENE_COLUMNS, VideoCatalog, build_catalog, save_catalog
 from align_core.inputs.research_csvs import read_alignment_scores, read_keywords
+from align_core.io.atomic import atomic_path
 from align_core.io.layout import DataLayout
 from align_core.stages import CheckOutcome
 
@@ -75,10 +75,13 @@ def catalog_checks(catalog: VideoCatalog) -> list[CheckOutcome]:
     issues = [issue.detail for issue in catalog.scene_issues]
     consistent = overlaps == 0 and outside == 0
     return [
-        CheckOutcome("scene_schema", bool(schema_ok), {"missing_columns": str(missing), "video_id_is_text": bool(id_is_text)}),
+        CheckOutcome(
+            "scene_schema", bool(schema_ok), {"missing_columns": str(missing), "video_id_is_text": bool(id_is_text)}
+        ),
         CheckOutcome("value_ranges", not bad_ranges, {"problems": "; ".join(bad_ranges) or "none"}),
         CheckOutcome(
-            "scene_frame_consistency", consistent and not issues,
+            "scene_frame_consistency",
+            consistent and not issues,
             {
                 "frames_in_video": probe.frame_count,
                 "frames_covered_by_scenes": covered,

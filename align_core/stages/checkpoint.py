@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from align_core.io.atomic import atomic_write_text
 from align_core.inputs.catalog import load_catalog
-from align_core.perception.control import load_control_tensors
+from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.visuals import curves_plot
+from align_core.perception.control import load_control_tensors
 
 __all__ = [
     "CheckpointSettings",
@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # torch is imported only by the stage that trains
 class CheckpointSettings(BaseModel):
     """Training knobs; the defaults train the tiny demo backbone on CPU in about a minute."""
 
-    backbone: str = Field(default="tiny", description="'tiny' (built from a config) or a Stable Diffusion 1.5 directory/hub id")
+    backbone: str = Field(
+        default="tiny", description="'tiny' (built from a config) or a Stable Diffusion 1.5 directory/hub id"
+    )
     steps: int = Field(default=240, description="optimiser steps")
     learning_rate: float = Field(default=1e-4)
     batch_size: int = Field(default=4)
@@ -50,7 +52,9 @@ class CheckpointSettings(BaseModel):
     val_fraction: float = Field(default=0.25, description="share of videos held out for validation (split by video)")
     frame_stride: int = Field(default=4, description="take every k-th frame with the product visible")
     max_frames_per_video: int = Field(default=24)
-    training_videos: list[str] | None = Field(default=None, description="partitions to train on (default: all with product masks)")
+    training_videos: list[str] | None = Field(
+        default=None, description="partitions to train on (default: all with product masks)"
+    )
     seed: int = Field(default=0)
     cpu_threads: int = Field(
         default=1, description="torch threads on CPU; tiny models thrash with more on shared cores (0.08 vs 1-7 s/step)"
@@ -89,8 +93,12 @@ def training_samples(
         if not catalog.keyword.segmentable:
             continue
         found = samples_from_video(
-            video_id, catalog.probe.path, load_control_tensors(control_path), catalog.keyword.keyword,
-            stride=settings.frame_stride, limit=settings.max_frames_per_video,
+            video_id,
+            catalog.probe.path,
+            load_control_tensors(control_path),
+            catalog.keyword.keyword,
+            stride=settings.frame_stride,
+            limit=settings.max_frames_per_video,
         )
         if found:
             samples.extend(found)
@@ -132,7 +140,10 @@ def alexnet_weights(layout: DataLayout) -> Path:
 
 
 def run_checkpoint(
-    layout: DataLayout, video_ids: Sequence[str], settings: CheckpointSettings, device: str = "cpu",
+    layout: DataLayout,
+    video_ids: Sequence[str],
+    settings: CheckpointSettings,
+    device: str = "cpu",
     log: Callable[[str], None] = print,
 ) -> CheckpointResult:
     """Train the ControlNet on the videos' control tensors; resume an interrupted run with the same config and data.
@@ -141,7 +152,14 @@ def run_checkpoint(
     """
     import numpy as np
 
-    from align_core.stimuli.diffusion import LPIPS, TrainConfig, build_training_set, load_backbone, split_by_video, train_controlnet
+    from align_core.stimuli.diffusion import (
+        LPIPS,
+        TrainConfig,
+        build_training_set,
+        load_backbone,
+        split_by_video,
+        train_controlnet,
+    )
     from align_core.stimuli.diffusion.training_data import training_run_key
 
     samples, used = training_samples(layout, settings.training_videos or video_ids, settings, warn=log)
@@ -155,16 +173,31 @@ def run_checkpoint(
     lpips_pretrained = LPIPS(alexnet).pretrained
     lambda_lpips = settings.lambda_lpips if settings.lambda_lpips is not None else (1.0 if lpips_pretrained else 0.0)
     train_config = TrainConfig(
-        max_steps=settings.steps, batch_size=settings.batch_size, gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=settings.learning_rate, warmup_steps=settings.warmup_steps, lambda_recon=settings.lambda_recon,
-        lambda_lpips=lambda_lpips, lambda_bg=settings.lambda_bg, use_ema=settings.use_ema,
-        checkpoint_every=settings.checkpoint_every, keep_last=settings.keep_last, validate_every=settings.validate_every,
-        seed=settings.seed, device=device, mixed_precision="bf16" if device == "cuda" else "no",
-        gradient_checkpointing=device == "cuda", lpips_alexnet_path=str(alexnet) if alexnet else None,
+        max_steps=settings.steps,
+        batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        lambda_recon=settings.lambda_recon,
+        lambda_lpips=lambda_lpips,
+        lambda_bg=settings.lambda_bg,
+        use_ema=settings.use_ema,
+        checkpoint_every=settings.checkpoint_every,
+        keep_last=settings.keep_last,
+        validate_every=settings.validate_every,
+        seed=settings.seed,
+        device=device,
+        mixed_precision="bf16" if device == "cuda" else "no",
+        gradient_checkpointing=device == "cuda",
+        lpips_alexnet_path=str(alexnet) if alexnet else None,
     )
     train, val = split_by_video(samples, settings.val_fraction, settings.seed)
     train_set = build_training_set(train, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
-    val_set = build_training_set(val, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts) if val else None
+    val_set = (
+        build_training_set(val, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
+        if val
+        else None
+    )
     run_key = training_run_key(train_config.to_json(), used, train_set.info["content_sha256"])
     runs = layout.artifact("controlnet_checkpoint", "runs")
     run_dir = runs / run_key
@@ -176,8 +209,18 @@ def run_checkpoint(
 
     history = result.loss_history
     steps = np.array([r["step"] for r in history])
-    curves = {name: np.array([r[name] for r in history]) for name in ("loss", "diff", "recon", "bg") if history and name in history[0]}
-    plot = curves_plot(layout.artifact("controlnet_checkpoint", "loss_curve"), steps, curves, title="ControlNet training loss", ylabel="loss")
+    curves = {
+        name: np.array([r[name] for r in history])
+        for name in ("loss", "diff", "recon", "bg")
+        if history and name in history[0]
+    }
+    plot = curves_plot(
+        layout.artifact("controlnet_checkpoint", "loss_curve"),
+        steps,
+        curves,
+        title="ControlNet training loss",
+        ylabel="loss",
+    )
     current = {
         "checkpoint_dir": str(result.checkpoint_dir),
         "controlnet_dir": str(result.checkpoint_dir / "controlnet"),

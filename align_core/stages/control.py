@@ -8,15 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from align_core.io.atomic import atomic_path
-from align_core.perception.attention import load_attention_maps
 from align_core.inputs.catalog import VideoCatalog, load_catalog
-from align_core.perception.control import ControlTensors, alignment_tables, control_from_maps, given_vs_computed_correlation, save_control_tensors
+from align_core.io.atomic import atomic_path
 from align_core.io.layout import DataLayout
-from align_core.perception.masks import KeywordMasks, load_keyword_masks
-from align_core.stages import CheckOutcome
 from align_core.io.video_io import read_frame
 from align_core.io.visuals import curves_plot, overlay, save_png, tile
+from align_core.perception.attention import load_attention_maps
+from align_core.perception.control import (
+    ControlTensors,
+    alignment_tables,
+    control_from_maps,
+    given_vs_computed_correlation,
+    save_control_tensors,
+)
+from align_core.perception.masks import KeywordMasks, load_keyword_masks
+from align_core.stages import CheckOutcome
 
 __all__ = [
     "ORIGINAL_CONTROL_BYTES",
@@ -53,14 +59,28 @@ def run_control(layout: DataLayout, video_id: str, *, plots: bool = True) -> Con
             table.to_parquet(tmp, index=False)
     if plots:
         paths["plot"] = curves_plot(
-            layout.artifact("control_tensors", "plot", video_id), frames_df["time_s"].to_numpy(),
-            {"alignment a_t": frames_df["alignment"].to_numpy(), "mask coverage": frames_df["mask_coverage"].to_numpy()},
-            title=f"{video_id}: product share of attention over time", ylabel="share",
+            layout.artifact("control_tensors", "plot", video_id),
+            frames_df["time_s"].to_numpy(),
+            {
+                "alignment a_t": frames_df["alignment"].to_numpy(),
+                "mask coverage": frames_df["mask_coverage"].to_numpy(),
+            },
+            title=f"{video_id}: product share of attention over time",
+            ylabel="share",
             boundaries=[row.start_frame / catalog.probe.fps for row in catalog.scenes.itertuples()][1:],
         )
-        paths["overlays"] = save_png(layout.artifact("control_tensors", "overlays", video_id), overlay_strip(catalog, control))
+        paths["overlays"] = save_png(
+            layout.artifact("control_tensors", "overlays", video_id), overlay_strip(catalog, control)
+        )
     return ControlResult(
-        catalog, control, masks, attention.scorer_id, frames_df, scenes_df, given_vs_computed_correlation(scenes_df), paths
+        catalog,
+        control,
+        masks,
+        attention.scorer_id,
+        frames_df,
+        scenes_df,
+        given_vs_computed_correlation(scenes_df),
+        paths,
     )
 
 
@@ -82,7 +102,9 @@ def control_checks(result: ControlResult) -> list[CheckOutcome]:
     control, probe = result.control, result.catalog.probe
     alignment = result.frames["alignment"].to_numpy()
     low, high = control.attention_range()  # S_t = A_t M_t <= A_t, so A in [0, 1] bounds S too
-    in_range = bool(low >= 0 and high <= 1 and np.isfinite(alignment).all() and alignment.min() >= 0 and alignment.max() <= 1)
+    in_range = bool(
+        low >= 0 and high <= 1 and np.isfinite(alignment).all() and alignment.min() >= 0 and alignment.max() <= 1
+    )
     shape_ok = tuple(control.masks.shape) == (probe.frame_count, probe.height, probe.width)
     coverage = result.frames["mask_coverage"].to_numpy()
     if result.masks.skipped_reason:
@@ -93,8 +115,12 @@ def control_checks(result: ControlResult) -> list[CheckOutcome]:
     return [
         CheckOutcome("values_in_range", in_range, {"attention_max": high, "alignment_max": float(alignment.max())}),
         CheckOutcome(
-            "frames_match_video", shape_ok,
-            {"tensor_shape": str(tuple(control.masks.shape)), "video": f"{probe.frame_count} x {probe.height} x {probe.width}"},
+            "frames_match_video",
+            shape_ok,
+            {
+                "tensor_shape": str(tuple(control.masks.shape)),
+                "video": f"{probe.frame_count} x {probe.height} x {probe.width}",
+            },
         ),
         CheckOutcome("mask_coverage_plausible", plausible, {"detail": detail}, warn_only=True),
     ]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from align_core.inputs.catalog import load_catalog
 from align_core.components import SegmenterChoice
+from align_core.inputs.catalog import load_catalog
 from align_core.inputs.keywords import KeywordVerdict
 from align_core.io.layout import DataLayout
 from align_core.perception.masks import SEGMENTERS, KeywordMasks, save_keyword_masks, segment_video
@@ -32,14 +32,16 @@ def run_masks(layout: DataLayout, video_id: str, choice: SegmenterChoice, device
     """Segment the video's keyword with the chosen source (``provided`` falls back to annotations
     in ``raw/annotations.csv``; ``clipseg`` is constrained by them); a screened keyword or no
     usable source gives empty masks with the reason."""
-    from align_core.perception.annotated_masks import save_mask_diagnostics
     from align_core.inputs.annotations import has_annotations
+    from align_core.perception.annotated_masks import save_mask_diagnostics
     from align_core.perception.masks import resolve_mask_source
 
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     verdict = catalog.keyword
     name, skipped = resolve_mask_source(
-        choice.name, provided_file=layout.provided_mask_path(video_id), annotated=has_annotations(layout, video_id),
+        choice.name,
+        provided_file=layout.provided_mask_path(video_id),
+        annotated=has_annotations(layout, video_id),
     )
     if not verdict.segmentable:
         skipped = f"keyword screened ({verdict.category}): {verdict.reason}"
@@ -47,12 +49,21 @@ def run_masks(layout: DataLayout, video_id: str, choice: SegmenterChoice, device
     if skipped is None:
         annotated = {"video_id": video_id, "scene_ranges": catalog.scene_ranges, "layout": layout}
         model = {"model": choice.clipseg_model, "device": device}
-        options = {"provided": {"mask_path": layout.provided_mask_path(video_id)}, "annotated": annotated,
-                   "clipseg": model, "clipseg+annotated": {**model, **annotated}}[name]
+        options = {
+            "provided": {"mask_path": layout.provided_mask_path(video_id)},
+            "annotated": annotated,
+            "clipseg": model,
+            "clipseg+annotated": {**model, **annotated},
+        }[name]
         segmenter = SEGMENTERS.build(name, **options)
     result = segment_video(
-        catalog.probe.path, verdict.keyword, segmenter, threshold=choice.threshold,
-        batch_size=choice.batch_size, screened_reason=skipped, probe=catalog.probe,
+        catalog.probe.path,
+        verdict.keyword,
+        segmenter,
+        threshold=choice.threshold,
+        batch_size=choice.batch_size,
+        screened_reason=skipped,
+        probe=catalog.probe,
     )
     path = save_keyword_masks(layout.artifact("keyword_masks", "masks", video_id), result)
     diagnostics = getattr(segmenter, "diagnostics", None)

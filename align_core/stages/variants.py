@@ -17,15 +17,22 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from align_core.io.atomic import atomic_path, atomic_write_text
-from align_core.inputs.catalog import load_catalog
 from align_core.components import EditorChoice
-from align_core.perception.control import load_control_tensors
+from align_core.inputs.catalog import load_catalog
+from align_core.io.atomic import atomic_path, atomic_write_text
 from align_core.io.layout import DataLayout
+from align_core.io.visuals import curves_plot
+from align_core.perception.control import load_control_tensors
 from align_core.stages.attention import AttentionMeasure
 from align_core.stages.checkpoint import read_checkpoint_pointer
-from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantPlans, VariantSpec, load_variant_config, load_variant_plans, plan_variants
-from align_core.io.visuals import curves_plot
+from align_core.stimuli.plans import (
+    DEFAULT_VARIANTS,
+    VariantPlans,
+    VariantSpec,
+    load_variant_config,
+    load_variant_plans,
+    plan_variants,
+)
 
 __all__ = [
     "VariantPlanSettings",
@@ -56,7 +63,9 @@ class VariantPlanSettings(BaseModel):
 class VariantVideoSettings(BaseModel):
     """How variants are rendered (which editor renders them is the editor choice)."""
 
-    keyframe_stride: int = Field(default=8, description="edit every k-th frame (and each scene/window start), propagate between")
+    keyframe_stride: int = Field(
+        default=8, description="edit every k-th frame (and each scene/window start), propagate between"
+    )
     propagation: str = Field(
         default="auto",
         description="auto (the editor's own: the salience filter edits every frame, ControlNet edits keyframes) | "
@@ -81,25 +90,38 @@ class VariantQualitySettings(BaseModel):
     tolerance: float = Field(default=0.03, description="baseline and placebo: max |mean alignment difference|")
     measure_every: int = Field(default=2, description="score every k-th frame of each variant for the check")
     check_max_frames: int = Field(
-        default=60, description="the check's scorers measure at most about this many frames per video: stride "
+        default=60,
+        description="the check's scorers measure at most about this many frames per video: stride "
         "max(measure_every, ceil(frames / this)) within every scene-window segment, plus each segment's first and last frame "
-        "(align_core.measurement.frame_sampling); 0: no cap")
+        "(align_core.measurement.frame_sampling); 0: no cap",
+    )
     max_frames: int = Field(
-        default=150, description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
+        default=150,
+        description="quality metrics and the perceptual budget re-check: stride ceil(frames / this) within "
         "every scene-window segment, plus each segment's first and last frame; 0: every frame (the editor checks its "
-        "budget on every frame it writes; this is the independent re-check)")
+        "budget on every frame it writes; this is the independent re-check)",
+    )
     analysis_max_side: int = Field(
-        default=512, description="quality metrics and the check's scorers run on frames block-averaged by the smallest "
+        default=512,
+        description="quality metrics and the check's scorers run on frames block-averaged by the smallest "
         "integer factor that brings the long side to at most this (1080x1920: factor 4, 270x480, like the budget's own SSIM scale; the demo's 288x512: "
-        "full resolution); 0: full resolution. The budget is measured at full resolution")
+        "full resolution); 0: full resolution. The budget is measured at full resolution",
+    )
     lpips_every: int = Field(default=10)
     independent_scorers: list[str] = Field(
         default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
         description="independent saliency models (align_core.perception.attention.independent) whose majority must agree",
     )
-    min_ssim: float = Field(default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions")
-    max_delta_e: float = Field(default=6.0, description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions")
-    min_protected_psnr_db: float = Field(default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)")
+    min_ssim: float = Field(
+        default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions"
+    )
+    max_delta_e: float = Field(
+        default=6.0,
+        description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions",
+    )
+    min_protected_psnr_db: float = Field(
+        default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)"
+    )
     max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
     ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
 
@@ -143,8 +165,11 @@ def run_plans(layout: DataLayout, video_id: str, settings: VariantPlanSettings) 
         plans_path.unlink(missing_ok=True)
         return PlansResult(reason)
     skip_path.unlink(missing_ok=True)
-    specs = (load_variant_config(settings.variants_file) if settings.variants_file
-             else [VariantSpec.from_dict(entry) for entry in settings.variants])
+    specs = (
+        load_variant_config(settings.variants_file)
+        if settings.variants_file
+        else [VariantSpec.from_dict(entry) for entry in settings.variants]
+    )
     plans = plan_variants(video_id, control.alignment_per_frame(), catalog.probe.fps, catalog.scene_ranges, specs)
     plans.to_json(plans_path)
     scenes = plans.scene_table()
@@ -153,9 +178,11 @@ def run_plans(layout: DataLayout, video_id: str, settings: VariantPlanSettings) 
         scenes.to_parquet(tmp, index=False)
     times = (np.arange(plans.frame_count) + 0.5) / catalog.probe.fps
     plot = curves_plot(
-        layout.artifact("variant_plans", "targets", video_id), times,
+        layout.artifact("variant_plans", "targets", video_id),
+        times,
         {name: plan.frame_target for name, plan in plans.plans.items()},
-        title=f"{video_id}: target alignment per variant", ylabel="alignment a_t",
+        title=f"{video_id}: target alignment per variant",
+        ylabel="alignment a_t",
         boundaries=[catalog.probe.duration_s / 3, 2 * catalog.probe.duration_s / 3],
         styles={"baseline": "k-", "placebo": "k:"},
     )
@@ -179,7 +206,11 @@ class VariantVideosResult:
 
 
 def run_variant_videos(
-    layout: DataLayout, video_id: str, editor: EditorChoice, measure: AttentionMeasure, settings: VariantVideoSettings,
+    layout: DataLayout,
+    video_id: str,
+    editor: EditorChoice,
+    measure: AttentionMeasure,
+    settings: VariantVideoSettings,
     device: str = "cpu",
 ) -> VariantVideosResult:
     """Render every planned variant with the chosen editor (calibrated against ``measure`` when it calibrates).
@@ -201,19 +232,29 @@ def run_variant_videos(
     control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
     checkpoint = read_checkpoint_pointer(layout)
     uses_checkpoint = editor.needs_checkpoint
-    built = editor.build(prompt=catalog.keyword.keyword, device=device, checkpoint=checkpoint if uses_checkpoint else None)
+    built = editor.build(
+        prompt=catalog.keyword.keyword, device=device, checkpoint=checkpoint if uses_checkpoint else None
+    )
     from align_core.perception.attention import load_attention_maps
-
     from align_core.perception.protect import load_protected_regions
 
     attention_scorer = load_attention_maps(layout.artifact("attention_maps", "maps", video_id)).scorer_id
     protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id)) if settings.protect else None
     started = time.perf_counter()
     outcome = calibrate_and_render(
-        catalog.probe.path, plans, control.masks, control.attention, built,
-        layout.artifact_dir("variant_videos", video_id), measure,
-        calibration_frames=settings.calibration_frames, keyframe_stride=settings.keyframe_stride, seed=settings.seed,
-        edit_every_frame=PROPAGATION_MODES[settings.propagation], protect=protect, encoder_preset=settings.encoder_preset,
+        catalog.probe.path,
+        plans,
+        control.masks,
+        control.attention,
+        built,
+        layout.artifact_dir("variant_videos", video_id),
+        measure,
+        calibration_frames=settings.calibration_frames,
+        keyframe_stride=settings.keyframe_stride,
+        seed=settings.seed,
+        edit_every_frame=PROPAGATION_MODES[settings.propagation],
+        protect=protect,
+        encoder_preset=settings.encoder_preset,
         extra_lineage={
             "video_sha256": catalog.probe.sha256,
             "attention_scorer": attention_scorer,
@@ -228,11 +269,16 @@ def run_variant_videos(
         [
             {
                 # relative to the data directory, so a moved data directory stays valid
-                "video_id": video_id, "variant": name, "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
+                "video_id": video_id,
+                "variant": name,
+                "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
                 "sha256": render.manifest["variants"][name]["sha256"],
-                "editor": built.name, "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
+                "editor": built.name,
+                "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
                 "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and uses_checkpoint else None,
-                "seed": settings.seed, "keyframe_share": render.keyframe_share, "source_sha256": catalog.probe.sha256,
+                "seed": settings.seed,
+                "keyframe_share": render.keyframe_share,
+                "source_sha256": catalog.probe.sha256,
             }
             for name, path in render.variant_paths.items()
         ]
@@ -240,7 +286,15 @@ def run_variant_videos(
     with atomic_path(rows_path) as tmp:
         rows.to_parquet(tmp, index=False)
     return VariantVideosResult(
-        None, outcome, built.name, lineage, checkpoint, rows, plans.frame_count * len(render.variant_paths), seconds, protect
+        None,
+        outcome,
+        built.name,
+        lineage,
+        checkpoint,
+        rows,
+        plans.frame_count * len(render.variant_paths),
+        seconds,
+        protect,
     )
 
 
@@ -254,11 +308,15 @@ class VariantQualityResult:
     report: Any = None  # align_core.measurement.manipulation.ManipulationReport
     thresholds: Any = None  # align_core.measurement.manipulation.CheckThresholds
     lpips_backbone_state: str = ""
-    eligibility: pd.DataFrame | None = None  # per variant: eligible, exclusion_reason (align_core.experiments.eligibility)
+    eligibility: pd.DataFrame | None = (
+        None  # per variant: eligible, exclusion_reason (align_core.experiments.eligibility)
+    )
     paths: dict[str, Path] = field(default_factory=dict)
     stimulus: Any = None  # align_core.measurement.stimulus_checks.StimulusReport: protected PSNR and OCR per variant
     stimulus_card: str = ""  # the per-video stimulus card (HTML)
-    verification: Any = None  # align_core.measurement.manipulation.VerificationSettings (budget, placebo magnitude range)
+    verification: Any = (
+        None  # align_core.measurement.manipulation.VerificationSettings (budget, placebo magnitude range)
+    )
     independent_ids: dict[str, str] = field(default_factory=dict)  # independent scorer -> its scorer id
     faces: str = ""  # what the protected regions say about faces
 
@@ -285,7 +343,9 @@ def lpips_frame_distance(alexnet_path: str | Path | None = None, max_side: int =
         height, width = x.shape[:2]
         if max(height, width) > max_side:
             scale = max_side / max(height, width)
-            x = cv2.resize(x, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+            x = cv2.resize(
+                x, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+            )
         return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float() / 127.5 - 1
 
     def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -296,19 +356,23 @@ def lpips_frame_distance(alexnet_path: str | Path | None = None, max_side: int =
 
 
 def run_variant_quality(
-    layout: DataLayout, video_id: str, measure: AttentionMeasure, settings: VariantQualitySettings, *, lpips: bool = True
+    layout: DataLayout,
+    video_id: str,
+    measure: AttentionMeasure,
+    settings: VariantQualitySettings,
+    *,
+    lpips: bool = True,
 ) -> VariantQualityResult:
     """Temporal consistency, fidelity outside the editable region, LPIPS, the manipulation check
     measured with ``measure`` (the attention stage's own scorer and procedure) and the stimulus
     checks; a variant is eligible only when it passed both checks (:mod:`align_core.experiments.eligibility`)."""
-    from align_core.perception.attention.independent import SaliencyModelScorer
-    from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
-    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings, verify_variants
-    from align_core.perception.protect import load_protected_regions
-    from align_core.measurement.quality import QualityPass
-
     from align_core.experiments.eligibility import eligibility_table
+    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings, verify_variants
+    from align_core.measurement.quality import QualityPass
+    from align_core.perception.attention.independent import SaliencyModelScorer
+    from align_core.perception.protect import load_protected_regions
     from align_core.stages.checkpoint import alexnet_weights
+    from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
 
     quality_path = layout.artifact("variant_quality", "quality", video_id)
     manipulation_path = layout.artifact("variant_quality", "manipulation", video_id)
@@ -316,7 +380,10 @@ def run_variant_quality(
     # A verdict stands only for the render it checked: drop the old one before checking again,
     # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
     eligibility_path.unlink(missing_ok=True)
-    stimulus_paths = {role: layout.artifact("variant_quality", role, video_id) for role in ("stimulus", "stimulus_ocr", "stimulus_card", "scorers")}
+    stimulus_paths = {
+        role: layout.artifact("variant_quality", role, video_id)
+        for role in ("stimulus", "stimulus_ocr", "stimulus_card", "scorers")
+    }
     reason = skip_reason(layout, video_id)
     if reason:
         for path in (quality_path, manipulation_path, *stimulus_paths.values()):
@@ -331,13 +398,24 @@ def run_variant_quality(
     from align_core.measurement.frame_sampling import FrameSample
 
     sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
-    check_sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.check_max_frames,
-                                     min_stride=settings.measure_every)
+    check_sample = FrameSample.build(
+        plans.frame_count,
+        plans.scene_ranges,
+        plans.frame_windows,
+        settings.check_max_frames,
+        min_stride=settings.measure_every,
+    )
     # evaluate_variants' measurements, fed by the manipulation check's decode (one decode per video for both)
     quality_pass = QualityPass(
-        catalog.probe.path, variant_paths, plans, control.masks,
-        lpips_fn=lpips_fn, lpips_backbone_state=lpips_state, lpips_every=settings.lpips_every,
-        analysis_max_side=settings.analysis_max_side or None, frames=sample.frames,
+        catalog.probe.path,
+        variant_paths,
+        plans,
+        control.masks,
+        lpips_fn=lpips_fn,
+        lpips_backbone_state=lpips_state,
+        lpips_every=settings.lpips_every,
+        analysis_max_side=settings.analysis_max_side or None,
+        frames=sample.frames,
     )
     thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
     verification = VerificationSettings(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
@@ -352,45 +430,90 @@ def run_variant_quality(
         stimulus_pass.add(index, frames)  # every frame: protected pixels are checked on each one
 
     report = verify_variants(
-        plans, catalog.probe.path, variant_paths, control.masks, measure, independent, thresholds, verification,
-        every=settings.measure_every, limits=limits, protect=protect,
-        frames=check_sample.frames, budget_frames=sample.frames, analysis_max_side=settings.analysis_max_side or None,
+        plans,
+        catalog.probe.path,
+        variant_paths,
+        control.masks,
+        measure,
+        independent,
+        thresholds,
+        verification,
+        every=settings.measure_every,
+        limits=limits,
+        protect=protect,
+        frames=check_sample.frames,
+        budget_frames=sample.frames,
+        analysis_max_side=settings.analysis_max_side or None,
         on_frame=on_frame,
     )
     quality = quality_pass.table()
     stimulus = stimulus_pass.report()
     card, faces = _stimulus_outputs(layout, video_id, stimulus, protect, report, stimulus_paths)
     rendered = pd.read_parquet(layout.artifact("variant_videos", "rows", video_id))
-    eligibility = eligibility_table(video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"])), stimulus.failures())
-    for table, path in ((quality, quality_path), (report.table, manipulation_path), (report.scorer_table, stimulus_paths["scorers"]),
-                        (eligibility, eligibility_path)):
+    eligibility = eligibility_table(
+        video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"], strict=False)), stimulus.failures()
+    )
+    for table, path in (
+        (quality, quality_path),
+        (report.table, manipulation_path),
+        (report.scorer_table, stimulus_paths["scorers"]),
+        (eligibility, eligibility_path),
+    ):
         with atomic_path(path) as tmp:
             table.to_parquet(tmp, index=False)
     plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
     return VariantQualityResult(
-        None, quality, report, thresholds, lpips_state, eligibility,
-        {"quality": quality_path, "manipulation": manipulation_path, "eligibility": eligibility_path, "plot": plot,
-         **stimulus_paths},
-        stimulus=stimulus, stimulus_card=card, faces=faces, verification=verification,
+        None,
+        quality,
+        report,
+        thresholds,
+        lpips_state,
+        eligibility,
+        {
+            "quality": quality_path,
+            "manipulation": manipulation_path,
+            "eligibility": eligibility_path,
+            "plot": plot,
+            **stimulus_paths,
+        },
+        stimulus=stimulus,
+        stimulus_card=card,
+        faces=faces,
+        verification=verification,
         independent_ids={name: fn.scorer_id for name, fn in independent.items()},
     )
 
 
-def _stimulus_pass(video_id: str, catalog, variant_paths: dict[str, Path], plans: VariantPlans, protect,
-                   settings: VariantQualitySettings):
+def _stimulus_pass(
+    video_id: str,
+    catalog,
+    variant_paths: dict[str, Path],
+    plans: VariantPlans,
+    protect,
+    settings: VariantQualitySettings,
+):
     """The stimulus checks (protected pixels vs baseline, the same OCR text), fed by the manipulation check's decode."""
-    from align_core.perception.protect import TextReader
     from align_core.measurement.stimulus_checks import StimulusPass, StimulusThresholds
+    from align_core.perception.protect import TextReader
 
     return StimulusPass(
-        video_id, catalog.probe.path, variant_paths, plans.baseline_name(), protect,
+        video_id,
+        catalog.probe.path,
+        variant_paths,
+        plans.baseline_name(),
+        protect,
         TextReader(threads=1) if protect.text_keyframes() else None,
-        StimulusThresholds(min_psnr_db=settings.min_protected_psnr_db, max_cer=settings.max_cer, ocr_frames=settings.ocr_frames),
-        protect.text_keyframes(), scenes=catalog.scene_ranges,
+        StimulusThresholds(
+            min_psnr_db=settings.min_protected_psnr_db, max_cer=settings.max_cer, ocr_frames=settings.ocr_frames
+        ),
+        protect.text_keyframes(),
+        scenes=catalog.scene_ranges,
     )
 
 
-def _stimulus_outputs(layout: DataLayout, video_id: str, stimulus, protect, report, paths: dict[str, Path]) -> tuple[str, str]:
+def _stimulus_outputs(
+    layout: DataLayout, video_id: str, stimulus, protect, report, paths: dict[str, Path]
+) -> tuple[str, str]:
     """Write the stimulus tables and the per-video stimulus card; returns (card HTML, what the regions say about faces)."""
     from align_core.measurement.stimulus_checks import stimulus_card_html
 
@@ -398,10 +521,22 @@ def _stimulus_outputs(layout: DataLayout, video_id: str, stimulus, protect, repo
         stimulus.table().to_parquet(tmp, index=False)
     with atomic_path(paths["stimulus_ocr"]) as tmp:
         stimulus.ocr.to_parquet(tmp, index=False)
-    budget_columns = ["variant", "frames", "min_ssim", "max_delta_e", "mean_delta_e", "frames_over_budget", "budget_passed", "placebo_magnitude_ratio"]
+    budget_columns = [
+        "variant",
+        "frames",
+        "min_ssim",
+        "max_delta_e",
+        "mean_delta_e",
+        "frames_over_budget",
+        "budget_passed",
+        "placebo_magnitude_ratio",
+    ]
     faces = protect.summary()["faces"]
     card = stimulus_card_html(
-        video_id, stimulus, report.scorer_table.rename(columns={"agrees": "passed"}), scorer_name=report.attention_fn_name,
+        video_id,
+        stimulus,
+        report.scorer_table.rename(columns={"agrees": "passed"}),
+        scorer_name=report.attention_fn_name,
         budget=report.budget[budget_columns] if len(report.budget) else None,
         contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
         notes={"faces": faces},
@@ -415,7 +550,9 @@ def variant_video_paths(layout: DataLayout, video_id: str, plans: VariantPlans) 
     paths = {name: layout.variant_video(video_id, name) for name in plans.plans}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"video {video_id}: variants not rendered ({', '.join(missing)}): materialize variant_videos first")
+        raise FileNotFoundError(
+            f"video {video_id}: variants not rendered ({', '.join(missing)}): materialize variant_videos first"
+        )
     return paths
 
 

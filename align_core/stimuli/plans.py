@@ -62,10 +62,18 @@ KINDS: tuple[str, ...] = ("identity", "boost", "reduce", "placebo")
 Role = Literal["control", "treatment", "placebo"]
 ROLES: tuple[str, ...] = ("control", "treatment", "placebo")
 #: The role a kind has when the config does not say: the identity re-encode is the control.
-DEFAULT_ROLE: dict[str, str] = {"identity": "control", "boost": "treatment", "reduce": "treatment", "placebo": "placebo"}
+DEFAULT_ROLE: dict[str, str] = {
+    "identity": "control",
+    "boost": "treatment",
+    "reduce": "treatment",
+    "placebo": "placebo",
+}
 #: Which kinds each role may have (a placebo may be a matched edit or an identity re-encode).
-ROLE_KINDS: dict[str, tuple[str, ...]] = {"control": ("identity",), "treatment": ("boost", "reduce"),
-                                          "placebo": ("placebo", "identity")}
+ROLE_KINDS: dict[str, tuple[str, ...]] = {
+    "control": ("identity",),
+    "treatment": ("boost", "reduce"),
+    "placebo": ("placebo", "identity"),
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,9 @@ class VariantSpec:
         if role not in ROLES:
             raise ValueError(f"variant {self.name!r}: role {role!r} is not one of {ROLES}")
         if self.kind not in ROLE_KINDS[role]:
-            raise ValueError(f"variant {self.name!r}: a {role} must be of kind {' or '.join(ROLE_KINDS[role])}, not {self.kind!r}")
+            raise ValueError(
+                f"variant {self.name!r}: a {role} must be of kind {' or '.join(ROLE_KINDS[role])}, not {self.kind!r}"
+            )
         object.__setattr__(self, "role", role)
 
     @property
@@ -193,7 +203,9 @@ def dose_windows(specs: Iterable[VariantSpec] = DEFAULT_VARIANTS) -> dict[str, s
     return {s.name: s.window for s in specs if s.window != "none"}
 
 
-def load_variant_config(source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Mapping[str, Any]) -> tuple[VariantSpec, ...]:
+def load_variant_config(
+    source: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | Mapping[str, Any],
+) -> tuple[VariantSpec, ...]:
     """A lab's variant list from a YAML/JSON file (a list, or a mapping with ``variants:``) or entries."""
     entries: Any = source
     if isinstance(source, (str, os.PathLike)):
@@ -328,7 +340,7 @@ class VariantPlans:
         """Tidy per-scene table with the scene's window (by its centre time) and targets."""
         rows = []
         for name, plan in self.plans.items():
-            for index, ((start, stop), window) in enumerate(zip(self.scene_ranges, self.scene_windows)):
+            for index, ((start, stop), window) in enumerate(zip(self.scene_ranges, self.scene_windows, strict=False)):
                 rows.append(
                     {
                         "video_id": self.video_id,
@@ -367,7 +379,9 @@ class VariantPlans:
         return atomic_write_text(path, json.dumps(payload, indent=1))
 
 
-def validate_scene_ranges(video_id: str, scene_ranges: Sequence[Sequence[int]], frame_count: int) -> tuple[tuple[int, int], ...]:
+def validate_scene_ranges(
+    video_id: str, scene_ranges: Sequence[Sequence[int]], frame_count: int
+) -> tuple[tuple[int, int], ...]:
     """Scenes must tile [0, T) exactly: no gap, no overlap, none outside the video."""
     ranges = tuple((int(a), int(b)) for a, b in scene_ranges)
     if not ranges:
@@ -448,7 +462,9 @@ def load_variant_plans(path: str | os.PathLike[str]) -> VariantPlans:
         frames = pd.DataFrame(payload["frames"])
         specs = [VariantSpec.from_dict(entry) for entry in payload["variants"]]
         first = specs[0].name
-        original = frames[frames["variant"] == first].sort_values("frame")["original_alignment"].to_numpy(dtype=np.float64)
+        original = (
+            frames[frames["variant"] == first].sort_values("frame")["original_alignment"].to_numpy(dtype=np.float64)
+        )
         plans = plan_variants(payload["video_id"], original, payload["fps"], payload["scene_ranges"], specs)
     except (OSError, KeyError, ValueError, IndexError) as exc:
         raise ValueError(f"variant plan file {path}: cannot be read ({exc})") from exc

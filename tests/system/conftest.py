@@ -167,10 +167,21 @@ def dagster_webserver(tmp_path_factory: pytest.TempPathFactory, shared_data: Pat
     )
     server = Webserver(process=process, host=LOOPBACK, port=port, data_dir=data_dir, dagster_home=dagster_home)
     try:
-        wait_until(lambda: http_ok(f"{server.url}/server_info"), timeout=90, alive=process.alive,
-                   what="dagster-webserver /server_info", on_fail=process.log_tail)
-        wait_until(lambda: _location_loaded(server), timeout=90, interval=0.5, alive=process.alive,
-                   what="code location align_assets.definitions loaded", on_fail=process.log_tail)
+        wait_until(
+            lambda: http_ok(f"{server.url}/server_info"),
+            timeout=90,
+            alive=process.alive,
+            what="dagster-webserver /server_info",
+            on_fail=process.log_tail,
+        )
+        wait_until(
+            lambda: _location_loaded(server),
+            timeout=90,
+            interval=0.5,
+            alive=process.alive,
+            what="code location align_assets.definitions loaded",
+            on_fail=process.log_tail,
+        )
         yield server
     finally:
         process.stop(timeout=20)
@@ -243,9 +254,22 @@ def postgres_server(postgres_bin: Path) -> Iterator[Postgres]:
         os.chown(root, account.pw_uid, account.pw_gid)
     data_dir = root / "pgdata"
     init = subprocess.run(
-        [*as_user, str(postgres_bin / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-         "-E", "UTF8", "--no-sync", "--no-instructions"],
-        capture_output=True, text=True, timeout=180,
+        [
+            *as_user,
+            str(postgres_bin / "initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
@@ -253,14 +277,30 @@ def postgres_server(postgres_bin: Path) -> Iterator[Postgres]:
     port = free_port()
     process = start_server(
         "postgres",
-        [*as_user, str(postgres_bin / "postgres"), "-D", str(data_dir), "-k", str(root),
-         "-h", LOOPBACK, "-p", str(port),
-         # A test database: durability is not the point, speed on 2 shared cores is.
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        [
+            *as_user,
+            str(postgres_bin / "postgres"),
+            "-D",
+            str(data_dir),
+            "-k",
+            str(root),
+            "-h",
+            LOOPBACK,
+            "-p",
+            str(port),
+            # A test database: durability is not the point, speed on 2 shared cores is.
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ],
         log_path=root / "postgres.log",
     )
-    server = Postgres(process=process, host=LOOPBACK, port=port, user="postgres", bin_dir=postgres_bin,
-                      data_dir=data_dir)
+    server = Postgres(
+        process=process, host=LOOPBACK, port=port, user="postgres", bin_dir=postgres_bin, data_dir=data_dir
+    )
 
     def accepting() -> bool:
         try:
@@ -270,13 +310,28 @@ def postgres_server(postgres_bin: Path) -> Iterator[Postgres]:
             return False
 
     try:
-        wait_until(accepting, timeout=60, alive=process.alive, what="postgres accepting connections",
-                   on_fail=process.log_tail)
+        wait_until(
+            accepting, timeout=60, alive=process.alive, what="postgres accepting connections", on_fail=process.log_tail
+        )
         yield server
     finally:
         try:
-            subprocess.run([*as_user, str(postgres_bin / "pg_ctl"), "stop", "-D", str(data_dir), "-m", "immediate",
-                            "-w", "-t", "20"], capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    *as_user,
+                    str(postgres_bin / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "20",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
         except subprocess.TimeoutExpired:
             pass
         process.stop(timeout=10)  # whatever pg_ctl left behind: the whole process group, by PID

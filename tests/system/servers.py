@@ -56,7 +56,7 @@ def listening_addresses(port: int) -> set[str]:
             if width == 8:
                 found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
             else:  # four little-endian 32-bit words
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                 found.add(socket.inet_ntop(socket.AF_INET6, words))
     return found
 
@@ -124,14 +124,15 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid pgrp ...; comm may contain spaces, so split after the last ')'
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
 
 
-def stop_process_group(popen: subprocess.Popen, timeout: float = 15.0,
-                       first_signal: signal.Signals = signal.SIGTERM) -> int | None:
+def stop_process_group(
+    popen: subprocess.Popen, timeout: float = 15.0, first_signal: signal.Signals = signal.SIGTERM
+) -> int | None:
     """Stop a process started with ``start_new_session=True`` and everything in its group.
 
     Sends ``first_signal`` to the group, waits up to ``timeout`` s for every member to exit,
@@ -158,9 +159,14 @@ def stop_process_group(popen: subprocess.Popen, timeout: float = 15.0,
     return popen.returncode
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25,
-               alive: Callable[[], bool] | None = None, what: str = "condition",
-               on_fail: Callable[[], str] | None = None) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.25,
+    alive: Callable[[], bool] | None = None,
+    what: str = "condition",
+    on_fail: Callable[[], str] | None = None,
+) -> None:
     """Poll ``predicate`` until it is true; raise with ``on_fail()``'s text on timeout or death."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

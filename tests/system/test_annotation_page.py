@@ -64,24 +64,47 @@ def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path
     page_server = start_server(
         "align-annotate",
         [sys.executable, "-m", "align_core.cli.annotate", "--data-dir", str(data_dir), "--port", str(port)],
-        tmp_path / "annotate.log", cwd=REPO_ROOT,
+        tmp_path / "annotate.log",
+        cwd=REPO_ROOT,
     )
     debug_port = free_port()
     browser = None
     try:
         url = f"http://{LOOPBACK}:{port}/"
-        wait_until(lambda: http_ok(url), timeout=60, alive=page_server.alive, what="align-annotate page",
-                   on_fail=page_server.log_tail)
+        wait_until(
+            lambda: http_ok(url),
+            timeout=60,
+            alive=page_server.alive,
+            what="align-annotate page",
+            on_fail=page_server.log_tail,
+        )
         browser = start_server(
             "chromium",
-            [str(chromium_path), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
-             f"--remote-debugging-address={LOOPBACK}", f"--remote-debugging-port={debug_port}", "about:blank"],
+            [
+                str(chromium_path),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-background-networking",
+                "--disable-extensions",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--window-size=1200,900",
+                f"--remote-debugging-address={LOOPBACK}",
+                f"--remote-debugging-port={debug_port}",
+                "about:blank",
+            ],
             tmp_path / "chromium.log",
         )
-        wait_until(lambda: http_ok(f"http://{LOOPBACK}:{debug_port}/json/version"), timeout=60,
-                   alive=browser.alive, what="chromium DevTools", on_fail=browser.log_tail)
+        wait_until(
+            lambda: http_ok(f"http://{LOOPBACK}:{debug_port}/json/version"),
+            timeout=60,
+            alive=browser.alive,
+            what="chromium DevTools",
+            on_fail=browser.log_tail,
+        )
         tools = DevTools(debug_port)
         try:
             tools.call("Page.enable")
@@ -91,8 +114,10 @@ def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path
             while tools.evaluate(f"!!({canvas} && {canvas}.dataset.ready)") is not True:
                 assert time.monotonic() < deadline, "the page never showed the scene's first frame"
                 time.sleep(0.2)
-            rect = tools.evaluate(f"(() => {{ const r = {canvas}.getBoundingClientRect();"
-                                  f" return [r.left, r.top, r.width, r.height, {canvas}.width]; }})()")
+            rect = tools.evaluate(
+                f"(() => {{ const r = {canvas}.getBoundingClientRect();"
+                f" return [r.left, r.top, r.width, r.height, {canvas}.width]; }})()"
+            )
             left, top, width, height, pixels = rect
             scale = width / pixels  # CSS pixels per video pixel (the canvas is shown scaled down)
             start, end = (100, 120), (260, 300)  # in video pixels
@@ -104,8 +129,10 @@ def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path
             tools.mouse("mouseReleased", left + end[0] * scale, top + end[1] * scale, buttons=0)
             status = tools.evaluate(f"{canvas}.nextSibling.textContent")
             assert status.startswith("box "), status
-            save = tools.evaluate("(() => { const r = document.getElementById('save').getBoundingClientRect();"
-                                  " return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+            save = tools.evaluate(
+                "(() => { const r = document.getElementById('save').getBoundingClientRect();"
+                " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+            )
             tools.mouse("mousePressed", *save)
             tools.mouse("mouseReleased", *save, buttons=0)
             deadline = time.monotonic() + 30

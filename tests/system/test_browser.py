@@ -85,15 +85,18 @@ def test_asset_graph_and_asset_page_render(
     base = dagster_webserver.url
     graph = _screenshot(chromium_path, f"{base}/asset-groups", tmp_path / "asset-graph.png", tmp_path / "profile-graph")
     _assert_not_blank(graph, "asset graph")
-    page = _screenshot(chromium_path, f"{base}/assets/video_catalog", tmp_path / "asset-video_catalog.png",
-                       tmp_path / "profile-asset")
+    page = _screenshot(
+        chromium_path, f"{base}/assets/video_catalog", tmp_path / "asset-video_catalog.png", tmp_path / "profile-asset"
+    )
     _assert_not_blank(page, "asset page")
 
 
 def test_asset_page_dom_names_the_asset(
     chromium_path: Path, dagster_webserver: Webserver, catalog_run: CatalogRun, tmp_path: Path
 ) -> None:
-    result = _chromium(chromium_path, tmp_path / "profile-dom", "--dump-dom", f"{dagster_webserver.url}/assets/video_catalog")
+    result = _chromium(
+        chromium_path, tmp_path / "profile-dom", "--dump-dom", f"{dagster_webserver.url}/assets/video_catalog"
+    )
     dom = result.stdout.decode(errors="replace")
     assert "<html" in dom.lower(), dom[:500]
     assert "video_catalog" in dom, f"rendered DOM does not name the asset:\n{dom[:3000]}"

@@ -152,5 +152,3 @@ def run_errors(server: GraphQLServer, run_id: str) -> str:
     """The ERROR/CRITICAL messages of a run's event log (for failure messages)."""
     events = server.graphql(RUN_FAILURE_QUERY, {"runId": run_id})["logsForRun"].get("events", [])
     return "\n".join(e.get("message", "") for e in events if e.get("level") in {"ERROR", "CRITICAL"})[-4000:]
-
-

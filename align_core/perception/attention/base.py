@@ -123,7 +123,9 @@ def _in_frame_areas(shape: tuple[int, int], radius_px: float, rows: np.ndarray, 
     return _cached(("areas", shape, radius_px, rows.tobytes(), cols.tobytes()), compute)[0]
 
 
-def _patch_coverage(shape: tuple[int, int], radius_px: float, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _patch_coverage(
+    shape: tuple[int, int], radius_px: float, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(pixels some patch covers, how many patches cover each of them) for patches at ``rows, cols``."""
 
     def compute() -> tuple[np.ndarray, np.ndarray]:

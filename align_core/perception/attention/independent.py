@@ -125,7 +125,10 @@ def itti_koch_map(frame: np.ndarray) -> np.ndarray:
     conspicuity_o = np.zeros_like(conspicuity_i)
     for kernel in _GABORS:
         # only levels 2 and up enter the centre-surround differences: the two finest are not filtered
-        oriented = [np.abs(cv2.filter2D(level, cv2.CV_32F, kernel)) if depth >= 2 else level for depth, level in enumerate(pyr_i)]
+        oriented = [
+            np.abs(cv2.filter2D(level, cv2.CV_32F, kernel)) if depth >= 2 else level
+            for depth, level in enumerate(pyr_i)
+        ]
         conspicuity_o += _normalise(_centre_surround(oriented, out_size))
     saliency = (_normalise(conspicuity_i) + _normalise(conspicuity_c) + _normalise(conspicuity_o)) / 3.0
     saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -189,7 +192,10 @@ def plain_spectral_residual(frame: np.ndarray) -> np.ndarray:
 
 MODELS = {
     "itti_koch": (itti_koch_map, "Itti, Koch & Niebur 1998: multi-scale centre-surround intensity/colour/orientation"),
-    "boolean_map": (boolean_map_saliency, "Zhang & Sclaroff 2013 Boolean Map Saliency: surroundedness of thresholded Lab maps"),
+    "boolean_map": (
+        boolean_map_saliency,
+        "Zhang & Sclaroff 2013 Boolean Map Saliency: surroundedness of thresholded Lab maps",
+    ),
     "spectral_residual": (plain_spectral_residual, "Hou & Zhang 2007 spectral residual of the luma spectrum"),
 }
 
@@ -247,7 +253,8 @@ class SaliencyModelScorer:
             "scorer_id": self.scorer_id,
             "weights": "none (published model, no training)",
             "trained": False,
-            "what_it_is": MODELS[self.model][1] + (f", plus a Gaussian centre prior (weight {self.centre:g})" if self.centre else ""),
+            "what_it_is": MODELS[self.model][1]
+            + (f", plus a Gaussian centre prior (weight {self.centre:g})" if self.centre else ""),
             "card": scorer_card(self.model),
         }
 

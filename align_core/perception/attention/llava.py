@@ -176,9 +176,7 @@ class LlavaPatchScorer:
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 batch = list(images[start : start + self.batch_size])
-                inputs = self.processor(
-                    images=batch, text=[self.prompt + RATINGS[0]] * len(batch), return_tensors="pt"
-                )
+                inputs = self.processor(images=batch, text=[self.prompt + RATINGS[0]] * len(batch), return_tensors="pt")
                 input_ids = inputs["input_ids"][:, :-cut]
                 attention_mask = inputs["attention_mask"][:, :-cut]
                 if not bool(attention_mask.all()):
@@ -247,13 +245,25 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
     )
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-            image_size=image_size, patch_size=patch, projection_dim=16,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch,
+            projection_dim=16,
         ),
         text_config=LlamaConfig(
-            vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-            pad_token_id=vocab["<pad>"], bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"],
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=256,
+            pad_token_id=vocab["<pad>"],
+            bos_token_id=vocab["<s>"],
+            eos_token_id=vocab["</s>"],
         ),
         image_token_index=vocab["<image>"],
         image_seq_length=(image_size // patch) ** 2,

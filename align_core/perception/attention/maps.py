@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from align_core.io.arrays import save_npz_atomic
+from align_core.io.video_io import VideoError, iter_frames, probe_video
 from align_core.perception.attention.base import PatchScorer, check_frame, splat_patch_scores
 from align_core.perception.attention.geometry import (
     DEFAULT_DISPLAY_WIDTH_CM,
@@ -44,7 +45,6 @@ from align_core.perception.attention.geometry import (
     ViewingGeometry,
     patch_grid,
 )
-from align_core.io.video_io import VideoError, iter_frames, probe_video
 
 __all__ = [
     "AttentionConfig",
@@ -213,7 +213,11 @@ def analysis_map(
     frame = check_frame(frame)
     height, width = frame.shape[:2]
     work_h, work_w = working_size(height, width, config.max_long_side)
-    work = frame if (work_h, work_w) == (height, width) else cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA)
+    work = (
+        frame
+        if (work_h, work_w) == (height, width)
+        else cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA)
+    )
     return postprocess_map(raw_meaning_map(work, scorer, config, frame_index=frame_index), config)
 
 
@@ -292,7 +296,11 @@ class AttentionMaps:
         keyframes = np.asarray(self.keyframe_maps)
         self.keyframe_maps = keyframes if keyframes.dtype == np.uint8 else keyframes.astype(np.float32, copy=False)
         if self.frame_size is None:
-            self.frame_size = (int(self.keyframe_maps.shape[1]), int(self.keyframe_maps.shape[2])) if self.keyframe_maps.ndim == 3 else (0, 0)
+            self.frame_size = (
+                (int(self.keyframe_maps.shape[1]), int(self.keyframe_maps.shape[2]))
+                if self.keyframe_maps.ndim == 3
+                else (0, 0)
+            )
         self.frame_size = (int(self.frame_size[0]), int(self.frame_size[1]))
         self.keyframe_indices = np.asarray(self.keyframe_indices, dtype=np.int64)
         self.scene_start_frames = validate_scene_starts(self.scene_start_frames, self.frame_count, self.video or "maps")
@@ -413,7 +421,11 @@ def compute_attention_maps(
     wanted = set(keyframes_for_scenes(starts, total, config.keyframe_stride).tolist())
     # One preallocated array (not a list stacked at the end, which held every map twice).
     map_h, map_w = working_size(probe.height, probe.width, config.max_long_side)
-    keep_h, keep_w = (map_h, map_w) if storage_scale is None else (max(1, round(map_h * storage_scale)), max(1, round(map_w * storage_scale)))
+    keep_h, keep_w = (
+        (map_h, map_w)
+        if storage_scale is None
+        else (max(1, round(map_h * storage_scale)), max(1, round(map_w * storage_scale)))
+    )
     keyframe_maps = np.empty((len(wanted), keep_h, keep_w), dtype=np.float32 if storage_scale is None else np.uint8)
     keyframe_indices: list[int] = []
     decoded = 0
@@ -422,7 +434,10 @@ def compute_attention_maps(
         if index in wanted:
             amap = analysis_map(frame, scorer, config, frame_index=index)
             if amap.shape != (map_h, map_w):
-                raise VideoError(video_path, f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}")
+                raise VideoError(
+                    video_path,
+                    f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}",
+                )
             if storage_scale is not None:
                 amap = _storage_form(amap, keep_h, keep_w)
             keyframe_maps[len(keyframe_indices)] = amap

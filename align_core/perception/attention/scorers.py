@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.perception.attention.base import PatchScorer, check_frame, disk_means_at, spectral_residual
 from align_core.components import Registry
+from align_core.perception.attention.base import PatchScorer, check_frame, disk_means_at, spectral_residual
 
 __all__ = [
     "CUES",
@@ -110,7 +110,9 @@ def feature_maps(frame: np.ndarray, cues: tuple[str, ...] = CUES) -> dict[str, n
     if "spectral" in cues:
         out["spectral"] = spectral_residual(frame)
     if "colour" in cues or "local_colour" in cues:
-        lab = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), sigmaX=max(0.5, 2.0 * unit))
+        lab = cv2.GaussianBlur(
+            cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), sigmaX=max(0.5, 2.0 * unit)
+        )
     if "colour" in cues:
         out["colour"] = _robust_unit(np.linalg.norm(lab - lab.reshape(-1, 3).mean(axis=0), axis=2))
 
@@ -219,8 +221,13 @@ class SpectralResidualScorer:
     scorer_id = "spectral_residual-v1"
 
     def metadata(self) -> dict[str, Any]:
-        return {"scorer": self.name, "scorer_id": self.scorer_id, "weights": "none", "trained": False,
-                "what_it_is": "spectral-residual saliency baseline, no centre prior"}
+        return {
+            "scorer": self.name,
+            "scorer_id": self.scorer_id,
+            "weights": "none",
+            "trained": False,
+            "what_it_is": "spectral-residual saliency baseline, no centre prior",
+        }
 
     def score_patches(
         self, frame: np.ndarray, centres: np.ndarray, radius_px: float, *, frame_index: int | None = None
@@ -272,14 +279,21 @@ class ProvidedMapScorer:
 
     def metadata(self) -> dict[str, Any]:
         count = len(self._stack) if self._stack is not None else len(self._files)
-        return {"scorer": self.name, "scorer_id": self.scorer_id, "source": str(self.source),
-                "frames_available": int(count), "weights": "external heatmaps"}
+        return {
+            "scorer": self.name,
+            "scorer_id": self.scorer_id,
+            "source": str(self.source),
+            "frames_available": int(count),
+            "weights": "external heatmaps",
+        }
 
     def frame_map(self, frame_index: int) -> np.ndarray:
         """The provided heatmap of one frame as ``float32``, unresized."""
         if self._stack is not None:
             if not 0 <= frame_index < len(self._stack):
-                raise ValueError(f"provided maps {self.source}: no map for frame {frame_index} (stack has {len(self._stack)})")
+                raise ValueError(
+                    f"provided maps {self.source}: no map for frame {frame_index} (stack has {len(self._stack)})"
+                )
             heat = self._stack[frame_index]
         else:
             path = self._files.get(frame_index)

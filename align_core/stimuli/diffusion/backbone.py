@@ -97,11 +97,7 @@ TINY_CONDITIONING_CHANNELS: tuple[int, ...] = (8, 16, 32, 32)
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable-unicode table (CLIP's BPE alphabet)."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -109,7 +105,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=False))
 
 
 def tiny_tokenizer() -> CLIPTokenizer:
@@ -228,7 +224,9 @@ class Backbone:
         return self.text_encoder(tokens.input_ids.to(device))[0]
 
 
-def move_module(module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | None = None) -> torch.nn.Module:
+def move_module(
+    module: torch.nn.Module, device: str | torch.device, dtype: torch.dtype | None = None
+) -> torch.nn.Module:
     """Move to ``device``; cast only when the dtype really changes (diffusers warns on every cast)."""
     module.to(device=device)
     current = next(module.parameters()).dtype
@@ -238,7 +236,9 @@ def move_module(module: torch.nn.Module, device: str | torch.device, dtype: torc
 
 
 def _is_offline() -> bool:
-    return any(os.environ.get(v, "") in ("1", "true", "True", "YES") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "") in ("1", "true", "True", "YES") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _weights_digest(path: Path) -> str | None:
@@ -327,7 +327,9 @@ def conditioning_channels_for(backbone: Backbone) -> tuple[int, ...]:
     full_size = backbone.unet.config.block_out_channels[0] >= 320
     base = SD_CONDITIONING_CHANNELS if full_size else TINY_CONDITIONING_CHANNELS
     if len(base) - 1 != n_down:
-        raise ValueError(f"conditioning embedding {base} downsamples {2 ** (len(base) - 1)}x, VAE {backbone.vae_scale_factor}x")
+        raise ValueError(
+            f"conditioning embedding {base} downsamples {2 ** (len(base) - 1)}x, VAE {backbone.vae_scale_factor}x"
+        )
     return base
 
 

@@ -91,7 +91,11 @@ def list_checkpoints(checkpoints_dir: str | os.PathLike[str]) -> list[Path]:
     root = Path(checkpoints_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and checkpoint_step(p) is not None and (p / "training_state.json").is_file()]
+    found = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and checkpoint_step(p) is not None and (p / "training_state.json").is_file()
+    ]
     return sorted(found, key=lambda p: checkpoint_step(p) or 0)
 
 

@@ -124,7 +124,7 @@ class TrainingSet:
         if generator is None or self.prompt_drop_probability <= 0:
             return prompts
         coins = torch.rand(len(prompts), generator=generator)
-        return ["" if float(c) < self.prompt_drop_probability else p for c, p in zip(coins, prompts)]
+        return ["" if float(c) < self.prompt_drop_probability else p for c, p in zip(coins, prompts, strict=False)]
 
     def embed(self, prompts: Sequence[str]) -> torch.Tensor:
         """Cached text-encoder states for these prompts, stacked ``(B,77,D)``."""
@@ -160,7 +160,7 @@ def build_training_set(
         latents.append(vae.encode(chunk).latent_dist.mean.float().cpu() * vae.config.scaling_factor)
     prompts = [s.prompt for s in samples]
     digest = hashlib.sha256()
-    for frame, control, sample in zip(frames, controls, samples):
+    for frame, control, sample in zip(frames, controls, samples, strict=False):
         digest.update(frame.tobytes())
         digest.update(control.tobytes())
         digest.update(f"{sample.video_id}\0{sample.prompt}\0".encode())

@@ -134,7 +134,7 @@ class LPIPS(nn.Module):
         fx = self.net((x - self.shift) / self.scale)
         fy = self.net((y - self.shift) / self.scale)
         total = x.new_zeros(x.shape[0])
-        for a, b, lin in zip(fx, fy, self.lins):
+        for a, b, lin in zip(fx, fy, self.lins, strict=False):
             na = a / (torch.sqrt(torch.sum(a * a, dim=1, keepdim=True)) + 1e-10)
             nb = b / (torch.sqrt(torch.sum(b * b, dim=1, keepdim=True)) + 1e-10)
             total = total + lin((na - nb) ** 2).mean(dim=(1, 2, 3))

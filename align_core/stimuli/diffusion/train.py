@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from align_core.io.atomic import atomic_directory
+from align_core.io.video_io import file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, build_controlnet, move_module
 from align_core.stimuli.diffusion.checkpoint import (
     CHECKPOINT_PREFIX,
@@ -47,7 +48,6 @@ from align_core.stimuli.diffusion.checkpoint import (
 from align_core.stimuli.diffusion.dataset import TrainingSet
 from align_core.stimuli.diffusion.losses import LossWeights, controlnet_losses
 from align_core.stimuli.diffusion.lpips_alex import LPIPS
-from align_core.io.video_io import file_sha256
 
 __all__ = [
     "ControlNetTrainer",
@@ -163,7 +163,9 @@ class ControlNetTrainer:
         )
         self.ema: EMAModel | None = None
         if config.use_ema:
-            self.ema = EMAModel(self.params, decay=config.ema_decay, model_cls=ControlNetModel, model_config=controlnet.config)
+            self.ema = EMAModel(
+                self.params, decay=config.ema_decay, model_cls=ControlNetModel, model_config=controlnet.config
+            )
             self.ema.to(self.device)
         self.generator = torch.Generator("cpu").manual_seed(config.seed)
         self.order = torch.empty(0, dtype=torch.int64)
@@ -189,7 +191,9 @@ class ControlNetTrainer:
             return data.embed(prompts).to(self.device)
         return self.backbone.encode_prompts(prompts).float()
 
-    def _losses(self, data: TrainingSet, idx: list[int], prompts: list[str], noise: torch.Tensor, timesteps: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _losses(
+        self, data: TrainingSet, idx: list[int], prompts: list[str], noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         with self.accelerator.autocast():
             return controlnet_losses(
                 self.backbone,
@@ -233,7 +237,13 @@ class ControlNetTrainer:
         if self.ema is not None:
             self.ema.step(self.params)
         self.step += 1
-        record = {"step": self.step, **sums, "grad_norm": float(grad_norm), "lr": lr, "seconds": time.perf_counter() - started}
+        record = {
+            "step": self.step,
+            **sums,
+            "grad_norm": float(grad_norm),
+            "lr": lr,
+            "seconds": time.perf_counter() - started,
+        }
         self.loss_history.append(record)
         return record
 
@@ -330,13 +340,17 @@ class ControlNetTrainer:
         self.validation = list(state["validation"])
 
 
-def _lineage(backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: TrainingSet | None, config: TrainConfig) -> dict[str, Any]:
+def _lineage(
+    backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: TrainingSet | None, config: TrainConfig
+) -> dict[str, Any]:
     import accelerate
     import diffusers
 
     warnings = []
     if backbone.kind != "pretrained":
-        warnings.append(f"backbone is a {backbone.kind} random-initialised model: the ControlNet is a plumbing test, not an editor")
+        warnings.append(
+            f"backbone is a {backbone.kind} random-initialised model: the ControlNet is a plumbing test, not an editor"
+        )
     if not lpips.pretrained:
         warnings.append(lpips.backbone_state)
     return {
@@ -345,12 +359,20 @@ def _lineage(backbone: Backbone, lpips: LPIPS, train_set: TrainingSet, val_set: 
         "controlnet_init": f"ControlNetModel.from_unet({backbone.id}, conditioning_channels=2), zero-initialised output convs",
         "lpips_backbone": lpips.backbone_state,
         "lpips_linear": lpips.linear_weights,
-        "train_set": {**train_set.info, "videos": sorted(set(train_set.video_ids)), "resolution": list(train_set.resolution)},
+        "train_set": {
+            **train_set.info,
+            "videos": sorted(set(train_set.video_ids)),
+            "resolution": list(train_set.resolution),
+        },
         "val_set": None if val_set is None else {**val_set.info, "videos": sorted(set(val_set.video_ids))},
         "config": config.to_json(),
         "seed": config.seed,
-        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "accelerate": accelerate.__version__,
+            "python": platform.python_version(),
+        },
         "warnings": warnings,
     }
 
@@ -394,20 +416,37 @@ def train_controlnet(
             if stop_after is not None and trainer.step >= stop_after:
                 latest = latest_checkpoint(checkpoints_dir)
                 sha = file_sha256(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
-                return TrainResult(latest or checkpoints_dir, sha, trainer.loss_history, trainer.validation, lineage, completed=False, steps=trainer.step)
+                return TrainResult(
+                    latest or checkpoints_dir,
+                    sha,
+                    trainer.loss_history,
+                    trainer.validation,
+                    lineage,
+                    completed=False,
+                    steps=trainer.step,
+                )
             record = trainer.train_step(train_set)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
             if not math.isfinite(record["loss"]):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step}: {record}")
-            if val_set is not None and len(val_set) and config.validate_every and trainer.step % config.validate_every == 0:
+            if (
+                val_set is not None
+                and len(val_set)
+                and config.validate_every
+                and trainer.step % config.validate_every == 0
+            ):
                 trainer.validate(val_set)
             if config.checkpoint_every and trainer.step % config.checkpoint_every == 0:
                 trainer.save_checkpoint(checkpoints_dir, lineage)
                 prune_checkpoints(checkpoints_dir, config.keep_last)
     finally:
         bar.close()
-    if val_set is not None and len(val_set) and (not trainer.validation or trainer.validation[-1]["step"] != trainer.step):
+    if (
+        val_set is not None
+        and len(val_set)
+        and (not trainer.validation or trainer.validation[-1]["step"] != trainer.step)
+    ):
         trainer.validate(val_set)
 
     final = output_dir / "final"
@@ -431,4 +470,6 @@ def train_controlnet(
             "lineage": lineage,
         }
         (tmp / "training_state.json").write_text(json.dumps(state, indent=2))
-    return TrainResult(final, sha, trainer.loss_history, trainer.validation, lineage, completed=True, steps=trainer.step)
+    return TrainResult(
+        final, sha, trainer.loss_history, trainer.validation, lineage, completed=True, steps=trainer.step
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from align_core.io.video_io import iter_frames
 from align_core.perception.control import ControlTensors
 from align_core.stimuli.diffusion.dataset import ControlSample
-from align_core.io.video_io import iter_frames
 
 __all__ = [
     "samples_from_video",

@@ -16,9 +16,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "UnreportedEdit",
             "edit_with_report",
         ),
-        "controlnet_editor": (
-            "ControlNetEditor",
-        ),
+        "controlnet_editor": ("ControlNetEditor",),
         "pipeline": (
             "calibrate_and_render",
             "calibrate_for_video",

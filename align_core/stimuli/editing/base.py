@@ -126,8 +126,12 @@ def unreported_edit(editor: Any, request: KeyframeEditRequest) -> tuple[np.ndarr
     kept = np.where(np.asarray(request.allowed, dtype=bool)[..., None], edited, frame)
     figures = measure(frame, kept, request.mask, request.protect)
     report = UnreportedEdit(
-        kind=str(request.kind), requested=float(request.strength), used=float(request.strength), capped=False,
-        ssim=figures.ssim, delta_e=figures.delta_e,
+        kind=str(request.kind),
+        requested=float(request.strength),
+        used=float(request.strength),
+        capped=False,
+        ssim=figures.ssim,
+        delta_e=figures.delta_e,
         reason=f"unreported by editor {name} (it has only edit()): strength used as requested, no budget applied; "
         f"SSIM and mean CIEDE2000 measured on its output",
     )

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, DDPMScheduler
 
+from align_core.io.video_io import file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, move_module
 from align_core.stimuli.diffusion.checkpoint import WEIGHTS_NAME, controlnet_weights_path, load_controlnet
 from align_core.stimuli.diffusion.dataset import resize_control, resize_frame
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.io.video_io import file_sha256
 
 __all__ = [
     "ControlNetEditor",
@@ -137,7 +137,9 @@ class ControlNetEditor(KeyframeEditor):
             self._text_cache[prompt] = self.backbone.encode_prompts([prompt]).to(self.dtype)
         return self._text_cache[prompt]
 
-    def _predict(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+    def _predict(
+        self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor, control: torch.Tensor
+    ) -> torch.Tensor:
         cfg = self.guidance_scale > 1.0
         model_in = torch.cat([latents, latents]) if cfg else latents
         down, mid = self.controlnet(
@@ -177,8 +179,17 @@ class ControlNetEditor(KeyframeEditor):
         device = self.device
 
         dtype = self.dtype
-        pixels = torch.from_numpy(resize_frame(frame, h, w)).permute(2, 0, 1)[None].float().div(127.5).sub(1.0).to(device, dtype)
-        control = torch.from_numpy(resize_control(np.asarray(request.target_control, np.float32), h, w))[None].to(device, dtype)
+        pixels = (
+            torch.from_numpy(resize_frame(frame, h, w))
+            .permute(2, 0, 1)[None]
+            .float()
+            .div(127.5)
+            .sub(1.0)
+            .to(device, dtype)
+        )
+        control = torch.from_numpy(resize_control(np.asarray(request.target_control, np.float32), h, w))[None].to(
+            device, dtype
+        )
         allowed_work = cv2.resize(allowed.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
         # A latent cell may change if any of its pixels may: the final pixel copy restores the rest.
         latent_mask = F.max_pool2d(torch.from_numpy(allowed_work.astype(np.float32))[None, None], f).to(device, dtype)
@@ -209,7 +220,9 @@ class ControlNetEditor(KeyframeEditor):
                 latents = latent_mask * latents + (1.0 - latent_mask) * original
 
         decoded = vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
-        edited = ((decoded[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        edited = (
+            ((decoded[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        )
         if (h, w) != (height, width):
             edited = cv2.resize(edited, (width, height), interpolation=cv2.INTER_CUBIC)
         return np.where(allowed[..., None], edited, frame).astype(np.uint8)

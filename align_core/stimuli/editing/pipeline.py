@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.stimuli.editing.render import RenderResult, StrengthMap, guarded_protect, render_variants
+from align_core.io.video_io import read_frame
 from align_core.measurement.manipulation import (
     AttentionFn,
     CalibrationPoint,
@@ -31,8 +30,9 @@ from align_core.measurement.manipulation import (
     check_rendered_variants,
     verify_variants,
 )
+from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
+from align_core.stimuli.editing.render import RenderResult, StrengthMap, guarded_protect, render_variants
 from align_core.stimuli.plans import VariantPlans
-from align_core.io.video_io import read_frame
 
 __all__ = [
     "calibrate_and_render",
@@ -75,7 +75,7 @@ class _ProtectedCalibrationEditor:
     def __init__(self, editor: KeyframeEditor, frames: list[np.ndarray], protects: list[np.ndarray | None]):
         self.inner = editor
         self.name = editor.name
-        self._protect = {id(frame): region for frame, region in zip(frames, protects)}
+        self._protect = {id(frame): region for frame, region in zip(frames, protects, strict=False)}
 
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         region = self._protect.get(id(request.frame))
@@ -139,15 +139,27 @@ def calibrate_and_render(
     strength_map, calibration = None, []
     t0 = time.perf_counter()
     if attention_fn is not None and editor.calibrates:
-        strength_map, calibration = calibrate_for_video(editor, video_path, masks, attention_fn, calibration_frames, seed, protect)
+        strength_map, calibration = calibrate_for_video(
+            editor, video_path, masks, attention_fn, calibration_frames, seed, protect
+        )
     timings["calibrate_s"] = time.perf_counter() - t0
     lineage = dict(extra_lineage or {})
     lineage.setdefault("calibration", [vars(point) for point in calibration])
     t0 = time.perf_counter()
     result = render_variants(
-        video_path, plans, masks, attention, editor, output_dir,
-        keyframe_stride=keyframe_stride, seed=seed, strength_map=strength_map, extra_lineage=lineage,
-        edit_every_frame=edit_every_frame, protect=protect, encoder_preset=encoder_preset,
+        video_path,
+        plans,
+        masks,
+        attention,
+        editor,
+        output_dir,
+        keyframe_stride=keyframe_stride,
+        seed=seed,
+        strength_map=strength_map,
+        extra_lineage=lineage,
+        edit_every_frame=edit_every_frame,
+        protect=protect,
+        encoder_preset=encoder_preset,
     )
     timings["render_s"] = time.perf_counter() - t0
     return PipelineResult(result, strength_map, calibration, None, timings)
@@ -176,15 +188,33 @@ def calibrate_render_check(
     import time
 
     out = calibrate_and_render(
-        video_path, plans, masks, attention, editor, output_dir, attention_fn,
-        calibration_frames=calibration_frames, keyframe_stride=keyframe_stride, seed=seed, extra_lineage=extra_lineage,
+        video_path,
+        plans,
+        masks,
+        attention,
+        editor,
+        output_dir,
+        attention_fn,
+        calibration_frames=calibration_frames,
+        keyframe_stride=keyframe_stride,
+        seed=seed,
+        extra_lineage=extra_lineage,
         protect=protect,
     )
     t0 = time.perf_counter()
     if independent:
         out.report = verify_variants(
-            plans, Path(video_path), out.render.variant_paths, masks, attention_fn, independent, thresholds, verification,
-            every=measure_every, protect=protect, limits=edit_limits_from_manifest(out.render.manifest),
+            plans,
+            Path(video_path),
+            out.render.variant_paths,
+            masks,
+            attention_fn,
+            independent,
+            thresholds,
+            verification,
+            every=measure_every,
+            protect=protect,
+            limits=edit_limits_from_manifest(out.render.manifest),
         )
     else:
         out.report = check_rendered_variants(

@@ -146,8 +146,14 @@ class FlowPropagator:
         self._grid: tuple[np.ndarray, np.ndarray] | None = None
 
     def lineage(self) -> dict[str, object]:
-        return {"flow": "opencv_dis", "preset": int(self.preset), "fb_alpha": self.fb_alpha, "fb_beta": self.fb_beta,
-                "opencv": cv2.__version__, "propagated": "residual"}
+        return {
+            "flow": "opencv_dis",
+            "preset": int(self.preset),
+            "fb_alpha": self.fb_alpha,
+            "fb_beta": self.fb_beta,
+            "opencv": cv2.__version__,
+            "propagated": "residual",
+        }
 
     def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Flow F with ``source(x) ~ target(x + F(x))``: F from source to target, float32 (H, W, 2)."""
@@ -170,13 +176,17 @@ class FlowPropagator:
         inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
         return ((mismatch <= bound) & inside).astype(np.float32)
 
-    def _compose(self, step: np.ndarray, step_valid: np.ndarray, rest: np.ndarray, rest_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _compose(
+        self, step: np.ndarray, step_valid: np.ndarray, rest: np.ndarray, rest_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Flow t->k from t->s (``step``) and s->k (``rest``): step(x) + rest(x + step(x))."""
         xs, ys = self._xy(step.shape[:2])
         map_x = xs + step[..., 0]
         map_y = ys + step[..., 1]
         carried = cv2.remap(rest, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        carried_valid = cv2.remap(rest_valid, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        carried_valid = cv2.remap(
+            rest_valid, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        )
         return step + carried, step_valid * (carried_valid > 0.999).astype(np.float32)
 
     def _direction(self, flow: np.ndarray, valid: np.ndarray) -> DirectionalWarp:
@@ -199,7 +209,9 @@ class FlowPropagator:
         if count <= 1:
             return []
         # Previous keyframe: chain t->t-1->...->0.
-        to_prev: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros_like(backward[0]), np.ones(grays[0].shape, np.float32))]
+        to_prev: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.zeros_like(backward[0]), np.ones(grays[0].shape, np.float32))
+        ]
         for t in range(1, count):
             step_valid = self.consistent(backward[t - 1], forward[t - 1])
             to_prev.append(self._compose(backward[t - 1], step_valid, *to_prev[t - 1]))
@@ -258,10 +270,14 @@ def propagate_segment(
 ) -> list[np.ndarray]:
     """Edited frames ``segment.start .. segment.stop - 1`` from the two keyframe edits."""
     res_prev = residual(edited_prev, segment.frames[0])
-    res_next = residual(edited_next, segment.next_frame) if edited_next is not None and segment.next_frame is not None else None
+    res_next = (
+        residual(edited_next, segment.next_frame)
+        if edited_next is not None and segment.next_frame is not None
+        else None
+    )
     mask_of = allowed or (lambda _index: None)
     out = [apply_residual(segment.frames[0], res_prev, mask_of(segment.start))]
-    for warp, frame in zip(warps, segment.frames[1:]):
+    for warp, frame in zip(warps, segment.frames[1:], strict=False):
         if not res_prev.any() and (res_next is None or not res_next.any()):
             out.append(frame.copy())
             continue
@@ -294,7 +310,9 @@ def propagate_edits(
             else:
                 cache[index] = np.asarray(edit_keyframe(index, frame))
             if cache[index].shape != frame.shape or cache[index].dtype != np.uint8:
-                raise ValueError(f"edited keyframe {index} is {cache[index].dtype} {cache[index].shape}, expected uint8 {frame.shape}")
+                raise ValueError(
+                    f"edited keyframe {index} is {cache[index].dtype} {cache[index].shape}, expected uint8 {frame.shape}"
+                )
         return cache[index]
 
     for segment in iter_segments(frames, scene_ranges, stride):

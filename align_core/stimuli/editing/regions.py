@@ -19,8 +19,10 @@ def bounding_box(region: np.ndarray, margin: int = 0) -> tuple[slice, slice] | N
         return None
     cols = np.flatnonzero(region.any(axis=0))
     height, width = region.shape[:2]
-    return (slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
-            slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)))
+    return (
+        slice(max(0, rows[0] - margin), min(height, rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(width, cols[-1] + 1 + margin)),
+    )
 
 
 def dilate_ellipse(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -37,7 +39,12 @@ def dilate_ellipse(mask: np.ndarray, radius: int) -> np.ndarray:
     if box is None:
         return out
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    out[box] = cv2.dilate(np.ascontiguousarray(mask[box]).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    out[box] = (
+        cv2.dilate(
+            np.ascontiguousarray(mask[box]).astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
+        )
+        > 0
+    )
     return out
 
 

@@ -56,13 +56,13 @@ import cv2
 import numpy as np
 
 from align_core.io.atomic import atomic_directory
-from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
-from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
-from align_core.measurement.perceptual_budget import downsample_factor
-from align_core.stimuli.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
-from align_core.stimuli.plans import VariantPlan, VariantPlans
 from align_core.io.video_io import VideoWriter, file_sha256, iter_frames, probe_video
 from align_core.io.visuals import outline_regions
+from align_core.measurement.perceptual_budget import downsample_factor
+from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest, edit_with_report
+from align_core.stimuli.editing.propagation import FlowPropagator, iter_segments, keyframe_indices, propagate_segment
+from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
+from align_core.stimuli.plans import VariantPlan, VariantPlans
 
 __all__ = [
     "DeferredArray",
@@ -309,7 +309,9 @@ def render_variants(
     probe = probe_video(video_path)
     count, height, width = probe.frame_count, probe.height, probe.width
     if plans.frame_count != count:
-        raise ValueError(f"video {video_path}: plan {plans.video_id} has {plans.frame_count} frames, the file has {count}")
+        raise ValueError(
+            f"video {video_path}: plan {plans.video_id} has {plans.frame_count} frames, the file has {count}"
+        )
     if tuple(masks.shape) != (count, height, width) or tuple(attention.shape) != (count, height, width):
         raise ValueError(
             f"video {video_path}: masks {tuple(masks.shape)} / attention {tuple(attention.shape)} "
@@ -333,7 +335,9 @@ def render_variants(
     # the grid's tiles: half size, at most comparison_max_side long (a 1080x1920 grid of 8 half-size
     # tiles would be a 2160x1920 video, as costly to encode as two variants)
     tile_w, tile_h = _even_size(width, height, min(comparison_scale, comparison_max_side / max(width, height)))
-    stats: dict[str, dict[str, list[float] | list[str]]] = {n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names}
+    stats: dict[str, dict[str, list[float] | list[str]]] = {
+        n: {"strength": [], "mean_abs_change": [], "kind": []} for n in names
+    }
     # Per variant, the editor's own report per recorded keyframe (editors with edit_with_report).
     edit_reports: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     thumbs: dict[str, list[np.ndarray]] = {n: [] for n in ["original", *names]}
@@ -354,7 +358,9 @@ def render_variants(
                     del protect_cache[old]
             region = np.asarray(protect[index], dtype=bool)
             if region.shape != (height, width):
-                raise ValueError(f"video {video_path}: protect mask of frame {index} is {region.shape}, expected ({height}, {width})")
+                raise ValueError(
+                    f"video {video_path}: protect mask of frame {index} is {region.shape}, expected ({height}, {width})"
+                )
             protect_cache[index] = guarded_protect(region, protect_guard_px)
         return protect_cache[index]
 
@@ -401,7 +407,9 @@ def render_variants(
             frame=frame,
             mask=mask,
             attention=DeferredArray((height, width), np.float32, lambda: attention[index]),  # type: ignore[arg-type]
-            target_control=DeferredArray((2, height, width), np.float32, lambda: plan.control(index, mask, attention[index])),  # type: ignore[arg-type]
+            target_control=DeferredArray(
+                (2, height, width), np.float32, lambda: plan.control(index, mask, attention[index])
+            ),  # type: ignore[arg-type]
             original_alignment=original,
             target_alignment=target,
             allowed=allowed,
@@ -417,16 +425,31 @@ def render_variants(
         edited, report = edit_with_report(editor, request)  # an edit-only editor's report is measured on its output
         return np.asarray(edited), report, time.perf_counter() - t0
 
-    def store_edit(index: int, frame: np.ndarray, key: tuple[Any, ...], request: KeyframeEditRequest,
-                   edited: np.ndarray, report: Any, seconds: float) -> None:
+    def store_edit(
+        index: int,
+        frame: np.ndarray,
+        key: tuple[Any, ...],
+        request: KeyframeEditRequest,
+        edited: np.ndarray,
+        report: Any,
+        seconds: float,
+    ) -> None:
         nonlocal edit_calls
         timings["edit_s"] += seconds
         if edited.shape != frame.shape or edited.dtype != np.uint8:
-            raise ValueError(f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}")
-        report_cache.setdefault(index, {})[key] = {"frame": int(index), "window": str(plans.frame_windows[index]), **report.to_dict()}
+            raise ValueError(
+                f"video {video_path}: editor {editor.name} returned {edited.dtype} {edited.shape} for keyframe {index}"
+            )
+        report_cache.setdefault(index, {})[key] = {
+            "frame": int(index),
+            "window": str(plans.frame_windows[index]),
+            **report.to_dict(),
+        }
         # Pixels outside ``allowed``: only the placebo's region is smaller than the frame (the
         # protected pixels are copied from the source for every variant when the frame is written).
-        edit_cache.setdefault(index, {})[key] = restore(edited.copy(), frame, ~request.allowed) if request.kind == "placebo" else edited
+        edit_cache.setdefault(index, {})[key] = (
+            restore(edited.copy(), frame, ~request.allowed) if request.kind == "placebo" else edited
+        )
         edit_calls += 1
 
     def prefetch_edits(index: int, frame: np.ndarray, pool: ThreadPoolExecutor) -> None:
@@ -452,21 +475,42 @@ def render_variants(
             stats[name]["kind"].append(request.kind)
             changes = change_cache.setdefault(index, {})
             if key not in changes:  # on every k-th pixel of a large frame (k as the budget's downsampling)
-                changes[key] = float(np.abs(per_key[key][::sample_step, ::sample_step].astype(np.int16) - frame[::sample_step, ::sample_step]).mean())
+                changes[key] = float(
+                    np.abs(
+                        per_key[key][::sample_step, ::sample_step].astype(np.int16)
+                        - frame[::sample_step, ::sample_step]
+                    ).mean()
+                )
             stats[name]["mean_abs_change"].append(changes[key])
             if key in reports:
-                edit_reports[name].append({**reports[key], "at_max_strength": bool(request.strength >= 1.0 and request.kind in ("boost", "reduce"))})
+                edit_reports[name].append(
+                    {
+                        **reports[key],
+                        "at_max_strength": bool(request.strength >= 1.0 and request.kind in ("boost", "reduce")),
+                    }
+                )
         return key, per_key[key]
 
     with atomic_directory(output_dir) as tmp, contextlib.ExitStack() as stack:
         writers = {
-            name: stack.enter_context(VideoWriter(tmp / f"{name}.mp4", probe.fps_fraction, audio_source=video_path, preset=preset, crf=VARIANT_CRF))
+            name: stack.enter_context(
+                VideoWriter(
+                    tmp / f"{name}.mp4", probe.fps_fraction, audio_source=video_path, preset=preset, crf=VARIANT_CRF
+                )
+            )
             for name in names
         }
-        comparison = stack.enter_context(VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path, preset=preset))
+        comparison = stack.enter_context(
+            VideoWriter(tmp / "comparison.mp4", probe.fps_fraction, audio_source=video_path, preset=preset)
+        )
 
-        def emit(frame_index: int, original: np.ndarray, frames_out: Mapping[str, np.ndarray],
-                 product: np.ndarray, protected: np.ndarray | None) -> None:
+        def emit(
+            frame_index: int,
+            original: np.ndarray,
+            frames_out: Mapping[str, np.ndarray],
+            product: np.ndarray,
+            protected: np.ndarray | None,
+        ) -> None:
             """Copy protected pixels from the source into every variant's frame, encode, tile, thumbnail.
 
             Touches only its arguments, the writers and the thumbnails: it may run on the encoding
@@ -484,7 +528,10 @@ def render_variants(
 
             def shown(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                 if size not in outlines:  # the masks at this size, once per frame for every tile
-                    small = lambda m: None if m is None else cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)  # noqa: E731
+                    def small(m):
+                        return (
+                                            None if m is None else cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+                                        )  # noqa: E731
                     outlines[size] = (small(product), small(protected))
                 return outline_regions(cv2.resize(image, size, interpolation=cv2.INTER_AREA), *outlines[size])
 
@@ -506,8 +553,10 @@ def render_variants(
             # while frame t+1 is edited (x264 and the colour conversion release the GIL), one
             # frame in flight, in order; an encoding error stops the render here.
             concurrent = bool(getattr(editor, "concurrent_edits", False))
-            with ThreadPoolExecutor(1, thread_name_prefix="align-encode") as encoding, \
-                    ThreadPoolExecutor(2 if concurrent else 1, thread_name_prefix="align-edit") as editing:
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="align-encode") as encoding,
+                ThreadPoolExecutor(2 if concurrent else 1, thread_name_prefix="align-edit") as editing,
+            ):
                 in_flight = None
                 for frame_index, original in enumerate(iter_frames(video_path)):
                     if concurrent:
@@ -519,13 +568,17 @@ def render_variants(
                     inputs = inputs_at(frame_index)
                     if in_flight is not None:
                         in_flight.result()
-                    in_flight = encoding.submit(emit, frame_index, original, frames_out, inputs["mask"], inputs["protect"])
+                    in_flight = encoding.submit(
+                        emit, frame_index, original, frames_out, inputs["mask"], inputs["protect"]
+                    )
                 if in_flight is not None:
                     in_flight.result()
         else:
             for segment in iter_segments(iter_frames(video_path), units, keyframe_stride):
                 t0 = time.perf_counter()
-                warps = [] if len(segment.frames) == 1 else propagator.plan_segment(segment)  # one frame: nothing to carry
+                warps = (
+                    [] if len(segment.frames) == 1 else propagator.plan_segment(segment)
+                )  # one frame: nothing to carry
                 timings["flow_s"] += time.perf_counter() - t0
                 produced: dict[tuple[Any, ...], list[np.ndarray]] = {}
                 outputs: dict[str, list[np.ndarray]] = {}
@@ -539,7 +592,11 @@ def render_variants(
                         kind = "placebo" if "placebo" in (key_prev[0], key_next[0] if key_next else None) else "whole"
 
                         def allowed(index: int, _kind: str = kind) -> np.ndarray | None:
-                            return None if _kind != "placebo" else allowed_region("placebo", np.asarray(masks[index], bool), margin_px)
+                            return (
+                                None
+                                if _kind != "placebo"
+                                else allowed_region("placebo", np.asarray(masks[index], bool), margin_px)
+                            )
 
                         t0 = time.perf_counter()
                         produced[shared] = propagate_segment(propagator, segment, warps, edit_prev, edit_next, allowed)
@@ -553,8 +610,13 @@ def render_variants(
                 for offset, original in enumerate(segment.frames):
                     # propagated lists may share frames: copy before the protected pixels are restored in place
                     index = segment.start + offset
-                    emit(index, original, {name: outputs[name][offset].copy() for name in names},
-                         np.asarray(masks[index], dtype=bool), protect_at(index))
+                    emit(
+                        index,
+                        original,
+                        {name: outputs[name][offset].copy() for name in names},
+                        np.asarray(masks[index], dtype=bool),
+                        protect_at(index),
+                    )
         stack.close()  # finish every mp4 (and its audio) before hashing
         sheet_rows = []
         for row_name, row in thumbs.items():
@@ -566,8 +628,28 @@ def render_variants(
         timings["total_s"] = time.perf_counter() - started
         manifest = {
             "video_id": plans.video_id,
-            "source": {"path": str(video_path), **{k: getattr(probe, k) for k in ("sha256", "fps", "fps_fraction", "frame_count", "width", "height", "has_audio", "audio_codec")}},
-            "inputs": {"masks_sha256": array_sha256(masks if hasattr(masks, "frame") else np.asarray(masks, dtype=bool)), "attention_sha256": array_sha256(attention if hasattr(attention, "frame") else np.asarray(attention, dtype=np.float32))},
+            "source": {
+                "path": str(video_path),
+                **{
+                    k: getattr(probe, k)
+                    for k in (
+                        "sha256",
+                        "fps",
+                        "fps_fraction",
+                        "frame_count",
+                        "width",
+                        "height",
+                        "has_audio",
+                        "audio_codec",
+                    )
+                },
+            },
+            "inputs": {
+                "masks_sha256": array_sha256(masks if hasattr(masks, "frame") else np.asarray(masks, dtype=bool)),
+                "attention_sha256": array_sha256(
+                    attention if hasattr(attention, "frame") else np.asarray(attention, dtype=np.float32)
+                ),
+            },
             "config": {
                 "keyframe_stride": keyframe_stride,
                 "encoder": {"codec": "libx264", "crf": VARIANT_CRF, "preset": preset, "pix_fmt": "yuv420p"},
@@ -585,10 +667,16 @@ def render_variants(
                 "variants": [variant_plans[n].spec.to_dict() for n in names],
                 "scene_ranges": [list(r) for r in plans.scene_ranges],
                 "strength_map": strength_map.to_dict(),
-                "allowed_regions": {"identity": "whole frame", "boost": "whole frame", "reduce": "whole frame", "placebo": "outside the dilated mask"},
+                "allowed_regions": {
+                    "identity": "whole frame",
+                    "boost": "whole frame",
+                    "reduce": "whole frame",
+                    "placebo": "outside the dilated mask",
+                },
                 "protected": (
-                    "none given" if protect is None else
-                    "pixels of protect[t] copied from the source frame in every variant after editing"
+                    "none given"
+                    if protect is None
+                    else "pixels of protect[t] copied from the source frame in every variant after editing"
                 ),
             },
             "protect": {
@@ -613,13 +701,22 @@ def render_variants(
                     "frames_written": writers[name].frames_written,
                     "audio_packets_written": writers[name].audio_packets_written,
                     "keyframe_kinds": {k: stats[name]["kind"].count(k) for k in sorted(set(stats[name]["kind"]))},
-                    "keyframe_mean_strength": float(np.mean(stats[name]["strength"])) if stats[name]["strength"] else 0.0,
-                    "keyframe_mean_abs_change": float(np.mean(stats[name]["mean_abs_change"])) if stats[name]["mean_abs_change"] else 0.0,
+                    "keyframe_mean_strength": float(np.mean(stats[name]["strength"]))
+                    if stats[name]["strength"]
+                    else 0.0,
+                    "keyframe_mean_abs_change": float(np.mean(stats[name]["mean_abs_change"]))
+                    if stats[name]["mean_abs_change"]
+                    else 0.0,
                     "edit_limits": edit_limits(edit_reports[name]),
                 }
                 for name in names
             },
-            "comparison": {"file": "comparison.mp4", "sha256": file_sha256(tmp / "comparison.mp4"), "columns": 4, "tiles": ["original", *names]},
+            "comparison": {
+                "file": "comparison.mp4",
+                "sha256": file_sha256(tmp / "comparison.mp4"),
+                "columns": 4,
+                "tiles": ["original", *names],
+            },
             "contact_sheet": {"file": "contact_sheet.png", "sha256": file_sha256(sheet_path), "frames": contact_at},
             "timings_s": timings,
             "extra": dict(extra_lineage or {}),

@@ -44,9 +44,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from align_core.measurement.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
 from align_core.stimuli.editing.base import EditReport, KeyframeEditRequest
 from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
-from align_core.measurement.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
 
 __all__ = [
     "SalienceEditor",
@@ -126,7 +126,9 @@ def fast_gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma >= PYRAMID_SIGMA and min(height, width) >= 8 * factor:
         small_size = (max(1, width // factor), max(1, height // factor))
         small = cv2.resize(image, small_size, interpolation=cv2.INTER_AREA)
-        rest = float(np.sqrt(max(0.09, sigma**2 - (factor / 2.0) ** 2))) / factor  # the area step blurs a little already
+        rest = (
+            float(np.sqrt(max(0.09, sigma**2 - (factor / 2.0) ** 2))) / factor
+        )  # the area step blurs a little already
         small = cv2.GaussianBlur(small, (0, 0), sigmaX=rest, sigmaY=rest, borderType=cv2.BORDER_REFLECT)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     return cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
@@ -140,7 +142,9 @@ def _affine_colour(image: np.ndarray, gain: float, contrast: float, centre: floa
 
 
 def _weighted_mean(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    step = max(1, min(values.shape[0], values.shape[1]) // 256)  # a global mean: every k-th pixel of a large frame is plenty
+    step = max(
+        1, min(values.shape[0], values.shape[1]) // 256
+    )  # a global mean: every k-th pixel of a large frame is plenty
     if step > 1:
         values, weight = values[::step, ::step], weight[::step, ::step]
     total = float(weight.sum())
@@ -175,8 +179,12 @@ class SalienceEditor:
 
     def lineage(self) -> dict[str, Any]:
         return {
-            "editor": self.name, "version": EDITOR_VERSION, "model": None, "weights": None,
-            "settings": asdict(self.settings), "perceptual_budget": self.budget.to_dict(),
+            "editor": self.name,
+            "version": EDITOR_VERSION,
+            "model": None,
+            "weights": None,
+            "settings": asdict(self.settings),
+            "perceptual_budget": self.budget.to_dict(),
         }
 
     # -- geometry ---------------------------------------------------------------------------------
@@ -187,7 +195,9 @@ class SalienceEditor:
         """Soft product weight in [0, 1]: 1 inside, 0 outside, a linear ramp across the edge."""
         width = max(1.0, self.settings.feather * self._scale(mask.shape))
         weight = np.zeros(mask.shape, np.float32)
-        box = bounding_box(mask, int(np.ceil(width)) + 2)  # the ramp reaches width / 2 past the edge: distances beyond are clipped
+        box = bounding_box(
+            mask, int(np.ceil(width)) + 2
+        )  # the ramp reaches width / 2 past the edge: distances beyond are clipped
         if box is None:
             return weight
         crop = np.ascontiguousarray(mask[box])
@@ -217,7 +227,9 @@ class SalienceEditor:
         scale = self._scale(image.shape) if scale is None else scale
         return image - fast_gaussian_blur(image, sigma_frac * scale)
 
-    def boost_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
+    def boost_image(
+        self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None
+    ) -> np.ndarray:
         """Float [0,1] frame: product brighter, crisper, more colourful and warmer; background gently muted.
 
         ``background_strength`` (default ``strength``) scales the background operations alone: the
@@ -229,7 +241,9 @@ class SalienceEditor:
         w_prod = self.product_weight(mask)
         background = fast_gaussian_blur(image, b * cfg.background_defocus * scale)
         centre = _weighted_mean(_luma(background), 1.0 - w_prod)  # saturation keeps luma: the mean is the same after it
-        out = _affine_colour(background, 1.0 - b * cfg.background_desaturate, 1.0 - b * cfg.background_flatten, float(centre))
+        out = _affine_colour(
+            background, 1.0 - b * cfg.background_desaturate, 1.0 - b * cfg.background_flatten, float(centre)
+        )
         box = bounding_box(w_prod, int(np.ceil(3 * max(cfg.clarity_sigma, cfg.sharpen_sigma) * scale)))
         if box is None:
             return out
@@ -261,16 +275,22 @@ class SalienceEditor:
             fill[empty] = _weighted_mean(image, w_bg).astype(np.float32)
         return cv2.resize(fill.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
-    def reduce_image(self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None) -> np.ndarray:
+    def reduce_image(
+        self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None
+    ) -> np.ndarray:
         """Float [0,1] frame: product muted and recoloured towards its surround; background gently enriched."""
         s, cfg = strength, self.settings
         b = s if background_strength is None else background_strength
         scale = self._scale(image.shape)
         w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
-        sharpened = image + b * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma, scale) if b > 0 else image
+        sharpened = (
+            image + b * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma, scale) if b > 0 else image
+        )
         centre_bg = _weighted_mean(_luma(image), w_bg)
-        out = _affine_colour(sharpened, 1.0 + b * cfg.background_saturate, 1.0 + b * cfg.background_contrast, float(centre_bg))
+        out = _affine_colour(
+            sharpened, 1.0 + b * cfg.background_saturate, 1.0 + b * cfg.background_contrast, float(centre_bg)
+        )
         box = bounding_box(w_prod, int(np.ceil(3 * (cfg.reduce_defocus + cfg.clarity_sigma) * scale)))
         if box is None:
             return out
@@ -306,7 +326,9 @@ class SalienceEditor:
         lab[..., 2] += weight * np.float32(shift * direction[1])
         return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
-    def placebo_image_large(self, image: np.ndarray, weight: np.ndarray, shift: float, direction: np.ndarray) -> np.ndarray:
+    def placebo_image_large(
+        self, image: np.ndarray, weight: np.ndarray, shift: float, direction: np.ndarray
+    ) -> np.ndarray:
         """:meth:`placebo_image` for a large frame: the grade's RGB change is computed at half size and added.
 
         The change is a smooth chroma shift; H.264's 4:2:0 stores chroma at half size anyway, so
@@ -316,11 +338,15 @@ class SalienceEditor:
         height, width = image.shape[:2]
         half = (max(1, width // 2), max(1, height // 2))
         small = cv2.resize(image, half, interpolation=cv2.INTER_AREA)
-        change = self.placebo_image(small, cv2.resize(weight, half, interpolation=cv2.INTER_AREA), shift, direction) - small
+        change = (
+            self.placebo_image(small, cv2.resize(weight, half, interpolation=cv2.INTER_AREA), shift, direction) - small
+        )
         return image + cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
 
     # -- the budget --------------------------------------------------------------------------------
-    def _render(self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float, background: float | None = None) -> np.ndarray:
+    def _render(
+        self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float, background: float | None = None
+    ) -> np.ndarray:
         op = self.boost_image if kind == "boost" else self.reduce_image
         return np.clip(op(image, mask, strength, background), 0.0, 1.0)
 
@@ -342,7 +368,9 @@ class SalienceEditor:
             if factor == 1:
                 reference = BudgetReference(frame, mask, protect)
             else:
-                reference = BudgetReference(_shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor))
+                reference = BudgetReference(
+                    _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor)
+                )
             entry = (frame, mask, protect, reference)
             with self._lock:
                 self._references[key] = entry
@@ -351,14 +379,21 @@ class SalienceEditor:
         small = edited if factor == 1 else _shrink(edited, factor)
         return entry[3].measure(_to_uint8(small))
 
-    def within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
+    def within_budget(
+        self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
+    ) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """(edited float frame, background strength used, capped?, its budget measure) for a boost or reduce.
 
         The requested strength if it fits; otherwise the product keeps the requested strength and
         the background gets the largest that fits (bracketed search); if the product's edge alone
         is over budget, both are scaled together.
         """
-        key = (hashlib.blake2b(frame.tobytes(), digest_size=16).digest(), hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(), kind, round(strength, 6))
+        key = (
+            hashlib.blake2b(frame.tobytes(), digest_size=16).digest(),
+            hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(),
+            kind,
+            round(strength, 6),
+        )
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -376,7 +411,9 @@ class SalienceEditor:
         max_dissimilarity = (1.0 - self.budget.min_ssim) * (1.0 - slack)
         return max(figures.delta_e / max_delta_e, (1.0 - figures.ssim) / max_dissimilarity) - 1.0
 
-    def _within_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
+    def _within_budget(
+        self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
+    ) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """The search, at the budget's own measuring resolution; on large frames the result is then
         rendered once at full resolution and measured there, stepping down if it is over."""
         factor = downsample_factor(frame.shape)
@@ -394,8 +431,14 @@ class SalienceEditor:
             excess = self._budget_excess(figures)
             if excess <= 0 and (used >= strength or excess > -WARM_TOLERANCE):
                 return edited, used, used < strength, figures
-        small_frame, small_mask, small_protect = _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor)
-        _edited, used, capped, _figures, joint = self._search_budget(small_frame, kind, small_mask, small_protect, strength)
+        small_frame, small_mask, small_protect = (
+            _shrink(frame, factor),
+            _shrink_any(mask, factor),
+            _shrink_any(protect, factor),
+        )
+        _edited, used, capped, _figures, joint = self._search_budget(
+            small_frame, kind, small_mask, small_protect, strength
+        )
         for _ in range(4):
             edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
             figures = self._measure(frame, edited, mask, protect)
@@ -410,8 +453,15 @@ class SalienceEditor:
                 return edited, 0.0, True, figures
         return image.copy(), 0.0, True, self._measure(frame, image, mask, protect)
 
-    def _search_budget(self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float,
-                       start: tuple[float, bool] | None = None) -> tuple[np.ndarray, float, bool, BudgetMeasure, bool]:
+    def _search_budget(
+        self,
+        frame: np.ndarray,
+        kind: str,
+        mask: np.ndarray,
+        protect: np.ndarray,
+        strength: float,
+        start: tuple[float, bool] | None = None,
+    ) -> tuple[np.ndarray, float, bool, BudgetMeasure, bool]:
         image = _to_float(frame)
         if start is not None and start[0] < strength:
             # a warm start (the previous frame's capped strength): kept when within WARM_TOLERANCE of the budget
@@ -435,7 +485,11 @@ class SalienceEditor:
         joint = product_excess > 0
 
         def render(background: float) -> np.ndarray:
-            return self._render(image, kind, mask, background) if joint else self._render(image, kind, mask, strength, background)
+            return (
+                self._render(image, kind, mask, background)
+                if joint
+                else self._render(image, kind, mask, strength, background)
+            )
 
         # Monotone search for the largest strength within the budget: regula falsi on the excess
         # (close to linear in strength), keeping a bracket [within, over]; every candidate tried
@@ -461,8 +515,15 @@ class SalienceEditor:
                 high, high_excess = guess, excess
         return best[0], best[1], True, best[2], joint
 
-    def placebo_shift(self, frame: np.ndarray, mask: np.ndarray, protect: np.ndarray, weight: np.ndarray,
-                      direction: np.ndarray, target_delta_e: float) -> float:
+    def placebo_shift(
+        self,
+        frame: np.ndarray,
+        mask: np.ndarray,
+        protect: np.ndarray,
+        weight: np.ndarray,
+        direction: np.ndarray,
+        target_delta_e: float,
+    ) -> float:
         """Shift whose mean CIEDE2000 outside ``mask OR protect`` matches ``target_delta_e`` (bisection)."""
         if target_delta_e <= 0:
             return 0.0
@@ -510,30 +571,53 @@ class SalienceEditor:
             return frame.copy(), EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
         elif kind in ("boost", "reduce"):
             edited, used, capped, figures = self.within_budget(frame, kind, product_mask, protect, requested)
-            reason = (f"background capped at strength {used:.3f} of {requested:.3f} by the budget" if capped else "within budget")
+            reason = (
+                f"background capped at strength {used:.3f} of {requested:.3f} by the budget"
+                if capped
+                else "within budget"
+            )
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             weight = self.placebo_weight(mask, allowed & ~protect)
             factor = downsample_factor(frame.shape)
             if factor == 1:
-                _boost, used, capped, boost_figures = self.within_budget(frame, "boost", product_mask, protect, requested)
+                _boost, used, capped, boost_figures = self.within_budget(
+                    frame, "boost", product_mask, protect, requested
+                )
                 direction = self.placebo_direction(image, mask)
                 shift = self.placebo_shift(frame, mask, protect, weight, direction, boost_figures.delta_e)
                 edited = self.placebo_image(image, weight, shift, direction)
             else:
                 # Large frame: the matched boost's magnitude, the direction and the shift are all
                 # found at the budget's measuring resolution; the grade is applied once at full size.
-                small_frame, small_mask, small_protect = _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor)
+                small_frame, small_mask, small_protect = (
+                    _shrink(frame, factor),
+                    _shrink_any(mask, factor),
+                    _shrink_any(protect, factor),
+                )
                 warm_key = ("placebo_boost", round(requested, 4))
                 _boost, used, capped, boost_figures, joint = self._search_budget(
-                    small_frame, "boost", small_mask & ~small_protect, small_protect, requested, self._warm.get(warm_key))
+                    small_frame,
+                    "boost",
+                    small_mask & ~small_protect,
+                    small_protect,
+                    requested,
+                    self._warm.get(warm_key),
+                )
                 self._warm[warm_key] = (used, joint)
                 direction = self.placebo_direction(_to_float(small_frame), small_mask)
-                shift = self.placebo_shift(small_frame, small_mask, small_protect, _shrink(weight, factor), direction, boost_figures.delta_e)
+                shift = self.placebo_shift(
+                    small_frame, small_mask, small_protect, _shrink(weight, factor), direction, boost_figures.delta_e
+                )
                 edited = self.placebo_image_large(image, weight, shift, direction)
             figures = self._measure(frame, edited, mask, protect)
             report = EditReport(
-                kind, requested, used, capped, figures.ssim, figures.delta_e,
+                kind,
+                requested,
+                used,
+                capped,
+                figures.ssim,
+                figures.delta_e,
                 f"colour grade of {shift:.2f} a*b* units matching the boost's mean CIEDE2000 {boost_figures.delta_e:.2f}",
             )
         return restore(_to_uint8(edited), frame, ~allowed | protect), report
