@@ -21,6 +21,7 @@ from pathlib import Path
 from align_core.inputs.video_import import video_ids_in_inbox
 from align_core.io.layout import DataLayout
 from align_core.io.warehouse import read_connection, table_exists
+from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "main",
@@ -63,7 +64,7 @@ def select_partitions(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="align-backfill", description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    add_data_dir_argument(parser)
     parser.add_argument("--industry", action="append", help="keep videos of this industry (repeatable)")
     parser.add_argument("--added-since", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")
     parser.add_argument("--added-until", type=dt.date.fromisoformat, help="YYYY-MM-DD, inclusive")

@@ -25,6 +25,7 @@ from align_assets.runner import (  # noqa: F401  (re-exported for the tests and 
     run_command,
 )
 from align_core.io.layout import DataLayout
+from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "main",
@@ -121,7 +122,7 @@ def build_corpus(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--videos",
         type=int,

@@ -8,13 +8,13 @@ their automation conditions; without one, ``align-backfill`` runs them here.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from align_core.inputs.video_import import import_videos, videos_in_folder
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoError, is_video_file, probe_video
+from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "main",
@@ -49,7 +49,7 @@ def screen_folder(folder: Path) -> tuple[list[Path], list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="align-import", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    add_data_dir_argument(parser)
     args = parser.parse_args(argv)
     layout = DataLayout(Path(args.data_dir)).ensure()
     try:

@@ -8,6 +8,7 @@ Dagster resources carry the same two fields, so the UI can override them per run
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Literal
 __all__ = [
     "PROFILE_DEFAULTS",
     "ProfileDefaults",
+    "add_data_dir_argument",
     "data_dir_from_env",
     "profile_from_env",
 ]
@@ -28,6 +30,16 @@ DEFAULT_DATA_DIR = "data"
 
 def data_dir_from_env() -> Path:
     return Path(os.environ.get("ALIGN_DATA_DIR", DEFAULT_DATA_DIR)).expanduser().resolve()
+
+
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` with the one default every CLI shares: ``$ALIGN_DATA_DIR``, else ``./data``."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data_dir_from_env(),
+        help="the data directory (default: $ALIGN_DATA_DIR, else ./data)",
+    )
 
 
 def profile_from_env() -> Profile:

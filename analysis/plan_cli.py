@@ -9,13 +9,13 @@ Files go to ``<data-dir>/experiments/``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from align_core.experiments.config import load_experiment_config
 from align_core.experiments.upload_manifest import build_upload_manifest
 from align_core.io.warehouse import read_connection, table_exists
+from align_core.settings import add_data_dir_argument
 from analysis.preregistration import register_plan
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="align-ab-plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="the experiment config (YAML)")
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    add_data_dir_argument(parser)
     parser.add_argument(
         "--allow-after-results",
         action="store_true",

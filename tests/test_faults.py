@@ -199,7 +199,9 @@ def graph(tmp_path_factory, corpus):
     layout, ids = fresh_layout(tmp_path_factory.mktemp("graph"), corpus)
     keywords = pd.read_csv(layout.keywords_csv, dtype=str, keep_default_na=False)
     screened = {ids[2]: "", ids[3]: "shop now", ids[4]: "free shipping"}
-    keywords["keyword_list[0]"] = [screened.get(v, k) for v, k in zip(keywords["_id"], keywords["keyword_list[0]"], strict=False)]
+    keywords["keyword_list[0]"] = [
+        screened.get(v, k) for v, k in zip(keywords["_id"], keywords["keyword_list[0]"], strict=False)
+    ]
     keywords.to_csv(layout.keywords_csv, index=False)
     instance = instance_with(ids)
     results = {key: run(layout, instance, PERCEPTION, key) for key in ids}

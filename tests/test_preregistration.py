@@ -187,7 +187,13 @@ def test_upload_manifest_honours_eligibility_and_catches_changed_files(tmp_path:
         ("7228023352396972034", "baseline"),
         ("7228023352396972034", "placebo"),
     }
-    reasons = dict(zip(zip(manifest.excluded["video_id"], manifest.excluded["variant"], strict=False), manifest.excluded["reason"], strict=False))
+    reasons = dict(
+        zip(
+            zip(manifest.excluded["video_id"], manifest.excluded["variant"], strict=False),
+            manifest.excluded["reason"],
+            strict=False,
+        )
+    )
     assert reasons[("7228023352396972034", "early_boost")].startswith("manipulation check failed")
     assert "control arm (baseline) is not eligible" in reasons[(hexid, "placebo")]
     override = build_upload_manifest(db, "exp-up", tmp_path / "out", THREE, include_ineligible=True)

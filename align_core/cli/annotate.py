@@ -28,6 +28,7 @@ from align_core.inputs.annotations import AnnotationRow, annotations_path, read_
 from align_core.inputs.ids import validate_video_id
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import read_frame
+from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "AnnotationServer",
@@ -275,12 +276,11 @@ class AnnotationServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
 
     from align_core.inputs.video_import import video_ids_in_inbox
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.environ.get("ALIGN_DATA_DIR", "data"))
+    add_data_dir_argument(parser)
     parser.add_argument("--videos", nargs="*", help="video ids (default: every video in raw/videos)")
     parser.add_argument("--host", default=LOOPBACK, help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

@@ -11,7 +11,6 @@ The file itself is left where it is.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections import defaultdict
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from align_core.experiments.ab_mapping import AD_NAME_FORMAT, load_mapping, shipped_mappings
 from align_core.experiments.ab_results import IngestReport, ingest_export, known_videos_from_warehouse
+from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "main",
@@ -63,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("export", type=Path, help="the platform's export (CSV)")
     parser.add_argument("--mapping", required=True, help=f"a shipped mapping ({names}) or a mapping YAML file")
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get("ALIGN_DATA_DIR", "data"),
-        help="the platform's data directory (its warehouse.duckdb is used)",
-    )
+    add_data_dir_argument(parser)
     parser.add_argument("--database", default=None, help="a warehouse file (default: <data-dir>/warehouse.duckdb)")
     parser.add_argument(
         "--no-catalog-check", action="store_true", help="accept video ids missing from the warehouse's videos table"

@@ -717,7 +717,8 @@ def verify_variants(
             main["independent_agree"],
             main["independent_total"],
             main["independent_majority"],
-            main["calibrating_status"], strict=False,
+            main["calibrating_status"],
+            strict=False,
         )
     ]
     main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
@@ -776,7 +777,8 @@ def verify_variants(
         else:
             status = "passed"
         reasons = problems + [
-            f"{w}: {r}" for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"], strict=False)
+            f"{w}: {r}"
+            for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"], strict=False)
         ]
         verdicts.append(
             {

@@ -339,7 +339,9 @@ def alignment_tables(
         _check_ranges(ranges, count)
     except ValueError as exc:
         raise ValueError(f"video {video_id}: {exc}") from None
-    for (s0, e0), (s1, _), n0, n1 in zip(ranges, ranges[1:], ordered["scene_number"], ordered["scene_number"][1:], strict=False):
+    for (s0, e0), (s1, _), n0, n1 in zip(
+        ranges, ranges[1:], ordered["scene_number"], ordered["scene_number"][1:], strict=False
+    ):
         if s1 < e0:
             raise ValueError(f"video {video_id}: scenes {n0} [{s0}, {e0}) and {n1} overlap from frame {s1}")
 

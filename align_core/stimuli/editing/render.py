@@ -528,10 +528,12 @@ def render_variants(
 
             def shown(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                 if size not in outlines:  # the masks at this size, once per frame for every tile
+
                     def small(m):
                         return (
-                                            None if m is None else cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-                                        )  # noqa: E731
+                            None if m is None else cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+                        )  # noqa: E731
+
                     outlines[size] = (small(product), small(protected))
                 return outline_regions(cv2.resize(image, size, interpolation=cv2.INTER_AREA), *outlines[size])
 
