@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine with Python 3.11:
 #   make demo   - create the environment, build the demo corpus, materialize the whole graph
 #   make test   - create the environment, install the browser/Postgres test programs, run pytest
+#   make lint   - ruff (format + lint) and mypy against its baseline; make test-fast - the suite minus slow tests
 # `make ui` opens the Dagster UI on the demo's instance (127.0.0.1 only).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -11,7 +12,7 @@ DATA ?= data
 export ALIGN_DATA_DIR ?= $(abspath $(DATA))
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 
-.PHONY: demo test ui bench clean-data
+.PHONY: demo test test-fast lint ui bench clean-data
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
@@ -29,6 +30,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash .ci/install-system-deps.sh
 	$(BIN)/pytest
+
+# The suite without the tests that run the pipeline (marked slow): a minute or two, for editing.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not system"
+
+# Formatting, lint (ruff: E, F, W, I, B, complexity <= 20, <= 60 statements) and types (mypy, per-file
+# baseline in .ci/mypy-baseline.json that may only shrink).
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/python .ci/mypy_gate.py
 
 ui: $(STAMP)
 	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR) --ui-only

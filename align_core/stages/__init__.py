@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+__all__ = ["CheckOutcome"]
+
 
 @dataclass(frozen=True)
 class CheckOutcome:

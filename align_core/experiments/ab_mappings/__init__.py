@@ -1,0 +1,3 @@
+"""Column mappings shipped with the platform (YAML files beside this module)."""
+
+__all__: list[str] = []
