@@ -238,7 +238,6 @@ def validate_export(
     the row, the column and the value. ``known_variants`` is the registry's arm names (one list,
     or one per experiment id); None: the default registry's.
     """
-    errors: list[str] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         return frame, [
@@ -246,155 +245,204 @@ def validate_export(
         ]
     if len(frame) == 0:
         return frame, [f"{source}: the export has a header but no rows"]
+    checks = _ExportChecks(frame, source, row_numbers, header_lines)
+    checks.check_ids(known_videos)
+    checks.check_variants(known_variants)
+    date_bad = checks.check_dates_and_segments()
+    numeric = checks.check_numbers()
+    checks.check_consistency(numeric)
+    checks.check_duplicates(date_bad)
+    checks.check_planned_shares()
+    return checks.typed(numeric), checks.errors
 
-    frame = frame.copy()
-    for column in KEY_COLUMNS:
-        frame[column] = frame[column].astype(str).str.strip()
-    row_no = np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
-    bad = np.zeros(len(frame), dtype=bool)
 
-    def flag(mask: np.ndarray, message: Any) -> None:
-        nonlocal bad
+class _ExportChecks:
+    """The checks of :func:`validate_export` on one text-typed frame; messages in the order found."""
+
+    def __init__(self, frame: pd.DataFrame, source: str, row_numbers: Sequence[int] | None, header_lines: int) -> None:
+        self.frame = frame.copy()
+        for column in KEY_COLUMNS:
+            self.frame[column] = self.frame[column].astype(str).str.strip()
+        self.source, self.header_lines = source, header_lines
+        self.row_no = (
+            np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
+        )
+        self.bad = np.zeros(len(frame), dtype=bool)
+        self.errors: list[str] = []
+
+    def flag(self, mask: np.ndarray, message: Any) -> None:
+        """One message per row in ``mask`` (text, or a function of the row index); the rows turn bad."""
         for idx in np.flatnonzero(mask):
             text = message(idx) if callable(message) else message
-            errors.append(f"{source}: row {row_no[idx]} (line {row_no[idx] + header_lines}): {text}")
-        bad |= mask
+            self.errors.append(
+                f"{self.source}: row {self.row_no[idx]} (line {self.row_no[idx] + self.header_lines}): {text}"
+            )
+        self.bad |= mask
 
-    # ids: strings, not floats or scientific notation, safe as path parts
-    for column in ("experiment_id", "video_id"):
-        # vectorised fast path: only ids failing the pattern go through the per-row messages
-        suspect = (
-            ~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy() | frame[column].str.match(SCIENTIFIC_ID).to_numpy()
-        )
-        for idx in np.flatnonzero(suspect):
-            value = frame[column].iat[idx]
-            one = np.zeros(len(frame), dtype=bool)
-            one[idx] = True
-            if _FLOATY_ID.match(value):
-                flag(
-                    one,
-                    f"{column} {value!r} looks like a number that went through a float "
-                    "parser (ids must be exact digit strings; 19-digit ids overflow float64)",
-                )
-                continue
-            try:
-                validate_video_id(value)
-            except InvalidVideoIdError as exc:
-                flag(one, f"{column}: {exc}")
-    if known_videos is not None:
-        unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~bad
-        flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
+    def check_ids(self, known_videos: set[str] | None) -> None:
+        """Ids are strings, not floats or scientific notation, safe as path parts (and known videos)."""
+        frame = self.frame
+        for column in ("experiment_id", "video_id"):
+            # vectorised fast path: only ids failing the pattern go through the per-row messages
+            suspect = (
+                ~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
+                | frame[column].str.match(SCIENTIFIC_ID).to_numpy()
+            )
+            for idx in np.flatnonzero(suspect):
+                self._check_one_id(column, idx)
+        if known_videos is not None:
+            unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~self.bad
+            self.flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
 
-    default_arms = variant_names(DEFAULT_VARIANTS)
-    if known_variants is None or not isinstance(known_variants, Mapping):
-        arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
-    else:
-        arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
-    variant_ok = np.zeros(len(frame), dtype=bool)
-    for exp in frame["experiment_id"].unique():
-        rows_of = (frame["experiment_id"] == exp).to_numpy()
-        variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
-    flag(
-        ~variant_ok,
-        lambda i: (
-            f"unknown variant {frame['variant'].iat[i]!r} for experiment "
-            f"{frame['experiment_id'].iat[i]!r}; its registry has "
-            f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"
-        ),
-    )
+    def _check_one_id(self, column: str, idx: int) -> None:
+        value = self.frame[column].iat[idx]
+        one = np.zeros(len(self.frame), dtype=bool)
+        one[idx] = True
+        if _FLOATY_ID.match(value):
+            self.flag(
+                one,
+                f"{column} {value!r} looks like a number that went through a float "
+                "parser (ids must be exact digit strings; 19-digit ids overflow float64)",
+            )
+            return
+        try:
+            validate_video_id(value)
+        except InvalidVideoIdError as exc:
+            self.flag(one, f"{column}: {exc}")
 
-    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
-    date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
-    flag(date_bad, lambda i: f"bad date {frame['date'].iat[i]!r}; expected YYYY-MM-DD")
-    frame["date"] = dates.dt.date
-
-    seg_bad = (frame["segment"] == "").to_numpy()
-    flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
-
-    numeric: dict[str, np.ndarray] = {}
-    for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
-        text = frame[column].astype(str).str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-        not_number = ~np.isfinite(values)
-        flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
-        negative = np.isfinite(values) & (values < 0)
-        flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
-        if column in COUNT_COLUMNS:
-            fractional = np.isfinite(values) & (values != np.floor(values))
-            flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
-        numeric[column] = values
-    # optional measures: blank is NULL (not reported), anything else must be a valid number
-    for column in MEASURE_COLUMNS:
-        if column not in frame.columns:
-            numeric[column] = np.full(len(frame), np.nan)
-            continue
-        text = frame[column].astype(str).str.strip()
-        blank = (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
-        flag(~blank & ~np.isfinite(values), lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
-        with np.errstate(invalid="ignore"):
-            flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
-            if column in VIEW_COLUMNS:
-                flag(
-                    np.isfinite(values) & (values != np.floor(values)),
-                    lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}",
-                )
-        numeric[column] = values
-    imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
-    with np.errstate(invalid="ignore"):
-        flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
-        flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
-        wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
-        # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
-        # columns were swapped or aggregated at a different grain (checked where given).
-        cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
-        flag(
-            cs_bad,
+    def check_variants(self, known_variants: KnownVariants | None) -> None:
+        """Each row names one of its experiment's registered arms."""
+        frame = self.frame
+        default_arms = variant_names(DEFAULT_VARIANTS)
+        if known_variants is None or not isinstance(known_variants, Mapping):
+            arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
+        else:
+            arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
+        variant_ok = np.zeros(len(frame), dtype=bool)
+        for exp in frame["experiment_id"].unique():
+            rows_of = (frame["experiment_id"] == exp).to_numpy()
+            variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
+        self.flag(
+            ~variant_ok,
             lambda i: (
-                f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
-                f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"
+                f"unknown variant {frame['variant'].iat[i]!r} for experiment "
+                f"{frame['experiment_id'].iat[i]!r}; its registry has "
+                f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"
             ),
         )
-        flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
 
-    duplicated = frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
-    flag(
-        duplicated, lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) within the file"
-    )
+    def check_dates_and_segments(self) -> np.ndarray:
+        """ISO dates (turned into dates) and non-empty segments; returns the rows with a bad date."""
+        frame = self.frame
+        dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+        date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
+        self.flag(date_bad, lambda i: f"bad date {frame['date'].iat[i]!r}; expected YYYY-MM-DD")
+        frame["date"] = dates.dt.date
+        seg_bad = (frame["segment"] == "").to_numpy()
+        self.flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
+        return date_bad
 
-    if "planned_share" in frame.columns:
+    def check_numbers(self) -> dict[str, np.ndarray]:
+        """Counts and amounts are finite, >= 0 (counts whole); optional measures blank or the same."""
+        frame, flag = self.frame, self.flag
+        numeric: dict[str, np.ndarray] = {}
+        for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
+            text = frame[column].astype(str).str.strip()
+            values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+            not_number = ~np.isfinite(values)
+            flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
+            negative = np.isfinite(values) & (values < 0)
+            flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
+            if column in COUNT_COLUMNS:
+                fractional = np.isfinite(values) & (values != np.floor(values))
+                flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+            numeric[column] = values
+        # optional measures: blank is NULL (not reported), anything else must be a valid number
+        for column in MEASURE_COLUMNS:
+            numeric[column] = self._check_measure(column)
+        return numeric
+
+    def _check_measure(self, column: str) -> np.ndarray:
+        if column not in self.frame.columns:
+            return np.full(len(self.frame), np.nan)
+        text = self.frame[column].astype(str).str.strip()
+        blank = (text == "").to_numpy()
+        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
+        self.flag(~blank & ~np.isfinite(values), lambda i: f"{column} {text.iat[i]!r} is not a finite number")
+        with np.errstate(invalid="ignore"):
+            self.flag(values < 0, lambda i: f"negative {column} ({values[i]:g})")
+            if column in VIEW_COLUMNS:
+                self.flag(
+                    np.isfinite(values) & (values != np.floor(values)),
+                    lambda i: f"{column} must be a whole count, got {values[i]:g}",
+                )
+        return values
+
+    def check_consistency(self, numeric: Mapping[str, np.ndarray]) -> None:
+        """Clicks <= impressions, conversions <= clicks, watch-time sums that fit together."""
+        imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
+        flag = self.flag
+        with np.errstate(invalid="ignore"):
+            flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
+            flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
+            wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
+            # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
+            # columns were swapped or aggregated at a different grain (checked where given).
+            cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
+            flag(
+                cs_bad,
+                lambda i: (
+                    f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
+                    f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"
+                ),
+            )
+            flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
+
+    def check_duplicates(self, date_bad: np.ndarray) -> None:
+        duplicated = self.frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
+        self.flag(
+            duplicated,
+            lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) within the file",
+        )
+
+    def check_planned_shares(self) -> None:
+        """Shares in (0, 1], one per arm, summing to at most 1 per experiment (when the file has them)."""
+        frame, source = self.frame, self.source
+        if "planned_share" not in frame.columns:
+            return
         share = pd.to_numeric(frame["planned_share"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
-        flag(
+        self.flag(
             ~np.isfinite(share) | (share <= 0) | (share > 1),
             lambda i: f"planned_share {frame['planned_share'].iat[i]!r} must be in (0, 1]",
         )
         frame["planned_share"] = share
-        ok = ~bad
-        if ok.any():
-            arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
-            for (exp, var), _count in arms[arms > 1].items():
-                errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
-            totals = (
-                frame.loc[ok]
-                .drop_duplicates(["experiment_id", "variant"])
-                .groupby("experiment_id")["planned_share"]
-                .sum()
-            )
-            # a file may restate only some arms, so its shares may sum to less than 1, never more
-            for exp, total in totals[totals > 1 + 1e-6].items():
-                errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
+        ok = ~self.bad
+        if not ok.any():
+            return
+        arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
+        for (exp, var), _count in arms[arms > 1].items():
+            self.errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
+        totals = (
+            frame.loc[ok].drop_duplicates(["experiment_id", "variant"]).groupby("experiment_id")["planned_share"].sum()
+        )
+        # a file may restate only some arms, so its shares may sum to less than 1, never more
+        for exp, total in totals[totals > 1 + 1e-6].items():
+            self.errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
 
-    for column in COUNT_COLUMNS:
-        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
-    for column in AMOUNT_COLUMNS:
-        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
-    frame[SUMSQ_COLUMN] = pd.array(
-        np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
-    )
-    for column in VIEW_COLUMNS:
-        values = numeric[column]
-        frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
-    return frame, errors
+    def typed(self, numeric: Mapping[str, np.ndarray]) -> pd.DataFrame:
+        """The frame with its measures as numbers (0 where invalid: such a file is rejected anyway)."""
+        frame = self.frame
+        for column in COUNT_COLUMNS:
+            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
+        for column in AMOUNT_COLUMNS:
+            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
+        frame[SUMSQ_COLUMN] = pd.array(
+            np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
+        )
+        for column in VIEW_COLUMNS:
+            values = numeric[column]
+            frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
+        return frame
 
 
 # ---------------------------------------------------------------------------------------------
