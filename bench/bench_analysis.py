@@ -44,6 +44,7 @@ def generate(
     import duckdb
 
     from align_core.experiments.ab_results import ensure_tables
+    from align_core.experiments.experiments_table import record_experiment
     from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
     from align_demo.ab_simulator import registry_lifts
 
@@ -114,7 +115,7 @@ def generate(
     md = pd.concat(deltas, ignore_index=True)
     con.register("m", md)
     con.execute("CREATE TABLE manipulation_check AS SELECT * FROM m")
-    con.execute("INSERT INTO experiments VALUES ('bench-exp', 'bench', DATE '2026-11-01', ?)", [dates[-1]])
+    record_experiment(con, "bench-exp", "bench", dt.date(2026, 11, 1), dates[-1])
     rows, total = con.execute("SELECT count(*), sum(impressions) FROM ab_results").fetchone()
     con.close()
     return {

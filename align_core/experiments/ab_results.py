@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ensure_registry_table, registered_variants
+from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
 from align_core.io.video_io import file_sha256
@@ -114,14 +115,6 @@ CREATE TABLE IF NOT EXISTS ab_results (
     views_p75 BIGINT,
     views_p100 BIGINT,
     PRIMARY KEY (experiment_id, video_id, variant, date, segment)
-)
-"""
-EXPERIMENTS_DDL = """
-CREATE TABLE IF NOT EXISTS experiments (
-    experiment_id VARCHAR PRIMARY KEY,
-    name VARCHAR,
-    start_date DATE,
-    end_date DATE
 )
 """
 ARMS_DDL = """
@@ -567,7 +560,6 @@ def ingest_export(
 
     path = Path(path)
     database = Path(database)
-    inbox = path.parent
     sha = file_sha256(path)
     if known_videos is None and check_catalog:
         known_videos = known_videos_from_warehouse(database)
@@ -577,80 +569,93 @@ def ingest_export(
         mapping = load_mapping(mapping)
 
     frame, errors = read_and_validate(path, known_videos, known_variants, mapping)
-
     if errors:
-        if not move:
-            return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
-        moved = _move_aside(path, inbox / "rejected", sha)
-        listed = errors[:_MAX_ERRORS_LISTED]
-        if len(errors) > len(listed):
-            listed.append(f"... and {len(errors) - len(listed)} more")
-        errors_file = moved.with_name(moved.name + ".errors.txt")
-        atomic_write_text(errors_file, "\n".join(listed) + "\n")
-        return IngestReport(
-            source=path, status="rejected", moved_to=moved, sha256=sha, errors=tuple(errors), errors_file=errors_file
-        )
+        return _reject(path, sha, errors, move)
 
     rows = frame[list(STORED_COLUMNS)].copy()
     rows["source_file"] = path.name
+    experiments = _experiment_spans(frame)
+    arms = None
+    if "planned_share" in frame.columns:
+        arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
+    replaced = _upsert_results(database, rows, experiments, arms)
+    moved = _move_aside(path, path.parent / "done", sha) if move else path
+    return IngestReport(
+        source=path,
+        status="ingested",
+        moved_to=moved,
+        rows=len(rows),
+        rows_replaced=replaced,
+        experiments=tuple(sorted(experiments["experiment_id"])),
+        impressions=int(rows["impressions"].sum()),
+        sha256=sha,
+    )
+
+
+def _reject(path: Path, sha: str, errors: list[str], move: bool) -> IngestReport:
+    """The report of a bad export; with ``move``, the file goes to ``rejected/`` beside its errors file."""
+    if not move:
+        return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
+    moved = _move_aside(path, path.parent / "rejected", sha)
+    listed = errors[:_MAX_ERRORS_LISTED]
+    if len(errors) > len(listed):
+        listed.append(f"... and {len(errors) - len(listed)} more")
+    errors_file = moved.with_name(moved.name + ".errors.txt")
+    atomic_write_text(errors_file, "\n".join(listed) + "\n")
+    return IngestReport(
+        source=path, status="rejected", moved_to=moved, sha256=sha, errors=tuple(errors), errors_file=errors_file
+    )
+
+
+def _experiment_spans(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment in a validated export: its first and last date, and its name (None if not given)."""
     experiments = frame.groupby("experiment_id").agg(start_date=("date", "min"), end_date=("date", "max")).reset_index()
     if "experiment_name" in frame.columns:
         names = frame.groupby("experiment_id")["experiment_name"].first()
         experiments["name"] = experiments["experiment_id"].map(names).replace("", None)
     else:
         experiments["name"] = None
-    arms = None
-    if "planned_share" in frame.columns:
-        arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
+    return experiments
 
+
+def _upsert_results(database: Path, rows: pd.DataFrame, experiments: pd.DataFrame, arms: pd.DataFrame | None) -> int:
+    """Write a validated export in one transaction under the writer lock; returns the rows it replaced."""
     with write_connection(database) as con:
         try:
             with transaction(con):
                 ensure_tables(con)
-                con.register("_incoming_ab", rows)
-                replaced = con.execute(
-                    "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
-                ).fetchone()[0]
-                con.execute(
-                    "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
-                    "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
-                )
-                columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
-                con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
-                con.register("_incoming_exp", experiments)
-                # widen the experiment's date range; keep a name given earlier unless this file names it
-                con.execute(
-                    """
-                    INSERT INTO experiments (experiment_id, name, start_date, end_date)
-                    SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
-                    ON CONFLICT (experiment_id) DO UPDATE SET
-                        name = COALESCE(excluded.name, experiments.name),
-                        start_date = LEAST(experiments.start_date, excluded.start_date),
-                        end_date = GREATEST(experiments.end_date, excluded.end_date)
-                    """
-                )
+                replaced = _replace_ab_rows(con, rows)
+                # widen each experiment's date range; keep a name given earlier unless this file names it
+                for exp in experiments.itertuples(index=False):
+                    name = None if pd.isna(exp.name) else exp.name
+                    record_experiment(con, exp.experiment_id, name, exp.start_date, exp.end_date)
                 if arms is not None:
                     con.register("_incoming_arms", arms)
                     con.execute(
                         "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
                     )
         finally:
-            for view in ("_incoming_ab", "_incoming_exp", "_incoming_arms"):
+            for view in ("_incoming_ab", "_incoming_arms"):
                 try:
                     con.unregister(view)
                 except Exception:
                     pass
-    moved = _move_aside(path, inbox / "done", sha) if move else path
-    return IngestReport(
-        source=path,
-        status="ingested",
-        moved_to=moved,
-        rows=len(rows),
-        rows_replaced=int(replaced),
-        experiments=tuple(sorted(experiments["experiment_id"])),
-        impressions=int(rows["impressions"].sum()),
-        sha256=sha,
+    return replaced
+
+
+def _replace_ab_rows(con: Any, rows: pd.DataFrame) -> int:
+    """Replace stored ``ab_results`` rows on the natural key with ``rows``; the count replaced."""
+    con.register("_incoming_ab", rows)
+    replaced = con.execute(
+        "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
+    ).fetchone()[0]
+    con.execute(
+        "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
+        "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
     )
+    columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
+    con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
+    return int(replaced)
 
 
 def stored_ab_totals(database: str | os.PathLike[str]) -> tuple[int, int]:
@@ -674,7 +679,9 @@ def register_experiment(
 ) -> None:
     """Record an experiment's planned allocation before (or without) exports carrying it.
 
-    The sample-ratio-mismatch guardrail compares served impressions to these shares.
+    The sample-ratio-mismatch guardrail compares served impressions to these shares. The
+    ``experiments`` row follows :func:`~align_core.experiments.experiments_table.record_experiment`'s
+    rule (the date range only widens).
     """
     validate_video_id(experiment_id, where="experiment_id")
     total = sum(planned_shares.values())
@@ -691,13 +698,7 @@ def register_experiment(
     with write_connection(database) as con:
         with transaction(con):
             ensure_tables(con)
-            con.execute(
-                """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
-                   name = COALESCE(excluded.name, experiments.name),
-                   start_date = COALESCE(excluded.start_date, experiments.start_date),
-                   end_date = COALESCE(excluded.end_date, experiments.end_date)""",
-                [experiment_id, name, start_date, end_date],
-            )
+            record_experiment(con, experiment_id, name, start_date, end_date)
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
             for variant, share in planned_shares.items():
                 con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
