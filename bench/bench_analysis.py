@@ -37,6 +37,43 @@ if str(REPO) not in sys.path:
 INDUSTRIES = ("beauty", "fashion", "food", "tech", "home")
 
 
+def _variant_cells(
+    rng: np.random.Generator,
+    variant: str,
+    p_base: np.ndarray,
+    lift: float,
+    per_row: float,
+    videos: pd.DataFrame,
+    dates: np.ndarray,
+    seg_names: np.ndarray,
+) -> pd.DataFrame:
+    """One arm's simulated export rows (video x day x segment), drawn from ``rng`` in a fixed order."""
+    n_videos, days, segments = len(videos), len(dates), len(seg_names)
+    p = np.clip(p_base * (1 + lift + rng.normal(0, 0.06, n_videos)), 1e-5, 0.5)
+    n = rng.poisson(per_row, (n_videos, days, segments))
+    clicks = rng.binomial(n, p[:, None, None])
+    conv = rng.binomial(clicks, 0.05)
+    wsum = np.round(n * 8.0 + rng.normal(0, 1, n.shape) * np.sqrt(np.maximum(n, 1)) * 6, 3).clip(0) * (n > 0)
+    wsq = np.ceil((wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * 36.0) * 1000) / 1000
+    iv, idd, iseg = np.meshgrid(np.arange(n_videos), np.arange(days), np.arange(segments), indexing="ij")
+    return pd.DataFrame(
+        {
+            "experiment_id": "bench-exp",
+            "video_id": videos["video_id"].to_numpy()[iv.ravel()],
+            "variant": variant,
+            "date": dates[idd.ravel()],
+            "segment": seg_names[iseg.ravel()],
+            "impressions": n.ravel(),
+            "clicks": clicks.ravel(),
+            "conversions": conv.ravel(),
+            "spend": n.ravel() * 0.006,
+            "watch_time_s_sum": wsum.ravel(),
+            "watch_time_s_sumsq": wsq.ravel(),
+            "source_file": "bench",
+        }
+    )
+
+
 def generate(
     db: Path, impressions: int, n_videos: int = 500, days: int = 14, segments: int = 12, seed: int = 0
 ) -> dict:
@@ -44,6 +81,7 @@ def generate(
     import duckdb
 
     from align_core.experiments.ab_results import ensure_tables
+    from align_core.experiments.experiments_table import record_experiment
     from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
     from align_demo.ab_simulator import registry_lifts
 
@@ -73,29 +111,7 @@ def generate(
     )
     deltas = []
     for variant in VARIANTS:
-        p = np.clip(p_base * (1 + lifts[variant] + rng.normal(0, 0.06, n_videos)), 1e-5, 0.5)
-        n = rng.poisson(per_row, (n_videos, days, segments))
-        clicks = rng.binomial(n, p[:, None, None])
-        conv = rng.binomial(clicks, 0.05)
-        wsum = np.round(n * 8.0 + rng.normal(0, 1, n.shape) * np.sqrt(np.maximum(n, 1)) * 6, 3).clip(0) * (n > 0)
-        wsq = np.ceil((wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * 36.0) * 1000) / 1000
-        iv, idd, iseg = np.meshgrid(np.arange(n_videos), np.arange(days), np.arange(segments), indexing="ij")
-        frame = pd.DataFrame(
-            {
-                "experiment_id": "bench-exp",
-                "video_id": videos["video_id"].to_numpy()[iv.ravel()],
-                "variant": variant,
-                "date": dates[idd.ravel()],
-                "segment": seg_names[iseg.ravel()],
-                "impressions": n.ravel(),
-                "clicks": clicks.ravel(),
-                "conversions": conv.ravel(),
-                "spend": n.ravel() * 0.006,
-                "watch_time_s_sum": wsum.ravel(),
-                "watch_time_s_sumsq": wsq.ravel(),
-                "source_file": "bench",
-            }
-        )
+        frame = _variant_cells(rng, variant, p_base, lifts[variant], per_row, videos, dates, seg_names)
         con.register("f", frame)
         con.execute("INSERT INTO ab_results BY NAME SELECT * FROM f")
         con.unregister("f")
@@ -114,7 +130,7 @@ def generate(
     md = pd.concat(deltas, ignore_index=True)
     con.register("m", md)
     con.execute("CREATE TABLE manipulation_check AS SELECT * FROM m")
-    con.execute("INSERT INTO experiments VALUES ('bench-exp', 'bench', DATE '2026-11-01', ?)", [dates[-1]])
+    record_experiment(con, "bench-exp", "bench", dt.date(2026, 11, 1), dates[-1])
     rows, total = con.execute("SELECT count(*), sum(impressions) FROM ab_results").fetchone()
     con.close()
     return {

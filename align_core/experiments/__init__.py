@@ -1,5 +1,6 @@
 """Experiments: an experiment's config (its arms), which variants are eligible, the upload
-manifest, and the A/B results exports with their column mappings.
+manifest, the A/B results exports with their column mappings, and the ``experiments`` table's
+one writer (:func:`record_experiment`).
 
 Names are imported from their module on first use (:mod:`align_core.lazy`).
 """
@@ -42,6 +43,10 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "registered_configs",
             "registered_variants",
             "variants_for",
+        ),
+        "experiments_table": (
+            "EXPERIMENTS_DDL",
+            "record_experiment",
         ),
         "eligibility": (
             "eligibility_table",

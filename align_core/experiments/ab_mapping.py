@@ -131,6 +131,20 @@ class MappedExport:
     header_lines: int
 
 
+class _RowProblems:
+    """Per-row problems of one export, in the order found, and which rows they make bad."""
+
+    def __init__(self, source: str, row_numbers: np.ndarray, header_lines: int):
+        self.source, self.row_numbers, self.header_lines = source, row_numbers, header_lines
+        self.errors: list[str] = []
+        self.bad = np.zeros(len(row_numbers), dtype=bool)
+
+    def flag(self, idx: int, text: str) -> None:
+        row = self.row_numbers[idx]
+        self.errors.append(f"{self.source}: row {row} (line {row + self.header_lines}): {text}")
+        self.bad[idx] = True
+
+
 @dataclass(frozen=True)
 class ExportMapping:
     """One platform's column map (see the module docstring for the keys)."""
@@ -258,14 +272,7 @@ class ExportMapping:
     def apply(self, raw: pd.DataFrame, source: str) -> MappedExport:
         """Turn the export's rows into results-schema rows (text), listing every bad row."""
         header_lines = self.header_row
-        raw = raw.copy()
-        raw.columns = [str(c).strip() for c in raw.columns]
-        row_numbers = np.arange(1, len(raw) + 1)
-        keep = np.ones(len(raw), dtype=bool)
-        for column, pattern in self.skip_rows.items():
-            if column in raw.columns:
-                keep &= ~raw[column].astype(str).str.match(pattern).to_numpy()
-        raw, row_numbers = raw.loc[keep].reset_index(drop=True), row_numbers[keep]
+        raw, row_numbers = self._drop_skipped_rows(raw)
         columns = dict(self.columns)
         if self.layout == "long":
             raw, row_numbers, errors = self._pivot_long(raw, row_numbers, source, header_lines)
@@ -276,35 +283,49 @@ class ExportMapping:
         absent_segments = [c for c in self.segment_columns if c not in raw.columns]
         if missing or absent_segments:
             parts = missing + [f"{c!r} (segment)" for c in absent_segments]
-            return MappedExport(
-                pd.DataFrame(),
-                np.array([], dtype=np.int64),
-                [
-                    f"{source}: not a {self.name} export: missing column(s) {', '.join(parts)}; "
-                    f"the export has {', '.join(repr(c) for c in raw.columns)}"
-                ],
-                header_lines,
+            error = (
+                f"{source}: not a {self.name} export: missing column(s) {', '.join(parts)}; "
+                f"the export has {', '.join(repr(c) for c in raw.columns)}"
             )
+            return MappedExport(pd.DataFrame(), np.array([], dtype=np.int64), [error], header_lines)
         if len(raw) == 0:
             return MappedExport(
                 pd.DataFrame(), row_numbers, [f"{source}: the export has a header but no rows"], header_lines
             )
         optional, _ = self._resolve(raw, OPTIONAL_FIELDS, required=False, columns=columns)
         found.update(optional)
+        problems = _RowProblems(source, row_numbers, header_lines)
+        out = self._keys(raw, found, problems)
+        numbers = {f: self._numbers(raw, f, found[f], problems) for f in _NUMERIC_FIELDS if f in found}
+        for f in COUNT_COLUMNS + ("spend",):
+            out[f] = _texts(numbers[f])
+        out["watch_time_s_sum"] = _texts(np.round(self._watch_time_sum(numbers, found, problems), 6))
+        out[SUMSQ_COLUMN] = ""  # platforms report averages only
+        for f in VIEW_COLUMNS:
+            out[f] = _texts(numbers[f]) if f in numbers else ""
+        keep = ~problems.bad
+        frame = out.loc[keep, list(KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS) + [SUMSQ_COLUMN, *VIEW_COLUMNS]]
+        return MappedExport(frame.reset_index(drop=True), row_numbers[keep], problems.errors, header_lines)
 
-        errors: list[str] = []
-        bad = np.zeros(len(raw), dtype=bool)
+    def _drop_skipped_rows(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows ``skip_rows`` does not drop (totals lines), with their 1-based numbers in the file."""
+        raw = raw.copy()
+        raw.columns = [str(c).strip() for c in raw.columns]
+        row_numbers = np.arange(1, len(raw) + 1)
+        keep = np.ones(len(raw), dtype=bool)
+        for column, pattern in self.skip_rows.items():
+            if column in raw.columns:
+                keep &= ~raw[column].astype(str).str.match(pattern).to_numpy()
+        return raw.loc[keep].reset_index(drop=True), row_numbers[keep]
 
-        def flag(idx: int, text: str) -> None:
-            errors.append(f"{source}: row {row_numbers[idx]} (line {row_numbers[idx] + header_lines}): {text}")
-            bad[idx] = True
-
+    def _keys(self, raw: pd.DataFrame, found: Mapping[str, str], problems: _RowProblems) -> pd.DataFrame:
+        """Experiment, video and variant decoded from the ad name, the ISO date and the segment."""
         decoded = []
         for idx, name in enumerate(raw[found["ad_name"]].astype(str)):
             try:
                 decoded.append(decode_ad_name(name))
             except AdNameError as exc:
-                flag(idx, f"column {found['ad_name']!r}: {exc}")
+                problems.flag(idx, f"column {found['ad_name']!r}: {exc}")
                 decoded.append(("", "", ""))
         out = pd.DataFrame(decoded, columns=["experiment_id", "video_id", "variant"])
         dates = raw[found["date"]].astype(str)
@@ -317,52 +338,47 @@ class ExportMapping:
             ]
         else:
             out["segment"] = "all"
+        return out
 
-        numbers: dict[str, np.ndarray] = {}
-        for f in _NUMERIC_FIELDS:
-            if f not in found:
-                continue
-            column = found[f]
-            # vectorised fast path; cells it cannot take (blank, clock times, bad text) go through
-            # _number one by one, which also words the per-row problem
-            text = raw[column].astype(str).str.strip()
-            cleaned = text.str.replace(self.thousands, "", regex=False) if self.thousands else text
-            if f == "spend":
-                cleaned = cleaned.str.lstrip("$€£¥")
-            values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float)
-            with np.errstate(invalid="ignore"):
-                fast = np.isfinite(values) & (values >= 0) & ~text.isin(self.missing_values).to_numpy()
-                if f not in ("spend", "avg_watch_time_s"):
-                    fast &= values == np.floor(values)
-            values = np.where(fast, values, np.nan)
-            for idx in np.flatnonzero(~fast & ~bad):
-                value, problem = self._number(text.iat[idx], f)
-                if problem:
-                    flag(idx, f"column {column!r} ({f}): {problem}")
-                else:
-                    values[idx] = value
-            numbers[f] = values
-        for f in COUNT_COLUMNS + ("spend",):
-            out[f] = _texts(numbers[f])
+    def _numbers(self, raw: pd.DataFrame, f: str, column: str, problems: _RowProblems) -> np.ndarray:
+        """One numeric field's values (NaN where missing), flagging cells that are not valid numbers."""
+        # vectorised fast path; cells it cannot take (blank, clock times, bad text) go through
+        # _number one by one, which also words the per-row problem
+        text = raw[column].astype(str).str.strip()
+        cleaned = text.str.replace(self.thousands, "", regex=False) if self.thousands else text
+        if f == "spend":
+            cleaned = cleaned.str.lstrip("$€£¥")
+        values = pd.to_numeric(cleaned, errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            fast = np.isfinite(values) & (values >= 0) & ~text.isin(self.missing_values).to_numpy()
+            if f not in ("spend", "avg_watch_time_s"):
+                fast &= values == np.floor(values)
+        values = np.where(fast, values, np.nan)
+        for idx in np.flatnonzero(~fast & ~problems.bad):
+            value, problem = self._number(text.iat[idx], f)
+            if problem:
+                problems.flag(idx, f"column {column!r} ({f}): {problem}")
+            else:
+                values[idx] = value
+        return values
+
+    def _watch_time_sum(
+        self, numbers: Mapping[str, np.ndarray], found: Mapping[str, str], problems: _RowProblems
+    ) -> np.ndarray:
+        """Average watch time x the count it averages over; flags an empty average beside plays."""
         per = numbers.get(self.watch_time_per) if self.watch_time_per == "video_plays" else numbers["impressions"]
         if per is None:  # no play count in this export: the average is over impressions
             per = numbers["impressions"]
         avg = numbers["avg_watch_time_s"]
         # a blank average with no plays is zero watch time, not a missing value
         watch = np.where(np.isnan(avg) & (np.nan_to_num(per) == 0), 0.0, avg * per)
-        for idx in np.flatnonzero(~bad & np.isnan(watch)):
-            flag(
+        for idx in np.flatnonzero(~problems.bad & np.isnan(watch)):
+            problems.flag(
                 idx,
                 f"column {found['avg_watch_time_s']!r} (avg_watch_time_s) is empty while "
                 f"{int(np.nan_to_num(per[idx]))} plays were counted",
             )
-        out["watch_time_s_sum"] = _texts(np.round(watch, 6))
-        out[SUMSQ_COLUMN] = ""  # platforms report averages only
-        for f in VIEW_COLUMNS:
-            out[f] = _texts(numbers[f]) if f in numbers else ""
-        keep = ~bad
-        frame = out.loc[keep, list(KEY_COLUMNS + COUNT_COLUMNS + AMOUNT_COLUMNS) + [SUMSQ_COLUMN, *VIEW_COLUMNS]]
-        return MappedExport(frame.reset_index(drop=True), row_numbers[keep], errors, header_lines)
+        return watch
 
     def _pivot_long(
         self, raw: pd.DataFrame, row_numbers: np.ndarray, source: str, header_lines: int

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ensure_registry_table, registered_variants
+from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
 from align_core.io.video_io import file_sha256
@@ -114,14 +115,6 @@ CREATE TABLE IF NOT EXISTS ab_results (
     views_p75 BIGINT,
     views_p100 BIGINT,
     PRIMARY KEY (experiment_id, video_id, variant, date, segment)
-)
-"""
-EXPERIMENTS_DDL = """
-CREATE TABLE IF NOT EXISTS experiments (
-    experiment_id VARCHAR PRIMARY KEY,
-    name VARCHAR,
-    start_date DATE,
-    end_date DATE
 )
 """
 ARMS_DDL = """
@@ -238,7 +231,6 @@ def validate_export(
     the row, the column and the value. ``known_variants`` is the registry's arm names (one list,
     or one per experiment id); None: the default registry's.
     """
-    errors: list[str] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         return frame, [
@@ -246,155 +238,204 @@ def validate_export(
         ]
     if len(frame) == 0:
         return frame, [f"{source}: the export has a header but no rows"]
+    checks = _ExportChecks(frame, source, row_numbers, header_lines)
+    checks.check_ids(known_videos)
+    checks.check_variants(known_variants)
+    date_bad = checks.check_dates_and_segments()
+    numeric = checks.check_numbers()
+    checks.check_consistency(numeric)
+    checks.check_duplicates(date_bad)
+    checks.check_planned_shares()
+    return checks.typed(numeric), checks.errors
 
-    frame = frame.copy()
-    for column in KEY_COLUMNS:
-        frame[column] = frame[column].astype(str).str.strip()
-    row_no = np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
-    bad = np.zeros(len(frame), dtype=bool)
 
-    def flag(mask: np.ndarray, message: Any) -> None:
-        nonlocal bad
+class _ExportChecks:
+    """The checks of :func:`validate_export` on one text-typed frame; messages in the order found."""
+
+    def __init__(self, frame: pd.DataFrame, source: str, row_numbers: Sequence[int] | None, header_lines: int) -> None:
+        self.frame = frame.copy()
+        for column in KEY_COLUMNS:
+            self.frame[column] = self.frame[column].astype(str).str.strip()
+        self.source, self.header_lines = source, header_lines
+        self.row_no = (
+            np.asarray(row_numbers, dtype=np.int64) if row_numbers is not None else np.arange(1, len(frame) + 1)
+        )
+        self.bad = np.zeros(len(frame), dtype=bool)
+        self.errors: list[str] = []
+
+    def flag(self, mask: np.ndarray, message: Any) -> None:
+        """One message per row in ``mask`` (text, or a function of the row index); the rows turn bad."""
         for idx in np.flatnonzero(mask):
             text = message(idx) if callable(message) else message
-            errors.append(f"{source}: row {row_no[idx]} (line {row_no[idx] + header_lines}): {text}")
-        bad |= mask
+            self.errors.append(
+                f"{self.source}: row {self.row_no[idx]} (line {self.row_no[idx] + self.header_lines}): {text}"
+            )
+        self.bad |= mask
 
-    # ids: strings, not floats or scientific notation, safe as path parts
-    for column in ("experiment_id", "video_id"):
-        # vectorised fast path: only ids failing the pattern go through the per-row messages
-        suspect = (
-            ~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy() | frame[column].str.match(SCIENTIFIC_ID).to_numpy()
-        )
-        for idx in np.flatnonzero(suspect):
-            value = frame[column].iat[idx]
-            one = np.zeros(len(frame), dtype=bool)
-            one[idx] = True
-            if _FLOATY_ID.match(value):
-                flag(
-                    one,
-                    f"{column} {value!r} looks like a number that went through a float "
-                    "parser (ids must be exact digit strings; 19-digit ids overflow float64)",
-                )
-                continue
-            try:
-                validate_video_id(value)
-            except InvalidVideoIdError as exc:
-                flag(one, f"{column}: {exc}")
-    if known_videos is not None:
-        unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~bad
-        flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
+    def check_ids(self, known_videos: set[str] | None) -> None:
+        """Ids are strings, not floats or scientific notation, safe as path parts (and known videos)."""
+        frame = self.frame
+        for column in ("experiment_id", "video_id"):
+            # vectorised fast path: only ids failing the pattern go through the per-row messages
+            suspect = (
+                ~frame[column].str.match(VIDEO_ID_PATTERN).to_numpy()
+                | frame[column].str.match(SCIENTIFIC_ID).to_numpy()
+            )
+            for idx in np.flatnonzero(suspect):
+                self._check_one_id(column, idx)
+        if known_videos is not None:
+            unknown = ~frame["video_id"].isin(known_videos).to_numpy() & ~self.bad
+            self.flag(unknown, lambda i: f"unknown video {frame['video_id'].iat[i]!r} (not in the video catalog)")
 
-    default_arms = variant_names(DEFAULT_VARIANTS)
-    if known_variants is None or not isinstance(known_variants, Mapping):
-        arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
-    else:
-        arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
-    variant_ok = np.zeros(len(frame), dtype=bool)
-    for exp in frame["experiment_id"].unique():
-        rows_of = (frame["experiment_id"] == exp).to_numpy()
-        variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
-    flag(
-        ~variant_ok,
-        lambda i: (
-            f"unknown variant {frame['variant'].iat[i]!r} for experiment "
-            f"{frame['experiment_id'].iat[i]!r}; its registry has "
-            f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"
-        ),
-    )
+    def _check_one_id(self, column: str, idx: int) -> None:
+        value = self.frame[column].iat[idx]
+        one = np.zeros(len(self.frame), dtype=bool)
+        one[idx] = True
+        if _FLOATY_ID.match(value):
+            self.flag(
+                one,
+                f"{column} {value!r} looks like a number that went through a float "
+                "parser (ids must be exact digit strings; 19-digit ids overflow float64)",
+            )
+            return
+        try:
+            validate_video_id(value)
+        except InvalidVideoIdError as exc:
+            self.flag(one, f"{column}: {exc}")
 
-    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
-    date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
-    flag(date_bad, lambda i: f"bad date {frame['date'].iat[i]!r}; expected YYYY-MM-DD")
-    frame["date"] = dates.dt.date
-
-    seg_bad = (frame["segment"] == "").to_numpy()
-    flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
-
-    numeric: dict[str, np.ndarray] = {}
-    for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
-        text = frame[column].astype(str).str.strip()
-        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-        not_number = ~np.isfinite(values)
-        flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
-        negative = np.isfinite(values) & (values < 0)
-        flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
-        if column in COUNT_COLUMNS:
-            fractional = np.isfinite(values) & (values != np.floor(values))
-            flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
-        numeric[column] = values
-    # optional measures: blank is NULL (not reported), anything else must be a valid number
-    for column in MEASURE_COLUMNS:
-        if column not in frame.columns:
-            numeric[column] = np.full(len(frame), np.nan)
-            continue
-        text = frame[column].astype(str).str.strip()
-        blank = (text == "").to_numpy()
-        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
-        flag(~blank & ~np.isfinite(values), lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
-        with np.errstate(invalid="ignore"):
-            flag(values < 0, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
-            if column in VIEW_COLUMNS:
-                flag(
-                    np.isfinite(values) & (values != np.floor(values)),
-                    lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}",
-                )
-        numeric[column] = values
-    imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
-    with np.errstate(invalid="ignore"):
-        flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
-        flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
-        wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
-        # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
-        # columns were swapped or aggregated at a different grain (checked where given).
-        cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
-        flag(
-            cs_bad,
+    def check_variants(self, known_variants: KnownVariants | None) -> None:
+        """Each row names one of its experiment's registered arms."""
+        frame = self.frame
+        default_arms = variant_names(DEFAULT_VARIANTS)
+        if known_variants is None or not isinstance(known_variants, Mapping):
+            arms_of = lambda _exp: tuple(known_variants if known_variants is not None else default_arms)  # noqa: E731
+        else:
+            arms_of = lambda exp: tuple(known_variants.get(exp, default_arms))  # noqa: E731
+        variant_ok = np.zeros(len(frame), dtype=bool)
+        for exp in frame["experiment_id"].unique():
+            rows_of = (frame["experiment_id"] == exp).to_numpy()
+            variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
+        self.flag(
+            ~variant_ok,
             lambda i: (
-                f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
-                f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"
+                f"unknown variant {frame['variant'].iat[i]!r} for experiment "
+                f"{frame['experiment_id'].iat[i]!r}; its registry has "
+                f"{', '.join(arms_of(frame['experiment_id'].iat[i]))}"
             ),
         )
-        flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
 
-    duplicated = frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
-    flag(
-        duplicated, lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) within the file"
-    )
+    def check_dates_and_segments(self) -> np.ndarray:
+        """ISO dates (turned into dates) and non-empty segments; returns the rows with a bad date."""
+        frame = self.frame
+        dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+        date_bad = dates.isna().to_numpy() | ~frame["date"].str.match(_DATE).to_numpy()
+        self.flag(date_bad, lambda i: f"bad date {frame['date'].iat[i]!r}; expected YYYY-MM-DD")
+        frame["date"] = dates.dt.date
+        seg_bad = (frame["segment"] == "").to_numpy()
+        self.flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
+        return date_bad
 
-    if "planned_share" in frame.columns:
+    def check_numbers(self) -> dict[str, np.ndarray]:
+        """Counts and amounts are finite, >= 0 (counts whole); optional measures blank or the same."""
+        frame, flag = self.frame, self.flag
+        numeric: dict[str, np.ndarray] = {}
+        for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
+            text = frame[column].astype(str).str.strip()
+            values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+            not_number = ~np.isfinite(values)
+            flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
+            negative = np.isfinite(values) & (values < 0)
+            flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
+            if column in COUNT_COLUMNS:
+                fractional = np.isfinite(values) & (values != np.floor(values))
+                flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
+            numeric[column] = values
+        # optional measures: blank is NULL (not reported), anything else must be a valid number
+        for column in MEASURE_COLUMNS:
+            numeric[column] = self._check_measure(column)
+        return numeric
+
+    def _check_measure(self, column: str) -> np.ndarray:
+        if column not in self.frame.columns:
+            return np.full(len(self.frame), np.nan)
+        text = self.frame[column].astype(str).str.strip()
+        blank = (text == "").to_numpy()
+        values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
+        self.flag(~blank & ~np.isfinite(values), lambda i: f"{column} {text.iat[i]!r} is not a finite number")
+        with np.errstate(invalid="ignore"):
+            self.flag(values < 0, lambda i: f"negative {column} ({values[i]:g})")
+            if column in VIEW_COLUMNS:
+                self.flag(
+                    np.isfinite(values) & (values != np.floor(values)),
+                    lambda i: f"{column} must be a whole count, got {values[i]:g}",
+                )
+        return values
+
+    def check_consistency(self, numeric: Mapping[str, np.ndarray]) -> None:
+        """Clicks <= impressions, conversions <= clicks, watch-time sums that fit together."""
+        imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
+        flag = self.flag
+        with np.errstate(invalid="ignore"):
+            flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
+            flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
+            wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
+            # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
+            # columns were swapped or aggregated at a different grain (checked where given).
+            cs_bad = np.isfinite(wsq) & (imp * wsq < wsum**2 * (1 - 1e-9) - 1e-6)
+            flag(
+                cs_bad,
+                lambda i: (
+                    f"watch_time_s_sumsq ({wsq[i]:g}) is smaller than watch_time_s_sum^2 / "
+                    f"impressions ({wsum[i] ** 2 / max(imp[i], 1):g}); columns swapped or wrong grain"
+                ),
+            )
+            flag((imp == 0) & (wsum > 0), lambda i: "watch time without impressions")
+
+    def check_duplicates(self, date_bad: np.ndarray) -> None:
+        duplicated = self.frame.duplicated(list(KEY_COLUMNS), keep=False).to_numpy() & ~date_bad
+        self.flag(
+            duplicated,
+            lambda i: "duplicate natural key (experiment_id, video_id, variant, date, segment) within the file",
+        )
+
+    def check_planned_shares(self) -> None:
+        """Shares in (0, 1], one per arm, summing to at most 1 per experiment (when the file has them)."""
+        frame, source = self.frame, self.source
+        if "planned_share" not in frame.columns:
+            return
         share = pd.to_numeric(frame["planned_share"].astype(str).str.strip(), errors="coerce").to_numpy(dtype=float)
-        flag(
+        self.flag(
             ~np.isfinite(share) | (share <= 0) | (share > 1),
             lambda i: f"planned_share {frame['planned_share'].iat[i]!r} must be in (0, 1]",
         )
         frame["planned_share"] = share
-        ok = ~bad
-        if ok.any():
-            arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
-            for (exp, var), _count in arms[arms > 1].items():
-                errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
-            totals = (
-                frame.loc[ok]
-                .drop_duplicates(["experiment_id", "variant"])
-                .groupby("experiment_id")["planned_share"]
-                .sum()
-            )
-            # a file may restate only some arms, so its shares may sum to less than 1, never more
-            for exp, total in totals[totals > 1 + 1e-6].items():
-                errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
+        ok = ~self.bad
+        if not ok.any():
+            return
+        arms = frame.loc[ok].groupby(["experiment_id", "variant"])["planned_share"].nunique()
+        for (exp, var), _count in arms[arms > 1].items():
+            self.errors.append(f"{source}: planned_share differs between rows of experiment {exp!r} variant {var!r}")
+        totals = (
+            frame.loc[ok].drop_duplicates(["experiment_id", "variant"]).groupby("experiment_id")["planned_share"].sum()
+        )
+        # a file may restate only some arms, so its shares may sum to less than 1, never more
+        for exp, total in totals[totals > 1 + 1e-6].items():
+            self.errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
 
-    for column in COUNT_COLUMNS:
-        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
-    for column in AMOUNT_COLUMNS:
-        frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
-    frame[SUMSQ_COLUMN] = pd.array(
-        np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
-    )
-    for column in VIEW_COLUMNS:
-        values = numeric[column]
-        frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
-    return frame, errors
+    def typed(self, numeric: Mapping[str, np.ndarray]) -> pd.DataFrame:
+        """The frame with its measures as numbers (0 where invalid: such a file is rejected anyway)."""
+        frame = self.frame
+        for column in COUNT_COLUMNS:
+            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
+        for column in AMOUNT_COLUMNS:
+            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
+        frame[SUMSQ_COLUMN] = pd.array(
+            np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
+        )
+        for column in VIEW_COLUMNS:
+            values = numeric[column]
+            frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
+        return frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +560,6 @@ def ingest_export(
 
     path = Path(path)
     database = Path(database)
-    inbox = path.parent
     sha = file_sha256(path)
     if known_videos is None and check_catalog:
         known_videos = known_videos_from_warehouse(database)
@@ -529,80 +569,93 @@ def ingest_export(
         mapping = load_mapping(mapping)
 
     frame, errors = read_and_validate(path, known_videos, known_variants, mapping)
-
     if errors:
-        if not move:
-            return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
-        moved = _move_aside(path, inbox / "rejected", sha)
-        listed = errors[:_MAX_ERRORS_LISTED]
-        if len(errors) > len(listed):
-            listed.append(f"... and {len(errors) - len(listed)} more")
-        errors_file = moved.with_name(moved.name + ".errors.txt")
-        atomic_write_text(errors_file, "\n".join(listed) + "\n")
-        return IngestReport(
-            source=path, status="rejected", moved_to=moved, sha256=sha, errors=tuple(errors), errors_file=errors_file
-        )
+        return _reject(path, sha, errors, move)
 
     rows = frame[list(STORED_COLUMNS)].copy()
     rows["source_file"] = path.name
+    experiments = _experiment_spans(frame)
+    arms = None
+    if "planned_share" in frame.columns:
+        arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
+    replaced = _upsert_results(database, rows, experiments, arms)
+    moved = _move_aside(path, path.parent / "done", sha) if move else path
+    return IngestReport(
+        source=path,
+        status="ingested",
+        moved_to=moved,
+        rows=len(rows),
+        rows_replaced=replaced,
+        experiments=tuple(sorted(experiments["experiment_id"])),
+        impressions=int(rows["impressions"].sum()),
+        sha256=sha,
+    )
+
+
+def _reject(path: Path, sha: str, errors: list[str], move: bool) -> IngestReport:
+    """The report of a bad export; with ``move``, the file goes to ``rejected/`` beside its errors file."""
+    if not move:
+        return IngestReport(source=path, status="rejected", moved_to=path, sha256=sha, errors=tuple(errors))
+    moved = _move_aside(path, path.parent / "rejected", sha)
+    listed = errors[:_MAX_ERRORS_LISTED]
+    if len(errors) > len(listed):
+        listed.append(f"... and {len(errors) - len(listed)} more")
+    errors_file = moved.with_name(moved.name + ".errors.txt")
+    atomic_write_text(errors_file, "\n".join(listed) + "\n")
+    return IngestReport(
+        source=path, status="rejected", moved_to=moved, sha256=sha, errors=tuple(errors), errors_file=errors_file
+    )
+
+
+def _experiment_spans(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment in a validated export: its first and last date, and its name (None if not given)."""
     experiments = frame.groupby("experiment_id").agg(start_date=("date", "min"), end_date=("date", "max")).reset_index()
     if "experiment_name" in frame.columns:
         names = frame.groupby("experiment_id")["experiment_name"].first()
         experiments["name"] = experiments["experiment_id"].map(names).replace("", None)
     else:
         experiments["name"] = None
-    arms = None
-    if "planned_share" in frame.columns:
-        arms = frame.drop_duplicates(["experiment_id", "variant"])[["experiment_id", "variant", "planned_share"]]
+    return experiments
 
+
+def _upsert_results(database: Path, rows: pd.DataFrame, experiments: pd.DataFrame, arms: pd.DataFrame | None) -> int:
+    """Write a validated export in one transaction under the writer lock; returns the rows it replaced."""
     with write_connection(database) as con:
         try:
             with transaction(con):
                 ensure_tables(con)
-                con.register("_incoming_ab", rows)
-                replaced = con.execute(
-                    "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
-                ).fetchone()[0]
-                con.execute(
-                    "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
-                    "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
-                )
-                columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
-                con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
-                con.register("_incoming_exp", experiments)
-                # widen the experiment's date range; keep a name given earlier unless this file names it
-                con.execute(
-                    """
-                    INSERT INTO experiments (experiment_id, name, start_date, end_date)
-                    SELECT experiment_id, name, start_date, end_date FROM _incoming_exp
-                    ON CONFLICT (experiment_id) DO UPDATE SET
-                        name = COALESCE(excluded.name, experiments.name),
-                        start_date = LEAST(experiments.start_date, excluded.start_date),
-                        end_date = GREATEST(experiments.end_date, excluded.end_date)
-                    """
-                )
+                replaced = _replace_ab_rows(con, rows)
+                # widen each experiment's date range; keep a name given earlier unless this file names it
+                for exp in experiments.itertuples(index=False):
+                    name = None if pd.isna(exp.name) else exp.name
+                    record_experiment(con, exp.experiment_id, name, exp.start_date, exp.end_date)
                 if arms is not None:
                     con.register("_incoming_arms", arms)
                     con.execute(
                         "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
                     )
         finally:
-            for view in ("_incoming_ab", "_incoming_exp", "_incoming_arms"):
+            for view in ("_incoming_ab", "_incoming_arms"):
                 try:
                     con.unregister(view)
                 except Exception:
                     pass
-    moved = _move_aside(path, inbox / "done", sha) if move else path
-    return IngestReport(
-        source=path,
-        status="ingested",
-        moved_to=moved,
-        rows=len(rows),
-        rows_replaced=int(replaced),
-        experiments=tuple(sorted(experiments["experiment_id"])),
-        impressions=int(rows["impressions"].sum()),
-        sha256=sha,
+    return replaced
+
+
+def _replace_ab_rows(con: Any, rows: pd.DataFrame) -> int:
+    """Replace stored ``ab_results`` rows on the natural key with ``rows``; the count replaced."""
+    con.register("_incoming_ab", rows)
+    replaced = con.execute(
+        "SELECT count(*) FROM ab_results a JOIN _incoming_ab i USING (experiment_id, video_id, variant, date, segment)"
+    ).fetchone()[0]
+    con.execute(
+        "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
+        "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
     )
+    columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
+    con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
+    return int(replaced)
 
 
 def stored_ab_totals(database: str | os.PathLike[str]) -> tuple[int, int]:
@@ -626,7 +679,9 @@ def register_experiment(
 ) -> None:
     """Record an experiment's planned allocation before (or without) exports carrying it.
 
-    The sample-ratio-mismatch guardrail compares served impressions to these shares.
+    The sample-ratio-mismatch guardrail compares served impressions to these shares. The
+    ``experiments`` row follows :func:`~align_core.experiments.experiments_table.record_experiment`'s
+    rule (the date range only widens).
     """
     validate_video_id(experiment_id, where="experiment_id")
     total = sum(planned_shares.values())
@@ -643,13 +698,7 @@ def register_experiment(
     with write_connection(database) as con:
         with transaction(con):
             ensure_tables(con)
-            con.execute(
-                """INSERT INTO experiments VALUES (?, ?, ?, ?) ON CONFLICT (experiment_id) DO UPDATE SET
-                   name = COALESCE(excluded.name, experiments.name),
-                   start_date = COALESCE(excluded.start_date, experiments.start_date),
-                   end_date = COALESCE(excluded.end_date, experiments.end_date)""",
-                [experiment_id, name, start_date, end_date],
-            )
+            record_experiment(con, experiment_id, name, start_date, end_date)
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
             for variant, share in planned_shares.items():
                 con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])

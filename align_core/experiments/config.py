@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from align_core.experiments.experiments_table import record_experiment
 from align_core.inputs.ids import validate_video_id
 from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
 from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, load_variant_config, parse_variants
@@ -211,18 +212,16 @@ def ensure_registry_table(con: Any) -> None:
 
 def register_experiment_config(database: str | os.PathLike[str], config: ExperimentConfig) -> None:
     """Record the experiment, its config (``experiment_configs``: design, primary metric, alpha and
-    the whole config as JSON), planned shares and variant registry, replacing earlier ones."""
+    the whole config as JSON), planned shares and variant registry, replacing earlier ones.
+
+    The config's ``start_date`` is the planned start: the ``experiments`` row keeps the earliest
+    date known (:func:`~align_core.experiments.experiments_table.record_experiment`)."""
     from align_core.experiments.ab_results import ensure_tables
 
     with write_connection(database) as con:
         with transaction(con):
             ensure_tables(con)
-            con.execute(
-                """INSERT INTO experiments VALUES (?, ?, ?, NULL) ON CONFLICT (experiment_id) DO UPDATE SET
-                   name = COALESCE(excluded.name, experiments.name),
-                   start_date = COALESCE(experiments.start_date, excluded.start_date)""",
-                [config.experiment_id, config.name, config.start_date],
-            )
+            record_experiment(con, config.experiment_id, config.name, config.start_date)
             con.execute(
                 "INSERT OR REPLACE INTO experiment_configs VALUES (?, ?, ?, ?, ?)",
                 [

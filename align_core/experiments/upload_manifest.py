@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -76,7 +77,38 @@ def build_upload_manifest(
     warehouse's folder, the data directory); ``file`` keeps the path as the table records it.
     """
     root = Path(data_root) if data_root is not None else Path(database).resolve().parent
+    rendered, registry, has_eligible = _rendered_variants(database, experiment_id, variants)
     notes: list[str] = []
+    if not has_eligible:
+        notes.append("the variants table has no 'eligible' column: every rendered variant was treated as eligible")
+    if include_ineligible:
+        notes.append("include_ineligible=True: variants that failed their checks are included (explicit override)")
+    kept, excluded = _uploadable(rendered, registry, include_ineligible)
+    roles = {s.name: s.role for s in registry}
+    missing_arms = [
+        f"{v}: no {a}" for v, part in kept.groupby("video_id") for a in roles if a not in set(part["variant"])
+    ]
+    if missing_arms:
+        notes.append("arms missing for some videos (not rendered or not eligible): " + "; ".join(missing_arms[:20]))
+
+    order = {s.name: i for i, s in enumerate(registry)}
+    ordered = kept.sort_values(["video_id", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c)
+    rows = [_manifest_row(r, root, experiment_id, roles[r.variant]) for r in ordered.itertuples()]
+    table = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    table["video_id"] = table["video_id"].astype("string")
+    path = Path(out_dir) / f"{experiment_id}.upload_manifest.csv"
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    with write_connection(database) as con:
+        replace_rows(con, "upload_manifest", table, {"experiment_id": experiment_id})
+    return UploadManifest(experiment_id, path, table, excluded.reset_index(drop=True), has_eligible, notes)
+
+
+def _rendered_variants(
+    database: str | os.PathLike[str], experiment_id: str, variants: Sequence[VariantSpec] | None
+) -> tuple[pd.DataFrame, tuple[VariantSpec, ...], bool]:
+    """The rendered variant files with their verdicts, the experiment's registry, and whether the
+    ``variants`` table has an ``eligible`` column at all."""
     with read_connection(database) as con:
         if not table_exists(con, "variants"):
             raise ValueError(
@@ -100,14 +132,16 @@ def build_upload_manifest(
         rendered = con.execute(
             f"SELECT CAST(video_id AS VARCHAR) AS video_id, variant, path, sha256{extra} FROM variants ORDER BY video_id"
         ).df()
-    if not has_eligible:
-        notes.append("the variants table has no 'eligible' column: every rendered variant was treated as eligible")
-    if include_ineligible:
-        notes.append("include_ineligible=True: variants that failed their checks are included (explicit override)")
-    roles = {s.name: s.role for s in registry}
+    return rendered, registry, has_eligible
+
+
+def _uploadable(
+    rendered: pd.DataFrame, registry: Sequence[VariantSpec], include_ineligible: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, excluded): the registry's eligible variants of videos whose control arm is kept, and
+    the others with the reason."""
     control = control_name(registry)
-    order = {s.name: i for i, s in enumerate(registry)}
-    rendered = rendered[rendered["variant"].isin(list(roles))].copy()
+    rendered = rendered[rendered["variant"].isin([s.name for s in registry])].copy()
     rendered["eligible"] = rendered["eligible"].fillna(False).astype(bool) | include_ineligible
     excluded = rendered.loc[~rendered["eligible"], ["video_id", "variant"]].assign(
         reason=rendered.loc[~rendered["eligible"], "exclusion_reason"].fillna("not eligible (no reason recorded)")
@@ -125,49 +159,33 @@ def build_upload_manifest(
             ],
             ignore_index=True,
         )
-    kept = kept[kept["video_id"].isin(with_control)]
-    missing_arms = [
-        f"{v}: no {a}" for v, part in kept.groupby("video_id") for a in roles if a not in set(part["variant"])
-    ]
-    if missing_arms:
-        notes.append("arms missing for some videos (not rendered or not eligible): " + "; ".join(missing_arms[:20]))
+    return kept[kept["video_id"].isin(with_control)], excluded
 
-    rows = []
-    for r in kept.sort_values(
-        ["video_id", "variant"], key=lambda c: c.map(order) if c.name == "variant" else c
-    ).itertuples():
-        path = Path(r.path) if Path(r.path).is_absolute() else root / r.path
-        if not path.is_file():
-            raise FileNotFoundError(f"video {r.video_id} variant {r.variant}: file {path} is missing")
-        digest = file_sha256(path)
-        if r.sha256 and digest != r.sha256:
-            raise ValueError(
-                f"video {r.video_id} variant {r.variant}: {path} hashes to {digest[:12]}..., "
-                f"the variants table recorded {str(r.sha256)[:12]}...: the file changed since it was rendered"
-            )
-        probe = probe_video(path)
-        rows.append(
-            {
-                "experiment_id": experiment_id,
-                "ad_name": encode_ad_name(experiment_id, r.video_id, r.variant),
-                "video_id": r.video_id,
-                "variant": r.variant,
-                "role": roles[r.variant],
-                "file": str(r.path),
-                "sha256": digest,
-                "bytes": probe.size_bytes,
-                "duration_s": round(probe.duration_s, 3),
-                "width": probe.width,
-                "height": probe.height,
-                "fps": round(probe.fps, 3),
-                "video_codec": probe.video_codec,
-            }
+
+def _manifest_row(r: Any, root: Path, experiment_id: str, role: str) -> dict[str, Any]:
+    """One manifest row; the file is re-hashed and must match the hash recorded when it was rendered."""
+    path = Path(r.path) if Path(r.path).is_absolute() else root / r.path
+    if not path.is_file():
+        raise FileNotFoundError(f"video {r.video_id} variant {r.variant}: file {path} is missing")
+    digest = file_sha256(path)
+    if r.sha256 and digest != r.sha256:
+        raise ValueError(
+            f"video {r.video_id} variant {r.variant}: {path} hashes to {digest[:12]}..., "
+            f"the variants table recorded {str(r.sha256)[:12]}...: the file changed since it was rendered"
         )
-    table = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    table["video_id"] = table["video_id"].astype("string")
-    path = Path(out_dir) / f"{experiment_id}.upload_manifest.csv"
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
-    with write_connection(database) as con:
-        replace_rows(con, "upload_manifest", table, {"experiment_id": experiment_id})
-    return UploadManifest(experiment_id, path, table, excluded.reset_index(drop=True), has_eligible, notes)
+    probe = probe_video(path)
+    return {
+        "experiment_id": experiment_id,
+        "ad_name": encode_ad_name(experiment_id, r.video_id, r.variant),
+        "video_id": r.video_id,
+        "variant": r.variant,
+        "role": role,
+        "file": str(r.path),
+        "sha256": digest,
+        "bytes": probe.size_bytes,
+        "duration_s": round(probe.duration_s, 3),
+        "width": probe.width,
+        "height": probe.height,
+        "fps": round(probe.fps, 3),
+        "video_codec": probe.video_codec,
+    }

@@ -8,7 +8,7 @@ Parquet files (:func:`collect_parquet_table`). The Dagster layer configures it w
 
 DuckDB lets one process write a database file at a time. Partition runs of Dagster's
 multiprocess executor (and sensors ingesting A/B exports) therefore take an exclusive
-``fcntl`` lock on ``<warehouse>.lock`` around every write; waiting on the lock serialises
+file lock (``filelock``) on ``<warehouse>.lock`` around every write; waiting on the lock serialises
 writers on one machine without losing rows. Readers open the file read-only and never wait
 on writers' locks beyond DuckDB's own.
 
@@ -19,7 +19,6 @@ the new ones), so re-running a partition replaces its rows and never duplicates 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+from filelock import FileLock, Timeout
 
 __all__ = [
     "collect_parquet_table",
@@ -48,23 +48,22 @@ def _lock_path(database: Path) -> Path:
 
 @contextlib.contextmanager
 def warehouse_lock(database: str | os.PathLike[str], timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the exclusive writer lock for ``database`` (blocks up to ``timeout_s``)."""
+    """Hold the exclusive writer lock for ``database`` (blocks up to ``timeout_s``).
+
+    A ``filelock.FileLock`` (an ``flock`` on ``<warehouse>.lock``): other processes, and other
+    locks in this one, wait for it. A negative ``timeout_s`` makes a single attempt.
+    """
     database = Path(database)
     database.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    with open(_lock_path(database), "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"waited {timeout_s:.0f} s for the writer lock on {database}")
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    lock = FileLock(_lock_path(database), timeout=max(timeout_s, 0.0))
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise TimeoutError(f"waited {timeout_s:.0f} s for the writer lock on {database}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _connect_with_retry(database: Path, read_only: bool, attempts: int = 40) -> duckdb.DuckDBPyConnection:
@@ -233,66 +232,81 @@ def rebuild_table_from_parquet(
     writer lock unless a connection ``con`` (already under it) is given.
     """
     files = sorted(Path(f) for f in files)
-    qtable = _quote(table)
     if incremental is None:
         incremental = len(files) >= INCREMENTAL_MIN_FILES
+    rebuild = _ParquetRebuild(table, files, order_by, incremental)
+    if con is not None:
+        return rebuild.run(con)
+    with write_connection(database) as connection:
+        return rebuild.run(connection)
 
-    def full(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {order_by}",
-            [[str(f) for f in files]],
-        )
 
-    def record_state(con: duckdb.DuckDBPyConnection, state: pd.DataFrame) -> None:
-        con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
-        con.register("_file_state", state)
-        con.execute(f"INSERT INTO {_STATE_TABLE} SELECT ?, path, video_id, mtime_ns, size FROM _file_state", [table])
-        con.unregister("_file_state")
+class _ParquetRebuild:
+    """One rebuild of ``table`` from ``files``: full, or only the files changed since the last one."""
 
-    def run(con: duckdb.DuckDBPyConnection) -> RebuildResult:
-        state = _file_state(files)
+    def __init__(self, table: str, files: list[Path], order_by: str, incremental: bool):
+        self.table, self.qtable = table, _quote(table)
+        self.files, self.order_by, self.incremental = files, order_by, incremental
+
+    def run(self, con: duckdb.DuckDBPyConnection) -> RebuildResult:
+        state = _file_state(self.files)
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_STATE_TABLE} (tbl VARCHAR, path VARCHAR, video_id VARCHAR, mtime_ns BIGINT, size BIGINT)"
         )
-        if not files:
+        if not self.files:
             with transaction(con):
-                con.execute(f"DROP TABLE IF EXISTS {qtable}")
-                con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [table])
+                con.execute(f"DROP TABLE IF EXISTS {self.qtable}")
+                con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [self.table])
             return RebuildResult(0, 0, 0, False)
-        previous = con.execute(f"SELECT path, mtime_ns, size FROM {_STATE_TABLE} WHERE tbl = ?", [table]).df()
-        use_incremental = incremental and table_exists(con, table) and len(previous) > 0
-        files_read = len(files)
+        previous = con.execute(f"SELECT path, mtime_ns, size FROM {_STATE_TABLE} WHERE tbl = ?", [self.table]).df()
+        use_incremental = self.incremental and table_exists(con, self.table) and len(previous) > 0
+        files_read = len(self.files)
         if use_incremental:
-            merged = state.merge(previous, on="path", how="left", suffixes=("", "_old"))
-            changed = merged[(merged["mtime_ns"] != merged["mtime_ns_old"]) | (merged["size"] != merged["size_old"])]
-            gone = previous[~previous["path"].isin(state["path"])]
-            stale_ids = sorted(set(changed["video_id"]) | {Path(p).parent.name for p in gone["path"]})
-            read = [str(p) for p in changed["path"]]
-            try:
-                with transaction(con):
-                    if stale_ids:
-                        con.register("_stale_ids", pd.DataFrame({"video_id": stale_ids}))
-                        con.execute(f"DELETE FROM {qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
-                        con.unregister("_stale_ids")
-                    if read:
-                        con.execute(
-                            f"INSERT INTO {qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read]
-                        )
-                    record_state(con, state)
-                files_read = len(read)
-            except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
-                use_incremental = False
+            changed_read = self._apply_changes(con, state, previous)
+            use_incremental = changed_read is not None
+            files_read = changed_read if changed_read is not None else files_read
         if not use_incremental:
             with transaction(con):
-                full(con)
-                record_state(con, state)
-        rows = con.execute(f"SELECT count(*) FROM {qtable}").fetchone()[0]
-        return RebuildResult(int(rows), len(files), files_read, use_incremental)
+                self._full(con)
+                self._record_state(con, state)
+        rows = con.execute(f"SELECT count(*) FROM {self.qtable}").fetchone()[0]
+        return RebuildResult(int(rows), len(self.files), files_read, use_incremental)
 
-    if con is not None:
-        return run(con)
-    with write_connection(database) as connection:
-        return run(connection)
+    def _full(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {self.qtable} AS SELECT * FROM read_parquet(?, union_by_name = true) ORDER BY {self.order_by}",
+            [[str(f) for f in self.files]],
+        )
+
+    def _record_state(self, con: duckdb.DuckDBPyConnection, state: pd.DataFrame) -> None:
+        con.execute(f"DELETE FROM {_STATE_TABLE} WHERE tbl = ?", [self.table])
+        con.register("_file_state", state)
+        con.execute(
+            f"INSERT INTO {_STATE_TABLE} SELECT ?, path, video_id, mtime_ns, size FROM _file_state", [self.table]
+        )
+        con.unregister("_file_state")
+
+    def _apply_changes(self, con: duckdb.DuckDBPyConnection, state: pd.DataFrame, previous: pd.DataFrame) -> int | None:
+        """Replace the rows of changed or vanished files' videos; the files read, None if the schema changed."""
+        merged = state.merge(previous, on="path", how="left", suffixes=("", "_old"))
+        changed = merged[(merged["mtime_ns"] != merged["mtime_ns_old"]) | (merged["size"] != merged["size_old"])]
+        gone = previous[~previous["path"].isin(state["path"])]
+        stale_ids = sorted(set(changed["video_id"]) | {Path(p).parent.name for p in gone["path"]})
+        read = [str(p) for p in changed["path"]]
+        try:
+            with transaction(con):
+                if stale_ids:
+                    con.register("_stale_ids", pd.DataFrame({"video_id": stale_ids}))
+                    con.execute(f"DELETE FROM {self.qtable} WHERE video_id IN (SELECT video_id FROM _stale_ids)")
+                    con.unregister("_stale_ids")
+                if read:
+                    con.execute(
+                        f"INSERT INTO {self.qtable} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [read]
+                    )
+                self._record_state(con, state)
+        except duckdb.BinderException:  # a new column: the schema changed, rebuild whole
+            return None
+        return len(read)
 
 
 def collect_parquet_table(
