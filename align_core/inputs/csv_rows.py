@@ -105,10 +105,12 @@ def _rename_columns(path: Path, frame: pd.DataFrame, aliases: Mapping[str, str])
     canonical = canonical_columns(in_file, aliases)
     twice = sorted({name for name in canonical if canonical.count(name) > 1})
     if twice:
-        spellings = [[f for f, c in zip(in_file, canonical, strict=True) if c == name] for name in twice]
-        raise CsvValidationError(
-            path, [RowProblem(1, f"the same column appears more than once: {spellings}; keep one of each")]
-        )
+        problems = [
+            " and ".join(repr(f) for f, c in zip(in_file, canonical, strict=True) if c == name)
+            + f" are the same column ({name!r}); keep one"
+            for name in twice
+        ]
+        raise CsvValidationError(path, [RowProblem(1, problem) for problem in problems])
     frame.columns = canonical
     frame.attrs["file_columns"] = dict(zip(canonical, in_file, strict=True))
     return frame
