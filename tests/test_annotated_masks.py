@@ -23,7 +23,7 @@ from align_core.inputs.annotations import (
     resolve_annotations,
     write_annotations,
 )
-from align_core.inputs.research_csvs import CsvValidationError
+from align_core.inputs.csv_rows import CsvValidationError
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter, probe_video
 from align_core.perception.annotated_masks import AnnotatedSegmenter, check_annotated_masks

@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from align_core.inputs.research_csvs import ALIGNMENT_COLUMNS, CsvValidationError, read_alignment_scores, read_keywords
+from align_core.inputs.csv_rows import CsvValidationError
+from align_core.inputs.research_csvs import ALIGNMENT_COLUMNS, read_alignment_scores, read_keywords
 
 HEADER = ",".join(ALIGNMENT_COLUMNS)
 GOOD_ROW = "7228023352396972034,1,0.25,0.0,2.5,0.012,0.03,12,1,0.6,0.4,120.5,Beauty"

@@ -7,7 +7,8 @@ it, then press Save: the boxes go to ``raw/annotations.csv`` (one ``box`` or ``a
 scene; other videos' rows are kept). Boxes already in the file are shown and can be redrawn.
 
 Only the standard library serves it (``http.server``), bound to 127.0.0.1 by default: the page
-exposes video frames, so it is not meant for a network.
+exposes video frames, so it is not meant for a network. The page itself is the Jinja2 template
+``templates/annotate.html`` (autoescaped).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import cv2
+from jinja2 import Environment, PackageLoader
 
 from align_core.inputs.annotations import AnnotationRow, annotations_path, read_annotations, write_annotations
 from align_core.inputs.ids import validate_video_id
@@ -110,76 +112,17 @@ def rows_from_page(video: VideoScenes, entries: list[dict[str, Any]]) -> list[An
     return rows
 
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>align-annotate: one box per scene</title>
-<style>
-body{font-family:sans-serif;margin:16px;background:#f4f4f4}
-.scene{display:inline-block;vertical-align:top;margin:8px;padding:8px;background:#fff;border:1px solid #ccc}
-canvas{cursor:crosshair;display:block;max-width:420px;border:1px solid #888}
-.status{font-size:12px;color:#333}
-#saved{font-weight:bold;margin-left:12px}
-</style></head>
-<body>
-<h1>Drag a box around the product on each scene's first frame</h1>
-<p>Coordinates are the video's own pixels. Tick <em>no product</em> where the scene does not show it.
-<button id="save">Save to annotations.csv</button><span id="saved"></span></p>
-<div id="videos">loading...</div>
-<script>
-const state = {};
-function draw(c) {
-  const ctx = c.getContext('2d'); ctx.drawImage(c._img, 0, 0);
-  const b = state[c.dataset.video][c.dataset.scene];
-  if (b && !b.absent && b.w > 0) { ctx.lineWidth = Math.max(2, c.width / 200); ctx.strokeStyle = '#00e000';
-    ctx.strokeRect(b.x, b.y, b.w, b.h); }
-  c.nextSibling.textContent = b && b.absent ? 'no product' :
-    (b && b.w > 0 ? `box x=${Math.round(b.x)} y=${Math.round(b.y)} w=${Math.round(b.w)} h=${Math.round(b.h)}` : 'no box yet');
-}
-function toVideo(c, ev) {
-  const r = c.getBoundingClientRect();
-  return [Math.min(c.width, Math.max(0, (ev.clientX - r.left) * c.width / r.width)),
-          Math.min(c.height, Math.max(0, (ev.clientY - r.top) * c.height / r.height))];
-}
-function scene(v, s) {
-  const div = document.createElement('div'); div.className = 'scene';
-  div.innerHTML = `<div>${v.video_id} scene ${s.scene} (frames ${s.start}-${s.stop - 1})</div>`;
-  const c = document.createElement('canvas'); c.width = v.width; c.height = v.height;
-  c.id = `canvas-${v.video_id}-${s.scene}`; c.dataset.video = v.video_id; c.dataset.scene = s.scene;
-  const status = document.createElement('div'); status.className = 'status';
-  const absent = document.createElement('label');
-  absent.innerHTML = `<input type="checkbox" id="absent-${v.video_id}-${s.scene}"> no product`;
-  div.append(c, status, absent);
-  const img = new Image(); img.onload = () => { c._img = img; c.dataset.ready = '1'; draw(c); };
-  img.src = `/frame/${encodeURIComponent(v.video_id)}/${s.start}.png`;
-  let start = null;
-  c.addEventListener('mousedown', ev => { start = toVideo(c, ev); ev.preventDefault(); });
-  c.addEventListener('mousemove', ev => { if (!start) return; const p = toVideo(c, ev);
-    state[v.video_id][s.scene] = {x: Math.min(start[0], p[0]), y: Math.min(start[1], p[1]),
-      w: Math.abs(p[0] - start[0]), h: Math.abs(p[1] - start[1])}; draw(c); });
-  window.addEventListener('mouseup', () => { start = null; });
-  absent.firstChild.addEventListener('change', ev => {
-    state[v.video_id][s.scene] = ev.target.checked ? {absent: true} : {}; draw(c); });
-  const known = v.boxes[s.scene];
-  if (known) { state[v.video_id][s.scene] = known; if (known.absent) absent.firstChild.checked = true; }
-  return div;
-}
-fetch('/api/videos').then(r => r.json()).then(videos => {
-  const root = document.getElementById('videos'); root.textContent = '';
-  for (const v of videos) { state[v.video_id] = {}; for (const s of v.scenes) root.append(scene(v, s)); }
-  document.body.dataset.loaded = String(videos.length);
-});
-document.getElementById('save').addEventListener('click', () => {
-  const body = {};
-  for (const [video, scenes] of Object.entries(state)) {
-    body[video] = Object.entries(scenes).filter(([k, b]) => b.absent || b.w > 1)
-      .map(([k, b]) => Object.assign({scene: Number(k)}, b));
-  }
-  fetch('/api/annotations', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)})
-    .then(r => r.json()).then(res => { const el = document.getElementById('saved');
-      el.textContent = res.error ? 'error: ' + res.error : `saved ${res.rows} rows to ${res.path}`;
-      document.body.dataset.saved = res.error ? 'error' : String(res.rows); });
-});
-</script></body></html>
-"""
+#: The page (HTML, CSS and its script) lives in ``templates/annotate.html`` beside this module.
+TEMPLATES = Environment(
+    loader=PackageLoader("align_core.cli", "templates"),
+    autoescape=True,
+    keep_trailing_newline=True,
+)
+
+
+def render_page(csv_name: str) -> str:
+    """The annotation page; ``csv_name`` is the file the Save button writes to."""
+    return TEMPLATES.get_template("annotate.html").render(csv_name=csv_name)
 
 
 class AnnotationServer:
@@ -188,6 +131,7 @@ class AnnotationServer:
     def __init__(self, layout: DataLayout, video_ids: list[str], host: str = LOOPBACK, port: int = 0):
         self.layout = layout
         self.videos = {video_id: scenes_of(layout, video_id) for video_id in video_ids}
+        self.page = render_page(annotations_path(layout).name).encode()
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer((host, port), self._handler())
 
@@ -240,7 +184,7 @@ class AnnotationServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 path = urlparse(self.path).path
                 if path == "/":
-                    return self._send(HTTPStatus.OK, PAGE.encode(), "text/html; charset=utf-8")
+                    return self._send(HTTPStatus.OK, server.page, "text/html; charset=utf-8")
                 if path == "/api/videos":
                     return self._json(HTTPStatus.OK, server.listing())
                 parts = path.strip("/").split("/")

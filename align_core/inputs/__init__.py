@@ -1,5 +1,6 @@
 """What a lab provides, read and validated: video files, the two research CSVs, keywords,
-product annotations, and the per-video catalog (scenes mapped to frames).
+product annotations, and the per-video catalog (scenes mapped to frames). Every input CSV is
+read through :mod:`align_core.inputs.csv_rows` (cells as text, one row-problem type).
 
 Names are imported from their module on first use (:mod:`align_core.lazy`).
 """
@@ -23,6 +24,15 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "resolve_annotations",
             "write_annotations",
         ),
+        "csv_rows": (
+            "COLUMN_ALIASES",
+            "CsvValidationError",
+            "RowCells",
+            "RowProblem",
+            "canonical_columns",
+            "parse_number",
+            "read_text_table",
+        ),
         "catalog": (
             "SCENE_COLUMNS",
             "VideoCatalog",
@@ -45,14 +55,11 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "research_csvs": (
             "ALIGNMENT_COLUMNS",
             "AlignmentScores",
-            "CsvValidationError",
             "KeywordTable",
-            "RowProblem",
             "csv_problems",
             "format_csv_problems",
             "read_alignment_scores",
             "read_keywords",
-            "read_text_table",
         ),
         "scenes": (
             "SceneIssue",

@@ -5,17 +5,21 @@ beside the other raw inputs:
 
 ``raw/annotations.csv`` (one row per box, click or "absent" mark; every cell read as text)::
 
-    video id,scene,frame,kind,x,y,w,h,label
+    video_id,scene_number,frame,kind,x,y,w,h,label
     7301,1,,box,120,200,64,150,perfume bottle
     7301,2,,box,40,310,70,160,
     7301,,57,positive,95,402,,,
     7301,,57,negative,150,380,,,
     7301,3,,absent,,,,,
 
-- ``video id`` (required): the partition key (file stem of the video).
-- ``scene`` and/or ``frame``: ``scene`` is the 1-based scene number of the video catalog (the
-  row then annotates the scene's FIRST frame); ``frame`` is a 0-based frame index (it must lie
-  in ``scene`` when both are given). One of them is required.
+Column names as in ``protect.csv``: ``video_id`` and ``scene_number`` are the canonical spelling;
+the older ``video id`` and ``scene`` are read too (``align-annotate`` still writes them, so the
+files it writes stay as they were).
+
+- ``video_id`` (required): the partition key (file stem of the video).
+- ``scene_number`` and/or ``frame``: ``scene_number`` is the 1-based scene number of the video
+  catalog (the row then annotates the scene's FIRST frame); ``frame`` is a 0-based frame index
+  (it must lie in that scene when both are given). One of them is required.
 - ``kind`` (optional, default ``box``, or ``absent`` when x, y, w, h are all empty):
   ``box`` needs ``x, y, w, h`` (pixels of the video frame: top-left corner, width, height);
   ``positive`` / ``negative`` are clicks (``x, y`` only) on product / not-product pixels;
@@ -37,7 +41,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -46,8 +49,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from align_core.inputs.ids import InvalidVideoIdError, validate_video_id
-from align_core.inputs.research_csvs import CsvValidationError, RowProblem, read_text_table
+from align_core.inputs.csv_rows import (
+    COLUMN_ALIASES,
+    CsvValidationError,
+    RowCells,
+    RowProblem,
+    canonical_columns,
+    read_text_table,
+)
+from align_core.inputs.ids import validate_video_id
 from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
@@ -68,6 +78,7 @@ __all__ = [
 
 ANNOTATIONS_FILE = "annotations.csv"
 MASKS_FOLDER = "annotation_masks"
+#: The header :func:`write_annotations` writes: the older spelling, which every reader accepts.
 ANNOTATION_COLUMNS: tuple[str, ...] = ("video id", "scene", "frame", "kind", "x", "y", "w", "h", "label")
 KINDS: tuple[str, ...] = ("box", "positive", "negative", "absent")
 _MASK_NAME = re.compile(r"^(scene|frame)_(\d+)\.png$")
@@ -140,72 +151,49 @@ class AnnotationTable:
 def read_annotations(path: str | Path) -> AnnotationTable:
     """Read and validate ``annotations.csv`` (every cell as text; see the module docstring)."""
     path = Path(path)
-    frame = read_text_table(path, ("video id",))
-    if "scene" not in frame.columns and "frame" not in frame.columns:
-        raise CsvValidationError(path, [RowProblem(1, "needs a 'scene' or a 'frame' column (or both)")])
+    frame = read_text_table(path, ("video_id",), aliases=COLUMN_ALIASES)
+    if "scene_number" not in frame.columns and "frame" not in frame.columns:
+        raise CsvValidationError(
+            path, [RowProblem(1, "needs a 'scene_number' (or 'scene') or a 'frame' column (or both)")]
+        )
     table = AnnotationTable(path)
     for record in frame.to_dict("records"):
-        line = int(record["_line"])
-        problems: list[RowProblem] = []
-        raw_id = str(record.get("video id", "")).strip()
-        try:
-            video_id: str | None = validate_video_id(raw_id, where=f"{path.name} line {line}")
-        except InvalidVideoIdError as exc:
-            video_id = None
-            problems.append(RowProblem(line, str(exc), "video id", raw_id))
-
-        def integer(column: str, low: int) -> int | None:
-            text = str(record.get(column, "")).strip()
-            if text == "":
-                return None
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value) or not value.is_integer() or value < low:
-                problems.append(RowProblem(line, f"must be a whole number >= {low}", column, text, video_id))
-                return None
-            return int(value)
-
-        def number(column: str) -> float | None:
-            text = str(record.get(column, "")).strip()
-            if text == "":
-                return None
-            try:
-                value = float(text)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                problems.append(RowProblem(line, "must be a number of pixels", column, text, video_id))
-                return None
-            return value
-
-        scene, index = integer("scene", 1), integer("frame", 0)
-        x, y, w, h = (number(c) for c in ("x", "y", "w", "h"))
-        kind = str(record.get("kind", "")).strip().lower() or ("absent" if x is y is w is h is None else "box")
-        if kind not in KINDS:
-            problems.append(RowProblem(line, f"unknown kind; use one of {', '.join(KINDS)}", "kind", kind, video_id))
-        if scene is None and index is None and not any(p.column in ("scene", "frame") for p in problems):
-            problems.append(RowProblem(line, "needs a scene number or a frame index", "scene", "", video_id))
-        if kind == "box":
-            for column, value in (("x", x), ("y", y), ("w", w), ("h", h)):
-                if value is None:
-                    problems.append(RowProblem(line, "a box needs x, y, w and h", column, "", video_id))
-            if w is not None and w <= 0 or h is not None and h <= 0:
-                problems.append(
-                    RowProblem(line, f"box width and height must be > 0 (w={w}, h={h})", "w", None, video_id)
-                )
-        elif kind in ("positive", "negative"):
-            if x is None or y is None:
-                problems.append(RowProblem(line, f"a {kind} click needs x and y", "x", "", video_id))
-        if problems:
-            table.problems.setdefault(video_id, []).extend(problems)
-            continue
-        assert video_id is not None
-        table.rows.setdefault(video_id, []).append(
-            AnnotationRow(line, video_id, kind, scene, index, x, y, w, h, str(record.get("label", "")).strip())
-        )
+        cells = RowCells(record, int(record["_line"]), file_columns=frame.attrs["file_columns"])
+        row = _annotation_row(cells, path)
+        if row is None:
+            table.problems.setdefault(cells.video_id, []).extend(cells.problems)
+        else:
+            table.rows.setdefault(row.video_id, []).append(row)
     return table
+
+
+def _annotation_row(cells: RowCells, path: Path) -> AnnotationRow | None:
+    """The row, or None with its problems noted in ``cells``."""
+    video_id = cells.required_id("video_id", where=f"{path.name} line {cells.line}")
+    scene, index = cells.whole_number("scene_number", low=1), cells.whole_number("frame", low=0)
+    x, y, w, h = (cells.number(c, message="must be a number of pixels") for c in ("x", "y", "w", "h"))
+    kind = cells.text("kind").lower() or ("absent" if x is y is w is h is None else "box")
+    if kind not in KINDS:
+        cells.problem(f"unknown kind; use one of {', '.join(KINDS)}", "kind", kind)
+    if not cells.text("scene_number") and not cells.text("frame"):
+        cells.problem("needs a scene number or a frame index", "scene_number", "")
+    if kind == "box":
+        _check_box(cells, x, y, w, h)
+    elif kind in ("positive", "negative") and (x is None or y is None):
+        cells.problem(f"a {kind} click needs x and y", "x", "")
+    if cells.problems:
+        return None
+    assert video_id is not None
+    return AnnotationRow(cells.line, video_id, kind, scene, index, x, y, w, h, cells.text("label"))
+
+
+def _check_box(cells: RowCells, x: float | None, y: float | None, w: float | None, h: float | None) -> None:
+    """A box needs all four numbers and a positive size."""
+    for column, value in (("x", x), ("y", y), ("w", w), ("h", h)):
+        if value is None:
+            cells.problem("a box needs x, y, w and h", column, "")
+    if w is not None and w <= 0 or h is not None and h <= 0:
+        cells.problem(f"box width and height must be > 0 (w={w}, h={h})", "w")
 
 
 def write_annotations(path: str | Path, rows: Iterable[AnnotationRow], *, replace_videos: Iterable[str] = ()) -> Path:
@@ -267,109 +255,134 @@ def resolve_annotations(
     masks_dir: str | Path | None = None,
 ) -> dict[int, FrameAnnotation]:
     """Group a video's rows (and mask PNGs) by the frame they annotate, validated against the video."""
-    problems: list[str] = []
-    frame_count = int(scene_ranges[-1][1]) if scene_ranges else 0
-    out: dict[int, FrameAnnotation] = {}
+    resolver = _FrameResolver(video_id, scene_ranges, width, height)
+    for row in rows:
+        resolver.add_row(row, f"{Path(csv_path).name} line {row.line} (video {video_id})")
+    if masks_dir is not None and Path(masks_dir).is_dir():
+        for png in sorted(Path(masks_dir).iterdir()):
+            resolver.add_mask_png(png)
+    resolver.check_frames()
+    if resolver.problems:
+        raise AnnotationError(
+            f"annotations of video {video_id} do not fit it:\n  - " + "\n  - ".join(resolver.problems)
+        )
+    return dict(sorted(resolver.frames.items()))
 
-    def scene_of(index: int) -> int | None:
-        for i, (start, stop) in enumerate(scene_ranges):
+
+class _FrameResolver:
+    """Collects a video's annotations per frame and every way they do not fit the video."""
+
+    def __init__(self, video_id: str, scene_ranges: Sequence[tuple[int, int]], width: int, height: int):
+        self.video_id = video_id
+        self.scene_ranges = scene_ranges
+        self.width = width
+        self.height = height
+        self.frame_count = int(scene_ranges[-1][1]) if scene_ranges else 0
+        self.frames: dict[int, FrameAnnotation] = {}
+        self.problems: list[str] = []
+
+    def _scene_of(self, index: int) -> int | None:
+        for i, (start, stop) in enumerate(self.scene_ranges):
             if start <= index < stop:
                 return i
         return None
 
-    def target(scene: int | None, index: int | None, where: str) -> FrameAnnotation | None:
-        if scene is not None and not 1 <= scene <= len(scene_ranges):
-            problems.append(f"{where}: scene {scene} does not exist (video {video_id} has {len(scene_ranges)} scenes)")
+    def target(self, scene: int | None, index: int | None, where: str) -> FrameAnnotation | None:
+        """The frame a scene number and/or frame index names, or None with the reason noted."""
+        scenes = self.scene_ranges
+        if scene is not None and not 1 <= scene <= len(scenes):
+            self.problems.append(
+                f"{where}: scene {scene} does not exist (video {self.video_id} has {len(scenes)} scenes)"
+            )
             return None
         if index is None:
             assert scene is not None
-            index = int(scene_ranges[scene - 1][0])
-        if not 0 <= index < frame_count:
-            problems.append(f"{where}: frame {index} is outside the video ({frame_count} frames, 0-{frame_count - 1})")
+            index = int(scenes[scene - 1][0])
+        count = self.frame_count
+        if not 0 <= index < count:
+            self.problems.append(f"{where}: frame {index} is outside the video ({count} frames, 0-{count - 1})")
             return None
-        found = scene_of(index)
+        found = self._scene_of(index)
         if found is None:
-            problems.append(f"{where}: frame {index} lies in no scene (a gap between scenes)")
+            self.problems.append(f"{where}: frame {index} lies in no scene (a gap between scenes)")
             return None
         if scene is not None and found != scene - 1:
-            start, stop = scene_ranges[scene - 1]
-            problems.append(f"{where}: frame {index} is not in scene {scene} (frames {start}-{stop - 1})")
+            start, stop = scenes[scene - 1]
+            self.problems.append(f"{where}: frame {index} is not in scene {scene} (frames {start}-{stop - 1})")
             return None
-        return out.setdefault(index, FrameAnnotation(frame=index, scene_index=found))
+        return self.frames.setdefault(index, FrameAnnotation(frame=index, scene_index=found))
 
-    def clip_point(x: float, y: float) -> tuple[int, int] | None:
-        if not (0 <= x < width and 0 <= y < height):
-            return None
-        return int(x), int(y)
-
-    for row in rows:
-        where = f"{Path(csv_path).name} line {row.line} (video {video_id})"
-        annotation = target(row.scene, row.frame, where)
+    def add_row(self, row: AnnotationRow, where: str) -> None:
+        """A CSV row's box, click or absent mark on its frame (clipped to the frame)."""
+        annotation = self.target(row.scene, row.frame, where)
         if annotation is None:
-            continue
+            return
         annotation.lines.append(row.line)
         if row.label:
             annotation.labels.append(row.label)
         if row.kind == "absent":
             annotation.absent = True
         elif row.kind == "box":
-            x0, y0 = max(0.0, row.x), max(0.0, row.y)
-            x1, y1 = min(float(width), row.x + row.w), min(float(height), row.y + row.h)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                problems.append(
-                    f"{where}: box x={row.x:g} y={row.y:g} w={row.w:g} h={row.h:g} lies outside the "
-                    f"{width}x{height} frame (or is under 2 pixels wide inside it)"
-                )
-                continue
-            annotation.boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))))
+            self._add_box(annotation, row, where)
         else:
-            point = clip_point(row.x, row.y)
-            if point is None:
-                problems.append(
-                    f"{where}: {row.kind} click ({row.x:g}, {row.y:g}) is outside the {width}x{height} frame"
-                )
-                continue
-            (annotation.positives if row.kind == "positive" else annotation.negatives).append(point)
+            self._add_click(annotation, row, where)
 
-    if masks_dir is not None and Path(masks_dir).is_dir():
-        for png in sorted(Path(masks_dir).iterdir()):
-            match = _MASK_NAME.match(png.name)
-            if match is None:
-                if not png.name.startswith("."):
-                    problems.append(f"{png}: mask PNGs are named scene_<n>.png or frame_<t>.png")
-                continue
-            number = int(match.group(2))
-            annotation = target(
-                number if match.group(1) == "scene" else None, number if match.group(1) == "frame" else None, str(png)
+    def _add_box(self, annotation: FrameAnnotation, row: AnnotationRow, where: str) -> None:
+        width, height = self.width, self.height
+        x0, y0 = max(0.0, row.x), max(0.0, row.y)
+        x1, y1 = min(float(width), row.x + row.w), min(float(height), row.y + row.h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            self.problems.append(
+                f"{where}: box x={row.x:g} y={row.y:g} w={row.w:g} h={row.h:g} lies outside the "
+                f"{width}x{height} frame (or is under 2 pixels wide inside it)"
             )
-            if annotation is None:
-                continue
-            image = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                problems.append(f"{png}: cannot be read as an image")
-                continue
-            if image.shape[:2] != (height, width):
-                problems.append(f"{png}: is {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}")
-                continue
-            if image.ndim == 3:
-                image = image[..., :3].max(axis=-1) if image.shape[2] in (3, 4) else image[..., 0]
-            annotation.mask = image > 0
-            annotation.mask_file = str(png)
+            return
+        annotation.boxes.append((int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0))))
 
-    for annotation in out.values():
-        if annotation.absent and (annotation.boxes or annotation.positives or annotation.mask is not None):
-            problems.append(
-                f"video {video_id} frame {annotation.frame} (lines {annotation.lines}): marked absent but also "
-                "has a box, a click or a mask"
+    def _add_click(self, annotation: FrameAnnotation, row: AnnotationRow, where: str) -> None:
+        if not (0 <= row.x < self.width and 0 <= row.y < self.height):
+            self.problems.append(
+                f"{where}: {row.kind} click ({row.x:g}, {row.y:g}) is outside the {self.width}x{self.height} frame"
             )
-        elif not annotation.absent and not annotation.boxes and not annotation.positives and annotation.mask is None:
-            problems.append(
-                f"video {video_id} frame {annotation.frame} (lines {annotation.lines}): only negative clicks; "
-                "add a box or a positive click"
+            return
+        point = (int(row.x), int(row.y))
+        (annotation.positives if row.kind == "positive" else annotation.negatives).append(point)
+
+    def add_mask_png(self, png: Path) -> None:
+        """A mask PNG (``scene_<n>.png`` or ``frame_<t>.png``) as its frame's mask."""
+        match = _MASK_NAME.match(png.name)
+        if match is None:
+            if not png.name.startswith("."):
+                self.problems.append(f"{png}: mask PNGs are named scene_<n>.png or frame_<t>.png")
+            return
+        number = int(match.group(2))
+        by_scene = match.group(1) == "scene"
+        annotation = self.target(number if by_scene else None, None if by_scene else number, str(png))
+        if annotation is None:
+            return
+        image = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            self.problems.append(f"{png}: cannot be read as an image")
+            return
+        if image.shape[:2] != (self.height, self.width):
+            self.problems.append(
+                f"{png}: is {image.shape[1]}x{image.shape[0]}, the video is {self.width}x{self.height}"
             )
-    if problems:
-        raise AnnotationError(f"annotations of video {video_id} do not fit it:\n  - " + "\n  - ".join(problems))
-    return dict(sorted(out.items()))
+            return
+        if image.ndim == 3:
+            image = image[..., :3].max(axis=-1) if image.shape[2] in (3, 4) else image[..., 0]
+        annotation.mask = image > 0
+        annotation.mask_file = str(png)
+
+    def check_frames(self) -> None:
+        """A frame is either absent or shows the product (a box, a positive click or a mask)."""
+        for annotation in self.frames.values():
+            where = f"video {self.video_id} frame {annotation.frame} (lines {annotation.lines})"
+            shown = annotation.boxes or annotation.positives or annotation.mask is not None
+            if annotation.absent and shown:
+                self.problems.append(f"{where}: marked absent but also has a box, a click or a mask")
+            elif not annotation.absent and not shown:
+                self.problems.append(f"{where}: only negative clicks; add a box or a positive click")
 
 
 def annotations_digest(annotations: dict[int, FrameAnnotation]) -> str:
@@ -393,8 +406,8 @@ def has_annotations(layout: DataLayout, video_id: str) -> bool:
         return False
     try:
         reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
-        header = next(reader, [])
-        column = header.index("video id")
+        header = canonical_columns(next(reader, []), COLUMN_ALIASES)
+        column = header.index("video_id")
     except (OSError, UnicodeDecodeError, ValueError):
         return True  # unreadable or malformed: let the segmenter report it with line numbers
     return any(len(row) > column and row[column].strip() == video_id for row in reader)

@@ -136,7 +136,7 @@ def build_catalog(
     """Probe the video, map its scenes to frames and screen its keyword.
 
     Raises :class:`~align_core.io.video_io.VideoError` for unreadable videos,
-    :class:`~align_core.inputs.research_csvs.CsvValidationError` for this video's bad CSV rows, and
+    :class:`~align_core.inputs.csv_rows.CsvValidationError` for this video's bad CSV rows, and
     :class:`CatalogError` when given scenes cannot be mapped (outside the video, overlapping).
     """
     video_id = validate_video_id(video_id)

@@ -4,8 +4,9 @@
 CTR_mean, CVR_mean, Clicks_mean, Conversion_mean, Remain_mean, contrast, brightness, industry``.
 ``keywords.csv``: ``_id, keyword_list[0]``.
 
-Every cell is read as text (19-digit ids overflow float64; a spreadsheet that turned them into
-``7.22E+18`` has destroyed them, which is reported, not guessed back). Problems are collected
+Every cell is read as text by :mod:`align_core.inputs.csv_rows` (19-digit ids overflow float64; a
+spreadsheet that turned them into ``7.22E+18`` has destroyed them, which is reported, not guessed
+back). Problems are collected
 per row with the file line number and attributed to their video, so one bad row fails that
 video's catalog while other videos go on. File-level problems (undecodable bytes, missing
 columns) raise :class:`CsvValidationError` at once.
@@ -13,28 +14,22 @@ columns) raise :class:`CsvValidationError` at once.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from align_core.inputs.ids import InvalidVideoIdError, validate_video_id
+from align_core.inputs.csv_rows import CsvValidationError, RowCells, RowProblem, parse_number, read_text_table
 
 __all__ = [
     "ALIGNMENT_COLUMNS",
     "AlignmentScores",
-    "CsvValidationError",
     "KeywordTable",
-    "RowProblem",
     "csv_problems",
     "format_csv_problems",
     "read_alignment_scores",
     "read_keywords",
-    "read_text_table",
 ]
 
 ALIGNMENT_COLUMNS: tuple[str, ...] = (
@@ -86,87 +81,6 @@ _NUMERIC_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 }
 
 
-@dataclass(frozen=True)
-class RowProblem:
-    """One thing wrong with one row: ``line`` is the 1-based line in the file (header is 1)."""
-
-    line: int
-    message: str
-    column: str | None = None
-    value: str | None = None
-    video_id: str | None = None
-
-    def __str__(self) -> str:
-        where = f"line {self.line}"
-        if self.column is not None:
-            where += f", column '{self.column}'"
-        if self.value is not None:
-            where += f", value {self.value!r}"
-        return f"{where}: {self.message}"
-
-
-class CsvValidationError(ValueError):
-    """A CSV (or some of its rows) failed validation; ``problems`` lists every bad row."""
-
-    def __init__(self, path: str | Path, problems: Iterable[RowProblem | str], *, limit: int = 25):
-        self.path = Path(path)
-        self.problems = [p if isinstance(p, RowProblem) else RowProblem(0, p) for p in problems]
-        shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
-        more = len(self.problems) - limit
-        suffix = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"{self.path}: {len(self.problems)} problem(s)\n{shown}{suffix}")
-
-
-def _decode_strict(path: Path) -> str:
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        problems = []
-        for number, raw_line in enumerate(data.split(b"\n"), start=1):
-            try:
-                raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                snippet = raw_line[max(0, exc.start - 10) : exc.end + 10]
-                problems.append(
-                    RowProblem(number, f"not UTF-8 at byte {exc.start} of the line ({snippet!r}); re-export as UTF-8")
-                )
-        raise CsvValidationError(path, problems) from None
-
-
-def read_text_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: file does not exist")
-    text = _decode_strict(path)
-    if not text.strip():
-        raise CsvValidationError(path, [RowProblem(1, "file is empty: expected a header row")])
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
-    except (pd.errors.ParserError, csv.Error) as exc:
-        raise CsvValidationError(path, [RowProblem(0, f"not parseable as CSV ({exc})")]) from exc
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise CsvValidationError(
-            path,
-            [RowProblem(1, f"missing column(s) {missing}; found {list(frame.columns)}")],
-        )
-    frame = frame.copy()
-    frame.insert(0, "_line", range(2, len(frame) + 2))
-    return frame
-
-
-def _parse_number(value: str) -> float | None:
-    value = value.strip()
-    if value == "":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return math.nan
-
-
 # -- keywords.csv -----------------------------------------------------------------------------
 @dataclass
 class KeywordTable:
@@ -190,24 +104,22 @@ class KeywordTable:
 
 
 def read_keywords(path: str | Path) -> KeywordTable:
+    """Read ``keywords.csv``: one keyword per valid, first-seen id; every bad row is a problem."""
     path = Path(path)
     frame = read_text_table(path, KEYWORD_COLUMNS)
     keywords: dict[str, str] = {}
     problems: list[RowProblem] = []
     seen_line: dict[str, int] = {}
-    for line, raw_id, keyword in zip(frame["_line"], frame["_id"], frame["keyword_list[0]"], strict=True):
-        try:
-            video_id = validate_video_id(raw_id)
-        except InvalidVideoIdError as exc:
-            problems.append(RowProblem(line, str(exc), "_id", raw_id))
+    for record in frame.to_dict("records"):
+        cells = RowCells(record, int(record["_line"]))
+        video_id = cells.required_id("_id")
+        if video_id is not None and video_id in seen_line:
+            cells.problem(f"duplicate id (first seen on line {seen_line[video_id]})", "_id", cells.raw("_id"))
+        if cells.problems:
+            problems.extend(cells.problems)
             continue
-        if video_id in seen_line:
-            problems.append(
-                RowProblem(line, f"duplicate id (first seen on line {seen_line[video_id]})", "_id", raw_id, video_id)
-            )
-            continue
-        seen_line[video_id] = line
-        keywords[video_id] = keyword
+        seen_line[video_id] = cells.line
+        keywords[video_id] = cells.raw("keyword_list[0]")
     return KeywordTable(path, keywords, problems)
 
 
@@ -243,87 +155,90 @@ class AlignmentScores:
 
 
 def read_alignment_scores(path: str | Path) -> AlignmentScores:
+    """Read ``alignment_score.csv``: valid scene rows in a table, every bad row as a problem."""
     path = Path(path)
     frame = read_text_table(path, ALIGNMENT_COLUMNS)
     problems: list[RowProblem] = []
     records: list[dict[str, object]] = []
     seen_scene: dict[tuple[str, int], int] = {}
     for row in frame.to_dict("records"):
-        line = int(row["_line"])
-        raw_id = row["video id"]
-        try:
-            video_id = validate_video_id(raw_id)
-        except InvalidVideoIdError as exc:
-            problems.append(RowProblem(line, str(exc), "video id", raw_id))
+        cells = RowCells(row, int(row["_line"]))
+        if cells.required_id("video id") is None:
+            problems.extend(cells.problems)
             continue
-        row_problems: list[RowProblem] = []
-        record: dict[str, object] = {"video_id": video_id}
-        scene_text = row["Scene Number"].strip()
-        scene_value = _parse_number(scene_text)
-        scene_number = (
-            int(scene_value) if scene_value is not None and scene_value.is_integer() and scene_value >= 1 else -1
-        )
-        if scene_number < 1:
-            row_problems.append(
-                RowProblem(line, "scene number must be a positive integer", "Scene Number", scene_text, video_id)
-            )
-        record["scene_number"] = scene_number
-        for column, (low, high, required) in _NUMERIC_RANGES.items():
-            value = _parse_number(row[column])
-            if value is None:
-                if required:
-                    row_problems.append(RowProblem(line, "is empty (required)", column, row[column], video_id))
-                record[ALIGNMENT_RENAME[column]] = math.nan
-                continue
-            if math.isnan(value) or math.isinf(value):
-                row_problems.append(RowProblem(line, "is not a finite number", column, row[column], video_id))
-            elif (low is not None and value < low) or (high is not None and value > high):
-                bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-                row_problems.append(RowProblem(line, f"is outside {bounds}", column, row[column], video_id))
-            record[ALIGNMENT_RENAME[column]] = value
-        record["industry"] = row["industry"].strip() or None
-        start, end = record["start_time"], record["end_time"]
-        if isinstance(start, float) and isinstance(end, float) and not (math.isnan(start) or math.isnan(end)):
-            if end < start:
-                row_problems.append(
-                    RowProblem(
-                        line, f"end_time {end} is before start_time {start}", "end_time", row["end_time"], video_id
-                    )
-                )
-            elif end == start:
-                row_problems.append(
-                    RowProblem(
-                        line,
-                        f"zero-length scene (start_time = end_time = {start})",
-                        "end_time",
-                        row["end_time"],
-                        video_id,
-                    )
-                )
-        key = (video_id, scene_number)
-        if scene_number >= 1:
-            if key in seen_scene:
-                row_problems.append(
-                    RowProblem(
-                        line,
-                        f"duplicate scene {scene_number} for this video (first on line {seen_scene[key]})",
-                        "Scene Number",
-                        scene_text,
-                        video_id,
-                    )
-                )
-            else:
-                seen_scene[key] = line
-        record["source_line"] = line
-        if row_problems:
-            problems.extend(row_problems)
+        record = _scene_record(cells)
+        _check_duplicate_scene(cells, record["scene_number"], seen_scene)
+        if cells.problems:
+            problems.extend(cells.problems)
         else:
             records.append(record)
+    return AlignmentScores(path, _scene_table(records), problems)
+
+
+def _scene_record(cells: RowCells) -> dict[str, object]:
+    """One row in warehouse names (NaN for empty numbers, -1 for a bad scene number); notes its problems."""
+    scene_number = cells.whole_number(
+        "Scene Number", low=1, required=True, message="scene number must be a positive integer"
+    )
+    record: dict[str, object] = {
+        "video_id": cells.video_id,
+        "scene_number": -1 if scene_number is None else scene_number,
+    }
+    for column, (low, high, required) in _NUMERIC_RANGES.items():
+        record[ALIGNMENT_RENAME[column]] = _bounded_number(cells, column, low, high, required)
+    record["industry"] = cells.text("industry") or None
+    _check_times(cells, record["start_time"], record["end_time"])
+    record["source_line"] = cells.line
+    return record
+
+
+def _bounded_number(cells: RowCells, column: str, low: float | None, high: float | None, required: bool) -> float:
+    """The cell as a number (NaN when empty); notes an empty required cell, a non-finite or out-of-range value."""
+    raw = cells.raw(column)
+    value = parse_number(raw)
+    if value is None:
+        if required:
+            cells.problem("is empty (required)", column, raw)
+        return math.nan
+    if math.isnan(value) or math.isinf(value):
+        cells.problem("is not a finite number", column, raw)
+    elif (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        cells.problem(f"is outside {bounds}", column, raw)
+    return value
+
+
+def _check_times(cells: RowCells, start: float, end: float) -> None:
+    """A scene must end after it starts."""
+    if math.isnan(start) or math.isnan(end):
+        return
+    if end < start:
+        cells.problem(f"end_time {end} is before start_time {start}", "end_time", cells.raw("end_time"))
+    elif end == start:
+        cells.problem(f"zero-length scene (start_time = end_time = {start})", "end_time", cells.raw("end_time"))
+
+
+def _check_duplicate_scene(cells: RowCells, scene_number: int, seen_scene: dict[tuple[str, int], int]) -> None:
+    """A video's scene number may appear once; the first line is remembered."""
+    if scene_number < 1:
+        return
+    key = (cells.video_id, scene_number)
+    if key in seen_scene:
+        cells.problem(
+            f"duplicate scene {scene_number} for this video (first on line {seen_scene[key]})",
+            "Scene Number",
+            cells.text("Scene Number"),
+        )
+    else:
+        seen_scene[key] = cells.line
+
+
+def _scene_table(records: list[dict[str, object]]) -> pd.DataFrame:
     columns = ["video_id", *[ALIGNMENT_RENAME[c] for c in ALIGNMENT_COLUMNS[1:]], "source_line"]
     table = pd.DataFrame.from_records(records, columns=columns)
     table["video_id"] = table["video_id"].astype(str)
     table["scene_number"] = table["scene_number"].astype("int64")
-    return AlignmentScores(path, table, problems)
+    return table
 
 
 # -- every problem of the input CSVs, for the user -----------------------------------------------

@@ -37,6 +37,7 @@ full-size masks; never the full-size video.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -544,112 +545,116 @@ def annotated_video_masks(
     settings = settings or AnnotatedSettings()
     propagator = FlowPropagator(fb_alpha=settings.fb_alpha, fb_beta=settings.fb_beta)
     link = _Link(propagator, settings)
-    frames = iter_frames(video_path)
-    first = next(frames)
-    height, width = first.shape[:2]
-    work_w, work_h = work_size(width, height, settings.work_max_side)
-    total = int(scene_ranges[-1][1])
-    soft: list[np.ndarray] = [np.zeros((work_h, work_w), np.uint8)] * total
-    exact: dict[int, np.ndarray] = {}
-    seeds_info: dict[int, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    unannotated: list[int] = []
+    reader = _SceneReader(video_path, int(scene_ranges[-1][1]), settings)
+    builder = _MaskBuilder(reader.work_w, reader.work_h, reader.total, link, settings)
     by_scene: dict[int, dict[int, FrameAnnotation]] = {}
     for index, annotation in annotations.items():
         by_scene.setdefault(annotation.scene_index, {})[index] = annotation
-
-    def small(frame: np.ndarray) -> np.ndarray:
-        if (work_w, work_h) == (width, height):
-            return frame
-        return cv2.resize(frame, (work_w, work_h), interpolation=cv2.INTER_AREA)
-
-    def chained() -> Any:
-        yield first
-        yield from frames
-
-    stream = chained()
-    position = 0
     for scene_index, (start, stop) in enumerate(scene_ranges):
         scene_annotations = by_scene.get(scene_index, {})
+        smalls, seeds = reader.read_scene(start, stop, scene_annotations)
+        if scene_annotations:
+            builder.add_scene(scene_index, start, stop, smalls, seeds)
+        else:
+            builder.skip_scene(scene_index, start, stop)
+    reader.close()
+    return builder.result(reader.width, reader.height)
+
+
+class _SceneReader:
+    """Decodes the video once, scene after scene: annotated scenes' frames at the working size and their seeds."""
+
+    def __init__(self, video_path: str | os.PathLike[str], total: int, settings: AnnotatedSettings):
+        self.video_path = video_path
+        self.total = total
+        self.settings = settings
+        self._frames = iter_frames(video_path)
+        first = next(self._frames)
+        self.height, self.width = first.shape[:2]
+        self.work_w, self.work_h = work_size(self.width, self.height, settings.work_max_side)
+        self._stream = itertools.chain([first], self._frames)
+        self.position = 0
+
+    def _small(self, frame: np.ndarray) -> np.ndarray:
+        if (self.work_w, self.work_h) == (self.width, self.height):
+            return frame
+        return cv2.resize(frame, (self.work_w, self.work_h), interpolation=cv2.INTER_AREA)
+
+    def read_scene(
+        self, start: int, stop: int, annotations: dict[int, FrameAnnotation]
+    ) -> tuple[list[np.ndarray], dict[int, Seed]]:
+        """Frames up to ``stop``; of an annotated scene the small frames and the seeds of its annotated frames."""
         smalls: list[np.ndarray] = []
         seeds: dict[int, Seed] = {}
-        while position < stop:
+        while self.position < stop:
             try:
-                frame = next(stream)
+                frame = next(self._stream)
             except StopIteration:
                 raise ValueError(
-                    f"video {video_path}: ended after {position} frames; the scenes cover {total}"
+                    f"video {self.video_path}: ended after {self.position} frames; the scenes cover {self.total}"
                 ) from None
-            if position >= start:
-                if scene_annotations:
-                    smalls.append(small(frame))
-                if position in scene_annotations:
-                    seeds[position] = segment_annotated_frame(frame, scene_annotations[position], settings)
-            position += 1
-        if not scene_annotations:
-            unannotated.append(scene_index + 1)
-            rows.extend(_empty_rows(start, stop, scene_index, "unannotated"))
-            continue
+            if self.position >= start:
+                if annotations:
+                    smalls.append(self._small(frame))
+                if self.position in annotations:
+                    seeds[self.position] = segment_annotated_frame(frame, annotations[self.position], self.settings)
+            self.position += 1
+        return smalls, seeds
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+class _MaskBuilder:
+    """A video's masks scene by scene: soft ones at the working size, exact ones on annotated frames, diagnostics."""
+
+    def __init__(self, work_w: int, work_h: int, total: int, link: _Link, settings: AnnotatedSettings):
+        self.work_w, self.work_h = work_w, work_h
+        self.link = link
+        self.settings = settings
+        self.soft: list[np.ndarray] = [np.zeros((work_h, work_w), np.uint8)] * total
+        self.exact: dict[int, np.ndarray] = {}
+        self.seeds_info: dict[int, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.unannotated: list[int] = []
+
+    def skip_scene(self, scene_index: int, start: int, stop: int) -> None:
+        """A scene without annotations: empty masks, listed."""
+        self.unannotated.append(scene_index + 1)
+        self.rows.extend(_empty_rows(start, stop, scene_index, "unannotated"))
+
+    def add_scene(
+        self, scene_index: int, start: int, stop: int, smalls: list[np.ndarray], seeds: dict[int, Seed]
+    ) -> None:
+        """Carry the scene's seeds both ways through it and keep every frame's mask and diagnostics."""
         seeds_small = {
-            index - start: cv2.resize(seed.mask.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_AREA)
+            index - start: cv2.resize(
+                seed.mask.astype(np.float32), (self.work_w, self.work_h), interpolation=cv2.INTER_AREA
+            )
             for index, seed in seeds.items()
         }
-        models = {local: fit_colour_models(smalls[local], mask > 0.5, settings) for local, mask in seeds_small.items()}
-        forward, backward = _scene_carry(smalls, seeds_small, models, link)
+        models = {
+            local: fit_colour_models(smalls[local], mask > 0.5, self.settings) for local, mask in seeds_small.items()
+        }
+        forward, backward = _scene_carry(smalls, seeds_small, models, self.link)
         keys = sorted(seeds_small)
         for local in range(stop - start):
             index = start + local
-            fwd, bwd = forward[local], backward[local]
-            if local in seeds_small:
-                seed = seeds[index]
-                exact[index] = np.packbits(seed.mask.reshape(-1))
-                p = seeds_small[local]
-                chosen, err, untrusted, exited = fwd, 0.0, 0.0, False
-                seeds_info[index] = {
-                    "frame": index,
-                    "scene": scene_index + 1,
-                    "source": seed.source,
-                    "boxes": seed.boxes,
-                    "box_iou": seed.box_iou,
-                    "empty_boxes": seed.empty_boxes,
-                    "coverage": float(seed.mask.mean()),
-                }
-            elif fwd is not None and bwd is not None:
-                prev_key = max(k for k in keys if k < local)
-                next_key = min(k for k in keys if k > local)
-                span = next_key - prev_key
-                w_f = (next_key - local) / span * fwd.conf
-                w_b = (local - prev_key) / span * bwd.conf
-                total_w = w_f + w_b
-                fallback = ((next_key - local) * fwd.p + (local - prev_key) * bwd.p) / span
-                p = np.where(total_w > 1e-3, (w_f * fwd.p + w_b * bwd.p) / np.maximum(total_w, 1e-3), fallback)
-                near_f = (local - prev_key) <= (next_key - local)
-                chosen = fwd if near_f else bwd
-                err = min(fwd.fb_error, bwd.fb_error)  # the frame is suspect only if neither link holds
-                untrusted = min(fwd.untrusted, bwd.untrusted)
-                exited = chosen.exited
+            annotated = local in seeds_small
+            if annotated:
+                self._keep_seed(index, scene_index, seeds[index])
+                p, chosen, err, untrusted, exited = seeds_small[local], forward[local], 0.0, 0.0, False
             else:
-                chosen = fwd if fwd is not None else bwd
-                assert chosen is not None
-                p = chosen.p
-                err, exited, untrusted = chosen.fb_error, chosen.exited, chosen.untrusted
+                p, chosen, err, untrusted, exited = _blend_carries(local, keys, forward[local], backward[local])
             p = np.clip(p, 0.0, 1.0).astype(np.float32)
-            soft[index] = np.round(p * 255).astype(np.uint8)
-            key_frame = start + (chosen.key if chosen is not None and local not in seeds_small else local)
-            around = [
-                k
-                for k in (
-                    max((k for k in keys if k <= local), default=None),
-                    min((k for k in keys if k >= local), default=None),
-                )
-                if k is not None
-            ]
-            key_areas = [float((seeds_small[k] > 0.5).mean()) for k in around]
-            rows.append(
+            self.soft[index] = np.round(p * 255).astype(np.uint8)
+            key_frame = start + (chosen.key if chosen is not None and not annotated else local)
+            key_areas = [float((seeds_small[k] > 0.5).mean()) for k in _keys_around(local, keys)]
+            self.rows.append(
                 _diagnostic_row(
                     index,
                     scene_index,
-                    local in seeds_small,
+                    annotated,
                     p,
                     colour_index(smalls[local]),
                     seeds[key_frame],
@@ -657,12 +662,70 @@ def annotated_video_masks(
                     untrusted,
                     exited,
                     key_areas,
-                    settings,
+                    self.settings,
                 )
             )
-    frames.close()
-    diagnostics = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
-    return AnnotatedMasks(width, height, work_w, work_h, soft, exact, diagnostics, seeds_info, unannotated)
+
+    def _keep_seed(self, index: int, scene_index: int, seed: Seed) -> None:
+        self.exact[index] = np.packbits(seed.mask.reshape(-1))
+        self.seeds_info[index] = {
+            "frame": index,
+            "scene": scene_index + 1,
+            "source": seed.source,
+            "boxes": seed.boxes,
+            "box_iou": seed.box_iou,
+            "empty_boxes": seed.empty_boxes,
+            "coverage": float(seed.mask.mean()),
+        }
+
+    def result(self, width: int, height: int) -> AnnotatedMasks:
+        diagnostics = pd.DataFrame(self.rows, columns=DIAGNOSTIC_COLUMNS)
+        return AnnotatedMasks(
+            width,
+            height,
+            self.work_w,
+            self.work_h,
+            self.soft,
+            self.exact,
+            diagnostics,
+            self.seeds_info,
+            self.unannotated,
+        )
+
+
+def _blend_carries(
+    local: int, keys: list[int], fwd: _Carry | None, bwd: _Carry | None
+) -> tuple[np.ndarray, _Carry, float, float, bool]:
+    """A carried frame's mask from the carries that reach it: (p, the nearer carry, fb error, untrusted, exited).
+
+    Between two annotated frames each direction is weighted by temporal closeness times confidence.
+    """
+    if fwd is None or bwd is None:
+        chosen = fwd if fwd is not None else bwd
+        assert chosen is not None
+        return chosen.p, chosen, chosen.fb_error, chosen.untrusted, chosen.exited
+    prev_key = max(k for k in keys if k < local)
+    next_key = min(k for k in keys if k > local)
+    span = next_key - prev_key
+    w_f = (next_key - local) / span * fwd.conf
+    w_b = (local - prev_key) / span * bwd.conf
+    total_w = w_f + w_b
+    fallback = ((next_key - local) * fwd.p + (local - prev_key) * bwd.p) / span
+    p = np.where(total_w > 1e-3, (w_f * fwd.p + w_b * bwd.p) / np.maximum(total_w, 1e-3), fallback)
+    near_f = (local - prev_key) <= (next_key - local)
+    chosen = fwd if near_f else bwd
+    err = min(fwd.fb_error, bwd.fb_error)  # the frame is suspect only if neither link holds
+    untrusted = min(fwd.untrusted, bwd.untrusted)
+    return p, chosen, err, untrusted, chosen.exited
+
+
+def _keys_around(local: int, keys: list[int]) -> list[int]:
+    """The annotated frames at or before and at or after ``local`` (either may be missing)."""
+    around = (
+        max((k for k in keys if k <= local), default=None),
+        min((k for k in keys if k >= local), default=None),
+    )
+    return [k for k in around if k is not None]
 
 
 DIAGNOSTIC_COLUMNS: tuple[str, ...] = (

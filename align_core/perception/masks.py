@@ -446,64 +446,92 @@ def segment_video(
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} must be >= 1")
     probe = probe or probe_video(video_path)
-    masks = MaskFrames(probe.height, probe.width)
-    max_probability = np.zeros(probe.frame_count, dtype=np.float32)
     if screened_reason is not None:
-        empty = np.zeros((probe.height, probe.width), dtype=bool)
-        for _ in range(probe.frame_count):
-            masks.append(empty)
-        return KeywordMasks(
-            masks=masks,
-            threshold=threshold,
-            segmenter_id="screened",
-            keyword=keyword,
-            coverage=np.zeros(probe.frame_count),
-            max_probability=max_probability,
-            skipped_reason=screened_reason,
-            lineage={"segmenter": None, "skipped_reason": screened_reason},
-        )
+        return _screened_masks(probe, keyword, threshold, screened_reason)
     if segmenter is None:
         raise ValueError(f"video {video_path}: keyword {keyword!r} was not screened out, so a segmenter is needed")
     segmenter.prepare(probe)
-
-    def run(batch: list[np.ndarray], start: int) -> None:
-        frames = np.stack(batch)
-        probs = np.asarray(segmenter.segment(frames, keyword, start=start))
-        if probs.shape != frames.shape[:3]:
-            raise ValueError(
-                f"video {video_path}: segmenter {segmenter.name} returned {probs.shape} for frames {frames.shape[:3]}"
-            )
-        if not np.isfinite(probs).all() or probs.min() < 0.0 or probs.max() > 1.0:
-            raise ValueError(
-                f"video {video_path}: segmenter {segmenter.name} returned values outside [0, 1] "
-                f"for frames [{start}, {start + len(batch)})"
-            )
-        for mask in probs > threshold:
-            masks.append(mask)
-        max_probability[start : start + len(batch)] = probs.reshape(len(batch), -1).max(axis=1)
-
-    batch: list[np.ndarray] = []
-    start = 0
-    decoded = 0
-    for frame in iter_frames(video_path):
-        if decoded >= probe.frame_count:
-            raise ValueError(f"video {video_path}: decodes more frames than the {probe.frame_count} probed")
-        batch.append(frame)
-        decoded += 1
-        if len(batch) == batch_size:
-            run(batch, start)
-            start += len(batch)
-            batch = []
-    if batch:
-        run(batch, start)
-    if decoded != probe.frame_count:
-        raise ValueError(f"video {video_path}: decoded {decoded} frames, probe counted {probe.frame_count}")
+    batches = _Batches(video_path, probe, keyword, segmenter, threshold)
+    batches.segment_all(batch_size)
     return KeywordMasks(
-        masks=masks,
+        masks=batches.masks,
         threshold=threshold,
         segmenter_id=segmenter_id(segmenter),
         keyword=keyword,
-        coverage=masks.coverage_per_frame(),
-        max_probability=max_probability,
+        coverage=batches.masks.coverage_per_frame(),
+        max_probability=batches.max_probability,
         lineage=segmenter.lineage(),
     )
+
+
+def _screened_masks(probe: VideoProbe, keyword: str, threshold: float, reason: str) -> KeywordMasks:
+    """All-empty masks for a screened keyword (the segmenter is never called)."""
+    masks = MaskFrames(probe.height, probe.width)
+    empty = np.zeros((probe.height, probe.width), dtype=bool)
+    for _ in range(probe.frame_count):
+        masks.append(empty)
+    return KeywordMasks(
+        masks=masks,
+        threshold=threshold,
+        segmenter_id="screened",
+        keyword=keyword,
+        coverage=np.zeros(probe.frame_count),
+        max_probability=np.zeros(probe.frame_count, dtype=np.float32),
+        skipped_reason=reason,
+        lineage={"segmenter": None, "skipped_reason": reason},
+    )
+
+
+class _Batches:
+    """Streams a video through a segmenter in batches, keeping masks and each frame's top probability."""
+
+    def __init__(
+        self, video_path: Path, probe: VideoProbe, keyword: str, segmenter: KeywordSegmenter, threshold: float
+    ):
+        self.video_path = video_path
+        self.probe = probe
+        self.keyword = keyword
+        self.segmenter = segmenter
+        self.threshold = threshold
+        self.masks = MaskFrames(probe.height, probe.width)
+        self.max_probability = np.zeros(probe.frame_count, dtype=np.float32)
+
+    def segment_all(self, batch_size: int) -> None:
+        """Every frame, checking that the decoder yields exactly the probed frame count."""
+        batch: list[np.ndarray] = []
+        start = 0
+        decoded = 0
+        for frame in iter_frames(self.video_path):
+            if decoded >= self.probe.frame_count:
+                raise ValueError(
+                    f"video {self.video_path}: decodes more frames than the {self.probe.frame_count} probed"
+                )
+            batch.append(frame)
+            decoded += 1
+            if len(batch) == batch_size:
+                self._run(batch, start)
+                start += len(batch)
+                batch = []
+        if batch:
+            self._run(batch, start)
+        if decoded != self.probe.frame_count:
+            raise ValueError(
+                f"video {self.video_path}: decoded {decoded} frames, probe counted {self.probe.frame_count}"
+            )
+
+    def _run(self, batch: list[np.ndarray], start: int) -> None:
+        frames = np.stack(batch)
+        probs = np.asarray(self.segmenter.segment(frames, self.keyword, start=start))
+        name = self.segmenter.name
+        if probs.shape != frames.shape[:3]:
+            raise ValueError(
+                f"video {self.video_path}: segmenter {name} returned {probs.shape} for frames {frames.shape[:3]}"
+            )
+        if not np.isfinite(probs).all() or probs.min() < 0.0 or probs.max() > 1.0:
+            raise ValueError(
+                f"video {self.video_path}: segmenter {name} returned values outside [0, 1] "
+                f"for frames [{start}, {start + len(batch)})"
+            )
+        for mask in probs > self.threshold:
+            self.masks.append(mask)
+        self.max_probability[start : start + len(batch)] = probs.reshape(len(batch), -1).max(axis=1)

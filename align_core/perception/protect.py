@@ -21,7 +21,10 @@ Sources of protection, all stored as boxes per frame (plus user mask PNGs as bit
   ``data/raw/protect.csv`` with the header ``video_id,scene_number,start_frame,end_frame,x0,y0,x1,y1,label``:
   one box per row in the source video's pixels (``x1``/``y1`` exclusive); it applies to the
   scene ``scene_number`` (the ``alignment_score.csv`` / catalog scene number), or to frames
-  ``start_frame`` .. ``end_frame - 1``, or, with all three empty, to every frame.
+  ``start_frame`` .. ``end_frame - 1``, or, with all three empty, to every frame. Read like every
+  input CSV (:mod:`align_core.inputs.csv_rows`: cells as text, bad cells named by line and
+  column); ``video id`` and ``scene`` are accepted for ``video_id`` and ``scene_number``, as in
+  ``annotations.csv``.
 
   ``data/raw/protect/<video_id>/*.png``: a mask at the video's size (non-zero = protected);
   ``scene_<n>.png`` applies to scene n, ``frames_<start>-<end>.png`` to frames start..end-1,
@@ -41,7 +44,6 @@ keyframes that both miss it is not protected: lower ``stride_s`` or add a user r
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -58,6 +60,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from align_core.inputs.csv_rows import COLUMN_ALIASES, CsvValidationError, RowCells, read_text_table
 from align_core.io.arrays import pack_masks, save_npz_atomic, unpack_masks
 from align_core.io.atomic import atomic_path, atomic_write_text
 from align_core.io.video_io import iter_frames, probe_video
@@ -84,6 +87,7 @@ FACE_DETECTOR_STATUS = (
     "protect faces with user regions (data/raw/protect.csv or data/raw/protect/<video_id>/*.png)"
 )
 USER_CSV_COLUMNS = ("video_id", "scene_number", "start_frame", "end_frame", "x0", "y0", "x1", "y1", "label")
+_USER_NUMBER_COLUMNS = ("scene_number", "start_frame", "end_frame", "x0", "y0", "x1", "y1")
 BOX_COLUMNS = ("frame", "x0", "y0", "x1", "y1", "source", "label", "score")
 OCR_COLUMNS = ("frame", "x0", "y0", "x1", "y1", "text", "score", "polygon")
 
@@ -237,19 +241,6 @@ class UserRegions:
         return not self.boxes and not self.masks
 
 
-def _int_cell(value: str, where: str, column: str) -> int | None:
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{where}: column {column} = {value!r} is not a number") from None
-    if number != int(number):
-        raise ValueError(f"{where}: column {column} = {value!r} is not a whole number")
-    return int(number)
-
-
 def _frames_for(
     scene: int | None,
     start: int | None,
@@ -285,62 +276,86 @@ def read_user_regions(
     """The user's protect regions for ``video_id`` (formats in the module docstring).
 
     Only rows of this video are read, so a bad row fails its own video and no other. Every error
-    names the file, the line or mask, and what is wrong.
+    names the file, the line or mask, and what is wrong: unreadable cells raise
+    :class:`~align_core.inputs.csv_rows.CsvValidationError` (every bad row of the video), a box
+    that does not fit the video a ``ValueError``.
     """
     regions = UserRegions()
     if csv_path is not None and Path(csv_path).exists():
         path = Path(csv_path)
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in ("video_id", "x0", "y0", "x1", "y1") if c not in header]
-            if missing:
-                raise ValueError(f"{path}: header lacks columns {missing} (expected {', '.join(USER_CSV_COLUMNS)})")
-            for line, raw in enumerate(reader, start=2):
-                row = {str(k).strip(): (v or "") for k, v in raw.items() if k is not None}
-                if row.get("video_id", "").strip() != video_id:
-                    continue
-                where = f"{path} line {line} (video {video_id})"
-                cells = {
-                    c: _int_cell(row.get(c, ""), where, c)
-                    for c in ("scene_number", "start_frame", "end_frame", "x0", "y0", "x1", "y1")
-                }
-                if any(cells[c] is None for c in ("x0", "y0", "x1", "y1")):
-                    raise ValueError(f"{where}: x0, y0, x1, y1 are required")
-                x0, y0, x1, y1 = (cells[c] for c in ("x0", "y0", "x1", "y1"))
-                if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-                    raise ValueError(
-                        f"{where}: box ({x0}, {y0}, {x1}, {y1}) is not inside the {width}x{height} frame with x0 < x1, y0 < y1"
-                    )
-                start, stop = _frames_for(
-                    cells["scene_number"], cells["start_frame"], cells["end_frame"], scenes, frame_count, where
-                )
-                regions.boxes.append(
-                    UserBox(start, stop, x0, y0, x1, y1, row.get("label", "").strip() or "user box", where)
-                )
+        for cells, numbers in _user_csv_rows(path, video_id):
+            regions.boxes.append(_user_box(cells, numbers, path, scenes, frame_count, height, width))
     if mask_dir is not None and Path(mask_dir).is_dir():
         for path in sorted(Path(mask_dir).glob("*.png")):
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
-                raise ValueError(f"protect mask {path} (video {video_id}): not a readable PNG")
-            if image.shape[:2] != (height, width):
-                raise ValueError(
-                    f"protect mask {path} (video {video_id}): {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}"
-                )
-            mask = (image.max(axis=2) if image.ndim == 3 else image) > 0
-            scene_match = re.fullmatch(r"scene_(\d+)", path.stem)
-            range_match = re.fullmatch(r"frames_(\d+)-(\d+)", path.stem)
-            where = f"protect mask {path} (video {video_id})"
-            if scene_match:
-                start, stop = _frames_for(int(scene_match.group(1)), None, None, scenes, frame_count, where)
-            elif range_match:
-                start, stop = _frames_for(
-                    None, int(range_match.group(1)), int(range_match.group(2)), scenes, frame_count, where
-                )
-            else:
-                start, stop = 0, frame_count
-            regions.masks.append((start, stop, mask, str(path)))
+            regions.masks.append(_user_mask(path, video_id, scenes, frame_count, height, width))
     return regions
+
+
+def _user_csv_rows(path: Path, video_id: str) -> list[tuple[RowCells, dict[str, int | None]]]:
+    """This video's rows of ``protect.csv`` with their whole numbers; raises naming every bad cell."""
+    frame = read_text_table(path, ("video_id", "x0", "y0", "x1", "y1"), aliases=COLUMN_ALIASES)
+    rows, problems = [], []
+    for record in frame.to_dict("records"):
+        if str(record["video_id"]).strip() != video_id:
+            continue
+        cells = RowCells(record, int(record["_line"]), video_id, frame.attrs["file_columns"])
+        numbers = {column: cells.whole_number(column) for column in _USER_NUMBER_COLUMNS}
+        for column in ("x0", "y0", "x1", "y1"):
+            if not cells.text(column):
+                cells.problem("is required (x0, y0, x1, y1 give the box)", column, "")
+        problems.extend(cells.problems)
+        rows.append((cells, numbers))
+    if problems:
+        raise CsvValidationError(path, problems)
+    return rows
+
+
+def _user_box(
+    cells: RowCells,
+    numbers: Mapping[str, int | None],
+    path: Path,
+    scenes: Mapping[int, tuple[int, int]],
+    frame_count: int,
+    height: int,
+    width: int,
+) -> UserBox:
+    """A parsed row as a box on its frames; raises when it does not fit the video."""
+    where = f"{path} line {cells.line} (video {cells.video_id})"
+    x0, y0, x1, y1 = (numbers[c] for c in ("x0", "y0", "x1", "y1"))
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ValueError(
+            f"{where}: box ({x0}, {y0}, {x1}, {y1}) is not inside the {width}x{height} frame with x0 < x1, y0 < y1"
+        )
+    start, stop = _frames_for(
+        numbers["scene_number"], numbers["start_frame"], numbers["end_frame"], scenes, frame_count, where
+    )
+    return UserBox(start, stop, x0, y0, x1, y1, cells.text("label") or "user box", where)
+
+
+def _user_mask(
+    path: Path, video_id: str, scenes: Mapping[int, tuple[int, int]], frame_count: int, height: int, width: int
+) -> tuple[int, int, np.ndarray, str]:
+    """A protect mask PNG as (start, stop, bool mask, file); the file name says which frames."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"protect mask {path} (video {video_id}): not a readable PNG")
+    if image.shape[:2] != (height, width):
+        raise ValueError(
+            f"protect mask {path} (video {video_id}): {image.shape[1]}x{image.shape[0]}, the video is {width}x{height}"
+        )
+    mask = (image.max(axis=2) if image.ndim == 3 else image) > 0
+    scene_match = re.fullmatch(r"scene_(\d+)", path.stem)
+    range_match = re.fullmatch(r"frames_(\d+)-(\d+)", path.stem)
+    where = f"protect mask {path} (video {video_id})"
+    if scene_match:
+        start, stop = _frames_for(int(scene_match.group(1)), None, None, scenes, frame_count, where)
+    elif range_match:
+        start, stop = _frames_for(
+            None, int(range_match.group(1)), int(range_match.group(2)), scenes, frame_count, where
+        )
+    else:
+        start, stop = 0, frame_count
+    return start, stop, mask, str(path)
 
 
 # -- keyframes and carry ---------------------------------------------------------------------------
