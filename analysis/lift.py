@@ -38,10 +38,10 @@ from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
+from analysis.arms import BASELINE
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
 
 __all__ = [
-    "BASELINE",
     "DESIGNS",
     "METRICS",
     "arms_chi_square",
@@ -50,7 +50,6 @@ __all__ = [
     "ratio_influence",
 ]
 
-BASELINE = "baseline"
 DESIGNS = ("paired", "unpaired")
 METRICS: dict[str, tuple[str, str]] = {
     "ctr": ("clicks", "impressions"),

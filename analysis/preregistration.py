@@ -33,6 +33,7 @@ from align_core.experiments.config import ExperimentConfig, register_experiment_
 from align_core.io.atomic import atomic_write_text
 from align_core.io.warehouse import read_connection, table_exists, write_connection
 from align_core.stimuli.plans import dose_windows, timing_variants
+from analysis.arms import BASELINE
 from analysis.guardrails import design_effect, mde_relative
 
 __all__ = [
@@ -252,8 +253,8 @@ def plan_deviations(
 ) -> list[str]:
     """Every way the executed analysis of one experiment departs from its plan (empty: none)."""
     out: list[str] = []
-    # the report's estimators call the control arm 'baseline' whatever the registry names it
-    planned = ["baseline" if a["name"] == plan["control"] else a["name"] for a in plan["arms"]]
+    # the report's estimators label the control arm BASELINE whatever the registry names it
+    planned = [BASELINE if a["name"] == plan["control"] else a["name"] for a in plan["arms"]]
     ran = sorted(set(cells["variant"])) if not cells.empty else []
     for arm in planned:
         if arm not in ran:

@@ -34,8 +34,9 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from align_core.experiments.config import registered_configs, registered_variants  # noqa: E402
 from align_core.io.atomic import atomic_write_text  # noqa: E402
 from align_core.io.warehouse import read_connection, transaction, write_connection  # noqa: E402
-from align_core.stimuli.plans import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
+from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows, timing_variants, variant_names  # noqa: E402
 from analysis import queries  # noqa: E402
+from analysis.arms import BASELINE, control_arm  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
@@ -195,15 +196,15 @@ def _compute_tables(
     for exp, cells in cells_all.groupby("experiment_id"):
         # the experiment's variant registry (the default one when it was never registered)
         registry = registries.get(str(exp), DEFAULT_VARIANTS)
-        control = control_name(registry)
-        if control != "baseline":  # the estimators name the control arm 'baseline'
-            cells = cells.assign(variant=cells["variant"].replace({control: "baseline"}))
-        order = [("baseline" if v == control else v) for v in variant_names(registry)]
+        control = control_arm(registry)
+        if control != BASELINE:  # the estimators label the control arm BASELINE
+            cells = cells.assign(variant=cells["variant"].replace({control: BASELINE}))
+        order = [(BASELINE if v == control else v) for v in variant_names(registry)]
         order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
         timed, windows = timing_variants(registry), dose_windows(registry)
         design = configs[str(exp)].design if str(exp) in configs else default_design  # the experiment's config decides
         cells_by_exp[exp] = cells
-        if "baseline" not in set(cells["variant"]):
+        if BASELINE not in set(cells["variant"]):
             notes.append(f"experiment {exp}: no baseline arm, no lifts")
             continue
         if cells["video_id"].nunique() < 2:

@@ -24,7 +24,8 @@ from scipy import stats
 
 from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows
 from align_core.stimuli.plans import timing_variants as registry_timing_variants
-from analysis.lift import BASELINE, METRICS, rate_fit, ratio_influence
+from analysis.arms import BASELINE
+from analysis.lift import METRICS, rate_fit, ratio_influence
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, cluster_wls, hotelling_test
 
 __all__ = [
