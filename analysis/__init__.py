@@ -32,6 +32,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ),
         "lift": (
             "DESIGNS",
+            "RatioInfluence",
             "arms_chi_square",
             "lift_table",
             "rate_fit",

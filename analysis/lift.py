@@ -44,6 +44,7 @@ from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS,
 __all__ = [
     "DESIGNS",
     "METRICS",
+    "RatioInfluence",
     "arms_chi_square",
     "lift_table",
     "rate_fit",
