@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from align_core.experiments.config import registered_configs, registered_variants  # noqa: E402
+from align_core.experiments.config import ExperimentConfig, registered_configs, registered_variants  # noqa: E402
 from align_core.io.atomic import atomic_write_text  # noqa: E402
 from align_core.io.warehouse import read_connection, transaction, write_connection  # noqa: E402
 from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows, timing_variants, variant_names  # noqa: E402
@@ -157,6 +157,192 @@ def _video_lifts_with_moderators(
     return lifts
 
 
+@dataclass
+class _WarehouseInputs:
+    """Everything the estimates read from the warehouse, read once in one read-only connection."""
+
+    cells: pd.DataFrame
+    arms: pd.DataFrame
+    deltas: pd.DataFrame | None
+    scenes: pd.DataFrame | None
+    registries: dict[str, tuple]
+    configs: dict[str, ExperimentConfig]
+    eligibility: pd.DataFrame | None
+
+    @classmethod
+    def read(cls, database: str | os.PathLike[str], experiment_id: str | None) -> _WarehouseInputs:
+        with read_connection(database) as con:
+            return cls(
+                cells=queries.cell_totals(con, experiment_id),
+                arms=queries.arm_totals(con),
+                deltas=queries.achieved_deltas(con),
+                scenes=queries.scene_rows(con),
+                registries=registered_variants(con),
+                configs=registered_configs(con),
+                eligibility=queries.variant_eligibility(con),
+            )
+
+
+@dataclass
+class _TableParts:
+    """The frames of every ``analysis_*`` table as they are produced, and the notes for the page."""
+
+    parts: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: {name: [] for name in TABLES})
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, frame: pd.DataFrame) -> None:
+        self.parts[name].append(frame)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Each table's frames stacked in the order they came (empty ones left out)."""
+        tables = {}
+        for name, frames in self.parts.items():
+            frames = [f for f in frames if f is not None and not f.empty]
+            tables[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return tables
+
+
+def _relabel_control(cells: pd.DataFrame, registry: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """Cells with the experiment's control arm labelled BASELINE, and the arms in registry order."""
+    control = control_arm(registry)
+    if control != BASELINE:  # the estimators label the control arm BASELINE
+        cells = cells.assign(variant=cells["variant"].replace({control: BASELINE}))
+    order = [(BASELINE if v == control else v) for v in variant_names(registry)]
+    order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
+    return cells, order
+
+
+def _cannot_analyse(exp: str, cells: pd.DataFrame) -> str | None:
+    """Why an experiment gets no estimates at all (no control arm, fewer than 2 videos), or None."""
+    if BASELINE not in set(cells["variant"]):
+        return f"experiment {exp}: no baseline arm, no lifts"
+    if cells["video_id"].nunique() < 2:
+        return f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined"
+    return None
+
+
+def _meta_frames(ind: pd.DataFrame, video_lifts: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
+    """Industries pooled, then a meta-regression of per-video lifts on each available moderator."""
+    meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
+    for moderator, label in MODERATORS.items():
+        if moderator in video_lifts and video_lifts[moderator].notna().any():
+            reg = moderator_regression(video_lifts, moderator, alpha=alpha)
+            if not reg.empty:
+                meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
+    return [m for m in meta if not m.empty]
+
+
+def _heterogeneity_frame(ind: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Per-industry lifts and the heterogeneity tests in one table, told apart by ``kind``."""
+    if ind.empty and tests.empty:
+        return pd.DataFrame()
+    if not ind.empty:
+        ind = ind.assign(kind="industry_lift")
+    if not tests.empty:
+        tests = tests.assign(kind="test")
+    return pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True)
+
+
+def _mde_guardrail(exp: str, lift: pd.DataFrame, alpha: float) -> pd.DataFrame | None:
+    """Planning: the smallest CTR lift this experiment could detect, with its measured design effect."""
+    ctr = lift[lift["metric"] == "ctr"]
+    if ctr.empty:
+        return None
+    deff = float(np.nanmedian(ctr["design_effect"]))
+    n_arm = float(ctr["baseline_den"].iloc[0])
+    base = float(ctr["baseline_rate"].iloc[0])
+    if not (base > 0 and np.isfinite(deff)):
+        return None
+    row = {
+        "experiment_id": exp,
+        "check": "mde_ctr_relative",
+        "metric": "ctr",
+        "statistic": np.nan,
+        "df": np.nan,
+        "p_value": np.nan,
+        "flagged": False,
+        "threshold": np.nan,
+        "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
+        "detail": (
+            f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
+            f"measured design effect {deff:.2f}"
+        ),
+    }
+    return pd.DataFrame([row])
+
+
+@dataclass(frozen=True)
+class _Experiment:
+    """One experiment as the estimators see it: cells with the control labelled BASELINE, arm order, registry, design."""
+
+    experiment_id: str
+    cells: pd.DataFrame
+    order: list[str]
+    registry: tuple
+    design: str
+
+    @classmethod
+    def of(cls, exp: str, cells: pd.DataFrame, inputs: _WarehouseInputs, default_design: str) -> _Experiment:
+        # the experiment's variant registry (the default one when it was never registered)
+        registry = inputs.registries.get(str(exp), DEFAULT_VARIANTS)
+        cells, order = _relabel_control(cells, registry)
+        config = inputs.configs.get(str(exp))
+        design = config.design if config is not None else default_design  # the experiment's config decides
+        return cls(exp, cells, order, registry, design)
+
+
+def _analyse_experiment(experiment: _Experiment, inputs: _WarehouseInputs, alpha: float, out: _TableParts) -> None:
+    """Every estimate of one experiment into ``out``."""
+    exp, cells, design = experiment.experiment_id, experiment.cells, experiment.design
+    g = cells["video_id"].nunique()
+    if g < SMALL_SAMPLE_CLUSTERS:
+        out.notes.append(
+            f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
+            f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
+        )
+    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design)
+    out.add("analysis_lift", _with_experiment(lift, exp))
+    arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
+    out.add("analysis_arms_test", _with_experiment(pd.concat(arms, ignore_index=True), exp))
+    ind, tests = heterogeneity_tables(cells, alpha=alpha)
+    windows = dose_windows(experiment.registry)
+    video_lifts = _video_lifts_with_moderators(cells, inputs.deltas, inputs.scenes, windows)
+    meta = _meta_frames(ind, video_lifts, alpha)
+    if meta:
+        out.add("analysis_meta", _with_experiment(pd.concat(meta, ignore_index=True), exp))
+    if ind.empty and cells["industry"].nunique() > 0:
+        per = cells.groupby("industry")["video_id"].nunique()
+        out.notes.append(
+            f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
+            "no per-industry lifts"
+        )
+    out.add("analysis_heterogeneity", _with_experiment(_heterogeneity_frame(ind, tests), exp))
+    timed = timing_variants(experiment.registry)
+    for metric in ("ctr", "cvr"):
+        out.add("analysis_timing", _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp))
+        dose = dose_response(cells, inputs.deltas, metric, alpha, windows)
+        out.add("analysis_dose_response", _with_experiment(dose, exp))
+    mde = _mde_guardrail(exp, lift, alpha)
+    if mde is not None:
+        out.add("analysis_guardrails", mde)
+
+
+def _note_inputs(cells: pd.DataFrame, deltas: pd.DataFrame | None, excluded: pd.DataFrame, out: _TableParts) -> None:
+    """Notes on what the warehouse lacks, and the excluded-variants table."""
+    if not excluded.empty:
+        out.add("analysis_excluded", excluded)
+        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
+        if len(dropped):
+            out.notes.append(
+                f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
+                "(see 'Excluded variants'; align-report --include-ineligible keeps them)"
+            )
+    if cells.empty:
+        out.notes.append("no A/B results in the warehouse (table ab_results absent or empty)")
+    if deltas is None:
+        out.notes.append("manipulation_check absent: no dose-response")
+
+
 def _compute_tables(
     database: str | os.PathLike[str],
     alpha: float,
@@ -164,130 +350,25 @@ def _compute_tables(
     default_design: str,
     include_ineligible: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
-    notes: list[str] = []
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
-    cells_by_exp: dict[str, pd.DataFrame] = {}
-    with read_connection(database) as con:
-        cells_all = queries.cell_totals(con, experiment_id)
-        arms = queries.arm_totals(con)
-        deltas = queries.achieved_deltas(con)
-        scenes = queries.scene_rows(con)
-        registries = registered_variants(con)
-        configs = registered_configs(con)
-        eligibility = queries.variant_eligibility(con)
-    cells_all, excluded = _apply_eligibility(cells_all, eligibility, include_ineligible)
-    if not excluded.empty:
-        parts["analysis_excluded"].append(excluded)
-        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
-        if len(dropped):
-            notes.append(
-                f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
-                "(see 'Excluded variants'; align-report --include-ineligible keeps them)"
-            )
-    if experiment_id:
-        arms = arms[arms["experiment_id"] == experiment_id]
-    if cells_all.empty:
-        notes.append("no A/B results in the warehouse (table ab_results absent or empty)")
-    if deltas is None:
-        notes.append("manipulation_check absent: no dose-response")
+    inputs = _WarehouseInputs.read(database, experiment_id)
+    cells_all, excluded = _apply_eligibility(inputs.cells, inputs.eligibility, include_ineligible)
+    out = _TableParts()
+    _note_inputs(cells_all, inputs.deltas, excluded, out)
+    arms = inputs.arms[inputs.arms["experiment_id"] == experiment_id] if experiment_id else inputs.arms
     srm = srm_test(arms) if not arms.empty else pd.DataFrame()
     if not srm.empty:
-        parts["analysis_guardrails"].append(srm.assign(metric="impressions", value=np.nan))
+        out.add("analysis_guardrails", srm.assign(metric="impressions", value=np.nan))
+    cells_by_exp: dict[str, pd.DataFrame] = {}
     for exp, cells in cells_all.groupby("experiment_id"):
-        # the experiment's variant registry (the default one when it was never registered)
-        registry = registries.get(str(exp), DEFAULT_VARIANTS)
-        control = control_arm(registry)
-        if control != BASELINE:  # the estimators label the control arm BASELINE
-            cells = cells.assign(variant=cells["variant"].replace({control: BASELINE}))
-        order = [(BASELINE if v == control else v) for v in variant_names(registry)]
-        order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
-        timed, windows = timing_variants(registry), dose_windows(registry)
-        design = configs[str(exp)].design if str(exp) in configs else default_design  # the experiment's config decides
-        cells_by_exp[exp] = cells
-        if BASELINE not in set(cells["variant"]):
-            notes.append(f"experiment {exp}: no baseline arm, no lifts")
+        experiment = _Experiment.of(exp, cells, inputs, default_design)
+        cells_by_exp[exp] = experiment.cells
+        why = _cannot_analyse(exp, experiment.cells)
+        if why is not None:
+            out.notes.append(why)
             continue
-        if cells["video_id"].nunique() < 2:
-            notes.append(f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined")
-            continue
-        g = cells["video_id"].nunique()
-        if g < SMALL_SAMPLE_CLUSTERS:
-            notes.append(
-                f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
-                f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
-            )
-        lift = lift_table(cells, alpha=alpha, variants=order, design=design)
-        parts["analysis_lift"].append(_with_experiment(lift, exp))
-        arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
-        parts["analysis_arms_test"].append(_with_experiment(pd.concat(arms, ignore_index=True), exp))
-        ind, tests = heterogeneity_tables(cells, alpha=alpha)
-        meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
-        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes, windows)
-        for moderator, label in MODERATORS.items():
-            if moderator in video_lifts and video_lifts[moderator].notna().any():
-                reg = moderator_regression(video_lifts, moderator, alpha=alpha)
-                if not reg.empty:
-                    meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
-        meta = [m for m in meta if not m.empty]
-        if meta:
-            parts["analysis_meta"].append(_with_experiment(pd.concat(meta, ignore_index=True), exp))
-        if ind.empty and cells["industry"].nunique() > 0:
-            per = cells.groupby("industry")["video_id"].nunique()
-            notes.append(
-                f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
-                "no per-industry lifts"
-            )
-        if not ind.empty:
-            ind = ind.assign(kind="industry_lift")
-        if not tests.empty:
-            tests = tests.assign(kind="test")
-        het = (
-            pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True)
-            if not (ind.empty and tests.empty)
-            else pd.DataFrame()
-        )
-        parts["analysis_heterogeneity"].append(_with_experiment(het, exp))
-        for metric in ("ctr", "cvr"):
-            parts["analysis_timing"].append(
-                _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp)
-            )
-            parts["analysis_dose_response"].append(
-                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp)
-            )
-        # planning: the smallest CTR lift this experiment could detect, with its measured design effect
-        ctr = lift[lift["metric"] == "ctr"]
-        if not ctr.empty:
-            deff = float(np.nanmedian(ctr["design_effect"]))
-            n_arm = float(ctr["baseline_den"].iloc[0])
-            base = float(ctr["baseline_rate"].iloc[0])
-            if base > 0 and np.isfinite(deff):
-                parts["analysis_guardrails"].append(
-                    pd.DataFrame(
-                        [
-                            {
-                                "experiment_id": exp,
-                                "check": "mde_ctr_relative",
-                                "metric": "ctr",
-                                "statistic": np.nan,
-                                "df": np.nan,
-                                "p_value": np.nan,
-                                "flagged": False,
-                                "threshold": np.nan,
-                                "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
-                                "detail": (
-                                    f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
-                                    f"measured design effect {deff:.2f}"
-                                ),
-                            }
-                        ]
-                    )
-                )
-    parts["analysis_observational"].append(observational_table(scenes, alpha))
-    tables = {}
-    for name, frames in parts.items():
-        frames = [f for f in frames if f is not None and not f.empty]
-        tables[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return tables, cells_by_exp, notes
+        _analyse_experiment(experiment, inputs, alpha, out)
+    out.add("analysis_observational", observational_table(inputs.scenes, alpha))
+    return out.tables(), cells_by_exp, out.notes
 
 
 def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFrame]) -> None:
