@@ -9,6 +9,10 @@ from align_core.lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
+        "arms": (
+            "BASELINE",
+            "control_arm",
+        ),
         "guardrails": (
             "design_effect",
             "mde_relative",
@@ -27,8 +31,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "heterogeneity_tables",
         ),
         "lift": (
-            "BASELINE",
             "DESIGNS",
+            "RatioInfluence",
             "arms_chi_square",
             "lift_table",
             "rate_fit",

@@ -20,12 +20,13 @@ from scipy import stats
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
-from analysis.lift import BASELINE, METRICS, lift_table
+from analysis.arms import BASELINE
+from analysis.lift import METRICS, lift_table
 from analysis.small_sample import SMALL_SAMPLE_CLUSTERS, hotelling_test
 
 GLM_FORMULAS: dict[str, str] = {
-    "ctr": "clicks + non_clicks ~ C(variant, Treatment('baseline')) * C(industry)",
-    "cvr": "conversions + non_conversions ~ C(variant, Treatment('baseline')) * C(industry)",
+    "ctr": f"clicks + non_clicks ~ C(variant, Treatment('{BASELINE}')) * C(industry)",
+    "cvr": f"conversions + non_conversions ~ C(variant, Treatment('{BASELINE}')) * C(industry)",
 }
 
 

@@ -38,19 +38,19 @@ from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
+from analysis.arms import BASELINE
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
 
 __all__ = [
-    "BASELINE",
     "DESIGNS",
     "METRICS",
+    "RatioInfluence",
     "arms_chi_square",
     "lift_table",
     "rate_fit",
     "ratio_influence",
 ]
 
-BASELINE = "baseline"
 DESIGNS = ("paired", "unpaired")
 METRICS: dict[str, tuple[str, str]] = {
     "ctr": ("clicks", "impressions"),
@@ -221,6 +221,126 @@ def _not_estimable(metric: str, inf: RatioInfluence, variant: str, num: str, den
     return None
 
 
+@dataclass
+class _MetricLifts:
+    """One metric's rates, shared by every variant's lift row; the CR2 regression is fitted once, on demand."""
+
+    metric: str
+    cells: pd.DataFrame
+    inf: RatioInfluence
+    totals: pd.DataFrame
+    alpha: float
+    cluster: str
+    small_sample: bool | None
+    _fit: ClusterFit | None = None
+
+    @property
+    def num(self) -> str:
+        return METRICS[self.metric][0]
+
+    @property
+    def den(self) -> str:
+        return METRICS[self.metric][1]
+
+    def fit(self) -> ClusterFit:
+        if self._fit is None:
+            self._fit = rate_fit(self.cells, self.num, self.den, self.inf.rates.index, self.cluster)
+        return self._fit
+
+    def cr2_errors(self, variant: str, log_ratio: float) -> tuple[float, float, float, str]:
+        """(abs SE, log SE, df, method) from the WLS fit: CR2 with Satterthwaite df."""
+        inf, fit = self.inf, self.fit()
+        cols = list(inf.rates.index)
+        rt, rb = inf.rates[variant], inf.rates[BASELINE]
+        log_se = float("nan")
+        c = np.zeros(len(cols))
+        c[cols.index(variant)], c[cols.index(BASELINE)] = 1.0, -1.0
+        res = fit.contrast(c, self.alpha)
+        abs_se, df = res["se"], res["df"]
+        if np.isfinite(log_ratio):
+            c_log = np.zeros(len(cols))
+            c_log[cols.index(variant)], c_log[cols.index(BASELINE)] = 1.0 / rt, -1.0 / rb
+            res_log = fit.contrast(c_log, self.alpha)
+            log_se, df = res_log["se"], res_log["df"]
+        method = METHOD_CR2 if inf.design == "paired" else METHOD_CR2 + " (unpaired)"
+        if fit.full_leverage:
+            method += "; a cluster carries an arm alone (leverage 1): CR2 uses a pseudo-inverse there"
+        return abs_se, log_se, df, method
+
+    def cr1_errors(self, variant: str, log_ratio: float) -> tuple[float, float, float, str]:
+        """(abs SE, log SE, df, method) from the delta-method cluster influence (CR1 factors)."""
+        inf = self.inf
+        w = {variant: 1.0, BASELINE: -1.0}
+        abs_se = float(np.sqrt(inf.variance(w)))
+        log_se = float(np.sqrt(inf.variance(w, log_scale=True))) if np.isfinite(log_ratio) else float("nan")
+        df = inf.t_df([BASELINE, variant])
+        method = METHOD_CR1 if inf.design == "paired" else "CR1 per arm (G_a/(G_a-1)) + t(G_t+G_b-2)"
+        return abs_se, log_se, df, method
+
+    def row(self, variant: str) -> dict[str, object]:
+        """The lift row of ``variant`` over the control arm (lift_table's columns)."""
+        inf, num = self.inf, self.num
+        rb, rt = inf.rates[BASELINE], inf.rates[variant]
+        g = inf.clusters_in([BASELINE, variant])
+        use_cr2 = self.small_sample if self.small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
+        why = _not_estimable(self.metric, inf, variant, num, self.den)
+        abs_lift = rt - rb
+        rel = rt / rb - 1 if rb > 0 else float("nan")
+        log_ratio = float(np.log(rt / rb)) if rt > 0 and rb > 0 else float("nan")
+        abs_se = log_se = df = float("nan")
+        method = ""
+        if why is None:
+            errors = self.cr2_errors if use_cr2 else self.cr1_errors
+            abs_se, log_se, df, method = errors(variant, log_ratio)
+        if why is None and np.isfinite(log_ratio) and not log_se > 0:
+            why = "the log ratio has zero variance across clusters: no test"
+        if why is None and not np.isfinite(log_ratio):
+            zero = BASELINE if not rb > 0 else variant
+            why = f"{zero} has 0 {num}: relative lift and its test undefined (absolute lift shown)"
+        crit = stats.t.ppf(1 - self.alpha / 2, df) if np.isfinite(df) and df > 0 else float("nan")
+        t_stat = log_ratio / log_se if np.isfinite(log_ratio) and log_se > 0 else float("nan")
+        p = float(2 * stats.t.sf(abs(t_stat), df)) if np.isfinite(t_stat) and np.isfinite(df) else float("nan")
+        iid_z, iid_p, iid_var = _iid_test(self.metric, self.totals, variant)
+        var_abs = abs_se**2
+        return {
+            "metric": self.metric,
+            "variant": variant,
+            "baseline_rate": rb,
+            "variant_rate": rt,
+            "abs_lift": abs_lift,
+            "abs_se": abs_se,
+            "abs_ci_low": abs_lift - crit * abs_se,
+            "abs_ci_high": abs_lift + crit * abs_se,
+            "rel_lift": rel,
+            "rel_se": (1 + rel) * log_se,
+            "rel_ci_low": np.exp(log_ratio - crit * log_se) - 1,
+            "rel_ci_high": np.exp(log_ratio + crit * log_se) - 1,
+            "log_ratio": log_ratio,
+            "log_se": log_se,
+            "t_stat": t_stat,
+            "df": df,
+            "p_value": p,
+            "se_method": method,
+            "design": inf.design,
+            "iid_z": iid_z,
+            "iid_p_value": iid_p,
+            "design_effect": var_abs / iid_var if iid_var and iid_var > 0 else float("nan"),
+            "n_videos": g,
+            "baseline_num": inf.totals_num[BASELINE],
+            "baseline_den": inf.totals_den[BASELINE],
+            "variant_num": inf.totals_num[variant],
+            "variant_den": inf.totals_den[variant],
+            "note": "" if why is None else "not estimable: " + why,
+        }
+
+
+def _treatment_arms(present: set[str], variants: Sequence[str] | None) -> list[str]:
+    """The arms to compare with the control: ``variants`` (or registry order, unknown arms last) that ran."""
+    canonical = {v: i for i, v in enumerate(variant_names(DEFAULT_VARIANTS))}  # registry order
+    order = sorted(present, key=lambda v: (canonical.get(v, len(canonical)), v))
+    return [v for v in (variants or order) if v != BASELINE and v in present]
+
+
 def lift_table(
     cells: pd.DataFrame,
     alpha: float = 0.05,
@@ -242,97 +362,82 @@ def lift_table(
     (clusters), the numerator/denominator totals of both arms and ``note`` (why a row has no
     estimate).
     """
-    rows = []
     present = set(cells["variant"])
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
-    canonical = {v: i for i, v in enumerate(variant_names(DEFAULT_VARIANTS))}  # registry order
-    order = sorted(present, key=lambda v: (canonical.get(v, len(canonical)), v))
-    variants = [v for v in (variants or order) if v != BASELINE and v in present]
+    variants = _treatment_arms(present, variants)
     sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]
     totals = cells.groupby("variant")[sums].sum()
+    rows = []
     for metric in metrics:
         num, den = METRICS[metric]
         inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
-        cols = list(inf.rates.index)
-        rb = inf.rates[BASELINE]
-        fit: ClusterFit | None = None
-        for variant in variants:
-            rt = inf.rates[variant]
-            pair = [BASELINE, variant]
-            g = inf.clusters_in(pair)
-            use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
-            why = _not_estimable(metric, inf, variant, num, den)
-            abs_lift = rt - rb
-            rel = rt / rb - 1 if rb > 0 else float("nan")
-            log_ratio = float(np.log(rt / rb)) if rt > 0 and rb > 0 else float("nan")
-            abs_se = log_se = df = float("nan")
-            if why is None and use_cr2:
-                if fit is None:
-                    fit = rate_fit(cells, num, den, inf.rates.index, cluster)
-                c = np.zeros(len(cols))
-                c[cols.index(variant)], c[cols.index(BASELINE)] = 1.0, -1.0
-                res = fit.contrast(c, alpha)
-                abs_se, df = res["se"], res["df"]
-                if np.isfinite(log_ratio):
-                    c_log = np.zeros(len(cols))
-                    c_log[cols.index(variant)], c_log[cols.index(BASELINE)] = 1.0 / rt, -1.0 / rb
-                    res_log = fit.contrast(c_log, alpha)
-                    log_se, df = res_log["se"], res_log["df"]
-                method = METHOD_CR2 if inf.design == "paired" else METHOD_CR2 + " (unpaired)"
-                if fit.full_leverage:
-                    method += "; a cluster carries an arm alone (leverage 1): CR2 uses a pseudo-inverse there"
-            elif why is None:
-                w = {variant: 1.0, BASELINE: -1.0}
-                abs_se = float(np.sqrt(inf.variance(w)))
-                log_se = float(np.sqrt(inf.variance(w, log_scale=True))) if np.isfinite(log_ratio) else float("nan")
-                df = inf.t_df(pair)
-                method = METHOD_CR1 if inf.design == "paired" else "CR1 per arm (G_a/(G_a-1)) + t(G_t+G_b-2)"
-            else:
-                method = ""
-            if why is None and np.isfinite(log_ratio) and not log_se > 0:
-                why = "the log ratio has zero variance across clusters: no test"
-            if why is None and not np.isfinite(log_ratio):
-                zero = BASELINE if not rb > 0 else variant
-                why = f"{zero} has 0 {num}: relative lift and its test undefined (absolute lift shown)"
-            crit = stats.t.ppf(1 - alpha / 2, df) if np.isfinite(df) and df > 0 else float("nan")
-            t_stat = log_ratio / log_se if np.isfinite(log_ratio) and log_se > 0 else float("nan")
-            p = float(2 * stats.t.sf(abs(t_stat), df)) if np.isfinite(t_stat) and np.isfinite(df) else float("nan")
-            iid_z, iid_p, iid_var = _iid_test(metric, totals, variant)
-            var_abs = abs_se**2
-            rows.append(
-                {
-                    "metric": metric,
-                    "variant": variant,
-                    "baseline_rate": rb,
-                    "variant_rate": rt,
-                    "abs_lift": abs_lift,
-                    "abs_se": abs_se,
-                    "abs_ci_low": abs_lift - crit * abs_se,
-                    "abs_ci_high": abs_lift + crit * abs_se,
-                    "rel_lift": rel,
-                    "rel_se": (1 + rel) * log_se,
-                    "rel_ci_low": np.exp(log_ratio - crit * log_se) - 1,
-                    "rel_ci_high": np.exp(log_ratio + crit * log_se) - 1,
-                    "log_ratio": log_ratio,
-                    "log_se": log_se,
-                    "t_stat": t_stat,
-                    "df": df,
-                    "p_value": p,
-                    "se_method": method,
-                    "design": inf.design,
-                    "iid_z": iid_z,
-                    "iid_p_value": iid_p,
-                    "design_effect": var_abs / iid_var if iid_var and iid_var > 0 else float("nan"),
-                    "n_videos": g,
-                    "baseline_num": inf.totals_num[BASELINE],
-                    "baseline_den": inf.totals_den[BASELINE],
-                    "variant_num": inf.totals_num[variant],
-                    "variant_den": inf.totals_den[variant],
-                    "note": "" if why is None else "not estimable: " + why,
-                }
-            )
+        lifts = _MetricLifts(metric, cells, inf, totals, alpha, cluster, small_sample)
+        rows.extend(lifts.row(variant) for variant in variants)
     return pd.DataFrame(rows)
+
+
+def _arms_not_estimable(totals: pd.DataFrame, num: str, den: str) -> str | None:
+    """Why no test of k proportions is possible on these arm totals, or None."""
+    if len(totals) < 2:
+        return "fewer than 2 arms with " + den
+    if totals[num].sum() == 0:
+        return f"no {num} in any arm"
+    if (totals[num] == totals[den]).all():
+        return f"every {den[:-1]} had {num}"
+    return None
+
+
+def _pearson_row(base: dict[str, object], totals: pd.DataFrame, num: str, den: str) -> dict[str, object]:
+    """Pearson's chi-square on arms x (events, non-events): the textbook reference, blind to clustering."""
+    table = np.column_stack([totals[num], totals[den] - totals[num]]).astype(float)
+    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    return {
+        **base,
+        "test": "pearson",
+        "statistic": float(chi2),
+        "df": float(dof),
+        "p_value": float(p),
+        "method": "Pearson chi-square, arms x (events, non-events); ignores clustering",
+    }
+
+
+def _cr2_joint_row(base: dict[str, object], fit: ClusterFit, cm: np.ndarray, g: int) -> dict[str, object]:
+    """Joint test of every arm = control on the CR2 covariance (Hotelling-T^2 F)."""
+    test = fit.joint_test(cm)
+    if not np.isfinite(test["p_value"]):
+        return {
+            **base,
+            "test": "cluster",
+            "note": f"not estimable: {g} clusters cannot support {len(cm)} joint restrictions",
+        }
+    return {
+        **base,
+        "test": "cluster",
+        "statistic": test["f"],
+        "df": test["df1"],
+        "df2": test["df2"],
+        "p_value": test["p_value"],
+        "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
+    }
+
+
+def _cr1_wald_row(base: dict[str, object], inf: RatioInfluence, cm: np.ndarray) -> dict[str, object]:
+    """Joint Wald chi-square of every arm = control on the delta-method (CR1) covariance."""
+    est = cm @ inf.rates.to_numpy()
+    q = len(cm)
+    cov = inf.covariance(cm, log_scale=False)
+    if np.linalg.matrix_rank(cov) < q:
+        return {**base, "test": "cluster", "note": "not estimable: singular cluster-robust covariance"}
+    wald = float(est @ np.linalg.solve(cov, est))
+    return {
+        **base,
+        "test": "cluster",
+        "statistic": wald,
+        "df": float(q),
+        "p_value": float(stats.chi2.sf(wald, q)),
+        "method": f"{METHOD_CR1}; Wald chi-square",
+    }
 
 
 def arms_chi_square(
@@ -355,7 +460,6 @@ def arms_chi_square(
         raise ValueError(f"{metric}: a test of proportions needs a count metric (ctr or cvr)")
     totals = cells.groupby("variant")[[num, den]].sum()
     totals = totals[totals[den] > 0]
-    rows: list[dict[str, object]] = []
     base = {
         "metric": metric,
         "k_arms": len(totals),
@@ -366,27 +470,10 @@ def arms_chi_square(
         "method": "",
         "note": "",
     }
-    if len(totals) < 2 or totals[num].sum() == 0 or (totals[num] == totals[den]).all():
-        why = (
-            "fewer than 2 arms with " + den
-            if len(totals) < 2
-            else f"no {num} in any arm"
-            if totals[num].sum() == 0
-            else f"every {den[:-1]} had {num}"
-        )
+    why = _arms_not_estimable(totals, num, den)
+    if why is not None:
         return pd.DataFrame([{**base, "test": t, "note": "not estimable: " + why} for t in ("pearson", "cluster")])
-    table = np.column_stack([totals[num], totals[den] - totals[num]]).astype(float)
-    chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
-    rows.append(
-        {
-            **base,
-            "test": "pearson",
-            "statistic": float(chi2),
-            "df": float(dof),
-            "p_value": float(p),
-            "method": "Pearson chi-square, arms x (events, non-events); ignores clustering",
-        }
-    )
+    rows = [_pearson_row(base, totals, num, den)]
     inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
     cols = list(inf.rates.index)
     others = [v for v in totals.index if v != BASELINE]
@@ -396,46 +483,9 @@ def arms_chi_square(
     cm = np.zeros((len(others), len(cols)))
     for i, v in enumerate(others):
         cm[i, cols.index(v)], cm[i, cols.index(BASELINE)] = 1.0, -1.0
-    est = cm @ inf.rates.to_numpy()
     g = inf.n_clusters
-    use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
-    if use_cr2:
-        fit = rate_fit(cells, num, den, inf.rates.index, cluster)
-        test = fit.joint_test(cm)
-        if np.isfinite(test["p_value"]):
-            rows.append(
-                {
-                    **base,
-                    "test": "cluster",
-                    "statistic": test["f"],
-                    "df": test["df1"],
-                    "df2": test["df2"],
-                    "p_value": test["p_value"],
-                    "method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
-                }
-            )
-        else:
-            rows.append(
-                {
-                    **base,
-                    "test": "cluster",
-                    "note": f"not estimable: {g} clusters cannot support {len(others)} joint restrictions",
-                }
-            )
-        return pd.DataFrame(rows)
-    cov = inf.covariance(cm, log_scale=False)
-    if np.linalg.matrix_rank(cov) < len(others):
-        rows.append({**base, "test": "cluster", "note": "not estimable: singular cluster-robust covariance"})
+    if small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS:
+        rows.append(_cr2_joint_row(base, rate_fit(cells, num, den, inf.rates.index, cluster), cm, g))
     else:
-        wald = float(est @ np.linalg.solve(cov, est))
-        rows.append(
-            {
-                **base,
-                "test": "cluster",
-                "statistic": wald,
-                "df": float(len(others)),
-                "p_value": float(stats.chi2.sf(wald, len(others))),
-                "method": f"{METHOD_CR1}; Wald chi-square",
-            }
-        )
+        rows.append(_cr1_wald_row(base, inf, cm))
     return pd.DataFrame(rows)

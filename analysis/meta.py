@@ -165,6 +165,119 @@ def _q_profile(y: np.ndarray, v: np.ndarray, x: np.ndarray, alpha: float) -> tup
     return solve(hi_crit), solve(lo_crit)
 
 
+def _validated_effects(y: Sequence[float], v: Sequence[float], method: str, test: str) -> tuple[np.ndarray, np.ndarray]:
+    """Effects and sampling variances as float vectors, or a ``ValueError`` saying what is wrong."""
+    if method not in TAU2_METHODS:
+        raise ValueError(f"tau^2 method {method!r}: expected one of {TAU2_METHODS}")
+    if test not in ("z", "knha"):
+        raise ValueError(f"test {test!r}: expected 'z' or 'knha'")
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    if y.shape != v.shape or y.ndim != 1:
+        raise ValueError("effects and variances must be vectors of the same length")
+    if not (np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all()):
+        raise ValueError("effects must be finite and sampling variances finite and > 0")
+    return y, v
+
+
+def _tau2(y: np.ndarray, v: np.ndarray, x: np.ndarray, method: str) -> float:
+    return tau2_dl(y, v, x) if method == "DL" else tau2_reml(y, v, x)
+
+
+@dataclass(frozen=True)
+class _Coefficients:
+    """The fitted coefficients at tau^2: estimates, the (Knapp-Hartung scaled) covariance, the table."""
+
+    beta: np.ndarray
+    cov: np.ndarray
+    crit: float
+    table: pd.DataFrame
+
+
+def _coefficients(
+    y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float, names: list[str], test: str, alpha: float
+) -> _Coefficients:
+    """Coefficients with SE, z (or Knapp-Hartung t with k - p df), p and CI."""
+    beta, cov, w = _wls(y, v, x, tau2)
+    resid = y - x @ beta
+    df_resid = x.shape[0] - x.shape[1]
+    if test == "knha":
+        s2 = float(np.sum(w * resid**2) / df_resid)
+        cov = cov * s2
+        ref_df: float = float(df_resid)
+        crit = stats.t.ppf(1 - alpha / 2, df_resid)
+    else:
+        ref_df = float("inf")
+        crit = stats.norm.ppf(1 - alpha / 2)
+    se = np.sqrt(np.diag(cov))
+    stat = beta / se
+    pval = 2 * (stats.t.sf(np.abs(stat), df_resid) if test == "knha" else stats.norm.sf(np.abs(stat)))
+    table = pd.DataFrame(
+        {
+            "estimate": beta,
+            "se": se,
+            "stat": stat,
+            "df": ref_df,
+            "p_value": pval,
+            "ci_low": beta - crit * se,
+            "ci_high": beta + crit * se,
+        },
+        index=pd.Index(names, name="term"),
+    )
+    return _Coefficients(beta, cov, crit, table)
+
+
+def _heterogeneity(
+    y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float, method: str, alpha: float
+) -> dict[str, object]:
+    """Q (fixed-effect weights), tau^2 SE and Q-profile CI, I^2 and H^2 with their CIs (MetaFit fields)."""
+    df_resid = x.shape[0] - x.shape[1]
+    q = generalised_q(y, v, x, 0.0)
+    s2_typical = df_resid / _trace_p(v, x, 0.0)  # the "typical" sampling variance (k - p) / tr(P)
+    i2_of = lambda t: 100.0 * t / (t + s2_typical)  # noqa: E731
+    h2_of = lambda t: (t + s2_typical) / s2_typical  # noqa: E731
+    tau2_ci = _q_profile(y, v, x, alpha)
+    tau2_se = float(np.sqrt(2.0 / _trace_p(v, x, tau2, squared=True))) if method == "REML" else float("nan")
+    return {
+        "tau2_se": tau2_se,
+        "tau2_ci": tau2_ci,
+        "q": q,
+        "q_df": df_resid,
+        "q_p": float(stats.chi2.sf(q, df_resid)),
+        "i2": i2_of(tau2),
+        "i2_ci": (i2_of(tau2_ci[0]), i2_of(tau2_ci[1])),
+        "h2": h2_of(tau2),
+        "h2_ci": (h2_of(tau2_ci[0]), h2_of(tau2_ci[1])),
+    }
+
+
+def _moderator_test(
+    y: np.ndarray, v: np.ndarray, x: np.ndarray, tau2: float, fit: _Coefficients, method: str, test: str
+) -> dict[str, object]:
+    """Omnibus moderator test QM (chi^2, or F for knha) and the pseudo-R^2 against the intercept-only fit."""
+    k, p = x.shape
+    if p <= 1:
+        return {"qm": float("nan"), "qm_df": 0, "qm_p": float("nan"), "r2": float("nan")}
+    b = fit.beta[1:]
+    qm = float(b @ np.linalg.solve(fit.cov[1:, 1:], b))
+    qm_df = p - 1
+    qm_p = float(stats.f.sf(qm / qm_df, qm_df, k - p)) if test == "knha" else float(stats.chi2.sf(qm, qm_df))
+    if test == "knha":
+        qm = qm / qm_df  # reported as F, as metafor does
+    tau2_0 = _tau2(y, v, np.ones((k, 1)), method)
+    r2 = 100.0 * max(0.0, (tau2_0 - tau2) / tau2_0) if tau2_0 > 0 else 0.0
+    return {"qm": qm, "qm_df": qm_df, "qm_p": qm_p, "r2": r2}
+
+
+def _prediction_interval(x: np.ndarray, fit: _Coefficients, tau2: float) -> tuple[float, float]:
+    """Prediction interval for a new study at the moderators' mean (the pooled effect without moderators)."""
+    x_new = x.mean(axis=0)
+    mu = float(x_new @ fit.beta)
+    se_mu = float(np.sqrt(x_new @ fit.cov @ x_new))
+    half = fit.crit * np.sqrt(tau2 + se_mu**2)
+    return (mu - half, mu + half)
+
+
 def random_effects(
     y: Sequence[float],
     v: Sequence[float],
@@ -180,103 +293,27 @@ def random_effects(
     "REML". ``test``: "z" (normal, metafor's default) or "knha" (Knapp-Hartung: covariance scaled
     by the weighted residual variance, t with k - p df).
     """
-    if method not in TAU2_METHODS:
-        raise ValueError(f"tau^2 method {method!r}: expected one of {TAU2_METHODS}")
-    if test not in ("z", "knha"):
-        raise ValueError(f"test {test!r}: expected 'z' or 'knha'")
-    y = np.asarray(y, dtype=float)
-    v = np.asarray(v, dtype=float)
-    if y.shape != v.shape or y.ndim != 1:
-        raise ValueError("effects and variances must be vectors of the same length")
-    if not (np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all()):
-        raise ValueError("effects must be finite and sampling variances finite and > 0")
+    y, v = _validated_effects(y, v, method, test)
     k = len(y)
     x = _design(k, moderators)
     p = x.shape[1]
     if k <= p:
         raise ValueError(f"{k} studies cannot support {p} coefficient(s) and a heterogeneity estimate")
     names = ["intercept"] + list(moderator_names or [f"mod{i}" for i in range(1, p)])
-    notes: list[str] = []
-
-    tau2 = tau2_dl(y, v, x) if method == "DL" else tau2_reml(y, v, x)
-    beta, cov, w = _wls(y, v, x, tau2)
-    resid = y - x @ beta
-    df_resid = k - p
-    if test == "knha":
-        s2 = float(np.sum(w * resid**2) / df_resid)
-        cov = cov * s2
-        ref_df: float = float(df_resid)
-        crit = stats.t.ppf(1 - alpha / 2, df_resid)
-    else:
-        ref_df = float("inf")
-        crit = stats.norm.ppf(1 - alpha / 2)
-    se = np.sqrt(np.diag(cov))
-    stat = beta / se
-    pval = 2 * (stats.t.sf(np.abs(stat), df_resid) if test == "knha" else stats.norm.sf(np.abs(stat)))
-    coefficients = pd.DataFrame(
-        {
-            "estimate": beta,
-            "se": se,
-            "stat": stat,
-            "df": ref_df,
-            "p_value": pval,
-            "ci_low": beta - crit * se,
-            "ci_high": beta + crit * se,
-        },
-        index=pd.Index(names, name="term"),
-    )
-
-    # heterogeneity: Q with fixed-effect weights; "typical" sampling variance s2 = (k - p) / tr(P)
-    q = generalised_q(y, v, x, 0.0)
-    s2_typical = df_resid / _trace_p(v, x, 0.0)
-    i2_of = lambda t: 100.0 * t / (t + s2_typical)  # noqa: E731
-    h2_of = lambda t: (t + s2_typical) / s2_typical  # noqa: E731
-    tau2_ci = _q_profile(y, v, x, alpha)
-    if method == "REML":
-        tau2_se = float(np.sqrt(2.0 / _trace_p(v, x, tau2, squared=True)))
-    else:
-        tau2_se = float("nan")
-
-    # moderators: omnibus Wald test (chi^2, or F for knha) and pseudo-R^2 against the intercept-only fit
-    qm, qm_df, qm_p, r2 = float("nan"), 0, float("nan"), float("nan")
-    if p > 1:
-        b = beta[1:]
-        qm = float(b @ np.linalg.solve(cov[1:, 1:], b))
-        qm_df = p - 1
-        qm_p = float(stats.f.sf(qm / qm_df, qm_df, df_resid)) if test == "knha" else float(stats.chi2.sf(qm, qm_df))
-        if test == "knha":
-            qm = qm / qm_df  # reported as F, as metafor does
-        x0 = np.ones((k, 1))
-        tau2_0 = tau2_dl(y, v, x0) if method == "DL" else tau2_reml(y, v, x0)
-        r2 = 100.0 * max(0.0, (tau2_0 - tau2) / tau2_0) if tau2_0 > 0 else 0.0
-
-    # prediction interval for a new study at the moderators' mean (the pooled effect without moderators)
-    x_new = x.mean(axis=0)
-    mu = float(x_new @ beta)
-    se_mu = float(np.sqrt(x_new @ cov @ x_new))
-    half = crit * np.sqrt(tau2 + se_mu**2)
-    if k < 3:
-        notes.append(f"k={k}: tau^2 from {k} studies is very imprecise")
+    tau2 = _tau2(y, v, x, method)
+    fit = _coefficients(y, v, x, tau2, names, test, alpha)
+    heterogeneity = _heterogeneity(y, v, x, tau2, method, alpha)
+    moderation = _moderator_test(y, v, x, tau2, fit, method, test)
+    notes = [f"k={k}: tau^2 from {k} studies is very imprecise"] if k < 3 else []
     return MetaFit(
         k=k,
         method=method,
         test=test,
-        coefficients=coefficients,
+        coefficients=fit.table,
         tau2=float(tau2),
-        tau2_se=tau2_se,
-        tau2_ci=tau2_ci,
-        q=q,
-        q_df=df_resid,
-        q_p=float(stats.chi2.sf(q, df_resid)),
-        i2=i2_of(tau2),
-        i2_ci=(i2_of(tau2_ci[0]), i2_of(tau2_ci[1])),
-        h2=h2_of(tau2),
-        h2_ci=(h2_of(tau2_ci[0]), h2_of(tau2_ci[1])),
-        qm=qm,
-        qm_df=qm_df,
-        qm_p=qm_p,
-        r2=r2,
-        pred_interval=(mu - half, mu + half),
+        **heterogeneity,
+        **moderation,
+        pred_interval=_prediction_interval(x, fit, tau2),
         notes=notes,
     )
 

@@ -33,6 +33,7 @@ from align_core.experiments.config import ExperimentConfig, register_experiment_
 from align_core.io.atomic import atomic_write_text
 from align_core.io.warehouse import read_connection, table_exists, write_connection
 from align_core.stimuli.plans import dose_windows, timing_variants
+from analysis.arms import BASELINE
 from analysis.guardrails import design_effect, mde_relative
 
 __all__ = [
@@ -81,11 +82,10 @@ def plan_hash(plan: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
 
 
-def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
-    """The plan as a JSON-able dict (deterministic: the same config gives the same hash)."""
+def _confirmatory_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """Every treatment and the placebo against the control, on the primary metric."""
     control = config.control
-    specs = config.variants
-    confirmatory = [
+    return [
         {
             "id": f"{config.primary_metric}:{s.name}_vs_{control}",
             "metric": config.primary_metric,
@@ -95,10 +95,14 @@ def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
             else ("higher" if s.kind == "boost" else "lower"),
             "test": "two-sided, relative lift (log ratio of rates), clustered by video",
         }
-        for s in specs
+        for s in config.variants
         if s.name != control
     ]
-    timed = timing_variants(specs)
+
+
+def _timing_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """Pairwise contrasts of the timing arms and, with three or more, their joint equality."""
+    timed = timing_variants(config.variants)
     timing = [
         {
             "id": f"{config.primary_metric}:{a}_vs_{b}",
@@ -117,56 +121,72 @@ def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
                 "test": "Wald, cluster-robust",
             }
         )
-    windows = dose_windows(specs)
-    dose = (
-        [
-            {
-                "id": f"{config.primary_metric}:dose_slope",
-                "metric": config.primary_metric,
-                "model": "per-video log lift over its own control on the achieved alignment change (manipulation "
-                "check, the arm's own window), WLS clustered by video",
-                "expected": "positive slope",
-                "arms": sorted(windows),
-            }
-        ]
-        if windows
-        else []
-    )
-    mde: dict[str, Any] = {"note": "no planned sample size in the config (planned_impressions_per_arm)"}
-    if config.planned_impressions_per_arm:
-        per_video = config.planned_impressions_per_arm / max(config.planned_videos or 1, 1)
-        deff = design_effect(per_video, config.expected_icc)
-        mde = {
-            "metric": "ctr",
-            "base_rate": config.expected_base_ctr,
-            "impressions_per_arm": config.planned_impressions_per_arm,
-            "videos": config.planned_videos,
-            "icc": config.expected_icc,
-            "design_effect": round(deff, 6),
-            "alpha": config.alpha,
-            "power": config.power,
-            "mde_relative": round(
-                mde_relative(
-                    config.expected_base_ctr, config.planned_impressions_per_arm, deff, config.alpha, config.power
-                ),
-                6,
-            ),
-            "method": "two-sample proportions (Cohen's h) at the effective sample size impressions / design effect",
+    return timing
+
+
+def _dose_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The dose-response slope, when some arm has a dose window."""
+    windows = dose_windows(config.variants)
+    if not windows:
+        return []
+    return [
+        {
+            "id": f"{config.primary_metric}:dose_slope",
+            "metric": config.primary_metric,
+            "model": "per-video log lift over its own control on the achieved alignment change (manipulation "
+            "check, the arm's own window), WLS clustered by video",
+            "expected": "positive slope",
+            "arms": sorted(windows),
         }
+    ]
+
+
+def _planned_mde(config: ExperimentConfig) -> dict[str, Any]:
+    """The minimum detectable CTR lift at the planned sample size (or why there is none)."""
+    if not config.planned_impressions_per_arm:
+        return {"note": "no planned sample size in the config (planned_impressions_per_arm)"}
+    per_video = config.planned_impressions_per_arm / max(config.planned_videos or 1, 1)
+    deff = design_effect(per_video, config.expected_icc)
+    return {
+        "metric": "ctr",
+        "base_rate": config.expected_base_ctr,
+        "impressions_per_arm": config.planned_impressions_per_arm,
+        "videos": config.planned_videos,
+        "icc": config.expected_icc,
+        "design_effect": round(deff, 6),
+        "alpha": config.alpha,
+        "power": config.power,
+        "mde_relative": round(
+            mde_relative(
+                config.expected_base_ctr, config.planned_impressions_per_arm, deff, config.alpha, config.power
+            ),
+            6,
+        ),
+        "method": "two-sample proportions (Cohen's h) at the effective sample size impressions / design effect",
+    }
+
+
+def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
+    """The plan as a JSON-able dict (deterministic: the same config gives the same hash)."""
+    hypotheses = {
+        "confirmatory": _confirmatory_hypotheses(config),
+        "timing": _timing_hypotheses(config),
+        "dose_response": _dose_hypotheses(config),
+    }
     return {
         "plan_version": PLAN_VERSION,
         "experiment_id": config.experiment_id,
         "name": config.name,
-        "arms": [{**s.to_dict(), "planned_share": config.planned_shares[s.name]} for s in specs],
-        "control": control,
+        "arms": [{**s.to_dict(), "planned_share": config.planned_shares[s.name]} for s in config.variants],
+        "control": config.control,
         "design": config.design,
         "unit_of_analysis": "video (cluster); impressions are correlated within a video",
         "primary_metric": config.primary_metric,
         "secondary_metrics": list(config.secondary_metrics),
         "alpha": config.alpha,
-        "hypotheses": {"confirmatory": confirmatory, "timing": timing, "dose_response": dose},
+        "hypotheses": hypotheses,
         "corrections": CORRECTIONS,
-        "mde": mde,
+        "mde": _planned_mde(config),
         "planned_videos": config.planned_videos,
         "planned_impressions_per_arm": config.planned_impressions_per_arm,
         "planned_days": config.planned_days,
@@ -252,8 +272,8 @@ def plan_deviations(
 ) -> list[str]:
     """Every way the executed analysis of one experiment departs from its plan (empty: none)."""
     out: list[str] = []
-    # the report's estimators call the control arm 'baseline' whatever the registry names it
-    planned = ["baseline" if a["name"] == plan["control"] else a["name"] for a in plan["arms"]]
+    # the report's estimators label the control arm BASELINE whatever the registry names it
+    planned = [BASELINE if a["name"] == plan["control"] else a["name"] for a in plan["arms"]]
     ran = sorted(set(cells["variant"])) if not cells.empty else []
     for arm in planned:
         if arm not in ran:

@@ -11,13 +11,15 @@ estimated say why in their ``note`` instead of showing a number.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import matplotlib
+from markupsafe import Markup
 
 __all__ = [
     "TABLES",
@@ -31,11 +33,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from align_core.experiments.config import registered_configs, registered_variants  # noqa: E402
+from align_core.experiments.config import ExperimentConfig, registered_configs, registered_variants  # noqa: E402
 from align_core.io.atomic import atomic_write_text  # noqa: E402
 from align_core.io.warehouse import read_connection, transaction, write_connection  # noqa: E402
-from align_core.stimuli.plans import DEFAULT_VARIANTS, control_name, dose_windows, timing_variants, variant_names  # noqa: E402
+from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows, timing_variants, variant_names  # noqa: E402
 from analysis import queries  # noqa: E402
+from analysis.arms import BASELINE, control_arm  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
@@ -156,6 +159,192 @@ def _video_lifts_with_moderators(
     return lifts
 
 
+@dataclass
+class _WarehouseInputs:
+    """Everything the estimates read from the warehouse, read once in one read-only connection."""
+
+    cells: pd.DataFrame
+    arms: pd.DataFrame
+    deltas: pd.DataFrame | None
+    scenes: pd.DataFrame | None
+    registries: dict[str, tuple]
+    configs: dict[str, ExperimentConfig]
+    eligibility: pd.DataFrame | None
+
+    @classmethod
+    def read(cls, database: str | os.PathLike[str], experiment_id: str | None) -> _WarehouseInputs:
+        with read_connection(database) as con:
+            return cls(
+                cells=queries.cell_totals(con, experiment_id),
+                arms=queries.arm_totals(con),
+                deltas=queries.achieved_deltas(con),
+                scenes=queries.scene_rows(con),
+                registries=registered_variants(con),
+                configs=registered_configs(con),
+                eligibility=queries.variant_eligibility(con),
+            )
+
+
+@dataclass
+class _TableParts:
+    """The frames of every ``analysis_*`` table as they are produced, and the notes for the page."""
+
+    parts: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: {name: [] for name in TABLES})
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, frame: pd.DataFrame) -> None:
+        self.parts[name].append(frame)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Each table's frames stacked in the order they came (empty ones left out)."""
+        tables = {}
+        for name, frames in self.parts.items():
+            frames = [f for f in frames if f is not None and not f.empty]
+            tables[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return tables
+
+
+def _relabel_control(cells: pd.DataFrame, registry: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """Cells with the experiment's control arm labelled BASELINE, and the arms in registry order."""
+    control = control_arm(registry)
+    if control != BASELINE:  # the estimators label the control arm BASELINE
+        cells = cells.assign(variant=cells["variant"].replace({control: BASELINE}))
+    order = [(BASELINE if v == control else v) for v in variant_names(registry)]
+    order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
+    return cells, order
+
+
+def _cannot_analyse(exp: str, cells: pd.DataFrame) -> str | None:
+    """Why an experiment gets no estimates at all (no control arm, fewer than 2 videos), or None."""
+    if BASELINE not in set(cells["variant"]):
+        return f"experiment {exp}: no baseline arm, no lifts"
+    if cells["video_id"].nunique() < 2:
+        return f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined"
+    return None
+
+
+def _meta_frames(ind: pd.DataFrame, video_lifts: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
+    """Industries pooled, then a meta-regression of per-video lifts on each available moderator."""
+    meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
+    for moderator, label in MODERATORS.items():
+        if moderator in video_lifts and video_lifts[moderator].notna().any():
+            reg = moderator_regression(video_lifts, moderator, alpha=alpha)
+            if not reg.empty:
+                meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
+    return [m for m in meta if not m.empty]
+
+
+def _heterogeneity_frame(ind: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
+    """Per-industry lifts and the heterogeneity tests in one table, told apart by ``kind``."""
+    if ind.empty and tests.empty:
+        return pd.DataFrame()
+    if not ind.empty:
+        ind = ind.assign(kind="industry_lift")
+    if not tests.empty:
+        tests = tests.assign(kind="test")
+    return pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True)
+
+
+def _mde_guardrail(exp: str, lift: pd.DataFrame, alpha: float) -> pd.DataFrame | None:
+    """Planning: the smallest CTR lift this experiment could detect, with its measured design effect."""
+    ctr = lift[lift["metric"] == "ctr"]
+    if ctr.empty:
+        return None
+    deff = float(np.nanmedian(ctr["design_effect"]))
+    n_arm = float(ctr["baseline_den"].iloc[0])
+    base = float(ctr["baseline_rate"].iloc[0])
+    if not (base > 0 and np.isfinite(deff)):
+        return None
+    row = {
+        "experiment_id": exp,
+        "check": "mde_ctr_relative",
+        "metric": "ctr",
+        "statistic": np.nan,
+        "df": np.nan,
+        "p_value": np.nan,
+        "flagged": False,
+        "threshold": np.nan,
+        "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
+        "detail": (
+            f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
+            f"measured design effect {deff:.2f}"
+        ),
+    }
+    return pd.DataFrame([row])
+
+
+@dataclass(frozen=True)
+class _Experiment:
+    """One experiment as the estimators see it: cells with the control labelled BASELINE, arm order, registry, design."""
+
+    experiment_id: str
+    cells: pd.DataFrame
+    order: list[str]
+    registry: tuple
+    design: str
+
+    @classmethod
+    def of(cls, exp: str, cells: pd.DataFrame, inputs: _WarehouseInputs, default_design: str) -> _Experiment:
+        # the experiment's variant registry (the default one when it was never registered)
+        registry = inputs.registries.get(str(exp), DEFAULT_VARIANTS)
+        cells, order = _relabel_control(cells, registry)
+        config = inputs.configs.get(str(exp))
+        design = config.design if config is not None else default_design  # the experiment's config decides
+        return cls(exp, cells, order, registry, design)
+
+
+def _analyse_experiment(experiment: _Experiment, inputs: _WarehouseInputs, alpha: float, out: _TableParts) -> None:
+    """Every estimate of one experiment into ``out``."""
+    exp, cells, design = experiment.experiment_id, experiment.cells, experiment.design
+    g = cells["video_id"].nunique()
+    if g < SMALL_SAMPLE_CLUSTERS:
+        out.notes.append(
+            f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
+            f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
+        )
+    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design)
+    out.add("analysis_lift", _with_experiment(lift, exp))
+    arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
+    out.add("analysis_arms_test", _with_experiment(pd.concat(arms, ignore_index=True), exp))
+    ind, tests = heterogeneity_tables(cells, alpha=alpha)
+    windows = dose_windows(experiment.registry)
+    video_lifts = _video_lifts_with_moderators(cells, inputs.deltas, inputs.scenes, windows)
+    meta = _meta_frames(ind, video_lifts, alpha)
+    if meta:
+        out.add("analysis_meta", _with_experiment(pd.concat(meta, ignore_index=True), exp))
+    if ind.empty and cells["industry"].nunique() > 0:
+        per = cells.groupby("industry")["video_id"].nunique()
+        out.notes.append(
+            f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
+            "no per-industry lifts"
+        )
+    out.add("analysis_heterogeneity", _with_experiment(_heterogeneity_frame(ind, tests), exp))
+    timed = timing_variants(experiment.registry)
+    for metric in ("ctr", "cvr"):
+        out.add("analysis_timing", _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp))
+        dose = dose_response(cells, inputs.deltas, metric, alpha, windows)
+        out.add("analysis_dose_response", _with_experiment(dose, exp))
+    mde = _mde_guardrail(exp, lift, alpha)
+    if mde is not None:
+        out.add("analysis_guardrails", mde)
+
+
+def _note_inputs(cells: pd.DataFrame, deltas: pd.DataFrame | None, excluded: pd.DataFrame, out: _TableParts) -> None:
+    """Notes on what the warehouse lacks, and the excluded-variants table."""
+    if not excluded.empty:
+        out.add("analysis_excluded", excluded)
+        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
+        if len(dropped):
+            out.notes.append(
+                f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
+                "(see 'Excluded variants'; align-report --include-ineligible keeps them)"
+            )
+    if cells.empty:
+        out.notes.append("no A/B results in the warehouse (table ab_results absent or empty)")
+    if deltas is None:
+        out.notes.append("manipulation_check absent: no dose-response")
+
+
 def _compute_tables(
     database: str | os.PathLike[str],
     alpha: float,
@@ -163,130 +352,25 @@ def _compute_tables(
     default_design: str,
     include_ineligible: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], list[str]]:
-    notes: list[str] = []
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
-    cells_by_exp: dict[str, pd.DataFrame] = {}
-    with read_connection(database) as con:
-        cells_all = queries.cell_totals(con, experiment_id)
-        arms = queries.arm_totals(con)
-        deltas = queries.achieved_deltas(con)
-        scenes = queries.scene_rows(con)
-        registries = registered_variants(con)
-        configs = registered_configs(con)
-        eligibility = queries.variant_eligibility(con)
-    cells_all, excluded = _apply_eligibility(cells_all, eligibility, include_ineligible)
-    if not excluded.empty:
-        parts["analysis_excluded"].append(excluded)
-        dropped = excluded[excluded["action"] == "results dropped from the analysis"]
-        if len(dropped):
-            notes.append(
-                f"{len(dropped)} video x variant result(s) left out: the variant did not pass its checks "
-                "(see 'Excluded variants'; align-report --include-ineligible keeps them)"
-            )
-    if experiment_id:
-        arms = arms[arms["experiment_id"] == experiment_id]
-    if cells_all.empty:
-        notes.append("no A/B results in the warehouse (table ab_results absent or empty)")
-    if deltas is None:
-        notes.append("manipulation_check absent: no dose-response")
+    inputs = _WarehouseInputs.read(database, experiment_id)
+    cells_all, excluded = _apply_eligibility(inputs.cells, inputs.eligibility, include_ineligible)
+    out = _TableParts()
+    _note_inputs(cells_all, inputs.deltas, excluded, out)
+    arms = inputs.arms[inputs.arms["experiment_id"] == experiment_id] if experiment_id else inputs.arms
     srm = srm_test(arms) if not arms.empty else pd.DataFrame()
     if not srm.empty:
-        parts["analysis_guardrails"].append(srm.assign(metric="impressions", value=np.nan))
+        out.add("analysis_guardrails", srm.assign(metric="impressions", value=np.nan))
+    cells_by_exp: dict[str, pd.DataFrame] = {}
     for exp, cells in cells_all.groupby("experiment_id"):
-        # the experiment's variant registry (the default one when it was never registered)
-        registry = registries.get(str(exp), DEFAULT_VARIANTS)
-        control = control_name(registry)
-        if control != "baseline":  # the estimators name the control arm 'baseline'
-            cells = cells.assign(variant=cells["variant"].replace({control: "baseline"}))
-        order = [("baseline" if v == control else v) for v in variant_names(registry)]
-        order += sorted(set(cells["variant"]) - set(order))  # arms outside the registry come last
-        timed, windows = timing_variants(registry), dose_windows(registry)
-        design = configs[str(exp)].design if str(exp) in configs else default_design  # the experiment's config decides
-        cells_by_exp[exp] = cells
-        if "baseline" not in set(cells["variant"]):
-            notes.append(f"experiment {exp}: no baseline arm, no lifts")
+        experiment = _Experiment.of(exp, cells, inputs, default_design)
+        cells_by_exp[exp] = experiment.cells
+        why = _cannot_analyse(exp, experiment.cells)
+        if why is not None:
+            out.notes.append(why)
             continue
-        if cells["video_id"].nunique() < 2:
-            notes.append(f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined")
-            continue
-        g = cells["video_id"].nunique()
-        if g < SMALL_SAMPLE_CLUSTERS:
-            notes.append(
-                f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
-                f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
-            )
-        lift = lift_table(cells, alpha=alpha, variants=order, design=design)
-        parts["analysis_lift"].append(_with_experiment(lift, exp))
-        arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
-        parts["analysis_arms_test"].append(_with_experiment(pd.concat(arms, ignore_index=True), exp))
-        ind, tests = heterogeneity_tables(cells, alpha=alpha)
-        meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
-        video_lifts = _video_lifts_with_moderators(cells, deltas, scenes, windows)
-        for moderator, label in MODERATORS.items():
-            if moderator in video_lifts and video_lifts[moderator].notna().any():
-                reg = moderator_regression(video_lifts, moderator, alpha=alpha)
-                if not reg.empty:
-                    meta.append(reg.assign(analysis=f"meta-regression of per-video lifts on {moderator} ({label})"))
-        meta = [m for m in meta if not m.empty]
-        if meta:
-            parts["analysis_meta"].append(_with_experiment(pd.concat(meta, ignore_index=True), exp))
-        if ind.empty and cells["industry"].nunique() > 0:
-            per = cells.groupby("industry")["video_id"].nunique()
-            notes.append(
-                f"experiment {exp}: no industry has 2 or more videos ({', '.join(f'{i}: {n}' for i, n in per.items())}); "
-                "no per-industry lifts"
-            )
-        if not ind.empty:
-            ind = ind.assign(kind="industry_lift")
-        if not tests.empty:
-            tests = tests.assign(kind="test")
-        het = (
-            pd.concat([t for t in (ind, tests) if not t.empty], ignore_index=True)
-            if not (ind.empty and tests.empty)
-            else pd.DataFrame()
-        )
-        parts["analysis_heterogeneity"].append(_with_experiment(het, exp))
-        for metric in ("ctr", "cvr"):
-            parts["analysis_timing"].append(
-                _with_experiment(timing_contrasts(cells, metric, alpha, timing_variants=timed), exp)
-            )
-            parts["analysis_dose_response"].append(
-                _with_experiment(dose_response(cells, deltas, metric, alpha, windows), exp)
-            )
-        # planning: the smallest CTR lift this experiment could detect, with its measured design effect
-        ctr = lift[lift["metric"] == "ctr"]
-        if not ctr.empty:
-            deff = float(np.nanmedian(ctr["design_effect"]))
-            n_arm = float(ctr["baseline_den"].iloc[0])
-            base = float(ctr["baseline_rate"].iloc[0])
-            if base > 0 and np.isfinite(deff):
-                parts["analysis_guardrails"].append(
-                    pd.DataFrame(
-                        [
-                            {
-                                "experiment_id": exp,
-                                "check": "mde_ctr_relative",
-                                "metric": "ctr",
-                                "statistic": np.nan,
-                                "df": np.nan,
-                                "p_value": np.nan,
-                                "flagged": False,
-                                "threshold": np.nan,
-                                "value": mde_relative(base, n_arm, max(deff, 1.0), alpha, 0.8),
-                                "detail": (
-                                    f"80% power at alpha={alpha}: baseline CTR {base:.4f}, {n_arm:.0f} impressions/arm, "
-                                    f"measured design effect {deff:.2f}"
-                                ),
-                            }
-                        ]
-                    )
-                )
-    parts["analysis_observational"].append(observational_table(scenes, alpha))
-    tables = {}
-    for name, frames in parts.items():
-        frames = [f for f in frames if f is not None and not f.empty]
-        tables[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return tables, cells_by_exp, notes
+        _analyse_experiment(experiment, inputs, alpha, out)
+    out.add("analysis_observational", observational_table(inputs.scenes, alpha))
+    return out.tables(), cells_by_exp, out.notes
 
 
 def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFrame]) -> None:
@@ -305,6 +389,13 @@ def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFram
 # plots and HTML
 # ---------------------------------------------------------------------------------------------
 
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("analysis", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    undefined=jinja2.StrictUndefined,
+)
 _METRIC_LABEL = {"ctr": "CTR", "cvr": "CVR", "watch_time": "watch time / impression"}
 
 
@@ -415,41 +506,37 @@ def plot_timing(
     return _png(fig)
 
 
+def _srm_text(guardrails: pd.DataFrame, exp: str) -> str:
+    """The experiment's sample-ratio-mismatch verdict, as the headline states it."""
+    srm = (
+        guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")]
+        if not guardrails.empty
+        else pd.DataFrame()
+    )
+    if not srm.empty and bool(srm["flagged"].iat[0]):
+        return f"SRM FLAGGED (p={srm['p_value'].iat[0]:.2g}): lifts not trustworthy"
+    return "no sample-ratio mismatch"
+
+
+def _corrections(frame: pd.DataFrame, column: str) -> list[str]:
+    """The small-sample corrections a table's rows name in ``column``, sorted, once each."""
+    return sorted({m for m in frame.get(column, pd.Series(dtype=str)) if isinstance(m, str) and m})
+
+
 def headline_markdown(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
     """One markdown table per experiment: relative CTR / CVR / watch-time lift with 95% CI."""
     if lift.empty:
         return "_No A/B results to report._"
     lines = []
     for exp, part in lift.groupby("experiment_id"):
-        srm = (
-            guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")]
-            if not guardrails.empty
-            else pd.DataFrame()
-        )
-        srm_text = (
-            "SRM FLAGGED (p={:.2g}): lifts not trustworthy".format(srm["p_value"].iat[0])
-            if not srm.empty and bool(srm["flagged"].iat[0])
-            else "no sample-ratio mismatch"
-        )
-        lines.append(f"**{exp}** ({int(part['n_videos'].iat[0])} videos; {srm_text})\n")
+        lines.append(f"**{exp}** ({int(part['n_videos'].iat[0])} videos; {_srm_text(guardrails, exp)})\n")
         lines.append("| variant | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] |")
         lines.append("|---|---|---|---|---|---|")
         for variant in part["variant"].unique():
-            cells = []
-            for metric in ("ctr", "cvr", "watch_time"):
-                row = part[(part["variant"] == variant) & (part["metric"] == metric)]
-                if row.empty:
-                    cells.append("n/a")
-                    if metric != "watch_time":
-                        cells.append("")
-                    continue
-                r = row.iloc[0]
-                cells.append(f"{_pct(r.rel_lift)} [{_pct(r.rel_ci_low)}, {_pct(r.rel_ci_high)}]")
-                if metric != "watch_time":
-                    cells.append(f"{r.p_value:.3g}" if np.isfinite(r.p_value) else "n/a")
-            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-        methods = sorted({m for m in part.get("se_method", pd.Series(dtype=str)) if isinstance(m, str) and m})
-        lines.append(f"\n_Ratio-of-sums lift, clustered by video; correction: {'; '.join(methods) or 'none'}._")
+            lines.append(f"| {variant} | " + " | ".join(_headline_cells(part, variant)[0]) + " |")
+        lines.append(
+            f"\n_Ratio-of-sums lift, clustered by video; correction: {'; '.join(_corrections(part, 'se_method')) or 'none'}._"
+        )
         lines.append("")
     return "\n".join(lines)
 
@@ -458,56 +545,47 @@ def _pct(v: float) -> str:
     return f"{v:+.1%}" if np.isfinite(v) else "n/a"
 
 
+def _headline_cells(part: pd.DataFrame, variant: str) -> tuple[list[str], list[str]]:
+    """(CTR lift, p, CVR lift, p, watch-time lift) of one variant, and the notes of its rows."""
+    cells, notes = [], []
+    for metric in ("ctr", "cvr", "watch_time"):
+        row = part[(part["variant"] == variant) & (part["metric"] == metric)]
+        if row.empty:
+            cells += ["n/a", ""] if metric != "watch_time" else ["n/a"]
+            continue
+        r = row.iloc[0]
+        cells.append(f"{_pct(r.rel_lift)} [{_pct(r.rel_ci_low)}, {_pct(r.rel_ci_high)}]")
+        if metric != "watch_time":
+            cells.append(f"{r.p_value:.3g}" if np.isfinite(r.p_value) else "n/a")
+        note = getattr(r, "note", "")
+        if isinstance(note, str) and note:
+            notes.append(f"{_METRIC_LABEL[metric]}: {note}")
+    return cells, notes
+
+
+def _headline_rows(part: pd.DataFrame) -> list[list[str]]:
+    """The headline table's rows: variant, the five lift cells, the notes."""
+    rows = []
+    for variant in part["variant"].unique():
+        cells, notes = _headline_cells(part, variant)
+        rows.append([str(variant), *cells, "; ".join(notes)])
+    return rows
+
+
 def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
     """The headline as real HTML tables (one per experiment) with the model and correction used."""
-    if lift.empty:
-        return "<p><em>No A/B results to report.</em></p>"
-    out = []
-    for exp, part in lift.groupby("experiment_id"):
-        srm = (
-            guardrails[(guardrails.get("experiment_id") == exp) & (guardrails.get("check") == "sample_ratio_mismatch")]
-            if not guardrails.empty
-            else pd.DataFrame()
-        )
-        flagged = not srm.empty and bool(srm["flagged"].iat[0])
-        srm_text = (
-            f"SRM FLAGGED (p={srm['p_value'].iat[0]:.2g}): lifts not trustworthy"
-            if flagged
-            else "no sample-ratio mismatch"
-        )
-        methods = sorted({m for m in part.get("se_method", pd.Series(dtype=str)) if isinstance(m, str) and m})
-        design = part["design"].iat[0] if "design" in part else "paired"
-        head = (
-            "<tr><th>variant</th><th>CTR lift [95% CI]</th><th>p</th><th>CVR lift [95% CI]</th><th>p</th>"
-            "<th>watch-time lift [95% CI]</th><th>note</th></tr>"
-        )
-        body = []
-        for variant in part["variant"].unique():
-            cells = [f"<td>{html.escape(str(variant))}</td>"]
-            notes = []
-            for metric in ("ctr", "cvr", "watch_time"):
-                row = part[(part["variant"] == variant) & (part["metric"] == metric)]
-                if row.empty:
-                    cells.append("<td>n/a</td>" + ("<td></td>" if metric != "watch_time" else ""))
-                    continue
-                r = row.iloc[0]
-                cells.append(f"<td>{_pct(r.rel_lift)} [{_pct(r.rel_ci_low)}, {_pct(r.rel_ci_high)}]</td>")
-                if metric != "watch_time":
-                    cells.append(f"<td>{r.p_value:.3g}</td>" if np.isfinite(r.p_value) else "<td>n/a</td>")
-                note = getattr(r, "note", "")
-                if isinstance(note, str) and note:
-                    notes.append(f"{_METRIC_LABEL[metric]}: {note}")
-            cells.append(f"<td>{html.escape('; '.join(notes))}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        out.append(
-            f"<h3>{html.escape(str(exp))}</h3>"
-            f"<p>{int(part['n_videos'].max())} videos, {html.escape(str(design))} design; {html.escape(srm_text)}</p>"
-            f"<table class='t headline'><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
-            "<p class='model'>Model: ratio-of-sums rate per arm, relative lift = rate ratio - 1 with the "
-            "interval built on the log scale (delta method), clustered by video; p of the log ratio. "
-            f"Correction: {html.escape('; '.join(methods) or 'none (not estimable)')}.</p>"
-        )
-    return "\n".join(out)
+    experiments = [
+        {
+            "experiment_id": exp,
+            "n_videos": int(part["n_videos"].max()),
+            "design": part["design"].iat[0] if "design" in part else "paired",
+            "srm_text": _srm_text(guardrails, exp),
+            "rows": _headline_rows(part),
+            "corrections": "; ".join(_corrections(part, "se_method")) or "none (not estimable)",
+        }
+        for exp, part in (lift.groupby("experiment_id") if not lift.empty else [])
+    ]
+    return _TEMPLATES.get_template("headline.html").render(experiments=experiments)
 
 
 # what produced each table: the model, then the correction (a column with the correction actually
@@ -572,21 +650,44 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def _table_html(frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None) -> str:
-    head = f"<h3>{html.escape(title)}</h3>"
-    if model:
-        used = ""
-        if method_column and not frame.empty and method_column in frame:
-            methods = sorted({m for m in frame[method_column] if isinstance(m, str) and m})
-            if methods:
-                used = " Corrections used: " + "; ".join(html.escape(m) for m in methods) + "."
-        head += f"<p class='model'>Model: {html.escape(model)}{used}</p>"
+@dataclass(frozen=True)
+class _TableSection:
+    """One estimate table on the page: title, model text, corrections used, the table (None: no rows)."""
+
+    title: str
+    model: str
+    corrections: list[str]
+    table: Markup | None
+
+
+def _table_section(frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None) -> _TableSection:
+    corrections = _corrections(frame, method_column) if model and method_column and not frame.empty else []
     if frame.empty:
-        return head + "<p><em>no rows</em></p>"
-    return head + frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
+        return _TableSection(title, model, corrections, None)
+    # pandas escapes the cells itself
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
+    return _TableSection(title, model, corrections, Markup(table))
 
 
-def _small_sample_notes(lift: pd.DataFrame) -> str:
+def _table_sections(tables: dict[str, pd.DataFrame]) -> list[_TableSection]:
+    """Every estimate table in TABLE_INFO order; heterogeneity split into lifts and tests, meta per analysis."""
+    sections = []
+    for name, (title, model, method_column) in TABLE_INFO.items():
+        frame = tables.get(name, pd.DataFrame())
+        if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
+            lifts = frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all")
+            tests = frame[frame["kind"] == "test"].dropna(axis=1, how="all")
+            sections.append(_table_section(lifts, "Heterogeneity by industry: lift per industry", model, method_column))
+            sections.append(_table_section(tests, "Heterogeneity by industry: tests", model, "note"))
+        elif name == "analysis_meta" and not frame.empty and "analysis" in frame:
+            for label, part in frame.groupby("analysis", sort=False):
+                sections.append(_table_section(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
+        else:
+            sections.append(_table_section(frame, title, model, method_column))
+    return sections
+
+
+def _small_sample_notes(lift: pd.DataFrame) -> list[str]:
     """What the page did about few clusters, said once, near the top."""
     items = [
         f"Below {SMALL_SAMPLE_CLUSTERS} videos (clusters) every interval and test uses the CR2 (Bell-McCaffrey) "
@@ -604,27 +705,55 @@ def _small_sample_notes(lift: pd.DataFrame) -> str:
                 f"{exp}: {int(part['n_videos'].max())} videos; corrections used: "
                 + "; ".join(sorted({m for m in part["se_method"] if isinstance(m, str) and m}))
             )
-    return "<h2>Small-sample notes</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
+    return items
 
 
-def preregistration_html(deviations: pd.DataFrame) -> str:
-    """Each experiment's plan hash (or its absence) and every deviation from the plan."""
+def _plan_citations(deviations: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Each experiment's plan hash and file (None: no plan) and every deviation from the plan."""
     if deviations is None or deviations.empty:
-        return "<h2>Pre-registration</h2><p><em>no experiments</em></p>"
-    out = ["<h2>Pre-registration</h2>"]
+        return []
+    plans = []
     for exp, part in deviations.groupby("experiment_id", sort=True):
         sha = part["plan_sha256"].iat[0]
-        cite = (
-            f"analysis plan sha256 <code>{html.escape(str(sha))}</code> (<code>{html.escape(str(part['plan_file'].iat[0]))}</code>)"
-            if sha
-            else "no pre-registered plan"
+        plans.append(
+            {
+                "experiment_id": str(exp),
+                "sha256": str(sha) if sha else None,
+                "plan_file": str(part["plan_file"].iat[0]),
+                "deviations": [str(d) for d in part["deviation"]],
+            }
         )
-        out.append(
-            f"<p><b>{html.escape(str(exp))}</b>: {cite}. Deviations from the plan:</p><ul>"
-            + "".join(f"<li>{html.escape(str(d))}</li>" for d in part["deviation"])
-            + "</ul>"
+    return plans
+
+
+def _experiment_plots(
+    tables: dict[str, pd.DataFrame],
+    cells_by_exp: dict[str, pd.DataFrame],
+    deltas: pd.DataFrame | None,
+    registries: dict[str, tuple] | None,
+) -> list[dict[str, Any]]:
+    """Each experiment with lifts: its lift forest, industry forest (None without industries) and timing plots."""
+    lift_all, het_all = tables["analysis_lift"], tables["analysis_heterogeneity"]
+    dose_all = tables["analysis_dose_response"]
+    plots = []
+    for exp, cells in cells_by_exp.items():
+        lift = lift_all[lift_all["experiment_id"] == exp] if not lift_all.empty else pd.DataFrame()
+        if lift.empty:
+            continue
+        lift_forest = plot_lift_forest(lift)
+        het = het_all[het_all["experiment_id"] == exp] if not het_all.empty else pd.DataFrame()
+        industry_forest = plot_industry_forest(het)
+        dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
+        registry = (registries or {}).get(str(exp), DEFAULT_VARIANTS)
+        plots.append(
+            {
+                "experiment_id": str(exp),
+                "lift_forest": lift_forest,
+                "industry_forest": industry_forest,
+                "timing": plot_timing(lift, cells, dose, deltas, registry),
+            }
         )
-    return "\n".join(out)
+    return plots
 
 
 def render_html(
@@ -639,65 +768,17 @@ def render_html(
 
     ``headline`` is HTML (``headline_html``); markdown text is escaped into a block for callers
     of the old API. ``registries``: each experiment's variant registry (timing plot order).
+    The page is ``templates/report.html``.
     """
-    body = ["<h1>Attention-alignment A/B analysis</h1>", "<h2>Headline</h2>"]
-    body.append(headline if headline.lstrip().startswith("<") else "<pre>" + html.escape(headline) + "</pre>")
-    body.append(preregistration_html(tables.get("analysis_plan_deviations", pd.DataFrame())))
-    if notes:
-        body.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
-    lift_all, het_all = tables["analysis_lift"], tables["analysis_heterogeneity"]
-    body.append(_small_sample_notes(lift_all))
-    dose_all = tables["analysis_dose_response"]
-    for exp, cells in cells_by_exp.items():
-        lift = lift_all[lift_all["experiment_id"] == exp] if not lift_all.empty else pd.DataFrame()
-        if lift.empty:
-            continue
-        body.append(f"<h2>Experiment {html.escape(str(exp))}</h2>")
-        body.append(f'<img alt="lift forest plot" src="data:image/png;base64,{plot_lift_forest(lift)}">')
-        het = het_all[het_all["experiment_id"] == exp] if not het_all.empty else pd.DataFrame()
-        png = plot_industry_forest(het)
-        if png:
-            body.append(f'<img alt="industry forest plot" src="data:image/png;base64,{png}">')
-        dose = dose_all[dose_all["experiment_id"] == exp] if not dose_all.empty else pd.DataFrame()
-        registry = (registries or {}).get(str(exp), DEFAULT_VARIANTS)
-        body.append(
-            f'<img alt="timing plot" src="data:image/png;base64,{plot_timing(lift, cells, dose, deltas, registry)}">'
-        )
-    for name, (title, model, method_column) in TABLE_INFO.items():
-        frame = tables.get(name, pd.DataFrame())
-        if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
-            body.append(
-                _table_html(
-                    frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all"),
-                    "Heterogeneity by industry: lift per industry",
-                    model,
-                    method_column,
-                )
-            )
-            body.append(
-                _table_html(
-                    frame[frame["kind"] == "test"].dropna(axis=1, how="all"),
-                    "Heterogeneity by industry: tests",
-                    model,
-                    "note",
-                )
-            )
-            continue
-        if name == "analysis_meta" and not frame.empty and "analysis" in frame:
-            for label, part in frame.groupby("analysis", sort=False):
-                body.append(_table_html(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
-            continue
-        body.append(_table_html(frame, title, model, method_column))
-
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto}table.t{border-collapse:collapse;font-size:12px}"
-        "table.t td,table.t th{padding:2px 6px;border-bottom:1px solid #ddd}img{max-width:100%}"
-        "p.model{font-size:12px;color:#444}table.headline{font-size:14px}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>A/B analysis</title><style>{style}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>"
+    headline_is_html = headline.lstrip().startswith("<")
+    return _TEMPLATES.get_template("report.html").render(
+        headline=Markup(headline) if headline_is_html else headline,
+        headline_is_html=headline_is_html,
+        plans=_plan_citations(tables.get("analysis_plan_deviations", pd.DataFrame())),
+        notes=notes,
+        small_sample_notes=_small_sample_notes(tables["analysis_lift"]),
+        experiment_plots=_experiment_plots(tables, cells_by_exp, deltas, registries),
+        sections=_table_sections(tables),
     )
 
 

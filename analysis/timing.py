@@ -15,6 +15,7 @@ with the achieved change, whichever variant produced it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -24,8 +25,16 @@ from scipy import stats
 
 from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows
 from align_core.stimuli.plans import timing_variants as registry_timing_variants
-from analysis.lift import BASELINE, METRICS, rate_fit, ratio_influence
-from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, cluster_wls, hotelling_test
+from analysis.arms import BASELINE
+from analysis.lift import METRICS, RatioInfluence, rate_fit, ratio_influence
+from analysis.small_sample import (
+    METHOD_CR1,
+    METHOD_CR2,
+    SMALL_SAMPLE_CLUSTERS,
+    ClusterFit,
+    cluster_wls,
+    hotelling_test,
+)
 
 __all__ = [
     "VARIANT_WINDOW",
@@ -63,6 +72,114 @@ def _contrast_row(
     }
 
 
+@dataclass
+class _TimingContrasts:
+    """One metric's timing arms: rates, influence values and (below 30 videos) the CR2 fit."""
+
+    metric: str
+    alpha: float
+    inf: RatioInfluence
+    fit: ClusterFit | None  # None: CR1 with t(G-1), or fewer than 2 videos
+    use_cr2: bool
+
+    @property
+    def num(self) -> str:
+        return METRICS[self.metric][0]
+
+    @property
+    def cols(self) -> list[str]:
+        return list(self.inf.rates.index)
+
+    @property
+    def method(self) -> str:
+        return METHOD_CR2 if self.use_cr2 else METHOD_CR1
+
+    def gradient(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Rows of d(log R_a - log R_b) / dR for each pair (the CR2 fit's coefficients are rates)."""
+        rates, cols = self.inf.rates, self.cols
+        c = np.zeros((len(pairs), len(cols)))
+        for i, (a, b) in enumerate(pairs):
+            c[i, cols.index(a)], c[i, cols.index(b)] = 1.0 / rates[a], -1.0 / rates[b]
+        return c
+
+    def pair_row(self, a: str, b: str) -> dict[str, object]:
+        """``log R_a - log R_b`` with its interval, or a row saying why it has none."""
+        inf, rates, g = self.inf, self.inf.rates, self.inf.n_clusters
+        label = f"{a} vs {b}"
+        nan = float("nan")
+        zero = [v for v in (a, b) if not rates[v] > 0]
+        if zero:
+            den = METRICS[self.metric][1]
+            why = f"not estimable: {', '.join(zero)} has 0 {self.num} in {inf.totals_den[zero[0]]:.0f} {den}"
+            return _contrast_row(self.metric, label, nan, nan, nan, self.alpha, self.method, why)
+        if g < 2:
+            why = "not estimable: fewer than 2 videos"
+            return _contrast_row(self.metric, label, nan, nan, nan, self.alpha, self.method, why)
+        est = float(np.log(rates[a] / rates[b]))
+        if self.fit is not None:
+            res = self.fit.contrast(self.gradient([(a, b)])[0], self.alpha)
+            se, df = res["se"], res["df"]
+        else:
+            c = np.zeros(len(self.cols))
+            c[self.cols.index(a)], c[self.cols.index(b)] = 1.0, -1.0
+            se, df = float(np.sqrt(inf.covariance(c)[0, 0])), float(g - 1)
+        note = "" if se > 0 else "not estimable: the ratio does not vary across videos"
+        return _contrast_row(self.metric, label, est, se, df, self.alpha, self.method, note)
+
+    def joint_row(self, present: list[str]) -> dict[str, object]:
+        """All present timings equal (k-1 contrasts against the first), or a row saying why not."""
+        rates, g, q = self.inf.rates, self.inf.n_clusters, len(present) - 1
+        joint = {
+            "metric": self.metric,
+            "contrast": "joint: " + " = ".join(present),
+            "log_ratio": np.nan,
+            "log_se": np.nan,
+            "ratio": np.nan,
+            "ratio_ci_low": np.nan,
+            "ratio_ci_high": np.nan,
+            "statistic": np.nan,
+            "df": float(q),
+            "p_value": np.nan,
+            "se_method": "",
+            "note": "",
+        }
+        if any(not rates[v] > 0 for v in present):
+            joint["note"] = f"not estimable: a timing arm has 0 {self.num}"
+        elif g - 1 < q:
+            joint["note"] = f"not estimable: {g} videos cannot support {q} joint restrictions"
+        else:
+            est = np.array([np.log(rates[present[0]] / rates[v]) for v in present[1:]])
+            joint.update(self._joint_cr2(est, present) if self.fit is not None else self._joint_cr1(est, present))
+        return joint
+
+    def _joint_cr2(self, est: np.ndarray, present: list[str]) -> dict[str, object]:
+        cm = self.gradient([(present[0], v) for v in present[1:]])
+        test = hotelling_test(est, cm @ self.fit.vcov_cr2 @ cm.T, self.inf.n_clusters)
+        if not np.isfinite(test["p_value"]):
+            return {"note": "not estimable: singular CR2 covariance of the timing contrasts"}
+        return {
+            "statistic": test["f"],
+            "df": test["df1"],
+            "p_value": test["p_value"],
+            "se_method": f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
+        }
+
+    def _joint_cr1(self, est: np.ndarray, present: list[str]) -> dict[str, object]:
+        q, cols = len(present) - 1, self.cols
+        cm = np.zeros((q, len(cols)))
+        for i, v in enumerate(present[1:]):
+            cm[i, cols.index(present[0])], cm[i, cols.index(v)] = 1.0, -1.0
+        cov = self.inf.covariance(cm)
+        if not (np.isfinite(cov).all() and np.linalg.matrix_rank(cov) == q):
+            return {"note": "not estimable: singular covariance of the timing contrasts"}
+        wald = float(est @ np.linalg.solve(cov, est))
+        return {
+            "statistic": wald,
+            "p_value": float(stats.chi2.sf(wald, q)),
+            "se_method": f"{METHOD_CR1}; Wald chi-square({q})",
+        }
+
+
 def timing_contrasts(
     cells: pd.DataFrame,
     metric: str = "ctr",
@@ -79,7 +196,6 @@ def timing_contrasts(
     support it gets a row that says why instead of a number.
     """
     present = [v for v in timing_variants if v in set(cells["variant"])]
-
     if len(present) < 2:
         return pd.DataFrame()
     num, den = METRICS[metric]
@@ -87,110 +203,9 @@ def timing_contrasts(
     g = inf.n_clusters
     use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
     fit = rate_fit(cells, num, den, inf.rates.index) if use_cr2 and g >= 2 else None
-    method = METHOD_CR2 if use_cr2 else METHOD_CR1
-    cols = list(inf.rates.index)
-    rates = inf.rates
-    rows = []
-
-    def gradient(pairs: list[tuple[str, str]]) -> np.ndarray:
-        c = np.zeros((len(pairs), len(cols)))
-        for i, (a, b) in enumerate(pairs):
-            c[i, cols.index(a)], c[i, cols.index(b)] = 1.0 / rates[a], -1.0 / rates[b]
-        return c
-
-    for a, b in combinations(present, 2):
-        label = f"{a} vs {b}"
-        zero = [v for v in (a, b) if not rates[v] > 0]
-        if zero:
-            rows.append(
-                _contrast_row(
-                    metric,
-                    label,
-                    float("nan"),
-                    float("nan"),
-                    float("nan"),
-                    alpha,
-                    method,
-                    f"not estimable: {', '.join(zero)} has 0 {num} in {inf.totals_den[zero[0]]:.0f} {den}",
-                )
-            )
-            continue
-        if g < 2:
-            rows.append(
-                _contrast_row(
-                    metric,
-                    label,
-                    float("nan"),
-                    float("nan"),
-                    float("nan"),
-                    alpha,
-                    method,
-                    "not estimable: fewer than 2 videos",
-                )
-            )
-            continue
-        est = float(np.log(rates[a] / rates[b]))
-        if fit is not None:
-            res = fit.contrast(gradient([(a, b)])[0], alpha)
-            se, df = res["se"], res["df"]
-        else:
-            c = np.zeros(len(cols))
-            c[cols.index(a)], c[cols.index(b)] = 1.0, -1.0
-            se, df = float(np.sqrt(inf.covariance(c)[0, 0])), float(g - 1)
-        note = "" if se > 0 else "not estimable: the ratio does not vary across videos"
-        rows.append(_contrast_row(metric, label, est, se, df, alpha, method, note))
-
-    # joint: all present timings equal (k-1 contrasts against the first)
-    label = "joint: " + " = ".join(present)
-    q = len(present) - 1
-    joint = {
-        "metric": metric,
-        "contrast": label,
-        "log_ratio": np.nan,
-        "log_se": np.nan,
-        "ratio": np.nan,
-        "ratio_ci_low": np.nan,
-        "ratio_ci_high": np.nan,
-        "statistic": np.nan,
-        "df": float(q),
-        "p_value": np.nan,
-        "se_method": "",
-        "note": "",
-    }
-    if any(not rates[v] > 0 for v in present):
-        joint["note"] = f"not estimable: a timing arm has 0 {num}"
-    elif g - 1 < q:
-        joint["note"] = f"not estimable: {g} videos cannot support {q} joint restrictions"
-    else:
-        est = np.array([np.log(rates[present[0]] / rates[v]) for v in present[1:]])
-        pairs = [(present[0], v) for v in present[1:]]
-        if fit is not None:
-            cm = gradient(pairs)
-            test = hotelling_test(est, cm @ fit.vcov_cr2 @ cm.T, g)
-            if np.isfinite(test["p_value"]):
-                joint.update(
-                    statistic=test["f"],
-                    df=test["df1"],
-                    p_value=test["p_value"],
-                    se_method=f"{METHOD_CR2}; Hotelling F({test['df1']:.0f}, {test['df2']:.0f})",
-                )
-            else:
-                joint["note"] = "not estimable: singular CR2 covariance of the timing contrasts"
-        else:
-            cm = np.zeros((q, len(cols)))
-            for i, v in enumerate(present[1:]):
-                cm[i, cols.index(present[0])], cm[i, cols.index(v)] = 1.0, -1.0
-            cov = inf.covariance(cm)
-            if np.isfinite(cov).all() and np.linalg.matrix_rank(cov) == q:
-                wald = float(est @ np.linalg.solve(cov, est))
-                joint.update(
-                    statistic=wald,
-                    p_value=float(stats.chi2.sf(wald, q)),
-                    se_method=f"{METHOD_CR1}; Wald chi-square({q})",
-                )
-            else:
-                joint["note"] = "not estimable: singular covariance of the timing contrasts"
-    rows.append(joint)
+    contrasts = _TimingContrasts(metric, alpha, inf, fit, use_cr2)
+    rows = [contrasts.pair_row(a, b) for a, b in combinations(present, 2)]
+    rows.append(contrasts.joint_row(present))
     return pd.DataFrame(rows)
 
 
@@ -227,6 +242,77 @@ def select_doses(deltas: pd.DataFrame, windows: Mapping[str, str] | None = None)
     return pd.concat([own, single]).drop_duplicates(["video_id", "variant"])[["video_id", "variant", "achieved_delta"]]
 
 
+def _dose_data(
+    cells: pd.DataFrame, deltas: pd.DataFrame, metric: str, windows: Mapping[str, str] | None
+) -> pd.DataFrame | None:
+    """Per-video log lifts with their dose and weight; None when too thin for a slope."""
+    chosen = select_doses(deltas, windows)
+    data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
+    data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
+    if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:
+        return None
+    data["w"] = 1.0 / data["var"]
+    return data
+
+
+def _dose_models(data: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, formula) of the pooled slope and, when the data identify it, the within-variant slope.
+
+    The pooled slope mixes the dose with each variant's own effect (boosts have both positive
+    doses and positive lifts). Variant fixed effects keep only the variation of one variant's
+    achieved change across videos: the dose-response a planted dose term is recovered by.
+    A cluster-robust covariance needs more clusters (videos) than parameters; with fewer the
+    within-variant interval is falsely narrow (4 demo videos, 7 parameters), so it is left out.
+    """
+    models = [("wls log_lift ~ achieved_delta, cluster=video", "log_lift ~ achieved_delta")]
+    n_params_within = data["variant"].nunique() + 1
+    if (
+        data.groupby("variant")["achieved_delta"].nunique().max() >= 2
+        and data["variant"].nunique() >= 2
+        and data["video_id"].nunique() > n_params_within
+    ):
+        models.append(
+            (
+                "wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
+                "log_lift ~ achieved_delta + C(variant)",
+            )
+        )
+    return models
+
+
+def _dose_slope(data: pd.DataFrame, formula: str, groups: np.ndarray, alpha: float) -> dict[str, object]:
+    """The achieved_delta slope of one WLS model: CR2 + Satterthwaite df for few videos, else CR1 + t(G-1)."""
+    g = data["video_id"].nunique()
+    res = smf.wls(formula, data=data, weights=data["w"]).fit(
+        cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
+    )
+    names = list(res.params.index)
+    c = np.zeros(len(names))
+    c[names.index("achieved_delta")] = 1.0
+    if g < SMALL_SAMPLE_CLUSTERS:
+        fit = cluster_wls(res.model.exog, res.model.endog, groups, data["w"].to_numpy())
+        est = fit.contrast(c, alpha)
+        slope, se, lo, hi, p = est["estimate"], est["se"], est["ci_low"], est["ci_high"], est["p_value"]
+        df, method = est["df"], METHOD_CR2
+        intercept = float(fit.beta[names.index("Intercept")])
+    else:
+        ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
+        slope, se = float(res.params["achieved_delta"]), float(res.bse["achieved_delta"])
+        lo, hi, p = float(ci.iloc[0]), float(ci.iloc[1]), float(res.pvalues["achieved_delta"])
+        df, method = float(g - 1), METHOD_CR1
+        intercept = float(res.params["Intercept"])
+    return {
+        "slope": slope,
+        "slope_se": se,
+        "ci_low": lo,
+        "ci_high": hi,
+        "p_value": p,
+        "df": df,
+        "se_method": method,
+        "intercept": intercept,
+    }
+
+
 def dose_response(
     cells: pd.DataFrame,
     deltas: pd.DataFrame | None,
@@ -244,67 +330,13 @@ def dose_response(
     """
     if deltas is None or deltas.empty:
         return pd.DataFrame()
-    chosen = select_doses(deltas, windows)
-    data = video_variant_log_lifts(cells, metric).merge(chosen, on=["video_id", "variant"])
-    data = data[np.isfinite(data["log_lift"]) & (data["var"] > 0)]
-    if data["video_id"].nunique() < 3 or data["achieved_delta"].nunique() < 2:
+    data = _dose_data(cells, deltas, metric, windows)
+    if data is None:
         return pd.DataFrame()
-    data["w"] = 1.0 / data["var"]
     groups = pd.factorize(data["video_id"])[0]
-    models = [("wls log_lift ~ achieved_delta, cluster=video", "log_lift ~ achieved_delta")]
-    # The pooled slope mixes the dose with each variant's own effect (boosts have both positive
-    # doses and positive lifts). Variant fixed effects keep only the variation of one variant's
-    # achieved change across videos: the dose-response a planted dose term is recovered by.
-    # A cluster-robust covariance needs more clusters (videos) than parameters; with fewer the
-    # within-variant interval is falsely narrow (4 demo videos, 7 parameters), so it is left out.
-    n_params_within = data["variant"].nunique() + 1
-    if (
-        data.groupby("variant")["achieved_delta"].nunique().max() >= 2
-        and data["variant"].nunique() >= 2
-        and data["video_id"].nunique() > n_params_within
-    ):
-        models.append(
-            (
-                "wls log_lift ~ achieved_delta + C(variant) (within variant), cluster=video",
-                "log_lift ~ achieved_delta + C(variant)",
-            )
-        )
-    rows = []
-    g = data["video_id"].nunique()
-    for label, formula in models:
-        # few videos: CR2 + Satterthwaite df; otherwise CR1 with t(videos - 1), as for the lifts
-        res = smf.wls(formula, data=data, weights=data["w"]).fit(
-            cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
-        )
-        names = list(res.params.index)
-        c = np.zeros(len(names))
-        c[names.index("achieved_delta")] = 1.0
-        if g < SMALL_SAMPLE_CLUSTERS:
-            fit = cluster_wls(res.model.exog, res.model.endog, groups, data["w"].to_numpy())
-            est = fit.contrast(c, alpha)
-            slope, se, lo, hi, p = est["estimate"], est["se"], est["ci_low"], est["ci_high"], est["p_value"]
-            df, method = est["df"], METHOD_CR2
-            intercept = float(fit.beta[names.index("Intercept")])
-        else:
-            ci = res.conf_int(alpha=alpha).loc["achieved_delta"]
-            slope, se = float(res.params["achieved_delta"]), float(res.bse["achieved_delta"])
-            lo, hi, p = float(ci.iloc[0]), float(ci.iloc[1]), float(res.pvalues["achieved_delta"])
-            df, method = float(g - 1), METHOD_CR1
-            intercept = float(res.params["Intercept"])
-        rows.append(
-            {
-                "metric": metric,
-                "model": label,
-                "slope": slope,
-                "slope_se": se,
-                "ci_low": lo,
-                "ci_high": hi,
-                "p_value": p,
-                "df": df,
-                "se_method": method,
-                "intercept": intercept,
-                "n_video_variants": int(len(data)),
-                "n_videos": int(g),
-            }
-        )
+    sizes = {"n_video_variants": int(len(data)), "n_videos": int(data["video_id"].nunique())}
+    rows = [
+        {"metric": metric, "model": label, **_dose_slope(data, formula, groups, alpha), **sizes}
+        for label, formula in _dose_models(data)
+    ]
     return pd.DataFrame(rows)
