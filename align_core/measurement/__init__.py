@@ -44,6 +44,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "verify_variants",
         ),
         "perceptual_budget": (
+            "DEFAULT_MAX_DELTA_E",
+            "DEFAULT_MIN_SSIM",
             "BudgetMeasure",
             "BudgetReference",
             "PerceptualBudget",

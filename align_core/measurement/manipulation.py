@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.io.video_io import iter_frames, lockstep_frames
+from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM, PerceptualBudget
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.stimuli.editing.render import StrengthMap
 from align_core.stimuli.plans import TIME_WINDOWS, VariantPlan, VariantPlans
@@ -471,13 +472,11 @@ class VerificationSettings:
 
     sign_min_delta: float = 0.001
     placebo_magnitude_range: tuple[float, float] = (0.75, 1.33)
-    min_ssim: float = 0.90
-    max_delta_e: float = 6.0
+    min_ssim: float = DEFAULT_MIN_SSIM
+    max_delta_e: float = DEFAULT_MAX_DELTA_E
 
     @property
-    def budget(self):
-        from align_core.measurement.perceptual_budget import PerceptualBudget
-
+    def budget(self) -> PerceptualBudget:
         return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from align_core.measurement.image_metrics import SsimReference
 
 __all__ = [
+    "DEFAULT_MAX_DELTA_E",
+    "DEFAULT_MIN_SSIM",
     "BudgetMeasure",
     "BudgetReference",
     "PerceptualBudget",
@@ -40,12 +42,17 @@ __all__ = [
 ]
 
 
+# The budget's defaults, read by every setting that carries one (the editor's, the stage's, the check's).
+DEFAULT_MIN_SSIM = 0.90  # per-frame mean SSIM vs baseline outside product and protected regions, at least
+DEFAULT_MAX_DELTA_E = 6.0  # per-frame mean CIEDE2000 vs baseline outside product and protected regions, at most
+
+
 @dataclass(frozen=True)
 class PerceptualBudget:
     """Per-frame limits outside product and protected regions (recorded with every variant)."""
 
-    min_ssim: float = 0.90
-    max_delta_e: float = 6.0
+    min_ssim: float = DEFAULT_MIN_SSIM
+    max_delta_e: float = DEFAULT_MAX_DELTA_E
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_ssim <= 1.0:
