@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM
+
 __all__ = [
     "EditorChoice",
     "Registry",
@@ -163,11 +165,11 @@ class EditorChoice(_Choice):
         default=None, description="edit at this size (None: the checkpoint's training size x8)"
     )
     min_ssim: float = Field(
-        default=0.90,
+        default=DEFAULT_MIN_SSIM,
         description="perceptual budget (model-free editor): per-frame SSIM outside product and protected regions",
     )
     max_delta_e: float = Field(
-        default=6.0,
+        default=DEFAULT_MAX_DELTA_E,
         description="perceptual budget (model-free editor): per-frame mean CIEDE2000 outside product and protected regions",
     )
 

@@ -1,5 +1,6 @@
 """Measuring the stimuli: temporal consistency and fidelity, the perceptual budget, the
-manipulation check, the stimulus checks and the saliency metrics the scorers are validated with.
+manipulation check, the stimulus checks, the saliency metrics the scorers are validated with, and the
+image metrics (SSIM, PSNR, centre prior) they share.
 
 Names are imported from their module on first use (:mod:`align_core.lazy`).
 """
@@ -19,6 +20,13 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "segments",
             "stride_for",
         ),
+        "image_metrics": (
+            "SsimReference",
+            "bt601_luma",
+            "centre_prior",
+            "centre_prior_at",
+            "psnr_from_squared_error",
+        ),
         "manipulation": (
             "AttentionFn",
             "CalibrationPoint",
@@ -36,6 +44,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "verify_variants",
         ),
         "perceptual_budget": (
+            "DEFAULT_MAX_DELTA_E",
+            "DEFAULT_MIN_SSIM",
             "BudgetMeasure",
             "BudgetReference",
             "PerceptualBudget",

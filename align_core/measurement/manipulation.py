@@ -50,9 +50,10 @@ import numpy as np
 import pandas as pd
 
 from align_core.io.video_io import iter_frames, lockstep_frames
+from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM, PerceptualBudget
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.stimuli.editing.render import StrengthMap
-from align_core.stimuli.plans import TIME_WINDOWS, VariantPlans
+from align_core.stimuli.plans import TIME_WINDOWS, VariantPlan, VariantPlans
 
 __all__ = [
     "AttentionFn",
@@ -173,111 +174,169 @@ def manipulation_check(
         raise KeyError(
             f"video {plans.video_id}: the manipulation check needs the baseline variant {baseline!r} measured"
         )
-    count = plans.frame_count
-    windows = np.asarray(plans.frame_windows)
-    original_achieved = np.asarray(original_achieved, dtype=np.float64)
-    if original_achieved.shape != (count,):
-        raise ValueError(
-            f"video {plans.video_id}: original alignment has shape {original_achieved.shape}, expected ({count},)"
-        )
+    original_achieved = _checked_curve(plans, original_achieved, "original alignment")
     base_curve = np.asarray(achieved[baseline], dtype=np.float64)
+    windows = np.asarray(plans.frame_windows)
     rows = []
     for name, curve in achieved.items():
         plan = plans[name]
         not_manipulable = _not_manipulable(plan, plans, windows, product_frames, thresholds.eps)
-        curve = np.asarray(curve, dtype=np.float64)
-        if curve.shape != (count,):
-            raise ValueError(
-                f"video {plans.video_id}: variant {name} alignment has shape {curve.shape}, expected ({count},)"
-            )
+        curve = _checked_curve(plans, curve, f"variant {name} alignment")
         for window in (*TIME_WINDOWS, "all"):
-            in_window = np.ones(count, bool) if window == "all" else windows == window
+            in_window = np.ones(plans.frame_count, bool) if window == "all" else windows == window
             measured = in_window & np.isfinite(curve) & np.isfinite(original_achieved) & np.isfinite(base_curve)
-            if not measured.any():
-                continue
-            original = float(original_achieved[measured].mean())
-            base = float(base_curve[measured].mean())
-            value = float(curve[measured].mean())
-            target = float(plan.frame_target[measured].mean())
-            target_delta = float((plan.frame_target[measured] - plans.original_alignment[measured]).mean())
-            delta_base = value - base
-            delta_original = value - original
-            share = delta_base / target_delta if abs(target_delta) > thresholds.eps else float("nan")
-            share_original = delta_original / target_delta if abs(target_delta) > thresholds.eps else float("nan")
-            kind = plan.spec.kind
-            if not_manipulable:
-                passed = False
-                reason = not_manipulable
-            elif abs(target_delta) > thresholds.eps:
-                passed = share >= thresholds.min_share
-                if thresholds.require_vs_original:
-                    passed = passed and share_original >= thresholds.min_share
-                reason = (
-                    f"achieved {share:.0%} of the planned change vs baseline ({share_original:.0%} vs original); "
-                    f"need >= {thresholds.min_share:.0%} with the planned sign"
-                )
-            elif kind == "identity":
-                passed = abs(delta_original) <= thresholds.tolerance
-                reason = f"|change vs original| = {abs(delta_original):.3f} (tolerance {thresholds.tolerance})"
-            elif kind == "placebo":
-                passed = abs(delta_base) <= thresholds.tolerance
-                if thresholds.require_vs_original:
-                    passed = passed and abs(delta_original) <= thresholds.tolerance
-                reason = (
-                    f"|change vs baseline| = {abs(delta_base):.3f}, vs original = {abs(delta_original):.3f} "
-                    f"(tolerance {thresholds.tolerance})"
-                )
-            else:
-                passed = abs(delta_base) <= thresholds.off_window_tolerance
-                reason = f"outside its window: |change vs baseline| = {abs(delta_base):.3f} (tolerance {thresholds.off_window_tolerance})"
-            rows.append(
-                {
-                    "video_id": plans.video_id,
-                    "variant": name,
-                    "kind": kind,
-                    "window": window,
-                    "frames_measured": int(measured.sum()),
-                    "original_alignment": original,
-                    "planned_original_alignment": float(plans.original_alignment[measured].mean()),
-                    "baseline_alignment": base,
-                    "target_alignment": target,
-                    "achieved_alignment": value,
-                    "target_delta": target_delta,
-                    "achieved_delta": delta_base,
-                    "achieved_delta_vs_original": delta_original,
-                    "share_achieved": share,
-                    "share_achieved_vs_original": share_original,
-                    "passed": bool(passed),
-                    "status": "not_manipulable" if not_manipulable else ("passed" if passed else "failed"),
-                    "reason": reason if not_manipulable else ("ok: " if passed else "FAILED: ") + reason,
-                }
-            )
+            if measured.any():
+                means = _WindowMeans.of(plans, plan, measured, curve, original_achieved, base_curve, thresholds.eps)
+                rows.append(_check_row(plans, name, plan.spec.kind, window, means, thresholds, not_manipulable))
     table = pd.DataFrame(rows)
     table["video_id"] = table["video_id"].astype("string")
+    return ManipulationReport(table, _check_verdicts(plans.video_id, table), thresholds, attention_fn_name)
+
+
+def _checked_curve(plans: VariantPlans, curve: np.ndarray, what: str) -> np.ndarray:
+    """``curve`` as float64, one value per frame of the plan (ValueError otherwise)."""
+    curve = np.asarray(curve, dtype=np.float64)
+    count = plans.frame_count
+    if curve.shape != (count,):
+        raise ValueError(f"video {plans.video_id}: {what} has shape {curve.shape}, expected ({count},)")
+    return curve
+
+
+@dataclass(frozen=True)
+class _WindowMeans:
+    """One variant's alignment figures averaged over the measured frames of one window."""
+
+    frames: int
+    original: float
+    planned_original: float
+    base: float
+    value: float
+    target: float
+    target_delta: float
+    share: float
+    share_original: float
+
+    @property
+    def delta_base(self) -> float:
+        return self.value - self.base
+
+    @property
+    def delta_original(self) -> float:
+        return self.value - self.original
+
+    @classmethod
+    def of(
+        cls,
+        plans: VariantPlans,
+        plan: VariantPlan,
+        measured: np.ndarray,
+        curve: np.ndarray,
+        original_achieved: np.ndarray,
+        base_curve: np.ndarray,
+        eps: float,
+    ) -> _WindowMeans:
+        original = float(original_achieved[measured].mean())
+        base = float(base_curve[measured].mean())
+        value = float(curve[measured].mean())
+        target_delta = float((plan.frame_target[measured] - plans.original_alignment[measured]).mean())
+        planned = abs(target_delta) > eps
+        return cls(
+            frames=int(measured.sum()),
+            original=original,
+            planned_original=float(plans.original_alignment[measured].mean()),
+            base=base,
+            value=value,
+            target=float(plan.frame_target[measured].mean()),
+            target_delta=target_delta,
+            share=(value - base) / target_delta if planned else float("nan"),
+            share_original=(value - original) / target_delta if planned else float("nan"),
+        )
+
+
+def _check_rule(kind: str, means: _WindowMeans, thresholds: CheckThresholds) -> tuple[bool, str]:
+    """The calibrating rule for one (variant, window) that can be manipulated: (passed, reason)."""
+    delta_base, delta_original = means.delta_base, means.delta_original
+    if abs(means.target_delta) > thresholds.eps:
+        passed = means.share >= thresholds.min_share
+        if thresholds.require_vs_original:
+            passed = passed and means.share_original >= thresholds.min_share
+        return passed, (
+            f"achieved {means.share:.0%} of the planned change vs baseline ({means.share_original:.0%} vs original); "
+            f"need >= {thresholds.min_share:.0%} with the planned sign"
+        )
+    if kind == "identity":
+        passed = abs(delta_original) <= thresholds.tolerance
+        return passed, f"|change vs original| = {abs(delta_original):.3f} (tolerance {thresholds.tolerance})"
+    if kind == "placebo":
+        passed = abs(delta_base) <= thresholds.tolerance
+        if thresholds.require_vs_original:
+            passed = passed and abs(delta_original) <= thresholds.tolerance
+        return passed, (
+            f"|change vs baseline| = {abs(delta_base):.3f}, vs original = {abs(delta_original):.3f} "
+            f"(tolerance {thresholds.tolerance})"
+        )
+    passed = abs(delta_base) <= thresholds.off_window_tolerance
+    return (
+        passed,
+        f"outside its window: |change vs baseline| = {abs(delta_base):.3f} (tolerance {thresholds.off_window_tolerance})",
+    )
+
+
+def _check_row(
+    plans: VariantPlans,
+    name: str,
+    kind: str,
+    window: str,
+    means: _WindowMeans,
+    thresholds: CheckThresholds,
+    not_manipulable: str | None,
+) -> dict[str, Any]:
+    """One row of the check's table: the window's figures, status and reason."""
+    if not_manipulable:
+        passed, status, reason = False, "not_manipulable", not_manipulable
+    else:
+        passed, rule = _check_rule(kind, means, thresholds)
+        status, reason = ("passed", "ok: " + rule) if passed else ("failed", "FAILED: " + rule)
+    return {
+        "video_id": plans.video_id,
+        "variant": name,
+        "kind": kind,
+        "window": window,
+        "frames_measured": means.frames,
+        "original_alignment": means.original,
+        "planned_original_alignment": means.planned_original,
+        "baseline_alignment": means.base,
+        "target_alignment": means.target,
+        "achieved_alignment": means.value,
+        "target_delta": means.target_delta,
+        "achieved_delta": means.delta_base,
+        "achieved_delta_vs_original": means.delta_original,
+        "share_achieved": means.share,
+        "share_achieved_vs_original": means.share_original,
+        "passed": bool(passed),
+        "status": status,
+        "reason": reason,
+    }
+
+
+def _check_verdicts(video_id: str, table: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per variant of the calibrating check: passed when every window passed."""
     verdicts = []
     for name, group in table.groupby("variant", sort=False):
         failing = group[~group["passed"]]
-        status = (
-            "passed"
-            if failing.empty
-            else ("not_manipulable" if (group["status"] == "not_manipulable").all() else "failed")
-        )
+        if failing.empty:
+            status, reason = "passed", "all windows passed"
+        elif (group["status"] == "not_manipulable").all():
+            status, reason = "not_manipulable", group["reason"].iloc[0]
+        else:
+            status = "failed"
+            reason = "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"], strict=False))
         verdicts.append(
-            {
-                "video_id": plans.video_id,
-                "variant": name,
-                "passed": failing.empty,
-                "status": status,
-                "reason": "all windows passed"
-                if failing.empty
-                else group["reason"].iloc[0]
-                if status == "not_manipulable"
-                else "; ".join(f"{w}: {r}" for w, r in zip(failing["window"], failing["reason"], strict=False)),
-            }
+            {"video_id": video_id, "variant": name, "passed": failing.empty, "status": status, "reason": reason}
         )
     verdict_table = pd.DataFrame(verdicts)
     verdict_table["video_id"] = verdict_table["video_id"].astype("string")
-    return ManipulationReport(table, verdict_table, thresholds, attention_fn_name)
+    return verdict_table
 
 
 def _not_manipulable(
@@ -413,13 +472,11 @@ class VerificationSettings:
 
     sign_min_delta: float = 0.001
     placebo_magnitude_range: tuple[float, float] = (0.75, 1.33)
-    min_ssim: float = 0.90
-    max_delta_e: float = 6.0
+    min_ssim: float = DEFAULT_MIN_SSIM
+    max_delta_e: float = DEFAULT_MAX_DELTA_E
 
     @property
-    def budget(self):
-        from align_core.measurement.perceptual_budget import PerceptualBudget
-
+    def budget(self) -> PerceptualBudget:
         return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
 
 
@@ -476,8 +533,7 @@ def measure_rendered(
     (:class:`align_core.measurement.quality.QualityPass`) share this one decode. Frames nobody needs are
     decoded but never converted to RGB.
     """
-    from align_core.measurement.frame_sampling import analysis_factor, downscale, downscale_mask
-    from align_core.measurement.perceptual_budget import BudgetReference
+    from align_core.measurement.frame_sampling import analysis_factor
 
     count = len(masks)
     size = tuple(int(v) for v in masks.shape[1:3])  # a render of an odd-size source is read back at the masks' size
@@ -488,58 +544,98 @@ def measure_rendered(
     if baseline not in names:
         raise KeyError(f"the budget needs the baseline variant {baseline!r} rendered")
     paths = [Path(original_path)] + [Path(variant_paths[n]) for n in names]
-    base_slot = 1 + names.index(baseline)
-    curves = {scorer: {video: np.full(count, np.nan) for video in ["", *names]} for scorer in scorers}
-    budget_rows = []
+    measurement = _RenderedMeasurement(
+        [paths[0], *(variant_paths[n] for n in names)], names, baseline, masks, scorers, protect, factor
+    )
     riding = None if on_frame is None else (None if on_frame_frames is None else {int(i) for i in on_frame_frames})
 
+    def rides(index: int) -> bool:
+        return on_frame is not None and (riding is None or index in riding)
+
     def wanted(index: int) -> bool:
-        return index in check or index in budget_at or (on_frame is not None and (riding is None or index in riding))
+        return index in check or index in budget_at or rides(index)
 
     decoded = 0
     for index, current in enumerate(lockstep_frames(paths, size, wanted)):
         decoded += 1
         if index >= count:
             raise ValueError(f"video {paths[0]}: more frames than masks ({count})")
-        if on_frame is not None and (riding is None or index in riding):
+        if rides(index):
             on_frame(index, current)
-        if index not in check and index not in budget_at:
-            continue
-        mask = np.asarray(masks[index], dtype=bool)
         if index in check:
-            coverage = downscale_mask(mask, factor)
-            for video, frame in zip(["", *names], current, strict=False):
-                small = downscale(frame, factor)
-                for name, fn in scorers.items():
-                    attention = np.asarray(fn(small), dtype=np.float32)
-                    if attention.shape != small.shape[:2]:
-                        where = paths[0] if not video else variant_paths[video]
-                        raise ValueError(
-                            f"video {where}: scorer {name} returned {attention.shape} for a frame of {small.shape[:2]}"
-                        )
-                    curves[name][video][index] = scaled_alignment(attention, coverage)
+            measurement.score(index, current)
         if index in budget_at:
-            guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
-            reference = BudgetReference(current[base_slot], mask, guard)  # == measure(baseline, edited, mask, guard)
-            for slot, variant in enumerate(names, start=1):
-                if slot == base_slot:
-                    continue
-                figures = reference.measure(current[slot])
-                budget_rows.append(
-                    {
-                        "variant": variant,
-                        "frame": index,
-                        "ssim": figures.ssim,
-                        "delta_e": figures.delta_e,
-                        "product_present": bool(mask.any()),
-                    }
-                )
+            measurement.budget(index, current)
     if decoded != count:
         raise ValueError(f"video {paths[0]}: {decoded} frames but {count} masks")
-    original = {name: curves[name][""] for name in scorers}
-    achieved = {name: {video: curves[name][video] for video in names} for name in scorers}
-    budget = pd.DataFrame(budget_rows, columns=["variant", "frame", "ssim", "delta_e", "product_present"])
-    return original, achieved, budget
+    return measurement.result()
+
+
+class _RenderedMeasurement:
+    """What :func:`measure_rendered` gathers frame by frame: alignment curves per scorer and video
+    (``""``: the original), and the per-frame budget rows of every variant against baseline."""
+
+    def __init__(
+        self,
+        sources: Sequence[str | os.PathLike[str]],
+        names: list[str],
+        baseline: str,
+        masks: np.ndarray,
+        scorers: Mapping[str, AttentionFn],
+        protect: np.ndarray | None,
+        factor: int,
+    ) -> None:
+        self.sources, self.names, self.masks, self.scorers = sources, names, masks, scorers
+        self.protect, self.factor = protect, factor
+        self.base_slot = 1 + names.index(baseline)
+        count = len(masks)
+        self.curves = {scorer: {video: np.full(count, np.nan) for video in ["", *names]} for scorer in scorers}
+        self.budget_rows: list[dict[str, Any]] = []
+
+    def score(self, index: int, current: Sequence[np.ndarray]) -> None:
+        """Alignment of frame ``index`` of every video under every scorer, at the analysis resolution."""
+        from align_core.measurement.frame_sampling import downscale, downscale_mask
+
+        coverage = downscale_mask(np.asarray(self.masks[index], dtype=bool), self.factor)
+        for slot, (video, frame) in enumerate(zip(["", *self.names], current, strict=False)):
+            small = downscale(frame, self.factor)
+            for name, fn in self.scorers.items():
+                attention = np.asarray(fn(small), dtype=np.float32)
+                if attention.shape != small.shape[:2]:
+                    raise ValueError(
+                        f"video {self.sources[slot]}: scorer {name} returned {attention.shape} "
+                        f"for a frame of {small.shape[:2]}"
+                    )
+                self.curves[name][video][index] = scaled_alignment(attention, coverage)
+
+    def budget(self, index: int, current: Sequence[np.ndarray]) -> None:
+        """The budget of every variant's frame ``index`` against the baseline's, at full resolution."""
+        from align_core.measurement.perceptual_budget import BudgetReference
+
+        mask = np.asarray(self.masks[index], dtype=bool)
+        protect = self.protect
+        guard = None if protect is None else np.asarray(protect[min(index, len(protect) - 1)], dtype=bool)
+        reference = BudgetReference(current[self.base_slot], mask, guard)  # == measure(baseline, edited, mask, guard)
+        for slot, variant in enumerate(self.names, start=1):
+            if slot == self.base_slot:
+                continue
+            figures = reference.measure(current[slot])
+            self.budget_rows.append(
+                {
+                    "variant": variant,
+                    "frame": index,
+                    "ssim": figures.ssim,
+                    "delta_e": figures.delta_e,
+                    "product_present": bool(mask.any()),
+                }
+            )
+
+    def result(self) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], pd.DataFrame]:
+        curves = self.curves
+        original = {name: curves[name][""] for name in self.scorers}
+        achieved = {name: {video: curves[name][video] for video in self.names} for name in self.scorers}
+        budget = pd.DataFrame(self.budget_rows, columns=["variant", "frame", "ssim", "delta_e", "product_present"])
+        return original, achieved, budget
 
 
 def _matched_boost(plans: VariantPlans) -> str | None:
@@ -657,21 +753,11 @@ def verify_variants(
     resolution). A budget measured on a sample says so in the budget table (``budget_sampled``,
     ``frames_in_video``) and in every verdict's reason.
     """
-    if len(independent) < 2:
-        raise ValueError(
-            f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}"
-        )
-    calibrating_name = _fn_name(calibrating)
-    if calibrating_name in independent:
-        raise ValueError(
-            f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent"
-        )
-    scorers: dict[str, AttentionFn] = {calibrating_name: calibrating, **independent}
-    baseline = plans.baseline_name()
+    calibrating_name, scorers = _verification_scorers(plans, calibrating, independent)
     original, achieved, per_frame = measure_rendered(
         original_path,
         variant_paths,
-        baseline,
+        plans.baseline_name(),
         masks,
         scorers,
         protect,
@@ -682,23 +768,81 @@ def verify_variants(
         on_frame,
         on_frame_frames,
     )
-    per_scorer: dict[str, pd.DataFrame] = {}
     product_frames = np.array(
         [bool(np.asarray(masks[index]).any()) for index in range(len(masks))]
     )  # one frame at a time
-    for name in scorers:
-        report = manipulation_check(
-            plans, achieved[name], original[name], thresholds, name, product_frames=product_frames
+    per_scorer = {
+        name: _scorer_check(
+            plans, achieved[name], original[name], thresholds, settings, name, name == calibrating_name, product_frames
         )
-        table = report.table.copy()
-        table["scorer"] = name
-        table["scorer_role"] = "calibrating" if name == calibrating_name else "independent"
-        table["agrees"] = table["passed"] if name == calibrating_name else scorer_agrees(table, thresholds, settings)
-        per_scorer[name] = table
-    main = per_scorer[calibrating_name].copy()
+        for name in scorers
+    }
+    main = _with_independent_votes(per_scorer[calibrating_name].copy(), [per_scorer[name] for name in independent])
+    budget = budget_summary(plans, per_frame, settings, frame_count=len(masks))
+    verdicts = _Verdicts(plans, main, budget, thresholds, settings, limits).table()
+    if not budget.empty:
+        main = main.merge(_budget_columns(budget), on="variant", how="left")
+    scorer_table = pd.concat(per_scorer.values(), ignore_index=True)[SCORER_TABLE_COLUMNS]
+    return ManipulationReport(main, verdicts, thresholds, calibrating_name, scorer_table, budget)
+
+
+SCORER_TABLE_COLUMNS = [
+    "video_id",
+    "variant",
+    "kind",
+    "window",
+    "scorer",
+    "scorer_role",
+    "frames_measured",
+    "target_delta",
+    "achieved_delta",
+    "achieved_delta_vs_original",
+    "share_achieved",
+    "agrees",
+    "reason",
+]
+
+
+def _verification_scorers(
+    plans: VariantPlans, calibrating: AttentionFn, independent: Mapping[str, AttentionFn]
+) -> tuple[str, dict[str, AttentionFn]]:
+    """The calibrating scorer's name and every scorer by name (at least two independent, none calibrating)."""
+    if len(independent) < 2:
+        raise ValueError(
+            f"video {plans.video_id}: the check needs at least two independent scorers, got {list(independent)}"
+        )
+    calibrating_name = _fn_name(calibrating)
+    if calibrating_name in independent:
+        raise ValueError(
+            f"video {plans.video_id}: the calibrating scorer {calibrating_name!r} cannot also be independent"
+        )
+    return calibrating_name, {calibrating_name: calibrating, **independent}
+
+
+def _scorer_check(
+    plans: VariantPlans,
+    achieved: Mapping[str, np.ndarray],
+    original: np.ndarray,
+    thresholds: CheckThresholds,
+    settings: VerificationSettings,
+    name: str,
+    is_calibrating: bool,
+    product_frames: np.ndarray,
+) -> pd.DataFrame:
+    """The check's table under one scorer, with its role and whether it agrees with the plan."""
+    report = manipulation_check(plans, achieved, original, thresholds, name, product_frames=product_frames)
+    table = report.table.copy()
+    table["scorer"] = name
+    table["scorer_role"] = "calibrating" if is_calibrating else "independent"
+    table["agrees"] = table["passed"] if is_calibrating else scorer_agrees(table, thresholds, settings)
+    return table
+
+
+def _with_independent_votes(main: pd.DataFrame, independent: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The calibrating table with the independent scorers' votes: a row passes with their majority."""
     main["calibrating_status"] = main["status"]
     keys = ["variant", "window"]
-    votes = pd.concat([per_scorer[name][keys + ["agrees"]].assign(scorer=name) for name in independent])
+    votes = pd.concat([table[keys + ["agrees"]] for table in independent])
     counts = votes.groupby(keys)["agrees"].agg(["sum", "count"]).reset_index()
     main = main.merge(
         counts.rename(columns={"sum": "independent_agree", "count": "independent_total"}), on=keys, how="left"
@@ -722,53 +866,47 @@ def verify_variants(
         )
     ]
     main = main.drop(columns=["scorer", "scorer_role", "agrees", "status"])
-    budget = budget_summary(plans, per_frame, settings, frame_count=len(masks))
-    budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
-    low, high = settings.placebo_magnitude_range
-    verdicts = []
     main["status"] = np.where(
         main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed")
     )
-    for name, group in main.groupby("variant", sort=False):
+    return main
+
+
+def _budget_columns(budget: pd.DataFrame) -> pd.DataFrame:
+    """The budget figures every row of a variant carries in the check's table."""
+    columns = ["variant", "min_ssim", "max_delta_e", "budget_passed", "placebo_magnitude_ratio", "frames"]
+    return budget[[*columns, "budget_sampled"]].rename(
+        columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e", "frames": "budget_frames"}
+    )
+
+
+class _Verdicts:
+    """One verdict per variant from the voted table and the budget; marks unreachable rows of ``main`` in place."""
+
+    def __init__(
+        self,
+        plans: VariantPlans,
+        main: pd.DataFrame,
+        budget: pd.DataFrame,
+        thresholds: CheckThresholds,
+        settings: VerificationSettings,
+        limits: Mapping[str, Mapping[str, Any]] | None,
+    ) -> None:
+        self.plans, self.main, self.thresholds, self.settings, self.limits = plans, main, thresholds, settings, limits
+        self.budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
+
+    def table(self) -> pd.DataFrame:
+        verdicts = [self._verdict(name, group) for name, group in self.main.groupby("variant", sort=False)]
+        verdict_table = pd.DataFrame(verdicts)
+        verdict_table["video_id"] = verdict_table["video_id"].astype("string")
+        return verdict_table
+
+    def _verdict(self, name: str, group: pd.DataFrame) -> dict[str, Any]:
         if (group["status"] == "not_manipulable").all():
-            verdicts.append(
-                {
-                    "video_id": plans.video_id,
-                    "variant": name,
-                    "passed": False,
-                    "status": "not_manipulable",
-                    "reason": str(group["reason"].iloc[0]),
-                }
-            )
-            continue
-        problems = []
-        if name in budget_by_variant.index:
-            figures = budget_by_variant.loc[name]
-            if not bool(figures["budget_passed"]):
-                problems.append(
-                    f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} "
-                    f"{'sampled frames' if figures['budget_sampled'] else 'frames'} "
-                    f"(min SSIM {figures['min_ssim']:.3f} >= {settings.min_ssim:g}, max mean CIEDE2000 {figures['max_delta_e']:.2f} <= {settings.max_delta_e:g})"
-                )
-            ratio = figures["placebo_magnitude_ratio"]
-            if plans[name].spec.kind == "placebo" and not (np.isfinite(ratio) and low <= ratio <= high):
-                problems.append(
-                    f"placebo magnitude {ratio:.2f}x the matched boost's mean CIEDE2000 (need {low:g}-{high:g}x)"
-                )
+            return self._row(name, "not_manipulable", str(group["reason"].iloc[0]))
+        problems = self._budget_problems(name)
         failing = group[~group["passed"]]
-        unreachable_rows = []
-        for index, row in failing.iterrows():
-            limited = _window_limited(limits, name, row["window"])
-            planned = abs(row["target_delta"]) > thresholds.eps
-            if planned and limited and not row["calibrating_passed"]:
-                unreachable_rows.append(index)
-                main.loc[index, "status"] = "unreachable"
-                main.loc[index, "reason"] = (
-                    f"UNREACHABLE within the budget: achieved {row['share_achieved']:.0%} of the planned change "
-                    f"(need {thresholds.min_share:.0%}); the editor was limited on {limited['capped']} budget-capped and "
-                    f"{limited['at_max']} max-strength of {limited['frames']} edited frames; "
-                    + row["reason"].split("; ", 1)[-1]
-                )
+        unreachable_rows = [index for index, row in failing.iterrows() if self._mark_unreachable(name, index, row)]
         others = failing.drop(index=unreachable_rows)
         if problems or not others.empty:
             status = "failed"
@@ -776,57 +914,58 @@ def verify_variants(
             status = "unreachable"
         else:
             status = "passed"
+        if status == "passed":
+            reason = "all windows passed under the calibrating scorer and the independent majority; budget kept"
+            return self._row(name, status, reason + _budget_scope(self.budget_by_variant, name))
+        main = self.main
         reasons = problems + [
             f"{w}: {r}"
             for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"], strict=False)
         ]
-        verdicts.append(
-            {
-                "video_id": plans.video_id,
-                "variant": name,
-                "passed": status == "passed",
-                "status": status,
-                "reason": "all windows passed under the calibrating scorer and the independent majority; budget kept"
-                + _budget_scope(budget_by_variant, name)
-                if status == "passed"
-                else "; ".join(reasons),
-            }
+        return self._row(name, status, "; ".join(reasons))
+
+    def _row(self, name: str, status: str, reason: str) -> dict[str, Any]:
+        return {
+            "video_id": self.plans.video_id,
+            "variant": name,
+            "passed": status == "passed",
+            "status": status,
+            "reason": reason,
+        }
+
+    def _budget_problems(self, name: str) -> list[str]:
+        """Why the variant's rendered frames fail the budget or (placebo) the matched magnitude."""
+        if name not in self.budget_by_variant.index:
+            return []
+        settings, problems = self.settings, []
+        figures = self.budget_by_variant.loc[name]
+        if not bool(figures["budget_passed"]):
+            problems.append(
+                f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} "
+                f"{'sampled frames' if figures['budget_sampled'] else 'frames'} "
+                f"(min SSIM {figures['min_ssim']:.3f} >= {settings.min_ssim:g}, max mean CIEDE2000 {figures['max_delta_e']:.2f} <= {settings.max_delta_e:g})"
+            )
+        ratio = figures["placebo_magnitude_ratio"]
+        low, high = settings.placebo_magnitude_range
+        if self.plans[name].spec.kind == "placebo" and not (np.isfinite(ratio) and low <= ratio <= high):
+            problems.append(
+                f"placebo magnitude {ratio:.2f}x the matched boost's mean CIEDE2000 (need {low:g}-{high:g}x)"
+            )
+        return problems
+
+    def _mark_unreachable(self, name: str, index: Any, row: pd.Series) -> bool:
+        """Mark a failing planned row unreachable when the editor was limited in its window and the
+        calibrating scorer failed it; True when marked."""
+        limited = _window_limited(self.limits, name, row["window"])
+        planned = abs(row["target_delta"]) > self.thresholds.eps
+        if not (planned and limited and not row["calibrating_passed"]):
+            return False
+        thresholds = self.thresholds
+        self.main.loc[index, "status"] = "unreachable"
+        self.main.loc[index, "reason"] = (
+            f"UNREACHABLE within the budget: achieved {row['share_achieved']:.0%} of the planned change "
+            f"(need {thresholds.min_share:.0%}); the editor was limited on {limited['capped']} budget-capped and "
+            f"{limited['at_max']} max-strength of {limited['frames']} edited frames; "
+            + row["reason"].split("; ", 1)[-1]
         )
-    verdict_table = pd.DataFrame(verdicts)
-    verdict_table["video_id"] = verdict_table["video_id"].astype("string")
-    if not budget.empty:
-        main = main.merge(
-            budget[
-                [
-                    "variant",
-                    "min_ssim",
-                    "max_delta_e",
-                    "budget_passed",
-                    "placebo_magnitude_ratio",
-                    "frames",
-                    "budget_sampled",
-                ]
-            ].rename(
-                columns={"min_ssim": "budget_min_ssim", "max_delta_e": "budget_max_delta_e", "frames": "budget_frames"}
-            ),
-            on="variant",
-            how="left",
-        )
-    scorer_table = pd.concat(per_scorer.values(), ignore_index=True)[
-        [
-            "video_id",
-            "variant",
-            "kind",
-            "window",
-            "scorer",
-            "scorer_role",
-            "frames_measured",
-            "target_delta",
-            "achieved_delta",
-            "achieved_delta_vs_original",
-            "share_achieved",
-            "agrees",
-            "reason",
-        ]
-    ]
-    return ManipulationReport(main, verdict_table, thresholds, calibrating_name, scorer_table, budget)
+        return True

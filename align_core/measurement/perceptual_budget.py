@@ -27,7 +27,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from align_core.measurement.image_metrics import SsimReference
+
 __all__ = [
+    "DEFAULT_MAX_DELTA_E",
+    "DEFAULT_MIN_SSIM",
     "BudgetMeasure",
     "BudgetReference",
     "PerceptualBudget",
@@ -38,12 +42,17 @@ __all__ = [
 ]
 
 
+# The budget's defaults, read by every setting that carries one (the editor's, the stage's, the check's).
+DEFAULT_MIN_SSIM = 0.90  # per-frame mean SSIM vs baseline outside product and protected regions, at least
+DEFAULT_MAX_DELTA_E = 6.0  # per-frame mean CIEDE2000 vs baseline outside product and protected regions, at most
+
+
 @dataclass(frozen=True)
 class PerceptualBudget:
     """Per-frame limits outside product and protected regions (recorded with every variant)."""
 
-    min_ssim: float = 0.90
-    max_delta_e: float = 6.0
+    min_ssim: float = DEFAULT_MIN_SSIM
+    max_delta_e: float = DEFAULT_MAX_DELTA_E
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_ssim <= 1.0:
@@ -169,39 +178,19 @@ def delta_e_map(baseline: np.ndarray, edited: np.ndarray) -> np.ndarray:
     return ciede2000(rgb_to_lab(baseline), rgb_to_lab(edited))
 
 
-_SSIM_C1 = (0.01 * 1.0) ** 2
-_SSIM_C2 = (0.03 * 1.0) ** 2
-
-
 def ssim_map(baseline: np.ndarray, edited: np.ndarray) -> np.ndarray:
-    """Per-pixel SSIM of the BT.601 luma of two frames (Gaussian window, sigma 1.5, 11x11)."""
-    return _SsimAgainst(baseline).map(edited)
+    """Per-pixel SSIM of the BT.601 luma of two frames (Gaussian window, sigma 1.5, 11x11) on the budget's
+    [0, 1] scale: :func:`align_core.measurement.image_metrics.ssim_map` on OpenCV's float32 grey."""
+    return _budget_ssim(baseline).map(edited)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(_as_float_rgb(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
-def _blur(x: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(x, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
-
-
-class _SsimAgainst:
-    """:func:`ssim_map` against one baseline: its luma mean and variance computed once, the same arithmetic."""
-
-    def __init__(self, baseline: np.ndarray) -> None:
-        self.a = _gray(baseline)
-        self.mu_a = _blur(self.a)
-        self.var_a = _blur(self.a * self.a) - self.mu_a * self.mu_a
-
-    def map(self, edited: np.ndarray) -> np.ndarray:
-        b = _gray(edited)
-        mu_a, mu_b = self.mu_a, _blur(b)
-        var_b = _blur(b * b) - mu_b * mu_b
-        cov = _blur(self.a * b) - mu_a * mu_b
-        return ((2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)) / (
-            (mu_a**2 + mu_b**2 + _SSIM_C1) * (self.var_a + var_b + _SSIM_C2)
-        )
+def _budget_ssim(baseline: np.ndarray) -> SsimReference:
+    """The budget's SSIM against ``baseline``: grey from OpenCV in float32 on [0, 1], data range 1."""
+    return SsimReference(baseline, data_range=1.0, luma=_gray)
 
 
 def outside_region(product: np.ndarray | None, protect: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
@@ -261,7 +250,7 @@ class BudgetReference:
         self.region = region
         self.pixels = int(region.sum())
         if self.pixels:
-            self._ssim = _SsimAgainst(baseline)
+            self._ssim = _budget_ssim(baseline)
             self._lab = rgb_to_lab(baseline)
 
     def measure(self, edited: np.ndarray) -> BudgetMeasure:

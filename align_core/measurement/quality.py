@@ -45,6 +45,7 @@ import pandas as pd
 
 from align_core.io.video_io import even_size, lockstep_frames, probe_video
 from align_core.measurement.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
+from align_core.measurement.image_metrics import SsimReference, psnr, ssim_map
 from align_core.stimuli.editing.propagation import FlowPropagator
 from align_core.stimuli.editing.render import allowed_region
 from align_core.stimuli.plans import VariantPlans
@@ -61,45 +62,6 @@ __all__ = [
 LpipsFn = Callable[[np.ndarray, np.ndarray], float]
 
 
-def _luma(frame: np.ndarray) -> np.ndarray:
-    frame = np.asarray(frame, dtype=np.float64)
-    return frame if frame.ndim == 2 else frame @ np.array([0.299, 0.587, 0.114])
-
-
-def ssim_map(
-    a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0, k1: float = 0.01, k2: float = 0.03
-) -> np.ndarray:
-    """Per-pixel SSIM of two images (RGB images are compared on luma), Gaussian 11x11 window."""
-    return _SsimReference(a, sigma, data_range, k1, k2).map(b)
-
-
-class _SsimReference:
-    """SSIM against one reference image: its local mean and variance are computed once and shared
-    by every image compared with it (seven variants against one original frame)."""
-
-    def __init__(
-        self, reference: np.ndarray, sigma: float = 1.5, data_range: float = 255.0, k1: float = 0.01, k2: float = 0.03
-    ) -> None:
-        self.sigma = sigma
-        self.c1, self.c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-        self.x = _luma(reference)
-        self.mu_x = self._smooth(self.x)
-        self.var_x = self._smooth(self.x * self.x) - self.mu_x**2
-
-    def _smooth(self, image: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(image, (11, 11), self.sigma, borderType=cv2.BORDER_REFLECT)
-
-    def map(self, other: np.ndarray) -> np.ndarray:
-        y = _luma(other)
-        if y.shape != self.x.shape:
-            raise ValueError(f"SSIM needs equal shapes, got {self.x.shape} and {y.shape}")
-        mu_x, mu_y = self.mu_x, self._smooth(y)
-        var_y = self._smooth(y * y) - mu_y**2
-        cov = self._smooth(self.x * y) - mu_x * mu_y
-        c1, c2 = self.c1, self.c2
-        return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (self.var_x + var_y + c2))
-
-
 def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
     """Mean SSIM over ``region`` (bool (H, W); whole image when None); NaN for an empty region."""
     values = ssim_map(a, b)
@@ -107,18 +69,6 @@ def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> floa
         return float(values.mean())
     region = np.asarray(region, dtype=bool)
     return float(values[region].mean()) if region.any() else float("nan")
-
-
-def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None, data_range: float = 255.0) -> float:
-    """PSNR in dB over ``region`` (all channels); inf when identical, NaN for an empty region."""
-    diff = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2
-    if region is not None:
-        region = np.asarray(region, dtype=bool)
-        if not region.any():
-            return float("nan")
-        diff = diff[region]
-    mse = float(diff.mean())
-    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range**2 / mse))
 
 
 @dataclass
@@ -377,7 +327,7 @@ def _measure_frame(
     coverage = downscale_mask(mask, factor)
     product = full_blocks(coverage)
     background = full_blocks(downscale_mask(~mask, factor))
-    reference = _SsimReference(original)
+    reference = SsimReference(original)
     protected_by_kind: dict[str, tuple[np.ndarray, int]] = {}
     for i, name in enumerate(names, start=1):
         kind = kinds[name]

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from align_core.measurement.image_metrics import centre_prior
+
 __all__ = [
     "auc_judd",
     "blur_fixations",
@@ -165,9 +167,7 @@ def centre_bias_map(h: int, w: int, sigma_frac: float = 0.3) -> np.ndarray:
         raise ValueError(f"centre bias map needs a positive size, got {h}x{w}")
     if sigma_frac <= 0:
         raise ValueError(f"sigma_frac must be positive, got {sigma_frac}")
-    y = (np.arange(h, dtype=np.float64) - (h - 1) / 2.0) / (sigma_frac * h)
-    x = (np.arange(w, dtype=np.float64) - (w - 1) / 2.0) / (sigma_frac * w)
-    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
+    return centre_prior(h, w, sigma_frac, dtype=np.float64)
 
 
 def blur_fixations(fixation_map: np.ndarray, sigma_frac: float = 0.03) -> np.ndarray:

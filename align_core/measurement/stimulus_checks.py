@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.io.video_io import even_size, lockstep_frames, probe_video
+from align_core.measurement.image_metrics import psnr_from_squared_error
 from align_core.perception.protect import covering_units
 from align_core.stimuli.editing.regions import bounding_box
 
@@ -157,13 +158,6 @@ def _squash(text: str) -> str:
     return "".join(text.split())
 
 
-def _psnr(sq_error: float, pixels: int) -> float:
-    if pixels == 0:
-        return float("nan")
-    mse = sq_error / pixels
-    return float("inf") if mse == 0 else float(10 * math.log10(255.0**2 / mse))
-
-
 def pick_ocr_frames(text_frames: Sequence[int], count: int) -> list[int]:
     """``count`` frames spread evenly over the frames where text was found."""
     frames = sorted(set(int(f) for f in text_frames))
@@ -236,7 +230,7 @@ def _worst_component(
     sums = np.bincount(labels.ravel(), weights=error.ravel(), minlength=count)
     worst, worst_db = 1, float("inf")
     for label in range(1, count):
-        db = _psnr(float(sums[label]), int(stats[label, cv2.CC_STAT_AREA]) * 3)
+        db = psnr_from_squared_error(float(sums[label]), int(stats[label, cv2.CC_STAT_AREA]) * 3)
         if db < worst_db:
             worst, worst_db = label, db
     x, y, w, h = (int(v) for v in stats[worst, :4])
@@ -377,14 +371,14 @@ class StimulusPass:
         n_px = int(np.count_nonzero(inside)) * 3
         self.pixels += n_px
         base, source = current[base_i][box], current[0][box]
-        codec_db = _psnr(squared_error(base, source, inside), n_px)
+        codec_db = psnr_from_squared_error(squared_error(base, source, inside), n_px)
         floor = min(thresholds.min_psnr_db, codec_db) - thresholds.codec_margin_db
         for i, name in enumerate(names, start=1):
             values = current[i][box]
             err_base = 0.0 if i == base_i else squared_error(values, base, inside)
             self.sq[name]["baseline"] += err_base
             self.sq[name]["source"] += squared_error(values, source, inside)
-            frame_psnr = _psnr(err_base, n_px)
+            frame_psnr = psnr_from_squared_error(err_base, n_px)
             if name != baseline and frame_psnr < self.worst[name][0]:
                 self.worst[name] = (frame_psnr, index)
             if name != baseline and floor - frame_psnr > self.deficit[name][0]:
@@ -445,14 +439,14 @@ class StimulusPass:
             )
         fidelity_rows = []
         for name in names:
-            pooled = _psnr(sq[name]["baseline"], pixels)
+            pooled = psnr_from_squared_error(sq[name]["baseline"], pixels)
             worst_db, worst_frame = self.worst[name]
             short, short_frame, floor = self.deficit[name]
             failed_at = ""
             if name == baseline or frames_measured == 0:
                 passed, reason = True, ("the reference" if name == baseline else "no protected pixels in this video")
             else:
-                codec_pooled = _psnr(sq[baseline]["source"], pixels)
+                codec_pooled = psnr_from_squared_error(sq[baseline]["source"], pixels)
                 pooled_floor = min(thresholds.min_psnr_db, codec_pooled) - thresholds.codec_margin_db
                 passed = pooled >= pooled_floor and short <= 0
                 reason = (
@@ -481,8 +475,8 @@ class StimulusPass:
                     "psnr_vs_baseline_db": pooled,
                     "psnr_worst_frame_db": worst_db if name != baseline else float("inf"),
                     "worst_frame": worst_frame,
-                    "psnr_vs_source_db": _psnr(sq[name]["source"], pixels),
-                    "codec_psnr_db": _psnr(sq[baseline]["source"], pixels),
+                    "psnr_vs_source_db": psnr_from_squared_error(sq[name]["source"], pixels),
+                    "codec_psnr_db": psnr_from_squared_error(sq[baseline]["source"], pixels),
                     "passed": bool(passed),
                     "reason": ("ok: " if passed else "FAILED: ") + reason,
                     "where": failed_at,

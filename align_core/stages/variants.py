@@ -22,6 +22,7 @@ from align_core.inputs.catalog import load_catalog
 from align_core.io.atomic import atomic_path, atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.visuals import curves_plot
+from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM
 from align_core.perception.control import load_control_tensors
 from align_core.stages.attention import AttentionMeasure
 from align_core.stages.checkpoint import read_checkpoint_pointer
@@ -113,10 +114,11 @@ class VariantQualitySettings(BaseModel):
         description="independent saliency models (align_core.perception.attention.independent) whose majority must agree",
     )
     min_ssim: float = Field(
-        default=0.90, description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions"
+        default=DEFAULT_MIN_SSIM,
+        description="perceptual budget: per-frame SSIM vs baseline outside product and protected regions",
     )
     max_delta_e: float = Field(
-        default=6.0,
+        default=DEFAULT_MAX_DELTA_E,
         description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions",
     )
     min_protected_psnr_db: float = Field(

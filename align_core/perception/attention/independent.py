@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from align_core.measurement.image_metrics import centre_prior
 from align_core.perception.attention.base import check_frame, disk_means_at, minmax, spectral_residual
 
 __all__ = [
@@ -50,12 +51,6 @@ def _work_image(frame: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     scale = side / max(height, width)
     size = (max(16, round(width * scale)), max(16, round(height * scale)))
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float32) / np.float32(255.0)
-
-
-def centre_prior(height: int, width: int, sigma_frac: float = 0.3) -> np.ndarray:
-    ys = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0) / (sigma_frac * height)
-    xs = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0) / (sigma_frac * width)
-    return np.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2)).astype(np.float32)
 
 
 def _pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
@@ -237,7 +232,7 @@ class SaliencyModelScorer:
         content = minmax(self.content_map(frame))
         if self.centre == 0:
             return content
-        prior = centre_prior(content.shape[0], content.shape[1], self.centre_sigma_frac)
+        prior = centre_prior(content.shape[0], content.shape[1], self.centre_sigma_frac, dtype=np.float32)
         return ((1.0 - self.centre) * content + self.centre * prior).astype(np.float32)
 
     __call__ = saliency_map

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from align_core.components import Registry
+from align_core.measurement.image_metrics import centre_prior_at
 from align_core.perception.attention.base import PatchScorer, check_frame, disk_means_at, spectral_residual
 
 __all__ = [
@@ -139,14 +140,6 @@ def feature_maps(frame: np.ndarray, cues: tuple[str, ...] = CUES) -> dict[str, n
         skin = ((cr >= 133) & (cr <= 173) & (cb >= 77) & (cb <= 127)).astype(np.float32)
         out["skin"] = cv2.GaussianBlur(skin, (0, 0), sigmaX=max(0.5, 2.0 * unit))
     return {name: out[name] for name in cues}
-
-
-def centre_prior_at(centres: np.ndarray, height: int, width: int, sigma_frac: float) -> np.ndarray:
-    """Gaussian centre prior (peak 1) evaluated at ``(x, y)`` centres."""
-    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
-    dx = (centres[:, 0] - (width - 1) / 2.0) / (sigma_frac * width)
-    dy = (centres[:, 1] - (height - 1) / 2.0) / (sigma_frac * height)
-    return np.exp(-0.5 * (dx * dx + dy * dy))
 
 
 class FeatureRichnessScorer:

@@ -90,8 +90,8 @@ class SalienceSettings:
     placebo_max_shift: float = 25.0  # largest a*b* shift (CIELAB units) the placebo may use
     placebo_margin: float = 0.02  # the placebo stays this far outside the mask
     # budget (outside product OR protect, against the input frame)
-    min_ssim: float = 0.90
-    max_delta_e: float = 6.0
+    min_ssim: float = PerceptualBudget().min_ssim
+    max_delta_e: float = PerceptualBudget().max_delta_e
     budget_slack: float = 0.1  # tighten both limits by this share at edit time (codec noise)
     budget_steps: int = 5  # bisection steps when the requested strength exceeds the budget
 
