@@ -52,8 +52,10 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import jinja2
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 from align_core.io.video_io import even_size, lockstep_frames, probe_video
 from align_core.measurement.image_metrics import psnr_from_squared_error
@@ -70,6 +72,10 @@ __all__ = [
     "stability_window",
     "stimulus_card_html",
 ]
+
+_CARD_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("align_core.measurement", "templates"), autoescape=True, keep_trailing_newline=True
+)
 
 
 @dataclass(frozen=True)
@@ -614,9 +620,10 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame) -> Markup:
+    """A DataFrame as an HTML table (cells escaped; failed checks highlighted) for the card template."""
     if frame.empty:
-        return "<p><em>no rows</em></p>"
+        return Markup("<p><em>no rows</em></p>")
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = []
     for _, row in frame.iterrows():
@@ -631,7 +638,7 @@ def _table(frame: pd.DataFrame) -> str:
             )
             cells.append(f"<td{css}>{_fmt(value)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 def baseline_text_table(ocr: pd.DataFrame) -> pd.DataFrame:
@@ -685,46 +692,17 @@ def stimulus_card_html(
     notes: Mapping[str, str] | None = None,
 ) -> str:
     """A self-contained HTML card for one video (contact sheet embedded as a data URI)."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Stimulus card {html.escape(video_id)}</title>",
-        "<style>body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:.5em 0 1.5em}"
-        "td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px;text-align:right}th{background:#f3f3f3}"
-        "td.fail{background:#fdd;font-weight:bold}img{max-width:100%;border:1px solid #ccc}</style></head><body>",
-        f"<h1>Stimulus card: video {html.escape(video_id)}</h1>",
-        "<p>Every variant may differ from baseline only in where attention goes. Outlines on the contact sheet: "
-        "product in green, protected regions (text, user regions) in magenta.</p>",
-    ]
-    if contact_sheet is not None and Path(contact_sheet).exists():
-        data = base64.b64encode(Path(contact_sheet).read_bytes()).decode("ascii")
-        parts.append(f"<h2>Contact sheet</h2><img alt='contact sheet' src='data:image/png;base64,{data}'>")
-    parts.append("<h2>Target vs achieved alignment, per scorer</h2>")
-    parts.append(
-        _table(alignment_by_scorer(manipulation, scorer_name))
-        if manipulation is not None
-        else "<p><em>manipulation check not run</em></p>"
+    sheet = Path(contact_sheet) if contact_sheet is not None else None
+    return _CARD_TEMPLATES.get_template("stimulus_card.html").render(
+        video_id=video_id,
+        contact_sheet_png=base64.b64encode(sheet.read_bytes()).decode("ascii") if sheet and sheet.exists() else "",
+        alignment=_table(alignment_by_scorer(manipulation, scorer_name)) if manipulation is not None else None,
+        budget=_table(budget) if budget is not None and not budget.empty else None,
+        fidelity=_table(report.fidelity.drop(columns=["video_id"], errors="ignore")),
+        information=_table(report.information.drop(columns=["video_id"], errors="ignore")),
+        baseline_text=None if report.ocr.empty else _table(baseline_text_table(report.ocr)),
+        thresholds=report.thresholds,
+        thresholds_text=str(asdict(report.thresholds)),
+        unstable=UNSTABLE,
+        notes=dict(notes or {}),
     )
-    parts.append("<h2>Perceptual budget (outside product and protected regions)</h2>")
-    parts.append(
-        _table(budget)
-        if budget is not None and not budget.empty
-        else "<p><em>the editor reported no budget numbers</em></p>"
-    )
-    parts.append(
-        f"<h2>Protected regions unchanged (PSNR vs baseline, need &ge; {report.thresholds.min_psnr_db:.0f} dB)</h2>"
-    )
-    parts.append(_table(report.fidelity.drop(columns=["video_id"], errors="ignore")))
-    parts.append(
-        f"<h2>Information check (OCR of text stable in baseline, need mean CER &le; {report.thresholds.max_cer})</h2>"
-    )
-    parts.append(_table(report.information.drop(columns=["video_id"], errors="ignore")))
-    if not report.ocr.empty:
-        parts.append(
-            f"<h3>Text recognised in baseline (per OCR frame and protected text box)</h3><p>A box is compared only when "
-            f"{report.thresholds.stable_reads} consecutive baseline frames read it identically; otherwise it is listed "
-            f"here as {UNSTABLE}.</p>" + _table(baseline_text_table(report.ocr))
-        )
-    for key, value in (notes or {}).items():
-        parts.append(f"<p><b>{html.escape(key)}</b>: {html.escape(value)}</p>")
-    parts.append(f"<p><small>thresholds: {html.escape(str(asdict(report.thresholds)))}</small></p></body></html>")
-    return "\n".join(parts)
