@@ -464,60 +464,18 @@ def generate_demo_corpus(
     _check_arguments(
         n_videos, width, height, fps, videos_without_scene_rows, n_empty_keywords, n_cta_keywords, duration_range_s
     )
-    if real_size_ads < 0:
-        raise ValueError(f"real_size_ads={real_size_ads} must be 0 or more")
-    if real_size_ads:
-        from align_demo.real_size import check_real_size_arguments
-
-        check_real_size_arguments(real_size_seconds, real_size_frame[0], real_size_frame[1], real_size_fps)
+    _check_real_size_request(real_size_ads, real_size_seconds, real_size_frame, real_size_fps)
     vocabulary = _Vocabulary.load(keywords_source)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     ids = _make_ids(rng, n_videos, vocabulary.real_ids)
     plans = _plan_keywords(rng, n_videos, n_empty_keywords, n_cta_keywords, vocabulary)
-    product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
-    other_slots = [i for i in range(n_videos) if i not in product_slots]
-    # Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
-    # edited ads keep their industry pairs for the A/B experiment.
-    no_rows = set(rng.permutation(other_slots).tolist()[:videos_without_scene_rows])
-    for slot in rng.permutation(product_slots).tolist():
-        if len(no_rows) < videos_without_scene_rows:
-            no_rows.add(slot)
+    no_rows = _pick_videos_without_rows(rng, plans, videos_without_scene_rows)
 
     layout.videos_dir.mkdir(parents=True, exist_ok=True)
     layout.masks_dir.mkdir(parents=True, exist_ok=True)
-    rendered: list[Rendered] = []
-    for index in range(n_videos):
-        kind, keyword, industry, product_kind = plans[index]
-        video_rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
-        rendered.append(
-            _render_video(
-                layout,
-                ids[index],
-                keyword,
-                kind,
-                industry,
-                product_kind,
-                width,
-                height,
-                fps,
-                duration_range_s,
-                video_rng,
-            )
-        )
-
-    contrasts = np.array([s["contrast"] for r in rendered for s in r.scene_stats])
-    contrast_mean = float(contrasts.mean())
-    contrast_sd = float(contrasts.std()) or 1.0
-    videos = tuple(
-        attach_outcomes(
-            r,
-            index in no_rows,
-            contrast_mean,
-            contrast_sd,
-            np.random.default_rng(np.random.SeedSequence([seed, 2, index])),
-        )
-        for index, r in enumerate(rendered)
-    )
+    rendered = _render_standard_videos(layout, seed, ids, plans, width, height, fps, duration_range_s)
+    contrast_mean, contrast_sd = _contrast_standardisation(rendered)
+    videos = _attach_standard_outcomes(rendered, no_rows, seed, contrast_mean, contrast_sd)
     real_size_videos = _render_real_size_ads(
         layout,
         real_size_ads,
@@ -531,25 +489,9 @@ def generate_demo_corpus(
         contrast_mean,
         contrast_sd,
     )
-
-    real_clips: tuple[RealClip, ...] = ()
-    if include_real_clips:
-        source_dir = real_clips_dir
-        if source_dir is None:
-            if keywords_source is None:
-                raise ValueError(
-                    "include_real_clips=True needs real_clips_dir or keywords_source "
-                    "(the clips are read from the 'videos' folder beside it)"
-                )
-            source_dir = Path(keywords_source).parent / "videos"
-        real_clips = tuple(_copy_real_clip(layout, Path(source_dir), name) for name in real_clip_names)
-
-    _remove_stale(layout, {v.video_id for v in videos + real_size_videos} | {c.video_id for c in real_clips})
-    _write_real_clip_annotations(layout, real_clips)
-    _write_real_clip_protect(layout, real_clips)
-    atomic_write_text(layout.alignment_csv, alignment_csv(videos + real_size_videos))
-    atomic_write_text(layout.keywords_csv, keywords_csv(videos + real_size_videos, real_clips))
-    json_path = layout.raw_dir / "demo_corpus.json"
+    real_clips = (
+        _copy_real_clips(layout, real_clips_dir, keywords_source, real_clip_names) if include_real_clips else ()
+    )
     corpus = DemoCorpus(
         layout=layout,
         seed=seed,
@@ -557,11 +499,114 @@ def generate_demo_corpus(
         real_clips=real_clips,
         contrast_mean=_r6(contrast_mean),
         contrast_sd=_r6(contrast_sd),
-        json_path=json_path,
+        json_path=layout.raw_dir / "demo_corpus.json",
         real_size_videos=real_size_videos,
     )
-    atomic_write_text(json_path, _corpus_json(corpus, width, height, fps, keywords_source))
+    _write_corpus_files(corpus, width, height, fps, keywords_source)
     return corpus
+
+
+def _check_real_size_request(count: int, seconds: float, frame: tuple[int, int], fps: float) -> None:
+    """Reject a bad realistic-size request before anything is rendered."""
+    if count < 0:
+        raise ValueError(f"real_size_ads={count} must be 0 or more")
+    if count:
+        from align_demo.real_size import check_real_size_arguments
+
+        check_real_size_arguments(seconds, frame[0], frame[1], fps)
+
+
+def _pick_videos_without_rows(rng: np.random.Generator, plans: list[tuple[str, str, str, str]], count: int) -> set[int]:
+    """The video slots that get no scene rows, so the catalog must find their scenes by cut detection.
+
+    Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
+    edited ads keep their industry pairs for the A/B experiment.
+    """
+    product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
+    other_slots = [i for i in range(len(plans)) if i not in product_slots]
+    no_rows = set(rng.permutation(other_slots).tolist()[:count])
+    for slot in rng.permutation(product_slots).tolist():
+        if len(no_rows) < count:
+            no_rows.add(slot)
+    return no_rows
+
+
+def _render_standard_videos(
+    layout: DataLayout,
+    seed: int,
+    ids: list[str],
+    plans: list[tuple[str, str, str, str]],
+    width: int,
+    height: int,
+    fps: float,
+    duration_range_s: tuple[float, float],
+) -> list[Rendered]:
+    """Render one standard ad per keyword plan, each from its own seed stream."""
+    return [
+        _render_video(
+            layout,
+            ids[index],
+            keyword,
+            kind,
+            industry,
+            product_kind,
+            width,
+            height,
+            fps,
+            duration_range_s,
+            np.random.default_rng(np.random.SeedSequence([seed, 1, index])),
+        )
+        for index, (kind, keyword, industry, product_kind) in enumerate(plans)
+    ]
+
+
+def _attach_standard_outcomes(
+    rendered: Sequence[Rendered], no_rows: set[int], seed: int, contrast_mean: float, contrast_sd: float
+) -> tuple[DemoVideo, ...]:
+    """The standard ads with their planted outcomes (none written for the ``no_rows`` slots)."""
+    return tuple(
+        attach_outcomes(
+            r,
+            index in no_rows,
+            contrast_mean,
+            contrast_sd,
+            np.random.default_rng(np.random.SeedSequence([seed, 2, index])),
+        )
+        for index, r in enumerate(rendered)
+    )
+
+
+def _contrast_standardisation(rendered: Sequence[Rendered]) -> tuple[float, float]:
+    """Mean and sd of every rendered scene's contrast (the ``z`` of the planted relation)."""
+    contrasts = np.array([s["contrast"] for r in rendered for s in r.scene_stats])
+    return float(contrasts.mean()), float(contrasts.std()) or 1.0
+
+
+def _copy_real_clips(
+    layout: DataLayout, real_clips_dir: Path | None, keywords_source: Path | None, names: Sequence[str]
+) -> tuple[RealClip, ...]:
+    """Copy the named real clips from ``real_clips_dir`` (default: ``videos`` beside the keywords)."""
+    source_dir = real_clips_dir
+    if source_dir is None:
+        if keywords_source is None:
+            raise ValueError(
+                "include_real_clips=True needs real_clips_dir or keywords_source "
+                "(the clips are read from the 'videos' folder beside it)"
+            )
+        source_dir = Path(keywords_source).parent / "videos"
+    return tuple(_copy_real_clip(layout, Path(source_dir), name) for name in names)
+
+
+def _write_corpus_files(corpus: DemoCorpus, width: int, height: int, fps: float, keywords_source: Path | None) -> None:
+    """Drop an earlier corpus's leftovers, then write the CSVs and the JSON that describe this one."""
+    layout, real_clips = corpus.layout, corpus.real_clips
+    rendered = corpus.videos + corpus.real_size_videos
+    _remove_stale(layout, {v.video_id for v in rendered} | {c.video_id for c in real_clips})
+    _write_real_clip_annotations(layout, real_clips)
+    _write_real_clip_protect(layout, real_clips)
+    atomic_write_text(layout.alignment_csv, alignment_csv(rendered))
+    atomic_write_text(layout.keywords_csv, keywords_csv(rendered, real_clips))
+    atomic_write_text(corpus.json_path, _corpus_json(corpus, width, height, fps, keywords_source))
 
 
 def _render_real_size_ads(
