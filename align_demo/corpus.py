@@ -873,98 +873,106 @@ def scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
     return out
 
 
+_Colour = tuple[float, ...]  # RGB, 0-255
+#: Width / height of each product silhouette.
+_SPRITE_ASPECTS = {"bottle": 0.42, "box": 0.95, "shoe": 2.0, "jar": 1.1, "watch": 0.6}
+
+
+class _SpriteCanvas:
+    """A product raster being drawn: colour and exact mask together, in coordinates 0-1 of the sprite."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.rgb = np.zeros((h, w, 3), np.uint8)
+        self.mask = np.zeros((h, w), np.uint8)
+        self.xs = (np.arange(w, dtype=np.float32) + 0.5) / w
+        self.ys = (np.arange(h, dtype=np.float32) + 0.5) / h
+
+    def at(self, x: float, y: float) -> tuple[int, int]:
+        return round(x * (self.w - 1)), round(y * (self.h - 1))
+
+    def poly(self, points: list[tuple[float, float]], colour: _Colour) -> None:
+        p = np.array([self.at(x, y) for x, y in points], np.int32)
+        cv2.fillPoly(self.rgb, [p], colour, cv2.LINE_8)
+        cv2.fillPoly(self.mask, [p], 1, cv2.LINE_8)
+
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, colour: _Colour) -> None:
+        centre, axes = self.at(cx, cy), (max(1, round(rx * self.w)), max(1, round(ry * self.h)))
+        cv2.ellipse(self.rgb, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_8)
+        cv2.ellipse(self.mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8)
+
+
+# Each draws one silhouette on the canvas and returns its shading, float (h, w).
+def _draw_bottle(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    outline = [(0.0, 0.42), (0.12, 0.33), (0.36, 0.28), (0.36, 0.12), (0.64, 0.12), (0.64, 0.28)]
+    outline += [(0.88, 0.33), (1.0, 0.42), (1.0, 0.97), (0.93, 1.0), (0.07, 1.0), (0.0, 0.97)]
+    c.poly(outline, body)
+    c.poly([(0.3, 0.0), (0.7, 0.0), (0.7, 0.14), (0.3, 0.14)], trim)
+    c.poly([(0.08, 0.55), (0.92, 0.55), (0.92, 0.82), (0.08, 0.82)], accent)
+    return np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * np.clip(c.xs * 1.1 - 0.02, 0, 1))[None, :], (c.h, c.w))
+
+
+def _draw_box(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.0, 0.25), (0.72, 0.25), (0.72, 1.0), (0.0, 1.0)], body)
+    c.poly([(0.0, 0.25), (0.28, 0.0), (1.0, 0.0), (0.72, 0.25)], tuple(min(255.0, v * 1.3 + 30) for v in body))
+    c.poly([(0.72, 0.25), (1.0, 0.0), (1.0, 0.75), (0.72, 1.0)], tuple(v * 0.6 for v in body))
+    c.poly([(0.0, 0.5), (0.72, 0.5), (0.72, 0.7), (0.0, 0.7)], accent)
+    c.ellipse(0.36, 0.85, 0.1, 0.07, trim)
+    return np.broadcast_to(1.05 - 0.25 * c.ys[:, None], (c.h, c.w))
+
+
+def _draw_shoe(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    upper = [(0.02, 0.55), (0.06, 0.3), (0.28, 0.05), (0.46, 0.05), (0.52, 0.3)]
+    upper += [(0.75, 0.4), (0.95, 0.5), (1.0, 0.72), (0.0, 0.76)]
+    c.poly(upper, body)
+    c.poly([(0.0, 0.72), (1.0, 0.68), (1.0, 0.88), (0.95, 0.99), (0.03, 0.99), (0.0, 0.9)], trim)
+    c.poly([(0.18, 0.6), (0.55, 0.42), (0.8, 0.5), (0.5, 0.55), (0.2, 0.66)], accent)
+    return np.broadcast_to(1.1 - 0.35 * c.ys[:, None], (c.h, c.w))
+
+
+def _draw_jar(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.0, 0.3), (1.0, 0.3), (1.0, 0.9), (0.0, 0.9)], body)
+    c.ellipse(0.5, 0.9, 0.5, 0.09, body)
+    c.poly([(0.05, 0.05), (0.95, 0.05), (0.95, 0.3), (0.05, 0.3)], trim)
+    c.ellipse(0.5, 0.06, 0.45, 0.06, trim)
+    c.poly([(0.0, 0.45), (1.0, 0.45), (1.0, 0.75), (0.0, 0.75)], accent)
+    return np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * c.xs)[None, :], (c.h, c.w))
+
+
+def _draw_watch(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.3, 0.0), (0.7, 0.0), (0.7, 1.0), (0.3, 1.0)], trim)
+    c.ellipse(0.5, 0.5, 0.49, 0.29, body)
+    c.ellipse(0.5, 0.5, 0.38, 0.22, accent)
+    hand_width = max(1, c.w // 30)
+    cv2.line(c.rgb, c.at(0.5, 0.5), c.at(0.5, 0.36), (20, 20, 20), hand_width)
+    cv2.line(c.rgb, c.at(0.5, 0.5), c.at(0.7, 0.52), (20, 20, 20), hand_width)
+    radius = np.sqrt(((c.xs[None, :] - 0.5) / 0.5) ** 2 + ((c.ys[:, None] - 0.5) / 0.3) ** 2)
+    return 1.1 - 0.3 * np.clip(radius, 0, 1.5)
+
+
+_SPRITE_DRAWERS = {
+    "bottle": _draw_bottle,
+    "box": _draw_box,
+    "shoe": _draw_shoe,
+    "jar": _draw_jar,
+    "watch": _draw_watch,
+}
+
+
 def product_sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise a product silhouette with shading: ``(rgb uint8 (h, w, 3), mask bool (h, w))``."""
-    aspect = {"bottle": 0.42, "box": 0.95, "shoe": 2.0, "jar": 1.1, "watch": 0.6}[kind]  # width / height
+    aspect = _SPRITE_ASPECTS[kind]
     h = max(8, int(target_h))
     w = max(8, int(round(h * aspect)))
-    rgb = np.zeros((h, w, 3), np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    body, accent, trim = colours["body"], colours["accent"], colours["trim"]
-
-    def pts(points: list[tuple[float, float]]) -> np.ndarray:
-        return np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in points], np.int32)
-
-    def poly(points: list[tuple[float, float]], colour: tuple[float, ...]) -> None:
-        p = pts(points)
-        cv2.fillPoly(rgb, [p], colour, cv2.LINE_8)
-        cv2.fillPoly(mask, [p], 1, cv2.LINE_8)
-
-    def ellipse(cx: float, cy: float, rx: float, ry: float, colour: tuple[float, ...]) -> None:
-        centre, axes = (round(cx * (w - 1)), round(cy * (h - 1))), (max(1, round(rx * w)), max(1, round(ry * h)))
-        cv2.ellipse(rgb, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_8)
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8)
-
-    xs = (np.arange(w, dtype=np.float32) + 0.5) / w
-    ys = (np.arange(h, dtype=np.float32) + 0.5) / h
-    if kind == "bottle":
-        poly(
-            [
-                (0.0, 0.42),
-                (0.12, 0.33),
-                (0.36, 0.28),
-                (0.36, 0.12),
-                (0.64, 0.12),
-                (0.64, 0.28),
-                (0.88, 0.33),
-                (1.0, 0.42),
-                (1.0, 0.97),
-                (0.93, 1.0),
-                (0.07, 1.0),
-                (0.0, 0.97),
-            ],
-            body,
-        )
-        poly([(0.3, 0.0), (0.7, 0.0), (0.7, 0.14), (0.3, 0.14)], trim)
-        poly([(0.08, 0.55), (0.92, 0.55), (0.92, 0.82), (0.08, 0.82)], accent)
-        shade = np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * np.clip(xs * 1.1 - 0.02, 0, 1))[None, :], (h, w))
-    elif kind == "box":
-        poly([(0.0, 0.25), (0.72, 0.25), (0.72, 1.0), (0.0, 1.0)], body)
-        poly([(0.0, 0.25), (0.28, 0.0), (1.0, 0.0), (0.72, 0.25)], tuple(min(255.0, c * 1.3 + 30) for c in body))
-        poly([(0.72, 0.25), (1.0, 0.0), (1.0, 0.75), (0.72, 1.0)], tuple(c * 0.6 for c in body))
-        poly([(0.0, 0.5), (0.72, 0.5), (0.72, 0.7), (0.0, 0.7)], accent)
-        ellipse(0.36, 0.85, 0.1, 0.07, trim)
-        shade = np.broadcast_to(1.05 - 0.25 * ys[:, None], (h, w))
-    elif kind == "shoe":
-        poly(
-            [
-                (0.02, 0.55),
-                (0.06, 0.3),
-                (0.28, 0.05),
-                (0.46, 0.05),
-                (0.52, 0.3),
-                (0.75, 0.4),
-                (0.95, 0.5),
-                (1.0, 0.72),
-                (0.0, 0.76),
-            ],
-            body,
-        )
-        poly([(0.0, 0.72), (1.0, 0.68), (1.0, 0.88), (0.95, 0.99), (0.03, 0.99), (0.0, 0.9)], trim)
-        poly([(0.18, 0.6), (0.55, 0.42), (0.8, 0.5), (0.5, 0.55), (0.2, 0.66)], accent)
-        shade = np.broadcast_to(1.1 - 0.35 * ys[:, None], (h, w))
-    elif kind == "jar":
-        poly([(0.0, 0.3), (1.0, 0.3), (1.0, 0.9), (0.0, 0.9)], body)
-        ellipse(0.5, 0.9, 0.5, 0.09, body)
-        poly([(0.05, 0.05), (0.95, 0.05), (0.95, 0.3), (0.05, 0.3)], trim)
-        ellipse(0.5, 0.06, 0.45, 0.06, trim)
-        poly([(0.0, 0.45), (1.0, 0.45), (1.0, 0.75), (0.0, 0.75)], accent)
-        shade = np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * xs)[None, :], (h, w))
-    elif kind == "watch":
-        poly([(0.3, 0.0), (0.7, 0.0), (0.7, 1.0), (0.3, 1.0)], trim)
-        ellipse(0.5, 0.5, 0.49, 0.29, body)
-        ellipse(0.5, 0.5, 0.38, 0.22, accent)
-        centre = (round(0.5 * (w - 1)), round(0.5 * (h - 1)))
-        cv2.line(rgb, centre, (round(0.5 * (w - 1)), round(0.36 * (h - 1))), (20, 20, 20), max(1, w // 30))
-        cv2.line(rgb, centre, (round(0.7 * (w - 1)), round(0.52 * (h - 1))), (20, 20, 20), max(1, w // 30))
-        radius = np.sqrt(((xs[None, :] - 0.5) / 0.5) ** 2 + ((ys[:, None] - 0.5) / 0.3) ** 2)
-        shade = 1.1 - 0.3 * np.clip(radius, 0, 1.5)
-    else:
+    canvas = _SpriteCanvas(h, w)
+    draw = _SPRITE_DRAWERS.get(kind)
+    if draw is None:
         raise ValueError(f"unknown product kind {kind!r}; known: {PRODUCT_KINDS}")
-    highlight = np.exp(-(((xs - 0.28) / 0.05) ** 2))[None, :] * 70.0
-    shaded = rgb.astype(np.float32) * shade[..., None] + highlight[..., None]
-    out = np.where(mask[..., None] > 0, np.clip(shaded, 0, 255), 0).astype(np.uint8)
-    return out, mask.astype(bool)
+    shade = draw(canvas, colours["body"], colours["accent"], colours["trim"])
+    highlight = np.exp(-(((canvas.xs - 0.28) / 0.05) ** 2))[None, :] * 70.0
+    shaded = canvas.rgb.astype(np.float32) * shade[..., None] + highlight[..., None]
+    out = np.where(canvas.mask[..., None] > 0, np.clip(shaded, 0, 255), 0).astype(np.uint8)
+    return out, canvas.mask.astype(bool)
 
 
 def product_colours(rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
