@@ -70,7 +70,7 @@ import io
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,15 @@ __all__ = [
     "BACKGROUND_KINDS",
     "CTA_KEYWORDS",
     "DemoCorpus",
+    "FrameMeasures",
     "INDUSTRIES",
     "KEYWORD_COLUMNS",
     "PLANTED_RELATION",
+    "ProductLook",
     "REAL_CLIP_ANNOTATIONS",
     "Rendered",
+    "SceneLayers",
+    "SceneOverlays",
     "alignment_csv",
     "attach_outcomes",
     "background_frame",
@@ -1132,6 +1136,168 @@ def soundtrack(rng: np.random.Generator, bounds: list[int], fps: float) -> np.nd
     return np.clip(chord + kick + hat, -1.0, 1.0).astype(np.float32)[None, :]
 
 
+#: Product height as a share of the frame height, per silhouette.
+_PRODUCT_HEIGHT = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}
+
+
+@dataclass(frozen=True)
+class ProductLook:
+    """An ad's product: silhouette, colours, base height in pixels, and its mean colour inside the edges."""
+
+    kind: str
+    colours: dict[str, tuple[float, ...]]
+    base_h: float
+    mean_rgb: tuple[int, int, int]
+
+    @classmethod
+    def make(cls, kind: str, colours: dict[str, tuple[float, ...]], frame_h: int) -> ProductLook:
+        base_h = _PRODUCT_HEIGHT[kind] * frame_h
+        reference_sprite, reference_mask = product_sprite(kind, base_h, colours)
+        inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        mean_rgb = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+        return cls(kind, colours, base_h, mean_rgb)
+
+    def scene_sprite(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The product for one scene, at 85-115% of its base height: ``(rgb, mask)``."""
+        return product_sprite(self.kind, self.base_h * rng.uniform(0.85, 1.15), self.colours)
+
+
+@dataclass(frozen=True)
+class SceneOverlays:
+    """One scene's captions, drawn over the product: top caption, bottom banner, a price tag from a frame on."""
+
+    top: str
+    bottom: str
+    price: str
+    banner: tuple[float, ...]
+    #: x and y of the price tag, and the scene frame it appears in.
+    price_at: tuple[int, int, int]
+
+    def draw(self, frame: np.ndarray, k: int) -> np.ndarray:
+        """Draw scene frame ``k``'s captions; returns the pixels they touch (``uint8 (H, W)``, nonzero)."""
+        H, W = frame.shape[:2]
+        text_scale = W / 288.0
+        cover = np.zeros((H, W), np.uint8)
+        white = (255, 255, 255)
+        draw_caption(frame, cover, self.top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, white, None)
+        draw_caption(
+            frame, cover, self.bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale, white, self.banner
+        )
+        if self.price and k >= self.price_at[2]:
+            x, y, _ = self.price_at
+            draw_caption(frame, cover, self.price, x, y, int(0.5 * W), 0.8 * text_scale, (20, 20, 20), (255, 230, 0))
+        return cover
+
+
+@dataclass(frozen=True)
+class SceneLayers:
+    """What moves in one scene: a background canvas panned under the frame, distractors, the product on its track."""
+
+    canvas: np.ndarray
+    #: Pan in pixels per frame (x, y), and the canvas corner the first frame shows.
+    pan: np.ndarray
+    origin: tuple[int, int]
+    sprite: np.ndarray
+    sprite_mask: np.ndarray
+    track: np.ndarray
+    movers: list[dict[str, Any]]
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        pan: np.ndarray,
+        length: int,
+        frame_size: tuple[int, int],
+        background: str,
+        palette: list[np.ndarray],
+        product: ProductLook,
+        presence: str,
+        draw_background: Callable[..., np.ndarray] = background_frame,
+    ) -> SceneLayers:
+        """Draw the scene's canvas (large enough for ``length`` frames of ``pan``), sprite, track and movers."""
+        W, H = frame_size
+        pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
+        canvas = draw_background(background, rng, H + pad_y, W + pad_x, palette)
+        sprite, sprite_mask = product.scene_sprite(rng)
+        track = product_track(rng, presence, length, W, H, sprite_mask.shape[1], sprite_mask.shape[0])
+        movers = make_distractors(rng, W, H, palette)
+        origin = (0 if pan[0] >= 0 else pad_x - 1, 0 if pan[1] >= 0 else pad_y - 1)
+        return cls(canvas, pan, origin, sprite, sprite_mask, track, movers)
+
+    def frame(self, k: int, product: np.ndarray, overlays: SceneOverlays) -> np.ndarray:
+        """Scene frame ``k`` (RGB); marks the product pixels still visible after the overlays in ``product``.
+
+        ``product`` is the frame's all-False ``bool (H, W)`` mask, filled in place.
+        """
+        H, W = product.shape
+        ox, oy = int(round(self.origin[0] + self.pan[0] * k)), int(round(self.origin[1] + self.pan[1] * k))
+        frame = self.canvas[oy : oy + H, ox : ox + W].copy()
+        for mover in self.movers:
+            draw_distractor(frame, mover, k, W, H)
+        paste(frame, product, self.sprite, self.sprite_mask, int(self.track[k, 0]), int(self.track[k, 1]))
+        product &= overlays.draw(frame, k) == 0
+        return frame
+
+
+class FrameMeasures:
+    """Per-frame attention proxy and luma brightness/contrast, averaged per scene at the end."""
+
+    def __init__(self, n_frames: int, height: int, width: int) -> None:
+        self.weights = centre_bias_weights(height, width)
+        self.weight_total = float(self.weights.sum())
+        self.attention = np.zeros(n_frames)
+        self.luma_mean = np.zeros(n_frames)
+        self.luma_sd = np.zeros(n_frames)
+
+    def record(self, index: int, frame: np.ndarray, product: np.ndarray) -> None:
+        self.attention[index] = float(self.weights[product].sum()) / self.weight_total
+        luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        mean, sd = cv2.meanStdDev(luma)
+        self.luma_mean[index], self.luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
+
+    def scene_stats(self, bounds: list[int]) -> list[dict[str, float]]:
+        return [
+            {
+                "attention_proportion": float(self.attention[a:b].mean()),
+                "contrast": float(self.luma_sd[a:b].mean()),
+                "brightness": float(self.luma_mean[a:b].mean()),
+            }
+            for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+        ]
+
+
+def _plan_scene_looks(rng: np.random.Generator, n_scenes: int) -> tuple[list[str], list[str]]:
+    """Per scene: a background kind (never the previous one) and the product's presence.
+
+    Every ad shows its product fully in some scene and loses it in another.
+    """
+    backgrounds: list[str] = []
+    for _ in range(n_scenes):
+        choices = [k for k in BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
+        backgrounds.append(choices[int(rng.integers(len(choices)))])
+    presences = [_PRESENCES[int(rng.integers(len(_PRESENCES)))] for _ in range(n_scenes)]
+    if "full" not in presences:
+        presences[int(rng.integers(n_scenes))] = "full"
+    if all(p == "full" for p in presences):
+        presences[int(rng.integers(n_scenes))] = ("absent", "enter", "exit")[int(rng.integers(3))]
+    return backgrounds, presences
+
+
+def _random_overlays(
+    rng: np.random.Generator, texts: tuple[str, str, str], length: int, W: int, H: int
+) -> SceneOverlays:
+    """The scene's captions with a random banner colour and a price tag at a random place and time."""
+    top, bottom, price = texts
+    banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
+    price_at = (
+        int(rng.uniform(0.15 * W, 0.85 * W)),
+        int(rng.uniform(0.3 * H, 0.75 * H)),
+        int(length * rng.uniform(0.3, 0.7)),
+    )
+    return SceneOverlays(top, bottom, price, banner, price_at)
+
+
 def _render_video(
     layout: DataLayout,
     video_id: str,
@@ -1148,101 +1314,27 @@ def _render_video(
     """Render one ad frame by frame into its mp4; keep only the bool masks and per-scene stats."""
     bounds = _scene_bounds(rng, fps, duration_range_s)
     n_scenes, n_frames = len(bounds) - 1, bounds[-1]
-    backgrounds: list[str] = []
-    for _ in range(n_scenes):
-        choices = [k for k in BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
-        backgrounds.append(choices[int(rng.integers(len(choices)))])
-    presences = [_PRESENCES[int(rng.integers(len(_PRESENCES)))] for _ in range(n_scenes)]
-    if "full" not in presences:
-        presences[int(rng.integers(n_scenes))] = "full"
-    if all(p == "full" for p in presences):  # every ad loses its product somewhere
-        presences[int(rng.integers(n_scenes))] = ("absent", "enter", "exit")[int(rng.integers(3))]
+    backgrounds, presences = _plan_scene_looks(rng, n_scenes)
     palettes = scene_palettes(rng, n_scenes)
-    colours = product_colours(rng)
-    base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
-    reference_sprite, reference_mask = product_sprite(product_kind, base_h, colours)
-    inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+    product = ProductLook.make(product_kind, product_colours(rng), H)
     captions = _captions(rng, keyword, n_scenes)
     audio = soundtrack(rng, bounds, fps)
 
-    weights = centre_bias_weights(H, W)
-    weight_total = float(weights.sum())
     masks = np.zeros((n_frames, H, W), dtype=bool)
-    attention = np.zeros(n_frames)
-    luma_mean = np.zeros(n_frames)
-    luma_sd = np.zeros(n_frames)
+    measures = FrameMeasures(n_frames, H, W)
     path = layout.videos_dir / f"{video_id}.mp4"
-    text_scale = W / 288.0
     with VideoWriter(path, fps, audio_pcm=(audio, AUDIO_RATE)) as writer:
         for s in range(n_scenes):
             length = bounds[s + 1] - bounds[s]
             pan = rng.uniform(-1.5, 1.5, size=2) * W / 288
-            pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
-            canvas = background_frame(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
-            sprite, smask = product_sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
-            track = product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
-            movers = make_distractors(rng, W, H, palettes[s])
-            top, bottom, price = captions[s]
-            banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
-            price_at = (
-                int(rng.uniform(0.15 * W, 0.85 * W)),
-                int(rng.uniform(0.3 * H, 0.75 * H)),
-                int(length * rng.uniform(0.3, 0.7)),
-            )
-            x0 = 0 if pan[0] >= 0 else pad_x - 1
-            y0 = 0 if pan[1] >= 0 else pad_y - 1
-            for k in range(length):
-                index = bounds[s] + k
-                ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = canvas[oy : oy + H, ox : ox + W].copy()
-                for mover in movers:
-                    draw_distractor(frame, mover, k, W, H)
-                product = masks[index]
-                paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
-                cover = np.zeros((H, W), np.uint8)
-                draw_caption(
-                    frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None
-                )
-                draw_caption(
-                    frame,
-                    cover,
-                    bottom,
-                    W // 2,
-                    int(0.93 * H),
-                    int(0.8 * W),
-                    0.75 * text_scale,
-                    (255, 255, 255),
-                    banner,
-                )
-                if price and k >= price_at[2]:
-                    draw_caption(
-                        frame,
-                        cover,
-                        price,
-                        price_at[0],
-                        price_at[1],
-                        int(0.5 * W),
-                        0.8 * text_scale,
-                        (20, 20, 20),
-                        (255, 230, 0),
-                    )
-                product &= cover == 0
-                attention[index] = float(weights[product].sum()) / weight_total
-                luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                mean, sd = cv2.meanStdDev(luma)
-                luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
+            layers = SceneLayers.draw(rng, pan, length, (W, H), backgrounds[s], palettes[s], product, presences[s])
+            overlays = _random_overlays(rng, captions[s], length, W, H)
+            for index in range(bounds[s], bounds[s + 1]):
+                frame = layers.frame(index - bounds[s], masks[index], overlays)
+                measures.record(index, frame, masks[index])
                 writer.write(frame)
     mask_path = layout.provided_mask_path(video_id)
     save_mask_stack(mask_path, masks)
-    stats = [
-        {
-            "attention_proportion": float(attention[a:b].mean()),
-            "contrast": float(luma_sd[a:b].mean()),
-            "brightness": float(luma_mean[a:b].mean()),
-        }
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
-    ]
     return Rendered(
         video_id,
         path,
@@ -1251,7 +1343,7 @@ def _render_video(
         keyword_kind,
         industry,
         product_kind,
-        product_mean,
+        product.mean_rgb,
         W,
         H,
         float(fps),
@@ -1259,7 +1351,7 @@ def _render_video(
         bounds,
         backgrounds,
         presences,
-        stats,
+        measures.scene_stats(bounds),
     )
 
 
