@@ -149,10 +149,7 @@ def planted_truth(
     industries = videos["industry"].fillna("unknown").astype(str).to_numpy()
     vids = videos["video_id"].astype(str).to_numpy()
     mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industries])
-    lookup: dict[tuple[str, str], float] = {}
-    if achieved_delta is not None:
-        for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
-            lookup[(str(vid), str(var))] = float(d)
+    lookup = _delta_lookup(achieved_delta)
 
     def lifts(mask: np.ndarray) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {"ctr": {}, "cvr": {}, "watch_time": {}}
@@ -208,66 +205,137 @@ def simulate_ab_rows(
         else np.full(len(vids), "unknown")
     )
     specs = _resolve_variants(variants)
-    control = next((s.name for s in specs if s.role == "control"), None)
-    ctr_l, cvr_l, watch_l = (effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time"))
-    variants = [s.name for s in specs]
-    shares = dict(effects.planned_shares or {v: 1.0 / len(variants) for v in variants})
-    n_v, n_s = len(vids), len(segments)
+    names = [s.name for s in specs]
+    arms = _ArmSimulator(
+        rng=rng,
+        effects=effects,
+        vids=vids,
+        baselines=_VideoBaselines.draw(rng, effects, len(vids)),
+        modifier=np.array([effects.industry_modifier.get(k, 1.0) for k in industry]),
+        lifts={m: effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time")},
+        control=next((s.name for s in specs if s.role == "control"), None),
+        shares=dict(effects.planned_shares or {v: 1.0 / len(names) for v in names}),
+        n_variants=len(names),
+        dates=[start_date + _dt.timedelta(days=d) for d in range(days)],
+        segments=segments,
+        impressions_per_arm=impressions_per_arm,
+        experiment_id=experiment_id,
+        delta_lookup=_delta_lookup(achieved_delta),
+    )
+    return pd.concat([arms.rows(variant) for variant in names], ignore_index=True)
 
-    u = rng.normal(0.0, effects.video_sd_logit, n_v)
-    p_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_ctr / (1 - effects.base_ctr)) + u)))
-    u_c = rng.normal(0.0, effects.video_sd_logit, n_v)
-    q_base = 1.0 / (1.0 + np.exp(-(math.log(effects.base_cvr / (1 - effects.base_cvr)) + u_c)))
-    w_base = effects.base_watch_s * np.exp(rng.normal(0.0, effects.video_sd_watch, n_v) - effects.video_sd_watch**2 / 2)
-    mod = np.array([effects.industry_modifier.get(k, 1.0) for k in industry])
-    delta_lookup: dict[tuple[str, str], float] = {}
+
+def _delta_lookup(achieved_delta: pd.DataFrame | None) -> dict[tuple[str, str], float]:
+    """Achieved alignment change by (video_id, variant), for the dose term."""
+    lookup: dict[tuple[str, str], float] = {}
     if achieved_delta is not None:
         for vid, var, d in achieved_delta[["video_id", "variant", "achieved_delta"]].itertuples(index=False):
-            delta_lookup[(str(vid), str(var))] = float(d)
+            lookup[(str(vid), str(var))] = float(d)
+    return lookup
 
-    frames = []
-    dates = [start_date + _dt.timedelta(days=d) for d in range(days)]
-    for variant in variants:
-        eta = rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != control else np.zeros((3, n_v))
-        dose = np.array([delta_lookup.get((v, variant), 0.0) for v in vids])
-        p = np.clip(p_base * (1 + ctr_l[variant] * mod + eta[0]) * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
-        q = np.clip(q_base * (1 + cvr_l[variant] * mod + eta[1]), 1e-6, 0.999)
-        w = np.maximum(w_base * (1 + watch_l[variant] * mod + eta[2]), 0.1)
-        lam = impressions_per_arm * shares[variant] * len(variants) * effects.served_share_bias.get(variant, 1.0)
-        total = rng.poisson(lam, (n_v, days))
-        split = rng.multinomial(total, np.full(n_s, 1.0 / n_s))
-        clicks = rng.binomial(split, p[:, None, None])
-        conversions = rng.binomial(clicks, q[:, None, None])
-        n = split.astype(float)
-        mu = w[:, None, None]
-        # watch time of n impressions with mean mu and sd s: the sum is ~normal, and the sum of
-        # squares follows from the sample variance (chi-square with n-1 df) exactly as for
-        # normal draws: sumsq = sum^2 / n + (n - 1) * s2.
-        sd = effects.watch_sd_s
-        wsum = np.round(np.maximum(rng.normal(n * mu, np.sqrt(np.maximum(n, 1)) * sd), 0.0) * (n > 0), 3)
-        s2 = sd**2 * rng.chisquare(np.maximum(n - 1, 1)) / np.maximum(n - 1, 1)
+
+@dataclass(frozen=True)
+class _VideoBaselines:
+    """Per-video baseline CTR, CVR (logit-normal video effects) and mean watch time (lognormal, mean 1)."""
+
+    ctr: np.ndarray
+    cvr: np.ndarray
+    watch_s: np.ndarray
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, effects: SimulationEffects, n: int) -> _VideoBaselines:
+        u = rng.normal(0.0, effects.video_sd_logit, n)
+        ctr = 1.0 / (1.0 + np.exp(-(math.log(effects.base_ctr / (1 - effects.base_ctr)) + u)))
+        u_c = rng.normal(0.0, effects.video_sd_logit, n)
+        cvr = 1.0 / (1.0 + np.exp(-(math.log(effects.base_cvr / (1 - effects.base_cvr)) + u_c)))
+        sd_w = effects.video_sd_watch
+        watch_s = effects.base_watch_s * np.exp(rng.normal(0.0, sd_w, n) - sd_w**2 / 2)
+        return cls(ctr, cvr, watch_s)
+
+
+@dataclass
+class _ArmSimulator:
+    """Simulates one arm's rows (video x day x segment) at a time, drawing from one shared stream."""
+
+    rng: np.random.Generator
+    effects: SimulationEffects
+    vids: np.ndarray
+    baselines: _VideoBaselines
+    modifier: np.ndarray  # industry modifier per video
+    lifts: dict[str, dict[str, float]]  # metric -> variant -> planted lift
+    control: str | None
+    shares: dict[str, float]
+    n_variants: int
+    dates: list[_dt.date]
+    segments: Sequence[str]
+    impressions_per_arm: int
+    experiment_id: str
+    delta_lookup: dict[tuple[str, str], float]
+
+    def rows(self, variant: str) -> pd.DataFrame:
+        p, q, w = self._rates(variant)
+        lam = self.impressions_per_arm * self.shares[variant] * self.n_variants
+        lam *= self.effects.served_share_bias.get(variant, 1.0)
+        n_v, n_s = len(self.vids), len(self.segments)
+        total = self.rng.poisson(lam, (n_v, len(self.dates)))
+        split = self.rng.multinomial(total, np.full(n_s, 1.0 / n_s))
+        clicks = self.rng.binomial(split, p[:, None, None])
+        conversions = self.rng.binomial(clicks, q[:, None, None])
+        wsum, wsq = self._watch_time(split.astype(float), w[:, None, None])
+        return self._frame(variant, split, clicks, conversions, wsum, wsq)
+
+    def _rates(self, variant: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per video: click and conversion probability and mean watch time in this arm."""
+        n_v, mod, base, effects = len(self.vids), self.modifier, self.baselines, self.effects
+        eta = self.rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != self.control else np.zeros((3, n_v))
+        dose = np.array([self.delta_lookup.get((v, variant), 0.0) for v in self.vids])
+        ctr_l, cvr_l, watch_l = (self.lifts[m][variant] for m in ("ctr", "cvr", "watch_time"))
+        p = np.clip(base.ctr * (1 + ctr_l * mod + eta[0]) * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
+        q = np.clip(base.cvr * (1 + cvr_l * mod + eta[1]), 1e-6, 0.999)
+        w = np.maximum(base.watch_s * (1 + watch_l * mod + eta[2]), 0.1)
+        return p, q, w
+
+    def _watch_time(self, n: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Sum and sum of squares of the watch time of ``n`` impressions with mean ``mu``.
+
+        The sum is ~normal, and the sum of squares follows from the sample variance (chi-square
+        with n-1 df) exactly as for normal draws: sumsq = sum^2 / n + (n - 1) * s2.
+        """
+        sd = self.effects.watch_sd_s
+        wsum = np.round(np.maximum(self.rng.normal(n * mu, np.sqrt(np.maximum(n, 1)) * sd), 0.0) * (n > 0), 3)
+        s2 = sd**2 * self.rng.chisquare(np.maximum(n - 1, 1)) / np.maximum(n - 1, 1)
         # rounded up so the written sums still satisfy n * sumsq >= sum^2 after rounding
         wsq = np.ceil(np.where(n > 0, wsum**2 / np.maximum(n, 1) + np.maximum(n - 1, 0) * s2, 0.0) * 1000) / 1000
+        return wsum, wsq
+
+    def _frame(
+        self,
+        variant: str,
+        split: np.ndarray,
+        clicks: np.ndarray,
+        conversions: np.ndarray,
+        wsum: np.ndarray,
+        wsq: np.ndarray,
+    ) -> pd.DataFrame:
+        """The arm's export rows, video x day x segment in that order."""
+        n_v, days, n_s = split.shape
         idx_v, idx_d, idx_s = np.meshgrid(np.arange(n_v), np.arange(days), np.arange(n_s), indexing="ij")
-        frames.append(
-            pd.DataFrame(
-                {
-                    "experiment_id": experiment_id,
-                    "video_id": vids[idx_v.ravel()],
-                    "variant": variant,
-                    "date": [dates[i].isoformat() for i in idx_d.ravel()],
-                    "segment": np.asarray(segments, dtype=object)[idx_s.ravel()],
-                    "impressions": split.ravel(),
-                    "clicks": clicks.ravel(),
-                    "conversions": conversions.ravel(),
-                    "spend": np.round(split.ravel() * effects.cost_per_mille / 1000.0, 4),
-                    "watch_time_s_sum": wsum.ravel(),
-                    "watch_time_s_sumsq": wsq.ravel(),
-                    "planned_share": shares[variant],
-                }
-            )
+        return pd.DataFrame(
+            {
+                "experiment_id": self.experiment_id,
+                "video_id": self.vids[idx_v.ravel()],
+                "variant": variant,
+                "date": [self.dates[i].isoformat() for i in idx_d.ravel()],
+                "segment": np.asarray(self.segments, dtype=object)[idx_s.ravel()],
+                "impressions": split.ravel(),
+                "clicks": clicks.ravel(),
+                "conversions": conversions.ravel(),
+                "spend": np.round(split.ravel() * self.effects.cost_per_mille / 1000.0, 4),
+                "watch_time_s_sum": wsum.ravel(),
+                "watch_time_s_sumsq": wsq.ravel(),
+                "planned_share": self.shares[variant],
+            }
         )
-    return pd.concat(frames, ignore_index=True)
 
 
 def simulate_ab_export(

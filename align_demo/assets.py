@@ -87,27 +87,8 @@ def demo_ab_export(
     ``variants.eligible``) are in the experiment unless ``include_ineligible`` is set.
     """
     layout = platform.layout
-    with read_connection(warehouse.database) as con:
-        if not table_exists(con, "variants"):
-            raise ValueError(nothing_edited(layout))
-        arms = con.execute(
-            "SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant"
-        ).df()
-        # Only videos whose variants exist can be in an experiment (screened ones were never edited).
-        videos = con.execute(
-            "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
-        ).df()
-        measured = achieved_deltas(con)
-    if videos.empty:
-        raise ValueError(nothing_edited(layout))
-    excluded = arms[~arms["eligible"].astype(bool)]
-    kept = arms if config.include_ineligible else arms[arms["eligible"].astype(bool)]
-    if kept.empty:
-        raise ValueError(
-            f"no variant passed its checks ({len(excluded)} excluded, e.g. {excluded['video_id'].iloc[0]}/"
-            f"{excluded['variant'].iloc[0]}: {excluded['exclusion_reason'].iloc[0]}); see the variants table's "
-            "exclusion_reason, or set include_ineligible to simulate them anyway"
-        )
+    arms, videos, measured = _experiment_inputs(warehouse.database, layout)
+    _require_an_arm(arms, config.include_ineligible)
     videos["industry"] = videos["industry"].fillna("unknown")
     # The dose term uses each variant's achieved change in its own window: the same doses the
     # analysis regresses on (analysis.timing.select_doses), so the planted slope is recoverable.
@@ -118,15 +99,7 @@ def demo_ab_export(
     # Before any result: the experiment's registry and its hashed analysis plan, then the upload
     # manifest (eligible variants only, unless include_ineligible); the simulated export covers
     # exactly the uploaded ads.
-    experiment = ExperimentConfig(
-        DEMO_EXPERIMENT_ID,
-        DEFAULT_VARIANTS,
-        name="demo: timing of the product boost",
-        planned_videos=len(videos),
-        planned_impressions_per_arm=4000.0 * 7 * len(videos),
-        planned_days=7,
-        start_date=_dt.date(2026, 11, 1),
-    )
+    experiment = _demo_experiment(len(videos))
     plan = register_plan(experiment, warehouse.database, layout.root / "experiments")
     manifest = build_upload_manifest(
         warehouse.database,
@@ -164,6 +137,52 @@ def demo_ab_export(
             "manifest_notes": MetadataValue.md("\n".join(f"- {n}" for n in manifest.notes) or "none"),
             "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",
         }
+    )
+
+
+def _experiment_inputs(database: str, layout: DataLayout) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+    """The variants' arms, the edited videos with their industry, and the achieved alignment changes.
+
+    Raises with what to do when nothing was edited (no variants table, or no video with variants).
+    """
+    with read_connection(database) as con:
+        if not table_exists(con, "variants"):
+            raise ValueError(nothing_edited(layout))
+        arms = con.execute(
+            "SELECT video_id, variant, eligible, exclusion_reason FROM variants ORDER BY video_id, variant"
+        ).df()
+        # Only videos whose variants exist can be in an experiment (screened ones were never edited).
+        videos = con.execute(
+            "SELECT video_id, industry FROM videos WHERE video_id IN (SELECT DISTINCT video_id FROM variants) ORDER BY video_id"
+        ).df()
+        measured = achieved_deltas(con)
+    if videos.empty:
+        raise ValueError(nothing_edited(layout))
+    return arms, videos, measured
+
+
+def _require_an_arm(arms: pd.DataFrame, include_ineligible: bool) -> None:
+    """Refuse an experiment with no variant to simulate, naming one excluded variant and why."""
+    excluded = arms[~arms["eligible"].astype(bool)]
+    kept = arms if include_ineligible else arms[arms["eligible"].astype(bool)]
+    if kept.empty:
+        raise ValueError(
+            f"no variant passed its checks ({len(excluded)} excluded, e.g. {excluded['video_id'].iloc[0]}/"
+            f"{excluded['variant'].iloc[0]}: {excluded['exclusion_reason'].iloc[0]}); see the variants table's "
+            "exclusion_reason, or set include_ineligible to simulate them anyway"
+        )
+
+
+def _demo_experiment(n_videos: int) -> ExperimentConfig:
+    """The demo's registered experiment: the default variants, a week from 2026-11-01."""
+    return ExperimentConfig(
+        DEMO_EXPERIMENT_ID,
+        DEFAULT_VARIANTS,
+        name="demo: timing of the product boost",
+        planned_videos=n_videos,
+        planned_impressions_per_arm=4000.0 * 7 * n_videos,
+        planned_days=7,
+        start_date=_dt.date(2026, 11, 1),
     )
 
 

@@ -70,7 +70,7 @@ import io
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,15 @@ __all__ = [
     "BACKGROUND_KINDS",
     "CTA_KEYWORDS",
     "DemoCorpus",
+    "FrameMeasures",
     "INDUSTRIES",
     "KEYWORD_COLUMNS",
     "PLANTED_RELATION",
+    "ProductLook",
     "REAL_CLIP_ANNOTATIONS",
     "Rendered",
+    "SceneLayers",
+    "SceneOverlays",
     "alignment_csv",
     "attach_outcomes",
     "background_frame",
@@ -464,60 +468,18 @@ def generate_demo_corpus(
     _check_arguments(
         n_videos, width, height, fps, videos_without_scene_rows, n_empty_keywords, n_cta_keywords, duration_range_s
     )
-    if real_size_ads < 0:
-        raise ValueError(f"real_size_ads={real_size_ads} must be 0 or more")
-    if real_size_ads:
-        from align_demo.real_size import check_real_size_arguments
-
-        check_real_size_arguments(real_size_seconds, real_size_frame[0], real_size_frame[1], real_size_fps)
+    _check_real_size_request(real_size_ads, real_size_seconds, real_size_frame, real_size_fps)
     vocabulary = _Vocabulary.load(keywords_source)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     ids = _make_ids(rng, n_videos, vocabulary.real_ids)
     plans = _plan_keywords(rng, n_videos, n_empty_keywords, n_cta_keywords, vocabulary)
-    product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
-    other_slots = [i for i in range(n_videos) if i not in product_slots]
-    # Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
-    # edited ads keep their industry pairs for the A/B experiment.
-    no_rows = set(rng.permutation(other_slots).tolist()[:videos_without_scene_rows])
-    for slot in rng.permutation(product_slots).tolist():
-        if len(no_rows) < videos_without_scene_rows:
-            no_rows.add(slot)
+    no_rows = _pick_videos_without_rows(rng, plans, videos_without_scene_rows)
 
     layout.videos_dir.mkdir(parents=True, exist_ok=True)
     layout.masks_dir.mkdir(parents=True, exist_ok=True)
-    rendered: list[Rendered] = []
-    for index in range(n_videos):
-        kind, keyword, industry, product_kind = plans[index]
-        video_rng = np.random.default_rng(np.random.SeedSequence([seed, 1, index]))
-        rendered.append(
-            _render_video(
-                layout,
-                ids[index],
-                keyword,
-                kind,
-                industry,
-                product_kind,
-                width,
-                height,
-                fps,
-                duration_range_s,
-                video_rng,
-            )
-        )
-
-    contrasts = np.array([s["contrast"] for r in rendered for s in r.scene_stats])
-    contrast_mean = float(contrasts.mean())
-    contrast_sd = float(contrasts.std()) or 1.0
-    videos = tuple(
-        attach_outcomes(
-            r,
-            index in no_rows,
-            contrast_mean,
-            contrast_sd,
-            np.random.default_rng(np.random.SeedSequence([seed, 2, index])),
-        )
-        for index, r in enumerate(rendered)
-    )
+    rendered = _render_standard_videos(layout, seed, ids, plans, width, height, fps, duration_range_s)
+    contrast_mean, contrast_sd = _contrast_standardisation(rendered)
+    videos = _attach_standard_outcomes(rendered, no_rows, seed, contrast_mean, contrast_sd)
     real_size_videos = _render_real_size_ads(
         layout,
         real_size_ads,
@@ -531,25 +493,9 @@ def generate_demo_corpus(
         contrast_mean,
         contrast_sd,
     )
-
-    real_clips: tuple[RealClip, ...] = ()
-    if include_real_clips:
-        source_dir = real_clips_dir
-        if source_dir is None:
-            if keywords_source is None:
-                raise ValueError(
-                    "include_real_clips=True needs real_clips_dir or keywords_source "
-                    "(the clips are read from the 'videos' folder beside it)"
-                )
-            source_dir = Path(keywords_source).parent / "videos"
-        real_clips = tuple(_copy_real_clip(layout, Path(source_dir), name) for name in real_clip_names)
-
-    _remove_stale(layout, {v.video_id for v in videos + real_size_videos} | {c.video_id for c in real_clips})
-    _write_real_clip_annotations(layout, real_clips)
-    _write_real_clip_protect(layout, real_clips)
-    atomic_write_text(layout.alignment_csv, alignment_csv(videos + real_size_videos))
-    atomic_write_text(layout.keywords_csv, keywords_csv(videos + real_size_videos, real_clips))
-    json_path = layout.raw_dir / "demo_corpus.json"
+    real_clips = (
+        _copy_real_clips(layout, real_clips_dir, keywords_source, real_clip_names) if include_real_clips else ()
+    )
     corpus = DemoCorpus(
         layout=layout,
         seed=seed,
@@ -557,11 +503,114 @@ def generate_demo_corpus(
         real_clips=real_clips,
         contrast_mean=_r6(contrast_mean),
         contrast_sd=_r6(contrast_sd),
-        json_path=json_path,
+        json_path=layout.raw_dir / "demo_corpus.json",
         real_size_videos=real_size_videos,
     )
-    atomic_write_text(json_path, _corpus_json(corpus, width, height, fps, keywords_source))
+    _write_corpus_files(corpus, width, height, fps, keywords_source)
     return corpus
+
+
+def _check_real_size_request(count: int, seconds: float, frame: tuple[int, int], fps: float) -> None:
+    """Reject a bad realistic-size request before anything is rendered."""
+    if count < 0:
+        raise ValueError(f"real_size_ads={count} must be 0 or more")
+    if count:
+        from align_demo.real_size import check_real_size_arguments
+
+        check_real_size_arguments(seconds, frame[0], frame[1], fps)
+
+
+def _pick_videos_without_rows(rng: np.random.Generator, plans: list[tuple[str, str, str, str]], count: int) -> set[int]:
+    """The video slots that get no scene rows, so the catalog must find their scenes by cut detection.
+
+    Industry comes from the scene rows, so screened (never edited) ads lose theirs first: the
+    edited ads keep their industry pairs for the A/B experiment.
+    """
+    product_slots = [i for i, plan in enumerate(plans) if plan[0] == "product"]
+    other_slots = [i for i in range(len(plans)) if i not in product_slots]
+    no_rows = set(rng.permutation(other_slots).tolist()[:count])
+    for slot in rng.permutation(product_slots).tolist():
+        if len(no_rows) < count:
+            no_rows.add(slot)
+    return no_rows
+
+
+def _render_standard_videos(
+    layout: DataLayout,
+    seed: int,
+    ids: list[str],
+    plans: list[tuple[str, str, str, str]],
+    width: int,
+    height: int,
+    fps: float,
+    duration_range_s: tuple[float, float],
+) -> list[Rendered]:
+    """Render one standard ad per keyword plan, each from its own seed stream."""
+    return [
+        _render_video(
+            layout,
+            ids[index],
+            keyword,
+            kind,
+            industry,
+            product_kind,
+            width,
+            height,
+            fps,
+            duration_range_s,
+            np.random.default_rng(np.random.SeedSequence([seed, 1, index])),
+        )
+        for index, (kind, keyword, industry, product_kind) in enumerate(plans)
+    ]
+
+
+def _attach_standard_outcomes(
+    rendered: Sequence[Rendered], no_rows: set[int], seed: int, contrast_mean: float, contrast_sd: float
+) -> tuple[DemoVideo, ...]:
+    """The standard ads with their planted outcomes (none written for the ``no_rows`` slots)."""
+    return tuple(
+        attach_outcomes(
+            r,
+            index in no_rows,
+            contrast_mean,
+            contrast_sd,
+            np.random.default_rng(np.random.SeedSequence([seed, 2, index])),
+        )
+        for index, r in enumerate(rendered)
+    )
+
+
+def _contrast_standardisation(rendered: Sequence[Rendered]) -> tuple[float, float]:
+    """Mean and sd of every rendered scene's contrast (the ``z`` of the planted relation)."""
+    contrasts = np.array([s["contrast"] for r in rendered for s in r.scene_stats])
+    return float(contrasts.mean()), float(contrasts.std()) or 1.0
+
+
+def _copy_real_clips(
+    layout: DataLayout, real_clips_dir: Path | None, keywords_source: Path | None, names: Sequence[str]
+) -> tuple[RealClip, ...]:
+    """Copy the named real clips from ``real_clips_dir`` (default: ``videos`` beside the keywords)."""
+    source_dir = real_clips_dir
+    if source_dir is None:
+        if keywords_source is None:
+            raise ValueError(
+                "include_real_clips=True needs real_clips_dir or keywords_source "
+                "(the clips are read from the 'videos' folder beside it)"
+            )
+        source_dir = Path(keywords_source).parent / "videos"
+    return tuple(_copy_real_clip(layout, Path(source_dir), name) for name in names)
+
+
+def _write_corpus_files(corpus: DemoCorpus, width: int, height: int, fps: float, keywords_source: Path | None) -> None:
+    """Drop an earlier corpus's leftovers, then write the CSVs and the JSON that describe this one."""
+    layout, real_clips = corpus.layout, corpus.real_clips
+    rendered = corpus.videos + corpus.real_size_videos
+    _remove_stale(layout, {v.video_id for v in rendered} | {c.video_id for c in real_clips})
+    _write_real_clip_annotations(layout, real_clips)
+    _write_real_clip_protect(layout, real_clips)
+    atomic_write_text(layout.alignment_csv, alignment_csv(rendered))
+    atomic_write_text(layout.keywords_csv, keywords_csv(rendered, real_clips))
+    atomic_write_text(corpus.json_path, _corpus_json(corpus, width, height, fps, keywords_source))
 
 
 def _render_real_size_ads(
@@ -828,98 +877,106 @@ def scene_palettes(rng: np.random.Generator, n: int) -> list[list[np.ndarray]]:
     return out
 
 
+_Colour = tuple[float, ...]  # RGB, 0-255
+#: Width / height of each product silhouette.
+_SPRITE_ASPECTS = {"bottle": 0.42, "box": 0.95, "shoe": 2.0, "jar": 1.1, "watch": 0.6}
+
+
+class _SpriteCanvas:
+    """A product raster being drawn: colour and exact mask together, in coordinates 0-1 of the sprite."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+        self.rgb = np.zeros((h, w, 3), np.uint8)
+        self.mask = np.zeros((h, w), np.uint8)
+        self.xs = (np.arange(w, dtype=np.float32) + 0.5) / w
+        self.ys = (np.arange(h, dtype=np.float32) + 0.5) / h
+
+    def at(self, x: float, y: float) -> tuple[int, int]:
+        return round(x * (self.w - 1)), round(y * (self.h - 1))
+
+    def poly(self, points: list[tuple[float, float]], colour: _Colour) -> None:
+        p = np.array([self.at(x, y) for x, y in points], np.int32)
+        cv2.fillPoly(self.rgb, [p], colour, cv2.LINE_8)
+        cv2.fillPoly(self.mask, [p], 1, cv2.LINE_8)
+
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, colour: _Colour) -> None:
+        centre, axes = self.at(cx, cy), (max(1, round(rx * self.w)), max(1, round(ry * self.h)))
+        cv2.ellipse(self.rgb, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_8)
+        cv2.ellipse(self.mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8)
+
+
+# Each draws one silhouette on the canvas and returns its shading, float (h, w).
+def _draw_bottle(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    outline = [(0.0, 0.42), (0.12, 0.33), (0.36, 0.28), (0.36, 0.12), (0.64, 0.12), (0.64, 0.28)]
+    outline += [(0.88, 0.33), (1.0, 0.42), (1.0, 0.97), (0.93, 1.0), (0.07, 1.0), (0.0, 0.97)]
+    c.poly(outline, body)
+    c.poly([(0.3, 0.0), (0.7, 0.0), (0.7, 0.14), (0.3, 0.14)], trim)
+    c.poly([(0.08, 0.55), (0.92, 0.55), (0.92, 0.82), (0.08, 0.82)], accent)
+    return np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * np.clip(c.xs * 1.1 - 0.02, 0, 1))[None, :], (c.h, c.w))
+
+
+def _draw_box(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.0, 0.25), (0.72, 0.25), (0.72, 1.0), (0.0, 1.0)], body)
+    c.poly([(0.0, 0.25), (0.28, 0.0), (1.0, 0.0), (0.72, 0.25)], tuple(min(255.0, v * 1.3 + 30) for v in body))
+    c.poly([(0.72, 0.25), (1.0, 0.0), (1.0, 0.75), (0.72, 1.0)], tuple(v * 0.6 for v in body))
+    c.poly([(0.0, 0.5), (0.72, 0.5), (0.72, 0.7), (0.0, 0.7)], accent)
+    c.ellipse(0.36, 0.85, 0.1, 0.07, trim)
+    return np.broadcast_to(1.05 - 0.25 * c.ys[:, None], (c.h, c.w))
+
+
+def _draw_shoe(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    upper = [(0.02, 0.55), (0.06, 0.3), (0.28, 0.05), (0.46, 0.05), (0.52, 0.3)]
+    upper += [(0.75, 0.4), (0.95, 0.5), (1.0, 0.72), (0.0, 0.76)]
+    c.poly(upper, body)
+    c.poly([(0.0, 0.72), (1.0, 0.68), (1.0, 0.88), (0.95, 0.99), (0.03, 0.99), (0.0, 0.9)], trim)
+    c.poly([(0.18, 0.6), (0.55, 0.42), (0.8, 0.5), (0.5, 0.55), (0.2, 0.66)], accent)
+    return np.broadcast_to(1.1 - 0.35 * c.ys[:, None], (c.h, c.w))
+
+
+def _draw_jar(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.0, 0.3), (1.0, 0.3), (1.0, 0.9), (0.0, 0.9)], body)
+    c.ellipse(0.5, 0.9, 0.5, 0.09, body)
+    c.poly([(0.05, 0.05), (0.95, 0.05), (0.95, 0.3), (0.05, 0.3)], trim)
+    c.ellipse(0.5, 0.06, 0.45, 0.06, trim)
+    c.poly([(0.0, 0.45), (1.0, 0.45), (1.0, 0.75), (0.0, 0.75)], accent)
+    return np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * c.xs)[None, :], (c.h, c.w))
+
+
+def _draw_watch(c: _SpriteCanvas, body: _Colour, accent: _Colour, trim: _Colour) -> np.ndarray:
+    c.poly([(0.3, 0.0), (0.7, 0.0), (0.7, 1.0), (0.3, 1.0)], trim)
+    c.ellipse(0.5, 0.5, 0.49, 0.29, body)
+    c.ellipse(0.5, 0.5, 0.38, 0.22, accent)
+    hand_width = max(1, c.w // 30)
+    cv2.line(c.rgb, c.at(0.5, 0.5), c.at(0.5, 0.36), (20, 20, 20), hand_width)
+    cv2.line(c.rgb, c.at(0.5, 0.5), c.at(0.7, 0.52), (20, 20, 20), hand_width)
+    radius = np.sqrt(((c.xs[None, :] - 0.5) / 0.5) ** 2 + ((c.ys[:, None] - 0.5) / 0.3) ** 2)
+    return 1.1 - 0.3 * np.clip(radius, 0, 1.5)
+
+
+_SPRITE_DRAWERS = {
+    "bottle": _draw_bottle,
+    "box": _draw_box,
+    "shoe": _draw_shoe,
+    "jar": _draw_jar,
+    "watch": _draw_watch,
+}
+
+
 def product_sprite(kind: str, target_h: int, colours: dict[str, tuple[float, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise a product silhouette with shading: ``(rgb uint8 (h, w, 3), mask bool (h, w))``."""
-    aspect = {"bottle": 0.42, "box": 0.95, "shoe": 2.0, "jar": 1.1, "watch": 0.6}[kind]  # width / height
+    aspect = _SPRITE_ASPECTS[kind]
     h = max(8, int(target_h))
     w = max(8, int(round(h * aspect)))
-    rgb = np.zeros((h, w, 3), np.uint8)
-    mask = np.zeros((h, w), np.uint8)
-    body, accent, trim = colours["body"], colours["accent"], colours["trim"]
-
-    def pts(points: list[tuple[float, float]]) -> np.ndarray:
-        return np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in points], np.int32)
-
-    def poly(points: list[tuple[float, float]], colour: tuple[float, ...]) -> None:
-        p = pts(points)
-        cv2.fillPoly(rgb, [p], colour, cv2.LINE_8)
-        cv2.fillPoly(mask, [p], 1, cv2.LINE_8)
-
-    def ellipse(cx: float, cy: float, rx: float, ry: float, colour: tuple[float, ...]) -> None:
-        centre, axes = (round(cx * (w - 1)), round(cy * (h - 1))), (max(1, round(rx * w)), max(1, round(ry * h)))
-        cv2.ellipse(rgb, centre, axes, 0, 0, 360, colour, -1, cv2.LINE_8)
-        cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1, cv2.LINE_8)
-
-    xs = (np.arange(w, dtype=np.float32) + 0.5) / w
-    ys = (np.arange(h, dtype=np.float32) + 0.5) / h
-    if kind == "bottle":
-        poly(
-            [
-                (0.0, 0.42),
-                (0.12, 0.33),
-                (0.36, 0.28),
-                (0.36, 0.12),
-                (0.64, 0.12),
-                (0.64, 0.28),
-                (0.88, 0.33),
-                (1.0, 0.42),
-                (1.0, 0.97),
-                (0.93, 1.0),
-                (0.07, 1.0),
-                (0.0, 0.97),
-            ],
-            body,
-        )
-        poly([(0.3, 0.0), (0.7, 0.0), (0.7, 0.14), (0.3, 0.14)], trim)
-        poly([(0.08, 0.55), (0.92, 0.55), (0.92, 0.82), (0.08, 0.82)], accent)
-        shade = np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * np.clip(xs * 1.1 - 0.02, 0, 1))[None, :], (h, w))
-    elif kind == "box":
-        poly([(0.0, 0.25), (0.72, 0.25), (0.72, 1.0), (0.0, 1.0)], body)
-        poly([(0.0, 0.25), (0.28, 0.0), (1.0, 0.0), (0.72, 0.25)], tuple(min(255.0, c * 1.3 + 30) for c in body))
-        poly([(0.72, 0.25), (1.0, 0.0), (1.0, 0.75), (0.72, 1.0)], tuple(c * 0.6 for c in body))
-        poly([(0.0, 0.5), (0.72, 0.5), (0.72, 0.7), (0.0, 0.7)], accent)
-        ellipse(0.36, 0.85, 0.1, 0.07, trim)
-        shade = np.broadcast_to(1.05 - 0.25 * ys[:, None], (h, w))
-    elif kind == "shoe":
-        poly(
-            [
-                (0.02, 0.55),
-                (0.06, 0.3),
-                (0.28, 0.05),
-                (0.46, 0.05),
-                (0.52, 0.3),
-                (0.75, 0.4),
-                (0.95, 0.5),
-                (1.0, 0.72),
-                (0.0, 0.76),
-            ],
-            body,
-        )
-        poly([(0.0, 0.72), (1.0, 0.68), (1.0, 0.88), (0.95, 0.99), (0.03, 0.99), (0.0, 0.9)], trim)
-        poly([(0.18, 0.6), (0.55, 0.42), (0.8, 0.5), (0.5, 0.55), (0.2, 0.66)], accent)
-        shade = np.broadcast_to(1.1 - 0.35 * ys[:, None], (h, w))
-    elif kind == "jar":
-        poly([(0.0, 0.3), (1.0, 0.3), (1.0, 0.9), (0.0, 0.9)], body)
-        ellipse(0.5, 0.9, 0.5, 0.09, body)
-        poly([(0.05, 0.05), (0.95, 0.05), (0.95, 0.3), (0.05, 0.3)], trim)
-        ellipse(0.5, 0.06, 0.45, 0.06, trim)
-        poly([(0.0, 0.45), (1.0, 0.45), (1.0, 0.75), (0.0, 0.75)], accent)
-        shade = np.broadcast_to(0.55 + 0.45 * np.sin(np.pi * xs)[None, :], (h, w))
-    elif kind == "watch":
-        poly([(0.3, 0.0), (0.7, 0.0), (0.7, 1.0), (0.3, 1.0)], trim)
-        ellipse(0.5, 0.5, 0.49, 0.29, body)
-        ellipse(0.5, 0.5, 0.38, 0.22, accent)
-        centre = (round(0.5 * (w - 1)), round(0.5 * (h - 1)))
-        cv2.line(rgb, centre, (round(0.5 * (w - 1)), round(0.36 * (h - 1))), (20, 20, 20), max(1, w // 30))
-        cv2.line(rgb, centre, (round(0.7 * (w - 1)), round(0.52 * (h - 1))), (20, 20, 20), max(1, w // 30))
-        radius = np.sqrt(((xs[None, :] - 0.5) / 0.5) ** 2 + ((ys[:, None] - 0.5) / 0.3) ** 2)
-        shade = 1.1 - 0.3 * np.clip(radius, 0, 1.5)
-    else:
+    canvas = _SpriteCanvas(h, w)
+    draw = _SPRITE_DRAWERS.get(kind)
+    if draw is None:
         raise ValueError(f"unknown product kind {kind!r}; known: {PRODUCT_KINDS}")
-    highlight = np.exp(-(((xs - 0.28) / 0.05) ** 2))[None, :] * 70.0
-    shaded = rgb.astype(np.float32) * shade[..., None] + highlight[..., None]
-    out = np.where(mask[..., None] > 0, np.clip(shaded, 0, 255), 0).astype(np.uint8)
-    return out, mask.astype(bool)
+    shade = draw(canvas, colours["body"], colours["accent"], colours["trim"])
+    highlight = np.exp(-(((canvas.xs - 0.28) / 0.05) ** 2))[None, :] * 70.0
+    shaded = canvas.rgb.astype(np.float32) * shade[..., None] + highlight[..., None]
+    out = np.where(canvas.mask[..., None] > 0, np.clip(shaded, 0, 255), 0).astype(np.uint8)
+    return out, canvas.mask.astype(bool)
 
 
 def product_colours(rng: np.random.Generator) -> dict[str, tuple[float, ...]]:
@@ -1079,6 +1136,168 @@ def soundtrack(rng: np.random.Generator, bounds: list[int], fps: float) -> np.nd
     return np.clip(chord + kick + hat, -1.0, 1.0).astype(np.float32)[None, :]
 
 
+#: Product height as a share of the frame height, per silhouette.
+_PRODUCT_HEIGHT = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}
+
+
+@dataclass(frozen=True)
+class ProductLook:
+    """An ad's product: silhouette, colours, base height in pixels, and its mean colour inside the edges."""
+
+    kind: str
+    colours: dict[str, tuple[float, ...]]
+    base_h: float
+    mean_rgb: tuple[int, int, int]
+
+    @classmethod
+    def make(cls, kind: str, colours: dict[str, tuple[float, ...]], frame_h: int) -> ProductLook:
+        base_h = _PRODUCT_HEIGHT[kind] * frame_h
+        reference_sprite, reference_mask = product_sprite(kind, base_h, colours)
+        inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        mean_rgb = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+        return cls(kind, colours, base_h, mean_rgb)
+
+    def scene_sprite(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The product for one scene, at 85-115% of its base height: ``(rgb, mask)``."""
+        return product_sprite(self.kind, self.base_h * rng.uniform(0.85, 1.15), self.colours)
+
+
+@dataclass(frozen=True)
+class SceneOverlays:
+    """One scene's captions, drawn over the product: top caption, bottom banner, a price tag from a frame on."""
+
+    top: str
+    bottom: str
+    price: str
+    banner: tuple[float, ...]
+    #: x and y of the price tag, and the scene frame it appears in.
+    price_at: tuple[int, int, int]
+
+    def draw(self, frame: np.ndarray, k: int) -> np.ndarray:
+        """Draw scene frame ``k``'s captions; returns the pixels they touch (``uint8 (H, W)``, nonzero)."""
+        H, W = frame.shape[:2]
+        text_scale = W / 288.0
+        cover = np.zeros((H, W), np.uint8)
+        white = (255, 255, 255)
+        draw_caption(frame, cover, self.top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, white, None)
+        draw_caption(
+            frame, cover, self.bottom, W // 2, int(0.93 * H), int(0.8 * W), 0.75 * text_scale, white, self.banner
+        )
+        if self.price and k >= self.price_at[2]:
+            x, y, _ = self.price_at
+            draw_caption(frame, cover, self.price, x, y, int(0.5 * W), 0.8 * text_scale, (20, 20, 20), (255, 230, 0))
+        return cover
+
+
+@dataclass(frozen=True)
+class SceneLayers:
+    """What moves in one scene: a background canvas panned under the frame, distractors, the product on its track."""
+
+    canvas: np.ndarray
+    #: Pan in pixels per frame (x, y), and the canvas corner the first frame shows.
+    pan: np.ndarray
+    origin: tuple[int, int]
+    sprite: np.ndarray
+    sprite_mask: np.ndarray
+    track: np.ndarray
+    movers: list[dict[str, Any]]
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        pan: np.ndarray,
+        length: int,
+        frame_size: tuple[int, int],
+        background: str,
+        palette: list[np.ndarray],
+        product: ProductLook,
+        presence: str,
+        draw_background: Callable[..., np.ndarray] = background_frame,
+    ) -> SceneLayers:
+        """Draw the scene's canvas (large enough for ``length`` frames of ``pan``), sprite, track and movers."""
+        W, H = frame_size
+        pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
+        canvas = draw_background(background, rng, H + pad_y, W + pad_x, palette)
+        sprite, sprite_mask = product.scene_sprite(rng)
+        track = product_track(rng, presence, length, W, H, sprite_mask.shape[1], sprite_mask.shape[0])
+        movers = make_distractors(rng, W, H, palette)
+        origin = (0 if pan[0] >= 0 else pad_x - 1, 0 if pan[1] >= 0 else pad_y - 1)
+        return cls(canvas, pan, origin, sprite, sprite_mask, track, movers)
+
+    def frame(self, k: int, product: np.ndarray, overlays: SceneOverlays) -> np.ndarray:
+        """Scene frame ``k`` (RGB); marks the product pixels still visible after the overlays in ``product``.
+
+        ``product`` is the frame's all-False ``bool (H, W)`` mask, filled in place.
+        """
+        H, W = product.shape
+        ox, oy = int(round(self.origin[0] + self.pan[0] * k)), int(round(self.origin[1] + self.pan[1] * k))
+        frame = self.canvas[oy : oy + H, ox : ox + W].copy()
+        for mover in self.movers:
+            draw_distractor(frame, mover, k, W, H)
+        paste(frame, product, self.sprite, self.sprite_mask, int(self.track[k, 0]), int(self.track[k, 1]))
+        product &= overlays.draw(frame, k) == 0
+        return frame
+
+
+class FrameMeasures:
+    """Per-frame attention proxy and luma brightness/contrast, averaged per scene at the end."""
+
+    def __init__(self, n_frames: int, height: int, width: int) -> None:
+        self.weights = centre_bias_weights(height, width)
+        self.weight_total = float(self.weights.sum())
+        self.attention = np.zeros(n_frames)
+        self.luma_mean = np.zeros(n_frames)
+        self.luma_sd = np.zeros(n_frames)
+
+    def record(self, index: int, frame: np.ndarray, product: np.ndarray) -> None:
+        self.attention[index] = float(self.weights[product].sum()) / self.weight_total
+        luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        mean, sd = cv2.meanStdDev(luma)
+        self.luma_mean[index], self.luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
+
+    def scene_stats(self, bounds: list[int]) -> list[dict[str, float]]:
+        return [
+            {
+                "attention_proportion": float(self.attention[a:b].mean()),
+                "contrast": float(self.luma_sd[a:b].mean()),
+                "brightness": float(self.luma_mean[a:b].mean()),
+            }
+            for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+        ]
+
+
+def _plan_scene_looks(rng: np.random.Generator, n_scenes: int) -> tuple[list[str], list[str]]:
+    """Per scene: a background kind (never the previous one) and the product's presence.
+
+    Every ad shows its product fully in some scene and loses it in another.
+    """
+    backgrounds: list[str] = []
+    for _ in range(n_scenes):
+        choices = [k for k in BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
+        backgrounds.append(choices[int(rng.integers(len(choices)))])
+    presences = [_PRESENCES[int(rng.integers(len(_PRESENCES)))] for _ in range(n_scenes)]
+    if "full" not in presences:
+        presences[int(rng.integers(n_scenes))] = "full"
+    if all(p == "full" for p in presences):
+        presences[int(rng.integers(n_scenes))] = ("absent", "enter", "exit")[int(rng.integers(3))]
+    return backgrounds, presences
+
+
+def _random_overlays(
+    rng: np.random.Generator, texts: tuple[str, str, str], length: int, W: int, H: int
+) -> SceneOverlays:
+    """The scene's captions with a random banner colour and a price tag at a random place and time."""
+    top, bottom, price = texts
+    banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
+    price_at = (
+        int(rng.uniform(0.15 * W, 0.85 * W)),
+        int(rng.uniform(0.3 * H, 0.75 * H)),
+        int(length * rng.uniform(0.3, 0.7)),
+    )
+    return SceneOverlays(top, bottom, price, banner, price_at)
+
+
 def _render_video(
     layout: DataLayout,
     video_id: str,
@@ -1095,101 +1314,27 @@ def _render_video(
     """Render one ad frame by frame into its mp4; keep only the bool masks and per-scene stats."""
     bounds = _scene_bounds(rng, fps, duration_range_s)
     n_scenes, n_frames = len(bounds) - 1, bounds[-1]
-    backgrounds: list[str] = []
-    for _ in range(n_scenes):
-        choices = [k for k in BACKGROUND_KINDS if not backgrounds or k != backgrounds[-1]]
-        backgrounds.append(choices[int(rng.integers(len(choices)))])
-    presences = [_PRESENCES[int(rng.integers(len(_PRESENCES)))] for _ in range(n_scenes)]
-    if "full" not in presences:
-        presences[int(rng.integers(n_scenes))] = "full"
-    if all(p == "full" for p in presences):  # every ad loses its product somewhere
-        presences[int(rng.integers(n_scenes))] = ("absent", "enter", "exit")[int(rng.integers(3))]
+    backgrounds, presences = _plan_scene_looks(rng, n_scenes)
     palettes = scene_palettes(rng, n_scenes)
-    colours = product_colours(rng)
-    base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
-    reference_sprite, reference_mask = product_sprite(product_kind, base_h, colours)
-    inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+    product = ProductLook.make(product_kind, product_colours(rng), H)
     captions = _captions(rng, keyword, n_scenes)
     audio = soundtrack(rng, bounds, fps)
 
-    weights = centre_bias_weights(H, W)
-    weight_total = float(weights.sum())
     masks = np.zeros((n_frames, H, W), dtype=bool)
-    attention = np.zeros(n_frames)
-    luma_mean = np.zeros(n_frames)
-    luma_sd = np.zeros(n_frames)
+    measures = FrameMeasures(n_frames, H, W)
     path = layout.videos_dir / f"{video_id}.mp4"
-    text_scale = W / 288.0
     with VideoWriter(path, fps, audio_pcm=(audio, AUDIO_RATE)) as writer:
         for s in range(n_scenes):
             length = bounds[s + 1] - bounds[s]
             pan = rng.uniform(-1.5, 1.5, size=2) * W / 288
-            pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
-            canvas = background_frame(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
-            sprite, smask = product_sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
-            track = product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
-            movers = make_distractors(rng, W, H, palettes[s])
-            top, bottom, price = captions[s]
-            banner = tuple(float(c) for c in _hsv(rng.random(), 0.85, 0.9))
-            price_at = (
-                int(rng.uniform(0.15 * W, 0.85 * W)),
-                int(rng.uniform(0.3 * H, 0.75 * H)),
-                int(length * rng.uniform(0.3, 0.7)),
-            )
-            x0 = 0 if pan[0] >= 0 else pad_x - 1
-            y0 = 0 if pan[1] >= 0 else pad_y - 1
-            for k in range(length):
-                index = bounds[s] + k
-                ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = canvas[oy : oy + H, ox : ox + W].copy()
-                for mover in movers:
-                    draw_distractor(frame, mover, k, W, H)
-                product = masks[index]
-                paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
-                cover = np.zeros((H, W), np.uint8)
-                draw_caption(
-                    frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None
-                )
-                draw_caption(
-                    frame,
-                    cover,
-                    bottom,
-                    W // 2,
-                    int(0.93 * H),
-                    int(0.8 * W),
-                    0.75 * text_scale,
-                    (255, 255, 255),
-                    banner,
-                )
-                if price and k >= price_at[2]:
-                    draw_caption(
-                        frame,
-                        cover,
-                        price,
-                        price_at[0],
-                        price_at[1],
-                        int(0.5 * W),
-                        0.8 * text_scale,
-                        (20, 20, 20),
-                        (255, 230, 0),
-                    )
-                product &= cover == 0
-                attention[index] = float(weights[product].sum()) / weight_total
-                luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                mean, sd = cv2.meanStdDev(luma)
-                luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
+            layers = SceneLayers.draw(rng, pan, length, (W, H), backgrounds[s], palettes[s], product, presences[s])
+            overlays = _random_overlays(rng, captions[s], length, W, H)
+            for index in range(bounds[s], bounds[s + 1]):
+                frame = layers.frame(index - bounds[s], masks[index], overlays)
+                measures.record(index, frame, masks[index])
                 writer.write(frame)
     mask_path = layout.provided_mask_path(video_id)
     save_mask_stack(mask_path, masks)
-    stats = [
-        {
-            "attention_proportion": float(attention[a:b].mean()),
-            "contrast": float(luma_sd[a:b].mean()),
-            "brightness": float(luma_mean[a:b].mean()),
-        }
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
-    ]
     return Rendered(
         video_id,
         path,
@@ -1198,7 +1343,7 @@ def _render_video(
         keyword_kind,
         industry,
         product_kind,
-        product_mean,
+        product.mean_rgb,
         W,
         H,
         float(fps),
@@ -1206,7 +1351,7 @@ def _render_video(
         bounds,
         backgrounds,
         presences,
-        stats,
+        measures.scene_stats(bounds),
     )
 
 

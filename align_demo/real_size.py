@@ -26,7 +26,6 @@ holds only that one ad (the real-size benchmark, ``bench/bench_real_size.py``).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -41,18 +40,15 @@ from align_core.io.video_io import VideoWriter
 from align_demo.corpus import (
     AUDIO_RATE,
     BACKGROUND_KINDS,
+    FrameMeasures,
+    ProductLook,
     Rendered,
+    SceneLayers,
+    SceneOverlays,
     alignment_csv,
     attach_outcomes,
-    centre_bias_weights,
-    draw_caption,
-    draw_distractor,
     keywords_csv,
-    make_distractors,
-    paste,
     product_colours,
-    product_sprite,
-    product_track,
     scene_palettes,
     soundtrack,
 )
@@ -77,6 +73,8 @@ SCENE_S = 5.0
 PRESENCE_CYCLE: tuple[str, ...] = ("full", "exit", "absent", "enter")
 PRICE = "$24.99"
 CALL_TO_ACTION = "SHOP NOW"
+#: The call-to-action banner's colour (RGB).
+_BANNER = (235.0, 40.0, 70.0)
 _TOP_CAPTIONS: tuple[str, ...] = ("BEST SELLER", "LIMITED OFFER", f"ONLY {PRICE}", "NEW DROP")
 #: Default ad of :func:`write_real_size_ad` (a keyword of the real keyword file, and its industry).
 DEFAULT_KEYWORD, DEFAULT_INDUSTRY, DEFAULT_PRODUCT_KIND = "perfume", "Beauty", "bottle"
@@ -135,94 +133,34 @@ def render_real_size_ad(
     order = rng.permutation(len(BACKGROUND_KINDS))
     backgrounds = [BACKGROUND_KINDS[int(order[s % len(order)])] for s in range(n_scenes)]
     palettes = scene_palettes(rng, n_scenes)
-    colours = product_colours(rng)
-    base_h = {"bottle": 0.38, "box": 0.24, "shoe": 0.15, "jar": 0.2, "watch": 0.32}[product_kind] * H
-    reference_sprite, reference_mask = product_sprite(product_kind, base_h, colours)
-    inner = cv2.erode(reference_mask.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    product_mean = tuple(int(round(float(c))) for c in reference_sprite[inner].mean(axis=0))
+    product = ProductLook.make(product_kind, product_colours(rng), H)
     texts = overlay_texts(keyword, n_scenes)
     audio = soundtrack(rng, bounds, fps)
 
-    weights = centre_bias_weights(H, W)
-    weight_total = float(weights.sum())
     masks = MaskFrames(H, W)
-    attention = np.zeros(n_frames)
-    luma_mean = np.zeros(n_frames)
-    luma_sd = np.zeros(n_frames)
+    measures = FrameMeasures(n_frames, H, W)
     path = layout.videos_dir / f"{video_id}.mp4"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text_scale = W / 288.0
-    product = np.zeros((H, W), dtype=bool)
-    cover = np.zeros((H, W), dtype=np.uint8)
     # A faster x264 preset at real size: the generator's time is mostly encoding.
     preset = "ultrafast" if W * H > 1_000_000 else "veryfast"
     with VideoWriter(path, fps, audio_pcm=(audio, AUDIO_RATE), preset=preset) as writer:
         for s in range(n_scenes):
             length = bounds[s + 1] - bounds[s]
-            # The pan is capped so one scene's canvas stays within ~15% of the frame per side.
-            pan = rng.uniform(-1.0, 1.0, size=2) * np.minimum(1.5 * W / 288, 0.15 * np.array([W, H]) / max(length, 1))
-            pad_x, pad_y = int(math.ceil(abs(pan[0]) * length)) + 1, int(math.ceil(abs(pan[1]) * length)) + 1
-            canvas = _background(backgrounds[s], rng, H + pad_y, W + pad_x, palettes[s])
-            sprite, smask = product_sprite(product_kind, base_h * rng.uniform(0.85, 1.15), colours)
-            track = product_track(rng, presences[s], length, W, H, smask.shape[1], smask.shape[0])
-            movers = make_distractors(rng, W, H, palettes[s])
-            top, bottom, price = texts[s]
-            banner = (235.0, 40.0, 70.0)
-            price_at = (int(0.72 * W), int(0.62 * H), int(length * 0.3))
-            x0 = 0 if pan[0] >= 0 else pad_x - 1
-            y0 = 0 if pan[1] >= 0 else pad_y - 1
-            for k in range(length):
-                index = bounds[s] + k
-                ox, oy = int(round(x0 + pan[0] * k)), int(round(y0 + pan[1] * k))
-                frame = canvas[oy : oy + H, ox : ox + W].copy()
-                for mover in movers:
-                    draw_distractor(frame, mover, k, W, H)
-                product[:] = False
-                cover[:] = 0
-                paste(frame, product, sprite, smask, int(track[k, 0]), int(track[k, 1]))
-                draw_caption(
-                    frame, cover, top, W // 2, int(0.12 * H), int(0.9 * W), 0.95 * text_scale, (255, 255, 255), None
-                )
-                draw_caption(
-                    frame,
-                    cover,
-                    bottom,
-                    W // 2,
-                    int(0.93 * H),
-                    int(0.8 * W),
-                    0.75 * text_scale,
-                    (255, 255, 255),
-                    banner,
-                )
-                if price and k >= price_at[2]:
-                    draw_caption(
-                        frame,
-                        cover,
-                        price,
-                        price_at[0],
-                        price_at[1],
-                        int(0.5 * W),
-                        0.8 * text_scale,
-                        (20, 20, 20),
-                        (255, 230, 0),
-                    )
-                product &= cover == 0
-                masks.append(product)
-                attention[index] = float(weights[product].sum()) / weight_total
-                luma = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                mean, sd = cv2.meanStdDev(luma)
-                luma_mean[index], luma_sd[index] = float(mean[0, 0]) / 255.0, float(sd[0, 0]) / 255.0
-                writer.write(frame)
-            del canvas
+            layers = SceneLayers.draw(
+                rng,
+                _capped_pan(rng, length, W, H),
+                length,
+                (W, H),
+                backgrounds[s],
+                palettes[s],
+                product,
+                presences[s],
+                draw_background=_background,
+            )
+            overlays = SceneOverlays(*texts[s], _BANNER, (int(0.72 * W), int(0.62 * H), int(length * 0.3)))
+            _stream_scene(writer, layers, overlays, range(bounds[s], bounds[s + 1]), masks, measures)
+            del layers  # one scene's canvas in memory at a time
     mask_path = save_npz_atomic(layout.provided_mask_path(video_id), **masks.to_arrays("mask"))
-    stats = [
-        {
-            "attention_proportion": float(attention[a:b].mean()),
-            "contrast": float(luma_sd[a:b].mean()),
-            "brightness": float(luma_mean[a:b].mean()),
-        }
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
-    ]
     return Rendered(
         video_id,
         path,
@@ -231,7 +169,7 @@ def render_real_size_ad(
         "product",
         industry,
         product_kind,
-        product_mean,
+        product.mean_rgb,
         W,
         H,
         float(fps),
@@ -239,8 +177,31 @@ def render_real_size_ad(
         bounds,
         backgrounds,
         presences,
-        stats,
+        measures.scene_stats(bounds),
     )
+
+
+def _capped_pan(rng: np.random.Generator, length: int, W: int, H: int) -> np.ndarray:
+    """A random pan (pixels per frame), capped so one scene's canvas stays within ~15% of the frame per side."""
+    return rng.uniform(-1.0, 1.0, size=2) * np.minimum(1.5 * W / 288, 0.15 * np.array([W, H]) / max(length, 1))
+
+
+def _stream_scene(
+    writer: VideoWriter,
+    layers: SceneLayers,
+    overlays: SceneOverlays,
+    frames: range,
+    masks: MaskFrames,
+    measures: FrameMeasures,
+) -> None:
+    """Draw, measure, pack the mask of and encode each frame of one scene, one frame in memory at a time."""
+    product = np.zeros((masks.height, masks.width), dtype=bool)
+    for index in frames:
+        product[:] = False
+        frame = layers.frame(index - frames.start, product, overlays)
+        masks.append(product)
+        measures.record(index, frame, product)
+        writer.write(frame)
 
 
 def _background(kind: str, rng: np.random.Generator, h: int, w: int, palette: list[np.ndarray]) -> np.ndarray:
