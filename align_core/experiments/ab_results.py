@@ -127,17 +127,6 @@ CREATE TABLE IF NOT EXISTS experiment_arms (
 """
 
 
-class ExportValidationError(ValueError):
-    """An export that cannot be ingested; ``errors`` lists every bad row."""
-
-    def __init__(self, path: Path, errors: list[str]) -> None:
-        self.path = path
-        self.errors = errors
-        shown = "\n".join(errors[:20])
-        more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        super().__init__(f"{path.name}: {len(errors)} error(s)\n{shown}{more}")
-
-
 @dataclass(frozen=True)
 class IngestReport:
     """What one ingestion did, for sensor/asset metadata and for people reading logs."""

@@ -18,14 +18,11 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from align_core.io.layout import ARTIFACT_FILES
-
 __all__ = [
     "eligibility_table",
     "variants_select_sql",
 ]
 
-ELIGIBILITY_FILE = ARTIFACT_FILES["variant_quality"]["eligibility"]
 STATUSES = ("passed", "failed", "not_manipulable", "unreachable", "unchecked")
 UNCHECKED = "unchecked: variant_quality not run"
 STALE = "unchecked: variant_quality checked an earlier render of this variant"

@@ -156,13 +156,3 @@ def detect_scenes(
             }
         )
     return SceneMapping(pd.DataFrame(rows), "detected", [])
-
-
-def frame_scene_numbers(mapping: SceneMapping, frame_count: int) -> list[int | None]:
-    """Scene number of every frame (None for frames in a gap)."""
-    numbers: list[int | None] = [None] * frame_count
-    for row in mapping.scenes.itertuples(index=False):
-        for index in range(int(row.start_frame), int(row.end_frame)):
-            if numbers[index] is None:
-                numbers[index] = int(row.scene_number)
-    return numbers

@@ -173,11 +173,6 @@ def _hue_degrees(b: np.ndarray, a: np.ndarray) -> np.ndarray:
     return hue
 
 
-def delta_e_map(baseline: np.ndarray, edited: np.ndarray) -> np.ndarray:
-    """Per-pixel CIEDE2000 between two sRGB frames (float64 ``(H, W)``)."""
-    return ciede2000(rgb_to_lab(baseline), rgb_to_lab(edited))
-
-
 def ssim_map(baseline: np.ndarray, edited: np.ndarray) -> np.ndarray:
     """Per-pixel SSIM of the BT.601 luma of two frames (Gaussian window, sigma 1.5, 11x11) on the budget's
     [0, 1] scale: :func:`align_core.measurement.image_metrics.ssim_map` on OpenCV's float32 grey."""
