@@ -72,7 +72,8 @@ def _definitions(before: bool):
     """The platform's Definitions, or (``before``) every asset with its own eager condition as before the change."""
     from dagster import Definitions, load_assets_from_modules
 
-    from align_assets.definitions import defs, stage_modules
+    from align_assets.definitions import defs
+    from align_assets.production import stage_modules
     from align_assets.resources import default_resources
 
     if not before:
