@@ -22,7 +22,7 @@ from dagster import (
 
 from align_assets import schedules, sensors
 from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
-from align_assets.automation import per_video_automation, without_per_video_conditions
+from align_assets.automation import per_video_automation
 from align_assets.resources import default_resources
 
 __all__ = [
@@ -57,7 +57,7 @@ def build_definitions(
         experiments.ab_results_asset(extra_deps=ab_results_deps),
     ]
     return Definitions(
-        assets=without_per_video_conditions(assets),
+        assets=assets,
         asset_checks=list(
             load_asset_checks_from_modules(stage_modules)
         ),  # e.g. the annotated masks' partitioned checks

@@ -14,7 +14,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -56,7 +55,6 @@ def _skipped_metadata(reason: str) -> dict:
     partitions_def=video_partitions,
     deps=["control_tensors", "video_catalog"],
     group_name="variants",
-    automation_condition=AutomationCondition.eager(),
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "json"},
 )
@@ -94,7 +92,6 @@ def variant_videos_asset(needs_checkpoint: bool):
         # only a diffusion editor needs the GPU: the salience editor's renders run side by side
         pool="gpu" if needs_checkpoint else None,
         op_tags=GPU_OP_TAGS if needs_checkpoint else {},
-        automation_condition=AutomationCondition.eager(),
         kinds={"python", "video"},
         backfill_policy=ONE_VIDEO_PER_RUN,
     )
@@ -189,7 +186,6 @@ def variant_videos_asset(needs_checkpoint: bool):
             "text unstable in baseline is listed, not compared. A failing variant is not eligible.",
         ),
     ],
-    automation_condition=AutomationCondition.eager(),
     kinds={"python", "parquet"},
     backfill_policy=ONE_VIDEO_PER_RUN,
 )
