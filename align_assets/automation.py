@@ -14,11 +14,11 @@ per tick. Warehouse tables fed by a per-video asset are requested once per tick 
 asset had new events (one rebuild, incremental past 2,000 videos: see
 :func:`align_core.io.warehouse.rebuild_table_from_parquet`).
 
-The ``automation`` sensor keeps evaluating the unpartitioned assets' own conditions (the
-checkpoint, the A/B ingest and the report), which is cheap; :func:`without_per_video_conditions`
-removes the per-video assets' and tables' conditions from the definitions, so no default
-automation sensor evaluates them over every partition. Their declared behaviour (eager) is
-unchanged, only who evaluates it.
+The rule is one named condition, :data:`PER_VIDEO_CONDITION` (eager), owned by the sensor that
+evaluates it: the per-video assets and the tables they feed declare no automation condition of
+their own, since the ``automation`` sensor would evaluate such a condition over every partition.
+That sensor keeps evaluating the unpartitioned assets' own conditions (the checkpoint, the A/B
+ingest and the report), which is cheap.
 """
 
 from __future__ import annotations
@@ -31,28 +31,33 @@ from dagster import (
     AssetRecordsFilter,
     AssetsDefinition,
     AssetSelection,
+    AutomationCondition,
     DagsterEventType,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    map_asset_specs,
     sensor,
 )
 
 from align_assets.partitions import video_partitions
 
 __all__ = [
+    "PER_VIDEO_CONDITION",
     "SENSOR_NAME",
+    "carried_keys",
     "evaluate_per_video_automation",
     "per_video_automation",
-    "without_per_video_conditions",
 ]
 
 #: Most materialization events read per asset per tick (a backlog is worked off over ticks).
 EVENTS_PER_TICK = 2_000
 SENSOR_NAME = "per_video_automation"
+#: The condition :func:`per_video_automation` applies to every per-video asset and to the warehouse
+#: tables they feed (:func:`carried_keys`), evaluated from the events since its cursor instead of
+#: over every partition: eager, "a parent was updated, and none is missing".
+PER_VIDEO_CONDITION = AutomationCondition.eager()
 
 
 def _is_video_partitioned(node) -> bool:
@@ -82,25 +87,24 @@ def per_video_children(asset_graph) -> dict[AssetKey, tuple[list[AssetKey], list
     return out
 
 
-def without_per_video_conditions(assets: Iterable[AssetsDefinition]) -> list[AssetsDefinition]:
-    """The assets with no automation condition on per-video assets or on tables they feed.
+def carried_keys(assets: Iterable[AssetsDefinition]) -> set[AssetKey]:
+    """Keys :func:`per_video_automation` requests: per-video assets downstream of another, and the tables they feed.
 
-    Those are carried by :func:`per_video_automation` instead (see the module docstring).
+    The first stage (``video_catalog``) is requested by the ``new_video_sensor`` instead.
     """
-    assets = list(assets)
-    per_video = {spec.key for a in assets for spec in a.specs if spec.partitions_def == video_partitions}
-    fed = {
+    specs = [spec for a in assets for spec in a.specs]
+    per_video = {spec.key for spec in specs if spec.partitions_def == video_partitions}
+    children = {
+        spec.key for spec in specs if spec.key in per_video and any(dep.asset_key in per_video for dep in spec.deps)
+    }
+    tables = {
         spec.key
-        for a in assets
-        for spec in a.specs
+        for spec in specs
         if spec.partitions_def is None
         and "duckdb" in spec.kinds
         and any(dep.asset_key in per_video for dep in spec.deps)
     }
-    drop = per_video | fed
-    return map_asset_specs(
-        lambda spec: spec.replace_attributes(automation_condition=None) if spec.key in drop else spec, assets
-    )
+    return children | tables
 
 
 def _latest_storage_id(instance, key: AssetKey, partition: str | None) -> int | None:
@@ -195,7 +199,8 @@ def evaluate_per_video_automation(
     target=AssetSelection.all(),
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Carries each new or updated video downstream (eager rule), reading only the events since its cursor.",
+    description="Carries each new or updated video downstream (PER_VIDEO_CONDITION: eager), reading only the events "
+    "since its cursor.",
 )
 def per_video_automation(context: SensorEvaluationContext):
     requests, cursor, counts = evaluate_per_video_automation(

@@ -14,6 +14,8 @@ __all__ = [
 ]
 
 VIDEO_PARTITIONS_NAME = "videos"
+#: Assets on these partitions declare no automation condition: the ``per_video_automation`` sensor
+#: carries each new or updated video downstream (align_assets.automation.PER_VIDEO_CONDITION).
 video_partitions = DynamicPartitionsDefinition(name=VIDEO_PARTITIONS_NAME)
 
 #: Cheap per-video stages without per-video checks run several videos per backfill run.

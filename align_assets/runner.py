@@ -90,90 +90,20 @@ def materialize_everything(
     that are blocked on a pool, and stays interruptible by Ctrl-C (Dagster's in-process executor
     swallows SIGINT while a step waits for a slot).
     """
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance
 
-    from align_assets.definitions import all_asset_checks, all_assets, defs
-    from align_assets.partitions import VIDEO_PARTITIONS_NAME
-    from align_assets.recovery import process_tags
+    from align_assets.definitions import defs
 
     instance = instance or DagsterInstance.get()
-    op_config = op_config or {}
-    known = set(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
-    new = [key for key in partition_keys if key not in known]
-    if new:
-        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, new)
-
+    _register_partitions(instance, partition_keys)
     graph = defs.resolve_asset_graph()
-    remaining = set(graph.materializable_asset_keys)
-    if assets is not None:
-        unknown = sorted(set(assets) - {key.to_user_string() for key in remaining})
-        if unknown:
-            raise ValueError(f"unknown asset(s) {', '.join(unknown)}")
-        remaining = {key for key in remaining if key.to_user_string() in assets}
-    tags = {"align/launched_by": "make demo", **process_tags()}
-
-    def launch(wave: set, **kwargs):
-        kwargs.update(
-            selection=list(wave),
-            instance=instance,
-            resources=resources,
-            raise_on_error=False,
-            tags=tags,
-            run_config=wave_config(wave),
-        )
-        if not watch:
-            return materialize([*all_assets, *all_asset_checks], **kwargs)
-        pools = set().union(*(graph.get(key).pools or set() for key in wave))
-        return run_watched(instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, log)
-
-    failures: dict[str, list[str]] = {}
-
-    def wave_config(wave: set) -> dict:
-        names = {key.to_user_string() for key in wave}
-        ops = {name: {"config": config} for name, config in op_config.items() if name in names}
-        return {**QUIET_RUN_CONFIG, "ops": ops} if ops else QUIET_RUN_CONFIG
-
+    remaining = _selected_keys(graph, assets)
     parallel = workers > 1 and len(partition_keys) > 1 and resources is None
-    resources = resources or dict(defs.resources)
+    waves = _Waves(instance, graph, resources or dict(defs.resources), op_config or {}, log, watch)
     pool = VideoWorkers(min(workers, len(partition_keys))) if parallel else None
     try:
         while remaining:
-            # Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
-            # ancestors are all in the wave; per-video waves run once per video.
-            wave = _closure(graph, remaining, partitioned=True)
-            if wave:
-                names = sorted(k.to_user_string() for k in wave)
-                log(
-                    f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos"
-                    + (f" ({pool.size} at a time)" if pool else "")
-                )
-                if pool:
-                    for key, ok, message, seconds in pool.run(names, partition_keys, wave_config(wave)):
-                        log(f"   {key:<40} {'ok' if ok else 'FAILED':>6}  {seconds:6.1f} s")
-                        if not ok:
-                            failures.setdefault(key, []).append(message)
-                else:
-                    for key in partition_keys:
-                        started = time.perf_counter()
-                        result = launch(wave, partition_key=key)
-                        log(
-                            f"   {key:<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s"
-                        )
-                        if not result.success:
-                            failures.setdefault(key, []).append(_failure_message(result))
-            else:
-                wave = _closure(graph, remaining, partitioned=False)
-                if not wave:
-                    raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
-                log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
-                started = time.perf_counter()
-                result = launch(wave)
-                log(
-                    f"   {'(unpartitioned)':<40} {'ok' if result.success else 'FAILED':>6}  {time.perf_counter() - started:6.1f} s"
-                )
-                if not result.success:
-                    failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
-            remaining -= wave
+            remaining -= waves.run_next(remaining, partition_keys, pool)
     except BaseException:
         if pool:
             pool.terminate()  # Ctrl-C, SIGTERM or an error here: the workers' runs are reclaimed as killed
@@ -182,7 +112,112 @@ def materialize_everything(
     finally:
         if pool:
             pool.close()
-    return failures
+    return waves.failures
+
+
+def _register_partitions(instance, partition_keys: list[str]) -> None:
+    """Add the videos the instance does not know yet as partitions."""
+    from align_assets.partitions import VIDEO_PARTITIONS_NAME
+
+    known = set(instance.get_dynamic_partitions(VIDEO_PARTITIONS_NAME))
+    new = [key for key in partition_keys if key not in known]
+    if new:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, new)
+
+
+def _selected_keys(graph, assets: list[str] | None) -> set:
+    """The materializable keys to run: all of them, or those named in ``assets`` (unknown names are an error)."""
+    remaining = set(graph.materializable_asset_keys)
+    if assets is None:
+        return remaining
+    unknown = sorted(set(assets) - {key.to_user_string() for key in remaining})
+    if unknown:
+        raise ValueError(f"unknown asset(s) {', '.join(unknown)}")
+    return {key for key in remaining if key.to_user_string() in assets}
+
+
+def _status_line(label: str, ok: bool, seconds: float) -> str:
+    return f"   {label:<40} {'ok' if ok else 'FAILED':>6}  {seconds:6.1f} s"
+
+
+class _Waves:
+    """Runs one wave at a time (all per-video assets that are ready, else the unpartitioned ones) and keeps the failures."""
+
+    def __init__(self, instance, graph, resources: dict, op_config: dict[str, dict], log, watch: bool):
+        from align_assets.recovery import process_tags
+
+        self.instance, self.graph, self.resources = instance, graph, resources
+        self.op_config, self.log, self.watch = op_config, log, watch
+        self.tags = {"align/launched_by": "make demo", **process_tags()}
+        self.failures: dict[str, list[str]] = {}
+
+    def run_next(self, remaining: set, partition_keys: list[str], pool: VideoWorkers | None) -> set:
+        """Run the next wave and return its keys.
+
+        Each wave takes every asset of one kind (per-video or unpartitioned) whose unfinished
+        ancestors are all in the wave; per-video waves run once per video.
+        """
+        wave = _closure(self.graph, remaining, partitioned=True)
+        if wave:
+            self._per_video(wave, partition_keys, pool)
+            return wave
+        wave = _closure(self.graph, remaining, partitioned=False)
+        if not wave:
+            raise RuntimeError(f"cannot order assets {sorted(k.to_user_string() for k in remaining)}")
+        self._unpartitioned(wave)
+        return wave
+
+    def _per_video(self, wave: set, partition_keys: list[str], pool: VideoWorkers | None) -> None:
+        names = sorted(k.to_user_string() for k in wave)
+        self.log(
+            f"== per-video assets {', '.join(names)} over {len(partition_keys)} videos"
+            + (f" ({pool.size} at a time)" if pool else "")
+        )
+        if pool:
+            for key, ok, message, seconds in pool.run(names, partition_keys, self._run_config(wave)):
+                self.log(_status_line(key, ok, seconds))
+                if not ok:
+                    self.failures.setdefault(key, []).append(message)
+            return
+        for key in partition_keys:
+            started = time.perf_counter()
+            result = self._launch(wave, partition_key=key)
+            self.log(_status_line(key, result.success, time.perf_counter() - started))
+            if not result.success:
+                self.failures.setdefault(key, []).append(_failure_message(result))
+
+    def _unpartitioned(self, wave: set) -> None:
+        self.log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
+        started = time.perf_counter()
+        result = self._launch(wave)
+        self.log(_status_line("(unpartitioned)", result.success, time.perf_counter() - started))
+        if not result.success:
+            self.failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
+
+    def _run_config(self, wave: set) -> dict:
+        names = {key.to_user_string() for key in wave}
+        ops = {name: {"config": config} for name, config in self.op_config.items() if name in names}
+        return {**QUIET_RUN_CONFIG, "ops": ops} if ops else QUIET_RUN_CONFIG
+
+    def _launch(self, wave: set, **kwargs):
+        from dagster import materialize
+
+        from align_assets.definitions import all_asset_checks, all_assets
+
+        kwargs.update(
+            selection=list(wave),
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+            tags=self.tags,
+            run_config=self._run_config(wave),
+        )
+        if not self.watch:
+            return materialize([*all_assets, *all_asset_checks], **kwargs)
+        pools = set().union(*(self.graph.get(key).pools or set() for key in wave))
+        return run_watched(
+            self.instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, self.log
+        )
 
 
 def _worker_start() -> None:

@@ -9,7 +9,7 @@ atomically. A table asset then rebuilds its DuckDB table from every video's file
 - the table write itself is one transaction under the warehouse writer lock.
 """
 
-from dagster import AssetExecutionContext, AssetKey, AutomationCondition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
@@ -47,7 +47,6 @@ def collect_table_asset(
         deps=[AssetKey(source_asset)] + ([AssetKey(eligibility[0])] if eligibility else []),
         group_name=group_name,
         description=description,
-        automation_condition=AutomationCondition.eager(),
         kinds={"duckdb"},
     )
     def _table(

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "CODE_LOCATIONS",
     "PROFILE_DEFAULTS",
     "ProfileDefaults",
     "add_data_dir_argument",
+    "code_location_module",
     "data_dir_from_env",
     "profile_from_env",
 ]
@@ -68,3 +70,17 @@ PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
         patch_scorer="llava", segmenter="clipseg", editor="controlnet", backbone="pretrained", device="cuda"
     ),
 }
+
+#: The module that builds each profile's Dagster ``Definitions`` (its ``build_definitions(resources)``),
+#: loaded by name by ``align_assets.definitions``: the demo extends production with demo-only assets.
+CODE_LOCATIONS: dict[str, str] = {
+    "demo": "align_demo.definitions",
+    "research": "align_assets.production",
+}
+
+
+def code_location_module(profile: str) -> str:
+    """The module whose ``build_definitions`` gives ``profile``'s Definitions."""
+    if profile not in CODE_LOCATIONS:
+        raise ValueError(f"profile {profile!r} is not one of {sorted(CODE_LOCATIONS)}")
+    return CODE_LOCATIONS[profile]

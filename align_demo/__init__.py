@@ -1,3 +1,3 @@
-"""Demo corpus and A/B simulation: never imported by production code."""
+"""The demo: corpus, A/B simulation, the demo profile's Definitions and the ``align-demo`` CLI; never imported by production code."""
 
 __all__: list[str] = []

@@ -1,7 +1,7 @@
 """Demo-profile Dagster assets: the simulated A/B export and the check that the analysis recovers it.
 
-Only the demo profile's ``Definitions`` include these (``align_assets.definitions`` adds them
-when ``profile == "demo"``); the production graph never depends on them.
+Only the demo profile's ``Definitions`` include these (:mod:`align_demo.definitions` merges them
+into production's); the production graph never depends on them.
 """
 
 import datetime as _dt

@@ -211,7 +211,7 @@ def resume(root: Path, op_config: dict | None, redo_downstream_of: str | None = 
 
 def report(root: Path) -> int:
     """The step table of the run(s) in ``root``'s Dagster instance, with the RSS samples written so far."""
-    from align_assets.demo import prepare_instance
+    from align_assets.runner import prepare_instance
 
     prepare_instance(Path(root) / "dagster_home")
     from dagster import DagsterInstance

@@ -70,14 +70,22 @@ def real_video_ids(path: Path, limit: int | None) -> list[str]:
 
 def _definitions(before: bool):
     """The platform's Definitions, or (``before``) every asset with its own eager condition as before the change."""
-    from dagster import Definitions, load_assets_from_modules
+    from dagster import Definitions, load_assets_from_modules, map_asset_specs
 
-    from align_assets.definitions import defs, stage_modules
+    from align_assets.automation import PER_VIDEO_CONDITION, carried_keys
+    from align_assets.definitions import defs
+    from align_assets.production import stage_modules
     from align_assets.resources import default_resources
 
     if not before:
         return defs
-    return Definitions(assets=load_assets_from_modules(stage_modules), resources=default_resources())
+    assets = load_assets_from_modules(stage_modules)
+    carried = carried_keys(defs.assets)  # the tables fed by factory-built assets (variant_videos) too
+    assets = map_asset_specs(
+        lambda spec: spec.replace_attributes(automation_condition=PER_VIDEO_CONDITION) if spec.key in carried else spec,
+        assets,
+    )
+    return Definitions(assets=assets, resources=default_resources())
 
 
 def automation_tick(

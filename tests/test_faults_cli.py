@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from align_assets import demo
 from align_core.io.layout import DataLayout
+from align_demo import cli as demo
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

@@ -1,6 +1,6 @@
 """Per-video ``attention_maps``: A_t by the meaning-map procedure with the ``scorer`` resource."""
 
-from dagster import AssetExecutionContext, AutomationCondition, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource, ScorerResource
@@ -19,7 +19,6 @@ class AttentionConfig(Config, AttentionSettings):
     partitions_def=video_partitions,
     deps=["video_catalog"],
     group_name="perception",
-    automation_condition=AutomationCondition.eager(),
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "numpy"},
 )

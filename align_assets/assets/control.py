@@ -1,6 +1,6 @@
 """Per-video ``control_tensors`` C_t = [M_t, S_t] with alignment a_t, and the alignment tables."""
 
-from dagster import AssetCheckSpec, AssetExecutionContext, AutomationCondition, MaterializeResult, MetadataValue, asset
+from dagster import AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from align_assets.metadata import check_result, png_markdown
 from align_assets.partitions import ONE_VIDEO_PER_RUN, video_partitions
@@ -30,7 +30,6 @@ CONTROL_CHECKS = [
     deps=["attention_maps", "keyword_masks", "video_catalog"],
     group_name="perception",
     check_specs=CONTROL_CHECKS,
-    automation_condition=AutomationCondition.eager(),
     kinds={"python", "numpy", "parquet"},
     backfill_policy=ONE_VIDEO_PER_RUN,
 )

@@ -12,7 +12,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -33,7 +32,6 @@ __all__ = [
     partitions_def=video_partitions,
     deps=["video_catalog"],
     group_name="perception",
-    automation_condition=AutomationCondition.eager(),
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "numpy"},
 )

@@ -1,7 +1,7 @@
 """Per-video ``protected_regions``: text overlays (PP-OCRv4) and user regions no variant may edit."""
 
 import numpy as np
-from dagster import AssetExecutionContext, AutomationCondition, Config, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, asset
 
 from align_assets.metadata import png_markdown, table_markdown
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
@@ -20,7 +20,6 @@ class ProtectSettings(Config, ProtectStageSettings):
     partitions_def=video_partitions,
     deps=["video_catalog"],
     group_name="variants",
-    automation_condition=AutomationCondition.eager(),
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "parquet"},
 )

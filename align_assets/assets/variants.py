@@ -14,7 +14,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -56,7 +55,6 @@ def _skipped_metadata(reason: str) -> dict:
     partitions_def=video_partitions,
     deps=["control_tensors", "video_catalog"],
     group_name="variants",
-    automation_condition=AutomationCondition.eager(),
     backfill_policy=CHEAP_BACKFILL,
     kinds={"python", "json"},
 )
@@ -94,7 +92,6 @@ def variant_videos_asset(needs_checkpoint: bool):
         # only a diffusion editor needs the GPU: the salience editor's renders run side by side
         pool="gpu" if needs_checkpoint else None,
         op_tags=GPU_OP_TAGS if needs_checkpoint else {},
-        automation_condition=AutomationCondition.eager(),
         kinds={"python", "video"},
         backfill_policy=ONE_VIDEO_PER_RUN,
     )
@@ -189,7 +186,6 @@ def variant_videos_asset(needs_checkpoint: bool):
             "text unstable in baseline is listed, not compared. A failing variant is not eligible.",
         ),
     ],
-    automation_condition=AutomationCondition.eager(),
     kinds={"python", "parquet"},
     backfill_policy=ONE_VIDEO_PER_RUN,
 )
@@ -203,39 +199,46 @@ def variant_quality(
         for check in ("manipulation_passed", "perceptual_budget", "protected_unchanged", "information_preserved"):
             yield AssetCheckResult(check_name=check, passed=True, metadata={"skipped": result.skipped_reason})
         return
-    stimulus = result.stimulus
-    report = result.report
-    verdicts = report.verdicts
-    failed = verdicts[~verdicts["passed"]]
-    eligibility = result.eligibility
+    yield MaterializeResult(metadata=_quality_metadata(result))
+    yield _manipulation_check(result)
+    yield _budget_check(result)
+    yield from _stimulus_checks(result.stimulus, faces=result.faces)
+
+
+def _quality_metadata(result) -> dict:
+    """The materialization's metadata: the stimulus card, the quality and manipulation tables, the scorers."""
+    stimulus, report, budget = result.stimulus, result.report, result.report.budget
     per_scorer = report.scorer_table.pivot_table(
         index=["variant", "window"], columns="scorer", values="achieved_delta", sort=False
     )
     per_scorer = per_scorer.rename(columns={report.attention_fn_name: "calibrating"})
-    budget = report.budget
+    return {
+        "skipped": False,
+        "stimulus_card": MetadataValue.md(result.stimulus_card),
+        "stimulus_card_html": MetadataValue.path(str(result.paths["stimulus_card"])),
+        "protected_fidelity": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
+        "information_check": table_markdown(stimulus.information.drop(columns=["video_id"])),
+        "quality": table_markdown(result.quality.drop(columns=["video_id"]), floatfmt=".3f"),
+        "manipulation_check": table_markdown(report.table.drop(columns=["video_id"]), max_rows=40),
+        "target_vs_achieved": png_markdown(result.paths["plot"], alt="target vs achieved change"),
+        "verdicts": table_markdown(report.verdicts),
+        "achieved_change_by_scorer": table_markdown(per_scorer.reset_index(), max_rows=40, floatfmt=".4f"),
+        "perceptual_budget": table_markdown(budget.drop(columns=["video_id"]), floatfmt=".3f")
+        if len(budget)
+        else "none",
+        "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
+        "lpips_backbone_state": result.lpips_backbone_state,
+        "measured_with": report.attention_fn_name,
+        "independent_scorers": MetadataValue.json(result.independent_ids),
+    }
+
+
+def _manipulation_check(result) -> AssetCheckResult:
+    report, eligibility = result.report, result.eligibility
+    verdicts = report.verdicts
+    failed = verdicts[~verdicts["passed"]]
     only_unmanipulable = not failed.empty and (failed["status"] == "not_manipulable").all()
-    yield MaterializeResult(
-        metadata={
-            "skipped": False,
-            "stimulus_card": MetadataValue.md(result.stimulus_card),
-            "stimulus_card_html": MetadataValue.path(str(result.paths["stimulus_card"])),
-            "protected_fidelity": table_markdown(stimulus.fidelity.drop(columns=["video_id"]), floatfmt=".1f"),
-            "information_check": table_markdown(stimulus.information.drop(columns=["video_id"])),
-            "quality": table_markdown(result.quality.drop(columns=["video_id"]), floatfmt=".3f"),
-            "manipulation_check": table_markdown(report.table.drop(columns=["video_id"]), max_rows=40),
-            "target_vs_achieved": png_markdown(result.paths["plot"], alt="target vs achieved change"),
-            "verdicts": table_markdown(verdicts),
-            "achieved_change_by_scorer": table_markdown(per_scorer.reset_index(), max_rows=40, floatfmt=".4f"),
-            "perceptual_budget": table_markdown(budget.drop(columns=["video_id"]), floatfmt=".3f")
-            if len(budget)
-            else "none",
-            "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
-            "lpips_backbone_state": result.lpips_backbone_state,
-            "measured_with": report.attention_fn_name,
-            "independent_scorers": MetadataValue.json(result.independent_ids),
-        }
-    )
-    yield AssetCheckResult(
+    return AssetCheckResult(
         check_name="manipulation_passed",
         passed=bool(report.passed),
         # A variant that cannot differ from baseline is excluded, not a broken editor: warn.
@@ -250,17 +253,20 @@ def variant_quality(
             "statuses": MetadataValue.json(dict(zip(verdicts["variant"], verdicts["status"], strict=False))),
         },
     )
+
+
+def _budget_check(result) -> AssetCheckResult:
+    """Every variant within the perceptual budget, and each placebo matched to its boost's magnitude."""
+    budget, verification = result.report.budget, result.verification
     over = budget[~budget["budget_passed"]] if len(budget) else budget
     placebo = budget[budget["kind"] == "placebo"] if len(budget) else budget
-    low, high = result.verification.placebo_magnitude_range
+    low, high = verification.placebo_magnitude_range
     matched = bool(placebo["placebo_magnitude_ratio"].between(low, high).all()) if len(placebo) else True
-    yield AssetCheckResult(
+    return AssetCheckResult(
         check_name="perceptual_budget",
         passed=bool(over.empty and matched),
         metadata={
-            "budget": MetadataValue.json(
-                {"min_ssim": result.verification.min_ssim, "max_delta_e": result.verification.max_delta_e}
-            ),
+            "budget": MetadataValue.json({"min_ssim": verification.min_ssim, "max_delta_e": verification.max_delta_e}),
             "worst_min_ssim": MetadataValue.float(float(budget["min_ssim"].min()) if len(budget) else 1.0),
             "worst_max_delta_e": MetadataValue.float(float(budget["max_delta_e"].max()) if len(budget) else 0.0),
             "variants_over_budget": MetadataValue.json(over["variant"].tolist() if len(over) else []),
@@ -271,7 +277,11 @@ def variant_quality(
             ),
         },
     )
-    yield AssetCheckResult(
+
+
+def _stimulus_checks(stimulus, faces: str) -> tuple[AssetCheckResult, AssetCheckResult]:
+    """``protected_unchanged`` and ``information_preserved``: the stimulus checks inside protected regions."""
+    protected = AssetCheckResult(
         check_name="protected_unchanged",
         passed=stimulus.fidelity_passed,
         metadata={
@@ -279,14 +289,15 @@ def variant_quality(
             "thresholds": MetadataValue.json(vars(stimulus.thresholds)),
         },
     )
-    yield AssetCheckResult(
+    information = AssetCheckResult(
         check_name="information_preserved",
         passed=stimulus.information_passed,
         metadata={
             "per_variant": table_markdown(stimulus.information.drop(columns=["video_id"])),
-            "faces": MetadataValue.text(result.faces),
+            "faces": MetadataValue.text(faces),
         },
     )
+    return protected, information
 
 
 def _cards_table() -> pd.DataFrame:

@@ -4,7 +4,8 @@ Runs go into a persistent Dagster instance under ``<data>/dagster_home`` so that
 (``make ui``) shows every run, materialization and check afterwards. The graph is executed in
 waves: all partitioned assets whose upstream is done (one run per video, so a bad video fails
 alone), then the unpartitioned assets that became ready (the checkpoint, warehouse tables,
-the report), and so on until nothing is left.
+the report), and so on until nothing is left. This is the ``align-demo`` CLI; the demo profile's
+graph is :mod:`align_demo.definitions`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from align_assets.runner import (  # noqa: F401  (re-exported for the tests and older imports)
+from align_assets.runner import (  # the runner's names the demo's tests use through this module
     failure_messages,
     materialize_everything,
     prepare_instance,
@@ -28,7 +29,16 @@ from align_core.io.layout import DataLayout
 from align_core.settings import add_data_dir_argument
 
 __all__ = [
+    "build_corpus",
+    "failure_messages",
+    "foreign_inputs",
     "main",
+    "materialize_everything",
+    "prepare_instance",
+    "quiet_dagster_warnings",
+    "record_demo_inputs",
+    "report_inputs",
+    "run_command",
 ]
 
 #: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
@@ -120,7 +130,7 @@ def build_corpus(
     return first + [i for i in ids if i not in first]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_data_dir_argument(parser)
     parser.add_argument(
@@ -147,34 +157,35 @@ def main(argv: list[str] | None = None) -> int:
         default=min(2, os.cpu_count() or 1),
         help="videos materialized at once, each in its own worker process (default: 2, or 1 on one core)",
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    started = time.perf_counter()
-    layout = DataLayout(Path(args.data_dir))
-    foreign = foreign_inputs(layout)
-    if foreign and not args.ui_only:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        print(
-            f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
-            "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
-            "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
-            f"{layout.root}.",
-            file=sys.stderr,
-        )
-        return 2
-    layout = layout.ensure()
-    os.environ["ALIGN_DATA_DIR"] = str(layout.root)
-    os.environ.setdefault("ALIGN_PROFILE", "demo")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    prepare_instance(layout.dagster_home)
-    if args.ui_only:
-        return 0
+
+def _refuse_foreign_inputs(layout: DataLayout, foreign: list[str]) -> int:
+    """Say why the demo stops on a directory holding the user's own inputs (exit status 2)."""
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    print(
+        f"align-demo: {layout.root} holds inputs the demo did not create ({shown}); the demo would "
+        "overwrite them, so it stops here and changes nothing. Give the demo its own directory "
+        "(--data-dir data-demo), or run your own data with align-backfill --data-dir "
+        f"{layout.root}.",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _shared_data(argument: str | None) -> Path | None:
+    """The shared data directory (default ``../shared/data`` beside the repository), or None when absent."""
     repo_root = Path(__file__).resolve().parents[1]
-    shared = Path(args.shared_data) if args.shared_data else repo_root.parent / "shared" / "data"
-    shared_data = shared.resolve() if shared.is_dir() else None
-    if shared_data is None:
-        print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
+    shared = Path(argument) if argument else repo_root.parent / "shared" / "data"
+    if shared.is_dir():
+        return shared.resolve()
+    print(f"note: {shared} not found; the demo corpus samples no real keywords and adds no real clips")
+    return None
 
+
+def _build_and_record_corpus(layout: DataLayout, args: argparse.Namespace) -> list[str] | None:
+    """Write the demo corpus and record its files; None (after saying why) when it cannot be built."""
+    shared_data = _shared_data(args.shared_data)
     extra = "" if args.no_real_size_ad else f" (with a {args.real_size_seconds:g} s 1080x1920 realistic-size ad)"
     print(f"Building the demo corpus in {layout.raw_dir}{extra} ...")
     try:
@@ -189,11 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
-        return 2
+        return None
     record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
-    failures = run_command("align-demo", layout, ids, workers=args.workers)
+    return ids
 
+
+def _print_summary(layout: DataLayout, started: float, failures: dict[str, list[str]]) -> int:
+    """Where everything is, and the failed partitions (exit status 1 when any failed)."""
     elapsed = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
@@ -218,6 +232,27 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key}: " + message.replace("\n", "\n    "))
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    layout = DataLayout(Path(args.data_dir))
+    foreign = foreign_inputs(layout)
+    if foreign and not args.ui_only:
+        return _refuse_foreign_inputs(layout, foreign)
+    layout = layout.ensure()
+    os.environ["ALIGN_DATA_DIR"] = str(layout.root)
+    os.environ.setdefault("ALIGN_PROFILE", "demo")  # the demo profile's code location: align_demo.definitions
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    prepare_instance(layout.dagster_home)
+    if args.ui_only:
+        return 0
+    ids = _build_and_record_corpus(layout, args)
+    if ids is None:
+        return 2
+    failures = run_command("align-demo", layout, ids, workers=args.workers)
+    return _print_summary(layout, started, failures)
 
 
 if __name__ == "__main__":
