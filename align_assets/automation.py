@@ -24,7 +24,7 @@ ingest and the report), which is cheap.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from dagster import (
     AssetKey,
@@ -211,8 +211,3 @@ def per_video_automation(context: SensorEvaluationContext):
             skip_reason=SkipReason(f"no per-video stage to run ({counts['events']} new events)"), cursor=cursor
         )
     return SensorResult(run_requests=requests, cursor=cursor)
-
-
-def video_selection_keys(assets: Sequence[AssetsDefinition]) -> list[AssetKey]:
-    """Keys of the per-video assets (for documentation and tests)."""
-    return [spec.key for a in assets for spec in a.specs if spec.partitions_def == video_partitions]
