@@ -35,12 +35,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow and not system"
 
-# Formatting, lint (ruff: E, F, W, I, B, complexity <= 20, <= 60 statements) and types (mypy, per-file
-# baseline in .ci/mypy-baseline.json that may only shrink).
+# Formatting, lint (ruff: E, F, W, I, B, complexity <= 20, <= 60 statements), types (mypy, per-file
+# baseline in .ci/mypy-baseline.json that may only shrink) and Dagster's own check of the definitions.
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/python .ci/mypy_gate.py
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 ui: $(STAMP)
 	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR) --ui-only
