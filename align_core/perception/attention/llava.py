@@ -13,7 +13,6 @@ and scoring code; its config is marked untrained and the scorer's metadata says 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from align_core.io.atomic import atomic_directory
+from align_core.io.hashing import weights_head_tail_fingerprint
 from align_core.perception.attention.base import check_frame
 
 __all__ = [
@@ -37,28 +37,6 @@ DEFAULT_PROMPT = (
 RATINGS = ("1", "2", "3", "4", "5", "6")
 PROVENANCE_KEY = "align_provenance"
 TRAINED_KEY = "align_trained"
-
-
-def weights_fingerprint(model_dir: Path) -> dict[str, Any]:
-    """Cheap identity of a weight directory: sha256 over config.json and, for every weight file,
-    its name, size and first and last MiB (hashing a 14 GB checkpoint whole would take minutes)."""
-    digest = hashlib.sha256()
-    files: list[dict[str, Any]] = []
-    config = model_dir / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    for path in sorted(model_dir.iterdir()):
-        if path.suffix not in (".safetensors", ".bin") or not path.is_file():
-            continue
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(-(1 << 20), os.SEEK_END)
-                digest.update(handle.read(1 << 20))
-        files.append({"name": path.name, "bytes": size})
-    return {"sha256_head_tail": digest.hexdigest(), "files": files}
 
 
 class LlavaPatchScorer:
@@ -101,7 +79,7 @@ class LlavaPatchScorer:
         except (OSError, ValueError) as exc:
             raise ValueError(f"llava scorer: cannot load model/processor from {self.model_path} ({exc})") from exc
         self.model.to(device).eval()
-        self._fingerprint = weights_fingerprint(self.model_path)
+        self._fingerprint = weights_head_tail_fingerprint(self.model_path)
         self._rating_ids, self._n_trailing = self._rating_tokens()
         image_mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         self._fill = np.clip(np.rint(np.asarray(image_mean, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)

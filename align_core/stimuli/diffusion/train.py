@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from align_core.io.atomic import atomic_directory
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, build_controlnet, move_module
 from align_core.stimuli.diffusion.checkpoint import (
     CHECKPOINT_PREFIX,
