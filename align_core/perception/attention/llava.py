@@ -185,16 +185,39 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
     note, which the scorer's metadata reports, so it is never passed off as a trained model.
     """
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    tokenizer, vocab = _word_level_tokenizer(prompt)
+    image_size, patch = 28, 14
+    processor = LlavaProcessor(
+        image_processor=LlavaImageProcessorPil(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = _tiny_llava_config(vocab, image_size, patch)
+    setattr(config, PROVENANCE_KEY, f"random-init tiny LlavaConfig (seed {seed}) built for tests; untrained")
+    setattr(config, TRAINED_KEY, False)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    target = Path(directory)
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "ALIGN_README.json").write_text(
+            json.dumps({"what": "tiny random LLaVA for tests", "trained": False, "seed": seed}), encoding="utf-8"
+        )
+    return target
+
+
+def _word_level_tokenizer(prompt: str) -> tuple[Any, dict[str, int]]:
+    """A fast tokenizer knowing only the specials, the prompt's words and the ratings; and its vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     vocab = {token: index for index, token in enumerate(specials)}
@@ -211,17 +234,14 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
         pad_token="<pad>",
         additional_special_tokens=["<image>"],
     )
-    image_size, patch = 28, 14
-    processor = LlavaProcessor(
-        image_processor=LlavaImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    config = LlavaConfig(
+    return tokenizer, vocab
+
+
+def _tiny_llava_config(vocab: dict[str, int], image_size: int, patch: int) -> Any:
+    """A two-layer CLIP vision tower and a two-layer Llama over ``vocab``."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=16,
             intermediate_size=32,
@@ -247,15 +267,3 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
         image_seq_length=(image_size // patch) ** 2,
         vision_feature_layer=-1,
     )
-    setattr(config, PROVENANCE_KEY, f"random-init tiny LlavaConfig (seed {seed}) built for tests; untrained")
-    setattr(config, TRAINED_KEY, False)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    target = Path(directory)
-    with atomic_directory(target) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / "ALIGN_README.json").write_text(
-            json.dumps({"what": "tiny random LLaVA for tests", "trained": False, "seed": seed}), encoding="utf-8"
-        )
-    return target
