@@ -147,12 +147,15 @@ class RenderRequest:
         propagator: FlowPropagator | None,
         edit_every_frame: bool | None,
         encoder_preset: str,
-        **rest: Any,
+        seed: int,
+        protect: Any,
+        protect_guard_px: int,
+        contact_frames: int,
+        comparison_scale: float,
+        comparison_max_side: int,
+        extra_lineage: Mapping[str, Any] | None,
     ) -> RenderRequest:
-        """Probe the source, check the inputs' sizes against it and fill in every default.
-
-        ``rest`` are the settings taken as they are (seed, protect, protect_guard_px and the preview's).
-        """
+        """Probe the source, check the inputs' sizes against it and fill in every default."""
         video_path = Path(video_path)
         probe = probe_video(video_path)
         _check_sizes(video_path, probe, plans, masks, attention)
@@ -178,7 +181,13 @@ class RenderRequest:
             placebo_margin=placebo_margin,
             margin_px=int(round(placebo_margin * min(probe.height, probe.width))),
             preset=preset,
-            **rest,
+            seed=seed,
+            protect=protect,
+            protect_guard_px=protect_guard_px,
+            contact_frames=contact_frames,
+            comparison_scale=comparison_scale,
+            comparison_max_side=comparison_max_side,
+            extra_lineage=extra_lineage,
         )
 
     @property
