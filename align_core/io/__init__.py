@@ -29,6 +29,13 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "LazyFrames",
             "MaskFrames",
         ),
+        "hashing": (
+            "array_sha256",
+            "bytes_sha256",
+            "file_sha256",
+            "files_sha256",
+            "weights_head_tail_fingerprint",
+        ),
         "layout": (
             "ARTIFACT_FILES",
             "DataLayout",
@@ -39,7 +46,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "VideoProbe",
             "VideoWriter",
             "even_size",
-            "file_sha256",
             "is_video_file",
             "iter_frames",
             "lockstep_frames",

@@ -10,7 +10,6 @@ write never leaves a half-written mp4 where a good one was.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ import av
 import numpy as np
 
 from align_core.io.atomic import atomic_path
+from align_core.io.hashing import file_sha256  # re-exported: callers have long imported it from here
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -84,12 +84,6 @@ class VideoProbe:
     def frame_centre_time(self, index: int) -> float:
         """Centre time of frame ``index`` in seconds (frames last 1/fps)."""
         return (index + 0.5) / self.fps
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes (streamed by the standard library); every file hash uses this one."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def is_video_file(path: str | os.PathLike[str]) -> bool:

@@ -150,11 +150,8 @@ def run_checkpoint(
 
     The finished checkpoint is recorded in ``current.json`` (with its weights' sha256) for the editors.
     """
-    import numpy as np
-
     from align_core.stimuli.diffusion import (
         LPIPS,
-        TrainConfig,
         build_training_set,
         load_backbone,
         split_by_video,
@@ -172,7 +169,47 @@ def run_checkpoint(
     alexnet = alexnet_weights(layout)
     lpips_pretrained = LPIPS(alexnet).pretrained
     lambda_lpips = settings.lambda_lpips if settings.lambda_lpips is not None else (1.0 if lpips_pretrained else 0.0)
-    train_config = TrainConfig(
+    train_config = _train_config(settings, device, lambda_lpips, alexnet)
+    train, val = split_by_video(samples, settings.val_fraction, settings.seed)
+    train_set = build_training_set(train, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
+    val_set = (
+        build_training_set(val, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
+        if val
+        else None
+    )
+    run_key = training_run_key(train_config.to_json(), used, train_set.info["content_sha256"])
+    runs = layout.artifact("controlnet_checkpoint", "runs")
+    run_dir = runs / run_key
+    log(f"training on {len(train)} frames from {len(set(s.video_id for s in train))} videos; run {run_dir}")
+    result = train_controlnet(backbone, train_set, val_set, train_config, run_dir, resume=True, progress=False)
+    for stale in runs.iterdir():
+        if stale.is_dir() and stale.name != run_key:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    plot = _loss_curve_plot(layout, result.loss_history)
+    current = {
+        "checkpoint_dir": str(result.checkpoint_dir),
+        "controlnet_dir": str(result.checkpoint_dir / "controlnet"),
+        "weights_sha256": result.weights_sha256,
+        "backbone": backbone_ref,
+        "backbone_kind": kind,
+        "backbone_id": result.lineage["backbone_id"],
+        "lpips_backbone": result.lineage["lpips_backbone"],
+        "lambda_lpips": lambda_lpips,
+        "steps": result.steps,
+        "train_videos": sorted(set(s.video_id for s in train)),
+        "val_videos": sorted(set(s.video_id for s in val)),
+        "warnings": result.lineage["warnings"],
+    }
+    current_path = atomic_write_text(layout.artifact("controlnet_checkpoint", "current"), json.dumps(current, indent=2))
+    return CheckpointResult(current, result, lambda_lpips, len(train), {"current": current_path, "loss_curve": plot})
+
+
+def _train_config(settings: CheckpointSettings, device: str, lambda_lpips: float, alexnet: Path | None) -> Any:
+    """The trainer's :class:`~align_core.stimuli.diffusion.TrainConfig` from the stage's settings."""
+    from align_core.stimuli.diffusion import TrainConfig
+
+    return TrainConfig(
         max_steps=settings.steps,
         batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -191,49 +228,22 @@ def run_checkpoint(
         gradient_checkpointing=device == "cuda",
         lpips_alexnet_path=str(alexnet) if alexnet else None,
     )
-    train, val = split_by_video(samples, settings.val_fraction, settings.seed)
-    train_set = build_training_set(train, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
-    val_set = (
-        build_training_set(val, settings.resolution, backbone.vae, encode_prompts=backbone.encode_prompts)
-        if val
-        else None
-    )
-    run_key = training_run_key(train_config.to_json(), used, train_set.info["content_sha256"])
-    runs = layout.artifact("controlnet_checkpoint", "runs")
-    run_dir = runs / run_key
-    log(f"training on {len(train)} frames from {len(set(s.video_id for s in train))} videos; run {run_dir}")
-    result = train_controlnet(backbone, train_set, val_set, train_config, run_dir, resume=True, progress=False)
-    for stale in runs.iterdir():
-        if stale.is_dir() and stale.name != run_key:
-            shutil.rmtree(stale, ignore_errors=True)
 
-    history = result.loss_history
+
+def _loss_curve_plot(layout: DataLayout, history: list[dict[str, Any]]) -> Path:
+    """The training loss curves (total and each term the history has) as the stage's plot."""
+    import numpy as np
+
     steps = np.array([r["step"] for r in history])
     curves = {
         name: np.array([r[name] for r in history])
         for name in ("loss", "diff", "recon", "bg")
         if history and name in history[0]
     }
-    plot = curves_plot(
+    return curves_plot(
         layout.artifact("controlnet_checkpoint", "loss_curve"),
         steps,
         curves,
         title="ControlNet training loss",
         ylabel="loss",
     )
-    current = {
-        "checkpoint_dir": str(result.checkpoint_dir),
-        "controlnet_dir": str(result.checkpoint_dir / "controlnet"),
-        "weights_sha256": result.weights_sha256,
-        "backbone": backbone_ref,
-        "backbone_kind": kind,
-        "backbone_id": result.lineage["backbone_id"],
-        "lpips_backbone": result.lineage["lpips_backbone"],
-        "lambda_lpips": lambda_lpips,
-        "steps": result.steps,
-        "train_videos": sorted(set(s.video_id for s in train)),
-        "val_videos": sorted(set(s.video_id for s in val)),
-        "warnings": result.lineage["warnings"],
-    }
-    current_path = atomic_write_text(layout.artifact("controlnet_checkpoint", "current"), json.dumps(current, indent=2))
-    return CheckpointResult(current, result, lambda_lpips, len(train), {"current": current_path, "loss_curve": plot})

@@ -267,24 +267,8 @@ def run_variant_videos(
     seconds = time.perf_counter() - started
     render = outcome.render
     lineage = built.lineage()
-    rows = pd.DataFrame(
-        [
-            {
-                # relative to the data directory, so a moved data directory stays valid
-                "video_id": video_id,
-                "variant": name,
-                "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
-                "sha256": render.manifest["variants"][name]["sha256"],
-                "editor": built.name,
-                "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
-                "checkpoint_sha256": checkpoint["weights_sha256"] if checkpoint and uses_checkpoint else None,
-                "seed": settings.seed,
-                "keyframe_share": render.keyframe_share,
-                "source_sha256": catalog.probe.sha256,
-            }
-            for name, path in render.variant_paths.items()
-        ]
-    )
+    checkpoint_used = checkpoint["weights_sha256"] if checkpoint and uses_checkpoint else None
+    rows = _variant_rows(layout, video_id, render, built.name, lineage, checkpoint_used, settings.seed, catalog)
     with atomic_path(rows_path) as tmp:
         rows.to_parquet(tmp, index=False)
     return VariantVideosResult(
@@ -297,6 +281,37 @@ def run_variant_videos(
         plans.frame_count * len(render.variant_paths),
         seconds,
         protect,
+    )
+
+
+def _variant_rows(
+    layout: DataLayout,
+    video_id: str,
+    render: Any,
+    editor_name: str,
+    lineage: dict[str, Any],
+    checkpoint_sha256: str | None,
+    seed: int,
+    catalog: Any,
+) -> pd.DataFrame:
+    """``variants.parquet``: one row per rendered variant with its lineage."""
+    return pd.DataFrame(
+        [
+            {
+                # relative to the data directory, so a moved data directory stays valid
+                "video_id": video_id,
+                "variant": name,
+                "path": str(Path(path).resolve().relative_to(layout.root.resolve())),
+                "sha256": render.manifest["variants"][name]["sha256"],
+                "editor": editor_name,
+                "editor_lineage": json.dumps(lineage, sort_keys=True, default=str),
+                "checkpoint_sha256": checkpoint_sha256,
+                "seed": seed,
+                "keyframe_share": render.keyframe_share,
+                "source_sha256": catalog.probe.sha256,
+            }
+            for name, path in render.variant_paths.items()
+        ]
     )
 
 
@@ -369,16 +384,15 @@ def run_variant_quality(
     measured with ``measure`` (the attention stage's own scorer and procedure) and the stimulus
     checks; a variant is eligible only when it passed both checks (:mod:`align_core.experiments.eligibility`)."""
     from align_core.experiments.eligibility import eligibility_table
-    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings, verify_variants
-    from align_core.measurement.quality import QualityPass
+    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings
     from align_core.perception.attention.independent import SaliencyModelScorer
     from align_core.perception.protect import load_protected_regions
     from align_core.stages.checkpoint import alexnet_weights
     from align_core.stimuli.editing.pipeline import edit_limits_from_manifest
 
-    quality_path = layout.artifact("variant_quality", "quality", video_id)
-    manipulation_path = layout.artifact("variant_quality", "manipulation", video_id)
-    eligibility_path = layout.artifact("variant_quality", "eligibility", video_id)
+    quality_path, manipulation_path, eligibility_path = (
+        layout.artifact("variant_quality", role, video_id) for role in ("quality", "manipulation", "eligibility")
+    )
     # A verdict stands only for the render it checked: drop the old one before checking again,
     # so a failed check leaves the variants "unchecked", never eligible by an earlier verdict.
     eligibility_path.unlink(missing_ok=True)
@@ -392,33 +406,11 @@ def run_variant_quality(
             path.unlink(missing_ok=True)
         return VariantQualityResult(reason)
     quality_path.parent.mkdir(parents=True, exist_ok=True)
-    catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
-    plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
-    control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
-    variant_paths = variant_video_paths(layout, video_id, plans)
+    inputs = _RenderedVideo.load(layout, video_id)
+    catalog, plans, variant_paths = inputs.catalog, inputs.plans, inputs.variant_paths
     lpips_fn, lpips_state = lpips_frame_distance(alexnet_weights(layout)) if lpips else (None, "not computed")
-    from align_core.measurement.frame_sampling import FrameSample
-
-    sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
-    check_sample = FrameSample.build(
-        plans.frame_count,
-        plans.scene_ranges,
-        plans.frame_windows,
-        settings.check_max_frames,
-        min_stride=settings.measure_every,
-    )
-    # evaluate_variants' measurements, fed by the manipulation check's decode (one decode per video for both)
-    quality_pass = QualityPass(
-        catalog.probe.path,
-        variant_paths,
-        plans,
-        control.masks,
-        lpips_fn=lpips_fn,
-        lpips_backbone_state=lpips_state,
-        lpips_every=settings.lpips_every,
-        analysis_max_side=settings.analysis_max_side or None,
-        frames=sample.frames,
-    )
+    samples = _frame_samples(plans, settings)
+    quality_pass = _quality_pass(inputs, settings, lpips_fn, lpips_state, samples[0])
     thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
     verification = VerificationSettings(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
     independent = {name: SaliencyModelScorer(name) for name in settings.independent_scorers}
@@ -427,27 +419,8 @@ def run_variant_quality(
     protect = load_protected_regions(layout.artifact_dir("protected_regions", video_id))
     stimulus_pass = _stimulus_pass(video_id, catalog, variant_paths, plans, protect, settings)
 
-    def on_frame(index: int, frames: tuple[np.ndarray, ...]) -> None:
-        quality_pass.add(index, frames)
-        stimulus_pass.add(index, frames)  # every frame: protected pixels are checked on each one
-
-    report = verify_variants(
-        plans,
-        catalog.probe.path,
-        variant_paths,
-        control.masks,
-        measure,
-        independent,
-        thresholds,
-        verification,
-        every=settings.measure_every,
-        limits=limits,
-        protect=protect,
-        frames=check_sample.frames,
-        budget_frames=sample.frames,
-        analysis_max_side=settings.analysis_max_side or None,
-        on_frame=on_frame,
-    )
+    checks = (independent, thresholds, verification)
+    report = _verify(inputs, measure, settings, checks, limits, protect, samples, (quality_pass, stimulus_pass))
     quality = quality_pass.table()
     stimulus = stimulus_pass.report()
     card, faces = _stimulus_outputs(layout, video_id, stimulus, protect, report, stimulus_paths)
@@ -455,14 +428,12 @@ def run_variant_quality(
     eligibility = eligibility_table(
         video_id, report.verdicts, dict(zip(rendered["variant"], rendered["sha256"], strict=False)), stimulus.failures()
     )
-    for table, path in (
+    _write_tables(
         (quality, quality_path),
         (report.table, manipulation_path),
         (report.scorer_table, stimulus_paths["scorers"]),
         (eligibility, eligibility_path),
-    ):
-        with atomic_path(path) as tmp:
-            table.to_parquet(tmp, index=False)
+    )
     plot = target_vs_achieved_plot(layout.artifact("variant_quality", "plot", video_id), report.table)
     return VariantQualityResult(
         None,
@@ -484,6 +455,107 @@ def run_variant_quality(
         verification=verification,
         independent_ids={name: fn.scorer_id for name, fn in independent.items()},
     )
+
+
+def _frame_samples(plans: VariantPlans, settings: VariantQualitySettings) -> tuple[Any, Any]:
+    """The frames the quality metrics and budget measure, and the (sparser) frames the check measures."""
+    from align_core.measurement.frame_sampling import FrameSample
+
+    sample = FrameSample.build(plans.frame_count, plans.scene_ranges, plans.frame_windows, settings.max_frames)
+    check_sample = FrameSample.build(
+        plans.frame_count,
+        plans.scene_ranges,
+        plans.frame_windows,
+        settings.check_max_frames,
+        min_stride=settings.measure_every,
+    )
+    return sample, check_sample
+
+
+@dataclass
+class _RenderedVideo:
+    """What the quality stage reads of one rendered video."""
+
+    catalog: Any
+    plans: VariantPlans
+    control: Any
+    variant_paths: dict[str, Path]
+
+    @classmethod
+    def load(cls, layout: DataLayout, video_id: str) -> _RenderedVideo:
+        catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
+        plans = load_variant_plans(layout.artifact("variant_plans", "plans", video_id))
+        control = load_control_tensors(layout.artifact("control_tensors", "control", video_id))
+        return cls(catalog, plans, control, variant_video_paths(layout, video_id, plans))
+
+
+def _quality_pass(video: _RenderedVideo, settings: VariantQualitySettings, lpips_fn, lpips_state: str, sample):
+    """evaluate_variants' measurements, fed by the manipulation check's decode (one decode per video for both)."""
+    from align_core.measurement.quality import QualityPass
+
+    return QualityPass(
+        video.catalog.probe.path,
+        video.variant_paths,
+        video.plans,
+        video.control.masks,
+        lpips_fn=lpips_fn,
+        lpips_backbone_state=lpips_state,
+        lpips_every=settings.lpips_every,
+        analysis_max_side=settings.analysis_max_side or None,
+        frames=sample.frames,
+    )
+
+
+def _verify(
+    video: _RenderedVideo,
+    measure: AttentionMeasure,
+    settings: VariantQualitySettings,
+    checks: tuple[Any, Any, Any],
+    limits: Any,
+    protect: Any,
+    samples: tuple[Any, Any],
+    passes: tuple[Any, ...],
+) -> Any:
+    """The manipulation check (``checks``: independent scorers, thresholds, verification settings);
+    its decode feeds ``passes`` every frame (protected pixels are checked on each one)."""
+    from align_core.measurement.manipulation import verify_variants
+
+    independent, thresholds, verification = checks
+    sample, check_sample = samples
+    return verify_variants(
+        video.plans,
+        video.catalog.probe.path,
+        video.variant_paths,
+        video.control.masks,
+        measure,
+        independent,
+        thresholds,
+        verification,
+        every=settings.measure_every,
+        limits=limits,
+        protect=protect,
+        frames=check_sample.frames,
+        budget_frames=sample.frames,
+        analysis_max_side=settings.analysis_max_side or None,
+        on_frame=_feed(*passes),
+    )
+
+
+def _feed(*passes: Any) -> Any:
+    """An ``on_frame`` callback handing each decoded frame to every pass, in order."""
+
+    def on_frame(index: int, frames: tuple[np.ndarray, ...]) -> None:
+        for frame_pass in passes:
+            frame_pass.add(index, frames)
+
+    return on_frame
+
+
+def _write_tables(*tables: tuple[pd.DataFrame, Path]) -> None:
+    """Each ``(table, path)`` as parquet, atomically."""
+    for table, path in tables:
+        with atomic_path(path) as tmp:
+            table.to_parquet(tmp, index=False)
 
 
 def _stimulus_pass(

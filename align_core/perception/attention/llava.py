@@ -13,7 +13,6 @@ and scoring code; its config is marked untrained and the scorer's metadata says 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from align_core.io.atomic import atomic_directory
+from align_core.io.hashing import weights_head_tail_fingerprint
 from align_core.perception.attention.base import check_frame
 
 __all__ = [
@@ -37,28 +37,6 @@ DEFAULT_PROMPT = (
 RATINGS = ("1", "2", "3", "4", "5", "6")
 PROVENANCE_KEY = "align_provenance"
 TRAINED_KEY = "align_trained"
-
-
-def weights_fingerprint(model_dir: Path) -> dict[str, Any]:
-    """Cheap identity of a weight directory: sha256 over config.json and, for every weight file,
-    its name, size and first and last MiB (hashing a 14 GB checkpoint whole would take minutes)."""
-    digest = hashlib.sha256()
-    files: list[dict[str, Any]] = []
-    config = model_dir / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    for path in sorted(model_dir.iterdir()):
-        if path.suffix not in (".safetensors", ".bin") or not path.is_file():
-            continue
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as handle:
-            digest.update(handle.read(1 << 20))
-            if size > 2 << 20:
-                handle.seek(-(1 << 20), os.SEEK_END)
-                digest.update(handle.read(1 << 20))
-        files.append({"name": path.name, "bytes": size})
-    return {"sha256_head_tail": digest.hexdigest(), "files": files}
 
 
 class LlavaPatchScorer:
@@ -101,7 +79,7 @@ class LlavaPatchScorer:
         except (OSError, ValueError) as exc:
             raise ValueError(f"llava scorer: cannot load model/processor from {self.model_path} ({exc})") from exc
         self.model.to(device).eval()
-        self._fingerprint = weights_fingerprint(self.model_path)
+        self._fingerprint = weights_head_tail_fingerprint(self.model_path)
         self._rating_ids, self._n_trailing = self._rating_tokens()
         image_mean = getattr(self.processor.image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
         self._fill = np.clip(np.rint(np.asarray(image_mean, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
@@ -207,16 +185,39 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
     note, which the scorer's metadata reports, so it is never passed off as a trained model.
     """
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    tokenizer, vocab = _word_level_tokenizer(prompt)
+    image_size, patch = 28, 14
+    processor = LlavaProcessor(
+        image_processor=LlavaImageProcessorPil(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    config = _tiny_llava_config(vocab, image_size, patch)
+    setattr(config, PROVENANCE_KEY, f"random-init tiny LlavaConfig (seed {seed}) built for tests; untrained")
+    setattr(config, TRAINED_KEY, False)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).eval()
+    target = Path(directory)
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "ALIGN_README.json").write_text(
+            json.dumps({"what": "tiny random LLaVA for tests", "trained": False, "seed": seed}), encoding="utf-8"
+        )
+    return target
+
+
+def _word_level_tokenizer(prompt: str) -> tuple[Any, dict[str, int]]:
+    """A fast tokenizer knowing only the specials, the prompt's words and the ratings; and its vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     vocab = {token: index for index, token in enumerate(specials)}
@@ -233,17 +234,14 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
         pad_token="<pad>",
         additional_special_tokens=["<image>"],
     )
-    image_size, patch = 28, 14
-    processor = LlavaProcessor(
-        image_processor=LlavaImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    config = LlavaConfig(
+    return tokenizer, vocab
+
+
+def _tiny_llava_config(vocab: dict[str, int], image_size: int, patch: int) -> Any:
+    """A two-layer CLIP vision tower and a two-layer Llama over ``vocab``."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    return LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=16,
             intermediate_size=32,
@@ -269,15 +267,3 @@ def build_tiny_llava(directory: str | os.PathLike[str], *, seed: int = 0, prompt
         image_seq_length=(image_size // patch) ** 2,
         vision_feature_layer=-1,
     )
-    setattr(config, PROVENANCE_KEY, f"random-init tiny LlavaConfig (seed {seed}) built for tests; untrained")
-    setattr(config, TRAINED_KEY, False)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    target = Path(directory)
-    with atomic_directory(target) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / "ALIGN_README.json").write_text(
-            json.dumps({"what": "tiny random LLaVA for tests", "trained": False, "seed": seed}), encoding="utf-8"
-        )
-    return target

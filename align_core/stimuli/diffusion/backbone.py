@@ -9,7 +9,6 @@ plainly which one produced a result: a random tiny backbone is never passed off 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DCondi
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from align_core.io.atomic import atomic_directory
+from align_core.io.hashing import files_sha256
 
 __all__ = [
     "Backbone",
@@ -248,7 +248,6 @@ def _weights_digest(path: Path) -> str | None:
     """
     if not path.is_dir():
         return None
-    h = hashlib.sha256()
     files = sorted(
         p
         for sub in ("text_encoder", "unet", "vae")
@@ -257,12 +256,7 @@ def _weights_digest(path: Path) -> str | None:
     )
     if not files:
         return None
-    for p in files:
-        h.update(p.relative_to(path).as_posix().encode())
-        with p.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return files_sha256(path, files)
 
 
 def load_backbone(

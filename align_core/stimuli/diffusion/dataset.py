@@ -8,7 +8,6 @@ correlated, and a frame-level split would leak the validation set into training.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
+
+from align_core.io.hashing import bytes_sha256
 
 __all__ = [
     "ControlSample",
@@ -159,11 +160,11 @@ def build_training_set(
         chunk = pixels[start : start + batch_size].to(device=device, dtype=dtype)
         latents.append(vae.encode(chunk).latent_dist.mean.float().cpu() * vae.config.scaling_factor)
     prompts = [s.prompt for s in samples]
-    digest = hashlib.sha256()
-    for frame, control, sample in zip(frames, controls, samples, strict=False):
-        digest.update(frame.tobytes())
-        digest.update(control.tobytes())
-        digest.update(f"{sample.video_id}\0{sample.prompt}\0".encode())
+    content_sha256 = bytes_sha256(
+        chunk
+        for frame, control, sample in zip(frames, controls, samples, strict=False)
+        for chunk in (frame, control, f"{sample.video_id}\0{sample.prompt}\0".encode())
+    )
     embeddings: dict[str, torch.Tensor] = {}
     if encode_prompts is not None:
         unique = sorted(set(prompts) | {""})
@@ -182,6 +183,6 @@ def build_training_set(
             "n_samples": len(samples),
             "n_videos": len({s.video_id for s in samples}),
             "latents": "vae posterior mean",
-            "content_sha256": digest.hexdigest(),
+            "content_sha256": content_sha256,
         },
     )

@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from align_core.io.atomic import atomic_directory
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, build_controlnet, move_module
 from align_core.stimuli.diffusion.checkpoint import (
     CHECKPOINT_PREFIX,
@@ -410,21 +410,50 @@ def train_controlnet(
     elif val_set is not None and len(val_set):
         trainer.validate(val_set)
 
+    if not _train_until(trainer, train_set, val_set, checkpoints_dir, lineage, progress, stop_after):
+        latest = latest_checkpoint(checkpoints_dir)
+        sha = file_sha256(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
+        return TrainResult(
+            latest or checkpoints_dir,
+            sha,
+            trainer.loss_history,
+            trainer.validation,
+            lineage,
+            completed=False,
+            steps=trainer.step,
+        )
+    if (
+        val_set is not None
+        and len(val_set)
+        and (not trainer.validation or trainer.validation[-1]["step"] != trainer.step)
+    ):
+        trainer.validate(val_set)
+    final = output_dir / "final"
+    sha = _export_final(trainer, controlnet, config, lineage, final)
+    return TrainResult(
+        final, sha, trainer.loss_history, trainer.validation, lineage, completed=True, steps=trainer.step
+    )
+
+
+def _train_until(
+    trainer: ControlNetTrainer,
+    train_set: TrainingSet,
+    val_set: TrainingSet | None,
+    checkpoints_dir: Path,
+    lineage: dict[str, Any],
+    progress: bool,
+    stop_after: int | None,
+) -> bool:
+    """Optimiser steps up to ``max_steps``, validating and checkpointing on schedule.
+
+    False when ``stop_after`` ended the run first (nothing saved, as a kill would).
+    """
+    config = trainer.config
     bar = tqdm(total=config.max_steps, initial=trainer.step, disable=not progress, desc="controlnet", unit="step")
     try:
         while trainer.step < config.max_steps:
             if stop_after is not None and trainer.step >= stop_after:
-                latest = latest_checkpoint(checkpoints_dir)
-                sha = file_sha256(latest / "controlnet" / WEIGHTS_NAME) if latest else ""
-                return TrainResult(
-                    latest or checkpoints_dir,
-                    sha,
-                    trainer.loss_history,
-                    trainer.validation,
-                    lineage,
-                    completed=False,
-                    steps=trainer.step,
-                )
+                return False
             record = trainer.train_step(train_set)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
@@ -442,14 +471,13 @@ def train_controlnet(
                 prune_checkpoints(checkpoints_dir, config.keep_last)
     finally:
         bar.close()
-    if (
-        val_set is not None
-        and len(val_set)
-        and (not trainer.validation or trainer.validation[-1]["step"] != trainer.step)
-    ):
-        trainer.validate(val_set)
+    return True
 
-    final = output_dir / "final"
+
+def _export_final(
+    trainer: ControlNetTrainer, controlnet: ControlNetModel, config: TrainConfig, lineage: dict[str, Any], final: Path
+) -> str:
+    """Write ``final/controlnet`` (EMA weights when EMA is on) and ``training_state.json``; the weights' sha256."""
     with atomic_directory(final) as tmp:
         if trainer.ema is not None:
             trainer.ema.store(trainer.params)
@@ -470,6 +498,4 @@ def train_controlnet(
             "lineage": lineage,
         }
         (tmp / "training_state.json").write_text(json.dumps(state, indent=2))
-    return TrainResult(
-        final, sha, trainer.loss_history, trainer.validation, lineage, completed=True, steps=trainer.step
-    )
+    return sha

@@ -16,7 +16,6 @@ and differ only in their control C'_t (which carries the requested change in S'_
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import ControlNetModel, DDIMScheduler, DDPMScheduler
 
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import bytes_sha256, file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, move_module
 from align_core.stimuli.diffusion.checkpoint import WEIGHTS_NAME, controlnet_weights_path, load_controlnet
 from align_core.stimuli.diffusion.dataset import resize_control, resize_frame
@@ -42,11 +41,11 @@ SchedulerName = Literal["ddim", "ddpm"]
 
 def _state_digest(module: torch.nn.Module) -> str:
     """sha256 over a module's tensors (for a ControlNet handed over in memory)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return bytes_sha256(
+        chunk
+        for name, tensor in sorted(module.state_dict().items())
+        for chunk in (name.encode(), tensor.detach().cpu().contiguous().numpy())
+    )
 
 
 class ControlNetEditor(KeyframeEditor):

@@ -31,7 +31,10 @@ from align_core.measurement.manipulation import (
     verify_variants,
 )
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.stimuli.editing.render import RenderResult, StrengthMap, guarded_protect, render_variants
+from align_core.stimuli.editing.regions import guarded_protect
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.render_request import StrengthMap
+from align_core.stimuli.editing.renderer import RenderResult
 from align_core.stimuli.plans import VariantPlans
 
 __all__ = [
@@ -177,15 +180,22 @@ def calibrate_render_check(
     calibration_frames: int = 6,
     keyframe_stride: int = 8,
     seed: int = 0,
-    thresholds: CheckThresholds = CheckThresholds(),
+    thresholds: CheckThresholds | None = None,
     measure_every: int = 2,
     extra_lineage: Mapping[str, Any] | None = None,
     independent: Mapping[str, AttentionFn] | None = None,
-    verification: VerificationSettings = VerificationSettings(),
+    verification: VerificationSettings | None = None,
     protect: Any = None,
 ) -> PipelineResult:
-    """:func:`calibrate_and_render`, then the manipulation check on the rendered files."""
+    """:func:`calibrate_and_render`, then the manipulation check on the rendered files.
+
+    ``thresholds`` and ``verification`` default to :class:`CheckThresholds` and
+    :class:`VerificationSettings` with their defaults.
+    """
     import time
+
+    thresholds = CheckThresholds() if thresholds is None else thresholds
+    verification = VerificationSettings() if verification is None else verification
 
     out = calibrate_and_render(
         video_path,

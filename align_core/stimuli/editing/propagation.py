@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "FlowPropagator",
+    "Segment",
     "iter_segments",
     "keyframe_indices",
     "propagate_edits",

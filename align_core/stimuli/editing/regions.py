@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "allowed_region",
     "bounding_box",
     "dilate_ellipse",
+    "guarded_protect",
     "restore",
 ]
 
@@ -58,3 +60,20 @@ def restore(out: np.ndarray, source: np.ndarray, region: np.ndarray) -> np.ndarr
     if box is not None:
         np.copyto(out[box], source[box], where=region[box][..., None] if out.ndim == 3 else region[box])
     return out
+
+
+def allowed_region(kind: str, mask: np.ndarray, placebo_margin_px: int) -> np.ndarray:
+    """Pixels a variant of ``kind`` may change at a frame with product ``mask`` (see :mod:`.render`)."""
+    if kind != "placebo":
+        return np.ones(mask.shape, dtype=bool)
+    return ~dilate_ellipse(mask, placebo_margin_px)
+
+
+def guarded_protect(region: np.ndarray | None, guard_px: int) -> np.ndarray | None:
+    """``region`` dilated by ``guard_px`` (the pixels actually copied from the source); None if empty."""
+    if region is None or not region.any():
+        return None
+    if guard_px <= 0:
+        return region
+    kernel = np.ones((2 * guard_px + 1, 2 * guard_px + 1), np.uint8)
+    return cv2.dilate(region.astype(np.uint8), kernel) > 0
