@@ -6,7 +6,7 @@ import numpy as np
 
 from align_core.io.video_io import read_frame
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest, UnreportedEdit, edit_with_report
-from align_core.stimuli.editing.render import edit_limits
+from align_core.stimuli.editing.manifest import edit_limits
 from align_core.stimuli.editing.salience import SalienceEditor
 
 

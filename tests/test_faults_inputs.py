@@ -19,7 +19,8 @@ from test_render import FPS, SCENES, synthetic_ad
 from align_core.io.video_io import VideoError, probe_video, read_frames
 from align_core.measurement.manipulation import check_rendered_variants
 from align_core.measurement.quality import evaluate_variants
-from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 

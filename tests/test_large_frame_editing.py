@@ -9,8 +9,9 @@ import pytest
 
 from align_core.measurement.perceptual_budget import PerceptualBudget, downsample_factor, measure
 from align_core.stimuli.editing.base import KeyframeEditRequest
+from align_core.stimuli.editing.keyframe_edits import DeferredArray
 from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
-from align_core.stimuli.editing.render import DeferredArray, auto_encoder_preset
+from align_core.stimuli.editing.render_request import auto_encoder_preset
 from align_core.stimuli.editing.salience import SalienceEditor, fast_gaussian_blur
 
 # 768x1024: large enough for the large-frame path (the budget measures at a third of the size)

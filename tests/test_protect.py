@@ -28,7 +28,8 @@ from align_core.perception.protect import (
     load_protected_regions,
     read_user_regions,
 )
-from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 

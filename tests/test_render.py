@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from align_core.io.video_io import probe_video, read_frames, write_video
-from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 

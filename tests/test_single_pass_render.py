@@ -11,7 +11,8 @@ import numpy as np
 import align_core.stimuli.editing.render as render_module
 from align_core.io.frames import LazyFrames, MaskFrames
 from align_core.io.video_io import VideoWriter, probe_video, write_video
-from align_core.stimuli.editing.render import StrengthMap, render_variants
+from align_core.stimuli.editing.render import render_variants
+from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 

@@ -52,7 +52,7 @@ import pandas as pd
 from align_core.io.video_io import iter_frames, lockstep_frames
 from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM, PerceptualBudget
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
-from align_core.stimuli.editing.render import StrengthMap
+from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.plans import TIME_WINDOWS, VariantPlan, VariantPlans
 
 __all__ = [

@@ -47,7 +47,7 @@ from align_core.io.video_io import even_size, lockstep_frames, probe_video
 from align_core.measurement.frame_sampling import analysis_factor, downscale, downscale_mask, full_blocks
 from align_core.measurement.image_metrics import SsimReference, psnr, ssim_map
 from align_core.stimuli.editing.propagation import FlowPropagator
-from align_core.stimuli.editing.render import allowed_region
+from align_core.stimuli.editing.regions import allowed_region
 from align_core.stimuli.plans import VariantPlans
 
 __all__ = [

@@ -49,27 +49,14 @@ import numpy as np
 
 from align_core.io.video_io import VideoWriter
 from align_core.stimuli.editing.base import KeyframeEditor
-from align_core.stimuli.editing.keyframe_edits import DeferredArray
-from align_core.stimuli.editing.manifest import edit_limits
 from align_core.stimuli.editing.propagation import FlowPropagator
-from align_core.stimuli.editing.regions import allowed_region, guarded_protect
-from align_core.stimuli.editing.render_request import VARIANT_CRF, RenderRequest, StrengthMap, auto_encoder_preset
+from align_core.stimuli.editing.render_request import RenderRequest, StrengthMap
 from align_core.stimuli.editing.renderer import RenderResult, VariantRenderer
 from align_core.stimuli.plans import VariantPlans
 
 # The renderer's pieces live in their own modules (render_request, keyframe_edits, renderer,
-# preview, manifest); the names callers have always imported from here are re-exported.
-__all__ = [
-    "VARIANT_CRF",
-    "DeferredArray",
-    "RenderResult",
-    "StrengthMap",
-    "allowed_region",
-    "auto_encoder_preset",
-    "edit_limits",
-    "guarded_protect",
-    "render_variants",
-]
+# preview, manifest, regions); this module is the one entry point.
+__all__ = ["render_variants"]
 
 
 def render_variants(
