@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import file_sha256
 from align_core.stimuli.diffusion.backbone import Backbone, build_tiny_backbone, load_backbone
 from align_core.stimuli.diffusion.dataset import ControlSample, build_training_set
 from align_core.stimuli.diffusion.train import TrainConfig, train_controlnet

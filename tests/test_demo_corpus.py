@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from align_core.io.arrays import load_mask_stack
+from align_core.io.hashing import file_sha256
 from align_core.io.layout import DataLayout
-from align_core.io.video_io import file_sha256, iter_frames, probe_video
+from align_core.io.video_io import iter_frames, probe_video
 from align_demo.corpus import (
     ALIGNMENT_COLUMNS,
     CTA_KEYWORDS,

@@ -16,8 +16,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 from align_assets.definitions import all_assets
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_assets.resources import ScorerResource, default_resources
+from align_core.io.hashing import file_sha256
 from align_core.io.layout import DataLayout
-from align_core.io.video_io import file_sha256
 from align_demo.corpus import generate_demo_corpus
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}

@@ -14,7 +14,8 @@ from align_core.experiments.ab_mapping import decode_ad_name
 from align_core.experiments.ab_results import ingest_export
 from align_core.experiments.config import ExperimentConfig
 from align_core.experiments.upload_manifest import build_upload_manifest
-from align_core.io.video_io import file_sha256, write_video
+from align_core.io.hashing import file_sha256
+from align_core.io.video_io import write_video
 from align_core.stimuli.plans import DEFAULT_VARIANTS
 from align_demo.ab_simulator import simulate_ab_export
 from analysis.guardrails import design_effect, mde_relative

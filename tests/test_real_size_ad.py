@@ -15,8 +15,9 @@ import pytest
 
 from align_core.inputs.research_csvs import read_alignment_scores, read_keywords
 from align_core.io.frames import MaskFrames
+from align_core.io.hashing import file_sha256
 from align_core.io.layout import DataLayout
-from align_core.io.video_io import file_sha256, iter_frames, probe_video, read_frame
+from align_core.io.video_io import iter_frames, probe_video, read_frame
 from align_core.perception.masks import ProvidedMaskSegmenter
 from align_demo import cli as demo
 from align_demo.corpus import DemoCorpus, generate_demo_corpus

@@ -37,7 +37,7 @@ from align_core.experiments.config import ensure_registry_table, registered_vari
 from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import file_sha256
 from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
 from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 

@@ -27,7 +27,8 @@ import pandas as pd
 from align_core.experiments.ab_mapping import encode_ad_name
 from align_core.experiments.config import registered_variants
 from align_core.io.atomic import atomic_path
-from align_core.io.video_io import file_sha256, probe_video
+from align_core.io.hashing import file_sha256
+from align_core.io.video_io import probe_video
 from align_core.io.warehouse import read_connection, replace_rows, table_exists, write_connection
 from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name
 

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from align_core.io.atomic import atomic_path
-from align_core.io.hashing import file_sha256  # re-exported: callers have long imported it from here
+from align_core.io.hashing import file_sha256
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -29,7 +29,6 @@ __all__ = [
     "VideoProbe",
     "VideoWriter",
     "even_size",
-    "file_sha256",
     "is_video_file",
     "iter_frames",
     "lockstep_frames",

@@ -52,7 +52,8 @@ import numpy as np
 from align_core.components import Registry
 from align_core.io.arrays import save_npz_atomic, unpack_masks
 from align_core.io.frames import MaskFrames
-from align_core.io.video_io import VideoProbe, file_sha256, iter_frames, probe_video
+from align_core.io.hashing import file_sha256
+from align_core.io.video_io import VideoProbe, iter_frames, probe_video
 
 __all__ = [
     "DEFAULT_THRESHOLD",

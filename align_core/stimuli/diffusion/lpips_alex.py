@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from align_core.io.video_io import file_sha256
+from align_core.io.hashing import file_sha256
 
 DEFAULT_ALEXNET_PATHS: tuple[str, ...] = (
     "data/models/alexnet/alexnet-owt-7be5be79.pth",
