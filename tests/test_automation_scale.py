@@ -6,12 +6,16 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_automation_conditions
 
 from align_assets.automation import SENSOR_NAME, evaluate_per_video_automation
 from align_assets.definitions import defs
 from align_assets.partitions import VIDEO_PARTITIONS_NAME
 from align_core.io.warehouse import read_connection, rebuild_table_from_parquet
+
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
 
 
 def _materialize(instance: DagsterInstance, asset: str, videos: list[str]) -> None:

@@ -15,6 +15,9 @@ from align_assets.sensors import new_video_sensor
 from align_core.inputs.research_csvs import ALIGNMENT_COLUMNS
 from align_core.io.layout import DataLayout
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path, shared_data: Path) -> DataLayout:

@@ -22,6 +22,9 @@ from align_core.perception.masks import SEGMENTERS
 from align_core.stimuli.editing.base import EDITORS
 from align_demo.corpus import generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 PER_VIDEO = [
     "video_catalog",
     "attention_maps",

@@ -26,6 +26,9 @@ from align_demo.corpus import (
     generate_demo_corpus,
 )
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 SEED = 11
 
 

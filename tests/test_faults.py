@@ -95,6 +95,9 @@ from align_core.perception.masks import load_keyword_masks
 from align_demo.ab_simulator import simulate_ab_rows
 from align_demo.corpus import ALIGNMENT_COLUMNS, generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-video stages up to the plans, sped up for 144x256 demo clips (the procedure is unchanged).

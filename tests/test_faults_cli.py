@@ -71,6 +71,9 @@ from align_assets.resources import default_resources  # noqa: E402
 from align_assets.sensors import new_video_sensor  # noqa: E402
 from align_demo.corpus import generate_demo_corpus  # noqa: E402
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 

@@ -20,6 +20,9 @@ from align_core.io.hashing import file_sha256
 from align_core.io.layout import DataLayout
 from align_demo.corpus import generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PERCEPTION = [
     "video_catalog",

@@ -32,6 +32,9 @@ from align_core.io.atomic import atomic_directory, reclaim_temporaries
 from align_core.io.layout import DataLayout
 from align_demo.corpus import generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PERCEPTION = [
     "video_catalog",

@@ -21,6 +21,9 @@ from align_assets.resources import PlatformResource
 from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 def test_large_corpus_definitions_load_and_hold_the_real_corpus_in_108_batches(
     shared_data: Path, tmp_path: Path

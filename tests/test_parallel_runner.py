@@ -15,6 +15,9 @@ from align_assets.runner import materialize_everything, prepare_instance
 from align_core.io.layout import DataLayout
 from align_demo.corpus import generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.slow
 def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, shared_data: Path, monkeypatch) -> None:

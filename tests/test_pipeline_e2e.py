@@ -14,6 +14,9 @@ from align_core.io.layout import DataLayout
 from align_core.io.video_io import probe_video
 from align_demo.corpus import generate_demo_corpus
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 FAST = {
     "controlnet_checkpoint": {
         "steps": 4,

@@ -33,6 +33,9 @@ from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 HEIGHT, WIDTH, FPS = 384, 288, 12
 SCENES = [(0, 12), (12, 24)]
 OFFER = "LIMITED OFFER $15.99"

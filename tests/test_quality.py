@@ -12,6 +12,9 @@ from test_propagation import textured_pan
 from align_core.measurement.quality import psnr, sequence_warping_error, ssim, ssim_map
 from align_core.stimuli.editing.propagation import FlowPropagator
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 def test_ssim_of_two_constant_images_matches_the_formula() -> None:
     a = np.full((20, 20), 100.0)

@@ -23,6 +23,9 @@ from align_demo import cli as demo
 from align_demo.corpus import DemoCorpus, generate_demo_corpus
 from align_demo.real_size import CALL_TO_ACTION, PRICE, write_real_size_ad
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 SEED = 11
 TINY = {"real_size_seconds": 0.5, "real_size_frame": (216, 384)}
 

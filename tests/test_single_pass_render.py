@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 import align_core.stimuli.editing.render as render_module
 from align_core.io.frames import LazyFrames, MaskFrames
@@ -15,6 +16,9 @@ from align_core.stimuli.editing.render import render_variants
 from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
+
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
 
 HEIGHT, WIDTH, FPS, FRAMES = 128, 72, 12, 18
 SCENES = [(0, 8), (8, FRAMES)]

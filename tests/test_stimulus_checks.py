@@ -21,6 +21,9 @@ from align_core.measurement.stimulus_checks import (
 )
 from align_core.perception.protect import TextReader
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 OFFER, CHANGED = "LIMITED OFFER $15.99", "LIMITED OFFER $19.99"
 CAPTION_BOX = (8, 8, 380, 56)  # x0, y0, x1, y1: the caption drawn below, protected
 SWEATSHIRT_BOX = (250, 180, 410, 240)  # the signer's printed "MISFITS", which the protect stage reads as text

@@ -142,6 +142,7 @@ def tiny_demo_video(tmp_path_factory, shared_data: Path):
     return corpus.videos[0]
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_eighth_variant_is_planned_and_rendered(tiny_demo_video, tmp_path: Path) -> None:
     video = tiny_demo_video
     with np.load(video.mask_path, allow_pickle=False) as data:
@@ -206,6 +207,7 @@ def _run_experiment(tmp_path: Path, experiment_id: str, registry, n_videos: int,
     return db, videos, plan, result
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_eighth_variant_is_ingested_and_reported(tmp_path: Path) -> None:
     db, videos, plan, result = _run_experiment(tmp_path, "exp-eight", EIGHT, 9)
     lift = result.tables["analysis_lift"]
@@ -233,6 +235,7 @@ def test_eighth_variant_is_ingested_and_reported(tmp_path: Path) -> None:
     assert not rejected.ok and "unknown variant 'late_reduction' for experiment 'exp-eight'" in rejected.errors[0]
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_three_arm_experiment_end_to_end(tmp_path: Path) -> None:
     db, _, _, result = _run_experiment(tmp_path, "exp-three", THREE, 6)
     assert variants_for(db, "exp-three") == THREE
@@ -241,6 +244,7 @@ def test_three_arm_experiment_end_to_end(tmp_path: Path) -> None:
     assert result.tables["analysis_timing"].empty  # one timed arm: nothing to contrast, no crash
 
 
+@pytest.mark.slow  # runs the pipeline
 def test_twelve_arm_experiment_end_to_end(tmp_path: Path) -> None:
     db, videos, _, result = _run_experiment(tmp_path, "exp-twelve", TWELVE, 12)
     lift = result.tables["analysis_lift"]

@@ -33,6 +33,9 @@ from align_core.stimuli.editing.render import render_variants
 from align_core.stimuli.editing.salience import SalienceEditor
 from align_core.stimuli.plans import plan_variants
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 INDEPENDENT = {name: SaliencyModelScorer(name) for name in ("spectral_residual", "itti_koch", "boolean_map")}
 
 

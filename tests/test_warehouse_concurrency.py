@@ -29,6 +29,9 @@ import duckdb
 import pandas as pd
 import pytest
 
+# slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 ROW_WORKERS, ROW_WRITES, ROWS_PER_KEY = 4, 15, 3
 PARQUET_WRITERS, VIDEOS_PER_WRITER, ROUNDS = 2, 6, 6
 GATE_TIMEOUT_S = 60.0
