@@ -12,7 +12,7 @@ DATA ?= data
 export ALIGN_DATA_DIR ?= $(abspath $(DATA))
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 
-.PHONY: demo test test-fast lint ui bench clean-data
+.PHONY: setup demo test test-fast lint ui bench clean-data
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]}"'
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 	# which has no CPU build for torch 2.13 and breaks transformers/diffusers imports.
 	$(BIN)/pip install --quiet --no-deps lpips==0.1.4
 	touch $(STAMP)
+
+# Only the environment (.venv), for running the CLIs on your own ads.
+setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/align-demo --data-dir $(ALIGN_DATA_DIR)
