@@ -27,69 +27,18 @@ from align_assets.runner import (  # the runner's names the demo's tests use thr
 )
 from align_core.io.layout import DataLayout
 from align_core.settings import add_data_dir_argument
+from align_demo.provenance import foreign_inputs
 
 __all__ = [
     "build_corpus",
     "failure_messages",
-    "foreign_inputs",
     "main",
     "materialize_everything",
     "prepare_instance",
     "quiet_dagster_warnings",
-    "record_demo_inputs",
     "report_inputs",
     "run_command",
 ]
-
-#: What the demo wrote into ``raw/`` (relative path -> sha256): only these may be rewritten by it.
-DEMO_FILES = ".align-demo-files.json"
-
-
-def _raw_files(layout: DataLayout) -> list[Path]:
-    if not layout.raw_dir.is_dir():
-        return []
-    return sorted(
-        path
-        for path in layout.raw_dir.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(layout.raw_dir).parts)
-    )
-
-
-def foreign_inputs(layout: DataLayout) -> list[str]:
-    """Input files in ``raw/`` that the demo did not write (or that changed since), which it must not overwrite.
-
-    The demo records what it wrote in ``raw/.align-demo-files.json``. A directory an earlier demo
-    made before that record existed is recognised by its ``demo_corpus.json``.
-    """
-    import hashlib
-    import json
-
-    record_path = layout.raw_dir / DEMO_FILES
-    files = _raw_files(layout)
-    if not record_path.exists():
-        if (layout.raw_dir / "demo_corpus.json").is_file():
-            return []  # an earlier demo's own directory
-        return [str(path.relative_to(layout.root)) for path in files]
-    recorded = json.loads(record_path.read_text())
-    foreign = []
-    for path in files:
-        relative = str(path.relative_to(layout.raw_dir))
-        if recorded.get(relative) != hashlib.file_digest(path.open("rb"), "sha256").hexdigest():
-            foreign.append(str(path.relative_to(layout.root)))
-    return foreign
-
-
-def record_demo_inputs(layout: DataLayout) -> None:
-    import hashlib
-    import json
-
-    from align_core.io.atomic import atomic_write_text
-
-    digests = {}
-    for path in _raw_files(layout):
-        with path.open("rb") as handle:
-            digests[str(path.relative_to(layout.raw_dir))] = hashlib.file_digest(handle, "sha256").hexdigest()
-    atomic_write_text(layout.raw_dir / DEMO_FILES, json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
 
 def build_corpus(
@@ -201,7 +150,6 @@ def _build_and_record_corpus(layout: DataLayout, args: argparse.Namespace) -> li
     except ValueError as exc:
         print(f"align-demo: cannot build the demo corpus: {exc}", file=sys.stderr)
         return None
-    record_demo_inputs(layout)
     print(f"  {len(ids)} videos: {', '.join(ids)}")
     return ids
 

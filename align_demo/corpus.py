@@ -84,6 +84,7 @@ from align_core.io.arrays import save_mask_stack
 from align_core.io.atomic import atomic_path, atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter
+from align_demo.provenance import record_demo_inputs
 
 __all__ = [
     "ALIGNMENT_COLUMNS",
@@ -507,6 +508,7 @@ def generate_demo_corpus(
         real_size_videos=real_size_videos,
     )
     _write_corpus_files(corpus, width, height, fps, keywords_source)
+    record_demo_inputs(layout)  # this directory is the demo's: only here may simulated results appear
     return corpus
 
 

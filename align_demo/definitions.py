@@ -13,6 +13,7 @@ from dagster import Definitions
 from align_assets import production
 from align_assets.resources import default_resources
 from align_demo.assets import AB_RESULTS_DEPS, demo_assets, demo_checks
+from align_demo.provenance import demo_made
 
 __all__ = [
     "build_definitions",
@@ -26,10 +27,13 @@ demo_definitions = Definitions(assets=demo_assets, asset_checks=demo_checks)
 def build_definitions(resources: dict[str, object] | None = None) -> Definitions:
     """Production's definitions for ``resources``, merged with the demo's (default: resources from the environment).
 
-    Under another profile than ``demo`` it is production's graph unchanged.
+    Under another profile than ``demo``, or on a data directory the demo did not make (a user's
+    own videos under the default profile), it is production's graph unchanged: simulated A/B
+    results never reach a user's warehouse.
     """
     resources = resources or default_resources()
-    if resources["platform"].profile != "demo":
+    platform = resources["platform"]
+    if platform.profile != "demo" or not demo_made(platform.layout):
         return production.build_definitions(resources)
     production_defs = production.build_definitions(resources, ab_results_deps=AB_RESULTS_DEPS)
     return Definitions.merge(production_defs, demo_definitions)

@@ -13,6 +13,7 @@ import pytest
 
 from align_core.io.layout import DataLayout
 from align_demo import cli as demo
+from align_demo.provenance import foreign_inputs, record_demo_inputs
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -40,10 +41,10 @@ def test_demo_may_rebuild_its_own_directory_but_not_edited_inputs(tmp_path: Path
     layout = DataLayout(tmp_path / "demo").ensure()
     ids = demo.build_corpus(layout, 1, 7, shared_data, include_real=False)
     assert len(ids) == 1  # item 13: one video is a valid demo
-    demo.record_demo_inputs(layout)
-    assert demo.foreign_inputs(layout) == []
+    record_demo_inputs(layout)
+    assert foreign_inputs(layout) == []
     layout.keywords_csv.write_text(layout.keywords_csv.read_text() + "extra-ad,shoe\n")
-    assert demo.foreign_inputs(layout) == ["raw/keywords.csv"]
+    assert foreign_inputs(layout) == ["raw/keywords.csv"]
 
 
 @pytest.mark.parametrize("videos", ["0", "-3"])

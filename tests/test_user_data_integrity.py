@@ -1,0 +1,127 @@
+"""Nothing invented reaches a user's data (issue 21, items 1 and 2).
+
+Simulated A/B results belong to the demo's own directory: the demo profile's definitions add
+the simulated export only where the demo made the directory, and ``align-demo`` refuses any
+directory holding inputs or outputs it did not create.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from align_assets.resources import default_resources
+from align_core.io.layout import DataLayout
+from align_demo import cli as demo
+from align_demo.corpus import generate_demo_corpus
+from align_demo.definitions import build_definitions
+from align_demo.provenance import DEMO_FILES, demo_made, foreign_inputs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_EXPORT = "demo_ab_export"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def asset_names(data_dir: Path) -> set[str]:
+    definitions = build_definitions(default_resources(data_dir=data_dir, profile="demo"))
+    return {key.to_user_string() for key in definitions.resolve_asset_graph().get_all_asset_keys()}
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    generate_demo_corpus(root, n_videos=1, n_empty_keywords=0, n_cta_keywords=0, width=96, height=160, fps=6)
+    return root
+
+
+def test_the_corpus_generator_records_its_directory_as_the_demos(demo_dir: Path) -> None:
+    layout = DataLayout(demo_dir)
+    assert (layout.raw_dir / DEMO_FILES).is_file()
+    assert demo_made(layout) and foreign_inputs(layout) == []
+
+
+def test_a_corpus_record_without_the_demos_record_is_a_users_directory(demo_dir: Path, tmp_path: Path) -> None:
+    """Item 2: a directory copied without dotfiles is no longer taken for the demo's."""
+    copy = tmp_path / "copied"
+    shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns(".*"))
+    layout = DataLayout(copy)
+    assert not demo_made(layout)
+    assert "raw/keywords.csv" in foreign_inputs(layout)
+
+
+def test_a_record_that_does_not_vouch_for_the_corpus_is_not_the_demos(demo_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "edited"
+    shutil.copytree(demo_dir, copy)
+    corpus = copy / "raw" / "demo_corpus.json"
+    corpus.write_text(corpus.read_text().replace("{", "{ ", 1))
+    assert not demo_made(DataLayout(copy))
+
+
+def test_demo_refuses_a_directory_with_a_warehouse_but_no_raw(tmp_path: Path, capsys) -> None:
+    """Item 2: the refusal looks past raw/ (a warehouse, an inbox, experiments)."""
+    root = tmp_path / "user"
+    (root / "inbox" / "ab_results").mkdir(parents=True)
+    (root / "inbox" / "ab_results" / "export.csv").write_text("experiment_id\nmine\n")
+    duckdb.connect(str(root / "warehouse.duckdb")).execute("create table ab_results as select 1 as impressions").close()
+    before = snapshot(root)
+    assert demo.main(["--data-dir", str(root), "--videos", "1", "--no-real-clips", "--no-real-size-ad"]) == 2
+    err = capsys.readouterr().err
+    assert "warehouse.duckdb" in err and "inbox" in err and "changes nothing" in err
+    assert snapshot(root) == before
+
+
+def test_demo_refuses_a_copied_demo_directory_and_keeps_its_csvs(demo_dir: Path, tmp_path: Path, capsys) -> None:
+    copy = tmp_path / "copied"
+    shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns(".*"))
+    (copy / "raw" / "keywords.csv").write_text("_id,keyword_list[0]\nmine,shoe\n")
+    before = snapshot(copy)
+    assert demo.main(["--data-dir", str(copy), "--videos", "1", "--no-real-clips", "--no-real-size-ad"]) == 2
+    assert "raw/keywords.csv" in capsys.readouterr().err
+    assert snapshot(copy) == before
+
+
+def test_demo_definitions_add_the_simulator_only_in_the_demos_directory(demo_dir: Path, tmp_path: Path) -> None:
+    """Item 1: under the default (demo) profile a user's directory gets production's graph."""
+    assert DEMO_EXPORT in asset_names(demo_dir)
+    user = tmp_path / "ads"
+    (user / "raw" / "videos").mkdir(parents=True)
+    assert DEMO_EXPORT not in asset_names(user)
+
+
+@pytest.mark.slow
+def test_a_users_own_clip_gets_no_simulated_results(tmp_path: Path, shared_data: Path) -> None:
+    """Item 1 end to end: one real clip, align-import, the default profile, align-backfill."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    shutil.copy(shared_data / "videos" / "fruit-and-vegetable-detection.mp4", incoming / "fruit-belt.mp4")
+    data = tmp_path / "ads"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGN_", "DAGSTER_"))}
+    env["HF_HUB_OFFLINE"] = "1"
+    bin_dir = Path(sys.executable).parent
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+    imported = run(str(bin_dir / "align-import"), str(incoming), "--data-dir", str(data))
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    (data / "raw" / "keywords.csv").write_text("_id,keyword_list[0]\nfruit-belt,apple\n")
+    backfill = run(str(bin_dir / "align-backfill"), "--data-dir", str(data))
+    output = backfill.stdout + backfill.stderr
+    assert "demo_ab_export" not in output
+    assert not any((data / "inbox" / "ab_results").glob("*.csv")), "a simulated export reached the user's inbox"
+    assert not (data / "experiments").exists() or not any((data / "experiments").iterdir())
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        tables = {row[0] for row in con.execute("select table_name from information_schema.tables").fetchall()}
+        if "ab_results" in tables:
+            assert con.execute("select count(*) from ab_results").fetchone()[0] == 0
+    report = (data / "reports" / "report.html").read_text()
+    assert "No A/B results to report" in report
