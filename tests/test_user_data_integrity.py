@@ -125,3 +125,37 @@ def test_a_users_own_clip_gets_no_simulated_results(tmp_path: Path, shared_data:
             assert con.execute("select count(*) from ab_results").fetchone()[0] == 0
     report = (data / "reports" / "report.html").read_text()
     assert "No A/B results to report" in report
+
+
+def test_lpips_without_alexnet_weights_gives_the_same_values_in_every_instance(tmp_path: Path) -> None:
+    """Item 10: the random backbone is seeded, so 'a fixed random-feature distance' is true."""
+    import numpy as np
+    import torch
+
+    from align_core.stimuli.diffusion.lpips_alex import LPIPS
+
+    rng = np.random.default_rng(0)
+    a, b = (torch.from_numpy(rng.random((1, 3, 64, 64), dtype=np.float32) * 2 - 1) for _ in range(2))
+    torch.manual_seed(1)
+    with pytest.warns(UserWarning, match="random-alexnet"):
+        first = LPIPS(tmp_path / "missing.pth")
+    torch.manual_seed(2)  # a different global state must not matter
+    with pytest.warns(UserWarning, match="random-alexnet"):
+        second = LPIPS(tmp_path / "missing.pth")
+    assert "seeded" in first.backbone_state
+    assert torch.equal(first(a, b), second(a, b))
+
+
+def test_atomic_directories_get_the_usual_mode(tmp_path: Path) -> None:
+    """Item 11: variant_videos/<id>/ was 0700 (mkdtemp) where every other artifact is 0755."""
+    from align_core.io.atomic import atomic_directory
+
+    umask = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "variant_videos" / "v1") as building:
+            (building / "baseline.mp4").write_bytes(b"x")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "variant_videos" / "v1").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
+    assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o755

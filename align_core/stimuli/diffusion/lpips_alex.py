@@ -5,12 +5,14 @@ The lpips *package* still ships the real learned linear weights (``weights/v0.1/
 read that file directly. The AlexNet backbone mirrors ``torchvision.models.alexnet().features``
 layer for layer so the standard ``features.N.weight`` state dict loads into it from a local
 file. Without such a file the backbone stays random and ``backbone_state`` says so loudly:
-the values are then a fixed random-feature distance, NOT a perceptual one.
+the values are then a fixed random-feature distance, NOT a perceptual one (the random backbone
+is drawn from a fixed seed, so the same frames give the same value in every run and process).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import warnings
 from pathlib import Path
@@ -84,6 +86,22 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+#: Seed of the random AlexNet used when no pretrained weights are found (repeatable values).
+RANDOM_BACKBONE_SEED = 0
+
+
+def seed_random_backbone(net: nn.Module, seed: int) -> None:
+    """Redraw every conv layer as PyTorch's default init does, from ``seed`` (global RNG untouched)."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
 class LPIPS(nn.Module):
     """LPIPS distance between images in [-1, 1]; frozen; gradients flow to the inputs.
 
@@ -120,8 +138,10 @@ class LPIPS(nn.Module):
             self.pretrained = True
         else:
             where = ", ".join(str(p) for p in candidates)
+            seed_random_backbone(self.net, RANDOM_BACKBONE_SEED)
             self.backbone_state = (
-                f"random-alexnet (no local AlexNet weights found at {where}): LPIPS values are NOT perceptual"
+                f"random-alexnet (seeded {RANDOM_BACKBONE_SEED}; no local AlexNet weights found at {where}): "
+                "LPIPS values are NOT perceptual"
             )
             self.pretrained = False
             warnings.warn(self.backbone_state, stacklevel=2)
@@ -153,4 +173,10 @@ def lpips_input_check(x: torch.Tensor) -> None:
         raise ValueError(f"LPIPS needs at least 32 px, got {tuple(x.shape[-2:])}")
 
 
-__all__ = ["LPIPS", "AlexNetFeatures", "lpips_linear_weights_path"]
+__all__ = [
+    "LPIPS",
+    "RANDOM_BACKBONE_SEED",
+    "AlexNetFeatures",
+    "lpips_linear_weights_path",
+    "seed_random_backbone",
+]
