@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from align_core.experiments.config import load_experiment_config
-from align_core.experiments.upload_manifest import build_upload_manifest
+from align_core.experiments.config import ExperimentConfig, load_experiment_config
+from align_core.experiments.upload_manifest import UploadManifest, prepare_upload_manifest, write_upload_manifest
 from align_core.io.warehouse import read_connection, table_exists
 from align_core.settings import add_data_dir_argument
 from analysis.preregistration import register_plan
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="align-ab-plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path, help="the experiment config (YAML)")
     add_data_dir_argument(parser)
@@ -37,32 +37,47 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="put variants that failed their checks into the upload manifest (explicit override)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _prepared_manifest(database: Path, config: ExperimentConfig, include_ineligible: bool) -> UploadManifest | None:
+    """The upload manifest checked in full (every file re-hashed) before anything is registered."""
+    with read_connection(database) as con:
+        rendered = table_exists(con, "variants")
+    if not rendered:
+        return None
+    return prepare_upload_manifest(database, config.experiment_id, config.variants, include_ineligible)
+
+
+def _print_manifest(manifest: UploadManifest) -> None:
+    print(f"upload manifest: {len(manifest.rows)} ad(s) -> {manifest.path}")
+    for note in manifest.notes:
+        print(f"  note: {note}")
+    for r in manifest.excluded.itertuples():
+        print(f"  excluded {r.video_id} {r.variant}: {r.reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     data = Path(args.data_dir)
     database = data / "warehouse.duckdb"
     out = data / "experiments"
     try:
         config = load_experiment_config(args.config)
+        manifest = _prepared_manifest(database, config, args.include_ineligible)
         plan = register_plan(config, database, out, allow_after_results=args.allow_after_results)
-    except ValueError as exc:
-        print(str(exc), file=sys.stderr)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"align-ab-plan: nothing was registered: {exc}", file=sys.stderr)
         return 1
     print(f"experiment {config.experiment_id}: {len(config.variants)} arms ({', '.join(config.variant_names)})")
     print(f"analysis plan sha256 {plan.sha256}\n  {plan.path}")
     mde = plan.plan["mde"]
     if "mde_relative" in mde:
         print(f"  MDE (relative CTR lift, {mde['power']:.0%} power, alpha {mde['alpha']}): {mde['mde_relative']:+.1%}")
-    with read_connection(database) as con:
-        rendered = table_exists(con, "variants")
-    if rendered:
-        manifest = build_upload_manifest(database, config.experiment_id, out, config.variants, args.include_ineligible)
-        print(f"upload manifest: {len(manifest.rows)} ad(s) -> {manifest.path}")
-        for note in manifest.notes:
-            print(f"  note: {note}")
-        for r in manifest.excluded.itertuples():
-            print(f"  excluded {r.video_id} {r.variant}: {r.reason}")
-    else:
+    if manifest is None:
         print("no variants rendered yet: run align-ab-plan again after variant_videos for the upload manifest")
+    else:
+        _print_manifest(write_upload_manifest(manifest, database, out))
     return 0
 
 

@@ -159,3 +159,38 @@ def test_atomic_directories_get_the_usual_mode(tmp_path: Path) -> None:
         os.umask(umask)
     assert (tmp_path / "variant_videos" / "v1").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     assert (tmp_path / "plain").stat().st_mode & 0o777 == 0o755
+
+
+def test_ab_plan_registers_nothing_when_a_variant_file_changed(tmp_path: Path, capsys) -> None:
+    """Item 13: align-ab-plan checks every file before it registers the experiment or its plan."""
+    import numpy as np
+
+    from align_core.io.hashing import file_sha256
+    from align_core.io.video_io import write_video
+    from analysis.plan_cli import main
+
+    data = tmp_path / "data"
+    rows = []
+    for variant in ("baseline", "early_boost"):
+        path = data / "artifacts" / "variant_videos" / "v1" / f"{variant}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(path, np.zeros((6, 64, 48, 3), np.uint8), fps=12)
+        rows.append(
+            {"video_id": "v1", "variant": variant, "path": str(path.relative_to(data)), "sha256": file_sha256(path)}
+        )
+    with duckdb.connect(str(data / "warehouse.duckdb")) as con:
+        con.execute("CREATE TABLE variants (video_id VARCHAR, variant VARCHAR, path VARCHAR, sha256 VARCHAR)")
+        con.executemany("INSERT INTO variants VALUES (?, ?, ?, ?)", [tuple(r.values()) for r in rows])
+    (data / "artifacts" / "variant_videos" / "v1" / "early_boost.mp4").write_bytes(b"edited by hand")
+    config = tmp_path / "exp.yaml"
+    config.write_text(
+        "experiment_id: plan-exp\nplanned_videos: 1\nplanned_impressions_per_arm: 1000\nplanned_days: 7\n"
+    )
+    assert main([str(config), "--data-dir", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was registered" in err and "changed since it was rendered" in err
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        for table in ("analysis_plans", "experiments", "experiment_arms", "upload_manifest"):
+            assert table not in tables or con.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+    assert not (data / "experiments").exists() or not any((data / "experiments").iterdir())

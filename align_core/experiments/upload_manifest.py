@@ -16,6 +16,7 @@ override and is recorded in the result.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name
 
 __all__ = [
     "build_upload_manifest",
+    "prepare_upload_manifest",
+    "write_upload_manifest",
 ]
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -56,7 +59,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 @dataclass(frozen=True)
 class UploadManifest:
     experiment_id: str
-    path: Path
+    path: Path | None  # None until written (prepare_upload_manifest)
     rows: pd.DataFrame
     excluded: pd.DataFrame  # video_id, variant, reason
     eligibility_column: bool
@@ -76,6 +79,22 @@ def build_upload_manifest(
     ``variants``: the experiment's registry (default: its registered arms, else the defaults).
     ``data_root``: what relative ``variants.path`` values are relative to (default: the
     warehouse's folder, the data directory); ``file`` keeps the path as the table records it.
+    """
+    manifest = prepare_upload_manifest(database, experiment_id, variants, include_ineligible, data_root)
+    return write_upload_manifest(manifest, database, out_dir)
+
+
+def prepare_upload_manifest(
+    database: str | os.PathLike[str],
+    experiment_id: str,
+    variants: Sequence[VariantSpec] | None = None,
+    include_ineligible: bool = False,
+    data_root: str | os.PathLike[str] | None = None,
+) -> UploadManifest:
+    """The manifest with every file re-hashed and probed, nothing written (``path`` is None).
+
+    Raises ``ValueError`` / ``FileNotFoundError`` naming the file when a variant is missing or
+    changed since it was rendered, so a caller can check before it registers anything.
     """
     root = Path(data_root) if data_root is not None else Path(database).resolve().parent
     rendered, registry, has_eligible = _rendered_variants(database, experiment_id, variants)
@@ -97,12 +116,19 @@ def build_upload_manifest(
     rows = [_manifest_row(r, root, experiment_id, roles[r.variant]) for r in ordered.itertuples()]
     table = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     table["video_id"] = table["video_id"].astype("string")
-    path = Path(out_dir) / f"{experiment_id}.upload_manifest.csv"
+    return UploadManifest(experiment_id, None, table, excluded.reset_index(drop=True), has_eligible, notes)
+
+
+def write_upload_manifest(
+    manifest: UploadManifest, database: str | os.PathLike[str], out_dir: str | os.PathLike[str]
+) -> UploadManifest:
+    """Write a prepared manifest: ``<out_dir>/<experiment>.upload_manifest.csv`` and its warehouse rows."""
+    path = Path(out_dir) / f"{manifest.experiment_id}.upload_manifest.csv"
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        manifest.rows.to_csv(tmp, index=False)
     with write_connection(database) as con:
-        replace_rows(con, "upload_manifest", table, {"experiment_id": experiment_id})
-    return UploadManifest(experiment_id, path, table, excluded.reset_index(drop=True), has_eligible, notes)
+        replace_rows(con, "upload_manifest", manifest.rows, {"experiment_id": manifest.experiment_id})
+    return dataclasses.replace(manifest, path=path)
 
 
 def _rendered_variants(
