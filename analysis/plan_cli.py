@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prepared_manifest(database: Path, config: ExperimentConfig, include_ineligible: bool) -> UploadManifest | None:
     """The upload manifest checked in full (every file re-hashed) before anything is registered."""
+    if not database.exists():
+        return None
     with read_connection(database) as con:
         rendered = table_exists(con, "variants")
     if not rendered:
