@@ -20,6 +20,7 @@ from pathlib import Path
 from align_core.io.layout import DataLayout
 
 __all__ = [
+    "CHECKPOINT_STEP",
     "VideoWorkers",
     "failure_messages",
     "largest_first",
@@ -28,6 +29,7 @@ __all__ = [
     "quiet_dagster_warnings",
     "report_inputs",
     "run_command",
+    "split_unread_checkpoint",
 ]
 
 INSTANCE_YAML = """\
@@ -192,7 +194,13 @@ class _Waves:
         result = self._launch(wave)
         self.log(_status_line("(unpartitioned)", result.success, time.perf_counter() - started))
         if not result.success:
-            self.failures.setdefault("(unpartitioned)", []).extend(failure_messages(result))
+            failed, unread = split_unread_checkpoint(failure_messages(result), self.resources)
+            for message in unread:
+                self.log(
+                    f"   note: {message} (the chosen editor does not read the checkpoint: not a failure of this run)"
+                )
+            if failed:
+                self.failures.setdefault("(unpartitioned)", []).extend(failed)
 
     def _run_config(self, wave: set) -> dict:
         names = {key.to_user_string() for key in wave}
@@ -218,6 +226,10 @@ class _Waves:
         return run_watched(
             self.instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, self.log
         )
+
+
+#: The step whose failure only matters to an editor that reads the trained ControlNet.
+CHECKPOINT_STEP = "controlnet_checkpoint"
 
 
 def _worker_start() -> None:
@@ -457,6 +469,15 @@ def _closure(graph, remaining: set, *, partitioned: bool) -> set:
                 selected.add(key)
                 changed = True
     return selected
+
+
+def split_unread_checkpoint(messages: list[str], resources: dict) -> tuple[list[str], list[str]]:
+    """(failures, notes): a checkpoint that could not be trained fails no run whose editor never reads it."""
+    editor, platform = resources.get("editor"), resources.get("platform")
+    if editor is None or platform is None or editor.choice(platform).needs_checkpoint:
+        return messages, []
+    unread = [m for m in messages if m.startswith(f"{CHECKPOINT_STEP}:")]
+    return [m for m in messages if m not in unread], unread
 
 
 def failure_messages(result) -> list[str]:

@@ -194,3 +194,36 @@ def test_ab_plan_registers_nothing_when_a_variant_file_changed(tmp_path: Path, c
         for table in ("analysis_plans", "experiments", "experiment_arms", "upload_manifest"):
             assert table not in tables or con.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
     assert not (data / "experiments").exists() or not any((data / "experiments").iterdir())
+
+
+def test_a_product_shown_between_the_sampling_grid_still_gives_training_samples(tmp_path: Path) -> None:
+    """Item 12: masked frames 1-4 of 24 fell between the stride-6 grid (frames 0, 6, 12, 18)."""
+    import numpy as np
+
+    from align_core.io.video_io import write_video
+    from align_core.perception.control import ControlTensors
+    from align_core.stimuli.diffusion.training_data import samples_from_video
+
+    frames = np.full((24, 32, 32, 3), 90, np.uint8)
+    video = write_video(tmp_path / "short.mp4", frames, fps=12)
+    masks = np.zeros((24, 32, 32), bool)
+    masks[1:5, 8:20, 8:20] = True
+    control = ControlTensors(masks=masks, attention=np.full((24, 32, 32), 0.5, np.float32))
+    samples = samples_from_video("short", video, control, "bottle", stride=6)
+    assert len(samples) == 1 and samples[0].control[0].any()  # frame 1, the first visible one
+
+
+def test_a_checkpoint_failure_fails_no_run_whose_editor_never_reads_it() -> None:
+    """Item 12: with the salience editor the checkpoint's failure is a note, with the ControlNet editor a failure."""
+    from align_assets.resources import EditorResource, PlatformResource
+    from align_assets.runner import split_unread_checkpoint
+
+    messages = ["controlnet_checkpoint: no training samples: ...", "analysis_report: broken"]
+    failed, notes = split_unread_checkpoint(
+        messages, {"editor": EditorResource(editor="salience"), "platform": PlatformResource(profile="demo")}
+    )
+    assert failed == ["analysis_report: broken"] and notes == messages[:1]
+    failed, notes = split_unread_checkpoint(
+        messages, {"editor": EditorResource(editor="controlnet"), "platform": PlatformResource(profile="demo")}
+    )
+    assert failed == messages and notes == []

@@ -30,11 +30,16 @@ def samples_from_video(
     require_product: bool = True,
     limit: int | None = None,
 ) -> list[ControlSample]:
-    """Every ``stride``-th frame (with the product visible, unless told otherwise) as a sample."""
+    """Every ``stride``-th frame in which the product is visible (every frame, unless told otherwise).
+
+    The stride counts visible frames, not all frames: a product shown only between the grid's
+    frames (a short scene) still gives samples.
+    """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     coverage = control.coverage_per_frame()
-    wanted = [t for t in range(0, control.frame_count, stride) if coverage[t] > 0 or not require_product]
+    candidates = [t for t in range(control.frame_count) if coverage[t] > 0 or not require_product]
+    wanted = candidates[::stride]
     if limit is not None:
         wanted = wanted[:limit]
     chosen = set(wanted)
