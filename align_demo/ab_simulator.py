@@ -400,6 +400,7 @@ def simulate_uploaded_export(
     rows = simulate_ab_rows(tested, effects, variants=variants, **kwargs)
     uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"], strict=False))
     rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"], strict=False)]]
+    rows = rows.assign(simulated="true")  # labelled in the warehouse, the tables and the report
     with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
         rows.to_csv(tmp, index=False)
     return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from align_assets import production
-from align_assets.resources import default_resources
+from align_assets.resources import PlatformResource, default_resources
 from align_demo.assets import AB_RESULTS_DEPS, demo_assets, demo_checks
 from align_demo.provenance import demo_made
 
@@ -33,6 +33,7 @@ def build_definitions(resources: dict[str, object] | None = None) -> Definitions
     """
     resources = resources or default_resources()
     platform = resources["platform"]
+    assert isinstance(platform, PlatformResource)
     if platform.profile != "demo" or not demo_made(platform.layout):
         return production.build_definitions(resources)
     production_defs = production.build_definitions(resources, ab_results_deps=AB_RESULTS_DEPS)

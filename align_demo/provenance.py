@@ -57,7 +57,9 @@ def demo_made(layout: DataLayout) -> bool:
     """True when the demo made this directory: its record exists and vouches for the corpus record."""
     recorded = _record(layout)
     corpus = layout.raw_dir / CORPUS_RECORD
-    return bool(recorded) and corpus.is_file() and recorded.get(CORPUS_RECORD) == _sha256(corpus)
+    if not recorded or not corpus.is_file():
+        return False
+    return recorded.get(CORPUS_RECORD) == _sha256(corpus)
 
 
 def _outputs_present(layout: DataLayout) -> list[str]:

@@ -55,6 +55,11 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "verify_plan_file",
         ),
         "queries": ("achieved_deltas",),
+        "simulated": (
+            "label_simulated",
+            "simulated_banner",
+            "simulated_experiments",
+        ),
         "report": (
             "TABLES",
             "build_report",

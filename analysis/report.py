@@ -45,6 +45,7 @@ from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
+from analysis.simulated import label_simulated, simulated_banner, simulated_experiments
 from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
@@ -763,6 +764,7 @@ def render_html(
     headline: str,
     notes: list[str],
     registries: dict[str, tuple] | None = None,
+    banner: str = "",
 ) -> str:
     """A self-contained HTML page: headline table, notes, per-experiment plots and every estimate table.
 
@@ -772,6 +774,7 @@ def render_html(
     """
     headline_is_html = headline.lstrip().startswith("<")
     return _TEMPLATES.get_template("report.html").render(
+        banner=banner,
         headline=Markup(headline) if headline_is_html else headline,
         headline_is_html=headline_is_html,
         plans=_plan_citations(tables.get("analysis_plan_deviations", pd.DataFrame())),
@@ -799,9 +802,13 @@ def build_report(
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
     tables["analysis_plan_deviations"] = deviations_table(database, cells_by_exp, alpha)
+    simulated = simulated_experiments(database)
+    tables = label_simulated(tables, simulated)
     if write_to_warehouse:
         write_tables(database, tables)
+    banner = simulated_banner(simulated)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])
+    headline = f"**{banner}**\n\n{headline}" if banner else headline
     page = render_html(
         tables,
         cells_by_exp,
@@ -809,6 +816,7 @@ def build_report(
         headline_html(tables["analysis_lift"], tables["analysis_guardrails"]),
         notes,
         registries,
+        banner=banner,
     )
     out = Path(output_dir)
     html_path = atomic_write_text(out / "report.html", page)

@@ -227,3 +227,62 @@ def test_a_checkpoint_failure_fails_no_run_whose_editor_never_reads_it() -> None
         messages, {"editor": EditorResource(editor="controlnet"), "platform": PlatformResource(profile="demo")}
     )
     assert failed == messages and notes == []
+
+
+def _export(path: Path, simulated: str | None) -> Path:
+    """A small native export: 4 videos x 2 arms, optionally with a ``simulated`` column."""
+    import pandas as pd
+
+    rows = []
+    for v in range(4):
+        for arm, clicks in (("baseline", 20), ("early_boost", 26)):
+            rows.append(
+                {
+                    "experiment_id": "sim-exp",
+                    "video_id": f"v{v}",
+                    "variant": arm,
+                    "date": "2026-11-02",
+                    "segment": "all",
+                    "impressions": 1000,
+                    "clicks": clicks + v,
+                    "conversions": 2,
+                    "spend": 5.0,
+                    "watch_time_s_sum": 4000.0,
+                }
+            )
+    frame = pd.DataFrame(rows)
+    if simulated is not None:
+        frame["simulated"] = simulated
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_simulated_rows_are_labelled_in_the_warehouse_tables_and_report(tmp_path: Path) -> None:
+    """Item 1: every simulated row, analysis table and report says so (column and banner)."""
+    from align_core.experiments.ab_results import ingest_export
+    from analysis.report import build_report
+
+    database = tmp_path / "warehouse.duckdb"
+    report = ingest_export(_export(tmp_path / "sim.csv", "true"), database, check_catalog=False, move=False)
+    assert report.ok, report.errors
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select bool_and(simulated) from ab_results").fetchone()[0] is True
+    built = build_report(database, tmp_path / "reports")
+    page = (tmp_path / "reports" / "report.html").read_text()
+    assert "SIMULATED DATA" in page and "sim-exp" in page
+    assert "SIMULATED DATA" in (tmp_path / "reports" / "headline.md").read_text()
+    assert built.tables["analysis_lift"]["simulated"].all()
+
+
+def test_real_rows_are_not_labelled_and_a_bad_flag_is_refused(tmp_path: Path) -> None:
+    from align_core.experiments.ab_results import ingest_export
+    from analysis.report import build_report
+
+    database = tmp_path / "warehouse.duckdb"
+    assert ingest_export(_export(tmp_path / "real.csv", None), database, check_catalog=False, move=False).ok
+    with duckdb.connect(str(database), read_only=True) as con:
+        assert con.execute("select bool_or(simulated) from ab_results").fetchone()[0] is False
+    build_report(database, tmp_path / "reports")
+    assert "SIMULATED DATA" not in (tmp_path / "reports" / "report.html").read_text()
+    refused = ingest_export(_export(tmp_path / "bad.csv", "maybe"), database, check_catalog=False, move=False)
+    assert not refused.ok and any("simulated 'maybe'" in e for e in refused.errors)

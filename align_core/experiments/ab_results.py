@@ -47,6 +47,7 @@ __all__ = [
     "IngestReport",
     "KEY_COLUMNS",
     "REQUIRED_COLUMNS",
+    "SIMULATED_COLUMN",
     "SUMSQ_COLUMN",
     "VIEW_COLUMNS",
     "ensure_tables",
@@ -86,7 +87,11 @@ MEASURE_COLUMNS: tuple[str, ...] = (SUMSQ_COLUMN,) + VIEW_COLUMNS
 STORED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + MEASURE_COLUMNS
 # Optional: the planned share of traffic per arm (constant per experiment x variant), and a
 # human-readable experiment name. Both feed the ``experiments``/``experiment_arms`` tables.
-OPTIONAL_COLUMNS: tuple[str, ...] = ("planned_share", "experiment_name") + MEASURE_COLUMNS
+# ``simulated``: true on rows an A/B simulator made (the demo's), so no table or report can pass
+# them off as real viewers; blank or absent is false.
+SIMULATED_COLUMN = "simulated"
+OPTIONAL_COLUMNS: tuple[str, ...] = ("planned_share", "experiment_name", SIMULATED_COLUMN) + MEASURE_COLUMNS
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
 EXPORT_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -114,6 +119,7 @@ CREATE TABLE IF NOT EXISTS ab_results (
     views_p50 BIGINT,
     views_p75 BIGINT,
     views_p100 BIGINT,
+    simulated BOOLEAN NOT NULL DEFAULT FALSE,
     PRIMARY KEY (experiment_id, video_id, variant, date, segment)
 )
 """
@@ -162,6 +168,8 @@ def ensure_tables(con: Any) -> None:
     for column in VIEW_COLUMNS:
         if column not in existing:
             con.execute(f"ALTER TABLE ab_results ADD COLUMN {column} BIGINT")
+    if SIMULATED_COLUMN not in existing:
+        con.execute(f"ALTER TABLE ab_results ADD COLUMN {SIMULATED_COLUMN} BOOLEAN DEFAULT FALSE")
     if existing.get(SUMSQ_COLUMN) == "NO":  # platforms report no sum of squares
         con.execute(f"ALTER TABLE ab_results ALTER COLUMN {SUMSQ_COLUMN} DROP NOT NULL")
 
@@ -235,6 +243,7 @@ def validate_export(
     checks.check_consistency(numeric)
     checks.check_duplicates(date_bad)
     checks.check_planned_shares()
+    checks.check_simulated()
     return checks.typed(numeric), checks.errors
 
 
@@ -411,6 +420,14 @@ class _ExportChecks:
         for exp, total in totals[totals > 1 + 1e-6].items():
             self.errors.append(f"{source}: planned shares of experiment {exp!r} sum to {total:.4f} (> 1)")
 
+    def check_simulated(self) -> None:
+        """``simulated`` (optional): true/false, 1/0, yes/no or blank (false)."""
+        if SIMULATED_COLUMN not in self.frame.columns:
+            return
+        text = self.frame[SIMULATED_COLUMN].astype(str).str.strip().str.lower()
+        bad = (~text.isin(_TRUE | _FALSE)).to_numpy()
+        self.flag(bad, lambda i: f"simulated {text.iat[i]!r} is not true/false (or blank)")
+
     def typed(self, numeric: Mapping[str, np.ndarray]) -> pd.DataFrame:
         """The frame with its measures as numbers (0 where invalid: such a file is rejected anyway)."""
         frame = self.frame
@@ -424,6 +441,8 @@ class _ExportChecks:
         for column in VIEW_COLUMNS:
             values = numeric[column]
             frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
+        flags = frame[SIMULATED_COLUMN] if SIMULATED_COLUMN in frame.columns else pd.Series("", index=frame.index)
+        frame[SIMULATED_COLUMN] = flags.astype(str).str.strip().str.lower().isin(_TRUE)
         return frame
 
 
@@ -561,7 +580,7 @@ def ingest_export(
     if errors:
         return _reject(path, sha, errors, move)
 
-    rows = frame[list(STORED_COLUMNS)].copy()
+    rows = frame[list(STORED_COLUMNS) + [SIMULATED_COLUMN]].copy()
     rows["source_file"] = path.name
     experiments = _experiment_spans(frame)
     arms = None
@@ -642,7 +661,7 @@ def _replace_ab_rows(con: Any, rows: pd.DataFrame) -> int:
         "DELETE FROM ab_results WHERE (experiment_id, video_id, variant, date, segment) IN "
         "(SELECT (experiment_id, video_id, variant, date, segment) FROM _incoming_ab)"
     )
-    columns = ", ".join(list(STORED_COLUMNS) + ["source_file"])
+    columns = ", ".join(list(STORED_COLUMNS) + ["source_file", SIMULATED_COLUMN])
     con.execute(f"INSERT INTO ab_results ({columns}) SELECT {columns} FROM _incoming_ab")
     return int(replaced)
 
