@@ -42,6 +42,7 @@ from analysis.arms import BASELINE, control_arm  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
+from analysis.matched import complete_block_cells  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
@@ -50,6 +51,7 @@ from analysis.timing import dose_response, select_doses, timing_contrasts, video
 
 TABLES: tuple[str, ...] = (
     "analysis_lift",
+    "analysis_lift_complete_block",
     "analysis_arms_test",
     "analysis_heterogeneity",
     "analysis_meta",
@@ -302,8 +304,13 @@ def _analyse_experiment(experiment: _Experiment, inputs: _WarehouseInputs, alpha
             f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
             f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
         )
-    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design)
+    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design, glm=design == "paired")
     out.add("analysis_lift", _with_experiment(lift, exp))
+    if design == "paired":
+        block = complete_block_cells(cells)
+        if block["video_id"].nunique() and BASELINE in set(block["variant"]):
+            complete = lift_table(block, alpha=alpha, variants=experiment.order, design=design)
+            out.add("analysis_lift_complete_block", _with_experiment(complete, exp))
     arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
     out.add("analysis_arms_test", _with_experiment(pd.concat(arms, ignore_index=True), exp))
     ind, tests = heterogeneity_tables(cells, alpha=alpha)
@@ -529,16 +536,57 @@ def headline_markdown(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
         return "_No A/B results to report._"
     lines = []
     for exp, part in lift.groupby("experiment_id"):
-        lines.append(f"**{exp}** ({int(part['n_videos'].iat[0])} videos; {_srm_text(guardrails, exp)})\n")
-        lines.append("| variant | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] |")
-        lines.append("|---|---|---|---|---|---|")
-        for variant in part["variant"].unique():
-            lines.append(f"| {variant} | " + " | ".join(_headline_cells(part, variant)[0]) + " |")
+        lines.append(f"**{exp}** ({_experiment_videos(part)} videos; {_srm_text(guardrails, exp)})\n")
         lines.append(
-            f"\n_Ratio-of-sums lift, clustered by video; correction: {'; '.join(_corrections(part, 'se_method')) or 'none'}._"
+            "| variant | videos | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] | what it means |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for variant in part["variant"].unique():
+            cells = _headline_cells(part, variant)[0]
+            lines.append(
+                f"| {variant} | {_videos_cell(part, variant)} | "
+                + " | ".join(cells)
+                + f" | {_meaning(part, variant)} |"
+            )
+        lines.append(
+            "\n_Ratio-of-sums lift on the videos where both the arm and the control ran (matched), clustered by "
+            f"video; correction: {'; '.join(_corrections(part, 'se_method')) or 'none'}._"
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _experiment_videos(part: pd.DataFrame) -> int:
+    """Videos in the experiment: those the control ran in (every contrast is matched to them)."""
+    column = "n_videos_control" if "n_videos_control" in part else "n_videos"
+    return int(part[column].max())
+
+
+def _metric_row(part: pd.DataFrame, variant: str, metric: str = "ctr") -> pd.Series | None:
+    rows = part[(part["variant"] == variant) & (part["metric"] == metric)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _videos_cell(part: pd.DataFrame, variant: str) -> str:
+    """'matched videos' with, when fewer, how many the control ran in."""
+    row = _metric_row(part, variant)
+    if row is None or not np.isfinite(row.get("n_videos", np.nan)):
+        return "n/a"
+    n, total = int(row["n_videos"]), int(row.get("n_videos_control", row["n_videos"]))
+    return f"{n}" if n == total else f"{n} of {total}"
+
+
+def _meaning(part: pd.DataFrame, variant: str) -> str:
+    """The CTR row in words: higher, lower or no detectable difference at the row's alpha."""
+    row = _metric_row(part, variant)
+    if row is None or not np.isfinite(row.get("p_value", np.nan)):
+        return "no estimate (see note)"
+    lo, hi = row["rel_ci_low"], row["rel_ci_high"]
+    if lo > 0:
+        return f"CTR higher than control (at least {lo:+.1%})"
+    if hi < 0:
+        return f"CTR lower than control (at least {hi:+.1%})"
+    return "no CTR difference detectable (interval spans 0)"
 
 
 def _pct(v: float) -> str:
@@ -568,7 +616,7 @@ def _headline_rows(part: pd.DataFrame) -> list[list[str]]:
     rows = []
     for variant in part["variant"].unique():
         cells, notes = _headline_cells(part, variant)
-        rows.append([str(variant), *cells, "; ".join(notes)])
+        rows.append([str(variant), _videos_cell(part, variant), *cells, _meaning(part, variant), "; ".join(notes)])
     return rows
 
 
@@ -577,7 +625,7 @@ def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
     experiments = [
         {
             "experiment_id": exp,
-            "n_videos": int(part["n_videos"].max()),
+            "n_videos": _experiment_videos(part),
             "design": part["design"].iat[0] if "design" in part else "paired",
             "srm_text": _srm_text(guardrails, exp),
             "rows": _headline_rows(part),
@@ -598,9 +646,17 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
         None,
     ),
     "analysis_lift": (
-        "Lift vs baseline",
-        "Ratio-of-sums estimator, delta-method (cluster influence) variance by video; "
-        "iid two-proportion z / Welch z for comparison only.",
+        "Lift vs baseline (matched: the videos where both arms ran)",
+        "Ratio-of-sums estimator on the videos where both the arm and the control ran (n_videos; "
+        "n_videos_variant / n_videos_control: videos each arm ran in), delta-method (cluster influence) variance "
+        "by video; glm_*: Poisson GLM with video fixed effects and quasi (Pearson) scale, t(G-1), as a "
+        "cross-check; iid two-proportion z / Welch z for comparison only.",
+        "se_method",
+    ),
+    "analysis_lift_complete_block": (
+        "Lift vs baseline, complete blocks (alternative: only the videos in which every arm ran)",
+        "The same estimator restricted to the videos with every arm: all arms compared on one set of videos, "
+        "at the cost of the videos some arm missed.",
         "se_method",
     ),
     "analysis_arms_test": (

@@ -1,0 +1,118 @@
+"""Matched contrasts: with arms missing for some videos, every lift uses only the videos where
+both the arm and the control ran (issue 22), and says how many."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from align_core.experiments.ab_results import ingest_export
+from align_demo.ab_simulator import SimulationEffects, simulate_ab_rows
+from analysis.matched import complete_block_cells, fixed_effects_glm, matched_cells
+from analysis.report import build_report
+
+# arm -> videos (by index) it is missing from; the missing ones have a lower baseline CTR
+MISSING = {"late_boost": range(0, 6), "full_boost": range(0, 6), "early_boost": range(0, 4), "reduction": (1, 3)}
+
+
+def _videos(n: int = 9) -> pd.DataFrame:
+    return pd.DataFrame({"video_id": [f"72280233523969{i:05d}" for i in range(n)], "industry": "food"})
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Nine videos, some arms missing in up to six of them; the low-CTR videos lose arms."""
+    root = tmp_path_factory.mktemp("matched")
+    videos = _videos()
+    rows = simulate_ab_rows(videos, SimulationEffects(video_sd_logit=0.6), seed=4, days=2, impressions_per_arm=2000)
+    # a strong composition effect: the videos that lose arms get half the clicks in every arm
+    low = rows["video_id"].isin(videos["video_id"].iloc[:6])
+    rows.loc[low, "clicks"] //= 2
+    rows.loc[low, "conversions"] = np.minimum(rows.loc[low, "conversions"], rows.loc[low, "clicks"])
+    for arm, idx in MISSING.items():
+        gone = rows["variant"].eq(arm) & rows["video_id"].isin(videos["video_id"].iloc[list(idx)])
+        rows = rows[~gone]
+    export = root / "export.csv"
+    rows.to_csv(export, index=False)
+    db = root / "warehouse.duckdb"
+    assert ingest_export(export, db).ok
+    return db
+
+
+def _matched_ratio_of_sums(db: Path, arm: str) -> tuple[float, int]:
+    """CTR(arm) / CTR(control) - 1 over the videos where both ran, straight from ab_results."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        rel, n = con.execute(
+            """
+            WITH v AS (SELECT video_id, variant, sum(clicks) c, sum(impressions) i FROM ab_results
+                       WHERE variant IN ('baseline', ?) GROUP BY ALL HAVING sum(impressions) > 0),
+                 m AS (SELECT video_id FROM v GROUP BY video_id HAVING count(DISTINCT variant) = 2)
+            SELECT (sum(c) FILTER (WHERE variant = ?) / sum(i) FILTER (WHERE variant = ?))
+                 / (sum(c) FILTER (WHERE variant = 'baseline') / sum(i) FILTER (WHERE variant = 'baseline')) - 1,
+                   count(DISTINCT video_id)
+            FROM v WHERE video_id IN (SELECT video_id FROM m)
+            """,
+            [arm, arm, arm],
+        ).fetchone()
+    finally:
+        con.close()
+    return float(rel), int(n)
+
+
+def test_every_lift_is_the_matched_ratio_of_sums(warehouse: Path, tmp_path: Path) -> None:
+    report = build_report(warehouse, tmp_path / "report")
+    lift = report.tables["analysis_lift"]
+    ctr = lift[lift["metric"] == "ctr"].set_index("variant")
+    for arm in ("early_boost", "middle_boost", "late_boost", "full_boost", "reduction", "placebo"):
+        expected, n = _matched_ratio_of_sums(warehouse, arm)
+        assert ctr.loc[arm, "rel_lift"] == pytest.approx(expected, rel=1e-9, abs=1e-12), arm
+        assert ctr.loc[arm, "n_videos"] == n == 9 - len(MISSING.get(arm, ()))
+        assert ctr.loc[arm, "n_videos_control"] == 9
+    # the headline names each arm's matched videos
+    assert "| late_boost | 3 of 9 |" in report.headline_markdown
+    # the complete-block alternative uses the 3 videos with every arm
+    block = report.tables["analysis_lift_complete_block"]
+    assert set(block["n_videos"]) == {3}
+
+
+def test_timing_contrasts_use_the_videos_both_arms_ran(warehouse: Path, tmp_path: Path) -> None:
+    timing = build_report(warehouse, tmp_path / "r", write_to_warehouse=False).tables["analysis_timing"]
+    ctr = timing[timing["metric"] == "ctr"].set_index("contrast")
+    assert ctr.loc["early_boost vs middle_boost", "n_videos"] == 5
+    assert ctr.loc["early_boost vs late_boost", "n_videos"] == 3
+    joint = ctr[ctr.index.str.startswith("joint")]
+    assert int(joint["n_videos"].iat[0]) == 3
+
+
+def test_matched_and_complete_block_cells() -> None:
+    cells = pd.DataFrame(
+        {
+            "video_id": ["a", "a", "b", "b", "c", "c", "c"],
+            "variant": ["baseline", "x", "baseline", "y", "baseline", "x", "y"],
+            "impressions": [10, 10, 10, 10, 10, 10, 0],
+        }
+    )
+    assert sorted(matched_cells(cells, ["baseline", "x"])["video_id"].unique()) == ["a", "c"]
+    assert sorted(matched_cells(cells, ["baseline", "y"])["video_id"].unique()) == ["b"]  # c's y did not run
+    assert complete_block_cells(cells).empty
+
+
+def test_fixed_effects_glm_recovers_a_common_rate_ratio() -> None:
+    """Every video has CTR ratio exactly 1.2: the FE GLM's rate ratio is 1.2 whatever the video mix."""
+    base = np.array([0.01, 0.02, 0.04, 0.03])
+    n = np.array([100_000, 50_000, 20_000, 80_000])
+    cells = pd.DataFrame(
+        {
+            "video_id": np.tile(["a", "b", "c", "d"], 2),
+            "variant": ["baseline"] * 4 + ["x"] * 4,
+            "impressions": np.tile(n, 2),
+            "clicks": np.r_[base * n, 1.2 * base * n[::-1][::-1]],
+        }
+    )
+    out = fixed_effects_glm(cells, "x", "baseline", "clicks", "impressions")
+    assert out["glm_rel_lift"] == pytest.approx(0.2, rel=1e-6)
