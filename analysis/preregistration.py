@@ -304,14 +304,38 @@ def plan_deviations(
                 f"{plan['stopping_rule']})"
             )
     for item in excluded:
-        out.append(f"excluded from the analysis: {item}")
+        out.append(f"eligibility: {item}")
+    return out
+
+
+def eligibility_deviations(cells: pd.DataFrame, excluded: pd.DataFrame | None) -> list[str]:
+    """Arms left out of some of this experiment's videos because they failed their checks, one line per arm."""
+    if excluded is None or excluded.empty or cells.empty:
+        return []
+    mine = excluded[excluded["video_id"].astype(str).isin(set(cells["video_id"].astype(str)))]
+    out = []
+    for arm, part in mine.groupby("variant", sort=True):
+        reasons = part["exclusion_reason"].fillna("no reason recorded").astype(str)
+        top = reasons.str.split(":").str[0].value_counts()
+        why = ", ".join(f"{r} ({n})" for r, n in top.items())
+        out.append(
+            f"arm {arm!r} not analysed in {part['video_id'].nunique()} video(s): ineligible ({why}); "
+            f"{part['action'].iat[0] if 'action' in part else 'left out'}"
+        )
     return out
 
 
 def deviations_table(
-    database: str | os.PathLike[str], cells_by_exp: dict[str, pd.DataFrame], alpha: float
+    database: str | os.PathLike[str],
+    cells_by_exp: dict[str, pd.DataFrame],
+    alpha: float,
+    excluded: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per experiment x deviation (or a 'none' row), with the plan's hash; empty if no plans."""
+    """One row per experiment x deviation (or a 'none' row), with the plan's hash; empty if no plans.
+
+    ``excluded``: the report's excluded-variants table; each arm left out of some videos by
+    eligibility is listed as a deviation.
+    """
     with read_connection(database) as con:
         plans = latest_plans(con)
         dates = {}
@@ -333,12 +357,8 @@ def deviations_table(
             )
             continue
         sha, plan, path = plans[exp]
-        found = plan_deviations(
-            plan,
-            cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"])),
-            dates.get(exp),
-            alpha,
-        )
+        cells = cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"]))
+        found = plan_deviations(plan, cells, dates.get(exp), alpha, eligibility_deviations(cells, excluded))
         for text in found or ["none: the analysis followed the plan"]:
             rows.append({"experiment_id": exp, "plan_sha256": sha, "plan_file": path, "deviation": text})
     return pd.DataFrame(rows, columns=["experiment_id", "plan_sha256", "plan_file", "deviation"])

@@ -854,7 +854,9 @@ def build_report(
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
-    tables["analysis_plan_deviations"] = deviations_table(database, cells_by_exp, alpha)
+    tables["analysis_plan_deviations"] = deviations_table(
+        database, cells_by_exp, alpha, tables.get("analysis_excluded")
+    )
     if write_to_warehouse:
         write_tables(database, tables)
     headline = headline_markdown(tables["analysis_lift"], tables["analysis_guardrails"])

@@ -12,7 +12,9 @@ import pytest
 
 from align_core.experiments.ab_results import ingest_export
 from align_demo.ab_simulator import SimulationEffects, simulate_ab_rows
+from analysis.guardrails import srm_test
 from analysis.matched import complete_block_cells, fixed_effects_glm, matched_cells
+from analysis.preregistration import eligibility_deviations
 from analysis.report import build_report
 
 # arm -> videos (by index) it is missing from; the missing ones have a lower baseline CTR
@@ -116,3 +118,36 @@ def test_fixed_effects_glm_recovers_a_common_rate_ratio() -> None:
     )
     out = fixed_effects_glm(cells, "x", "baseline", "clicks", "impressions")
     assert out["glm_rel_lift"] == pytest.approx(0.2, rel=1e-6)
+
+
+def test_srm_does_not_fire_on_eligibility_but_does_on_skewed_delivery(warehouse: Path, tmp_path: Path) -> None:
+    """Arms missing from some videos leave the arms' totals unequal; within each video the split is
+    balanced, so the SRM test (served vs planned share among the arms each video ran) is quiet. A
+    within-video delivery skew of 3 % on one arm is flagged."""
+    report = build_report(warehouse, tmp_path / "r", write_to_warehouse=False)
+    srm = report.tables["analysis_guardrails"].set_index("check").loc["sample_ratio_mismatch"]
+    assert not srm["flagged"] and srm["p_value"] > 0.001
+    assert srm["df"] == 9 * 6 - sum(len(v) for v in MISSING.values())  # sum over videos of (arms ran - 1)
+    assert "no sample-ratio mismatch" in report.headline_markdown
+
+    rows = simulate_ab_rows(
+        _videos(), SimulationEffects(served_share_bias={"placebo": 1.03}), seed=5, days=3, impressions_per_arm=4000
+    )
+    arms = rows.groupby(["experiment_id", "video_id", "variant"], as_index=False).agg(
+        impressions=("impressions", "sum"), planned_share=("planned_share", "first")
+    )
+    assert bool(srm_test(arms)["flagged"].iat[0])
+
+
+def test_eligibility_exclusions_are_plan_deviations() -> None:
+    cells = pd.DataFrame({"video_id": ["a", "b"], "variant": ["baseline", "baseline"]})
+    excluded = pd.DataFrame(
+        {
+            "video_id": ["a", "b", "z"],
+            "variant": ["late_boost", "late_boost", "late_boost"],
+            "exclusion_reason": ["unreachable: late", "not manipulable: x", "unreachable: y"],
+            "action": "not in the A/B results",
+        }
+    )
+    (line,) = eligibility_deviations(cells, excluded)
+    assert "'late_boost' not analysed in 2 video(s)" in line and "unreachable (1)" in line
