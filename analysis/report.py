@@ -227,7 +227,8 @@ def _cannot_analyse(exp: str, cells: pd.DataFrame) -> str | None:
 
 def _meta_frames(ind: pd.DataFrame, video_lifts: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
     """Industries pooled, then a meta-regression of per-video lifts on each available moderator."""
-    meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
+    pooled = pool_industries(ind, alpha=alpha, video_lifts=video_lifts) if not ind.empty else pd.DataFrame()
+    meta = [pooled.assign(analysis="industries pooled")] if not pooled.empty else []
     for moderator, label in MODERATORS.items():
         if moderator in video_lifts and video_lifts[moderator].notna().any():
             reg = moderator_regression(video_lifts, moderator, alpha=alpha)
@@ -674,9 +675,13 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     ),
     "analysis_meta": (
         "Meta-analysis: industries pooled, and meta-regression on a video-level moderator",
-        "Random-effects inverse-variance pooling of per-industry log lifts (tau^2 by DL and REML; z test, "
-        "and Knapp-Hartung t with k-1 df for few industries), Q, I^2 with Q-profile CI, prediction "
-        "interval; meta-regression of per-video log lifts on achieved alignment change (REML, Knapp-Hartung).",
+        "Random-effects pooling of the estimable per-industry log lifts (2+ videos with both arms; the 'unknown' "
+        "bucket left out), each with a t-equivalent variance (its own df carried into the weight); tau^2 by DL "
+        "and REML, z test, and Knapp-Hartung truncated at 1 (never narrower than the model SE when Q < df). "
+        "READ the row with recommended = True: REML + truncated Knapp-Hartung fitted directly to the per-video "
+        "log ratios of the same videos (binomial variances from large counts, heterogeneity estimated from "
+        "every video instead of 2-4 industry means). Meta-regression of per-video log lifts on achieved "
+        "alignment change (REML, Knapp-Hartung).",
         None,
     ),
     "analysis_timing": (
@@ -751,7 +756,8 @@ def _small_sample_notes(lift: pd.DataFrame) -> list[str]:
         "Hotelling-T^2 F approximation on (q, G - q) df: a handful of videos gives wide intervals and never p = 0.",
         "At or above that, the delta-method covariance with the G/(G-1) factor (paired design) or each arm's "
         "G_a/(G_a-1) (unpaired design) and t(G-1) is used.",
-        "Industry pooling with few industries: read the REML + Knapp-Hartung rows (t with k-1 df).",
+        "Industry pooling: read the row marked recommended (video-level REML + truncated Knapp-Hartung); "
+        "industries with fewer than 2 videos per arm are not estimable and are not pooled.",
         "A row whose estimate cannot be computed (no events, separation, a saturated model, too few clusters) "
         "says why in its note column.",
     ]

@@ -151,3 +151,61 @@ def test_eligibility_exclusions_are_plan_deviations() -> None:
     )
     (line,) = eligibility_deviations(cells, excluded)
     assert "'late_boost' not analysed in 2 video(s)" in line and "unreachable (1)" in line
+
+
+def _industry_cells() -> pd.DataFrame:
+    """Three industries of 3 videos; late_boost runs in one beauty video only; 'unknown' has 3 videos."""
+    videos = pd.DataFrame(
+        {
+            "video_id": [f"72280233523969{i:05d}" for i in range(12)],
+            "industry": ["beauty"] * 3 + ["food"] * 3 + ["tech"] * 3 + ["unknown"] * 3,
+        }
+    )
+    rows = simulate_ab_rows(videos, SimulationEffects(), seed=8, days=2, impressions_per_arm=3000)
+    late_gone = rows["variant"].eq("late_boost") & ~rows["video_id"].eq(videos["video_id"].iat[0])
+    rows = rows[~late_gone]
+    cells = rows.groupby(["video_id", "variant"], as_index=False)[
+        ["impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq"]
+    ].sum()
+    return cells.merge(videos, on="video_id")
+
+
+def test_subgroup_rows_with_one_video_have_no_estimate() -> None:
+    from analysis.heterogeneity import industry_lifts
+
+    table = industry_lifts(_industry_cells(), "ctr")
+    late = table[table["variant"] == "late_boost"].set_index("industry")
+    assert late.loc["beauty", "n_videos"] == 1
+    assert late.loc["beauty", "note"].startswith("not estimable: 1 video(s)")
+    assert late[["rel_lift", "rel_ci_low", "log_se", "p_value", "df"]].isna().all().all()
+    assert table[table["n_videos"] < 2]["rel_lift"].isna().all()
+
+
+def test_pooling_skips_unknown_and_unestimable_and_says_which_row_to_read() -> None:
+    from analysis.heterogeneity import industry_lifts
+    from analysis.meta import pool_industries
+    from analysis.timing import video_variant_log_lifts
+
+    cells = _industry_cells()
+    table = industry_lifts(cells, "ctr")
+    video = video_variant_log_lifts(cells, "ctr").assign(metric="ctr")
+    pooled = pool_industries(table, video_lifts=video)
+    early = pooled[pooled["variant"] == "early_boost"]
+    assert (early[early["level"] != "videos"]["k"] == 3).all()  # beauty, food, tech; not 'unknown'
+    rec = early[early["recommended"].eq(True)]
+    assert len(rec) == 1 and rec["k"].iat[0] == 9  # the 9 videos of the pooled industries
+    with_unknown = pool_industries(table, include_unknown=True)
+    assert (with_unknown[with_unknown["variant"] == "early_boost"]["k"] == 4).all()
+    late = pooled[pooled["variant"] == "late_boost"].iloc[0]
+    assert late["note"].startswith("not estimable: 0 estimable industry lift(s)")
+
+
+def test_truncated_knapp_hartung_is_never_narrower_than_the_model_se() -> None:
+    from analysis.meta import random_effects
+
+    y, v = np.array([0.10, 0.101, 0.099, 0.1005]), np.array([0.01, 0.012, 0.011, 0.009])  # Q << df
+    z = random_effects(y, v, method="REML", test="z")
+    plain = random_effects(y, v, method="REML", test="knha")
+    trunc = random_effects(y, v, method="REML", test="knha_trunc")
+    assert plain.se < 0.2 * z.se  # the untruncated scale shrinks the SE five-fold and more
+    assert trunc.se == pytest.approx(z.se, rel=1e-12)
