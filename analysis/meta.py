@@ -169,7 +169,9 @@ def _q_profile(y: np.ndarray, v: np.ndarray, x: np.ndarray, alpha: float) -> tup
     return solve(hi_crit), solve(lo_crit)
 
 
-def _validated_effects(y: Sequence[float], v: Sequence[float], method: str, test: str) -> tuple[np.ndarray, np.ndarray]:
+def _validated_effects(
+    y: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray, method: str, test: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Effects and sampling variances as float vectors, or a ``ValueError`` saying what is wrong."""
     if method not in TAU2_METHODS:
         raise ValueError(f"tau^2 method {method!r}: expected one of {TAU2_METHODS}")
@@ -283,8 +285,8 @@ def _prediction_interval(x: np.ndarray, fit: _Coefficients, tau2: float) -> tupl
 
 
 def random_effects(
-    y: Sequence[float],
-    v: Sequence[float],
+    y: Sequence[float] | np.ndarray,
+    v: Sequence[float] | np.ndarray,
     moderators: np.ndarray | None = None,
     moderator_names: Sequence[str] | None = None,
     method: str = "REML",
