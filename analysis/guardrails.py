@@ -51,7 +51,13 @@ def _srm_row(experiment_id: object, part: pd.DataFrame, alpha: float) -> dict[st
     if "video_id" not in part:
         part = part.assign(video_id="all")
     arms_per_video = part.groupby("video_id")["variant"].transform("nunique")
-    part = part[arms_per_video > 1]  # a video with one arm says nothing about the split
+    if (arms_per_video <= 1).all():  # one creative per arm (no video in two arms): compare the arms' totals
+        part = part.groupby("variant", as_index=False).agg(
+            impressions=("impressions", "sum"), planned_share=("planned_share", "first")
+        )
+        part = part.assign(video_id="all arms")
+    else:
+        part = part[arms_per_video > 1]  # a video with one arm says nothing about the split
     if part.empty:
         return None
     shares, planned = _within_cell_shares(part)

@@ -46,6 +46,7 @@ from analysis.matched import complete_block_cells  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
+from analysis.single_creative import is_single_creative, single_creative_lifts  # noqa: E402
 from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
@@ -217,12 +218,24 @@ def _relabel_control(cells: pd.DataFrame, registry: tuple) -> tuple[pd.DataFrame
 
 
 def _cannot_analyse(exp: str, cells: pd.DataFrame) -> str | None:
-    """Why an experiment gets no estimates at all (no control arm, fewer than 2 videos), or None."""
+    """Why an experiment gets no estimates at all (no control arm), or None."""
     if BASELINE not in set(cells["variant"]):
         return f"experiment {exp}: no baseline arm, no lifts"
-    if cells["video_id"].nunique() < 2:
-        return f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined"
     return None
+
+
+def _analyse_single_creative(experiment: _Experiment, alpha: float, out: _TableParts) -> None:
+    """A test with one creative per arm: arm rates, two-proportion tests and the k-arm chi-square, iid."""
+    exp, cells = experiment.experiment_id, experiment.cells
+    out.notes.append(
+        f"experiment {exp}: one creative per arm (no video seen in two arms): no cluster-robust errors exist, "
+        "so lifts use iid errors (two-proportion z-test, Katz log-ratio interval) and Pearson's k-arm chi-square; "
+        "they are too narrow if impressions were served in correlated batches"
+    )
+    out.add("analysis_lift", _with_experiment(single_creative_lifts(cells, alpha, experiment.order), exp))
+    arms = [arms_chi_square(cells, m) for m in ("ctr", "cvr")]
+    tests = pd.concat(arms, ignore_index=True)
+    out.add("analysis_arms_test", _with_experiment(tests[tests["test"] == "pearson"], exp))
 
 
 def _meta_frames(ind: pd.DataFrame, video_lifts: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
@@ -375,6 +388,9 @@ def _compute_tables(
         why = _cannot_analyse(exp, experiment.cells)
         if why is not None:
             out.notes.append(why)
+            continue
+        if is_single_creative(experiment.cells):
+            _analyse_single_creative(experiment, alpha, out)
             continue
         _analyse_experiment(experiment, inputs, alpha, out)
     out.add("analysis_observational", observational_table(inputs.scenes, alpha))
