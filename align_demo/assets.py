@@ -29,7 +29,7 @@ from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.warehouse import read_connection, table_exists
 from align_core.stimuli.plans import DEFAULT_VARIANTS
-from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_uploaded_export
+from align_demo.ab_simulator import SimulationEffects, matched_planted_truth, simulate_uploaded_export
 from analysis.preregistration import register_plan
 from analysis.queries import achieved_deltas
 from analysis.timing import select_doses
@@ -120,7 +120,8 @@ def demo_ab_export(
         achieved_delta=doses,
         start_date=experiment.start_date,
     )
-    truth = planted_truth(videos, effects, achieved_delta=doses, variants=experiment.variants)
+    # each arm's truth over the videos it and the control ran in: what its matched lift estimates
+    truth = matched_planted_truth(videos, manifest.rows, effects, achieved_delta=doses, variants=experiment.variants)
     truth_path = atomic_write_text(layout.artifact("demo_ab_export", "truth"), json.dumps(truth, indent=2))
     return MaterializeResult(
         metadata={

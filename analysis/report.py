@@ -721,8 +721,8 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     "analysis_observational": (
         "Observational scene model (not causal)",
         "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
-        "(CR1, normal reference).",
-        None,
+        "(CR2 + Satterthwaite df below 30 videos, else CR1 with t(G-1)).",
+        "se_method",
     ),
 }
 
