@@ -397,6 +397,15 @@ def _compute_tables(
     return out.tables(), cells_by_exp, out.notes
 
 
+def write_csv_tables(tables: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
+    """Every non-empty table as ``<name>.csv`` (all columns) beside the HTML, each written atomically."""
+    return [
+        atomic_write_text(directory / f"{name}.csv", frame.to_csv(index=False))
+        for name, frame in tables.items()
+        if frame is not None and not frame.empty
+    ]
+
+
 def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFrame]) -> None:
     """Replace every ``analysis_*`` table in one transaction (an empty result drops the table)."""
     with write_connection(database) as con, transaction(con):
@@ -727,23 +736,54 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+#: The columns a table shows on the page (the rest are in its CSV file beside the HTML).
+_LIFT_COLUMNS = (
+    "experiment_id", "metric", "variant", "n_videos", "n_videos_variant", "n_videos_control", "baseline_rate",
+    "variant_rate", "rel_lift", "rel_ci_low", "rel_ci_high", "p_value", "df", "glm_rel_lift", "glm_p_value", "note",
+)  # fmt: skip
+PAGE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "analysis_lift": _LIFT_COLUMNS,
+    "analysis_lift_complete_block": _LIFT_COLUMNS,
+    "analysis_heterogeneity": (
+        "experiment_id", "industry", "metric", "variant", "test", "n_videos", "rel_lift", "rel_ci_low",
+        "rel_ci_high", "statistic", "df", "p_value", "p_holm", "note",
+    ),
+    "analysis_meta": (
+        "experiment_id", "metric", "variant", "level", "recommended", "method", "test", "term", "k", "estimate",
+        "ci_low", "ci_high", "p_value", "tau2", "i2", "q_p", "note",
+    ),
+    "analysis_timing": (
+        "experiment_id", "metric", "contrast", "n_videos", "ratio", "ratio_ci_low", "ratio_ci_high", "statistic",
+        "df", "p_value", "note",
+    ),
+    "analysis_dose_response": (
+        "experiment_id", "metric", "model", "slope", "ci_low", "ci_high", "p_value", "df", "n_videos",
+    ),
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _TableSection:
-    """One estimate table on the page: title, model text, corrections used, the table (None: no rows)."""
+    """One estimate table on the page: title, model text, corrections used, the table (None: no rows)
+    and the CSV file beside the HTML that holds every column."""
 
     title: str
     model: str
     corrections: list[str]
     table: Markup | None
+    csv: str = ""
 
 
-def _table_section(frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None) -> _TableSection:
+def _table_section(
+    frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None, name: str = ""
+) -> _TableSection:
     corrections = _corrections(frame, method_column) if model and method_column and not frame.empty else []
     if frame.empty:
         return _TableSection(title, model, corrections, None)
+    shown = [c for c in PAGE_COLUMNS.get(name, tuple(frame.columns)) if c in frame]
     # pandas escapes the cells itself
-    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
-    return _TableSection(title, model, corrections, Markup(table))
+    table = frame[shown].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
+    return _TableSection(title, model, corrections, Markup(table), f"tables/{name}.csv" if name else "")
 
 
 def _table_sections(tables: dict[str, pd.DataFrame]) -> list[_TableSection]:
@@ -754,13 +794,16 @@ def _table_sections(tables: dict[str, pd.DataFrame]) -> list[_TableSection]:
         if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
             lifts = frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all")
             tests = frame[frame["kind"] == "test"].dropna(axis=1, how="all")
-            sections.append(_table_section(lifts, "Heterogeneity by industry: lift per industry", model, method_column))
-            sections.append(_table_section(tests, "Heterogeneity by industry: tests", model, "note"))
+            sections.append(
+                _table_section(lifts, "Heterogeneity by industry: lift per industry", model, method_column, name)
+            )
+            sections.append(_table_section(tests, "Heterogeneity by industry: tests", model, "note", name))
         elif name == "analysis_meta" and not frame.empty and "analysis" in frame:
             for label, part in frame.groupby("analysis", sort=False):
-                sections.append(_table_section(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
+                part = part.dropna(axis=1, how="all")
+                sections.append(_table_section(part, f"Meta-analysis: {label}", model, None, name))
         else:
-            sections.append(_table_section(frame, title, model, method_column))
+            sections.append(_table_section(frame, title, model, method_column, name))
     return sections
 
 
@@ -784,6 +827,25 @@ def _small_sample_notes(lift: pd.DataFrame) -> list[str]:
                 + "; ".join(sorted({m for m in part["se_method"] if isinstance(m, str) and m}))
             )
     return items
+
+
+def methods_paragraph(lift: pd.DataFrame) -> str:
+    """One paragraph naming the model and the corrections the headline's numbers come from."""
+    if lift.empty:
+        return "No A/B results: no estimates."
+    corrections = "; ".join(_corrections(lift, "se_method")) or "none"
+    designs = ", ".join(sorted({str(d) for d in lift.get("design", pd.Series(["paired"]))}))
+    return (
+        f"Each arm is compared with the control on the videos where both ran (matched contrasts; design: {designs}). "
+        "The lift is the ratio of the arms' summed rates (clicks / impressions, conversions / clicks, watch seconds / "
+        "impression) minus one; its interval is built on the log scale from the per-video (cluster) influence "
+        f"values, so correlated impressions of one video count once. Small-sample correction: {corrections}. "
+        "A Poisson GLM with video fixed effects (quasi scale, t(G-1)) is shown beside each lift as a cross-check, "
+        "and the complete-block table (videos with every arm) as the alternative analysis. Subgroups with fewer than "
+        "2 matched videos are not estimated; the meta-analysis pools only estimable industries (read the row marked "
+        "recommended). The sample-ratio check compares served impressions with the planned split within each video "
+        "over the arms it ran. Every table, with all its columns, is in the appendix and in tables/*.csv."
+    )
 
 
 def _plan_citations(deviations: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -855,6 +917,7 @@ def render_html(
         plans=_plan_citations(tables.get("analysis_plan_deviations", pd.DataFrame())),
         notes=notes,
         small_sample_notes=_small_sample_notes(tables["analysis_lift"]),
+        methods=methods_paragraph(tables["analysis_lift"]),
         experiment_plots=_experiment_plots(tables, cells_by_exp, deltas, registries),
         sections=_table_sections(tables),
     )
@@ -891,6 +954,7 @@ def build_report(
         registries,
     )
     out = Path(output_dir)
+    write_csv_tables(tables, out / "tables")
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")
     return Report(

@@ -209,3 +209,23 @@ def test_truncated_knapp_hartung_is_never_narrower_than_the_model_se() -> None:
     trunc = random_effects(y, v, method="REML", test="knha_trunc")
     assert plain.se < 0.2 * z.se  # the untruncated scale shrinks the SE five-fold and more
     assert trunc.se == pytest.approx(z.se, rel=1e-12)
+
+
+def test_report_first_screen_and_csv_appendix(warehouse: Path, tmp_path: Path) -> None:
+    """Headline table, forest plot and methods paragraph come first; wide tables go to an appendix
+    with every column in a CSV beside the HTML."""
+    out = tmp_path / "report"
+    report = build_report(warehouse, out, write_to_warehouse=False)
+    page = (out / "report.html").read_text()
+    headline, forest, methods, appendix = (
+        page.index("<table class='t headline'>"),
+        page.index("lift forest plot"),
+        page.index("<h2>Methods</h2>"),
+        page.index("Appendix: every table"),
+    )
+    assert headline < forest < methods < page.index("Pre-registration") < appendix
+    assert "matched contrasts" in page[methods:appendix] and "CR2" in page[methods:appendix]
+    lift_csv = pd.read_csv(out / "tables" / "analysis_lift.csv")
+    assert list(lift_csv.columns) == list(report.tables["analysis_lift"].columns)
+    assert "iid_z" in lift_csv.columns and "iid_z" not in page[appendix:]  # wide columns: CSV only
+    assert 'href="tables/analysis_lift.csv"' in page
