@@ -60,3 +60,20 @@ def test_plan_mde_uses_an_expected_icc() -> None:
     assert observed["icc_source"] == "scenes" and observed["mde_relative"] > default["mde_relative"]
     iid = analysis_plan(config, (1e-12, "scenes"))["mde"]
     assert iid["mde_relative"] < default["mde_relative"] / 2  # clustering at the default ICC doubles the MDE or more
+
+
+def test_planted_check_compares_only_rows_with_an_interval() -> None:
+    """A contrast one video supports has no CI: it is not a miss of the planted-effects check."""
+    from align_demo.assets import planted_vs_estimated
+
+    lift = pd.DataFrame(
+        {
+            "metric": ["ctr", "ctr"],
+            "variant": ["early_boost", "placebo"],
+            "rel_lift": [0.03, 0.01],
+            "rel_ci_low": [np.nan, -0.2],
+            "rel_ci_high": [np.nan, 0.3],
+        }
+    )
+    out = planted_vs_estimated(lift, {"ctr": {"early_boost": 0.12, "placebo": 0.0}})
+    assert list(out["variant"]) == ["placebo"] and out["covered"].all()
