@@ -29,6 +29,7 @@ from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name
 
 __all__ = [
     "SimulationEffects",
+    "matched_planted_truth",
     "planted_truth",
     "registry_lifts",
     "simulate_ab_export",
@@ -170,6 +171,43 @@ def planted_truth(
     truth["ctr_dose_slope_log"] = float(effects.ctr_dose_slope)
     truth["base_ctr"] = effects.base_ctr
     truth["base_cvr"] = effects.base_cvr
+    return truth
+
+
+def matched_planted_truth(
+    videos: pd.DataFrame,
+    ran: pd.DataFrame,
+    effects: SimulationEffects,
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+) -> dict[str, Any]:
+    """:func:`planted_truth` of each arm over the videos where it and the control ran.
+
+    ``ran``: (video_id, variant) of the arms that were served (an upload manifest). The analysis
+    compares each arm with the control on exactly those videos (matched contrasts), so that is
+    the planted value its estimate must recover; industry modifiers and doses make it differ
+    from the all-videos value when eligibility left an arm out of some videos.
+    """
+    specs = _resolve_variants(variants)
+    control = control_name(specs)
+    truth = planted_truth(videos, effects, achieved_delta, specs)
+    served = ran.assign(video_id=ran["video_id"].astype(str))
+    with_control = set(served.loc[served["variant"] == control, "video_id"])
+    for spec in specs:
+        if spec.name == control:
+            continue
+        mine = set(served.loc[served["variant"] == spec.name, "video_id"]) & with_control
+        subset = videos[videos["video_id"].astype(str).isin(mine)]
+        if subset.empty:
+            continue
+        arm_truth = planted_truth(subset, effects, achieved_delta, specs)
+        for metric in ("ctr", "cvr", "watch_time"):
+            truth[metric][spec.name] = arm_truth[metric][spec.name]
+    truth["matched_videos"] = {
+        s.name: len(set(served.loc[served["variant"] == s.name, "video_id"]) & with_control)
+        for s in specs
+        if s.name != control
+    }
     return truth
 
 

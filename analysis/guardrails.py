@@ -2,7 +2,8 @@
 
 A sample-ratio mismatch (served impressions far from the planned split) means the platform's
 delivery, not the variant, decided who saw what, and lifts are then not causal; it is tested
-per experiment with a chi-square goodness-of-fit test at a strict threshold (0.001, as is
+per experiment, within each video over the arms that ran there, with a chi-square
+goodness-of-fit test at a strict threshold (0.001, as is
 usual for SRM alarms because the test runs on every experiment).
 
 Planning: impressions of one video are correlated, so n impressions of m videos carry the
@@ -33,42 +34,69 @@ __all__ = [
 SRM_ALPHA = 0.001
 
 
-def srm_test(arms: pd.DataFrame, alpha: float = SRM_ALPHA) -> pd.DataFrame:
-    """Chi-square test of served impressions against planned shares, one row per experiment.
+def _within_cell_shares(part: pd.DataFrame) -> tuple[np.ndarray, bool]:
+    """Each served cell's expected share of its video's impressions (planned shares renormalised
+    over the arms that ran in that video), and whether planned shares were recorded."""
+    shares = part["planned_share"].to_numpy(dtype=float)
+    planned = bool(np.isfinite(shares).all())
+    if not planned:
+        shares = np.ones(len(part))
+    by_video = pd.Series(shares, index=part.index).groupby(part["video_id"]).transform("sum").to_numpy()
+    return shares / by_video, planned
 
-    ``arms`` has experiment_id, variant, impressions and planned_share (NULL where no plan is
-    recorded: then equal shares over the served variants are assumed and the row says so).
-    """
-    rows = []
-    for experiment_id, part in arms.groupby("experiment_id"):
-        observed = part["impressions"].to_numpy(dtype=float)
-        shares = part["planned_share"].to_numpy(dtype=float)
-        planned = bool(np.isfinite(shares).all())
-        if not planned:
-            shares = np.full(len(part), 1.0 / len(part))
-        shares = shares / shares.sum()
-        expected = shares * observed.sum()
-        if len(part) < 2 or observed.sum() == 0:
-            continue
-        chi2, p = stats.chisquare(observed, expected)
-        worst = int(np.argmax(np.abs(observed / expected - 1)))
-        rows.append(
-            {
-                "experiment_id": experiment_id,
-                "check": "sample_ratio_mismatch",
-                "statistic": float(chi2),
-                "df": len(part) - 1,
-                "p_value": float(p),
-                "flagged": bool(p < alpha),
-                "threshold": alpha,
-                "detail": (
-                    f"{'planned' if planned else 'assumed equal'} shares; worst arm "
-                    f"{part['variant'].iat[worst]}: served {observed[worst]:.0f} vs expected {expected[worst]:.0f} "
-                    f"({observed[worst] / expected[worst] - 1:+.2%})"
-                ),
-            }
+
+def _srm_row(experiment_id: object, part: pd.DataFrame, alpha: float) -> dict[str, object] | None:
+    """One experiment's SRM test: served vs expected impressions within each video x arm cell that ran."""
+    part = part[part["impressions"] > 0]
+    if "video_id" not in part:
+        part = part.assign(video_id="all")
+    arms_per_video = part.groupby("video_id")["variant"].transform("nunique")
+    if (arms_per_video <= 1).all():  # one creative per arm (no video in two arms): compare the arms' totals
+        part = part.groupby("variant", as_index=False).agg(
+            impressions=("impressions", "sum"), planned_share=("planned_share", "first")
         )
-    return pd.DataFrame(rows)
+        part = part.assign(video_id="all arms")
+    else:
+        part = part[arms_per_video > 1]  # a video with one arm says nothing about the split
+    if part.empty:
+        return None
+    shares, planned = _within_cell_shares(part)
+    observed = part["impressions"].to_numpy(dtype=float)
+    video_total = part.groupby("video_id")["impressions"].transform("sum").to_numpy(dtype=float)
+    expected = shares * video_total
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    df = int((part.groupby("video_id")["variant"].nunique() - 1).sum())
+    p = float(stats.chi2.sf(chi2, df))
+    worst = int(np.argmax(np.abs(observed / expected - 1)))
+    return {
+        "experiment_id": experiment_id,
+        "check": "sample_ratio_mismatch",
+        "statistic": chi2,
+        "df": df,
+        "p_value": p,
+        "flagged": bool(p < alpha),
+        "threshold": alpha,
+        "detail": (
+            f"{'planned' if planned else 'assumed equal'} shares among the arms each video ran "
+            f"({part['video_id'].nunique()} videos, {len(part)} cells); worst cell "
+            f"{part['variant'].iat[worst]} in video {part['video_id'].iat[worst]}: served {observed[worst]:.0f} "
+            f"vs expected {expected[worst]:.0f} ({observed[worst] / expected[worst] - 1:+.2%})"
+        ),
+    }
+
+
+def srm_test(arms: pd.DataFrame, alpha: float = SRM_ALPHA) -> pd.DataFrame:
+    """Chi-square test of served impressions against the planned split, one row per experiment.
+
+    ``arms`` has experiment_id, variant, impressions, planned_share (NULL where no plan is
+    recorded: equal shares are assumed and the row says so) and, normally, video_id: the test
+    then compares each video's served impressions with the planned split *among the arms that
+    ran in that video* (sum of per-video Pearson chi-squares, df = sum of arms - 1), so arms left
+    out of some videos by eligibility never trigger it. Without video_id the arms' totals are
+    compared (one cell per arm).
+    """
+    rows = [_srm_row(exp, part, alpha) for exp, part in arms.groupby("experiment_id")]
+    return pd.DataFrame([r for r in rows if r is not None])
 
 
 def design_effect(impressions_per_video: float, icc: float) -> float:

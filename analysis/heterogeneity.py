@@ -22,6 +22,8 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from analysis.arms import BASELINE
 from analysis.lift import METRICS, lift_table
+from analysis.meta import t_equivalent_variance
+from analysis.queries import UNKNOWN_INDUSTRY
 from analysis.small_sample import SMALL_SAMPLE_CLUSTERS, hotelling_test
 
 GLM_FORMULAS: dict[str, str] = {
@@ -58,6 +60,7 @@ def check_glm_identified(cells: pd.DataFrame, metric: str = "ctr") -> None:
     if data[fail].sum() == 0:
         raise NotEstimable(f"every one of {data[trials].sum():.0f} {trials} had {succ}: the log-odds is infinite")
     by_cell = data.groupby(["variant", "industry"])[[succ, fail]].sum()
+    _check_all_cells_present(by_cell)
     bad = by_cell[(by_cell[succ] == 0) | (by_cell[fail] == 0)]
     if not bad.empty:
         names = ", ".join(
@@ -69,6 +72,20 @@ def check_glm_identified(cells: pd.DataFrame, metric: str = "ctr") -> None:
         raise NotEstimable(f"saturated: {len(data)} video x variant cells for {k} parameters, no residual information")
     if data["video_id"].nunique() < 2:
         raise NotEstimable("one video: no cluster-robust covariance")
+
+
+def _check_all_cells_present(by_cell: pd.DataFrame) -> None:
+    """Raise :class:`NotEstimable` naming the variant x industry cells no video ran (eligibility):
+    their interaction coefficient is not identified, and the design matrix is singular."""
+    variants = by_cell.index.get_level_values(0).unique()
+    industries = by_cell.index.get_level_values(1).unique()
+    missing = [(v, i) for v in variants for i in industries if (v, i) not in by_cell.index]
+    if missing:
+        names = ", ".join(f"{v} x {i}" for v, i in missing[:6]) + (" ..." if len(missing) > 6 else "")
+        raise NotEstimable(
+            f"{len(missing)} variant x industry cell(s) have no video ({names}): their interaction is not "
+            "identified (no video of that industry ran that arm); see the per-industry rows"
+        )
 
 
 def fit_interaction_glm(cells: pd.DataFrame, metric: str = "ctr") -> Any:
@@ -142,35 +159,64 @@ def interaction_wald(result: Any) -> dict[str, Any]:
     return out
 
 
+#: Estimate columns blanked on a subgroup row that is not estimable (fewer than 2 matched videos).
+_ESTIMATES = (
+    "abs_lift", "abs_se", "abs_ci_low", "abs_ci_high", "rel_lift", "rel_se", "rel_ci_low", "rel_ci_high",
+    "log_ratio", "log_se", "t_stat", "df", "p_value", "iid_z", "iid_p_value", "design_effect",
+    "glm_rel_lift", "glm_ci_low", "glm_ci_high", "glm_p_value",
+)  # fmt: skip
+
+
+def _blank_thin_rows(table: pd.DataFrame, min_videos: int) -> pd.DataFrame:
+    """Rows with fewer than ``min_videos`` videos that ran both arms keep no estimate, only why."""
+    thin = table["n_videos"].fillna(0) < min_videos
+    if not thin.any():
+        return table
+    table = table.copy()
+    cols = [c for c in _ESTIMATES if c in table]
+    table.loc[thin, cols] = np.nan
+    table.loc[thin, "se_method"] = ""
+    table.loc[thin, "note"] = [
+        f"not estimable: {int(n)} video(s) with both {v} and {BASELINE} in this subgroup; needs {min_videos}"
+        for n, v in zip(table.loc[thin, "n_videos"].fillna(0), table.loc[thin, "variant"], strict=False)
+    ]
+    return table
+
+
 def industry_lifts(cells: pd.DataFrame, metric: str = "ctr", alpha: float = 0.05, min_videos: int = 2) -> pd.DataFrame:
     """Per-industry lift of every variant with Holm and BH adjusted p-values across the family.
 
-    Industries with fewer than ``min_videos`` videos get no estimate (no cluster-robust variance
-    from one cluster); below 30 videos the lifts use CR2 + Satterthwaite df (``lift_table``), so
-    two or three videos give honest, wide intervals.
+    Each arm's contrast uses the industry's videos where both it and the control ran; with fewer
+    than ``min_videos`` of them the row says "not estimable: N video(s)" and carries no estimate
+    (one video gives no cluster-robust variance, and a df near 1 no usable test). Below 30 videos
+    the lifts use CR2 + Satterthwaite df (``lift_table``).
     """
-    frames, skipped = [], []
+    frames = []
     for industry, part in cells.groupby("industry"):
-        n = part["video_id"].nunique()
-        if n < min_videos or BASELINE not in set(part["variant"]):
-            why = (
-                f"{n} video(s) in this industry; a cluster-robust variance needs {min_videos}"
-                if n < min_videos
-                else "no baseline arm in this industry"
-            )
-            skipped.extend(
-                {"industry": industry, "metric": metric, "variant": v, "n_videos": n, "note": "not estimable: " + why}
-                for v in sorted(set(part["variant"]) - {BASELINE})
+        if BASELINE not in set(part["variant"]):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "metric": metric,
+                        "variant": v,
+                        "n_videos": 0,
+                        "note": "not estimable: no control arm in this industry",
+                    }
+                    for v in sorted(set(part["variant"]))
+                ).assign(industry=industry)
             )
             continue
-        table = lift_table(part, alpha=alpha, metrics=(metric,))
+        table = _blank_thin_rows(lift_table(part, alpha=alpha, metrics=(metric,)), min_videos)
         table.insert(0, "industry", industry)
         frames.append(table)
     if not frames:
         return pd.DataFrame()
-    if skipped:  # only beside estimable industries: with none, the caller reports that once
-        frames.append(pd.DataFrame(skipped))
     out = pd.concat(frames, ignore_index=True)
+    if not out["n_videos"].fillna(0).ge(min_videos).any():
+        return pd.DataFrame()  # no industry estimable: the caller says so once
+    for col in ("p_value", "log_ratio", "log_se", "df"):
+        if col not in out:
+            out[col] = np.nan
     ok = out["p_value"].notna()
     out["p_holm"] = np.nan
     out["p_bh"] = np.nan
@@ -204,18 +250,26 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
 
 
 def cochran_q(industry_table: pd.DataFrame) -> pd.DataFrame:
-    """Cochran's Q, its p-value, I^2 and DerSimonian-Laird tau^2 of per-industry log lifts, per variant."""
+    """Cochran's Q, its p-value, I^2 and DerSimonian-Laird tau^2 of per-industry log lifts, per variant.
+
+    Only estimable industries with a known industry ("unknown" is not a subgroup), each with its
+    t-equivalent variance (:func:`analysis.meta.t_equivalent_variance`): a CR2 SE on 1-2 df
+    treated as a known variance made Q reject for a placebo planted at zero everywhere.
+    """
     rows = []
     if industry_table.empty:
         return pd.DataFrame(rows)
-    for (metric, variant), part in industry_table.groupby(["metric", "variant"]):
+    known = industry_table[industry_table["industry"] != UNKNOWN_INDUSTRY]
+    for (metric, variant), part in known.groupby(["metric", "variant"]):
         part = part[np.isfinite(part["log_ratio"]) & (part["log_se"] > 0)]
         if len(part) < 2:
             continue
+        df = part["df"].to_numpy(dtype=float) if "df" in part else np.full(len(part), np.inf)
+        variances = t_equivalent_variance(part["log_se"].to_numpy(), df)
         with np.errstate(invalid="ignore"):  # statsmodels' HKSJ scale is 0/0 when Q == 0
             res = combine_effects(
                 part["log_ratio"].to_numpy(),
-                part["log_se"].to_numpy() ** 2,
+                variances,
                 row_names=list(part["industry"]),
                 method_re="dl",
             )
@@ -276,7 +330,12 @@ def heterogeneity_tables(cells: pd.DataFrame, alpha: float = 0.05) -> tuple[pd.D
                     }
                 )
             except (ValueError, np.linalg.LinAlgError) as exc:
-                tests.append({**base, "statistic": np.nan, "df": 0, "p_value": np.nan, "note": f"not estimable: {exc}"})
+                why = str(exc)
+                if isinstance(exc, np.linalg.LinAlgError):
+                    why = (
+                        f"the interaction design is singular ({exc}): some variant x industry effect is not identified"
+                    )
+                tests.append({**base, "statistic": np.nan, "df": 0, "p_value": np.nan, "note": f"not estimable: {why}"})
     lifts = pd.concat(per_industry, ignore_index=True) if per_industry else pd.DataFrame()
     return lifts, pd.DataFrame(tests)
 

@@ -39,6 +39,7 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 from analysis.arms import BASELINE
+from analysis.matched import arm_video_counts, fixed_effects_glm, matched_cells
 from analysis.small_sample import METHOD_CR1, METHOD_CR2, SMALL_SAMPLE_CLUSTERS, ClusterFit, cluster_wls
 
 __all__ = [
@@ -211,7 +212,8 @@ def _not_estimable(metric: str, inf: RatioInfluence, variant: str, num: str, den
     if inf.totals_num[BASELINE] == 0 and inf.totals_num[variant] == 0:
         return f"no {num} in either arm ({inf.totals_den[BASELINE]:.0f} / {inf.totals_den[variant]:.0f} {den}): no lift to estimate"
     if inf.clusters_in([BASELINE, variant]) < 2:
-        return "fewer than 2 clusters per comparison: no cluster-robust variance"
+        n = inf.clusters_in([BASELINE, variant])
+        return f"fewer than 2 clusters per comparison ({n} video(s) with both arms): no cluster-robust variance"
     if inf.design == "unpaired" and inf.cluster_arm is not None:
         cols = list(inf.rates.index)
         for arm in (BASELINE, variant):
@@ -341,6 +343,56 @@ def _treatment_arms(present: set[str], variants: Sequence[str] | None) -> list[s
     return [v for v in (variants or order) if v != BASELINE and v in present]
 
 
+def _no_pair_row(metric: str, variant: str, n_matched: int) -> dict[str, object]:
+    """A lift row without an estimate: fewer than 2 videos ran both arms."""
+    return {
+        "metric": metric,
+        "variant": variant,
+        "n_videos": n_matched,
+        "note": f"not estimable: {n_matched} video(s) with both {variant} and {BASELINE}; a contrast needs 2",
+    }
+
+
+def _metric_rows(
+    cells: pd.DataFrame, variant_list: Sequence[str], metric: str, options: dict[str, object]
+) -> list[dict[str, object]]:
+    """Lift rows of ``variant_list`` for one metric on ``cells`` (already restricted as wanted)."""
+    num, den = METRICS[metric]
+    design, cluster = str(options["design"]), str(options["cluster"])
+    sums = [c for c in _SUMS if c in cells]
+    totals = cells.groupby("variant")[sums].sum()
+    inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
+    lifts = _MetricLifts(metric, cells, inf, totals, float(options["alpha"]), cluster, options["small_sample"])  # type: ignore[arg-type]
+    return [lifts.row(variant) for variant in variant_list]
+
+
+def _disjoint_row(cells: pd.DataFrame, variant: str, metric: str, options: dict[str, object]) -> dict[str, object]:
+    """The two arms share no video (each cluster saw one arm): compare them as an unpaired design."""
+    both = cells[cells["variant"].isin([BASELINE, variant]) & (cells["impressions"] > 0)]
+    if set(both["variant"]) != {BASELINE, variant}:
+        return _no_pair_row(metric, variant, 0)
+    row = _metric_rows(both, [variant], metric, {**options, "design": "unpaired"})[0]
+    row["design"] = "unpaired (the arms share no video)"
+    return row
+
+
+_SUMS = ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq")
+
+
+def _matched_rows(cells: pd.DataFrame, variant: str, metric: str, options: dict[str, object]) -> dict[str, object]:
+    """The lift row of ``variant`` over the control on the videos where both ran, with the GLM check."""
+    cluster = str(options["cluster"])
+    pair = matched_cells(cells, [BASELINE, variant], cluster)
+    g = pair[cluster].nunique()
+    if g == 0:
+        return _disjoint_row(cells, variant, metric, options)
+    row = _metric_rows(pair, [variant], metric, options)[0]
+    if options.get("glm"):
+        num, den = METRICS[metric]
+        row.update(fixed_effects_glm(pair, variant, BASELINE, num, den, float(options["alpha"])))  # type: ignore[arg-type]
+    return row
+
+
 def lift_table(
     cells: pd.DataFrame,
     alpha: float = 0.05,
@@ -349,12 +401,18 @@ def lift_table(
     design: str = "paired",
     cluster: str = "video_id",
     small_sample: bool | None = None,
+    glm: bool = False,
 ) -> pd.DataFrame:
     """Absolute and relative lift of every variant over baseline for each metric.
 
     ``cells`` holds one experiment's sums per cluster x variant (``queries.cell_totals``: the
-    video is the cluster). ``design``: "paired" or "unpaired" (module docstring). ``small_sample``:
-    force (True) or forbid (False) CR2 + Satterthwaite df; by default it is used below 30 clusters.
+    video is the cluster). ``design``: "paired" or "unpaired" (module docstring). In the paired
+    design every contrast is *matched*: it uses only the videos where both the variant and the
+    control ran (``analysis.matched``), and ``n_videos`` counts them; ``n_videos_variant`` and
+    ``n_videos_control`` say how many videos each arm ran in at all. ``glm``: add the video
+    fixed-effects GLM cross-check (columns glm_rel_lift, glm_ci_low, glm_ci_high, glm_p_value).
+    ``small_sample``: force (True) or forbid (False) CR2 + Satterthwaite df; by default it is
+    used below 30 clusters.
     Columns: metric, variant, baseline_rate, variant_rate, abs_lift, abs_se, abs_ci_low,
     abs_ci_high, rel_lift, rel_se, rel_ci_low, rel_ci_high, log_ratio, log_se, t_stat, df,
     p_value (of the log ratio), se_method, design, iid_z, iid_p_value (two-proportion z-test /
@@ -366,15 +424,24 @@ def lift_table(
     if BASELINE not in present:
         raise ValueError("no baseline rows: lift needs the baseline arm")
     variants = _treatment_arms(present, variants)
-    sums = [c for c in ("impressions", "clicks", "conversions", "watch_time_s_sum", "watch_time_s_sumsq") if c in cells]
-    totals = cells.groupby("variant")[sums].sum()
-    rows = []
+    options: dict[str, object] = {
+        "alpha": alpha,
+        "design": design,
+        "cluster": cluster,
+        "small_sample": small_sample,
+        "glm": glm,
+    }
+    rows: list[dict[str, object]] = []
     for metric in metrics:
-        num, den = METRICS[metric]
-        inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
-        lifts = _MetricLifts(metric, cells, inf, totals, alpha, cluster, small_sample)
-        rows.extend(lifts.row(variant) for variant in variants)
-    return pd.DataFrame(rows)
+        if design == "paired":
+            rows.extend(_matched_rows(cells, variant, metric, options) for variant in variants)
+        else:
+            rows.extend(_metric_rows(cells, variants, metric, options))
+    out = pd.DataFrame(rows)
+    counts = arm_video_counts(cells, cluster) if len(cells) else pd.Series(dtype=int)
+    out["n_videos_variant"] = out["variant"].map(counts).fillna(0).astype(int)
+    out["n_videos_control"] = int(counts.get(BASELINE, 0))
+    return out
 
 
 def _arms_not_estimable(totals: pd.DataFrame, num: str, den: str) -> str | None:

@@ -28,9 +28,13 @@ __all__ = [
     "p_matrix",
     "pool_industries",
     "random_effects",
+    "t_equivalent_variance",
 ]
 
 TAU2_METHODS = ("DL", "REML")
+# z: normal; knha: Knapp-Hartung t(k-p); knha_trunc: Knapp-Hartung with its scale truncated at 1,
+# so Q < df never shrinks the SE below the model-based one (Knapp & Hartung 2003, Roever et al. 2015)
+TESTS = ("z", "knha", "knha_trunc")
 
 
 @dataclass(frozen=True)
@@ -165,12 +169,14 @@ def _q_profile(y: np.ndarray, v: np.ndarray, x: np.ndarray, alpha: float) -> tup
     return solve(hi_crit), solve(lo_crit)
 
 
-def _validated_effects(y: Sequence[float], v: Sequence[float], method: str, test: str) -> tuple[np.ndarray, np.ndarray]:
+def _validated_effects(
+    y: Sequence[float] | np.ndarray, v: Sequence[float] | np.ndarray, method: str, test: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Effects and sampling variances as float vectors, or a ``ValueError`` saying what is wrong."""
     if method not in TAU2_METHODS:
         raise ValueError(f"tau^2 method {method!r}: expected one of {TAU2_METHODS}")
-    if test not in ("z", "knha"):
-        raise ValueError(f"test {test!r}: expected 'z' or 'knha'")
+    if test not in TESTS:
+        raise ValueError(f"test {test!r}: expected one of {TESTS}")
     y = np.asarray(y, dtype=float)
     v = np.asarray(v, dtype=float)
     if y.shape != v.shape or y.ndim != 1:
@@ -201,9 +207,9 @@ def _coefficients(
     beta, cov, w = _wls(y, v, x, tau2)
     resid = y - x @ beta
     df_resid = x.shape[0] - x.shape[1]
-    if test == "knha":
+    if test in ("knha", "knha_trunc"):
         s2 = float(np.sum(w * resid**2) / df_resid)
-        cov = cov * s2
+        cov = cov * (max(s2, 1.0) if test == "knha_trunc" else s2)
         ref_df: float = float(df_resid)
         crit = stats.t.ppf(1 - alpha / 2, df_resid)
     else:
@@ -211,7 +217,7 @@ def _coefficients(
         crit = stats.norm.ppf(1 - alpha / 2)
     se = np.sqrt(np.diag(cov))
     stat = beta / se
-    pval = 2 * (stats.t.sf(np.abs(stat), df_resid) if test == "knha" else stats.norm.sf(np.abs(stat)))
+    pval = 2 * (stats.t.sf(np.abs(stat), df_resid) if test != "z" else stats.norm.sf(np.abs(stat)))
     table = pd.DataFrame(
         {
             "estimate": beta,
@@ -261,8 +267,8 @@ def _moderator_test(
     b = fit.beta[1:]
     qm = float(b @ np.linalg.solve(fit.cov[1:, 1:], b))
     qm_df = p - 1
-    qm_p = float(stats.f.sf(qm / qm_df, qm_df, k - p)) if test == "knha" else float(stats.chi2.sf(qm, qm_df))
-    if test == "knha":
+    qm_p = float(stats.f.sf(qm / qm_df, qm_df, k - p)) if test != "z" else float(stats.chi2.sf(qm, qm_df))
+    if test != "z":
         qm = qm / qm_df  # reported as F, as metafor does
     tau2_0 = _tau2(y, v, np.ones((k, 1)), method)
     r2 = 100.0 * max(0.0, (tau2_0 - tau2) / tau2_0) if tau2_0 > 0 else 0.0
@@ -279,8 +285,8 @@ def _prediction_interval(x: np.ndarray, fit: _Coefficients, tau2: float) -> tupl
 
 
 def random_effects(
-    y: Sequence[float],
-    v: Sequence[float],
+    y: Sequence[float] | np.ndarray,
+    v: Sequence[float] | np.ndarray,
     moderators: np.ndarray | None = None,
     moderator_names: Sequence[str] | None = None,
     method: str = "REML",
@@ -369,34 +375,71 @@ def fit_row(fit: MetaFit, **labels: object) -> dict[str, object]:
     }
 
 
-def pool_industries(industry_table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Pool per-industry log lifts (``heterogeneity.industry_lifts``) per metric x variant.
+def t_equivalent_variance(log_se: np.ndarray, df: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """A subgroup's sampling variance widened so that a normal interval matches its t(df) interval:
+    ``(se * t_{df} / z)^2``. A lift from 2 videos (df ~ 1) then weighs what it is worth."""
+    z = stats.norm.ppf(1 - alpha / 2)
+    t = stats.t.ppf(1 - alpha / 2, np.where(np.isfinite(df) & (df > 0), df, np.inf))
+    return np.asarray((log_se * t / z) ** 2, dtype=float)
 
-    One row per (metric, variant, tau^2 method): DL and REML, each with the z test, and REML with
-    Knapp-Hartung (t with k-1 df), the row to read when few industries are pooled. Pairs with
-    fewer than two usable industries get a row that says so.
+
+def _pool_rows(y: np.ndarray, v: np.ndarray, labels: dict[str, object], alpha: float) -> list[dict[str, object]]:
+    """The industry-level fits of one metric x variant (DL z, REML z, REML + truncated Knapp-Hartung)."""
+    rows = []
+    for method, test in (("DL", "z"), ("REML", "z"), ("REML", "knha_trunc")):
+        fit = random_effects(y, v, method=method, test=test, alpha=alpha)
+        rows.append(fit_row(fit, **labels, level="industries (t-equivalent variances)", recommended=False))
+    return rows
+
+
+def _video_level_row(part: pd.DataFrame, labels: dict[str, object], alpha: float) -> dict[str, object]:
+    """REML + truncated Knapp-Hartung fitted directly to the per-video log ratios (binomial variances)."""
+    ok = part[np.isfinite(part["log_lift"]) & (part["var"] > 0)]
+    if len(ok) < 3:
+        return {**labels, "level": "videos", "k": len(ok), "note": f"not estimable: {len(ok)} video(s); needs 3"}
+    fit = random_effects(ok["log_lift"].to_numpy(), ok["var"].to_numpy(), method="REML", test="knha_trunc", alpha=alpha)
+    return fit_row(fit, **labels, level="videos", recommended=True)
+
+
+def pool_industries(
+    industry_table: pd.DataFrame,
+    alpha: float = 0.05,
+    video_lifts: pd.DataFrame | None = None,
+    include_unknown: bool = False,
+) -> pd.DataFrame:
+    """Pool the estimable per-industry log lifts (``heterogeneity.industry_lifts``) per metric x variant.
+
+    Only industries whose lift is estimable (2 or more videos with both arms) are pooled, and
+    the "unknown" bucket (videos without an industry) only when ``include_unknown``. Each
+    industry's variance is t-equivalent (:func:`t_equivalent_variance`): a per-industry SE
+    with 1-2 df is not a known variance. Rows: DL and REML with z, REML with Knapp-Hartung
+    truncated at 1 (never narrower than the model-based SE when Q < df), and, given
+    ``video_lifts`` (``timing.video_variant_log_lifts`` rows with a metric column), the
+    video-level random-effects model on the same videos' per-video log ratios: the row to read
+    (``recommended``), because its variances are binomial ones from large counts and its
+    heterogeneity is estimated from every video rather than from 2-4 industry means.
     """
     rows: list[dict[str, object]] = []
     if industry_table is None or industry_table.empty:
         return pd.DataFrame(rows)
-    for (metric, variant), part in industry_table.groupby(["metric", "variant"], sort=False):
+    table = industry_table if include_unknown else industry_table[industry_table["industry"] != "unknown"]
+    for (metric, variant), part in table.groupby(["metric", "variant"], sort=False):
+        labels: dict[str, object] = {"metric": metric, "variant": variant}
         ok = part[np.isfinite(part["log_ratio"]) & np.isfinite(part["log_se"]) & (part["log_se"] > 0)]
         if len(ok) < 2:
-            rows.append(
-                {
-                    "metric": metric,
-                    "variant": variant,
-                    "k": len(ok),
-                    "method": "",
-                    "test": "",
-                    "note": f"not estimable: {len(ok)} industry lift(s) with a finite SE; pooling needs 2",
-                }
-            )
+            why = f"not estimable: {len(ok)} estimable industry lift(s); pooling needs 2"
+            rows.append({**labels, "k": len(ok), "method": "", "test": "", "note": why})
             continue
-        y, v = ok["log_ratio"].to_numpy(), ok["log_se"].to_numpy() ** 2
-        for method, test in (("DL", "z"), ("REML", "z"), ("REML", "knha")):
-            fit = random_effects(y, v, method=method, test=test, alpha=alpha)
-            rows.append(fit_row(fit, metric=metric, variant=variant))
+        df = ok["df"].to_numpy(dtype=float) if "df" in ok else np.full(len(ok), np.inf)
+        v = t_equivalent_variance(ok["log_se"].to_numpy(), df, alpha)
+        rows.extend(_pool_rows(ok["log_ratio"].to_numpy(), v, labels, alpha))
+        if video_lifts is not None and not video_lifts.empty:
+            mine = video_lifts[
+                (video_lifts["metric"] == metric)
+                & (video_lifts["variant"] == variant)
+                & video_lifts["industry"].isin(set(ok["industry"]))
+            ]
+            rows.append(_video_level_row(mine, labels, alpha))
     return pd.DataFrame(rows)
 
 

@@ -27,6 +27,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ExperimentConfig, register_experiment_config
@@ -141,18 +143,51 @@ def _dose_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _planned_mde(config: ExperimentConfig) -> dict[str, Any]:
-    """The minimum detectable CTR lift at the planned sample size (or why there is none)."""
+#: ICC of clicks within a video when neither the config nor the platform's data give one: the
+#: demo's measured CTR design effect (~12 at 28,000 impressions per video and arm) implies
+#: (12 - 1) / 28,000 = 4e-4.
+DEFAULT_ICC = 4e-4
+
+
+def platform_icc(con: Any) -> tuple[float, str] | None:
+    """ICC of a click within a video from the platform's own observational data (scene CTRs):
+    between-video variance of the video CTR over p(1 - p). None without enough videos."""
+    if not table_exists(con, "scenes"):
+        return None
+    try:
+        ctr = con.execute("SELECT avg(ctr_mean) FROM scenes WHERE ctr_mean IS NOT NULL GROUP BY video_id").fetchall()
+    except duckdb.Error:  # a scenes table without ctr_mean: no estimate
+        return None
+    values = np.array([r[0] for r in ctr], dtype=float)
+    if len(values) < 3 or not 0 < values.mean() < 1:
+        return None
+    icc = float(np.var(values, ddof=1) / (values.mean() * (1 - values.mean())))
+    return icc, f"between-video variance of {len(values)} videos' observational CTR (scenes.ctr_mean)"
+
+
+def _expected_icc(config: ExperimentConfig, observed: tuple[float, str] | None) -> tuple[float, str]:
+    """The ICC the plan's MDE uses and where it came from (config, platform data, or the default)."""
+    if config.expected_icc > 0:
+        return config.expected_icc, "the experiment config (expected_icc)"
+    if observed is not None:
+        return observed
+    return DEFAULT_ICC, "default: the demo's measured design effect (no config value, no observational data)"
+
+
+def _planned_mde(config: ExperimentConfig, observed_icc: tuple[float, str] | None = None) -> dict[str, Any]:
+    """The minimum detectable CTR lift at the planned sample size (or why there is none), clustered by video."""
     if not config.planned_impressions_per_arm:
         return {"note": "no planned sample size in the config (planned_impressions_per_arm)"}
     per_video = config.planned_impressions_per_arm / max(config.planned_videos or 1, 1)
-    deff = design_effect(per_video, config.expected_icc)
+    icc, source = _expected_icc(config, observed_icc)
+    deff = design_effect(per_video, icc)
     return {
         "metric": "ctr",
         "base_rate": config.expected_base_ctr,
         "impressions_per_arm": config.planned_impressions_per_arm,
         "videos": config.planned_videos,
-        "icc": config.expected_icc,
+        "icc": round(icc, 8),
+        "icc_source": source,
         "design_effect": round(deff, 6),
         "alpha": config.alpha,
         "power": config.power,
@@ -166,8 +201,10 @@ def _planned_mde(config: ExperimentConfig) -> dict[str, Any]:
     }
 
 
-def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
-    """The plan as a JSON-able dict (deterministic: the same config gives the same hash)."""
+def analysis_plan(config: ExperimentConfig, observed_icc: tuple[float, str] | None = None) -> dict[str, Any]:
+    """The plan as a JSON-able dict (deterministic: the same config and data give the same hash).
+
+    ``observed_icc``: (icc, source) from :func:`platform_icc`, used when the config gives none."""
     hypotheses = {
         "confirmatory": _confirmatory_hypotheses(config),
         "timing": _timing_hypotheses(config),
@@ -186,7 +223,7 @@ def analysis_plan(config: ExperimentConfig) -> dict[str, Any]:
         "alpha": config.alpha,
         "hypotheses": hypotheses,
         "corrections": CORRECTIONS,
-        "mde": _planned_mde(config),
+        "mde": _planned_mde(config, observed_icc),
         "planned_videos": config.planned_videos,
         "planned_impressions_per_arm": config.planned_impressions_per_arm,
         "planned_days": config.planned_days,
@@ -214,12 +251,13 @@ def register_plan(
     refused unless ``allow_after_results``; it then says so, and the report lists it as a deviation.
     """
     database = Path(database)
-    late, stored = False, {}
+    late, stored, observed = False, {}, None
     if database.exists():
         with read_connection(database) as con:
             late = _results_exist(con, config.experiment_id)
             stored = latest_plans(con)
-    plan = analysis_plan(config)
+            observed = platform_icc(con)
+    plan = analysis_plan(config, observed)
     digest = plan_hash(plan)
     if stored.get(config.experiment_id, ("",))[0] == digest:  # the same plan again: nothing changes
         sha, plan, path = stored[config.experiment_id]
@@ -304,14 +342,38 @@ def plan_deviations(
                 f"{plan['stopping_rule']})"
             )
     for item in excluded:
-        out.append(f"excluded from the analysis: {item}")
+        out.append(f"eligibility: {item}")
+    return out
+
+
+def eligibility_deviations(cells: pd.DataFrame, excluded: pd.DataFrame | None) -> list[str]:
+    """Arms left out of some of this experiment's videos because they failed their checks, one line per arm."""
+    if excluded is None or excluded.empty or cells.empty:
+        return []
+    mine = excluded[excluded["video_id"].astype(str).isin(set(cells["video_id"].astype(str)))]
+    out = []
+    for arm, part in mine.groupby("variant", sort=True):
+        reasons = part["exclusion_reason"].fillna("no reason recorded").astype(str)
+        top = reasons.str.split(":").str[0].value_counts()
+        why = ", ".join(f"{r} ({n})" for r, n in top.items())
+        out.append(
+            f"arm {arm!r} not analysed in {part['video_id'].nunique()} video(s): ineligible ({why}); "
+            f"{part['action'].iat[0] if 'action' in part else 'left out'}"
+        )
     return out
 
 
 def deviations_table(
-    database: str | os.PathLike[str], cells_by_exp: dict[str, pd.DataFrame], alpha: float
+    database: str | os.PathLike[str],
+    cells_by_exp: dict[str, pd.DataFrame],
+    alpha: float,
+    excluded: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per experiment x deviation (or a 'none' row), with the plan's hash; empty if no plans."""
+    """One row per experiment x deviation (or a 'none' row), with the plan's hash; empty if no plans.
+
+    ``excluded``: the report's excluded-variants table; each arm left out of some videos by
+    eligibility is listed as a deviation.
+    """
     with read_connection(database) as con:
         plans = latest_plans(con)
         dates = {}
@@ -333,12 +395,8 @@ def deviations_table(
             )
             continue
         sha, plan, path = plans[exp]
-        found = plan_deviations(
-            plan,
-            cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"])),
-            dates.get(exp),
-            alpha,
-        )
+        cells = cells_by_exp.get(exp, pd.DataFrame(columns=["variant", "video_id", "impressions"]))
+        found = plan_deviations(plan, cells, dates.get(exp), alpha, eligibility_deviations(cells, excluded))
         for text in found or ["none: the analysis followed the plan"]:
             rows.append({"experiment_id": exp, "plan_sha256": sha, "plan_file": path, "deviation": text})
     return pd.DataFrame(rows, columns=["experiment_id", "plan_sha256", "plan_file", "deviation"])

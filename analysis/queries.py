@@ -89,19 +89,21 @@ def cell_totals(con: Any, experiment_id: str | None = None) -> pd.DataFrame:
 
 
 def arm_totals(con: Any) -> pd.DataFrame:
-    """Served impressions per experiment x variant with the planned share when recorded."""
+    """Served impressions per experiment x video x variant with the planned share when recorded."""
     if not table_exists(con, "ab_results"):
-        return pd.DataFrame(columns=["experiment_id", "variant", "impressions", "planned_share"])
+        return pd.DataFrame(columns=["experiment_id", "video_id", "variant", "impressions", "planned_share"])
     join = ""
     share = "NULL::DOUBLE AS planned_share"
     if table_exists(con, "experiment_arms"):
         join = "LEFT JOIN experiment_arms a USING (experiment_id, variant)"
         share = "any_value(a.planned_share) AS planned_share"
-    return con.execute(f"""
-        SELECT experiment_id, variant, CAST(sum(impressions) AS BIGINT) AS impressions, {share}
+    frame = con.execute(f"""
+        SELECT experiment_id, CAST(video_id AS VARCHAR) AS video_id, variant,
+               CAST(sum(impressions) AS BIGINT) AS impressions, {share}
         FROM ab_results r {join}
-        GROUP BY experiment_id, variant ORDER BY experiment_id, variant
+        GROUP BY experiment_id, video_id, variant ORDER BY experiment_id, video_id, variant
     """).df()
+    return frame
 
 
 def achieved_deltas(con: Any) -> pd.DataFrame | None:

@@ -42,15 +42,18 @@ from analysis.arms import BASELINE, control_arm  # noqa: E402
 from analysis.guardrails import mde_relative, srm_test  # noqa: E402
 from analysis.heterogeneity import heterogeneity_tables  # noqa: E402
 from analysis.lift import DESIGNS, arms_chi_square, lift_table  # noqa: E402
+from analysis.matched import complete_block_cells  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
-from analysis.simulated import label_simulated, simulated_banner, simulated_experiments
+from analysis.simulated import label_simulated, simulated_banner, simulated_experiments  # noqa: E402
+from analysis.single_creative import is_single_creative, single_creative_lifts  # noqa: E402
 from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
 from analysis.timing import dose_response, select_doses, timing_contrasts, video_variant_log_lifts  # noqa: E402
 
 TABLES: tuple[str, ...] = (
     "analysis_lift",
+    "analysis_lift_complete_block",
     "analysis_arms_test",
     "analysis_heterogeneity",
     "analysis_meta",
@@ -216,17 +219,30 @@ def _relabel_control(cells: pd.DataFrame, registry: tuple) -> tuple[pd.DataFrame
 
 
 def _cannot_analyse(exp: str, cells: pd.DataFrame) -> str | None:
-    """Why an experiment gets no estimates at all (no control arm, fewer than 2 videos), or None."""
+    """Why an experiment gets no estimates at all (no control arm), or None."""
     if BASELINE not in set(cells["variant"]):
         return f"experiment {exp}: no baseline arm, no lifts"
-    if cells["video_id"].nunique() < 2:
-        return f"experiment {exp}: fewer than 2 videos, cluster-robust errors undefined"
     return None
+
+
+def _analyse_single_creative(experiment: _Experiment, alpha: float, out: _TableParts) -> None:
+    """A test with one creative per arm: arm rates, two-proportion tests and the k-arm chi-square, iid."""
+    exp, cells = experiment.experiment_id, experiment.cells
+    out.notes.append(
+        f"experiment {exp}: one creative per arm (no video seen in two arms): no cluster-robust errors exist, "
+        "so lifts use iid errors (two-proportion z-test, Katz log-ratio interval) and Pearson's k-arm chi-square; "
+        "they are too narrow if impressions were served in correlated batches"
+    )
+    out.add("analysis_lift", _with_experiment(single_creative_lifts(cells, alpha, experiment.order), exp))
+    arms = [arms_chi_square(cells, m) for m in ("ctr", "cvr")]
+    tests = pd.concat(arms, ignore_index=True)
+    out.add("analysis_arms_test", _with_experiment(tests[tests["test"] == "pearson"], exp))
 
 
 def _meta_frames(ind: pd.DataFrame, video_lifts: pd.DataFrame, alpha: float) -> list[pd.DataFrame]:
     """Industries pooled, then a meta-regression of per-video lifts on each available moderator."""
-    meta = [pool_industries(ind, alpha=alpha).assign(analysis="industries pooled")] if not ind.empty else []
+    pooled = pool_industries(ind, alpha=alpha, video_lifts=video_lifts) if not ind.empty else pd.DataFrame()
+    meta = [pooled.assign(analysis="industries pooled")] if not pooled.empty else []
     for moderator, label in MODERATORS.items():
         if moderator in video_lifts and video_lifts[moderator].notna().any():
             reg = moderator_regression(video_lifts, moderator, alpha=alpha)
@@ -303,8 +319,13 @@ def _analyse_experiment(experiment: _Experiment, inputs: _WarehouseInputs, alpha
             f"experiment {exp}: {g} videos (< {SMALL_SAMPLE_CLUSTERS} clusters): intervals and tests use "
             f"{METHOD_CR2}; joint tests use a Hotelling F, not chi-square"
         )
-    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design)
+    lift = lift_table(cells, alpha=alpha, variants=experiment.order, design=design, glm=design == "paired")
     out.add("analysis_lift", _with_experiment(lift, exp))
+    if design == "paired":
+        block = complete_block_cells(cells)
+        if block["video_id"].nunique() and BASELINE in set(block["variant"]):
+            complete = lift_table(block, alpha=alpha, variants=experiment.order, design=design)
+            out.add("analysis_lift_complete_block", _with_experiment(complete, exp))
     arms = [arms_chi_square(cells, m, design=design) for m in ("ctr", "cvr")]
     out.add("analysis_arms_test", _with_experiment(pd.concat(arms, ignore_index=True), exp))
     ind, tests = heterogeneity_tables(cells, alpha=alpha)
@@ -369,9 +390,21 @@ def _compute_tables(
         if why is not None:
             out.notes.append(why)
             continue
+        if is_single_creative(experiment.cells):
+            _analyse_single_creative(experiment, alpha, out)
+            continue
         _analyse_experiment(experiment, inputs, alpha, out)
     out.add("analysis_observational", observational_table(inputs.scenes, alpha))
     return out.tables(), cells_by_exp, out.notes
+
+
+def write_csv_tables(tables: dict[str, pd.DataFrame], directory: Path) -> list[Path]:
+    """Every non-empty table as ``<name>.csv`` (all columns) beside the HTML, each written atomically."""
+    return [
+        atomic_write_text(directory / f"{name}.csv", frame.to_csv(index=False))
+        for name, frame in tables.items()
+        if frame is not None and not frame.empty
+    ]
 
 
 def write_tables(database: str | os.PathLike[str], tables: dict[str, pd.DataFrame]) -> None:
@@ -530,16 +563,57 @@ def headline_markdown(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
         return "_No A/B results to report._"
     lines = []
     for exp, part in lift.groupby("experiment_id"):
-        lines.append(f"**{exp}** ({int(part['n_videos'].iat[0])} videos; {_srm_text(guardrails, exp)})\n")
-        lines.append("| variant | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] |")
-        lines.append("|---|---|---|---|---|---|")
-        for variant in part["variant"].unique():
-            lines.append(f"| {variant} | " + " | ".join(_headline_cells(part, variant)[0]) + " |")
+        lines.append(f"**{exp}** ({_experiment_videos(part)} videos; {_srm_text(guardrails, exp)})\n")
         lines.append(
-            f"\n_Ratio-of-sums lift, clustered by video; correction: {'; '.join(_corrections(part, 'se_method')) or 'none'}._"
+            "| variant | videos | CTR lift [95% CI] | p | CVR lift [95% CI] | p | watch-time lift [95% CI] | what it means |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for variant in part["variant"].unique():
+            cells = _headline_cells(part, variant)[0]
+            lines.append(
+                f"| {variant} | {_videos_cell(part, variant)} | "
+                + " | ".join(cells)
+                + f" | {_meaning(part, variant)} |"
+            )
+        lines.append(
+            "\n_Ratio-of-sums lift on the videos where both the arm and the control ran (matched), clustered by "
+            f"video; correction: {'; '.join(_corrections(part, 'se_method')) or 'none'}._"
         )
         lines.append("")
     return "\n".join(lines)
+
+
+def _experiment_videos(part: pd.DataFrame) -> int:
+    """Videos in the experiment: those the control ran in (every contrast is matched to them)."""
+    column = "n_videos_control" if "n_videos_control" in part else "n_videos"
+    return int(part[column].max())
+
+
+def _metric_row(part: pd.DataFrame, variant: str, metric: str = "ctr") -> pd.Series | None:
+    rows = part[(part["variant"] == variant) & (part["metric"] == metric)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _videos_cell(part: pd.DataFrame, variant: str) -> str:
+    """'matched videos' with, when fewer, how many the control ran in."""
+    row = _metric_row(part, variant)
+    if row is None or not np.isfinite(row.get("n_videos", np.nan)):
+        return "n/a"
+    n, total = int(row["n_videos"]), int(row.get("n_videos_control", row["n_videos"]))
+    return f"{n}" if n == total else f"{n} of {total}"
+
+
+def _meaning(part: pd.DataFrame, variant: str) -> str:
+    """The CTR row in words: higher, lower or no detectable difference at the row's alpha."""
+    row = _metric_row(part, variant)
+    if row is None or not np.isfinite(row.get("p_value", np.nan)):
+        return "no estimate (see note)"
+    lo, hi = row["rel_ci_low"], row["rel_ci_high"]
+    if lo > 0:
+        return f"CTR higher than control (at least {lo:+.1%})"
+    if hi < 0:
+        return f"CTR lower than control (at least {hi:+.1%})"
+    return "no CTR difference detectable (interval spans 0)"
 
 
 def _pct(v: float) -> str:
@@ -569,7 +643,7 @@ def _headline_rows(part: pd.DataFrame) -> list[list[str]]:
     rows = []
     for variant in part["variant"].unique():
         cells, notes = _headline_cells(part, variant)
-        rows.append([str(variant), *cells, "; ".join(notes)])
+        rows.append([str(variant), _videos_cell(part, variant), *cells, _meaning(part, variant), "; ".join(notes)])
     return rows
 
 
@@ -578,7 +652,7 @@ def headline_html(lift: pd.DataFrame, guardrails: pd.DataFrame) -> str:
     experiments = [
         {
             "experiment_id": exp,
-            "n_videos": int(part["n_videos"].max()),
+            "n_videos": _experiment_videos(part),
             "design": part["design"].iat[0] if "design" in part else "paired",
             "srm_text": _srm_text(guardrails, exp),
             "rows": _headline_rows(part),
@@ -599,9 +673,17 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
         None,
     ),
     "analysis_lift": (
-        "Lift vs baseline",
-        "Ratio-of-sums estimator, delta-method (cluster influence) variance by video; "
-        "iid two-proportion z / Welch z for comparison only.",
+        "Lift vs baseline (matched: the videos where both arms ran)",
+        "Ratio-of-sums estimator on the videos where both the arm and the control ran (n_videos; "
+        "n_videos_variant / n_videos_control: videos each arm ran in), delta-method (cluster influence) variance "
+        "by video; glm_*: Poisson GLM with video fixed effects and quasi (Pearson) scale, t(G-1), as a "
+        "cross-check; iid two-proportion z / Welch z for comparison only.",
+        "se_method",
+    ),
+    "analysis_lift_complete_block": (
+        "Lift vs baseline, complete blocks (alternative: only the videos in which every arm ran)",
+        "The same estimator restricted to the videos with every arm: all arms compared on one set of videos, "
+        "at the cost of the videos some arm missed.",
         "se_method",
     ),
     "analysis_arms_test": (
@@ -619,9 +701,13 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     ),
     "analysis_meta": (
         "Meta-analysis: industries pooled, and meta-regression on a video-level moderator",
-        "Random-effects inverse-variance pooling of per-industry log lifts (tau^2 by DL and REML; z test, "
-        "and Knapp-Hartung t with k-1 df for few industries), Q, I^2 with Q-profile CI, prediction "
-        "interval; meta-regression of per-video log lifts on achieved alignment change (REML, Knapp-Hartung).",
+        "Random-effects pooling of the estimable per-industry log lifts (2+ videos with both arms; the 'unknown' "
+        "bucket left out), each with a t-equivalent variance (its own df carried into the weight); tau^2 by DL "
+        "and REML, z test, and Knapp-Hartung truncated at 1 (never narrower than the model SE when Q < df). "
+        "READ the row with recommended = True: REML + truncated Knapp-Hartung fitted directly to the per-video "
+        "log ratios of the same videos (binomial variances from large counts, heterogeneity estimated from "
+        "every video instead of 2-4 industry means). Meta-regression of per-video log lifts on achieved "
+        "alignment change (REML, Knapp-Hartung).",
         None,
     ),
     "analysis_timing": (
@@ -645,29 +731,60 @@ TABLE_INFO: dict[str, tuple[str, str, str | None]] = {
     "analysis_observational": (
         "Observational scene model (not causal)",
         "OLS of scene CTR / CVR on attention proportion with controls, cluster-robust by video "
-        "(CR1, normal reference).",
-        None,
+        "(CR2 + Satterthwaite df below 30 videos, else CR1 with t(G-1)).",
+        "se_method",
     ),
 }
 
 
+#: The columns a table shows on the page (the rest are in its CSV file beside the HTML).
+_LIFT_COLUMNS = (
+    "experiment_id", "metric", "variant", "n_videos", "n_videos_variant", "n_videos_control", "baseline_rate",
+    "variant_rate", "rel_lift", "rel_ci_low", "rel_ci_high", "p_value", "df", "glm_rel_lift", "glm_p_value", "note",
+)  # fmt: skip
+PAGE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "analysis_lift": _LIFT_COLUMNS,
+    "analysis_lift_complete_block": _LIFT_COLUMNS,
+    "analysis_heterogeneity": (
+        "experiment_id", "industry", "metric", "variant", "test", "n_videos", "rel_lift", "rel_ci_low",
+        "rel_ci_high", "statistic", "df", "p_value", "p_holm", "note",
+    ),
+    "analysis_meta": (
+        "experiment_id", "metric", "variant", "level", "recommended", "method", "test", "term", "k", "estimate",
+        "ci_low", "ci_high", "p_value", "tau2", "i2", "q_p", "note",
+    ),
+    "analysis_timing": (
+        "experiment_id", "metric", "contrast", "n_videos", "ratio", "ratio_ci_low", "ratio_ci_high", "statistic",
+        "df", "p_value", "note",
+    ),
+    "analysis_dose_response": (
+        "experiment_id", "metric", "model", "slope", "ci_low", "ci_high", "p_value", "df", "n_videos",
+    ),
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _TableSection:
-    """One estimate table on the page: title, model text, corrections used, the table (None: no rows)."""
+    """One estimate table on the page: title, model text, corrections used, the table (None: no rows)
+    and the CSV file beside the HTML that holds every column."""
 
     title: str
     model: str
     corrections: list[str]
     table: Markup | None
+    csv: str = ""
 
 
-def _table_section(frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None) -> _TableSection:
+def _table_section(
+    frame: pd.DataFrame, title: str, model: str = "", method_column: str | None = None, name: str = ""
+) -> _TableSection:
     corrections = _corrections(frame, method_column) if model and method_column and not frame.empty else []
     if frame.empty:
         return _TableSection(title, model, corrections, None)
+    shown = [c for c in PAGE_COLUMNS.get(name, tuple(frame.columns)) if c in frame]
     # pandas escapes the cells itself
-    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
-    return _TableSection(title, model, corrections, Markup(table))
+    table = frame[shown].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", classes="t", border=0)
+    return _TableSection(title, model, corrections, Markup(table), f"tables/{name}.csv" if name else "")
 
 
 def _table_sections(tables: dict[str, pd.DataFrame]) -> list[_TableSection]:
@@ -678,13 +795,16 @@ def _table_sections(tables: dict[str, pd.DataFrame]) -> list[_TableSection]:
         if name == "analysis_heterogeneity" and not frame.empty and "kind" in frame:
             lifts = frame[frame["kind"] == "industry_lift"].dropna(axis=1, how="all")
             tests = frame[frame["kind"] == "test"].dropna(axis=1, how="all")
-            sections.append(_table_section(lifts, "Heterogeneity by industry: lift per industry", model, method_column))
-            sections.append(_table_section(tests, "Heterogeneity by industry: tests", model, "note"))
+            sections.append(
+                _table_section(lifts, "Heterogeneity by industry: lift per industry", model, method_column, name)
+            )
+            sections.append(_table_section(tests, "Heterogeneity by industry: tests", model, "note", name))
         elif name == "analysis_meta" and not frame.empty and "analysis" in frame:
             for label, part in frame.groupby("analysis", sort=False):
-                sections.append(_table_section(part.dropna(axis=1, how="all"), f"Meta-analysis: {label}", model))
+                part = part.dropna(axis=1, how="all")
+                sections.append(_table_section(part, f"Meta-analysis: {label}", model, None, name))
         else:
-            sections.append(_table_section(frame, title, model, method_column))
+            sections.append(_table_section(frame, title, model, method_column, name))
     return sections
 
 
@@ -696,7 +816,8 @@ def _small_sample_notes(lift: pd.DataFrame) -> list[str]:
         "Hotelling-T^2 F approximation on (q, G - q) df: a handful of videos gives wide intervals and never p = 0.",
         "At or above that, the delta-method covariance with the G/(G-1) factor (paired design) or each arm's "
         "G_a/(G_a-1) (unpaired design) and t(G-1) is used.",
-        "Industry pooling with few industries: read the REML + Knapp-Hartung rows (t with k-1 df).",
+        "Industry pooling: read the row marked recommended (video-level REML + truncated Knapp-Hartung); "
+        "industries with fewer than 2 videos per arm are not estimable and are not pooled.",
         "A row whose estimate cannot be computed (no events, separation, a saturated model, too few clusters) "
         "says why in its note column.",
     ]
@@ -707,6 +828,25 @@ def _small_sample_notes(lift: pd.DataFrame) -> list[str]:
                 + "; ".join(sorted({m for m in part["se_method"] if isinstance(m, str) and m}))
             )
     return items
+
+
+def methods_paragraph(lift: pd.DataFrame) -> str:
+    """One paragraph naming the model and the corrections the headline's numbers come from."""
+    if lift.empty:
+        return "No A/B results: no estimates."
+    corrections = "; ".join(_corrections(lift, "se_method")) or "none"
+    designs = ", ".join(sorted({str(d) for d in lift.get("design", pd.Series(["paired"]))}))
+    return (
+        f"Each arm is compared with the control on the videos where both ran (matched contrasts; design: {designs}). "
+        "The lift is the ratio of the arms' summed rates (clicks / impressions, conversions / clicks, watch seconds / "
+        "impression) minus one; its interval is built on the log scale from the per-video (cluster) influence "
+        f"values, so correlated impressions of one video count once. Small-sample correction: {corrections}. "
+        "A Poisson GLM with video fixed effects (quasi scale, t(G-1)) is shown beside each lift as a cross-check, "
+        "and the complete-block table (videos with every arm) as the alternative analysis. Subgroups with fewer than "
+        "2 matched videos are not estimated; the meta-analysis pools only estimable industries (read the row marked "
+        "recommended). The sample-ratio check compares served impressions with the planned split within each video "
+        "over the arms it ran. Every table, with all its columns, is in the appendix and in tables/*.csv."
+    )
 
 
 def _plan_citations(deviations: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -780,6 +920,7 @@ def render_html(
         plans=_plan_citations(tables.get("analysis_plan_deviations", pd.DataFrame())),
         notes=notes,
         small_sample_notes=_small_sample_notes(tables["analysis_lift"]),
+        methods=methods_paragraph(tables["analysis_lift"]),
         experiment_plots=_experiment_plots(tables, cells_by_exp, deltas, registries),
         sections=_table_sections(tables),
     )
@@ -801,7 +942,9 @@ def build_report(
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
-    tables["analysis_plan_deviations"] = deviations_table(database, cells_by_exp, alpha)
+    tables["analysis_plan_deviations"] = deviations_table(
+        database, cells_by_exp, alpha, tables.get("analysis_excluded")
+    )
     simulated = simulated_experiments(database)
     tables = label_simulated(tables, simulated)
     if write_to_warehouse:
@@ -819,6 +962,7 @@ def build_report(
         banner=banner,
     )
     out = Path(output_dir)
+    write_csv_tables(tables, out / "tables")
     html_path = atomic_write_text(out / "report.html", page)
     atomic_write_text(out / "headline.md", headline + "\n")
     return Report(

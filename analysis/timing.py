@@ -27,6 +27,7 @@ from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows
 from align_core.stimuli.plans import timing_variants as registry_timing_variants
 from analysis.arms import BASELINE
 from analysis.lift import METRICS, RatioInfluence, rate_fit, ratio_influence
+from analysis.matched import matched_cells
 from analysis.small_sample import (
     METHOD_CR1,
     METHOD_CR2,
@@ -48,6 +49,8 @@ __all__ = [
 TIMING_VARIANTS: tuple[str, ...] = registry_timing_variants(DEFAULT_VARIANTS)
 # The window whose alignment change is the dose of each variant (manipulation_check.window).
 VARIANT_WINDOW: dict[str, str] = dose_windows(DEFAULT_VARIANTS)
+# The registry's whole-clip window ("full") is recorded by the manipulation check as "all".
+CHECK_WINDOW: dict[str, str] = {"full": "all"}
 
 
 def _contrast_row(
@@ -189,6 +192,9 @@ def timing_contrasts(
 ) -> pd.DataFrame:
     """Pairwise ratios of the timing variants' rates plus a joint equality test (row 'joint').
 
+    Each pair uses only the videos that ran both arms, the joint test only the videos that ran
+    every timing arm; ``n_videos`` says how many.
+
     ``timing_variants``: the registry's timing arms, early to late
     (:func:`align_core.stimuli.plans.timing_variants`; the report passes each experiment's). Below 30 videos the contrasts use CR2 + Satterthwaite df and the joint test is a
     Hotelling-T^2 F on (k-1, G-k+1) df; otherwise CR1 with t(G-1) and a chi-square Wald. A
@@ -198,15 +204,35 @@ def timing_contrasts(
     present = [v for v in timing_variants if v in set(cells["variant"])]
     if len(present) < 2:
         return pd.DataFrame()
+    rows = []
+    for a, b in combinations(present, 2):
+        pair = matched_cells(cells, [a, b])
+        g = pair["video_id"].nunique()
+        if g < 2:
+            why = f"not estimable: {g} video(s) ran both {a} and {b}; a contrast needs 2"
+            row = _contrast_row(metric, f"{a} vs {b}", np.nan, np.nan, np.nan, alpha, "", why)
+        else:
+            row = _timing_on(pair, metric, alpha, small_sample).pair_row(a, b)
+        rows.append({**row, "n_videos": g})
+    block = matched_cells(cells, present)
+    g = block["video_id"].nunique()
+    if g >= 2:
+        joint = _timing_on(block, metric, alpha, small_sample).joint_row(present)
+    else:
+        joint = _contrast_row(metric, "joint: " + " = ".join(present), np.nan, np.nan, np.nan, alpha, "", "")
+        joint["note"] = f"not estimable: {g} video(s) ran every timing arm"
+    rows.append({**joint, "n_videos": g})
+    return pd.DataFrame(rows)
+
+
+def _timing_on(cells: pd.DataFrame, metric: str, alpha: float, small_sample: bool | None) -> _TimingContrasts:
+    """Timing contrasts of the arms in ``cells`` (already restricted to the videos that ran them all)."""
     num, den = METRICS[metric]
     inf = ratio_influence(cells, num, den)
     g = inf.n_clusters
     use_cr2 = small_sample if small_sample is not None else g < SMALL_SAMPLE_CLUSTERS
     fit = rate_fit(cells, num, den, inf.rates.index) if use_cr2 and g >= 2 else None
-    contrasts = _TimingContrasts(metric, alpha, inf, fit, use_cr2)
-    rows = [contrasts.pair_row(a, b) for a, b in combinations(present, 2)]
-    rows.append(contrasts.joint_row(present))
-    return pd.DataFrame(rows)
+    return _TimingContrasts(metric, alpha, inf, fit, use_cr2)
 
 
 def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity: float = 0.5) -> pd.DataFrame:
@@ -232,10 +258,12 @@ def video_variant_log_lifts(cells: pd.DataFrame, metric: str = "ctr", continuity
 def select_doses(deltas: pd.DataFrame, windows: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One achieved_delta per (video, variant): its own window's, else the only row there is.
 
-    ``windows``: each arm's window from the registry (:func:`dose_windows`).
+    ``windows``: each arm's window from the registry (:func:`dose_windows`); the registry's
+    "full" is the check's "all" (:data:`CHECK_WINDOW`).
     """
     d = deltas.copy()
-    d["wanted"] = d["variant"].map(dict(VARIANT_WINDOW if windows is None else windows))
+    wanted = {v: CHECK_WINDOW.get(w, w) for v, w in dict(VARIANT_WINDOW if windows is None else windows).items()}
+    d["wanted"] = d["variant"].map(wanted)
     own = d[d["window"] == d["wanted"]] if "window" in d else d.iloc[0:0]
     counts = d.groupby(["video_id", "variant"])["achieved_delta"].transform("size")
     single = d[counts == 1]

@@ -235,7 +235,8 @@ def test_small_experiment_report_is_reviewable(tmp_path: Path) -> None:
     industry = het[het["kind"] == "industry_lift"]
     assert set(industry["industry"]) == set(INDUSTRIES) and (industry["n_videos"] == 2).all()
     meta = report.tables["analysis_meta"]
-    pooled = meta[meta["analysis"] == "industries pooled"]
+    pooled = meta[(meta["analysis"] == "industries pooled") & (meta["level"] != "videos")]
+    assert meta["recommended"].eq(True).any()  # the video-level row the page tells a reader to read
     assert {"DL", "REML"} <= set(pooled["method"]) and (pooled["k"] == 3).all()
     assert (pooled["ci_low"] <= pooled["estimate"]).all() and pooled["i2"].between(0, 100).all()
     assert meta["analysis"].str.startswith("meta-regression of per-video lifts on achieved_delta").any()

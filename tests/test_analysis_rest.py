@@ -1,0 +1,79 @@
+"""Issue 22, the rest: dose windows from the registry, the observational model's small-sample
+rule, and the plan's MDE with an expected ICC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from align_core.experiments.config import ExperimentConfig
+from analysis.observational import observational_table
+from analysis.preregistration import DEFAULT_ICC, analysis_plan
+from analysis.small_sample import METHOD_CR2
+from analysis.timing import select_doses
+
+
+def test_full_window_arms_get_their_dose() -> None:
+    """The registry says 'full' for full_boost and placebo; the manipulation check records 'all'."""
+    deltas = pd.DataFrame(
+        [
+            (v, arm, window, 0.1 * i)
+            for v in ("a", "b")
+            for arm in ("full_boost", "placebo", "early_boost")
+            for i, window in enumerate(("early", "middle", "late", "all"))
+        ],
+        columns=["video_id", "variant", "window", "achieved_delta"],
+    )
+    chosen = select_doses(deltas).set_index(["video_id", "variant"])["achieved_delta"]
+    assert chosen.loc[("a", "full_boost")] == pytest.approx(0.3)  # the 'all' row
+    assert chosen.loc[("b", "placebo")] == pytest.approx(0.3)
+    assert chosen.loc[("a", "early_boost")] == pytest.approx(0.0)
+
+
+def test_observational_model_follows_the_small_sample_rule() -> None:
+    rng = np.random.default_rng(2)
+    n_videos, per = 8, 5
+    video_effect = np.repeat(rng.normal(0, 0.01, n_videos), per)
+    scenes = pd.DataFrame(
+        {
+            "video_id": np.repeat([f"v{i}" for i in range(n_videos)], per),
+            "attention_proportion": rng.uniform(0, 1, n_videos * per),
+            "contrast": rng.normal(0, 1, n_videos * per),
+            "brightness": rng.normal(0, 1, n_videos * per),
+            "industry": "x",
+        }
+    )
+    scenes["ctr_mean"] = 0.02 + video_effect + rng.normal(0, 0.001, len(scenes))
+    scenes["cvr_mean"] = 0.05 + rng.normal(0, 0.01, len(scenes))
+    out = observational_table(scenes)
+    assert (out["se_method"] == METHOD_CR2).all()
+    assert (out["df"] < n_videos).all() and (out["df"] > 0).all()
+
+
+def test_plan_mde_uses_an_expected_icc() -> None:
+    config = ExperimentConfig("exp-icc", planned_impressions_per_arm=252_000, planned_videos=9)
+    default = analysis_plan(config)["mde"]
+    assert default["icc"] == pytest.approx(DEFAULT_ICC) and "default" in default["icc_source"]
+    assert default["design_effect"] == pytest.approx(1 + (28_000 - 1) * DEFAULT_ICC)
+    observed = analysis_plan(config, (0.001, "scenes"))["mde"]
+    assert observed["icc_source"] == "scenes" and observed["mde_relative"] > default["mde_relative"]
+    iid = analysis_plan(config, (1e-12, "scenes"))["mde"]
+    assert iid["mde_relative"] < default["mde_relative"] / 2  # clustering at the default ICC doubles the MDE or more
+
+
+def test_planted_check_compares_only_rows_with_an_interval() -> None:
+    """A contrast one video supports has no CI: it is not a miss of the planted-effects check."""
+    from align_demo.assets import planted_vs_estimated
+
+    lift = pd.DataFrame(
+        {
+            "metric": ["ctr", "ctr"],
+            "variant": ["early_boost", "placebo"],
+            "rel_lift": [0.03, 0.01],
+            "rel_ci_low": [np.nan, -0.2],
+            "rel_ci_high": [np.nan, 0.3],
+        }
+    )
+    out = planted_vs_estimated(lift, {"ctr": {"early_boost": 0.12, "placebo": 0.0}})
+    assert list(out["variant"]) == ["placebo"] and out["covered"].all()
