@@ -181,7 +181,7 @@ class AnnotationServer:
             return JSONResponse({"error": str(exc)}, status_code=409, headers=SAFE_HEADERS)
         except AnnotationFileError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409, headers=SAFE_HEADERS)
-        versions = {e.video_id: {} for e in edits}
+        versions: dict[str, dict[str, str]] = {e.video_id: {} for e in edits}
         for edit in edits:
             versions[edit.video_id][str(edit.scene)] = found.version(edit.video_id, edit.scene)
         rows = sum(len(e.rows) for e in edits)
