@@ -353,7 +353,14 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        listing = json.loads(urllib.request.urlopen(server.url + "api/videos", timeout=30).read())
+        page = urllib.request.urlopen(server.url, timeout=30).read().decode()
+        token = page.split('name="align-token" content="')[1].split('"')[0]
+
+        def get(path: str) -> bytes:
+            request = urllib.request.Request(server.url + path, headers={"X-Align-Token": token})
+            return urllib.request.urlopen(request, timeout=30).read()
+
+        listing = json.loads(get("api/videos"))["videos"]
         assert [s["start"] for s in listing[0]["scenes"]] == [a for a, _ in ranges]  # the catalog's cut detection
         png = urllib.request.urlopen(server.url + f"frame/ad1/{SCENE}.png", timeout=30).read()
         assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (H, W, 3)
@@ -362,7 +369,7 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
             request = urllib.request.Request(
                 server.url + "api/annotations",
                 data=json.dumps(payload).encode(),
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", "X-Align-Token": token},
             )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
@@ -379,8 +386,9 @@ def test_annotation_server_lists_scenes_and_validates_what_it_saves(ad, tmp_path
         assert status == 200 and answer["rows"] == 2
         rows = read_annotations(annotations_path(layout)).rows_for("ad1")
         assert [(r.kind, r.scene, r.x, r.label) for r in rows] == [("box", 1, 20.0, "bottle"), ("absent", 3, None, "")]
-        again = json.loads(urllib.request.urlopen(server.url + "api/videos", timeout=30).read())
-        assert again[0]["boxes"] == {"1": {"x": 20.0, "y": 80.0, "w": 50.0, "h": 90.0}, "3": {"absent": True}}
+        again = json.loads(get("api/videos"))["videos"][0]["scenes"]
+        assert again[0]["boxes"] == [{"x": 20.0, "y": 80.0, "w": 50.0, "h": 90.0, "label": "bottle"}]
+        assert again[2]["absent"] is True and again[2]["version"] == answer["versions"]["ad1"]["3"]
     finally:
         server.shutdown()
 

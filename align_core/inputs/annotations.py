@@ -58,7 +58,6 @@ from align_core.inputs.csv_rows import (
     read_text_table,
 )
 from align_core.inputs.ids import validate_video_id
-from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 
 __all__ = [
@@ -71,6 +70,7 @@ __all__ = [
     "annotations_path",
     "has_annotations",
     "mask_inputs",
+    "parse_annotation_row",
     "read_annotations",
     "resolve_annotations",
     "write_annotations",
@@ -81,7 +81,7 @@ MASKS_FOLDER = "annotation_masks"
 #: The header :func:`write_annotations` writes: the older spelling, which every reader accepts.
 ANNOTATION_COLUMNS: tuple[str, ...] = ("video id", "scene", "frame", "kind", "x", "y", "w", "h", "label")
 KINDS: tuple[str, ...] = ("box", "positive", "negative", "absent")
-_MASK_NAME = re.compile(r"^(scene|frame)_(\d+)\.png$")
+MASK_NAME = re.compile(r"^(scene|frame)_(\d+)\.png$")
 
 
 def annotations_path(layout: DataLayout) -> Path:
@@ -159,7 +159,7 @@ def read_annotations(path: str | Path) -> AnnotationTable:
     table = AnnotationTable(path)
     for record in frame.to_dict("records"):
         cells = RowCells(record, int(record["_line"]), file_columns=frame.attrs["file_columns"])
-        row = _annotation_row(cells, path)
+        row = parse_annotation_row(cells, path)
         if row is None:
             table.problems.setdefault(cells.video_id, []).extend(cells.problems)
         else:
@@ -167,8 +167,8 @@ def read_annotations(path: str | Path) -> AnnotationTable:
     return table
 
 
-def _annotation_row(cells: RowCells, path: Path) -> AnnotationRow | None:
-    """The row, or None with its problems noted in ``cells``."""
+def parse_annotation_row(cells: RowCells, path: Path) -> AnnotationRow | None:
+    """One row of ``path`` (cells by canonical column), or None with its problems noted in ``cells``."""
     video_id = cells.required_id("video_id", where=f"{path.name} line {cells.line}")
     scene, index = cells.whole_number("scene_number", low=1), cells.whole_number("frame", low=0)
     x, y, w, h = (cells.number(c, message="must be a number of pixels") for c in ("x", "y", "w", "h"))
@@ -190,31 +190,22 @@ def _annotation_row(cells: RowCells, path: Path) -> AnnotationRow | None:
 def _check_box(cells: RowCells, x: float | None, y: float | None, w: float | None, h: float | None) -> None:
     """A box needs all four numbers and a positive size."""
     for column, value in (("x", x), ("y", y), ("w", w), ("h", h)):
-        if value is None:
+        if value is None and not cells.text(column):  # a cell that is not a number was reported already
             cells.problem("a box needs x, y, w and h", column, "")
     if w is not None and w <= 0 or h is not None and h <= 0:
         cells.problem(f"box width and height must be > 0 (w={w}, h={h})", "w")
 
 
 def write_annotations(path: str | Path, rows: Iterable[AnnotationRow], *, replace_videos: Iterable[str] = ()) -> Path:
-    """Write ``rows`` into ``annotations.csv`` atomically, keeping other videos' rows already there.
+    """Write ``rows`` into ``annotations.csv`` atomically; every record of other videos stays as it is.
 
-    Rows of the videos in ``replace_videos`` (and of every video in ``rows``) are replaced whole.
+    Rows of the videos in ``replace_videos`` (and of every video in ``rows``) are replaced whole;
+    other videos' rows, unreadable ones included, are kept byte-for-byte
+    (:func:`align_core.inputs.annotation_file.replace_video_rows`).
     """
-    path = Path(path)
-    rows = list(rows)
-    replaced = {validate_video_id(v) for v in replace_videos} | {r.video_id for r in rows}
-    kept: list[list[str]] = []
-    if path.exists():
-        existing = read_annotations(path)
-        for video_id, video_rows in existing.rows.items():
-            if video_id not in replaced:
-                kept.extend(r.to_csv_cells() for r in video_rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ANNOTATION_COLUMNS)
-    writer.writerows(kept + [r.to_csv_cells() for r in rows])
-    return atomic_write_text(path, buffer.getvalue())
+    from align_core.inputs.annotation_file import replace_video_rows  # it builds on this module
+
+    return replace_video_rows(path, rows, replace_videos)
 
 
 # -- resolved per frame ---------------------------------------------------------------------------
@@ -350,7 +341,7 @@ class _FrameResolver:
 
     def add_mask_png(self, png: Path) -> None:
         """A mask PNG (``scene_<n>.png`` or ``frame_<t>.png``) as its frame's mask."""
-        match = _MASK_NAME.match(png.name)
+        match = MASK_NAME.match(png.name)
         if match is None:
             if not png.name.startswith("."):
                 self.problems.append(f"{png}: mask PNGs are named scene_<n>.png or frame_<t>.png")
@@ -399,7 +390,7 @@ def annotations_digest(annotations: dict[int, FrameAnnotation]) -> str:
 def has_annotations(layout: DataLayout, video_id: str) -> bool:
     """Whether the annotations CSV or a mask PNG folder mentions ``video_id`` (cheap, no validation)."""
     folder = annotation_masks_dir(layout, video_id)
-    if folder.is_dir() and any(_MASK_NAME.match(p.name) for p in folder.iterdir()):
+    if folder.is_dir() and any(MASK_NAME.match(p.name) for p in folder.iterdir()):
         return True
     path = annotations_path(layout)
     if not path.is_file():
