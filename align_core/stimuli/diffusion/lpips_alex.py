@@ -4,13 +4,16 @@ torchvision cannot be installed next to the CPU torch here, and the ``lpips`` mo
 The lpips *package* still ships the real learned linear weights (``weights/v0.1/alex.pth``); we
 read that file directly. The AlexNet backbone mirrors ``torchvision.models.alexnet().features``
 layer for layer so the standard ``features.N.weight`` state dict loads into it from a local
-file. Without such a file the backbone stays random and ``backbone_state`` says so loudly:
-the values are then a fixed random-feature distance, NOT a perceptual one.
+file. Without such a file the backbone is random, drawn from a fixed seed
+(:data:`RANDOM_BACKBONE_SEED`) so the values are identical across runs and processes, and
+``backbone_state`` says so loudly: the values are then a seeded random-feature distance, NOT a
+perceptual one.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import warnings
 from pathlib import Path
@@ -28,6 +31,8 @@ DEFAULT_ALEXNET_PATHS: tuple[str, ...] = (
 
 ALEXNET_ENV = "ALIGN_ALEXNET_WEIGHTS"
 LPIPS_CHANNELS: tuple[int, ...] = (64, 192, 384, 256, 256)
+RANDOM_BACKBONE_SEED = 20240617
+"""Seed of the random AlexNet backbone used when no weights file is found (values stay comparable)."""
 
 
 def lpips_linear_weights_path() -> Path:
@@ -39,6 +44,23 @@ def lpips_linear_weights_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"LPIPS linear weights missing at {path}")
     return path
+
+
+def seed_random_backbone(net: nn.Module, seed: int = RANDOM_BACKBONE_SEED) -> None:
+    """Redraw every conv layer from ``seed`` (torch's default init), leaving the global RNG alone.
+
+    Without this the random backbone came from whatever state the global RNG was in, so LPIPS
+    values changed from run to run and could not be compared.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in net.modules():
+            if isinstance(layer, nn.Conv2d):
+                fan_in = layer.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) as nn.Conv2d uses
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                if layer.bias is not None:
+                    layer.bias.uniform_(-bound, bound, generator=generator)
 
 
 class AlexNetFeatures(nn.Module):
@@ -119,9 +141,11 @@ class LPIPS(nn.Module):
             self.backbone_state = f"pretrained-alexnet:{file_sha256(found)}"
             self.pretrained = True
         else:
+            seed_random_backbone(self.net)
             where = ", ".join(str(p) for p in candidates)
             self.backbone_state = (
-                f"random-alexnet (no local AlexNet weights found at {where}): LPIPS values are NOT perceptual"
+                f"random-alexnet: random-feature (seeded {RANDOM_BACKBONE_SEED}) distance, no local AlexNet"
+                f" weights found at {where}; LPIPS values are NOT perceptual"
             )
             self.pretrained = False
             warnings.warn(self.backbone_state, stacklevel=2)
@@ -153,4 +177,10 @@ def lpips_input_check(x: torch.Tensor) -> None:
         raise ValueError(f"LPIPS needs at least 32 px, got {tuple(x.shape[-2:])}")
 
 
-__all__ = ["LPIPS", "AlexNetFeatures", "lpips_linear_weights_path"]
+__all__ = [
+    "LPIPS",
+    "RANDOM_BACKBONE_SEED",
+    "AlexNetFeatures",
+    "lpips_linear_weights_path",
+    "seed_random_backbone",
+]
