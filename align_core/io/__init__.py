@@ -38,6 +38,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ),
         "layout": (
             "ARTIFACT_FILES",
+            "AmbiguousVideoError",
             "DataLayout",
         ),
         "video_io": (
