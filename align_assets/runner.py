@@ -491,15 +491,12 @@ def quiet_dagster_warnings() -> None:
 
 def report_inputs(name: str, layout: DataLayout) -> None:
     """Print every input the run will not use, with its reason: CSV rows that belong to no video, odd files."""
-    from align_core.inputs.research_csvs import csv_problems, format_csv_problems
+    from align_core.inputs.research_csvs import csv_problems, describe_csv_problems
     from align_core.inputs.video_import import video_ids_in_inbox
 
-    _, skipped = video_ids_in_inbox(layout)
+    ids, skipped = video_ids_in_inbox(layout)
     for message in skipped:
         print(f"{name}: ignored file: {message}", file=sys.stderr)
     problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
-    orphans = problems[problems["video_id"].isna()]
-    if len(orphans):
-        print(f"{name}: {len(orphans)} input CSV row(s) belong to no video and are left out:", file=sys.stderr)
-        for line in format_csv_problems(orphans):
-            print(f"  - {line}", file=sys.stderr)
+    for line in describe_csv_problems(problems, ids):
+        print(line if line.startswith("  ") else f"{name}: {line}", file=sys.stderr)
