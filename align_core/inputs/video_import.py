@@ -52,7 +52,7 @@ def video_ids_in_inbox(layout: DataLayout) -> tuple[list[str], list[str]]:
             skipped.append(f"{path.name}: not a video file (suffix {path.suffix or 'none'})")
             continue
         try:
-            video_id = validate_video_id(path.stem, where=f"file {path.name!r}")
+            video_id = validate_video_id(path.stem, where=f"file {path.name}")
         except InvalidVideoIdError as exc:
             skipped.append(str(exc))
             continue
