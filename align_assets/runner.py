@@ -15,7 +15,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from align_core.io.layout import DataLayout
 
@@ -177,6 +179,8 @@ class _Waves:
         )
         if pool:
             for key, ok, message, seconds in pool.run(names, partition_keys, self._run_config(wave)):
+                if key in pool.lost:
+                    self._reclaim_killed_worker_run(key)
                 self.log(_status_line(key, ok, seconds))
                 if not ok:
                     self.failures.setdefault(key, []).append(message)
@@ -187,6 +191,13 @@ class _Waves:
             self.log(_status_line(key, result.success, time.perf_counter() - started))
             if not result.success:
                 self.failures.setdefault(key, []).append(_failure_message(result))
+
+    def _reclaim_killed_worker_run(self, key: str) -> None:
+        """Mark the run of a video whose worker died failed (it would stay STARTED) and free its slots."""
+        from align_assets.recovery import reclaim_dead_runs
+
+        for line in reclaim_dead_runs(self.instance, f" (video {key}: its worker process was killed)").lines():
+            self.log(f"   reclaimed: {line}")
 
     def _unpartitioned(self, wave: set) -> None:
         self.log(f"== assets {', '.join(sorted(k.to_user_string() for k in wave))}")
@@ -264,38 +275,134 @@ def _worker_materialize(names: list[str], key: str, run_config: dict) -> tuple[s
     return key, result.success, "" if result.success else _failure_message(result), time.perf_counter() - started
 
 
+def _worker_main(conn) -> None:
+    """A video worker's loop: take ``(names, key, run_config)``, run it, send the result; None or EOF ends it."""
+    _worker_start()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        names, key, run_config = task
+        started = time.perf_counter()
+        try:
+            result = _worker_materialize(names, key, run_config)
+        except Exception as exc:  # noqa: BLE001 - reported as this video's failure; the worker goes on
+            result = (key, False, f"worker error: {type(exc).__name__}: {exc}", time.perf_counter() - started)
+        conn.send(result)
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    key: str | None = None
+    started: float = 0.0
+
+
 class VideoWorkers:
-    """Worker processes (spawned, so each imports the definitions once) that run one video's wave each."""
+    """Worker processes (spawned, so each imports the definitions once) that run one video's wave each.
+
+    Each worker has its own pipe, so a worker that dies (killed, out of memory) fails only the
+    video it was running: the others finish in their own workers, and a new worker takes its
+    place for the videos still queued. (A ``ProcessPoolExecutor`` breaks as a whole when one
+    worker dies: every video was reported failed and the live workers were terminated.)
+    """
 
     def __init__(self, size: int):
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         self.size = size
-        self._executor = ProcessPoolExecutor(
-            size, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
-        )
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[_Worker] = []
+        #: Videos whose worker died while running them (their runs need marking failed).
+        self.lost: set[str] = set()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.process.pid for w in self._workers if w.process.is_alive()]
+
+    def start(self) -> list[int]:
+        """Start every worker now (each imports the definitions while the parent goes on); their pids."""
+        while len(self._workers) < self.size:
+            self._start_worker()
+        return self.pids
+
+    def _start_worker(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(target=_worker_main, args=(child,), name="align-video-worker", daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(process, parent)
+        self._workers.append(worker)
+        return worker
+
+    def _assign(self, worker: _Worker, names: list[str], key: str, run_config: dict) -> None:
+        worker.key, worker.started = key, time.perf_counter()
+        worker.conn.send((names, key, run_config))
 
     def run(self, names: list[str], keys: list[str], run_config: dict):
         """Yield ``(key, ok, message, seconds)`` as each video's run finishes (in finishing order)."""
-        from concurrent.futures import FIRST_COMPLETED, wait
+        from collections import deque
+        from multiprocessing.connection import wait
 
-        pending = {self._executor.submit(_worker_materialize, names, key, run_config): key for key in keys}
-        while pending:
-            done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)  # short waits keep Ctrl-C responsive
-            for future in done:
-                key = pending.pop(future)
-                try:
-                    yield future.result()
-                except Exception as exc:  # a worker that died (killed, out of memory) fails its video, not the others
-                    yield key, False, f"worker process failed: {type(exc).__name__}: {exc}", 0.0
+        queue = deque(keys)
+        while queue or any(w.key is not None for w in self._workers):
+            for worker in [w for w in self._workers if w.key is None]:
+                if queue:
+                    self._assign(worker, names, queue.popleft(), run_config)
+            while queue and len(self._workers) < self.size:
+                self._assign(self._start_worker(), names, queue.popleft(), run_config)
+            busy = [w for w in self._workers if w.key is not None]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0)  # short: Ctrl-C stays live
+            for worker in busy:
+                outcome = self._outcome(worker)
+                if outcome is not None:
+                    worker.key = None
+                    yield outcome
+
+    def _outcome(self, worker: _Worker) -> tuple[str, bool, str, float] | None:
+        """The worker's result if it sent one; a failure of its own video if it died; None while it works."""
+        try:
+            if worker.conn.poll():
+                return worker.conn.recv()
+        except (EOFError, OSError):
+            pass
+        if worker.process.is_alive():
+            return None
+        worker.process.join(timeout=5)
+        self._workers.remove(worker)
+        self.lost.add(str(worker.key))
+        code = worker.process.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+        return (
+            str(worker.key),
+            False,
+            f"its worker process (pid {worker.process.pid}) died ({how}) while running this video; "
+            "its run is marked failed and the other videos went on",
+            time.perf_counter() - worker.started,
+        )
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Let every worker finish and exit."""
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.process.join(timeout=30)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(timeout=5)
+        self._workers.clear()
 
     def terminate(self) -> None:
         """Stop the workers now (their runs are then marked failed by :func:`reclaim_dead_runs`)."""
-        processes = list((self._executor._processes or {}).values())
+        processes = [w.process for w in self._workers]
         for process in processes:
             process.terminate()
         for process in processes:
@@ -304,7 +411,7 @@ class VideoWorkers:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._workers.clear()
 
 
 def _our_running_runs(instance) -> set[str]:
@@ -523,15 +630,12 @@ def quiet_dagster_warnings() -> None:
 
 def report_inputs(name: str, layout: DataLayout) -> None:
     """Print every input the run will not use, with its reason: CSV rows that belong to no video, odd files."""
-    from align_core.inputs.research_csvs import csv_problems, format_csv_problems
+    from align_core.inputs.research_csvs import csv_problems, describe_csv_problems
     from align_core.inputs.video_import import video_ids_in_inbox
 
-    _, skipped = video_ids_in_inbox(layout)
+    ids, skipped = video_ids_in_inbox(layout)
     for message in skipped:
         print(f"{name}: ignored file: {message}", file=sys.stderr)
     problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
-    orphans = problems[problems["video_id"].isna()]
-    if len(orphans):
-        print(f"{name}: {len(orphans)} input CSV row(s) belong to no video and are left out:", file=sys.stderr)
-        for line in format_csv_problems(orphans):
-            print(f"  - {line}", file=sys.stderr)
+    for line in describe_csv_problems(problems, ids):
+        print(line if line.startswith("  ") else f"{name}: {line}", file=sys.stderr)

@@ -12,7 +12,7 @@ from dagster import (
 
 from align_assets.partitions import VIDEO_PARTITIONS_NAME, video_partitions
 from align_assets.resources import PlatformResource
-from align_core.inputs.research_csvs import csv_problems, format_csv_problems
+from align_core.inputs.research_csvs import csv_problems, describe_csv_problems
 from align_core.inputs.video_import import video_ids_in_inbox
 
 __all__ = [
@@ -33,9 +33,9 @@ def new_video_sensor(context: SensorEvaluationContext, platform: PlatformResourc
         context.log.warning(f"ignored: {message}")
     layout = platform.layout
     problems = csv_problems(layout.keywords_csv, layout.alignment_csv)
-    orphans = problems[problems["video_id"].isna()]
-    for line in format_csv_problems(orphans):
-        context.log.warning(f"input CSV row that belongs to no video: {line}")
+    described = describe_csv_problems(problems, ids)
+    if described:
+        context.log.warning("\n".join(described))
     known = set(video_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
     new = [video_id for video_id in ids if video_id not in known]
     if not new:

@@ -95,3 +95,40 @@ def test_lpips_loads_a_torchvision_layout_alexnet_state_dict(tmp_path: Path) -> 
     lp = LPIPS(alexnet_path=path)
     assert lp.pretrained and lp.backbone_state.startswith("pretrained-alexnet:")
     assert torch.equal(lp.net.features[3].weight, reference.features[3].weight)
+
+
+_LPIPS_IN_A_FRESH_PROCESS = """
+import sys, warnings, torch
+warnings.simplefilter("ignore")
+torch.manual_seed(int(sys.argv[1]))  # a different global RNG state in each process
+from align_core.stimuli.diffusion.lpips_alex import LPIPS
+lp = LPIPS(alexnet_path=sys.argv[2])
+g = torch.Generator().manual_seed(0)
+x = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+y = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1
+print(lp.backbone_state)
+print(repr(lp(x, y).tolist()))
+"""
+
+
+def test_the_random_lpips_backbone_is_seeded_so_values_repeat_across_processes(tmp_path: Path) -> None:
+    """Issue 21 item 10: without AlexNet weights two runs used to give different LPIPS values."""
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "missing.pth")
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _LPIPS_IN_A_FRESH_PROCESS, str(seed), missing],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        for seed in (1, 2)
+    ]
+    assert runs[0] == runs[1], runs
+    assert "random-feature (seeded" in runs[0][0] and "NOT perceptual" in runs[0][0]
+    torch.manual_seed(5)
+    with pytest.warns(UserWarning, match="seeded"):
+        here = LPIPS(alexnet_path=tmp_path / "missing.pth")
+    assert runs[0][1] != "[0.0, 0.0]" and here.pretrained is False

@@ -81,11 +81,13 @@ def test_missing_columns(tmp_path: Path) -> None:
         read_keywords(write(tmp_path, "id,keyword\n1,shoes\n", "keywords.csv"))
 
 
-def test_non_utf8_names_the_line(tmp_path: Path) -> None:
+def test_non_utf8_names_the_line_and_blocks_only_its_video(tmp_path: Path) -> None:
     path = tmp_path / "keywords.csv"
     path.write_bytes("_id,keyword_list[0]\n7228023352396972034,shoes\n7228023352396972035,cr\xe8me\n".encode("latin-1"))
-    with pytest.raises(CsvValidationError, match=r"line 3: not UTF-8"):
-        read_keywords(path)
+    table = read_keywords(path)
+    assert table.keyword_for("7228023352396972034") == "shoes"
+    with pytest.raises(CsvValidationError, match=r"line 3, column 'keyword_list\[0\]'.*: not UTF-8"):
+        table.keyword_for("7228023352396972035")
 
 
 def test_keyword_id_problems(tmp_path: Path) -> None:

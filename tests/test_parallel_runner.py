@@ -4,6 +4,7 @@ Dagster run per video in its own process, and a failing video fails alone."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,20 +59,94 @@ def test_two_workers_materialize_each_video_in_its_own_process(tmp_path: Path, s
 
 
 def test_stopping_the_workers_kills_one_that_outlives_sigterm() -> None:
-    """A Dagster step turns SIGTERM into a cancellation and its worker lives on: Ctrl-C must still stop it."""
+    """A Dagster step turns SIGTERM into a cancellation and its worker lives on: Ctrl-C must still stop it.
+
+    A stopped process (SIGSTOP) holds SIGTERM pending, as such a worker does; only SIGKILL ends it.
+    """
     import signal
     import time
 
     from align_assets.runner import VideoWorkers
+    from align_core.io.atomic import process_alive
 
     workers = VideoWorkers(1)
-    workers._executor.submit(signal.signal, signal.SIGTERM, signal.SIG_IGN).result(timeout=120)
-    workers._executor.submit(time.sleep, 300)
-    processes = list(workers._executor._processes.values())
+    (pid,) = workers.start()
+    os.kill(pid, signal.SIGSTOP)
     started = time.perf_counter()
     workers.terminate()
-    assert processes and not any(p.is_alive() for p in processes)
+    assert not process_alive(pid) and workers.pids == []
     assert time.perf_counter() - started < 30
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_killing_one_worker_fails_only_its_video_and_its_run(tmp_path: Path, shared_data: Path) -> None:
+    """Issue 21 item 6: SIGKILL of one worker under ``--workers 2`` used to fail every video with
+    BrokenProcessPool, terminate the live worker mid-run and leave the killed run STARTED."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dagster import DagsterRunStatus
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    clips = {"bottle": "intel_bottle-detection.mp4", "fruit": "fruit-and-vegetable-detection.mp4", "help": "help.mkv"}
+    for key, name in clips.items():
+        shutil.copyfile(shared_data / "videos" / name, layout.videos_dir / f"{key}{Path(name).suffix}")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    env["DAGSTER_HOME"] = str(layout.dagster_home)
+    command = [sys.executable, "-m", "align_assets.backfill", "--data-dir", str(layout.root), "--workers", "2"]
+    command += ["--asset", "video_catalog", "--asset", "attention_maps"]
+    child = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        head = []
+        while not head or not head[-1].startswith("== per-video"):  # the child has set its instance up
+            head.append(child.stdout.readline())
+            assert head[-1], "align-backfill ended before its per-video wave"
+        victim = _wait_for_running_worker(layout, "bottle", deadline=time.monotonic() + 300)
+        os.kill(victim, signal.SIGKILL)
+        out, err = child.communicate(timeout=600)
+        out = "".join(head) + out
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 1, (out, err)
+    status = {
+        line.split()[0]: line.split()[1]
+        for line in out.splitlines()
+        if line.startswith("   ") and len(line.split()) == 4
+    }
+    assert status == {"bottle": "FAILED", "fruit": "ok", "help": "ok"}, out
+    assert f"bottle: its worker process (pid {victim}) died (killed by SIGKILL)" in err, err
+    assert "BrokenProcessPool" not in out + err and not any(
+        line.startswith(("fruit:", "help:")) for line in err.splitlines()
+    )
+    with DagsterInstance.from_config(str(layout.dagster_home)) as instance:
+        runs = {run.tags["dagster/partition"]: run for run in instance.get_runs()}
+        assert {key: run.status for key, run in runs.items()} == {
+            "bottle": DagsterRunStatus.FAILURE,
+            "fruit": DagsterRunStatus.SUCCESS,
+            "help": DagsterRunStatus.SUCCESS,
+        }
+        assert runs["bottle"].tags[PID_TAG] == str(victim)
+
+
+def _wait_for_running_worker(layout: DataLayout, key: str, deadline: float) -> int:
+    """The pid of the worker whose run of ``key`` has started (read from the run's tags)."""
+    import time
+
+    from dagster import DagsterRunStatus
+
+    with DagsterInstance.from_config(str(layout.dagster_home)) as instance:
+        while time.monotonic() < deadline:
+            for run in instance.get_runs():
+                if run.tags.get("dagster/partition") == key and run.status == DagsterRunStatus.STARTED:
+                    return int(run.tags[PID_TAG])
+            time.sleep(0.05)
+    raise AssertionError(f"no started run for {key}")
 
 
 def test_largest_videos_start_first(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "AlignmentScores",
             "KeywordTable",
             "csv_problems",
+            "describe_csv_problems",
             "format_csv_problems",
             "read_alignment_scores",
             "read_keywords",

@@ -1,11 +1,14 @@
 """Input CSVs read one way: every cell as text, one problem type, shared cell parsers.
 
 Every CSV a lab provides (``alignment_score.csv``, ``keywords.csv``, ``annotations.csv``,
-``protect.csv``) is read by :func:`read_text_table`: strict UTF-8 (an optional byte-order mark
-is dropped), every cell kept as text (19-digit ids overflow float64), header names stripped,
+``protect.csv``) is read by :func:`read_text_table`: UTF-8 (an optional byte-order mark
+is dropped; bytes that are not UTF-8 fail the file, or with ``unreadable_rows`` only their own
+rows, see :meth:`RowCells.unreadable`), every cell kept as text (19-digit ids overflow float64), header names stripped,
 and a ``_line`` column with each row's line in the file (header = line 1). A bad row becomes a
 :class:`RowProblem` (file line, column, value, message, owning video); a reader collects them
-and raises :class:`CsvValidationError` for the rows that matter. :class:`RowCells` parses one
+and raises :class:`CsvValidationError` for the rows that matter. A problem of the whole file
+(no header, a missing column, undecodable bytes) raises :class:`CsvFileError`, whose message says
+that every video is blocked by it. :class:`RowCells` parses one
 row's cells (whole numbers, numbers, the video id) and notes every bad cell.
 
 Column names: the research CSVs keep their original schema (``video id``, ``Scene Number``,
@@ -29,13 +32,18 @@ from align_core.inputs.ids import InvalidVideoIdError, validate_video_id
 
 __all__ = [
     "COLUMN_ALIASES",
+    "CsvFileError",
     "CsvValidationError",
+    "REPLACED_BYTE",
     "RowCells",
     "RowProblem",
     "canonical_columns",
     "parse_number",
     "read_text_table",
 ]
+
+#: What an undecodable byte becomes when a reader keeps the other rows (U+FFFD, the replacement character).
+REPLACED_BYTE = "\ufffd"
 
 #: Other spellings of the canonical columns of ``annotations.csv`` and ``protect.csv``.
 COLUMN_ALIASES: dict[str, str] = {"video id": "video_id", "scene": "scene_number"}
@@ -69,28 +77,48 @@ class CsvValidationError(ValueError):
         shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
         more = len(self.problems) - limit
         suffix = f"\n  ... and {more} more" if more > 0 else ""
-        super().__init__(f"{self.path}: {len(self.problems)} problem(s)\n{shown}{suffix}")
+        super().__init__(f"{self.path}: {self.headline()}\n{shown}{suffix}")
+
+    def headline(self) -> str:
+        return f"{len(self.problems)} problem(s)"
+
+
+class CsvFileError(CsvValidationError):
+    """The whole file cannot be used (no header, missing column, not UTF-8): no video can use it."""
+
+    def headline(self) -> str:
+        return (
+            f"the whole file cannot be used ({len(self.problems)} file-level problem(s)), so every video"
+            " that reads it is blocked until it is fixed"
+        )
 
 
 # -- the table ------------------------------------------------------------------------------------
-def _decode_strict(path: Path) -> str:
-    """The file as UTF-8 text, or every line that is not UTF-8 as a problem."""
+def _undecodable_lines(data: bytes) -> list[RowProblem]:
+    """One problem per line of ``data`` that is not UTF-8, naming the byte and showing it."""
+    problems = []
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            snippet = raw_line[max(0, exc.start - 10) : exc.end + 10]
+            problems.append(
+                RowProblem(number, f"not UTF-8 at byte {exc.start} of the line ({snippet!r}); re-export as UTF-8")
+            )
+    return problems
+
+
+def _decode(path: Path, *, unreadable_rows: bool) -> tuple[str, bool]:
+    """(the file as text, whether bytes were replaced); not UTF-8 fails the file unless ``unreadable_rows``."""
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), False
     except UnicodeDecodeError:
-        problems = []
-        for number, raw_line in enumerate(data.split(b"\n"), start=1):
-            try:
-                raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                snippet = raw_line[max(0, exc.start - 10) : exc.end + 10]
-                problems.append(
-                    RowProblem(number, f"not UTF-8 at byte {exc.start} of the line ({snippet!r}); re-export as UTF-8")
-                )
-        raise CsvValidationError(path, problems) from None
+        if not unreadable_rows:
+            raise CsvFileError(path, _undecodable_lines(data)) from None
+        return data.decode("utf-8", errors="replace"), True
 
 
 def canonical_columns(header: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
@@ -110,33 +138,44 @@ def _rename_columns(path: Path, frame: pd.DataFrame, aliases: Mapping[str, str])
             + f" are the same column ({name!r}); keep one"
             for name in twice
         ]
-        raise CsvValidationError(path, [RowProblem(1, problem) for problem in problems])
+        raise CsvFileError(path, [RowProblem(1, problem) for problem in problems])
     frame.columns = canonical
     frame.attrs["file_columns"] = dict(zip(canonical, in_file, strict=True))
     return frame
 
 
-def read_text_table(path: Path, required: tuple[str, ...], *, aliases: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Every cell as text plus ``_line``; raises :class:`CsvValidationError` for file-level problems.
+def read_text_table(
+    path: Path,
+    required: tuple[str, ...],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    unreadable_rows: bool = False,
+) -> pd.DataFrame:
+    """Every cell as text plus ``_line``; raises :class:`CsvFileError` for file-level problems.
 
     ``aliases`` maps other spellings of a column to its canonical name (``required`` uses the
-    canonical names).
+    canonical names). With ``unreadable_rows``, bytes that are not UTF-8 become
+    :data:`REPLACED_BYTE` and ``frame.attrs['replaced_bytes']`` is set, so the reader can report
+    those rows (:meth:`RowCells.unreadable`) and keep the others; without it they fail the file.
     """
     if not path.exists():
         raise FileNotFoundError(f"{path}: file does not exist")
-    text = _decode_strict(path)
+    text, replaced = _decode(path, unreadable_rows=unreadable_rows)
     if not text.strip():
-        raise CsvValidationError(path, [RowProblem(1, "file is empty: expected a header row")])
+        raise CsvFileError(path, [RowProblem(1, "file is empty: expected a header row")])
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
     except (pd.errors.ParserError, csv.Error) as exc:
-        raise CsvValidationError(path, [RowProblem(0, f"not parseable as CSV ({exc})")]) from exc
+        raise CsvFileError(path, [RowProblem(0, f"not parseable as CSV ({exc})")]) from exc
     found = list(frame.columns)
+    if replaced and any(REPLACED_BYTE in str(name) for name in found):
+        raise CsvFileError(path, [p for p in _undecodable_lines(path.read_bytes()) if p.line == 1])
     frame = _rename_columns(path, frame.copy(), aliases or {})
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise CsvValidationError(path, [RowProblem(1, f"missing column(s) {missing}; found {found}")])
+        raise CsvFileError(path, [RowProblem(1, f"missing column(s) {missing}; found {found}")])
     frame.insert(0, "_line", range(2, len(frame) + 2))
+    frame.attrs["replaced_bytes"] = replaced
     return frame
 
 
@@ -180,6 +219,24 @@ class RowCells:
         """Note a problem of this row (``column`` canonical; reported as the file spells it)."""
         name = self.file_columns.get(column, column) if column is not None else None
         self.problems.append(RowProblem(self.line, message, name, value, self.video_id))
+
+    def unreadable(self) -> bool:
+        """Note (and say) whether the row held bytes that are not UTF-8: the row is then left out.
+
+        Only for a table read with ``unreadable_rows``; the problem names the first such cell and
+        belongs to the row's video when its id cell is readable, so only that video is blocked.
+        """
+        bad = [column for column, value in self.record.items() if REPLACED_BYTE in str(value)]
+        if not bad:
+            return False
+        reach = f"only video {self.video_id} is blocked" if self.video_id else "it belongs to no video"
+        self.problem(
+            f"not UTF-8 (the undecodable bytes are shown as {REPLACED_BYTE}): the row is unreadable and left out,"
+            f" {reach}; re-export the file as UTF-8",
+            bad[0],
+            self.raw(bad[0]),
+        )
+        return True
 
     def required_id(self, column: str, *, where: str = "") -> str | None:
         """The row's video id (also kept as ``video_id`` for later problems), or None with a problem."""

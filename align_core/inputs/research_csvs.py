@@ -8,8 +8,10 @@ Every cell is read as text by :mod:`align_core.inputs.csv_rows` (19-digit ids ov
 spreadsheet that turned them into ``7.22E+18`` has destroyed them, which is reported, not guessed
 back). Problems are collected
 per row with the file line number and attributed to their video, so one bad row fails that
-video's catalog while other videos go on. File-level problems (undecodable bytes, missing
-columns) raise :class:`CsvValidationError` at once.
+video's catalog while other videos go on; a row with bytes that are not UTF-8 is one such bad
+row (unreadable, left out, its video blocked). File-level problems (no header, missing or
+duplicate columns) raise :class:`~align_core.inputs.csv_rows.CsvFileError` at once: they block
+every video, and :func:`csv_problems` / :func:`describe_csv_problems` say so.
 """
 
 from __future__ import annotations
@@ -20,13 +22,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from align_core.inputs.csv_rows import CsvValidationError, RowCells, RowProblem, parse_number, read_text_table
+from align_core.inputs.csv_rows import (
+    CsvFileError,
+    CsvValidationError,
+    RowCells,
+    RowProblem,
+    parse_number,
+    read_text_table,
+)
 
 __all__ = [
     "ALIGNMENT_COLUMNS",
     "AlignmentScores",
     "KeywordTable",
     "csv_problems",
+    "describe_csv_problems",
     "format_csv_problems",
     "read_alignment_scores",
     "read_keywords",
@@ -106,13 +116,16 @@ class KeywordTable:
 def read_keywords(path: str | Path) -> KeywordTable:
     """Read ``keywords.csv``: one keyword per valid, first-seen id; every bad row is a problem."""
     path = Path(path)
-    frame = read_text_table(path, KEYWORD_COLUMNS)
+    frame = read_text_table(path, KEYWORD_COLUMNS, unreadable_rows=True)
     keywords: dict[str, str] = {}
     problems: list[RowProblem] = []
     seen_line: dict[str, int] = {}
     for record in frame.to_dict("records"):
         cells = RowCells(record, int(record["_line"]))
         video_id = cells.required_id("_id")
+        if cells.unreadable():
+            problems.extend(cells.problems)
+            continue
         if video_id is not None and video_id in seen_line:
             cells.problem(f"duplicate id (first seen on line {seen_line[video_id]})", "_id", cells.raw("_id"))
         if cells.problems:
@@ -157,13 +170,14 @@ class AlignmentScores:
 def read_alignment_scores(path: str | Path) -> AlignmentScores:
     """Read ``alignment_score.csv``: valid scene rows in a table, every bad row as a problem."""
     path = Path(path)
-    frame = read_text_table(path, ALIGNMENT_COLUMNS)
+    frame = read_text_table(path, ALIGNMENT_COLUMNS, unreadable_rows=True)
     problems: list[RowProblem] = []
     records: list[dict[str, object]] = []
     seen_scene: dict[tuple[str, int], int] = {}
     for row in frame.to_dict("records"):
         cells = RowCells(row, int(row["_line"]))
-        if cells.required_id("video id") is None:
+        id_missing = cells.required_id("video id") is None
+        if cells.unreadable() or id_missing:
             problems.extend(cells.problems)
             continue
         record = _scene_record(cells)
@@ -242,7 +256,24 @@ def _scene_table(records: list[dict[str, object]]) -> pd.DataFrame:
 
 
 # -- every problem of the input CSVs, for the user -----------------------------------------------
-CSV_PROBLEM_COLUMNS = ["file", "line", "column", "value", "problem", "video_id"]
+CSV_PROBLEM_COLUMNS = ["file", "line", "column", "value", "problem", "video_id", "scope"]
+
+#: ``scope`` of a problem: one row (its video, or no video when the id is bad) or the whole file.
+ROW_SCOPE, FILE_SCOPE = "row", "file"
+
+
+def _file_problems(path: Path) -> tuple[list[RowProblem], str]:
+    """(the file's problems, their scope): a file-level failure is one scope for all of them."""
+    readers = {"keywords.csv": read_keywords, "alignment_score.csv": read_alignment_scores}
+    reader = readers.get(
+        path.name, read_alignment_scores if "video id" in path.read_text(errors="replace")[:200] else read_keywords
+    )
+    try:
+        return reader(path).problems, ROW_SCOPE
+    except CsvValidationError as exc:
+        return exc.problems, FILE_SCOPE if isinstance(exc, CsvFileError) else ROW_SCOPE
+    except ValueError as exc:
+        return [RowProblem(0, str(exc))], FILE_SCOPE
 
 
 def csv_problems(*paths: str | Path) -> pd.DataFrame:
@@ -250,23 +281,15 @@ def csv_problems(*paths: str | Path) -> pd.DataFrame:
 
     Rows whose id is invalid (e.g. ``7.22E+18``) belong to no video, so no partition ever
     reports them; this table does, for the CLI's console, the sensor's log, the catalog's
-    metadata and the ``csv_problems`` warehouse table. A file that cannot be read at all is one
-    row with line 0. Missing files are skipped.
+    metadata and the ``csv_problems`` warehouse table. ``scope`` is ``file`` for a problem of
+    the whole file (no header, missing column): it blocks every video, not one row. Missing
+    files are skipped.
     """
-    readers = {"keywords.csv": read_keywords, "alignment_score.csv": read_alignment_scores}
     rows: list[dict[str, object]] = []
     for path in map(Path, paths):
         if not path.exists():
             continue
-        reader = readers.get(
-            path.name, read_alignment_scores if "video id" in path.read_text(errors="replace")[:200] else read_keywords
-        )
-        try:
-            problems = reader(path).problems
-        except CsvValidationError as exc:
-            problems = exc.problems
-        except ValueError as exc:
-            problems = [RowProblem(0, str(exc))]
+        problems, scope = _file_problems(path)
         rows.extend(
             {
                 "file": str(path),
@@ -275,18 +298,12 @@ def csv_problems(*paths: str | Path) -> pd.DataFrame:
                 "value": p.value,
                 "problem": p.message,
                 "video_id": p.video_id,
+                "scope": scope,
             }
             for p in problems
         )
     return pd.DataFrame(rows, columns=CSV_PROBLEM_COLUMNS).astype(
-        {
-            "file": "string",
-            "line": "int64",
-            "column": "string",
-            "value": "string",
-            "problem": "string",
-            "video_id": "string",
-        }
+        {column: "int64" if column == "line" else "string" for column in CSV_PROBLEM_COLUMNS}
     )
 
 
@@ -303,4 +320,28 @@ def format_csv_problems(problems: pd.DataFrame, limit: int = 20) -> list[str]:
         lines.append(f"{where}{owner}: {row.problem}")
     if len(problems) > limit:
         lines.append(f"... and {len(problems) - limit} more (see the csv_problems table)")
+    return lines
+
+
+def describe_csv_problems(problems: pd.DataFrame, video_ids: list[str]) -> list[str]:
+    """Console lines for what no single partition reports, each with its reach.
+
+    A file-level problem blocks every video in ``video_ids`` (named, the first ten); a row whose
+    id is invalid belongs to no video and is left out. Rows that belong to a video are reported
+    by that video's own run and are not repeated here.
+    """
+    lines: list[str] = []
+    whole = problems[problems["scope"] == FILE_SCOPE]
+    shown = ", ".join(video_ids[:10]) + (f" and {len(video_ids) - 10} more" if len(video_ids) > 10 else "")
+    for file, group in whole.groupby("file", sort=True):
+        lines.append(
+            f"{Path(str(file)).name} cannot be used at all (a problem of the whole file, not of one row): every"
+            f" video's catalog fails until it is fixed ({len(video_ids)} video(s): {shown or 'none yet'}):"
+        )
+        lines.extend(f"  - {line}" for line in format_csv_problems(group))
+    orphans = problems[(problems["scope"] != FILE_SCOPE) & problems["video_id"].isna()]
+    if len(orphans):
+        n_rows = len(orphans[["file", "line"]].drop_duplicates())
+        lines.append(f"{n_rows} input CSV row(s) belong to no video and are left out:")
+        lines.extend(f"  - {line}" for line in format_csv_problems(orphans))
     return lines

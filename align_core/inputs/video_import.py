@@ -35,21 +35,42 @@ def videos_in_folder(folder: str | Path) -> list[Path]:
 
 
 def video_ids_in_inbox(layout: DataLayout) -> tuple[list[str], list[str]]:
-    """(valid ids, messages about skipped files) for the videos in ``raw/videos``."""
-    ids, skipped = [], []
+    """(valid ids, one message per file left out with its reason) for the videos in ``raw/videos``.
+
+    The id is the file's stem exactly, so the file can be found from the id again: a stem that
+    is not a valid id as it stands (spaces around it, dots) is left out, and so are two files
+    with one stem (``dup.mp4`` and ``dup.mkv``), naming both, rather than one picked silently.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    skipped: list[str] = []
     if not layout.videos_dir.is_dir():
-        return ids, skipped
-    for path in layout.videos_dir.iterdir():
+        return [], skipped
+    for path in sorted(layout.videos_dir.iterdir()):
         if path.name.startswith(".") or not path.is_file():
             continue
         if not is_video_file(path):
             skipped.append(f"{path.name}: not a video file (suffix {path.suffix or 'none'})")
             continue
         try:
-            ids.append(validate_video_id(path.stem, where=f"file {path.name}"))
+            video_id = validate_video_id(path.stem, where=f"file {path.name}")
         except InvalidVideoIdError as exc:
             skipped.append(str(exc))
-    return sorted(set(ids)), skipped
+            continue
+        if video_id != path.stem:
+            skipped.append(
+                f"{path.name!r}: the name has spaces around {video_id!r}, which a video id cannot keep;"
+                f" rename it to {video_id + path.suffix!r}"
+            )
+            continue
+        by_stem.setdefault(video_id, []).append(path)
+    ids = []
+    for video_id, paths in sorted(by_stem.items()):
+        if len(paths) > 1:
+            names = " and ".join(p.name for p in paths)
+            skipped.append(f"{names}: both would be video id {video_id!r}; remove or rename all but one")
+        else:
+            ids.append(video_id)
+    return ids, skipped
 
 
 def import_videos(folder: str | Path, layout: DataLayout, sources: list[Path] | None = None) -> list[RegisteredVideo]:
@@ -81,7 +102,9 @@ def import_videos(folder: str | Path, layout: DataLayout, sources: list[Path] | 
     registered = []
     for source in sources:
         video_id = video_id_from_filename(source.stem)
-        target = layout.videos_dir / f"{video_id}{source.suffix.lower()}"
+        # An earlier import of IMG_1.MOV may have kept its case: update that file, not a second one.
+        same_kind = [p for p in layout.video_files(video_id) if p.suffix.lower() == source.suffix.lower()]
+        target = same_kind[0] if same_kind else layout.videos_dir / f"{video_id}{source.suffix.lower()}"
         same = (
             target.exists()
             and target.stat().st_size == source.stat().st_size

@@ -21,6 +21,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "atomic_path",
             "atomic_write_bytes",
             "atomic_write_text",
+            "current_umask",
             "process_alive",
             "reclaim_temporaries",
         ),
@@ -38,6 +39,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ),
         "layout": (
             "ARTIFACT_FILES",
+            "AmbiguousVideoError",
             "DataLayout",
         ),
         "video_io": (

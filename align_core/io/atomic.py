@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "current_umask",
     "process_alive",
     "reclaim_temporaries",
 ]
@@ -63,13 +65,13 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a whole directory in a temporary sibling, then swap it in for ``target``.
 
     The swap is two renames (old aside, new in); a crash between them leaves the old
-    directory under a ``.old-*`` name and no partial ``target``.
+    directory under a ``.old-*`` name and no partial ``target``. The directory gets the mode a
+    plain ``mkdir`` would (0777 less the umask), not ``mkdtemp``'s private 0700.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # mkdir, not mkdtemp: the directory gets the umask's usual mode (0755), like every other output.
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    tmp.chmod(0o777 & ~current_umask())
     try:
         yield tmp
         old = None
@@ -82,6 +84,20 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask, read from ``/proc/self/status`` (setting and restoring it races threads)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: the classic set-and-restore
+    os.umask(mask)
+    return mask
 
 
 #: ``.<name>.tmp-<pid>-<random>[suffix]`` / ``.<name>.old-<pid>-<random>``, as written above.

@@ -30,6 +30,7 @@ from align_core.io.video_io import VIDEO_SUFFIXES
 
 __all__ = [
     "ARTIFACT_FILES",
+    "AmbiguousVideoError",
     "DataLayout",
 ]
 
@@ -77,6 +78,10 @@ ARTIFACT_FILES: dict[str, dict[str, str]] = {
 }
 
 
+class AmbiguousVideoError(ValueError):
+    """Two input files share a stem (``dup.mp4`` and ``dup.mkv``): which one is the ad is not guessed."""
+
+
 @dataclass(frozen=True)
 class DataLayout:
     root: Path
@@ -105,14 +110,31 @@ class DataLayout:
     def keywords_csv(self) -> Path:
         return self.raw_dir / "keywords.csv"
 
-    def video_path(self, video_id: str) -> Path:
-        """The input file for ``video_id`` (any supported container suffix)."""
+    def video_files(self, video_id: str) -> list[Path]:
+        """Every input file whose stem is ``video_id``, any supported suffix in any case (``.MOV``)."""
         video_id = validate_video_id(video_id)
-        for suffix in sorted(VIDEO_SUFFIXES):
-            candidate = self.videos_dir / f"{video_id}{suffix}"
-            if candidate.exists():
-                return candidate
-        raise FileNotFoundError(f"no video file for id {video_id!r} in {self.videos_dir}")
+        if not self.videos_dir.is_dir():
+            return []
+        return sorted(
+            path
+            for path in self.videos_dir.iterdir()
+            if path.stem == video_id
+            and path.suffix.lower() in VIDEO_SUFFIXES
+            and not path.name.startswith(".")
+            and path.is_file()
+        )
+
+    def video_path(self, video_id: str) -> Path:
+        """The one input file for ``video_id``; two files with that stem are refused, naming both."""
+        found = self.video_files(video_id)
+        if len(found) > 1:
+            raise AmbiguousVideoError(
+                f"{' and '.join(p.name for p in found)} in {self.videos_dir} are both video id {video_id!r};"
+                " remove or rename all but one"
+            )
+        if not found:
+            raise FileNotFoundError(f"no video file for id {video_id!r} in {self.videos_dir}")
+        return found[0]
 
     def provided_mask_path(self, video_id: str) -> Path:
         return self.masks_dir / f"{validate_video_id(video_id)}.npz"

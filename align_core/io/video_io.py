@@ -129,27 +129,15 @@ def probe_video(path: str | os.PathLike[str]) -> VideoProbe:
                 path, f"picture is {width}x{height}: too small to edit (at least {MIN_SIDE}x{MIN_SIDE} pixels)"
             )
         audio = container.streams.audio[0] if container.streams.audio else None
-        frame_count = 0
-        stamps: list[int] = []
-        try:
-            for packet in container.demux(stream):
-                if packet.size:
-                    frame_count += 1
-                    if packet.pts is not None:
-                        stamps.append(int(packet.pts))
-        except av.FFmpegError as exc:
-            raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
+        frame_count, stamps, audio_end_s = _demux_packets(path, container, stream, audio)
         if frame_count == 0:
             raise VideoError(path, "contains no video frames")
         if frame_count < 2:
             raise VideoError(path, f"has a single {stream.codec_context.name} frame: a still image, not a video")
+        # Truncation first: a cut file with B-frames has gaps in its timestamps that would
+        # otherwise read as a variable frame rate, and "re-encode it" would make a shorter ad.
+        _check_complete(path, container, frame_count, stamps, float(rate), audio_end_s)
         _check_constant_rate(path, stamps, stream.time_base)
-        declared = int(stream.frames or 0)
-        if declared > frame_count:
-            # A file whose index sits at the front ("faststart") demuxes cleanly up to a cut.
-            raise VideoError(
-                path, f"is truncated: its header declares {declared} frames, only {frame_count} can be read"
-            )
         probe = VideoProbe(
             path=str(path),
             width=int(width),
@@ -198,6 +186,66 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
     picture = frame.to_ndarray(format="rgb24")
     quarter_turns = _rotation(frame) // 90
     return np.ascontiguousarray(np.rot90(picture, k=quarter_turns)) if quarter_turns else picture
+
+
+def _demux_packets(path: Path, container: Any, stream: Any, audio: Any) -> tuple[int, list[int], float]:
+    """(video packets, their pts, end of the last audio packet in seconds) read to the file's end."""
+    frame_count, stamps, audio_end_s = 0, [], 0.0
+    streams = [stream] if audio is None else [stream, audio]
+    try:
+        for packet in container.demux(*streams):
+            if not packet.size:
+                continue
+            if packet.stream.type == "audio":
+                if packet.pts is not None and packet.time_base is not None:
+                    end = packet.pts + (packet.duration or 0) - (audio.start_time or 0)
+                    audio_end_s = max(audio_end_s, float(end * packet.time_base))
+                continue
+            frame_count += 1
+            if packet.pts is not None:
+                stamps.append(int(packet.pts))
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"is truncated or corrupt after {frame_count} frames ({exc})") from exc
+    return frame_count, stamps, audio_end_s
+
+
+def _check_complete(
+    path: Path, container: Any, frame_count: int, stamps: list[int], fps: float, audio_end_s: float
+) -> None:
+    """Refuse a file that ends before its header says it does (a download or copy cut short).
+
+    A file whose index sits at the front ("faststart") demuxes cleanly up to the cut, so the
+    header's frame count and declared duration are compared with what can be read: the video
+    stream's own duration when the container has one, else the container's (Matroska), which
+    audio may extend, so the longer of the readable video and audio counts there.
+    """
+    stream = container.streams.video[0]
+    declared = int(stream.frames or 0)
+    if declared > frame_count:
+        raise VideoError(
+            path,
+            f"is truncated: its header declares {declared} frames, only {frame_count} can be read "
+            f"(the file was cut short; copy or download it again){_NOT_A_RATE_PROBLEM}",
+        )
+    if not stamps or stream.time_base is None:
+        return
+    readable_s = float((max(stamps) - min(stamps)) * stream.time_base) + 1.0 / fps
+    if stream.duration:
+        declared_s = float(stream.duration * stream.time_base)
+    elif container.duration:
+        declared_s = container.duration / av.time_base
+        readable_s = max(readable_s, audio_end_s)
+    else:
+        return
+    if declared_s - readable_s > max(2.0 / fps, 0.1):
+        raise VideoError(
+            path,
+            f"is truncated: its header declares {declared_s:.2f} s, only {readable_s:.2f} s can be read "
+            f"(the file was cut short; copy or download it again){_NOT_A_RATE_PROBLEM}",
+        )
+
+
+_NOT_A_RATE_PROBLEM = "; re-encoding it would make a shorter ad"
 
 
 def _check_constant_rate(path: Path, stamps: list[int], time_base) -> None:

@@ -4,9 +4,10 @@ torchvision cannot be installed next to the CPU torch here, and the ``lpips`` mo
 The lpips *package* still ships the real learned linear weights (``weights/v0.1/alex.pth``); we
 read that file directly. The AlexNet backbone mirrors ``torchvision.models.alexnet().features``
 layer for layer so the standard ``features.N.weight`` state dict loads into it from a local
-file. Without such a file the backbone stays random and ``backbone_state`` says so loudly:
-the values are then a fixed random-feature distance, NOT a perceptual one (the random backbone
-is drawn from a fixed seed, so the same frames give the same value in every run and process).
+file. Without such a file the backbone is random, drawn from a fixed seed
+(:data:`RANDOM_BACKBONE_SEED`) so the values are identical across runs and processes, and
+``backbone_state`` says so loudly: the values are then a seeded random-feature distance, NOT a
+perceptual one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from align_core.io.hashing import file_sha256
+from align_core.io.video_io import file_sha256
 
 DEFAULT_ALEXNET_PATHS: tuple[str, ...] = (
     "data/models/alexnet/alexnet-owt-7be5be79.pth",
@@ -30,6 +31,8 @@ DEFAULT_ALEXNET_PATHS: tuple[str, ...] = (
 
 ALEXNET_ENV = "ALIGN_ALEXNET_WEIGHTS"
 LPIPS_CHANNELS: tuple[int, ...] = (64, 192, 384, 256, 256)
+RANDOM_BACKBONE_SEED = 20240617
+"""Seed of the random AlexNet backbone used when no weights file is found (values stay comparable)."""
 
 
 def lpips_linear_weights_path() -> Path:
@@ -41,6 +44,23 @@ def lpips_linear_weights_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"LPIPS linear weights missing at {path}")
     return path
+
+
+def seed_random_backbone(net: nn.Module, seed: int = RANDOM_BACKBONE_SEED) -> None:
+    """Redraw every conv layer from ``seed`` (torch's default init), leaving the global RNG alone.
+
+    Without this the random backbone came from whatever state the global RNG was in, so LPIPS
+    values changed from run to run and could not be compared.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in net.modules():
+            if isinstance(layer, nn.Conv2d):
+                fan_in = layer.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) as nn.Conv2d uses
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                if layer.bias is not None:
+                    layer.bias.uniform_(-bound, bound, generator=generator)
 
 
 class AlexNetFeatures(nn.Module):
@@ -86,22 +106,6 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
-#: Seed of the random AlexNet used when no pretrained weights are found (repeatable values).
-RANDOM_BACKBONE_SEED = 0
-
-
-def seed_random_backbone(net: nn.Module, seed: int) -> None:
-    """Redraw every conv layer as PyTorch's default init does, from ``seed`` (global RNG untouched)."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in net.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
-            if module.bias is not None:
-                fan_in = module.weight[0].numel()
-                bound = 1 / math.sqrt(fan_in)
-                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
-
-
 class LPIPS(nn.Module):
     """LPIPS distance between images in [-1, 1]; frozen; gradients flow to the inputs.
 
@@ -137,11 +141,11 @@ class LPIPS(nn.Module):
             self.backbone_state = f"pretrained-alexnet:{file_sha256(found)}"
             self.pretrained = True
         else:
+            seed_random_backbone(self.net)
             where = ", ".join(str(p) for p in candidates)
-            seed_random_backbone(self.net, RANDOM_BACKBONE_SEED)
             self.backbone_state = (
-                f"random-alexnet (seeded {RANDOM_BACKBONE_SEED}; no local AlexNet weights found at {where}): "
-                "LPIPS values are NOT perceptual"
+                f"random-alexnet: random-feature (seeded {RANDOM_BACKBONE_SEED}) distance, no local AlexNet"
+                f" weights found at {where}; LPIPS values are NOT perceptual"
             )
             self.pretrained = False
             warnings.warn(self.backbone_state, stacklevel=2)
