@@ -58,6 +58,13 @@ def describe(defs) -> dict:
 def current(tmp_path: Path) -> dict:
     from align_assets.definitions import build_definitions
     from align_assets.resources import default_resources
+    from align_core.io.layout import DataLayout
+    from align_demo.provenance import record_demo_inputs
+
+    # the demo profile's own graph exists only in a directory the demo made (a user's gets production's)
+    demo = DataLayout(tmp_path / "demo").ensure()
+    (demo.raw_dir / "demo_corpus.json").write_text("{}\n")
+    record_demo_inputs(demo)
 
     return {
         profile: describe(build_definitions(default_resources(data_dir=tmp_path / profile, profile=profile)))
