@@ -654,6 +654,10 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
     videos = pd.DataFrame({"video_id": ["7228023352396972034", "real-help"], "industry": ["Beauty", "Home"]})
     rows = simulate_ab_rows(videos, seed=1, days=2, segments=("all",), impressions_per_arm=500, experiment_id="exp-old")
     rows.to_csv(layout.ab_inbox_dir / "old.csv", index=False)
+    from align_core.experiments.config import ExperimentConfig, register_experiment_config
+
+    for experiment in ("exp-old", "exp-new"):  # exp-bad and exp-bad2 stay unregistered
+        register_experiment_config(layout.warehouse_path, ExperimentConfig(experiment))
     with DagsterInstance.ephemeral() as instance:
         assert run(layout, instance, ["ab_results"]).success
         stored = sorted(table_rows(layout, "SELECT * FROM ab_results"))
@@ -689,6 +693,7 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
     clicks = int(bad.loc[1, "clicks"])
     assert f"bad-rows.csv: row 2 (line 3): clicks ({clicks}) > impressions ({int(bad.loc[1, 'impressions'])})" in errors
     assert "bad-rows.csv: row 3 (line 4): unknown variant 'super_boost'" in errors
+    assert "experiment 'exp-bad' (row(s) 1-" in errors and "is not registered" in errors
     columns = (rejected / "bad-columns.csv.errors.txt").read_text()
     assert "missing required column(s) conversions" in columns
     assert (rejected / "bad-rows.csv").read_bytes() == bad.to_csv(index=False).encode()  # moved, not altered
