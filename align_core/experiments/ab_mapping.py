@@ -300,6 +300,8 @@ class ExportMapping:
         if layout not in ("wide", "long"):
             raise ValueError(f"{where}: layout {layout!r} must be 'wide' or 'long'")
         long, long_fields = _parse_long(entry, where) if layout == "long" else (None, set())
+        if long is not None and "ad_name" not in columns:
+            raise ValueError(f"{where}: a long layout keys its rows by columns.ad_name")
         not_reported = tuple(entry.get("not_reported") or ())
         _check_sources(columns, template, long_fields, not_reported, where)
         per = entry.get("watch_time_per", "video_plays")
@@ -675,6 +677,8 @@ class _NumberReader:
     def _decimal_hint(self, text: str) -> str:
         if self.decimal == "." and looks_like_decimal_comma([text]):
             return "; it looks like a decimal comma: set decimal: ',' in the mapping (or auto)"
+        if self.decimal == "." and not self.mapping.thousands and _GROUPED_DOT.match(text):
+            return "; it looks like '.' digit grouping (a decimal-comma locale): set decimal: ',' in the mapping"
         return ""
 
 

@@ -1,0 +1,216 @@
+"""Real exports without a preparation script, and nothing accepted silently.
+
+The fixtures ``generic_ad_level*.csv`` are written in a generic ad-level layout (an ad id, its
+experiment and arm, impressions, clicks, conversions, spend, a date): one creative per arm
+(``kind: creative``), a view-through row with more conversions than clicks, the same numbers
+as a semicolon / decimal-comma sheet, and ad names in a lab's own scheme beside a blank
+watch-time column. The second half feeds the silent-acceptance cases of issue 22 (a US date in
+an ISO file, E-notation and 64-bit-overflowing counts, a typo in the experiment id, UTF-16 and
+Latin-1 files) through the shipped mappings and the native schema.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from align_core.cli.import_ab import main as import_main
+from align_core.experiments.ab_mapping import AdNameError, AdNameTemplate, load_mapping
+from align_core.experiments.ab_results import ingest_export, register_experiment
+from align_core.experiments.config import ExperimentConfig, register_experiment_config, registered_variants
+from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, parse_variants
+from align_demo.ab_simulator import simulate_ab_rows
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ab_exports"
+CREATIVE_TEST = ExperimentConfig(
+    "spring-ads",
+    parse_variants([{"name": "creative_a", "kind": "identity"}, {"name": "creative_b", "kind": "creative"}]),
+)
+THREE_ARMS = tuple(s for s in DEFAULT_VARIANTS if s.name in ("baseline", "early_boost", "placebo"))
+
+
+@pytest.fixture()
+def creative_db(tmp_path: Path) -> Path:
+    db = tmp_path / "warehouse.duckdb"
+    register_experiment_config(db, CREATIVE_TEST)
+    return db
+
+
+@pytest.fixture()
+def spring_ab(tmp_path: Path) -> Path:
+    db = tmp_path / "spring.duckdb"
+    register_experiment_config(db, ExperimentConfig("spring-ab", THREE_ARMS))
+    return db
+
+
+def _stored(db: Path) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT * EXCLUDE (source_file) FROM ab_results ORDER BY video_id, date").df()
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    return Path(shutil.copy(FIXTURES / name, tmp_path / name))
+
+
+def _mapping_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab_mapping.yaml"
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# mappings that need no script
+# ---------------------------------------------------------------------------------------------
+
+
+def test_creative_arms_validate_register_and_round_trip(tmp_path: Path) -> None:
+    spec = VariantSpec.from_dict({"name": "creative_b", "kind": "creative"})
+    assert (spec.window, spec.factor, spec.role, spec.changes_control) == ("none", 1.0, "treatment", False)
+    with pytest.raises(ValueError, match="creative means no edit"):
+        VariantSpec.from_dict({"name": "creative_c", "kind": "creative", "window": "early", "factor": 1.5})
+    db = tmp_path / "w.duckdb"
+    register_experiment_config(db, CREATIVE_TEST)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert registered_variants(con)["spring-ads"] == CREATIVE_TEST.variants
+
+
+def test_generic_ad_level_export_of_a_creative_test_lands(creative_db: Path, tmp_path: Path) -> None:
+    report = ingest_export(_copy("generic_ad_level.csv", tmp_path), creative_db, mapping="generic_ad_level")
+    assert report.ok, report.errors
+    rows = _stored(creative_db)
+    source = pd.read_csv(FIXTURES / "generic_ad_level.csv", dtype={"ad_id": str})
+    assert len(rows) == len(source) == 8
+    assert set(rows["variant"]) == {"creative_a", "creative_b"} and set(rows["video_id"]) == set(source["ad_id"])
+    assert rows["impressions"].sum() == source["impressions"].sum()
+    assert rows["conversions"].sum() == source["conversions"].sum()
+    assert rows["spend"].sum() == pytest.approx(source["spend"].sum())
+    # view-through: the row with 24 conversions on 21 clicks landed as it is
+    assert ((rows["conversions"] > rows["clicks"]) & (rows["conversions"] == 24)).sum() == 1
+    assert rows["watch_time_s_sum"].isna().all()  # not reported: NULL, never a made-up 0
+
+
+def test_conversions_above_clicks_need_the_option(creative_db: Path, tmp_path: Path) -> None:
+    text = (FIXTURES.parent.parent.parent / "align_core/experiments/ab_mappings/generic_ad_level.yaml").read_text()
+    strict = _mapping_file(tmp_path, text.replace("conversions_may_exceed_clicks: true", ""))
+    report = ingest_export(_copy("generic_ad_level.csv", tmp_path), creative_db, mapping=str(strict), move=False)
+    assert [e.split(": ", 2)[1:] for e in report.errors] == [
+        [
+            "row 4 (line 5)",
+            "conversions (24) > clicks (21); if they include view-through conversions, "
+            "set conversions_may_exceed_clicks: true in the mapping",
+        ]
+    ]
+
+
+def test_semicolon_decimal_comma_export_lands_the_same_rows(creative_db: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "ref.duckdb"
+    register_experiment_config(reference, CREATIVE_TEST)
+    assert ingest_export(_copy("generic_ad_level.csv", tmp_path), reference, mapping="generic_ad_level").ok
+    source = _copy("generic_ad_level_semicolon.csv", tmp_path)
+    report = ingest_export(source, creative_db, mapping="generic_ad_level")
+    assert report.ok, report.errors
+    pd.testing.assert_frame_equal(_stored(creative_db), _stored(reference))
+
+
+def test_a_wrong_delimiter_gets_a_hint_not_just_missing_columns(creative_db: Path, tmp_path: Path) -> None:
+    text = (FIXTURES.parent.parent.parent / "align_core/experiments/ab_mappings/generic_ad_level.yaml").read_text()
+    commas = _mapping_file(tmp_path, text.replace("delimiter: auto", "delimiter: ','"))
+    source = _copy("generic_ad_level_semicolon.csv", tmp_path)
+    report = ingest_export(source, creative_db, mapping=str(commas), move=False)
+    assert len(report.errors) == 1 and "missing column(s)" in report.errors[0]
+    assert "the file looks ';'-separated, not ','; set delimiter: ';' in the mapping" in report.errors[0]
+    dots = _mapping_file(tmp_path, text.replace("decimal: auto", "decimal: '.'"))
+    report = ingest_export(source, creative_db, mapping=str(dots), move=False)
+    assert report.errors[0].endswith(
+        "row 1 (line 2): column 'impressions' (impressions): '2.040' must be a whole count; it looks like '.' "
+        "digit grouping (a decimal-comma locale): set decimal: ',' in the mapping"
+    )
+    cents = _copy("generic_ad_level_semicolon.csv", tmp_path)
+    cents.write_text(cents.read_text().replace("2.040;", "2040;", 1))
+    report = ingest_export(cents, creative_db, mapping=str(dots), move=False)
+    assert any(
+        e.endswith(
+            "row 1 (line 2): column 'spend' (spend): '12,44' is not a number; it looks like a decimal comma: "
+            "set decimal: ',' in the mapping (or auto)"
+        )
+        for e in report.errors
+    )
+
+
+NAMED_MAPPING = """
+name: lab_named
+columns:
+  ad_name: {column: ad_name, template: "{experiment}__{video}__{variant}"}
+  date: date
+  impressions: impressions
+  clicks: clicks
+  conversions: conversions
+  spend: spend
+  video_plays: video_plays
+%s
+conversions_may_exceed_clicks: true
+"""
+
+
+def test_template_ad_names_and_not_reported_watch_time(creative_db: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "ref.duckdb"
+    register_experiment_config(reference, CREATIVE_TEST)
+    assert ingest_export(_copy("generic_ad_level.csv", tmp_path), reference, mapping="generic_ad_level").ok
+    # the watch-time column is blank while plays were counted: mapped, it is refused ...
+    mapped = _mapping_file(tmp_path, NAMED_MAPPING % "  avg_watch_time_s: avg_watch_time_s")
+    source = _copy("generic_ad_level_named.csv", tmp_path)
+    report = ingest_export(source, creative_db, mapping=str(mapped), move=False)
+    assert len(report.errors) == 8 and "is empty while 1836 plays were counted" in report.errors[0]
+    # ... declared not reported, it is NULL and the rest lands exactly as the column layout does
+    declared = _mapping_file(tmp_path, NAMED_MAPPING % "not_reported: [avg_watch_time_s]")
+    report = ingest_export(source, creative_db, mapping=str(declared), move=False)
+    assert report.ok, report.errors
+    stored = _stored(creative_db)
+    assert stored["watch_time_s_sum"].isna().all() and stored["video_plays"].notna().all()
+    pd.testing.assert_frame_equal(stored.drop(columns="video_plays"), _stored(reference).drop(columns="video_plays"))
+
+
+def test_not_reported_conversions_are_null_not_zero(creative_db: Path, tmp_path: Path) -> None:
+    text = NAMED_MAPPING.replace("  conversions: conversions\n", "") % "not_reported: [avg_watch_time_s, conversions]"
+    report = ingest_export(
+        _copy("generic_ad_level_named.csv", tmp_path), creative_db, mapping=str(_mapping_file(tmp_path, text))
+    )
+    assert report.ok, report.errors
+    assert _stored(creative_db)["conversions"].isna().all()
+
+
+def test_template_decodes_exactly_or_says_why() -> None:
+    template = AdNameTemplate("{experiment}__{video}__{variant}")
+    assert template.decode("spring-ads__120210001__creative_b") == {
+        "experiment_id": "spring-ads",
+        "video_id": "120210001",
+        "variant": "creative_b",
+    }
+    with pytest.raises(AdNameError, match="splits more than one way"):
+        template.decode("spring__ads__120210001__creative_b")
+    with pytest.raises(AdNameError, match="does not match the mapping's template"):
+        template.decode("spring-ads.120210001.creative_b")
+    with pytest.raises(AdNameError, match="scientific notation"):
+        template.decode("spring-ads__1.2E+8__creative_b")
+    with pytest.raises(ValueError, match="ad name template"):
+        AdNameTemplate("{experiment}.{clip}.{variant}")
+    with pytest.raises(ValueError, match="video_id must come from exactly one place"):
+        load_mapping(
+            _write(
+                "name: x\ncolumns: {ad_name: {column: n, template: '{experiment}.{variant}'}, date: d, "
+                "impressions: i, clicks: c, conversions: v, spend: s}\nnot_reported: [avg_watch_time_s]\n"
+            )
+        )
+
+
+def _write(text: str) -> Path:
+    import tempfile
+
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    handle.write(text)
+    handle.close()
+    return Path(handle.name)
