@@ -214,3 +214,118 @@ def _write(text: str) -> Path:
     handle.write(text)
     handle.close()
     return Path(handle.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# no silent acceptance
+# ---------------------------------------------------------------------------------------------
+
+
+def _edited(name: str, tmp_path: Path, old: str, new: str) -> Path:
+    text = (FIXTURES / name).read_text(encoding="utf-8-sig")
+    assert old in text
+    path = tmp_path / f"edited_{name}"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_us_date_inside_an_iso_file_is_refused_with_its_row(spring_ab: Path, tmp_path: Path) -> None:
+    # the TikTok mapping accepts %m/%d/%Y files, but not one such date among ISO ones
+    bad = _edited("tiktok_split_test.csv", tmp_path, "spring-ab,2026-11-03", "spring-ab,03/11/2026")
+    report = ingest_export(bad, spring_ab, mapping="tiktok_split_test", move=False)
+    assert len(report.errors) == 1, report.errors
+    assert "row 10 (line 11): column 'Date': date '03/11/2026' is written month-day-year order" in report.errors[0]
+    assert "the file's other dates are year-month-day order (17 rows)" in report.errors[0]
+    assert _stored(spring_ab).empty
+
+
+def test_a_file_written_all_in_us_dates_still_imports(spring_ab: Path, tmp_path: Path) -> None:
+    text = (FIXTURES / "tiktok_split_test.csv").read_text()
+    path = tmp_path / "us.csv"
+    path.write_text(text.replace("2026-11-02", "11/02/2026").replace("2026-11-03", "11/03/2026"))
+    assert ingest_export(path, spring_ab, mapping="tiktok_split_test", move=False).ok
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_e_notation_counts_are_refused_like_e_notation_ids(mapped: bool, spring_ab: Path, tmp_path: Path) -> None:
+    if mapped:
+        bad = _edited("tiktok_split_test.csv", tmp_path, '"2,040",36', "7.2E+18,36")
+        report = ingest_export(bad, spring_ab, mapping="tiktok_split_test", move=False)
+    else:
+        rows = simulate_ab_rows(_videos(), seed=1, days=1, segments=("all",), experiment_id="spring-ab")
+        rows = rows.astype(str)
+        rows.loc[0, "impressions"] = "7.2E+18"
+        bad = tmp_path / "native.csv"
+        rows.to_csv(bad, index=False)
+        report = ingest_export(bad, spring_ab, check_catalog=False, known_variants=_all_arms(), move=False)
+    assert len(report.errors) == 1, report.errors
+    assert "row 1 (line 2)" in report.errors[0] and "'7.2E+18' is in scientific notation" in report.errors[0]
+
+
+def _videos() -> pd.DataFrame:
+    return pd.DataFrame({"video_id": ["7228023352396972034", "demo_b"], "industry": ["Beauty", "Home"]})
+
+
+def _all_arms() -> list[str]:
+    return [s.name for s in DEFAULT_VARIANTS]
+
+
+def test_counts_are_exact_integers_and_too_large_ones_say_so(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    register_experiment(db, "spring-ab", {s.name: 1 / 7 for s in DEFAULT_VARIANTS})
+    rows = simulate_ab_rows(_videos(), seed=1, days=1, segments=("all",), experiment_id="spring-ab").astype(str)
+    exact = {0: 2**63 - 1, 1: 2**53 + 1}  # the largest int64, and the first integer a float rounds
+    for idx, value in exact.items():
+        rows.loc[idx, "impressions"] = str(value)
+    good = tmp_path / "good.csv"
+    rows.to_csv(good, index=False)
+    assert ingest_export(good, db, check_catalog=False, move=False).ok
+    stored = _stored(db).set_index(["video_id", "variant"])
+    for idx, value in exact.items():
+        assert int(stored.loc[(rows.loc[idx, "video_id"], rows.loc[idx, "variant"]), "impressions"]) == value
+    rows.loc[2, "impressions"] = str(2**63)
+    bad = tmp_path / "bad.csv"
+    rows.to_csv(bad, index=False)
+    report = ingest_export(bad, db, check_catalog=False, move=False)
+    assert list(report.errors) == [
+        f"bad.csv: row 3 (line 4): impressions '{2**63}' is too large: counts must be below 2^63 ({2**63 - 1})"
+    ]
+
+
+def test_an_unregistered_experiment_is_refused_unless_registered(spring_ab: Path, tmp_path: Path, capsys) -> None:
+    typo = tmp_path / "typo.csv"
+    typo.write_text((FIXTURES / "tiktok_split_test.csv").read_text().replace("spring-ab.", "sprng-ab."))
+    report = ingest_export(typo, spring_ab, mapping="tiktok_split_test", move=False)
+    assert list(report.errors) == [
+        "typo.csv: experiment 'sprng-ab' (row(s) 1-18) is not registered (registered: spring-ab); did you mean "
+        "'spring-ab'? register it first (align-ab-plan experiment.yaml) or import with --register to start a "
+        "new experiment"
+    ]
+    assert _stored(spring_ab).empty
+    args = [str(typo), "--mapping", "tiktok_split_test", "--database", str(spring_ab), "--no-catalog-check"]
+    assert import_main(args) == 1 and "is not registered" in capsys.readouterr().err
+    assert import_main([*args, "--register"]) == 0
+    assert set(_stored(spring_ab)["experiment_id"]) == {"sprng-ab"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le-no-bom", "cp1252"])
+def test_utf16_and_latin1_exports_are_decoded(encoding: str, spring_ab: Path, tmp_path: Path) -> None:
+    text = (FIXTURES / "tiktok_split_test.csv").read_text().replace("split-baseline", "split-café-baseline")
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes(text.encode("utf-16-le" if encoding == "utf-16-le-no-bom" else encoding))
+    report = ingest_export(path, spring_ab, mapping="tiktok_split_test", move=False)
+    assert report.ok, report.errors
+    assert report.rows == 18
+
+
+def test_native_utf16_export_is_decoded_and_garbage_is_refused_with_save_as_utf8(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    rows = simulate_ab_rows(_videos(), seed=1, days=1, segments=("all",), experiment_id="spring-ab")
+    path = tmp_path / "excel.csv"
+    path.write_bytes(rows.to_csv(index=False).encode("utf-16"))
+    assert ingest_export(path, db, check_catalog=False, move=False, register=True).ok
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(rows.to_csv(index=False).encode() + b"\x81\x8d\xff\n")
+    report = ingest_export(garbage, db, check_catalog=False, move=False)
+    assert len(report.errors) == 1 and "save the export as CSV UTF-8" in report.errors[0]
+    assert "UnicodeDecodeError" not in report.errors[0]

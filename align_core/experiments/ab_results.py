@@ -441,14 +441,15 @@ class _ExportChecks:
 
     def check_consistency(self, numeric: Mapping[str, np.ndarray]) -> None:
         """Clicks <= impressions, conversions <= clicks, watch-time sums that fit together."""
-        imp, conv = numeric["impressions"], numeric["conversions"]
+        imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
         exact, flag = self.counts, self.flag
         e_imp, e_clk, e_conv = exact["impressions"], exact["clicks"], exact["conversions"]
+        both = np.isfinite(imp) & np.isfinite(clk)  # compared only where both counts are valid
         with np.errstate(invalid="ignore"):
-            flag(e_clk > e_imp, lambda i: f"clicks ({e_clk[i]}) > impressions ({e_imp[i]})")
+            flag(both & (e_clk > e_imp), lambda i: f"clicks ({e_clk[i]}) > impressions ({e_imp[i]})")
             if not self.rules.conversions_may_exceed_clicks:
                 flag(
-                    np.isfinite(conv) & (e_conv > e_clk),
+                    np.isfinite(clk) & np.isfinite(conv) & (e_conv > e_clk),
                     lambda i: (
                         f"conversions ({e_conv[i]}) > clicks ({e_clk[i]}); if they include view-through "
                         "conversions, set conversions_may_exceed_clicks: true in the mapping"
