@@ -235,7 +235,7 @@ class _RowProblems:
         self.errors: list[str] = []
         self.bad = np.zeros(len(row_numbers), dtype=bool)
 
-    def flag(self, idx: int, text: str) -> None:
+    def flag(self, idx: int | np.integer[Any], text: str) -> None:
         row = self.row_numbers[idx]
         self.errors.append(f"{self.source}: row {row} (line {row + self.header_lines}): {text}")
         self.bad[idx] = True

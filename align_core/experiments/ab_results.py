@@ -419,11 +419,11 @@ class _ExportChecks:
         exact[plain] = text[plain].astype(np.int64).to_numpy()
         for idx in np.flatnonzero(~plain & ~blank):
             value, problem = parse_count(text.iat[idx])
-            if problem is None:
+            if value is not None:
                 exact[idx] = value
                 plain[idx] = True
             else:
-                self.flag(_one(len(text), idx), f"{column} {problem}")
+                self.flag(_one(len(text), int(idx)), f"{column} {problem}")
         as_float[plain] = exact[plain].astype(float)
         return exact, as_float
 
