@@ -329,3 +329,10 @@ def test_native_utf16_export_is_decoded_and_garbage_is_refused_with_save_as_utf8
     report = ingest_export(garbage, db, check_catalog=False, move=False)
     assert len(report.errors) == 1 and "save the export as CSV UTF-8" in report.errors[0]
     assert "UnicodeDecodeError" not in report.errors[0]
+
+
+def test_an_unregistered_experiment_is_reported_once_not_per_arm(creative_db: Path, tmp_path: Path) -> None:
+    typo = _edited("generic_ad_level.csv", tmp_path, "spring-ads", "spring-adz")
+    typo.write_text(typo.read_text().replace("spring-ads", "spring-adz"))
+    report = ingest_export(typo, creative_db, mapping="generic_ad_level", move=False)
+    assert len(report.errors) == 1 and "experiment 'spring-adz' (row(s) 1-8) is not registered" in report.errors[0]

@@ -281,6 +281,7 @@ class _ExportChecks:
     ) -> None:
         self.rules = rules
         self.frame = frame.copy()
+        self.unregistered = np.zeros(len(frame), dtype=bool)  # their arms are unknown: not checked
         for column in KEY_COLUMNS:
             self.frame[column] = self.frame[column].astype(str).str.strip()
         self.source, self.header_lines = source, header_lines
@@ -343,7 +344,7 @@ class _ExportChecks:
             rows_of = (frame["experiment_id"] == exp).to_numpy()
             variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
         self.flag(
-            ~variant_ok,
+            ~variant_ok & ~self.unregistered,
             lambda i: (
                 f"unknown variant {frame['variant'].iat[i]!r} for experiment "
                 f"{frame['experiment_id'].iat[i]!r}; its registry has "
@@ -378,7 +379,8 @@ class _ExportChecks:
                 f"(registered: {known}); {hint}register it first (align-ab-plan experiment.yaml) or "
                 "import with --register to start a new experiment"
             )
-            self.bad |= (ids == exp).to_numpy()
+            self.unregistered |= (ids == exp).to_numpy()
+        self.bad |= self.unregistered
 
     def check_numbers(self) -> dict[str, np.ndarray]:
         """Counts are exact integers (no float on the way, below 2^63); amounts finite and >= 0.
