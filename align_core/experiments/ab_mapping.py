@@ -10,13 +10,14 @@ average watch time into a sum. Keys of a mapping file::
     header_row: 1                     # the line holding the column names
     layout: wide                      # wide: one row per ad x day; long: one row per metric
     columns:                          # field -> export column, or a list (first present wins)
-      ad_name, date, impressions, clicks, conversions, spend, avg_watch_time_s  (required)
+      ad_name, date, impressions, clicks, conversions, spend, avg_watch_time_s  (required; ad_name
+      unless the three keys below come from columns, a field under not_reported needs none)
       video_plays, views_2s, views_6s, views_p25, views_p50, views_p75, views_p100 (optional)
       experiment_id, video_id, variant   (instead of, or besides, the ad name: a column each)
-      ad_name: {column: "Ad name", template: "{experiment}_{video}_{variant}"}   (another naming scheme)
+      ad_name: {column: "Ad name", template: "{experiment}__{video}__{variant}"}   (another naming scheme)
     not_reported: [avg_watch_time_s]  # fields the source does not report: stored as NULL, never invented
     conversions_may_exceed_clicks: false   # true: conversions include view-through ones
-    delimiter: auto                   # ',' ';' tab '|', or auto (sniffed from the header and first rows)
+    delimiter: auto                   # ',' ';' "\t" '|', or auto (sniffed from the header and first rows)
     decimal: auto                     # '.' or ',' (a decimal comma), or auto
     segment_columns: [Placement]      # breakdown column(s): one -> its value, several -> "a=x|b=y"; none: "all"
     watch_time_per: video_plays       # the average watch time is per play (or per impression)
@@ -419,7 +420,8 @@ class ExportMapping:
         for f in _COUNT_FIELDS:
             out[f] = numbers.counts(raw, f, found[f]) if f in found else ""
         for f in _AMOUNT_FIELDS:
-            numbers.amounts(raw, f, found[f]) if f in found else None
+            if f in found:
+                numbers.amounts(raw, f, found[f])
         out["spend"] = _texts(numbers.values["spend"]) if "spend" in found else ""
         if "avg_watch_time_s" in found:
             out["watch_time_s_sum"] = _texts(np.round(self._watch_time_sum(numbers.values, found, problems), 6))

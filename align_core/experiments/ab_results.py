@@ -15,6 +15,12 @@ declarative column map (:mod:`align_core.experiments.ab_mapping`); the variants 
 experiment's registered arms (:mod:`align_core.experiments.config`), the default registry otherwise.
 The demo's simulator lives in ``align_demo.ab_simulator``.
 
+Every experiment a row names must be registered first (``align-ab-plan`` or
+:func:`register_experiment`), so a typo in an id cannot start a new experiment;
+``ingest_export(..., register=True)`` (``align-import-ab --register``) records new ones. Counts
+are parsed as integers without a float (exact to 2^63-1); files are decoded by
+:mod:`align_core.experiments.export_text` (UTF-8, UTF-16, Windows-1252, or refused).
+
 No Dagster import here: the sensor and asset that wrap these functions live in ``align_assets``.
 """
 
