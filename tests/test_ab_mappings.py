@@ -218,7 +218,7 @@ def test_native_export_hex_ids_pass_e_notation_row_named_alone(tmp_path: Path) -
     good.parent.mkdir(parents=True)
     rows.to_csv(good, index=False)
     db = tmp_path / "w.duckdb"
-    assert ingest_export(good, db, known_videos=set(VIDEOS["video_id"])).ok
+    assert ingest_export(good, db, known_videos=set(VIDEOS["video_id"]), register=True).ok
     bad_rows = rows.copy()
     bad_rows.loc[0, "video_id"] = "7.2E+18"
     bad = tmp_path / "inbox" / "bad.csv"

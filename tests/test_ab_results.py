@@ -75,7 +75,7 @@ def test_good_export_lands_and_reingest_changes_nothing(inbox: Path, tmp_path: P
     shutil.copy(source, keep)
     assert scan_inbox(inbox) == [source]
 
-    report = ingest_export(source, db, known_videos=KNOWN)
+    report = ingest_export(source, db, known_videos=KNOWN, register=True)
     assert report.ok, report.errors
     assert report.rows == len(rows) and report.rows_replaced == 0
     assert report.moved_to == inbox / "done" / "export_1.csv" and report.moved_to.exists()
@@ -90,7 +90,7 @@ def test_good_export_lands_and_reingest_changes_nothing(inbox: Path, tmp_path: P
     assert str(first["experiments"]["start_date"].iat[0])[:10] == "2026-11-01"
 
     shutil.copy(keep, source)
-    again = ingest_export(source, db, known_videos=KNOWN)
+    again = ingest_export(source, db, known_videos=KNOWN, register=True)
     assert again.ok and again.rows_replaced == len(rows)
     _assert_same(first, _snapshot(db))
     assert again.moved_to.parent == inbox / "done" and again.moved_to.exists()
@@ -99,10 +99,10 @@ def test_good_export_lands_and_reingest_changes_nothing(inbox: Path, tmp_path: P
 def test_restated_rows_replace_by_natural_key(inbox: Path, tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     rows = _good_rows()
-    assert ingest_export(_write_csv(rows, inbox / "a.csv"), db, known_videos=KNOWN).ok
+    assert ingest_export(_write_csv(rows, inbox / "a.csv"), db, known_videos=KNOWN, register=True).ok
     restated = rows.iloc[:3].copy()
     restated["impressions"] += 10
-    report = ingest_export(_write_csv(restated, inbox / "b.csv"), db, known_videos=KNOWN)
+    report = ingest_export(_write_csv(restated, inbox / "b.csv"), db, known_videos=KNOWN, register=True)
     assert report.ok, report.errors
     assert report.rows_replaced == 3
     stored = _snapshot(db)["ab_results"]
@@ -114,7 +114,7 @@ def _corrupt(case: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     bad = rows.astype(str).copy()
     if case == "negative":
         bad.loc[4, "impressions"] = "-5"
-        return bad, "row 5 (line 6): negative impressions"
+        return bad, "row 5 (line 6): impressions '-5' is negative"
     if case == "clicks_gt_impressions":
         bad.loc[2, "clicks"] = str(int(rows.loc[2, "impressions"]) + 1)
         return bad, "row 3 (line 4): clicks"
@@ -140,7 +140,7 @@ def _corrupt(case: str, rows: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return bad, "row 4 (line 5): video_id '7228023352396972032.0' looks like a number"
     if case == "not_a_number":
         bad.loc[9, "clicks"] = "twelve"
-        return bad, "row 10 (line 11): clicks 'twelve' is not a finite number"
+        return bad, "row 10 (line 11): clicks 'twelve' is not a number"
     if case == "duplicate_key":
         return pd.concat([bad, bad.iloc[[0]]], ignore_index=True), "duplicate natural key"
     raise AssertionError(case)
@@ -164,12 +164,12 @@ BAD_CASES = [
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_export_rejected_whole_and_tables_unchanged(case: str, inbox: Path, tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
-    assert ingest_export(_write_csv(_good_rows(0), inbox / "first.csv"), db, known_videos=KNOWN).ok
+    assert ingest_export(_write_csv(_good_rows(0), inbox / "first.csv"), db, known_videos=KNOWN, register=True).ok
     before = _snapshot(db)
 
     bad, expected = _corrupt(case, _good_rows(1))
     source = _write_csv(bad, inbox / f"bad_{case}.csv")
-    report = ingest_export(source, db, known_videos=KNOWN)
+    report = ingest_export(source, db, known_videos=KNOWN, register=True)
     assert not report.ok
     assert any(expected in e for e in report.errors), report.errors
     assert all(e.startswith(f"bad_{case}.csv") for e in report.errors)
@@ -179,7 +179,10 @@ def test_bad_export_rejected_whole_and_tables_unchanged(case: str, inbox: Path, 
 
     # a good file after a bad one lands
     later = ingest_export(
-        _write_csv(_good_rows(2).assign(experiment_id="exp-2"), inbox / "later.csv"), db, known_videos=KNOWN
+        _write_csv(_good_rows(2).assign(experiment_id="exp-2"), inbox / "later.csv"),
+        db,
+        known_videos=KNOWN,
+        register=True,
     )
     assert later.ok
     after = _snapshot(db)
@@ -191,14 +194,14 @@ def test_parquet_export_and_float_ids_in_parquet(inbox: Path, tmp_path: Path) ->
     rows = _good_rows()
     good = inbox / "good.parquet"
     rows.to_parquet(good, index=False)
-    assert ingest_export(good, db, known_videos=KNOWN).ok
+    assert ingest_export(good, db, known_videos=KNOWN, register=True).ok
     before = _snapshot(db)
 
     floats = rows.copy()
     floats["video_id"] = floats["video_id"].map(lambda v: float(v) if v.isdigit() else float("nan"))
     bad = inbox / "floats.parquet"
     pq.write_table(pa.Table.from_pandas(floats, preserve_index=False), bad)
-    report = ingest_export(bad, db, known_videos=KNOWN)
+    report = ingest_export(bad, db, known_videos=KNOWN, register=True)
     assert not report.ok
     assert any("video_id is stored as double" in e for e in report.errors), report.errors[:3]
     _assert_same(before, _snapshot(db))
@@ -210,7 +213,7 @@ def test_catalog_from_warehouse_videos_table(inbox: Path, tmp_path: Path) -> Non
     con.execute("CREATE TABLE videos (video_id VARCHAR, industry VARCHAR)")
     con.execute("INSERT INTO videos VALUES (?, 'jewelry')", [LONG_ID])
     con.close()
-    report = ingest_export(_write_csv(_good_rows(), inbox / "e.csv"), db)  # two ids not in the catalog
+    report = ingest_export(_write_csv(_good_rows(), inbox / "e.csv"), db, register=True)  # two ids not in the catalog
     assert not report.ok
     assert any("unknown video 'demo_b'" in e for e in report.errors)
 
@@ -218,7 +221,7 @@ def test_catalog_from_warehouse_videos_table(inbox: Path, tmp_path: Path) -> Non
 def test_unreadable_file_rejected(inbox: Path, tmp_path: Path) -> None:
     bad = inbox / "garbage.parquet"
     bad.write_bytes(b"not parquet at all")
-    report = ingest_export(bad, tmp_path / "w.duckdb", known_videos=KNOWN)
+    report = ingest_export(bad, tmp_path / "w.duckdb", known_videos=KNOWN, register=True)
     assert not report.ok and "cannot be read" in report.errors[0]
     assert (inbox / "rejected" / "garbage.parquet").exists()
     assert not (tmp_path / "w.duckdb").exists()

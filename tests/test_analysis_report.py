@@ -68,7 +68,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, pd.DataF
     )
     _seed_warehouse(db, videos, deltas)
     export = simulate_ab_export(videos, inbox / "demo.csv", EFFECTS, seed=11, achieved_delta=deltas)
-    assert ingest_export(export, db).ok
+    assert ingest_export(export, db, register=True).ok
     out = root / "report"
     assert main(["--database", str(db), "--out", str(out)]) == 0
     return db, out, videos
@@ -147,7 +147,7 @@ def test_srm_flagged_when_delivery_is_skewed(tmp_path: Path) -> None:
     export = simulate_ab_export(
         videos, tmp_path / "inbox" / "skew.parquet", effects, seed=2, days=2, segments=["all"], impressions_per_arm=5000
     )
-    assert ingest_export(export, db).ok
+    assert ingest_export(export, db, register=True).ok
     report = build_report(db, tmp_path / "out")
     srm = report.tables["analysis_guardrails"]
     assert bool(srm[srm["check"] == "sample_ratio_mismatch"]["flagged"].iat[0])

@@ -128,6 +128,9 @@ def test_overriding_the_warehouse_resource_redirects_ab_results_and_the_report(t
     videos = pd.DataFrame({"video_id": [f"v{k:02d}" for k in range(12)], "industry": ["Beauty", "Food", "Home"] * 4})
     simulate_ab_export(videos, layout.ab_inbox_dir / "exp.csv", seed=3, days=3, impressions_per_arm=300)
     elsewhere = tmp_path / "elsewhere.duckdb"
+    from align_core.experiments.config import ExperimentConfig, register_experiment_config
+
+    register_experiment_config(elsewhere, ExperimentConfig("demo-exp-1"))  # the simulator's experiment id
     resources = {
         **default_resources(data_dir=layout.root, profile="research"),
         "warehouse": DuckDBResource(database=str(elsewhere)),

@@ -657,6 +657,10 @@ def test_i_malformed_ab_exports_are_rejected_and_good_ones_land(tmp_path: Path) 
     videos = pd.DataFrame({"video_id": ["7228023352396972034", "real-help"], "industry": ["Beauty", "Home"]})
     rows = simulate_ab_rows(videos, seed=1, days=2, segments=("all",), impressions_per_arm=500, experiment_id="exp-old")
     rows.to_csv(layout.ab_inbox_dir / "old.csv", index=False)
+    from align_core.experiments.config import ExperimentConfig, register_experiment_config
+
+    for experiment in ("exp-old", "exp-new", "exp-bad"):  # exp-bad2 (a file missing a column) is not
+        register_experiment_config(layout.warehouse_path, ExperimentConfig(experiment))
     with DagsterInstance.ephemeral() as instance:
         assert run(layout, instance, ["ab_results"]).success
         stored = sorted(table_rows(layout, "SELECT * FROM ab_results"))

@@ -263,7 +263,9 @@ def test_simulated_rows_are_labelled_in_the_warehouse_tables_and_report(tmp_path
     from analysis.report import build_report
 
     database = tmp_path / "warehouse.duckdb"
-    report = ingest_export(_export(tmp_path / "sim.csv", "true"), database, check_catalog=False, move=False)
+    report = ingest_export(
+        _export(tmp_path / "sim.csv", "true"), database, check_catalog=False, move=False, register=True
+    )
     assert report.ok, report.errors
     with duckdb.connect(str(database), read_only=True) as con:
         assert con.execute("select bool_and(simulated) from ab_results").fetchone()[0] is True
@@ -279,10 +281,14 @@ def test_real_rows_are_not_labelled_and_a_bad_flag_is_refused(tmp_path: Path) ->
     from analysis.report import build_report
 
     database = tmp_path / "warehouse.duckdb"
-    assert ingest_export(_export(tmp_path / "real.csv", None), database, check_catalog=False, move=False).ok
+    assert ingest_export(
+        _export(tmp_path / "real.csv", None), database, check_catalog=False, move=False, register=True
+    ).ok
     with duckdb.connect(str(database), read_only=True) as con:
         assert con.execute("select bool_or(simulated) from ab_results").fetchone()[0] is False
     build_report(database, tmp_path / "reports")
     assert "SIMULATED DATA" not in (tmp_path / "reports" / "report.html").read_text()
-    refused = ingest_export(_export(tmp_path / "bad.csv", "maybe"), database, check_catalog=False, move=False)
+    refused = ingest_export(
+        _export(tmp_path / "bad.csv", "maybe"), database, check_catalog=False, move=False, register=True
+    )
     assert not refused.ok and any("simulated 'maybe'" in e for e in refused.errors)

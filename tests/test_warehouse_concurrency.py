@@ -129,7 +129,7 @@ def _task(kind: str, name: str, root: str, gate: str, arg: object) -> dict:
             _wait_for_go(gate_p, name)
             # ids checked against the catalog given here: the unlocked read of the videos table that
             # ingest_export does otherwise is the bug documented in test_ingest_waits_for_a_writer
-            report = ingest_export(Path(str(arg)), database, known_videos=set(_video_ids()))
+            report = ingest_export(Path(str(arg)), database, known_videos=set(_video_ids()), register=True)
             return {
                 "kind": kind,
                 "status": report.status,
@@ -281,7 +281,7 @@ import sys
 from pathlib import Path
 from align_core.experiments.ab_results import ingest_export
 print("ready", flush=True)
-report = ingest_export(Path(sys.argv[1]), Path(sys.argv[2]))
+report = ingest_export(Path(sys.argv[1]), Path(sys.argv[2]), register=True)
 print(report.status, report.rows, flush=True)
 """
 

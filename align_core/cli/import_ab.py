@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-catalog-check", action="store_true", help="accept video ids missing from the warehouse's videos table"
     )
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="record experiment ids not yet registered as new experiments (default: refuse them, so a typo "
+        "in an id cannot start a new experiment; register with align-ab-plan first)",
+    )
     args = parser.parse_args(argv)
 
     database = Path(args.database) if args.database else Path(args.data_dir) / "warehouse.duckdb"
@@ -91,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             "industries cannot be joined until it exists",
             file=sys.stderr,
         )
-    report = ingest_export(args.export, database, mapping=mapping, check_catalog=not args.no_catalog_check, move=False)
+    report = ingest_export(
+        args.export,
+        database,
+        mapping=mapping,
+        check_catalog=not args.no_catalog_check,
+        move=False,
+        register=args.register,
+    )
     if not report.ok:
         print(problem_list(report), file=sys.stderr)
         return 1

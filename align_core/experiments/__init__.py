@@ -13,6 +13,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "ab_mapping": (
             "AD_NAME_FORMAT",
             "AdNameError",
+            "AdNameTemplate",
             "ExportMapping",
             "decode_ad_name",
             "encode_ad_name",
@@ -22,8 +23,10 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "ab_results": (
             "AMOUNT_COLUMNS",
             "COUNT_COLUMNS",
+            "ExportRules",
             "IngestReport",
             "KEY_COLUMNS",
+            "NULLABLE_COLUMNS",
             "REQUIRED_COLUMNS",
             "SUMSQ_COLUMN",
             "VIEW_COLUMNS",
@@ -32,6 +35,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "ingest_export",
             "known_videos_from_warehouse",
             "register_experiment",
+            "registered_experiment_ids",
             "scan_inbox",
             "stored_ab_totals",
         ),
@@ -43,6 +47,12 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "registered_configs",
             "registered_variants",
             "variants_for",
+        ),
+        "export_text": (
+            "ExportDecodeError",
+            "decode_export_bytes",
+            "parse_count",
+            "sniff_delimiter",
         ),
         "experiments_table": (
             "EXPERIMENTS_DDL",

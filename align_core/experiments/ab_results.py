@@ -15,12 +15,20 @@ declarative column map (:mod:`align_core.experiments.ab_mapping`); the variants 
 experiment's registered arms (:mod:`align_core.experiments.config`), the default registry otherwise.
 The demo's simulator lives in ``align_demo.ab_simulator``.
 
+Every experiment a row names must be registered first (``align-ab-plan`` or
+:func:`register_experiment`), so a typo in an id cannot start a new experiment;
+``ingest_export(..., register=True)`` (``align-import-ab --register``) records new ones. Counts
+are parsed as integers without a float (exact to 2^63-1); files are decoded by
+:mod:`align_core.experiments.export_text` (UTF-8, UTF-16, Windows-1252, or refused).
+
 No Dagster import here: the sensor and asset that wrap these functions live in ``align_assets``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
+import io
 import math
 import os
 import re
@@ -35,6 +43,7 @@ import pandas as pd
 
 from align_core.experiments.config import ensure_registry_table, registered_variants
 from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
+from align_core.experiments.export_text import decode_export_bytes, parse_count
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
 from align_core.io.hashing import file_sha256
@@ -44,6 +53,7 @@ from align_core.stimuli.plans import DEFAULT_VARIANTS, variant_names
 __all__ = [
     "AMOUNT_COLUMNS",
     "COUNT_COLUMNS",
+    "ExportRules",
     "IngestReport",
     "KEY_COLUMNS",
     "REQUIRED_COLUMNS",
@@ -54,7 +64,9 @@ __all__ = [
     "inbox_mapping",
     "ingest_export",
     "known_videos_from_warehouse",
+    "NULLABLE_COLUMNS",
     "register_experiment",
+    "registered_experiment_ids",
     "scan_inbox",
     "stored_ab_totals",
 ]
@@ -84,6 +96,8 @@ VIEW_COLUMNS: tuple[str, ...] = (
     "views_p100",
 )
 MEASURE_COLUMNS: tuple[str, ...] = (SUMSQ_COLUMN,) + VIEW_COLUMNS
+#: Required columns a mapping may declare "not reported": stored as NULL, never invented.
+NULLABLE_COLUMNS: tuple[str, ...] = ("conversions", "spend", "watch_time_s_sum")
 STORED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + MEASURE_COLUMNS
 # Optional: the planned share of traffic per arm (constant per experiment x variant), and a
 # human-readable experiment name. Both feed the ``experiments``/``experiment_arms`` tables.
@@ -107,9 +121,9 @@ CREATE TABLE IF NOT EXISTS ab_results (
     segment VARCHAR NOT NULL,
     impressions BIGINT NOT NULL,
     clicks BIGINT NOT NULL,
-    conversions BIGINT NOT NULL,
-    spend DOUBLE NOT NULL,
-    watch_time_s_sum DOUBLE NOT NULL,
+    conversions BIGINT,
+    spend DOUBLE,
+    watch_time_s_sum DOUBLE,
     watch_time_s_sumsq DOUBLE,
     source_file VARCHAR NOT NULL,
     video_plays BIGINT,
@@ -170,8 +184,11 @@ def ensure_tables(con: Any) -> None:
             con.execute(f"ALTER TABLE ab_results ADD COLUMN {column} BIGINT")
     if SIMULATED_COLUMN not in existing:
         con.execute(f"ALTER TABLE ab_results ADD COLUMN {SIMULATED_COLUMN} BOOLEAN DEFAULT FALSE")
-    if existing.get(SUMSQ_COLUMN) == "NO":  # platforms report no sum of squares
-        con.execute(f"ALTER TABLE ab_results ALTER COLUMN {SUMSQ_COLUMN} DROP NOT NULL")
+    # platforms report no sum of squares; a mapping may declare conversions, spend or watch time
+    # "not reported" (NULL, never an invented 0)
+    for column in (SUMSQ_COLUMN,) + NULLABLE_COLUMNS:
+        if existing.get(column) == "NO":
+            con.execute(f"ALTER TABLE ab_results ALTER COLUMN {column} DROP NOT NULL")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +201,8 @@ def _read_export(path: Path) -> tuple[pd.DataFrame, list[str]]:
     errors: list[str] = []
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        text, _encoding = decode_export_bytes(path.read_bytes(), path.name)
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_filter=False)
         return frame, errors
     if suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -219,6 +237,7 @@ def validate_export(
     known_variants: KnownVariants | None = None,
     row_numbers: Sequence[int] | None = None,
     header_lines: int = 1,
+    rules: ExportRules | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Check every row of a text-typed export; return the typed frame and per-row errors.
 
@@ -226,7 +245,8 @@ def validate_export(
     is on line ``r + 1``); ``row_numbers`` gives them when the frame is a subset of a file's
     rows, ``header_lines`` the lines above the first data row. Each message names the file,
     the row, the column and the value. ``known_variants`` is the registry's arm names (one list,
-    or one per experiment id); None: the default registry's.
+    or one per experiment id); None: the default registry's. ``rules`` carries what a mapping
+    declares (fields not reported, view-through conversions) and the registered experiments.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -235,8 +255,9 @@ def validate_export(
         ]
     if len(frame) == 0:
         return frame, [f"{source}: the export has a header but no rows"]
-    checks = _ExportChecks(frame, source, row_numbers, header_lines)
+    checks = _ExportChecks(frame, source, row_numbers, header_lines, rules or ExportRules())
     checks.check_ids(known_videos)
+    checks.check_registered()
     checks.check_variants(known_variants)
     date_bad = checks.check_dates_and_segments()
     numeric = checks.check_numbers()
@@ -247,11 +268,35 @@ def validate_export(
     return checks.typed(numeric), checks.errors
 
 
+@dataclass(frozen=True)
+class ExportRules:
+    """What an export may do beyond the plain schema, and the experiments it may name.
+
+    ``not_reported``: columns of :data:`NULLABLE_COLUMNS` the source does not report (blank
+    cells, stored as NULL). ``conversions_may_exceed_clicks``: conversions include view-through
+    ones, so they are not bounded by clicks. ``registered_experiments``: the experiment ids a
+    row may name (None: any, as with ``--register``).
+    """
+
+    not_reported: frozenset[str] = frozenset()
+    conversions_may_exceed_clicks: bool = False
+    registered_experiments: frozenset[str] | None = None
+
+
 class _ExportChecks:
     """The checks of :func:`validate_export` on one text-typed frame; messages in the order found."""
 
-    def __init__(self, frame: pd.DataFrame, source: str, row_numbers: Sequence[int] | None, header_lines: int) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        source: str,
+        row_numbers: Sequence[int] | None,
+        header_lines: int,
+        rules: ExportRules,
+    ) -> None:
+        self.rules = rules
         self.frame = frame.copy()
+        self.unregistered = np.zeros(len(frame), dtype=bool)  # their arms are unknown: not checked
         for column in KEY_COLUMNS:
             self.frame[column] = self.frame[column].astype(str).str.strip()
         self.source, self.header_lines = source, header_lines
@@ -314,7 +359,7 @@ class _ExportChecks:
             rows_of = (frame["experiment_id"] == exp).to_numpy()
             variant_ok |= rows_of & frame["variant"].isin(list(arms_of(exp))).to_numpy()
         self.flag(
-            ~variant_ok,
+            ~variant_ok & ~self.unregistered,
             lambda i: (
                 f"unknown variant {frame['variant'].iat[i]!r} for experiment "
                 f"{frame['experiment_id'].iat[i]!r}; its registry has "
@@ -333,49 +378,100 @@ class _ExportChecks:
         self.flag(seg_bad, "empty segment (use 'all' when the export has no breakdown)")
         return date_bad
 
+    def check_registered(self) -> None:
+        """Every experiment id is registered (a typo must not start a new experiment)."""
+        registered = self.rules.registered_experiments
+        if registered is None:
+            return
+        ids = self.frame["experiment_id"]
+        for exp in ids[~ids.isin(registered) & ~pd.Series(self.bad, index=ids.index)].unique():
+            rows = self.row_no[(ids == exp).to_numpy()]
+            close = difflib.get_close_matches(exp, sorted(registered), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            known = ", ".join(sorted(registered)) or "none"
+            self.errors.append(
+                f"{self.source}: experiment {exp!r} (row(s) {_row_ranges(rows)}) is not registered "
+                f"(registered: {known}); {hint}register it first (align-ab-plan experiment.yaml) or "
+                "import with --register to start a new experiment"
+            )
+            self.unregistered |= (ids == exp).to_numpy()
+        self.bad |= self.unregistered
+
     def check_numbers(self) -> dict[str, np.ndarray]:
-        """Counts and amounts are finite, >= 0 (counts whole); optional measures blank or the same."""
-        frame, flag = self.frame, self.flag
+        """Counts are exact integers (no float on the way, below 2^63); amounts finite and >= 0.
+
+        Returns each column as float (NaN: missing or invalid) for the consistency checks; the
+        exact counts are kept in ``self.counts``. Columns the source does not report may be blank.
+        """
         numeric: dict[str, np.ndarray] = {}
-        for column in COUNT_COLUMNS + AMOUNT_COLUMNS:
-            text = frame[column].astype(str).str.strip()
-            values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
-            not_number = ~np.isfinite(values)
-            flag(not_number, lambda i, c=column, t=text: f"{c} {t.iat[i]!r} is not a finite number")
-            negative = np.isfinite(values) & (values < 0)
-            flag(negative, lambda i, c=column, v=values: f"negative {c} ({v[i]:g})")
-            if column in COUNT_COLUMNS:
-                fractional = np.isfinite(values) & (values != np.floor(values))
-                flag(fractional, lambda i, c=column, v=values: f"{c} must be a whole count, got {v[i]:g}")
-            numeric[column] = values
+        self.counts: dict[str, np.ndarray] = {}
+        for column in COUNT_COLUMNS:
+            self.counts[column], numeric[column] = self._check_counts(column)
+        for column in AMOUNT_COLUMNS:
+            numeric[column] = self._check_amounts(column)
         # optional measures: blank is NULL (not reported), anything else must be a valid number
         for column in MEASURE_COLUMNS:
-            numeric[column] = self._check_measure(column)
+            if column in VIEW_COLUMNS:
+                self.counts[column], numeric[column] = self._check_counts(column)
+            else:
+                numeric[column] = self._check_amounts(column)
         return numeric
 
-    def _check_measure(self, column: str) -> np.ndarray:
+    def _blank_allowed(self, column: str, text: pd.Series) -> np.ndarray:
+        """Blank cells that mean "not reported": in optional measures and declared columns."""
+        if column in MEASURE_COLUMNS or column in self.rules.not_reported:
+            return (text == "").to_numpy()
+        return np.zeros(len(text), dtype=bool)
+
+    def _check_counts(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Exact int64 counts (0 where blank or bad) and the same as float with NaN there."""
+        exact = np.zeros(len(self.frame), dtype=np.int64)
+        as_float = np.full(len(self.frame), np.nan)
+        if column not in self.frame.columns:
+            return exact, as_float
+        text = self.frame[column].astype(str).str.strip()
+        blank = self._blank_allowed(column, text)
+        # fast path: up to 18 digits always fit an int64; everything else goes through parse_count
+        plain = text.str.fullmatch(r"\d{1,18}").to_numpy()
+        exact[plain] = text[plain].astype(np.int64).to_numpy()
+        for idx in np.flatnonzero(~plain & ~blank):
+            value, problem = parse_count(text.iat[idx])
+            if value is not None:
+                exact[idx] = value
+                plain[idx] = True
+            else:
+                self.flag(_one(len(text), int(idx)), f"{column} {problem}")
+        as_float[plain] = exact[plain].astype(float)
+        return exact, as_float
+
+    def _check_amounts(self, column: str) -> np.ndarray:
+        """Amounts as float: finite and >= 0, NaN where blank (allowed) or invalid (flagged)."""
         if column not in self.frame.columns:
             return np.full(len(self.frame), np.nan)
         text = self.frame[column].astype(str).str.strip()
-        blank = (text == "").to_numpy()
+        blank = self._blank_allowed(column, text)
         values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(dtype=float)
         self.flag(~blank & ~np.isfinite(values), lambda i: f"{column} {text.iat[i]!r} is not a finite number")
         with np.errstate(invalid="ignore"):
             self.flag(values < 0, lambda i: f"negative {column} ({values[i]:g})")
-            if column in VIEW_COLUMNS:
-                self.flag(
-                    np.isfinite(values) & (values != np.floor(values)),
-                    lambda i: f"{column} must be a whole count, got {values[i]:g}",
-                )
         return values
 
     def check_consistency(self, numeric: Mapping[str, np.ndarray]) -> None:
         """Clicks <= impressions, conversions <= clicks, watch-time sums that fit together."""
         imp, clk, conv = numeric["impressions"], numeric["clicks"], numeric["conversions"]
-        flag = self.flag
+        exact, flag = self.counts, self.flag
+        e_imp, e_clk, e_conv = exact["impressions"], exact["clicks"], exact["conversions"]
+        both = np.isfinite(imp) & np.isfinite(clk)  # compared only where both counts are valid
         with np.errstate(invalid="ignore"):
-            flag(clk > imp, lambda i: f"clicks ({clk[i]:g}) > impressions ({imp[i]:g})")
-            flag(conv > clk, lambda i: f"conversions ({conv[i]:g}) > clicks ({clk[i]:g})")
+            flag(both & (e_clk > e_imp), lambda i: f"clicks ({e_clk[i]}) > impressions ({e_imp[i]})")
+            if not self.rules.conversions_may_exceed_clicks:
+                flag(
+                    np.isfinite(clk) & np.isfinite(conv) & (e_conv > e_clk),
+                    lambda i: (
+                        f"conversions ({e_conv[i]}) > clicks ({e_clk[i]}); if they include view-through "
+                        "conversions, set conversions_may_exceed_clicks: true in the mapping"
+                    ),
+                )
             wsum, wsq = numeric["watch_time_s_sum"], numeric[SUMSQ_COLUMN]
             # Cauchy-Schwarz: n * sum(x^2) >= (sum x)^2 for any n values; a violation means the
             # columns were swapped or aggregated at a different grain (checked where given).
@@ -432,18 +528,52 @@ class _ExportChecks:
         """The frame with its measures as numbers (0 where invalid: such a file is rejected anyway)."""
         frame = self.frame
         for column in COUNT_COLUMNS:
-            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0).astype(np.int64)
+            if column in self.rules.not_reported:
+                frame[column] = _nullable_ints(self.counts[column], numeric[column])
+            else:
+                frame[column] = self.counts[column]
         for column in AMOUNT_COLUMNS:
-            frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
+            if column in self.rules.not_reported:
+                frame[column] = pd.array(
+                    np.where(np.isfinite(numeric[column]), numeric[column], np.nan), dtype="Float64"
+                )
+            else:
+                frame[column] = np.where(np.isfinite(numeric[column]), numeric[column], 0.0)
         frame[SUMSQ_COLUMN] = pd.array(
             np.where(np.isfinite(numeric[SUMSQ_COLUMN]), numeric[SUMSQ_COLUMN], np.nan), dtype="Float64"
         )
         for column in VIEW_COLUMNS:
-            values = numeric[column]
-            frame[column] = pd.array([int(v) if np.isfinite(v) else None for v in values], dtype="Int64")
+            frame[column] = _nullable_ints(self.counts[column], numeric[column])
         flags = frame[SIMULATED_COLUMN] if SIMULATED_COLUMN in frame.columns else pd.Series("", index=frame.index)
         frame[SIMULATED_COLUMN] = flags.astype(str).str.strip().str.lower().isin(_TRUE)
         return frame
+
+
+def _nullable_ints(exact: np.ndarray, as_float: np.ndarray) -> Any:
+    """Exact counts as a nullable Int64 array: NULL where the float view is NaN (not reported)."""
+    values = pd.array(exact, dtype="Int64")
+    values[np.isnan(as_float)] = pd.NA
+    return values
+
+
+def _one(length: int, idx: int) -> np.ndarray:
+    mask = np.zeros(length, dtype=bool)
+    mask[idx] = True
+    return mask
+
+
+def _row_ranges(rows: Sequence[int], limit: int = 8) -> str:
+    """``1-40, 52, 60-61``: row numbers as ranges (the first ``limit`` ranges, then a count)."""
+    ranges: list[list[int]] = []
+    for row in sorted(int(r) for r in rows):
+        if ranges and row == ranges[-1][1] + 1:
+            ranges[-1][1] = row
+        else:
+            ranges.append([row, row])
+    parts = [f"{a}-{b}" if b > a else f"{a}" for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        parts.append(f"... ({len(rows)} rows in all)")
+    return ", ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,22 +642,42 @@ def registered_arms(database: str | os.PathLike[str]) -> dict[str, tuple[str, ..
         return {exp: variant_names(specs) for exp, specs in registered_variants(con).items()}
 
 
+def registered_experiment_ids(database: str | os.PathLike[str]) -> frozenset[str]:
+    """Experiment ids in the warehouse's ``experiments`` table (empty before any registration)."""
+    database = Path(database)
+    if not database.exists():
+        return frozenset()
+    with read_connection(database) as con:
+        if not table_exists(con, "experiments"):
+            return frozenset()
+        return frozenset(str(e) for (e,) in con.execute("SELECT experiment_id FROM experiments").fetchall())
+
+
 def read_and_validate(
     path: Path,
     known_videos: set[str] | None,
     known_variants: KnownVariants | None,
     mapping: ExportMapping | None = None,
+    registered_experiments: frozenset[str] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Read one export (through ``mapping`` when given) and check every row; nothing is written."""
+    """Read one export (through ``mapping`` when given) and check every row; nothing is written.
+
+    ``registered_experiments``: the experiment ids rows may name (None: any)."""
     try:
         if mapping is None:
             raw, errors = _read_export(path)
-            frame, row_errors = validate_export(raw, path.name, known_videos, known_variants)
+            rules = ExportRules(registered_experiments=registered_experiments)
+            frame, row_errors = validate_export(raw, path.name, known_videos, known_variants, rules=rules)
             return frame, errors + row_errors
         mapped = mapping.apply(mapping.read(path), path.name)
         if mapped.frame.empty and mapped.errors:
             # every row failed to map: report those reasons, not a cascade of schema errors
             return mapped.frame, mapped.errors
+        rules = ExportRules(
+            not_reported=mapping.not_reported_columns,
+            conversions_may_exceed_clicks=mapping.conversions_may_exceed_clicks,
+            registered_experiments=registered_experiments,
+        )
         frame, row_errors = validate_export(
             mapped.frame,
             path.name,
@@ -535,6 +685,7 @@ def read_and_validate(
             known_variants,
             row_numbers=mapped.row_numbers,
             header_lines=mapped.header_lines,
+            rules=rules,
         )
         return frame, mapped.errors + row_errors
     except Exception as exc:  # unreadable file: reject it whole with the reason
@@ -550,6 +701,7 @@ def ingest_export(
     check_catalog: bool = True,
     mapping: str | ExportMapping | None = None,
     move: bool = True,
+    register: bool = False,
 ) -> IngestReport:
     """Validate one export and upsert it into ``ab_results`` (whole file or nothing).
 
@@ -563,6 +715,8 @@ def ingest_export(
     the writer lock, then moved to ``done/``. The rows an export carries replace stored rows
     with the same key (platform exports restate earlier days); other stored rows are untouched.
     ``move=False`` (the import CLI) leaves the file where it is and writes no errors file.
+    Every experiment a row names must be registered (``experiments`` table: align-ab-plan,
+    :func:`register_experiment`, or an earlier import); ``register=True`` records new ones.
     """
     from align_core.experiments.ab_mapping import ExportMapping, load_mapping
 
@@ -576,7 +730,8 @@ def ingest_export(
     if mapping is not None and not isinstance(mapping, ExportMapping):
         mapping = load_mapping(mapping)
 
-    frame, errors = read_and_validate(path, known_videos, known_variants, mapping)
+    registered = None if register else registered_experiment_ids(database)
+    frame, errors = read_and_validate(path, known_videos, known_variants, mapping, registered)
     if errors:
         return _reject(path, sha, errors, move)
 

@@ -1,7 +1,8 @@
 """Variant plans: target alignment curves per video, and the one registry of an experiment's arms.
 
 A variant is a config entry (:class:`VariantSpec`), not code: a window (thirds of the video by
-time), a factor, a kind and a role (control, treatment or placebo). The experiment's list of
+time), a factor, a kind and a role (control, treatment or placebo); a ``creative`` arm (another
+creative, not an attention edit) has neither window nor factor. The experiment's list of
 specs (``DEFAULT_VARIANTS`` unless a lab configures its own, see :func:`load_variant_config`) is
 the only variant list: plans, export validation, the analysis's timing and dose contrasts, the
 report's order, the upload manifest and the demo simulator all derive theirs from it. Windows follow the centre-time rule: an item (frame or scene)
@@ -53,12 +54,14 @@ __all__ = [
 ]
 
 Window = Literal["none", "early", "middle", "late", "full"]
-VariantKind = Literal["identity", "boost", "reduce", "placebo"]
+VariantKind = Literal["identity", "boost", "reduce", "placebo", "creative"]
 TimeWindow = Literal["early", "middle", "late"]
 
 WINDOWS: tuple[str, ...] = ("none", "early", "middle", "late", "full")
 TIME_WINDOWS: tuple[TimeWindow, ...] = ("early", "middle", "late")
-KINDS: tuple[str, ...] = ("identity", "boost", "reduce", "placebo")
+KINDS: tuple[str, ...] = ("identity", "boost", "reduce", "placebo", "creative")
+#: Kinds that edit nothing, so a config may leave out their window ("none") and factor (1).
+UNEDITED_KINDS: tuple[str, ...] = ("identity", "creative")
 Role = Literal["control", "treatment", "placebo"]
 ROLES: tuple[str, ...] = ("control", "treatment", "placebo")
 #: The role a kind has when the config does not say: the identity re-encode is the control.
@@ -67,11 +70,12 @@ DEFAULT_ROLE: dict[str, str] = {
     "boost": "treatment",
     "reduce": "treatment",
     "placebo": "placebo",
+    "creative": "treatment",
 }
 #: Which kinds each role may have (a placebo may be a matched edit or an identity re-encode).
 ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "control": ("identity",),
-    "treatment": ("boost", "reduce"),
+    "treatment": ("boost", "reduce", "creative"),
     "placebo": ("placebo", "identity"),
 }
 
@@ -81,7 +85,9 @@ class VariantSpec:
     """One variant: which third(s) of the video it changes, by what factor, how, and its role.
 
     ``role`` defaults from the kind (identity: control, boost/reduce: treatment, placebo:
-    placebo); an experiment has exactly one control.
+    placebo, creative: treatment); an experiment has exactly one control. A ``creative`` arm is
+    a plain treatment: a different creative made outside the platform (no window, no factor),
+    compared with the control like any other arm but never rendered or dosed here.
     """
 
     name: str
@@ -105,8 +111,10 @@ class VariantSpec:
             raise ValueError(f"variant {self.name!r}: a boost needs factor > 1 and a window other than 'none'")
         if self.kind == "reduce" and (factor >= 1.0 or self.window == "none"):
             raise ValueError(f"variant {self.name!r}: a reduction needs factor < 1 and a window other than 'none'")
-        if self.kind == "identity" and (factor != 1.0 or self.window != "none"):
-            raise ValueError(f"variant {self.name!r}: identity means window 'none' and factor 1")
+        if self.kind in UNEDITED_KINDS and (factor != 1.0 or self.window != "none"):
+            raise ValueError(
+                f"variant {self.name!r}: {self.kind} means no edit (window 'none', factor 1; leave both out)"
+            )
         role = self.role if self.role is not None else DEFAULT_ROLE[self.kind]
         if role not in ROLES:
             raise ValueError(f"variant {self.name!r}: role {role!r} is not one of {ROLES}")
@@ -132,6 +140,9 @@ class VariantSpec:
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> VariantSpec:
+        """A spec from a config entry; an unedited arm (identity, creative) may leave out window and factor."""
+        if entry.get("kind") in UNEDITED_KINDS:
+            entry = {"window": "none", "factor": 1.0, **entry}
         missing = {"name", "window", "factor", "kind"} - set(entry)
         if missing:
             raise ValueError(f"variant config {dict(entry)!r} lacks {sorted(missing)}")
