@@ -491,16 +491,6 @@ def interrupt_runs(instance, why: str) -> list[str]:
     return cancelled
 
 
-def _check_warehouse(name: str, layout: DataLayout) -> None:
-    """A damaged warehouse is moved aside and named before anything writes to it; this run recollects its tables."""
-    from align_core.io.warehouse import CorruptWarehouseError, check_warehouse
-
-    try:
-        check_warehouse(layout.warehouse_path)
-    except CorruptWarehouseError as exc:
-        print(f"{name}: {exc} This run collects the per-video tables again.", file=sys.stderr, flush=True)
-
-
 def run_command(
     name: str, layout: DataLayout, keys: list[str], *, assets: list[str] | None = None, workers: int = 1
 ) -> dict[str, list[str]]:
@@ -519,7 +509,6 @@ def run_command(
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     quiet_dagster_warnings()
     report_inputs(name, layout)
-    _check_warehouse(name, layout)
     instance = DagsterInstance.get()
     try:
         for line in reclaim(instance, layout).lines():

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from align_core.experiments.ab_mapping import AD_NAME_FORMAT, load_mapping, shipped_mappings
 from align_core.experiments.ab_results import IngestReport, ingest_export, known_videos_from_warehouse
-from align_core.io.warehouse import CorruptWarehouseError, WarehouseBusyError, check_warehouse
 from align_core.settings import add_data_dir_argument
 
 __all__ = [
@@ -86,11 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    try:
-        check_warehouse(database)
-    except (CorruptWarehouseError, WarehouseBusyError) as exc:
-        print(f"align-import-ab: nothing imported: {exc}", file=sys.stderr)
-        return 1
     if not args.no_catalog_check and known_videos_from_warehouse(database) is None:
         print(
             f"note: {database} has no videos table: video ids are not checked against the catalog, and "

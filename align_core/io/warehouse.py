@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,9 +30,6 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 __all__ = [
-    "CorruptWarehouseError",
-    "WarehouseBusyError",
-    "check_warehouse",
     "collect_parquet_table",
     "read_connection",
     "rebuild_table_from_parquet",
@@ -70,102 +66,19 @@ def warehouse_lock(database: str | os.PathLike[str], timeout_s: float = 600.0) -
         lock.release()
 
 
-class WarehouseBusyError(RuntimeError):
-    """Another program holds DuckDB's lock on the warehouse (any open connection, even read-only)."""
-
-
-class CorruptWarehouseError(RuntimeError):
-    """The warehouse file cannot be read whole; it was moved aside (``moved_to``)."""
-
-    def __init__(self, message: str, moved_to: Path | None) -> None:
-        super().__init__(message)
-        self.moved_to = moved_to
-
-
-#: DuckDB's lock error names the process: "Conflicting lock is held in <program> (PID 1234)".
-_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
-
-
-def _holder(error: duckdb.IOException) -> str:
-    """'PID 1234 (its command line)' of the process DuckDB names in a lock error, or ''."""
-    match = _HOLDER.search(str(error))
-    if match is None:
-        return ""
-    pid = match["pid"]
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        command = match["program"]
-    return f"PID {pid} ({command[:160]})"
-
-
-def _busy(database: Path, error: duckdb.IOException, waited_s: float) -> WarehouseBusyError:
-    holder = _holder(error) or "another process"
-    return WarehouseBusyError(
-        f"the warehouse {database} is held open by {holder}: DuckDB lets no one write while any other "
-        f"connection is open, even a read-only one. Close that connection (a notebook, a duckdb shell, "
-        f"the UI's query) and run again; waited {waited_s:.0f} s. To read while the platform writes, "
-        "query a copy: cp warehouse.duckdb /tmp/snapshot.duckdb"
-    )
-
-
-#: Tries to open a warehouse another program holds (backing off to 1 s: about 34 s in all).
-CONNECT_ATTEMPTS = 40
-
-
-def _connect_with_retry(database: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    delay, started = 0.05, time.monotonic()
-    attempts = CONNECT_ATTEMPTS
+def _connect_with_retry(database: Path, read_only: bool, attempts: int = 40) -> duckdb.DuckDBPyConnection:
+    delay = 0.05
     for attempt in range(attempts):
         try:
             return duckdb.connect(str(database), read_only=read_only)
-        except duckdb.IOException as exc:
+        except duckdb.IOException:
             # Another process holds DuckDB's own file lock (a reader opened read-write, or a
             # writer on another machine-level lock); back off and try again.
-            if "lock" not in str(exc).lower():
-                raise
             if attempt == attempts - 1:
-                raise _busy(database, exc, time.monotonic() - started) from exc
+                raise
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
     raise AssertionError("unreachable")
-
-
-def _read_every_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Read every row of every table, so a damaged block fails here and not in a later step."""
-    tables = con.execute("SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'").fetchall()
-    for (table,) in tables:
-        con.execute(f"SELECT count(hash(t)) FROM {_quote(table)} AS t").fetchone()
-
-
-def check_warehouse(database: str | os.PathLike[str]) -> None:
-    """Open the warehouse and read it whole; a damaged file is moved aside and named, with how to rebuild.
-
-    Called once by each command before it writes, so a truncated file is never written to as if
-    it were good. Raises :class:`CorruptWarehouseError` (the file already moved aside).
-    """
-    database = Path(database)
-    if not database.exists():
-        return
-    try:
-        with warehouse_lock(database):
-            con = _connect_with_retry(database, read_only=False)
-            try:
-                _read_every_table(con)
-            finally:
-                con.close()
-    except duckdb.Error as exc:
-        if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
-            raise
-        aside = database.with_name(f"{database.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}{database.suffix}")
-        os.replace(database, aside)
-        raise CorruptWarehouseError(
-            f"the warehouse {database} is damaged ({str(exc).splitlines()[0][:200]}); it was moved aside to "
-            f"{aside.name}. Rebuild it: run align-backfill again (every table is collected again from the "
-            "artifacts), re-import the A/B exports in inbox/ab_results/done/ with align-import-ab, and run "
-            "align-ab-plan again for each experiment config (see docs/operations.md, 'A damaged warehouse').",
-            aside,
-        ) from exc
 
 
 @contextlib.contextmanager
