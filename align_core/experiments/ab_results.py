@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ensure_registry_table, registered_variants
-from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
+from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment, save_experiment_file
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
 from align_core.io.video_io import file_sha256
@@ -531,6 +531,7 @@ def ingest_export(
     check_catalog: bool = True,
     mapping: str | ExportMapping | None = None,
     move: bool = True,
+    source_name: str | None = None,
 ) -> IngestReport:
     """Validate one export and upsert it into ``ab_results`` (whole file or nothing).
 
@@ -544,6 +545,8 @@ def ingest_export(
     the writer lock, then moved to ``done/``. The rows an export carries replace stored rows
     with the same key (platform exports restate earlier days); other stored rows are untouched.
     ``move=False`` (the import CLI) leaves the file where it is and writes no errors file.
+    ``source_name``: the ``source_file`` recorded (default: the file's name; a rebuild re-ingesting
+    ``done/<stem>.<sha>.csv`` records the name it arrived under).
     """
     from align_core.experiments.ab_mapping import ExportMapping, load_mapping
 
@@ -562,7 +565,7 @@ def ingest_export(
         return _reject(path, sha, errors, move)
 
     rows = frame[list(STORED_COLUMNS)].copy()
-    rows["source_file"] = path.name
+    rows["source_file"] = source_name or path.name
     experiments = _experiment_spans(frame)
     arms = None
     if "planned_share" in frame.columns:
@@ -623,6 +626,8 @@ def _upsert_results(database: Path, rows: pd.DataFrame, experiments: pd.DataFram
                     con.execute(
                         "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
                     )
+                    for experiment_id in sorted(set(arms["experiment_id"])):
+                        save_experiment_file(con, experiment_id)
         finally:
             for view in ("_incoming_ab", "_incoming_arms"):
                 try:
@@ -691,3 +696,4 @@ def register_experiment(
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
             for variant, share in planned_shares.items():
                 con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
+            save_experiment_file(con, experiment_id)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from align_core.experiments.ab_mapping import encode_ad_name
 from align_core.experiments.config import registered_variants
+from align_core.experiments.experiments_table import save_experiment_file
 from align_core.io.atomic import atomic_path
 from align_core.io.video_io import file_sha256, probe_video
 from align_core.io.warehouse import read_connection, replace_rows, table_exists, write_connection
@@ -101,6 +102,7 @@ def build_upload_manifest(
         table.to_csv(tmp, index=False)
     with write_connection(database) as con:
         replace_rows(con, "upload_manifest", table, {"experiment_id": experiment_id})
+        save_experiment_file(con, experiment_id)
     return UploadManifest(experiment_id, path, table, excluded.reset_index(drop=True), has_eligible, notes)
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "lock_message_pid",
     "move_aside",
     "process_description",
+    "table_checksums",
 ]
 
 #: How a user rebuilds the warehouse (``{data}`` is the data directory).
@@ -167,3 +168,17 @@ def process_description(pid: int) -> str:
         return f"PID {pid}"
     command = " ".join(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)
     return f"PID {pid} ({command[:120]})" if command else f"PID {pid}"
+
+
+def table_checksums(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int]]:
+    """(rows, order-independent checksum of every row) per table: reads every block, so every
+    block's own checksum is verified too (``align-warehouse check``; rebuild comparisons)."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() ORDER BY table_name"
+    ).fetchall()
+    out: dict[str, tuple[int, int]] = {}
+    for (table,) in tables:
+        quoted = '"' + str(table).replace('"', '""') + '"'
+        rows, total = con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {quoted} t").fetchall()[0]
+        out[str(table)] = (int(rows), int(total))
+    return out
