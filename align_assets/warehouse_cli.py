@@ -2,7 +2,7 @@
 
 The warehouse holds nothing that is not also in a file: collected tables come from per-video
 Parquet artifacts, ``csv_problems`` from ``raw/*.csv``, ``ab_results`` from the A/B exports
-archived in ``inbox/ab_results/**/done/``, the experiment registry from
+archived in ``inbox/ab_results/**/done/`` and ``inbox/ab_results/imported/``, the experiment registry from
 ``experiments/*.experiment.json``, the ``analysis_*`` tables from the report. So:
 
 - ``align-warehouse check --data-dir DIR`` reads every block of every table (DuckDB verifies each
@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from align_core.experiments.ab_archive import archived_exports
 from align_core.experiments.ab_results import IngestReport, ingest_export
 from align_core.experiments.registry_files import restore_registry, save_all_experiment_files
 from align_core.io.layout import DataLayout
@@ -40,12 +40,9 @@ from align_core.settings import add_data_dir_argument
 
 __all__ = [
     "RebuildSummary",
-    "archived_exports",
     "main",
     "rebuild_warehouse",
 ]
-
-_SHA_SUFFIX = re.compile(r"^(?P<stem>.+)\.[0-9a-f]{12}(?P<suffix>\.[A-Za-z0-9]+)$")
 
 
 @dataclass
@@ -57,31 +54,6 @@ class RebuildSummary:
     problems: list[str] = field(default_factory=list)
     previous: Path | None = None
     previous_state: str = "absent"
-
-
-def archived_exports(inbox: Path) -> list[tuple[Path, str | None]]:
-    """Every export archived as ingested (``done/`` of the inbox and of each mapping's folder), with
-    its mapping, in the order they arrived (modification time, kept by the move into ``done/``)."""
-    from align_core.experiments.ab_mapping import shipped_mappings
-
-    folders: list[tuple[Path, str | None]] = [(inbox / "done", None)]
-    folders += [(inbox / name / "done", name) for name in sorted(shipped_mappings())]
-    found = [
-        (path, mapping)
-        for folder, mapping in folders
-        if folder.is_dir()
-        for path in folder.iterdir()
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in (".csv", ".parquet")
-    ]
-    return sorted(found, key=lambda item: (item[0].stat().st_mtime_ns, item[0].name))
-
-
-def _arrival_name(path: Path) -> str:
-    """The name an export arrived under (``done/`` renames a second file of one name to ``<stem>.<sha12><suffix>``)."""
-    match = _SHA_SUFFIX.match(path.name)
-    if match and (path.parent / f"{match['stem']}{match['suffix']}").exists():
-        return f"{match['stem']}{match['suffix']}"
-    return path.name
 
 
 def _save_old_registry(database: Path) -> str:
@@ -97,13 +69,19 @@ def _save_old_registry(database: Path) -> str:
 
 
 def _reingest(layout: DataLayout, database: Path, summary: RebuildSummary) -> None:
-    for path, mapping in archived_exports(layout.ab_inbox_dir):
+    """Every archived export through the validated ingest, in arrival order (later ones restate earlier days)."""
+    for item in archived_exports(layout.ab_inbox_dir):
         report: IngestReport = ingest_export(
-            path, database, mapping=mapping, move=False, source_name=_arrival_name(path)
+            item.path,
+            database,
+            mapping=item.mapping,
+            check_catalog=item.check_catalog,
+            move=False,
+            source_name=item.source_name,
         )
         if not report.ok:
             first = report.errors[0] if report.errors else "rejected"
-            summary.problems.append(f"{path}: not restored ({len(report.errors)} problem(s), first: {first})")
+            summary.problems.append(f"{item.path}: not restored ({len(report.errors)} problem(s), first: {first})")
 
 
 def _build(layout: DataLayout, building: Path, summary: RebuildSummary) -> None:

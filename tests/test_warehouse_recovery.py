@@ -236,3 +236,24 @@ def test_experiment_file_follows_every_registry_write(tmp_path: Path) -> None:
     arms = document["tables"]["experiment_arms"]
     assert sorted(arms["rows"]) == [["exp-f", "baseline", 0.25], ["exp-f", "placebo", 0.75]]
     assert document["tables"]["experiments"]["rows"] == [["exp-f", "First", None, None]]
+
+
+def test_an_export_imported_from_elsewhere_is_archived_and_restored(tmp_path: Path, capsys) -> None:
+    """``align-import-ab`` leaves the export where it is; its archived copy (with the mapping) lets a
+    rebuild restore those rows, which the inbox archive alone would lose."""
+    from align_core.cli.import_ab import main as import_main
+    from align_core.experiments.config import register_experiment_config
+
+    layout = DataLayout(tmp_path / "data").ensure()
+    db = layout.warehouse_path
+    register_experiment_config(db, ExperimentConfig("spring-ab", THREE))
+    export = Path(__file__).parent / "fixtures" / "ab_exports" / "tiktok_split_test.csv"
+    args = [str(export), "--mapping", "tiktok_split_test", "--data-dir", str(layout.root), "--no-catalog-check"]
+    assert import_main(args) == 0
+    assert "archived as" in capsys.readouterr().out
+    kept = ("ab_results", "experiments", "experiment_arms", "experiment_variants", "experiment_configs")
+    before = {t: v for t, v in _tables(db).items() if t in kept}
+    assert before["ab_results"][0] > 0
+    db.unlink()  # the warehouse is lost
+    assert warehouse_main(["rebuild", "--data-dir", str(layout.root), "--no-report"]) == 0
+    assert {t: v for t, v in _tables(db).items() if t in kept} == before
