@@ -277,8 +277,9 @@ def write_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDB
     The file is checked on open (:func:`~align_core.io.warehouse_guard.check_storage`; a damaged
     one is moved aside and :class:`WarehouseCorruptError` says how to rebuild). Other processes'
     read-only connections never block the write: after :data:`READER_GRACE_S` the write goes to a
-    copy that replaces the file atomically when the block finishes (an error discards the copy). A read-write connection of another process is named
-    at once (:class:`WarehouseBusyError`, "close the connection held by PID N").
+    copy that replaces the file atomically when the block finishes (an error discards the copy).
+    A read-write connection of another process is named at once (:class:`WarehouseBusyError`,
+    "close the connection held by PID N").
     """
     database = Path(database)
     with warehouse_lock(database):
