@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from align_core.experiments.ab_archive import archived_exports
-from align_core.experiments.ab_results import IngestReport, ingest_export
+from align_core.experiments.ab_results import IngestReport, ensure_tables, ingest_export
 from align_core.experiments.registry_files import restore_registry, save_all_experiment_files
 from align_core.io.layout import DataLayout
 from align_core.io.warehouse import (
@@ -35,7 +35,7 @@ from align_core.io.warehouse import (
     warehouse_lock,
     write_connection,
 )
-from align_core.io.warehouse_guard import table_checksums
+from align_core.io.warehouse_guard import rebuild_marker, table_checksums
 from align_core.settings import add_data_dir_argument
 
 __all__ = [
@@ -94,7 +94,10 @@ def _build(layout: DataLayout, building: Path, summary: RebuildSummary) -> None:
         summary.tables[name] = spec.collect(layout, building)[0]
     summary.tables["csv_problems"] = len(write_csv_problems(layout, building))
     with write_connection(building) as con, transaction(con):
-        summary.tables.update(restore_registry(con, layout.root / "experiments"))
+        restored = restore_registry(con, layout.root / "experiments")
+        if restored:  # registering an experiment creates the results tables, as it did originally
+            ensure_tables(con)
+        summary.tables.update(restored)
     _reingest(layout, building, summary)
 
 
@@ -122,6 +125,7 @@ def rebuild_warehouse(data_dir: str | os.PathLike[str], report: bool = True) -> 
             os.replace(database, summary.previous)
         database.with_name(database.name + ".wal").unlink(missing_ok=True)
         os.replace(building, database)
+        rebuild_marker(database).unlink(missing_ok=True)
         building.with_name(building.name + ".lock").unlink(missing_ok=True)
     if report:
         _refresh_report(layout, summary)

@@ -133,6 +133,9 @@ def test_truncated_warehouse_is_moved_aside_and_rebuilt_equal(tmp_path: Path, ca
     assert str(db) in message and str(aside) in message
     assert f"align-warehouse rebuild --data-dir {layout.root}" in message
     assert not db.exists()
+    with pytest.raises(WarehouseCorruptError, match="awaits a rebuild"):  # no later step writes a partial one
+        write_csv_problems(layout, db)
+    assert not db.exists()
 
     assert warehouse_main(["rebuild", "--data-dir", str(layout.root), "--no-report"]) == 0
     out = capsys.readouterr().out
@@ -257,3 +260,19 @@ def test_an_export_imported_from_elsewhere_is_archived_and_restored(tmp_path: Pa
     db.unlink()  # the warehouse is lost
     assert warehouse_main(["rebuild", "--data-dir", str(layout.root), "--no-report"]) == 0
     assert {t: v for t, v in _tables(db).items() if t in kept} == before
+
+
+def test_a_lost_warehouse_is_not_silently_recreated_beside_its_registry(tmp_path: Path) -> None:
+    """Deleted by hand: a new, empty warehouse would hold a partial registry; the platform says to rebuild."""
+    layout = DataLayout(tmp_path / "data").ensure()
+    db = layout.warehouse_path
+    register_experiment(db, "exp-l", {"baseline": 0.5, "placebo": 0.5})
+    db.unlink()
+    with pytest.raises(WarehouseCorruptError, match="is missing, but .* holds the registry of 1 experiment"):
+        register_experiment(db, "exp-l", {"baseline": 0.2, "placebo": 0.8})
+    assert warehouse_main(["rebuild", "--data-dir", str(layout.root), "--no-report"]) == 0
+    with read_connection(db) as con:
+        assert con.execute("SELECT variant, planned_share FROM experiment_arms ORDER BY 1").fetchall() == [
+            ("baseline", 0.5),
+            ("placebo", 0.5),
+        ]

@@ -38,6 +38,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from align_core.io.warehouse_guard import (
+    REBUILD_COMMAND,
     WarehouseBusyError,
     WarehouseCorruptError,
     check_storage,
@@ -47,6 +48,7 @@ from align_core.io.warehouse_guard import (
     lock_holders,
     lock_message_pid,
     move_aside,
+    needs_rebuild_error,
     process_description,
 )
 
@@ -262,6 +264,29 @@ def _write_beside_readers(database: Path) -> Iterator[duckdb.DuckDBPyConnection]
                 leftover.unlink()
 
 
+def _refuse_if_awaiting_rebuild(database: Path, creating: bool = False) -> None:
+    """Refuse a warehouse awaiting a rebuild, and (``creating``) a new empty one beside registry files.
+
+    A warehouse that is missing while ``experiments/*.experiment.json`` exist was lost: a new one
+    would hold a partial registry (and its writes would overwrite those files), so the user is
+    told to rebuild. A rebuild's own file (a hidden name) is exempt.
+    """
+    error = needs_rebuild_error(database)
+    if error is not None:
+        raise error
+    if creating and not database.exists() and not database.name.startswith("."):
+        registry = list((database.parent / "experiments").glob("*.experiment.json"))
+        if registry:
+            command = REBUILD_COMMAND.format(data=database.parent)
+            raise WarehouseCorruptError(
+                f"warehouse {database} is missing, but {database.parent / 'experiments'} holds the registry of "
+                f"{len(registry)} experiment(s): run `{command}` to restore every table (a new, empty warehouse "
+                "would hold a partial registry)",
+                database,
+                None,
+            )
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -283,6 +308,7 @@ def write_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDB
     """
     database = Path(database)
     with warehouse_lock(database):
+        _refuse_if_awaiting_rebuild(database, creating=True)
         con = _writer_connection(database)
         if con is None:
             with _write_beside_readers(database) as swapped:
@@ -297,6 +323,7 @@ def write_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDB
 def read_connection(database: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection, checked on open like :func:`write_connection`'s."""
     database = Path(database)
+    _refuse_if_awaiting_rebuild(database)
     if not database.exists():
         raise FileNotFoundError(f"warehouse {database} does not exist yet: materialize the assets first")
     con = _open_checked(database, database, read_only=True, locked=False)

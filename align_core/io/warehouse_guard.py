@@ -35,7 +35,9 @@ __all__ = [
     "lock_holders",
     "lock_message_pid",
     "move_aside",
+    "needs_rebuild_error",
     "process_description",
+    "rebuild_marker",
     "table_checksums",
 ]
 
@@ -122,16 +124,43 @@ def move_aside(database: Path) -> Path:
     return aside
 
 
+def rebuild_marker(database: Path) -> Path:
+    """``<warehouse>.needs-rebuild``: present from the moment a damaged file is moved aside until a
+    rebuild swaps a whole one in. While it exists nothing opens the warehouse, so no step writes a
+    fresh, partial one (a plan registered there would not see the results that were lost)."""
+    return database.with_name(database.name + ".needs-rebuild")
+
+
 def corrupt_error(database: Path, cause: BaseException, aside: Path | None) -> WarehouseCorruptError:
-    """The error a user sees: which file, why, where it went, and the command that rebuilds it."""
+    """The error a user sees: which file, why, where it went, and the command that rebuilds it.
+
+    Writes the :func:`rebuild_marker` when the file was moved aside."""
     where = f"moved aside to {aside}" if aside else "left in place (another process holds it)"
     command = REBUILD_COMMAND.format(data=database.parent)
+    reason = str(cause).splitlines()[0]
     message = (
-        f"warehouse {database} is damaged ({str(cause).splitlines()[0]}); {where}. "
+        f"warehouse {database} is damaged ({reason}); {where}. "
         f"Every table can be rebuilt from the artifacts, the A/B inbox archive and experiments/*.json: "
         f"run `{command}` (docs/operations.md, 'Warehouse recovery')."
     )
+    if aside is not None:
+        rebuild_marker(database).write_text(f"{aside}\n{reason}\n", encoding="utf-8")
     return WarehouseCorruptError(message, database, aside)
+
+
+def needs_rebuild_error(database: Path) -> WarehouseCorruptError | None:
+    """The error to raise while ``database`` awaits a rebuild (its marker exists), else None."""
+    marker = rebuild_marker(database)
+    try:
+        aside_text, _, reason = marker.read_text(encoding="utf-8").partition("\n")
+    except OSError:
+        return None
+    command = REBUILD_COMMAND.format(data=database.parent)
+    message = (
+        f"warehouse {database} awaits a rebuild: it was found damaged ({reason.strip()}) and moved aside to "
+        f"{aside_text.strip()}. Nothing reads or writes it until `{command}` runs (docs/operations.md)."
+    )
+    return WarehouseCorruptError(message, database, Path(aside_text.strip()) if aside_text.strip() else None)
 
 
 def _proc_locks() -> list[list[str]]:
