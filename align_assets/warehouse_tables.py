@@ -9,16 +9,45 @@ atomically. A table asset then rebuilds its DuckDB table from every video's file
 - the table write itself is one transaction under the warehouse writer lock.
 """
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
+from align_core.io.layout import DataLayout
 from align_core.io.warehouse import collect_parquet_table
 
 __all__ = [
+    "COLLECTED_TABLES",
+    "CollectedTable",
     "collect_table_asset",
 ]
+
+
+@dataclass(frozen=True)
+class CollectedTable:
+    """How one warehouse table is collected from per-video artifacts (the asset and a rebuild share it)."""
+
+    table: str
+    source_asset: str
+    file_role: str
+    order_by: str
+    eligibility: tuple[str, str] | None = None
+
+    def collect(self, layout: DataLayout, database: str | Path) -> tuple[int, int, pd.DataFrame | None]:
+        """(rows, videos, preview) after rebuilding the table in ``database`` from ``layout``'s artifacts."""
+        files = layout.artifact_files(self.source_asset, self.file_role)
+        checked = layout.artifact_files(*self.eligibility) if self.eligibility else None
+        return collect_parquet_table(database, self.table, files, self.order_by, checked)
+
+
+#: Every collected table, by table name, registered as its asset is defined
+#: (``align-warehouse rebuild`` restores each of them from the artifacts).
+COLLECTED_TABLES: dict[str, CollectedTable] = {}
 
 
 def collect_table_asset(
@@ -41,6 +70,8 @@ def collect_table_asset(
     ``eligible`` / ``exclusion_reason`` from that asset's per-video verdicts.
     """
     table = table or name
+    spec = CollectedTable(table, source_asset, file_role, order_by, eligibility)
+    COLLECTED_TABLES[table] = spec
 
     @asset(
         name=name,
@@ -52,10 +83,7 @@ def collect_table_asset(
     def _table(
         context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
     ) -> MaterializeResult:
-        layout = platform.layout
-        files = layout.artifact_files(source_asset, file_role)
-        checked = layout.artifact_files(*eligibility) if eligibility else None
-        rows, videos, preview = collect_parquet_table(warehouse.database, table, files, order_by, checked)
+        rows, videos, preview = spec.collect(platform.layout, warehouse.database)
         metadata = {
             "dagster/row_count": rows,
             "videos": videos,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ExperimentConfig, register_experiment_config
+from align_core.experiments.experiments_table import save_experiment_file
 from align_core.io.atomic import atomic_write_text
 from align_core.io.warehouse import read_connection, table_exists, write_connection
 from align_core.stimuli.plans import dose_windows, timing_variants
@@ -287,6 +288,7 @@ def register_plan(
                 str(path),
             ],
         )
+        save_experiment_file(con, config.experiment_id)
     return RegisteredPlan(config.experiment_id, digest, path, plan, late)
 
 

@@ -107,7 +107,8 @@ def test_conversions_above_clicks_need_the_option(creative_db: Path, tmp_path: P
 
 
 def test_semicolon_decimal_comma_export_lands_the_same_rows(creative_db: Path, tmp_path: Path) -> None:
-    reference = tmp_path / "ref.duckdb"
+    reference = tmp_path / "reference" / "warehouse.duckdb"  # its own data directory (registry files)
+    reference.parent.mkdir()
     register_experiment_config(reference, CREATIVE_TEST)
     assert ingest_export(_copy("generic_ad_level.csv", tmp_path), reference, mapping="generic_ad_level").ok
     source = _copy("generic_ad_level_semicolon.csv", tmp_path)
@@ -157,7 +158,8 @@ conversions_may_exceed_clicks: true
 
 
 def test_template_ad_names_and_not_reported_watch_time(creative_db: Path, tmp_path: Path) -> None:
-    reference = tmp_path / "ref.duckdb"
+    reference = tmp_path / "reference" / "warehouse.duckdb"  # its own data directory (registry files)
+    reference.parent.mkdir()
     register_experiment_config(reference, CREATIVE_TEST)
     assert ingest_export(_copy("generic_ad_level.csv", tmp_path), reference, mapping="generic_ad_level").ok
     # the watch-time column is blank while plays were counted: mapped, it is refused ...

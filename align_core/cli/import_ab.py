@@ -5,7 +5,8 @@ is checked (ids, the ad name's experiment/video/variant against the catalog and 
 experiment's registered arms, counts, dates), and a clean file is upserted into the
 warehouse's ``ab_results`` in one transaction. On any problem nothing is written and the
 problems are printed grouped by row, so a researcher can fix the sheet and run it again.
-The file itself is left where it is.
+The file itself is left where it is; a copy is archived in ``inbox/ab_results/imported/`` with
+its mapping, so ``align-warehouse rebuild`` can re-ingest it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from align_core.experiments.ab_archive import archive_import
 from align_core.experiments.ab_mapping import AD_NAME_FORMAT, load_mapping, shipped_mappings
 from align_core.experiments.ab_results import IngestReport, ingest_export, known_videos_from_warehouse
 from align_core.settings import add_data_dir_argument
@@ -102,10 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     if not report.ok:
         print(problem_list(report), file=sys.stderr)
         return 1
+    archived = archive_import(
+        args.export,
+        database.parent / "inbox" / "ab_results",
+        args.mapping if args.mapping in shipped_mappings() else None,
+        None if args.mapping in shipped_mappings() else Path(args.mapping),
+        check_catalog=not args.no_catalog_check,
+    )
     print(
         f"{args.export.name}: imported with the {mapping.name} mapping into {database}: {report.rows} rows "
         f"({report.rows_replaced} replaced), {report.impressions} impressions, "
-        f"experiment(s) {', '.join(report.experiments)}; sha256 {report.sha256}"
+        f"experiment(s) {', '.join(report.experiments)}; sha256 {report.sha256}; archived as {archived} "
+        "(align-warehouse rebuild re-ingests it)"
     )
     return 0
 

@@ -56,7 +56,16 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ),
         "experiments_table": (
             "EXPERIMENTS_DDL",
+            "EXPERIMENT_FILE_SUFFIX",
+            "REGISTRY_TABLES",
+            "experiment_file",
             "record_experiment",
+            "save_experiment_file",
+        ),
+        "registry_files": (
+            "experiment_files",
+            "restore_registry",
+            "save_all_experiment_files",
         ),
         "eligibility": (
             "eligibility_table",

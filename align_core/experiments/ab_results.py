@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from align_core.experiments.config import ensure_registry_table, registered_variants
-from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment
+from align_core.experiments.experiments_table import EXPERIMENTS_DDL, record_experiment, save_experiment_file
 from align_core.experiments.export_text import decode_export_bytes, parse_count
 from align_core.inputs.ids import SCIENTIFIC_ID, VIDEO_ID_PATTERN, InvalidVideoIdError, validate_video_id
 from align_core.io.atomic import atomic_write_text
@@ -702,6 +702,7 @@ def ingest_export(
     mapping: str | ExportMapping | None = None,
     move: bool = True,
     register: bool = False,
+    source_name: str | None = None,
 ) -> IngestReport:
     """Validate one export and upsert it into ``ab_results`` (whole file or nothing).
 
@@ -717,6 +718,8 @@ def ingest_export(
     ``move=False`` (the import CLI) leaves the file where it is and writes no errors file.
     Every experiment a row names must be registered (``experiments`` table: align-ab-plan,
     :func:`register_experiment`, or an earlier import); ``register=True`` records new ones.
+    ``source_name``: the ``source_file`` recorded (default: the file's name; a rebuild re-ingesting
+    ``done/<stem>.<sha>.csv`` records the name it arrived under).
     """
     from align_core.experiments.ab_mapping import ExportMapping, load_mapping
 
@@ -736,7 +739,7 @@ def ingest_export(
         return _reject(path, sha, errors, move)
 
     rows = frame[list(STORED_COLUMNS) + [SIMULATED_COLUMN]].copy()
-    rows["source_file"] = path.name
+    rows["source_file"] = source_name or path.name
     experiments = _experiment_spans(frame)
     arms = None
     if "planned_share" in frame.columns:
@@ -797,6 +800,8 @@ def _upsert_results(database: Path, rows: pd.DataFrame, experiments: pd.DataFram
                     con.execute(
                         "INSERT OR REPLACE INTO experiment_arms SELECT experiment_id, variant, planned_share FROM _incoming_arms"
                     )
+                    for experiment_id in sorted(set(arms["experiment_id"])):
+                        save_experiment_file(con, experiment_id)
         finally:
             for view in ("_incoming_ab", "_incoming_arms"):
                 try:
@@ -865,3 +870,4 @@ def register_experiment(
             con.execute("DELETE FROM experiment_arms WHERE experiment_id = ?", [experiment_id])
             for variant, share in planned_shares.items():
                 con.execute("INSERT INTO experiment_arms VALUES (?, ?, ?)", [experiment_id, variant, float(share)])
+            save_experiment_file(con, experiment_id)

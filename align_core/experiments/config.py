@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from align_core.experiments.experiments_table import record_experiment
+from align_core.experiments.experiments_table import record_experiment, save_experiment_file
 from align_core.inputs.ids import validate_video_id
 from align_core.io.warehouse import read_connection, table_exists, transaction, write_connection
 from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, load_variant_config, parse_variants
@@ -243,6 +243,7 @@ def register_experiment_config(database: str | os.PathLike[str], config: Experim
                     "INSERT INTO experiment_variants VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [config.experiment_id, spec.name, position, spec.window, spec.factor, spec.kind, spec.role],
                 )
+            save_experiment_file(con, config.experiment_id)
 
 
 def registered_variants(con: Any) -> dict[str, tuple[VariantSpec, ...]]:

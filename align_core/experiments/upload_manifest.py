@@ -27,6 +27,7 @@ import pandas as pd
 
 from align_core.experiments.ab_mapping import encode_ad_name
 from align_core.experiments.config import registered_variants
+from align_core.experiments.experiments_table import save_experiment_file
 from align_core.io.atomic import atomic_path
 from align_core.io.hashing import file_sha256
 from align_core.io.video_io import probe_video
@@ -128,6 +129,7 @@ def write_upload_manifest(
         manifest.rows.to_csv(tmp, index=False)
     with write_connection(database) as con:
         replace_rows(con, "upload_manifest", manifest.rows, {"experiment_id": manifest.experiment_id})
+        save_experiment_file(con, manifest.experiment_id)
     return dataclasses.replace(manifest, path=path)
 
 

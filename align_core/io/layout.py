@@ -12,7 +12,8 @@
       artifacts/<asset>/<video_id>/   per-video outputs of each asset
       artifacts/<asset>/_global/      outputs of unpartitioned assets
       models/                         local model directories (tiny backbone, LPIPS AlexNet, ...)
-      inbox/ab_results/               A/B exports waiting for ingestion (done/ and rejected/ inside it)
+      inbox/ab_results/               A/B exports waiting for ingestion (done/, rejected/, imported/ inside it)
+      experiments/                    plans, upload manifests, <id>.experiment.json (the registry)
       warehouse.duckdb                every table a researcher queries
       dagster_home/                   the Dagster instance the demo and the UI share
 
