@@ -113,7 +113,14 @@ def test_executor_config_validates(scale_out, deploy_env: None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "executor_name"), [("k8s", "align_k8s"), ("celery", "align_celery"), ("multiprocess", "multiprocess")]
+    ("kind", "executor_name"),
+    [
+        ("k8s", "align_k8s"),
+        ("celery", "align_celery"),
+        ("multiprocess", "align_multiprocess"),
+        ("multiprocess_spawn", "multiprocess"),
+        ("in_process", "in_process"),
+    ],
 )
 def test_platform_definitions_load_on_each_executor(scale_out, kind: str, executor_name: str) -> None:
     from align_assets.definitions import defs as base
@@ -378,3 +385,32 @@ def test_helm_values_agree_with_the_instance_yaml() -> None:
         assert run_env[key] == code_env[key], key
     image = deployment["image"]
     assert run_env["ALIGN_IMAGE"] == f"{image['repository']}:{image['tag']}"
+
+
+def test_multiprocess_steps_fork_from_a_preloaded_server(scale_out) -> None:
+    """Steps fork from a server that imported the platform once instead of re-importing it per step."""
+    job = scale_out.scale_out_definitions("multiprocess").resolve_implicit_global_asset_job_def()
+    mapped = job.executor_def.apply_config_mapping({})
+    assert mapped.success
+    assert mapped.value["config"]["start_method"] == {"forkserver": {"preload_modules": ["align_assets.definitions"]}}
+
+
+def test_celery_worker_yaml_is_the_executors_config(scale_out, deploy_env: None) -> None:
+    """The workers' ``-y`` file holds the executor's Celery block, read as ``dagster-celery worker start`` reads it."""
+    from dagster_celery.cli import get_config_value_from_yaml, get_validated_config
+
+    worker_yaml = str(DEPLOY / "celery-worker.yaml")
+    assert get_config_value_from_yaml(worker_yaml) == scale_out.load_executor_settings()["celery"]
+    config = get_validated_config(worker_yaml)  # the CLI's own parse: {env: ...} resolved
+    assert config["broker"] == ENV["ALIGN_CELERY_BROKER"] and config["backend"] == ENV["ALIGN_CELERY_BACKEND"]
+    assert config["config_source"]["task_default_queue"] == "dagster"
+    readme = (DEPLOY / "README.md").read_text()
+    assert "-y deploy/celery-worker.yaml -q dagster" in readme and "-y deploy/celery-worker.yaml -q gpu" in readme
+    assert "worker start -A dagster_celery.app -q" not in readme  # the form that ignores the broker settings
+
+
+def test_redis_client_is_installed_for_celerys_redis_transport() -> None:
+    """kombu's Redis transport needs the ``redis`` package; without it a worker dies with ``'NoneType' ... 'Redis'``."""
+    from kombu.transport import redis as redis_transport
+
+    assert redis_transport.redis is not None, "pip install the pinned redis client (pyproject.toml)"
