@@ -131,6 +131,9 @@ def run_mode(mode: str, inputs: Path, root: Path, video_ids: list[str], redis_ur
     executor = "celery" if mode.startswith("celery") else mode
     extra = {"ALIGN_CELERY_BROKER": f"{redis_url}/0", "ALIGN_CELERY_BACKEND": f"{redis_url}/1"} if redis_url else {}
     env = _env(data_dir, home, executor, extra)
+    from dagster import DagsterInstance
+
+    DagsterInstance.from_config(str(home)).dispose()  # the SQLite schema, before the workers race to create it
     workers = _start_workers(env, mode == "celery_preloaded", root / mode) if executor == "celery" else []
     try:
         argv = [sys.executable, "deploy/scale_out.py", "backfill", *video_ids]
