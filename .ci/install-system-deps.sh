@@ -2,19 +2,22 @@
 # Install the system programs the tests in tests/system/ need (Debian/Ubuntu, run as root):
 #   chromium    headless browser for the Dagster UI screenshot/DOM tests
 #   postgresql  a real PostgreSQL server for the Postgres-backed Dagster instance test
-# Idempotent and quiet: does nothing when both are present; runs `apt-get update` only when a
+#   redis-server  the Celery broker/result backend for the Celery backfill test
+# Idempotent and quiet: does nothing when all are present; runs `apt-get update` only when a
 # package is missing. Exits non-zero with a message saying what failed.
 set -euo pipefail
 
 have_chromium() { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; }
 have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; }
+have_redis() { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
 
 missing=()
 have_chromium || missing+=(chromium)
 have_postgres || missing+=(postgresql)
+have_redis || missing+=(redis-server)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-system-deps: chromium and postgresql already installed; nothing to do"
+  echo "install-system-deps: chromium, postgresql and redis-server already installed; nothing to do"
   exit 0
 fi
 
@@ -51,4 +54,5 @@ fi
 
 have_chromium || { echo "install-system-deps: chromium still missing after install" >&2; exit 1; }
 have_postgres || { echo "install-system-deps: postgresql still missing after install" >&2; exit 1; }
+have_redis || { echo "install-system-deps: redis-server still missing after install" >&2; exit 1; }
 echo "install-system-deps: installed ${missing[*]}"

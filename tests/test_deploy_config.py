@@ -113,7 +113,14 @@ def test_executor_config_validates(scale_out, deploy_env: None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "executor_name"), [("k8s", "align_k8s"), ("celery", "align_celery"), ("multiprocess", "multiprocess")]
+    ("kind", "executor_name"),
+    [
+        ("k8s", "align_k8s"),
+        ("celery", "align_celery"),
+        ("multiprocess", "align_multiprocess"),
+        ("multiprocess_spawn", "multiprocess"),
+        ("in_process", "in_process"),
+    ],
 )
 def test_platform_definitions_load_on_each_executor(scale_out, kind: str, executor_name: str) -> None:
     from align_assets.definitions import defs as base
@@ -189,3 +196,221 @@ def test_helm_values_point_at_the_same_definitions() -> None:
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["telemetry"] == {"enabled": False}
     assert (REPO_ROOT / deployment["dagsterApiGrpcArgs"][1]).is_file()
+
+
+# --- Pods rendered by dagster-k8s's own classes from the shipped files (no cluster) -------------
+
+#: A kubeconfig that is parsed but never contacted: the pods are only constructed, not created.
+UNREACHABLE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: none, user: {token: unused}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+current-context: none
+"""
+RUN_POD_RESOURCES = {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+
+
+def _k8s_instance(tmp_path: Path, launcher_config: dict):
+    """A real DagsterInstance whose run launcher is a K8sRunLauncher built from ``launcher_config``.
+
+    Storage stays SQLite in ``tmp_path`` (Postgres is proven in tests/system); only the
+    launcher's way of reaching the cluster changes, to the unreachable kubeconfig above.
+    """
+    from dagster import DagsterInstance
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    config = {**launcher_config, "load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}
+    home = tmp_path / "home"
+    home.mkdir()
+    instance_yaml = {"run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config}}
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
+    return DagsterInstance.from_config(str(home))
+
+
+def _plain_launcher_config() -> dict:
+    return yaml.safe_load((DEPLOY / "dagster.k8s.yaml").read_text())["run_launcher"]["config"]
+
+
+def _helm_launcher_config() -> dict:
+    """The K8sRunLauncher config the Dagster chart writes from helm-values.yaml (its key names mapped)."""
+    values = yaml.safe_load((DEPLOY / "helm-values.yaml").read_text())
+    helm = values["runLauncher"]["config"]["k8sRunLauncher"]
+    plain = _plain_launcher_config()
+    return {
+        # the chart's own settings for these (dagster home, instance ConfigMap, service account)
+        **{key: plain[key] for key in ("job_image", "job_namespace", "instance_config_map", "service_account_name")},
+        "dagster_home": "/opt/dagster/dagster_home",
+        "postgres_password_secret": values["global"]["postgresqlSecretName"],
+        "env_vars": helm.get("envVars", []),
+        "volumes": helm.get("volumes", []),
+        "volume_mounts": helm.get("volumeMounts", []),
+        "run_k8s_config": {"container_config": (helm.get("runK8sConfig") or {}).get("containerConfig", {})},
+    }
+
+
+def _container(job) -> tuple:
+    spec = job.spec.template.spec
+    (container,) = spec.containers
+    env = {item.name: item.value for item in container.env or []}
+    return spec, container, env
+
+
+def _render_run_pod(instance):
+    """The run worker Job exactly as K8sRunLauncher._launch_k8s_job_with_args builds it."""
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster_k8s.job import construct_dagster_k8s_job
+
+    launcher = instance.run_launcher
+    run = DagsterRun(job_name="__ASSET_JOB", run_id="6f1c2e9a-0000-4000-8000-000000000001")
+    context = launcher.get_container_context_for_run(run)
+    job_config = context.get_k8s_job_config(job_image=None, run_launcher=launcher)
+    return construct_dagster_k8s_job(
+        job_config=job_config,
+        args=["dagster", "api", "execute_run"],
+        job_name="dagster-run-test",
+        component="run_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+    )
+
+
+def _render_step_pod(instance, scale_out, step: str):
+    """A step Job exactly as the k8s executor's K8sStepHandler.launch_step builds it.
+
+    The handler is created by ``k8s_job_executor`` itself from the executor config of
+    ``scale_out.py`` (as the run pod resolves it from its environment) and the instance's launcher.
+    """
+    from types import SimpleNamespace
+
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.executor.init import InitExecutorContext
+    from dagster._core.storage.dagster_run import DagsterRun
+    from dagster_k8s import k8s_job_executor
+    from dagster_k8s.job import construct_dagster_k8s_job
+
+    defs = scale_out.scale_out_definitions()  # ALIGN_EXECUTOR from the environment, as in the run pod
+    job_def = defs.resolve_implicit_global_asset_job_def()
+    assert job_def.executor_def.name == "align_k8s", f"run pod env gives the {job_def.executor_def.name} executor"
+    mapped = job_def.executor_def.apply_config_mapping({})  # the configured executor resolves {env: ...} here
+    assert mapped.success, [error.message for error in mapped.errors]
+    executor_config = _assert_valid(k8s_job_executor.config_schema.config_type, mapped.value["config"], "k8s executor")
+    executor = k8s_job_executor.executor_creation_fn(
+        InitExecutorContext(
+            job=InMemoryJob(job_def), executor_def=k8s_job_executor, executor_config=executor_config, instance=instance
+        )
+    )
+    handler = executor._step_handler
+    run = DagsterRun(job_name=job_def.name, run_id="6f1c2e9a-0000-4000-8000-000000000002")
+    tags = dict(job_def.graph.node_named(step).tags)
+    context = handler._get_container_context(
+        SimpleNamespace(
+            execute_step_args=SimpleNamespace(step_keys_to_execute=[step]),
+            dagster_run=run,
+            instance=instance,
+            step_tags={step: tags},
+            get_step_context=lambda key: SimpleNamespace(step=SimpleNamespace(op_name=key)),
+        )
+    )
+    job_config = context.get_k8s_job_config(handler._executor_image, instance.run_launcher)
+    return construct_dagster_k8s_job(
+        job_config=job_config,
+        args=["dagster", "api", "execute_step"],
+        job_name=f"dagster-step-{step.replace('_', '-')}",
+        component="step_worker",
+        user_defined_k8s_config=context.run_k8s_config,
+    )
+
+
+@pytest.mark.parametrize("source", ["dagster.k8s.yaml", "helm-values.yaml"])
+def test_run_pod_orchestrates_with_the_k8s_executor(source: str, tmp_path: Path, deploy_env: None) -> None:
+    config = _plain_launcher_config() if source == "dagster.k8s.yaml" else _helm_launcher_config()
+    with _k8s_instance(tmp_path, config) as instance:
+        spec, container, env = _container(_render_run_pod(instance))
+    assert container.image == ENV["ALIGN_IMAGE"]
+    assert env["ALIGN_EXECUTOR"] == "k8s", f"{source}: the run pod would run every step itself (multiprocess)"
+    assert env["ALIGN_IMAGE"] == ENV["ALIGN_IMAGE"] and env["ALIGN_K8S_NAMESPACE"] == ENV["ALIGN_K8S_NAMESPACE"]
+    assert env["ALIGN_DATA_DIR"] == "/data"
+    assert container.resources.to_dict()["requests"] == RUN_POD_RESOURCES["requests"], source
+    assert container.resources.to_dict()["limits"] == RUN_POD_RESOURCES["limits"], source
+    assert not (container.resources.limits or {}).get("nvidia.com/gpu")
+    password = next(item for item in container.env if item.name == "DAGSTER_PG_PASSWORD")
+    assert password.value_from.secret_key_ref.name == "align-dagster-postgres"
+    assert password.value_from.secret_key_ref.key == "postgresql-password"
+    assert {mount.mount_path for mount in container.volume_mounts} >= {"/data"}
+
+
+@pytest.mark.parametrize("step", ["controlnet_checkpoint", "video_catalog"])
+def test_step_pods_from_the_run_pods_environment(
+    step: str, scale_out, tmp_path: Path, deploy_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside the run pod, scale_out.py (with that pod's env only) gives GPU and CPU step pods."""
+    with _k8s_instance(tmp_path, _plain_launcher_config()) as instance:
+        _, _, run_env = _container(_render_run_pod(instance))
+        for key in ("ALIGN_EXECUTOR", "ALIGN_IMAGE", "ALIGN_K8S_NAMESPACE"):
+            monkeypatch.delenv(key, raising=False)
+        for key, value in run_env.items():
+            if key.startswith("ALIGN_") and value is not None:
+                monkeypatch.setenv(key, value)
+        spec, container, env = _container(_render_step_pod(instance, scale_out, step))
+    assert container.image == ENV["ALIGN_IMAGE"]
+    assert env["ALIGN_DATA_DIR"] == "/data"
+    resources = container.resources.to_dict()
+    if step == "controlnet_checkpoint":
+        assert str(resources["limits"]["nvidia.com/gpu"]) == "1" and resources["requests"]["memory"] == "24Gi"
+        assert spec.node_selector == {"nvidia.com/gpu.present": "true"}
+        assert [(t.key, t.operator, t.effect) for t in spec.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
+    else:
+        assert "nvidia.com/gpu" not in resources["limits"] and resources["requests"] == {"cpu": "1", "memory": "2Gi"}
+        assert not spec.node_selector and not spec.tolerations
+
+
+def test_helm_values_agree_with_the_instance_yaml() -> None:
+    values = yaml.safe_load((DEPLOY / "helm-values.yaml").read_text())
+    plain = yaml.safe_load((DEPLOY / "dagster.k8s.yaml").read_text())
+    assert values["postgresql"]["postgresqlScheme"] == plain["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert values["global"]["postgresqlSecretName"] == plain["run_launcher"]["config"]["postgres_password_secret"]
+    # deploy/README.md tells you to create that Secret: the chart must not create one of the same name.
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert "align-dagster-postgres" in (DEPLOY / "README.md").read_text()
+    concurrency = values["concurrency"]
+    assert concurrency["enabled"] is True
+    assert concurrency["pools"]["defaultLimit"] == plain["concurrency"]["pools"]["default_limit"]
+    assert concurrency["runs"]["maxConcurrentRuns"] == plain["concurrency"]["runs"]["max_concurrent_runs"]
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    code_env = {item["name"]: item["value"] for item in deployment["env"]}
+    run_env = dict(item.split("=", 1) for item in values["runLauncher"]["config"]["k8sRunLauncher"]["envVars"])
+    for key in ("ALIGN_EXECUTOR", "ALIGN_IMAGE", "ALIGN_K8S_NAMESPACE", "ALIGN_DATA_DIR", "ALIGN_PROFILE"):
+        assert run_env[key] == code_env[key], key
+    image = deployment["image"]
+    assert run_env["ALIGN_IMAGE"] == f"{image['repository']}:{image['tag']}"
+
+
+def test_multiprocess_steps_fork_from_a_preloaded_server(scale_out) -> None:
+    """Steps fork from a server that imported the platform once instead of re-importing it per step."""
+    job = scale_out.scale_out_definitions("multiprocess").resolve_implicit_global_asset_job_def()
+    mapped = job.executor_def.apply_config_mapping({})
+    assert mapped.success
+    assert mapped.value["config"]["start_method"] == {"forkserver": {"preload_modules": ["align_assets.definitions"]}}
+
+
+def test_celery_worker_yaml_is_the_executors_config(scale_out, deploy_env: None) -> None:
+    """The workers' ``-y`` file holds the executor's Celery block, read as ``dagster-celery worker start`` reads it."""
+    from dagster_celery.cli import get_config_value_from_yaml, get_validated_config
+
+    worker_yaml = str(DEPLOY / "celery-worker.yaml")
+    assert get_config_value_from_yaml(worker_yaml) == scale_out.load_executor_settings()["celery"]
+    config = get_validated_config(worker_yaml)  # the CLI's own parse: {env: ...} resolved
+    assert config["broker"] == ENV["ALIGN_CELERY_BROKER"] and config["backend"] == ENV["ALIGN_CELERY_BACKEND"]
+    assert config["config_source"]["task_default_queue"] == "dagster"
+    readme = (DEPLOY / "README.md").read_text()
+    assert "-y deploy/celery-worker.yaml -q dagster" in readme and "-y deploy/celery-worker.yaml -q gpu" in readme
+    assert "worker start -A dagster_celery.app -q" not in readme  # the form that ignores the broker settings
+
+
+def test_redis_client_is_installed_for_celerys_redis_transport() -> None:
+    """kombu's Redis transport needs the ``redis`` package; without it a worker dies with ``'NoneType' ... 'Redis'``."""
+    from kombu.transport import redis as redis_transport
+
+    assert redis_transport.redis is not None, "pip install the pinned redis client (pyproject.toml)"

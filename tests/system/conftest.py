@@ -2,7 +2,7 @@
 
 A missing program skips its tests with the command that installs it, except under ``CI=true``,
 where a missing program fails the test: CI must prove these tests every time
-(``.ci/install-system-deps.sh`` installs both programs).
+(``.ci/install-system-deps.sh`` installs chromium, postgresql and redis-server).
 """
 
 from __future__ import annotations
@@ -336,3 +336,50 @@ def postgres_server(postgres_bin: Path) -> Iterator[Postgres]:
             pass
         process.stop(timeout=10)  # whatever pg_ctl left behind: the whole process group, by PID
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Redis:
+    """A throwaway Redis server on 127.0.0.1 (no persistence), the Celery broker and result backend."""
+
+    process: ServerProcess
+    host: str
+    port: int
+
+    def url(self, db: int) -> str:
+        return f"redis://{self.host}:{self.port}/{db}"
+
+
+@pytest.fixture(scope="session")
+def redis_server_path() -> Path:
+    """Debian's ``redis-server`` (package ``redis-server``)."""
+    found = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
+    if found:
+        return Path(found)
+    missing_program("redis-server", "redis-server")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_server_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """``redis-server`` on 127.0.0.1:<free port>, nothing written to disk; stopped by PID."""
+    import socket
+
+    root = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    argv = [str(redis_server_path), "--bind", LOOPBACK, "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = start_server("redis-server", [*argv, "--dir", str(root)], log_path=root / "redis.log")
+
+    def answers_ping() -> bool:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers_ping, timeout=30, alive=process.alive, what="redis-server PONG", on_fail=process.log_tail)
+        yield Redis(process=process, host=LOOPBACK, port=port)
+    finally:
+        process.stop(timeout=10)
