@@ -49,7 +49,9 @@ FAST_RUN_CONFIG = {
 #: The warehouse is compared table by table; lock files are empty markers. Every other file is
 #: compared byte for byte (both runs use the same absolute data directory, so paths match too),
 #: except JSON files, which are compared without their wall-clock timings (below).
-NOT_COMPARED = ("warehouse.duckdb", ".lock")
+#: The warehouse is compared table by table below; the registry files (experiments/<id>.experiment.json)
+#: are a copy of its registry tables, wall-clock ``registered_at`` included, so they are compared there too.
+NOT_COMPARED = ("warehouse.duckdb", ".lock", ".experiment.json")
 #: JSON keys that hold how long something took, which differs between any two runs.
 TIMING_KEYS = ("timings_s", "seconds", "ocr_seconds_per_keyframe")
 #: Without the AlexNet weights (not shipped), LPIPS runs on a randomly initialised AlexNet whose
