@@ -96,8 +96,10 @@ def materialize_everything(
     """
     from dagster import DagsterInstance
 
-    from align_assets.definitions import defs
+    from align_assets.definitions import build_definitions, defs
 
+    if resources is not None:  # the graph follows the data directory it is given (the demo's has its export)
+        defs = build_definitions(resources)
     instance = instance or DagsterInstance.get()
     _register_partitions(instance, partition_keys)
     graph = defs.resolve_asset_graph()

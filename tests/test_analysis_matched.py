@@ -41,7 +41,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export = root / "export.csv"
     rows.to_csv(export, index=False)
     db = root / "warehouse.duckdb"
-    assert ingest_export(export, db).ok
+    assert ingest_export(export, db, register=True).ok
     return db
 
 

@@ -44,7 +44,7 @@ def _export(path: Path) -> Path:
 
 def test_single_creative_report_gives_iid_lifts(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
-    assert ingest_export(_export(tmp_path / "e.csv"), db).ok
+    assert ingest_export(_export(tmp_path / "e.csv"), db, register=True).ok
     report = build_report(db, tmp_path / "out")
     assert not any("fewer than 2 videos" in n for n in report.notes)
     assert any("one creative per arm" in n for n in report.notes)
