@@ -106,6 +106,7 @@ def materialize_everything(
     remaining = _selected_keys(graph, assets)
     parallel = workers > 1 and len(partition_keys) > 1 and resources is None
     waves = _Waves(instance, graph, resources or dict(defs.resources), op_config or {}, log, watch)
+    waves.definitions = [*(defs.assets or []), *(defs.asset_checks or [])]
     pool = VideoWorkers(min(workers, len(partition_keys))) if parallel else None
     try:
         while remaining:
@@ -156,6 +157,8 @@ class _Waves:
         self.op_config, self.log, self.watch = op_config, log, watch
         self.tags = {"align/launched_by": "make demo", **process_tags()}
         self.failures: dict[str, list[str]] = {}
+        #: what each wave's run materializes from (materialize_everything sets the graph's own definitions)
+        self.definitions: list = []
 
     def run_next(self, remaining: set, partition_keys: list[str], pool: VideoWorkers | None) -> set:
         """Run the next wave and return its keys.
@@ -223,8 +226,7 @@ class _Waves:
     def _launch(self, wave: set, **kwargs):
         from dagster import materialize
 
-        from align_assets.definitions import all_asset_checks, all_assets
-
+        definitions = self.definitions
         kwargs.update(
             selection=list(wave),
             instance=self.instance,
@@ -234,11 +236,9 @@ class _Waves:
             run_config=self._run_config(wave),
         )
         if not self.watch:
-            return materialize([*all_assets, *all_asset_checks], **kwargs)
+            return materialize(definitions, **kwargs)
         pools = set().union(*(self.graph.get(key).pools or set() for key in wave))
-        return run_watched(
-            self.instance, lambda: materialize([*all_assets, *all_asset_checks], **kwargs), pools, self.log
-        )
+        return run_watched(self.instance, lambda: materialize(definitions, **kwargs), pools, self.log)
 
 
 #: The step whose failure only matters to an editor that reads the trained ControlNet.
