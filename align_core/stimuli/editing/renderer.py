@@ -7,6 +7,7 @@ edited frames (see :mod:`align_core.stimuli.editing.render` for what and why):
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import time
@@ -52,7 +53,7 @@ class RenderResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
-class VariantRenderer:
+class VariantRenderer(abc.ABC):
     """Renders one :class:`RenderRequest` into its output directory (swapped in whole).
 
     Subclasses supply :meth:`_render_frames`, which decodes the source once and hands every
@@ -98,8 +99,9 @@ class VariantRenderer:
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         return self._result(manifest)
 
+    @abc.abstractmethod
     def _render_frames(self) -> None:
-        raise NotImplementedError
+        """Decode the source once and write every variant's frames (each strategy's own loop)."""
 
     def _open_outputs(self, folder: Path, stack: contextlib.ExitStack) -> None:
         request = self.request
