@@ -24,7 +24,6 @@ from dagster_duckdb import DuckDBResource
 from align_assets.metadata import table_markdown
 from align_assets.resources import PlatformResource
 from align_core.experiments.ab_results import inbox_mapping, ingest_export, scan_inbox, stored_ab_totals
-from analysis.report import build_report
 
 __all__ = [
     "ab_results_asset",
@@ -117,6 +116,8 @@ def analysis_report(
     context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
 ) -> MaterializeResult:
     """Lift, heterogeneity by industry, timing, dose-response and guardrails; HTML + DuckDB tables."""
+    from analysis.report import build_report  # statsmodels and scipy: load only when a report is built
+
     report = build_report(warehouse.database, platform.layout.reports_dir)
     return MaterializeResult(
         metadata={

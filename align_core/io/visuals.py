@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
-import matplotlib
+import numpy as np
+
+from align_core.io.atomic import atomic_write_bytes
 
 __all__ = [
     "curves_plot",
@@ -19,12 +21,6 @@ __all__ = [
     "save_png",
     "tile",
 ]
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from align_core.io.atomic import atomic_write_bytes  # noqa: E402
 
 
 def overlay(
@@ -74,6 +70,7 @@ def curves_plot(
     styles: Mapping[str, str] | None = None,
 ) -> Path:
     """Line plot of several curves over time, with vertical lines at scene boundaries."""
+    plt = _headless_pyplot()
     fig, ax = plt.subplots(figsize=(7, 2.8), dpi=100)
     for name, values in curves.items():
         ax.plot(times, values, (styles or {}).get(name, "-"), label=name, linewidth=1.4)
@@ -118,3 +115,14 @@ def outline_regions(
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, colour, thickness, cv2.LINE_AA)
     return out
+
+
+def _headless_pyplot():
+    """pyplot on the Agg backend, imported on first use: most processes that import this module
+    (every Dagster step's worker) never draw a curve, and matplotlib costs half a second to load."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -20,6 +20,8 @@ from align_core.perception.control import load_control_tensors
 __all__ = [
     "CheckpointSettings",
     "alexnet_weights",
+    "POINTER_PATH_KEYS",
+    "portable_checkpoint_pointer",
     "read_checkpoint_pointer",
     "run_checkpoint",
 ]
@@ -70,10 +72,39 @@ class CheckpointResult:
     paths: dict[str, Path]
 
 
+#: Paths in ``current.json`` that are stored relative to the data directory when they lie inside it.
+POINTER_PATH_KEYS = ("checkpoint_dir", "controlnet_dir", "backbone")
+
+
 def read_checkpoint_pointer(layout: DataLayout) -> dict[str, Any] | None:
-    """The current checkpoint's record (``current.json``), or None before the first training."""
+    """The current checkpoint's record (``current.json``), or None before the first training.
+
+    Its paths are resolved against this node's data directory: a shared volume may be mounted at
+    a different path on the node that trained than on the one that edits.
+    """
     path = layout.artifact("controlnet_checkpoint", "current")
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    pointer = json.loads(path.read_text())
+    for key in POINTER_PATH_KEYS:
+        if key in pointer and not Path(pointer[key]).is_absolute() and _looks_like_path(pointer[key]):
+            pointer[key] = str(layout.root / pointer[key])
+    return pointer
+
+
+def portable_checkpoint_pointer(layout: DataLayout, pointer: dict[str, Any]) -> dict[str, Any]:
+    """``pointer`` with the paths inside the data directory made relative to it (for ``current.json``)."""
+    portable = dict(pointer)
+    for key in POINTER_PATH_KEYS:
+        value = portable.get(key)
+        if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(layout.root):
+            portable[key] = Path(value).relative_to(layout.root).as_posix()
+    return portable
+
+
+def _looks_like_path(value: str) -> bool:
+    """A stored relative path (``artifacts/...``, ``models/...``), not a hub id such as ``org/model``."""
+    return value.split("/", 1)[0] in {"artifacts", "models"}
 
 
 def training_samples(
@@ -177,7 +208,9 @@ def run_checkpoint(
         if val
         else None
     )
-    run_key = training_run_key(train_config.to_json(), used, train_set.info["content_sha256"])
+    run_key = training_run_key(
+        _mount_independent(layout, train_config.to_json()), used, train_set.info["content_sha256"]
+    )
     runs = layout.artifact("controlnet_checkpoint", "runs")
     run_dir = runs / run_key
     log(f"training on {len(train)} frames from {len(set(s.video_id for s in train))} videos; run {run_dir}")
@@ -201,8 +234,21 @@ def run_checkpoint(
         "val_videos": sorted(set(s.video_id for s in val)),
         "warnings": result.lineage["warnings"],
     }
-    current_path = atomic_write_text(layout.artifact("controlnet_checkpoint", "current"), json.dumps(current, indent=2))
+    current_path = atomic_write_text(
+        layout.artifact("controlnet_checkpoint", "current"),
+        json.dumps(portable_checkpoint_pointer(layout, current), indent=2),
+    )
     return CheckpointResult(current, result, lambda_lpips, len(train), {"current": current_path, "loss_curve": plot})
+
+
+def _mount_independent(layout: DataLayout, config: dict[str, Any]) -> dict[str, Any]:
+    """The training config with paths inside the data directory relative to it, so that the run
+    key (and with it resuming) does not change when the volume is mounted somewhere else."""
+    keyed = dict(config)
+    for key, value in config.items():
+        if isinstance(value, str) and Path(value).is_absolute() and Path(value).is_relative_to(layout.root):
+            keyed[key] = Path(value).relative_to(layout.root).as_posix()
+    return keyed
 
 
 def _train_config(settings: CheckpointSettings, device: str, lambda_lpips: float, alexnet: Path | None) -> Any:
