@@ -12,6 +12,7 @@ from align_assets.resources import default_resources
 from align_assets.runner import materialize_everything, prepare_instance
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import probe_video
+from align_core.stages.checkpoint import read_checkpoint_pointer
 from align_demo.corpus import generate_demo_corpus
 
 # slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
@@ -131,7 +132,7 @@ def test_screened_video_is_skipped_with_reason(pipeline) -> None:
 
 def test_checkpoint_is_safetensors_with_recorded_sha(pipeline) -> None:
     layout, _, instance, _ = pipeline
-    current = json.loads((layout.artifact_dir("controlnet_checkpoint") / "current.json").read_text())
+    current = read_checkpoint_pointer(layout)  # its paths are stored relative to the data directory
     weights = Path(current["controlnet_dir"]) / "diffusion_pytorch_model.safetensors"
     assert load_file(str(weights))  # loads without pickle
     event = instance.get_latest_materialization_event(AssetKey("controlnet_checkpoint"))
