@@ -9,6 +9,7 @@ variants differ a little in brightness (the study does not care what the edit is
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,15 @@ from align_core.io.hashing import file_sha256
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter
 
-__all__ = ["EXPERIMENT_ID", "VARIANTS", "make_pretest_data", "product_centre"]
+__all__ = [
+    "EXPERIMENT_ID",
+    "VARIANTS",
+    "build_study_cli",
+    "make_pretest_data",
+    "product_centre",
+    "serve_argv",
+    "session_files",
+]
 
 EXPERIMENT_ID = "pretest-demo"
 VARIANTS = (
@@ -82,3 +91,29 @@ def make_pretest_data(root: Path, videos: int = 3, seconds: float = 2.0, failed:
         target.parent.mkdir(parents=True, exist_ok=True)
         table.to_parquet(target)
     return root
+
+
+def build_study_cli(root: Path, *extra: str) -> Path:
+    """Run the real ``align-pretest build`` on ``root``; the study folder it wrote."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    argv = [sys.executable, "-m", "align_core.cli.pretest", "build", EXPERIMENT_ID, "--data-dir", str(root), *extra]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    study_id = extra[extra.index("--study-id") + 1] if "--study-id" in extra else f"{EXPERIMENT_ID}-pretest"
+    return root / "pretest" / study_id
+
+
+def serve_argv(study: Path, port: int) -> list[str]:
+    """The real ``align-pretest serve`` command for ``study`` on 127.0.0.1:``port``."""
+    import sys
+
+    return [sys.executable, "-m", "align_core.cli.pretest", "serve", str(study), "--port", str(port)]
+
+
+def session_files(study: Path) -> list[Path]:
+    """Every session file of a served study (what the collector reads)."""
+    return sorted((study / "sessions").glob("*.jsonl"))

@@ -15,7 +15,6 @@ address or user agent is ever written; crowd ids only as salted hashes.
 from __future__ import annotations
 
 import hmac
-
 import logging
 import secrets
 import threading

@@ -93,7 +93,7 @@ class StudySettings:
         unknown = sorted(set(entries) - known)
         if unknown:
             raise StudyError(f"study config {path}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        values = {k: tuple(v) if k in ("variants", "videos") else v for k, v in entries.items()}
+        values: dict[str, Any] = {k: tuple(v) if k in ("variants", "videos") else v for k, v in entries.items()}
         return cls(**values)
 
     def __post_init__(self) -> None:
