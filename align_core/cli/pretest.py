@@ -69,7 +69,8 @@ def serve(args: argparse.Namespace) -> int:
     app = guarded_app(pretest, args.host, port, args.allow_host, args.max_body)
     config = uvicorn.Config(
         app,
-        http="h11",
+        http="auto",  # httptools and uvloop when installed (both are, with uvicorn[standard])
+        loop="auto",
         ws="none",
         lifespan="off",
         log_level="warning",
