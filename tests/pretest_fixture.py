@@ -53,7 +53,8 @@ def write_clip(path: Path, seconds: float, gain: float) -> None:
     with VideoWriter(path, FPS) as writer:
         for index in range(frames):
             cx, cy = product_centre(index / FPS, seconds)
-            frame = np.full((HEIGHT, WIDTH, 3), 90, np.uint8)
+            frame = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+            frame[...] = (70 + 50 * ((xs // 6 + ys // 6) % 2))[..., None]  # a checkerboard: blur shows
             inside = (abs(xs - cx * WIDTH) < 9) & (abs(ys - cy * HEIGHT) < 9)
             frame[inside] = np.clip(np.array([220, 200, 40]) * gain, 0, 255).astype(np.uint8)
             writer.write(frame)

@@ -89,9 +89,13 @@ def participant_files(study: Path) -> list[Path]:
     return session_files(study)
 
 
-def follow_clip(tools: DevTools, boosted: bool, screenshot: Path | None = None) -> int:
-    """Move the mouse while the clip plays: on the product in the boosted first third, below it otherwise."""
-    moves = 0
+def follow_clip(tools: DevTools, boosted: bool, screenshot: Path | None = None) -> bool:
+    """Move the mouse while the clip plays: on the product in the boosted first third, below it otherwise.
+
+    With ``screenshot``, the page is captured once while the sharp window sits on the product
+    (True returned), after checking the window canvas is drawn there.
+    """
+    moves, shot = 0, False
     while True:
         state = tools.evaluate(
             "(() => { const v = document.getElementById('video'), r = v.getBoundingClientRect(),"
@@ -101,7 +105,7 @@ def follow_clip(tools: DevTools, boosted: bool, screenshot: Path | None = None) 
         )
         t, duration, ended, left, top, width, height, dot_shown, dot_x, dot_y = state
         if ended:
-            return moves
+            return shot
         if dot_shown:
             tools.click(dot_x, dot_y)
             continue
@@ -110,8 +114,14 @@ def follow_clip(tools: DevTools, boosted: bool, screenshot: Path | None = None) 
             py = 0.8  # elsewhere: well below the product
         tools.move(left + px * width, top + py * height)
         moves += 1
-        if screenshot is not None and moves == 12:
+        if screenshot is not None and not shot and moves >= 6 and boosted and t < duration / 4:
+            drawn = tools.evaluate(
+                f"document.getElementById('window').getContext('2d')"
+                f".getImageData({px * width:.0f}, {py * height:.0f}, 1, 1).data[3]"
+            )
+            assert drawn == 255, "the sharp window is not drawn under the cursor"
             save_screenshot(tools, screenshot)
+            shot = True
         time.sleep(0.03)
 
 
@@ -132,6 +142,7 @@ def take_part(tools: DevTools, url: str, number: int, screenshot: Path | None) -
     tools.wait_for("window.pretest.screen === 'instructions'")
     tools.click_element("practice-go")
     trials = tools.evaluate("window.pretest.plan.trials")
+    shot = screenshot is None
     for index in range(len(trials) + 1):  # the practice clip, then every trial
         if index:
             tools.wait_for("window.pretest.screen === 'between'", what="the next-video screen")
@@ -139,12 +150,13 @@ def take_part(tools: DevTools, url: str, number: int, screenshot: Path | None) -
         tools.wait_for("document.getElementById('start').style.display === 'block'", what="the Play button")
         tools.click_element("start")
         boosted = index > 0 and trials[index - 1]["variant"] == "early_boost"
-        follow_clip(tools, boosted, screenshot if index == 1 else None)
+        shot = follow_clip(tools, boosted, None if shot else screenshot) or shot
     for _ in tools.evaluate("window.pretest.plan.realism"):
         tools.wait_for("window.pretest.screen === 'realism' && !!document.querySelector('#answers button')")
         tools.evaluate("document.querySelector('#answers button').click()")
         time.sleep(0.1)
     tools.wait_for("window.pretest.screen === 'done'", timeout=60, what="the completion screen")
+    assert shot, "no boosted trial was captured"
     return tools.evaluate("document.getElementById('code').textContent")
 
 
