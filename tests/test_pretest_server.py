@@ -347,3 +347,22 @@ def test_a_killed_server_loses_no_acknowledged_batch_and_a_retry_is_stored_once(
 def test_session_files_hold_no_absolute_paths(study: Path) -> None:
     for path in session_files(study):
         assert str(study) not in path.read_text()
+
+
+def test_behind_a_proxy_the_public_host_and_prefix_are_served_and_others_refused(study: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [*serve_argv(study, port), "--allow-host", "pretest.example.org", "--root-path", "/pretest"]
+    server = start_server("pretest-proxied", argv, tmp_path / "proxied.log", env=env)
+    wait_until(lambda: port_open("127.0.0.1", port), 60, alive=server.alive, what="proxied", on_fail=server.log_tail)
+    public = {"Host": "pretest.example.org", "Origin": "https://pretest.example.org", "X-Forwarded-Proto": "https"}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/", headers=public).status_code == 200
+        body = {"batch_id": new_id(), "consent": True}
+        assert httpx.post(f"{base}/api/sessions", json=body, headers=public).status_code == 200
+        assert httpx.get(f"{base}/", headers={"Host": "evil.example"}).status_code == 421
+        foreign = {**public, "Origin": "https://evil.example"}
+        assert httpx.post(f"{base}/api/sessions", json=body, headers=foreign).status_code == 403
+    finally:
+        server.stop()
