@@ -375,3 +375,38 @@ def test_behind_a_proxy_the_public_host_and_prefix_are_served_and_others_refused
         assert httpx.post(f"{base}/api/sessions", json=body, headers=foreign).status_code == 403
     finally:
         server.stop()
+
+
+def test_build_reads_the_study_config_and_names_a_bad_one(study: Path, tmp_path: Path) -> None:
+    root = study.parents[1]
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "window_deg: 3.0\nrealism_mode: rating\nvariants: [baseline, early_boost]\ncompletion_code: C0DE42\n"
+    )
+    folder = build_study_cli(root, "--study-id", "configured", "--config", str(config))
+    document = load_study(folder)
+    assert document["variants"] == ["baseline", "early_boost"] and document["window_deg"] == 3.0
+    assert document["realism"]["mode"] == "rating" and document["completion_code"] == "C0DE42"
+    assert [v["video_id"] for v in document["videos"]] == ["v1", "v2", "v3"]  # v3's failed placebo is not asked for
+    config.write_text("window_size: 3\n")
+    argv = [sys.executable, "-m", "align_core.cli.pretest", "build", "pretest-demo", "--data-dir", str(root)]
+    proc = subprocess.run(
+        [*argv, "--config", str(config)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert proc.returncode == 2 and str(config) in proc.stderr and "window_size" in proc.stderr
+
+
+def test_a_study_with_sessions_is_never_rebuilt(study: Path, client: TestClient) -> None:
+    start(client)
+    argv = [
+        sys.executable,
+        "-m",
+        "align_core.cli.pretest",
+        "build",
+        "pretest-demo",
+        "--data-dir",
+        str(study.parents[1]),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and "already has sessions" in proc.stderr
+    load_study(study)  # untouched
