@@ -1,4 +1,4 @@
-"""Command-line programs of the library: ``align-import-ab`` and ``align-annotate``.
+"""Command-line programs of the library: ``align-import-ab``, ``align-annotate`` and ``align-pretest``.
 
 Each module has a ``main``; import the one you need.
 """
