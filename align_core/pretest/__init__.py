@@ -1,0 +1,40 @@
+"""Human attention pretest: a served moving-window study, its collected responses and human maps.
+
+Names are imported from their module on first use (:mod:`align_core.lazy`).
+"""
+
+from align_core.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "collect": (
+            "PRETEST_TABLES",
+            "CollectReport",
+            "SessionRecords",
+            "collect_pretest",
+            "collect_study",
+            "load_study",
+            "pretest_root",
+            "read_session_file",
+            "session_files",
+            "session_files_fingerprint",
+            "study_dir",
+            "study_ids",
+        ),
+        "human_maps": (
+            "HumanMapSettings",
+            "VideoGrid",
+            "VideoHumanAttention",
+            "frame_windows",
+            "human_alignment",
+            "human_maps",
+            "load_human_maps",
+            "sample_counts",
+            "save_human_maps",
+            "trial_alignment",
+            "video_human_attention",
+            "window_sigma_px",
+        ),
+    },
+)
