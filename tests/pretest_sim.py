@@ -116,9 +116,9 @@ def _line(kind: str, session_id: str, **fields: Any) -> dict[str, Any]:
     return {"kind": kind, "session_id": session_id, "batch_id": uuid.uuid4().hex, "received_at": "2026"} | fields
 
 
-def _probabilities(sim: SimStudy, variant: str, base: float, change: float) -> np.ndarray:
+def _probabilities(sim: SimStudy, boosted: bool, base: float, change: float) -> np.ndarray:
     p = np.full(sim.n_frames, base)
-    if variant == "early_boost":
+    if boosted:
         p[: sim.n_frames // 3] += change
     return np.clip(p, 0.02, 0.98)
 
@@ -131,8 +131,12 @@ def write_participants(
     seed: int = 0,
     outside_share: float = 0.05,
     batch_size: int = 10,
-) -> dict[str, str]:
-    """Write ``participants`` session files; returns session_id -> list index. ``change``: planted boost."""
+    boosted: tuple[str, ...] = ("early_boost",),
+) -> dict[str, int]:
+    """Write ``participants`` session files; returns session_id -> list index.
+
+    ``change`` is added to the on-product probability in the first third of ``boosted`` variants.
+    """
     rng = np.random.default_rng(seed)
     directory = write_study(data_dir, sim) / "sessions"
     video_effect = dict(zip(sim.videos, rng.normal(0, 0.05, len(sim.videos)), strict=True))
@@ -158,7 +162,9 @@ def write_participants(
         person = float(rng.normal(0, 0.05))
         for trial, item in enumerate(rng.permutation(lists[k % len(lists)])):
             base = 0.3 + person + video_effect[item["video_id"]]
-            samples = _trial_samples(rng, sim, _probabilities(sim, item["variant"], base, change), outside_share)
+            samples = _trial_samples(
+                rng, sim, _probabilities(sim, item["variant"] in boosted, base, change), outside_share
+            )
             for start in range(0, len(samples), batch_size):
                 lines.append(
                     _line(
