@@ -32,28 +32,32 @@ config's ``extra``; off by default).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from align_core.measurement.saliency_metrics import cc, nss
+from align_core.experiments.config import variants_for
 from align_core.stimuli.plans import TIME_WINDOWS, VariantSpec
 from analysis.small_sample import METHOD_CR2, cluster_wls
 
 __all__ = [
     "CHECK_WINDOWS",
     "HumanCheckThresholds",
+    "PLANNED_CHANGE",
+    "PRETEST_RESULT_TABLES",
     "TWO_WAY_METHOD",
     "expected_direction",
     "human_manipulation_check",
     "human_variant_verdicts",
     "participants_needed",
+    "pretest_check_tables",
     "realism_table",
     "sample_size_plan",
-    "scorer_card",
     "trial_window_means",
     "two_way_contrast",
 ]
@@ -254,36 +258,6 @@ def sample_size_plan(
     return pd.DataFrame(rows)
 
 
-def scorer_card(
-    human_maps: Iterable[tuple[str, np.ndarray, np.ndarray]], model_maps: Mapping[str, Mapping[str, np.ndarray]]
-) -> pd.DataFrame:
-    """NSS and CC of each scorer's maps against the human maps, averaged over frames with samples.
-
-    ``human_maps`` yields (video_id, counts (T,h,w), maps (T,h,w)); ``model_maps[scorer][video_id]``
-    is that scorer's (T,h,w) maps on the same grid. NSS is taken at the cells the cursors visited
-    (the fixation map), CC against the blurred human map (the fixation density).
-    """
-    rows = []
-    for video_id, counts, maps in human_maps:
-        frames = np.flatnonzero(np.asarray(counts).reshape(len(counts), -1).sum(axis=1) > 0)
-        for scorer, by_video in model_maps.items():
-            model = by_video.get(video_id)
-            if model is None or not len(frames):
-                continue
-            nss_values = [nss(model[t], counts[t] > 0) for t in frames]
-            cc_values = [cc(model[t], maps[t]) for t in frames]
-            rows.append(
-                {
-                    "scorer": scorer,
-                    "video_id": video_id,
-                    "frames": len(frames),
-                    "nss": float(np.mean(nss_values)),
-                    "cc": float(np.mean(cc_values)),
-                }
-            )
-    return pd.DataFrame(rows, columns=["scorer", "video_id", "frames", "nss", "cc"])
-
-
 def realism_table(realism: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Per variant (2AFC answers): detection rate, Wilson CI, and the binomial test against 50 %."""
     rows = []
@@ -307,3 +281,61 @@ def realism_table(realism: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["variant", "answers", "participants", "detection_rate", "ci_low", "ci_high", "p_vs_chance"]
     )
+
+
+PRETEST_RESULT_TABLES: tuple[str, ...] = (
+    "pretest_human_check",
+    "pretest_human_verdicts",
+    "pretest_sample_size",
+    "pretest_scorer_card",
+    "pretest_realism_summary",
+)
+#: The change in human alignment the planner sizes a study for (5 percentage points of attention share).
+PLANNED_CHANGE = 0.05
+
+
+def _study_specs(database: str | os.PathLike[str], study: Mapping[str, Any]) -> tuple[list[VariantSpec], str]:
+    shown = {v["variant"] for video in study["videos"] for v in video["variants"]}
+    specs = [s for s in variants_for(database, str(study["experiment_id"])) if s.name in shown]
+    controls = [s.name for s in specs if s.role == "control"]
+    if not controls:
+        raise ValueError(f"pretest {study['study_id']}: no control variant among the variants shown {sorted(shown)}")
+    return specs, controls[0]
+
+
+def _tagged(frame: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
+    return frame.assign(study_id=str(study["study_id"]), experiment_id=str(study["experiment_id"]))
+
+
+def pretest_check_tables(
+    database: str | os.PathLike[str],
+    studies: Mapping[str, Mapping[str, Any]],
+    trials: pd.DataFrame,
+    cards: pd.DataFrame,
+    realism: pd.DataFrame | None,
+    thresholds: HumanCheckThresholds = HumanCheckThresholds(),
+) -> dict[str, pd.DataFrame]:
+    """Every pretest result table over ``studies`` (``trials`` and ``cards`` from the per-video stage)."""
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in PRETEST_RESULT_TABLES}
+    for study_id, study in studies.items():
+        specs, baseline = _study_specs(database, study)
+        own = trials[trials["study_id"] == study_id] if len(trials) else trials
+        if len(own):
+            check = human_manipulation_check(trial_window_means(own), specs, baseline, thresholds)
+            parts["pretest_human_check"].append(_tagged(check, study))
+            parts["pretest_human_verdicts"].append(_tagged(human_variant_verdicts(check, specs), study))
+            plan = sample_size_plan(check, PLANNED_CHANGE, thresholds.alpha, lists=len(study["lists"]))
+            parts["pretest_sample_size"].append(_tagged(plan, study))
+        card = cards[cards["study_id"] == study_id] if len(cards) else cards
+        if len(card):
+            summary = card.groupby(["scorer", "variant"], as_index=False).agg(
+                videos=("video_id", "nunique"), frames=("frames", "sum"), nss=("nss", "mean"), cc=("cc", "mean")
+            )
+            parts["pretest_scorer_card"].append(_tagged(summary, study))
+        answers = realism[realism["study_id"] == study_id] if realism is not None and len(realism) else None
+        if answers is not None and len(answers):
+            parts["pretest_realism_summary"].append(_tagged(realism_table(answers, thresholds.alpha), study))
+    return {
+        name: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"study_id": pd.Series(dtype="string")})
+        for name, frames in parts.items()
+    }

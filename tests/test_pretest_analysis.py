@@ -21,6 +21,7 @@ from align_core.pretest.human_maps import (
     human_alignment,
     human_maps,
     sample_counts,
+    scorer_card,
     trial_alignment,
     window_sigma_px,
 )
@@ -31,7 +32,6 @@ from analysis.pretest import (
     participants_needed,
     realism_table,
     sample_size_plan,
-    scorer_card,
     trial_window_means,
     two_way_contrast,
 )

@@ -32,6 +32,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "load_human_maps",
             "sample_counts",
             "save_human_maps",
+            "scorer_card",
             "trial_alignment",
             "video_human_attention",
             "window_sigma_px",

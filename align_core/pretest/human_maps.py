@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import pandas as pd
 
 from align_core.io.arrays import save_npz_atomic
 from align_core.measurement.manipulation import scaled_alignment
+from align_core.measurement.saliency_metrics import cc, nss
 from align_core.perception.attention.geometry import ViewingGeometry
 from align_core.stimuli.plans import frame_centre_times, window_of
 
@@ -43,6 +44,7 @@ __all__ = [
     "load_human_maps",
     "sample_counts",
     "save_human_maps",
+    "scorer_card",
     "trial_alignment",
     "video_human_attention",
     "window_sigma_px",
@@ -93,13 +95,16 @@ class VideoGrid:
     def coverage(self, mask: np.ndarray) -> np.ndarray:
         """The mask as the analysis grid sees it: bool at factor 1, else each cell's share of product pixels."""
         mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (self.height, self.width):
-            raise ValueError(f"mask of {mask.shape} for a {self.width}x{self.height} video")
-        if self.factor == 1:
-            return mask
+        return mask if self.factor == 1 and mask.shape == (self.height, self.width) else self.pool(mask)
+
+    def pool(self, frame: np.ndarray) -> np.ndarray:
+        """A full-size ``(H, W)`` frame averaged over each cell (float32 on the grid)."""
+        frame = np.asarray(frame)
+        if frame.shape != (self.height, self.width):
+            raise ValueError(f"a frame of {frame.shape} for a {self.width}x{self.height} video")
         h, w = self.shape
         padded = np.zeros((h * self.factor, w * self.factor), dtype=np.float32)
-        padded[: self.height, : self.width] = mask
+        padded[: self.height, : self.width] = frame
         return padded.reshape(h, self.factor, w, self.factor).mean(axis=(1, 3))
 
 
@@ -250,3 +255,33 @@ def load_human_maps(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"human map file {path}: cannot be read ({exc})") from exc
     return out
+
+
+def scorer_card(
+    humans: Iterable[tuple[str, np.ndarray, np.ndarray]], model_maps: Mapping[str, Mapping[str, np.ndarray]]
+) -> pd.DataFrame:
+    """NSS and CC of each scorer's maps against the human maps, averaged over frames with samples.
+
+    ``humans`` yields (video_id, counts (T,h,w), maps (T,h,w)); ``model_maps[scorer][video_id]``
+    is that scorer's (T,h,w) maps on the same grid. NSS is taken at the cells the cursors visited
+    (the fixation map), CC against the blurred human map (the fixation density).
+    """
+    rows = []
+    for video_id, counts, maps in humans:
+        frames = np.flatnonzero(np.asarray(counts).reshape(len(counts), -1).sum(axis=1) > 0)
+        for scorer, by_video in model_maps.items():
+            model = by_video.get(video_id)
+            if model is None or not len(frames):
+                continue
+            nss_values = [nss(model[t], counts[t] > 0) for t in frames]
+            cc_values = [cc(model[t], maps[t]) for t in frames]
+            rows.append(
+                {
+                    "scorer": scorer,
+                    "video_id": video_id,
+                    "frames": len(frames),
+                    "nss": float(np.mean(nss_values)),
+                    "cc": float(np.mean(cc_values)),
+                }
+            )
+    return pd.DataFrame(rows, columns=["scorer", "video_id", "frames", "nss", "cc"])

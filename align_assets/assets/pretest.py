@@ -1,0 +1,147 @@
+"""The human attention pretest in Dagster: the study, its collected responses, human maps, the check.
+
+- ``pretest_study``: validates every ``D/pretest/<study_id>/study.json`` (written by ``align-pretest
+  build EXPERIMENT``) and records it in ``pretest_studies``;
+- ``pretest_responses``: the session files collected into ``pretest_sessions``, ``pretest_cursor``,
+  ``pretest_realism`` (:mod:`align_core.pretest.collect`); ``pretest_session_sensor`` runs it when a
+  session file changes;
+- ``human_attention`` (per video): human maps and per-trial a_t for every study showing the video,
+  and the scorer card of the stored attention maps against them;
+- ``human_manipulation_check``: :mod:`analysis.pretest` over every study, into ``pretest_*`` tables.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    sensor,
+)
+from dagster_duckdb import DuckDBResource
+
+from align_assets.metadata import table_markdown
+from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
+from align_assets.resources import PlatformResource
+from align_core.io.atomic import atomic_path
+from align_core.io.warehouse import read_connection, replace_table, table_exists
+from align_core.pretest.collect import collect_pretest, load_study, session_files_fingerprint, study_ids
+from align_core.pretest.stage import study_rows, video_human_stage
+from analysis.pretest import pretest_check_tables
+
+__all__ = [
+    "human_attention",
+    "human_manipulation_check",
+    "pretest_responses",
+    "pretest_session_sensor",
+    "pretest_study",
+]
+
+
+@asset(group_name="pretest", kinds={"duckdb"})
+def pretest_study(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+    """Every built study (``align-pretest build``), validated and recorded in ``pretest_studies``."""
+    frame = study_rows(platform.layout.root)
+    replace_table(warehouse.database, "pretest_studies", frame)
+    return MaterializeResult(
+        metadata={"studies": len(frame), "preview": table_markdown(frame) if len(frame) else MetadataValue.md("none")}
+    )
+
+
+@asset(deps=[pretest_study], group_name="pretest", kinds={"duckdb"})
+def pretest_responses(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+    """Session files -> ``pretest_sessions`` / ``pretest_cursor`` / ``pretest_realism`` (idempotent)."""
+    reports = collect_pretest(platform.layout.root, warehouse.database)
+    for report in reports:
+        for warning in report.warnings:
+            context.log.warning(warning)
+    summary = pd.DataFrame(
+        [{"study": r.study_id, "sessions": r.sessions, "duplicates": r.duplicates, **r.rows} for r in reports]
+    )
+    return MaterializeResult(
+        metadata={
+            "studies": len(reports),
+            "sessions": int(summary["sessions"].sum()) if len(summary) else 0,
+            "summary": table_markdown(summary) if len(summary) else MetadataValue.md("no studies"),
+        }
+    )
+
+
+@sensor(
+    name="pretest_session_sensor",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    asset_selection=["pretest_responses"],
+    description="Collects pretest responses when a session file under data/pretest/*/sessions changes.",
+)
+def pretest_session_sensor(context: SensorEvaluationContext, platform: PlatformResource):
+    if not study_ids(platform.layout.root):
+        return SkipReason(f"no pretest studies under {platform.layout.root / 'pretest'}")
+    fingerprint = session_files_fingerprint(platform.layout.root)
+    if fingerprint == context.cursor:
+        return SkipReason("no session file changed")
+    context.update_cursor(fingerprint)
+    return RunRequest(run_key=f"pretest-{fingerprint[:16]}")
+
+
+@asset(
+    partitions_def=video_partitions,
+    deps=["pretest_responses", "keyword_masks", "attention_maps"],
+    group_name="pretest",
+    backfill_policy=CHEAP_BACKFILL,
+    kinds={"numpy", "parquet"},
+)
+def human_attention(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+    """Per video: human maps and a_t per study and variant, per-trial a_t, the scorer card."""
+
+    def one(video_id: str) -> dict:
+        cursor = _cursor_rows(warehouse.database, video_id)
+        trials, card = video_human_stage(platform.layout, video_id, cursor)
+        for role, frame in (("trials", trials), ("scorer_card", card)):
+            with atomic_path(platform.layout.artifact("human_attention", role, video_id)) as tmp:
+                frame.to_parquet(tmp, index=False)
+        return {"trials": int(trials[["study_id", "session_id"]].drop_duplicates().shape[0]), "frames": len(trials)}
+
+    return materialize_each_video(context, one)
+
+
+def _cursor_rows(database: str, video_id: str) -> pd.DataFrame:
+    with read_connection(database) as con:
+        if not table_exists(con, "pretest_cursor"):
+            return pd.DataFrame(columns=["study_id", "session_id", "variant", "frame_index", "x", "y", "in_frame"])
+        return con.execute("SELECT * FROM pretest_cursor WHERE video_id = ? ORDER BY ALL", [video_id]).df()
+
+
+@asset(deps=[human_attention], group_name="pretest", kinds={"duckdb"})
+def human_manipulation_check(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> MaterializeResult:
+    """Per study, variant and window: the change in human alignment vs baseline, CI and verdict."""
+    layout = platform.layout
+    trials = _read_all(layout.artifact_files("human_attention", "trials"))
+    cards = _read_all(layout.artifact_files("human_attention", "scorer_card"))
+    studies = {study_id: load_study(layout.root, study_id) for study_id in study_ids(layout.root)}
+    with read_connection(warehouse.database) as con:
+        realism = con.execute("SELECT * FROM pretest_realism").df() if table_exists(con, "pretest_realism") else None
+    tables = pretest_check_tables(warehouse.database, studies, trials, cards, realism)
+    for name, frame in tables.items():
+        replace_table(warehouse.database, name, frame)
+    verdicts = tables["pretest_human_verdicts"]
+    return MaterializeResult(
+        metadata={
+            "verdicts": table_markdown(verdicts) if len(verdicts) else MetadataValue.md("no pretest data"),
+            "rows": len(tables["pretest_human_check"]),
+        }
+    )
+
+
+def _read_all(files: list) -> pd.DataFrame:
+    frames = [pd.read_parquet(path) for path in files]
+    frames = [frame for frame in frames if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
