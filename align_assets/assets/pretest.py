@@ -10,8 +10,6 @@
 - ``human_manipulation_check``: :mod:`analysis.pretest` over every study, into ``pretest_*`` tables.
 """
 
-from __future__ import annotations
-
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -45,7 +43,9 @@ __all__ = [
 
 
 @asset(group_name="pretest", kinds={"duckdb"})
-def pretest_study(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+def pretest_study(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> MaterializeResult:
     """Every built study (``align-pretest build``), validated and recorded in ``pretest_studies``."""
     frame = study_rows(platform.layout.root)
     replace_table(warehouse.database, "pretest_studies", frame)
@@ -55,7 +55,9 @@ def pretest_study(context: AssetExecutionContext, platform: PlatformResource, wa
 
 
 @asset(deps=[pretest_study], group_name="pretest", kinds={"duckdb"})
-def pretest_responses(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+def pretest_responses(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> MaterializeResult:
     """Session files -> ``pretest_sessions`` / ``pretest_cursor`` / ``pretest_realism`` (idempotent)."""
     reports = collect_pretest(platform.layout.root, warehouse.database)
     for report in reports:
@@ -97,7 +99,9 @@ def pretest_session_sensor(context: SensorEvaluationContext, platform: PlatformR
     backfill_policy=CHEAP_BACKFILL,
     kinds={"numpy", "parquet"},
 )
-def human_attention(context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource):
+def human_attention(
+    context: AssetExecutionContext, platform: PlatformResource, warehouse: DuckDBResource
+) -> MaterializeResult:
     """Per video: human maps and a_t per study and variant, per-trial a_t, the scorer card."""
 
     def one(video_id: str) -> dict:
