@@ -126,8 +126,9 @@ def human_maps(counts: np.ndarray, sigma_cells: float, temporal_k: int) -> np.nd
     counts = np.asarray(counts, dtype=np.float32)
     if temporal_k:
         cumulative = np.concatenate([np.zeros_like(counts[:1]), np.cumsum(counts, axis=0)])
-        t = np.arange(len(counts))
-        low, high = np.clip(t - temporal_k, 0, len(counts)), np.clip(t + temporal_k + 1, 0, len(counts))
+        frames = np.arange(len(counts))
+        low = np.clip(frames - temporal_k, 0, len(counts))
+        high = np.clip(frames + temporal_k + 1, 0, len(counts))
         counts = cumulative[high] - cumulative[low]
     maps = np.zeros_like(counts)
     for t in np.flatnonzero(counts.reshape(len(counts), -1).sum(axis=1) > 0):

@@ -84,7 +84,7 @@ def _model_maps(layout: DataLayout, video_id: str, grid: VideoGrid) -> dict[str,
     path = layout.artifact("attention_maps", "maps", video_id)
     if path.exists():
         maps = load_attention_maps(path)
-        if maps.frame_count == grid.n_frames and tuple(maps.frame_size) == (grid.height, grid.width):
+        if maps.frame_count == grid.n_frames and maps.frame_size == (grid.height, grid.width):
             out[maps.scorer_id] = np.stack([grid.pool(maps.map_at(t)) for t in range(grid.n_frames)])
     return out
 
