@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from align_core.experiments.config import variants_for
+from align_core.io.warehouse import table_exists
 from align_core.stimuli.plans import TIME_WINDOWS, VariantSpec
 from analysis.small_sample import METHOD_CR2, cluster_wls
 
@@ -50,14 +51,19 @@ __all__ = [
     "HumanCheckThresholds",
     "PLANNED_CHANGE",
     "PRETEST_RESULT_TABLES",
+    "REPORT_TABLES",
+    "REQUIRE_HUMAN_CHECK",
     "TWO_WAY_METHOD",
     "expected_direction",
     "human_manipulation_check",
     "human_variant_verdicts",
     "participants_needed",
+    "pretest_report_frames",
     "pretest_check_tables",
     "realism_table",
+    "require_human_check",
     "sample_size_plan",
+    "stored_human_verdicts",
     "trial_window_means",
     "two_way_contrast",
 ]
@@ -339,3 +345,74 @@ def pretest_check_tables(
         name: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"study_id": pd.Series(dtype="string")})
         for name, frames in parts.items()
     }
+
+
+#: The experiment config key (in its ``extra``) that makes eligibility require the human check.
+REQUIRE_HUMAN_CHECK = "require_human_check"
+
+
+def stored_human_verdicts(con: Any) -> pd.DataFrame | None:
+    """``pretest_human_verdicts`` (experiment_id, study_id, variant, human_check), or None before any pretest."""
+    if not table_exists(con, "pretest_human_verdicts"):
+        return None
+    frame = con.execute("SELECT * FROM pretest_human_verdicts").df()
+    return frame if {"experiment_id", "variant", "human_check"} <= set(frame.columns) else None
+
+
+def require_human_check(
+    eligibility: pd.DataFrame | None, configs: Mapping[str, Any], verdicts: pd.DataFrame | None
+) -> pd.DataFrame | None:
+    """``eligibility`` with each treatment/placebo arm of an experiment whose config sets
+    ``require_human_check: true`` (in ``extra``) made ineligible unless its human check passed.
+
+    The control is never judged (it is what the check compares with). Without the setting
+    (the default) eligibility is returned unchanged.
+    """
+    if eligibility is None or eligibility.empty:
+        return eligibility
+    out = eligibility.copy()
+    for experiment_id, config in configs.items():
+        if not bool(dict(getattr(config, "extra", {}) or {}).get(REQUIRE_HUMAN_CHECK, False)):
+            continue
+        own = verdicts[verdicts["experiment_id"] == experiment_id] if verdicts is not None else pd.DataFrame()
+        status = dict(zip(own.get("variant", []), own.get("human_check", []), strict=False))
+        for spec in config.variants:
+            if spec.role == "control" or status.get(spec.name) == "passed":
+                continue
+            why = f"human check {status.get(spec.name, 'not run')} (experiment {experiment_id} pretest)"
+            rows = out["variant"] == spec.name
+            reason = out.loc[rows, "exclusion_reason"]
+            out.loc[rows, "exclusion_reason"] = [f"{r}; {why}" if isinstance(r, str) and r else why for r in reason]
+            out.loc[rows, "eligible"] = False
+    return out
+
+
+#: The report's "Pretest" section: each table's title and how it was computed.
+REPORT_TABLES: dict[str, tuple[str, str]] = {
+    "pretest_human_verdicts": (
+        "Human manipulation check per variant",
+        "passed = as planned in the variant's own window (boost/reduction: the change is detected with its sign; "
+        "no planned change: none detected)",
+    ),
+    "pretest_human_check": (
+        "Human manipulation check per variant and window",
+        "change in participants' mean human alignment vs baseline, video fixed effects; " + TWO_WAY_METHOD,
+    ),
+    "pretest_sample_size": (
+        "Participants needed (80 % power)",
+        f"to detect a change of {PLANNED_CHANGE} in human alignment, scaling the pilot's clustered SE",
+    ),
+    "pretest_scorer_card": ("Scorer card on the lab's own ads", "NSS and CC of each scorer's maps vs the human maps"),
+    "pretest_realism_summary": ("Realism (which one was edited?)", "2AFC detection rate, Wilson CI, binomial vs 50 %"),
+}
+
+
+def pretest_report_frames(con: Any) -> dict[str, pd.DataFrame]:
+    """The pretest tables the warehouse holds (none: the report leaves the section out)."""
+    frames = {}
+    for name in REPORT_TABLES:
+        if table_exists(con, name):
+            frame = con.execute(f"SELECT * FROM {name}").df()
+            if len(frame):
+                frames[name] = frame.drop(columns=[c for c in ("method",) if c in frame.columns])
+    return frames

@@ -254,3 +254,36 @@ def test_realism_detection_rate_with_its_ci_against_chance():
     )
     row = realism_table(realism).iloc[0]
     assert row["detection_rate"] == 0.75 and row["ci_low"] > 0.5 and row["p_vs_chance"] < 0.01
+
+
+def test_eligibility_requires_the_human_check_only_when_the_config_says_so():
+    from align_core.experiments.config import ExperimentConfig
+    from analysis.pretest import require_human_check
+
+    eligibility = pd.DataFrame(
+        {
+            "video_id": ["v1", "v1", "v1", "v2"],
+            "variant": ["baseline", "early_boost", "placebo", "placebo"],
+            "eligible": [True, True, True, False],
+            "exclusion_reason": [None, None, None, "manipulation check failed"],
+        }
+    )
+    verdicts = pd.DataFrame(
+        {"experiment_id": "exp", "variant": ["early_boost", "placebo"], "human_check": ["passed", "not passed"]}
+    )
+    plain = {"exp": ExperimentConfig("exp", variants=SPECS)}
+    pd.testing.assert_frame_equal(require_human_check(eligibility, plain, verdicts), eligibility)
+    strict = {"exp": ExperimentConfig("exp", variants=SPECS, extra={"require_human_check": True})}
+    out = require_human_check(eligibility, strict, verdicts).set_index(["video_id", "variant"])
+    assert out["eligible"].to_dict() == {
+        ("v1", "baseline"): True,
+        ("v1", "early_boost"): True,
+        ("v1", "placebo"): False,
+        ("v2", "placebo"): False,
+    }
+    assert out.loc[("v2", "placebo"), "exclusion_reason"] == (
+        "manipulation check failed; human check not passed (experiment exp pretest)"
+    )
+    unrun = require_human_check(eligibility, strict, None).set_index(["video_id", "variant"])
+    assert not unrun.loc[("v1", "early_boost"), "eligible"]
+    assert "human check not run" in unrun.loc[("v1", "early_boost"), "exclusion_reason"]

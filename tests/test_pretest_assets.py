@@ -24,6 +24,7 @@ from align_core.io.layout import DataLayout
 from align_core.perception.masks import KeywordMasks, save_keyword_masks
 from align_core.pretest.collect import session_files
 from align_core.pretest.stage import CENTRE_BIAS_SCORER, human_maps_path
+from analysis.report import build_report
 
 ASSETS = [pretest_study, pretest_responses, human_attention, human_manipulation_check]
 
@@ -65,7 +66,11 @@ def test_assets_collect_map_and_check_the_planted_boost(tmp_path: Path) -> None:
         _run(layout, instance, [pretest_study, pretest_responses])
         for video_id in sim.videos:
             _run(layout, instance, [human_attention], video_id)
+        before = build_report(layout.warehouse_path, tmp_path / "before").html_path.read_text()
         _run(layout, instance, [human_manipulation_check])
+    page = build_report(layout.warehouse_path, tmp_path / "after").html_path.read_text()
+    assert "<h2>Pretest</h2>" not in before
+    assert "<h2>Pretest</h2>" in page and "Human manipulation check per variant and window" in page
     studies = _table(layout, "SELECT * FROM pretest_studies")
     assert studies["study_id"].tolist() == [sim.study_id] and studies["videos"].tolist() == [len(sim.videos)]
     verdicts = _table(layout, "SELECT variant, human_check FROM pretest_human_verdicts ORDER BY variant")
