@@ -8,7 +8,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, build_sensor_context, materialize
+from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from pretest_sim import SimStudy, write_participants
 
 from align_assets.assets.pretest import (
@@ -84,30 +84,35 @@ def test_assets_collect_map_and_check_the_planted_boost(tmp_path: Path) -> None:
     assert human_maps_path(layout, sim.videos[0], sim.study_id).exists()
 
 
-def test_sensor_fires_when_a_session_file_changes_and_withdrawal_removes_rows(tmp_path: Path) -> None:
+def _tick(instance: DagsterInstance, resources: dict, cursor: str | None):
+    context = build_sensor_context(instance=instance, resources=resources, cursor=cursor)
+    result = pretest_session_sensor(context)
+    return result, result.cursor
+
+
+def test_sensor_collects_changed_sessions_then_maps_the_studys_videos_and_withdrawal_removes_rows(
+    tmp_path: Path,
+) -> None:
     layout, sim = _layout(tmp_path, participants=3)
     with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, list(sim.videos[:4]))
         resources = default_resources(data_dir=layout.root)
-        first = pretest_session_sensor(build_sensor_context(instance=instance, resources=resources))
-        assert first.run_key.startswith("pretest-")
-        cursor = first_cursor = _sensor_cursor(instance, resources)
-        again = pretest_session_sensor(build_sensor_context(instance=instance, resources=resources, cursor=cursor))
-        assert "no session file changed" in again.skip_message
+        first, cursor = _tick(instance, resources, None)
+        assert [(r.asset_selection, r.partition_key) for r in first.run_requests] == [
+            ([AssetKey("pretest_responses")], None)
+        ]
+        again, cursor = _tick(instance, resources, cursor)
+        assert again.skip_reason is not None and not again.run_requests
         _run(layout, instance, [pretest_study, pretest_responses])
+        collected, cursor = _tick(instance, resources, cursor)
+        assert sorted(r.partition_key for r in collected.run_requests) == sorted(sim.videos[:4])  # registered videos
+        assert all(r.asset_selection == [AssetKey("human_attention")] for r in collected.run_requests)
         withdrawn = session_files(layout.root, sim.study_id)[0]
         assert withdrawn.stem in set(_table(layout, "SELECT session_id FROM pretest_cursor")["session_id"])
         withdrawn.unlink()
-        moved = pretest_session_sensor(
-            build_sensor_context(instance=instance, resources=resources, cursor=first_cursor)
-        )
-        assert moved.run_key != first.run_key
+        moved, cursor = _tick(instance, resources, cursor)
+        assert [r.asset_selection for r in moved.run_requests] == [[AssetKey("pretest_responses")]]
         _run(layout, instance, [pretest_responses])
     for table in ("pretest_sessions", "pretest_cursor", "pretest_realism"):
         rows = _table(layout, f"SELECT session_id FROM {table}")
         assert withdrawn.stem not in set(rows["session_id"]) and rows["session_id"].nunique() == 2, table
-
-
-def _sensor_cursor(instance: DagsterInstance, resources: dict) -> str:
-    context = build_sensor_context(instance=instance, resources=resources)
-    pretest_session_sensor(context)
-    return context.cursor

@@ -10,14 +10,18 @@
 - ``human_manipulation_check``: :mod:`analysis.pretest` over every study, into ``pretest_*`` tables.
 """
 
+import json
+
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     DefaultSensorStatus,
     MaterializeResult,
     MetadataValue,
     RunRequest,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     asset,
     sensor,
@@ -79,17 +83,38 @@ def pretest_responses(
     name="pretest_session_sensor",
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    asset_selection=["pretest_responses"],
-    description="Collects pretest responses when a session file under data/pretest/*/sessions changes.",
+    asset_selection=["pretest_responses", "human_attention"],
+    description="Collects pretest responses when a session file under data/pretest/*/sessions changes, then "
+    "rebuilds human_attention for every video the studies show (per_video_automation carries the check).",
 )
 def pretest_session_sensor(context: SensorEvaluationContext, platform: PlatformResource):
-    if not study_ids(platform.layout.root):
-        return SkipReason(f"no pretest studies under {platform.layout.root / 'pretest'}")
-    fingerprint = session_files_fingerprint(platform.layout.root)
-    if fingerprint == context.cursor:
-        return SkipReason("no session file changed")
-    context.update_cursor(fingerprint)
-    return RunRequest(run_key=f"pretest-{fingerprint[:16]}")
+    state = json.loads(context.cursor) if context.cursor else {}
+    root = platform.layout.root
+    requests = []
+    fingerprint = session_files_fingerprint(root)
+    if study_ids(root) and fingerprint != state.get("files"):
+        requests.append(
+            RunRequest(asset_selection=[AssetKey("pretest_responses")], run_key=f"pretest-{fingerprint[:16]}")
+        )
+        state["files"] = fingerprint
+    records = context.instance.fetch_materializations(AssetKey("pretest_responses"), limit=1).records
+    collected = records[0].storage_id if records else 0
+    if collected > state.get("collected", 0):
+        known = set(video_partitions.get_partition_keys(dynamic_partitions_store=context.instance))
+        shown = {str(v["video_id"]) for study_id in study_ids(root) for v in load_study(root, study_id)["videos"]}
+        requests += [
+            RunRequest(
+                asset_selection=[AssetKey("human_attention")], partition_key=video, run_key=f"human-{video}-{collected}"
+            )
+            for video in sorted(shown & known)
+        ]
+        state["collected"] = collected
+    cursor = json.dumps(state, sort_keys=True)
+    if not requests:
+        return SensorResult(
+            skip_reason=SkipReason("no session file changed and nothing newly collected"), cursor=cursor
+        )
+    return SensorResult(run_requests=requests, cursor=cursor)
 
 
 @asset(
