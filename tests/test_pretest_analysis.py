@@ -18,6 +18,7 @@ from align_core.perception.attention.geometry import ViewingGeometry
 from align_core.pretest.collect import collect_pretest, load_study, session_files
 from align_core.pretest.human_maps import (
     VideoGrid,
+    grid_coverage,
     human_alignment,
     human_maps,
     sample_counts,
@@ -151,15 +152,14 @@ def test_human_alignment_is_the_models_alignment():
     grid = VideoGrid.for_video(5, 40, 24, max_side=64)
     counts = sample_counts(grid, rng.integers(0, 5, 50), rng.random(50), rng.random(50))
     maps = human_maps(counts, 2.0, temporal_k=0)
-    values = human_alignment(maps, masks, grid)
+    values = human_alignment(maps, grid_coverage(masks, grid))
     assert np.allclose(maps.reshape(5, -1).sum(axis=1), 1.0, atol=1e-5)
     assert np.allclose(values, [alignment(maps[t], masks[t]) for t in range(5)])
     coarse = VideoGrid.for_video(5, 40, 24, max_side=20)
     coarse_maps = human_maps(sample_counts(coarse, [0], [0.5], [0.5]), 1.0, 0)
-    assert human_alignment(coarse_maps, masks, coarse)[0] == pytest.approx(
-        scaled_alignment(coarse_maps[0], coarse.coverage(masks[0]))
-    )
-    assert coarse.coverage(masks[0]).shape == (20, 12) and np.isnan(human_alignment(coarse_maps, masks, coarse)[1])
+    coarse_values = human_alignment(coarse_maps, grid_coverage(masks, coarse))
+    assert coarse_values[0] == pytest.approx(scaled_alignment(coarse_maps[0], coarse.coverage(masks[0])))
+    assert coarse.coverage(masks[0]).shape == (20, 12) and np.isnan(coarse_values[1])
 
 
 def test_the_blur_has_the_windows_scale_from_the_attention_maps_geometry():
@@ -287,3 +287,12 @@ def test_eligibility_requires_the_human_check_only_when_the_config_says_so():
     unrun = require_human_check(eligibility, strict, None).set_index(["video_id", "variant"])
     assert not unrun.loc[("v1", "early_boost"), "eligible"]
     assert "human check not run" in unrun.loc[("v1", "early_boost"), "exclusion_reason"]
+
+
+def test_a_sample_counts_on_its_own_frame_and_k_neighbours_either_side():
+    grid = VideoGrid.for_video(10, 16, 16, 64)
+    counts = sample_counts(grid, [5, 0], [0.5, 0.1], [0.5, 0.1])
+    maps = human_maps(counts, 1.0, temporal_k=2)
+    assert np.flatnonzero(maps.reshape(10, -1).sum(axis=1) > 0).tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert maps[5].argmax() == np.ravel_multi_index((8, 8), (16, 16))  # frame 5 has only its own sample nearby
+    assert np.allclose(maps[1:3].reshape(2, -1).sum(axis=1), 1.0)

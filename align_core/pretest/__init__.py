@@ -27,6 +27,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "VideoGrid",
             "VideoHumanAttention",
             "frame_windows",
+            "grid_coverage",
             "human_alignment",
             "human_maps",
             "load_human_maps",

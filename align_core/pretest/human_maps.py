@@ -39,6 +39,7 @@ __all__ = [
     "VideoGrid",
     "VideoHumanAttention",
     "frame_windows",
+    "grid_coverage",
     "human_alignment",
     "human_maps",
     "load_human_maps",
@@ -124,12 +125,11 @@ def sample_counts(grid: VideoGrid, frame_index: np.ndarray, x: np.ndarray, y: np
 def human_maps(counts: np.ndarray, sigma_cells: float, temporal_k: int) -> np.ndarray:
     """float32 ``(T, h, w)`` maps summing to 1 per frame (0 where no sample within ``temporal_k`` frames)."""
     counts = np.asarray(counts, dtype=np.float32)
-    if temporal_k:
-        cumulative = np.concatenate([np.zeros_like(counts[:1]), np.cumsum(counts, axis=0)])
-        frames = np.arange(len(counts))
-        low = np.clip(frames - temporal_k, 0, len(counts))
-        high = np.clip(frames + temporal_k + 1, 0, len(counts))
-        counts = cumulative[high] - cumulative[low]
+    pooled = counts.copy()
+    for shift in range(1, min(temporal_k, len(counts) - 1) + 1):  # in place: no (T, h, w) cumsum
+        pooled[shift:] += counts[:-shift]
+        pooled[:-shift] += counts[shift:]
+    counts = pooled
     maps = np.zeros_like(counts)
     for t in np.flatnonzero(counts.reshape(len(counts), -1).sum(axis=1) > 0):
         blurred = cv2.GaussianBlur(
@@ -140,12 +140,19 @@ def human_maps(counts: np.ndarray, sigma_cells: float, temporal_k: int) -> np.nd
     return maps
 
 
-def human_alignment(maps: np.ndarray, masks: Sequence[np.ndarray] | np.ndarray, grid: VideoGrid) -> np.ndarray:
-    """a_t per frame by the model's alignment (NaN where the map is empty)."""
-    values = np.full(grid.n_frames, np.nan)
-    for t in range(grid.n_frames):
+def grid_coverage(masks: Sequence[np.ndarray] | np.ndarray, grid: VideoGrid) -> list[np.ndarray]:
+    """Each frame's mask on the grid (:meth:`VideoGrid.coverage`), computed once per video."""
+    if len(masks) != grid.n_frames:
+        raise ValueError(f"{len(masks)} product masks for a video of {grid.n_frames} frames")
+    return [grid.coverage(masks[t]) for t in range(grid.n_frames)]
+
+
+def human_alignment(maps: np.ndarray, coverage: Sequence[np.ndarray]) -> np.ndarray:
+    """a_t per frame by the model's alignment with ``coverage`` (:func:`grid_coverage`); NaN where the map is empty."""
+    values = np.full(len(maps), np.nan)
+    for t in range(len(maps)):
         if maps[t].any():
-            values[t] = scaled_alignment(maps[t], grid.coverage(masks[t]))
+            values[t] = scaled_alignment(maps[t], coverage[t])
     return values
 
 
@@ -174,12 +181,22 @@ def trial_alignment(
     measure (what the human manipulation check compares).
     """
     grid = VideoGrid.for_video(video["n_frames"], video["height"], video["width"], settings.max_side)
-    sigma = _sigma_cells(video, study, grid)
+    return _trials(cursor, video, _sigma_cells(video, study, grid), grid_coverage(masks, grid), grid, settings)
+
+
+def _trials(
+    cursor: pd.DataFrame,
+    video: Mapping[str, Any],
+    sigma: float,
+    coverage: Sequence[np.ndarray],
+    grid: VideoGrid,
+    settings: HumanMapSettings,
+) -> pd.DataFrame:
     windows = frame_windows(grid.n_frames, float(video["fps"]))
     parts = []
     for (session_id, variant), rows in cursor[cursor["in_frame"]].groupby(["session_id", "variant"], sort=True):
         counts = sample_counts(grid, rows["frame_index"], rows["x"], rows["y"])
-        values = human_alignment(human_maps(counts, sigma, settings.temporal_k), masks, grid)
+        values = human_alignment(human_maps(counts, sigma, settings.temporal_k), coverage)
         frames = np.flatnonzero(np.isfinite(values))
         parts.append(
             pd.DataFrame(
@@ -221,13 +238,14 @@ def video_human_attention(
     """Pooled maps (every participant of a variant) and per-trial alignment for one video."""
     grid = VideoGrid.for_video(video["n_frames"], video["height"], video["width"], settings.max_side)
     sigma = _sigma_cells(video, study, grid)
+    coverage = grid_coverage(masks, grid)
     inside = cursor[cursor["in_frame"]]
     maps, counts, alignment = {}, {}, {}
     for variant, rows in inside.groupby("variant", sort=True):
         counts[str(variant)] = sample_counts(grid, rows["frame_index"], rows["x"], rows["y"])
         maps[str(variant)] = human_maps(counts[str(variant)], sigma, settings.temporal_k)
-        alignment[str(variant)] = human_alignment(maps[str(variant)], masks, grid)
-    trials = trial_alignment(cursor, video, study, masks, settings)
+        alignment[str(variant)] = human_alignment(maps[str(variant)], coverage)
+    trials = _trials(cursor, video, sigma, coverage, grid, settings)
     return VideoHumanAttention(str(video["video_id"]), grid, sigma, settings, maps, counts, alignment, trials)
 
 
