@@ -54,6 +54,7 @@ __all__ = [
     "REPORT_TABLES",
     "REQUIRE_HUMAN_CHECK",
     "TWO_WAY_METHOD",
+    "attentive_trials",
     "expected_direction",
     "human_manipulation_check",
     "human_variant_verdicts",
@@ -79,6 +80,7 @@ class HumanCheckThresholds:
     min_participants: int = 10  # per arm (variant and baseline) within the window
     min_videos: int = 2  # videos with trials in both arms
     alpha: float = 0.05
+    exclude_failed_attention_checks: bool = True  # drop sessions that missed any attention check
 
 
 def trial_window_means(trials: pd.DataFrame) -> pd.DataFrame:
@@ -309,6 +311,15 @@ def _study_specs(database: str | os.PathLike[str], study: Mapping[str, Any]) -> 
     return specs, controls[0]
 
 
+def attentive_trials(trials: pd.DataFrame, sessions: pd.DataFrame | None) -> pd.DataFrame:
+    """``trials`` without the sessions that missed an attention check (``pretest_sessions``)."""
+    if sessions is None or not len(sessions) or not len(trials):
+        return trials
+    failed = sessions[sessions["attention_checks_passed"] < sessions["attention_checks_shown"]]
+    keys = pd.MultiIndex.from_frame(trials[["study_id", "session_id"]])
+    return trials[~keys.isin(pd.MultiIndex.from_frame(failed[["study_id", "session_id"]]))]
+
+
 def _tagged(frame: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:
     return frame.assign(study_id=str(study["study_id"]), experiment_id=str(study["experiment_id"]))
 
@@ -320,9 +331,16 @@ def pretest_check_tables(
     cards: pd.DataFrame,
     realism: pd.DataFrame | None,
     thresholds: HumanCheckThresholds = HumanCheckThresholds(),
+    sessions: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every pretest result table over ``studies`` (``trials`` and ``cards`` from the per-video stage)."""
+    """Every pretest result table over ``studies`` (``trials`` and ``cards`` from the per-video stage).
+
+    With ``sessions`` (``pretest_sessions``) and ``exclude_failed_attention_checks``, sessions
+    that missed an attention check are left out of the check.
+    """
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in PRETEST_RESULT_TABLES}
+    if thresholds.exclude_failed_attention_checks:
+        trials = attentive_trials(trials, sessions)
     for study_id, study in studies.items():
         specs, baseline = _study_specs(database, study)
         own = trials[trials["study_id"] == study_id] if len(trials) else trials

@@ -296,3 +296,19 @@ def test_a_sample_counts_on_its_own_frame_and_k_neighbours_either_side():
     assert np.flatnonzero(maps.reshape(10, -1).sum(axis=1) > 0).tolist() == [0, 1, 2, 3, 4, 5, 6, 7]
     assert maps[5].argmax() == np.ravel_multi_index((8, 8), (16, 16))  # frame 5 has only its own sample nearby
     assert np.allclose(maps[1:3].reshape(2, -1).sum(axis=1), 1.0)
+
+
+def test_sessions_that_missed_an_attention_check_are_left_out_of_the_check():
+    from analysis.pretest import attentive_trials
+
+    trials = pd.DataFrame({"study_id": "s", "session_id": ["a", "a", "b", "c"], "alignment": [0.1, 0.2, 0.3, 0.4]})
+    sessions = pd.DataFrame(
+        {
+            "study_id": "s",
+            "session_id": ["a", "b", "c"],
+            "attention_checks_passed": [2, 1, 0],
+            "attention_checks_shown": [2, 2, 0],
+        }
+    )
+    assert attentive_trials(trials, sessions)["session_id"].tolist() == ["a", "a", "c"]
+    assert attentive_trials(trials, None).equals(trials)

@@ -157,8 +157,11 @@ def human_manipulation_check(
     cards = _read_all(layout.artifact_files("human_attention", "scorer_card"))
     studies = {study_id: load_study(layout.root, study_id) for study_id in study_ids(layout.root)}
     with read_connection(warehouse.database) as con:
-        realism = con.execute("SELECT * FROM pretest_realism").df() if table_exists(con, "pretest_realism") else None
-    tables = pretest_check_tables(warehouse.database, studies, trials, cards, realism)
+        realism, sessions = (
+            con.execute(f"SELECT * FROM {name}").df() if table_exists(con, name) else None
+            for name in ("pretest_realism", "pretest_sessions")
+        )
+    tables = pretest_check_tables(warehouse.database, studies, trials, cards, realism, sessions=sessions)
     for name, frame in tables.items():
         replace_table(warehouse.database, name, frame)
     verdicts = tables["pretest_human_verdicts"]
