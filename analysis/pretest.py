@@ -312,12 +312,13 @@ def _study_specs(database: str | os.PathLike[str], study: Mapping[str, Any]) -> 
 
 
 def attentive_trials(trials: pd.DataFrame, sessions: pd.DataFrame | None) -> pd.DataFrame:
-    """``trials`` without the sessions that missed an attention check (``pretest_sessions``)."""
-    if sessions is None or not len(sessions) or not len(trials):
+    """``trials`` of the sessions collected now (``pretest_sessions``: a withdrawn one is gone even
+    before its video's maps are rebuilt) that passed every attention check."""
+    if sessions is None or not len(trials):
         return trials
-    failed = sessions[sessions["attention_checks_passed"] < sessions["attention_checks_shown"]]
+    passed = sessions[sessions["attention_checks_passed"] >= sessions["attention_checks_shown"]]
     keys = pd.MultiIndex.from_frame(trials[["study_id", "session_id"]])
-    return trials[~keys.isin(pd.MultiIndex.from_frame(failed[["study_id", "session_id"]]))]
+    return trials[keys.isin(pd.MultiIndex.from_frame(passed[["study_id", "session_id"]]))]
 
 
 def _tagged(frame: pd.DataFrame, study: Mapping[str, Any]) -> pd.DataFrame:

@@ -298,17 +298,29 @@ def test_a_sample_counts_on_its_own_frame_and_k_neighbours_either_side():
     assert np.allclose(maps[1:3].reshape(2, -1).sum(axis=1), 1.0)
 
 
-def test_sessions_that_missed_an_attention_check_are_left_out_of_the_check():
+def test_sessions_that_missed_an_attention_check_or_withdrew_are_left_out_of_the_check():
     from analysis.pretest import attentive_trials
 
     trials = pd.DataFrame({"study_id": "s", "session_id": ["a", "a", "b", "c"], "alignment": [0.1, 0.2, 0.3, 0.4]})
     sessions = pd.DataFrame(
         {
             "study_id": "s",
-            "session_id": ["a", "b", "c"],
-            "attention_checks_passed": [2, 1, 0],
-            "attention_checks_shown": [2, 2, 0],
+            "session_id": ["a", "b"],
+            "attention_checks_passed": [2, 1],
+            "attention_checks_shown": [2, 2],
         }
-    )
-    assert attentive_trials(trials, sessions)["session_id"].tolist() == ["a", "a", "c"]
+    )  # c withdrew: no longer collected
+    assert attentive_trials(trials, sessions)["session_id"].tolist() == ["a", "a"]
     assert attentive_trials(trials, None).equals(trials)
+
+
+def test_malformed_samples_are_kept_out_of_the_maps_not_fatal(pilot):
+    data_dir, database, sim = pilot
+    path = session_files(data_dir, sim.study_id)[0]
+    record = {"kind": "cursor", "session_id": path.stem, "video_id": sim.videos[0], "variant": "baseline"}
+    record |= {"trial_index": 0, "practice": False, "samples": [5, [0.1, "x", 0.5], [None, 0.5, 0.5], [0.1, 0.5, 0.5]]}
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")  # no batch_id either: the line number stands in
+    collect_pretest(data_dir, database)
+    rows = _tables(database)["pretest_cursor"].query("batch_id.str.startswith('line-')", engine="python")
+    assert rows["in_frame"].tolist() == [False, False, False, True]

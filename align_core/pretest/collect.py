@@ -182,7 +182,7 @@ def read_session_file(path: str | os.PathLike[str]) -> SessionRecords:
             result.duplicates += 1
             continue
         seen.add(batch_id)
-        result.records.append(record)
+        result.records.append(record | {"batch_id": batch_id})
     return result
 
 
@@ -224,7 +224,8 @@ def _cursor_rows(study_id: str, session: SessionRecords, videos: Mapping[str, Ma
         fps, last = float(video["fps"]), int(video["n_frames"]) - 1
         samples = record.get("samples") or []
         for index, sample in enumerate(samples):
-            t, x, y = (_finite(v) for v in (list(sample) + [None] * 3)[:3])
+            values = list(sample) if isinstance(sample, (list, tuple)) else []
+            t, x, y = (_finite(v) for v in (values + [None] * 3)[:3])
             frame = min(max(int(math.floor(t * fps)), 0), last) if math.isfinite(t) else None
             inside = frame is not None and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
             rows.append(
