@@ -38,5 +38,11 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "video_human_attention",
             "window_sigma_px",
         ),
+        "stage": (
+            "CENTRE_BIAS_SCORER",
+            "human_maps_path",
+            "study_rows",
+            "video_human_stage",
+        ),
     },
 )
