@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from align_assets import schedules, sensors
-from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, protect, variants
+from align_assets.assets import attention, catalog, checkpoint, control, experiments, masks, pretest, protect, variants
 from align_assets.automation import per_video_automation
 from align_assets.resources import default_resources
 
@@ -31,7 +31,7 @@ __all__ = [
     "stage_modules",
 ]
 
-stage_modules = [catalog, attention, masks, control, checkpoint, protect, variants, experiments]
+stage_modules = [catalog, attention, masks, control, checkpoint, protect, variants, experiments, pretest]
 
 #: Evaluates the unpartitioned assets' automation conditions (the checkpoint, the A/B ingest and
 #: the report) whenever the daemon runs, e.g. under `dagster dev`. Per-video assets declare none:
@@ -61,7 +61,13 @@ def build_definitions(
         asset_checks=list(
             load_asset_checks_from_modules(stage_modules)
         ),  # e.g. the annotated masks' partitioned checks
-        sensors=[sensors.new_video_sensor, experiments.ab_export_sensor, automation_sensor, per_video_automation],
+        sensors=[
+            sensors.new_video_sensor,
+            experiments.ab_export_sensor,
+            pretest.pretest_session_sensor,
+            automation_sensor,
+            per_video_automation,
+        ],
         schedules=[schedules.nightly_catch_up, schedules.daily_report],
         jobs=[
             schedules.per_video_pipeline,

@@ -46,6 +46,12 @@ from analysis.matched import complete_block_cells  # noqa: E402
 from analysis.meta import moderator_regression, pool_industries  # noqa: E402
 from analysis.observational import observational_table  # noqa: E402
 from analysis.preregistration import deviations_table  # noqa: E402
+from analysis.pretest import (  # noqa: E402
+    REPORT_TABLES,
+    pretest_report_frames,
+    require_human_check,
+    stored_human_verdicts,
+)
 from analysis.simulated import label_simulated, simulated_banner, simulated_experiments  # noqa: E402
 from analysis.single_creative import is_single_creative, single_creative_lifts  # noqa: E402
 from analysis.small_sample import METHOD_CR2, SMALL_SAMPLE_CLUSTERS  # noqa: E402
@@ -185,7 +191,9 @@ class _WarehouseInputs:
                 scenes=queries.scene_rows(con),
                 registries=registered_variants(con),
                 configs=registered_configs(con),
-                eligibility=queries.variant_eligibility(con),
+                eligibility=require_human_check(
+                    queries.variant_eligibility(con), registered_configs(con), stored_human_verdicts(con)
+                ),
             )
 
 
@@ -905,11 +913,13 @@ def render_html(
     notes: list[str],
     registries: dict[str, tuple] | None = None,
     banner: str = "",
+    pretest: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     """A self-contained HTML page: headline table, notes, per-experiment plots and every estimate table.
 
     ``headline`` is HTML (``headline_html``); markdown text is escaped into a block for callers
     of the old API. ``registries``: each experiment's variant registry (timing plot order).
+    ``pretest``: the pretest tables (:func:`~analysis.pretest.pretest_report_frames`); none, no section.
     The page is ``templates/report.html``.
     """
     headline_is_html = headline.lstrip().startswith("<")
@@ -923,6 +933,10 @@ def render_html(
         methods=methods_paragraph(tables["analysis_lift"]),
         experiment_plots=_experiment_plots(tables, cells_by_exp, deltas, registries),
         sections=_table_sections(tables),
+        pretest_sections=[
+            _table_section(frame, REPORT_TABLES[name][0], REPORT_TABLES[name][1])
+            for name, frame in (pretest or {}).items()
+        ],
     )
 
 
@@ -942,6 +956,7 @@ def build_report(
     with read_connection(database) as con:
         deltas = queries.achieved_deltas(con)
         registries = registered_variants(con)
+        pretest = pretest_report_frames(con)
     tables["analysis_plan_deviations"] = deviations_table(
         database, cells_by_exp, alpha, tables.get("analysis_excluded")
     )
@@ -960,6 +975,7 @@ def build_report(
         notes,
         registries,
         banner=banner,
+        pretest=pretest,
     )
     out = Path(output_dir)
     write_csv_tables(tables, out / "tables")

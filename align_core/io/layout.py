@@ -76,6 +76,7 @@ ARTIFACT_FILES: dict[str, dict[str, str]] = {
         "scorers": "manipulation_scorers.parquet",
     },
     "demo_ab_export": {"truth": "planted_truth.json"},
+    "human_attention": {"trials": "human_trials.parquet", "scorer_card": "scorer_card.parquet"},
 }
 
 

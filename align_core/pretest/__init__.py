@@ -1,4 +1,4 @@
-"""Human attention pretest: a served moving-window study built from an experiment's variants.
+"""Human attention pretest: a served moving-window study, its collected responses and human maps.
 
 Names are imported from their module on first use (:mod:`align_core.lazy`).
 """
@@ -31,6 +31,41 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "load_study",
             "study_dir",
             "write_secret_file",
+        ),
+        "collect": (
+            "PRETEST_TABLES",
+            "CollectReport",
+            "SessionRecords",
+            "collect_pretest",
+            "collect_study",
+            "load_collected_study",
+            "pretest_root",
+            "read_session_file",
+            "session_files",
+            "session_files_fingerprint",
+            "study_ids",
+        ),
+        "human_maps": (
+            "HumanMapSettings",
+            "VideoGrid",
+            "VideoHumanAttention",
+            "frame_windows",
+            "grid_coverage",
+            "human_alignment",
+            "human_maps",
+            "load_human_maps",
+            "sample_counts",
+            "save_human_maps",
+            "scorer_card",
+            "trial_alignment",
+            "video_human_attention",
+            "window_sigma_px",
+        ),
+        "stage": (
+            "CENTRE_BIAS_SCORER",
+            "human_maps_path",
+            "study_rows",
+            "video_human_stage",
         ),
     },
 )
