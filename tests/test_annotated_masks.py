@@ -26,7 +26,7 @@ from align_core.inputs.annotations import (
 from align_core.inputs.csv_rows import CsvValidationError
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoWriter, probe_video
-from align_core.perception.annotated_masks import AnnotatedSegmenter, check_annotated_masks
+from align_core.perception.annotated_masks import AnnotatedSegmenter, AnnotatedSettings, check_annotated_masks
 from align_core.perception.masks import make_segmenter, resolve_mask_source, segment_video
 
 W, H, FPS = 144, 256, 12
@@ -97,11 +97,18 @@ def ad(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, list
     return path, masks, ranges
 
 
-def _run(video: Path, rows: list[AnnotationRow], ranges, tmp_path: Path, masks_dir: Path | None = None):
+def _run(
+    video: Path,
+    rows: list[AnnotationRow],
+    ranges,
+    tmp_path: Path,
+    masks_dir: Path | None = None,
+    settings: AnnotatedSettings | None = None,
+):
     csv_path = tmp_path / "annotations.csv"
     csv_path.unlink(missing_ok=True)
     write_annotations(csv_path, rows)
-    segmenter = AnnotatedSegmenter("ad", ranges, annotations_csv=csv_path, masks_dir=masks_dir)
+    segmenter = AnnotatedSegmenter("ad", ranges, annotations_csv=csv_path, masks_dir=masks_dir, settings=settings)
     result = segment_video(video, "bottle", segmenter)
     return segmenter, result
 
@@ -157,10 +164,14 @@ def test_a_cut_reseeds_instead_of_carrying_the_mask_across(ad, tmp_path: Path) -
 
 
 def test_a_drifting_mask_fails_its_check_naming_the_frames(tmp_path: Path) -> None:
+    """Without re-acquisition the mask stays behind where the product jumped from: a check names the frames.
+    With it (the default) the product is found where it landed (tests/test_reacquisition.py for more)."""
     video = tmp_path / "jump.mp4"
     truth, ranges = make_ad(video, jump_at=9)
     rows = [AnnotationRow(2, "ad", "box", 1, None, *_box(truth[0]))]
-    segmenter, _ = _run(video, rows, ranges, tmp_path)
+    _, followed = _run(video, rows, ranges, tmp_path)
+    assert _iou(followed.masks[:SCENE], truth[:SCENE]).min() >= 0.85
+    segmenter, _ = _run(video, rows, ranges, tmp_path, settings=AnnotatedSettings(reacquire=False))
     failed = {c.name: c for c in segmenter.checks() if not c.passed}
     assert failed, "a mask left behind by a product that jumped must fail a check"
     frames = sorted({f for c in failed.values() for f in c.failing_frames})
@@ -278,7 +289,7 @@ def test_check_lists_frames_of_a_mask_that_grows(ad, tmp_path: Path) -> None:
 
 
 def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tmp_path: Path) -> None:
-    """Through Dagster: the catalog says which mask inputs exist, keyword_masks uses them, four checks run."""
+    """Through Dagster: the catalog says which mask inputs exist, keyword_masks uses them, five checks run."""
     import shutil
 
     from dagster import DagsterInstance, materialize
@@ -289,6 +300,7 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
         annotated_area_band,
         annotated_box_iou,
         annotated_flow_consistency,
+        annotated_product_found,
         keyword_masks,
     )
     from align_assets.partitions import VIDEO_PARTITIONS_NAME
@@ -306,7 +318,13 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
             AnnotationRow(0, "ad1", "box", None, SCENE, *_box(truth[SCENE])),
         ],
     )
-    checks = [annotated_area_band, annotated_flow_consistency, annotated_box_iou, annotated_appearance]
+    checks = [
+        annotated_area_band,
+        annotated_flow_consistency,
+        annotated_box_iou,
+        annotated_appearance,
+        annotated_product_found,
+    ]
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["ad1"])
         result = materialize(
@@ -329,6 +347,7 @@ def test_keyword_masks_asset_records_annotated_source_and_runs_its_checks(ad, tm
             "annotated_flow_consistency",
             "annotated_box_iou",
             "annotated_appearance",
+            "annotated_product_found",
         }
         assert (layout.artifact_dir("keyword_masks", "ad1") / "annotated_diagnostics.parquet").exists()
         scenes = load_catalog(layout.artifact_dir("video_catalog", "ad1")).scene_ranges

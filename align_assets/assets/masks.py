@@ -1,7 +1,9 @@
 """Per-video ``keyword_masks``: M_t from the ``segmenter`` resource, or empty with a reason.
 
 Annotated masks (``annotated``, ``clipseg+annotated``) also write a per-frame diagnostics table
-that four partitioned asset checks read: area band, flow consistency, box IoU, appearance.
+that five partitioned asset checks read: area band, flow consistency, box IoU, appearance (errors),
+and whether a product that left or was covered was found again (a warning naming the frames
+where it was not, with a thumbnail strip of them beside the masks).
 """
 
 import warnings
@@ -20,7 +22,7 @@ from dagster import (
 
 from align_assets.partitions import CHEAP_BACKFILL, materialize_each_video, video_partitions
 from align_assets.resources import PlatformResource, SegmenterResource
-from align_core.perception.annotated_masks import CHECK_DESCRIPTIONS, check_annotated_masks
+from align_core.perception.annotated_masks import CHECK_DESCRIPTIONS, WARN_CHECKS, check_annotated_masks
 from align_core.stages.masks import run_masks
 
 __all__ = [
@@ -60,10 +62,13 @@ def keyword_masks(
         if stage.diagnostics is not None:
             metadata["annotated_checks"] = MetadataValue.md(
                 "\n".join(
-                    f"- **{c.name}**: {'passed' if c.passed else 'FAILED'} ({c.detail})"
+                    f"- **{c.name}**: {'passed' if c.passed else 'WARNING' if c.name in WARN_CHECKS else 'FAILED'} "
+                    f"({c.detail})"
                     for c in check_annotated_masks(stage.diagnostics)
                 )
             )
+            absent = stage.diagnostics.get("absent")
+            metadata["frames_absent_not_refound"] = int(absent.sum()) if absent is not None else 0
         return metadata
 
     return materialize_each_video(context, one)
@@ -81,13 +86,17 @@ def _annotated_check(check_name: str):
         if not path.exists():
             return AssetCheckResult(passed=True, metadata={"not_applicable": "masks were not made from annotations"})
         outcome = next(c for c in check_annotated_masks(pd.read_parquet(path)) if c.name == check_name)
+        metadata = {
+            "detail": MetadataValue.text(outcome.detail),
+            "failing_frames": MetadataValue.json(outcome.failing_frames),
+        }
+        strip = platform.layout.artifact("keyword_masks", "absent_strip", context.partition_key)
+        if check_name == "annotated_product_found" and strip.exists():
+            metadata["thumbnails"] = MetadataValue.path(str(strip))
         return AssetCheckResult(
             passed=outcome.passed,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "detail": MetadataValue.text(outcome.detail),
-                "failing_frames": MetadataValue.json(outcome.failing_frames),
-            },
+            severity=AssetCheckSeverity.WARN if check_name in WARN_CHECKS else AssetCheckSeverity.ERROR,
+            metadata=metadata,
         )
 
     return _check
@@ -101,3 +110,4 @@ with warnings.catch_warnings():
     annotated_flow_consistency = _annotated_check("annotated_flow_consistency")
     annotated_box_iou = _annotated_check("annotated_box_iou")
     annotated_appearance = _annotated_check("annotated_appearance")
+    annotated_product_found = _annotated_check("annotated_product_found")

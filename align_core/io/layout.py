@@ -49,7 +49,11 @@ ARTIFACT_FILES: dict[str, dict[str, str]] = {
         "video_row": "video.parquet",
     },
     "attention_maps": {"maps": "attention.npz"},
-    "keyword_masks": {"masks": "masks.npz", "diagnostics": "annotated_diagnostics.parquet"},
+    "keyword_masks": {
+        "masks": "masks.npz",
+        "diagnostics": "annotated_diagnostics.parquet",
+        "absent_strip": "absent_frames.png",
+    },
     "control_tensors": {
         "control": "control.npz",
         "frames": "alignment_frames.parquet",

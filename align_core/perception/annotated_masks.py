@@ -61,6 +61,7 @@ from align_core.inputs.annotations import (
 from align_core.io.atomic import atomic_path
 from align_core.io.layout import DataLayout
 from align_core.io.video_io import VideoProbe, iter_frames
+from align_core.perception.reacquire import ProductSearch, absent_ranges
 from align_core.stimuli.editing.propagation import FlowPropagator
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "AnnotatedSettings",
     "CHECK_DESCRIPTIONS",
     "ClipSegWithAnnotations",
+    "WARN_CHECKS",
     "check_annotated_masks",
     "save_mask_diagnostics",
     "segment_annotated_frame",
@@ -105,6 +107,15 @@ class AnnotatedSettings:
     max_untrusted_share: float = 0.75
     min_box_iou: float = 0.5
     min_appearance_pixels: int = 24
+    # re-acquisition (:mod:`align_core.perception.reacquire`): a carry holding under ``lost_share``
+    # of its annotated frame's area has lost the product; then every ``search_every``-th frame is
+    # searched at ``search_max_side`` for a template match of at least ``min_match_score``.
+    reacquire: bool = True
+    lost_share: float = 0.25
+    search_every: int = 5
+    search_max_side: int = 256
+    min_match_score: float = 0.75
+    absent_thumbnails: int = 3  # per run of frames where the product was not re-found
 
 
 # -- colour features -----------------------------------------------------------------------------
@@ -350,6 +361,10 @@ class _Carry:
     fb_error: float
     untrusted: float
     exited: bool
+    absent: bool = False  # lost and not found again: the mask is empty
+    reacquired: bool = False  # this frame's mask was found again by the search
+    score: float = float("nan")  # the search's best confident match score on this frame
+    lost_at: int = -1  # local frame where the carry lost the product (-1 while it holds it)
 
 
 class _Link:
@@ -498,6 +513,8 @@ class AnnotatedMasks:
     diagnostics: pd.DataFrame
     seeds: dict[int, dict[str, Any]]
     unannotated_scenes: list[int]
+    #: small RGB frames (height 72) from the runs where the product was not re-found, by frame number
+    absent_thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
 
     def probabilities(self, start: int, count: int) -> np.ndarray:
         """float32 ``(count, H, W)`` probabilities for frames ``[start, start + count)`` at full size."""
@@ -513,26 +530,102 @@ class AnnotatedMasks:
         return out
 
 
-def _scene_carry(
-    smalls: list[np.ndarray], seeds_small: dict[int, np.ndarray], models: dict[int, Any], link: _Link
-) -> tuple[list[_Carry | None], list[_Carry | None]]:
-    """Forward and backward carries of one scene (local indices)."""
-    n = len(smalls)
-    keys = sorted(seeds_small)
-    forward: list[_Carry | None] = [None] * n
-    backward: list[_Carry | None] = [None] * n
-    ones = np.ones(smalls[0].shape[:2], np.float32)
-    for i in range(keys[0], n):
-        if i in seeds_small:
-            forward[i] = _Carry(seeds_small[i], ones.copy(), i, 0.0, 0.0, False)
+class _SceneCarrier:
+    """Carries a scene's seeds in one direction; once the carry has lost the product it stops
+    warping an empty mask and searches for the product every ``search_every``-th frame instead."""
+
+    def __init__(
+        self,
+        smalls: list[np.ndarray],
+        seeds_small: dict[int, np.ndarray],
+        models: dict[int, Any],
+        hists: dict[int, tuple[np.ndarray | None, np.ndarray | None]],
+        link: _Link,
+    ):
+        self.smalls, self.seeds_small, self.models, self.hists, self.link = smalls, seeds_small, models, hists, link
+        self.settings = settings = link.settings
+        self.key_areas = {k: float((m > 0.5).sum()) for k, m in seeds_small.items()}
+        self.search = (
+            ProductSearch(
+                smalls,
+                seeds_small,
+                max_side=settings.search_max_side,
+                min_score=settings.min_match_score,
+            )
+            if settings.reacquire
+            else None
+        )
+        self._empty = np.zeros(smalls[0].shape[:2], np.float32)
+
+    def run(self, forward: bool) -> list[_Carry | None]:
+        """Every frame's carry in one direction (None before the first annotated frame met)."""
+        n, keys = len(self.smalls), sorted(self.seeds_small)
+        order = range(keys[0], n) if forward else range(keys[-1], -1, -1)
+        step = 1 if forward else -1
+        out: list[_Carry | None] = [None] * n
+        for i in order:
+            if i in self.seeds_small:
+                out[i] = _Carry(self.seeds_small[i], np.ones_like(self._empty), i, 0.0, 0.0, False)
+            else:
+                previous = out[i - step]
+                assert previous is not None
+                out[i] = self._step(previous, i - step, i)
+        return out
+
+    def _lost(self, carry: _Carry) -> bool:
+        key_area = self.key_areas[carry.key]
+        return key_area > 0 and float((carry.p > 0.5).sum()) < self.settings.lost_share * key_area
+
+    def _step(self, previous: _Carry, source: int, target: int) -> _Carry:
+        if previous.absent:
+            carry = _Carry(self._empty, self._empty, previous.key, 0.0, 0.0, previous.exited, lost_at=previous.lost_at)
         else:
-            forward[i] = link.carry(forward[i - 1], smalls[i - 1], smalls[i], models[forward[i - 1].key])
-    for i in range(keys[-1], -1, -1):
-        if i in seeds_small:
-            backward[i] = _Carry(seeds_small[i], ones.copy(), i, 0.0, 0.0, False)
-        else:
-            backward[i] = link.carry(backward[i + 1], smalls[i + 1], smalls[i], models[backward[i + 1].key])
-    return forward, backward
+            carry = self.link.carry(previous, self.smalls[source], self.smalls[target], self.models[previous.key])
+            if not self._lost(carry):
+                return carry
+            carry.lost_at = previous.lost_at if previous.lost_at >= 0 else target
+            if previous.lost_at < 0 and self.search is not None:
+                self.search.remember(_bbox(previous.p > 0.5))
+        if self.search is not None and abs(target - carry.lost_at) % max(1, self.settings.search_every) == 0:
+            found = self._reacquire(target)
+            if found is not None:
+                return found
+        if float((carry.p > 0.5).sum()) < self.settings.min_appearance_pixels:
+            return _Carry(
+                self._empty, self._empty, carry.key, 0.0, 0.0, carry.exited, absent=True, lost_at=carry.lost_at
+            )
+        return carry  # a remnant of the product is still carried
+
+    def _reacquire(self, target: int) -> _Carry | None:
+        """The product found again on frame ``target``: a template match, snapped to its colours,
+        that keeps half the matched area and looks more like the product than its surroundings."""
+        assert self.search is not None
+        match = self.search.find(self.smalls[target])
+        if match is None:
+            return None
+        rgb = self.smalls[target]
+        p = refine_edges(rgb, match.mask, self.models[match.key], self.settings)
+        on = p > 0.5
+        if on.sum() < max(self.settings.min_appearance_pixels, 0.5 * (match.mask > 0.5).sum()):
+            return None
+        fg_hist, ring_hist = self.hists[match.key]
+        seen = _histogram(colour_index(rgb), on)
+        if (
+            fg_hist is not None
+            and ring_hist is not None
+            and bhattacharyya(seen, fg_hist) <= bhattacharyya(seen, ring_hist)
+        ):
+            return None
+        return _Carry(
+            p.astype(np.float32),
+            np.ones_like(self._empty),
+            match.key,
+            0.0,
+            0.0,
+            False,
+            reacquired=True,
+            score=match.score,
+        )
 
 
 def annotated_video_masks(
@@ -617,6 +710,7 @@ class _MaskBuilder:
         self.seeds_info: dict[int, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.unannotated: list[int] = []
+        self.thumbnails: dict[int, np.ndarray] = {}
 
     def skip_scene(self, scene_index: int, start: int, stop: int) -> None:
         """A scene without annotations: empty masks, listed."""
@@ -636,8 +730,11 @@ class _MaskBuilder:
         models = {
             local: fit_colour_models(smalls[local], mask > 0.5, self.settings) for local, mask in seeds_small.items()
         }
-        forward, backward = _scene_carry(smalls, seeds_small, models, self.link)
+        hists = {index - start: (seed.fg_hist, seed.ring_hist) for index, seed in seeds.items()}
+        carrier = _SceneCarrier(smalls, seeds_small, models, hists, self.link)
+        forward, backward = carrier.run(forward=True), carrier.run(forward=False)
         keys = sorted(seeds_small)
+        absent: list[int] = []
         for local in range(stop - start):
             index = start + local
             annotated = local in seeds_small
@@ -650,21 +747,38 @@ class _MaskBuilder:
             self.soft[index] = np.round(p * 255).astype(np.uint8)
             key_frame = start + (chosen.key if chosen is not None and not annotated else local)
             key_areas = [float((seeds_small[k] > 0.5).mean()) for k in _keys_around(local, keys)]
-            self.rows.append(
-                _diagnostic_row(
-                    index,
-                    scene_index,
-                    annotated,
-                    p,
-                    colour_index(smalls[local]),
-                    seeds[key_frame],
-                    err,
-                    untrusted,
-                    exited,
-                    key_areas,
-                    self.settings,
-                )
+            reached = [] if annotated else [c for c in (forward[local], backward[local]) if c is not None]
+            if reached and all(c.absent for c in reached):
+                absent.append(local)
+            row = _diagnostic_row(
+                index,
+                scene_index,
+                annotated,
+                p,
+                colour_index(smalls[local]),
+                seeds[key_frame],
+                err,
+                untrusted,
+                exited,
+                key_areas,
+                self.settings,
             )
+            row["absent"] = bool(reached) and all(c.absent for c in reached)
+            row["reacquired"] = any(c.reacquired for c in reached)
+            row["reacquire_score"] = max((c.score for c in reached if not np.isnan(c.score)), default=np.nan)
+            self.rows.append(row)
+        self._keep_thumbnails(start, smalls, absent)
+
+    def _keep_thumbnails(self, start: int, smalls: list[np.ndarray], absent: list[int]) -> None:
+        """Small copies of the first, middle and last frame of each run where the product was not re-found."""
+        per_run, height = max(1, self.settings.absent_thumbnails), 72
+        for first, last in absent_ranges(absent):
+            for local in sorted({first, (first + last) // 2, last})[:per_run]:
+                if len(self.thumbnails) >= 4 * per_run:
+                    return
+                frame = smalls[local]
+                width = max(8, int(round(frame.shape[1] * height / frame.shape[0])))
+                self.thumbnails[start + local] = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
 
     def _keep_seed(self, index: int, scene_index: int, seed: Seed) -> None:
         self.exact[index] = np.packbits(seed.mask.reshape(-1))
@@ -690,6 +804,7 @@ class _MaskBuilder:
             diagnostics,
             self.seeds_info,
             self.unannotated,
+            self.thumbnails,
         )
 
 
@@ -746,6 +861,9 @@ DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
     "appearance_background",
     "box_iou",
     "empty_boxes",
+    "absent",
+    "reacquired",
+    "reacquire_score",
 )
 
 
@@ -769,6 +887,9 @@ def _empty_rows(start: int, stop: int, scene_index: int, source: str) -> list[di
             "appearance_background": np.nan,
             "box_iou": np.nan,
             "empty_boxes": "",
+            "absent": False,
+            "reacquired": False,
+            "reacquire_score": np.nan,
         }
         for i in range(start, stop)
     ]
@@ -837,7 +958,11 @@ CHECK_DESCRIPTIONS: dict[str, str] = {
     "annotated_flow_consistency": "Forward-backward DIS flow error on the mask is small and most mask pixels are trusted by a flow direction.",
     "annotated_box_iou": "On annotated frames the mask's bounding box matches the annotated box.",
     "annotated_appearance": "Carried mask pixels look more like the annotated product than like its surroundings (colour histograms).",
+    "annotated_product_found": "After the product left the frame or was covered, it was found again (a warning lists the frames where it was not: add a box there).",
 }
+
+#: checks that only warn: frames without the product are allowed, the user decides whether it is really gone
+WARN_CHECKS: frozenset[str] = frozenset({"annotated_product_found"})
 
 
 def _frames_text(frames: list[int], limit: int = 40) -> str:
@@ -849,13 +974,17 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
     """Pass/fail per check with the failing frame numbers (a drifting mask fails, naming its frames)."""
     settings = settings or AnnotatedSettings()
     d = diagnostics
+    if "absent" not in d.columns:  # diagnostics written before re-acquisition existed
+        d = d.assign(absent=False)
     carried = d[d["source"] == "carried"]
     low, high = settings.area_band
     # Between two annotated frames the product may be any size between theirs (two products may
     # even overlap in time): too big means above ``high`` x the larger one, too small below
     # ``low`` x the smaller one (unless the product is leaving through the frame edge).
     too_big = carried[carried["area_ratio"] > high]
-    too_small = carried[(carried["area_ratio_min"] < low) & ~carried["exited"] & ~carried["touches_border"]]
+    too_small = carried[
+        (carried["area_ratio_min"] < low) & ~carried["exited"] & ~carried["touches_border"] & ~carried["absent"]
+    ]
     area_bad = sorted(set(too_big["frame"]) | set(too_small["frame"]))
     shown = carried[carried["coverage"] > 0]  # an empty mask has no flow error to speak of
     flow_bad_df = shown[
@@ -908,8 +1037,26 @@ def check_annotated_masks(diagnostics: pd.DataFrame, settings: AnnotatedSettings
             + (f": frames {_frames_text([int(f) for f in drift_df['frame']])}" if len(drift_df) else ""),
             CHECK_DESCRIPTIONS["annotated_appearance"],
         ),
+        _product_found_check(d),
     ]
     return checks
+
+
+def _product_found_check(diagnostics: pd.DataFrame) -> MaskCheck:
+    """Passes when no frame is "absent (not re-found)"; else names the runs of such frames."""
+    frames = [int(f) for f in diagnostics.loc[diagnostics["absent"].astype(bool), "frame"]]
+    runs = absent_ranges(frames)
+    shown = ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs[:20])
+    detail = (
+        "the product was found in every frame after it left or was covered"
+        if not frames
+        else f"product absent (not re-found) in {len(frames)} frames: {shown}"
+        + (f" (+{len(runs) - 20} more runs)" if len(runs) > 20 else "")
+        + "; if it is there, add a box on a frame of each run"
+    )
+    return MaskCheck(
+        "annotated_product_found", not frames, frames, detail, CHECK_DESCRIPTIONS["annotated_product_found"]
+    )
 
 
 def save_mask_diagnostics(path: str | os.PathLike[str], diagnostics: pd.DataFrame | None) -> Path | None:
@@ -996,6 +1143,11 @@ class AnnotatedSegmenter:
     def diagnostics(self) -> pd.DataFrame | None:
         return None if self.result is None else self.result.diagnostics
 
+    @property
+    def absent_thumbnails(self) -> dict[int, np.ndarray] | None:
+        """Small frames where the product was not re-found (for the masks stage's strip), by frame number."""
+        return None if self.result is None else self.result.absent_thumbnails
+
     def checks(self) -> list[MaskCheck]:
         if self.result is None:
             raise RuntimeError("prepare() was not called")
@@ -1012,7 +1164,8 @@ class AnnotatedSegmenter:
             "annotations_sha256": self._digest,
             "annotated_frames": sorted(self.annotations),
             "unannotated_scenes": self.result.unannotated_scenes if self.result else None,
-            "method": "GrabCut (OpenCV) at the box's scale + DIS flow carry both ways, forward-backward checked",
+            "method": "GrabCut (OpenCV) at the box's scale + DIS flow carry both ways, forward-backward checked"
+            + (", template search to re-acquire a lost product" if self.settings.reacquire else ""),
             "opencv": cv2.__version__,
             "weights": None,
             "settings": json.loads(json.dumps(settings)),
@@ -1061,6 +1214,10 @@ class ClipSegWithAnnotations:
     @property
     def diagnostics(self) -> pd.DataFrame | None:
         return self.annotated.diagnostics
+
+    @property
+    def absent_thumbnails(self) -> dict[int, np.ndarray] | None:
+        return self.annotated.absent_thumbnails
 
     def checks(self) -> list[MaskCheck]:
         return self.annotated.checks()

@@ -35,6 +35,7 @@ def run_masks(layout: DataLayout, video_id: str, choice: SegmenterChoice, device
     from align_core.inputs.annotations import has_annotations
     from align_core.perception.annotated_masks import save_mask_diagnostics
     from align_core.perception.masks import resolve_mask_source
+    from align_core.perception.reacquire import save_absent_strip
 
     catalog = load_catalog(layout.artifact_dir("video_catalog", video_id))
     verdict = catalog.keyword
@@ -68,4 +69,8 @@ def run_masks(layout: DataLayout, video_id: str, choice: SegmenterChoice, device
     path = save_keyword_masks(layout.artifact("keyword_masks", "masks", video_id), result)
     diagnostics = getattr(segmenter, "diagnostics", None)
     save_mask_diagnostics(layout.artifact("keyword_masks", "diagnostics", video_id), diagnostics)
+    # frames where an annotated product was not found again, for the user to add a box
+    save_absent_strip(
+        layout.artifact("keyword_masks", "absent_strip", video_id), getattr(segmenter, "absent_thumbnails", None)
+    )
     return MasksResult(result, verdict, path, name if skipped is None else "none", diagnostics)
