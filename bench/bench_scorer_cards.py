@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -45,8 +46,15 @@ from align_core.measurement.saliency_metrics import (  # noqa: E402
 )
 from align_core.perception.attention import AttentionConfig, attention_map  # noqa: E402
 from align_core.perception.attention.base import minmax  # noqa: E402
+from align_core.perception.attention.cards import (  # noqa: E402
+    REPORT_FRAMES,
+    TUNE_FRAMES,
+    load_ucf_diving,
+    video_card_rows,
+)
 from align_core.perception.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
 from align_core.perception.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
+from align_core.perception.attention.motion import MotionSettings  # noqa: E402
 from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
 
 TUNE = range(1, 151)
@@ -160,6 +168,53 @@ def tune_feature_richness(tune) -> None:
         print(f"  sigma {sigma:g}: {' '.join(cells)}", flush=True)
 
 
+MOTION_GRID = [(0.5, 4, 20), (1, 2, 12), (1, 4, 60), (2, 8, 60), (2, 12, 60), (3, 8, 60), (2, 8, 40), (3, 12, 60)]
+
+
+def tune_motion(shared_data: Path) -> None:
+    """Print the default's NSS/CC on UCF frames 0-25 by motion weight, floor and saturation."""
+    clip = load_ucf_diving(shared_data)
+    print(
+        f"motion cue grid on {clip.name} frames {TUNE_FRAMES.start}-{TUNE_FRAMES.stop - 1} (weight, floor, saturation)"
+    )
+    for weight, floor, saturation in MOTION_GRID:
+        settings = MotionSettings(floor=floor, saturation=saturation)
+        rows = video_card_rows(clip, TUNE_FRAMES, FeatureWeights(motion=weight), independent=False, motion=settings)
+        print(f"  {weight:g} {floor:g} {saturation:g}: NSS {rows['default']['NSS']:.3f} CC {rows['default']['CC']:.3f}")
+
+
+def video_cards(shared_data: Path, cards: dict[str, dict], centre_bias: dict[str, float]) -> dict[str, Any]:
+    """The video card (UCF frames 26-51) and the same rows on NUS 151-300 (stills: no motion rows)."""
+    clip = load_ucf_diving(shared_data)
+    ucf = video_card_rows(clip, REPORT_FRAMES)
+    fr = cards["feature_richness"]
+    nus: dict[str, Any] = {
+        "default": fr["with_centre_prior"],
+        "image part": fr["content_only"],
+        "motion part": None,
+        "centre part": fr.get("centre_part"),
+        **{name: cards[name]["with_centre_prior"] for name in ("itti_koch", "boolean_map", "spectral_residual")},
+        "frame difference": None,
+        "centre bias": centre_bias,
+    }
+    print(f"{'video card row':18s} {'UCF NSS':>8s} {'UCF CC':>7s}  {'NUS NSS':>8s} {'NUS CC':>7s}")
+    for name, row in ucf.items():
+        other = nus.get(name)
+        tail = f"{other['NSS']:8.3f} {other['CC']:7.3f}" if other else f"{'-':>8s} {'-':>7s}"
+        print(f"{name:18s} {row['NSS']:8.3f} {row['CC']:7.3f}  {tail}")
+    return {
+        "scorer_id": FeatureRichnessScorer().scorer_id,
+        "ucf_sports_diving": {
+            "dataset": "UCF Sports Diving-Side-001 (shared/data/saliency/ucf_sports_diving), 52 frames",
+            "tuned_on": f"frames {TUNE_FRAMES.start}-{TUNE_FRAMES.stop - 1}",
+            "reported_on": f"frames {REPORT_FRAMES.start}-{REPORT_FRAMES.stop - 1}",
+            "rows": ucf,
+        },
+        "nus_scene": {"reported_on": "151-300", "rows": nus},
+        "metrics": "NSS vs binary fixations, CC vs fixations blurred sigma 0.03 of the larger side, mean per frame",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -167,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         "--tune",
         action="store_true",
         help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150",
+    )
+    parser.add_argument(
+        "--tune-video",
+        action="store_true",
+        help="print the motion cue's grid (weight, floor, saturation) on the UCF clip's first half (frames 0-25)",
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
     parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "perception" / "attention" / CARDS_FILE)
@@ -182,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             out.append((image, fixations, blur_fixations(fixations)))
         return out
 
+    if args.tune_video:
+        tune_motion(args.shared_data)
+        return 0
     default_weights = FeatureWeights()
     models = {name: (lambda n: lambda image: MODELS[n][0](image))(name) for name in MODELS}
     if args.tune:
@@ -218,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         "with_centre_prior": feature_richness_fn(default_weights.centre),
     }
     fr_maps = content_maps(validate, fr_fns)
+    centre_part = [
+        centre_bias_map(*fix.shape, sigma_frac=default_weights.centre_sigma_frac) for _im, fix, _den in validate
+    ]
     cards["feature_richness"] = {
         "scorer_id": FeatureRichnessScorer().scorer_id,
         "what_it_is": "platform default: cue mix through the meaning-map procedure (1, 3 and 7 degree patches "
@@ -227,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         # maps already include the prior as the scorer mixes it: evaluate them as they are
         "content_only": evaluate(fr_maps["content_only"], validate, 0.0),
         "with_centre_prior": evaluate(fr_maps["with_centre_prior"], validate, 0.0),
+        "centre_part": evaluate(centre_part, validate, 0.0),
         "used_as": "calibrating scorer (attention maps, editor calibration)",
     }
     # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
@@ -266,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "bench/bench_scorer_cards.py",
         "scorers": cards,
+        "video": video_cards(args.shared_data, cards, baseline),
     }
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"cards written to {args.out}")
