@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -45,8 +46,15 @@ from align_core.measurement.saliency_metrics import (  # noqa: E402
 )
 from align_core.perception.attention import AttentionConfig, attention_map  # noqa: E402
 from align_core.perception.attention.base import minmax  # noqa: E402
+from align_core.perception.attention.cards import (  # noqa: E402
+    REPORT_FRAMES,
+    TUNE_FRAMES,
+    load_ucf_diving,
+    video_card_rows,
+)
 from align_core.perception.attention.independent import CARDS_FILE, DEFAULT_CENTRE, MODELS, SaliencyModelScorer  # noqa: E402
 from align_core.perception.attention.maps import DEFAULT_SCALE_WEIGHTS, DEFAULT_SCALES_DEG  # noqa: E402
+from align_core.perception.attention.motion import MotionSettings  # noqa: E402
 from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights  # noqa: E402
 
 TUNE = range(1, 151)
@@ -160,49 +168,72 @@ def tune_feature_richness(tune) -> None:
         print(f"  sigma {sigma:g}: {' '.join(cells)}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument(
-        "--tune",
-        action="store_true",
-        help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150",
+MOTION_GRID = [(0.5, 4, 20), (1, 2, 12), (1, 4, 60), (2, 8, 60), (2, 12, 60), (3, 8, 60), (2, 8, 40), (3, 12, 60)]
+
+
+def tune_motion(shared_data: Path) -> None:
+    """Print the default's NSS/CC on UCF frames 0-25 by motion weight, floor and saturation."""
+    clip = load_ucf_diving(shared_data)
+    print(
+        f"motion cue grid on {clip.name} frames {TUNE_FRAMES.start}-{TUNE_FRAMES.stop - 1} (weight, floor, saturation)"
     )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
-    parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "perception" / "attention" / CARDS_FILE)
-    args = parser.parse_args(argv)
-    cv2.setNumThreads(1)
-    root = args.shared_data / "saliency" / "nus_scene"
+    for weight, floor, saturation in MOTION_GRID:
+        settings = MotionSettings(floor=floor, saturation=saturation)
+        rows = video_card_rows(clip, TUNE_FRAMES, FeatureWeights(motion=weight), independent=False, motion=settings)
+        print(f"  {weight:g} {floor:g} {saturation:g}: NSS {rows['default']['NSS']:.3f} CC {rows['default']['CC']:.3f}")
 
-    def split(indices: range) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        chosen = list(indices)[: args.limit] if args.limit else list(indices)
-        out = []
-        for index in chosen:
-            image, fixations = load(root, index)
-            out.append((image, fixations, blur_fixations(fixations)))
-        return out
 
-    default_weights = FeatureWeights()
-    models = {name: (lambda n: lambda image: MODELS[n][0](image))(name) for name in MODELS}
-    if args.tune:
-        tune = split(TUNE)
-        print(f"tuning split: NUS Scene 001-150 ({len(tune)} images)")
-        maps = content_maps(tune, models)
-        for name, model_maps in maps.items():
-            cells = " ".join(
-                f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-            )
-            print(f"{name:18s} NSS by centre weight: {cells}")
-        plain = evaluate(maps["spectral_residual"], tune)
-        print(f"plain spectral residual content part on 001-150: NSS {plain['NSS']:.3f} CC {plain['CC']:.3f}")
-        tune_feature_richness(tune)
-        return 0
+def video_cards(shared_data: Path, cards: dict[str, dict], centre_bias: dict[str, float]) -> dict[str, Any]:
+    """The video card (UCF frames 26-51) and the same rows on NUS 151-300 (stills: no motion rows)."""
+    clip = load_ucf_diving(shared_data)
+    ucf = video_card_rows(clip, REPORT_FRAMES)
+    fr = cards["feature_richness"]
+    nus: dict[str, Any] = {
+        "default": fr["with_centre_prior"],
+        "image part": fr["content_only"],
+        "motion part": None,
+        "centre part": fr.get("centre_part"),
+        **{name: cards[name]["with_centre_prior"] for name in ("itti_koch", "boolean_map", "spectral_residual")},
+        "frame difference": None,
+        "centre bias": centre_bias,
+    }
+    print(f"{'video card row':18s} {'UCF NSS':>8s} {'UCF CC':>7s}  {'NUS NSS':>8s} {'NUS CC':>7s}")
+    for name, row in ucf.items():
+        other = nus.get(name)
+        tail = f"{other['NSS']:8.3f} {other['CC']:7.3f}" if other else f"{'-':>8s} {'-':>7s}"
+        print(f"{name:18s} {row['NSS']:8.3f} {row['CC']:7.3f}  {tail}")
+    return {
+        "scorer_id": FeatureRichnessScorer().scorer_id,
+        "ucf_sports_diving": {
+            "dataset": "UCF Sports Diving-Side-001 (shared/data/saliency/ucf_sports_diving), 52 frames",
+            "tuned_on": f"frames {TUNE_FRAMES.start}-{TUNE_FRAMES.stop - 1}",
+            "reported_on": f"frames {REPORT_FRAMES.start}-{REPORT_FRAMES.stop - 1}",
+            "rows": ucf,
+        },
+        "nus_scene": {"reported_on": "151-300", "rows": nus},
+        "metrics": "NSS vs binary fixations, CC vs fixations blurred sigma 0.03 of the larger side, mean per frame",
+    }
 
-    validate = split(VALIDATE)
-    print(f"validation split: NUS Scene 151-300 ({len(validate)} images); tuned (if at all) on 001-150")
-    cards: dict[str, dict] = {}
-    maps = content_maps(validate, models)
+
+def tune_models(tune, models: dict[str, Callable[[np.ndarray], np.ndarray]]) -> None:
+    """Print the independent models' centre-weight grids and the feature_richness grids on 001-150."""
+    print(f"tuning split: NUS Scene 001-150 ({len(tune)} images)")
+    maps = content_maps(tune, models)
     for name, model_maps in maps.items():
+        cells = " ".join(
+            f"c{c:.1f}:{evaluate(model_maps, tune, c)['NSS']:.3f}" for c in (0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+        )
+        print(f"{name:18s} NSS by centre weight: {cells}")
+    plain = evaluate(maps["spectral_residual"], tune)
+    print(f"plain spectral residual content part on 001-150: NSS {plain['NSS']:.3f} CC {plain['CC']:.3f}")
+    tune_feature_richness(tune)
+
+
+def image_cards(validate, models: dict[str, Callable[[np.ndarray], np.ndarray]]) -> dict[str, dict]:
+    """The image card of every independent model and of ``feature_richness`` on ``validate``."""
+    default_weights = FeatureWeights()
+    cards: dict[str, dict] = {}
+    for name, model_maps in content_maps(validate, models).items():
         scorer = SaliencyModelScorer(name)
         cards[name] = {
             "scorer_id": scorer.scorer_id,
@@ -218,25 +249,26 @@ def main(argv: list[str] | None = None) -> int:
         "with_centre_prior": feature_richness_fn(default_weights.centre),
     }
     fr_maps = content_maps(validate, fr_fns)
+    centre_part = [
+        centre_bias_map(*fix.shape, sigma_frac=default_weights.centre_sigma_frac) for _im, fix, _den in validate
+    ]
     cards["feature_richness"] = {
         "scorer_id": FeatureRichnessScorer().scorer_id,
         "what_it_is": "platform default: cue mix through the meaning-map procedure (1, 3 and 7 degree patches "
-        f"weighted {':'.join(f'{w:g}' for w in DEFAULT_SCALE_WEIGHTS)}, gamma {AttentionConfig().gamma:g})",
+        f"weighted {':'.join(f'{w:g}' for w in DEFAULT_SCALE_WEIGHTS)}, gamma {AttentionConfig().gamma:g}); "
+        "in videos plus a per-frame residual-motion cue (see the video cards)",
         "centre_weight": default_weights.centre,
         "centre_sigma_frac": default_weights.centre_sigma_frac,
         # maps already include the prior as the scorer mixes it: evaluate them as they are
         "content_only": evaluate(fr_maps["content_only"], validate, 0.0),
         "with_centre_prior": evaluate(fr_maps["with_centre_prior"], validate, 0.0),
+        "centre_part": evaluate(centre_part, validate, 0.0),
         "used_as": "calibrating scorer (attention maps, editor calibration)",
     }
-    # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
-    # to separate what the procedure costs from what the cues give.
-    sr_procedure = content_maps(
-        validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)}
-    )["sr"]
-    procedure_reference = evaluate(sr_procedure, validate, 0.0)
-    bias = [centre_bias_map(*fix.shape, sigma_frac=0.3) for _im, fix, _den in validate]
-    baseline = evaluate(bias, validate, 0.0)
+    return cards
+
+
+def print_cards(cards: dict[str, dict], baseline: dict[str, float], procedure_reference: dict[str, float]) -> None:
     print(f"{'scorer':18s} {'NSS':>7s} {'CC':>7s}  {'NSS+c':>7s} {'CC+c':>7s}  centre")
     for name, card in cards.items():
         print(
@@ -252,6 +284,64 @@ def main(argv: list[str] | None = None) -> int:
             f"feature_richness content part {'beats' if beat else 'DOES NOT beat'} plain spectral residual on "
             f"{metric} ({ours[metric]:.3f} vs {plain[metric]:.3f})"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="print the tuning grids (centre weights; feature_richness procedure, cue mix, centre) on images 001-150",
+    )
+    parser.add_argument(
+        "--tune-video",
+        action="store_true",
+        help="print the motion cue's grid (weight, floor, saturation) on the UCF clip's first half (frames 0-25)",
+    )
+    parser.add_argument(
+        "--video-only",
+        action="store_true",
+        help="recompute only the video cards (UCF frames 26-51) into the stored cards (the image cards are unchanged)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images of each split (quick look)")
+    parser.add_argument("--out", type=Path, default=ROOT / "align_core" / "perception" / "attention" / CARDS_FILE)
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    root = args.shared_data / "saliency" / "nus_scene"
+
+    def split(indices: range) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        chosen = list(indices)[: args.limit] if args.limit else list(indices)
+        out = []
+        for index in chosen:
+            image, fixations = load(root, index)
+            out.append((image, fixations, blur_fixations(fixations)))
+        return out
+
+    if args.tune_video:
+        tune_motion(args.shared_data)
+        return 0
+    if args.video_only:
+        stored = json.loads(args.out.read_text())
+        stored["video"] = video_cards(args.shared_data, stored["scorers"], stored["centre_bias_baseline"])
+        args.out.write_text(json.dumps(stored, indent=1) + "\n")
+        print(f"video cards written to {args.out}")
+        return 0
+    models = {name: (lambda n: lambda image: MODELS[n][0](image))(name) for name in MODELS}
+    if args.tune:
+        tune_models(split(TUNE), models)
+        return 0
+    validate = split(VALIDATE)
+    print(f"validation split: NUS Scene 151-300 ({len(validate)} images); tuned (if at all) on 001-150")
+    cards = image_cards(validate, models)
+    # Reference: plain spectral residual pushed through the same meaning-map procedure (content only),
+    # to separate what the procedure costs from what the cues give.
+    sr_procedure = content_maps(
+        validate, {"sr": feature_richness_fn(0.0, edges=0, spectral=1, colour=0, text=0, skin=0, local_colour=0)}
+    )["sr"]
+    procedure_reference = evaluate(sr_procedure, validate, 0.0)
+    baseline = evaluate([centre_bias_map(*fix.shape, sigma_frac=0.3) for _im, fix, _den in validate], validate, 0.0)
+    print_cards(cards, baseline, procedure_reference)
     if args.limit:
         print("--limit given: cards not written")
         return 0
@@ -266,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "bench/bench_scorer_cards.py",
         "scorers": cards,
+        "video": video_cards(args.shared_data, cards, baseline),
     }
     args.out.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"cards written to {args.out}")

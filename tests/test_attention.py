@@ -172,7 +172,7 @@ def test_scale_weights_default_resolve_and_validate() -> None:
 def test_feature_richness_computes_only_its_cues_and_mixes_them_unchanged() -> None:
     frame = cv2.resize(_textured_frame(), (320, 192), interpolation=cv2.INTER_NEAREST)
     scorer = make_patch_scorer("feature_richness")
-    assert scorer.scorer_id.startswith("feature_richness-v3(")
+    assert scorer.scorer_id.startswith("feature_richness-v4(") and scorer.scorer_id.endswith(",motion=3)")
     every = feature_maps(frame)
     w = scorer.weights
     expected = sum(getattr(w, name) * every[name] for name in CUES)
@@ -337,7 +337,8 @@ def test_save_load_round_trip_within_quantisation(tmp_path: Path) -> None:
 def test_real_clip_help_mkv(shared_data: Path, tmp_path: Path) -> None:
     video = shared_data / "videos" / "help.mkv"
     config = AttentionConfig(keyframe_stride=8)
-    maps = compute_attention_maps(video, [0, 30], make_patch_scorer("feature_richness"), config)
+    # The carry rule alone (motion=0); each frame's own motion cue: tests/test_attention_motion.py.
+    maps = compute_attention_maps(video, [0, 30], make_patch_scorer("feature_richness", motion=0.0), config)
     assert maps.shape == (58, 480, 640)
     assert maps.keyframe_indices.tolist() == [0, 8, 16, 24, 30, 38, 46, 54]
     assert maps.scorer_id.startswith("feature_richness") and maps.config["keyframe_stride"] == 8

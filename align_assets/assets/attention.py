@@ -25,7 +25,8 @@ class AttentionConfig(Config, AttentionSettings):
 def attention_maps(
     context: AssetExecutionContext, platform: PlatformResource, scorer: ScorerResource, config: AttentionConfig
 ) -> MaterializeResult:
-    """A_t in [0, 1]: keyframes scored by degree-sized patches, carried within scenes."""
+    """A_t in [0, 1]: keyframes scored by degree-sized patches, carried within scenes, plus each frame's
+    residual-motion cue (camera motion removed) when the scorer has a motion weight."""
     measure = scorer.measure(platform)
 
     def one(video_id: str) -> dict:
@@ -42,6 +43,8 @@ def attention_maps(
             ),
             "frames": maps.frame_count,
             "keyframes": len(maps.keyframe_indices),
+            "motion_weight": maps.motion_weight,
+            "frames_with_motion": 0 if maps.motion_maps is None else int(maps.motion_maps.any(axis=(1, 2)).sum()),
             "frames_per_second": round(maps.frame_count / result.seconds, 1),
             "bytes": result.path.stat().st_size,
             "procedure": MetadataValue.json(maps.config),

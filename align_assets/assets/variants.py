@@ -227,6 +227,7 @@ def _quality_metadata(result) -> dict:
         if len(budget)
         else "none",
         "scorer_cards": table_markdown(_cards_table(), floatfmt=".3f"),
+        "video_scorer_cards": table_markdown(_video_cards_table(), floatfmt=".3f"),
         "lpips_backbone_state": result.lpips_backbone_state,
         "measured_with": report.attention_fn_name,
         "independent_scorers": MetadataValue.json(result.independent_ids),
@@ -317,6 +318,28 @@ def _cards_table() -> pd.DataFrame:
         }
         for name, card in cards.get("scorers", {}).items()
     ]
+    return pd.DataFrame(rows)
+
+
+def _video_cards_table() -> pd.DataFrame:
+    """The video cards (UCF diving held-back frames, NUS Scene 151-300) as one table."""
+    from align_core.perception.attention.independent import scorer_cards
+
+    video = scorer_cards().get("video") or {}
+    ucf = (video.get("ucf_sports_diving") or {}).get("rows", {})
+    nus = (video.get("nus_scene") or {}).get("rows", {})
+    rows = []
+    for name, row in ucf.items():
+        still = nus.get(name) or {}
+        rows.append(
+            {
+                "row": name,
+                "UCF_NSS": row["NSS"],
+                "UCF_CC": row["CC"],
+                "NUS_NSS": still.get("NSS"),
+                "NUS_CC": still.get("CC"),
+            }
+        )
     return pd.DataFrame(rows)
 
 

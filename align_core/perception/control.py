@@ -52,6 +52,7 @@ import pandas as pd
 
 from align_core.io.arrays import save_npz_atomic
 from align_core.io.frames import FrameStore, LazyFrames, MaskFrames
+from align_core.perception.attention.maps import with_motion
 
 __all__ = [
     "ATTENTION_MAX_ERROR",
@@ -195,18 +196,31 @@ class KeyframeAttention:
     ``keyframes`` is ``uint8 [K, h, w]``; frame ``t`` is ``(1 - w_t) * key[k0_t] / 255 +
     w_t * key[k1_t] / 255`` (``key[k0_t] / 255`` when ``w_t == 0``), upsampled bilinearly to
     ``frame_size`` and clipped to [0, 1]: the same arithmetic as
-    :meth:`~align_core.perception.attention.maps.AttentionMaps.map_at`, so both give identical values.
+    :meth:`~align_core.perception.attention.maps.AttentionMaps.map_at`, so both give identical values,
+    including each frame's own motion cue (``motion``, ``uint8 [T, hm, wm]``, weighted
+    ``motion_weight`` by :func:`~align_core.perception.attention.maps.with_motion`) when the maps have one.
     """
 
     def __init__(
-        self, keyframes: np.ndarray, k0: np.ndarray, k1: np.ndarray, weight: np.ndarray, frame_size: tuple[int, int]
+        self,
+        keyframes: np.ndarray,
+        k0: np.ndarray,
+        k1: np.ndarray,
+        weight: np.ndarray,
+        frame_size: tuple[int, int],
+        motion: np.ndarray | None = None,
+        motion_weight: float = 0.0,
     ):
         self.keyframes = np.asarray(keyframes, dtype=np.uint8)
         self.k0 = np.asarray(k0, dtype=np.int64)
         self.k1 = np.asarray(k1, dtype=np.int64)
         self.weight = np.asarray(weight, dtype=np.float64)
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.motion = None if motion is None else np.asarray(motion, dtype=np.uint8)
+        self.motion_weight = float(motion_weight)
         count = len(self.k0)
+        if self.motion is not None and (self.motion.ndim != 3 or len(self.motion) != count):
+            raise ValueError(f"keyframe attention: motion cue {self.motion.shape} for {count} frames")
         if self.keyframes.ndim != 3 or self.k1.shape != (count,) or self.weight.shape != (count,):
             raise ValueError(
                 f"keyframe attention: {self.keyframes.shape} keyframes, index arrays {self.k0.shape}/{self.k1.shape}/{self.weight.shape}"
@@ -229,7 +243,7 @@ class KeyframeAttention:
                 keys[k] = np.clip(np.rint(keymap * np.float32(255.0)), 0, 255)
         carry = [maps.carry_weights(t) for t in range(maps.frame_count)]
         k0, k1, weight = (np.array(column) for column in zip(*carry, strict=False)) if carry else (np.zeros(0),) * 3
-        return cls(keys, k0, k1, weight, maps.frame_size)
+        return cls(keys, k0, k1, weight, maps.frame_size, maps.motion_maps, maps.motion_weight)
 
     def __len__(self) -> int:
         return len(self.k0)
@@ -238,9 +252,11 @@ class KeyframeAttention:
         k0, k1, w = int(self.k0[t]), int(self.k1[t]), float(self.weight[t])
         key0 = self.keyframes[k0].astype(np.float32) / np.float32(255.0)  # as load_attention_maps scales them
         if w == 0.0:
-            return key0
-        key1 = self.keyframes[k1].astype(np.float32) / np.float32(255.0)
-        return ((1.0 - w) * key0 + w * key1).astype(np.float32)
+            content = key0
+        else:
+            key1 = self.keyframes[k1].astype(np.float32) / np.float32(255.0)
+            content = ((1.0 - w) * key0 + w * key1).astype(np.float32)
+        return with_motion(content, None if self.motion is None else self.motion[t], self.motion_weight)
 
     def map(self, t: int) -> np.ndarray:
         amap = self.analysis_map(t)

@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_CENTRE",
     "MODELS",
     "SaliencyModelScorer",
+    "scorer_card",
     "scorer_cards",
 ]
 

@@ -20,7 +20,10 @@ most of the content signal (NSS 0.73 against 0.81 for the unaveraged cue map); a
 Per video (:func:`compute_attention_maps`): only keyframes are scored (each scene's first frame
 and every ``keyframe_stride`` frames within the scene); the other frames are linearly
 interpolated between the two keyframes of their own scene around them (or take the nearest
-one), never across a scene cut; frames after a scene's last keyframe hold its map.
+one), never across a scene cut; frames after a scene's last keyframe hold its map. When the
+scorer has a motion weight (``feature_richness`` from version 4), every frame also gets its own
+residual-motion cue (camera motion removed; :mod:`~align_core.perception.attention.motion`),
+computed streaming on every decoded frame at a reduced resolution and added to the carried map.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +48,7 @@ from align_core.perception.attention.geometry import (
     ViewingGeometry,
     patch_grid,
 )
+from align_core.perception.attention.motion import ResidualMotion
 
 __all__ = [
     "AttentionConfig",
@@ -53,6 +57,7 @@ __all__ = [
     "DEFAULT_SCALE_WEIGHTS",
     "analysis_map",
     "attention_map",
+    "attention_maps_from_frames",
     "compute_attention_maps",
     "decode_keyframes",
     "encode_keyframes",
@@ -61,11 +66,13 @@ __all__ = [
     "postprocess_map",
     "raw_meaning_map",
     "save_attention_maps",
+    "with_motion",
     "working_size",
 ]
 
 Carry = Literal["linear", "nearest"]
-FORMAT_VERSION = 1  # bump when the npz layout changes
+FORMAT_VERSION = 2  # bump when the npz layout changes (2: optional per-frame motion cue)
+READABLE_VERSIONS = (1, 2)
 
 #: Default patch sizes (degrees of visual angle) and their weights in the scale average, chosen
 #: on NUS Scene 001-150 (see the module docstring); other scales default to equal weights.
@@ -245,6 +252,24 @@ def attention_map(
     return np.clip(amap, 0.0, 1.0).astype(np.float32)
 
 
+def with_motion(content: np.ndarray, motion: np.ndarray | None, weight: float) -> np.ndarray:
+    """A frame's map from its carried content map and its own motion cue: ``content + weight *
+    cue`` scaled to max 1 (``float32``, the content map's size).
+
+    ``motion`` is the stored cue (``uint8``, value ``/ 255``, any size: resized bilinearly); a
+    frame with no motion (all zero), no cue or weight 0 keeps its content map unchanged. Both
+    :class:`AttentionMaps` and the control path's keyframe attention use this one function.
+    """
+    if motion is None or weight <= 0.0 or not motion.any():
+        return content
+    height, width = content.shape
+    cue = motion.astype(np.float32) / np.float32(255.0)
+    if cue.shape != (height, width):
+        cue = cv2.resize(cue, (width, height), interpolation=cv2.INTER_LINEAR)
+    mixed = content + np.float32(weight) * cue
+    return (mixed / np.float32(mixed.max())).astype(np.float32)
+
+
 def keyframes_for_scenes(scene_start_frames: Sequence[int], frame_count: int, stride: int) -> np.ndarray:
     """Each scene's first frame and every ``stride`` frames after it within the scene."""
     starts = validate_scene_starts(scene_start_frames, frame_count)
@@ -274,8 +299,10 @@ class AttentionMaps:
     analysis resolution, or ``uint8`` in the stored form (value ``/ 255``, at the storage
     resolution: what :func:`load_attention_maps` returns, a quarter of the memory); ``frame_size``
     is the video's ``(H, W)`` (None: the maps' own size). A frame's map is a pure function of
-    the keyframes, the scene starts and ``carry`` (see module docstring): blended at the
-    keyframes' resolution, then upsampled bilinearly to ``frame_size`` (the two commute, both
+    the keyframes, the scene starts and ``carry`` (see module docstring), plus, when
+    ``motion_maps`` is given (``uint8 [T, hm, wm]``, one residual-motion cue per frame, see
+    :mod:`~align_core.perception.attention.motion`), that frame's cue weighted ``motion_weight``
+    (:func:`with_motion`): blended at the keyframes' resolution, then upsampled bilinearly to ``frame_size`` (the two commute, both
     being linear). :meth:`map_at` and :meth:`iter_maps` give one frame at a time in constant
     memory; :meth:`analysis_map_at` skips the upsampling; ``maps`` materialises the dense
     ``float32 [T, H, W]`` stack (short videos and tests only).
@@ -291,6 +318,8 @@ class AttentionMaps:
     scorer_metadata: dict[str, Any] = field(default_factory=dict)
     video: str = ""
     frame_size: tuple[int, int] | None = None
+    motion_maps: np.ndarray | None = None
+    motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         keyframes = np.asarray(self.keyframe_maps)
@@ -324,6 +353,26 @@ class AttentionMaps:
         if np.any(first_key != self.scene_start_frames):
             raise ValueError(f"{self.video or 'maps'}: every scene's first frame must be a keyframe")
         self._scene_of_key = scene_of_key
+        self._check_motion()
+
+    def _check_motion(self) -> None:
+        if self.motion_maps is None:
+            return
+        self.motion_maps = np.asarray(self.motion_maps)
+        if self.motion_maps.dtype != np.uint8 or self.motion_maps.ndim != 3:
+            raise ValueError(
+                f"{self.video or 'maps'}: motion maps must be uint8 [T, h, w], got {self.motion_maps.dtype} {self.motion_maps.shape}"
+            )
+        if len(self.motion_maps) != self.frame_count:
+            raise ValueError(
+                f"{self.video or 'maps'}: {len(self.motion_maps)} motion maps for {self.frame_count} frames"
+            )
+        if not self.motion_weight >= 0:
+            raise ValueError(f"{self.video or 'maps'}: motion weight must be >= 0, got {self.motion_weight}")
+
+    def motion_at(self, index: int) -> np.ndarray | None:
+        """Frame ``index``'s stored motion cue (``uint8``), or None when the maps have none."""
+        return None if self.motion_maps is None else self.motion_maps[index]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -361,11 +410,14 @@ class AttentionMaps:
         return key.astype(np.float32) / np.float32(255.0) if self.stored_form else key.copy()
 
     def analysis_map_at(self, index: int) -> np.ndarray:
-        """A_t for frame ``index`` at the keyframes' resolution (``float32 (h, w)``)."""
+        """A_t for frame ``index`` at the keyframes' resolution (``float32 (h, w)``): the carried
+        content map combined with the frame's own motion cue (:func:`with_motion`)."""
         k0, k1, w = self.carry_weights(index)
         if w == 0.0:
-            return self.keyframe(k0)
-        return ((1.0 - w) * self.keyframe(k0) + w * self.keyframe(k1)).astype(np.float32)
+            content = self.keyframe(k0)
+        else:
+            content = ((1.0 - w) * self.keyframe(k0) + w * self.keyframe(k1)).astype(np.float32)
+        return with_motion(content, self.motion_at(index), self.motion_weight)
 
     def map_at(self, index: int) -> np.ndarray:
         """A_t for frame ``index`` at the frame's size (``float32 (H, W)``, bilinear upsampling)."""
@@ -407,48 +459,83 @@ def compute_attention_maps(
     Frames are decoded one at a time and only keyframes are kept, as maps at the analysis
     resolution (:func:`analysis_map`: long side ``config.max_long_side``, 512 by default, i.e.
     288x512 for a 1080x1920 ad, 0.6 MB per keyframe), so memory grows with the number of
-    keyframes at that size, never with the number of frames or the frame size. Scene starts must begin at
+    keyframes at that size, never with the number of frames or the frame size. A scorer with a
+    motion weight adds one ``uint8`` motion cue per frame at a long side of 128 px (9 KB per
+    frame, 17 MB for a 60 s ad at 30 fps). Scene starts must begin at
     0, increase strictly and lie inside the video (or inside ``frame_limit``, which restricts
     the run to the first frames, e.g. for previews and benchmarks); errors name the video.
     """
-    config = config or AttentionConfig()
     video_path = Path(video_path)
     probe = probe_video(video_path)
     total = probe.frame_count if frame_limit is None else min(probe.frame_count, int(frame_limit))
     if total < 1:
         raise ValueError(f"{video_path}: frame_limit {frame_limit} leaves no frame")
-    starts = validate_scene_starts(scene_start_frames, total, str(video_path))
-    wanted = set(keyframes_for_scenes(starts, total, config.keyframe_stride).tolist())
-    # One preallocated array (not a list stacked at the end, which held every map twice).
-    map_h, map_w = working_size(probe.height, probe.width, config.max_long_side)
+    return attention_maps_from_frames(
+        iter_frames(video_path, 0, total),
+        total,
+        (probe.height, probe.width),
+        scene_start_frames,
+        scorer,
+        config,
+        storage_scale=storage_scale,
+        video=str(video_path),
+    )
+
+
+def attention_maps_from_frames(
+    frames: Iterable[np.ndarray],
+    frame_count: int,
+    frame_size: tuple[int, int],
+    scene_start_frames: Sequence[int],
+    scorer: PatchScorer,
+    config: AttentionConfig | None = None,
+    *,
+    storage_scale: float | None = None,
+    video: str = "frames",
+) -> AttentionMaps:
+    """:func:`compute_attention_maps` on frames from any source (a decoder, a folder of images),
+    consumed one at a time; ``frame_count`` is the expected count (fewer frames may come)."""
+    config = config or AttentionConfig()
+    starts = validate_scene_starts(scene_start_frames, frame_count, video)
+    wanted = set(keyframes_for_scenes(starts, frame_count, config.keyframe_stride).tolist())
+    map_h, map_w = working_size(*frame_size, config.max_long_side)
     keep_h, keep_w = (
         (map_h, map_w)
         if storage_scale is None
         else (max(1, round(map_h * storage_scale)), max(1, round(map_w * storage_scale)))
     )
+    # One preallocated array (not a list stacked at the end, which held every map twice).
     keyframe_maps = np.empty((len(wanted), keep_h, keep_w), dtype=np.float32 if storage_scale is None else np.uint8)
     keyframe_indices: list[int] = []
+    motion_weight = float(getattr(scorer, "motion_weight", 0.0))
+    tracker = ResidualMotion(frame_size, getattr(scorer, "motion_settings", None)) if motion_weight > 0 else None
+    motion = None if tracker is None else np.zeros((frame_count, *tracker.store_size), dtype=np.uint8)
+    scene_starts = set(starts.tolist())
     decoded = 0
-    for index, frame in enumerate(iter_frames(video_path, 0, total)):
+    for index, frame in enumerate(frames):
+        if index >= frame_count:
+            break
         decoded = index + 1
+        if tracker is not None and motion is not None:
+            motion[index] = tracker.step(frame, index in scene_starts)
         if index in wanted:
             amap = analysis_map(frame, scorer, config, frame_index=index)
             if amap.shape != (map_h, map_w):
                 raise VideoError(
-                    video_path,
-                    f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, the probe said {probe.width}x{probe.height}",
+                    video,
+                    f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {frame_size[1]}x{frame_size[0]}",
                 )
-            if storage_scale is not None:
-                amap = _storage_form(amap, keep_h, keep_w)
-            keyframe_maps[len(keyframe_indices)] = amap
+            keyframe_maps[len(keyframe_indices)] = (
+                amap if storage_scale is None else _storage_form(amap, keep_h, keep_w)
+            )
             keyframe_indices.append(index)
-    if decoded != total:
+    if decoded != frame_count:
         # Container frame counts can be estimates; the decoded frames are the truth.
-        starts = validate_scene_starts(starts, decoded, str(video_path))
+        starts = validate_scene_starts(starts, decoded, video)
     if not keyframe_indices:
-        raise VideoError(video_path, "no keyframe could be decoded")
+        raise VideoError(video, "no keyframe could be decoded")
     return AttentionMaps(
-        frame_size=(probe.height, probe.width),
+        frame_size=frame_size,
         keyframe_maps=keyframe_maps[: len(keyframe_indices)],
         keyframe_indices=np.asarray(keyframe_indices, dtype=np.int64),
         scene_start_frames=starts,
@@ -457,7 +544,9 @@ def compute_attention_maps(
         config=config.to_dict(),
         carry=config.carry,
         scorer_metadata=scorer.metadata(),
-        video=str(video_path),
+        video=video,
+        motion_maps=None if motion is None else motion[:decoded],
+        motion_weight=motion_weight,
     )
 
 
@@ -532,13 +621,19 @@ def save_attention_maps(path: str | os.PathLike[str], maps: AttentionMaps, *, st
         "carry": maps.carry,
         "scorer_metadata": maps.scorer_metadata,
         "video": maps.video,
+        "motion_weight": float(maps.motion_weight),
+        "motion_shape": None if maps.motion_maps is None else list(maps.motion_maps.shape),
     }
+    motion = (
+        {} if maps.motion_maps is None else {"motion_lzma": np.frombuffer(encode_keyframes(maps.motion_maps), np.uint8)}
+    )
     return save_npz_atomic(
         path,
         keyframes_lzma=np.frombuffer(encode_keyframes(quantised), dtype=np.uint8),
         keyframe_indices=maps.keyframe_indices,
         scene_start_frames=maps.scene_start_frames,
         meta=np.asarray(json.dumps(meta, sort_keys=True)),
+        **motion,
     )
 
 
@@ -556,11 +651,13 @@ def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
             keyframe_indices = data["keyframe_indices"]
             scene_starts = data["scene_start_frames"]
             meta = json.loads(str(data["meta"]))
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format version {meta.get('format_version')} is not {FORMAT_VERSION}")
+            motion_blob = data["motion_lzma"].tobytes() if meta.get("motion_shape") else None
+        if meta.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"format version {meta.get('format_version')} is not one of {READABLE_VERSIONS}")
         height, width = int(meta["height"]), int(meta["width"])
         store_h, store_w = int(meta["storage_height"]), int(meta["storage_width"])
         quantised = decode_keyframes(blob, (len(keyframe_indices), store_h, store_w))
+        motion = None if motion_blob is None else decode_keyframes(motion_blob, tuple(meta["motion_shape"]))
     except (OSError, KeyError, ValueError, lzma.LZMAError) as exc:
         raise ValueError(f"attention map file {path}: cannot be read ({exc})") from exc
     return AttentionMaps(
@@ -574,4 +671,6 @@ def load_attention_maps(path: str | os.PathLike[str]) -> AttentionMaps:
         scorer_metadata=meta["scorer_metadata"],
         video=meta["video"],
         frame_size=(height, width),
+        motion_maps=motion,
+        motion_weight=float(meta.get("motion_weight", 0.0)),
     )

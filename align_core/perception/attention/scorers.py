@@ -26,6 +26,8 @@ import numpy as np
 from align_core.components import Registry
 from align_core.measurement.image_metrics import centre_prior_at
 from align_core.perception.attention.base import PatchScorer, check_frame, disk_means_at, spectral_residual
+from align_core.perception.attention.independent import scorer_card, scorer_cards
+from align_core.perception.attention.motion import MotionSettings
 
 __all__ = [
     "CUES",
@@ -66,6 +68,12 @@ class FeatureWeights:
     kept. ``centre`` and ``centre_sigma_frac`` were re-chosen on the same images by ``--tune``
     (best NSS of centre 0.3-0.7 by sigma 0.2, 0.25, 0.3: 1.352, 1.321, 1.294, all at centre 0.5;
     the version 2 setting scored 1.272 there): centre 0.5, sigma 0.2.
+
+    Version 4 adds ``motion``: the weight of the per-frame residual-motion cue (camera motion
+    removed, :mod:`align_core.perception.attention.motion`) that the video driver adds to the
+    carried map of every frame (:func:`~align_core.perception.attention.maps.with_motion`); still
+    images and single edited frames have no motion, so their maps are unchanged. Chosen on the
+    first half of the UCF Sports diving clip (``bench/bench_scorer_cards.py --tune-video``).
     """
 
     edges: float = 1.0
@@ -76,6 +84,7 @@ class FeatureWeights:
     local_colour: float = 1.0
     centre: float = 0.5
     centre_sigma_frac: float = 0.2
+    motion: float = 3.0
 
 
 def _robust_unit(values: np.ndarray, percentile: float = 99.0) -> np.ndarray:
@@ -151,13 +160,22 @@ class FeatureRichnessScorer:
     """
 
     name = "feature_richness"
-    version = 3  # 3: tuned for the 1/3/7-degree weighted procedure (maps of v2 differ)
+    version = 4  # 3: tuned for the 1/3/7-degree weighted procedure; 4: per-frame motion cue in videos
 
-    def __init__(self, weights: FeatureWeights | None = None, **overrides: float) -> None:
+    def __init__(
+        self,
+        weights: FeatureWeights | None = None,
+        *,
+        motion_settings: MotionSettings | None = None,
+        **overrides: float,
+    ) -> None:
         base = weights or FeatureWeights()
+        self.motion_settings = motion_settings or MotionSettings()
         self.weights = FeatureWeights(**{**base.__dict__, **overrides})
         if not 0.0 <= self.weights.centre <= 1.0:
             raise ValueError(f"feature_richness centre weight must be in [0, 1], got {self.weights.centre}")
+        if not self.weights.motion >= 0.0:
+            raise ValueError(f"feature_richness motion weight must be >= 0, got {self.weights.motion}")
         self._cache_key: bytes | None = None
         self._cache_value: np.ndarray | None = None
 
@@ -166,8 +184,14 @@ class FeatureRichnessScorer:
         w = self.weights
         return (
             f"feature_richness-v{self.version}(edges={w.edges:g},spectral={w.spectral:g},colour={w.colour:g},"
-            f"text={w.text:g},skin={w.skin:g},local_colour={w.local_colour:g},centre={w.centre:g},sigma={w.centre_sigma_frac:g})"
+            f"text={w.text:g},skin={w.skin:g},local_colour={w.local_colour:g},centre={w.centre:g},sigma={w.centre_sigma_frac:g},"
+            f"motion={w.motion:g})"
         )
+
+    @property
+    def motion_weight(self) -> float:
+        """Weight of the per-frame residual-motion cue the video driver adds (0: keyframe maps only)."""
+        return float(self.weights.motion)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -179,6 +203,13 @@ class FeatureRichnessScorer:
             "(spectral residual, global colour contrast and skin cues available, off by default), "
             "plus a Gaussian centre-bias prior; not a semantic model",
             "feature_weights": dict(self.weights.__dict__),
+            "motion_cue": {
+                "what_it_is": "per-frame motion-compensated difference (DIS flow, RANSAC affine camera motion removed), "
+                "smoothed within scenes, added to the carried keyframe map with weight 'motion'",
+                **self.motion_settings.to_dict(),
+            },
+            "card": scorer_card(self.name),
+            "video_card": scorer_cards().get("video"),
         }
 
     def content_map(self, frame: np.ndarray) -> np.ndarray:
