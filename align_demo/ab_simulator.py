@@ -423,8 +423,9 @@ class _ArmSimulator:
         n_v, mod, base, effects = len(self.vids), self.modifier, self.baselines, self.effects
         # the lift varies from video to video around its planted mean; an arm without an effect
         # (control, placebo) has none in any video
-        no_lift = variant in self.no_effect
-        eta = np.zeros((3, n_v)) if no_lift else self.rng.normal(0.0, effects.lift_sd, (3, n_v))
+        # (drawn for the placebo too and zeroed, so every later draw of a seed stays as it was)
+        eta = self.rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != self.control else np.zeros((3, n_v))
+        eta = eta * (variant not in self.no_effect)
         dose = np.array([self.delta_lookup.get((v, variant), 0.0) for v in self.vids])
         ctr_l, cvr_l, watch_l = (self.lifts[m][variant] for m in ("ctr", "cvr", "watch_time"))
         p = np.clip(base.ctr * (1 + ctr_l * mod + eta[0]) * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
