@@ -28,13 +28,18 @@ from align_core.io.atomic import atomic_path
 from align_core.stimuli.plans import DEFAULT_VARIANTS, VariantSpec, control_name, parse_variants
 
 __all__ = [
+    "SimulatedAB",
     "SimulationEffects",
     "matched_planted_truth",
+    "planted_in_videos",
     "planted_truth",
     "registry_lifts",
+    "simulate_ab",
     "simulate_ab_export",
     "simulate_ab_rows",
+    "simulate_uploaded_ab",
     "simulate_uploaded_export",
+    "write_export",
 ]
 
 DEFAULT_SEGMENTS: tuple[str, ...] = (
@@ -93,7 +98,8 @@ class SimulationEffects:
     ``p_bj * (1 + ctr_lift[v] * m_k + eta_vj) * exp(ctr_dose_slope * achieved_delta_vj)`` with
     ``p_bj = expit(logit(base_ctr) + u_j)``, ``u_j ~ N(0, video_sd_logit)`` (a video random
     effect, so impressions of one video are correlated and clustering matters),
-    ``eta_vj ~ N(0, lift_sd)`` (video-to-video variation of the lift, mean zero) and
+    ``eta_vj ~ N(0, lift_sd)`` (video-to-video variation of the lift, mean zero; treatments
+    only: the control and the placebo have no effect in any video, a sharp null) and
     ``m_k = industry_modifier.get(k, 1)``. Conversions per click follow the same form with
     ``cvr_lift``; watch time per impression has mean ``base_watch_s * w_j * (1 + watch_lift[v]
     * m_k + eta)`` with a lognormal video effect ``w_j`` of mean 1 and per-impression sd
@@ -211,6 +217,20 @@ def matched_planted_truth(
     return truth
 
 
+@dataclass(frozen=True)
+class SimulatedAB:
+    """A simulated export and what it planted.
+
+    ``rows``: the export rows. ``planted``: one row per video x arm with the per-impression
+    click probability (``ctr``), conversion probability per click (``cvr``), mean watch time
+    (``watch_s``) and expected impressions the rows were drawn from: the effects actually
+    planted in these videos (:func:`planted_in_videos`), not their expectation over videos.
+    """
+
+    rows: pd.DataFrame
+    planted: pd.DataFrame
+
+
 def simulate_ab_rows(
     videos: pd.DataFrame,
     effects: SimulationEffects | None = None,
@@ -230,8 +250,36 @@ def simulate_ab_rows(
     ``segments`` multinomially); clicks and conversions are binomial given the probabilities
     described on :class:`SimulationEffects`. ``achieved_delta`` (video_id, variant,
     achieved_delta) feeds the dose term. ``variants`` is the experiment's registry (specs, or
-    names of default variants). The true values are :func:`planted_truth`.
+    names of default variants). The expected values are :func:`planted_truth`; what was
+    planted in these very videos is :func:`simulate_ab`'s ``planted``.
     """
+    return simulate_ab(
+        videos,
+        effects,
+        seed=seed,
+        days=days,
+        segments=segments,
+        impressions_per_arm=impressions_per_arm,
+        experiment_id=experiment_id,
+        start_date=start_date,
+        achieved_delta=achieved_delta,
+        variants=variants,
+    ).rows
+
+
+def simulate_ab(
+    videos: pd.DataFrame,
+    effects: SimulationEffects | None = None,
+    seed: int = 0,
+    days: int = 7,
+    segments: Sequence[str] = DEFAULT_SEGMENTS,
+    impressions_per_arm: int = 3000,
+    experiment_id: str = "demo-exp-1",
+    start_date: _dt.date = _dt.date(2026, 11, 1),
+    achieved_delta: pd.DataFrame | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+) -> SimulatedAB:
+    """:func:`simulate_ab_rows` with the per-video rates it drew them from (same arguments)."""
     effects = effects or SimulationEffects()
     rng = np.random.default_rng(seed)
     vids = (
@@ -252,6 +300,7 @@ def simulate_ab_rows(
         modifier=np.array([effects.industry_modifier.get(k, 1.0) for k in industry]),
         lifts={m: effects.lifts(m, specs) for m in ("ctr", "cvr", "watch_time")},
         control=next((s.name for s in specs if s.role == "control"), None),
+        no_effect=frozenset(s.name for s in specs if s.role in ("control", "placebo")),
         shares=dict(effects.planned_shares or {v: 1.0 / len(names) for v in names}),
         n_variants=len(names),
         dates=[start_date + _dt.timedelta(days=d) for d in range(days)],
@@ -260,7 +309,41 @@ def simulate_ab_rows(
         experiment_id=experiment_id,
         delta_lookup=_delta_lookup(achieved_delta),
     )
-    return pd.concat([arms.rows(variant) for variant in names], ignore_index=True)
+    rows = pd.concat([arms.rows(variant) for variant in names], ignore_index=True)
+    return SimulatedAB(rows, pd.concat([arms.planted[v] for v in names], ignore_index=True))
+
+
+def planted_in_videos(planted: pd.DataFrame, ran: pd.DataFrame | None = None) -> dict[str, dict[str, float]]:
+    """The lifts actually planted in the videos each arm and the control ran in (matched).
+
+    ``planted``: :class:`SimulatedAB`'s per-video rates (with a ``role`` column naming the
+    control). ``ran``: (video_id, variant) that were served (the upload manifest); None: every
+    video x arm. Each lift is a ratio of expected sums over the matched videos, exactly what the
+    matched ratio-of-sums estimates: clicks per impression for CTR, conversions per click for
+    CVR, watch seconds per impression for watch time. It includes each video's own deviation of
+    the lift (``lift_sd``), which :func:`planted_truth` averages away.
+    """
+    cells = planted.assign(video_id=planted["video_id"].astype(str))
+    if ran is not None:
+        served = set(zip(ran["video_id"].astype(str), ran["variant"].astype(str), strict=False))
+        cells = cells[[(v, a) in served for v, a in zip(cells["video_id"], cells["variant"], strict=False)]]
+    cells = cells.assign(
+        clicks=cells["impressions"] * cells["ctr"],
+        conversions=cells["impressions"] * cells["ctr"] * cells["cvr"],
+        watch=cells["impressions"] * cells["watch_s"],
+    )
+    control = cells[cells["role"] == "control"].set_index("video_id")
+    out: dict[str, dict[str, float]] = {"ctr": {}, "cvr": {}, "watch_time": {}}
+    for variant, arm in cells[cells["role"] != "control"].groupby("variant", sort=False):
+        arm = arm.set_index("video_id")
+        both = arm.index.intersection(control.index)
+        if both.empty:
+            continue
+        a, c = arm.loc[both].sum(numeric_only=True), control.loc[both].sum(numeric_only=True)
+        out["ctr"][str(variant)] = float((a["clicks"] / a["impressions"]) / (c["clicks"] / c["impressions"]) - 1)
+        out["cvr"][str(variant)] = float((a["conversions"] / a["clicks"]) / (c["conversions"] / c["clicks"]) - 1)
+        out["watch_time"][str(variant)] = float((a["watch"] / a["impressions"]) / (c["watch"] / c["impressions"]) - 1)
+    return out
 
 
 def _delta_lookup(achieved_delta: pd.DataFrame | None) -> dict[tuple[str, str], float]:
@@ -302,6 +385,7 @@ class _ArmSimulator:
     modifier: np.ndarray  # industry modifier per video
     lifts: dict[str, dict[str, float]]  # metric -> variant -> planted lift
     control: str | None
+    no_effect: frozenset[str]  # control and placebo: no lift in any video (no eta)
     shares: dict[str, float]
     n_variants: int
     dates: list[_dt.date]
@@ -309,11 +393,23 @@ class _ArmSimulator:
     impressions_per_arm: int
     experiment_id: str
     delta_lookup: dict[tuple[str, str], float]
+    planted: dict[str, pd.DataFrame] = field(default_factory=dict)  # variant -> the rates it was drawn from
 
     def rows(self, variant: str) -> pd.DataFrame:
         p, q, w = self._rates(variant)
         lam = self.impressions_per_arm * self.shares[variant] * self.n_variants
         lam *= self.effects.served_share_bias.get(variant, 1.0)
+        self.planted[variant] = pd.DataFrame(
+            {
+                "video_id": self.vids,
+                "variant": variant,
+                "role": "control" if variant == self.control else "other",
+                "ctr": p,
+                "cvr": q,
+                "watch_s": w,
+                "impressions": lam * len(self.dates),
+            }
+        )
         n_v, n_s = len(self.vids), len(self.segments)
         total = self.rng.poisson(lam, (n_v, len(self.dates)))
         split = self.rng.multinomial(total, np.full(n_s, 1.0 / n_s))
@@ -325,7 +421,11 @@ class _ArmSimulator:
     def _rates(self, variant: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per video: click and conversion probability and mean watch time in this arm."""
         n_v, mod, base, effects = len(self.vids), self.modifier, self.baselines, self.effects
+        # the lift varies from video to video around its planted mean; an arm without an effect
+        # (control, placebo) has none in any video
+        # (drawn for the placebo too and zeroed, so every later draw of a seed stays as it was)
         eta = self.rng.normal(0.0, effects.lift_sd, (3, n_v)) if variant != self.control else np.zeros((3, n_v))
+        eta = eta * (variant not in self.no_effect)
         dose = np.array([self.delta_lookup.get((v, variant), 0.0) for v in self.vids])
         ctr_l, cvr_l, watch_l = (self.lifts[m][variant] for m in ("ctr", "cvr", "watch_time"))
         p = np.clip(base.ctr * (1 + ctr_l * mod + eta[0]) * np.exp(effects.ctr_dose_slope * dose), 1e-6, 0.999)
@@ -416,6 +516,42 @@ def simulate_ab_export(
     return path
 
 
+def simulate_uploaded_ab(
+    videos: pd.DataFrame,
+    manifest: pd.DataFrame,
+    effects: SimulationEffects | None = None,
+    variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
+    **kwargs: Any,
+) -> SimulatedAB:
+    """The results of the ads an upload manifest lists (eligible variants only), and their rates.
+
+    Rows are simulated for every video x arm of the registry and kept only where the manifest
+    has that (video, variant): an ineligible variant was never uploaded, so it has no results.
+    ``kwargs`` go to :func:`simulate_ab` (``experiment_id`` defaults to the manifest's).
+    """
+    if manifest.empty:
+        raise ValueError("the upload manifest lists no ads: no eligible variant to simulate results for")
+    kwargs.setdefault("experiment_id", str(manifest["experiment_id"].iat[0]))
+    tested = videos[videos["video_id"].astype(str).isin(set(manifest["video_id"].astype(str)))]
+    sim = simulate_ab(tested, effects, variants=variants, **kwargs)
+    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"], strict=False))
+
+    def served(frame: pd.DataFrame) -> pd.DataFrame:
+        keep = [(v, a) in uploaded for v, a in zip(frame["video_id"], frame["variant"], strict=False)]
+        return frame[keep].reset_index(drop=True)
+
+    rows = served(sim.rows).assign(simulated="true")  # labelled in the warehouse, the tables and the report
+    return SimulatedAB(rows, served(sim.planted))
+
+
+def write_export(rows: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write export rows as CSV under a hidden temporary name and rename it into place."""
+    path = Path(path)
+    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
+        rows.to_csv(tmp, index=False)
+    return path
+
+
 def simulate_uploaded_export(
     videos: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -424,21 +560,5 @@ def simulate_uploaded_export(
     variants: Sequence[VariantSpec | str] = DEFAULT_VARIANTS,
     **kwargs: Any,
 ) -> Path:
-    """An export of the ads an upload manifest lists (eligible variants only), written atomically.
-
-    Rows are simulated for every video x arm of the registry and kept only where the manifest
-    has that (video, variant): an ineligible variant was never uploaded, so it has no results.
-    ``kwargs`` go to :func:`simulate_ab_rows` (``experiment_id`` defaults to the manifest's).
-    """
-    path = Path(path)
-    if manifest.empty:
-        raise ValueError("the upload manifest lists no ads: no eligible variant to simulate results for")
-    kwargs.setdefault("experiment_id", str(manifest["experiment_id"].iat[0]))
-    tested = videos[videos["video_id"].astype(str).isin(set(manifest["video_id"].astype(str)))]
-    rows = simulate_ab_rows(tested, effects, variants=variants, **kwargs)
-    uploaded = set(zip(manifest["video_id"].astype(str), manifest["variant"], strict=False))
-    rows = rows[[(v, a) in uploaded for v, a in zip(rows["video_id"], rows["variant"], strict=False)]]
-    rows = rows.assign(simulated="true")  # labelled in the warehouse, the tables and the report
-    with atomic_path(path) as tmp:  # tmp is a hidden sibling: scan_inbox skips it
-        rows.to_csv(tmp, index=False)
-    return path
+    """:func:`simulate_uploaded_ab`'s rows written atomically as a CSV export."""
+    return write_export(simulate_uploaded_ab(videos, manifest, effects, variants, **kwargs).rows, path)

@@ -30,7 +30,13 @@ from align_core.io.atomic import atomic_write_text
 from align_core.io.layout import DataLayout
 from align_core.io.warehouse import read_connection, table_exists
 from align_core.stimuli.plans import DEFAULT_VARIANTS
-from align_demo.ab_simulator import SimulationEffects, matched_planted_truth, simulate_uploaded_export
+from align_demo.ab_simulator import (
+    SimulationEffects,
+    matched_planted_truth,
+    planted_in_videos,
+    simulate_uploaded_ab,
+    write_export,
+)
 from analysis.preregistration import register_plan
 from analysis.queries import achieved_deltas
 from analysis.timing import select_doses
@@ -39,6 +45,7 @@ __all__ = [
     "AB_RESULTS_DEPS",
     "demo_assets",
     "demo_checks",
+    "demo_truth",
     "nothing_edited",
 ]
 
@@ -109,10 +116,9 @@ def demo_ab_export(
         experiment.variants,
         include_ineligible=config.include_ineligible,
     )
-    path = simulate_uploaded_export(
+    sim = simulate_uploaded_ab(
         videos,
         manifest.rows,
-        layout.ab_inbox_dir / DEMO_EXPORT_NAME,
         effects=effects,
         variants=experiment.variants,
         seed=11,
@@ -121,8 +127,8 @@ def demo_ab_export(
         achieved_delta=doses,
         start_date=experiment.start_date,
     )
-    # each arm's truth over the videos it and the control ran in: what its matched lift estimates
-    truth = matched_planted_truth(videos, manifest.rows, effects, achieved_delta=doses, variants=experiment.variants)
+    path = write_export(sim.rows, layout.ab_inbox_dir / DEMO_EXPORT_NAME)
+    truth = demo_truth(videos, manifest.rows, effects, doses, sim.planted, experiment)
     truth_path = atomic_write_text(layout.artifact("demo_ab_export", "truth"), json.dumps(truth, indent=2))
     return MaterializeResult(
         metadata={
@@ -140,6 +146,28 @@ def demo_ab_export(
             "note": "SIMULATED results (demo profile): effects are planted, see SimulationEffects",
         }
     )
+
+
+def demo_truth(
+    videos: pd.DataFrame,
+    manifest: pd.DataFrame,
+    effects: SimulationEffects,
+    doses: pd.DataFrame | None,
+    planted: pd.DataFrame,
+    experiment: ExperimentConfig,
+) -> dict:
+    """The truth file: each arm's lift as planted in the videos it and the control ran in.
+
+    ``ctr``/``cvr``/``watch_time`` are what the simulator actually planted in these videos (each
+    video's lift deviates from the arm's mean by its own draw), i.e. what the matched estimate
+    estimates; ``expected_over_videos`` keeps the mean over hypothetical videos (what the
+    calibration bench checks coverage of, over thousands of simulated experiments).
+    """
+    truth = matched_planted_truth(videos, manifest, effects, achieved_delta=doses, variants=experiment.variants)
+    truth["expected_over_videos"] = {m: truth[m] for m in ("ctr", "cvr", "watch_time")}
+    truth.update(planted_in_videos(planted, manifest))
+    truth["truth_basis"] = "lifts planted in the matched videos (ratio of expected sums given each video's draws)"
+    return truth
 
 
 def _experiment_inputs(database: str, layout: DataLayout) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
@@ -234,9 +262,13 @@ def planted_effects_recovered(platform: PlatformResource, warehouse: DuckDBResou
 def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each simulated relative lift (and the within-variant CTR dose slope) beside its estimate and CI.
 
+    ``planted`` is the lift planted in the matched videos (:func:`demo_truth`), the value the
+    estimate targets; ``expected_over_videos`` is shown beside it for reference.
+
     Only rows with an interval are compared: a contrast the report could not estimate (fewer than
     2 videos ran both arms) has no CI to cover anything and is left out, not counted as a miss."""
     rows: list[dict] = []
+    expected = truth.get("expected_over_videos", {})
     slope = truth.get("ctr_dose_slope_log")
     if dose is not None and len(dose) and slope:
         within = dose[(dose["metric"] == "ctr") & dose["model"].str.contains("within variant")]
@@ -246,6 +278,7 @@ def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | N
                     "metric": "ctr dose slope (log lift per unit alignment change)",
                     "variant": "all (within variant)",
                     "planted": slope,
+                    "expected_over_videos": slope,
                     "estimate": row["slope"],
                     "ci_low": row["ci_low"],
                     "ci_high": row["ci_high"],
@@ -264,13 +297,15 @@ def planted_vs_estimated(lift: pd.DataFrame, truth: dict, dose: pd.DataFrame | N
                 "metric": metric,
                 "variant": row["variant"],
                 "planted": planted,
+                "expected_over_videos": expected.get(metric, {}).get(str(row["variant"]), np.nan),
                 "estimate": row["rel_lift"],
                 "ci_low": row["rel_ci_low"],
                 "ci_high": row["rel_ci_high"],
                 "covered": bool(row["rel_ci_low"] <= planted <= row["rel_ci_high"]),
             }
         )
-    return pd.DataFrame(rows, columns=["metric", "variant", "planted", "estimate", "ci_low", "ci_high", "covered"])
+    columns = ["metric", "variant", "planted", "expected_over_videos", "estimate", "ci_low", "ci_high", "covered"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 demo_assets = [demo_ab_export]

@@ -48,6 +48,7 @@ __all__ = [
     "RatioInfluence",
     "arms_chi_square",
     "lift_table",
+    "not_reported",
     "rate_fit",
     "ratio_influence",
 ]
@@ -58,6 +59,39 @@ METRICS: dict[str, tuple[str, str]] = {
     "cvr": ("conversions", "clicks"),
     "watch_time": ("watch_time_s_sum", "impressions"),
 }
+
+
+def not_reported(cells: pd.DataFrame, metric: str) -> str | None:
+    """Why ``metric`` has no estimate because the export does not report a field it needs, or None.
+
+    A field a mapping declared not reported is stored as NULL: summing it would invent zeros, so
+    every row of that metric says "not reported" instead of carrying an estimate.
+    """
+    for column in METRICS[metric]:
+        missing = cells[column].isna() if column in cells else pd.Series(True, index=cells.index)
+        if missing.any():
+            return (
+                f"not reported: the export does not report {column} (stored as NULL in "
+                f"{int(missing.sum())} of {len(cells)} video x arm cells), so {metric} is not estimated"
+            )
+    return None
+
+
+def _not_reported_rows(
+    cells: pd.DataFrame, metric: str, variants: Sequence[str], why: str, options: dict[str, object]
+) -> list[dict[str, object]]:
+    """Rows without an estimate for a metric the export does not report (videos: those with both arms)."""
+    cluster, design = str(options["cluster"]), str(options["design"])
+    return [
+        {
+            "metric": metric,
+            "variant": v,
+            "n_videos": int(matched_cells(cells, [BASELINE, v], cluster)[cluster].nunique()),
+            "design": design,
+            "note": why,
+        }
+        for v in variants
+    ]
 
 
 @dataclass(frozen=True)
@@ -433,7 +467,10 @@ def lift_table(
     }
     rows: list[dict[str, object]] = []
     for metric in metrics:
-        if design == "paired":
+        why = not_reported(cells, metric)
+        if why is not None:
+            rows.extend(_not_reported_rows(cells, metric, variants, why, options))
+        elif design == "paired":
             rows.extend(_matched_rows(cells, variant, metric, options) for variant in variants)
         else:
             rows.extend(_metric_rows(cells, variants, metric, options))
@@ -525,7 +562,8 @@ def arms_chi_square(
     num, den = METRICS[metric]
     if metric not in ("ctr", "cvr"):
         raise ValueError(f"{metric}: a test of proportions needs a count metric (ctr or cvr)")
-    totals = cells.groupby("variant")[[num, den]].sum()
+    unreported = not_reported(cells, metric)
+    totals = cells.groupby("variant")[[num, den]].sum(min_count=1)
     totals = totals[totals[den] > 0]
     base = {
         "metric": metric,
@@ -537,9 +575,10 @@ def arms_chi_square(
         "method": "",
         "note": "",
     }
-    why = _arms_not_estimable(totals, num, den)
+    why = unreported or _arms_not_estimable(totals, num, den)
     if why is not None:
-        return pd.DataFrame([{**base, "test": t, "note": "not estimable: " + why} for t in ("pearson", "cluster")])
+        note = why if unreported else "not estimable: " + why
+        return pd.DataFrame([{**base, "test": t, "note": note} for t in ("pearson", "cluster")])
     rows = [_pearson_row(base, totals, num, den)]
     inf = ratio_influence(cells, num, den, cluster=cluster, design=design)
     cols = list(inf.rates.index)

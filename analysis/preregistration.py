@@ -35,7 +35,7 @@ from align_core.experiments.config import ExperimentConfig, register_experiment_
 from align_core.experiments.experiments_table import save_experiment_file
 from align_core.io.atomic import atomic_write_text
 from align_core.io.warehouse import read_connection, table_exists, write_connection
-from align_core.stimuli.plans import dose_windows, timing_variants
+from align_core.stimuli.plans import VariantSpec, dose_windows, timing_variants
 from analysis.arms import BASELINE
 from analysis.guardrails import design_effect, mde_relative
 
@@ -85,6 +85,17 @@ def plan_hash(plan: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
 
 
+def _expected_direction(spec: VariantSpec) -> str:
+    """What the plan expects of an arm: a boost higher, a reduction lower, a creative either way."""
+    if spec.role == "placebo":
+        return "no difference (placebo)"
+    if spec.kind == "boost":
+        return "higher"
+    if spec.kind == "reduce":
+        return "lower"
+    return "different from the control, either way (two-sided: a creative arm has no planned direction)"
+
+
 def _confirmatory_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
     """Every treatment and the placebo against the control, on the primary metric."""
     control = config.control
@@ -93,9 +104,7 @@ def _confirmatory_hypotheses(config: ExperimentConfig) -> list[dict[str, Any]]:
             "id": f"{config.primary_metric}:{s.name}_vs_{control}",
             "metric": config.primary_metric,
             "contrast": f"{s.name} vs {control}",
-            "expected": "no difference (placebo)"
-            if s.role == "placebo"
-            else ("higher" if s.kind == "boost" else "lower"),
+            "expected": _expected_direction(s),
             "test": "two-sided, relative lift (log ratio of rates), clustered by video",
         }
         for s in config.variants

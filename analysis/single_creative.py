@@ -18,7 +18,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from analysis.arms import BASELINE
-from analysis.lift import METRICS
+from analysis.lift import METRICS, not_reported
 
 __all__ = [
     "IID_METHOD",
@@ -103,4 +103,12 @@ def single_creative_lifts(
     totals.attrs["n_videos"] = cells["video_id"].nunique()
     arms = [v for v in (variants or sorted(totals.index)) if v != BASELINE and v in totals.index]
     metrics = [m for m in METRICS if set(METRICS[m]) <= set(totals.columns)]
-    return pd.DataFrame([_row(m, v, totals, alpha) for m in metrics for v in arms])
+    rows = []
+    for metric in metrics:
+        why = not_reported(cells, metric)  # a NULL field summed would be an invented 0
+        rows += [_row(metric, v, totals, alpha) if why is None else _unreported_row(metric, v, why) for v in arms]
+    return pd.DataFrame(rows)
+
+
+def _unreported_row(metric: str, variant: str, why: str) -> dict[str, object]:
+    return {"metric": metric, "variant": variant, "design": "single creative", "se_method": IID_METHOD, "note": why}

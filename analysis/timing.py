@@ -26,7 +26,7 @@ from scipy import stats
 from align_core.stimuli.plans import DEFAULT_VARIANTS, dose_windows
 from align_core.stimuli.plans import timing_variants as registry_timing_variants
 from analysis.arms import BASELINE
-from analysis.lift import METRICS, RatioInfluence, rate_fit, ratio_influence
+from analysis.lift import METRICS, RatioInfluence, not_reported, rate_fit, ratio_influence
 from analysis.matched import matched_cells
 from analysis.small_sample import (
     METHOD_CR1,
@@ -205,22 +205,23 @@ def timing_contrasts(
     if len(present) < 2:
         return pd.DataFrame()
     rows = []
+    unreported = not_reported(cells, metric)  # a NULL field: every row says so, none is estimated
     for a, b in combinations(present, 2):
         pair = matched_cells(cells, [a, b])
         g = pair["video_id"].nunique()
-        if g < 2:
-            why = f"not estimable: {g} video(s) ran both {a} and {b}; a contrast needs 2"
+        if unreported or g < 2:
+            why = unreported or f"not estimable: {g} video(s) ran both {a} and {b}; a contrast needs 2"
             row = _contrast_row(metric, f"{a} vs {b}", np.nan, np.nan, np.nan, alpha, "", why)
         else:
             row = _timing_on(pair, metric, alpha, small_sample).pair_row(a, b)
         rows.append({**row, "n_videos": g})
     block = matched_cells(cells, present)
     g = block["video_id"].nunique()
-    if g >= 2:
+    if g >= 2 and not unreported:
         joint = _timing_on(block, metric, alpha, small_sample).joint_row(present)
     else:
         joint = _contrast_row(metric, "joint: " + " = ".join(present), np.nan, np.nan, np.nan, alpha, "", "")
-        joint["note"] = f"not estimable: {g} video(s) ran every timing arm"
+        joint["note"] = unreported or f"not estimable: {g} video(s) ran every timing arm"
     rows.append({**joint, "n_videos": g})
     return pd.DataFrame(rows)
 

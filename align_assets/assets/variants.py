@@ -70,6 +70,7 @@ def variant_plans(
         return {
             "skipped": False,
             "variants": MetadataValue.json([spec.to_dict() for spec in result.specs]),
+            "not_rendered": MetadataValue.json(result.plans.not_rendered if result.plans else {}),
             "targets": png_markdown(result.paths["targets"], alt="target curves"),
             "scene_targets": table_markdown(result.scenes, max_rows=40),
             "plan": MetadataValue.path(str(result.paths["plans"])),

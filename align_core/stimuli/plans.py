@@ -36,6 +36,7 @@ from align_core.io.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "DEFAULT_VARIANTS",
+    "NOT_RENDERED_KINDS",
     "TIME_WINDOWS",
     "VariantPlan",
     "VariantPlans",
@@ -62,6 +63,11 @@ TIME_WINDOWS: tuple[TimeWindow, ...] = ("early", "middle", "late")
 KINDS: tuple[str, ...] = ("identity", "boost", "reduce", "placebo", "creative")
 #: Kinds that edit nothing, so a config may leave out their window ("none") and factor (1).
 UNEDITED_KINDS: tuple[str, ...] = ("identity", "creative")
+#: Kinds the platform never renders: a creative arm is the lab's own ad, its results are imported.
+NOT_RENDERED_KINDS: dict[str, str] = {
+    "creative": "kind creative: the lab's own creative, made outside the platform; its results are imported, "
+    "nothing is rendered (a render would be a copy of baseline)",
+}
 Role = Literal["control", "treatment", "placebo"]
 ROLES: tuple[str, ...] = ("control", "treatment", "placebo")
 #: The role a kind has when the config does not say: the identity re-encode is the control.
@@ -309,6 +315,12 @@ class VariantPlans:
     scene_windows: tuple[str, ...]
     scene_alignment: np.ndarray  # mean per-frame alignment per scene, float64 (S,)
     plans: dict[str, VariantPlan] = field(default_factory=dict)
+    imported_only: tuple[VariantSpec, ...] = ()  # arms not rendered (NOT_RENDERED_KINDS), in config order
+
+    @property
+    def not_rendered(self) -> dict[str, str]:
+        """Each arm that gets no plan and no render, with the reason."""
+        return {s.name: NOT_RENDERED_KINDS[s.kind] for s in self.imported_only}
 
     @property
     def duration(self) -> float:
@@ -381,7 +393,8 @@ class VariantPlans:
             "fps": self.fps,
             "frame_count": self.frame_count,
             "scene_ranges": [list(r) for r in self.scene_ranges],
-            "variants": [p.spec.to_dict() for p in self.plans.values()],
+            "variants": [p.spec.to_dict() for p in self.plans.values()] + [s.to_dict() for s in self.imported_only],
+            "not_rendered": self.not_rendered,
             # column-wise (one list per column): a 60 s ad's 12,600 frame rows as records cost
             # ~60 MB to parse; as columns a few MB (the loader reads either form)
             "frames": self.frame_table().astype({"video_id": object}).to_dict(orient="list"),
@@ -419,6 +432,9 @@ def plan_variants(
 ) -> VariantPlans:
     """Plan every variant of one video from its per-frame alignment a_t.
 
+    Creative arms (:data:`NOT_RENDERED_KINDS`) get no plan, so nothing renders them: they are
+    listed in ``imported_only`` with the reason (``not_rendered``).
+
     ``scene_ranges`` are half-open frame ranges tiling the video (one scene when None). Frames
     take the window of their own centre time; scenes that of theirs, with the scene's original
     alignment the mean of its frames'.
@@ -439,7 +455,8 @@ def plan_variants(
     scene_windows = tuple(window_of(t, duration) for t in scene_times)
     scene_alignment = np.array([values[a:b].mean() for a, b in ranges])
     plans: dict[str, VariantPlan] = {}
-    for spec in parse_variants(specs):
+    parsed = parse_variants(specs)
+    for spec in (s for s in parsed if s.kind not in NOT_RENDERED_KINDS):
         factors = np.array([spec.control_factor(w) for w in frame_windows], dtype=np.float64)
         plans[spec.name] = VariantPlan(
             spec=spec,
@@ -457,6 +474,7 @@ def plan_variants(
         scene_windows=scene_windows,
         scene_alignment=scene_alignment,
         plans=plans,
+        imported_only=tuple(s for s in parsed if s.kind in NOT_RENDERED_KINDS),
     )
 
 
