@@ -166,11 +166,15 @@ class SalienceEditor:
     # the renderer then runs a frame's boost, reduction and placebo side by side.
     concurrent_edits = True
 
-    def __init__(self, max_strength: float = 1.0, **settings: Any):
+    def __init__(self, max_strength: float = 1.0, budget: PerceptualBudget | None = None, **settings: Any):
+        """``budget``: every limit of the perceptual budget (default: :class:`PerceptualBudget`'s, with the
+        settings' ``min_ssim`` and ``max_delta_e``); given, it overrides those two settings."""
+        if budget is not None:
+            settings = {**settings, "min_ssim": budget.min_ssim, "max_delta_e": budget.max_delta_e}
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)
         if not 0.0 <= self.settings.max_strength <= 1.0:
             raise ValueError(f"max_strength must be in [0, 1], got {max_strength}")
-        self.budget = self.settings.budget
+        self.budget = self.settings.budget if budget is None else budget
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
         self._warm: dict[tuple[str, float], tuple[float, bool]] = {}  # large frames: last strength per request
         # the frames being measured (with their masks) and their side of the budget measure
@@ -405,11 +409,9 @@ class SalienceEditor:
         return result
 
     def _budget_excess(self, figures: BudgetMeasure) -> float:
-        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units)."""
-        slack = self.settings.budget_slack
-        max_delta_e = self.budget.max_delta_e * (1.0 - slack)
-        max_dissimilarity = (1.0 - self.budget.min_ssim) * (1.0 - slack)
-        return max(figures.delta_e / max_delta_e, (1.0 - figures.ssim) / max_dissimilarity) - 1.0
+        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units),
+        the worst of every limit: mean, local, sharpness and product."""
+        return figures.excess(self.budget, self.settings.budget_slack)
 
     def _within_budget(
         self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
@@ -418,8 +420,8 @@ class SalienceEditor:
         rendered once at full resolution and measured there, stepping down if it is over."""
         factor = downsample_factor(frame.shape)
         if factor == 1:
-            edited, used, capped, figures, _joint = self._search_budget(frame, kind, mask, protect, strength)
-            return edited, used, capped, figures
+            edited, used, capped, figures, joint = self._search_budget(frame, kind, mask, protect, strength)
+            return BudgetResult((edited, used, capped, figures), joint)
         image = _to_float(frame)
         warm_key = (kind, round(strength, 4))
         if warm_key in self._warm:
@@ -430,7 +432,7 @@ class SalienceEditor:
             figures = self._measure(frame, edited, mask, protect)
             excess = self._budget_excess(figures)
             if excess <= 0 and (used >= strength or excess > -WARM_TOLERANCE):
-                return edited, used, used < strength, figures
+                return BudgetResult((edited, used, used < strength, figures), joint)
         small_frame, small_mask, small_protect = (
             _shrink(frame, factor),
             _shrink_any(mask, factor),
@@ -444,14 +446,14 @@ class SalienceEditor:
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
                 self._warm[warm_key] = (used, joint)
-                return edited, used, capped, figures
+                return BudgetResult((edited, used, capped, figures), joint)
             used, capped = 0.85 * used, True  # the full-resolution frame measured a little over: step down
         if not joint:
             edited = self._render(image, kind, mask, strength, 0.0)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
-                return edited, 0.0, True, figures
-        return image.copy(), 0.0, True, self._measure(frame, image, mask, protect)
+                return BudgetResult((edited, 0.0, True, figures), False)
+        return BudgetResult((image.copy(), 0.0, True, self._measure(frame, image, mask, protect)), True)
 
     def _search_budget(
         self,
@@ -502,8 +504,10 @@ class SalienceEditor:
             best = (product_only, 0.0, product_figures)
         high, high_excess = strength, over
         for _ in range(self.settings.budget_steps):
-            guess = low + (high - low) * (-low_excess) / (high_excess - low_excess)
-            guess = float(np.clip(guess, low + 0.05 * (high - low), high - 0.05 * (high - low)))
+            # The local limits jump (a share over a threshold): the excess above 0 is compressed by a
+            # log, and every guess keeps at least a fifth of the bracket on each side.
+            guess = low + (high - low) * (-low_excess) / (float(np.log1p(high_excess)) - low_excess)
+            guess = float(np.clip(guess, low + 0.2 * (high - low), high - 0.2 * (high - low)))
             candidate = render(guess)
             cand_figures = self._measure(frame, candidate, mask, protect)
             excess = self._budget_excess(cand_figures)
@@ -545,6 +549,11 @@ class SalienceEditor:
             shift = float(np.clip(shift * target_delta_e / value, 0.0, top))
         if shift > 0:
             self._warm[("placebo_shift_per_delta_e", 0.0)] = (shift / target_delta_e, False)
+        for _ in range(10):  # the matched magnitude, but never over a local limit: step down until within
+            figures = self._measure(frame, self.placebo_image(image, weight, shift, direction), mask, protect)
+            if self._budget_excess(figures) <= 0:
+                break
+            shift *= 0.93
         return shift
 
     # -- the KeyframeEditor contract ----------------------------------------------------------------
@@ -570,9 +579,11 @@ class SalienceEditor:
             # the float round trip of a strength-0 edit returns the frame exactly: skip it
             return frame.copy(), EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
         elif kind in ("boost", "reduce"):
-            edited, used, capped, figures = self.within_budget(frame, kind, product_mask, protect, requested)
+            result = self.within_budget(frame, kind, product_mask, protect, requested)
+            edited, used, capped, figures = result
+            capped_part = "product and background" if getattr(result, "joint", False) else "background"
             reason = (
-                f"background capped at strength {used:.3f} of {requested:.3f} by the budget"
+                f"{capped_part} capped at strength {used:.3f} of {requested:.3f} by the budget"
                 if capped
                 else "within budget"
             )
@@ -625,6 +636,18 @@ class SalienceEditor:
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Edited RGB uint8 frame (see :meth:`edit_with_report`)."""
         return self.edit_with_report(request)[0]
+
+
+class BudgetResult(tuple):  # type: ignore[type-arg]
+    """``(edited, background strength used, capped?, budget measure)`` of a budgeted edit; ``joint`` says the
+    product's own edit was scaled with the background (its product budget, or its edge, needed it)."""
+
+    joint: bool
+
+    def __new__(cls, items: tuple[Any, ...], joint: bool) -> BudgetResult:
+        result = super().__new__(cls, items)
+        result.joint = joint
+        return result
 
 
 def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
