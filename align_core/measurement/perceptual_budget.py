@@ -422,22 +422,26 @@ def _low(values: np.ndarray) -> float:
 
 class _LocalReference:
     """The local budget's baseline side: which patches count (at least half measured pixels) and the
-    baseline's Laplacian variance overall and per patch."""
+    baseline's Laplacian variance overall and per patch. Sharpness is measured only on pixels the
+    Laplacian of Gaussian cannot see the excluded regions from (their edge is the product's edit)."""
 
     def __init__(self, grey: np.ndarray, region: np.ndarray) -> None:
-        self.region = region
-        weight = region.astype(np.float64)
-        self.count = _patch_sums(weight)
+        self.weight = region.astype(np.float64)
+        self.count = _patch_sums(self.weight)
         self.patches = self.count >= 0.5 * DEFAULT_PATCH_PX**2
-        self.weight = weight
+        reach = 2 * int(np.ceil(3 * SHARPNESS_SIGMA)) + 3
+        kernel = np.ones((reach, reach), np.uint8)
+        inner = cv2.erode(region.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+        self.sharp_weight = inner.astype(np.float64)
+        self.sharp_count = _patch_sums(self.sharp_weight)
         self.var, self.patch_var = self._variances(grey)
-        self.textured = self.patches & (self.patch_var >= TEXTURED_PATCH_VARIANCE)
+        self.textured = (self.sharp_count >= 0.5 * DEFAULT_PATCH_PX**2) & (self.patch_var >= TEXTURED_PATCH_VARIANCE)
 
     def _variances(self, grey: np.ndarray) -> tuple[float, np.ndarray]:
-        lap = _laplacian(grey) * self.weight
-        total = max(float(self.weight.sum()), 1.0)
+        lap = _laplacian(grey) * self.sharp_weight
+        total = max(float(self.sharp_weight.sum()), 1.0)
         var = float((lap * lap).sum() / total - (lap.sum() / total) ** 2)
-        count = np.maximum(self.count, 1.0)
+        count = np.maximum(self.sharp_count, 1.0)
         patch_var = _patch_sums(lap * lap) / count - (_patch_sums(lap) / count) ** 2
         return var, patch_var
 

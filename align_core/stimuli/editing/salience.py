@@ -441,19 +441,21 @@ class SalienceEditor:
         _edited, used, capped, _figures, joint = self._search_budget(
             small_frame, kind, small_mask, small_protect, strength
         )
-        for _ in range(4):
+        # The search ran at the measuring size; the edit as rendered at full size is measured again on
+        # every limit and stepped down until it holds (at worst to the product alone, then to no edit).
+        for step in range(6):
             edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
                 self._warm[warm_key] = (used, joint)
-                return BudgetResult((edited, used, capped, figures), joint)
-            used, capped = 0.85 * used, True  # the full-resolution frame measured a little over: step down
+                return BudgetResult((edited, used, capped, figures), joint, step)
+            used, capped = 0.8 * used, True  # the full-resolution frame measured over: step down
         if not joint:
             edited = self._render(image, kind, mask, strength, 0.0)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
-                return BudgetResult((edited, 0.0, True, figures), False)
-        return BudgetResult((image.copy(), 0.0, True, self._measure(frame, image, mask, protect)), True)
+                return BudgetResult((edited, 0.0, True, figures), False, 6)
+        return BudgetResult((image.copy(), 0.0, True, self._measure(frame, image, mask, protect)), True, 7)
 
     def _search_budget(
         self,
@@ -587,6 +589,8 @@ class SalienceEditor:
                 if capped
                 else "within budget"
             )
+            if getattr(result, "stepped_down", 0):
+                reason += f" (stepped down {result.stepped_down}x by the full-size recheck)"
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             weight = self.placebo_weight(mask, allowed & ~protect)
@@ -643,10 +647,11 @@ class BudgetResult(tuple):  # type: ignore[type-arg]
     product's own edit was scaled with the background (its product budget, or its edge, needed it)."""
 
     joint: bool
+    stepped_down: int  # how many times the full-size recheck stepped the strength down (large frames)
 
-    def __new__(cls, items: tuple[Any, ...], joint: bool) -> BudgetResult:
+    def __new__(cls, items: tuple[Any, ...], joint: bool, stepped_down: int = 0) -> BudgetResult:
         result = super().__new__(cls, items)
-        result.joint = joint
+        result.joint, result.stepped_down = joint, stepped_down
         return result
 
 
