@@ -1,4 +1,5 @@
-"""The perceptual budget: how far an edited frame may drift from baseline outside product and protected regions.
+"""The perceptual budget: how far an edited frame may drift from baseline, outside product and protected
+regions (on average and locally) and on the product itself.
 
 A variant is a stimulus that may differ from baseline only in where attention goes, so the
 editor's changes to the rest of the frame are bounded per frame by two standard full-reference
@@ -11,7 +12,22 @@ measures, both computed only over the pixels outside ``product OR protect``:
   pixels: its mean over the region must be at most ``max_delta_e`` (default 6; about 2-3 is a
   just-noticeable difference side by side, 6 a clearly visible but gentle grade).
 
-Both are vectorised numpy/OpenCV; :func:`ciede2000` reproduces Sharma et al.'s published test
+Besides the mean, the local budget bounds how concentrated the change is, over the same pixels:
+
+- the share changed by more than 10 CIEDE2000 units (at most 2 %): one just-noticeable difference
+  is about 2.3 units (Mahy, Van Eycken, Oosterlinck 1994; Sharma 2003), 10 a clearly visible one;
+- the 2nd percentile of the mean SSIM of 32-pixel patches (at least 0.75): no region loses its structure;
+- sharpness, the variance of the Laplacian of the grey frame smoothed at sigma 1 (Pech-Pacheco et
+  al. 2000's focus measure; the smoothing ignores sensor noise), as a ratio to baseline over the
+  frame (at least 0.5) and its 2nd percentile over textured patches (at least 0.35): no object
+  defocused into a ghost.
+
+The product budget bounds the product's own edit in both directions: SSIM of its luma at least
+0.80, its luma spread within 0.55-2.0x baseline (no translucent flattening) and its mean chroma
+within 0.35-2.2x (no greying towards the surround). The floors were checked on the contact
+sheets of the shared real clips (``docs/editing-and-checks.md``).
+
+All are vectorised numpy/OpenCV; :func:`ciede2000` reproduces Sharma et al.'s published test
 pairs to 1e-4 (``tests/test_perceptual_budget.py``). Like Wang's reference ``ssim.m``, frames are
 first averaged down by an integer factor ``max(1, round(min(H, W) / 256))`` (1 for the 288x512
 demo, 4 for 1080x1920): SSIM's 11-pixel window then covers the same visual angle at any size, and a
@@ -32,9 +48,22 @@ from align_core.measurement.image_metrics import SsimReference
 
 __all__ = [
     "DEFAULT_MAX_DELTA_E",
+    "DEFAULT_MAX_VISIBLE_SHARE",
+    "DEFAULT_MIN_PATCH_SHARPNESS",
+    "DEFAULT_MIN_PATCH_SSIM",
+    "DEFAULT_MIN_PRODUCT_SSIM",
+    "DEFAULT_MIN_SHARPNESS",
     "DEFAULT_MIN_SSIM",
+    "DEFAULT_PATCH_PERCENTILE",
+    "DEFAULT_PATCH_PX",
+    "DEFAULT_PRODUCT_CHROMA",
+    "DEFAULT_PRODUCT_CONTRAST",
+    "DEFAULT_VISIBLE_DELTA_E",
+    "LIMITS",
+    "MEASURES",
     "BudgetMeasure",
     "BudgetReference",
+    "Limit",
     "PerceptualBudget",
     "ciede2000",
     "downsample_factor",
