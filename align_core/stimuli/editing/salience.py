@@ -589,8 +589,9 @@ class SalienceEditor:
                 if capped
                 else "within budget"
             )
-            if getattr(result, "stepped_down", 0):
-                reason += f" (stepped down {result.stepped_down}x by the full-size recheck)"
+            stepped = int(getattr(result, "stepped_down", 0))
+            if stepped:
+                reason += f" (stepped down {stepped}x by the full-size recheck)"
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             weight = self.placebo_weight(mask, allowed & ~protect)
