@@ -375,10 +375,17 @@ class BudgetReference:
     Laplacian are computed once. Each :meth:`measure` returns exactly what :func:`measure` returns."""
 
     def __init__(
-        self, baseline: np.ndarray, product: np.ndarray | None = None, protect: np.ndarray | None = None
+        self,
+        baseline: np.ndarray,
+        product: np.ndarray | None = None,
+        protect: np.ndarray | None = None,
+        visible_delta_e: float = DEFAULT_VISIBLE_DELTA_E,
     ) -> None:
+        """``visible_delta_e``: the CIEDE2000 ``visible_share`` counts above (an editor measures below the
+        budget's own threshold, so the codec's error cannot lift pixels over it after encoding)."""
         baseline = np.asarray(baseline)
         self.shape = baseline.shape
+        self.visible_delta_e = visible_delta_e
         region = outside_region(product, protect, baseline.shape[:2])
         # the product budget covers the product's own unprotected pixels
         product_region = np.zeros(baseline.shape[:2], dtype=bool)
@@ -418,7 +425,7 @@ class BudgetReference:
             ssim=float(ssim[self.region].mean()),
             delta_e=float(delta_e.mean()),
             pixels=self.pixels,
-            visible_share=float(np.count_nonzero(delta_e > DEFAULT_VISIBLE_DELTA_E) / delta_e.size),
+            visible_share=float(np.count_nonzero(delta_e > self.visible_delta_e) / delta_e.size),
             **self._local.measure(ssim, self._ssim.luma(edited)),
             **product,
         )

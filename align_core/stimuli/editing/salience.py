@@ -44,7 +44,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.measurement.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
+from align_core.measurement.perceptual_budget import (
+    DEFAULT_VISIBLE_DELTA_E,
+    BudgetMeasure,
+    BudgetReference,
+    PerceptualBudget,
+    downsample_factor,
+)
 from align_core.stimuli.editing.base import EditReport, KeyframeEditRequest
 from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
 
@@ -94,6 +100,9 @@ class SalienceSettings:
     max_delta_e: float = PerceptualBudget().max_delta_e
     budget_slack: float = 0.1  # tighten both limits by this share at edit time (codec noise)
     budget_steps: int = 5  # bisection steps when the requested strength exceeds the budget
+    # the share over the visible CIEDE2000 is counted this much below it at edit time: H.264's error
+    # (CRF 16, 4:2:0 chroma) lifts pixels just under the threshold over it in the rendered variant
+    codec_delta_e: float = 2.0
 
     @property
     def budget(self) -> PerceptualBudget:
@@ -364,16 +373,19 @@ class SalienceEditor:
         without a full-size conversion).
         """
         factor = downsample_factor(frame.shape)
+        visible = (
+            DEFAULT_VISIBLE_DELTA_E - self.settings.codec_delta_e
+        )  # the share is counted below the budget's threshold
         key = (id(frame), id(mask), id(protect))
         with self._lock:
             entry = self._references.get(key)
         # the entry holds the arrays themselves, so a match cannot be a new array at a reused address
         if entry is None or entry[0] is not frame or entry[1] is not mask or entry[2] is not protect:
             if factor == 1:
-                reference = BudgetReference(frame, mask, protect)
+                reference = BudgetReference(frame, mask, protect, visible)
             else:
                 reference = BudgetReference(
-                    _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor)
+                    _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor), visible
                 )
             entry = (frame, mask, protect, reference)
             with self._lock:
