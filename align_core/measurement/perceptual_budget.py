@@ -19,7 +19,7 @@ Besides the mean, the local budget bounds how concentrated the change is, over t
 - the 2nd percentile of the mean SSIM of 32-pixel patches (at least 0.75): no region loses its structure;
 - sharpness, the variance of the Laplacian of the grey frame smoothed at sigma 1 (Pech-Pacheco et
   al. 2000's focus measure; the smoothing ignores sensor noise), as a ratio to baseline over the
-  frame (at least 0.5) and its 2nd percentile over textured patches (at least 0.35): no object
+  frame (at least 0.75) and its 2nd percentile over textured patches (at least 0.6): no object
   defocused into a ghost.
 
 The product budget bounds the product's own edit in both directions: SSIM of its luma at least
@@ -82,8 +82,8 @@ DEFAULT_MAX_VISIBLE_SHARE = 0.02  # share of measured pixels changed by more tha
 DEFAULT_PATCH_PX = 32  # patch side (pixels at the analysis resolution) of the local SSIM and sharpness
 DEFAULT_PATCH_PERCENTILE = 2.0  # the local figures are this low percentile over the patches
 DEFAULT_MIN_PATCH_SSIM = 0.75  # 2nd-percentile 32-px patch SSIM, at least
-DEFAULT_MIN_SHARPNESS = 0.5  # variance of the Laplacian outside the product vs baseline, at least
-DEFAULT_MIN_PATCH_SHARPNESS = 0.35  # 2nd percentile of that ratio over textured patches, at least
+DEFAULT_MIN_SHARPNESS = 0.75  # variance of the Laplacian outside the product vs baseline, at least
+DEFAULT_MIN_PATCH_SHARPNESS = 0.6  # 2nd percentile of that ratio over textured patches, at least
 # Product budget: the product's own edit, both directions (boost and reduction).
 DEFAULT_MIN_PRODUCT_SSIM = 0.80  # SSIM of the product region's luma vs baseline, at least
 DEFAULT_PRODUCT_CONTRAST = (0.55, 2.0)  # std of the product's luma vs baseline (flattened into a ghost / harsh)
