@@ -59,7 +59,7 @@ __all__ = [
     "fast_gaussian_blur",
 ]
 
-EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
+EDITOR_VERSION = "4"  # 4: the local and product budget, a gentler background defocus; 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -77,7 +77,7 @@ class SalienceSettings:
     product_sharpen: float = 0.8  # fine-detail gain (unsharp mask at sharpen_sigma)
     warmth: float = 0.03  # R up / B down (units of [0, 1] RGB)
     # boost, background (gentle)
-    background_defocus: float = 0.012  # Gaussian sigma
+    background_defocus: float = 0.004  # Gaussian sigma (small: a visible defocus of objects is outside the budget)
     background_desaturate: float = 0.5
     background_flatten: float = 0.3
     # reduce, product
