@@ -60,11 +60,11 @@ def eligibility(data_dir: Path, video_id: str) -> pd.DataFrame:
 
     layout = DataLayout(data_dir)
     database = layout.warehouse_path
-    if not Path(database).exists():  # the per-video table variant_quality wrote
-        path = layout.artifact_dir("variant_quality", video_id) / "eligibility.parquet"
-        if not path.exists():
-            return pd.DataFrame(columns=["variant", "eligible", "exclusion_reason"])
+    path = layout.artifact_dir("variant_quality", video_id) / "eligibility.parquet"
+    if path.exists():  # the per-video table variant_quality wrote (the warehouse copies it)
         return pd.read_parquet(path)[["variant", "eligible", "exclusion_reason"]]
+    if not Path(database).exists():
+        return pd.DataFrame(columns=["variant", "eligible", "exclusion_reason"])
     with duckdb.connect(str(database), read_only=True) as con:
         return con.execute(
             "SELECT variant, eligible, exclusion_reason FROM variants WHERE video_id = ?", [video_id]
