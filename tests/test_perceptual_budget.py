@@ -69,7 +69,10 @@ def test_only_pixels_outside_product_and_protect_count() -> None:
     inside_only = measure(frame, edited, product, protect)
     assert inside_only.delta_e == 0.0 and inside_only.pixels == int((~(product | protect)).sum())
     assert measure(frame, edited, product).delta_e > 0  # the protected edit counts when not excluded
-    assert measure(frame, edited, np.ones(frame.shape[:2], bool)) == BudgetMeasure(1.0, 0.0, 0)
+    all_product = measure(frame, edited, np.ones(frame.shape[:2], bool))
+    assert (all_product.ssim, all_product.delta_e, all_product.pixels) == (1.0, 0.0, 0)
+    assert all_product.product_ssim < 0.9  # nothing outside it to measure, but the product's own edit is bounded
+    assert measure(frame, frame, np.ones(frame.shape[:2], bool)) == BudgetMeasure(1.0, 0.0, 0)
     with pytest.raises(ValueError, match="product mask"):
         measure(frame, edited, product[:5])
 

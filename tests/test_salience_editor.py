@@ -88,7 +88,8 @@ def test_implements_the_keyframe_editor_protocol_and_records_its_budget() -> Non
     assert isinstance(editor, KeyframeEditor)
     lineage = editor.lineage()
     assert lineage["editor"] == "salience" and lineage["weights"] is None
-    assert lineage["perceptual_budget"] == {"min_ssim": 0.9, "max_delta_e": 6.0}
+    assert lineage["perceptual_budget"] == PerceptualBudget().to_dict()  # every limit, mean, local and product
+    assert lineage["perceptual_budget"]["min_ssim"] == 0.9 and lineage["perceptual_budget"]["max_delta_e"] == 6.0
     assert not any("ring" in key for key in lineage["settings"])  # no geometry placed for a scorer
     assert SalienceEditor(min_ssim=0.95).lineage()["perceptual_budget"]["min_ssim"] == 0.95
 
@@ -129,9 +130,13 @@ def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str
     if kind != "placebo":
         assert report.capped and 0 < report.used < 1.0  # this textured frame cannot take a full-strength edit
         image = frame.astype(np.float32) / 255
-        at_used = editor._render(image, kind, mask, 1.0, report.used)  # product at the request, background capped
+        # the product at the request and the background capped, or (the product budget binds) both capped
+        joint = report.reason.startswith("product and background")
+        product = report.used if joint else 1.0
+        at_used = editor._render(image, kind, mask, product, report.used)
         np.testing.assert_array_equal(np.rint(at_used * 255).astype(np.uint8), edited)  # exactly the strength reported
-        bigger = editor._render(image, kind, mask, 1.0, min(1.0, report.used * 1.3))
+        bigger_strength = min(1.0, report.used * 1.3)
+        bigger = editor._render(image, kind, mask, bigger_strength if joint else 1.0, bigger_strength)
         assert not measure(frame, np.rint(bigger * 255).astype(np.uint8), mask).within(PerceptualBudget(), 0.1)
     small, small_report = editor.edit_with_report(request(frame, mask, kind, 0.05))
     assert not small_report.capped and small_report.used == pytest.approx(0.05)
@@ -156,7 +161,10 @@ def test_placebo_is_a_matched_colour_grade_outside_the_product() -> None:
     boosted, boost_report = editor.edit_with_report(request(frame, mask, "boost", 0.6))
     placebo_magnitude = measure(frame, edited, mask).delta_e
     boost_magnitude = measure(frame, boosted, mask).delta_e
-    assert placebo_magnitude == pytest.approx(boost_magnitude, rel=0.1)  # the same perceptual magnitude
+    # the same perceptual magnitude, as far as the local budget allows (a uniform grade of this saturated frame
+    # would put more than 2 % of its pixels over 10 CIEDE2000): within the check's matched range
+    assert placebo_magnitude == pytest.approx(boost_magnitude, rel=0.2)
+    assert measure(frame, edited, mask).within(PerceptualBudget())
     assert report.used == pytest.approx(boost_report.used)
     assert abs(alignment(edited, mask) - alignment(frame, mask)) < 0.03
 

@@ -260,6 +260,7 @@ def test_a_greedy_editor_that_exceeds_the_budget_fails(ad) -> None:
     verdicts = report.verdicts.set_index("variant")
     assert verdicts.loc["full_boost", "status"] == "failed"
     assert "perceptual budget exceeded" in verdicts.loc["full_boost", "reason"]
+    assert "mean CIEDE2000" in verdicts.loc["full_boost", "reason"]  # which limit, its worst value, how many frames
     budget = report.budget.set_index("variant")
     assert not budget.loc["full_boost", "budget_passed"] and budget.loc["full_boost", "frames_over_budget"] > 0
 
@@ -280,6 +281,12 @@ def test_an_editor_that_moves_only_the_calibrating_scorer_fails_the_independent_
     assert not row["independent_majority"] and row["independent_agree"] <= 1  # ...the independent ones are not
     assert report.verdicts.set_index("variant").loc["full_boost", "status"] == "failed"
     assert "no majority" in row["reason"]
+    # issue 24: the deciding vote first, and no "ok" inside a failure
+    # (it read "manipulation check failed: all: ok: achieved 51 % ...; independent scorers agree 1/3 (no majority)")
+    assert row["reason"].startswith("independent scorers agree") and "calibrating scorer: achieved" in row["reason"]
+    verdict = report.verdicts.set_index("variant").loc["full_boost", "reason"]
+    assert "ok:" not in verdict and "ok: " not in row["reason"], verdict
+    assert "all window: independent scorers agree" in verdict, verdict
 
 
 def test_unreachable_targets_are_reported_as_such(ad) -> None:

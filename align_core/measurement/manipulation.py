@@ -50,7 +50,13 @@ import numpy as np
 import pandas as pd
 
 from align_core.io.video_io import iter_frames, lockstep_frames
-from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM, PerceptualBudget
+from align_core.measurement.perceptual_budget import (
+    DEFAULT_MAX_DELTA_E,
+    DEFAULT_MIN_SSIM,
+    LIMITS,
+    MEASURES,
+    PerceptualBudget,
+)
 from align_core.stimuli.editing.base import KeyframeEditor, KeyframeEditRequest
 from align_core.stimuli.editing.render_request import StrengthMap
 from align_core.stimuli.plans import TIME_WINDOWS, VariantPlan, VariantPlans
@@ -296,7 +302,7 @@ def _check_row(
         passed, status, reason = False, "not_manipulable", not_manipulable
     else:
         passed, rule = _check_rule(kind, means, thresholds)
-        status, reason = ("passed", "ok: " + rule) if passed else ("failed", "FAILED: " + rule)
+        status, reason = ("passed" if passed else "failed"), rule
     return {
         "video_id": plans.video_id,
         "variant": name,
@@ -477,6 +483,7 @@ class VerificationSettings:
 
     @property
     def budget(self) -> PerceptualBudget:
+        """The mean limits from these settings, the local and product limits at their defaults."""
         return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
 
 
@@ -619,13 +626,12 @@ class _RenderedMeasurement:
         for slot, variant in enumerate(self.names, start=1):
             if slot == self.base_slot:
                 continue
-            figures = reference.measure(current[slot])
+            figures = reference.measure(current[slot]).to_dict()
             self.budget_rows.append(
                 {
                     "variant": variant,
                     "frame": index,
-                    "ssim": figures.ssim,
-                    "delta_e": figures.delta_e,
+                    **{name: figures[name] for name in MEASURES},
                     "product_present": bool(mask.any()),
                 }
             )
@@ -634,7 +640,7 @@ class _RenderedMeasurement:
         curves = self.curves
         original = {name: curves[name][""] for name in self.scorers}
         achieved = {name: {video: curves[name][video] for video in self.names} for name in self.scorers}
-        budget = pd.DataFrame(self.budget_rows, columns=["variant", "frame", "ssim", "delta_e", "product_present"])
+        budget = pd.DataFrame(self.budget_rows, columns=["variant", "frame", *MEASURES, "product_present"])
         return original, achieved, budget
 
 
@@ -654,6 +660,32 @@ def _budget_scope(budget_by_variant: pd.DataFrame, variant: str) -> str:
     return f" on the {int(figures['frames'])} sampled frames of {int(figures['frames_in_video'])} (not every frame)"
 
 
+def _worst_figures(group: pd.DataFrame) -> dict[str, float]:
+    """Per local and product measure, its worst value over the frames (the side its limits bound)."""
+    worst: dict[str, float] = {}
+    for limit in LIMITS[2:]:
+        if limit.measure not in group:
+            continue
+        column = group[limit.measure].fillna(limit.neutral)
+        key = f"{'min' if limit.lower else 'max'}_{limit.measure}"
+        worst[key] = float(column.min() if limit.lower else column.max())
+    return worst
+
+
+def _exceeded(over: pd.DataFrame, budget: PerceptualBudget) -> list[str]:
+    """Each limit some frame exceeded, with how many frames and the worst value (for the verdict)."""
+    problems = []
+    for limit in LIMITS:
+        if limit.measure not in over or over.empty:
+            continue
+        values = over[limit.measure].fillna(limit.neutral)
+        bad = values[limit.excess(values, getattr(budget, limit.setting)) > 0]
+        if len(bad):
+            worst = float(bad.min() if limit.lower else bad.max())
+            problems.append(f"{limit.describe(worst, getattr(budget, limit.setting))} on {len(bad)} frames")
+    return problems
+
+
 def budget_summary(
     plans: VariantPlans, frames: pd.DataFrame, settings: VerificationSettings, frame_count: int | None = None
 ) -> pd.DataFrame:
@@ -668,7 +700,7 @@ def budget_summary(
         group = frames[frames["variant"] == name]
         if group.empty:
             continue
-        over = (group["ssim"] < settings.min_ssim) | (group["delta_e"] > settings.max_delta_e)
+        over = settings.budget.over(group)
         row = {
             "video_id": plans.video_id,
             "variant": name,
@@ -681,6 +713,8 @@ def budget_summary(
             "budget_min_ssim": settings.min_ssim,
             "budget_max_delta_e": settings.max_delta_e,
             "budget_passed": bool(not over.any()),
+            **_worst_figures(group),
+            "budget_exceeded": "; ".join(_exceeded(group[over], settings.budget)),
             "placebo_magnitude_ratio": float("nan"),
             "matched_boost": None,
             "frames_in_video": frame_count,
@@ -853,11 +887,10 @@ def _with_independent_votes(main: pd.DataFrame, independent: Sequence[pd.DataFra
     main["calibrating_passed"] = main["passed"]
     main["passed"] = main["calibrating_passed"] & main["independent_majority"]
     main["reason"] = [
-        reason
-        if status == "not_manipulable"
-        else reason + f"; independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
-        for reason, agree, total, majority, status in zip(
+        _voted_reason(*row)
+        for row in zip(
             main["reason"],
+            main["calibrating_passed"],
             main["independent_agree"],
             main["independent_total"],
             main["independent_majority"],
@@ -870,6 +903,18 @@ def _with_independent_votes(main: pd.DataFrame, independent: Sequence[pd.DataFra
         main["passed"], "passed", np.where(main["calibrating_status"] == "not_manipulable", "not_manipulable", "failed")
     )
     return main
+
+
+def _voted_reason(rule: str, calibrating: bool, agree: int, total: int, majority: bool, status: str) -> str:
+    """A row's reason under both votes, the deciding one first, with no word that contradicts the status."""
+    if status == "not_manipulable":
+        return rule
+    votes = f"independent scorers agree {agree}/{total}" + ("" if majority else " (no majority)")
+    if calibrating and majority:
+        return f"{rule}; {votes}"
+    if calibrating:
+        return f"{votes}; calibrating scorer: {rule}"
+    return f"calibrating scorer: {rule}; {votes}"
 
 
 def _budget_columns(budget: pd.DataFrame) -> pd.DataFrame:
@@ -919,7 +964,7 @@ class _Verdicts:
             return self._row(name, status, reason + _budget_scope(self.budget_by_variant, name))
         main = self.main
         reasons = problems + [
-            f"{w}: {r}"
+            f"{w} window: {r}"
             for w, r in zip(main.loc[failing.index, "window"], main.loc[failing.index, "reason"], strict=False)
         ]
         return self._row(name, status, "; ".join(reasons))
@@ -942,8 +987,7 @@ class _Verdicts:
         if not bool(figures["budget_passed"]):
             problems.append(
                 f"perceptual budget exceeded on {int(figures['frames_over_budget'])}/{int(figures['frames'])} "
-                f"{'sampled frames' if figures['budget_sampled'] else 'frames'} "
-                f"(min SSIM {figures['min_ssim']:.3f} >= {settings.min_ssim:g}, max mean CIEDE2000 {figures['max_delta_e']:.2f} <= {settings.max_delta_e:g})"
+                f"{'sampled frames' if figures['budget_sampled'] else 'frames'}: {figures['budget_exceeded']}"
             )
         ratio = figures["placebo_magnitude_ratio"]
         low, high = settings.placebo_magnitude_range
@@ -966,6 +1010,6 @@ class _Verdicts:
             f"UNREACHABLE within the budget: achieved {row['share_achieved']:.0%} of the planned change "
             f"(need {thresholds.min_share:.0%}); the editor was limited on {limited['capped']} budget-capped and "
             f"{limited['at_max']} max-strength of {limited['frames']} edited frames; "
-            + row["reason"].split("; ", 1)[-1]
+            f"independent scorers agree {row['independent_agree']}/{row['independent_total']}"
         )
         return True

@@ -484,7 +484,7 @@ class StimulusPass:
                     "psnr_vs_source_db": psnr_from_squared_error(sq[name]["source"], pixels),
                     "codec_psnr_db": psnr_from_squared_error(sq[baseline]["source"], pixels),
                     "passed": bool(passed),
-                    "reason": ("ok: " if passed else "FAILED: ") + reason,
+                    "reason": ("passed: " if passed else "failed: ") + reason,
                     "where": failed_at,
                 }
             )
@@ -600,7 +600,7 @@ def _information_row(
         "max_cer": float(per_frame.max()) if len(per_frame) else float("nan"),
         "frames_changed": int((per_frame > 0).sum()),
         "passed": bool(passed),
-        "reason": ("ok: " if passed else "FAILED: ") + reason,
+        "reason": ("passed: " if passed else "failed: ") + reason,
         "where": where if not passed else "",
     }
 

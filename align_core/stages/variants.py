@@ -601,8 +601,13 @@ def _stimulus_outputs(
         "min_ssim",
         "max_delta_e",
         "mean_delta_e",
+        "max_visible_share",
+        "min_patch_ssim",
+        "min_sharpness",
+        "min_product_ssim",
         "frames_over_budget",
         "budget_passed",
+        "budget_exceeded",
         "placebo_magnitude_ratio",
     ]
     faces = protect.summary()["faces"]
@@ -611,7 +616,7 @@ def _stimulus_outputs(
         stimulus,
         report.scorer_table.rename(columns={"agrees": "passed"}),
         scorer_name=report.attention_fn_name,
-        budget=report.budget[budget_columns] if len(report.budget) else None,
+        budget=report.budget[[c for c in budget_columns if c in report.budget]] if len(report.budget) else None,
         contact_sheet=layout.artifact_dir("variant_videos", video_id) / "contact_sheet.png",
         notes={"faces": faces},
     )

@@ -44,7 +44,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from align_core.measurement.perceptual_budget import BudgetMeasure, BudgetReference, PerceptualBudget, downsample_factor
+from align_core.measurement.perceptual_budget import (
+    DEFAULT_VISIBLE_DELTA_E,
+    BudgetMeasure,
+    BudgetReference,
+    PerceptualBudget,
+    downsample_factor,
+)
 from align_core.stimuli.editing.base import EditReport, KeyframeEditRequest
 from align_core.stimuli.editing.regions import bounding_box, dilate_ellipse, restore
 
@@ -53,7 +59,7 @@ __all__ = [
     "fast_gaussian_blur",
 ]
 
-EDITOR_VERSION = "3"  # 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
+EDITOR_VERSION = "4"  # 4: the local and product budget, a gentler background defocus; 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -71,7 +77,7 @@ class SalienceSettings:
     product_sharpen: float = 0.8  # fine-detail gain (unsharp mask at sharpen_sigma)
     warmth: float = 0.03  # R up / B down (units of [0, 1] RGB)
     # boost, background (gentle)
-    background_defocus: float = 0.012  # Gaussian sigma
+    background_defocus: float = 0.004  # Gaussian sigma (small: a visible defocus of objects is outside the budget)
     background_desaturate: float = 0.5
     background_flatten: float = 0.3
     # reduce, product
@@ -94,6 +100,9 @@ class SalienceSettings:
     max_delta_e: float = PerceptualBudget().max_delta_e
     budget_slack: float = 0.1  # tighten both limits by this share at edit time (codec noise)
     budget_steps: int = 5  # bisection steps when the requested strength exceeds the budget
+    # the share over the visible CIEDE2000 is counted this much below it at edit time: H.264's error
+    # (CRF 16, 4:2:0 chroma) lifts pixels just under the threshold over it in the rendered variant
+    codec_delta_e: float = 2.0
 
     @property
     def budget(self) -> PerceptualBudget:
@@ -166,11 +175,15 @@ class SalienceEditor:
     # the renderer then runs a frame's boost, reduction and placebo side by side.
     concurrent_edits = True
 
-    def __init__(self, max_strength: float = 1.0, **settings: Any):
+    def __init__(self, max_strength: float = 1.0, budget: PerceptualBudget | None = None, **settings: Any):
+        """``budget``: every limit of the perceptual budget (default: :class:`PerceptualBudget`'s, with the
+        settings' ``min_ssim`` and ``max_delta_e``); given, it overrides those two settings."""
+        if budget is not None:
+            settings = {**settings, "min_ssim": budget.min_ssim, "max_delta_e": budget.max_delta_e}
         self.settings = SalienceSettings(max_strength=float(max_strength), **settings)
         if not 0.0 <= self.settings.max_strength <= 1.0:
             raise ValueError(f"max_strength must be in [0, 1], got {max_strength}")
-        self.budget = self.settings.budget
+        self.budget = self.settings.budget if budget is None else budget
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, float, bool, BudgetMeasure]] = {}
         self._warm: dict[tuple[str, float], tuple[float, bool]] = {}  # large frames: last strength per request
         # the frames being measured (with their masks) and their side of the budget measure
@@ -360,16 +373,19 @@ class SalienceEditor:
         without a full-size conversion).
         """
         factor = downsample_factor(frame.shape)
+        visible = (
+            DEFAULT_VISIBLE_DELTA_E - self.settings.codec_delta_e
+        )  # the share is counted below the budget's threshold
         key = (id(frame), id(mask), id(protect))
         with self._lock:
             entry = self._references.get(key)
         # the entry holds the arrays themselves, so a match cannot be a new array at a reused address
         if entry is None or entry[0] is not frame or entry[1] is not mask or entry[2] is not protect:
             if factor == 1:
-                reference = BudgetReference(frame, mask, protect)
+                reference = BudgetReference(frame, mask, protect, visible)
             else:
                 reference = BudgetReference(
-                    _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor)
+                    _shrink(frame, factor), _shrink_any(mask, factor), _shrink_any(protect, factor), visible
                 )
             entry = (frame, mask, protect, reference)
             with self._lock:
@@ -405,11 +421,9 @@ class SalienceEditor:
         return result
 
     def _budget_excess(self, figures: BudgetMeasure) -> float:
-        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units)."""
-        slack = self.settings.budget_slack
-        max_delta_e = self.budget.max_delta_e * (1.0 - slack)
-        max_dissimilarity = (1.0 - self.budget.min_ssim) * (1.0 - slack)
-        return max(figures.delta_e / max_delta_e, (1.0 - figures.ssim) / max_dissimilarity) - 1.0
+        """How far past the (slack-tightened) budget a result is: <= 0 within, > 0 over (relative units),
+        the worst of every limit: mean, local, sharpness and product."""
+        return figures.excess(self.budget, self.settings.budget_slack)
 
     def _within_budget(
         self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
@@ -418,8 +432,8 @@ class SalienceEditor:
         rendered once at full resolution and measured there, stepping down if it is over."""
         factor = downsample_factor(frame.shape)
         if factor == 1:
-            edited, used, capped, figures, _joint = self._search_budget(frame, kind, mask, protect, strength)
-            return edited, used, capped, figures
+            edited, used, capped, figures, joint = self._search_budget(frame, kind, mask, protect, strength)
+            return BudgetResult((edited, used, capped, figures), joint)
         image = _to_float(frame)
         warm_key = (kind, round(strength, 4))
         if warm_key in self._warm:
@@ -430,7 +444,7 @@ class SalienceEditor:
             figures = self._measure(frame, edited, mask, protect)
             excess = self._budget_excess(figures)
             if excess <= 0 and (used >= strength or excess > -WARM_TOLERANCE):
-                return edited, used, used < strength, figures
+                return BudgetResult((edited, used, used < strength, figures), joint)
         small_frame, small_mask, small_protect = (
             _shrink(frame, factor),
             _shrink_any(mask, factor),
@@ -439,19 +453,21 @@ class SalienceEditor:
         _edited, used, capped, _figures, joint = self._search_budget(
             small_frame, kind, small_mask, small_protect, strength
         )
-        for _ in range(4):
+        # The search ran at the measuring size; the edit as rendered at full size is measured again on
+        # every limit and stepped down until it holds (at worst to the product alone, then to no edit).
+        for step in range(6):
             edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
                 self._warm[warm_key] = (used, joint)
-                return edited, used, capped, figures
-            used, capped = 0.85 * used, True  # the full-resolution frame measured a little over: step down
+                return BudgetResult((edited, used, capped, figures), joint, step)
+            used, capped = 0.8 * used, True  # the full-resolution frame measured over: step down
         if not joint:
             edited = self._render(image, kind, mask, strength, 0.0)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
-                return edited, 0.0, True, figures
-        return image.copy(), 0.0, True, self._measure(frame, image, mask, protect)
+                return BudgetResult((edited, 0.0, True, figures), False, 6)
+        return BudgetResult((image.copy(), 0.0, True, self._measure(frame, image, mask, protect)), True, 7)
 
     def _search_budget(
         self,
@@ -502,8 +518,10 @@ class SalienceEditor:
             best = (product_only, 0.0, product_figures)
         high, high_excess = strength, over
         for _ in range(self.settings.budget_steps):
-            guess = low + (high - low) * (-low_excess) / (high_excess - low_excess)
-            guess = float(np.clip(guess, low + 0.05 * (high - low), high - 0.05 * (high - low)))
+            # The local limits jump (a share over a threshold): the excess above 0 is compressed by a
+            # log, and every guess keeps at least a fifth of the bracket on each side.
+            guess = low + (high - low) * (-low_excess) / (float(np.log1p(high_excess)) - low_excess)
+            guess = float(np.clip(guess, low + 0.2 * (high - low), high - 0.2 * (high - low)))
             candidate = render(guess)
             cand_figures = self._measure(frame, candidate, mask, protect)
             excess = self._budget_excess(cand_figures)
@@ -545,6 +563,11 @@ class SalienceEditor:
             shift = float(np.clip(shift * target_delta_e / value, 0.0, top))
         if shift > 0:
             self._warm[("placebo_shift_per_delta_e", 0.0)] = (shift / target_delta_e, False)
+        for _ in range(10):  # the matched magnitude, but never over a local limit: step down until within
+            figures = self._measure(frame, self.placebo_image(image, weight, shift, direction), mask, protect)
+            if self._budget_excess(figures) <= 0:
+                break
+            shift *= 0.93
         return shift
 
     # -- the KeyframeEditor contract ----------------------------------------------------------------
@@ -570,12 +593,17 @@ class SalienceEditor:
             # the float round trip of a strength-0 edit returns the frame exactly: skip it
             return frame.copy(), EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
         elif kind in ("boost", "reduce"):
-            edited, used, capped, figures = self.within_budget(frame, kind, product_mask, protect, requested)
+            result = self.within_budget(frame, kind, product_mask, protect, requested)
+            edited, used, capped, figures = result
+            capped_part = "product and background" if getattr(result, "joint", False) else "background"
             reason = (
-                f"background capped at strength {used:.3f} of {requested:.3f} by the budget"
+                f"{capped_part} capped at strength {used:.3f} of {requested:.3f} by the budget"
                 if capped
                 else "within budget"
             )
+            stepped = int(getattr(result, "stepped_down", 0))
+            if stepped:
+                reason += f" (stepped down {stepped}x by the full-size recheck)"
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             weight = self.placebo_weight(mask, allowed & ~protect)
@@ -625,6 +653,19 @@ class SalienceEditor:
     def edit(self, request: KeyframeEditRequest) -> np.ndarray:
         """Edited RGB uint8 frame (see :meth:`edit_with_report`)."""
         return self.edit_with_report(request)[0]
+
+
+class BudgetResult(tuple):  # type: ignore[type-arg]
+    """``(edited, background strength used, capped?, budget measure)`` of a budgeted edit; ``joint`` says the
+    product's own edit was scaled with the background (its product budget, or its edge, needed it)."""
+
+    joint: bool
+    stepped_down: int  # how many times the full-size recheck stepped the strength down (large frames)
+
+    def __new__(cls, items: tuple[Any, ...], joint: bool, stepped_down: int = 0) -> BudgetResult:
+        result = super().__new__(cls, items)
+        result.joint, result.stepped_down = joint, stepped_down
+        return result
 
 
 def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
