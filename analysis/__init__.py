@@ -25,6 +25,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "NotEstimable",
             "check_glm_identified",
             "fit_interaction_glm",
+            "conventional_floor",
             "interaction_wald",
             "industry_lifts",
             "cochran_q",

@@ -122,3 +122,29 @@ def test_planted_check_is_family_wise_a_correct_estimator_passes_and_a_biased_on
     biased.loc[3, "log_ratio"] += 0.6  # one arm's estimate 12 SEs off its planted value
     biased.loc[3, "rel_lift"] = np.expm1(biased.loc[3, "log_ratio"])
     assert not planted_vs_estimated(biased, truth)["covered"].all()
+
+
+def test_subgroup_ses_are_never_below_the_iid_se() -> None:
+    """A 3-video subgroup's CR2 variance can by chance be a quarter of the binomial one: the
+    subgroup row is raised to the iid SE (wider CI, larger p, said in se_method); others untouched."""
+    from analysis.heterogeneity import conventional_floor
+
+    table = pd.DataFrame(
+        {
+            "variant": ["placebo", "early_boost"],
+            "abs_lift": [0.001, 0.004],
+            "abs_se": [0.0005, 0.001],
+            "log_ratio": [np.log(1.05), np.log(1.2)],
+            "log_se": [0.02, 0.05],
+            "rel_se": [0.021, 0.06],
+            "df": [2.0, 2.0],
+            "design_effect": [0.25, 1.6],
+            "se_method": ["CR2", "CR2"],
+        }
+    )
+    table["t_stat"] = table["log_ratio"] / table["log_se"]
+    out = conventional_floor(table)
+    assert out.loc[0, "log_se"] == pytest.approx(0.04) and out.loc[0, "abs_se"] == pytest.approx(0.001)
+    assert out.loc[0, "rel_ci_low"] < np.exp(np.log(1.05) - 4.3 * 0.02) - 1
+    assert "raised to the iid SE" in out.loc[0, "se_method"]
+    assert out.loc[1, "log_se"] == 0.05 and out.loc[1, "se_method"] == "CR2"
