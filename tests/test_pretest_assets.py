@@ -160,16 +160,8 @@ def _take_part(client, number: int) -> int:
 # slow: builds a study with the real CLI and materializes the four pretest assets on it
 @pytest.mark.slow
 def test_assets_run_on_a_study_the_real_build_made_and_find_the_boost_in_its_served_responses(tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
-
-    from align_core.cli.pretest import main as align_pretest
-    from align_core.pretest.server import PretestApp, guarded_app
-
-    data = make_pretest_data(tmp_path / "data", videos=3, seconds=3.0)
-    assert align_pretest(["build", EXPERIMENT_ID, "--data-dir", str(data)]) == 0
-    study = data / "pretest" / f"{EXPERIMENT_ID}-pretest"
-    client = TestClient(guarded_app(PretestApp(study), "127.0.0.1", 18767), base_url="http://127.0.0.1:18767")
-    answers = sum(_take_part(client, number) for number in range(12))  # 4 per list: the check's default 10 per arm
+    data = tmp_path / "data"
+    study = _served_study(data, participants=12)  # 4 per list: the check's default 10 per arm
     layout = DataLayout(data)
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(VIDEO_PARTITIONS_NAME, ["v1", "v2", "v3"])
@@ -189,4 +181,58 @@ def test_assets_run_on_a_study_the_real_build_made_and_find_the_boost_in_its_ser
     assert boost["verdict"] == "passed" and 0.3 < boost["estimate"] < 0.9 and boost["participants_variant"] == 12
     assert placebo["verdict"] == "not passed" and abs(placebo["estimate"]) < 0.1
     realism = _table(layout, "SELECT * FROM pretest_realism_summary")
-    assert realism["answers"].sum() == answers > 0
+    assert realism["answers"].sum() == 12 * 2  # two edited videos in each list, one pair each
+
+
+def test_the_report_is_built_after_the_human_check_it_shows() -> None:
+    """The report's Pretest section reads human_manipulation_check's tables: a run of both (the
+    README's one align-backfill command) must build the report second, and its eager automation
+    must follow a new check. Before the dependency, align-backfill built it first, without the section."""
+    from align_assets.production import build_definitions
+
+    defs = build_definitions()
+
+    graph = defs.resolve_asset_graph()
+    report = AssetKey("analysis_report")
+    assert AssetKey("human_manipulation_check") in graph.get(report).parent_keys
+
+
+def _served_study(data: Path, participants: int) -> Path:
+    """``data`` with a study the real ``align-pretest build`` made and ``participants`` who took it."""
+    from starlette.testclient import TestClient
+
+    from align_core.cli.pretest import main as align_pretest
+    from align_core.pretest.server import PretestApp, guarded_app
+
+    make_pretest_data(data, videos=3, seconds=3.0)
+    assert align_pretest(["build", EXPERIMENT_ID, "--data-dir", str(data)]) == 0
+    study = data / "pretest" / f"{EXPERIMENT_ID}-pretest"
+    client = TestClient(guarded_app(PretestApp(study), "127.0.0.1", 18767), base_url="http://127.0.0.1:18767")
+    for number in range(participants):
+        _take_part(client, number)
+    return study
+
+
+# slow: the README's align-backfill command end to end (a subprocess with its own Dagster instance)
+@pytest.mark.slow
+def test_the_readmes_one_command_collects_maps_checks_and_reports(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "ads"
+    _served_study(data, participants=12)
+    layout = DataLayout(data)
+    layout.videos_dir.mkdir(parents=True, exist_ok=True)
+    for video_id in ("v1", "v2", "v3"):  # the lab's own videos, as align-backfill finds them
+        (layout.videos_dir / f"{video_id}.mp4").write_bytes(layout.variant_video(video_id, "baseline").read_bytes())
+    selection = ["pretest_study", "pretest_responses", "human_attention", "human_manipulation_check", "analysis_report"]
+    argv = [sys.executable, "-m", "align_assets.backfill", "--data-dir", str(data)]
+    argv += [part for name in selection for part in ("--asset", name)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # it sets its own DAGSTER_HOME
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    page = (layout.reports_dir / "report.html").read_text()
+    assert "<h2>Pretest</h2>" in page and "Human manipulation check per variant" in page
+    verdicts = _table(layout, "SELECT variant, human_check FROM pretest_human_verdicts")
+    assert verdicts.set_index("variant")["human_check"]["early_boost"] == "passed"
