@@ -85,7 +85,7 @@ def pretest_root(data_dir: str | os.PathLike[str]) -> Path:
 
 def _study_folder(data_dir: str | os.PathLike[str], study_id: str) -> Path:
     """``D/pretest/<study_id>`` for a valid study id (no id can point outside ``D/pretest``)."""
-    return study_dir(DataLayout(data_dir), study_id)
+    return study_dir(DataLayout(Path(data_dir)), study_id)
 
 
 def study_ids(data_dir: str | os.PathLike[str]) -> list[str]:
