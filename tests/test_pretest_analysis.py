@@ -15,7 +15,13 @@ from pretest_sim import SimStudy, write_participants
 
 from align_core.measurement.manipulation import alignment, scaled_alignment
 from align_core.perception.attention.geometry import ViewingGeometry
-from align_core.pretest.collect import collect_pretest, load_collected_study, session_files
+from align_core.pretest.collect import (
+    FRAME_TIME_SLACK_S,
+    collect_pretest,
+    load_collected_study,
+    read_session_file,
+    session_files,
+)
 from align_core.pretest.human_maps import (
     VideoGrid,
     grid_coverage,
@@ -94,7 +100,7 @@ def test_practice_is_not_collected_and_samples_outside_the_video_are_marked(pilo
     assert "practice" not in set(cursor["video_id"])
     outside = cursor[cursor["x"] > 1]
     assert len(outside) and not outside["in_frame"].any() and cursor[cursor["x"] <= 1]["in_frame"].all()
-    assert (cursor["frame_index"] == np.floor(cursor["media_time_s"] * sim.fps)).all()
+    assert (cursor["frame_index"] == np.floor((cursor["media_time_s"] + FRAME_TIME_SLACK_S) * sim.fps)).all()
     sessions = _tables(database)["pretest_sessions"]
     assert sessions["completed"].all() and (sessions["attention_checks_passed"] == 1).all()
 
@@ -324,3 +330,23 @@ def test_malformed_samples_are_kept_out_of_the_maps_not_fatal(pilot):
     collect_pretest(data_dir, database)
     rows = _tables(database)["pretest_cursor"].query("batch_id.str.startswith('line-')", engine="python")
     assert rows["in_frame"].tolist() == [False, False, False, True]
+
+
+@pytest.mark.parametrize("fps", [15.0, 24.0, 30000 / 1001, 60.0])
+def test_a_frames_own_presentation_time_rounded_by_the_browser_lands_on_that_frame(tmp_path: Path, fps: float):
+    """The page stamps samples with requestVideoFrameCallback's mediaTime: frame i's start i / fps,
+    rounded to the microsecond by Chromium (0.133333 for frame 2 at 15 fps). A bare
+    floor(t * fps) put a third of the frames on the one before."""
+    sim = SimStudy(n_frames=600, fps=fps, videos=("vid_a",))
+    write_participants(tmp_path, sim, participants=1)
+    path = session_files(tmp_path, sim.study_id)[0]
+    samples = [[round(i / fps, 6), 0.5, 0.5] for i in range(sim.n_frames)]  # as Chromium reports them
+    variant = next(r for r in read_session_file(path).of_kind("cursor") if not r["practice"])["variant"]
+    record = {"kind": "cursor", "session_id": path.stem, "batch_id": "f" * 32, "video_id": "vid_a"}
+    record |= {"variant": variant, "trial_index": 0, "practice": False, "samples": samples}
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    collect_pretest(tmp_path, tmp_path / "warehouse.duckdb")
+    cursor = _tables(tmp_path / "warehouse.duckdb")["pretest_cursor"]
+    rows = cursor[cursor["batch_id"] == "f" * 32]
+    assert rows.sort_values("sample_index")["frame_index"].tolist() == list(range(sim.n_frames))

@@ -107,7 +107,9 @@ def ab_export_sensor(context: SensorEvaluationContext, platform: PlatformResourc
 
 
 @asset(
-    deps=["ab_results", "videos", "scenes", "manipulation_check"],
+    # human_manipulation_check: the report's Pretest section reads its tables, so a run (or
+    # align-backfill) that materializes both builds the report after the check
+    deps=["ab_results", "videos", "scenes", "manipulation_check", "human_manipulation_check"],
     group_name="experiments",
     automation_condition=AutomationCondition.eager(),
     kinds={"python", "html", "duckdb"},

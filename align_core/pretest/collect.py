@@ -10,7 +10,11 @@ and fsyncs it before answering, so the files are the truth and the tables are re
   it is skipped with a warning naming the file and line. Any other line that does not parse is
   corruption and fails the collection with the file and line named;
 - practice trials are not collected; cursor samples outside the video (x or y outside 0..1) are
-  kept with ``in_frame = false``; ``frame_index = floor(media_time_s * fps)`` clipped to the video.
+  kept with ``in_frame = false``; ``frame_index = floor(media_time_s * fps)`` clipped to the video,
+  with :data:`FRAME_TIME_SLACK_S` added first: the page stamps a sample with the displayed frame's
+  own presentation time (``requestVideoFrameCallback``'s ``mediaTime``), which Chromium rounds to
+  the microsecond, so frame 2 of a 15 fps clip arrives as 0.133333 s and a bare floor puts it on
+  frame 1 (a third of all frames at 15, 24 or 29.97 fps).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from align_core.pretest.store import HEX_ID
 from align_core.pretest.study import STUDY_ID, load_study, study_dir
 
 __all__ = [
+    "FRAME_TIME_SLACK_S",
     "PRETEST_TABLES",
     "CollectReport",
     "SessionRecords",
@@ -47,6 +52,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Added to a sample's media time before it is floored to a frame: covers the browser's rounding
+#: of a frame's presentation time (microseconds) and is far shorter than any frame (4 ms at 240 fps).
+FRAME_TIME_SLACK_S = 1e-4
 
 STUDY_KEYS = ("study_id", "experiment_id", "design_sha256", "window_deg", "viewing", "videos", "lists")
 
@@ -76,7 +85,7 @@ def pretest_root(data_dir: str | os.PathLike[str]) -> Path:
 
 def _study_folder(data_dir: str | os.PathLike[str], study_id: str) -> Path:
     """``D/pretest/<study_id>`` for a valid study id (no id can point outside ``D/pretest``)."""
-    return study_dir(DataLayout(data_dir), study_id)
+    return study_dir(DataLayout(Path(data_dir)), study_id)
 
 
 def study_ids(data_dir: str | os.PathLike[str]) -> list[str]:
@@ -220,7 +229,7 @@ def _cursor_rows(study_id: str, session: SessionRecords, videos: Mapping[str, Ma
         for index, sample in enumerate(samples):
             values = list(sample) if isinstance(sample, (list, tuple)) else []
             t, x, y = (_finite(v) for v in (values + [None] * 3)[:3])
-            frame = min(max(int(math.floor(t * fps)), 0), last) if math.isfinite(t) else None
+            frame = min(max(int(math.floor((t + FRAME_TIME_SLACK_S) * fps)), 0), last) if math.isfinite(t) else None
             inside = frame is not None and 0.0 <= x <= 1.0 and 0.0 <= y <= 1.0
             rows.append(
                 (study_id, session.session_id, video["video_id"], str(record.get("variant")))
