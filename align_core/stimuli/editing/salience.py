@@ -25,9 +25,12 @@ with a small ``budget_slack`` margin for codec noise): the requested strength is
 fits; otherwise the product keeps its requested (bounded) edit and the background's strength is
 the largest that fits, found by a bracketed monotone search (the budget measures grow with
 strength); the edit is rendered there, reported as capped, never bigger. The
-editor reads no scorer internals: operations act on the whole mask and background uniformly,
-with no geometry placed for any scorer; how strong an edit must be is measured by calling the
-calibrating scorer as a black box (:func:`align_core.measurement.manipulation.calibrate_strength_map`).
+editor reads no scorer internals: the product's operations act on the whole mask; the
+background's are weighted by the calibrating scorer's OUTPUT on the original frame (the request's
+attention map, outside the product: :meth:`SalienceEditor.distractor_weight`), so the budget is
+spent where attention outside the product is (Aberman et al.'s distractor reduction) and the least
+attended background is spared; how strong an edit must be is measured by calling the calibrating
+scorer as a black box (:func:`align_core.measurement.manipulation.calibrate_strength_map`).
 
 Protected pixels (text, logos, faces; ``request.protect``) are never edited: the output equals
 the input there. A frame whose product is absent (empty mask) is returned unchanged for every
