@@ -100,9 +100,9 @@ def test_limits_are_validated_and_reported_with_their_values() -> None:
 class OptimisticSearch:
     """A reduced-size search that is not conservative at full size (real texture): it returns the full strength."""
 
-    def _search_budget(self, frame, kind, mask, protect, strength, start=None):  # noqa: ANN001, ANN202
+    def _search_budget(self, frame, kind, mask, protect, strength, start=None, distractor=None):  # noqa: ANN001, ANN202
         image = frame.astype(np.float32) / 255
-        edited = self._render(image, kind, mask, strength, strength)  # type: ignore[attr-defined]
+        edited = self._render(image, kind, mask, strength, strength, distractor)  # type: ignore[attr-defined]
         return edited, strength, False, self._measure(frame, edited, mask, protect), False  # type: ignore[attr-defined]
 
 

@@ -121,7 +121,9 @@ def test_boost_and_reduction_on_a_real_frame(shared_data) -> None:
 def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str) -> None:
     frame, mask = synthetic_frame()
     editor = SalienceEditor()
-    edited, report = editor.edit_with_report(request(frame, mask, kind, 1.0))
+    asked = request(frame, mask, kind, 1.0)
+    edited, report = editor.edit_with_report(asked)
+    distractor = editor.distractor_weight(asked.attention, mask)  # the background weighted by attention (v5)
     figures = measure(frame, edited, mask)
     assert figures.within(PerceptualBudget()), figures
     assert report.ssim == pytest.approx(figures.ssim, abs=1e-6) and report.delta_e == pytest.approx(
@@ -133,10 +135,10 @@ def test_every_edit_keeps_the_budget_and_a_capped_edit_is_never_bigger(kind: str
         # the product at the request and the background capped, or (the product budget binds) both capped
         joint = report.reason.startswith("product and background")
         product = report.used if joint else 1.0
-        at_used = editor._render(image, kind, mask, product, report.used)
+        at_used = editor._render(image, kind, mask, product, report.used, distractor)
         np.testing.assert_array_equal(np.rint(at_used * 255).astype(np.uint8), edited)  # exactly the strength reported
         bigger_strength = min(1.0, report.used * 1.3)
-        bigger = editor._render(image, kind, mask, bigger_strength if joint else 1.0, bigger_strength)
+        bigger = editor._render(image, kind, mask, bigger_strength if joint else 1.0, bigger_strength, distractor)
         assert not measure(frame, np.rint(bigger * 255).astype(np.uint8), mask).within(PerceptualBudget(), 0.1)
     small, small_report = editor.edit_with_report(request(frame, mask, kind, 0.05))
     assert not small_report.capped and small_report.used == pytest.approx(0.05)

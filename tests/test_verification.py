@@ -61,10 +61,10 @@ class GreedyEditor(SalienceEditor):
 
     name = "greedy"
 
-    def within_budget(self, frame, kind, mask, protect, strength):  # noqa: D102
+    def within_budget(self, frame, kind, mask, protect, strength, distractor=None):  # noqa: D102
         image = frame.astype(np.float32) / 255
         if kind != "boost":
-            return super().within_budget(frame, kind, mask, protect, strength)
+            return super().within_budget(frame, kind, mask, protect, strength, distractor)
         grey = cv2.GaussianBlur(image, (0, 0), 4.0) @ np.array([0.299, 0.587, 0.114], np.float32)
         w = self.product_weight(mask)[..., None]
         edited = w * image + (1 - w) * (0.5 + 0.3 * (grey[..., None] - 0.5))

@@ -33,7 +33,8 @@ RequestKey = tuple[Any, ...]
 
 
 class DeferredArray:
-    """An array computed on first use: what an editor may read but the salience editor never does.
+    """An array computed on first use: what an editor may read but need not (the salience editor reads
+    the attention map, for its distractor weight, and never the target control).
 
     A request's attention map and target control are full-size float32 (8-16 MB a frame at
     1080x1920); building them for every variant of every frame cost more than the edit itself.

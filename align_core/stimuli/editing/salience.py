@@ -25,9 +25,12 @@ with a small ``budget_slack`` margin for codec noise): the requested strength is
 fits; otherwise the product keeps its requested (bounded) edit and the background's strength is
 the largest that fits, found by a bracketed monotone search (the budget measures grow with
 strength); the edit is rendered there, reported as capped, never bigger. The
-editor reads no scorer internals: operations act on the whole mask and background uniformly,
-with no geometry placed for any scorer; how strong an edit must be is measured by calling the
-calibrating scorer as a black box (:func:`align_core.measurement.manipulation.calibrate_strength_map`).
+editor reads no scorer internals: the product's operations act on the whole mask; the
+background's are weighted by the calibrating scorer's OUTPUT on the original frame (the request's
+attention map, outside the product: :meth:`SalienceEditor.distractor_weight`), so the budget is
+spent where attention outside the product is (Aberman et al.'s distractor reduction) and the least
+attended background is spared; how strong an edit must be is measured by calling the calibrating
+scorer as a black box (:func:`align_core.measurement.manipulation.calibrate_strength_map`).
 
 Protected pixels (text, logos, faces; ``request.protect``) are never edited: the output equals
 the input there. A frame whose product is absent (empty mask) is returned unchanged for every
@@ -59,7 +62,7 @@ __all__ = [
     "fast_gaussian_blur",
 ]
 
-EDITOR_VERSION = "4"  # 4: the local and product budget, a gentler background defocus; 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
+EDITOR_VERSION = "5"  # 5: background operations weighted by the attention outside the product; 4: the local and product budget, a gentler background defocus; 3: bounded parametric edits under a perceptual budget; colour-grade placebo; no scorer geometry
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -92,6 +95,16 @@ class SalienceSettings:
     background_sharpen: float = 0.6
     clarity_sigma: float = 0.03
     sharpen_sigma: float = 0.004
+    # distractor weighting (Aberman et al. 2022): the background operations are weighted by where the
+    # calibrating scorer's map (its output on the original frame) puts attention outside the product.
+    # Measured on demo and real keyframes (docs/editing-and-checks.md): a mild tilt buys the most; a hard
+    # concentration on the top 5 % (gain 2) bought less, as the local budget bounds concentrated change
+    distractor_weighting: bool = True
+    distractor_gain: float = 1.15  # the background colour operations' strength where the weight is 1
+    distractor_defocus_gain: float = 1.0  # the same for the defocus/sharpening (sharpness binds first)
+    distractor_low: float = 0.0  # percentile of outside attention at and below which the background is untouched
+    distractor_high: float = 30.0  # percentile of outside attention at and above which the full weight applies
+    distractor_spread: float = 0.03  # Gaussian sigma (fraction of the shorter side) smoothing the map
     # placebo
     placebo_max_shift: float = 25.0  # largest a*b* shift (CIELAB units) the placebo may use
     placebo_margin: float = 0.02  # the placebo stays this far outside the mask
@@ -231,6 +244,32 @@ class SalienceEditor:
         width = max(1.0, self.settings.feather * scale)
         return np.clip(distance / width, 0.0, 1.0).astype(np.float32)
 
+    def distractor_weight(self, attention: Any, mask: np.ndarray) -> np.ndarray | None:
+        """Where the background operations act, in [0, 1]: the calibrating scorer's map of the original
+        frame (its output, ``request.attention``) outside the product, smoothed, 0 at and below its
+        ``distractor_low`` percentile there and 1 from its ``distractor_high`` percentile (Aberman et al.
+        2022: reduce the distractors, not the whole background). None (uniform operations) when the
+        map is missing, has the wrong shape or is flat outside the product."""
+        cfg = self.settings
+        if not cfg.distractor_weighting or attention is None or tuple(attention.shape) != mask.shape:
+            return None
+        height, width = mask.shape
+        factor = max(1, int(min(height, width)) // 64)  # the weight is smooth: work at ~64 px
+        small_size = (max(1, width // factor), max(1, height // factor))
+        outside = cv2.resize((~mask).astype(np.float32), small_size, interpolation=cv2.INTER_AREA)
+        values = cv2.resize(np.asarray(attention, np.float32), small_size, interpolation=cv2.INTER_AREA)
+        sigma = max(0.5, cfg.distractor_spread * min(small_size))
+        spread = fast_gaussian_blur(np.ascontiguousarray(values * outside), sigma)
+        spread = spread / np.maximum(fast_gaussian_blur(outside, sigma), 1e-3)  # attention outside only
+        background = spread[outside > 0.99]
+        if background.size < 16:
+            return None
+        low, high = (float(v) for v in np.percentile(background, [cfg.distractor_low, cfg.distractor_high]))
+        if not high - low > 1e-3 * max(abs(high), 1e-6):
+            return None
+        weight = np.clip((spread - low) / (high - low), 0.0, 1.0).astype(np.float32)
+        return cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
+
     # -- operations -------------------------------------------------------------------------------
     # Product operations run on the product's bounding box only (grown by three widths of the
     # widest blur applied there, so the crop's border never reaches a weighted pixel); background
@@ -241,22 +280,36 @@ class SalienceEditor:
         return image - fast_gaussian_blur(image, sigma_frac * scale)
 
     def boost_image(
-        self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        strength: float,
+        background_strength: float | None = None,
+        distractor: np.ndarray | None = None,
     ) -> np.ndarray:
         """Float [0,1] frame: product brighter, crisper, more colourful and warmer; background gently muted.
 
         ``background_strength`` (default ``strength``) scales the background operations alone: the
         budget limits the background, the product's edits are bounded by their own magnitudes.
+        ``distractor`` (:meth:`distractor_weight`): the background operations act where it is high, up to
+        ``distractor_gain`` times stronger, and leave the pixels where it is 0 untouched.
         """
         s, cfg = strength, self.settings
         b = s if background_strength is None else background_strength
+        defocus, weight = b, distractor
+        if weight is not None:
+            b, defocus = b * cfg.distractor_gain, b * cfg.distractor_defocus_gain
         scale = self._scale(image.shape)
         w_prod = self.product_weight(mask)
-        background = fast_gaussian_blur(image, b * cfg.background_defocus * scale)
+        background = _blend(image, fast_gaussian_blur(image, defocus * cfg.background_defocus * scale), weight)
         centre = _weighted_mean(_luma(background), 1.0 - w_prod)  # saturation keeps luma: the mean is the same after it
         out = _affine_colour(
-            background, 1.0 - b * cfg.background_desaturate, 1.0 - b * cfg.background_flatten, float(centre)
+            background,
+            max(0.0, 1.0 - b * cfg.background_desaturate),
+            max(0.1, 1.0 - b * cfg.background_flatten),
+            float(centre),
         )
+        out = _blend(background, out, weight)
         box = bounding_box(w_prod, int(np.ceil(3 * max(cfg.clarity_sigma, cfg.sharpen_sigma) * scale)))
         if box is None:
             return out
@@ -289,21 +342,34 @@ class SalienceEditor:
         return cv2.resize(fill.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
     def reduce_image(
-        self, image: np.ndarray, mask: np.ndarray, strength: float, background_strength: float | None = None
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        strength: float,
+        background_strength: float | None = None,
+        distractor: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Float [0,1] frame: product muted and recoloured towards its surround; background gently enriched."""
+        """Float [0,1] frame: product muted and recoloured towards its surround; background gently enriched
+        (where ``distractor`` is high, as in :meth:`boost_image`: the competing regions gain attention)."""
         s, cfg = strength, self.settings
         b = s if background_strength is None else background_strength
+        sharpen, weight = b, distractor
+        if weight is not None:
+            b, sharpen = b * cfg.distractor_gain, b * cfg.distractor_defocus_gain
         scale = self._scale(image.shape)
         w_prod = self.product_weight(mask)
         w_bg = 1.0 - w_prod
         sharpened = (
-            image + b * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma, scale) if b > 0 else image
+            image + sharpen * cfg.background_sharpen * self._detail(image, cfg.sharpen_sigma, scale)
+            if sharpen > 0
+            else image
         )
+        sharpened = _blend(image, sharpened, weight)
         centre_bg = _weighted_mean(_luma(image), w_bg)
         out = _affine_colour(
             sharpened, 1.0 + b * cfg.background_saturate, 1.0 + b * cfg.background_contrast, float(centre_bg)
         )
+        out = _blend(sharpened, out, weight)
         box = bounding_box(w_prod, int(np.ceil(3 * (cfg.reduce_defocus + cfg.clarity_sigma) * scale)))
         if box is None:
             return out
@@ -358,10 +424,16 @@ class SalienceEditor:
 
     # -- the budget --------------------------------------------------------------------------------
     def _render(
-        self, image: np.ndarray, kind: str, mask: np.ndarray, strength: float, background: float | None = None
+        self,
+        image: np.ndarray,
+        kind: str,
+        mask: np.ndarray,
+        strength: float,
+        background: float | None = None,
+        distractor: np.ndarray | None = None,
     ) -> np.ndarray:
         op = self.boost_image if kind == "boost" else self.reduce_image
-        return np.clip(op(image, mask, strength, background), 0.0, 1.0)
+        return np.clip(op(image, mask, strength, background, distractor), 0.0, 1.0)
 
     def _measure(self, frame: np.ndarray, edited: np.ndarray, mask: np.ndarray, protect: np.ndarray) -> BudgetMeasure:
         """The budget figures of float ``edited`` against uint8 ``frame`` (:func:`perceptual_budget.measure`).
@@ -396,7 +468,13 @@ class SalienceEditor:
         return entry[3].measure(_to_uint8(small))
 
     def within_budget(
-        self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
+        self,
+        frame: np.ndarray,
+        kind: str,
+        mask: np.ndarray,
+        protect: np.ndarray,
+        strength: float,
+        distractor: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """(edited float frame, background strength used, capped?, its budget measure) for a boost or reduce.
 
@@ -409,11 +487,12 @@ class SalienceEditor:
             hashlib.blake2b(np.packbits(mask).tobytes() + np.packbits(protect).tobytes(), digest_size=16).digest(),
             kind,
             round(strength, 6),
+            None if distractor is None else hashlib.blake2b(distractor.tobytes(), digest_size=16).digest(),
         )
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        result = self._within_budget(frame, kind, mask, protect, strength)
+        result = self._within_budget(frame, kind, mask, protect, strength, distractor)
         with self._lock:
             self._cache[key] = result
             while len(self._cache) > 4:  # boost and placebo of the same frame share one search
@@ -426,13 +505,21 @@ class SalienceEditor:
         return figures.excess(self.budget, self.settings.budget_slack)
 
     def _within_budget(
-        self, frame: np.ndarray, kind: str, mask: np.ndarray, protect: np.ndarray, strength: float
+        self,
+        frame: np.ndarray,
+        kind: str,
+        mask: np.ndarray,
+        protect: np.ndarray,
+        strength: float,
+        distractor: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float, bool, BudgetMeasure]:
         """The search, at the budget's own measuring resolution; on large frames the result is then
         rendered once at full resolution and measured there, stepping down if it is over."""
         factor = downsample_factor(frame.shape)
         if factor == 1:
-            edited, used, capped, figures, joint = self._search_budget(frame, kind, mask, protect, strength)
+            edited, used, capped, figures, joint = self._search_budget(
+                frame, kind, mask, protect, strength, distractor=distractor
+            )
             return BudgetResult((edited, used, capped, figures), joint)
         image = _to_float(frame)
         warm_key = (kind, round(strength, 4))
@@ -440,7 +527,11 @@ class SalienceEditor:
             # Consecutive frames need nearly the same strength: try the last one first, and keep
             # it when it fits within WARM_TOLERANCE of the budget (one render, one measure).
             used, joint = self._warm[warm_key]
-            edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
+            edited = (
+                self._render(image, kind, mask, used, distractor=distractor)
+                if joint
+                else self._render(image, kind, mask, strength, used, distractor=distractor)
+            )
             figures = self._measure(frame, edited, mask, protect)
             excess = self._budget_excess(figures)
             if excess <= 0 and (used >= strength or excess > -WARM_TOLERANCE):
@@ -450,20 +541,25 @@ class SalienceEditor:
             _shrink_any(mask, factor),
             _shrink_any(protect, factor),
         )
+        small_distractor = None if distractor is None else _shrink(distractor, factor)
         _edited, used, capped, _figures, joint = self._search_budget(
-            small_frame, kind, small_mask, small_protect, strength
+            small_frame, kind, small_mask, small_protect, strength, distractor=small_distractor
         )
         # The search ran at the measuring size; the edit as rendered at full size is measured again on
         # every limit and stepped down until it holds (at worst to the product alone, then to no edit).
         for step in range(6):
-            edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
+            edited = (
+                self._render(image, kind, mask, used, distractor=distractor)
+                if joint
+                else self._render(image, kind, mask, strength, used, distractor=distractor)
+            )
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
                 self._warm[warm_key] = (used, joint)
                 return BudgetResult((edited, used, capped, figures), joint, step)
             used, capped = 0.8 * used, True  # the full-resolution frame measured over: step down
         if not joint:
-            edited = self._render(image, kind, mask, strength, 0.0)
+            edited = self._render(image, kind, mask, strength, 0.0, distractor=distractor)
             figures = self._measure(frame, edited, mask, protect)
             if self._budget_excess(figures) <= 0:
                 return BudgetResult((edited, 0.0, True, figures), False, 6)
@@ -477,17 +573,22 @@ class SalienceEditor:
         protect: np.ndarray,
         strength: float,
         start: tuple[float, bool] | None = None,
+        distractor: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float, bool, BudgetMeasure, bool]:
         image = _to_float(frame)
         if start is not None and start[0] < strength:
             # a warm start (the previous frame's capped strength): kept when within WARM_TOLERANCE of the budget
             used, joint = start
-            edited = self._render(image, kind, mask, used) if joint else self._render(image, kind, mask, strength, used)
+            edited = (
+                self._render(image, kind, mask, used, distractor=distractor)
+                if joint
+                else self._render(image, kind, mask, strength, used, distractor=distractor)
+            )
             figures = self._measure(frame, edited, mask, protect)
             excess = self._budget_excess(figures)
             if -WARM_TOLERANCE < excess <= 0:
                 return edited, used, True, figures, joint
-        edited = self._render(image, kind, mask, strength)
+        edited = self._render(image, kind, mask, strength, distractor=distractor)
         figures = self._measure(frame, edited, mask, protect)
         over = self._budget_excess(figures)
         if over <= 0:
@@ -495,16 +596,16 @@ class SalienceEditor:
         # The budget covers the background: keep the product's edit at the requested strength and
         # search the background's. Only if the product's own feathered edge already exceeds the
         # budget are both scaled together.
-        product_only = self._render(image, kind, mask, strength, 0.0)
+        product_only = self._render(image, kind, mask, strength, 0.0, distractor=distractor)
         product_figures = self._measure(frame, product_only, mask, protect)
         product_excess = self._budget_excess(product_figures)
         joint = product_excess > 0
 
         def render(background: float) -> np.ndarray:
             return (
-                self._render(image, kind, mask, background)
+                self._render(image, kind, mask, background, distractor=distractor)
                 if joint
-                else self._render(image, kind, mask, strength, background)
+                else self._render(image, kind, mask, strength, background, distractor=distractor)
             )
 
         # Monotone search for the largest strength within the budget: regula falsi on the excess
@@ -592,8 +693,9 @@ class SalienceEditor:
         if kind == "identity" or not product_mask.any() or requested <= 0.0:
             # the float round trip of a strength-0 edit returns the frame exactly: skip it
             return frame.copy(), EditReport(kind, requested, 0.0, False, 1.0, 0.0, "no edit")
-        elif kind in ("boost", "reduce"):
-            result = self.within_budget(frame, kind, product_mask, protect, requested)
+        distractor = self.distractor_weight(getattr(request, "attention", None), product_mask)
+        if kind in ("boost", "reduce"):
+            result = self.within_budget(frame, kind, product_mask, protect, requested, distractor)
             edited, used, capped, figures = result
             capped_part = "product and background" if getattr(result, "joint", False) else "background"
             reason = (
@@ -610,7 +712,7 @@ class SalienceEditor:
             factor = downsample_factor(frame.shape)
             if factor == 1:
                 _boost, used, capped, boost_figures = self.within_budget(
-                    frame, "boost", product_mask, protect, requested
+                    frame, "boost", product_mask, protect, requested, distractor
                 )
                 direction = self.placebo_direction(image, mask)
                 shift = self.placebo_shift(frame, mask, protect, weight, direction, boost_figures.delta_e)
@@ -631,6 +733,7 @@ class SalienceEditor:
                     small_protect,
                     requested,
                     self._warm.get(warm_key),
+                    None if distractor is None else _shrink(distractor, factor),
                 )
                 self._warm[warm_key] = (used, joint)
                 direction = self.placebo_direction(_to_float(small_frame), small_mask)
@@ -666,6 +769,13 @@ class BudgetResult(tuple):  # type: ignore[type-arg]
         result = super().__new__(cls, items)
         result.joint, result.stepped_down = joint, stepped_down
         return result
+
+
+def _blend(image: np.ndarray, edited: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """``image + weight (edited - image)`` per pixel (``edited`` itself when ``weight`` is None)."""
+    if weight is None:
+        return edited
+    return image + weight[..., None] * (edited - image)
 
 
 def _shrink(frame: np.ndarray, factor: int) -> np.ndarray:
