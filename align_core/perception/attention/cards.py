@@ -30,6 +30,7 @@ from align_core.perception.attention.motion import MotionSettings, frame_differe
 from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights
 
 __all__ = [
+    "INDEPENDENT",
     "REPORT_FRAMES",
     "TUNE_FRAMES",
     "VideoGaze",
