@@ -12,7 +12,7 @@ calibrated on ``calibration_frames`` (6) keyframes with the demo profile's atten
 (``AttentionMeasure`` of the ``feature_richness`` scorer), ``render_variants`` with stride 8 and
 seed 0 into a temp directory, then ``verify_variants`` with the default :class:`CheckThresholds`
 (min_share 0.25, tolerance 0.03) measuring alignment every 2nd frame under the calibrating scorer
-and the independent models (``spectral_residual``, ``itti_koch``, ``boolean_map``), and the
+and the independent models (``spectral_residual``, ``itti_koch``, ``image_signature``), and the
 perceptual budget (SSIM >= 0.90, mean CIEDE2000 <= 6 vs the baseline variant outside the
 product) on EVERY frame.
 
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ceiling", action="store_true", help="also report each boost's ceiling under feature_richness"
     )
-    parser.add_argument("--independent", nargs="+", default=["spectral_residual", "itti_koch", "boolean_map"])
+    parser.add_argument("--independent", nargs="+", default=["spectral_residual", "itti_koch", "image_signature"])
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "bench_manipulation.json")
     args = parser.parse_args(argv)
     if not args.videos:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import cProfile
 import math
+import pstats
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -172,7 +175,8 @@ def test_scale_weights_default_resolve_and_validate() -> None:
 def test_feature_richness_computes_only_its_cues_and_mixes_them_unchanged() -> None:
     frame = cv2.resize(_textured_frame(), (320, 192), interpolation=cv2.INTER_NEAREST)
     scorer = make_patch_scorer("feature_richness")
-    assert scorer.scorer_id.startswith("feature_richness-v4(") and scorer.scorer_id.endswith(",motion=3)")
+    assert scorer.scorer_id.startswith("feature_richness-v5(") and scorer.scorer_id.endswith(",motion=3)")
+    assert ",surround=8," in scorer.scorer_id
     every = feature_maps(frame)
     w = scorer.weights
     expected = sum(getattr(w, name) * every[name] for name in CUES)
@@ -370,10 +374,66 @@ def test_stored_scorer_cards_belong_to_the_current_scorers_and_hold_the_issue_cl
     assert cards["tuned_on"] == "001-150" and cards["reported_on"] == "151-300" and cards["images"] == 150
     scorers = cards["scorers"]
     assert scorers["feature_richness"]["scorer_id"] == make_patch_scorer("feature_richness").scorer_id
-    for name in ("itti_koch", "boolean_map", "spectral_residual"):
+    for name in ("itti_koch", "image_signature", "spectral_residual"):
         assert scorers[name]["scorer_id"] == SaliencyModelScorer(name).scorer_id
     ours, plain = scorers["feature_richness"]["content_only"], scorers["spectral_residual"]["content_only"]
     assert ours["NSS"] > plain["NSS"] and ours["CC"] > plain["CC"]
+
+
+def test_stored_card_content_part_matches_the_best_independent_content_part() -> None:
+    """Issue 25: the default scorer's still-image part (centre prior off) scores at least as well
+    as the best independent verifier's content part on NUS 151-300, on NSS and on CC (the stored
+    cards; bench/bench_scorer_cards.py regenerates them), and the verifiers on the card are the
+    ones the variant stage votes with."""
+    from align_core.perception.attention.independent import MODELS, scorer_cards
+    from align_core.stages.variants import VariantQualitySettings
+
+    scorers = scorer_cards()["scorers"]
+    verifiers = VariantQualitySettings().independent_scorers
+    assert sorted(verifiers) == sorted(MODELS) and len(verifiers) == 3
+    ours = scorers["feature_richness"]["content_only"]
+    for metric in ("NSS", "CC"):
+        best = max(scorers[name]["content_only"][metric] for name in verifiers)
+        assert ours[metric] >= best, f"{metric}: default content part {ours[metric]:.3f} < best independent {best:.3f}"
+
+
+def _called_code(call: Callable[[], object]) -> set[tuple[str, str]]:
+    """(file name, function name) of every Python function ``call`` runs."""
+    profile = cProfile.Profile()
+    profile.runcall(call)
+    return {(Path(file).name, name) for (file, _line, name) in pstats.Stats(profile).stats}  # type: ignore[attr-defined]
+
+
+def test_independent_verifiers_share_no_cue_code_with_the_default() -> None:
+    """The verifiers must fail differently from the calibrating scorer: the default's maps run no
+    verifier code (not independent.py, not the shared spectral residual) and no verifier runs the
+    default's cues (scorers.py, surroundedness.py)."""
+    from align_core.perception.attention.independent import MODELS, SaliencyModelScorer
+
+    frame = cv2.resize(_textured_frame(), (320, 192), interpolation=cv2.INTER_NEAREST)
+    default_code = _called_code(lambda: attention_map(frame, make_patch_scorer("feature_richness")))
+    assert ("surroundedness.py", "surroundedness_map") in default_code  # the profile sees the cues
+    assert not {name for name in default_code if name[0] == "independent.py"}
+    assert ("base.py", "spectral_residual") not in default_code
+    for model in MODELS:
+        verifier_code = _called_code(lambda model=model: SaliencyModelScorer(model, centre=0.4)(frame))
+        assert ("independent.py", MODELS[model][0].__name__) in verifier_code
+        assert not {name for name in verifier_code if name[0] in ("scorers.py", "surroundedness.py", "motion.py")}
+
+
+def test_surroundedness_marks_enclosed_figures_not_regions_touching_the_border() -> None:
+    """A dark disk inside a light frame is surrounded; a dark band touching the border is not."""
+    from align_core.perception.attention.surroundedness import surroundedness_map
+
+    frame = np.full((120, 200, 3), 220, np.uint8)
+    cv2.circle(frame, (140, 60), 18, (30, 30, 30), -1)
+    frame[:, :25] = 30  # a band as dark as the disk, but on the border
+    cue = surroundedness_map(frame)
+    assert cue.shape == (120, 200) and cue.dtype == np.float32
+    assert cue[60, 140] > 0 and cue[60, 10] == 0.0
+    assert not surroundedness_map(np.full((64, 64, 3), 90, np.uint8)).any()
+    with pytest.raises(ValueError, match="side"):
+        surroundedness_map(frame, side=8)
 
 
 def test_keyframes_kept_in_stored_form_save_the_same_file(shared_data: Path, tmp_path: Path) -> None:

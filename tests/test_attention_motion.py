@@ -112,6 +112,26 @@ def test_ucf_card_default_beats_the_baselines_on_the_held_back_frames(shared_dat
         assert default["NSS"] > rows[baseline]["NSS"] and default["CC"] > rows[baseline]["CC"], (baseline, rows)
 
 
+def test_stored_video_card_shows_the_default_beating_every_other_row() -> None:
+    """The stored video card (bench/bench_scorer_cards.py) is today's default's, and on UCF frames
+    26-51 the default beats every baseline, part and independent verifier on NSS and CC; on NUS
+    151-300 it does not lose to any of them."""
+    from align_core.perception.attention.cards import INDEPENDENT
+    from align_core.perception.attention.independent import scorer_cards
+
+    card = scorer_cards()["video"]
+    assert card["scorer_id"] == FeatureRichnessScorer().scorer_id
+    ucf = card["ucf_sports_diving"]["rows"]
+    assert set(INDEPENDENT) <= set(ucf) and ucf["default"]["frames"] == 26
+    for metric in ("NSS", "CC"):
+        for name, row in ucf.items():
+            if name != "default":
+                assert ucf["default"][metric] > row[metric], (metric, name)
+        for name, row in card["nus_scene"]["rows"].items():
+            if row is not None and name != "default":
+                assert card["nus_scene"]["rows"]["default"][metric] >= row[metric], (metric, name)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((3, 5, 5), np.float32), np.zeros((2, 5, 5), np.uint8)])
 def test_motion_maps_of_the_wrong_form_are_refused(bad: np.ndarray) -> None:
     frames, _ = _moving_square(3)

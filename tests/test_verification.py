@@ -2,7 +2,7 @@
 
 Each test renders the synthetic two-scene ad with an editor and runs :func:`verify_variants`
 under a calibrating scorer plus the three independent models (spectral residual, Itti-Koch,
-Boolean Map Saliency), exactly as the platform does.
+image signature), exactly as the platform does.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from align_core.stimuli.plans import plan_variants
 # slow: runs the pipeline (renders, materializes or runs CLIs); `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
-INDEPENDENT = {name: SaliencyModelScorer(name) for name in ("spectral_residual", "itti_koch", "boolean_map")}
+INDEPENDENT = {name: SaliencyModelScorer(name) for name in ("spectral_residual", "itti_koch", "image_signature")}
 
 
 def calibrating(frame: np.ndarray) -> np.ndarray:

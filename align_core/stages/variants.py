@@ -110,7 +110,7 @@ class VariantQualitySettings(BaseModel):
     )
     lpips_every: int = Field(default=10)
     independent_scorers: list[str] = Field(
-        default_factory=lambda: ["spectral_residual", "itti_koch", "boolean_map"],
+        default_factory=lambda: ["spectral_residual", "itti_koch", "image_signature"],
         description="independent saliency models (align_core.perception.attention.independent) whose majority must agree",
     )
     min_ssim: float = Field(

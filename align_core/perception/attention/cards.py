@@ -30,6 +30,7 @@ from align_core.perception.attention.motion import MotionSettings, frame_differe
 from align_core.perception.attention.scorers import FeatureRichnessScorer, FeatureWeights
 
 __all__ = [
+    "INDEPENDENT",
     "REPORT_FRAMES",
     "TUNE_FRAMES",
     "VideoGaze",
@@ -40,7 +41,7 @@ __all__ = [
 TUNE_FRAMES = range(0, 26)
 REPORT_FRAMES = range(26, 52)
 UCF_DIVING = Path("saliency") / "ucf_sports_diving"
-INDEPENDENT = ("itti_koch", "boolean_map", "spectral_residual")
+INDEPENDENT = ("itti_koch", "image_signature", "spectral_residual")
 
 
 class VideoGaze:
