@@ -42,8 +42,10 @@ __all__ = [
     "AB_RESULTS_DEPS",
     "demo_assets",
     "demo_checks",
+    "demo_experiment",
     "demo_truth",
     "nothing_edited",
+    "planted_vs_estimated",
 ]
 
 DEMO_EXPERIMENT_ID = "demo-exp-1"
@@ -107,7 +109,7 @@ def demo_ab_export(
     # Before any result: the experiment's registry and its hashed analysis plan, then the upload
     # manifest (eligible variants only, unless include_ineligible); the simulated export covers
     # exactly the uploaded ads.
-    experiment = _demo_experiment(len(videos))
+    experiment = demo_experiment(len(videos))
     plan = register_plan(experiment, warehouse.database, layout.root / "experiments")
     manifest = build_upload_manifest(
         warehouse.database,
@@ -205,7 +207,7 @@ def _require_an_arm(arms: pd.DataFrame, include_ineligible: bool) -> None:
         )
 
 
-def _demo_experiment(n_videos: int) -> ExperimentConfig:
+def demo_experiment(n_videos: int) -> ExperimentConfig:
     """The demo's registered experiment: the default variants, a week from 2026-11-01."""
     return ExperimentConfig(
         DEMO_EXPERIMENT_ID,

@@ -23,7 +23,7 @@ from align_demo.ab_simulator import (
     simulate_ab,
     simulate_uploaded_ab,
 )
-from align_demo.assets import _demo_experiment, demo_truth
+from align_demo.assets import demo_experiment, demo_truth
 from analysis.lift import lift_table
 
 VIDEOS = pd.DataFrame(
@@ -60,7 +60,7 @@ def test_truth_is_the_lift_planted_in_the_matched_videos() -> None:
         columns=["video_id", "variant", "achieved_delta"],
     )
     manifest = _manifest()
-    experiment = _demo_experiment(len(VIDEOS))
+    experiment = demo_experiment(len(VIDEOS))
     sim = simulate_uploaded_ab(
         VIDEOS, manifest, effects, experiment.variants, seed=5, days=1, segments=("all",),
         impressions_per_arm=5_000_000, achieved_delta=doses,
