@@ -274,7 +274,7 @@ def test_celery_backfill_matches_in_process(
             process.stop(timeout=30)
 
     launchers, steps = step_pids(celery_home, pg_env)
-    assert len(launchers) == len(video_ids) + 1, launchers  # a run per video, then the unpartitioned run
+    assert set(launchers) == set(_launched_runs(tmp_path / "celery.log", video_ids)), launchers
     by_worker = {name: [step for step, pid in steps if pid in pids] for name, pids in worker_pids.items()}
     placed = {step for names in by_worker.values() for step in names}
     assert placed == {step for step, _ in steps}, f"steps outside the workers: {set(s for s, _ in steps) - placed}"
@@ -282,6 +282,16 @@ def test_celery_backfill_matches_in_process(
     assert by_worker["cpu-1"] and by_worker["cpu-2"], {name: len(found) for name, found in by_worker.items()}
     assert [step.split(":", 1)[1] for step in by_worker["gpu-1"]] == [GPU_STEP], by_worker["gpu-1"]
     assert_same_outputs(data_dir, reference_data)
+
+
+def _launched_runs(log: Path, video_ids: list[str]) -> list[str]:
+    """The run ids ``scale_out.py backfill`` printed: every wave runs each video once (one run per
+    video per per-video wave) and the unpartitioned assets once per unpartitioned wave."""
+    lines = [line.split() for line in log.read_text().splitlines() if " run " in line and line.rstrip().endswith("ok")]
+    runs = {key: [parts[2] for parts in lines if parts[0] == key] for key in [*video_ids, "(unpartitioned)"]}
+    waves = {len(runs[video]) for video in video_ids}
+    assert len(waves) == 1 and waves != {0} and runs["(unpartitioned)"], runs
+    return [run for ids in runs.values() for run in ids]
 
 
 def assert_same_outputs(data_dir: Path, reference_data: Path) -> None:
