@@ -709,33 +709,24 @@ class SalienceEditor:
             report = EditReport(kind, requested, used, capped, figures.ssim, figures.delta_e, reason)
         else:
             weight = self.placebo_weight(mask, allowed & ~protect)
+            # The magnitude to match is the boost as delivered: after the full-size recheck's step-downs
+            # (the same search the boost of this frame ran, so it comes from the cache).
+            _boost, used, capped, boost_figures = self.within_budget(
+                frame, "boost", product_mask, protect, requested, distractor
+            )
             factor = downsample_factor(frame.shape)
             if factor == 1:
-                _boost, used, capped, boost_figures = self.within_budget(
-                    frame, "boost", product_mask, protect, requested, distractor
-                )
                 direction = self.placebo_direction(image, mask)
                 shift = self.placebo_shift(frame, mask, protect, weight, direction, boost_figures.delta_e)
                 edited = self.placebo_image(image, weight, shift, direction)
             else:
-                # Large frame: the matched boost's magnitude, the direction and the shift are all
-                # found at the budget's measuring resolution; the grade is applied once at full size.
+                # Large frame: the direction and the shift are found at the budget's measuring
+                # resolution; the grade is applied once at full size.
                 small_frame, small_mask, small_protect = (
                     _shrink(frame, factor),
                     _shrink_any(mask, factor),
                     _shrink_any(protect, factor),
                 )
-                warm_key = ("placebo_boost", round(requested, 4))
-                _boost, used, capped, boost_figures, joint = self._search_budget(
-                    small_frame,
-                    "boost",
-                    small_mask & ~small_protect,
-                    small_protect,
-                    requested,
-                    self._warm.get(warm_key),
-                    None if distractor is None else _shrink(distractor, factor),
-                )
-                self._warm[warm_key] = (used, joint)
                 direction = self.placebo_direction(_to_float(small_frame), small_mask)
                 shift = self.placebo_shift(
                     small_frame, small_mask, small_protect, _shrink(weight, factor), direction, boost_figures.delta_e
