@@ -33,7 +33,8 @@ from align_core.stimuli.plans import (
     timing_variants,
     variant_names,
 )
-from align_demo.ab_simulator import SimulationEffects, planted_truth, simulate_ab_export
+from align_demo.ab_simulator import SimulationEffects, planted_in_videos, planted_truth, simulate_ab, simulate_ab_export
+from align_demo.assets import planted_vs_estimated
 from align_demo.corpus import generate_demo_corpus
 from analysis.preregistration import register_plan
 from analysis.report import build_report
@@ -251,11 +252,19 @@ def test_twelve_arm_experiment_end_to_end(tmp_path: Path) -> None:
     assert list(lift[lift["metric"] == "ctr"]["variant"]) == list(variant_names(TWELVE))[1:]
     timing = result.tables["analysis_timing"]
     assert {"early_x15 vs middle_x15", "early_x15 vs late_x15", "middle_x15 vs late_x15"} <= set(timing["contrast"])
-    truth = planted_truth(videos, SimulationEffects(), variants=TWELVE)
     ctr = lift[lift["metric"] == "ctr"].set_index("variant")
-    planted = pd.Series(truth["ctr"])
-    # the estimates follow the planted effects across the eleven arms
-    assert np.corrcoef(planted[ctr.index], ctr["rel_lift"])[0, 1] > 0.8
+    # what the matched estimates target: the lifts planted in these 12 videos (the same draws as the export)
+    drawn = simulate_ab(
+        videos, seed=3, days=3, segments=("all",), impressions_per_arm=1500, experiment_id="exp-twelve", variants=TWELVE
+    )
+    planted = planted_in_videos(drawn.planted)
+    # every one of the eleven CTR lifts inside its simultaneous 95 % interval (the demo check's rule) ...
+    recovered = planted_vs_estimated(lift[lift["metric"] == "ctr"], {"ctr": planted["ctr"]})
+    assert len(recovered) == 11 and recovered["covered"].all(), recovered
+    # ... and the estimates follow the planted effects across the arms
+    assert np.corrcoef(pd.Series(planted["ctr"])[ctr.index], ctr["rel_lift"])[0, 1] > 0.6
+    expected = pd.Series(planted_truth(videos, SimulationEffects(), variants=TWELVE)["ctr"])
+    assert np.corrcoef(expected[ctr.index], ctr["rel_lift"])[0, 1] > 0.6
     het = result.tables["analysis_heterogeneity"]
     assert {"Beauty", "Fashion", "Electronics"} <= set(het.get("industry", pd.Series(dtype=str)).dropna())
 
