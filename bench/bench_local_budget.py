@@ -81,6 +81,9 @@ def main() -> None:
     pd.set_option("display.width", 250)
     pd.set_option("display.max_colwidth", 160)
     for video_id in videos:
+        if not (args.data_dir / "artifacts" / "variant_plans" / video_id / "plans.json").exists():
+            print(f"\n## {video_id}\n\nno variant plans (not edited: screened keyword or skipped)")
+            continue
         table = budget_table(args.data_dir, video_id, args.every).merge(
             eligibility(args.data_dir, video_id), on="variant", how="left"
         )
