@@ -8,11 +8,9 @@ the scene's canvas, move, release, then click Save, as a user would.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -22,40 +20,17 @@ import pytest
 from align_core.inputs.annotations import read_annotations
 
 from .conftest import REPO_ROOT, VIDEO_ID, make_data_dir
+from .devtools import DevTools as PageDevTools
 from .servers import LOOPBACK, free_port, http_ok, start_server, wait_until
 
 pytestmark = pytest.mark.system
 
 
-class DevTools:
-    """The few DevTools-protocol calls the test needs, over one page's websocket."""
-
-    def __init__(self, port: int):
-        websocket = pytest.importorskip("websocket", reason="websocket-client drives Chromium's DevTools protocol")
-        targets = json.loads(urllib.request.urlopen(f"http://{LOOPBACK}:{port}/json", timeout=10).read())
-        page = next(t for t in targets if t.get("type") == "page")
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
-        self.next_id = 0
-
-    def call(self, method: str, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message.get("result", {})
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result.get("result", {}).get("value")
+class DevTools(PageDevTools):
+    """The page's DevTools session, with the mouse gestures of drawing a box."""
 
     def mouse(self, kind: str, x: float, y: float, buttons: int = 1) -> None:
         self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", buttons=buttons, clickCount=1)
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 def test_drag_a_box_and_save_it(chromium_path: Path, shared_data: Path, tmp_path: Path) -> None:

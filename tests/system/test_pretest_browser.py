@@ -23,7 +23,6 @@ import base64
 import json
 import os
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from align_core.pretest.stage import video_human_stage
 from analysis.pretest import HumanCheckThresholds, pretest_check_tables
 
 from .conftest import REPO_ROOT
+from .devtools import DevTools as PageDevTools
 from .servers import LOOPBACK, free_port, http_ok, start_server, wait_until
 
 pytestmark = pytest.mark.system
@@ -55,29 +55,8 @@ VIEWER_SEED = 62
 SCREENSHOT = REPO_ROOT / "docs" / "img" / "pretest_trial.png"
 
 
-class DevTools:
-    """The few DevTools-protocol calls the test needs, over one page's websocket."""
-
-    def __init__(self, port: int):
-        websocket = pytest.importorskip("websocket", reason="websocket-client drives Chromium's DevTools protocol")
-        targets = json.loads(urllib.request.urlopen(f"http://{LOOPBACK}:{port}/json", timeout=10).read())
-        page = next(t for t in targets if t.get("type") == "page")
-        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
-        self.next_id = 0
-
-    def call(self, method: str, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv())
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message.get("result", {})
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        return result.get("result", {}).get("value")
+class DevTools(PageDevTools):
+    """The page's DevTools session, with a participant's cursor moves and clicks."""
 
     def move(self, x: float, y: float) -> None:
         self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="none", buttons=0)
@@ -100,9 +79,6 @@ class DevTools:
                 errors = self.evaluate("JSON.stringify(window.pretest && window.pretest.errors)")
                 raise AssertionError(f"page never reached {what or expression}; errors {errors}")
             time.sleep(0.05)
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 def participant_files(study: Path) -> list[Path]:
