@@ -1,7 +1,8 @@
 """A backfill on real Celery workers, run from the commands in deploy/README.md.
 
 Starts Debian's ``redis-server`` (broker and result backend) and PostgreSQL (run storage through
-``deploy/dagster.postgres.yaml``) on loopback, starts the README's two CPU workers and its
+``deploy/dagster.postgres.yaml``) on loopback, creates the schema with the README's
+``dagster instance migrate``, starts the README's two CPU workers and its
 ``gpu`` worker with the shipped ``deploy/celery-worker.yaml``, and runs the README's
 ``python deploy/scale_out.py backfill`` with ``ALIGN_EXECUTOR=celery`` over two small demo
 videos. The same launcher with ``ALIGN_EXECUTOR=in_process`` on a copy of the same inputs is
@@ -60,8 +61,8 @@ TIMING_KEYS = ("timings_s", "seconds", "ocr_seconds_per_keyframe")
 RANDOM_LPIPS = "random-alexnet"
 
 
-def readme_commands() -> tuple[list[list[str]], list[str]]:
-    """The worker command lines and the backfill command line of deploy/README.md's Celery block."""
+def readme_commands() -> tuple[list[str], list[list[str]], list[str]]:
+    """The schema line, the worker command lines and the backfill line of deploy/README.md's Celery block."""
     text = README.read_text()
     if COMMANDS_MARKER not in text:
         raise AssertionError(f"{README} lost its {COMMANDS_MARKER} block")
@@ -69,8 +70,10 @@ def readme_commands() -> tuple[list[list[str]], list[str]]:
     lines = [shlex.split(line) for line in block.strip().splitlines()]
     workers = [argv for argv in lines if argv[0] == "dagster-celery"]
     backfills = [argv for argv in lines if argv[:3] == ["python", "deploy/scale_out.py", "backfill"]]
+    # The schema must exist before the workers start: workers racing to create it fail (see the README).
+    assert lines[0] == ["dagster", "instance", "migrate"], lines
     assert len(workers) == 3 and len(backfills) == 1, lines
-    return workers, backfills[0]
+    return lines[0], workers, backfills[0]
 
 
 def backfill_argv(readme_line: list[str], video_ids: list[str]) -> list[str]:
@@ -116,6 +119,14 @@ def run_backfill(argv: list[str], env: dict[str, str], log: Path) -> None:
     assert done.returncode == 0, (
         f"{shlex.join(argv[:4])} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-6000:]}"
     )
+
+
+def create_schema(argv: list[str], env: dict[str, str], log: Path) -> None:
+    done = subprocess.run(
+        [str(VENV_BIN / argv[0]), *argv[1:]], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    log.write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, f"{shlex.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}"
 
 
 def start_workers(commands: list[list[str]], env: dict[str, str], logs: Path) -> dict[str, ServerProcess]:
@@ -240,7 +251,7 @@ def warehouse_rows(path: Path) -> dict[str, list[tuple]]:
 def test_celery_backfill_matches_in_process(
     redis_server: Redis, postgres_server: Postgres, shared_data: Path, tmp_path: Path
 ) -> None:
-    worker_commands, backfill_line = readme_commands()
+    schema_command, worker_commands, backfill_line = readme_commands()
     # Both runs use the same absolute data directory (paths are part of some artifacts and rows):
     # first the in-process reference, which is then moved aside, then the Celery run.
     inputs, data_dir, reference_data = tmp_path / "inputs", tmp_path / "data", tmp_path / "reference-data"
@@ -265,6 +276,7 @@ def test_celery_backfill_matches_in_process(
         "ALIGN_CELERY_BROKER": redis_server.url(0),
         "ALIGN_CELERY_BACKEND": redis_server.url(1),
     }
+    create_schema(schema_command, env, tmp_path / "schema.log")
     workers = start_workers(worker_commands, env, tmp_path / "workers")
     try:
         run_backfill(argv, env, tmp_path / "celery.log")
