@@ -142,15 +142,18 @@ def test_checkpoint_is_safetensors_with_recorded_sha(pipeline) -> None:
 
 
 def test_rerun_is_idempotent(pipeline) -> None:
+    """Re-running an edited video's partition and the unpartitioned assets adds no rows anywhere."""
     layout, corpus, instance, _ = pipeline
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     before = {
         t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         for t in ("variants", "manipulation_check", "ab_results", "scenes")
     }
+    (edited,) = con.execute("SELECT min(video_id) FROM variants").fetchone()
     con.close()
+    assert edited in corpus.video_ids and before["variants"] > 0
     failures = materialize_everything(
-        corpus.video_ids,
+        [edited],
         instance=instance,
         resources=default_resources(data_dir=layout.root, profile="demo"),
         op_config=FAST,
