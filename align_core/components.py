@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM
+from align_core.measurement.perceptual_budget import DEFAULT_MAX_DELTA_E, DEFAULT_MIN_SSIM, PerceptualBudget
 
 __all__ = [
     "EditorChoice",
@@ -172,6 +172,11 @@ class EditorChoice(_Choice):
         default=DEFAULT_MAX_DELTA_E,
         description="perceptual budget (model-free editor): per-frame mean CIEDE2000 outside product and protected regions",
     )
+    budget_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="perceptual budget (model-free editor): its other limits by name, as variant_quality's "
+        "budget_limits; unset: the defaults",
+    )
 
     _name_field = "editor"
 
@@ -208,5 +213,5 @@ class EditorChoice(_Choice):
                 "prompt": prompt,
             }
         elif name == "salience":
-            options = {"min_ssim": self.min_ssim, "max_delta_e": self.max_delta_e}
+            options = {"budget": PerceptualBudget.from_settings(self.min_ssim, self.max_delta_e, self.budget_limits)}
         return EDITORS.build(name, **options)

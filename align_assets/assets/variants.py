@@ -268,7 +268,7 @@ def _budget_check(result) -> AssetCheckResult:
         check_name="perceptual_budget",
         passed=bool(over.empty and matched),
         metadata={
-            "budget": MetadataValue.json({"min_ssim": verification.min_ssim, "max_delta_e": verification.max_delta_e}),
+            "budget": MetadataValue.json(verification.budget.to_dict()),
             "worst_min_ssim": MetadataValue.float(float(budget["min_ssim"].min()) if len(budget) else 1.0),
             "worst_max_delta_e": MetadataValue.float(float(budget["max_delta_e"].max()) if len(budget) else 0.0),
             "variants_over_budget": MetadataValue.json(over["variant"].tolist() if len(over) else []),

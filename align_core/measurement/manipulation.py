@@ -480,11 +480,16 @@ class VerificationSettings:
     placebo_magnitude_range: tuple[float, float] = (0.75, 1.33)
     min_ssim: float = DEFAULT_MIN_SSIM
     max_delta_e: float = DEFAULT_MAX_DELTA_E
+    #: the other limits of :class:`PerceptualBudget` by name, as (name, value) pairs (unset: their defaults)
+    budget_limits: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        self.budget  # noqa: B018 -- builds the budget: an unknown or out-of-range limit is refused here
 
     @property
     def budget(self) -> PerceptualBudget:
-        """The mean limits from these settings, the local and product limits at their defaults."""
-        return PerceptualBudget(min_ssim=self.min_ssim, max_delta_e=self.max_delta_e)
+        """The mean limits from these settings, every other limit from ``budget_limits`` or its default."""
+        return PerceptualBudget.from_settings(self.min_ssim, self.max_delta_e, dict(self.budget_limits))
 
 
 def scorer_agrees(rows: pd.DataFrame, thresholds: CheckThresholds, settings: VerificationSettings) -> pd.Series:

@@ -38,7 +38,7 @@ matched magnitude (mean CIEDE2000 outside the region equal to the matched boost'
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import cv2
@@ -129,6 +129,22 @@ class PerceptualBudget:
             if not allowed:
                 side = f"in (0, {limit.neutral:g}]" if limit.lower else f"at least {max(limit.neutral, 1e-9):g}"
                 raise ValueError(f"perceptual budget: {limit.setting} must be {side}, got {value}")
+
+    @classmethod
+    def from_settings(
+        cls, min_ssim: float, max_delta_e: float, limits: Mapping[str, float] | None = None
+    ) -> PerceptualBudget:
+        """The budget of a config that carries the two mean limits as fields and any other limit by name
+        in ``limits`` (a resource's or an op's ``budget_limits``); an unknown or repeated name is refused."""
+        extra = dict(limits or {})
+        known = {field.name for field in fields(cls)} - {"min_ssim", "max_delta_e"}
+        unknown = sorted(set(extra) - known)
+        if unknown:
+            raise ValueError(
+                f"perceptual budget: unknown limit(s) {unknown} in budget_limits (min_ssim and max_delta_e have "
+                f"their own settings); the others are {sorted(known)}"
+            )
+        return cls(min_ssim=min_ssim, max_delta_e=max_delta_e, **{name: float(value) for name, value in extra.items()})
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -121,6 +121,12 @@ class VariantQualitySettings(BaseModel):
         default=DEFAULT_MAX_DELTA_E,
         description="perceptual budget: per-frame mean CIEDE2000 vs baseline outside product and protected regions",
     )
+    budget_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description="the perceptual budget's other limits by name (max_visible_share, min_patch_ssim, min_sharpness, "
+        "min_patch_sharpness, min_product_ssim, min/max_product_contrast, min/max_product_chroma); unset: "
+        "align_core.measurement.perceptual_budget's defaults",
+    )
     min_protected_psnr_db: float = Field(
         default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)"
     )
@@ -405,6 +411,11 @@ def run_variant_quality(
         for path in (quality_path, manipulation_path, *stimulus_paths.values()):
             path.unlink(missing_ok=True)
         return VariantQualityResult(reason)
+    verification = VerificationSettings(  # a misspelt or out-of-range limit fails here, before any frame is read
+        min_ssim=settings.min_ssim,
+        max_delta_e=settings.max_delta_e,
+        budget_limits=tuple(sorted(settings.budget_limits.items())),
+    )
     quality_path.parent.mkdir(parents=True, exist_ok=True)
     inputs = _RenderedVideo.load(layout, video_id)
     catalog, plans, variant_paths = inputs.catalog, inputs.plans, inputs.variant_paths
@@ -412,7 +423,6 @@ def run_variant_quality(
     samples = _frame_samples(plans, settings)
     quality_pass = _quality_pass(inputs, settings, lpips_fn, lpips_state, samples[0])
     thresholds = CheckThresholds(min_share=settings.min_share, tolerance=settings.tolerance)
-    verification = VerificationSettings(min_ssim=settings.min_ssim, max_delta_e=settings.max_delta_e)
     independent = {name: SaliencyModelScorer(name) for name in settings.independent_scorers}
     manifest_path = layout.artifact_dir("variant_videos", video_id) / "manifest.json"
     limits = edit_limits_from_manifest(json.loads(manifest_path.read_text())) if manifest_path.exists() else None
