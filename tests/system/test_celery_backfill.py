@@ -126,7 +126,9 @@ def create_schema(argv: list[str], env: dict[str, str], log: Path) -> None:
         [str(VENV_BIN / argv[0]), *argv[1:]], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
     )
     log.write_text(done.stdout + done.stderr)
-    assert done.returncode == 0, f"{shlex.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}"
+    assert done.returncode == 0, (
+        f"{shlex.join(argv)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}"
+    )
 
 
 def start_workers(commands: list[list[str]], env: dict[str, str], logs: Path) -> dict[str, ServerProcess]:
