@@ -14,7 +14,7 @@ import hashlib
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
@@ -44,6 +44,15 @@ def latin_square_lists(video_ids: Sequence[str], variants: Sequence[str]) -> lis
 def list_balance(lists: Sequence[Sequence[dict[str, str]]]) -> dict[tuple[str, str], int]:
     """How often each ``(video_id, variant)`` cell appears across the lists (all equal when balanced)."""
     return dict(Counter((t["video_id"], t["variant"]) for trials in lists for t in trials))
+
+
+def least_filled_list(list_indices: Iterable[int], n_lists: int) -> int:
+    """The list with the fewest retained sessions, the lowest index on a tie.
+
+    Without withdrawals this is participant ``n`` -> list ``n mod k``; a withdrawn session's place is
+    refilled by the next participant, so the cells stay balanced among the participants analysed."""
+    counts = Counter(list_indices)
+    return min(range(n_lists), key=lambda index: (counts[index], index))
 
 
 def seeded_order(count: int, *seed_parts: str) -> list[int]:

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from align_core.cli.request_guard import GuardSettings, Refused, RequestGuard, served_host_names
-from align_core.pretest.design import seeded_order
+from align_core.pretest.design import least_filled_list, seeded_order
 from align_core.pretest.page import render_page
 from align_core.pretest.records import PostedRecord, SessionStart
 from align_core.pretest.store import HEX_ID, SessionStore, UnknownSession, hash_crowd_ids, now_iso, session_token
@@ -107,7 +107,6 @@ class PretestApp:
         self.videos = {v["video_id"]: v for v in self.study["videos"]}
         self.media = {v["media"] for video in self.study["videos"] for v in video["variants"]}
         self.media.add(self.study["practice_media"])
-        self.started = len(self.store.session_ids())
         self.start_lock = threading.Lock()
         self.start_replies: dict[str, dict[str, Any]] = {}
         self.plans: dict[str, dict[str, Any]] = {}
@@ -140,12 +139,16 @@ class PretestApp:
         return JSONResponse(await run_in_threadpool(self.start_session, posted), headers=SAFE_HEADERS)
 
     def start_session(self, posted: SessionStart) -> dict[str, Any]:
-        """A new session (list assigned in turn, order seeded) or, for a retried start, the same one."""
+        """A new session (the least-filled list, order seeded) or, for a retried start, the same one,
+        also when the retry reaches a restarted server."""
         with self.start_lock:
             if posted.batch_id in self.start_replies:
                 return self.start_replies[posted.batch_id]
-            list_index = self.started % len(self.study["lists"])
-            self.started += 1
+            openings = self.store.openings()
+            retried = next((sid for sid, opening in openings.items() if opening.batch_id == posted.batch_id), None)
+            if retried is not None:
+                return self.remember_start(posted.batch_id, retried, self.plan_of(retried))
+            list_index = least_filled_list((o.list_index for o in openings.values()), len(self.study["lists"]))
             session_id = secrets.token_hex(16)
             plan = self.session_plan(session_id, list_index)
             record = {
@@ -160,11 +163,15 @@ class PretestApp:
             }
             self.store.create(session_id, record)
             self.plans[session_id] = plan
-            reply = {"session_id": session_id, "token": session_token(self.secret, session_id), "plan": plan}
-            if len(self.start_replies) > 10_000:
-                self.start_replies.clear()
-            self.start_replies[posted.batch_id] = reply
-            return reply
+            return self.remember_start(posted.batch_id, session_id, plan)
+
+    def remember_start(self, batch_id: str, session_id: str, plan: dict[str, Any]) -> dict[str, Any]:
+        """The reply to a session start, kept for a retry of the same batch."""
+        reply = {"session_id": session_id, "token": session_token(self.secret, session_id), "plan": plan}
+        if len(self.start_replies) > 10_000:
+            self.start_replies.clear()
+        self.start_replies[batch_id] = reply
+        return reply
 
     def session_plan(self, session_id: str, list_index: int) -> dict[str, Any]:
         """What this participant sees, in order: the list's trials shuffled, checks and realism pairs."""
@@ -300,12 +307,20 @@ class PretestApp:
             raise ValueError(f"media time {max(late):.3f} s is past the clip's {duration:.3f} s")
         return {}
 
+    def withdraw_session(self, session_id: str) -> bool:
+        """Delete the session's file and forget it: a retried start of its batch starts a new session."""
+        removed = self.store.withdraw(session_id)
+        with self.start_lock:
+            self.plans.pop(session_id, None)
+            for batch_id in [b for b, reply in self.start_replies.items() if reply["session_id"] == session_id]:
+                del self.start_replies[batch_id]
+        return removed
+
     async def withdraw(self, request: Request) -> Response:
         session_id, refused = self.authorised(request)
         if refused is not None or session_id is None:
             return refused or refuse(400, "no session", "withdraw")
-        removed = await run_in_threadpool(self.store.withdraw, session_id)
-        self.plans.pop(session_id, None)
+        removed = await run_in_threadpool(self.withdraw_session, session_id)
         LOG.info("session %s withdrawn (file %s)", session_id, "deleted" if removed else "already gone")
         return JSONResponse({"ok": True, "withdrawn": removed}, headers=SAFE_HEADERS)
 

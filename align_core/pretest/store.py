@@ -20,12 +20,14 @@ import os
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "CROWD_KEYS",
     "HEX_ID",
+    "SessionOpening",
     "SessionStore",
     "UnknownSession",
     "hash_crowd_ids",
@@ -68,6 +70,7 @@ class SessionStore:
         self.locks: dict[str, threading.Lock] = {}
         self.batches: dict[str, set[str]] = {}
         self.guard = threading.Lock()
+        self._openings: dict[str, SessionOpening] = {}
 
     def path(self, session_id: str) -> Path:
         if not HEX_ID.match(session_id):
@@ -80,6 +83,19 @@ class SessionStore:
 
     def session_ids(self) -> list[str]:
         return sorted(p.stem for p in self.folder.glob("*.jsonl") if HEX_ID.match(p.stem))
+
+    def openings(self) -> dict[str, SessionOpening]:
+        """Each retained session's list and start batch, by id: a file's first line is read once, and a
+        session is forgotten when its file goes (a withdrawal, by the server or the command line)."""
+        present = set(self.session_ids())
+        with self.guard:
+            for gone in set(self._openings) - present:
+                del self._openings[gone]
+            for session_id in sorted(present - set(self._openings)):
+                opening = _opening(self.path(session_id))
+                if opening is not None:
+                    self._openings[session_id] = opening
+            return dict(self._openings)
 
     def create(self, session_id: str, record: dict[str, Any]) -> None:
         """Start a session's file with its ``session`` record (the id must be new)."""
@@ -132,6 +148,32 @@ class SessionStore:
                 return False
         _fsync_dir(self.folder)
         return True
+
+
+@dataclass(frozen=True)
+class SessionOpening:
+    """What a session's first (``session``) record says about its start."""
+
+    list_index: int
+    batch_id: str
+
+
+def _opening(path: Path) -> SessionOpening | None:
+    """The session record on ``path``'s first line; None when that line is torn or not a session record."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline()
+    except FileNotFoundError:
+        return None
+    if not first.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("kind") != "session" or not isinstance(record.get("list_index"), int):
+        return None
+    return SessionOpening(list_index=record["list_index"], batch_id=str(record["batch_id"]))
 
 
 def _line(record: Mapping[str, Any]) -> bytes:
