@@ -93,6 +93,23 @@ def test_collection_is_idempotent_and_counts_a_replayed_batch_once(pilot):
     assert before["pretest_cursor"]["batch_id"].nunique() == 6 * len(sim.videos) * 3
 
 
+def test_a_warehouse_from_before_the_pointer_column_gets_it(pilot):
+    """Pretest tables made before ``pretest_cursor.pointer`` existed gain the column on the next collection."""
+    data_dir, database, _ = pilot
+    old_cursor = (
+        "CREATE TABLE pretest_cursor (study_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL,"
+        " video_id VARCHAR NOT NULL, variant VARCHAR NOT NULL, trial_index INTEGER, batch_id VARCHAR NOT NULL,"
+        " sample_index INTEGER NOT NULL, media_time_s DOUBLE, frame_index INTEGER, x DOUBLE, y DOUBLE,"
+        " in_frame BOOLEAN NOT NULL)"
+    )
+    with duckdb.connect(str(database)) as con:
+        con.execute(old_cursor)
+    collect_pretest(data_dir, database)
+    cursor = _tables(database)["pretest_cursor"]
+    assert "pointer" in cursor.columns and len(cursor) > 0
+    assert cursor["pointer"].isna().all()  # the simulated files come from a page that did not send it
+
+
 def test_practice_is_not_collected_and_samples_outside_the_video_are_marked(pilot):
     data_dir, database, sim = pilot
     collect_pretest(data_dir, database)

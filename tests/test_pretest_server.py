@@ -181,6 +181,7 @@ def test_non_finite_implausible_and_foreign_records_are_refused(client: TestClie
     too_many = cursor(session, samples=[[0.001, 0.5, 0.5]] * 5000)
     assert post(client, session, too_many).status_code == 400
     assert post(client, session, cursor(session, extra_field=1)).status_code == 400
+    assert post(client, session, cursor(session, pointer="eye")).status_code == 400  # mouse, touch or pen
     assert path.read_bytes() == before
 
 

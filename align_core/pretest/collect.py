@@ -67,7 +67,7 @@ PRETEST_TABLES: dict[str, str] = {
     "pretest_cursor": """CREATE TABLE IF NOT EXISTS pretest_cursor (
         study_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL, video_id VARCHAR NOT NULL,
         variant VARCHAR NOT NULL, trial_index INTEGER, batch_id VARCHAR NOT NULL, sample_index INTEGER NOT NULL,
-        media_time_s DOUBLE, frame_index INTEGER, x DOUBLE, y DOUBLE, in_frame BOOLEAN NOT NULL)""",
+        media_time_s DOUBLE, frame_index INTEGER, x DOUBLE, y DOUBLE, in_frame BOOLEAN NOT NULL, pointer VARCHAR)""",
     "pretest_realism": """CREATE TABLE IF NOT EXISTS pretest_realism (
         study_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL, video_id VARCHAR, variant VARCHAR,
         mode VARCHAR, choice VARCHAR, rating INTEGER, correct BOOLEAN)""",
@@ -234,6 +234,7 @@ def _cursor_rows(study_id: str, session: SessionRecords, videos: Mapping[str, Ma
             rows.append(
                 (study_id, session.session_id, video["video_id"], str(record.get("variant")))
                 + (record.get("trial_index"), str(record["batch_id"]), index, t, frame, x, y, inside)
+                + (record.get("pointer"),)
             )
     return rows
 
@@ -278,9 +279,25 @@ def _study_frames(data_dir: str | os.PathLike[str], study_id: str) -> tuple[dict
     return frames, CollectReport(study_id, rows, len(sessions), duplicates, warnings)
 
 
+def _add_missing_columns(con: Any, table: str) -> None:
+    """Columns added to a pretest table since a warehouse was made (``pretest_cursor.pointer``), as NULL."""
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    }
+    definitions = [line.strip() for line in PRETEST_TABLES[table].split("(", 1)[1].rsplit(")", 1)[0].split(",")]
+    for definition in definitions:
+        name, column_type = definition.split()[:2]
+        if name not in present:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {column_type}")
+
+
 def _replace_study(con: Any, study_id: str, frames: Mapping[str, pd.DataFrame]) -> None:
     for table, frame in frames.items():
         con.execute(PRETEST_TABLES[table])
+        _add_missing_columns(con, table)
         con.execute(f"DELETE FROM {table} WHERE study_id = ?", [study_id])
         if len(frame):
             con.register("_pretest_rows", frame.astype(object).where(frame.notna(), None))

@@ -66,6 +66,8 @@ class CursorRecord(Strict):
     viewport: Viewport
     video_rect: Rect
     samples: Annotated[list[tuple[Seconds, Coordinate, Coordinate]], Field(min_length=1, max_length=MAX_SAMPLES)]
+    #: what moved the window (the browser's PointerEvent.pointerType); None from pages built before it was sent
+    pointer: Literal["mouse", "touch", "pen"] | None = None
 
 
 class AttentionCheckRecord(Strict):

@@ -2,7 +2,8 @@
 
 A tiny study is built by the real ``align-pretest build`` and served by the real ``align-pretest
 serve`` (own process, free 127.0.0.1 port, stopped by PID). Chromium is driven over the DevTools
-protocol with real input events (``Input.dispatchMouseEvent``): each participant consents, plays
+protocol with real input events (``Input.dispatchMouseEvent``; one participant on an emulated touch
+screen with ``Input.dispatchTouchEvent``, dragging a finger): each participant consents, plays
 the practice clip, then every trial. On every poll the mouse goes to the product while an
 ``early_boost`` clip is in its first third (the planted attention difference); otherwise the
 participant visits the product for a share of each half second (a share of their own, drawn per
@@ -45,6 +46,7 @@ from .servers import LOOPBACK, free_port, http_ok, start_server, wait_until
 pytestmark = pytest.mark.system
 
 PARTICIPANTS = 3  # one per Latin-square list
+TOUCH_PARTICIPANT = 2  # takes part on a touch screen, dragging a finger (the others use a mouse)
 CLIP_S = 3.0
 # Each cell's visits are drawn from (seed, participant, video), so every run shows the same data up
 # to timing jitter (the cursor moves on each ~60 ms poll, so a visit's edges shift by a frame or
@@ -56,12 +58,35 @@ SCREENSHOT = REPO_ROOT / "docs" / "img" / "pretest_trial.png"
 
 
 class DevTools(PageDevTools):
-    """The page's DevTools session, with a participant's cursor moves and clicks."""
+    """The page's DevTools session, with a participant's moves and clicks: a mouse, or on a touch
+    screen (:meth:`use_touch`) a finger that drags the window and taps the buttons."""
+
+    touch = False
+    finger_down = False
+
+    def use_touch(self, on: bool) -> None:
+        self.call("Emulation.setTouchEmulationEnabled", enabled=on, maxTouchPoints=1)
+        self.touch = on
 
     def move(self, x: float, y: float) -> None:
-        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="none", buttons=0)
+        if not self.touch:
+            self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="none", buttons=0)
+            return
+        kind = "touchMove" if self.finger_down else "touchStart"
+        self.call("Input.dispatchTouchEvent", type=kind, touchPoints=[{"x": x, "y": y}])
+        self.finger_down = True
+
+    def lift(self) -> None:
+        if self.finger_down:
+            self.call("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+            self.finger_down = False
 
     def click(self, x: float, y: float) -> None:
+        if self.touch:  # a tap: the finger leaves the clip, touches the button and lifts
+            self.lift()
+            self.move(x, y)
+            self.lift()
+            return
         for kind, buttons in (("mousePressed", 1), ("mouseReleased", 0)):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", buttons=buttons, clickCount=1)
 
@@ -79,6 +104,10 @@ class DevTools(PageDevTools):
                 errors = self.evaluate("JSON.stringify(window.pretest && window.pretest.errors)")
                 raise AssertionError(f"page never reached {what or expression}; errors {errors}")
             time.sleep(0.05)
+
+
+def session_records(path: Path, kind: str) -> list[dict]:
+    return [record for line in path.read_text().splitlines() if (record := json.loads(line))["kind"] == kind]
 
 
 def participant_files(study: Path) -> list[Path]:
@@ -104,6 +133,7 @@ def follow_clip(tools: DevTools, viewer: Viewer, screenshot: Path | None = None)
         )
         t, duration, ended, left, top, width, height, dot_shown, dot_x, dot_y = state
         if ended:
+            tools.lift()
             return shot
         if dot_shown:
             tools.click(dot_x, dot_y)
@@ -232,6 +262,7 @@ def run_participants(chromium: Path, root: Path, screenshot: Path) -> PretestRun
         try:
             tools.call("Page.enable")
             for number in range(PARTICIPANTS):
+                tools.use_touch(number == TOUCH_PARTICIPANT)
                 codes.append(take_part(tools, url, number, screenshot if number == 0 else None))
         finally:
             tools.close()
@@ -263,6 +294,8 @@ def test_scripted_participants_leave_their_cursor_samples_in_the_session_files(p
     assert {"session", "cursor", "attention_check", "realism", "complete"} <= kinds
     checks = [r for r in records if r["kind"] == "attention_check"]
     assert checks and all(r["clicked"] for r in checks)
+    pointers = sorted("+".join(sorted({r["pointer"] for r in session_records(path, "cursor")})) for path in files)
+    assert pointers == ["mouse", "mouse", "touch"], pointers  # what moved each participant's window
     batches = [r["batch_id"] for r in records]
     assert len(batches) == len(set(batches))
     samples = sum(len(r["samples"]) for r in records if r["kind"] == "cursor" and not r["practice"])
@@ -299,6 +332,9 @@ def test_the_whole_loop_recovers_the_planted_boost_and_no_placebo_change(pretest
             " GROUP BY session_id, trial_index"
         ).df()
     assert (frames["frames"] >= 0.95 * frames["samples"]).all(), "samples of one displayed frame on another"
+    with read_connection(layout.warehouse_path) as con:
+        pointers = con.execute("SELECT pointer, count(DISTINCT session_id) FROM pretest_cursor GROUP BY ALL").fetchall()
+    assert sorted(pointers) == [("mouse", PARTICIPANTS - 1), ("touch", 1)]
     trials, cards = collected_trials(layout)
     assert set(trials["variant"]) == {"baseline", "early_boost", "placebo"}
     assert trials.groupby("session_id")["video_id"].nunique().tolist() == [3] * PARTICIPANTS
