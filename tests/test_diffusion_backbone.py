@@ -117,15 +117,18 @@ def test_the_random_lpips_backbone_is_seeded_so_values_repeat_across_processes(t
     import sys
 
     missing = str(tmp_path / "missing.pth")
-    runs = [
-        subprocess.run(
+    processes = [  # side by side: each pays torch's import
+        subprocess.Popen(
             [sys.executable, "-c", _LPIPS_IN_A_FRESH_PROCESS, str(seed), missing],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=True,
-        ).stdout.splitlines()
+        )
         for seed in (1, 2)
     ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err[-2000:] for _, err in outputs]
+    runs = [out.splitlines() for out, _ in outputs]
     assert runs[0] == runs[1], runs
     assert "random-feature (seeded" in runs[0][0] and "NOT perceptual" in runs[0][0]
     torch.manual_seed(5)
