@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from align_core.stimuli.plans import (
     load_variant_plans,
     plan_variants,
 )
+
+if TYPE_CHECKING:
+    from align_core.measurement.manipulation import VerificationSettings
 
 __all__ = [
     "VariantPlanSettings",
@@ -132,6 +135,16 @@ class VariantQualitySettings(BaseModel):
     )
     max_cer: float = Field(default=0.02, description="mean character error rate of protected text vs baseline")
     ocr_frames: int = Field(default=8, description="frames with text compared by OCR per video")
+
+    def verification(self) -> VerificationSettings:
+        """The check's budget and vote settings (builds the budget, so a bad limit is refused here)."""
+        from align_core.measurement.manipulation import VerificationSettings
+
+        return VerificationSettings(
+            min_ssim=self.min_ssim,
+            max_delta_e=self.max_delta_e,
+            budget_limits=tuple(sorted(self.budget_limits.items())),
+        )
 
 
 PROPAGATION_MODES: dict[str, bool | None] = {"auto": None, "keyframes": False, "every_frame": True}
@@ -390,7 +403,7 @@ def run_variant_quality(
     measured with ``measure`` (the attention stage's own scorer and procedure) and the stimulus
     checks; a variant is eligible only when it passed both checks (:mod:`align_core.experiments.eligibility`)."""
     from align_core.experiments.eligibility import eligibility_table
-    from align_core.measurement.manipulation import CheckThresholds, VerificationSettings
+    from align_core.measurement.manipulation import CheckThresholds
     from align_core.perception.attention.independent import SaliencyModelScorer
     from align_core.perception.protect import load_protected_regions
     from align_core.stages.checkpoint import alexnet_weights
@@ -411,11 +424,7 @@ def run_variant_quality(
         for path in (quality_path, manipulation_path, *stimulus_paths.values()):
             path.unlink(missing_ok=True)
         return VariantQualityResult(reason)
-    verification = VerificationSettings(  # a misspelt or out-of-range limit fails here, before any frame is read
-        min_ssim=settings.min_ssim,
-        max_delta_e=settings.max_delta_e,
-        budget_limits=tuple(sorted(settings.budget_limits.items())),
-    )
+    verification = settings.verification()  # a misspelt or out-of-range limit fails here, before any frame is read
     quality_path.parent.mkdir(parents=True, exist_ok=True)
     inputs = _RenderedVideo.load(layout, video_id)
     catalog, plans, variant_paths = inputs.catalog, inputs.plans, inputs.variant_paths
