@@ -130,7 +130,8 @@ def _apply_eligibility(
         else pd.DataFrame(columns=["video_id", "variant", "impressions"])
     )
     listed = bad.merge(served, on=["video_id", "variant"], how="left")
-    listed["impressions"] = listed["impressions"].fillna(0).astype("int64")
+    # no A/B results: the empty frame's impressions column is object-typed, so convert before filling
+    listed["impressions"] = pd.to_numeric(listed["impressions"]).fillna(0).astype("int64")
     in_results = listed["impressions"] > 0
     listed["action"] = np.where(
         ~in_results,

@@ -18,10 +18,12 @@ from test_salience_editor import spectral_residual_attention
 
 from align_core.io.video_io import read_frames
 from align_core.measurement.manipulation import (
+    NOT_DECIDING,
     CheckThresholds,
     VerificationSettings,
     alignment,
     calibrate_strength_map,
+    deciding_rows,
     manipulation_check,
     verify_variants,
 )
@@ -287,6 +289,24 @@ def test_an_editor_that_moves_only_the_calibrating_scorer_fails_the_independent_
     verdict = report.verdicts.set_index("variant").loc["full_boost", "reason"]
     assert "ok:" not in verdict and "ok: " not in row["reason"], verdict
     assert "all window: independent scorers agree" in verdict, verdict
+
+
+def test_a_windowed_variant_is_decided_by_its_window_rows_not_their_whole_video_average(ad, honest) -> None:
+    """The ``all`` row of an early/middle/late variant averages its own window's change with two windows
+    it does not edit: reported, marked, and not part of the verdict (its window rows decide)."""
+    report = honest[0]
+    table = report.table
+    plans = plans_for(ad, calibrating)[0]
+    deciding = deciding_rows(plans, table)
+    averaged = table[~deciding]
+    windowed = sorted(name for name, plan in plans.plans.items() if plan.spec.window in ("early", "middle", "late"))
+    assert sorted(averaged["variant"]) == windowed and "reduction" in windowed  # the default reduction: middle
+    assert (averaged["window"] == "all").all() and averaged["reason"].str.endswith(f"({NOT_DECIDING})").all()
+    for name, verdict in report.verdicts.set_index("variant").iterrows():
+        rows = table[deciding & (table["variant"] == name)]
+        if verdict["status"] in ("passed", "failed"):
+            assert verdict["passed"] == (bool(rows["passed"].all()) and "perceptual budget" not in verdict["reason"])
+        assert "all window:" not in verdict["reason"] or name not in set(averaged["variant"]), verdict["reason"]
 
 
 def test_unreachable_targets_are_reported_as_such(ad) -> None:

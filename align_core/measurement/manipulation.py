@@ -66,10 +66,12 @@ __all__ = [
     "CalibrationPoint",
     "CheckThresholds",
     "ManipulationReport",
+    "NOT_DECIDING",
     "VerificationSettings",
     "alignment",
     "calibrate_strength_map",
     "check_rendered_variants",
+    "deciding_rows",
     "manipulation_check",
     "measure_alignment",
     "measure_rendered",
@@ -196,7 +198,7 @@ def manipulation_check(
                 rows.append(_check_row(plans, name, plan.spec.kind, window, means, thresholds, not_manipulable))
     table = pd.DataFrame(rows)
     table["video_id"] = table["video_id"].astype("string")
-    return ManipulationReport(table, _check_verdicts(plans.video_id, table), thresholds, attention_fn_name)
+    return ManipulationReport(table, _check_verdicts(plans, table), thresholds, attention_fn_name)
 
 
 def _checked_curve(plans: VariantPlans, curve: np.ndarray, what: str) -> np.ndarray:
@@ -325,10 +327,27 @@ def _check_row(
     }
 
 
-def _check_verdicts(video_id: str, table: pd.DataFrame) -> pd.DataFrame:
-    """One verdict per variant of the calibrating check: passed when every window passed."""
-    verdicts = []
-    for name, group in table.groupby("variant", sort=False):
+def _averages_decided_rows(plans: VariantPlans, variant: str, window: str) -> bool:
+    """Whether a check row only averages rows that decide the verdict: the ``all`` row of a variant
+    edited in one time window. Its early, middle and late rows each decide (the change in its own
+    window, none in the others); the ``all`` row also counts the two thirds of the video it does not
+    edit, so the independent scorers' absolute vote threshold would meet a third of the change."""
+    return window == "all" and plans[variant].spec.window in TIME_WINDOWS
+
+
+def deciding_rows(plans: VariantPlans, table: pd.DataFrame) -> pd.Series:
+    """True for the rows of a check table that decide their variant's verdict."""
+    averaged = [_averages_decided_rows(plans, v, w) for v, w in zip(table["variant"], table["window"], strict=True)]
+    return pd.Series(np.logical_not(averaged), index=table.index, dtype=bool)
+
+
+NOT_DECIDING = "not deciding: the average of the window rows above over the whole video"
+
+
+def _check_verdicts(plans: VariantPlans, table: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per variant of the calibrating check: passed when every deciding window passed."""
+    video_id, verdicts = plans.video_id, []
+    for name, group in table[deciding_rows(plans, table)].groupby("variant", sort=False):
         failing = group[~group["passed"]]
         if failing.empty:
             status, reason = "passed", "all windows passed"
@@ -946,7 +965,12 @@ class _Verdicts:
         self.budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
 
     def table(self) -> pd.DataFrame:
-        verdicts = [self._verdict(name, group) for name, group in self.main.groupby("variant", sort=False)]
+        deciding = deciding_rows(self.plans, self.main)
+        averaged = self.main.index[~deciding]
+        self.main.loc[averaged, "reason"] = [
+            f"{reason} ({NOT_DECIDING})" for reason in self.main.loc[averaged, "reason"]
+        ]
+        verdicts = [self._verdict(name, group) for name, group in self.main[deciding].groupby("variant", sort=False)]
         verdict_table = pd.DataFrame(verdicts)
         verdict_table["video_id"] = verdict_table["video_id"].astype("string")
         return verdict_table
