@@ -271,7 +271,7 @@ def test_only_eligible_variants_reach_the_ab_export(pipeline) -> None:
     con = duckdb.connect(str(layout.warehouse_path), read_only=True)
     arms = con.execute("SELECT video_id, variant, eligible, exclusion_reason FROM variants").df()
     checks = con.execute(
-        "SELECT video_id, variant, bool_and(passed) AS passed FROM manipulation_check GROUP BY ALL"
+        "SELECT video_id, variant, bool_and(passed) FILTER (WHERE decides) AS passed FROM manipulation_check GROUP BY ALL"
     ).df()
     # issue 11: a variant that changed protected pixels or protected text is not eligible either
     stimulus = con.execute(

@@ -298,6 +298,7 @@ def test_a_windowed_variant_is_decided_by_its_window_rows_not_their_whole_video_
     table = report.table
     plans = plans_for(ad, calibrating)[0]
     deciding = deciding_rows(plans, table)
+    assert table["decides"].tolist() == deciding.tolist()  # the column users query (manipulation_check.decides)
     averaged = table[~deciding]
     windowed = sorted(name for name, plan in plans.plans.items() if plan.spec.window in ("early", "middle", "late"))
     assert sorted(averaged["variant"]) == windowed and "reduction" in windowed  # the default reduction: middle

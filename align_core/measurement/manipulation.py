@@ -198,7 +198,8 @@ def manipulation_check(
                 rows.append(_check_row(plans, name, plan.spec.kind, window, means, thresholds, not_manipulable))
     table = pd.DataFrame(rows)
     table["video_id"] = table["video_id"].astype("string")
-    return ManipulationReport(table, _check_verdicts(plans, table), thresholds, attention_fn_name)
+    table["decides"] = deciding_rows(plans, table)
+    return ManipulationReport(table, _check_verdicts(plans.video_id, table), thresholds, attention_fn_name)
 
 
 def _checked_curve(plans: VariantPlans, curve: np.ndarray, what: str) -> np.ndarray:
@@ -344,10 +345,10 @@ def deciding_rows(plans: VariantPlans, table: pd.DataFrame) -> pd.Series:
 NOT_DECIDING = "not deciding: the average of the window rows above over the whole video"
 
 
-def _check_verdicts(plans: VariantPlans, table: pd.DataFrame) -> pd.DataFrame:
+def _check_verdicts(video_id: str, table: pd.DataFrame) -> pd.DataFrame:
     """One verdict per variant of the calibrating check: passed when every deciding window passed."""
-    video_id, verdicts = plans.video_id, []
-    for name, group in table[deciding_rows(plans, table)].groupby("variant", sort=False):
+    verdicts = []
+    for name, group in table[table["decides"]].groupby("variant", sort=False):
         failing = group[~group["passed"]]
         if failing.empty:
             status, reason = "passed", "all windows passed"
@@ -849,6 +850,7 @@ SCORER_TABLE_COLUMNS = [
     "variant",
     "kind",
     "window",
+    "decides",
     "scorer",
     "scorer_role",
     "frames_measured",
@@ -965,7 +967,7 @@ class _Verdicts:
         self.budget_by_variant = budget.set_index("variant") if not budget.empty else pd.DataFrame()
 
     def table(self) -> pd.DataFrame:
-        deciding = deciding_rows(self.plans, self.main)
+        deciding = self.main["decides"].astype(bool)
         averaged = self.main.index[~deciding]
         self.main.loc[averaged, "reason"] = [
             f"{reason} ({NOT_DECIDING})" for reason in self.main.loc[averaged, "reason"]
