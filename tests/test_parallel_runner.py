@@ -100,19 +100,26 @@ def test_killing_one_worker_fails_only_its_video_and_its_run(tmp_path: Path, sha
     env["DAGSTER_HOME"] = str(layout.dagster_home)
     command = [sys.executable, "-m", "align_assets.backfill", "--data-dir", str(layout.root), "--workers", "2"]
     command += ["--asset", "video_catalog", "--asset", "attention_maps"]
-    child = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output goes to files, not pipes: a process the killed worker had started (Dagster's compute-log
+    # ``tail -F``, when the kill lands before its orphan watcher starts) may hold them open after the
+    # command has exited, and waiting for a pipe's end would then wait for that process.
+    out_path, err_path = tmp_path / "backfill.out", tmp_path / "backfill.err"
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        child = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=out_file, stderr=err_file, text=True)
     try:
-        head = []
-        while not head or not head[-1].startswith("== per-video"):  # the child has set its instance up
-            head.append(child.stdout.readline())
-            assert head[-1], "align-backfill ended before its per-video wave"
+        deadline = time.monotonic() + 300
+        while "\n== per-video" not in "\n" + out_path.read_text():  # the child has set its instance up
+            assert child.poll() is None, "align-backfill ended before its per-video wave"
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.05)
         victim = _wait_for_running_worker(layout, "bottle", deadline=time.monotonic() + 300)
         os.kill(victim, signal.SIGKILL)
-        out, err = child.communicate(timeout=600)
-        out = "".join(head) + out
+        child.wait(timeout=600)
+        out, err = out_path.read_text(), err_path.read_text()
     finally:
         if child.poll() is None:
             child.kill()
+        _kill_strays(str(tmp_path))
     assert child.returncode == 1, (out, err)
     status = {
         line.split()[0]: line.split()[1]
@@ -132,6 +139,24 @@ def test_killing_one_worker_fails_only_its_video_and_its_run(tmp_path: Path, sha
             "help": DagsterRunStatus.SUCCESS,
         }
         assert runs["bottle"].tags[PID_TAG] == str(victim)
+
+
+def _kill_strays(marker: str) -> None:
+    """SIGKILL any process left behind whose command line names ``marker`` (this test's directory)."""
+    import signal
+
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _wait_for_running_worker(layout: DataLayout, key: str, deadline: float) -> int:
