@@ -72,10 +72,12 @@ PRETEST_TABLES: dict[str, str] = {
         study_id VARCHAR NOT NULL, session_id VARCHAR NOT NULL, video_id VARCHAR, variant VARCHAR,
         mode VARCHAR, choice VARCHAR, rating INTEGER, correct BOOLEAN)""",
 }
-COLUMNS: dict[str, list[str]] = {
-    table: [line.strip().split()[0] for line in ddl.split("(", 1)[1].rsplit(")", 1)[0].split(",")]
+#: Each table's columns and their DuckDB types, read off its DDL (the one place they are written).
+COLUMN_TYPES: dict[str, dict[str, str]] = {
+    table: dict(line.split()[:2] for line in ddl.split("(", 1)[1].rsplit(")", 1)[0].split(","))
     for table, ddl in PRETEST_TABLES.items()
 }
+COLUMNS: dict[str, list[str]] = {table: list(types) for table, types in COLUMN_TYPES.items()}
 
 
 def pretest_root(data_dir: str | os.PathLike[str]) -> Path:
@@ -287,9 +289,7 @@ def _add_missing_columns(con: Any, table: str) -> None:
             "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
         ).fetchall()
     }
-    definitions = [line.strip() for line in PRETEST_TABLES[table].split("(", 1)[1].rsplit(")", 1)[0].split(",")]
-    for definition in definitions:
-        name, column_type = definition.split()[:2]
+    for name, column_type in COLUMN_TYPES[table].items():
         if name not in present:
             con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {column_type}")
 

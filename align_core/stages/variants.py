@@ -126,9 +126,8 @@ class VariantQualitySettings(BaseModel):
     )
     budget_limits: dict[str, float] = Field(
         default_factory=dict,
-        description="the perceptual budget's other limits by name (max_visible_share, min_patch_ssim, min_sharpness, "
-        "min_patch_sharpness, min_product_ssim, min/max_product_contrast, min/max_product_chroma); unset: "
-        "align_core.measurement.perceptual_budget's defaults",
+        description="the perceptual budget's other limits by their PerceptualBudget field name (e.g. max_visible_share, "
+        "min_sharpness); unset: align_core.measurement.perceptual_budget's defaults",
     )
     min_protected_psnr_db: float = Field(
         default=40.0, description="PSNR vs baseline inside protected regions (capped by the codec's own PSNR there)"
